@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs every system and Python package Shoal needs. Idempotent: packages already
+# present are skipped. Exits non-zero, naming what failed, if anything cannot be installed.
+set -uo pipefail
+
+APT_PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libhiredis-dev libspdlog-dev libfmt-dev catch2 pybind11-dev
+  nlohmann-json3-dev redis-server procps iproute2
+)
+PIP_PACKAGES=(pytest cloudpickle numpy msgpack)
+
+log() { printf '[setup] %s\n' "$*"; }
+fail() { printf '[setup] FAILED: %s\n' "$*" >&2; exit 1; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || fail "not root and no sudo: cannot apt-get install"
+  SUDO="sudo"
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing system packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq || fail "apt-get update"
+  if ! $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/shoal-apt.log 2>&1; then
+    tail -n 20 /tmp/shoal-apt.log >&2
+    fail "apt-get install of: ${missing[*]} (full log: /tmp/shoal-apt.log)"
+  fi
+else
+  log "system packages: all present"
+fi
+
+PY=${PYTHON:-python3}
+command -v "$PY" >/dev/null 2>&1 || fail "no $PY on PATH"
+pip_missing=()
+for p in "${PIP_PACKAGES[@]}"; do
+  "$PY" -c "import importlib.util,sys; sys.exit(0 if importlib.util.find_spec('$p') else 1)" \
+    2>/dev/null || pip_missing+=("$p")
+done
+if [ ${#pip_missing[@]} -gt 0 ]; then
+  log "installing Python packages: ${pip_missing[*]}"
+  "$PY" -m pip install -q "${pip_missing[@]}" || fail "pip install of: ${pip_missing[*]}"
+else
+  log "Python packages: all present"
+fi
+
+# Abseil's CMake package is needed by our CMakeLists; verify that every find_package target exists.
+for f in /usr/lib/x86_64-linux-gnu/cmake/grpc/gRPCConfig.cmake \
+         /usr/lib/x86_64-linux-gnu/cmake/absl/abslConfig.cmake; do
+  [ -e "$f" ] || log "note: $f not found (CMake will report what is missing)"
+done
+log "done"

@@ -1,0 +1,30 @@
+// The gRPC edge: status conversion, channels and servers with Shoal's settings.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "grpcpp/grpcpp.h"
+
+namespace shoal {
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// Splits "host:port". InvalidArgument for a missing host, or a port outside 1..65535.
+absl::StatusOr<std::pair<std::string, int>> ParseHostPort(std::string_view address);
+
+// An insecure channel to `address` ("host:port").
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address);
+
+// Starts `builder`'s services listening on host:port (port 0 picks a free one). Port reuse is
+// off, so a port that is taken fails instead of being shared. Answers the bound port.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(grpc::ServerBuilder& builder,
+                                                          const std::string& host, int port,
+                                                          int* bound_port);
+
+}  // namespace shoal

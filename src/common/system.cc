@@ -1,0 +1,55 @@
+#include "src/common/system.h"
+
+#include <sched.h>
+#include <sys/statvfs.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "absl/strings/str_split.h"
+
+namespace shoal {
+
+int64_t DetectCpuCount() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? n : 1;
+}
+
+int64_t DetectMemoryBytes() {
+  struct sysinfo info;
+  if (sysinfo(&info) != 0) return 0;
+  return static_cast<int64_t>(info.totalram) * info.mem_unit;
+}
+
+int64_t DetectGpuCount() {
+  std::error_code ec;
+  int64_t count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/driver/nvidia/gpus", ec)) {
+    (void)entry;
+    ++count;
+  }
+  if (ec) return 0;
+  if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"); visible != nullptr) {
+    std::vector<std::string> parts = absl::StrSplit(visible, ',', absl::SkipEmpty());
+    return std::min<int64_t>(count, parts.size());
+  }
+  return count;
+}
+
+int64_t SharedMemoryBytes() {
+  struct statvfs st;
+  if (statvfs("/dev/shm", &st) != 0) return 0;
+  return static_cast<int64_t>(st.f_blocks) * st.f_frsize;
+}
+
+std::string Hostname() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
+  return buf;
+}
+
+}  // namespace shoal
