@@ -33,7 +33,7 @@ class FixedPoint {
  public:
   static constexpr int64_t kScale = 10000;
   // Largest accepted quantity, so that sums over many nodes cannot overflow.
-  static constexpr double kMaxValue = 1e12;
+  static constexpr double kMaxValue = 1e13;
 
   constexpr FixedPoint() = default;
   static constexpr FixedPoint FromUnits(int64_t units) { return FixedPoint(units); }

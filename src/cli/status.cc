@@ -1,0 +1,64 @@
+// `shoal status`: asks the GCS for the cluster's nodes, resources and demands and prints them.
+//
+// The GCS address comes from --address, else $SHOAL_ADDRESS, else the current-cluster file
+// written by `shoal start --head` on this machine.
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "src/cli/commands.h"
+#include "src/cli/gcs_client.h"
+#include "src/cli/local_state.h"
+#include "src/cli/status_format.h"
+#include "src/common/rpc.h"
+#include "src/common/session.h"
+
+namespace shoal::cli {
+namespace {
+
+constexpr absl::Duration kStatusTimeout = absl::Seconds(5);
+
+constexpr char kHelp[] = R"(
+Shows the cluster's nodes, its resources (used/total) and the resource demands waiting for room.
+The GCS address comes from --address, else $SHOAL_ADDRESS, else the cluster last started on
+this machine with `shoal start --head`.
+)";
+
+absl::StatusOr<std::string> ResolveAddress(const FlagSet& flags, const std::string& address) {
+  if (flags.WasSet("address")) return address;
+  absl::StatusOr<std::string> current = ReadCurrentCluster(ShoalTempRoot());
+  if (!current.ok()) {
+    return absl::NotFoundError(
+        "no Shoal cluster found on this machine: pass --address HOST:PORT, set SHOAL_ADDRESS, "
+        "or start one with `shoal start --head`");
+  }
+  return current;
+}
+
+}  // namespace
+
+int RunStatus(int argc, char** argv) {
+  std::string address;
+  bool json = false;
+  FlagSet flags("shoal status");
+  flags.AddString("address", &address, "GCS address HOST:PORT (env SHOAL_ADDRESS; default: the cluster started here)");
+  flags.AddBool("json", &json, "print a JSON document instead of a table");
+  if (std::optional<int> done = ParseCommandFlags(flags, argc, argv, kHelp)) return *done;
+
+  absl::StatusOr<std::string> resolved = ResolveAddress(flags, address);
+  if (!resolved.ok()) return Fail(resolved.status());
+  if (absl::Status valid = ParseHostPort(*resolved).status(); !valid.ok()) {
+    return flags.WasSet("address") ? UsageError(valid) : Fail(valid);
+  }
+  absl::StatusOr<rpc::GetClusterStatusReply> reply = FetchClusterStatus(*resolved, kStatusTimeout);
+  if (!reply.ok()) return Fail(reply.status());
+
+  if (json) {
+    std::cout << ClusterStatusToJson(*reply, *resolved).dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+              << std::endl;
+  } else {
+    std::cout << FormatClusterStatus(*reply, *resolved);
+  }
+  return kExitOk;
+}
+
+}  // namespace shoal::cli

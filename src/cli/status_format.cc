@@ -1,0 +1,219 @@
+// The cluster status report; see status_format.h.
+#include "src/cli/status_format.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "src/common/resources.h"
+
+namespace shoal::cli {
+namespace {
+
+using Amounts = rpc::ResourceMap;
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+constexpr size_t kShortIdLength = 12;
+
+bool IsBytes(const std::string& name) { return name == kMemory || name == kObjectStoreMemory; }
+
+int64_t Get(const Amounts& amounts, const std::string& name) {
+  auto it = amounts.amounts().find(name);
+  return it == amounts.amounts().end() ? 0 : it->second;
+}
+
+double ToDouble(int64_t units) { return FixedPoint::FromUnits(units).ToDouble(); }
+
+// CPU, GPU, memory, object_store_memory, then the rest by name; internal node:* left out.
+std::vector<std::string> DisplayOrder(const Amounts& amounts) {
+  static const std::vector<std::string> kFirst = {kCPU, kGPU, kMemory, kObjectStoreMemory};
+  auto rank = [](const std::string& name) {
+    auto it = std::find(kFirst.begin(), kFirst.end(), name);
+    return it - kFirst.begin();
+  };
+  std::vector<std::string> names;
+  for (const auto& [name, units] : amounts.amounts()) {
+    if (!absl::StartsWith(name, kNodePrefix)) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end(), [&](const std::string& a, const std::string& b) {
+    return std::make_pair(rank(a), a) < std::make_pair(rank(b), b);
+  });
+  return names;
+}
+
+std::string Gib(int64_t units) { return absl::StrFormat("%.2f", ToDouble(units) / kGiB); }
+
+std::string Quantity(const std::string& name, int64_t units) {
+  return IsBytes(name) ? absl::StrCat(Gib(units), " GiB") : FixedPoint::FromUnits(units).ToString();
+}
+
+// "3/8" or "1.50/15.62 GiB".
+std::string UsedOfTotal(const std::string& name, int64_t used, int64_t total) {
+  if (IsBytes(name)) return absl::StrCat(Gib(used), "/", Gib(total), " GiB");
+  return absl::StrCat(FixedPoint::FromUnits(used).ToString(), "/", FixedPoint::FromUnits(total).ToString());
+}
+
+// Alive nodes show used/total per resource; dead ones their totals.
+std::string NodeResources(const rpc::NodeInfo& node) {
+  std::vector<std::string> parts;
+  for (const std::string& name : DisplayOrder(node.resources_total())) {
+    int64_t total = Get(node.resources_total(), name);
+    if (node.state() == rpc::NodeInfo::DEAD) {
+      parts.push_back(absl::StrCat(name, " ", Quantity(name, total)));
+    } else {
+      int64_t used = total - Get(node.resources_available(), name);
+      parts.push_back(absl::StrCat(name, " ", UsedOfTotal(name, used, total)));
+    }
+  }
+  return parts.empty() ? "(none)" : absl::StrJoin(parts, ", ");
+}
+
+std::string NodeState(const rpc::NodeInfo& node) {
+  if (node.state() == rpc::NodeInfo::ALIVE) return "ALIVE";
+  return node.death_reason().empty() ? "DEAD" : absl::StrCat("DEAD (", node.death_reason(), ")");
+}
+
+std::string NodeRole(const rpc::NodeInfo& node) {
+  std::string role = node.is_head() ? "head" : "worker";
+  if (node.scheduling_disabled()) absl::StrAppend(&role, " (no scheduling)");
+  return role;
+}
+
+// Head first, then alive before dead, then oldest first.
+std::vector<const rpc::NodeInfo*> SortedNodes(const rpc::GetClusterStatusReply& reply) {
+  std::vector<const rpc::NodeInfo*> nodes;
+  for (const rpc::NodeInfo& node : reply.nodes()) nodes.push_back(&node);
+  auto key = [](const rpc::NodeInfo* n) {
+    return std::make_tuple(n->state() != rpc::NodeInfo::ALIVE, !n->is_head(), n->start_time_ms(), n->node_id());
+  };
+  std::sort(nodes.begin(), nodes.end(), [&](auto* a, auto* b) { return key(a) < key(b); });
+  return nodes;
+}
+
+// Left-aligned columns two spaces apart, indented by two; the last column is not padded.
+std::string Table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()), 0);
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line = " ";
+    for (size_t i = 0; i < row.size(); ++i) {
+      absl::StrAppend(&line, " ", row[i]);
+      if (i + 1 < row.size()) line.append(widths[i] - row[i].size() + 1, ' ');
+    }
+    absl::StrAppend(&out, line, "\n");
+  }
+  return out;
+}
+
+std::string NodesSection(const rpc::GetClusterStatusReply& reply) {
+  int alive = 0;
+  for (const rpc::NodeInfo& node : reply.nodes()) alive += node.state() == rpc::NodeInfo::ALIVE;
+  int dead = reply.nodes_size() - alive;
+  std::string out = absl::StrCat("Nodes: ", alive, " alive", dead > 0 ? absl::StrCat(", ", dead, " dead") : "", "\n");
+  if (reply.nodes().empty()) return out + "  (no nodes)\n";
+  std::vector<std::vector<std::string>> rows = {{"NODE", "ADDRESS", "STATE", "ROLE", "RESOURCES"}};
+  for (const rpc::NodeInfo* node : SortedNodes(reply)) {
+    rows.push_back({node->node_id().substr(0, kShortIdLength), absl::StrCat(node->address(), ":", node->raylet_port()),
+                    NodeState(*node), NodeRole(*node), NodeResources(*node)});
+  }
+  return out + Table(rows);
+}
+
+std::string ResourcesSection(const rpc::GetClusterStatusReply& reply) {
+  std::string out = "Resources (used/total):\n";
+  std::vector<std::string> names = DisplayOrder(reply.total());
+  if (names.empty()) return out + "  (no resources)\n";
+  for (const std::string& name : names) {
+    int64_t total = Get(reply.total(), name);
+    int64_t used = total - Get(reply.available(), name);
+    absl::StrAppend(&out, "  ", UsedOfTotal(name, used, total), " ", name, "\n");
+  }
+  return out;
+}
+
+std::string DemandsSection(const rpc::GetClusterStatusReply& reply) {
+  std::string out = "Demands:\n";
+  if (reply.demands().empty()) return out + "  (no resource demands)\n";
+  std::vector<const rpc::ResourceDemand*> demands;
+  for (const rpc::ResourceDemand& demand : reply.demands()) demands.push_back(&demand);
+  std::stable_sort(demands.begin(), demands.end(), [](auto* a, auto* b) {
+    return std::make_pair(!a->infeasible(), -a->count()) < std::make_pair(!b->infeasible(), -b->count());
+  });
+  for (const rpc::ResourceDemand* demand : demands) {
+    absl::StrAppend(&out, "  ", ResourceSet::FromProto(demand->shape()).ToString(), " * ", demand->count(), " ",
+                    demand->infeasible() ? "infeasible" : "pending", "\n");
+  }
+  return out;
+}
+
+nlohmann::json AmountsJson(const Amounts& amounts) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [name, units] : amounts.amounts()) out[name] = ToDouble(units);
+  return out;
+}
+
+nlohmann::json UsedJson(const Amounts& total, const Amounts& available) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [name, units] : total.amounts()) out[name] = ToDouble(std::max<int64_t>(0, units - Get(available, name)));
+  return out;
+}
+
+nlohmann::json NodeJson(const rpc::NodeInfo& node) {
+  nlohmann::json labels = nlohmann::json::object();
+  for (const auto& [key, value] : node.labels()) labels[key] = value;
+  return {
+      {"node_id", node.node_id()},
+      {"address", node.address()},
+      {"raylet_port", node.raylet_port()},
+      {"object_manager_port", node.object_manager_port()},
+      {"hostname", node.hostname()},
+      {"state", node.state() == rpc::NodeInfo::ALIVE ? "ALIVE" : "DEAD"},
+      {"is_head", node.is_head()},
+      {"scheduling_disabled", node.scheduling_disabled()},
+      {"death_reason", node.death_reason()},
+      {"start_time_ms", node.start_time_ms()},
+      {"death_time_ms", node.death_time_ms()},
+      {"raylet_pid", node.raylet_pid()},
+      {"session_dir", node.session_dir()},
+      {"resources_total", AmountsJson(node.resources_total())},
+      {"resources_available", AmountsJson(node.resources_available())},
+      {"labels", labels},
+  };
+}
+
+}  // namespace
+
+std::string FormatClusterStatus(const rpc::GetClusterStatusReply& reply, const std::string& gcs_address) {
+  std::string storage = reply.storage().empty() ? "" : absl::StrCat(" (GCS storage: ", reply.storage(), ")");
+  return absl::StrCat("Shoal cluster at ", gcs_address, storage, "\n\n", NodesSection(reply), "\n",
+                      ResourcesSection(reply), "\n", DemandsSection(reply));
+}
+
+nlohmann::json ClusterStatusToJson(const rpc::GetClusterStatusReply& reply, const std::string& gcs_address) {
+  nlohmann::json nodes = nlohmann::json::array();
+  for (const rpc::NodeInfo* node : SortedNodes(reply)) nodes.push_back(NodeJson(*node));
+  nlohmann::json demands = nlohmann::json::array();
+  for (const rpc::ResourceDemand& demand : reply.demands()) {
+    demands.push_back(
+        {{"shape", AmountsJson(demand.shape())}, {"count", demand.count()}, {"infeasible", demand.infeasible()}});
+  }
+  return {
+      {"gcs_address", gcs_address},
+      {"storage", reply.storage()},
+      {"gcs_start_time_ms", reply.gcs_start_time_ms()},
+      {"nodes", nodes},
+      {"total", AmountsJson(reply.total())},
+      {"available", AmountsJson(reply.available())},
+      {"used", UsedJson(reply.total(), reply.available())},
+      {"demands", demands},
+  };
+}
+
+}  // namespace shoal::cli

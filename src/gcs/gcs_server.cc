@@ -1,0 +1,223 @@
+#include "src/gcs/gcs_server.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "shoal/gcs.grpc.pb.h"
+#include "shoal/raylet.grpc.pb.h"
+#include "spdlog/spdlog.h"
+#include "src/common/rpc.h"
+
+namespace shoal {
+namespace {
+
+// Health checks over gRPC: one cached channel per raylet address, asynchronous calls.
+class GrpcHealthCheckTransport : public HealthCheckTransport {
+ public:
+  void Check(const NodeId& node, const std::string& address, absl::Time deadline,
+             std::function<void(bool ok)> done) override {
+    struct Call {
+      grpc::ClientContext ctx;
+      rpc::HealthCheckRequest request;
+      rpc::HealthCheckReply reply;
+    };
+    auto call = std::make_shared<Call>();
+    call->ctx.set_deadline(absl::ToChronoTime(deadline));
+    Stub(address)->async()->HealthCheck(&call->ctx, &call->request, &call->reply,
+                                        [call, done = std::move(done)](grpc::Status s) { done(s.ok()); });
+  }
+
+ private:
+  rpc::NodeManagerService::Stub* Stub(const std::string& address) {
+    absl::MutexLock lock(&mu_);
+    auto& stub = stubs_[address];
+    if (stub == nullptr) stub = rpc::NodeManagerService::NewStub(MakeChannel(address));
+    return stub.get();
+  }
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::unique_ptr<rpc::NodeManagerService::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
+};
+
+std::string NodeAddress(const rpc::NodeInfo& node) {
+  return absl::StrCat(node.address(), ":", node.raylet_port());
+}
+
+}  // namespace
+
+class GcsServer::Services final : public rpc::NodeInfoService::Service,
+                                  public rpc::KVService::Service,
+                                  public rpc::JobInfoService::Service,
+                                  public rpc::ClusterStatusService::Service {
+ public:
+  explicit Services(GcsServer& gcs) : gcs_(gcs) {}
+
+  // --- nodes ---
+  grpc::Status RegisterNode(grpc::ServerContext*, const rpc::RegisterNodeRequest* req,
+                            rpc::RegisterNodeReply*) override {
+    auto s = gcs_.nodes_.Register(req->node());
+    if (s.ok()) {
+      gcs_.health_.OnNodeRegistered(*NodeId::FromHex(req->node().node_id()), NodeAddress(req->node()));
+    }
+    return ToGrpcStatus(s);
+  }
+
+  grpc::Status UnregisterNode(grpc::ServerContext*, const rpc::UnregisterNodeRequest* req,
+                              rpc::UnregisterNodeReply*) override {
+    auto id = NodeId::FromHex(req->node_id());
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    gcs_.health_.OnNodeRemoved(*id);
+    std::string reason = req->reason().empty() ? "unregistered" : req->reason();
+    return ToGrpcStatus(gcs_.nodes_.MarkDead(*id, reason));
+  }
+
+  grpc::Status GetAllNodeInfo(grpc::ServerContext*, const rpc::GetAllNodeInfoRequest* req,
+                              rpc::GetAllNodeInfoReply* reply) override {
+    for (auto& node : gcs_.nodes_.GetAll(req->alive_only())) *reply->add_nodes() = std::move(node);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ReportResources(grpc::ServerContext*, const rpc::ReportResourcesRequest* req,
+                               rpc::ReportResourcesReply* reply) override {
+    auto id = NodeId::FromHex(req->node_id());
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    std::vector<rpc::ResourceDemand> demands(req->demands().begin(), req->demands().end());
+    reply->set_known(gcs_.nodes_.ReportResources(*id, req->resources_available(), demands));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status SubscribeNodeChanges(grpc::ServerContext* ctx, const rpc::SubscribeRequest*,
+                                    grpc::ServerWriter<rpc::NodeChange>* writer) override {
+    auto sub = gcs_.feed_.Subscribe();
+    while (!ctx->IsCancelled() && !gcs_.stopping_) {
+      auto node = sub->Next(absl::Milliseconds(200));
+      if (!node) continue;
+      rpc::NodeChange change;
+      *change.mutable_node() = std::move(*node);
+      if (!writer->Write(change)) break;
+    }
+    gcs_.feed_.Unsubscribe(sub);
+    return grpc::Status::OK;
+  }
+
+  // --- KV ---
+  grpc::Status Put(grpc::ServerContext*, const rpc::KVPutRequest* req, rpc::KVPutReply* reply) override {
+    auto added = gcs_.kv_.Put(req->ns(), req->key(), req->value(), req->overwrite());
+    if (!added.ok()) return ToGrpcStatus(added.status());
+    reply->set_added(*added);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Get(grpc::ServerContext*, const rpc::KVGetRequest* req, rpc::KVGetReply* reply) override {
+    auto value = gcs_.kv_.Get(req->ns(), req->key());
+    if (!value.ok()) return ToGrpcStatus(value.status());
+    reply->set_found(value->has_value());
+    if (value->has_value()) reply->set_value(**value);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Del(grpc::ServerContext*, const rpc::KVDelRequest* req, rpc::KVDelReply* reply) override {
+    auto deleted = gcs_.kv_.Delete(req->ns(), req->key(), req->by_prefix());
+    if (!deleted.ok()) return ToGrpcStatus(deleted.status());
+    reply->set_deleted(*deleted);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Keys(grpc::ServerContext*, const rpc::KVKeysRequest* req, rpc::KVKeysReply* reply) override {
+    auto keys = gcs_.kv_.Keys(req->ns(), req->prefix());
+    if (!keys.ok()) return ToGrpcStatus(keys.status());
+    for (auto& k : *keys) reply->add_keys(std::move(k));
+    return grpc::Status::OK;
+  }
+
+  // --- jobs ---
+  grpc::Status AddJob(grpc::ServerContext*, const rpc::AddJobRequest* req, rpc::AddJobReply* reply) override {
+    auto id = gcs_.jobs_.Add(req->job());
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    reply->set_job_id(*id);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status MarkJobFinished(grpc::ServerContext*, const rpc::MarkJobFinishedRequest* req,
+                               rpc::MarkJobFinishedReply*) override {
+    return ToGrpcStatus(gcs_.jobs_.MarkFinished(req->job_id()));
+  }
+
+  grpc::Status GetAllJobInfo(grpc::ServerContext*, const rpc::GetAllJobInfoRequest*,
+                             rpc::GetAllJobInfoReply* reply) override {
+    auto jobs = gcs_.jobs_.GetAll();
+    if (!jobs.ok()) return ToGrpcStatus(jobs.status());
+    for (auto& j : *jobs) *reply->add_jobs() = std::move(j);
+    return grpc::Status::OK;
+  }
+
+  // --- cluster status ---
+  grpc::Status GetClusterStatus(grpc::ServerContext*, const rpc::GetClusterStatusRequest*,
+                                rpc::GetClusterStatusReply* reply) override {
+    for (auto& node : gcs_.nodes_.GetAll(/*alive_only=*/false)) *reply->add_nodes() = std::move(node);
+    ClusterSummary summary = gcs_.nodes_.Summarize();
+    summary.total.ToProto(reply->mutable_total());
+    summary.available.ToProto(reply->mutable_available());
+    for (auto& d : summary.demands) *reply->add_demands() = std::move(d);
+    reply->set_storage(gcs_.store_->Name());
+    reply->set_gcs_start_time_ms(gcs_.start_time_ms_);
+    return grpc::Status::OK;
+  }
+
+ private:
+  GcsServer& gcs_;
+};
+
+GcsServer::GcsServer(std::unique_ptr<StoreClient> store, GcsOptions options)
+    : options_(std::move(options)),
+      store_(std::move(store)),
+      nodes_(*store_, clock_, feed_),
+      jobs_(*store_, clock_),
+      kv_(*store_),
+      health_transport_(std::make_unique<GrpcHealthCheckTransport>()),
+      health_(clock_, *health_transport_, options_.health),
+      services_(std::make_unique<Services>(*this)) {}
+
+GcsServer::~GcsServer() { Stop(); }
+
+absl::Status GcsServer::Start() {
+  start_time_ms_ = absl::ToUnixMillis(clock_.Now());
+  auto alive = nodes_.Load();
+  if (!alive.ok()) return alive.status();
+  for (const auto& node : *alive) {
+    // Nodes alive before a restart are checked again; a raylet that died meanwhile is found dead.
+    health_.OnNodeRegistered(*NodeId::FromHex(node.node_id()), NodeAddress(node));
+  }
+  if (!alive->empty()) spdlog::info("restored {} alive nodes from {}", alive->size(), store_->Name());
+
+  grpc::ServerBuilder builder;
+  builder.RegisterService(static_cast<rpc::NodeInfoService::Service*>(services_.get()));
+  builder.RegisterService(static_cast<rpc::KVService::Service*>(services_.get()));
+  builder.RegisterService(static_cast<rpc::JobInfoService::Service*>(services_.get()));
+  builder.RegisterService(static_cast<rpc::ClusterStatusService::Service*>(services_.get()));
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  auto server = StartServer(builder, options_.host, options_.port, &port_);
+  if (!server.ok()) return server.status();
+  server_ = *std::move(server);
+  health_thread_ = std::thread([this] { HealthLoop(); });
+  spdlog::info("GCS listening on {}:{} with {} storage", options_.host, port_, store_->Name());
+  return absl::OkStatus();
+}
+
+void GcsServer::HealthLoop() {
+  const absl::Duration tick = std::clamp(options_.health.period / 4, absl::Milliseconds(10), absl::Milliseconds(250));
+  while (!stopping_) {
+    for (const NodeId& dead : health_.Tick()) {
+      auto s = nodes_.MarkDead(dead, absl::StrCat("health check failed ", options_.health.failure_threshold,
+                                                  " times in a row (raylet unreachable)"));
+      if (!s.ok()) spdlog::error("cannot mark node {} dead: {}", dead.Hex(), s.ToString());
+    }
+    absl::SleepFor(tick);
+  }
+}
+
+void GcsServer::Stop() {
+  if (stopping_.exchange(true)) return;
+  if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+  if (health_thread_.joinable()) health_thread_.join();
+}
+
+}  // namespace shoal

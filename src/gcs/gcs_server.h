@@ -1,0 +1,62 @@
+// The GCS process: its tables, the gRPC services over them, and the health-check loop.
+// Threading: gRPC handler threads call into the (thread-safe) tables; one thread runs the
+// health checker. Start() and Stop() are called from the main thread.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "grpcpp/grpcpp.h"
+#include "src/common/clock.h"
+#include "src/gcs/gcs_tables.h"
+#include "src/gcs/health_checker.h"
+#include "src/gcs/store_client.h"
+
+namespace shoal {
+
+struct GcsOptions {
+  std::string host = "127.0.0.1";
+  int port = 6379;  // 0 picks a free port
+  HealthCheckOptions health;
+};
+
+class GcsServer {
+ public:
+  GcsServer(std::unique_ptr<StoreClient> store, GcsOptions options);
+  ~GcsServer();
+  GcsServer(const GcsServer&) = delete;
+  GcsServer& operator=(const GcsServer&) = delete;
+
+  // Loads the tables from storage, starts serving and health checking.
+  absl::Status Start();
+  // Stops serving; open subscription streams end. Idempotent.
+  void Stop();
+  int port() const { return port_; }
+
+  NodeTable& nodes() { return nodes_; }
+
+ private:
+  class Services;
+  void HealthLoop();
+
+  GcsOptions options_;
+  std::unique_ptr<StoreClient> store_;
+  RealClock clock_;
+  NodeChangeFeed feed_;
+  NodeTable nodes_;
+  JobTable jobs_;
+  KvStore kv_;
+  std::unique_ptr<HealthCheckTransport> health_transport_;
+  HealthChecker health_;
+  std::unique_ptr<Services> services_;
+  std::unique_ptr<grpc::Server> server_;
+  std::thread health_thread_;
+  std::atomic<bool> stopping_{false};
+  int64_t start_time_ms_ = 0;
+  int port_ = 0;
+};
+
+}  // namespace shoal

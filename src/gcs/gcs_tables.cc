@@ -1,0 +1,253 @@
+#include "src/gcs/gcs_tables.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace shoal {
+namespace {
+constexpr char kNodeTable[] = "nodes";
+constexpr char kJobTable[] = "jobs";
+
+int64_t ToMillis(absl::Time t) { return absl::ToUnixMillis(t); }
+}  // namespace
+
+// --- NodeChangeFeed ---
+
+std::optional<rpc::NodeInfo> NodeChangeFeed::Subscription::Next(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto has_item = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty(); };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&has_item), timeout)) return std::nullopt;
+  rpc::NodeInfo out = std::move(queue_.front());
+  queue_.pop_front();
+  return out;
+}
+
+std::shared_ptr<NodeChangeFeed::Subscription> NodeChangeFeed::Subscribe() {
+  auto sub = std::make_shared<Subscription>();
+  absl::MutexLock lock(&mu_);
+  subs_.push_back(sub);
+  return sub;
+}
+
+void NodeChangeFeed::Unsubscribe(const std::shared_ptr<Subscription>& sub) {
+  absl::MutexLock lock(&mu_);
+  subs_.erase(std::remove(subs_.begin(), subs_.end(), sub), subs_.end());
+}
+
+void NodeChangeFeed::Publish(const rpc::NodeInfo& node) {
+  absl::MutexLock lock(&mu_);
+  for (auto& sub : subs_) {
+    absl::MutexLock sub_lock(&sub->mu_);
+    sub->queue_.push_back(node);
+  }
+}
+
+// --- NodeTable ---
+
+NodeTable::NodeTable(StoreClient& store, const Clock& clock, NodeChangeFeed& feed)
+    : store_(store), clock_(clock), feed_(feed) {}
+
+absl::Status NodeTable::Persist(const rpc::NodeInfo& node) {
+  rpc::NodeInfo stored = node;
+  stored.clear_resources_available();  // live view, refreshed by reports
+  stored.clear_demands();
+  auto put = store_.Put(kNodeTable, node.node_id(), stored.SerializeAsString(), /*overwrite=*/true);
+  return put.status();
+}
+
+absl::StatusOr<std::vector<rpc::NodeInfo>> NodeTable::Load() {
+  auto rows = store_.GetAll(kNodeTable);
+  if (!rows.ok()) return rows.status();
+  std::vector<rpc::NodeInfo> alive;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [key, value] : *rows) {
+    rpc::NodeInfo node;
+    if (!node.ParseFromString(value)) {
+      spdlog::warn("node table: skipping unreadable entry {}", key);
+      continue;
+    }
+    *node.mutable_resources_available() = node.resources_total();
+    if (node.state() == rpc::NodeInfo::ALIVE) alive.push_back(node);
+    nodes_[key] = std::move(node);
+  }
+  return alive;
+}
+
+absl::Status NodeTable::Register(rpc::NodeInfo node) {
+  auto id = NodeId::FromHex(node.node_id());
+  if (!id.ok()) return id.status();
+  if (node.address().empty() || node.raylet_port() <= 0 || node.raylet_port() > 65535) {
+    return absl::InvalidArgumentError("a node needs an address and a raylet port in 1..65535");
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = nodes_.find(node.node_id());
+    if (it != nodes_.end() && it->second.state() == rpc::NodeInfo::DEAD) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "node ", node.node_id(), " was declared dead (", it->second.death_reason(),
+          "); start the raylet again to join with a new id"));
+    }
+    node.set_state(rpc::NodeInfo::ALIVE);
+    node.clear_death_time_ms();
+    node.clear_death_reason();
+    if (node.start_time_ms() == 0) node.set_start_time_ms(ToMillis(clock_.Now()));
+    if (!node.has_resources_available()) *node.mutable_resources_available() = node.resources_total();
+    if (auto s = Persist(node); !s.ok()) return s;
+    nodes_[node.node_id()] = node;
+  }
+  spdlog::info("node {} registered at {}:{}", node.node_id(), node.address(), node.raylet_port());
+  feed_.Publish(node);
+  return absl::OkStatus();
+}
+
+absl::Status NodeTable::MarkDead(const NodeId& id, const std::string& reason) {
+  rpc::NodeInfo node;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = nodes_.find(id.Hex());
+    if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("unknown node ", id.Hex()));
+    if (it->second.state() == rpc::NodeInfo::DEAD) return absl::OkStatus();
+    it->second.set_state(rpc::NodeInfo::DEAD);
+    it->second.set_death_time_ms(ToMillis(clock_.Now()));
+    it->second.set_death_reason(reason);
+    it->second.clear_resources_available();
+    it->second.clear_demands();
+    node = it->second;
+    if (auto s = Persist(node); !s.ok()) spdlog::error("node table: cannot persist death: {}", s.ToString());
+  }
+  spdlog::warn("node {} is dead: {}", id.Hex(), reason);
+  feed_.Publish(node);
+  return absl::OkStatus();
+}
+
+bool NodeTable::ReportResources(const NodeId& id, const rpc::ResourceMap& available,
+                                const std::vector<rpc::ResourceDemand>& demands) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(id.Hex());
+  if (it == nodes_.end() || it->second.state() != rpc::NodeInfo::ALIVE) return false;
+  *it->second.mutable_resources_available() = available;
+  it->second.clear_demands();
+  for (const auto& d : demands) *it->second.add_demands() = d;
+  return true;
+}
+
+std::vector<rpc::NodeInfo> NodeTable::GetAll(bool alive_only) const {
+  absl::MutexLock lock(&mu_);
+  std::vector<rpc::NodeInfo> out;
+  for (const auto& [key, node] : nodes_) {
+    if (!alive_only || node.state() == rpc::NodeInfo::ALIVE) out.push_back(node);
+  }
+  std::sort(out.begin(), out.end(), [](const rpc::NodeInfo& a, const rpc::NodeInfo& b) {
+    if (a.is_head() != b.is_head()) return a.is_head();
+    return a.start_time_ms() != b.start_time_ms() ? a.start_time_ms() < b.start_time_ms()
+                                                  : a.node_id() < b.node_id();
+  });
+  return out;
+}
+
+std::optional<rpc::NodeInfo> NodeTable::Get(const NodeId& id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(id.Hex());
+  if (it == nodes_.end()) return std::nullopt;
+  return it->second;
+}
+
+ClusterSummary NodeTable::Summarize() const {
+  ClusterSummary out;
+  std::map<std::string, rpc::ResourceDemand> merged;  // by the shape's printed form
+  absl::MutexLock lock(&mu_);
+  for (const auto& [key, node] : nodes_) {
+    if (node.state() != rpc::NodeInfo::ALIVE) continue;
+    if (!node.scheduling_disabled()) {
+      out.total.Add(ResourceSet::FromProto(node.resources_total()));
+      out.available.Add(ResourceSet::FromProto(node.resources_available()));
+    }
+    for (const auto& d : node.demands()) {
+      std::string shape = absl::StrCat(ResourceSet::FromProto(d.shape()).ToString(), d.infeasible());
+      auto [it, added] = merged.try_emplace(shape, d);
+      if (!added) it->second.set_count(it->second.count() + d.count());
+    }
+  }
+  for (auto& [shape, d] : merged) out.demands.push_back(std::move(d));
+  return out;
+}
+
+// --- JobTable ---
+
+absl::StatusOr<std::string> JobTable::Add(rpc::JobInfo job) {
+  if (job.job_id().empty()) {
+    auto next = store_.Increment("job_id");
+    if (!next.ok()) return next.status();
+    job.set_job_id(JobId::FromInt(static_cast<uint32_t>(*next)).Hex());
+  } else if (auto id = JobId::FromHex(job.job_id()); !id.ok()) {
+    return id.status();
+  }
+  if (job.start_time_ms() == 0) job.set_start_time_ms(ToMillis(clock_.Now()));
+  job.set_is_dead(false);
+  absl::MutexLock lock(&mu_);
+  auto put = store_.Put(kJobTable, job.job_id(), job.SerializeAsString(), /*overwrite=*/false);
+  if (!put.ok()) return put.status();
+  if (!*put) return absl::AlreadyExistsError(absl::StrCat("job ", job.job_id(), " exists"));
+  return job.job_id();
+}
+
+absl::Status JobTable::MarkFinished(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  auto value = store_.Get(kJobTable, job_id);
+  if (!value.ok()) return value.status();
+  if (!value->has_value()) return absl::NotFoundError(absl::StrCat("unknown job ", job_id));
+  rpc::JobInfo job;
+  if (!job.ParseFromString(**value)) return absl::DataLossError(absl::StrCat("job ", job_id, " is unreadable"));
+  if (job.is_dead()) return absl::OkStatus();
+  job.set_is_dead(true);
+  job.set_end_time_ms(ToMillis(clock_.Now()));
+  return store_.Put(kJobTable, job_id, job.SerializeAsString(), /*overwrite=*/true).status();
+}
+
+absl::StatusOr<std::vector<rpc::JobInfo>> JobTable::GetAll() {
+  auto rows = store_.GetAll(kJobTable);
+  if (!rows.ok()) return rows.status();
+  std::vector<rpc::JobInfo> out;
+  for (const auto& [key, value] : *rows) {
+    rpc::JobInfo job;
+    if (job.ParseFromString(value)) out.push_back(std::move(job));
+  }
+  return out;
+}
+
+// --- KvStore ---
+
+absl::StatusOr<bool> KvStore::Put(const std::string& ns, const std::string& key,
+                                  const std::string& value, bool overwrite) {
+  if (key.empty()) return absl::InvalidArgumentError("KV key must not be empty");
+  return store_.Put(Table(ns), key, value, overwrite);
+}
+
+absl::StatusOr<std::optional<std::string>> KvStore::Get(const std::string& ns, const std::string& key) {
+  return store_.Get(Table(ns), key);
+}
+
+absl::StatusOr<int64_t> KvStore::Delete(const std::string& ns, const std::string& key, bool by_prefix) {
+  if (!by_prefix) {
+    auto deleted = store_.Delete(Table(ns), key);
+    if (!deleted.ok()) return deleted.status();
+    return *deleted ? 1 : 0;
+  }
+  auto keys = store_.Keys(Table(ns), key);
+  if (!keys.ok()) return keys.status();
+  int64_t count = 0;
+  for (const auto& k : *keys) {
+    auto deleted = store_.Delete(Table(ns), k);
+    if (!deleted.ok()) return deleted.status();
+    count += *deleted ? 1 : 0;
+  }
+  return count;
+}
+
+absl::StatusOr<std::vector<std::string>> KvStore::Keys(const std::string& ns, const std::string& prefix) {
+  return store_.Keys(Table(ns), prefix);
+}
+
+}  // namespace shoal

@@ -1,0 +1,86 @@
+// The raylet: one per node. At this stage it registers the node with the GCS, keeps the node's
+// resource view there fresh, answers health checks, finds a restarted GCS by itself, and
+// unregisters on a clean stop.
+// Threading: Start() and Stop() on the main thread; one reporter thread talks to the GCS;
+// gRPC threads answer health checks.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "shoal/gcs.grpc.pb.h"
+#include "src/common/ids.h"
+#include "src/common/resources.h"
+
+namespace shoal {
+
+struct RayletOptions {
+  std::string gcs_address;          // host:port
+  std::string node_ip = "127.0.0.1";
+  int port = 0;                     // 0 picks a free port
+  bool is_head = false;
+  bool scheduling_disabled = false;
+  ResourceSet resources;            // complete: CPU, GPU, memory, custom, node:<ip>
+  std::map<std::string, std::string> labels;
+  std::string session_dir;
+  absl::Duration report_period = absl::Seconds(1);
+  absl::Duration gcs_connect_timeout = absl::Seconds(10);
+};
+
+class Raylet {
+ public:
+  explicit Raylet(RayletOptions options);
+  ~Raylet();
+  Raylet(const Raylet&) = delete;
+  Raylet& operator=(const Raylet&) = delete;
+
+  // Starts serving and registers with the GCS, waiting up to gcs_connect_timeout for it.
+  // Unavailable if no GCS answers in time; the GCS's own error if it refuses the node.
+  absl::Status Start();
+  // Unregisters (best effort) and stops serving. Idempotent.
+  void Stop();
+  // Notified when the raylet cannot go on (the GCS declared this node dead); see fatal_error().
+  absl::Notification& fatal() { return fatal_; }
+  std::string fatal_error() const;
+
+  const NodeId& node_id() const { return node_id_; }
+  int port() const { return port_; }
+
+ private:
+  class Service;
+  rpc::NodeInfo SelfInfo() const;
+  absl::Status Register(absl::Duration rpc_timeout);
+  void ReportLoop();
+  void Fail(const std::string& error);
+
+  const RayletOptions options_;
+  const NodeId node_id_;
+  const int64_t start_time_ms_;
+  std::unique_ptr<rpc::NodeInfoService::Stub> gcs_;
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::thread reporter_;
+  absl::Notification stop_;
+  absl::Notification fatal_;
+  mutable absl::Mutex mu_;
+  std::string fatal_error_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> stopped_{false};
+};
+
+// Builds the node's resources from flags, detecting what was not given (negative = detect):
+// CPU, GPU (whole devices), memory (70% of RAM), object_store_memory (30% of RAM, capped by
+// /dev/shm), the `custom` ones, node:<ip> and, on the head, node:__internal_head__.
+absl::StatusOr<ResourceSet> NodeResourcesFromFlags(double num_cpus, int64_t num_gpus, int64_t memory,
+                                                   int64_t object_store_memory, const ResourceSet& custom,
+                                                   const std::string& node_ip, bool is_head);
+
+}  // namespace shoal

@@ -1,0 +1,169 @@
+// shoal-raylet: the per-node daemon. See raylet.h.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "spdlog/spdlog.h"
+#include "src/common/daemon.h"
+#include "src/common/flags.h"
+#include "src/common/rpc.h"
+#include "src/common/session.h"
+#include "src/raylet/raylet.h"
+
+namespace shoal {
+namespace {
+
+struct Flags {
+  std::string gcs_address;
+  std::string node_ip_address = "127.0.0.1";
+  int64_t port = 0;
+  std::string session_dir;
+  std::string ready_file;
+  bool head = false;
+  bool scheduling_disabled = false;
+  double num_cpus = -1;
+  int64_t num_gpus = -1;
+  int64_t memory = -1;
+  int64_t object_store_memory = -1;
+  std::string resources = "{}";
+  std::string labels = "{}";
+  int64_t report_period_ms = 1000;
+  double gcs_connect_timeout_s = 10;
+};
+
+absl::StatusOr<std::map<std::string, std::string>> ParseLabels(const std::string& text) {
+  nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat("--labels must be a JSON object of strings, got '", text, "'"));
+  }
+  std::map<std::string, std::string> out;
+  for (auto it = doc.begin(); it != doc.end(); ++it) {
+    if (!it.value().is_string()) {
+      return absl::InvalidArgumentError(absl::StrCat("label '", it.key(), "' must be a string"));
+    }
+    out[it.key()] = it.value().get<std::string>();
+  }
+  return out;
+}
+
+int Main(int argc, char** argv) {
+  BlockTerminationSignals();
+  Flags f;
+  FlagSet flags("shoal-raylet");
+  flags.AddString("gcs-address", &f.gcs_address, "HOST:PORT of the GCS (required)");
+  flags.AddString("node-ip-address", &f.node_ip_address, "address this node listens on and is known by");
+  flags.AddInt("port", &f.port, "port for the raylet's gRPC server (0 picks a free one)");
+  flags.AddString("session-dir", &f.session_dir, "session directory; logs go to its logs/ (default: a new one)");
+  flags.AddString("ready-file", &f.ready_file, "once registered, write {pid, port, node_id} as JSON here");
+  flags.AddBool("head", &f.head, "this is the head node");
+  flags.AddBool("scheduling-disabled", &f.scheduling_disabled, "this node's resources take no tasks");
+  flags.AddDouble("num-cpus", &f.num_cpus, "CPUs to offer (negative: detect)");
+  flags.AddInt("num-gpus", &f.num_gpus, "GPUs to offer (negative: detect)");
+  flags.AddInt("memory", &f.memory, "memory in bytes to offer to tasks (negative: 70% of RAM)");
+  flags.AddInt("object-store-memory", &f.object_store_memory, "object store size in bytes (negative: 30% of RAM)");
+  flags.AddString("resources", &f.resources, "custom resources as JSON, e.g. {\"TPU\": 4}");
+  flags.AddString("labels", &f.labels, "node labels as a JSON object of strings");
+  flags.AddInt("report-period-ms", &f.report_period_ms, "how often the resource view is sent to the GCS");
+  flags.AddDouble("gcs-connect-timeout-s", &f.gcs_connect_timeout_s, "how long to wait for the GCS at start");
+  if (auto s = flags.Parse(argc, argv); !s.ok()) {
+    if (absl::IsCancelled(s)) {
+      std::printf("%s", flags.Usage().c_str());
+      return 0;
+    }
+    ReportFatal(std::string(s.message()));
+    return 2;
+  }
+  if (auto hp = ParseHostPort(f.gcs_address); !hp.ok()) {
+    ReportFatal(absl::StrCat("--gcs-address: ", hp.status().message()));
+    return 2;
+  }
+  if (f.port < 0 || f.port > 65535 || f.report_period_ms <= 0 || f.gcs_connect_timeout_s <= 0) {
+    ReportFatal("--port must be in 0..65535; --report-period-ms and --gcs-connect-timeout-s positive");
+    return 2;
+  }
+  auto custom = ResourceSet::FromJson(f.resources);
+  if (!custom.ok()) {
+    ReportFatal(absl::StrCat("--resources: ", custom.status().message()));
+    return 2;
+  }
+  auto labels = ParseLabels(f.labels);
+  if (!labels.ok()) {
+    ReportFatal(std::string(labels.status().message()));
+    return 2;
+  }
+  auto resources = NodeResourcesFromFlags(f.num_cpus, f.num_gpus, f.memory, f.object_store_memory, *custom,
+                                          f.node_ip_address, f.head);
+  if (!resources.ok()) {
+    ReportFatal(std::string(resources.status().message()));
+    return 2;
+  }
+  if (f.session_dir.empty()) {
+    auto dir = CreateSessionDir(ShoalTempRoot());
+    if (!dir.ok()) {
+      ReportFatal(std::string(dir.status().message()));
+      return 1;
+    }
+    f.session_dir = *dir;
+  }
+  if (auto s = InitLogging("raylet", f.session_dir + "/logs"); !s.ok()) {
+    ReportFatal(std::string(s.message()));
+    return 1;
+  }
+
+  RayletOptions options{.gcs_address = f.gcs_address,
+                        .node_ip = f.node_ip_address,
+                        .port = static_cast<int>(f.port),
+                        .is_head = f.head,
+                        .scheduling_disabled = f.scheduling_disabled,
+                        .resources = *resources,
+                        .labels = *labels,
+                        .session_dir = f.session_dir,
+                        .report_period = absl::Milliseconds(f.report_period_ms),
+                        .gcs_connect_timeout = absl::Seconds(f.gcs_connect_timeout_s)};
+  Raylet raylet(options);
+  if (auto s = raylet.Start(); !s.ok()) {
+    ReportFatal(std::string(s.message()));
+    return 1;
+  }
+  if (!f.ready_file.empty()) {
+    nlohmann::json ready = {{"pid", getpid()}, {"port", raylet.port()}, {"node_id", raylet.node_id().Hex()}};
+    if (auto s = WriteFileAtomically(f.ready_file, ready.dump()); !s.ok()) {
+      ReportFatal(std::string(s.message()));
+      return 1;
+    }
+  }
+  std::printf("shoal-raylet node %s registered, serving on %s:%d\n", raylet.node_id().Hex().c_str(),
+              f.node_ip_address.c_str(), raylet.port());
+  std::fflush(stdout);
+
+  // A fatal error on the reporter thread wakes the main thread through the same signal path.
+  std::atomic<bool> exiting{false};
+  std::thread watcher([&raylet, &exiting] {
+    while (!exiting) {
+      if (raylet.fatal().WaitForNotificationWithTimeout(absl::Milliseconds(200))) {
+        kill(getpid(), SIGTERM);
+        return;
+      }
+    }
+  });
+  int sig = WaitForTerminationSignal();
+  exiting = true;
+  watcher.join();
+  raylet.Stop();
+  if (!raylet.fatal_error().empty()) {
+    ReportFatal(raylet.fatal_error());
+    return 1;
+  }
+  spdlog::info("stopped by signal {}", sig);
+  return 0;
+}
+
+}  // namespace
+}  // namespace shoal
+
+int main(int argc, char** argv) { return shoal::Main(argc, argv); }
