@@ -9,7 +9,7 @@ APT_PACKAGES=(
   libabsl-dev libhiredis-dev libspdlog-dev libfmt-dev catch2 pybind11-dev
   nlohmann-json3-dev redis-server procps iproute2
 )
-PIP_PACKAGES=(pytest cloudpickle numpy msgpack)
+PIP_PACKAGES=(pytest cloudpickle numpy msgpack grpcio grpc_tools:grpcio-tools)
 
 log() { printf '[setup] %s\n' "$*"; }
 fail() { printf '[setup] FAILED: %s\n' "$*" >&2; exit 1; }
@@ -40,10 +40,13 @@ fi
 
 PY=${PYTHON:-python3}
 command -v "$PY" >/dev/null 2>&1 || fail "no $PY on PATH"
+# Entries are "module" or "module:pip-name" when the two differ.
 pip_missing=()
-for p in "${PIP_PACKAGES[@]}"; do
-  "$PY" -c "import importlib.util,sys; sys.exit(0 if importlib.util.find_spec('$p') else 1)" \
-    2>/dev/null || pip_missing+=("$p")
+for entry in "${PIP_PACKAGES[@]}"; do
+  module=${entry%%:*}
+  package=${entry#*:}
+  "$PY" -c "import importlib.util,sys; sys.exit(0 if importlib.util.find_spec('$module') else 1)" \
+    2>/dev/null || pip_missing+=("$package")
 done
 if [ ${#pip_missing[@]} -gt 0 ]; then
   log "installing Python packages: ${pip_missing[*]}"
@@ -52,9 +55,4 @@ else
   log "Python packages: all present"
 fi
 
-# Abseil's CMake package is needed by our CMakeLists; verify that every find_package target exists.
-for f in /usr/lib/x86_64-linux-gnu/cmake/grpc/gRPCConfig.cmake \
-         /usr/lib/x86_64-linux-gnu/cmake/absl/abslConfig.cmake; do
-  [ -e "$f" ] || log "note: $f not found (CMake will report what is missing)"
-done
 log "done"

@@ -3,7 +3,6 @@
 
 #include <iostream>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace shoal::cli {
@@ -37,7 +36,7 @@ bool GivenOnCommandLine(int argc, char** argv, const std::string& name) {
   for (int i = 2; i < argc; ++i) {
     std::string_view arg = argv[i];
     if (arg == "--") break;
-    if (arg == flag || absl::StartsWith(arg, flag + "=")) return true;
+    if (arg == flag || arg.starts_with(flag + "=")) return true;
   }
   return false;
 }

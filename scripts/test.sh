@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs what is needed, builds, and runs every test: C++ unit tests (CTest) and the
+# Python integration tests (pytest) that start real clusters on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/build.sh
+echo "== C++ tests (ctest)"
+ctest --test-dir build --output-on-failure -j 2
+echo "== integration tests (pytest)"
+python3 -m pytest -q tests/integration

@@ -1,0 +1,53 @@
+// `shoal`: starts, stops and inspects Shoal clusters from the command line.
+//
+//   shoal start --head | --address HOST:PORT [flags]    shoal stop [--force]
+//   shoal status [--address HOST:PORT] [--json]
+// Exit codes: 0 ok, 1 the action failed, 2 bad command line.
+#include <iostream>
+#include <string_view>
+
+#include "src/cli/commands.h"
+
+namespace {
+
+struct Command {
+  std::string_view name;
+  std::string_view summary;
+  int (*run)(int argc, char** argv);
+};
+
+constexpr Command kCommands[] = {
+    {"start", "start a head node (--head) or add this machine to a cluster (--address HOST:PORT)",
+     shoal::cli::RunStart},
+    {"stop", "stop every Shoal process started on this machine", shoal::cli::RunStop},
+    {"status", "show the cluster's nodes, resources and resource demands", shoal::cli::RunStatus},
+};
+
+void PrintUsage(std::ostream& out) {
+  out << "usage: shoal <command> [flags]\n\ncommands:\n";
+  for (const Command& command : kCommands) out << "  " << command.name << "\t" << command.summary << "\n";
+  out << "\nRun `shoal <command> --help` for a command's flags.\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    PrintUsage(std::cerr);
+    return shoal::cli::kExitUsage;
+  }
+  const std::string_view name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    PrintUsage(std::cout);
+    return shoal::cli::kExitOk;
+  }
+  if (name == "--version") {
+    std::cout << "shoal " << SHOAL_VERSION << std::endl;
+    return shoal::cli::kExitOk;
+  }
+  for (const Command& command : kCommands) {
+    if (command.name == name) return command.run(argc, argv);
+  }
+  std::cerr << "error: unknown command '" << name << "' (run `shoal --help` for the commands)" << std::endl;
+  return shoal::cli::kExitUsage;
+}

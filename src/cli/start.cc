@@ -1,0 +1,365 @@
+// `shoal start`: starts a head node (GCS and raylet) or a worker node (a raylet joining a running
+// GCS) as daemons on this machine, and returns once they are ready.
+//
+// Each start makes a new session directory. A daemon logs to <session>/logs/ (its own
+// <name>.log, and <name>.out / <name>.err for stdout and stderr), says it is ready by writing
+// <session>/<name>.ready.json, and is recorded in <session>/processes/<name>.json the moment it
+// is spawned (see local_state.h), so `shoal stop` finds it even if this command is interrupted.
+// When a step fails, whatever this command started is stopped again and nothing is left running.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "src/cli/commands.h"
+#include "src/cli/gcs_client.h"
+#include "src/cli/local_state.h"
+#include "src/common/resources.h"
+#include "src/common/rpc.h"
+#include "src/common/session.h"
+
+namespace shoal::cli {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr absl::Duration kReadyTimeout = absl::Seconds(15);
+constexpr absl::Duration kReadyPoll = absl::Milliseconds(50);
+constexpr absl::Duration kCleanupGrace = absl::Seconds(5);
+constexpr absl::Duration kGcsCheckTimeout = absl::Seconds(5);
+constexpr char kGcsBinary[] = "shoal-gcs";
+constexpr char kRayletBinary[] = "shoal-raylet";
+
+constexpr char kHelp[] = R"(
+Start a new cluster on this machine (its GCS and first raylet):
+    shoal start --head [--port 6379] [--num-cpus N] [--num-gpus N] [--resources '{"TPU": 4}']
+Add this machine as a node of a running cluster (run as often as you like; each start is
+one more node with its own session directory and raylet port):
+    shoal start --address HEAD_IP:6379 [--num-cpus N] [--num-gpus N] ...
+Sizes are in bytes; -1 means detect (CPUs, GPUs, memory) or use the default.
+)";
+
+struct StartOptions {
+  bool head = false;
+  std::string address;
+  int64_t port = 6379;
+  std::string node_ip_address = "127.0.0.1";
+  int64_t num_cpus = -1;
+  int64_t num_gpus = -1;
+  int64_t memory = -1;
+  int64_t object_store_memory = -1;
+  std::string resources;
+  std::string labels;
+  std::string redis_address;
+  std::string redis_password;
+  bool no_head_scheduling = false;
+  int64_t health_check_period_ms = -1;
+  int64_t health_check_timeout_ms = -1;
+  int64_t health_check_failure_threshold = -1;
+  int64_t report_period_ms = -1;
+};
+
+// Flags that only mean something with --head.
+const std::vector<std::string> kHeadOnlyFlags = {
+    "port", "redis-address", "redis-password", "no-head-scheduling", "health-check-period-ms",
+    "health-check-timeout-ms", "health-check-failure-threshold"};
+
+void AddFlags(FlagSet& flags, StartOptions* o) {
+  flags.AddBool("head", &o->head, "start a new cluster: the GCS and this node's raylet");
+  flags.AddString("address", &o->address, "join the cluster whose GCS is at HOST:PORT");
+  flags.AddInt("port", &o->port, "GCS port with --head (0 picks a free one)");
+  flags.AddString("node-ip-address", &o->node_ip_address, "IP address this node's servers listen on");
+  flags.AddInt("num-cpus", &o->num_cpus, "CPUs this node offers (-1: detect)");
+  flags.AddInt("num-gpus", &o->num_gpus, "GPUs this node offers (-1: detect)");
+  flags.AddInt("memory", &o->memory, "memory in bytes that tasks may reserve (-1: detect)");
+  flags.AddInt("object-store-memory", &o->object_store_memory, "object store size in bytes (-1: default)");
+  flags.AddString("resources", &o->resources, "custom resources as JSON, e.g. '{\"TPU\": 4}'");
+  flags.AddString("labels", &o->labels, "node labels as a JSON object of strings, e.g. '{\"zone\": \"a\"}'");
+  flags.AddString("redis-address", &o->redis_address, "with --head: keep the GCS's tables in Redis at HOST:PORT");
+  flags.AddString("redis-password", &o->redis_password, "with --head: password for --redis-address");
+  flags.AddBool("no-head-scheduling", &o->no_head_scheduling, "with --head: run no tasks on the head node");
+  flags.AddInt("health-check-period-ms", &o->health_check_period_ms,
+               "with --head: how often the GCS checks each raylet (-1: GCS default)");
+  flags.AddInt("health-check-timeout-ms", &o->health_check_timeout_ms,
+               "with --head: how long one health check may take (-1: GCS default)");
+  flags.AddInt("health-check-failure-threshold", &o->health_check_failure_threshold,
+               "with --head: failed checks before a node is declared dead (-1: GCS default)");
+  flags.AddInt("report-period-ms", &o->report_period_ms,
+               "how often the raylet reports its resources to the GCS (-1: raylet default)");
+}
+
+absl::Status CheckAtLeast(const FlagSet& flags, const std::string& name, int64_t value, int64_t min) {
+  if (!flags.WasSet(name) || value >= min) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("--", name, " must be >= ", min, ", got ", value));
+}
+
+absl::Status ValidateResources(const std::string& json) {
+  absl::StatusOr<ResourceSet> resources = ResourceSet::FromJson(json);
+  if (!resources.ok()) return absl::InvalidArgumentError(absl::StrCat("--resources: ", resources.status().message()));
+  static const std::map<std::string, std::string> kOwnFlag = {
+      {kCPU, "--num-cpus"}, {kGPU, "--num-gpus"}, {kMemory, "--memory"}, {kObjectStoreMemory, "--object-store-memory"}};
+  for (const auto& [name, amount] : resources->entries()) {
+    if (auto it = kOwnFlag.find(name); it != kOwnFlag.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("--resources must not set ", name, "; use ", it->second));
+    }
+    if (absl::StartsWith(name, kNodePrefix)) {
+      return absl::InvalidArgumentError(absl::StrCat("--resources: names starting with '", kNodePrefix, "' are reserved"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateLabels(const std::string& json) {
+  nlohmann::json doc = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  bool ok = !doc.is_discarded() && doc.is_object();
+  for (auto it = doc.begin(); ok && it != doc.end(); ++it) ok = it.value().is_string();
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("--labels must be a JSON object of strings like {\"zone\": \"a\"}, got '", json, "'"));
+}
+
+// Whether the command line asks for a head or a worker, and whether every value is sane.
+// REQUIRES: `o` comes from `flags` parsing argv.
+absl::Status Validate(const StartOptions& o, const FlagSet& flags, int argc, char** argv) {
+  if (o.head == o.address.empty()) {
+    return absl::InvalidArgumentError(o.head ? "--head and --address cannot be used together"
+                                             : "pass --head to start a new cluster, or --address HOST:PORT to join one");
+  }
+  if (!o.head) {
+    for (const std::string& name : kHeadOnlyFlags) {
+      if (GivenOnCommandLine(argc, argv, name)) {
+        return absl::InvalidArgumentError(absl::StrCat("--", name, " only applies with --head"));
+      }
+    }
+    if (absl::Status s = ParseHostPort(o.address).status(); !s.ok()) return s;
+  }
+  if (o.port < 0 || o.port > 65535) return absl::InvalidArgumentError(absl::StrCat("--port must be 0..65535, got ", o.port));
+  if (o.node_ip_address.empty()) return absl::InvalidArgumentError("--node-ip-address must not be empty");
+  for (const auto& [name, value] : std::vector<std::pair<std::string, int64_t>>{
+           {"num-cpus", o.num_cpus}, {"num-gpus", o.num_gpus}, {"memory", o.memory},
+           {"object-store-memory", o.object_store_memory}}) {
+    if (absl::Status s = CheckAtLeast(flags, name, value, 0); !s.ok()) return s;
+  }
+  for (const auto& [name, value] : std::vector<std::pair<std::string, int64_t>>{
+           {"health-check-period-ms", o.health_check_period_ms}, {"health-check-timeout-ms", o.health_check_timeout_ms},
+           {"health-check-failure-threshold", o.health_check_failure_threshold},
+           {"report-period-ms", o.report_period_ms}}) {
+    if (absl::Status s = CheckAtLeast(flags, name, value, 1); !s.ok()) return s;
+  }
+  if (!o.resources.empty()) {
+    if (absl::Status s = ValidateResources(o.resources); !s.ok()) return s;
+  }
+  if (!o.labels.empty()) {
+    if (absl::Status s = ValidateLabels(o.labels); !s.ok()) return s;
+  }
+  if (!o.redis_address.empty()) {
+    if (absl::Status s = ParseHostPort(o.redis_address).status(); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--redis-address: ", s.message()));
+    }
+  } else if (!o.redis_password.empty()) {
+    return absl::InvalidArgumentError("--redis-password needs --redis-address");
+  }
+  return absl::OkStatus();
+}
+
+// The daemons live next to the `shoal` binary.
+absl::StatusOr<std::string> FindBinary(const std::string& name) {
+  std::error_code ec;
+  fs::path dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
+  if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot find this program's directory: ", ec.message()));
+  fs::path path = dir / name;
+  if (access(path.c_str(), X_OK) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot find ", name, " next to shoal in ", dir.string()));
+  }
+  return path.string();
+}
+
+struct LaunchRequest {
+  std::string name;  // kGcs, kRaylet
+  std::string binary;
+  std::vector<std::string> args;
+  std::map<std::string, std::string> env;
+};
+
+struct Daemon {
+  ProcessRecord record;
+  nlohmann::json ready;  // what the daemon wrote to its ready file
+};
+
+// Stops a daemon this command started and forgets its record.
+void StopAndForget(const ProcessRecord& record) {
+  (void)StopProcesses({record.id}, kCleanupGrace);
+  (void)RemoveProcessRecord(record);
+}
+
+// Why a daemon that exited early failed: the last line it wrote to stderr, which by the
+// daemons' contract is `error: <reason>`.
+std::string ExitReason(const std::string& binary, const std::string& how, const std::string& stderr_path,
+                       const std::string& log_dir) {
+  std::ifstream in(stderr_path);
+  std::string line, last;
+  while (std::getline(in, line)) {
+    if (!absl::StripAsciiWhitespace(line).empty()) last = line;
+  }
+  if (absl::StartsWith(last, "error: ")) last = last.substr(7);
+  if (!last.empty()) return last;
+  return absl::StrCat(fs::path(binary).filename().string(), " ", how, " before it was ready; see ", log_dir);
+}
+
+absl::StatusOr<nlohmann::json> WaitForReady(const ProcessRecord& record, const std::string& ready_path,
+                                            const std::string& stderr_path, const std::string& log_dir) {
+  const absl::Time deadline = absl::Now() + kReadyTimeout;
+  while (absl::Now() < deadline) {
+    if (absl::StatusOr<nlohmann::json> ready = ReadJsonObject(ready_path); ready.ok()) return ready;
+    if (std::optional<std::string> how = ReapIfExited(record.id.pid)) {
+      return absl::UnavailableError(ExitReason(record.binary, *how, stderr_path, log_dir));
+    }
+    absl::SleepFor(kReadyPoll);
+  }
+  return absl::DeadlineExceededError(absl::StrCat(fs::path(record.binary).filename().string(),
+                                                  " did not become ready within ", absl::FormatDuration(kReadyTimeout),
+                                                  "; see ", log_dir));
+}
+
+// Spawns a daemon, records it and waits until it is ready. On failure nothing is left running.
+absl::StatusOr<Daemon> Launch(const std::string& session_dir, LaunchRequest request) {
+  const fs::path session(session_dir);
+  const std::string ready_path = (session / (request.name + ".ready.json")).string();
+  const std::string log_dir = (session / "logs").string();
+  request.args.insert(request.args.end(), {"--session-dir", session_dir, "--ready-file", ready_path});
+  DaemonSpec spec{.binary = request.binary,
+                  .args = request.args,
+                  .stdout_path = (session / "logs" / (request.name + ".out")).string(),
+                  .stderr_path = (session / "logs" / (request.name + ".err")).string(),
+                  .env = request.env};
+  absl::StatusOr<ProcessId> id = SpawnDaemon(spec);
+  if (!id.ok()) return id.status();
+  ProcessRecord record{.name = request.name, .id = *id, .binary = request.binary};
+  if (absl::Status s = WriteProcessRecord(session_dir, &record); !s.ok()) {
+    (void)StopProcesses({record.id}, kCleanupGrace);
+    return s;
+  }
+  absl::StatusOr<nlohmann::json> ready = WaitForReady(record, ready_path, spec.stderr_path, log_dir);
+  if (!ready.ok()) {
+    StopAndForget(record);
+    return ready.status();
+  }
+  return Daemon{record, *std::move(ready)};
+}
+
+LaunchRequest GcsRequest(const StartOptions& o, const std::string& binary) {
+  LaunchRequest r{.name = kGcs, .binary = binary};
+  r.args = {"--host", o.node_ip_address, "--port", std::to_string(o.port)};
+  if (!o.redis_address.empty()) r.args.insert(r.args.end(), {"--redis-address", o.redis_address});
+  // Through the environment, so the password does not show in `ps`.
+  if (!o.redis_password.empty()) r.env["SHOAL_REDIS_PASSWORD"] = o.redis_password;
+  for (const auto& [flag, value] : std::vector<std::pair<std::string, int64_t>>{
+           {"--health-check-period-ms", o.health_check_period_ms},
+           {"--health-check-timeout-ms", o.health_check_timeout_ms},
+           {"--health-check-failure-threshold", o.health_check_failure_threshold}}) {
+    if (value > 0) r.args.insert(r.args.end(), {flag, std::to_string(value)});
+  }
+  return r;
+}
+
+// Every raylet flag is passed explicitly so that SHOAL_* variables meant for the CLI (such
+// as SHOAL_PORT) cannot leak into the raylet through its own environment fallback.
+LaunchRequest RayletRequest(const StartOptions& o, const std::string& binary, const std::string& gcs_address) {
+  LaunchRequest r{.name = kRaylet, .binary = binary};
+  r.args = {"--gcs-address", gcs_address,
+            "--node-ip-address", o.node_ip_address,
+            "--port", "0",
+            "--num-cpus", std::to_string(o.num_cpus),
+            "--num-gpus", std::to_string(o.num_gpus),
+            "--memory", std::to_string(o.memory),
+            "--object-store-memory", std::to_string(o.object_store_memory),
+            absl::StrCat("--head=", o.head ? "true" : "false"),
+            absl::StrCat("--scheduling-disabled=", o.head && o.no_head_scheduling ? "true" : "false")};
+  if (!o.resources.empty()) r.args.insert(r.args.end(), {"--resources", o.resources});
+  if (!o.labels.empty()) r.args.insert(r.args.end(), {"--labels", o.labels});
+  if (o.report_period_ms > 0) r.args.insert(r.args.end(), {"--report-period-ms", std::to_string(o.report_period_ms)});
+  return r;
+}
+
+std::string NodeId(const Daemon& raylet) { return JsonString(raylet.ready, "node_id").value_or("(unknown)"); }
+
+absl::Status StartHead(const StartOptions& o) {
+  absl::StatusOr<std::string> gcs_binary = FindBinary(kGcsBinary);
+  if (!gcs_binary.ok()) return gcs_binary.status();
+  absl::StatusOr<std::string> raylet_binary = FindBinary(kRayletBinary);
+  if (!raylet_binary.ok()) return raylet_binary.status();
+  const std::string root = ShoalTempRoot();
+  absl::StatusOr<std::string> session = CreateSessionDir(root);
+  if (!session.ok()) return session.status();
+
+  absl::StatusOr<Daemon> gcs = Launch(*session, GcsRequest(o, *gcs_binary));
+  if (!gcs.ok()) return gcs.status();
+  std::string address = JsonString(gcs->ready, "address")
+                            .value_or(absl::StrCat(o.node_ip_address, ":", JsonInt(gcs->ready, "port").value_or(o.port)));
+  absl::StatusOr<Daemon> raylet = Launch(*session, RayletRequest(o, *raylet_binary, address));
+  if (!raylet.ok()) {
+    StopAndForget(gcs->record);
+    return raylet.status();
+  }
+  if (absl::Status s = WriteCurrentCluster(root, address); !s.ok()) {
+    std::cerr << "warning: " << s.message() << "; `shoal status` will need --address " << address << std::endl;
+  }
+  std::cout << "Shoal head node started.\n"
+            << "  GCS address:  " << address << "\n"
+            << "  Node id:      " << NodeId(*raylet) << "\n"
+            << "  Session dir:  " << *session << "\n\n"
+            << "To add another node to this cluster, run (on this machine or another one):\n"
+            << "    shoal start --address " << address << "\n"
+            << "To see the cluster:\n"
+            << "    shoal status\n"
+            << "To stop every Shoal process on this machine:\n"
+            << "    shoal stop" << std::endl;
+  return absl::OkStatus();
+}
+
+absl::Status JoinCluster(const StartOptions& o) {
+  absl::StatusOr<std::string> raylet_binary = FindBinary(kRayletBinary);
+  if (!raylet_binary.ok()) return raylet_binary.status();
+  // Ask the GCS first, so a wrong address fails fast and leaves nothing behind.
+  absl::StatusOr<rpc::GetClusterStatusReply> cluster = FetchClusterStatus(o.address, kGcsCheckTimeout);
+  if (!cluster.ok()) return absl::UnavailableError(absl::StrCat("cannot join the cluster: ", cluster.status().message()));
+  absl::StatusOr<std::string> session = CreateSessionDir(ShoalTempRoot());
+  if (!session.ok()) return session.status();
+
+  absl::StatusOr<Daemon> raylet = Launch(*session, RayletRequest(o, *raylet_binary, o.address));
+  if (!raylet.ok()) return raylet.status();
+  std::cout << "Shoal node started and joined the cluster at " << o.address << ".\n"
+            << "  Node id:      " << NodeId(*raylet) << "\n"
+            << "  Raylet:       " << o.node_ip_address << ":" << JsonInt(raylet->ready, "port").value_or(0)
+            << " (pid " << raylet->record.id.pid << ")\n"
+            << "  Session dir:  " << *session << "\n\n"
+            << "To see the cluster:\n"
+            << "    shoal status --address " << o.address << "\n"
+            << "To stop every Shoal process on this machine:\n"
+            << "    shoal stop" << std::endl;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunStart(int argc, char** argv) {
+  StartOptions options;
+  FlagSet flags("shoal start");
+  AddFlags(flags, &options);
+  if (std::optional<int> done = ParseCommandFlags(flags, argc, argv, kHelp)) return *done;
+  // A value exported for other commands (SHOAL_ADDRESS, SHOAL_HEAD) yields to the command line.
+  const bool head_given = GivenOnCommandLine(argc, argv, "head");
+  const bool address_given = GivenOnCommandLine(argc, argv, "address");
+  if (head_given && !address_given) options.address.clear();
+  if (address_given && !head_given) options.head = false;
+  if (absl::Status s = Validate(options, flags, argc, argv); !s.ok()) return UsageError(s);
+
+  absl::Status result = options.head ? StartHead(options) : JoinCluster(options);
+  return result.ok() ? kExitOk : Fail(result);
+}
+
+}  // namespace shoal::cli

@@ -1,0 +1,186 @@
+"""Fixtures for integration tests: real Shoal clusters on loopback, driven through the CLI.
+
+Every cluster lives under its own temp root (SHOAL_TMPDIR), so tests never see or stop a
+cluster they did not start. Everything a test starts is stopped by pid at teardown.
+"""
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.path.join(REPO, "build", "bin")
+SHOAL = os.path.join(BIN, "shoal")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def process_alive(pid):
+    """True while `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def wait_until(predicate, timeout, interval=0.1, what="condition"):
+    """Polls `predicate` until it is truthy; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Cluster:
+    """A handle on the Shoal processes started under one temp root."""
+
+    def __init__(self, root):
+        self.root = root
+        self.env = dict(os.environ, SHOAL_TMPDIR=root)
+        self.env.pop("SHOAL_ADDRESS", None)
+        self.extra_pids = []  # started by the test itself, not through `shoal start`
+        self.port = None
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def shoal(self, *args, check=True, timeout=60):
+        proc = subprocess.run([SHOAL, *map(str, args)], env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"shoal {' '.join(map(str, args))} exited {proc.returncode}:\n"
+                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    def start_head(self, *args, port=None):
+        self.port = port or free_port()
+        return self.shoal("start", "--head", "--port", self.port,
+                          "--health-check-period-ms", 200, "--health-check-timeout-ms", 500,
+                          "--health-check-failure-threshold", 3, *args)
+
+    def start_worker(self, *args):
+        return self.shoal("start", "--address", self.address, *args)
+
+    def status(self):
+        return json.loads(self.shoal("status", "--address", self.address, "--json").stdout)
+
+    def alive_nodes(self):
+        return [n for n in self.status()["nodes"] if n["state"] == "ALIVE"]
+
+    def recorded_pids(self):
+        """Pids of every process `shoal start` recorded under this root, by name."""
+        out = {}
+        for path in glob.glob(os.path.join(self.root, "session_*", "processes", "*.json")):
+            with open(path) as f:
+                rec = json.load(f)
+            out.setdefault(rec["name"], []).append(rec["pid"])
+        return out
+
+    def all_pids(self):
+        return [p for pids in self.recorded_pids().values() for p in pids] + self.extra_pids
+
+    def spawn(self, argv, **kwargs):
+        """Starts a process the test owns; it is killed at teardown."""
+        proc = subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, **kwargs)
+        self.extra_pids.append(proc.pid)
+        return proc
+
+    def teardown(self):
+        pids = self.all_pids()
+        subprocess.run([SHOAL, "stop", "--force"], env=self.env, capture_output=True, timeout=60)
+        for pid in pids:
+            if process_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    root = str(tmp_path / "shoal")
+    os.makedirs(root)
+    c = Cluster(root)
+    yield c
+    c.teardown()
+
+
+class RedisServer:
+    def __init__(self, workdir):
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.workdir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self._answers, 10, what="redis-server to answer")
+
+    def _answers(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (scripts/setup.sh installs it)")
+    server = RedisServer(str(tmp_path))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_stubs(tmp_path_factory):
+    """Python gRPC stubs for Shoal's protos, generated for this test session.
+
+    The protos are copied under the package name `shoalpb` so that the stubs never shadow
+    Shoal's own Python package.
+    """
+    from grpc_tools import protoc
+    work = tmp_path_factory.mktemp("stubs")
+    src = work / "src" / "shoalpb"
+    src.mkdir(parents=True)
+    for path in glob.glob(os.path.join(REPO, "proto", "shoal", "*.proto")):
+        with open(path) as f:
+            text = f.read().replace('import "shoal/', 'import "shoalpb/')
+        (src / os.path.basename(path)).write_text(text)
+    out = work / "out"
+    out.mkdir()
+    include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
+    for name in ("common", "gcs", "raylet"):
+        rc = protoc.main(["protoc", f"-I{work / 'src'}", f"-I{include}", f"--python_out={out}",
+                          f"--grpc_python_out={out}", f"shoalpb/{name}.proto"])
+        assert rc == 0, f"protoc failed on {name}.proto"
+    sys.path.insert(0, str(out))
+    import shoalpb.gcs_pb2 as gcs_pb2  # noqa: E402
+    import shoalpb.gcs_pb2_grpc as gcs_pb2_grpc  # noqa: E402
+    return gcs_pb2, gcs_pb2_grpc
