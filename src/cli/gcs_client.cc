@@ -14,11 +14,13 @@ absl::StatusOr<rpc::GetClusterStatusReply> FetchClusterStatus(const std::string&
   auto stub = rpc::ClusterStatusService::NewStub(MakeChannel(address));
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  context.set_wait_for_ready(true);  // a GCS that is starting or restarting gets `timeout` to answer
   rpc::GetClusterStatusReply reply;
   grpc::Status status = stub->GetClusterStatus(&context, rpc::GetClusterStatusRequest(), &reply);
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
       status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-    return absl::UnavailableError(absl::StrCat("no GCS answers at ", address, " (", status.error_message(), ")"));
+    return absl::UnavailableError(
+        absl::StrCat("no GCS answers at ", address, " (waited ", absl::FormatDuration(timeout), ")"));
   }
   if (!status.ok()) {
     absl::Status error = FromGrpcStatus(status);

@@ -11,8 +11,9 @@
 namespace shoal::cli {
 
 // Calls ClusterStatusService.GetClusterStatus on the GCS at `address` ("host:port").
-// InvalidArgument for a malformed address; Unavailable, naming the address, when no GCS
-// answers within `timeout` (a refused connection fails at once).
+// Waits up to `timeout` for a GCS to answer, so one that is starting or restarting is not
+// an error. InvalidArgument for a malformed address; Unavailable, naming the address, when
+// none answers in time.
 absl::StatusOr<rpc::GetClusterStatusReply> FetchClusterStatus(const std::string& address, absl::Duration timeout);
 
 }  // namespace shoal::cli

@@ -17,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 
 extern char** environ;
@@ -39,8 +40,8 @@ std::optional<ProcStat> ReadProcStat(pid_t pid) {
   // The command name (field 2) is in parentheses and may itself hold spaces and ')'.
   size_t close = line.rfind(')');
   if (close == std::string::npos || close + 2 > line.size()) return std::nullopt;
-  std::vector<std::string_view> fields =
-      absl::StrSplit(std::string_view(line).substr(close + 2), ' ', absl::SkipEmpty());
+  std::vector<absl::string_view> fields =
+      absl::StrSplit(absl::string_view(line).substr(close + 2), ' ', absl::SkipEmpty());
   // fields[0] is field 3 (state), so field 22 (starttime) is fields[19].
   ProcStat stat;
   if (fields.size() < 20 || fields[0].empty() || !absl::SimpleAtoi(fields[19], &stat.start_time)) {

@@ -125,7 +125,7 @@ absl::Status ValidateLabels(const std::string& json) {
 // Whether the command line asks for a head or a worker, and whether every value is sane.
 // REQUIRES: `o` comes from `flags` parsing argv.
 absl::Status Validate(const StartOptions& o, const FlagSet& flags, int argc, char** argv) {
-  if (o.head == o.address.empty()) {
+  if (o.head != o.address.empty()) {
     return absl::InvalidArgumentError(o.head ? "--head and --address cannot be used together"
                                              : "pass --head to start a new cluster, or --address HOST:PORT to join one");
   }
@@ -196,16 +196,18 @@ void StopAndForget(const ProcessRecord& record) {
   (void)RemoveProcessRecord(record);
 }
 
-// Why a daemon that exited early failed: the last line it wrote to stderr, which by the
-// daemons' contract is `error: <reason>`.
+// Why a daemon that exited early failed: by the daemons' contract, the `error: <reason>` line
+// it wrote to stderr (its logger may add lines after it), else its last line.
 std::string ExitReason(const std::string& binary, const std::string& how, const std::string& stderr_path,
                        const std::string& log_dir) {
+  constexpr std::string_view kPrefix = "error: ";
   std::ifstream in(stderr_path);
-  std::string line, last;
+  std::string line, last, error;
   while (std::getline(in, line)) {
+    if (line.starts_with(kPrefix)) error = line.substr(kPrefix.size());
     if (!absl::StripAsciiWhitespace(line).empty()) last = line;
   }
-  if (absl::StartsWith(last, "error: ")) last = last.substr(7);
+  if (!error.empty()) return error;
   if (!last.empty()) return last;
   return absl::StrCat(fs::path(binary).filename().string(), " ", how, " before it was ready; see ", log_dir);
 }
@@ -238,7 +240,10 @@ absl::StatusOr<Daemon> Launch(const std::string& session_dir, LaunchRequest requ
                   .env = request.env};
   absl::StatusOr<ProcessId> id = SpawnDaemon(spec);
   if (!id.ok()) return id.status();
-  ProcessRecord record{.name = request.name, .id = *id, .binary = request.binary};
+  ProcessRecord record;
+  record.name = request.name;
+  record.id = *id;
+  record.binary = request.binary;
   if (absl::Status s = WriteProcessRecord(session_dir, &record); !s.ok()) {
     (void)StopProcesses({record.id}, kCleanupGrace);
     return s;
@@ -252,7 +257,9 @@ absl::StatusOr<Daemon> Launch(const std::string& session_dir, LaunchRequest requ
 }
 
 LaunchRequest GcsRequest(const StartOptions& o, const std::string& binary) {
-  LaunchRequest r{.name = kGcs, .binary = binary};
+  LaunchRequest r;
+  r.name = kGcs;
+  r.binary = binary;
   r.args = {"--host", o.node_ip_address, "--port", std::to_string(o.port)};
   if (!o.redis_address.empty()) r.args.insert(r.args.end(), {"--redis-address", o.redis_address});
   // Through the environment, so the password does not show in `ps`.
@@ -269,7 +276,9 @@ LaunchRequest GcsRequest(const StartOptions& o, const std::string& binary) {
 // Every raylet flag is passed explicitly so that SHOAL_* variables meant for the CLI (such
 // as SHOAL_PORT) cannot leak into the raylet through its own environment fallback.
 LaunchRequest RayletRequest(const StartOptions& o, const std::string& binary, const std::string& gcs_address) {
-  LaunchRequest r{.name = kRaylet, .binary = binary};
+  LaunchRequest r;
+  r.name = kRaylet;
+  r.binary = binary;
   r.args = {"--gcs-address", gcs_address,
             "--node-ip-address", o.node_ip_address,
             "--port", "0",

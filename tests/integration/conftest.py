@@ -26,6 +26,11 @@ def free_port():
         return s.getsockname()[1]
 
 
+def session_dirs(root):
+    """The session directories under `root` (not the session_latest link)."""
+    return [p for p in glob.glob(os.path.join(root, "session_*")) if not os.path.islink(p)]
+
+
 def process_alive(pid):
     """True while `pid` exists and is not a zombie."""
     try:
@@ -88,10 +93,11 @@ class Cluster:
     def recorded_pids(self):
         """Pids of every process `shoal start` recorded under this root, by name."""
         out = {}
-        for path in glob.glob(os.path.join(self.root, "session_*", "processes", "*.json")):
-            with open(path) as f:
-                rec = json.load(f)
-            out.setdefault(rec["name"], []).append(rec["pid"])
+        for session in session_dirs(self.root):
+            for path in glob.glob(os.path.join(session, "processes", "*.json")):
+                with open(path) as f:
+                    rec = json.load(f)
+                out.setdefault(rec["name"], []).append(rec["pid"])
         return out
 
     def all_pids(self):
@@ -183,4 +189,5 @@ def gcs_stubs(tmp_path_factory):
     sys.path.insert(0, str(out))
     import shoalpb.gcs_pb2 as gcs_pb2  # noqa: E402
     import shoalpb.gcs_pb2_grpc as gcs_pb2_grpc  # noqa: E402
-    return gcs_pb2, gcs_pb2_grpc
+    import shoalpb.common_pb2 as common_pb2  # noqa: E402
+    return gcs_pb2, gcs_pb2_grpc, common_pb2

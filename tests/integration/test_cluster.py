@@ -9,7 +9,7 @@ import time
 import grpc
 import pytest
 
-from conftest import BIN, SHOAL, free_port, process_alive, wait_until
+from conftest import BIN, SHOAL, free_port, process_alive, session_dirs, wait_until
 
 # Health checks in these tests: every 200 ms, 500 ms timeout, dead after 3 failures.
 DEATH_DEADLINE_S = 15  # generous bound for polling; the test never asserts a duration
@@ -20,7 +20,7 @@ def worker_raylet_pids(cluster):
     import glob
     import json
     out = []
-    for session in glob.glob(os.path.join(cluster.root, "session_*")):
+    for session in session_dirs(cluster.root):
         names = {}
         for path in glob.glob(os.path.join(session, "processes", "*.json")):
             with open(path) as f:
@@ -116,7 +116,7 @@ def restart_gcs(cluster, *extra):
 
 
 def kv(stubs, address):
-    gcs_pb2, gcs_pb2_grpc = stubs
+    gcs_pb2, gcs_pb2_grpc, _ = stubs
     return gcs_pb2, gcs_pb2_grpc.KVServiceStub(grpc.insecure_channel(address))
 
 
@@ -130,7 +130,8 @@ def test_gcs_restart_with_redis_keeps_nodes_jobs_and_kv(cluster, redis_server, g
     pb, stub = kv(gcs_stubs, cluster.address)
     assert stub.Put(pb.KVPutRequest(ns="fun", key="f1", value=b"\x00pickled", overwrite=False)).added
     jobs = gcs_stubs[1].JobInfoServiceStub(grpc.insecure_channel(cluster.address))
-    job_id = jobs.AddJob(pb.AddJobRequest(job=pb.common__pb2.JobInfo(entrypoint="python x.py"))).job_id
+    common_pb2 = gcs_stubs[2]
+    job_id = jobs.AddJob(pb.AddJobRequest(job=common_pb2.JobInfo(entrypoint="python x.py"))).job_id
 
     raylets = worker_raylet_pids(cluster) + cluster.recorded_pids()["raylet"]
     os.kill(gcs_pid(cluster), signal.SIGKILL)
@@ -181,7 +182,7 @@ def test_stop_leaves_no_process(cluster):
 
 
 def test_subscribers_hear_joins_and_deaths(cluster, gcs_stubs):
-    pb, pb_grpc = gcs_stubs
+    pb, pb_grpc, common_pb2 = gcs_stubs
     cluster.start_head("--num-cpus", 1)
     wait_until(lambda: len(cluster.alive_nodes()) == 1, 10, what="the head node")
     stub = pb_grpc.NodeInfoServiceStub(grpc.insecure_channel(cluster.address))
@@ -198,10 +199,10 @@ def test_subscribers_hear_joins_and_deaths(cluster, gcs_stubs):
     reader.start()
     time.sleep(0.3)  # let the subscription reach the GCS before the join happens
     cluster.start_worker("--num-cpus", 1)
-    joined = wait_until(lambda: [e for e in events if e[1] == pb.common__pb2.NodeInfo.ALIVE], 10,
+    joined = wait_until(lambda: [e for e in events if e[1] == common_pb2.NodeInfo.ALIVE], 10,
                         what="a join event")
     os.kill(worker_raylet_pids(cluster)[0], signal.SIGKILL)
-    wait_until(lambda: (joined[0][0], pb.common__pb2.NodeInfo.DEAD) in events, DEATH_DEADLINE_S,
+    wait_until(lambda: (joined[0][0], common_pb2.NodeInfo.DEAD) in events, DEATH_DEADLINE_S,
                what="a death event for the joined node")
     stream.cancel()
 
@@ -270,13 +271,13 @@ def test_worker_without_a_gcs_fails_fast(cluster):
 
 
 def test_gcs_rejects_malformed_requests_and_keeps_serving(cluster, gcs_stubs):
-    pb, pb_grpc = gcs_stubs
+    pb, pb_grpc, common_pb2 = gcs_stubs
     cluster.start_head("--num-cpus", 1)
     channel = grpc.insecure_channel(cluster.address)
     nodes = pb_grpc.NodeInfoServiceStub(channel)
     kvs = pb_grpc.KVServiceStub(channel)
     jobs = pb_grpc.JobInfoServiceStub(channel)
-    common = pb.common__pb2
+    common = common_pb2
 
     def code_of(call, *args):
         with pytest.raises(grpc.RpcError) as err:
