@@ -3,7 +3,7 @@
 // Each id is a byte array of a fixed length, printable as lowercase hex. Ids are either
 // random (FromRandom) or derived from a parent so that the parent can be read back:
 //   ActorId  = 12 random bytes + JobId (4)
-//   TaskId   =  8 random bytes + ActorId (16)   (the nil ActorId for normal tasks)
+//   TaskId   =  8 random bytes + ActorId (16)   (for normal tasks: 12 bytes of 0xff + JobId)
 //   ObjectId = TaskId (24) + return index (4, little endian)
 // Threading: values; any thread.
 #pragma once

@@ -78,6 +78,7 @@ absl::StatusOr<std::vector<rpc::NodeInfo>> NodeTable::Load() {
 absl::Status NodeTable::Register(rpc::NodeInfo node) {
   auto id = NodeId::FromHex(node.node_id());
   if (!id.ok()) return id.status();
+  node.set_node_id(id->Hex());  // one spelling, so lookups by id always match
   if (node.address().empty() || node.raylet_port() <= 0 || node.raylet_port() > 65535) {
     return absl::InvalidArgumentError("a node needs an address and a raylet port in 1..65535");
   }
@@ -109,13 +110,15 @@ absl::Status NodeTable::MarkDead(const NodeId& id, const std::string& reason) {
     auto it = nodes_.find(id.Hex());
     if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("unknown node ", id.Hex()));
     if (it->second.state() == rpc::NodeInfo::DEAD) return absl::OkStatus();
-    it->second.set_state(rpc::NodeInfo::DEAD);
-    it->second.set_death_time_ms(ToMillis(clock_.Now()));
-    it->second.set_death_reason(reason);
-    it->second.clear_resources_available();
-    it->second.clear_demands();
     node = it->second;
-    if (auto s = Persist(node); !s.ok()) spdlog::error("node table: cannot persist death: {}", s.ToString());
+    node.set_state(rpc::NodeInfo::DEAD);
+    node.set_death_time_ms(ToMillis(clock_.Now()));
+    node.set_death_reason(reason);
+    node.clear_resources_available();
+    node.clear_demands();
+    // Written first: a death that is not stored would come back alive after a GCS restart.
+    if (auto s = Persist(node); !s.ok()) return s;
+    it->second = node;
   }
   spdlog::warn("node {} is dead: {}", id.Hex(), reason);
   feed_.Publish(node);
@@ -177,23 +180,35 @@ ClusterSummary NodeTable::Summarize() const {
 // --- JobTable ---
 
 absl::StatusOr<std::string> JobTable::Add(rpc::JobInfo job) {
-  if (job.job_id().empty()) {
-    auto next = store_.Increment("job_id");
-    if (!next.ok()) return next.status();
-    job.set_job_id(JobId::FromInt(static_cast<uint32_t>(*next)).Hex());
-  } else if (auto id = JobId::FromHex(job.job_id()); !id.ok()) {
-    return id.status();
+  const bool explicit_id = !job.job_id().empty();
+  if (explicit_id) {
+    auto id = JobId::FromHex(job.job_id());
+    if (!id.ok()) return id.status();
+    job.set_job_id(id->Hex());  // one spelling per job
   }
   if (job.start_time_ms() == 0) job.set_start_time_ms(ToMillis(clock_.Now()));
   job.set_is_dead(false);
   absl::MutexLock lock(&mu_);
-  auto put = store_.Put(kJobTable, job.job_id(), job.SerializeAsString(), /*overwrite=*/false);
-  if (!put.ok()) return put.status();
-  if (!*put) return absl::AlreadyExistsError(absl::StrCat("job ", job.job_id(), " exists"));
-  return job.job_id();
+  // A counter value may already be taken by an explicit id: take the next one, a bounded
+  // number of times.
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    if (!explicit_id) {
+      auto next = store_.Increment("job_id");
+      if (!next.ok()) return next.status();
+      job.set_job_id(JobId::FromInt(static_cast<uint32_t>(*next)).Hex());
+    }
+    auto put = store_.Put(kJobTable, job.job_id(), job.SerializeAsString(), /*overwrite=*/false);
+    if (!put.ok()) return put.status();
+    if (*put) return job.job_id();
+    if (explicit_id) return absl::AlreadyExistsError(absl::StrCat("job ", job.job_id(), " exists"));
+  }
+  return absl::ResourceExhaustedError("no free job id after 1000 tries");
 }
 
-absl::Status JobTable::MarkFinished(const std::string& job_id) {
+absl::Status JobTable::MarkFinished(const std::string& job_id_text) {
+  auto id = JobId::FromHex(job_id_text);
+  if (!id.ok()) return id.status();
+  const std::string job_id = id->Hex();
   absl::MutexLock lock(&mu_);
   auto value = store_.Get(kJobTable, job_id);
   if (!value.ok()) return value.status();

@@ -141,7 +141,12 @@ absl::StatusOr<RedisStoreClient::Reply> RedisStoreClient::Command(const std::vec
       continue;
     }
     if (reply.r->type == REDIS_REPLY_ERROR) {
-      return absl::InternalError(absl::StrCat("Redis ", argv[0], ": ", reply.r->str));
+      std::string err(reply.r->str, reply.r->len);
+      std::string msg = absl::StrCat("Redis ", argv[0], " at ", options_.host, ":", options_.port, ": ", err);
+      for (const char* auth_error : {"NOAUTH", "WRONGPASS", "NOPERM"}) {
+        if (absl::StartsWith(err, auth_error)) return absl::PermissionDeniedError(msg);
+      }
+      return absl::InternalError(msg);
     }
     return reply;
   }

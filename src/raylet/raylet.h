@@ -32,7 +32,7 @@ struct RayletOptions {
   std::map<std::string, std::string> labels;
   std::string session_dir;
   absl::Duration report_period = absl::Seconds(1);
-  absl::Duration gcs_connect_timeout = absl::Seconds(10);
+  absl::Duration gcs_connect_timeout = absl::Seconds(5);
 };
 
 class Raylet {

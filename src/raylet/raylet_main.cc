@@ -33,7 +33,7 @@ struct Flags {
   std::string resources = "{}";
   std::string labels = "{}";
   int64_t report_period_ms = 1000;
-  double gcs_connect_timeout_s = 10;
+  double gcs_connect_timeout_s = 5;
 };
 
 absl::StatusOr<std::map<std::string, std::string>> ParseLabels(const std::string& text) {

@@ -33,16 +33,16 @@ struct StringMaker<absl::Status> {
 // REQUIRE/CHECK that a Status or StatusOr is OK, printing it when it is not.
 #define REQUIRE_OK(expr) REQUIRE(::shoal::test::StatusOf(expr) == ::absl::OkStatus())
 #define CHECK_OK(expr) CHECK(::shoal::test::StatusOf(expr) == ::absl::OkStatus())
-// REQUIRE/CHECK a Status or StatusOr has `code` (e.g. kNotFound), printing the message.
-#define REQUIRE_CODE(expr, code)                                  \
+// REQUIRE/CHECK a Status or StatusOr has code `want` (e.g. kNotFound), printing the message.
+#define REQUIRE_CODE(expr, want)                                  \
   do {                                                            \
     const ::absl::Status shoal_status_ = ::shoal::test::StatusOf(expr); \
     INFO("status: " << shoal_status_.ToString());                 \
-    REQUIRE(shoal_status_.code() == ::absl::StatusCode::code);    \
+    REQUIRE(shoal_status_.code() == ::absl::StatusCode::want);    \
   } while (0)
-#define CHECK_CODE(expr, code)                                    \
+#define CHECK_CODE(expr, want)                                    \
   do {                                                            \
     const ::absl::Status shoal_status_ = ::shoal::test::StatusOf(expr); \
     INFO("status: " << shoal_status_.ToString());                 \
-    CHECK(shoal_status_.code() == ::absl::StatusCode::code);      \
+    CHECK(shoal_status_.code() == ::absl::StatusCode::want);      \
   } while (0)
