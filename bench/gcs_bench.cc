@@ -55,8 +55,13 @@ int Main(int argc, char** argv) {
     store = std::make_unique<InMemoryStoreClient>();
   } else {
     auto hp = ParseHostPort(redis_address);
-    auto redis = hp.ok() ? RedisStoreClient::Connect({.host = hp->first, .port = hp->second,
-                                                      .key_prefix = "shoal-bench"})
+    RedisOptions options;
+    if (hp.ok()) {
+      options.host = hp->first;
+      options.port = hp->second;
+      options.key_prefix = "shoal-bench";
+    }
+    auto redis = hp.ok() ? RedisStoreClient::Connect(options)
                          : absl::StatusOr<std::unique_ptr<RedisStoreClient>>(hp.status());
     if (!redis.ok()) {
       std::fprintf(stderr, "error: %s\n", std::string(redis.status().message()).c_str());
@@ -65,7 +70,9 @@ int Main(int argc, char** argv) {
     store = *std::move(redis);
   }
   const std::string storage = store->Name();
-  GcsServer gcs(std::move(store), {.host = "127.0.0.1", .port = 0});
+  GcsOptions options;
+  options.port = 0;
+  GcsServer gcs(std::move(store), options);
   if (auto s = gcs.Start(); !s.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
     return 1;

@@ -65,4 +65,15 @@ absl::Status InitLogging(const std::string& component, const std::string& log_di
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> SetUpDaemonSession(const std::string& component, const std::string& session_dir) {
+  std::string dir = session_dir;
+  if (dir.empty()) {
+    auto made = CreateSessionDir(ShoalTempRoot());
+    if (!made.ok()) return made.status();
+    dir = *made;
+  }
+  if (auto s = InitLogging(component, dir + "/logs"); !s.ok()) return s;
+  return dir;
+}
+
 }  // namespace shoal

@@ -22,4 +22,8 @@ absl::StatusOr<std::string> CreateSessionDir(const std::string& root);
 // and errors also go to stderr. Safe to call once per process, before other threads start.
 absl::Status InitLogging(const std::string& component, const std::string& log_dir);
 
+// Start-up of a daemon: uses `session_dir` (or, when empty, a new session directory under
+// ShoalTempRoot()) and sends `component`'s log to its logs/. Answers the session directory.
+absl::StatusOr<std::string> SetUpDaemonSession(const std::string& component, const std::string& session_dir);
+
 }  // namespace shoal

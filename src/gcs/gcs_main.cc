@@ -60,16 +60,10 @@ int Main(int argc, char** argv) {
     ReportFatal("health check period, timeout and failure threshold must be positive");
     return 2;
   }
-  if (f.session_dir.empty()) {
-    auto dir = CreateSessionDir(ShoalTempRoot());
-    if (!dir.ok()) {
-      ReportFatal(std::string(dir.status().message()));
-      return 1;
-    }
+  if (auto dir = SetUpDaemonSession("gcs", f.session_dir); dir.ok()) {
     f.session_dir = *dir;
-  }
-  if (auto s = InitLogging("gcs", f.session_dir + "/logs"); !s.ok()) {
-    ReportFatal(std::string(s.message()));
+  } else {
+    ReportFatal(std::string(dir.status().message()));
     return 1;
   }
 

@@ -73,6 +73,8 @@ rpc::NodeInfo Raylet::SelfInfo() const {
   node.set_start_time_ms(start_time_ms_);
   node.set_session_dir(options_.session_dir);
   node.set_raylet_pid(getpid());
+  node.set_object_manager_port(port_);
+  node.set_object_store_socket(store_socket_);
   return node;
 }
 
@@ -85,9 +87,35 @@ absl::Status Raylet::Register(absl::Duration rpc_timeout) {
   return FromGrpcStatus(gcs_->RegisterNode(&ctx, req, &reply));
 }
 
+absl::Status Raylet::StartObjectStore() {
+  // A Unix socket path must fit in sun_path (108 bytes); deep session dirs fall back to /tmp.
+  store_socket_ = options_.store_socket;
+  if (store_socket_.empty()) {
+    store_socket_ = options_.session_dir + "/sockets/object_store";
+    if (store_socket_.size() > 100) store_socket_ = absl::StrCat("/tmp/shoal-store-", node_id_.Hex().substr(0, 16));
+  }
+  std::string spill_dir = options_.spill_dir.empty() ? options_.session_dir + "/spill" : options_.spill_dir;
+  const uint64_t capacity = static_cast<uint64_t>(options_.resources.Get(kObjectStoreMemory).ToDouble());
+  store_ = std::make_unique<StoreServer>(
+      StoreServerOptions{.socket_path = store_socket_, .capacity = capacity, .spill_dir = spill_dir});
+  if (auto s = store_->Start(); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("object store: ", s.message()));
+  }
+  auto client = ObjectStoreClient::Connect(store_socket_);
+  if (!client.ok()) return client.status();
+  store_client_ = *std::move(client);
+  object_manager_ = std::make_unique<ObjectManager>(*store_client_, ObjectManagerOptions{});
+  spdlog::info("object store: {} bytes at {}, spilling to {}", capacity, store_socket_, spill_dir);
+  return absl::OkStatus();
+}
+
 absl::Status Raylet::Start() {
+  if (auto s = StartObjectStore(); !s.ok()) return s;
   grpc::ServerBuilder builder;
   builder.RegisterService(service_.get());
+  builder.RegisterService(object_manager_.get());
+  builder.SetMaxSendMessageSize(64 << 20);
+  builder.SetMaxReceiveMessageSize(64 << 20);
   auto server = StartServer(builder, options_.node_ip, options_.port, &port_);
   if (!server.ok()) return server.status();
   server_ = *std::move(server);
@@ -110,6 +138,7 @@ absl::Status Raylet::Start() {
     }
     absl::SleepFor(absl::Milliseconds(200));
   }
+  registered_ = true;
   spdlog::info("node {} registered with the GCS at {}; serving on {}:{}; resources {}", node_id_.Hex(),
                options_.gcs_address, options_.node_ip, port_, options_.resources.ToString());
   reporter_ = std::thread([this] { ReportLoop(); });
@@ -173,8 +202,7 @@ void Raylet::Stop() {
   if (stopped_.exchange(true)) return;
   if (!stop_.HasBeenNotified()) stop_.Notify();
   if (reporter_.joinable()) reporter_.join();
-  if (server_ == nullptr) return;
-  if (fatal_error().empty()) {
+  if (registered_ && fatal_error().empty()) {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
     rpc::UnregisterNodeRequest req;
@@ -184,7 +212,10 @@ void Raylet::Stop() {
     grpc::Status s = gcs_->UnregisterNode(&ctx, req, &reply);
     if (!s.ok()) spdlog::warn("could not unregister from the GCS: {}", s.error_message());
   }
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+  if (server_ != nullptr) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+  object_manager_.reset();
+  store_client_.reset();
+  if (store_) store_->Stop();
   spdlog::info("raylet stopped");
 }
 

@@ -1,6 +1,7 @@
-// The raylet: one per node. At this stage it registers the node with the GCS, keeps the node's
-// resource view there fresh, answers health checks, finds a restarted GCS by itself, and
-// unregisters on a clean stop.
+// The raylet: one per node. It registers the node with the GCS, keeps the node's resource view
+// there fresh, answers health checks, finds a restarted GCS by itself, and unregisters on a
+// clean stop. It hosts the node's object store (a StoreServer on a Unix socket) and the object
+// manager that moves objects to and from other nodes over the same gRPC server.
 // Threading: Start() and Stop() on the main thread; one reporter thread talks to the GCS;
 // gRPC threads answer health checks.
 #pragma once
@@ -19,6 +20,9 @@
 #include "shoal/gcs.grpc.pb.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
+#include "src/object_store/client.h"
+#include "src/object_store/store_server.h"
+#include "src/raylet/object_manager.h"
 
 namespace shoal {
 
@@ -31,6 +35,8 @@ struct RayletOptions {
   ResourceSet resources;            // complete: CPU, GPU, memory, custom, node:<ip>
   std::map<std::string, std::string> labels;
   std::string session_dir;
+  std::string store_socket;         // empty: <session_dir>/sockets/object_store
+  std::string spill_dir;            // empty: <session_dir>/spill
   absl::Duration report_period = absl::Seconds(1);
   absl::Duration gcs_connect_timeout = absl::Seconds(5);
 };
@@ -53,11 +59,13 @@ class Raylet {
 
   const NodeId& node_id() const { return node_id_; }
   int port() const { return port_; }
+  const std::string& store_socket() const { return store_socket_; }
 
  private:
   class Service;
   rpc::NodeInfo SelfInfo() const;
   absl::Status Register(absl::Duration rpc_timeout);
+  absl::Status StartObjectStore();
   void ReportLoop();
   void Fail(const std::string& error);
 
@@ -66,6 +74,10 @@ class Raylet {
   const int64_t start_time_ms_;
   std::unique_ptr<rpc::NodeInfoService::Stub> gcs_;
   std::unique_ptr<Service> service_;
+  std::string store_socket_;
+  std::unique_ptr<StoreServer> store_;
+  std::unique_ptr<ObjectStoreClient> store_client_;
+  std::unique_ptr<ObjectManager> object_manager_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::thread reporter_;
@@ -74,6 +86,7 @@ class Raylet {
   mutable absl::Mutex mu_;
   std::string fatal_error_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> stopped_{false};
+  bool registered_ = false;  // main thread only
 };
 
 // Builds the node's resources from flags, detecting what was not given (negative = detect):

@@ -32,6 +32,8 @@ struct Flags {
   int64_t object_store_memory = -1;
   std::string resources = "{}";
   std::string labels = "{}";
+  std::string store_socket;
+  std::string spill_dir;
   int64_t report_period_ms = 1000;
   double gcs_connect_timeout_s = 5;
 };
@@ -68,6 +70,8 @@ int Main(int argc, char** argv) {
   flags.AddInt("object-store-memory", &f.object_store_memory, "object store size in bytes (negative: 30% of RAM)");
   flags.AddString("resources", &f.resources, "custom resources as JSON, e.g. {\"TPU\": 4}");
   flags.AddString("labels", &f.labels, "node labels as a JSON object of strings");
+  flags.AddString("store-socket", &f.store_socket, "Unix socket of the object store (default: in the session dir)");
+  flags.AddString("spill-dir", &f.spill_dir, "where the object store spills under memory pressure (default: <session>/spill)");
   flags.AddInt("report-period-ms", &f.report_period_ms, "how often the resource view is sent to the GCS");
   flags.AddDouble("gcs-connect-timeout-s", &f.gcs_connect_timeout_s, "how long to wait for the GCS at start");
   if (auto s = flags.Parse(argc, argv); !s.ok()) {
@@ -102,16 +106,10 @@ int Main(int argc, char** argv) {
     ReportFatal(std::string(resources.status().message()));
     return 2;
   }
-  if (f.session_dir.empty()) {
-    auto dir = CreateSessionDir(ShoalTempRoot());
-    if (!dir.ok()) {
-      ReportFatal(std::string(dir.status().message()));
-      return 1;
-    }
+  if (auto dir = SetUpDaemonSession("raylet", f.session_dir); dir.ok()) {
     f.session_dir = *dir;
-  }
-  if (auto s = InitLogging("raylet", f.session_dir + "/logs"); !s.ok()) {
-    ReportFatal(std::string(s.message()));
+  } else {
+    ReportFatal(std::string(dir.status().message()));
     return 1;
   }
 
@@ -123,6 +121,8 @@ int Main(int argc, char** argv) {
                         .resources = *resources,
                         .labels = *labels,
                         .session_dir = f.session_dir,
+                        .store_socket = f.store_socket,
+                        .spill_dir = f.spill_dir,
                         .report_period = absl::Milliseconds(f.report_period_ms),
                         .gcs_connect_timeout = absl::Seconds(f.gcs_connect_timeout_s)};
   Raylet raylet(options);
@@ -131,7 +131,8 @@ int Main(int argc, char** argv) {
     return 1;
   }
   if (!f.ready_file.empty()) {
-    nlohmann::json ready = {{"pid", getpid()}, {"port", raylet.port()}, {"node_id", raylet.node_id().Hex()}};
+    nlohmann::json ready = {{"pid", getpid()}, {"port", raylet.port()}, {"node_id", raylet.node_id().Hex()},
+                            {"store_socket", raylet.store_socket()}};
     if (auto s = WriteFileAtomically(f.ready_file, ready.dump()); !s.ok()) {
       ReportFatal(std::string(s.message()));
       return 1;
