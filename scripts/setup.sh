@@ -7,9 +7,9 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libhiredis-dev libspdlog-dev libfmt-dev catch2 pybind11-dev
-  nlohmann-json3-dev redis-server procps iproute2
+  nlohmann-json3-dev libmsgpack-cxx-dev redis-server procps iproute2
 )
-PIP_PACKAGES=(pytest cloudpickle numpy msgpack grpcio grpc_tools:grpcio-tools)
+PIP_PACKAGES=(pytest cloudpickle numpy msgpack grpc:grpcio grpc_tools:grpcio-tools)
 
 log() { printf '[setup] %s\n' "$*"; }
 fail() { printf '[setup] FAILED: %s\n' "$*" >&2; exit 1; }

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <set>
+
 #include "absl/strings/str_cat.h"
 #include "shoal/raylet.grpc.pb.h"
 #include "spdlog/spdlog.h"
@@ -21,6 +23,164 @@ class Raylet::Service final : public rpc::NodeManagerService::Service {
 
  private:
   const std::string id_hex_;
+};
+
+// LeaseService on the callback API: each handler posts its work to the event loop and returns;
+// the loop finishes the call. A queued RequestWorkerLease is just a reactor waiting in the lease
+// manager, so any number of them hold no thread. Cancelling one (the owner gave up, its deadline
+// passed or it died) removes it from the queue.
+class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService {
+ public:
+  explicit LeaseGrpcService(Raylet& raylet) : raylet_(raylet) {}
+
+  grpc::ServerUnaryReactor* RequestWorkerLease(grpc::CallbackServerContext*,
+                                               const rpc::RequestWorkerLeaseRequest* req,
+                                               rpc::RequestWorkerLeaseReply* reply) override {
+    auto* reactor = new LeaseReactor(raylet_, next_request_id_.fetch_add(1));
+    bool posted = raylet_.loop_->Post([this, reactor, req, reply] {
+      raylet_.leases_->RequestLease(reactor->id(), *req,
+                                    [reactor, reply](absl::StatusOr<rpc::RequestWorkerLeaseReply> r) {
+                                      if (!r.ok()) {
+                                        reactor->Finish(ToGrpcStatus(r.status()));
+                                        return;
+                                      }
+                                      *reply = *std::move(r);
+                                      reactor->Finish(grpc::Status::OK);
+                                    });
+    });
+    if (!posted) reactor->Finish(Stopping());
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* ReturnWorker(grpc::CallbackServerContext* ctx, const rpc::ReturnWorkerRequest* req,
+                                         rpc::ReturnWorkerReply*) override {
+    return OnLoop(ctx, [this, req] { return raylet_.leases_->ReturnWorker(req->lease_id(), req->worker_failed()); });
+  }
+
+  grpc::ServerUnaryReactor* RegisterWorker(grpc::CallbackServerContext* ctx, const rpc::RegisterWorkerRequest* req,
+                                           rpc::RegisterWorkerReply* reply) override {
+    return OnLoop(ctx, [this, req, reply] {
+      absl::Status s = raylet_.leases_->RegisterWorker(req->worker_id(), req->port(), req->pid());
+      if (s.ok()) reply->set_node_id(raylet_.node_id_.Hex());
+      return s;
+    });
+  }
+
+  grpc::ServerUnaryReactor* FreeObjects(grpc::CallbackServerContext* ctx, const rpc::FreeObjectsRequest* req,
+                                        rpc::FreeObjectsReply*) override {
+    // A quick local IPC per object; it needs nothing from the loop.
+    std::vector<ObjectId> ids;
+    absl::Status status;
+    for (const std::string& bin : req->object_ids()) {
+      auto id = ObjectId::FromBinary(bin);
+      if (!id.ok()) {
+        status = absl::InvalidArgumentError(absl::StrCat("object_ids: ", id.status().message()));
+        break;
+      }
+      ids.push_back(*id);
+    }
+    for (size_t i = 0; status.ok() && i < ids.size(); ++i) {
+      absl::Status s = raylet_.store_client_->Delete(ids[i]);
+      if (!s.ok() && !absl::IsNotFound(s)) status = s;
+    }
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* GetNodeStats(grpc::CallbackServerContext* ctx, const rpc::GetNodeStatsRequest*,
+                                         rpc::GetNodeStatsReply* reply) override {
+    return OnLoop(ctx, [this, reply] {
+      const WorkerPool::Stats workers = raylet_.pool_->stats();
+      const LeaseManager::Stats leases = raylet_.leases_->stats();
+      reply->set_num_workers(workers.workers);
+      reply->set_num_idle_workers(workers.idle);
+      reply->set_num_leased_workers(workers.leased);
+      reply->set_num_queued_leases(leases.queued + leases.waiting_worker);
+      raylet_.leases_->Available().ToProto(reply->mutable_available());
+      return absl::OkStatus();
+    });
+  }
+
+ private:
+  // Finishes with CANCELLED if the request is still queued when its call is cancelled.
+  class LeaseReactor final : public grpc::ServerUnaryReactor {
+   public:
+    LeaseReactor(Raylet& raylet, uint64_t id) : raylet_(raylet), id_(id) {}
+    uint64_t id() const { return id_; }
+    void OnCancel() override {
+      // The manager holds the reply callback until it answers, and Finish comes only from there
+      // or from here: so while CancelRequest finds the request, this reactor is alive.
+      LeaseReactor* self = this;
+      Raylet* raylet = &raylet_;
+      const uint64_t id = id_;
+      raylet_.loop_->Post([self, raylet, id] {
+        if (raylet->leases_->CancelRequest(id)) {
+          self->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "lease request cancelled"));
+        }
+      });
+    }
+    void OnDone() override { delete this; }
+
+   private:
+    Raylet& raylet_;
+    const uint64_t id_;
+  };
+
+  static grpc::Status Stopping() { return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the raylet is stopping"); }
+
+  // Runs `fn` on the event loop and finishes the call with its status.
+  grpc::ServerUnaryReactor* OnLoop(grpc::CallbackServerContext* ctx, std::function<absl::Status()> fn) {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    if (!raylet_.loop_->Post([reactor, fn = std::move(fn)] { reactor->Finish(ToGrpcStatus(fn())); })) {
+      reactor->Finish(Stopping());
+    }
+    return reactor;
+  }
+
+  Raylet& raylet_;
+  std::atomic<uint64_t> next_request_id_{1};
+};
+
+// Watches the owners of this node's leases through gRPC channels to their addresses. An owner
+// whose channel is never READY for `timeout`, and failed to connect at least once meanwhile, is
+// taken for dead (its process is gone: a live core worker accepts connections at once).
+// Threading: event loop only.
+class Raylet::OwnerMonitor {
+ public:
+  explicit OwnerMonitor(absl::Duration timeout) : timeout_(timeout) {}
+
+  // Checks `owners` (and forgets the others); answers those found dead now.
+  std::vector<std::string> Check(const std::set<std::string>& owners, absl::Time now) {
+    std::erase_if(watches_, [&](const auto& e) { return !owners.contains(e.first); });
+    std::vector<std::string> dead;
+    for (const std::string& owner : owners) {
+      Watch& w = watches_[owner];
+      if (w.channel == nullptr) {
+        w.channel = MakeChannel(owner);
+        w.unready_since = now;
+      }
+      grpc_connectivity_state state = w.channel->GetState(/*try_to_connect=*/true);
+      if (state == GRPC_CHANNEL_READY) {
+        w.unready_since = now;
+        w.failed = false;
+        continue;
+      }
+      w.failed |= state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN;
+      if (w.failed && now - w.unready_since >= timeout_) dead.push_back(owner);
+    }
+    for (const std::string& owner : dead) watches_.erase(owner);
+    return dead;
+  }
+
+ private:
+  struct Watch {
+    std::shared_ptr<grpc::Channel> channel;
+    absl::Time unready_since;
+    bool failed = false;
+  };
+  const absl::Duration timeout_;
+  std::map<std::string, Watch> watches_;
 };
 
 absl::StatusOr<ResourceSet> NodeResourcesFromFlags(double num_cpus, int64_t num_gpus, int64_t memory,
@@ -55,7 +215,10 @@ Raylet::Raylet(RayletOptions options)
       node_id_(NodeId::FromRandom()),
       start_time_ms_(absl::ToUnixMillis(absl::Now())),
       gcs_(rpc::NodeInfoService::NewStub(MakeChannel(options_.gcs_address))),
-      service_(std::make_unique<Service>(node_id_)) {}
+      service_(std::make_unique<Service>(node_id_)),
+      loop_(std::make_unique<EventLoop>(options_.tick_period, [this] { Tick(); })),
+      owners_(std::make_unique<OwnerMonitor>(options_.owner_timeout)),
+      lease_service_(std::make_unique<LeaseGrpcService>(*this)) {}
 
 Raylet::~Raylet() { Stop(); }
 
@@ -114,11 +277,14 @@ absl::Status Raylet::Start() {
   grpc::ServerBuilder builder;
   builder.RegisterService(service_.get());
   builder.RegisterService(object_manager_.get());
+  builder.RegisterService(lease_service_.get());
   builder.SetMaxSendMessageSize(64 << 20);
   builder.SetMaxReceiveMessageSize(64 << 20);
   auto server = StartServer(builder, options_.node_ip, options_.port, &port_);
   if (!server.ok()) return server.status();
   server_ = *std::move(server);
+  // Lease calls that arrive before the loop starts wait in its queue.
+  StartLeasing();
 
   const absl::Time deadline = absl::Now() + options_.gcs_connect_timeout;
   absl::Status last;
@@ -127,7 +293,7 @@ absl::Status Raylet::Start() {
     if (last.ok()) break;
     bool retry = absl::IsUnavailable(last) || absl::IsDeadlineExceeded(last);
     if (!retry || absl::Now() >= deadline) {
-      server_->Shutdown();
+      StopServing();
       if (retry) {
         return absl::UnavailableError(absl::StrCat("no GCS answered at ", options_.gcs_address, " within ",
                                                    absl::FormatDuration(options_.gcs_connect_timeout),
@@ -141,8 +307,71 @@ absl::Status Raylet::Start() {
   registered_ = true;
   spdlog::info("node {} registered with the GCS at {}; serving on {}:{}; resources {}", node_id_.Hex(),
                options_.gcs_address, options_.node_ip, port_, options_.resources.ToString());
+  RefreshClusterView();
   reporter_ = std::thread([this] { ReportLoop(); });
   return absl::OkStatus();
+}
+
+void Raylet::StartLeasing() {
+  const int64_t cpus = std::max<int64_t>(1, options_.resources.Get(kCPU).units() / FixedPoint::kScale);
+  WorkerPoolOptions pool{.node_id = node_id_,
+                         .node_ip = options_.node_ip,
+                         .raylet_address = absl::StrCat(options_.node_ip, ":", port_),
+                         .gcs_address = options_.gcs_address,
+                         .store_socket = store_socket_,
+                         .session_dir = options_.session_dir,
+                         .max_starting = static_cast<int>(
+                             options_.max_starting_workers > 0 ? options_.max_starting_workers : cpus),
+                         .max_idle = static_cast<int>(options_.max_idle_workers >= 0 ? options_.max_idle_workers : cpus),
+                         .idle_timeout = options_.worker_idle_timeout,
+                         .start_timeout = options_.worker_start_timeout};
+  pool_ = std::make_unique<WorkerPool>(spawner_, clock_, std::move(pool));
+  LeaseManagerOptions leases;
+  leases.node_id = node_id_;
+  leases.resources = options_.resources;
+  leases.labels = options_.labels;
+  leases.is_head = options_.is_head;
+  leases.scheduling_disabled = options_.scheduling_disabled;
+  leases_ = std::make_unique<LeaseManager>(*pool_, std::move(leases));
+  loop_->Start();
+}
+
+void Raylet::Tick() {
+  leases_->Tick();
+  const absl::Time now = clock_.Now();
+  if (now - last_owner_check_ < absl::Milliseconds(500)) return;
+  last_owner_check_ = now;
+  for (const std::string& owner : owners_->Check(leases_->LeaseOwners(), now)) {
+    int ended = leases_->ReleaseLeasesOfOwner(owner, "is unreachable");
+    spdlog::warn("lease owner {} is unreachable: ended its {} lease(s)", owner, ended);
+  }
+}
+
+void Raylet::RefreshClusterView() {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+  rpc::GetAllNodeInfoRequest req;
+  auto reply = std::make_shared<rpc::GetAllNodeInfoReply>();
+  grpc::Status s = gcs_->GetAllNodeInfo(&ctx, req, reply.get());
+  if (!s.ok()) {
+    spdlog::warn("cannot read the node table from the GCS: {}", s.error_message());
+    return;
+  }
+  loop_->Post([this, reply] {
+    leases_->UpdateClusterView(std::vector<rpc::NodeInfo>(reply->nodes().begin(), reply->nodes().end()));
+  });
+}
+
+void Raylet::StopServing() {
+  // Waiting requests are answered first, and new ones refused, so that the server's shutdown
+  // finds no call left unfinished.
+  if (leases_ != nullptr) {
+    loop_->RunSync([this] { leases_->Shutdown(absl::UnavailableError("the raylet is stopping")); });
+  }
+  if (server_ != nullptr) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+  loop_->Stop();
+  leases_.reset();
+  pool_.reset();  // kills the workers
 }
 
 void Raylet::ReportLoop() {
@@ -163,7 +392,16 @@ void Raylet::ReportLoop() {
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
     rpc::ReportResourcesRequest req;
     req.set_node_id(node_id_.Hex());
-    options_.resources.ToProto(req.mutable_resources_available());
+    bool snapshot = loop_->RunSync([this, &req] {
+      leases_->Available().ToProto(req.mutable_resources_available());
+      for (const DemandSummary& d : leases_->Demands()) {
+        rpc::ResourceDemand* demand = req.add_demands();
+        d.shape.ToProto(demand->mutable_shape());
+        demand->set_count(d.count);
+        demand->set_infeasible(d.infeasible);
+      }
+    });
+    if (!snapshot) return;  // stopping
     rpc::ReportResourcesReply reply;
     grpc::Status s = gcs_->ReportResources(&ctx, req, &reply);
     if (!s.ok()) {
@@ -181,6 +419,7 @@ void Raylet::ReportLoop() {
         return;
       }
     }
+    if (registered) RefreshClusterView();
   }
 }
 
@@ -212,7 +451,7 @@ void Raylet::Stop() {
     grpc::Status s = gcs_->UnregisterNode(&ctx, req, &reply);
     if (!s.ok()) spdlog::warn("could not unregister from the GCS: {}", s.error_message());
   }
-  if (server_ != nullptr) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+  StopServing();
   object_manager_.reset();
   store_client_.reset();
   if (store_) store_->Stop();

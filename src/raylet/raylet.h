@@ -1,9 +1,15 @@
 // The raylet: one per node. It registers the node with the GCS, keeps the node's resource view
 // there fresh, answers health checks, finds a restarted GCS by itself, and unregisters on a
 // clean stop. It hosts the node's object store (a StoreServer on a Unix socket) and the object
-// manager that moves objects to and from other nodes over the same gRPC server.
-// Threading: Start() and Stop() on the main thread; one reporter thread talks to the GCS;
-// gRPC threads answer health checks.
+// manager that moves objects to and from other nodes over the same gRPC server, and grants
+// worker leases (LeaseService: LeaseManager + WorkerPool).
+// Threading: Start() and Stop() on the main thread. The lease manager and worker pool live on
+// one event loop thread, which also ticks them (reaping workers, timeouts) and starts every
+// worker process; LeaseService is a gRPC callback service whose handlers only post to that loop,
+// so a queued lease request holds neither a thread nor a lock. One reporter thread talks to the
+// GCS: it reports available resources and queued demand, and feeds the GCS's node table back to
+// the lease manager's cluster view, every report period. gRPC threads answer health checks and
+// object transfers.
 #pragma once
 
 #include <atomic>
@@ -22,7 +28,11 @@
 #include "src/common/resources.h"
 #include "src/object_store/client.h"
 #include "src/object_store/store_server.h"
+#include "src/raylet/event_loop.h"
+#include "src/raylet/lease_manager.h"
 #include "src/raylet/object_manager.h"
+#include "src/raylet/process_spawner.h"
+#include "src/raylet/worker_pool.h"
 
 namespace shoal {
 
@@ -39,6 +49,18 @@ struct RayletOptions {
   std::string spill_dir;            // empty: <session_dir>/spill
   absl::Duration report_period = absl::Seconds(1);
   absl::Duration gcs_connect_timeout = absl::Seconds(5);
+  // Worker pool: idle workers beyond max_idle_workers are killed after worker_idle_timeout;
+  // a worker that has not registered within worker_start_timeout is killed. Negative counts
+  // mean the node's CPU count (at least 1); max_starting_workers caps concurrent starts.
+  absl::Duration worker_idle_timeout = absl::Seconds(10);
+  int max_idle_workers = -1;
+  absl::Duration worker_start_timeout = absl::Seconds(60);
+  int max_starting_workers = -1;
+  // How often the event loop reaps workers and checks timeouts.
+  absl::Duration tick_period = absl::Milliseconds(100);
+  // A lease's owner (a core worker at owner_address) whose address stays unreachable this long
+  // is taken for dead: its leases end and their workers are killed.
+  absl::Duration owner_timeout = absl::Seconds(10);
 };
 
 class Raylet {
@@ -63,9 +85,17 @@ class Raylet {
 
  private:
   class Service;
+  class LeaseGrpcService;
+  class OwnerMonitor;
   rpc::NodeInfo SelfInfo() const;
   absl::Status Register(absl::Duration rpc_timeout);
   absl::Status StartObjectStore();
+  void StartLeasing();
+  // Answers waiting lease requests, stops the server and the event loop, kills the workers.
+  void StopServing();
+  // Reads the GCS's node table into the lease manager's view. Reporter or main thread.
+  void RefreshClusterView();
+  void Tick();  // event loop
   void ReportLoop();
   void Fail(const std::string& error);
 
@@ -78,6 +108,15 @@ class Raylet {
   std::unique_ptr<StoreServer> store_;
   std::unique_ptr<ObjectStoreClient> store_client_;
   std::unique_ptr<ObjectManager> object_manager_;
+  // Leasing: created in Start once the port is known; loop_ owns the threads that touch them.
+  RealClock clock_;
+  PosixProcessSpawner spawner_;
+  std::unique_ptr<EventLoop> loop_;
+  std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<LeaseManager> leases_;
+  std::unique_ptr<OwnerMonitor> owners_;  // event loop only
+  absl::Time last_owner_check_;           // event loop only
+  std::unique_ptr<LeaseGrpcService> lease_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::thread reporter_;

@@ -36,6 +36,9 @@ struct Flags {
   std::string spill_dir;
   int64_t report_period_ms = 1000;
   double gcs_connect_timeout_s = 5;
+  int64_t worker_idle_timeout_ms = 10000;
+  int64_t max_idle_workers = -1;
+  int64_t worker_start_timeout_ms = 60000;
 };
 
 absl::StatusOr<std::map<std::string, std::string>> ParseLabels(const std::string& text) {
@@ -74,6 +77,11 @@ int Main(int argc, char** argv) {
   flags.AddString("spill-dir", &f.spill_dir, "where the object store spills under memory pressure (default: <session>/spill)");
   flags.AddInt("report-period-ms", &f.report_period_ms, "how often the resource view is sent to the GCS");
   flags.AddDouble("gcs-connect-timeout-s", &f.gcs_connect_timeout_s, "how long to wait for the GCS at start");
+  flags.AddInt("worker-idle-timeout-ms", &f.worker_idle_timeout_ms,
+               "idle workers beyond --max-idle-workers are killed after being idle this long");
+  flags.AddInt("max-idle-workers", &f.max_idle_workers, "idle workers kept warm (negative: the node's CPU count)");
+  flags.AddInt("worker-start-timeout-ms", &f.worker_start_timeout_ms,
+               "a started worker that has not registered within this time is killed");
   if (auto s = flags.Parse(argc, argv); !s.ok()) {
     if (absl::IsCancelled(s)) {
       std::printf("%s", flags.Usage().c_str());
@@ -88,6 +96,10 @@ int Main(int argc, char** argv) {
   }
   if (f.port < 0 || f.port > 65535 || f.report_period_ms <= 0 || f.gcs_connect_timeout_s <= 0) {
     ReportFatal("--port must be in 0..65535; --report-period-ms and --gcs-connect-timeout-s positive");
+    return 2;
+  }
+  if (f.worker_idle_timeout_ms < 0 || f.worker_start_timeout_ms <= 0 || f.max_idle_workers > 1000000) {
+    ReportFatal("--worker-idle-timeout-ms must not be negative, --worker-start-timeout-ms must be positive");
     return 2;
   }
   auto custom = ResourceSet::FromJson(f.resources);
@@ -124,7 +136,10 @@ int Main(int argc, char** argv) {
                         .store_socket = f.store_socket,
                         .spill_dir = f.spill_dir,
                         .report_period = absl::Milliseconds(f.report_period_ms),
-                        .gcs_connect_timeout = absl::Seconds(f.gcs_connect_timeout_s)};
+                        .gcs_connect_timeout = absl::Seconds(f.gcs_connect_timeout_s),
+                        .worker_idle_timeout = absl::Milliseconds(f.worker_idle_timeout_ms),
+                        .max_idle_workers = static_cast<int>(f.max_idle_workers),
+                        .worker_start_timeout = absl::Milliseconds(f.worker_start_timeout_ms)};
   Raylet raylet(options);
   if (auto s = raylet.Start(); !s.ok()) {
     ReportFatal(std::string(s.message()));

@@ -20,6 +20,13 @@ BIN = os.path.join(REPO, "build", "bin")
 SHOAL = os.path.join(BIN, "shoal")
 
 
+# Health checks in tests: quick enough to see deaths in seconds, loose enough that a loaded
+# 2-core machine does not declare a live raylet dead.
+HEALTH_PERIOD_MS = 250
+HEALTH_TIMEOUT_MS = 2000
+HEALTH_THRESHOLD = 4
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -78,8 +85,8 @@ class Cluster:
     def start_head(self, *args, port=None):
         self.port = port or free_port()
         return self.shoal("start", "--head", "--port", self.port,
-                          "--health-check-period-ms", 200, "--health-check-timeout-ms", 500,
-                          "--health-check-failure-threshold", 3, *args)
+                          "--health-check-period-ms", HEALTH_PERIOD_MS, "--health-check-timeout-ms", HEALTH_TIMEOUT_MS,
+                          "--health-check-failure-threshold", HEALTH_THRESHOLD, *args)
 
     def start_worker(self, *args):
         return self.shoal("start", "--address", self.address, *args)

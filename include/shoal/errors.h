@@ -1,0 +1,56 @@
+// The exceptions the C++ task API throws.
+//
+// The runtime below the API reports failures as statuses; the API turns them into these
+// exceptions, so user code handles Shoal failures like any other C++ error:
+//
+//   Error                  every Shoal failure (bad options, unregistered function, lost object)
+//   ├── TaskError          the remote function threw; carries the exception's type and message
+//   ├── WorkerCrashedError the worker (or its node) died and the retries ran out
+//   └── GetTimeoutError    Get waited longer than its timeout
+//
+// Threading: values; any thread.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace shoal {
+
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& what) : std::runtime_error(what) {}
+};
+
+// Raised by Get when the task's function threw. type_name() is the demangled C++ type of what
+// was thrown ("std::out_of_range", "my::ParseError"); message() its what().
+class TaskError : public Error {
+ public:
+  TaskError(std::string type_name, std::string message)
+      : Error(Describe(type_name, message)), type_name_(std::move(type_name)), message_(std::move(message)) {}
+  const std::string& type_name() const { return type_name_; }
+  const std::string& message() const { return message_; }
+
+ private:
+  static std::string Describe(const std::string& type_name, const std::string& message) {
+    std::string out = "remote task raised " + (type_name.empty() ? std::string("an exception") : type_name);
+    return message.empty() ? out : out + ": " + message;
+  }
+  std::string type_name_;
+  std::string message_;
+};
+
+// Raised by Get when the task could not finish because its worker process or its node died,
+// on every attempt (the task's max_retries, default 3). what() names the task and the cause.
+class WorkerCrashedError : public Error {
+ public:
+  explicit WorkerCrashedError(const std::string& what) : Error(what) {}
+};
+
+// Raised by Get when the values were not all ready within its timeout. The refs stay valid:
+// Get them again later.
+class GetTimeoutError : public Error {
+ public:
+  explicit GetTimeoutError(const std::string& what) : Error(what) {}
+};
+
+}  // namespace shoal

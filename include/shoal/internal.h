@@ -1,0 +1,76 @@
+// The seam between the API's templates (include/shoal/*.h) and the runtime (src/api/). Not for
+// user code: everything here may change. Ids travel as raw bytes so that the public headers need
+// nothing but the standard library and msgpack.
+// Threading: every function may be called from any thread once shoal::Init has returned, except
+// where noted. Errors: these functions throw the exceptions of shoal/errors.h.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shoal/scheduling.h"
+
+namespace shoal::internal {
+
+inline constexpr size_t kObjectIdSize = 28;
+using ObjectIdBytes = std::array<uint8_t, kObjectIdSize>;
+inline constexpr ObjectIdBytes NilObjectId() {
+  ObjectIdBytes id{};
+  for (auto& b : id) b = 0xff;
+  return id;
+}
+std::string Hex(const ObjectIdBytes& id);
+
+// Each Init starts a new epoch; a reference only counts in the epoch that made it (so a ref
+// that outlives Shutdown is inert). Epoch 0 means "holds no reference".
+void AddReference(const ObjectIdBytes& id, uint64_t epoch);
+void RemoveReference(const ObjectIdBytes& id, uint64_t epoch);
+
+// An object the runtime just made, with one local reference already counted for the caller.
+struct NewObject {
+  ObjectIdBytes id;
+  uint64_t epoch;
+};
+
+struct TaskArgument {
+  std::string value;   // msgpack bytes, when !is_ref
+  ObjectIdBytes ref;   // when is_ref: the callee receives this object's value
+  bool is_ref = false;
+};
+
+struct CallOptions {
+  std::map<std::string, double> resources;  // empty: {CPU: 1}
+  bool resources_set = false;
+  int max_retries = 3;
+  bool retry_exceptions = false;
+  SchedulingStrategy strategy;
+};
+
+// Submits `name(args...)`; throws shoal::Error for bad options or when not initialized.
+NewObject SubmitTask(const std::string& name, std::vector<TaskArgument> args, const CallOptions& options);
+NewObject PutBytes(std::string bytes);
+// One value per id, in order. Throws the first failure in id order: TaskError,
+// WorkerCrashedError, GetTimeoutError (timeout_us < 0 waits forever) or Error.
+std::vector<std::string> GetBytes(const std::vector<ObjectIdBytes>& ids, int64_t timeout_us);
+// A ready flag per id once `num_ready` are ready or the timeout passed.
+std::vector<bool> WaitReady(const std::vector<ObjectIdBytes>& ids, int num_ready, int64_t timeout_us);
+
+// Remote functions. A FunctionKey is the function's address; the invoker unpacks the
+// arguments, calls the function and packs its result, letting exceptions through.
+using FunctionKey = void (*)();
+using Invoker = std::function<std::string(const std::vector<std::string>& args)>;
+// Static-initialization safe. Conflicting names are reported by shoal::Init.
+void RegisterFunction(const std::string& name, FunctionKey key, Invoker invoker);
+// The name `key` was registered under, or null. The string lives as long as the process.
+const std::string* FindFunctionName(FunctionKey key);
+// A SHOAL_REMOTE that could not register, reported by shoal::Init. Static-initialization safe.
+void ReportRegistrationError(const std::string& message);
+// "Add, ns::Mul, Sum<int, 2>" -> {"Add", "ns::Mul", "Sum<int, 2>"} (commas inside <> or () kept).
+std::vector<std::string> SplitNames(std::string_view list);
+
+}  // namespace shoal::internal

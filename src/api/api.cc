@@ -1,0 +1,307 @@
+// The runtime under the C++ task API (include/shoal/api.h): one core worker per process, made
+// by Init, and the conversions between the API's types and the core worker's.
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
+#include "shoal/api.h"
+#include "src/api/function_registry.h"
+#include "src/api/local_cluster.h"
+#include "src/cli/local_state.h"
+#include "src/common/ids.h"
+#include "src/common/resources.h"
+#include "src/common/session.h"
+#include "src/worker/core_worker.h"
+
+namespace shoal {
+namespace {
+
+static_assert(internal::kObjectIdSize == ObjectId::kSize);
+
+struct Runtime {
+  std::unique_ptr<api::LocalCluster> cluster;  // when Init started one
+  std::unique_ptr<CoreWorker> core;
+};
+
+absl::Mutex g_init_mu;
+Runtime* g_runtime ABSL_GUARDED_BY(g_init_mu) = nullptr;
+// Read without the lock on every call; set and cleared by Init and Shutdown, which no other call
+// may overlap (see api.h).
+std::atomic<CoreWorker*> g_core{nullptr};
+std::atomic<uint64_t> g_epoch{0};  // the current session's epoch; 0 between sessions
+uint64_t g_last_epoch ABSL_GUARDED_BY(g_init_mu) = 0;
+
+CoreWorker& Core() {
+  CoreWorker* core = g_core.load(std::memory_order_acquire);
+  if (core == nullptr) throw Error("Shoal is not initialized: call shoal::Init() first");
+  return *core;
+}
+
+ObjectId ToObjectId(const internal::ObjectIdBytes& id) {
+  return *ObjectId::FromBinary(std::string_view(reinterpret_cast<const char*>(id.data()), id.size()));
+}
+
+internal::ObjectIdBytes ToBytes(const ObjectId& id) {
+  internal::ObjectIdBytes out;
+  std::memcpy(out.data(), id.data(), out.size());
+  return out;
+}
+
+// Counts the caller's first reference to a new object.
+internal::NewObject Adopt(CoreWorker& core, const ObjectId& id) {
+  core.AddLocalReference(id);
+  return {ToBytes(id), g_epoch.load(std::memory_order_relaxed)};
+}
+
+absl::Duration ToDuration(int64_t timeout_us) {
+  return timeout_us < 0 ? absl::Seconds(-1) : absl::Microseconds(timeout_us);
+}
+
+std::string Describe(int64_t timeout_us) {
+  return absl::FormatDuration(absl::Microseconds(timeout_us));
+}
+
+// A task's failure, as Get answers it, as the exception the API promises.
+[[noreturn]] void ThrowTaskFailure(const absl::Status& status) {
+  auto type = status.GetPayload(kErrorTypeUrl);  // absl::optional<absl::Cord>
+  std::string message(status.message());
+  std::string type_name = type ? std::string(*type) : std::string();
+  if (status.code() == absl::StatusCode::kAborted) throw TaskError(type_name, message);
+  if (type_name == kWorkerCrashedError) throw WorkerCrashedError(message);
+  // The runtime's other failures (ObjectLostError, TaskUnschedulableError, ...).
+  throw Error(type_name.empty() ? message : absl::StrCat(type_name, ": ", message));
+}
+
+TaskOptions ToTaskOptions(const std::string& name, const internal::CallOptions& call) {
+  TaskOptions options;
+  if (call.resources_set) {
+    std::map<std::string, double> amounts = call.resources;
+    amounts.emplace(kCPU, 1.0);  // a task takes one CPU unless it says otherwise
+    absl::StatusOr<ResourceSet> resources = ResourceSet::FromDoubles(amounts);
+    if (!resources.ok()) {
+      throw Error(absl::StrCat("bad resources for ", name, ": ", resources.status().message()));
+    }
+    double gpus = resources->Get(kGPU).ToDouble();
+    if (gpus > 1 && !resources->Get(kGPU).IsInteger()) {
+      throw Error(absl::StrCat("bad resources for ", name, ": ", gpus,
+                               " GPUs; a request above 1 GPU must be a whole number of devices"));
+    }
+    options.resources = *std::move(resources);
+  }
+  if (call.max_retries < 0) {
+    throw Error(absl::StrCat("bad max_retries for ", name, ": ", call.max_retries, " (must be >= 0)"));
+  }
+  options.max_retries = call.max_retries;
+  options.retry_exceptions = call.retry_exceptions;
+  switch (call.strategy.kind) {
+    case SchedulingStrategy::Kind::kDefault:
+      options.strategy = TaskOptions::Strategy::kDefault;
+      break;
+    case SchedulingStrategy::Kind::kSpread:
+      options.strategy = TaskOptions::Strategy::kSpread;
+      break;
+    case SchedulingStrategy::Kind::kNodeAffinity: {
+      absl::StatusOr<NodeId> node = NodeId::FromHex(call.strategy.node_id);
+      if (!node.ok()) throw Error(absl::StrCat("bad node id for ", name, ": ", node.status().message()));
+      options.strategy = TaskOptions::Strategy::kNodeAffinity;
+      options.affinity_node = *node;
+      options.affinity_soft = call.strategy.soft;
+      break;
+    }
+  }
+  return options;
+}
+
+// The GCS address a driver should use; empty: start a local cluster.
+std::string ResolveAddress(const InitOptions& options) {
+  std::string address = options.address;
+  for (const char* name : {"SHOAL_ADDRESS", "RAY_ADDRESS"}) {
+    if (!address.empty()) break;
+    if (const char* value = std::getenv(name); value != nullptr) address = value;
+  }
+  if (address == "auto") {
+    absl::StatusOr<std::string> current = cli::ReadCurrentCluster(ShoalTempRoot());
+    if (!current.ok()) {
+      throw Error(absl::StrCat("address \"auto\": no cluster was started on this machine under ",
+                               ShoalTempRoot(), " (run `shoal start --head`)"));
+    }
+    address = *current;
+  }
+  return address;
+}
+
+void ShutdownAtExit() { Shutdown(); }
+
+// Worker mode: serve tasks until the raylet lets this process go, then exit.
+[[noreturn]] void RunWorker() {
+  // The log goes to the session's logs/, as shoal-worker's does.
+  if (const char* session = std::getenv("SHOAL_SESSION_DIR"); session != nullptr && *session != '\0') {
+    const char* id = std::getenv("SHOAL_WORKER_ID");
+    (void)InitLogging(absl::StrCat("worker-", id != nullptr ? std::string(id).substr(0, 8) : "", "-", getpid()),
+                      absl::StrCat(session, "/logs"));
+  }
+  absl::StatusOr<std::unique_ptr<CoreWorker>> core = CoreWorker::CreateWorkerFromEnvironment();
+  if (!core.ok()) {
+    std::fprintf(stderr, "error: shoal worker cannot start: %s\n", std::string(core.status().message()).c_str());
+    std::exit(1);
+  }
+  g_epoch.store(1, std::memory_order_relaxed);
+  g_core.store(core->get(), std::memory_order_release);
+  absl::Status status = (*core)->RunTaskLoop();
+  g_core.store(nullptr, std::memory_order_release);
+  g_epoch.store(0, std::memory_order_relaxed);
+  core->reset();
+  if (!status.ok()) std::fprintf(stderr, "error: shoal worker: %s\n", std::string(status.message()).c_str());
+  std::fflush(nullptr);
+  std::exit(status.ok() ? 0 : 1);
+}
+
+// A driver is the user's program: Shoal's own log lines go to stderr, warnings and errors only,
+// unless the program set up spdlog itself (a default logger with a name).
+void QuietDriverLogging() {
+  if (!spdlog::default_logger()->name().empty()) return;
+  auto logger = spdlog::stderr_color_mt("shoal");
+  logger->set_level(spdlog::level::warn);
+  spdlog::set_default_logger(std::move(logger));
+}
+
+bool WorkerMode() {
+  const char* mode = std::getenv("SHOAL_WORKER_MODE");
+  return mode != nullptr && std::strcmp(mode, "1") == 0;
+}
+
+}  // namespace
+
+void Init(const InitOptions& options) {
+  if (absl::Status s = api::CheckRegistrations(); !s.ok()) {
+    throw Error(absl::StrCat("shoal::Init: ", s.message()));
+  }
+  if (WorkerMode()) RunWorker();
+
+  absl::MutexLock lock(&g_init_mu);
+  if (g_runtime != nullptr) throw Error("shoal::Init was already called; call shoal::Shutdown first");
+  QuietDriverLogging();
+  auto runtime = std::make_unique<Runtime>();
+  std::string address = ResolveAddress(options);
+  if (address.empty()) {
+    absl::StatusOr<std::string> bin_dir = api::FindBinDir();
+    if (!bin_dir.ok()) throw Error(absl::StrCat("shoal::Init: ", bin_dir.status().message()));
+    absl::StatusOr<std::unique_ptr<api::LocalCluster>> cluster = api::LocalCluster::Start(
+        {.bin_dir = *bin_dir, .num_cpus = options.num_cpus, .num_gpus = options.num_gpus, .resources = options.resources});
+    if (!cluster.ok()) throw Error(absl::StrCat("shoal::Init: cannot start a local cluster: ", cluster.status().message()));
+    runtime->cluster = *std::move(cluster);
+    address = runtime->cluster->address();
+  }
+
+  CoreWorkerOptions core_options;
+  core_options.mode = CoreWorkerOptions::Mode::kDriver;
+  core_options.gcs_address = address;
+  core_options.worker_command = options.worker_command;  // empty: this executable
+  absl::StatusOr<std::unique_ptr<CoreWorker>> core = CoreWorker::Create(core_options);
+  if (!core.ok()) {
+    throw Error(absl::StrCat("shoal::Init: cannot connect to the Shoal cluster at ", address, ": ",
+                             core.status().message()));
+  }
+  runtime->core = *std::move(core);
+  g_runtime = runtime.release();
+  g_epoch.store(++g_last_epoch, std::memory_order_relaxed);
+  g_core.store(g_runtime->core.get(), std::memory_order_release);
+  static const bool at_exit = (std::atexit(ShutdownAtExit), true);
+  (void)at_exit;
+}
+
+void Shutdown() {
+  absl::MutexLock lock(&g_init_mu);
+  if (g_runtime == nullptr) return;
+  g_core.store(nullptr, std::memory_order_release);
+  g_epoch.store(0, std::memory_order_relaxed);
+  std::unique_ptr<Runtime> runtime(g_runtime);
+  g_runtime = nullptr;
+  runtime->core.reset();     // returns leases, frees owned objects
+  runtime->cluster.reset();  // then stops the local cluster, if any
+}
+
+bool IsInitialized() { return g_core.load(std::memory_order_acquire) != nullptr; }
+
+std::string CurrentNodeId() { return Core().node_id().Hex(); }
+
+namespace internal {
+
+std::string Hex(const ObjectIdBytes& id) { return ToObjectId(id).Hex(); }
+
+void AddReference(const ObjectIdBytes& id, uint64_t epoch) {
+  CoreWorker* core = g_core.load(std::memory_order_acquire);
+  if (core != nullptr && epoch == g_epoch.load(std::memory_order_relaxed)) core->AddLocalReference(ToObjectId(id));
+}
+
+void RemoveReference(const ObjectIdBytes& id, uint64_t epoch) {
+  CoreWorker* core = g_core.load(std::memory_order_acquire);
+  if (core != nullptr && epoch == g_epoch.load(std::memory_order_relaxed)) {
+    core->RemoveLocalReference(ToObjectId(id));
+  }
+}
+
+NewObject SubmitTask(const std::string& name, std::vector<TaskArgument> args, const CallOptions& call) {
+  TaskOptions options = ToTaskOptions(name, call);
+  CoreWorker& core = Core();
+  std::vector<TaskArg> task_args;
+  task_args.reserve(args.size());
+  for (TaskArgument& arg : args) {
+    task_args.push_back(arg.is_ref ? TaskArg::Ref(ToObjectId(arg.ref)) : TaskArg::Value(std::move(arg.value)));
+  }
+  absl::StatusOr<ObjectId> id = core.SubmitTask(name, std::move(task_args), options);
+  if (!id.ok()) throw Error(absl::StrCat("cannot submit ", name, ": ", id.status().message()));
+  return Adopt(core, *id);
+}
+
+NewObject PutBytes(std::string bytes) {
+  CoreWorker& core = Core();
+  absl::StatusOr<ObjectId> id = core.Put(std::move(bytes));
+  if (!id.ok()) throw Error(absl::StrCat("shoal::Put: ", id.status().message()));
+  return Adopt(core, *id);
+}
+
+std::vector<std::string> GetBytes(const std::vector<ObjectIdBytes>& ids, int64_t timeout_us) {
+  CoreWorker& core = Core();
+  std::vector<ObjectId> object_ids;
+  object_ids.reserve(ids.size());
+  for (const ObjectIdBytes& id : ids) object_ids.push_back(ToObjectId(id));
+  auto results = core.Get(object_ids, ToDuration(timeout_us));
+  if (!results.ok()) {
+    if (absl::IsDeadlineExceeded(results.status())) {
+      throw GetTimeoutError(absl::StrCat("shoal::Get timed out after ", Describe(timeout_us), " (",
+                                         results.status().message(), ")"));
+    }
+    throw Error(absl::StrCat("shoal::Get: ", results.status().message()));
+  }
+  std::vector<std::string> values;
+  values.reserve(results->size());
+  for (absl::StatusOr<std::string>& result : *results) {
+    if (!result.ok()) ThrowTaskFailure(result.status());
+    values.push_back(*std::move(result));
+  }
+  return values;
+}
+
+std::vector<bool> WaitReady(const std::vector<ObjectIdBytes>& ids, int num_ready, int64_t timeout_us) {
+  if (num_ready <= 0 || static_cast<size_t>(num_ready) > ids.size()) {
+    throw Error(absl::StrCat("shoal::Wait: num_ready must be in 1..", ids.size(), ", got ", num_ready));
+  }
+  CoreWorker& core = Core();
+  std::vector<ObjectId> object_ids;
+  object_ids.reserve(ids.size());
+  for (const ObjectIdBytes& id : ids) object_ids.push_back(ToObjectId(id));
+  absl::StatusOr<std::vector<bool>> ready = core.Wait(object_ids, num_ready, ToDuration(timeout_us));
+  if (!ready.ok()) throw Error(absl::StrCat("shoal::Wait: ", ready.status().message()));
+  return *std::move(ready);
+}
+
+}  // namespace internal
+}  // namespace shoal

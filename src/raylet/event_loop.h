@@ -1,0 +1,44 @@
+// One thread that runs posted closures in order, and a tick function every `tick_period`.
+// The raylet's lease manager and worker pool live on it; gRPC handlers post their work here.
+//
+// Threading: Post and RunSync from any thread; the closures and the tick run on the loop thread.
+// Stop() runs what was posted before it, then joins; later posts are refused.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace shoal {
+
+class EventLoop {
+ public:
+  EventLoop(absl::Duration tick_period, std::function<void()> tick);
+  ~EventLoop();  // Stop()
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  void Start();
+  void Stop();
+  // Queues `fn`; false (and `fn` dropped) once Stop was called.
+  bool Post(std::function<void()> fn);
+  // Runs `fn` on the loop and waits for it; false if the loop is stopped. Not from the loop.
+  bool RunSync(const std::function<void()>& fn);
+  bool InLoopThread() const { return std::this_thread::get_id() == thread_.get_id(); }
+
+ private:
+  void Run();
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty() || stopping_; }
+
+  const absl::Duration tick_period_;
+  const std::function<void()> tick_;
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace shoal

@@ -1,0 +1,473 @@
+#include "src/raylet/lease_manager.h"
+
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "shoal/common.pb.h"
+#include "spdlog/spdlog.h"
+
+namespace shoal {
+namespace {
+
+using Reply = rpc::RequestWorkerLeaseReply;
+
+// The same checks ResourceSet::FromDoubles makes, on fixed-point units from the wire.
+absl::StatusOr<ResourceSet> DemandFromProto(const rpc::ResourceMap& map) {
+  constexpr double kMaxUnits = FixedPoint::kMaxValue * FixedPoint::kScale;
+  ResourceSet out;
+  if (map.amounts().empty()) {
+    out.Set(kCPU, FixedPoint::FromInt(1));
+    return out;
+  }
+  for (const auto& [name, units] : map.amounts()) {
+    if (name.empty() || name.size() > 256) {
+      return absl::InvalidArgumentError("a resource name must have 1 to 256 characters");
+    }
+    for (unsigned char c : name) {
+      if (c <= ' ' || c == 0x7f) {
+        return absl::InvalidArgumentError(absl::StrCat("resource name '", name, "' has a space or control character"));
+      }
+    }
+    if (units < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("resource '", name, "' must not be negative, got ",
+                                                     static_cast<double>(units) / FixedPoint::kScale));
+    }
+    if (static_cast<double>(units) > kMaxUnits) {
+      return absl::InvalidArgumentError(absl::StrCat("resource '", name, "' asks for ",
+                                                     static_cast<double>(units) / FixedPoint::kScale,
+                                                     ", more than any node can have"));
+    }
+    out.Set(name, FixedPoint::FromUnits(units));
+  }
+  return out;
+}
+
+absl::StatusOr<SchedulingStrategy> StrategyFromProto(const rpc::SchedulingStrategy& s) {
+  switch (s.kind()) {
+    case rpc::SchedulingStrategy::DEFAULT:
+      return DefaultStrategy{};
+    case rpc::SchedulingStrategy::SPREAD:
+      return SpreadStrategy{};
+    case rpc::SchedulingStrategy::NODE_AFFINITY: {
+      auto node = NodeId::FromHex(s.node_id());
+      if (!node.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("node affinity: ", node.status().message()));
+      }
+      return NodeAffinityStrategy{.node = *node, .soft = s.soft()};
+    }
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("unknown scheduling strategy ", s.kind()));
+  }
+}
+
+}  // namespace
+
+LeaseManager::LeaseManager(WorkerPool& pool, LeaseManagerOptions options)
+    : pool_(pool),
+      options_(std::move(options)),
+      resources_(options_.resources),
+      policy_(options_.policy) {
+  if (auto s = view_.AddOrUpdateNode(LocalView()); !s.ok()) {
+    spdlog::error("cannot add this node to the cluster view: {}", s.ToString());
+  }
+}
+
+NodeView LeaseManager::LocalView() const {
+  NodeView v;
+  v.id = options_.node_id;
+  v.total = resources_.total();
+  v.available = resources_.Available();
+  if (const ResourceInstances* gpus = resources_.Instances(kGPU)) v.gpu_free = gpus->free();
+  v.labels = options_.labels;
+  v.alive = true;
+  v.scheduling_disabled = options_.scheduling_disabled;
+  v.is_head = options_.is_head;
+  return v;
+}
+
+void LeaseManager::RefreshLocalView() {
+  if (auto s = view_.UpdateAvailable(options_.node_id, resources_); !s.ok()) {
+    spdlog::error("cannot update this node in the cluster view: {}", s.ToString());
+  }
+}
+
+absl::StatusOr<LeaseManager::Pending> LeaseManager::Parse(const rpc::RequestWorkerLeaseRequest& request) const {
+  Pending p;
+  auto demand = DemandFromProto(request.resources());
+  if (!demand.ok()) return demand.status();
+  if (auto s = ValidateDemand(*demand); !s.ok()) return s;
+  p.demand = *std::move(demand);
+  auto strategy = StrategyFromProto(request.strategy());
+  if (!strategy.ok()) return strategy.status();
+  p.strategy = *strategy;
+  if (request.job_id().empty()) return absl::InvalidArgumentError("job_id is required");
+  auto job = JobId::FromHex(request.job_id());
+  if (!job.ok()) return absl::InvalidArgumentError(absl::StrCat("job_id: ", job.status().message()));
+  if (request.worker_command().empty() || request.worker_command(0).empty()) {
+    return absl::InvalidArgumentError("worker_command must name the worker executable");
+  }
+  p.key = WorkerKey{.job = *job, .command = {request.worker_command().begin(), request.worker_command().end()}};
+  p.grant_or_reject = request.grant_or_reject();
+  p.owner_address = request.owner_address();
+  return p;
+}
+
+void LeaseManager::RequestLease(uint64_t request_id, const rpc::RequestWorkerLeaseRequest& request,
+                                ReplyCallback reply) {
+  if (!shutdown_.ok()) {
+    reply(shutdown_);
+    return;
+  }
+  if (seq_of_request_.contains(request_id)) {
+    reply(absl::AlreadyExistsError(absl::StrCat("lease request ", request_id, " is already waiting")));
+    return;
+  }
+  auto parsed = Parse(request);
+  if (!parsed.ok()) {
+    spdlog::info("rejected a lease request: {}", std::string(parsed.status().message()));
+    Reply r;
+    r.set_kind(Reply::REJECTED);
+    r.set_message(std::string(parsed.status().message()));
+    reply(std::move(r));
+    return;
+  }
+  const uint64_t seq = next_seq_++;
+  Pending& p = pending_.emplace(seq, *std::move(parsed)).first->second;
+  p.request_id = request_id;
+  p.reply = std::move(reply);
+  seq_of_request_[request_id] = seq;
+  // Older waiting requests saw the same state already: only the new one needs placing.
+  TrySchedule(p, seq);
+  if (MatchWorkers()) Dispatch();
+}
+
+bool LeaseManager::TrySchedule(Pending& p, uint64_t seq) {
+  const NodeView* local = view_.Find(options_.node_id);
+  std::optional<SchedulingDecision> decision;
+  if (p.grant_or_reject && !options_.scheduling_disabled && local != nullptr &&
+      NodeRoom::Total(*local).Fits(p.demand)) {
+    // Spilled here by another raylet: grant or wait, never spill again.
+    decision = NodeRoom::Available(*local).Fits(p.demand)
+                   ? SchedulingDecision::RunLocal(options_.node_id)
+                   : SchedulingDecision::Queue(options_.node_id, "spilled here; waiting for room");
+  } else {
+    auto d = policy_.Schedule(view_, options_.node_id, SchedulingRequest{p.demand, p.strategy});
+    if (!d.ok()) {
+      Reject(seq, std::string(d.status().message()));
+      return true;
+    }
+    decision = *d;
+  }
+  switch (decision->kind) {
+    case SchedulingDecision::Kind::kRunLocal: {
+      auto allocation = resources_.Allocate(p.demand);
+      if (!allocation.ok()) {
+        spdlog::debug("view said {} fits here, but: {}", p.demand.ToString(), allocation.status().ToString());
+        return false;
+      }
+      p.allocation = *std::move(allocation);
+      RefreshLocalView();
+      return true;
+    }
+    case SchedulingDecision::Kind::kSpillback: {
+      auto it = raylet_addresses_.find(decision->node);
+      if (it == raylet_addresses_.end()) {
+        spdlog::error("spillback target {} has no known address", decision->node.Hex());
+        return false;
+      }
+      // Until the target's next report, count the request as running there, so that a burst
+      // of requests spreads over the nodes that have room instead of piling onto one.
+      if (const NodeView* target = view_.Find(decision->node);
+          target != nullptr && target->gpu_free.empty() && target->available.Contains(p.demand)) {
+        ResourceSet left = target->available;
+        (void)left.Subtract(p.demand);
+        (void)view_.UpdateAvailable(decision->node, left);
+      }
+      Reply r;
+      r.set_kind(Reply::SPILLBACK);
+      r.set_spillback_raylet_address(it->second);
+      r.set_spillback_node_id(decision->node.Hex());
+      Answer(seq, std::move(r));
+      return true;
+    }
+    case SchedulingDecision::Kind::kInfeasible:
+      // A hard affinity to a node that died can never be met: say so rather than wait forever.
+      // (An unknown node may still be joining, so that one waits.)
+      if (const auto* affinity = std::get_if<NodeAffinityStrategy>(&p.strategy); affinity != nullptr && !affinity->soft) {
+        const NodeView* node = view_.Find(affinity->node);
+        if (node != nullptr && !node->alive) {
+          Reject(seq, decision->reason);
+          return true;
+        }
+      }
+      return false;
+    case SchedulingDecision::Kind::kQueue:
+      return false;
+  }
+  return false;
+}
+
+void LeaseManager::Dispatch() {
+  if (dispatching_) return;
+  dispatching_ = true;
+  bool again = true;
+  while (again) {
+    // Requests of the same shape under the default strategy get the same answer until the state
+    // changes: once one waits, the rest of this pass skips its shape.
+    std::set<std::pair<bool, std::map<std::string, FixedPoint>>> waiting_shapes;
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      const uint64_t seq = it->first;
+      Pending& p = it->second;
+      ++it;  // TrySchedule may answer (and erase) p
+      if (p.allocation) continue;
+      const bool plain = std::holds_alternative<DefaultStrategy>(p.strategy);
+      auto shape = std::make_pair(p.grant_or_reject, p.demand.entries());
+      if (plain && waiting_shapes.contains(shape)) continue;
+      if (!TrySchedule(p, seq) && plain) waiting_shapes.insert(std::move(shape));
+    }
+    again = MatchWorkers();
+  }
+  dispatching_ = false;
+}
+
+bool LeaseManager::MatchWorkers() {
+  std::map<WorkerKey, int> unmatched;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    const uint64_t seq = it->first;
+    Pending& p = it->second;
+    ++it;
+    if (!p.allocation) continue;
+    if (auto worker = pool_.PopIdleWorker(p.key)) {
+      Grant(seq, *worker);
+    } else {
+      ++unmatched[p.key];
+    }
+  }
+  bool freed = false;
+  for (const auto& [key, count] : unmatched) {
+    for (int need = count - pool_.NumStarting(key); need > 0 && pool_.CanStartWorker(); --need) {
+      auto started = pool_.StartWorker(key);
+      if (started.ok()) continue;
+      const absl::StatusCode code = started.status().code();
+      if (code == absl::StatusCode::kNotFound || code == absl::StatusCode::kPermissionDenied ||
+          code == absl::StatusCode::kInvalidArgument) {
+        // The command cannot run at all: trying again would fail the same way.
+        freed |= RejectKey(key, absl::StrCat("cannot start a worker: ", started.status().message()));
+      }  // otherwise (fork failed, too many processes...) try again on the next Tick
+      break;
+    }
+  }
+  return freed;
+}
+
+void LeaseManager::Grant(uint64_t seq, const WorkerPool::Worker& worker) {
+  Pending& p = pending_.at(seq);
+  Lease lease{.id = LeaseId::FromRandom(), .worker = worker.id, .allocation = *std::move(p.allocation),
+              .owner_address = p.owner_address};
+  Reply r;
+  r.set_kind(Reply::GRANTED);
+  r.set_lease_id(lease.id.Hex());
+  r.set_worker_id(worker.id.Hex());
+  r.set_worker_address(worker.address);
+  if (auto it = lease.allocation.instances.find(kGPU); it != lease.allocation.instances.end()) {
+    for (int index : lease.allocation.DeviceIndices(kGPU)) {
+      r.mutable_gpus()->add_device_ids(index);
+      r.mutable_gpus()->add_shares(it->second[index].units());
+    }
+  }
+  lease.allocation.amounts.ToProto(r.mutable_granted());
+  spdlog::debug("lease {} granted: worker {} for {}", lease.id.Hex(), worker.id.Hex(),
+                lease.allocation.amounts.ToString());
+  lease_of_worker_[worker.id] = lease.id;
+  leases_.emplace(lease.id, std::move(lease));
+  Answer(seq, std::move(r));
+}
+
+void LeaseManager::Answer(uint64_t seq, absl::StatusOr<Reply> reply) {
+  auto it = pending_.find(seq);
+  ReplyCallback callback = std::move(it->second.reply);
+  seq_of_request_.erase(it->second.request_id);
+  pending_.erase(it);
+  callback(std::move(reply));
+}
+
+void LeaseManager::Reject(uint64_t seq, const std::string& message) {
+  Pending& p = pending_.at(seq);
+  if (p.allocation) {
+    FreeAllocation(*p.allocation);
+    p.allocation.reset();
+  }
+  spdlog::info("rejected a lease request for {}: {}", p.key.ToString(), message);
+  Reply r;
+  r.set_kind(Reply::REJECTED);
+  r.set_message(message);
+  Answer(seq, std::move(r));
+}
+
+bool LeaseManager::RejectKey(const WorkerKey& key, const std::string& message) {
+  bool freed = false;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    const uint64_t seq = it->first;
+    const bool match = it->second.key == key;
+    freed |= match && it->second.allocation.has_value();
+    ++it;
+    if (match) Reject(seq, message);
+  }
+  return freed;
+}
+
+bool LeaseManager::CancelRequest(uint64_t request_id) {
+  auto found = seq_of_request_.find(request_id);
+  if (found == seq_of_request_.end()) return false;
+  auto it = pending_.find(found->second);
+  const bool held = it->second.allocation.has_value();
+  if (held) FreeAllocation(*it->second.allocation);
+  seq_of_request_.erase(found);
+  pending_.erase(it);
+  if (held) Dispatch();
+  return true;
+}
+
+void LeaseManager::FreeAllocation(const ResourceAllocation& allocation) {
+  if (auto s = resources_.Free(allocation); !s.ok()) {
+    spdlog::error("freeing {} failed: {}", allocation.amounts.ToString(), s.ToString());
+  }
+  RefreshLocalView();
+}
+
+void LeaseManager::EndLease(absl::flat_hash_map<LeaseId, Lease>::iterator it) {
+  FreeAllocation(it->second.allocation);
+  lease_of_worker_.erase(it->second.worker);
+  leases_.erase(it);
+}
+
+absl::Status LeaseManager::ReturnWorker(const std::string& lease_id_hex, bool worker_failed) {
+  auto id = LeaseId::FromHex(lease_id_hex);
+  if (!id.ok()) return absl::InvalidArgumentError(absl::StrCat("lease_id: ", id.status().message()));
+  auto it = leases_.find(*id);
+  if (it == leases_.end()) {
+    return absl::NotFoundError(absl::StrCat("no lease ", lease_id_hex, " (returned already, or its worker died)"));
+  }
+  const WorkerId worker = it->second.worker;
+  EndLease(it);
+  if (worker_failed) {
+    (void)pool_.KillWorker(worker, "its owner reported it failed");
+  } else if (auto s = pool_.ReturnWorker(worker); !s.ok()) {
+    spdlog::warn("returning worker {}: {}", worker.Hex(), s.ToString());
+  }
+  Dispatch();
+  return absl::OkStatus();
+}
+
+absl::Status LeaseManager::RegisterWorker(const std::string& worker_id_hex, int port, int64_t pid) {
+  auto id = WorkerId::FromHex(worker_id_hex);
+  if (!id.ok()) return absl::InvalidArgumentError(absl::StrCat("worker_id: ", id.status().message()));
+  if (auto s = pool_.RegisterWorker(*id, port, pid); !s.ok()) return s;
+  Dispatch();
+  return absl::OkStatus();
+}
+
+int LeaseManager::ReleaseLeasesOfOwner(const std::string& owner_address, const std::string& reason) {
+  if (owner_address.empty()) return 0;
+  std::vector<LeaseId> ended;
+  for (const auto& [id, lease] : leases_) {
+    if (lease.owner_address == owner_address) ended.push_back(id);
+  }
+  for (const LeaseId& id : ended) {
+    auto it = leases_.find(id);
+    const WorkerId worker = it->second.worker;
+    EndLease(it);
+    (void)pool_.KillWorker(worker, absl::StrCat("the owner of its lease, ", owner_address, ", ", reason));
+  }
+  if (!ended.empty()) Dispatch();
+  return static_cast<int>(ended.size());
+}
+
+void LeaseManager::Tick() {
+  for (const WorkerPool::Exit& exit : pool_.Tick()) {
+    if (auto it = lease_of_worker_.find(exit.id); it != lease_of_worker_.end()) {
+      spdlog::warn("lease {} ended: its worker {} {}", it->second.Hex(), exit.id.Hex(), exit.reason);
+      EndLease(leases_.find(it->second));
+    }
+    if (exit.state == WorkerPool::State::kStarting && options_.max_start_failures > 0 &&
+        pool_.ConsecutiveStartFailures(exit.key) >= options_.max_start_failures) {
+      RejectKey(exit.key, absl::StrCat("the worker failed to start ", pool_.ConsecutiveStartFailures(exit.key),
+                                       " times in a row; last: ", exit.reason));
+      pool_.ResetStartFailures(exit.key);
+    }
+    if (!exit.address.empty()) ReleaseLeasesOfOwner(exit.address, absl::StrCat("died: ", exit.reason));
+  }
+  Dispatch();
+}
+
+void LeaseManager::UpdateClusterView(const std::vector<rpc::NodeInfo>& nodes) {
+  std::set<NodeId> seen;
+  for (const rpc::NodeInfo& info : nodes) {
+    auto id = NodeId::FromHex(info.node_id());
+    if (!id.ok() || *id == options_.node_id) continue;
+    seen.insert(*id);
+    if (info.state() != rpc::NodeInfo::ALIVE) {
+      if (view_.Find(*id) != nullptr) (void)view_.MarkDead(*id);
+      continue;
+    }
+    NodeView v;
+    v.id = *id;
+    v.total = ResourceSet::FromProto(info.resources_total());
+    v.available = ResourceSet::FromProto(info.resources_available());
+    if (!v.total.Contains(v.available)) v.available = v.total;
+    v.labels = {info.labels().begin(), info.labels().end()};
+    v.alive = true;
+    v.scheduling_disabled = info.scheduling_disabled();
+    v.is_head = info.is_head();
+    if (auto s = view_.AddOrUpdateNode(std::move(v)); !s.ok()) {
+      spdlog::warn("ignoring node {} from the GCS: {}", id->Hex(), s.ToString());
+      continue;
+    }
+    raylet_addresses_[*id] = absl::StrCat(info.address(), ":", info.raylet_port());
+  }
+  std::vector<NodeId> gone;
+  for (const auto& [id, node] : view_.nodes()) {
+    if (id != options_.node_id && !seen.contains(id)) gone.push_back(id);
+  }
+  for (const NodeId& id : gone) {
+    (void)view_.RemoveNode(id);
+    raylet_addresses_.erase(id);
+  }
+  Dispatch();
+}
+
+void LeaseManager::Shutdown(const absl::Status& why) {
+  shutdown_ = why.ok() ? absl::UnavailableError("the raylet is shutting down") : why;
+  while (!pending_.empty()) {
+    auto it = pending_.begin();
+    if (it->second.allocation) FreeAllocation(*it->second.allocation);
+    it->second.allocation.reset();
+    Answer(it->first, shutdown_);
+  }
+}
+
+std::vector<DemandSummary> LeaseManager::Demands() const {
+  std::vector<std::pair<ResourceSet, int64_t>> queued;
+  for (const auto& [seq, p] : pending_) {
+    if (!p.allocation) queued.emplace_back(p.demand, 1);
+  }
+  return SummarizeDemand(queued, view_);
+}
+
+std::set<std::string> LeaseManager::LeaseOwners() const {
+  std::set<std::string> out;
+  for (const auto& [id, lease] : leases_) {
+    if (!lease.owner_address.empty()) out.insert(lease.owner_address);
+  }
+  return out;
+}
+
+LeaseManager::Stats LeaseManager::stats() const {
+  Stats s;
+  for (const auto& [seq, p] : pending_) ++(p.allocation ? s.waiting_worker : s.queued);
+  s.leases = static_cast<int64_t>(leases_.size());
+  return s;
+}
+
+}  // namespace shoal

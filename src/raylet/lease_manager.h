@@ -1,0 +1,162 @@
+// Grants worker leases on this node (DESIGN.md sections 2 and 3).
+//
+// A lease request is validated, placed by the SchedulingPolicy against the cluster view, and
+// then answered exactly once through its callback:
+//   - GRANTED: this node's resources were taken (GPUs per device, best fit for fractions) and a
+//     worker of the request's (job, command) was found idle or started and registered;
+//   - SPILLBACK: another raylet should take it (its address and node id); the view then counts
+//     the demand as taken there until that node's next report;
+//   - REJECTED: the request is invalid (negative or absurd amounts, 1.5 GPUs, no job id or
+//     worker command), its hard node affinity names a dead node, or its worker command keeps
+//     failing to start (max_start_failures in a row, or the executable cannot be run).
+// A request that fits nowhere now waits here: queued when some node could hold it, infeasible
+// when none could (it waits until such a node joins). Waiting requests are tried again, in
+// arrival order, whenever resources are freed, a worker registers or exits, or the cluster view
+// changes; they are reported as demand (Demands()). A request granted resources holds them while
+// its worker starts.
+//
+// Threading: not synchronized; one thread (the raylet's event loop) calls every method, and the
+// callbacks run on it, from inside these methods: a callback must not call back into the manager.
+// Ownership: owns the node's NodeResources and the cluster view; borrows the pool (and through
+// it the clock that times worker starts and idling).
+// Errors: absl::Status for the caller's mistakes (unknown lease: NotFound); nothing aborts.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "shoal/raylet.pb.h"
+#include "src/common/ids.h"
+#include "src/common/resources.h"
+#include "src/raylet/worker_pool.h"
+#include "src/scheduler/cluster_view.h"
+#include "src/scheduler/scheduling_policy.h"
+
+namespace shoal {
+
+// Names one granted lease (hex on the wire).
+class LeaseId : public BaseId<LeaseId, 16> {};
+
+struct LeaseManagerOptions {
+  NodeId node_id;
+  ResourceSet resources;  // the node's total
+  std::map<std::string, std::string> labels;
+  bool is_head = false;
+  // The node grants nothing itself: every request is spilled back or waits (see SchedulingPolicy).
+  bool scheduling_disabled = false;
+  SchedulingOptions policy;
+  // Waiting requests of a (job, command) are rejected after this many failed worker starts in
+  // a row (the process exited or never registered). 0: keep trying.
+  int max_start_failures = 3;
+};
+
+class LeaseManager {
+ public:
+  // The answer to one request: a reply, or an error status (Unavailable once the manager shuts
+  // down; AlreadyExists for a request_id that is already waiting).
+  using ReplyCallback = std::function<void(absl::StatusOr<rpc::RequestWorkerLeaseReply>)>;
+
+  struct Stats {
+    int64_t queued = 0;          // waiting for room (queued or infeasible)
+    int64_t waiting_worker = 0;  // resources taken, waiting for a worker to start
+    int64_t leases = 0;          // granted and not returned
+  };
+
+  LeaseManager(WorkerPool& pool, LeaseManagerOptions options);
+  LeaseManager(const LeaseManager&) = delete;
+  LeaseManager& operator=(const LeaseManager&) = delete;
+
+  // Takes a request; `reply` runs once, now or later. `request_id` is the caller's unique name
+  // for it (see CancelRequest).
+  void RequestLease(uint64_t request_id, const rpc::RequestWorkerLeaseRequest& request, ReplyCallback reply);
+  // The requester gave up. Answers true, and forgets the request (freeing resources it held
+  // while its worker started) if it had not been answered; its callback then never runs.
+  bool CancelRequest(uint64_t request_id);
+  // The owner is done with a lease: frees its resources and makes the worker idle again, or
+  // kills it when `worker_failed`. NotFound for an unknown (or already ended) lease.
+  absl::Status ReturnWorker(const std::string& lease_id_hex, bool worker_failed);
+  // A started worker is ready (see WorkerPool::RegisterWorker for the errors).
+  absl::Status RegisterWorker(const std::string& worker_id_hex, int port, int64_t pid);
+  // Replaces what is known of the other nodes with the GCS's node table (this node's own entry
+  // is ignored: its resources are known exactly here).
+  void UpdateClusterView(const std::vector<rpc::NodeInfo>& nodes);
+  // The owner at `owner_address` (host:port) died: ends its leases and kills their workers,
+  // whose tasks nobody waits for. Answers how many leases ended. Called by Tick for owners
+  // that were workers of this node.
+  int ReleaseLeasesOfOwner(const std::string& owner_address, const std::string& reason);
+  // Drives the pool (reaping, timeouts), frees the leases of workers that died, and tries the
+  // waiting requests again.
+  void Tick();
+  // Answers every waiting request with `why` and refuses new ones with it. Leases stay.
+  void Shutdown(const absl::Status& why);
+
+  ResourceSet Available() const { return resources_.Available(); }
+  const NodeResources& resources() const { return resources_; }
+  const ClusterResourceView& view() const { return view_; }
+  // Waiting requests merged by shape, infeasible ones marked (for ReportResources).
+  std::vector<DemandSummary> Demands() const;
+  Stats stats() const;
+  // The owner addresses of the leases granted and not yet ended (non-empty ones).
+  std::set<std::string> LeaseOwners() const;
+
+ private:
+  struct Pending {
+    uint64_t request_id = 0;
+    ResourceSet demand;
+    SchedulingStrategy strategy;
+    bool grant_or_reject = false;
+    WorkerKey key;
+    std::string owner_address;
+    ReplyCallback reply;
+    std::optional<ResourceAllocation> allocation;  // set: waiting for a worker
+  };
+  struct Lease {
+    LeaseId id;
+    WorkerId worker;
+    ResourceAllocation allocation;
+    std::string owner_address;
+  };
+
+  // Validates and converts; the error's message is what REJECTED says.
+  absl::StatusOr<Pending> Parse(const rpc::RequestWorkerLeaseRequest& request) const;
+  // Places one queued request: true when it left the queue (allocated, spilled or rejected).
+  bool TrySchedule(Pending& p, uint64_t seq);
+  // Tries every waiting request until nothing changes.
+  void Dispatch();
+  // Pairs requests holding resources with idle workers and starts the workers still missing.
+  bool MatchWorkers();
+  void Grant(uint64_t seq, const WorkerPool::Worker& worker);
+  void Answer(uint64_t seq, absl::StatusOr<rpc::RequestWorkerLeaseReply> reply);
+  void Reject(uint64_t seq, const std::string& message);
+  // Rejects every waiting request of `key`: its worker command keeps failing. Answers whether
+  // any of them held resources.
+  bool RejectKey(const WorkerKey& key, const std::string& message);
+  void EndLease(absl::flat_hash_map<LeaseId, Lease>::iterator it);
+  void FreeAllocation(const ResourceAllocation& allocation);
+  void RefreshLocalView();
+  NodeView LocalView() const;
+
+  WorkerPool& pool_;
+  const LeaseManagerOptions options_;
+  NodeResources resources_;
+  ClusterResourceView view_;
+  SchedulingPolicy policy_;
+  std::map<NodeId, std::string> raylet_addresses_;  // host:raylet_port of the other nodes
+  // Unanswered requests by arrival order, and their callers' ids.
+  std::map<uint64_t, Pending> pending_;
+  absl::flat_hash_map<uint64_t, uint64_t> seq_of_request_;
+  uint64_t next_seq_ = 0;
+  absl::flat_hash_map<LeaseId, Lease> leases_;
+  absl::flat_hash_map<WorkerId, LeaseId> lease_of_worker_;
+  absl::Status shutdown_;  // not OK once Shutdown was called
+  bool dispatching_ = false;
+};
+
+}  // namespace shoal

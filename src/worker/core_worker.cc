@@ -1,0 +1,805 @@
+// CoreWorker: wires the memory store, reference counter, submitter, executor, object store
+// access and the CoreWorkerService server together (see core_worker.h).
+//
+// Threads: a ticker (every 5 ms: idle lease returns, lease retries, GetObject deadlines); in
+// worker mode a raylet watcher (HealthCheck every second; the task loop ends after 5 failures in
+// a row) and the thread running RunTaskLoop, which executes pushed tasks one at a time; gRPC's
+// callback threads answer RPC completions and serve GetObject/PushTask/Exit without blocking.
+#include "src/worker/core_worker.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <deque>
+#include <fstream>
+#include <iterator>
+#include <thread>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "grpcpp/grpcpp.h"
+#include "shoal/gcs.grpc.pb.h"
+#include "shoal/raylet.grpc.pb.h"
+#include "shoal/worker.grpc.pb.h"
+#include "spdlog/spdlog.h"
+#include "src/common/clock.h"
+#include "src/common/rpc.h"
+#include "src/worker/grpc_transport.h"
+#include "src/worker/memory_store.h"
+#include "src/worker/object_value.h"
+#include "src/worker/reference_counter.h"
+#include "src/worker/store_access.h"
+#include "src/worker/task_executor.h"
+#include "src/worker/task_spec.h"
+#include "src/worker/task_submitter.h"
+
+namespace shoal {
+namespace {
+
+constexpr absl::Duration kTickPeriod = absl::Milliseconds(5);
+constexpr absl::Duration kConnectTimeout = absl::Seconds(10);
+constexpr absl::Duration kShutdownRpcTimeout = absl::Seconds(2);
+constexpr absl::Duration kRayletCheckPeriod = absl::Seconds(1);
+constexpr int kRayletCheckFailures = 5;
+constexpr int kMaxMessageSize = 64 << 20;
+
+// argv of this process, from /proc/self/cmdline.
+std::vector<std::string> SelfCommandLine() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> argv;
+  size_t start = 0;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (all[i] == '\0') {
+      argv.push_back(all.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  if (start < all.size()) argv.push_back(all.substr(start));
+  return argv;
+}
+
+std::string SelfExecutable() {
+  char buf[PATH_MAX];
+  if (realpath("/proc/self/exe", buf) != nullptr) return buf;
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  return n > 0 ? std::string(buf, n) : std::string("/proc/self/exe");
+}
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? std::string() : std::string(v);
+}
+
+// What a CoreWorker needs to start, from CoreWorkerOptions (driver) or the environment (worker).
+struct Config {
+  CoreWorkerOptions::Mode mode = CoreWorkerOptions::Mode::kDriver;
+  std::string gcs_address;
+  std::string raylet_address;
+  std::string node_ip;
+  std::string store_socket;
+  NodeId node_id;
+  WorkerId worker_id;
+  JobId job_id;  // worker mode; a driver gets its job from the GCS
+  std::vector<std::string> worker_command;
+};
+
+}  // namespace
+
+class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
+ public:
+  explicit Impl(Config config)
+      : config_(std::move(config)), worker_command_(config_.worker_command) {}
+  ~Impl() override;
+
+  // Connects to the store, starts serving, then (driver) registers the job or (worker)
+  // registers with the raylet.
+  absl::Status Start();
+
+  absl::StatusOr<ObjectId> SubmitTask(const std::string& function_name, std::vector<TaskArg> args,
+                                      const TaskOptions& options);
+  absl::StatusOr<ObjectId> Put(std::string value);
+  absl::StatusOr<std::vector<absl::StatusOr<std::string>>> Get(const std::vector<ObjectId>& ids,
+                                                               absl::Duration timeout);
+  absl::StatusOr<std::vector<bool>> Wait(const std::vector<ObjectId>& ids, int num_ready, absl::Duration timeout);
+  void AddLocalReference(const ObjectId& id) { refs_.AddLocal(id); }
+  void RemoveLocalReference(const ObjectId& id) {
+    if (auto gone = refs_.RemoveLocal(id)) Free({*gone});
+  }
+  void RegisterBorrowedObject(const ObjectId& id, const std::string& owner_address) {
+    if (owner_address != address_) refs_.AddBorrowed(id, owner_address);
+  }
+  absl::StatusOr<std::string> GetOwnerAddress(const ObjectId& id) const {
+    auto owner = refs_.OwnerAddress(id);
+    if (!owner) return absl::NotFoundError(absl::StrCat("object ", id.Hex(), " is not known to this worker"));
+    return owner->empty() ? address_ : *owner;
+  }
+  absl::Status RunTaskLoop();
+
+  const Config& config() const { return config_; }
+  const JobId& job_id() const { return job_id_; }
+  const std::string& address() const { return address_; }
+
+  // CoreWorkerService.
+  grpc::ServerUnaryReactor* PushTask(grpc::CallbackServerContext* ctx, const rpc::PushTaskRequest* request,
+                                     rpc::PushTaskReply* reply) override;
+  grpc::ServerUnaryReactor* GetObject(grpc::CallbackServerContext* ctx, const rpc::GetObjectRequest* request,
+                                      rpc::GetObjectReply* reply) override;
+  grpc::ServerUnaryReactor* Exit(grpc::CallbackServerContext* ctx, const rpc::ExitRequest* request,
+                                 rpc::ExitReply* reply) override;
+
+ private:
+  struct PushedTask {
+    const rpc::PushTaskRequest* request;
+    rpc::PushTaskReply* reply;
+    grpc::ServerUnaryReactor* reactor;
+  };
+
+  absl::Status StartServer();
+  absl::Status RegisterJob();
+  absl::Status RegisterWithRaylet();
+  void TickLoop();
+  void WatchRaylet();
+  void RequestExit(absl::Status why);
+
+  ObjectId NewPutId() { return ObjectId::FromTask(put_task_id_, put_index_.fetch_add(1) + 1); }
+  // Stores `bytes` as a new owned object (inline or in this node's store).
+  absl::StatusOr<ObjectId> PutOwned(std::string bytes);
+  // Fills the spec's arguments once every ref argument has a value, then submits it.
+  void ResolveAndSubmit(rpc::TaskSpec spec, std::vector<TaskArg> args);
+  // A task finished for good: stores its returns and releases its arguments.
+  void OnTaskDone(const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns);
+  // Stores a value for an object, unless it went out of scope meanwhile (then drops it and,
+  // when `owned`, its store copy).
+  void StoreResult(const ObjectId& id, rpc::ObjectValue value, bool owned);
+  // Asks a borrowed object's owner for its value (once at a time per object).
+  void StartBorrowedFetch(const ObjectId& id, const std::string& owner);
+  // Drops objects that went out of scope: memory-store values and owned store copies.
+  void Free(const std::vector<ReferenceCounter::OutOfScope>& gone);
+  absl::StatusOr<std::string> ToBytes(const rpc::ObjectValue& value);
+  std::vector<std::string> CurrentWorkerCommand() {
+    absl::MutexLock lock(&mu_);
+    return worker_command_;
+  }
+
+  const Config config_;
+  JobId job_id_;
+  TaskId put_task_id_;
+  std::atomic<uint32_t> put_index_{0};
+  std::string address_;  // host:port of our CoreWorkerService
+  RealClock clock_;
+
+  MemoryStore memory_store_;
+  ReferenceCounter refs_;
+  GrpcTransport transport_;
+  std::unique_ptr<ObjectStoreClient> store_client_;
+  std::unique_ptr<NodeStoreAccess> store_access_;
+  std::unique_ptr<TaskExecutor> executor_;
+  std::unique_ptr<TaskSubmitter> submitter_;
+  std::unique_ptr<rpc::JobInfoService::Stub> gcs_jobs_;
+  std::unique_ptr<grpc::Server> server_;
+  bool job_registered_ = false;
+
+  absl::Notification stop_;
+  std::thread ticker_;
+  std::thread raylet_watcher_;
+
+  absl::Mutex mu_;
+  std::vector<std::string> worker_command_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<TaskId, std::vector<ObjectId>> task_arg_refs_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<ObjectId> borrowed_fetches_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex task_mu_;
+  std::deque<PushedTask> pushed_ ABSL_GUARDED_BY(task_mu_);
+  bool exiting_ ABSL_GUARDED_BY(task_mu_) = false;
+  absl::Status exit_status_ ABSL_GUARDED_BY(task_mu_);
+};
+
+// ---------------------------------------------------------------------------------------------
+// Start-up and shut-down
+
+absl::Status CoreWorker::Impl::Start() {
+  auto store = ObjectStoreClient::Connect(config_.store_socket);
+  if (!store.ok()) {
+    return absl::Status(store.status().code(), absl::StrCat("cannot connect to the object store at ",
+                                                            config_.store_socket, ": ", store.status().message()));
+  }
+  store_client_ = std::move(*store);
+  store_access_ = std::make_unique<NodeStoreAccess>(*store_client_, config_.raylet_address, config_.node_id);
+  executor_ = std::make_unique<TaskExecutor>(*store_access_);
+  if (auto s = StartServer(); !s.ok()) return s;
+  if (config_.mode == CoreWorkerOptions::Mode::kDriver) {
+    if (auto s = RegisterJob(); !s.ok()) return s;
+  } else {
+    job_id_ = config_.job_id;
+  }
+  put_task_id_ = TaskId::ForNormalTask(job_id_);
+  submitter_ = std::make_unique<TaskSubmitter>(
+      transport_, clock_,
+      TaskSubmitterOptions{.local_raylet_address = config_.raylet_address, .owner_address = address_},
+      [this](const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
+        OnTaskDone(spec, std::move(returns));
+      });
+  ticker_ = std::thread([this] { TickLoop(); });
+  if (config_.mode == CoreWorkerOptions::Mode::kWorker) {
+    if (auto s = RegisterWithRaylet(); !s.ok()) return s;
+    raylet_watcher_ = std::thread([this] { WatchRaylet(); });
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CoreWorker::Impl::StartServer() {
+  grpc::ServerBuilder builder;
+  builder.RegisterService(this);
+  builder.SetMaxReceiveMessageSize(kMaxMessageSize);
+  builder.SetMaxSendMessageSize(kMaxMessageSize);
+  int port = 0;
+  auto server = shoal::StartServer(builder, config_.node_ip, 0, &port);
+  if (!server.ok()) return server.status();
+  server_ = std::move(*server);
+  address_ = absl::StrCat(config_.node_ip, ":", port);
+  return absl::OkStatus();
+}
+
+absl::Status CoreWorker::Impl::RegisterJob() {
+  gcs_jobs_ = rpc::JobInfoService::NewStub(MakeChannel(config_.gcs_address));
+  rpc::AddJobRequest req;
+  rpc::JobInfo* job = req.mutable_job();
+  job->set_entrypoint(absl::StrJoin(SelfCommandLine(), " "));
+  job->set_driver_address(address_);
+  job->set_driver_pid(getpid());
+  job->set_start_time_ms(absl::ToUnixMillis(absl::Now()));
+  rpc::AddJobReply reply;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
+  ctx.set_wait_for_ready(true);
+  absl::Status s = FromGrpcStatus(gcs_jobs_->AddJob(&ctx, req, &reply));
+  if (!s.ok()) return absl::Status(s.code(), absl::StrCat("cannot register a job with the GCS: ", s.message()));
+  auto id = JobId::FromHex(reply.job_id());
+  if (!id.ok()) return absl::InternalError(absl::StrCat("the GCS answered a bad job id: ", id.status().message()));
+  job_id_ = *id;
+  job_registered_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status CoreWorker::Impl::RegisterWithRaylet() {
+  auto stub = rpc::LeaseService::NewStub(MakeChannel(config_.raylet_address));
+  rpc::RegisterWorkerRequest req;
+  req.set_worker_id(config_.worker_id.Hex());
+  auto port = ParseHostPort(address_);
+  req.set_port(port.ok() ? port->second : 0);
+  req.set_pid(getpid());
+  rpc::RegisterWorkerReply reply;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
+  ctx.set_wait_for_ready(true);
+  absl::Status s = FromGrpcStatus(stub->RegisterWorker(&ctx, req, &reply));
+  if (!s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("cannot register with the raylet at ", config_.raylet_address,
+                                               ": ", s.message()));
+  }
+  if (!reply.node_id().empty() && reply.node_id() != config_.node_id.Hex()) {
+    spdlog::warn("raylet at {} answered node {}, but SHOAL_NODE_ID is {}", config_.raylet_address,
+                 reply.node_id(), config_.node_id.Hex());
+  }
+  return absl::OkStatus();
+}
+
+void CoreWorker::Impl::TickLoop() {
+  while (!stop_.WaitForNotificationWithTimeout(kTickPeriod)) {
+    submitter_->Tick();
+    memory_store_.Tick(absl::Now());
+  }
+}
+
+void CoreWorker::Impl::WatchRaylet() {
+  auto stub = rpc::NodeManagerService::NewStub(MakeChannel(config_.raylet_address));
+  int failures = 0;
+  while (!stop_.WaitForNotificationWithTimeout(kRayletCheckPeriod)) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + kRayletCheckPeriod));
+    rpc::HealthCheckRequest req;
+    rpc::HealthCheckReply reply;
+    grpc::Status s = stub->HealthCheck(&ctx, req, &reply);
+    if (s.ok()) {
+      failures = 0;
+    } else if (++failures >= kRayletCheckFailures) {
+      RequestExit(absl::UnavailableError(absl::StrCat("the raylet at ", config_.raylet_address, " did not answer ",
+                                                      failures, " health checks in a row: ", s.error_message())));
+      return;
+    }
+  }
+}
+
+void CoreWorker::Impl::RequestExit(absl::Status why) {
+  absl::MutexLock lock(&task_mu_);
+  if (exiting_) return;
+  exiting_ = true;
+  exit_status_ = std::move(why);
+}
+
+CoreWorker::Impl::~Impl() {
+  RequestExit(absl::OkStatus());
+  stop_.Notify();
+  if (ticker_.joinable()) ticker_.join();
+  if (raylet_watcher_.joinable()) raylet_watcher_.join();
+  if (submitter_) submitter_->Shutdown();
+  transport_.Shutdown(kShutdownRpcTimeout);
+  memory_store_.CancelAll();
+  {
+    absl::MutexLock lock(&task_mu_);
+    for (auto& t : pushed_) t.reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker is exiting"));
+    pushed_.clear();
+  }
+  if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+  if (job_registered_) {
+    rpc::MarkJobFinishedRequest req;
+    req.set_job_id(job_id_.Hex());
+    rpc::MarkJobFinishedReply reply;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + kShutdownRpcTimeout));
+    grpc::Status s = gcs_jobs_->MarkJobFinished(&ctx, req, &reply);
+    if (!s.ok()) spdlog::warn("could not mark job {} finished: {}", job_id_.Hex(), s.error_message());
+  }
+  server_.reset();
+  submitter_.reset();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Owner: submission, results, objects
+
+absl::StatusOr<ObjectId> CoreWorker::Impl::SubmitTask(const std::string& function_name, std::vector<TaskArg> args,
+                                                      const TaskOptions& options) {
+  auto spec = BuildTaskSpec(job_id_, function_name, options, address_, CurrentWorkerCommand());
+  if (!spec.ok()) return spec.status();
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i].is_ref && !refs_.Contains(args[i].ref)) {
+      return absl::InvalidArgumentError(absl::StrCat("argument ", i, " of '", function_name, "' refers to object ",
+                                                     args[i].ref.Hex(),
+                                                     ", which this worker neither owns nor borrows"));
+    }
+  }
+  // Large values passed by value travel through the store, like Put objects.
+  std::vector<ObjectId> puts;
+  for (auto& arg : args) {
+    if (arg.is_ref || arg.value.size() <= kMaxInlineObjectSize) continue;
+    auto id = PutOwned(std::move(arg.value));
+    if (!id.ok()) {
+      refs_.AddSubmitted(puts);
+      Free(refs_.RemoveSubmitted(puts));
+      return id.status();
+    }
+    puts.push_back(*id);
+    arg = TaskArg::Ref(*id);
+  }
+  std::vector<ObjectId> arg_refs;
+  for (const auto& arg : args) {
+    if (arg.is_ref) arg_refs.push_back(arg.ref);
+  }
+  const ObjectId return_id = ReturnObjectId(*spec, 1);
+  refs_.AddOwned(return_id);
+  refs_.AddSubmitted(arg_refs);
+  if (!arg_refs.empty()) {
+    absl::MutexLock lock(&mu_);
+    task_arg_refs_[SpecTaskId(*spec)] = std::move(arg_refs);
+  }
+  ResolveAndSubmit(std::move(*spec), std::move(args));
+  return return_id;
+}
+
+void CoreWorker::Impl::ResolveAndSubmit(rpc::TaskSpec spec, std::vector<TaskArg> args) {
+  struct Resolution {
+    absl::Mutex mu;
+    rpc::TaskSpec spec;
+    int remaining = 0;
+    std::optional<rpc::ObjectValue> error;  // the first argument that failed
+  };
+  auto res = std::make_shared<Resolution>();
+  std::vector<std::pair<int, ObjectId>> pending;
+  for (size_t i = 0; i < args.size(); ++i) {
+    rpc::TaskArg* arg = spec.add_args();
+    if (args[i].is_ref) {
+      pending.emplace_back(static_cast<int>(i), args[i].ref);
+    } else {
+      arg->set_inline_value(std::move(args[i].value));
+    }
+  }
+  if (pending.empty()) {
+    submitter_->Submit(std::move(spec));
+    return;
+  }
+  res->spec = std::move(spec);
+  res->remaining = static_cast<int>(pending.size());
+  for (const auto& [index, id] : pending) {
+    if (auto owner = refs_.OwnerAddress(id); owner && !owner->empty()) StartBorrowedFetch(id, *owner);
+    memory_store_.GetAsync(id, absl::InfiniteFuture(), [this, res, index = index, id = id](ValuePtr value) {
+      bool done = false;
+      {
+        absl::MutexLock lock(&res->mu);
+        rpc::TaskArg* arg = res->spec.mutable_args(index);
+        if (value == nullptr) {
+          if (!res->error) {
+            res->error = ErrorValue(id, kObjectLostError,
+                                    absl::StrCat("argument ", index, " (object ", id.Hex(),
+                                                 ") was freed or its owner shut down before it was ready"));
+          }
+        } else if (value->is_error()) {
+          if (!res->error) res->error = *value;
+        } else if (value->in_store()) {
+          *arg->mutable_object() = *value;
+        } else {
+          arg->set_inline_value(value->inline_data());
+        }
+        done = --res->remaining == 0;
+      }
+      if (!done) return;
+      if (res->error) {
+        // A failed argument fails the task with the same error, without running it.
+        std::vector<rpc::ObjectValue> returns;
+        for (uint32_t i = 1; i <= std::max<uint32_t>(res->spec.num_returns(), 1); ++i) {
+          rpc::ObjectValue v = *res->error;
+          v.set_object_id(ReturnObjectId(res->spec, i).Binary());
+          returns.push_back(std::move(v));
+        }
+        OnTaskDone(res->spec, std::move(returns));
+      } else {
+        submitter_->Submit(std::move(res->spec));
+      }
+    });
+  }
+}
+
+void CoreWorker::Impl::OnTaskDone(const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
+  for (auto& value : returns) {
+    auto id = ObjectId::FromBinary(value.object_id());
+    if (id.ok()) StoreResult(*id, std::move(value), /*owned=*/true);
+  }
+  std::vector<ObjectId> arg_refs;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = task_arg_refs_.find(SpecTaskId(spec)); it != task_arg_refs_.end()) {
+      arg_refs = std::move(it->second);
+      task_arg_refs_.erase(it);
+    }
+  }
+  if (!arg_refs.empty()) Free(refs_.RemoveSubmitted(arg_refs));
+}
+
+void CoreWorker::Impl::StoreResult(const ObjectId& id, rpc::ObjectValue value, bool owned) {
+  const bool in_store = value.in_store();
+  const std::string holder = value.raylet_address();
+  memory_store_.Put(id, std::move(value));
+  // Checked after the put: a concurrent Free either saw the value or we see the entry gone.
+  if (!refs_.Contains(id)) {
+    memory_store_.Erase(id);
+    if (in_store && owned) transport_.FreeObjects(holder, {id});
+  }
+}
+
+void CoreWorker::Impl::Free(const std::vector<ReferenceCounter::OutOfScope>& gone) {
+  for (const auto& g : gone) {
+    ValuePtr value = memory_store_.GetIfReady(g.id);
+    memory_store_.Erase(g.id);
+    if (g.owned && value != nullptr && value->in_store()) transport_.FreeObjects(value->raylet_address(), {g.id});
+  }
+}
+
+absl::StatusOr<ObjectId> CoreWorker::Impl::PutOwned(std::string bytes) {
+  const ObjectId id = NewPutId();
+  rpc::ObjectValue value;
+  if (bytes.size() <= kMaxInlineObjectSize) {
+    value = InlineValue(id, std::move(bytes));
+  } else {
+    auto stored = store_access_->Write(id, bytes);
+    if (!stored.ok()) return stored.status();
+    value = std::move(*stored);
+  }
+  refs_.AddOwned(id);
+  memory_store_.Put(id, std::move(value));
+  return id;
+}
+
+absl::StatusOr<ObjectId> CoreWorker::Impl::Put(std::string value) { return PutOwned(std::move(value)); }
+
+void CoreWorker::Impl::StartBorrowedFetch(const ObjectId& id, const std::string& owner) {
+  if (memory_store_.GetIfReady(id) != nullptr) return;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!borrowed_fetches_.insert(id).second) return;
+  }
+  transport_.GetObject(owner, id, [this, id, owner](absl::Status s, rpc::GetObjectReply reply) {
+    rpc::ObjectValue value;
+    if (s.ok() && reply.ready()) {
+      value = std::move(*reply.mutable_value());
+      value.set_object_id(id.Binary());
+    } else if (absl::IsNotFound(s)) {
+      value = ErrorValue(id, kObjectLostError,
+                         absl::StrCat("object ", id.Hex(), " was freed by its owner at ", owner));
+    } else if (!absl::IsCancelled(s)) {
+      value = ErrorValue(id, kOwnerDiedError,
+                         absl::StrCat("the owner of object ", id.Hex(), " at ", owner, " is unreachable: ",
+                                      s.ok() ? "it answered without the value" : s.message()));
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      borrowed_fetches_.erase(id);
+    }
+    if (!absl::IsCancelled(s)) StoreResult(id, std::move(value), /*owned=*/false);
+  });
+}
+
+absl::StatusOr<std::string> CoreWorker::Impl::ToBytes(const rpc::ObjectValue& value) {
+  if (value.is_error()) return ErrorValueToStatus(value);
+  if (!value.in_store()) return value.inline_data();
+  auto bytes = store_access_->Read(value);
+  if (bytes.ok()) return bytes;
+  return ErrorValueToStatus(ErrorValue(ObjectId::Nil(), kObjectLostError, std::string(bytes.status().message())));
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<std::string>>> CoreWorker::Impl::Get(const std::vector<ObjectId>& ids,
+                                                                               absl::Duration timeout) {
+  for (const auto& id : ids) {
+    auto owner = refs_.OwnerAddress(id);
+    if (!owner) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("object ", id.Hex(), " is neither owned nor borrowed by this worker (freed, or never known)"));
+    }
+    if (!owner->empty()) StartBorrowedFetch(id, *owner);
+  }
+  const absl::Time deadline = timeout < absl::ZeroDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
+  std::vector<ValuePtr> values = memory_store_.Get(ids, deadline);
+  size_t missing = 0;
+  for (const auto& v : values) missing += v == nullptr ? 1 : 0;
+  if (missing > 0) {
+    return absl::DeadlineExceededError(absl::StrCat(missing, " of ", ids.size(), " objects were not ready within ",
+                                                    absl::FormatDuration(timeout)));
+  }
+  std::vector<absl::StatusOr<std::string>> out;
+  out.reserve(values.size());
+  for (const auto& v : values) out.push_back(ToBytes(*v));
+  return out;
+}
+
+absl::StatusOr<std::vector<bool>> CoreWorker::Impl::Wait(const std::vector<ObjectId>& ids, int num_ready,
+                                                         absl::Duration timeout) {
+  if (num_ready < 0 || static_cast<size_t>(num_ready) > ids.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_ready must be between 0 and the number of ids (", ids.size(), "), got ", num_ready));
+  }
+  for (const auto& id : ids) {
+    auto owner = refs_.OwnerAddress(id);
+    if (!owner) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("object ", id.Hex(), " is neither owned nor borrowed by this worker (freed, or never known)"));
+    }
+    if (!owner->empty()) StartBorrowedFetch(id, *owner);
+  }
+  const absl::Time deadline = timeout < absl::ZeroDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
+  return memory_store_.Wait(ids, static_cast<size_t>(num_ready), deadline);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker: the task loop and the service
+
+absl::Status CoreWorker::Impl::RunTaskLoop() {
+  if (config_.mode != CoreWorkerOptions::Mode::kWorker) {
+    return absl::FailedPreconditionError("RunTaskLoop needs a worker (CreateWorkerFromEnvironment)");
+  }
+  while (true) {
+    PushedTask task;
+    {
+      absl::MutexLock lock(&task_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(task_mu_) { return exiting_ || !pushed_.empty(); };
+      task_mu_.Await(absl::Condition(&ready));
+      if (exiting_) {
+        for (auto& t : pushed_) t.reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker is exiting"));
+        pushed_.clear();
+        return exit_status_;
+      }
+      task = pushed_.front();
+      pushed_.pop_front();
+    }
+    if (task.request->spec().worker_command_size() > 0) {
+      absl::MutexLock lock(&mu_);
+      worker_command_.assign(task.request->spec().worker_command().begin(),
+                             task.request->spec().worker_command().end());
+    }
+    *task.reply = executor_->Execute(*task.request);
+    task.reactor->Finish(grpc::Status::OK);
+  }
+}
+
+grpc::ServerUnaryReactor* CoreWorker::Impl::PushTask(grpc::CallbackServerContext* ctx,
+                                                     const rpc::PushTaskRequest* request,
+                                                     rpc::PushTaskReply* reply) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (config_.mode != CoreWorkerOptions::Mode::kWorker) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "this process is a driver; it runs no tasks"));
+    return reactor;
+  }
+  absl::MutexLock lock(&task_mu_);
+  if (exiting_) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker is exiting"));
+  } else {
+    pushed_.push_back({request, reply, reactor});
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CoreWorker::Impl::GetObject(grpc::CallbackServerContext* ctx,
+                                                      const rpc::GetObjectRequest* request,
+                                                      rpc::GetObjectReply* reply) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  auto id = ObjectId::FromBinary(request->object_id());
+  if (!id.ok()) {
+    reactor->Finish(ToGrpcStatus(id.status()));
+    return reactor;
+  }
+  auto owner = refs_.OwnerAddress(*id);
+  if (!owner || !owner->empty()) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                 absl::StrCat("object ", id->Hex(), " is not owned by this worker (or was freed)")));
+    return reactor;
+  }
+  const absl::Time deadline = request->timeout_ms() < 0 ? absl::InfiniteFuture()
+                                                        : absl::Now() + absl::Milliseconds(request->timeout_ms());
+  memory_store_.GetAsync(*id, deadline, [reactor, reply, deadline, id = *id](ValuePtr value) {
+    if (value != nullptr) {
+      reply->set_ready(true);
+      *reply->mutable_value() = *value;
+      reactor->Finish(grpc::Status::OK);
+    } else if (absl::Now() >= deadline) {
+      reply->set_ready(false);
+      reactor->Finish(grpc::Status::OK);
+    } else {
+      reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                   absl::StrCat("object ", id.Hex(), " was freed, or its owner is shutting down")));
+    }
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CoreWorker::Impl::Exit(grpc::CallbackServerContext* ctx, const rpc::ExitRequest*,
+                                                 rpc::ExitReply*) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  RequestExit(absl::OkStatus());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+// ---------------------------------------------------------------------------------------------
+// CoreWorker
+
+namespace {
+
+// Finds the raylet a driver uses: `raylet_address`, or the alive head node's.
+absl::StatusOr<rpc::NodeInfo> FindRaylet(const std::string& gcs_address, const std::string& raylet_address) {
+  auto stub = rpc::NodeInfoService::NewStub(MakeChannel(gcs_address));
+  const absl::Time deadline = absl::Now() + kConnectTimeout;
+  absl::Status last;
+  while (true) {
+    rpc::GetAllNodeInfoRequest req;
+    req.set_alive_only(true);
+    rpc::GetAllNodeInfoReply reply;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(deadline));
+    ctx.set_wait_for_ready(true);
+    last = FromGrpcStatus(stub->GetAllNodeInfo(&ctx, req, &reply));
+    if (last.ok()) {
+      for (const auto& node : reply.nodes()) {
+        if (node.state() != rpc::NodeInfo::ALIVE) continue;
+        const std::string address = absl::StrCat(node.address(), ":", node.raylet_port());
+        if (raylet_address.empty() ? node.is_head() : address == raylet_address) return node;
+      }
+      last = absl::NotFoundError(raylet_address.empty()
+                                     ? absl::StrCat("no alive head node is registered with the GCS at ", gcs_address)
+                                     : absl::StrCat("no alive node with raylet ", raylet_address,
+                                                    " is registered with the GCS at ", gcs_address));
+    }
+    if (absl::Now() + absl::Milliseconds(100) >= deadline) break;
+    absl::SleepFor(absl::Milliseconds(100));  // the node may still be registering
+  }
+  if (absl::IsDeadlineExceeded(last)) {
+    return absl::UnavailableError(absl::StrCat("no GCS answered at ", gcs_address, " within ",
+                                               absl::FormatDuration(kConnectTimeout)));
+  }
+  return last;
+}
+
+}  // namespace
+
+CoreWorker::CoreWorker(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CoreWorker::~CoreWorker() = default;
+
+absl::StatusOr<std::unique_ptr<CoreWorker>> CoreWorker::Create(const CoreWorkerOptions& options) {
+  if (options.mode != CoreWorkerOptions::Mode::kDriver) {
+    return absl::InvalidArgumentError("a worker is created with CreateWorkerFromEnvironment");
+  }
+  if (auto hp = ParseHostPort(options.gcs_address); !hp.ok()) return hp.status();
+  auto node = FindRaylet(options.gcs_address, options.raylet_address);
+  if (!node.ok()) return node.status();
+  auto node_id = NodeId::FromHex(node->node_id());
+  if (!node_id.ok()) return node_id.status();
+  Config config;
+  config.mode = CoreWorkerOptions::Mode::kDriver;
+  config.gcs_address = options.gcs_address;
+  config.raylet_address = absl::StrCat(node->address(), ":", node->raylet_port());
+  config.node_ip = node->address();
+  config.store_socket = node->object_store_socket();
+  config.node_id = *node_id;
+  config.worker_id = WorkerId::FromRandom();
+  config.worker_command = options.worker_command.empty() ? std::vector<std::string>{SelfExecutable()}
+                                                         : options.worker_command;
+  auto impl = std::make_unique<Impl>(std::move(config));
+  if (auto s = impl->Start(); !s.ok()) return s;
+  return std::unique_ptr<CoreWorker>(new CoreWorker(std::move(impl)));
+}
+
+absl::StatusOr<std::unique_ptr<CoreWorker>> CoreWorker::CreateWorkerFromEnvironment() {
+  Config config;
+  config.mode = CoreWorkerOptions::Mode::kWorker;
+  struct Var {
+    const char* name;
+    std::string* out;
+  };
+  std::string worker_id, node_id, job_id;
+  for (const Var& v : {Var{"SHOAL_WORKER_ID", &worker_id}, Var{"SHOAL_RAYLET_ADDRESS", &config.raylet_address},
+                       Var{"SHOAL_NODE_ID", &node_id}, Var{"SHOAL_STORE_SOCKET", &config.store_socket},
+                       Var{"SHOAL_JOB_ID", &job_id}}) {
+    *v.out = Env(v.name);
+    if (v.out->empty()) return absl::InvalidArgumentError(absl::StrCat(v.name, " is not set; is this a worker?"));
+  }
+  config.gcs_address = Env("SHOAL_GCS_ADDRESS");
+  auto raylet = ParseHostPort(config.raylet_address);
+  if (!raylet.ok()) return raylet.status();
+  config.node_ip = Env("SHOAL_NODE_IP");
+  if (config.node_ip.empty()) config.node_ip = raylet->first;
+  auto wid = WorkerId::FromHex(worker_id);
+  if (!wid.ok()) return wid.status();
+  auto nid = NodeId::FromHex(node_id);
+  if (!nid.ok()) return nid.status();
+  auto jid = JobId::FromHex(job_id);
+  if (!jid.ok()) return jid.status();
+  config.worker_id = *wid;
+  config.node_id = *nid;
+  config.job_id = *jid;
+  config.worker_command = SelfCommandLine();
+  auto impl = std::make_unique<Impl>(std::move(config));
+  if (auto s = impl->Start(); !s.ok()) return s;
+  return std::unique_ptr<CoreWorker>(new CoreWorker(std::move(impl)));
+}
+
+absl::StatusOr<ObjectId> CoreWorker::SubmitTask(const std::string& function_name, std::vector<TaskArg> args,
+                                                const TaskOptions& options) {
+  return impl_->SubmitTask(function_name, std::move(args), options);
+}
+absl::StatusOr<ObjectId> CoreWorker::Put(std::string value) { return impl_->Put(std::move(value)); }
+absl::StatusOr<std::vector<absl::StatusOr<std::string>>> CoreWorker::Get(const std::vector<ObjectId>& ids,
+                                                                         absl::Duration timeout) {
+  return impl_->Get(ids, timeout);
+}
+absl::StatusOr<std::vector<bool>> CoreWorker::Wait(const std::vector<ObjectId>& ids, int num_ready,
+                                                   absl::Duration timeout) {
+  return impl_->Wait(ids, num_ready, timeout);
+}
+void CoreWorker::AddLocalReference(const ObjectId& id) { impl_->AddLocalReference(id); }
+void CoreWorker::RemoveLocalReference(const ObjectId& id) { impl_->RemoveLocalReference(id); }
+void CoreWorker::RegisterBorrowedObject(const ObjectId& id, const std::string& owner_address) {
+  impl_->RegisterBorrowedObject(id, owner_address);
+}
+absl::StatusOr<std::string> CoreWorker::GetOwnerAddress(const ObjectId& id) const {
+  return impl_->GetOwnerAddress(id);
+}
+absl::Status CoreWorker::RunTaskLoop() { return impl_->RunTaskLoop(); }
+const JobId& CoreWorker::job_id() const { return impl_->job_id(); }
+const NodeId& CoreWorker::node_id() const { return impl_->config().node_id; }
+const WorkerId& CoreWorker::worker_id() const { return impl_->config().worker_id; }
+std::string CoreWorker::address() const { return impl_->address(); }
+
+}  // namespace shoal

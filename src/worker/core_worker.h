@@ -1,0 +1,166 @@
+// The core worker: the library in every driver and worker process (DESIGN.md section 2).
+//
+// As an owner it submits tasks (leasing workers from its raylet and pushing tasks straight to
+// them, reusing a lease for further tasks of the same shape), keeps the values or locations of
+// the objects its tasks return, retries tasks whose worker or node dies, and answers Get, Put
+// and Wait. As a worker it serves PushTask: resolves arguments, exports the granted GPUs as
+// CUDA_VISIBLE_DEVICES, runs the registered function and replies (results up to 100 KiB
+// inline, larger ones in this node's object store).
+// Threading: every public method may be called from any thread.
+// Errors: absl::Status; a task's own failure is the object's value (TaskError below).
+//
+// Lease reuse: tasks queue per shape (resources, strategy, worker command); a lease takes the
+// next task of its shape as soon as its task finishes, goes back at once when its shape has
+// nothing queued but another shape waits, and otherwise after 10 ms idle (task_submitter.h).
+// Internals: memory_store.h (owned values), reference_counter.h, task_submitter.h (leases,
+// retries), task_executor.h (worker side), store_access.h (object store), grpc_transport.h.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "src/common/ids.h"
+#include "src/common/resources.h"
+
+namespace shoal {
+
+// What a task raised, stored as its result. Get answers it as an absl::Status whose code is
+// kAborted for application errors (the function failed) and kUnavailable for system errors
+// (worker crashed, retries exhausted), with the type name in the payload under kErrorTypeUrl.
+inline constexpr char kErrorTypeUrl[] = "shoal.io/error_type";
+
+// The error types the runtime itself stores as results (Get answers them with kUnavailable);
+// every other type is an application error (kAborted).
+inline constexpr char kWorkerCrashedError[] = "WorkerCrashedError";          // worker/node died, retries used up
+inline constexpr char kTaskUnschedulableError[] = "TaskUnschedulableError";  // a raylet rejected the request
+inline constexpr char kRayletUnavailableError[] = "RayletUnavailableError";  // no lease: local raylet gone
+inline constexpr char kObjectLostError[] = "ObjectLostError";                // a store copy or an argument is gone
+inline constexpr char kOwnerDiedError[] = "OwnerDiedError";                  // a borrowed object's owner is gone
+inline constexpr char kObjectStoreFullError[] = "ObjectStoreFullError";      // a large result did not fit
+inline constexpr char kSystemError[] = "SystemError";                        // anything else the runtime broke
+
+// A function the worker can run: serialized arguments in, serialized result out. Failures are
+// answered as a status; its message (and the type payload, if any) reach the caller's Get.
+// A C++ exception escaping the function is caught and answered the same way, typed with the
+// exception's (demangled) type name. Without a type payload the type is the status code's
+// name (e.g. "INVALID_ARGUMENT"). An unknown function name fails the task with the
+// application error "function 'x' is not registered in this worker".
+using TaskFunction = std::function<absl::StatusOr<std::string>(const std::vector<std::string>& args)>;
+
+// Registers `fn` under `name` in this process (drivers and workers run the same registrations).
+// Returns false if the name was taken. Safe in static initializers (also of libraries that
+// shoal-worker loads with --library); a worker looks functions up when a task arrives, so
+// registration must be done before CreateWorkerFromEnvironment returns.
+bool RegisterTaskFunction(const std::string& name, TaskFunction fn);
+
+struct CoreWorkerOptions {
+  enum class Mode { kDriver, kWorker };
+  Mode mode = Mode::kDriver;
+  std::string gcs_address;       // host:port
+  std::string raylet_address;    // this node's raylet; empty: the head node's (driver only)
+  // argv a raylet runs to start a worker for this job (the driver's own executable by default,
+  // as the real path of /proc/self/exe). The process must detect SHOAL_WORKER_MODE=1 and run
+  // CreateWorkerFromEnvironment + RunTaskLoop; or use {".../shoal-worker", "--library", "x.so"}.
+  // A worker submitting nested tasks uses the command it was started with.
+  std::vector<std::string> worker_command;
+};
+
+struct TaskOptions {
+  ResourceSet resources;          // empty: {CPU: 1}
+  int max_retries = 3;            // system failures (worker or node died); -1: no limit
+  bool retry_exceptions = false;  // also retry application errors
+  enum class Strategy { kDefault, kSpread, kNodeAffinity } strategy = Strategy::kDefault;
+  NodeId affinity_node;           // for kNodeAffinity
+  bool affinity_soft = false;
+};
+
+// One argument of a task: a serialized value, or a reference whose value the callee receives.
+struct TaskArg {
+  static TaskArg Value(std::string bytes) { return {std::move(bytes), ObjectId::Nil(), false}; }
+  static TaskArg Ref(const ObjectId& id) { return {{}, id, true}; }
+  std::string value;
+  ObjectId ref;
+  bool is_ref = false;
+};
+
+class CoreWorker {
+ public:
+  // Driver mode: finds the raylet (options.raylet_address, else the alive head node) in the
+  // GCS's node table, waiting up to 10 s for the GCS and the node; starts this process's
+  // CoreWorkerService (borrowers ask owners for values), registers a job (AddJob) and connects
+  // to the node's object store. Unavailable when no GCS answers; NotFound when no such node.
+  static absl::StatusOr<std::unique_ptr<CoreWorker>> Create(const CoreWorkerOptions& options);
+  // Worker mode: options from the SHOAL_* environment the raylet set (InvalidArgument naming
+  // a missing variable); serves on SHOAL_NODE_IP:0 and registers with the raylet.
+  static absl::StatusOr<std::unique_ptr<CoreWorker>> CreateWorkerFromEnvironment();
+  // Returns every lease (workers still running a task as failed), answers waiting borrowers,
+  // stops serving and, for a driver, marks the job finished. REQUIRES: no other thread is in
+  // a method of this object (RunTaskLoop included).
+  ~CoreWorker();
+  CoreWorker(const CoreWorker&) = delete;
+  CoreWorker& operator=(const CoreWorker&) = delete;
+
+  // Submits `function_name(args...)`; answers the id of its (single) return object at once.
+  // InvalidArgument for bad options (e.g. 1.5 GPUs) or an unknown ref argument. Ref arguments
+  // are resolved before the push (the callee receives the value): inline when small, by store
+  // location when large; a ref whose value is an error fails the task with that error without
+  // running it. Values above 100 KiB passed by value travel through the object store.
+  // Whether the function exists is checked by the worker (an application error at Get).
+  absl::StatusOr<ObjectId> SubmitTask(const std::string& function_name, std::vector<TaskArg> args,
+                                      const TaskOptions& options);
+  // Stores `value` as a new object owned by this worker: up to 100 KiB in this process's
+  // memory, larger in this node's object store (ResourceExhausted "ObjectStoreFull..." when it
+  // does not fit).
+  absl::StatusOr<ObjectId> Put(std::string value);
+  // Waits up to `timeout` (negative: forever) for every id. Answers one entry per id: the
+  // value, or the task's error (see kErrorTypeUrl). DeadlineExceeded if not all were ready.
+  // InvalidArgument for an id this worker neither owns nor borrows (or one already freed).
+  // Values in another node's store are first copied to this node's store, then read.
+  absl::StatusOr<std::vector<absl::StatusOr<std::string>>> Get(const std::vector<ObjectId>& ids,
+                                                               absl::Duration timeout);
+  // Waits until `num_ready` of `ids` are ready or `timeout` passes; answers a ready flag per id.
+  // A failed task's object counts as ready. InvalidArgument for num_ready outside
+  // 0..ids.size() or an unknown id.
+  absl::StatusOr<std::vector<bool>> Wait(const std::vector<ObjectId>& ids, int num_ready,
+                                         absl::Duration timeout);
+  // Reference counting by the language layer (ObjectRef copies). When an owned object's count
+  // drops to zero and no pending task needs it, its value and store copies are freed.
+  // The ids answered by SubmitTask and Put start with no local reference: the language layer
+  // adds one for its handle. An object is freed only when a count drops to zero, so one that
+  // was never referenced (nor used as an argument) stays until this CoreWorker goes. A result
+  // whose last reference went before the task finished is freed when it arrives. Unknown ids
+  // are ignored. Borrowers do not report back: an owner frees an object when its own counts
+  // reach zero, even if a borrower still holds the id (the borrower then gets ObjectLostError).
+  void AddLocalReference(const ObjectId& id);
+  void RemoveLocalReference(const ObjectId& id);
+
+  // Borrowed references (a ref that reached this process inside a value rather than as a task
+  // argument): tells the core worker which worker owns `id`, so that Get, Wait and SubmitTask
+  // can ask that owner (CoreWorkerService.GetObject). No change for ids already known.
+  void RegisterBorrowedObject(const ObjectId& id, const std::string& owner_address);
+  // The address of `id`'s owner (address() for objects this worker owns), to ship with a
+  // serialized ref. NotFound for unknown ids.
+  absl::StatusOr<std::string> GetOwnerAddress(const ObjectId& id) const;
+
+  // Worker mode: serves pushed tasks until the raylet goes away or Exit is called, running
+  // them one at a time on the calling thread. OK after Exit (or destruction); Unavailable when
+  // the raylet missed 5 health checks in a row (one a second); FailedPrecondition for a driver.
+  absl::Status RunTaskLoop();
+
+  const JobId& job_id() const;
+  const NodeId& node_id() const;
+  const WorkerId& worker_id() const;
+  std::string address() const;  // host:port of this worker's CoreWorkerService
+
+ private:
+  class Impl;
+  explicit CoreWorker(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shoal

@@ -1,0 +1,102 @@
+// A TaskTransport that records every call and answers only when the test says so. For tests.
+#pragma once
+
+#include <deque>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "src/worker/task_transport.h"
+
+namespace shoal {
+
+class FakeTaskTransport : public TaskTransport {
+ public:
+  struct LeaseCall {
+    std::string raylet;
+    rpc::RequestWorkerLeaseRequest request;
+    LeaseCallback done;
+  };
+  struct PushCall {
+    std::string worker;
+    rpc::PushTaskRequest request;
+    PushCallback done;
+  };
+  struct ReturnCall {
+    std::string raylet;
+    std::string lease_id;
+    bool worker_failed;
+  };
+
+  void RequestWorkerLease(const std::string& raylet, rpc::RequestWorkerLeaseRequest request,
+                          LeaseCallback done) override {
+    absl::MutexLock lock(&mu_);
+    leases_.push_back({raylet, std::move(request), std::move(done)});
+  }
+  void ReturnWorker(const std::string& raylet, const std::string& lease_id, bool worker_failed) override {
+    absl::MutexLock lock(&mu_);
+    returns_.push_back({raylet, lease_id, worker_failed});
+  }
+  void PushTask(const std::string& worker, rpc::PushTaskRequest request, PushCallback done) override {
+    absl::MutexLock lock(&mu_);
+    pushes_.push_back({worker, std::move(request), std::move(done)});
+  }
+
+  size_t num_pending_leases() const {
+    absl::MutexLock lock(&mu_);
+    return leases_.size();
+  }
+  size_t num_pending_pushes() const {
+    absl::MutexLock lock(&mu_);
+    return pushes_.size();
+  }
+  std::vector<ReturnCall> returns() const {
+    absl::MutexLock lock(&mu_);
+    return returns_;
+  }
+  // The oldest unanswered lease request / push (REQUIRES: there is one).
+  LeaseCall TakeLease() {
+    absl::MutexLock lock(&mu_);
+    LeaseCall c = std::move(leases_.front());
+    leases_.pop_front();
+    return c;
+  }
+  PushCall TakePush() {
+    absl::MutexLock lock(&mu_);
+    PushCall c = std::move(pushes_.front());
+    pushes_.pop_front();
+    return c;
+  }
+
+  // Answers the oldest lease request with a grant of worker `worker_address`.
+  std::string GrantNext(const std::string& worker_address, const std::string& lease_id) {
+    LeaseCall c = TakeLease();
+    rpc::RequestWorkerLeaseReply reply;
+    reply.set_kind(rpc::RequestWorkerLeaseReply::GRANTED);
+    reply.set_lease_id(lease_id);
+    reply.set_worker_address(worker_address);
+    c.done(absl::OkStatus(), std::move(reply));
+    return c.raylet;
+  }
+  // Answers the oldest push with `reply`.
+  rpc::PushTaskRequest ReplyNext(rpc::PushTaskReply reply) {
+    PushCall c = TakePush();
+    c.done(absl::OkStatus(), std::move(reply));
+    return std::move(c.request);
+  }
+  // Fails the oldest push as if its worker died.
+  rpc::PushTaskRequest FailNext(absl::Status status) {
+    PushCall c = TakePush();
+    c.done(std::move(status), {});
+    return std::move(c.request);
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::deque<LeaseCall> leases_ ABSL_GUARDED_BY(mu_);
+  std::deque<PushCall> pushes_ ABSL_GUARDED_BY(mu_);
+  std::vector<ReturnCall> returns_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace shoal

@@ -1,0 +1,122 @@
+#include "src/worker/grpc_transport.h"
+
+#include "src/common/rpc.h"
+
+namespace shoal {
+namespace {
+constexpr absl::Duration kShortCallTimeout = absl::Seconds(10);
+}  // namespace
+
+GrpcTransport::~GrpcTransport() { Shutdown(absl::Seconds(2)); }
+
+rpc::LeaseService::Stub* GrpcTransport::Raylet(const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  auto& stub = raylets_[address];
+  if (stub == nullptr) stub = rpc::LeaseService::NewStub(MakeChannel(address));
+  return stub.get();
+}
+
+rpc::CoreWorkerService::Stub* GrpcTransport::Worker(const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  auto& stub = workers_[address];
+  if (stub == nullptr) stub = rpc::CoreWorkerService::NewStub(MakeChannel(address));
+  return stub.get();
+}
+
+template <typename Request, typename Reply, typename Start>
+void GrpcTransport::Issue(Start start, Request request, absl::Duration timeout, bool cancel_on_shutdown,
+                          std::function<void(absl::Status, Reply)> done) {
+  struct Call {
+    grpc::ClientContext ctx;
+    Request request;
+    Reply reply;
+    std::function<void(absl::Status, Reply)> done;
+    uint64_t id = 0;
+  };
+  auto call = std::make_shared<Call>();
+  call->request = std::move(request);
+  call->done = std::move(done);
+  if (timeout != absl::InfiniteDuration()) call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    call->id = next_call_++;
+    ++outstanding_;
+    if (cancel_on_shutdown) cancellable_[call->id] = &call->ctx;
+  }
+  start(&call->ctx, &call->request, &call->reply, [this, call](grpc::Status s) {
+    {
+      absl::MutexLock lock(&mu_);
+      cancellable_.erase(call->id);
+    }
+    if (call->done) call->done(FromGrpcStatus(s), std::move(call->reply));
+    call->done = nullptr;
+    absl::MutexLock lock(&mu_);
+    --outstanding_;
+  });
+}
+
+void GrpcTransport::RequestWorkerLease(const std::string& raylet_address, rpc::RequestWorkerLeaseRequest request,
+                                       LeaseCallback done) {
+  auto* stub = Raylet(raylet_address);
+  Issue<rpc::RequestWorkerLeaseRequest, rpc::RequestWorkerLeaseReply>(
+      [stub](auto* ctx, auto* req, auto* reply, auto on_done) {
+        stub->async()->RequestWorkerLease(ctx, req, reply, std::move(on_done));
+      },
+      std::move(request), absl::InfiniteDuration(), /*cancel_on_shutdown=*/true, std::move(done));
+}
+
+void GrpcTransport::ReturnWorker(const std::string& raylet_address, const std::string& lease_id,
+                                 bool worker_failed) {
+  auto* stub = Raylet(raylet_address);
+  rpc::ReturnWorkerRequest request;
+  request.set_lease_id(lease_id);
+  request.set_worker_failed(worker_failed);
+  Issue<rpc::ReturnWorkerRequest, rpc::ReturnWorkerReply>(
+      [stub](auto* ctx, auto* req, auto* reply, auto on_done) {
+        stub->async()->ReturnWorker(ctx, req, reply, std::move(on_done));
+      },
+      std::move(request), kShortCallTimeout, /*cancel_on_shutdown=*/false, nullptr);
+}
+
+void GrpcTransport::PushTask(const std::string& worker_address, rpc::PushTaskRequest request, PushCallback done) {
+  auto* stub = Worker(worker_address);
+  Issue<rpc::PushTaskRequest, rpc::PushTaskReply>(
+      [stub](auto* ctx, auto* req, auto* reply, auto on_done) {
+        stub->async()->PushTask(ctx, req, reply, std::move(on_done));
+      },
+      std::move(request), absl::InfiniteDuration(), /*cancel_on_shutdown=*/true, std::move(done));
+}
+
+void GrpcTransport::GetObject(const std::string& owner_address, const ObjectId& id, GetObjectCallback done) {
+  auto* stub = Worker(owner_address);
+  rpc::GetObjectRequest request;
+  request.set_object_id(id.Binary());
+  request.set_timeout_ms(-1);
+  Issue<rpc::GetObjectRequest, rpc::GetObjectReply>(
+      [stub](auto* ctx, auto* req, auto* reply, auto on_done) {
+        stub->async()->GetObject(ctx, req, reply, std::move(on_done));
+      },
+      std::move(request), absl::InfiniteDuration(), /*cancel_on_shutdown=*/true, std::move(done));
+}
+
+void GrpcTransport::FreeObjects(const std::string& raylet_address, const std::vector<ObjectId>& ids) {
+  auto* stub = Raylet(raylet_address);
+  rpc::FreeObjectsRequest request;
+  for (const auto& id : ids) request.add_object_ids(id.Binary());
+  Issue<rpc::FreeObjectsRequest, rpc::FreeObjectsReply>(
+      [stub](auto* ctx, auto* req, auto* reply, auto on_done) {
+        stub->async()->FreeObjects(ctx, req, reply, std::move(on_done));
+      },
+      std::move(request), kShortCallTimeout, /*cancel_on_shutdown=*/false, nullptr);
+}
+
+void GrpcTransport::Shutdown(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  shutdown_ = true;
+  for (auto& [id, ctx] : cancellable_) ctx->TryCancel();
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return outstanding_ == 0; };
+  mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
+}
+
+}  // namespace shoal

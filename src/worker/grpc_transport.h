@@ -1,0 +1,66 @@
+// The core worker's asynchronous RPCs over gRPC's callback API: the TaskTransport calls, plus
+// GetObject (a borrower asking an owner) and FreeObjects (an owner dropping store copies).
+// Keeps one channel and stub per address, for the transport's lifetime. Calls that may wait forever (lease requests, pushes,
+// GetObject) are cancelled by Shutdown, which then waits for every outstanding callback.
+// Threading: any thread; callbacks run on gRPC's threads.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "shoal/raylet.grpc.pb.h"
+#include "shoal/worker.grpc.pb.h"
+#include "src/common/ids.h"
+#include "src/worker/task_transport.h"
+
+namespace shoal {
+
+class GrpcTransport : public TaskTransport {
+ public:
+  using GetObjectCallback = std::function<void(absl::Status, rpc::GetObjectReply)>;
+
+  GrpcTransport() = default;
+  ~GrpcTransport() override;  // Shutdown(2 s)
+  GrpcTransport(const GrpcTransport&) = delete;
+  GrpcTransport& operator=(const GrpcTransport&) = delete;
+
+  void RequestWorkerLease(const std::string& raylet_address, rpc::RequestWorkerLeaseRequest request,
+                          LeaseCallback done) override;
+  void ReturnWorker(const std::string& raylet_address, const std::string& lease_id, bool worker_failed) override;
+  void PushTask(const std::string& worker_address, rpc::PushTaskRequest request, PushCallback done) override;
+
+  // Asks the owner at `owner_address` for `id`'s value, waiting until it is ready.
+  void GetObject(const std::string& owner_address, const ObjectId& id, GetObjectCallback done);
+  // Asks the raylet at `raylet_address` to delete `ids` from its store; fire and forget.
+  void FreeObjects(const std::string& raylet_address, const std::vector<ObjectId>& ids);
+
+  // Cancels the calls that may wait forever and waits up to `timeout` until no callback is
+  // outstanding. Calls made afterwards are dropped (their callbacks never run). Idempotent.
+  void Shutdown(absl::Duration timeout);
+
+ private:
+  // Stubs live as long as the transport (calls in flight use them).
+  rpc::LeaseService::Stub* Raylet(const std::string& address);
+  rpc::CoreWorkerService::Stub* Worker(const std::string& address);
+  // Starts one unary call: `start(ctx, request, reply, on_done)` issues it on a stub.
+  template <typename Request, typename Reply, typename Start>
+  void Issue(Start start, Request request, absl::Duration timeout, bool cancel_on_shutdown,
+             std::function<void(absl::Status, Reply)> done);
+
+  absl::Mutex mu_;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t next_call_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<uint64_t, grpc::ClientContext*> cancellable_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::unique_ptr<rpc::LeaseService::Stub>> raylets_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::unique_ptr<rpc::CoreWorkerService::Stub>> workers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace shoal

@@ -1,0 +1,128 @@
+#include "src/worker/memory_store.h"
+
+#include <algorithm>
+
+namespace shoal {
+
+bool MemoryStore::Put(const ObjectId& id, rpc::ObjectValue value) {
+  std::vector<AsyncWaiter> due;
+  ValuePtr stored = std::make_shared<const rpc::ObjectValue>(std::move(value));
+  {
+    absl::MutexLock lock(&mu_);
+    if (!values_.emplace(id, stored).second) return false;
+    if (auto it = async_waiters_.find(id); it != async_waiters_.end()) {
+      due = std::move(it->second);
+      async_waiters_.erase(it);
+    }
+  }
+  for (auto& w : due) w.callback(stored);
+  return true;
+}
+
+ValuePtr MemoryStore::GetIfReady(const ObjectId& id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = values_.find(id);
+  return it == values_.end() ? nullptr : it->second;
+}
+
+size_t MemoryStore::CountReady(const std::vector<ObjectId>& ids) const {
+  size_t n = 0;
+  for (const auto& id : ids) n += values_.contains(id) ? 1 : 0;
+  return n;
+}
+
+std::vector<ValuePtr> MemoryStore::Get(const std::vector<ObjectId>& ids, absl::Time deadline) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto all_ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return CountReady(ids) == ids.size(); };
+  mu_.AwaitWithDeadline(absl::Condition(&all_ready), deadline);
+  std::vector<ValuePtr> out;
+  out.reserve(ids.size());
+  for (const auto& id : ids) {
+    auto it = values_.find(id);
+    out.push_back(it == values_.end() ? nullptr : it->second);
+  }
+  return out;
+}
+
+std::vector<bool> MemoryStore::Wait(const std::vector<ObjectId>& ids, size_t num_ready, absl::Time deadline) const {
+  num_ready = std::min(num_ready, ids.size());
+  absl::ReaderMutexLock lock(&mu_);
+  auto enough = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return CountReady(ids) >= num_ready; };
+  mu_.AwaitWithDeadline(absl::Condition(&enough), deadline);
+  std::vector<bool> out;
+  out.reserve(ids.size());
+  for (const auto& id : ids) out.push_back(values_.contains(id));
+  return out;
+}
+
+void MemoryStore::GetAsync(const ObjectId& id, absl::Time deadline, Callback callback) {
+  ValuePtr value;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = values_.find(id);
+    if (it == values_.end()) {
+      async_waiters_[id].push_back({deadline, std::move(callback)});
+      return;
+    }
+    value = it->second;
+  }
+  callback(std::move(value));
+}
+
+void MemoryStore::Tick(absl::Time now) {
+  std::vector<AsyncWaiter> due;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = async_waiters_.begin(); it != async_waiters_.end();) {
+      auto& waiters = it->second;
+      auto expired = std::stable_partition(waiters.begin(), waiters.end(),
+                                           [now](const AsyncWaiter& w) { return w.deadline > now; });
+      for (auto w = expired; w != waiters.end(); ++w) due.push_back(std::move(*w));
+      waiters.erase(expired, waiters.end());
+      if (waiters.empty()) {
+        async_waiters_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& w : due) w.callback(nullptr);
+}
+
+void MemoryStore::Erase(const ObjectId& id) {
+  std::vector<AsyncWaiter> due;
+  {
+    absl::MutexLock lock(&mu_);
+    values_.erase(id);
+    if (auto it = async_waiters_.find(id); it != async_waiters_.end()) {
+      due = std::move(it->second);
+      async_waiters_.erase(it);
+    }
+  }
+  for (auto& w : due) w.callback(nullptr);
+}
+
+void MemoryStore::CancelAll() {
+  absl::flat_hash_map<ObjectId, std::vector<AsyncWaiter>> due;
+  {
+    absl::MutexLock lock(&mu_);
+    due.swap(async_waiters_);
+  }
+  for (auto& [id, waiters] : due) {
+    for (auto& w : waiters) w.callback(nullptr);
+  }
+}
+
+size_t MemoryStore::size() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return values_.size();
+}
+
+size_t MemoryStore::num_async_waiters() const {
+  absl::ReaderMutexLock lock(&mu_);
+  size_t n = 0;
+  for (const auto& [id, w] : async_waiters_) n += w.size();
+  return n;
+}
+
+}  // namespace shoal

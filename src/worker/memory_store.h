@@ -1,0 +1,68 @@
+// The owner's in-process object table: ObjectId -> value (inline bytes, a store location or an
+// error), with blocking waits (Get, Wait) and callbacks (GetAsync) for values not there yet.
+// Values are immutable once put; the first Put of an id wins.
+// Threading: any thread. Callbacks run outside the lock, on the thread that made them due
+// (Put, Tick, Erase or CancelAll), or at once on the caller's thread when the value is there.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "shoal/worker.pb.h"
+#include "src/common/ids.h"
+
+namespace shoal {
+
+using ValuePtr = std::shared_ptr<const rpc::ObjectValue>;
+
+class MemoryStore {
+ public:
+  // Called once with the value, or with nullptr when the deadline passed (seen by Tick), the
+  // id was erased, or the store was cancelled.
+  using Callback = absl::AnyInvocable<void(ValuePtr)>;
+
+  MemoryStore() = default;
+  MemoryStore(const MemoryStore&) = delete;
+  MemoryStore& operator=(const MemoryStore&) = delete;
+
+  // Stores `value` for `id` and wakes its waiters. Answers false, changing nothing, if `id`
+  // has a value already.
+  bool Put(const ObjectId& id, rpc::ObjectValue value);
+  // The value, or nullptr if there is none yet.
+  ValuePtr GetIfReady(const ObjectId& id) const;
+  // Waits until every id has a value or `deadline` passes. One entry per id; nullptr for ids
+  // still without a value at the deadline.
+  std::vector<ValuePtr> Get(const std::vector<ObjectId>& ids, absl::Time deadline) const;
+  // Waits until at least `num_ready` of `ids` have values (every one, if fewer) or `deadline`
+  // passes. Answers a ready flag per id.
+  std::vector<bool> Wait(const std::vector<ObjectId>& ids, size_t num_ready, absl::Time deadline) const;
+  // Calls `callback` when `id` has a value (see Callback for the other outcomes).
+  void GetAsync(const ObjectId& id, absl::Time deadline, Callback callback);
+  // Answers callbacks whose deadline is at or before `now` with nullptr.
+  void Tick(absl::Time now);
+  // Drops the value of `id` (if any); its pending callbacks get nullptr.
+  void Erase(const ObjectId& id);
+  // Answers every pending callback with nullptr (shutdown).
+  void CancelAll();
+
+  size_t size() const;
+  size_t num_async_waiters() const;
+
+ private:
+  struct AsyncWaiter {
+    absl::Time deadline;
+    Callback callback;
+  };
+  size_t CountReady(const std::vector<ObjectId>& ids) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<ObjectId, ValuePtr> values_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<ObjectId, std::vector<AsyncWaiter>> async_waiters_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace shoal

@@ -1,0 +1,35 @@
+// The worker side of a task: runs one pushed task and builds its reply.
+//
+// Execute exports the lease's GPUs as CUDA_VISIBLE_DEVICES (comma separated device ids; empty
+// when none were granted), resolves the arguments (inline bytes, or store-located values read
+// through ObjectStoreAccess), runs the registered TaskFunction, and answers its result: inline
+// up to kMaxInlineObjectSize, else written to this node's store and answered as a location.
+// Failures of the function (a bad status, an escaping C++ exception, an unknown function name)
+// are application errors: the reply's returns hold error values and application_error is set.
+// Failures to read an argument are system errors (ObjectLostError) with application_error unset.
+// Threading: one task at a time (the worker's task loop).
+#pragma once
+
+#include "shoal/worker.pb.h"
+#include "src/worker/store_access.h"
+
+namespace shoal {
+
+class TaskExecutor {
+ public:
+  // `store` must outlive the executor.
+  explicit TaskExecutor(ObjectStoreAccess& store) : store_(store) {}
+  TaskExecutor(const TaskExecutor&) = delete;
+  TaskExecutor& operator=(const TaskExecutor&) = delete;
+
+  // Never throws.
+  rpc::PushTaskReply Execute(const rpc::PushTaskRequest& request);
+
+ private:
+  ObjectStoreAccess& store_;
+};
+
+// "0,2" for devices 0 and 2; "" for none.
+std::string CudaVisibleDevices(const rpc::GpuAssignment& gpus);
+
+}  // namespace shoal

@@ -1,0 +1,95 @@
+#include "src/worker/task_spec.h"
+
+#include "absl/strings/str_cat.h"
+#include "shoal/common.pb.h"
+
+namespace shoal {
+
+absl::StatusOr<ResourceSet> TaskResources(const TaskOptions& options) {
+  if (options.resources.IsEmpty()) {
+    ResourceSet cpu;
+    cpu.Set(kCPU, FixedPoint::FromInt(1));
+    return cpu;
+  }
+  const FixedPoint gpus = options.resources.Get(kGPU);
+  if (gpus > FixedPoint::FromInt(1) && !gpus.IsInteger()) {
+    return absl::InvalidArgumentError(absl::StrCat("a GPU request above 1 must be a whole number of GPUs, got ",
+                                                   gpus.ToString()));
+  }
+  return options.resources;
+}
+
+absl::StatusOr<rpc::TaskSpec> BuildTaskSpec(const JobId& job, const std::string& function_name,
+                                            const TaskOptions& options, const std::string& owner_address,
+                                            const std::vector<std::string>& worker_command) {
+  if (function_name.empty()) return absl::InvalidArgumentError("a task needs a function name");
+  auto resources = TaskResources(options);
+  if (!resources.ok()) return resources.status();
+  if (options.max_retries < -1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_retries must be -1 (no limit) or more, got ", options.max_retries));
+  }
+  rpc::TaskSpec spec;
+  spec.set_task_id(TaskId::ForNormalTask(job).Binary());
+  spec.set_job_id(job.Hex());
+  spec.set_function_name(function_name);
+  resources->ToProto(spec.mutable_resources());
+  rpc::SchedulingStrategy* strategy = spec.mutable_strategy();
+  switch (options.strategy) {
+    case TaskOptions::Strategy::kDefault:
+      strategy->set_kind(rpc::SchedulingStrategy::DEFAULT);
+      break;
+    case TaskOptions::Strategy::kSpread:
+      strategy->set_kind(rpc::SchedulingStrategy::SPREAD);
+      break;
+    case TaskOptions::Strategy::kNodeAffinity:
+      if (options.affinity_node.IsNil()) {
+        return absl::InvalidArgumentError("node affinity needs a node id");
+      }
+      strategy->set_kind(rpc::SchedulingStrategy::NODE_AFFINITY);
+      strategy->set_node_id(options.affinity_node.Hex());
+      strategy->set_soft(options.affinity_soft);
+      break;
+  }
+  spec.set_max_retries(options.max_retries);
+  spec.set_retry_exceptions(options.retry_exceptions);
+  spec.set_attempt(0);
+  spec.set_num_returns(1);
+  spec.set_owner_address(owner_address);
+  for (const auto& arg : worker_command) spec.add_worker_command(arg);
+  return spec;
+}
+
+TaskId SpecTaskId(const rpc::TaskSpec& spec) {
+  auto id = TaskId::FromBinary(spec.task_id());
+  return id.ok() ? *id : TaskId::Nil();
+}
+
+ObjectId ReturnObjectId(const rpc::TaskSpec& spec, uint32_t index) {
+  return ObjectId::FromTask(SpecTaskId(spec), index);
+}
+
+bool CanRetry(const rpc::TaskSpec& spec) {
+  return spec.max_retries() < 0 || spec.attempt() < spec.max_retries();
+}
+
+std::string DescribeTask(const rpc::TaskSpec& spec) {
+  return absl::StrCat("task '", spec.function_name(), "' (", SpecTaskId(spec).Hex(), ")");
+}
+
+SchedulingKey SchedulingKey::Of(const rpc::TaskSpec& spec) {
+  SchedulingKey key;
+  // ResourceSet's map is sorted, so equal shapes print equally.
+  const ResourceSet resources = ResourceSet::FromProto(spec.resources());
+  for (const auto& [name, amount] : resources.entries()) {
+    absl::StrAppend(&key.repr_, name, "=", amount.units(), ";");
+  }
+  const auto& s = spec.strategy();
+  absl::StrAppend(&key.repr_, "|", static_cast<int>(s.kind()), ":", s.node_id(), ":", s.soft() ? 1 : 0, "|");
+  for (const auto& arg : spec.worker_command()) {
+    absl::StrAppend(&key.repr_, arg.size(), ":", arg);  // length-prefixed: no separator ambiguity
+  }
+  return key;
+}
+
+}  // namespace shoal

@@ -1,0 +1,316 @@
+#include "src/worker/task_submitter.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+#include "src/worker/core_worker.h"
+#include "src/worker/object_value.h"
+
+namespace shoal {
+namespace {
+
+std::vector<rpc::ObjectValue> ErrorReturns(const rpc::TaskSpec& spec, const std::string& type,
+                                           const std::string& message) {
+  std::vector<rpc::ObjectValue> out;
+  for (uint32_t i = 1; i <= std::max<uint32_t>(spec.num_returns(), 1); ++i) {
+    out.push_back(ErrorValue(ReturnObjectId(spec, i), type, message));
+  }
+  return out;
+}
+
+}  // namespace
+
+TaskSubmitter::TaskSubmitter(TaskTransport& transport, const Clock& clock, TaskSubmitterOptions options,
+                             TaskDoneCallback done)
+    : transport_(transport), clock_(clock), options_(std::move(options)), done_(std::move(done)) {}
+
+void TaskSubmitter::Run(Actions& actions) {
+  for (auto& a : actions) a();
+}
+
+void TaskSubmitter::Submit(rpc::TaskSpec spec) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    SchedulingKey key = SchedulingKey::Of(spec);
+    auto [it, inserted] = keys_.try_emplace(key);
+    KeyState& ks = it->second;
+    if (inserted) {
+      *ks.request.mutable_resources() = spec.resources();
+      *ks.request.mutable_strategy() = spec.strategy();
+      ks.request.set_job_id(spec.job_id());
+      *ks.request.mutable_worker_command() = spec.worker_command();
+      ks.request.set_owner_address(options_.owner_address);
+    }
+    ks.queue.push_back(std::move(spec));
+    Pump(key, ks, actions);
+  }
+  Run(actions);
+}
+
+void TaskSubmitter::Pump(const SchedulingKey& key, KeyState& ks, Actions& actions) {
+  while (!ks.queue.empty() && !ks.idle.empty()) {
+    uint64_t handle = ks.idle.back();
+    ks.idle.pop_back();
+    rpc::TaskSpec spec = std::move(ks.queue.front());
+    ks.queue.pop_front();
+    Assign(handle, std::move(spec), actions);
+  }
+  if (clock_.Now() < ks.retry_at) return;
+  const int want = static_cast<int>(std::min<size_t>(ks.queue.size(), options_.max_pending_lease_requests));
+  while (ks.pending_requests < want) {
+    ++ks.pending_requests;
+    RequestLease(key, ks, options_.local_raylet_address, /*grant_or_reject=*/false, actions);
+  }
+}
+
+void TaskSubmitter::RequestLease(const SchedulingKey& key, const KeyState& ks, const std::string& raylet,
+                                 bool grant_or_reject, Actions& actions) {
+  rpc::RequestWorkerLeaseRequest request = ks.request;
+  request.set_grant_or_reject(grant_or_reject);
+  actions.push_back([this, key, raylet, request = std::move(request)]() mutable {
+    transport_.RequestWorkerLease(raylet, std::move(request),
+                                  [this, key, raylet](absl::Status s, rpc::RequestWorkerLeaseReply reply) {
+                                    OnLeaseReply(key, raylet, s, reply);
+                                  });
+  });
+}
+
+void TaskSubmitter::Assign(uint64_t handle, rpc::TaskSpec spec, Actions& actions) {
+  Lease& lease = leases_.at(handle);
+  rpc::PushTaskRequest request;
+  *request.mutable_spec() = spec;
+  *request.mutable_gpus() = lease.gpus;
+  lease.running = std::move(spec);
+  actions.push_back([this, handle, worker = lease.worker_address, request = std::move(request)]() mutable {
+    transport_.PushTask(worker, std::move(request), [this, handle](absl::Status s, rpc::PushTaskReply reply) {
+      OnPushReply(handle, s, std::move(reply));
+    });
+  });
+}
+
+bool TaskSubmitter::OtherKeyWaiting(const SchedulingKey& key) const {
+  for (const auto& [k, ks] : keys_) {
+    if (!ks.queue.empty() && !(k == key)) return true;
+  }
+  return false;
+}
+
+void TaskSubmitter::OnLeaseFree(uint64_t handle, Actions& actions) {
+  Lease& lease = leases_.at(handle);
+  KeyState& ks = keys_.at(lease.key);
+  const bool held_long = clock_.Now() - lease.granted_at >= options_.lease_max_hold;
+  if (!ks.queue.empty() && !(held_long && OtherKeyWaiting(lease.key))) {
+    rpc::TaskSpec spec = std::move(ks.queue.front());
+    ks.queue.pop_front();
+    Assign(handle, std::move(spec), actions);
+  } else if (OtherKeyWaiting(lease.key)) {
+    ReturnLease(handle, /*worker_failed=*/false, actions);
+  } else {
+    lease.idle_since = clock_.Now();
+    ks.idle.push_back(handle);
+  }
+}
+
+void TaskSubmitter::ReturnLease(uint64_t handle, bool worker_failed, Actions& actions) {
+  auto it = leases_.find(handle);
+  Lease& lease = it->second;
+  if (auto k = keys_.find(lease.key); k != keys_.end()) {
+    KeyState& ks = k->second;
+    ks.idle.erase(std::remove(ks.idle.begin(), ks.idle.end(), handle), ks.idle.end());
+    --ks.num_leases;
+  }
+  actions.push_back([this, raylet = lease.raylet, id = lease.id, worker_failed] {
+    transport_.ReturnWorker(raylet, id, worker_failed);
+  });
+  leases_.erase(it);
+}
+
+void TaskSubmitter::Finish(rpc::TaskSpec spec, std::vector<rpc::ObjectValue> returns, Actions& actions) {
+  actions.push_back([this, spec = std::move(spec), returns = std::move(returns)]() mutable {
+    done_(spec, std::move(returns));
+  });
+}
+
+void TaskSubmitter::FailQueued(KeyState& ks, const std::string& type, const std::string& why, Actions& actions) {
+  while (!ks.queue.empty()) {
+    rpc::TaskSpec spec = std::move(ks.queue.front());
+    ks.queue.pop_front();
+    auto returns = ErrorReturns(spec, type, absl::StrCat(DescribeTask(spec), " cannot run: ", why));
+    Finish(std::move(spec), std::move(returns), actions);
+  }
+}
+
+void TaskSubmitter::OnLeaseReply(const SchedulingKey& key, const std::string& raylet, const absl::Status& status,
+                                 const rpc::RequestWorkerLeaseReply& reply) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) {
+      if (status.ok() && reply.kind() == rpc::RequestWorkerLeaseReply::GRANTED) {
+        actions.push_back([this, raylet, id = reply.lease_id()] { transport_.ReturnWorker(raylet, id, false); });
+      }
+    } else {
+      KeyState& ks = keys_.at(key);  // kept while it has pending requests
+      if (!status.ok()) {
+        --ks.pending_requests;
+        spdlog::warn("lease request at raylet {} failed: {}", raylet, status.ToString());
+        if (raylet == options_.local_raylet_address && ++ks.lease_failures >= options_.max_lease_failures) {
+          ks.lease_failures = 0;
+          FailQueued(ks, kRayletUnavailableError,
+                     absl::StrCat("the local raylet at ", raylet, " did not answer lease requests ",
+                                  options_.max_lease_failures, " times in a row (", status.message(), ")"),
+                     actions);
+        } else {
+          ks.retry_at = clock_.Now() + options_.lease_retry_delay;
+        }
+        Pump(key, ks, actions);
+      } else {
+        switch (reply.kind()) {
+          case rpc::RequestWorkerLeaseReply::GRANTED: {
+            --ks.pending_requests;
+            if (raylet == options_.local_raylet_address) ks.lease_failures = 0;
+            uint64_t handle = next_handle_++;
+            leases_.emplace(handle, Lease{.id = reply.lease_id(),
+                                          .raylet = raylet,
+                                          .worker_address = reply.worker_address(),
+                                          .gpus = reply.gpus(),
+                                          .key = key,
+                                          .running = std::nullopt,
+                                          .idle_since = absl::InfinitePast(),
+                                          .granted_at = clock_.Now()});
+            ++ks.num_leases;
+            OnLeaseFree(handle, actions);
+            break;
+          }
+          case rpc::RequestWorkerLeaseReply::SPILLBACK:
+            if (reply.spillback_raylet_address().empty()) {
+              --ks.pending_requests;
+              ks.retry_at = clock_.Now() + options_.lease_retry_delay;
+            } else {
+              RequestLease(key, ks, reply.spillback_raylet_address(), /*grant_or_reject=*/true, actions);
+            }
+            break;
+          default:  // REJECTED
+            --ks.pending_requests;
+            FailQueued(ks, kTaskUnschedulableError,
+                       absl::StrCat("raylet ", raylet, " rejected its lease request: ", reply.message()), actions);
+            break;
+        }
+        Pump(key, ks, actions);
+      }
+    }
+  }
+  Run(actions);
+}
+
+void TaskSubmitter::OnPushReply(uint64_t handle, const absl::Status& status, rpc::PushTaskReply reply) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    auto it = leases_.find(handle);
+    if (it == leases_.end() || !it->second.running) return;
+    Lease& lease = it->second;
+    rpc::TaskSpec spec = std::move(*lease.running);
+    lease.running.reset();
+    const SchedulingKey key = lease.key;
+    KeyState& ks = keys_.at(key);
+    if (!status.ok()) {
+      const std::string worker = lease.worker_address;
+      spdlog::warn("{} failed on worker {} (attempt {}): {}", DescribeTask(spec), worker, spec.attempt() + 1,
+                   status.ToString());
+      ReturnLease(handle, /*worker_failed=*/true, actions);
+      if (CanRetry(spec)) {
+        spec.set_attempt(spec.attempt() + 1);
+        ks.queue.push_front(std::move(spec));
+      } else {
+        std::string why = absl::StrCat(DescribeTask(spec), " failed after ", spec.attempt() + 1,
+                                       " attempt(s): the worker running it (", worker,
+                                       ") died or became unreachable: ", status.message());
+        auto returns = ErrorReturns(spec, kWorkerCrashedError, why);
+        Finish(std::move(spec), std::move(returns), actions);
+      }
+    } else {
+      if (reply.application_error() && spec.retry_exceptions() && CanRetry(spec)) {
+        spec.set_attempt(spec.attempt() + 1);
+        ks.queue.push_front(std::move(spec));
+      } else {
+        std::vector<rpc::ObjectValue> returns;
+        if (reply.returns_size() != static_cast<int>(std::max<uint32_t>(spec.num_returns(), 1))) {
+          returns = ErrorReturns(spec, kSystemError,
+                                 absl::StrCat(DescribeTask(spec), ": the worker answered ", reply.returns_size(),
+                                              " return values, expected ", spec.num_returns()));
+        } else {
+          for (int i = 0; i < reply.returns_size(); ++i) {
+            rpc::ObjectValue& v = *reply.mutable_returns(i);
+            v.set_object_id(ReturnObjectId(spec, i + 1).Binary());
+            returns.push_back(std::move(v));
+          }
+        }
+        Finish(std::move(spec), std::move(returns), actions);
+      }
+      OnLeaseFree(handle, actions);
+    }
+    Pump(key, keys_.at(key), actions);
+  }
+  Run(actions);
+}
+
+void TaskSubmitter::Tick() {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    const absl::Time now = clock_.Now();
+    std::vector<uint64_t> expired;
+    for (const auto& [handle, lease] : leases_) {
+      if (!lease.running && now - lease.idle_since >= options_.lease_idle_timeout) expired.push_back(handle);
+    }
+    for (uint64_t handle : expired) ReturnLease(handle, /*worker_failed=*/false, actions);
+    for (auto it = keys_.begin(); it != keys_.end();) {
+      KeyState& ks = it->second;
+      if (ks.retry_at != absl::InfinitePast() && ks.retry_at <= now) {
+        ks.retry_at = absl::InfinitePast();
+        Pump(it->first, ks, actions);
+      }
+      if (ks.queue.empty() && ks.pending_requests == 0 && ks.num_leases == 0) {
+        keys_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+  Run(actions);
+}
+
+void TaskSubmitter::Shutdown() {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    shutdown_ = true;
+    std::vector<uint64_t> handles;
+    for (const auto& [handle, lease] : leases_) handles.push_back(handle);
+    for (uint64_t handle : handles) ReturnLease(handle, /*worker_failed=*/leases_.at(handle).running.has_value(), actions);
+    keys_.clear();
+  }
+  Run(actions);
+}
+
+TaskSubmitter::Stats TaskSubmitter::stats() const {
+  absl::MutexLock lock(&mu_);
+  Stats s;
+  s.keys = keys_.size();
+  for (const auto& [k, ks] : keys_) {
+    s.queued += ks.queue.size();
+    s.pending_lease_requests += ks.pending_requests;
+  }
+  s.leases = leases_.size();
+  for (const auto& [h, lease] : leases_) s.busy_leases += lease.running ? 1 : 0;
+  return s;
+}
+
+}  // namespace shoal

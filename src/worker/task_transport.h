@@ -1,0 +1,34 @@
+// The RPCs a task submitter makes: worker leases from raylets (LeaseService) and task pushes
+// to leased workers (CoreWorkerService). A seam: GrpcTaskTransport in production,
+// FakeTaskTransport (fake_task_transport.h) in tests.
+// Threading: calls from any thread; each answers once through its callback, on a transport
+// thread, never inside the call itself.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "shoal/raylet.pb.h"
+#include "shoal/worker.pb.h"
+
+namespace shoal {
+
+class TaskTransport {
+ public:
+  using LeaseCallback = std::function<void(absl::Status, rpc::RequestWorkerLeaseReply)>;
+  using PushCallback = std::function<void(absl::Status, rpc::PushTaskReply)>;
+
+  virtual ~TaskTransport() = default;
+  // Asks the raylet at `raylet_address` for a lease. A request the raylet queues answers only
+  // when granted; a broken raylet answers an error status.
+  virtual void RequestWorkerLease(const std::string& raylet_address, rpc::RequestWorkerLeaseRequest request,
+                                  LeaseCallback done) = 0;
+  // Gives a lease back; fire and forget.
+  virtual void ReturnWorker(const std::string& raylet_address, const std::string& lease_id, bool worker_failed) = 0;
+  // Runs a task on the worker at `worker_address`. An error status means the worker (or the
+  // way to it) broke; the task's own failures come back in the reply.
+  virtual void PushTask(const std::string& worker_address, rpc::PushTaskRequest request, PushCallback done) = 0;
+};
+
+}  // namespace shoal

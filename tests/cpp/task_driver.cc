@@ -1,0 +1,405 @@
+// A driver for the integration tests (tests/integration/test_tasks.py): each subcommand runs
+// one scenario against the cluster at --address (else $SHOAL_ADDRESS, else a local cluster),
+// prints one JSON document on stdout and exits 0 when its own checks passed.
+//
+//   shoal_task_driver many --n 10000
+//   shoal_task_driver refs --producer-resource A --consumer-resource B
+//   shoal_task_driver gpu --tasks 3 --gpu 0.5 --hold-ms 3000
+//   shoal_task_driver infeasible --gpus 2 --timeout-s 60     (prints a first line once submitted)
+//   shoal_task_driver slow --seconds 5 --pid-file F [--resource W] [--max-retries 3]
+//   shoal_task_driver free --rounds 20 --n 200 --size 50000
+//   shoal_task_driver raise | unregistered | bad-resources | basics
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "nlohmann/json.hpp"
+#include "shoal/api.h"
+#include "src/common/flags.h"
+
+namespace driver {
+
+using Json = nlohmann::json;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string VisibleDevices() {
+  const char* devices = std::getenv("CUDA_VISIBLE_DEVICES");
+  return devices != nullptr ? devices : "";
+}
+
+// ---- remote functions ----
+
+int64_t Square(int64_t x) { return x * x; }
+
+// (node, 0..n-1)
+std::pair<std::string, std::vector<int64_t>> Produce(int64_t n) {
+  std::vector<int64_t> values(n);
+  for (int64_t i = 0; i < n; ++i) values[i] = i;
+  return {shoal::CurrentNodeId(), std::move(values)};
+}
+
+// (producer node, consumer node, sum)
+std::tuple<std::string, std::string, int64_t> Consume(const std::pair<std::string, std::vector<int64_t>>& in) {
+  int64_t sum = 0;
+  for (int64_t v : in.second) sum += v;
+  return {in.first, shoal::CurrentNodeId(), sum};
+}
+
+struct Placement {
+  std::string devices;
+  std::string node;
+  int pid;
+  int64_t start_ms;
+  int64_t end_ms;
+  MSGPACK_DEFINE(devices, node, pid, start_ms, end_ms);
+};
+
+Placement Hold(int hold_ms) {
+  Placement p{VisibleDevices(), shoal::CurrentNodeId(), static_cast<int>(getpid()), NowMs(), 0};
+  std::this_thread::sleep_for(std::chrono::milliseconds(hold_ms));
+  p.end_ms = NowMs();
+  return p;
+}
+
+// Appends "<pid> <node>" to `pid_file`, then sleeps: long enough for a test to kill this
+// worker or its raylet.
+Placement Slow(double seconds, const std::string& pid_file) {
+  {
+    std::ofstream out(pid_file, std::ios::app);
+    out << getpid() << " " << shoal::CurrentNodeId() << std::endl;
+  }
+  return Hold(static_cast<int>(seconds * 1000));
+}
+
+class ParseError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+int Fail(int kind) {
+  if (kind == 0) throw std::out_of_range("index 7 is out of range");
+  if (kind == 1) throw ParseError("unexpected token '}' at line 3");
+  throw 42;
+}
+
+void Nothing(int) {}
+
+std::string Echo(const std::string& s) { return s; }
+
+int NotRegistered(int x) { return x; }
+
+std::string Filler(int64_t size) { return std::string(size, 'f'); }
+
+// This process's resident memory in KiB.
+int64_t RssKib() {
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  int64_t value = 0;
+  while (status >> key) {
+    if (key == "VmRSS:") {
+      status >> value;
+      return value;
+    }
+    status.ignore(1 << 20, '\n');
+  }
+  return 0;
+}
+
+// A task that submits tasks of its own and waits for them.
+int64_t SumOfSquares(int64_t n) {
+  std::vector<shoal::ObjectRef<int64_t>> refs;
+  for (int64_t i = 0; i < n; ++i) refs.push_back(shoal::Task(Square).Remote(i));
+  int64_t sum = 0;
+  for (const auto& v : shoal::Get(refs)) sum += *v;
+  return sum;
+}
+
+}  // namespace driver
+
+SHOAL_REMOTE(driver::Square, driver::Produce, driver::Consume, driver::Hold, driver::Slow, driver::Fail,
+             driver::Nothing, driver::Echo, driver::SumOfSquares,
+             driver::Filler);
+
+namespace driver {
+namespace {
+
+struct Flags {
+  std::string address;
+  int64_t n = 10000;
+  std::string producer_resource, consumer_resource;
+  int64_t size = 1 << 20;
+  int64_t tasks = 3;
+  double gpu = 0.5;
+  int64_t hold_ms = 3000;
+  int64_t gpus = 2;
+  double timeout_s = 60;
+  double seconds = 5;
+  std::string pid_file;
+  std::string resource;
+  int64_t max_retries = 3;
+  int64_t rounds = 20;
+};
+
+std::map<std::string, double> WithResource(const std::string& name, double amount = 0.001) {
+  std::map<std::string, double> out = {{"CPU", 1}};
+  if (!name.empty()) out[name] = amount;
+  return out;
+}
+
+int Many(const Flags& f) {
+  auto start = std::chrono::steady_clock::now();
+  std::vector<shoal::ObjectRef<int64_t>> refs;
+  refs.reserve(f.n);
+  for (int64_t i = 0; i < f.n; ++i) refs.push_back(shoal::Task(Square).Remote(i));
+  auto values = shoal::Get(refs);
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < f.n; ++i) wrong += *values[i] != i * i;
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::cout << Json{{"n", f.n}, {"wrong", wrong}, {"seconds", seconds}, {"tasks_per_s", f.n / seconds}} << std::endl;
+  return wrong == 0 ? 0 : 1;
+}
+
+int Refs(const Flags& f) {
+  Json out = Json::object();
+  bool ok = true;
+  for (int64_t size : {int64_t{10}, f.size}) {  // inline, and large enough for the object store
+    auto produced = shoal::Task(Produce).SetResources(WithResource(f.producer_resource)).Remote(size);
+    auto consumed = shoal::Task(Consume).SetResources(WithResource(f.consumer_resource)).Remote(produced);
+    auto [producer, consumer, sum] = *shoal::Get(consumed);
+    bool right = sum == size * (size - 1) / 2;
+    ok &= right;
+    out[size == 10 ? "small" : "large"] = {
+        {"size", size}, {"producer_node", producer}, {"consumer_node", consumer}, {"sum_ok", right}};
+  }
+  // The large value also reaches the driver.
+  auto produced = shoal::Task(Produce).SetResources(WithResource(f.producer_resource)).Remote(f.size);
+  out["driver_got_large"] = shoal::Get(produced)->second.size() == static_cast<size_t>(f.size);
+  ok &= out["driver_got_large"].get<bool>();
+  std::cout << out << std::endl;
+  return ok ? 0 : 1;
+}
+
+Json ToJson(const Placement& p) {
+  return {{"cuda_visible_devices", p.devices}, {"node", p.node}, {"pid", p.pid},
+          {"start_ms", p.start_ms}, {"end_ms", p.end_ms}};
+}
+
+int Gpu(const Flags& f) {
+  std::vector<shoal::ObjectRef<Placement>> refs;
+  for (int64_t i = 0; i < f.tasks; ++i) {
+    refs.push_back(shoal::Task(Hold).SetResources({{"CPU", 1}, {"GPU", f.gpu}}).Remote(static_cast<int>(f.hold_ms)));
+  }
+  Json out = Json::array();
+  for (const auto& p : shoal::Get(refs)) out.push_back(ToJson(*p));
+  std::cout << out << std::endl;
+  return 0;
+}
+
+int Infeasible(const Flags& f) {
+  auto ref = shoal::Task(Hold).SetResources({{"CPU", 1}, {"GPU", static_cast<double>(f.gpus)}}).Remote(0);
+  std::cout << Json{{"submitted", true}} << std::endl;
+  try {
+    Placement p = *shoal::Get(ref, std::chrono::duration<double>(f.timeout_s));
+    std::cout << Json{{"ran", true}, {"placement", ToJson(p)}} << std::endl;
+    return 0;
+  } catch (const shoal::GetTimeoutError& e) {
+    std::cout << Json{{"ran", false}, {"error", e.what()}} << std::endl;
+    return 1;
+  }
+}
+
+int SlowTask(const Flags& f) {
+  auto ref = shoal::Task(Slow)
+                 .SetResources(WithResource(f.resource))
+                 .SetMaxRetries(static_cast<int>(f.max_retries))
+                 .Remote(f.seconds, f.pid_file);
+  try {
+    std::cout << Json{{"ok", true}, {"placement", ToJson(*shoal::Get(ref))}} << std::endl;
+    return 0;
+  } catch (const shoal::WorkerCrashedError& e) {
+    std::cout << Json{{"ok", false}, {"error_type", "WorkerCrashedError"}, {"error", e.what()}} << std::endl;
+    return 1;
+  }
+}
+
+int Raise(const Flags&) {
+  Json out = Json::array();
+  bool ok = true;
+  for (int kind : {0, 1, 2}) {
+    try {
+      shoal::Get(shoal::Task(Fail).Remote(kind));
+      ok = false;
+      out.push_back({{"kind", kind}, {"raised", false}});
+    } catch (const shoal::TaskError& e) {
+      out.push_back({{"kind", kind}, {"raised", true}, {"type", e.type_name()}, {"message", e.message()},
+                     {"what", e.what()}});
+    }
+  }
+  // The cluster still runs tasks.
+  out.push_back({{"after", *shoal::Get(shoal::Task(Square).Remote(int64_t{12}))}});
+  std::cout << out << std::endl;
+  return ok ? 0 : 1;
+}
+
+int Unregistered(const Flags&) {
+  Json out;
+  try {
+    shoal::Task(NotRegistered).Remote(1);
+    out["error"] = nullptr;
+  } catch (const shoal::Error& e) {
+    out["error"] = e.what();
+  }
+  out["after"] = *shoal::Get(shoal::Task(Square).Remote(int64_t{3}));
+  std::cout << out << std::endl;
+  return out["error"].is_string() ? 0 : 1;
+}
+
+int BadResources(const Flags&) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::vector<std::pair<std::string, std::map<std::string, double>>> cases = {
+      {"GPU -1", {{"GPU", -1}}},     {"CPU NaN", {{"CPU", nan}}}, {"GPU 1.5", {{"GPU", 1.5}}},
+      {"CPU inf", {{"CPU", inf}}},   {"empty name", {{"", 1}}},    {"name with space", {{"my gpu", 1}}},
+  };
+  Json out = Json::array();
+  bool ok = true;
+  for (const auto& [label, resources] : cases) {
+    try {
+      shoal::Task(Square).SetResources(resources).Remote(int64_t{2});
+      ok = false;
+      out.push_back({{"case", label}, {"error", nullptr}});
+    } catch (const shoal::Error& e) {
+      out.push_back({{"case", label}, {"error", e.what()}});
+    }
+  }
+  try {
+    shoal::Task(Square).SetMaxRetries(-1).Remote(int64_t{2});
+    ok = false;
+  } catch (const shoal::Error& e) {
+    out.push_back({{"case", "max_retries -1"}, {"error", e.what()}});
+  }
+  out.push_back({{"after", *shoal::Get(shoal::Task(Square).Remote(int64_t{5}))}});
+  std::cout << out << std::endl;
+  return ok ? 0 : 1;
+}
+
+// Put, Wait, void functions, refs to Put values, Get with a timeout.
+int Basics(const Flags&) {
+  Json out;
+  auto put = shoal::Put(std::string("put value"));
+  out["put_echo"] = *shoal::Get(shoal::Task(Echo).Remote(put));
+  shoal::Get(shoal::Task(Nothing).Remote(1));
+  out["void_ok"] = true;
+  std::vector<shoal::ObjectRef<Placement>> refs = {shoal::Task(Hold).Remote(0), shoal::Task(Hold).Remote(20000)};
+  auto [ready, not_ready] = shoal::Wait(refs, 1, std::chrono::seconds(10));
+  out["wait_ready"] = ready.size();
+  out["wait_not_ready"] = not_ready.size();
+  try {
+    shoal::Get(refs[1], std::chrono::milliseconds(200));
+    out["get_timeout"] = nullptr;
+  } catch (const shoal::GetTimeoutError& e) {
+    out["get_timeout"] = e.what();
+  }
+  std::vector<shoal::ObjectRef<int64_t>> squares;
+  for (int64_t i = 0; i < 10; ++i) squares.push_back(shoal::Task(Square).Remote(i));
+  auto all = shoal::Wait(squares, 10, std::chrono::seconds(30));
+  out["wait_all_ready"] = all.ready.size();
+  out["nested"] = *shoal::Get(shoal::Task(SumOfSquares).Remote(int64_t{10}), std::chrono::seconds(30));
+  std::cout << out << std::endl;
+  bool ok = out["put_echo"] == "put value" && ready.size() == 1 && not_ready.size() == 1 &&
+            out["get_timeout"].is_string() && all.ready.size() == 10 && out["nested"] == 285;
+  return ok ? 0 : 1;
+}
+
+// Results whose refs are dropped are freed: `rounds` times, n tasks each return `size` bytes
+// (kept inline in this process's memory), are read and dropped. Reports the RSS growth.
+int Free(const Flags& f) {
+  auto round = [&] {
+    std::vector<shoal::ObjectRef<std::string>> refs;
+    for (int64_t i = 0; i < f.n; ++i) refs.push_back(shoal::Task(Filler).Remote(f.size));
+    for (const auto& v : shoal::Get(refs)) {
+      if (static_cast<int64_t>(v->size()) != f.size) throw std::runtime_error("wrong size");
+    }
+  };
+  round();  // warm-up: workers, leases, allocator pools
+  const int64_t before = RssKib();
+  for (int64_t r = 0; r < f.rounds; ++r) round();
+  const int64_t after = RssKib();
+  const int64_t produced_kib = f.rounds * f.n * f.size / 1024;
+  std::cout << Json{{"rss_before_kib", before}, {"rss_after_kib", after}, {"produced_kib", produced_kib}} << std::endl;
+  return 0;
+}
+
+const std::map<std::string, int (*)(const Flags&)> kCommands = {
+    {"many", Many},       {"refs", Refs},   {"gpu", Gpu},     {"infeasible", Infeasible},
+    {"slow", SlowTask},   {"raise", Raise}, {"unregistered", Unregistered},
+    {"bad-resources", BadResources},        {"basics", Basics}, {"free", Free},
+};
+
+}  // namespace
+}  // namespace driver
+
+int main(int argc, char** argv) {
+  using namespace driver;
+  // Parsing flags has no side effects, so it may come before Init. A worker gets no arguments
+  // (the command stays empty) and never returns from Init.
+  const std::string command = argc > 1 ? argv[1] : "";
+  Flags f;
+  shoal::FlagSet flags("shoal_task_driver " + command);
+  flags.AddString("address", &f.address, "GCS address (default: $SHOAL_ADDRESS, else a local cluster)");
+  flags.AddInt("n", &f.n, "many: number of tasks");
+  flags.AddString("producer-resource", &f.producer_resource, "refs: a custom resource only the producer's node has");
+  flags.AddString("consumer-resource", &f.consumer_resource, "refs: a custom resource only the consumer's node has");
+  flags.AddInt("size", &f.size, "refs: elements in the large value");
+  flags.AddInt("tasks", &f.tasks, "gpu: number of tasks");
+  flags.AddDouble("gpu", &f.gpu, "gpu: GPUs per task");
+  flags.AddInt("hold-ms", &f.hold_ms, "gpu: how long each task runs");
+  flags.AddInt("gpus", &f.gpus, "infeasible: GPUs the task asks for");
+  flags.AddDouble("timeout-s", &f.timeout_s, "infeasible: how long to wait for it");
+  flags.AddDouble("seconds", &f.seconds, "slow: how long the task sleeps");
+  flags.AddString("pid-file", &f.pid_file, "slow: the task appends '<pid> <node id>' here");
+  flags.AddString("resource", &f.resource, "slow: a custom resource the task needs (a little of)");
+  flags.AddInt("max-retries", &f.max_retries, "slow: retries after a worker or node death");
+  flags.AddInt("rounds", &f.rounds, "free: rounds of n tasks returning --size bytes each");
+  absl::Status parsed = flags.Parse(argc, argv, argc > 1 ? 2 : 1);
+  try {
+    shoal::InitOptions options;
+    options.address = f.address;
+    shoal::Init(options);
+  } catch (const std::exception& e) {
+    std::cout << Json{{"exception", e.what()}} << std::endl;
+    return 3;
+  }
+  if (kCommands.count(command) == 0 || !parsed.ok()) {
+    std::cerr << (parsed.ok() ? "" : std::string(parsed.message()) + "\n") << "usage: shoal_task_driver <";
+    for (const auto& [name, fn] : kCommands) std::cerr << name << "|";
+    std::cerr << "> [--address HOST:PORT] [flags]\n" << flags.Usage();
+    shoal::Shutdown();
+    return 2;
+  }
+  try {
+    int code = kCommands.at(command)(f);
+    shoal::Shutdown();
+    return code;
+  } catch (const std::exception& e) {
+    std::cout << Json{{"exception", e.what()}} << std::endl;
+    shoal::Shutdown();
+    return 3;
+  }
+}

@@ -1,0 +1,578 @@
+#include "src/raylet/lease_manager.h"
+
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "shoal/common.pb.h"
+#include "src/common/fake_clock.h"
+#include "src/raylet/fake_process_spawner.h"
+#include "tests/test_util/printers.h"
+#include "tests/test_util/status_matchers.h"
+
+namespace shoal {
+namespace {
+
+using Reply = rpc::RequestWorkerLeaseReply;
+
+const JobId kJob = JobId::FromInt(7);
+const std::vector<std::string> kCommand = {"/bin/worker"};
+
+NodeId Id(int n) {
+  std::string bin(NodeId::kSize, '\0');
+  bin[0] = static_cast<char>(n);
+  return *NodeId::FromBinary(bin);
+}
+
+ResourceSet RS(const std::map<std::string, double>& values) {
+  auto set = ResourceSet::FromDoubles(values);
+  REQUIRE_OK(set);
+  return *set;
+}
+
+// A remote node as the GCS's node table lists it.
+rpc::NodeInfo Node(int n, const std::map<std::string, double>& total,
+                   std::optional<std::map<std::string, double>> available = {}, bool alive = true) {
+  rpc::NodeInfo info;
+  info.set_node_id(Id(n).Hex());
+  info.set_address("10.0.0." + std::to_string(n));
+  info.set_raylet_port(7000 + n);
+  RS(total).ToProto(info.mutable_resources_total());
+  RS(available.value_or(total)).ToProto(info.mutable_resources_available());
+  info.set_state(alive ? rpc::NodeInfo::ALIVE : rpc::NodeInfo::DEAD);
+  return info;
+}
+
+struct Options {
+  std::map<std::string, double> resources = {{"CPU", 4}, {"GPU", 2}};
+  bool scheduling_disabled = false;
+  int max_start_failures = 3;
+};
+
+// A lease manager on node 1 with a fake spawner and clock; replies are captured by request id.
+class LeaseTest {
+ public:
+  explicit LeaseTest(Options o = {})
+      : pool_(spawner, clock, PoolOptions()), leases(pool_, ManagerOptions(o)) {}
+
+  static WorkerPoolOptions PoolOptions() {
+    WorkerPoolOptions p;
+    p.node_id = Id(1);
+    p.node_ip = "10.0.0.1";
+    p.raylet_address = "10.0.0.1:7001";
+    p.max_starting = 100;
+    p.max_idle = 100;
+    p.start_timeout = absl::Seconds(30);
+    return p;
+  }
+  static LeaseManagerOptions ManagerOptions(const Options& o) {
+    LeaseManagerOptions m;
+    m.node_id = Id(1);
+    m.resources = RS(o.resources);
+    m.scheduling_disabled = o.scheduling_disabled;
+    m.max_start_failures = o.max_start_failures;
+    return m;
+  }
+
+  uint64_t Request(const std::map<std::string, double>& resources, const std::string& job = kJob.Hex(),
+                   std::vector<std::string> command = kCommand, bool grant_or_reject = false,
+                   const std::string& owner = "") {
+    rpc::RequestWorkerLeaseRequest req;
+    for (const auto& [name, value] : resources) {
+      (*req.mutable_resources()->mutable_amounts())[name] = static_cast<int64_t>(value * FixedPoint::kScale);
+    }
+    req.set_job_id(job);
+    for (auto& c : command) req.add_worker_command(c);
+    req.set_grant_or_reject(grant_or_reject);
+    req.set_owner_address(owner);
+    return Send(req);
+  }
+  uint64_t Send(const rpc::RequestWorkerLeaseRequest& req) {
+    uint64_t id = next_id_++;
+    leases.RequestLease(id, req, [this, id](absl::StatusOr<Reply> r) {
+      REQUIRE_FALSE(replies.contains(id));  // answered once
+      replies.emplace(id, std::move(r));
+    });
+    return id;
+  }
+  bool Answered(uint64_t id) const { return replies.contains(id); }
+  const Reply& ReplyOf(uint64_t id) {
+    REQUIRE(replies.contains(id));
+    REQUIRE_OK(replies.at(id));
+    return *replies.at(id);
+  }
+
+  // Registers every started worker that has not registered yet (port = 5000 + spawn index).
+  void RegisterAll() {
+    auto spawned = spawner.spawned();
+    for (size_t i = 0; i < spawned.size(); ++i) {
+      const auto* p = spawned[i];
+      if (p->exit || registered_.contains(p->pid)) continue;
+      registered_.insert(p->pid);
+      CHECK_OK(leases.RegisterWorker(p->Env("SHOAL_WORKER_ID"), 5000 + static_cast<int>(i), p->pid));
+    }
+  }
+  // Requests and registers the worker: answers the GRANTED reply.
+  Reply Grant(const std::map<std::string, double>& resources) {
+    uint64_t id = Request(resources);
+    RegisterAll();
+    const Reply& r = ReplyOf(id);
+    REQUIRE(r.kind() == Reply::GRANTED);
+    return r;
+  }
+  int64_t PidOfWorker(const std::string& worker_hex) {
+    for (const auto* p : spawner.spawned()) {
+      if (p->Env("SHOAL_WORKER_ID") == worker_hex) return p->pid;
+    }
+    FAIL("no such worker");
+    return 0;
+  }
+  ResourceSet Total() const { return leases.resources().total(); }
+
+  FakeClock clock;
+  FakeProcessSpawner spawner;
+
+ private:
+  WorkerPool pool_;
+
+ public:
+  LeaseManager leases;
+  std::map<uint64_t, absl::StatusOr<Reply>> replies;
+
+ private:
+  uint64_t next_id_ = 1;
+  std::set<int64_t> registered_;
+};
+
+std::vector<int> Devices(const Reply& r) { return {r.gpus().device_ids().begin(), r.gpus().device_ids().end()}; }
+std::vector<int64_t> Shares(const Reply& r) { return {r.gpus().shares().begin(), r.gpus().shares().end()}; }
+
+TEST_CASE("Fractional GPU leases pack best-fit: two halves share device 0, the third opens device 1",
+          "[lease_manager]") {
+  LeaseTest t;
+  Reply a = t.Grant({{"GPU", 0.5}});
+  Reply b = t.Grant({{"GPU", 0.5}});
+  Reply c = t.Grant({{"GPU", 0.5}});
+  CHECK(Devices(a) == std::vector<int>{0});
+  CHECK(Devices(b) == std::vector<int>{0});
+  CHECK(Devices(c) == std::vector<int>{1});
+  CHECK(Shares(c) == std::vector<int64_t>{5000});
+  CHECK(ResourceSet::FromProto(c.granted()) == RS({{"GPU", 0.5}}));
+  CHECK_FALSE(c.lease_id().empty());
+  CHECK(c.worker_address().rfind("10.0.0.1:", 0) == 0);
+  CHECK(t.leases.Available() == RS({{"CPU", 4}, {"GPU", 0.5}}));
+  CHECK(t.spawner.spawned().size() == 3);
+}
+
+TEST_CASE("Whole GPU leases take whole free devices", "[lease_manager]") {
+  LeaseTest t;
+  Reply half = t.Grant({{"GPU", 0.5}});
+  Reply one = t.Grant({{"GPU", 1}});
+  CHECK(Devices(half) == std::vector<int>{0});
+  CHECK(Devices(one) == std::vector<int>{1});  // device 0 is not whole
+  CHECK(Shares(one) == std::vector<int64_t>{10000});
+  uint64_t waiting = t.Request({{"GPU", 1}});  // 0.5 free, but no whole device
+  t.RegisterAll();
+  CHECK_FALSE(t.Answered(waiting));
+
+  REQUIRE_OK(t.leases.ReturnWorker(half.lease_id(), false));
+  REQUIRE_OK(t.leases.ReturnWorker(one.lease_id(), false));
+  CHECK(Devices(t.ReplyOf(waiting)) == std::vector<int>{0});
+  REQUIRE_OK(t.leases.ReturnWorker(t.ReplyOf(waiting).lease_id(), false));
+  Reply two = t.Grant({{"GPU", 2}, {"CPU", 1}});
+  CHECK(Devices(two) == std::vector<int>{0, 1});
+  CHECK(Shares(two) == std::vector<int64_t>{10000, 10000});
+}
+
+TEST_CASE("An empty resource map means one CPU", "[lease_manager]") {
+  LeaseTest t;
+  Reply r = t.Grant({});
+  CHECK(ResourceSet::FromProto(r.granted()) == RS({{"CPU", 1}}));
+  CHECK(r.gpus().device_ids().empty());
+  CHECK(t.leases.Available() == RS({{"CPU", 3}, {"GPU", 2}}));
+}
+
+TEST_CASE("A request the local node cannot hold spills back to a node that fits", "[lease_manager]") {
+  LeaseTest t(Options{.resources = {{"CPU", 1}}});
+  t.leases.UpdateClusterView({Node(1, {{"CPU", 99}}), Node(2, {{"CPU", 8}}), Node(3, {{"CPU", 2}})});
+  uint64_t id = t.Request({{"CPU", 4}});
+  const Reply& r = t.ReplyOf(id);
+  CHECK(r.kind() == Reply::SPILLBACK);
+  CHECK(r.spillback_raylet_address() == "10.0.0.2:7002");
+  CHECK(r.spillback_node_id() == Id(2).Hex());
+  CHECK(t.spawner.spawned().empty());
+  CHECK(t.leases.Available() == t.Total());
+  // The node's own entry in the GCS table is ignored: its resources are known here.
+  CHECK(t.leases.view().Find(Id(1))->total == RS({{"CPU", 1}}));
+}
+
+TEST_CASE("A burst of spilled requests spreads over the nodes that have room", "[lease_manager]") {
+  // This node has no GPU; two others have one each. Three halves: two share one node's device,
+  // the third goes to the other node, even before either reports its new availability.
+  LeaseTest t(Options{.resources = {{"CPU", 4}}});
+  t.leases.UpdateClusterView({Node(2, {{"CPU", 4}, {"GPU", 1}}), Node(3, {{"CPU", 4}, {"GPU", 1}})});
+  std::map<std::string, int> per_node;
+  for (int i = 0; i < 3; ++i) {
+    const Reply& r = t.ReplyOf(t.Request({{"GPU", 0.5}}));
+    REQUIRE(r.kind() == Reply::SPILLBACK);
+    ++per_node[r.spillback_node_id()];
+  }
+  CHECK(per_node.size() == 2);
+  CHECK(per_node[Id(2).Hex()] + per_node[Id(3).Hex()] == 3);
+  // A fourth fits nowhere now, and this node could never hold it: it is sent to wait on a node
+  // that could.
+  const Reply& fourth = t.ReplyOf(t.Request({{"GPU", 0.5}}));
+  CHECK(fourth.kind() == Reply::SPILLBACK);
+  // The next report is the truth again.
+  t.leases.UpdateClusterView({Node(2, {{"CPU", 4}, {"GPU", 1}}), Node(3, {{"CPU", 4}, {"GPU", 1}})});
+  CHECK(t.leases.view().Find(Id(2))->available == RS({{"CPU", 4}, {"GPU", 1}}));
+}
+
+TEST_CASE("A request spilled here is granted or queued, never spilled again", "[lease_manager]") {
+  LeaseTest t(Options{.resources = {{"CPU", 2}}});
+  t.leases.UpdateClusterView({Node(2, {{"CPU", 8}})});
+  Reply first = t.Grant({{"CPU", 2}});
+  uint64_t id = t.Request({{"CPU", 2}}, kJob.Hex(), kCommand, /*grant_or_reject=*/true);
+  t.RegisterAll();
+  CHECK_FALSE(t.Answered(id));
+  REQUIRE_OK(t.leases.ReturnWorker(first.lease_id(), false));
+  CHECK(t.ReplyOf(id).kind() == Reply::GRANTED);
+}
+
+TEST_CASE("A request that does not fit now waits and is granted when a lease returns", "[lease_manager]") {
+  LeaseTest t;
+  Reply first = t.Grant({{"CPU", 4}});
+  uint64_t waiting = t.Request({{"CPU", 2}});
+  t.RegisterAll();
+  CHECK_FALSE(t.Answered(waiting));
+  auto demands = t.leases.Demands();
+  REQUIRE(demands.size() == 1);
+  CHECK(demands[0] == DemandSummary{.shape = RS({{"CPU", 2}}), .count = 1, .infeasible = false});
+  CHECK(t.leases.stats().queued == 1);
+
+  REQUIRE_OK(t.leases.ReturnWorker(first.lease_id(), false));
+  const Reply& r = t.ReplyOf(waiting);
+  CHECK(r.kind() == Reply::GRANTED);
+  CHECK(r.worker_id() == first.worker_id());  // the returned worker, reused
+  CHECK(t.spawner.spawned().size() == 1);
+  CHECK(t.leases.Demands().empty());
+  CHECK(t.leases.Available() == RS({{"CPU", 2}, {"GPU", 2}}));
+}
+
+TEST_CASE("An infeasible request waits as infeasible demand until a node that fits joins",
+          "[lease_manager]") {
+  LeaseTest t(Options{.resources = {{"CPU", 4}, {"GPU", 1}}});
+  t.leases.UpdateClusterView({Node(2, {{"CPU", 4}, {"GPU", 1}})});
+  uint64_t id = t.Request({{"GPU", 2}});
+  uint64_t other = t.Request({{"GPU", 2}});
+  t.leases.Tick();
+  CHECK_FALSE(t.Answered(id));
+  auto demands = t.leases.Demands();
+  REQUIRE(demands.size() == 1);
+  CHECK(demands[0] == DemandSummary{.shape = RS({{"GPU", 2}}), .count = 2, .infeasible = true});
+
+  t.leases.UpdateClusterView({Node(2, {{"CPU", 4}, {"GPU", 1}}), Node(3, {{"CPU", 4}, {"GPU", 2}})});
+  for (uint64_t r : {id, other}) {
+    CHECK(t.ReplyOf(r).kind() == Reply::SPILLBACK);
+    CHECK(t.ReplyOf(r).spillback_node_id() == Id(3).Hex());
+    CHECK(t.ReplyOf(r).spillback_raylet_address() == "10.0.0.3:7003");
+  }
+  CHECK(t.leases.Demands().empty());
+  CHECK(t.spawner.spawned().empty());
+}
+
+TEST_CASE("Invalid requests are rejected with a reason, and take nothing", "[lease_manager]") {
+  LeaseTest t;
+  auto rejected = [&](uint64_t id) {
+    const Reply& r = t.ReplyOf(id);
+    CHECK(r.kind() == Reply::REJECTED);
+    return r.message();
+  };
+  CHECK_THAT(rejected(t.Request({{"CPU", -1}})), Catch::Contains("must not be negative"));
+  CHECK_THAT(rejected(t.Request({{"GPU", 1.5}})), Catch::Contains("whole"));
+  CHECK_THAT(rejected(t.Request({{"CPU", 1e14}})), Catch::Contains("more than any node"));
+  CHECK_THAT(rejected(t.Request({{"my resource", 1}})), Catch::Contains("space"));
+  CHECK_THAT(rejected(t.Request({{"CPU", 1}}, "")), Catch::Contains("job_id"));
+  CHECK_THAT(rejected(t.Request({{"CPU", 1}}, "zz")), Catch::Contains("job_id"));
+  CHECK_THAT(rejected(t.Request({{"CPU", 1}}, kJob.Hex(), {})), Catch::Contains("worker_command"));
+  rpc::RequestWorkerLeaseRequest req;
+  req.set_job_id(kJob.Hex());
+  req.add_worker_command("/bin/worker");
+  req.mutable_strategy()->set_kind(rpc::SchedulingStrategy::NODE_AFFINITY);
+  req.mutable_strategy()->set_node_id("nope");
+  CHECK_THAT(rejected(t.Send(req)), Catch::Contains("node affinity"));
+  req.mutable_strategy()->set_kind(static_cast<rpc::SchedulingStrategy::Kind>(42));
+  CHECK_THAT(rejected(t.Send(req)), Catch::Contains("strategy"));
+
+  CHECK(t.spawner.spawned().empty());
+  CHECK(t.leases.Available() == t.Total());
+  CHECK(t.leases.Demands().empty());
+}
+
+TEST_CASE("Node affinity: granted here, spilled to the named node, rejected once that node is dead",
+          "[lease_manager]") {
+  LeaseTest t;
+  t.leases.UpdateClusterView({Node(2, {{"CPU", 4}}), Node(3, {{"CPU", 4}})});
+  auto affinity = [&](int node, bool soft) {
+    rpc::RequestWorkerLeaseRequest req;
+    req.set_job_id(kJob.Hex());
+    req.add_worker_command("/bin/worker");
+    req.mutable_strategy()->set_kind(rpc::SchedulingStrategy::NODE_AFFINITY);
+    req.mutable_strategy()->set_node_id(Id(node).Hex());
+    req.mutable_strategy()->set_soft(soft);
+    return t.Send(req);
+  };
+  uint64_t here = affinity(1, false);
+  t.RegisterAll();
+  CHECK(t.ReplyOf(here).kind() == Reply::GRANTED);
+  uint64_t there = affinity(2, false);
+  CHECK(t.ReplyOf(there).kind() == Reply::SPILLBACK);
+  CHECK(t.ReplyOf(there).spillback_node_id() == Id(2).Hex());
+
+  t.leases.UpdateClusterView({Node(2, {{"CPU", 4}}, {}, /*alive=*/false), Node(3, {{"CPU", 4}})});
+  uint64_t dead = affinity(2, false);
+  CHECK(t.ReplyOf(dead).kind() == Reply::REJECTED);
+  CHECK_THAT(t.ReplyOf(dead).message(), Catch::Contains("dead"));
+  // A soft one falls back to the default strategy, which keeps CPU work off this GPU node.
+  uint64_t soft = affinity(2, true);
+  CHECK(t.ReplyOf(soft).kind() == Reply::SPILLBACK);
+  CHECK(t.ReplyOf(soft).spillback_node_id() == Id(3).Hex());
+  uint64_t unknown = affinity(9, false);  // may still be joining: waits
+  t.leases.Tick();
+  CHECK_FALSE(t.Answered(unknown));
+}
+
+TEST_CASE("A worker's death ends its lease and frees exactly its resources", "[lease_manager]") {
+  LeaseTest t;
+  Reply keep = t.Grant({{"CPU", 1}, {"GPU", 0.5}});
+  Reply dies = t.Grant({{"CPU", 2}, {"GPU", 0.5}});
+  CHECK(Devices(dies) == std::vector<int>{0});
+  t.spawner.Exit(t.PidOfWorker(dies.worker_id()), 1);
+  t.leases.Tick();
+  CHECK(t.leases.Available() == RS({{"CPU", 3}, {"GPU", 1.5}}));
+  CHECK(t.leases.stats().leases == 1);
+  CHECK_CODE(t.leases.ReturnWorker(dies.lease_id(), false), kNotFound);  // already ended
+  REQUIRE_OK(t.leases.ReturnWorker(keep.lease_id(), false));
+  CHECK(t.leases.Available() == t.Total());
+  CHECK(t.leases.resources().Instances("GPU")->free() ==
+        std::vector<FixedPoint>{FixedPoint::FromInt(1), FixedPoint::FromInt(1)});
+}
+
+TEST_CASE("A worker returned as failed is killed, not reused", "[lease_manager]") {
+  LeaseTest t;
+  Reply r = t.Grant({{"CPU", 1}});
+  int64_t pid = t.PidOfWorker(r.worker_id());
+  REQUIRE_OK(t.leases.ReturnWorker(r.lease_id(), /*worker_failed=*/true));
+  CHECK(t.spawner.process(pid).killed);
+  CHECK(t.leases.Available() == t.Total());
+  Reply next = t.Grant({{"CPU", 1}});
+  CHECK(next.worker_id() != r.worker_id());
+  CHECK_CODE(t.leases.ReturnWorker("not hex", false), kInvalidArgument);
+}
+
+TEST_CASE("A node with scheduling disabled never grants leases itself", "[lease_manager]") {
+  LeaseTest t(Options{.resources = {{"CPU", 8}}, .scheduling_disabled = true});
+  uint64_t plain = t.Request({{"CPU", 1}});
+  uint64_t spilled_here = t.Request({{"CPU", 1}}, kJob.Hex(), kCommand, /*grant_or_reject=*/true);
+  t.leases.Tick();
+  CHECK_FALSE(t.Answered(plain));
+  CHECK_FALSE(t.Answered(spilled_here));
+  auto demands = t.leases.Demands();
+  REQUIRE(demands.size() == 1);
+  CHECK(demands[0].infeasible);  // no schedulable node at all
+  CHECK(demands[0].count == 2);
+
+  t.leases.UpdateClusterView({Node(2, {{"CPU", 2}})});
+  CHECK(t.ReplyOf(plain).kind() == Reply::SPILLBACK);
+  CHECK(t.ReplyOf(spilled_here).kind() == Reply::SPILLBACK);
+  CHECK(t.ReplyOf(plain).spillback_node_id() == Id(2).Hex());
+  CHECK(t.spawner.spawned().empty());
+  CHECK(t.leases.Available() == t.Total());
+}
+
+TEST_CASE("A cancelled request is forgotten; one waiting for its worker gives its resources back",
+          "[lease_manager]") {
+  LeaseTest t;
+  uint64_t infeasible = t.Request({{"CPU", 16}});
+  CHECK(t.leases.Demands().size() == 1);
+  CHECK(t.leases.CancelRequest(infeasible));
+  CHECK_FALSE(t.leases.CancelRequest(infeasible));
+  CHECK(t.leases.Demands().empty());
+
+  uint64_t starting = t.Request({{"CPU", 4}});
+  CHECK(t.leases.Available() == RS({{"GPU", 2}}));  // held while its worker starts
+  CHECK(t.leases.stats().waiting_worker == 1);
+  CHECK(t.leases.CancelRequest(starting));
+  CHECK(t.leases.Available() == t.Total());
+  t.RegisterAll();  // the worker arrives anyway and just idles
+  t.leases.Tick();
+  CHECK(t.replies.empty());
+  CHECK(t.leases.stats().leases == 0);
+  CHECK_FALSE(t.leases.CancelRequest(12345));
+
+  // The idle worker serves the next request of its job.
+  Reply r = t.Grant({{"CPU", 1}});
+  CHECK(t.spawner.spawned().size() == 1);
+  CHECK(r.worker_id() == t.spawner.spawned()[0]->Env("SHOAL_WORKER_ID"));
+}
+
+TEST_CASE("Workers serve only their own job and command", "[lease_manager]") {
+  LeaseTest t;
+  Reply a = t.Grant({{"CPU", 1}});
+  REQUIRE_OK(t.leases.ReturnWorker(a.lease_id(), false));
+  uint64_t other_job = t.Request({{"CPU", 1}}, JobId::FromInt(8).Hex());
+  uint64_t other_command = t.Request({{"CPU", 1}}, kJob.Hex(), {"/bin/worker", "--python"});
+  t.RegisterAll();
+  CHECK(t.ReplyOf(other_job).worker_id() != a.worker_id());
+  CHECK(t.ReplyOf(other_command).worker_id() != a.worker_id());
+  CHECK(t.spawner.spawned().size() == 3);
+  CHECK(t.spawner.spawned()[1]->Env("SHOAL_JOB_ID") == JobId::FromInt(8).Hex());
+  CHECK(t.spawner.spawned()[2]->spec.argv == std::vector<std::string>{"/bin/worker", "--python"});
+}
+
+TEST_CASE("A worker command that cannot start gets its requests rejected, and frees what they held",
+          "[lease_manager]") {
+  SECTION("the executable does not exist") {
+    LeaseTest t;
+    t.spawner.FailNextSpawn(absl::NotFoundError("cannot find executable 'nope' in PATH"));
+    uint64_t id = t.Request({{"CPU", 1}}, kJob.Hex(), {"nope"});
+    CHECK(t.ReplyOf(id).kind() == Reply::REJECTED);
+    CHECK_THAT(t.ReplyOf(id).message(), Catch::Contains("cannot find executable"));
+    CHECK(t.leases.Available() == t.Total());
+  }
+  SECTION("the worker never registers") {
+    LeaseTest t;  // start timeout 30s, 3 failed starts
+    uint64_t id = t.Request({{"CPU", 1}});
+    uint64_t queued_same = t.Request({{"CPU", 4}});  // same job and command, no room yet
+    for (int i = 0; i < 2; ++i) {
+      t.clock.Advance(absl::Seconds(30));
+      t.leases.Tick();
+      CHECK_FALSE(t.Answered(id));
+    }
+    CHECK(t.spawner.spawned().size() == 3);  // each timed-out start is replaced
+    CHECK(t.spawner.NumRunning() == 1);
+    t.clock.Advance(absl::Seconds(30));
+    t.leases.Tick();
+    CHECK(t.ReplyOf(id).kind() == Reply::REJECTED);
+    CHECK_THAT(t.ReplyOf(id).message(), Catch::Contains("failed to start 3 times"));
+    CHECK(t.ReplyOf(queued_same).kind() == Reply::REJECTED);
+    CHECK(t.leases.Available() == t.Total());
+    CHECK(t.spawner.NumRunning() == 0);
+    CHECK(t.leases.stats().queued + t.leases.stats().waiting_worker == 0);
+  }
+  SECTION("a worker that exits before registering, then one that works") {
+    LeaseTest t;
+    uint64_t id = t.Request({{"CPU", 1}});
+    t.spawner.Exit(t.spawner.spawned()[0]->pid, 1);
+    t.leases.Tick();
+    CHECK_FALSE(t.Answered(id));
+    REQUIRE(t.spawner.spawned().size() == 2);
+    t.RegisterAll();
+    CHECK(t.ReplyOf(id).kind() == Reply::GRANTED);
+  }
+}
+
+TEST_CASE("When a local worker that owns leases dies, its leases end and their workers are killed",
+          "[lease_manager]") {
+  LeaseTest t;
+  Reply owner = t.Grant({{"CPU", 1}});
+  uint64_t id = t.Request({{"CPU", 2}}, kJob.Hex(), kCommand, false, owner.worker_address());
+  t.RegisterAll();
+  const Reply child = t.ReplyOf(id);
+  REQUIRE(child.kind() == Reply::GRANTED);
+  t.spawner.Exit(t.PidOfWorker(owner.worker_id()), 137);
+  t.leases.Tick();
+  CHECK(t.spawner.process(t.PidOfWorker(child.worker_id())).killed);
+  CHECK(t.leases.Available() == t.Total());
+  CHECK(t.leases.stats().leases == 0);
+  CHECK(t.leases.LeaseOwners().empty());
+}
+
+TEST_CASE("Shutdown answers every waiting request and refuses new ones", "[lease_manager]") {
+  LeaseTest t;
+  uint64_t starting = t.Request({{"CPU", 4}});
+  uint64_t queued = t.Request({{"CPU", 4}});
+  t.leases.Shutdown(absl::UnavailableError("stopping"));
+  CHECK_CODE(t.replies.at(starting), kUnavailable);
+  CHECK_CODE(t.replies.at(queued), kUnavailable);
+  CHECK(t.leases.Available() == t.Total());
+  uint64_t late = t.Request({{"CPU", 1}});
+  CHECK_CODE(t.replies.at(late), kUnavailable);
+}
+
+TEST_CASE("Many grant, return, fail and death cycles leak nothing", "[lease_manager]") {
+  LeaseTest t(Options{.resources = {{"CPU", 8}, {"GPU", 4}, {"memory", 1000}}});
+  t.leases.UpdateClusterView({Node(2, {{"CPU", 1}})});
+  std::mt19937 rng(42);
+  const std::vector<std::map<std::string, double>> shapes = {
+      {{"CPU", 1}}, {{"CPU", 2}, {"GPU", 0.5}}, {{"GPU", 0.25}}, {{"GPU", 1}}, {{"GPU", 2}},
+      {{"CPU", 0.5}, {"memory", 100}}, {{"GPU", 0.75}}, {}, {{"CPU", 8}}};
+  std::vector<Reply> held;
+  std::vector<uint64_t> waiting;
+  int granted = 0;
+  for (int round = 0; round < 2000; ++round) {
+    switch (rng() % 5) {
+      case 0:
+      case 1:
+        waiting.push_back(t.Request(shapes[rng() % shapes.size()]));
+        break;
+      case 2:
+        t.RegisterAll();
+        break;
+      case 3:
+        if (!held.empty()) {
+          size_t i = rng() % held.size();
+          const Reply r = held[i];
+          held.erase(held.begin() + i);
+          switch (rng() % 3) {
+            case 0: CHECK_OK(t.leases.ReturnWorker(r.lease_id(), false)); break;
+            case 1: CHECK_OK(t.leases.ReturnWorker(r.lease_id(), true)); break;
+            case 2: t.spawner.Exit(t.PidOfWorker(r.worker_id()), 1); break;
+          }
+        }
+        break;
+      case 4:
+        if (!waiting.empty() && rng() % 4 == 0) {
+          size_t i = rng() % waiting.size();
+          if (t.leases.CancelRequest(waiting[i])) waiting.erase(waiting.begin() + i);
+        }
+        t.clock.Advance(absl::Seconds(1));
+        t.leases.Tick();
+        break;
+    }
+    // Collect what was answered.
+    for (auto it = waiting.begin(); it != waiting.end();) {
+      auto found = t.replies.find(*it);
+      if (found == t.replies.end()) {
+        ++it;
+        continue;
+      }
+      REQUIRE_OK(found->second);
+      const Reply& r = *found->second;
+      REQUIRE(r.kind() != Reply::REJECTED);
+      if (r.kind() == Reply::GRANTED) {
+        held.push_back(r);
+        ++granted;
+      }
+      it = waiting.erase(it);
+    }
+  }
+  CHECK(granted > 200);
+  for (uint64_t id : waiting) CHECK(t.leases.CancelRequest(id));
+  t.leases.Tick();  // reaps the last deaths
+  for (const Reply& r : held) (void)t.leases.ReturnWorker(r.lease_id(), false);
+  CHECK(t.leases.stats().leases == 0);
+  t.leases.Shutdown(absl::UnavailableError("done"));
+  CHECK(t.leases.Available() == t.Total());
+  CHECK(t.leases.stats().leases == 0);
+  const auto* gpus = t.leases.resources().Instances("GPU");
+  for (FixedPoint f : gpus->free()) CHECK(f == FixedPoint::FromInt(1));
+}
+
+}  // namespace
+}  // namespace shoal
