@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# A three-node Shoal cluster on this machine: head (2 CPUs, no GPU) and two workers
-# (one with 2 declared GPUs, one with a custom resource), shown and then stopped.
+# Shoal's main job: a three-node cluster on this machine — a head (2 CPUs, no GPU) and two
+# workers (one with 2 declared GPUs and a label, one with a custom resource) — shown with
+# `shoal status`, then the C++ examples run against it (tasks, refs between tasks, 0.5-GPU
+# tasks sharing devices), the cluster shown again with everything free, and stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SHOAL=build/bin/shoal
+BIN=build/bin
+SHOAL=$BIN/shoal
 export SHOAL_TMPDIR=${SHOAL_TMPDIR:-$(mktemp -d /tmp/shoal-example.XXXXXX)}
 PORT=${SHOAL_EXAMPLE_PORT:-6390}
+unset RAY_ADDRESS
 
 cleanup() { "$SHOAL" stop >/dev/null 2>&1 || true; }
 trap cleanup EXIT
@@ -16,6 +20,16 @@ echo "== starting two worker nodes"
 "$SHOAL" start --address "127.0.0.1:$PORT" --num-cpus 2 --num-gpus 2 --labels '{"zone":"a"}'
 "$SHOAL" start --address "127.0.0.1:$PORT" --num-cpus 1 --resources '{"accel_tpu": 4}'
 echo "== shoal status"
+"$SHOAL" status --address "127.0.0.1:$PORT"
+
+export SHOAL_ADDRESS="127.0.0.1:$PORT"
+for example in hello parallel-sum task-graph gpu-fraction; do
+  echo "== shoal-example-$example"
+  "$BIN/shoal-example-$example"
+done
+
+echo "== shoal status after the examples (everything free again)"
+sleep 1  # let each raylet report its freed resources
 "$SHOAL" status --address "127.0.0.1:$PORT"
 echo "== shoal stop"
 "$SHOAL" stop

@@ -370,6 +370,19 @@ absl::Status LeaseManager::RegisterWorker(const std::string& worker_id_hex, int 
 
 int LeaseManager::ReleaseLeasesOfOwner(const std::string& owner_address, const std::string& reason) {
   if (owner_address.empty()) return 0;
+  // Its waiting requests first, so that the resources freed below cannot go to them.
+  std::vector<uint64_t> dropped;
+  for (const auto& [seq, p] : pending_) {
+    if (p.owner_address == owner_address) dropped.push_back(seq);
+  }
+  for (uint64_t seq : dropped) {
+    auto it = pending_.find(seq);
+    if (it->second.allocation) FreeAllocation(*it->second.allocation);
+    seq_of_request_.erase(it->second.request_id);
+    ReplyCallback reply = std::move(it->second.reply);
+    pending_.erase(it);
+    reply(absl::UnavailableError(absl::StrCat("the owner ", owner_address, " ", reason)));
+  }
   std::vector<LeaseId> ended;
   for (const auto& [id, lease] : leases_) {
     if (lease.owner_address == owner_address) ended.push_back(id);
@@ -380,7 +393,7 @@ int LeaseManager::ReleaseLeasesOfOwner(const std::string& owner_address, const s
     EndLease(it);
     (void)pool_.KillWorker(worker, absl::StrCat("the owner of its lease, ", owner_address, ", ", reason));
   }
-  if (!ended.empty()) Dispatch();
+  if (!ended.empty() || !dropped.empty()) Dispatch();
   return static_cast<int>(ended.size());
 }
 

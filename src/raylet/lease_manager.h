@@ -87,8 +87,9 @@ class LeaseManager {
   // Replaces what is known of the other nodes with the GCS's node table (this node's own entry
   // is ignored: its resources are known exactly here).
   void UpdateClusterView(const std::vector<rpc::NodeInfo>& nodes);
-  // The owner at `owner_address` (host:port) died: ends its leases and kills their workers,
-  // whose tasks nobody waits for. Answers how many leases ended. Called by Tick for owners
+  // The owner at `owner_address` (host:port) died or shut down: answers its waiting requests
+  // with Unavailable, ends its leases and kills their workers, whose tasks nobody waits for.
+  // Answers how many leases ended. Called by Tick for owners
   // that were workers of this node.
   int ReleaseLeasesOfOwner(const std::string& owner_address, const std::string& reason);
   // Drives the pool (reaping, timeouts), frees the leases of workers that died, and tries the

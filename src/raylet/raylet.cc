@@ -88,6 +88,16 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
     return reactor;
   }
 
+  grpc::ServerUnaryReactor* ReleaseOwnerLeases(grpc::CallbackServerContext* ctx,
+                                               const rpc::ReleaseOwnerLeasesRequest* req,
+                                               rpc::ReleaseOwnerLeasesReply* reply) override {
+    return OnLoop(ctx, [this, req, reply] {
+      if (req->owner_address().empty()) return absl::InvalidArgumentError("owner_address must not be empty");
+      reply->set_released(raylet_.leases_->ReleaseLeasesOfOwner(req->owner_address(), "shut down"));
+      return absl::OkStatus();
+    });
+  }
+
   grpc::ServerUnaryReactor* GetNodeStats(grpc::CallbackServerContext* ctx, const rpc::GetNodeStatsRequest*,
                                          rpc::GetNodeStatsReply* reply) override {
     return OnLoop(ctx, [this, reply] {

@@ -331,6 +331,7 @@ CoreWorker::Impl::~Impl() {
   if (raylet_watcher_.joinable()) raylet_watcher_.join();
   if (submitter_) submitter_->Shutdown();
   transport_.Shutdown(kShutdownRpcTimeout);
+  transport_.ReleaseOwnerLeases(address_, absl::Seconds(1));
   memory_store_.CancelAll();
   {
     absl::MutexLock lock(&task_mu_);

@@ -39,7 +39,9 @@ void GrpcTransport::Issue(Start start, Request request, absl::Duration timeout, 
   if (timeout != absl::InfiniteDuration()) call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   {
     absl::MutexLock lock(&mu_);
-    if (shutdown_) return;
+    // During shutdown only clean-up calls go out (returning a lease that was granted while the
+    // request was being cancelled, freeing objects); Shutdown() waits for them too.
+    if (shutdown_ && cancel_on_shutdown) return;
     call->id = next_call_++;
     ++outstanding_;
     if (cancel_on_shutdown) cancellable_[call->id] = &call->ctx;
@@ -117,6 +119,22 @@ void GrpcTransport::Shutdown(absl::Duration timeout) {
   for (auto& [id, ctx] : cancellable_) ctx->TryCancel();
   auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return outstanding_ == 0; };
   mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
+}
+
+void GrpcTransport::ReleaseOwnerLeases(const std::string& owner_address, absl::Duration timeout) {
+  std::vector<rpc::LeaseService::Stub*> stubs;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [address, stub] : raylets_) stubs.push_back(stub.get());
+  }
+  rpc::ReleaseOwnerLeasesRequest request;
+  request.set_owner_address(owner_address);
+  for (auto* stub : stubs) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    rpc::ReleaseOwnerLeasesReply reply;
+    (void)stub->ReleaseOwnerLeases(&ctx, request, &reply);  // best effort: the raylet may be gone
+  }
 }
 
 }  // namespace shoal

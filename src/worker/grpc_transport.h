@@ -45,6 +45,11 @@ class GrpcTransport : public TaskTransport {
   // outstanding. Calls made afterwards are dropped (their callbacks never run). Idempotent.
   void Shutdown(absl::Duration timeout);
 
+  // At shutdown, after Shutdown(): asks every raylet this transport talked to to end the leases
+  // and drop the queued requests of `owner_address` (grants that raced with cancellation).
+  // Blocks up to `timeout` per raylet.
+  void ReleaseOwnerLeases(const std::string& owner_address, absl::Duration timeout);
+
  private:
   // Stubs live as long as the transport (calls in flight use them).
   rpc::LeaseService::Stub* Raylet(const std::string& address);

@@ -493,6 +493,29 @@ TEST_CASE("When a local worker that owns leases dies, its leases end and their w
   CHECK(t.leases.LeaseOwners().empty());
 }
 
+TEST_CASE("An owner that shuts down loses its leases and its waiting requests, not others'",
+          "[lease_manager]") {
+  LeaseTest t;  // 4 CPUs
+  const std::string owner = "10.0.0.9:4000", other = "10.0.0.8:4000";
+  uint64_t held = t.Request({{"CPU", 3}}, kJob.Hex(), kCommand, false, owner);
+  uint64_t others = t.Request({{"CPU", 1}}, kJob.Hex(), kCommand, false, other);
+  t.RegisterAll();
+  REQUIRE(t.ReplyOf(held).kind() == Reply::GRANTED);
+  REQUIRE(t.ReplyOf(others).kind() == Reply::GRANTED);
+  // Waits for room; once the owner's own lease ends it must not be granted to that owner.
+  uint64_t waiting = t.Request({{"CPU", 2}}, kJob.Hex(), kCommand, false, owner);
+  t.RegisterAll();
+  REQUIRE_FALSE(t.Answered(waiting));
+
+  CHECK(t.leases.ReleaseLeasesOfOwner(owner, "shut down") == 1);
+  REQUIRE(t.Answered(waiting));
+  CHECK(absl::IsUnavailable(t.replies.at(waiting).status()));
+  CHECK(t.spawner.process(t.PidOfWorker(t.ReplyOf(held).worker_id())).killed);
+  CHECK(t.leases.stats().leases == 1);  // the other owner's lease stays
+  CHECK(t.leases.stats().queued == 0);
+  CHECK(t.leases.Available() == RS({{"CPU", 3}, {"GPU", 2}}));
+}
+
 TEST_CASE("Shutdown answers every waiting request and refuses new ones", "[lease_manager]") {
   LeaseTest t;
   uint64_t starting = t.Request({{"CPU", 4}});
