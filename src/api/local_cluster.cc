@@ -3,7 +3,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,8 +17,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "src/cli/local_state.h"
+#include "src/cli/process.h"
 
-extern char** environ;
 
 namespace shoal::api {
 namespace fs = std::filesystem;
@@ -30,53 +29,21 @@ namespace {
 constexpr char kWatchdogScript[] =
     "cat >/dev/null; SHOAL_TMPDIR=\"$2\" \"$1\" stop --force >/dev/null 2>&1; rm -rf \"$2\"";
 
-std::vector<std::string> Environment(const std::string& root) {
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (!absl::StartsWith(*e, "SHOAL_TMPDIR=")) env.emplace_back(*e);
-  }
-  env.push_back("SHOAL_TMPDIR=" + root);
-  return env;
-}
-
-std::vector<char*> CArray(std::vector<std::string>& strings) {
-  std::vector<char*> out;
-  for (std::string& s : strings) out.push_back(s.data());
-  out.push_back(nullptr);
-  return out;
-}
-
 // Starts argv[0] in a new session (so a Ctrl-C meant for the driver does not reach it), with
-// stdin from `stdin_fd` (or /dev/null when -1), stdout and stderr appended to `output`, no
-// other descriptors, default signal handling.
-absl::StatusOr<pid_t> Spawn(std::vector<std::string> argv, std::vector<std::string> env, int stdin_fd,
+// stdin from `stdin_fd` (or /dev/null when -1), stdout and stderr appended to `output`,
+// SHOAL_TMPDIR set to `root`, no other descriptors, default signal handling.
+absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, const std::string& root, int stdin_fd,
                             const std::string& output) {
-  std::vector<char*> c_argv = CArray(argv);
-  std::vector<char*> c_env = CArray(env);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  if (stdin_fd >= 0) {
-    posix_spawn_file_actions_adddup2(&actions, stdin_fd, STDIN_FILENO);
-  } else {
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  }
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, output.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, argv[0].c_str(), &actions, &attr, c_argv.data(), c_env.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return absl::UnavailableError(absl::StrCat("cannot run ", argv[0], ": ", std::strerror(rc)));
-  return pid;
+  cli::DaemonSpec spec;
+  spec.binary = argv[0];
+  spec.args.assign(argv.begin() + 1, argv.end());
+  spec.stdout_path = output;
+  spec.stderr_path = output;
+  spec.env = {{"SHOAL_TMPDIR", root}};
+  spec.stdin_fd = stdin_fd;
+  absl::StatusOr<cli::ProcessId> id = cli::SpawnDaemon(spec);
+  if (!id.ok()) return id.status();
+  return id->pid;
 }
 
 // Waits for a child; answers its exit code, or -1 when a signal ended it.
@@ -113,7 +80,6 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClu
   }
   const std::string root = pattern;
   const std::string shoal = (fs::path(options.bin_dir) / "shoal").string();
-  const std::vector<std::string> env = Environment(root);
 
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) {
@@ -121,7 +87,7 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClu
     return absl::UnavailableError(absl::StrCat("pipe: ", std::strerror(errno)));
   }
   absl::StatusOr<pid_t> watchdog =
-      Spawn({"/bin/sh", "-c", kWatchdogScript, "shoal-local-cluster-watchdog", shoal, root}, env, fds[0], "/dev/null");
+      Spawn({"/bin/sh", "-c", kWatchdogScript, "shoal-local-cluster-watchdog", shoal, root}, root, fds[0], "/dev/null");
   close(fds[0]);
   if (!watchdog.ok()) {
     close(fds[1]);
@@ -136,7 +102,7 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClu
   if (options.num_gpus >= 0) argv.insert(argv.end(), {"--num-gpus", std::to_string(options.num_gpus)});
   if (!options.resources.empty()) argv.insert(argv.end(), {"--resources", options.resources});
   const std::string log = (fs::path(root) / "start.log").string();
-  absl::StatusOr<pid_t> start = Spawn(argv, env, -1, log);
+  absl::StatusOr<pid_t> start = Spawn(argv, root, -1, log);
   if (!start.ok()) return start.status();
   if (int code = WaitForChild(*start); code != 0) {
     return absl::UnavailableError(absl::StrCat("`shoal start --head` failed (exit ", code, "):\n", ReadText(log)));

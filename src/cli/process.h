@@ -32,10 +32,11 @@ struct DaemonSpec {
   std::string stdout_path;                 // created, or appended to
   std::string stderr_path;
   std::map<std::string, std::string> env;  // set in the child on top of this process's environment
+  int stdin_fd = -1;                       // the child's stdin; -1 reads /dev/null
 };
 
-// Starts `spec` detached from the terminal: a new session, stdin from /dev/null, stdout and
-// stderr to the given files, no other descriptors inherited. The daemon is this process's child
+// Starts `spec` detached from the terminal: a new session, stdin from `stdin_fd` or /dev/null,
+// stdout and stderr appended to the given files (they may be the same file), no other descriptors inherited. The daemon is this process's child
 // until this process exits; reap it with ReapIfExited while waiting on it.
 // Unavailable when the binary cannot be started (missing, not executable, log not writable).
 absl::StatusOr<ProcessId> SpawnDaemon(const DaemonSpec& spec);

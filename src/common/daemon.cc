@@ -59,4 +59,15 @@ void ReportFatal(const std::string& message) {
   }
 }
 
+std::optional<int> ParseDaemonFlags(FlagSet& flags, int argc, char** argv) {
+  absl::Status s = flags.Parse(argc, argv);
+  if (s.ok()) return std::nullopt;
+  if (absl::IsCancelled(s)) {
+    std::printf("%s", flags.Usage().c_str());
+    return 0;
+  }
+  ReportFatal(std::string(s.message()));
+  return 2;
+}
+
 }  // namespace shoal

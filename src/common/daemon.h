@@ -1,9 +1,11 @@
 // Start-up and shut-down helpers shared by Shoal's long-running binaries.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
+#include "src/common/flags.h"
 
 namespace shoal {
 
@@ -18,5 +20,9 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
 
 // Prints "error: <message>" to stderr as one line and, if logging is up, logs it too.
 void ReportFatal(const std::string& message);
+
+// Parses a daemon's command line. Answers nothing to go on, or the exit code to stop with:
+// 0 after printing --help, 2 after reporting a bad flag with ReportFatal.
+std::optional<int> ParseDaemonFlags(FlagSet& flags, int argc, char** argv);
 
 }  // namespace shoal

@@ -44,14 +44,7 @@ int Main(int argc, char** argv) {
   flags.AddInt("health-check-timeout-ms", &f.health_check_timeout_ms, "how long a check may take");
   flags.AddInt("health-check-failure-threshold", &f.health_check_failure_threshold,
                "failed checks in a row before a node is declared dead");
-  if (auto s = flags.Parse(argc, argv); !s.ok()) {
-    if (absl::IsCancelled(s)) {
-      std::printf("%s", flags.Usage().c_str());
-      return 0;
-    }
-    ReportFatal(std::string(s.message()));
-    return 2;
-  }
+  if (std::optional<int> exit_code = ParseDaemonFlags(flags, argc, argv)) return *exit_code;
   if (f.port < 0 || f.port > 65535) {
     ReportFatal(absl::StrCat("--port must be in 0..65535, got ", f.port));
     return 2;

@@ -82,14 +82,7 @@ int Main(int argc, char** argv) {
   flags.AddInt("max-idle-workers", &f.max_idle_workers, "idle workers kept warm (negative: the node's CPU count)");
   flags.AddInt("worker-start-timeout-ms", &f.worker_start_timeout_ms,
                "a started worker that has not registered within this time is killed");
-  if (auto s = flags.Parse(argc, argv); !s.ok()) {
-    if (absl::IsCancelled(s)) {
-      std::printf("%s", flags.Usage().c_str());
-      return 0;
-    }
-    ReportFatal(std::string(s.message()));
-    return 2;
-  }
+  if (std::optional<int> exit_code = ParseDaemonFlags(flags, argc, argv)) return *exit_code;
   if (auto hp = ParseHostPort(f.gcs_address); !hp.ok()) {
     ReportFatal(absl::StrCat("--gcs-address: ", hp.status().message()));
     return 2;
