@@ -336,8 +336,42 @@ void LeaseManager::FreeAllocation(const ResourceAllocation& allocation) {
   RefreshLocalView();
 }
 
+namespace {
+// The CPU part of an allocation.
+ResourceAllocation CpuPart(const ResourceAllocation& allocation) {
+  ResourceAllocation cpu;
+  cpu.amounts.Set(kCPU, allocation.amounts.Get(kCPU));
+  return cpu;
+}
+}  // namespace
+
+absl::Status LeaseManager::SetWorkerBlocked(const std::string& worker_id_hex, bool blocked) {
+  auto id = WorkerId::FromHex(worker_id_hex);
+  if (!id.ok()) return absl::InvalidArgumentError(absl::StrCat("worker_id: ", id.status().message()));
+  auto found = lease_of_worker_.find(*id);
+  if (found == lease_of_worker_.end()) return absl::NotFoundError(absl::StrCat("worker ", worker_id_hex, " holds no lease"));
+  Lease& lease = leases_.at(found->second);
+  const ResourceAllocation cpu = CpuPart(lease.allocation);
+  if (cpu.amounts.IsEmpty() || blocked == lease.cpu_lent) return absl::OkStatus();
+  if (blocked) {
+    FreeAllocation(cpu);
+    lease.cpu_lent = true;
+    Dispatch();
+  } else if (resources_.Allocate(cpu.amounts).ok()) {
+    lease.cpu_lent = false;
+    RefreshLocalView();
+  }
+  return absl::OkStatus();
+}
+
 void LeaseManager::EndLease(absl::flat_hash_map<LeaseId, Lease>::iterator it) {
-  FreeAllocation(it->second.allocation);
+  if (it->second.cpu_lent) {
+    ResourceAllocation held = it->second.allocation;
+    held.amounts.Set(kCPU, FixedPoint());
+    FreeAllocation(held);
+  } else {
+    FreeAllocation(it->second.allocation);
+  }
   lease_of_worker_.erase(it->second.worker);
   leases_.erase(it);
 }

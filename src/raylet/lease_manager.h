@@ -92,6 +92,11 @@ class LeaseManager {
   // Answers how many leases ended. Called by Tick for owners
   // that were workers of this node.
   int ReleaseLeasesOfOwner(const std::string& owner_address, const std::string& reason);
+  // The leased worker `worker_id_hex` waits for objects (blocked) or is done waiting. Blocked,
+  // its lease's CPUs go back to the node for other requests; unblocked, it takes them again if
+  // they are free (otherwise the node runs over its CPUs until the lease ends, as a waiting
+  // parent and its running child would). NotFound for a worker holding no lease.
+  absl::Status SetWorkerBlocked(const std::string& worker_id_hex, bool blocked);
   // Drives the pool (reaping, timeouts), frees the leases of workers that died, and tries the
   // waiting requests again.
   void Tick();
@@ -123,6 +128,7 @@ class LeaseManager {
     WorkerId worker;
     ResourceAllocation allocation;
     std::string owner_address;
+    bool cpu_lent = false;  // its worker is blocked and its CPUs are back with the node
   };
 
   // Validates and converts; the error's message is what REJECTED says.

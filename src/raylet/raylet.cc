@@ -98,6 +98,12 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
     });
   }
 
+  grpc::ServerUnaryReactor* NotifyWorkerBlocked(grpc::CallbackServerContext* ctx,
+                                                const rpc::NotifyWorkerBlockedRequest* req,
+                                                rpc::NotifyWorkerBlockedReply*) override {
+    return OnLoop(ctx, [this, req] { return raylet_.leases_->SetWorkerBlocked(req->worker_id(), req->blocked()); });
+  }
+
   grpc::ServerUnaryReactor* GetNodeStats(grpc::CallbackServerContext* ctx, const rpc::GetNodeStatsRequest*,
                                          rpc::GetNodeStatsReply* reply) override {
     return OnLoop(ctx, [this, reply] {

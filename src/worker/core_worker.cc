@@ -135,6 +135,7 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
                                  rpc::ExitReply* reply) override;
 
  private:
+  class BlockedScope;
   struct PushedTask {
     const rpc::PushTaskRequest* request;
     rpc::PushTaskReply* reply;
@@ -543,6 +544,25 @@ absl::StatusOr<std::string> CoreWorker::Impl::ToBytes(const rpc::ObjectValue& va
   return ErrorValueToStatus(ErrorValue(ObjectId::Nil(), kObjectLostError, std::string(bytes.status().message())));
 }
 
+// While a task waits for objects, its worker's lease lends its CPUs back to the raylet, so that
+// tasks waiting on their own children cannot hold every CPU (drivers hold no lease: no-op).
+class CoreWorker::Impl::BlockedScope {
+ public:
+  explicit BlockedScope(Impl& impl) : impl_(impl), active_(impl.config_.mode == CoreWorkerOptions::Mode::kWorker) {
+    if (active_) impl_.transport_.NotifyWorkerBlocked(impl_.config_.raylet_address, impl_.config_.worker_id, true, kBlockedNoticeTimeout);
+  }
+  ~BlockedScope() {
+    if (active_) impl_.transport_.NotifyWorkerBlocked(impl_.config_.raylet_address, impl_.config_.worker_id, false, kBlockedNoticeTimeout);
+  }
+  BlockedScope(const BlockedScope&) = delete;
+  BlockedScope& operator=(const BlockedScope&) = delete;
+
+ private:
+  static constexpr absl::Duration kBlockedNoticeTimeout = absl::Seconds(2);
+  Impl& impl_;
+  const bool active_;
+};
+
 absl::StatusOr<std::vector<absl::StatusOr<std::string>>> CoreWorker::Impl::Get(const std::vector<ObjectId>& ids,
                                                                                absl::Duration timeout) {
   for (const auto& id : ids) {
@@ -554,7 +574,11 @@ absl::StatusOr<std::vector<absl::StatusOr<std::string>>> CoreWorker::Impl::Get(c
     if (!owner->empty()) StartBorrowedFetch(id, *owner);
   }
   const absl::Time deadline = timeout < absl::ZeroDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
-  std::vector<ValuePtr> values = memory_store_.Get(ids, deadline);
+  std::vector<ValuePtr> values = memory_store_.Get(ids, absl::InfinitePast());
+  if (std::count(values.begin(), values.end(), nullptr) > 0) {
+    BlockedScope blocked(*this);
+    values = memory_store_.Get(ids, deadline);
+  }
   size_t missing = 0;
   for (const auto& v : values) missing += v == nullptr ? 1 : 0;
   if (missing > 0) {
@@ -582,6 +606,9 @@ absl::StatusOr<std::vector<bool>> CoreWorker::Impl::Wait(const std::vector<Objec
     if (!owner->empty()) StartBorrowedFetch(id, *owner);
   }
   const absl::Time deadline = timeout < absl::ZeroDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
+  std::vector<bool> ready = memory_store_.Wait(ids, static_cast<size_t>(num_ready), absl::InfinitePast());
+  if (std::count(ready.begin(), ready.end(), true) >= num_ready) return ready;
+  BlockedScope blocked(*this);
   return memory_store_.Wait(ids, static_cast<size_t>(num_ready), deadline);
 }
 

@@ -137,4 +137,15 @@ void GrpcTransport::ReleaseOwnerLeases(const std::string& owner_address, absl::D
   }
 }
 
+void GrpcTransport::NotifyWorkerBlocked(const std::string& raylet_address, const WorkerId& worker, bool blocked,
+                                        absl::Duration timeout) {
+  rpc::NotifyWorkerBlockedRequest request;
+  request.set_worker_id(worker.Hex());
+  request.set_blocked(blocked);
+  rpc::NotifyWorkerBlockedReply reply;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  (void)Raylet(raylet_address)->NotifyWorkerBlocked(&ctx, request, &reply);
+}
+
 }  // namespace shoal

@@ -49,6 +49,10 @@ class GrpcTransport : public TaskTransport {
   // and drop the queued requests of `owner_address` (grants that raced with cancellation).
   // Blocks up to `timeout` per raylet.
   void ReleaseOwnerLeases(const std::string& owner_address, absl::Duration timeout);
+  // Tells the raylet that this leased worker starts (or stops) waiting for objects, so that it
+  // can lend the lease's CPUs meanwhile. Blocks up to `timeout`; best effort.
+  void NotifyWorkerBlocked(const std::string& raylet_address, const WorkerId& worker, bool blocked,
+                           absl::Duration timeout);
 
  private:
   // Stubs live as long as the transport (calls in flight use them).

@@ -130,8 +130,15 @@ int64_t SumOfSquares(int64_t n) {
   return sum;
 }
 
+// Depth-first nesting: each level submits the next and waits for it, holding its lease.
+int64_t Nest(int64_t depth) {
+  if (depth == 0) return 1;
+  return 1 + *shoal::Get(shoal::Task(Nest).Remote(depth - 1));
+}
+
 }  // namespace driver
 
+SHOAL_REMOTE(driver::Nest);
 SHOAL_REMOTE(driver::Square, driver::Produce, driver::Consume, driver::Hold, driver::Slow, driver::Fail,
              driver::Nothing, driver::Echo, driver::SumOfSquares,
              driver::Filler);
@@ -300,6 +307,16 @@ int BadResources(const Flags&) {
 }
 
 // Put, Wait, void functions, refs to Put values, Get with a timeout.
+// Nested tasks on a node with fewer CPUs than nesting levels: finishes only if waiting
+// parents lend their CPUs to their children.
+int Nested(const Flags& f) {
+  Json out;
+  out["depth"] = *shoal::Get(shoal::Task(Nest).Remote(f.n), std::chrono::seconds(60));
+  out["fan_out"] = *shoal::Get(shoal::Task(SumOfSquares).Remote(int64_t{6}), std::chrono::seconds(60));
+  std::cout << out << std::endl;
+  return out["depth"] == f.n + 1 && out["fan_out"] == 55 ? 0 : 1;
+}
+
 int Basics(const Flags&) {
   Json out;
   auto put = shoal::Put(std::string("put value"));
@@ -349,7 +366,7 @@ int Free(const Flags& f) {
 const std::map<std::string, int (*)(const Flags&)> kCommands = {
     {"many", Many},       {"refs", Refs},   {"gpu", Gpu},     {"infeasible", Infeasible},
     {"slow", SlowTask},   {"raise", Raise}, {"unregistered", Unregistered},
-    {"bad-resources", BadResources},        {"basics", Basics}, {"free", Free},
+    {"bad-resources", BadResources},        {"basics", Basics}, {"nested", Nested}, {"free", Free},
 };
 
 }  // namespace

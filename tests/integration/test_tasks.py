@@ -257,6 +257,15 @@ def test_put_wait_void_get_timeout_and_nested_tasks(cluster):
     assert out["nested"] == 285  # a task that submits tasks and gets them
 
 
+def test_nested_tasks_deeper_than_the_cpus_finish(cluster):
+    # One CPU, four levels of tasks each waiting on the next: a waiting parent lends its CPU
+    # to its child, or this would deadlock.
+    cluster.start_head("--num-cpus", 1)
+    out = run_driver(cluster, "nested", "--n", 4, timeout=120)
+    assert out == {"depth": 5, "fan_out": 55}
+    assert_resources_back(cluster)
+
+
 def test_results_are_freed_when_their_refs_go(cluster):
     cluster.start_head("--num-cpus", 2)
     # 20 rounds of 200 results of 50 KB (inline: they live in the driver's memory): ~195 MiB

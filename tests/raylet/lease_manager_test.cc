@@ -516,6 +516,37 @@ TEST_CASE("An owner that shuts down loses its leases and its waiting requests, n
   CHECK(t.leases.Available() == RS({{"CPU", 3}, {"GPU", 2}}));
 }
 
+TEST_CASE("A blocked worker lends its lease's CPUs and frees exactly what it holds at the end",
+          "[lease_manager]") {
+  LeaseTest t;  // 4 CPUs
+  Reply parent = t.Grant({{"CPU", 4}});
+  uint64_t child = t.Request({{"CPU", 2}});
+  t.RegisterAll();
+  REQUIRE_FALSE(t.Answered(child));
+
+  REQUIRE_OK(t.leases.SetWorkerBlocked(parent.worker_id(), true));
+  t.RegisterAll();
+  REQUIRE(t.ReplyOf(child).kind() == Reply::GRANTED);  // runs on the lent CPUs
+  CHECK(t.leases.Available() == RS({{"CPU", 2}, {"GPU", 2}}));
+  // Unblocked while the child still runs: only 2 CPUs are free, so the parent runs over.
+  REQUIRE_OK(t.leases.SetWorkerBlocked(parent.worker_id(), false));
+  CHECK(t.leases.Available() == RS({{"CPU", 2}, {"GPU", 2}}));
+  REQUIRE_OK(t.leases.ReturnWorker(t.ReplyOf(child).lease_id(), false));
+  REQUIRE_OK(t.leases.ReturnWorker(parent.lease_id(), false));
+  CHECK(t.leases.Available() == t.Total());
+
+  // Blocked and unblocked with room: the CPUs go and come back.
+  Reply again = t.Grant({{"CPU", 1}});
+  REQUIRE_OK(t.leases.SetWorkerBlocked(again.worker_id(), true));
+  CHECK(t.leases.Available() == t.Total());
+  REQUIRE_OK(t.leases.SetWorkerBlocked(again.worker_id(), false));
+  CHECK(t.leases.Available() == RS({{"CPU", 3}, {"GPU", 2}}));
+  REQUIRE_OK(t.leases.ReturnWorker(again.lease_id(), false));
+  CHECK(t.leases.Available() == t.Total());
+  CHECK(absl::IsNotFound(t.leases.SetWorkerBlocked(again.worker_id(), true)));
+  CHECK(absl::IsInvalidArgument(t.leases.SetWorkerBlocked("zz", true)));
+}
+
 TEST_CASE("Shutdown answers every waiting request and refuses new ones", "[lease_manager]") {
   LeaseTest t;
   uint64_t starting = t.Request({{"CPU", 4}});
