@@ -9,22 +9,14 @@
 
 #include "shoal/common.pb.h"
 #include "tests/test_util/printers.h"
+#include "tests/test_util/resource_helpers.h"
 #include "tests/test_util/status_matchers.h"
 
 namespace shoal {
 namespace {
 
-FixedPoint FP(double v) {
-  auto fp = FixedPoint::FromDouble(v);
-  REQUIRE_OK(fp);
-  return *fp;
-}
-
-ResourceSet RS(const std::map<std::string, double>& values) {
-  auto set = ResourceSet::FromDoubles(values);
-  REQUIRE_OK(set);
-  return *set;
-}
+using test_util::RS;
+using test_util::FP;
 
 // Per-device amounts as doubles, for readable comparisons.
 std::vector<double> D(const std::vector<FixedPoint>& v) {

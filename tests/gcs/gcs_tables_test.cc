@@ -14,11 +14,14 @@
 #include "shoal/common.pb.h"
 #include "src/common/fake_clock.h"
 #include "tests/test_util/printers.h"
+#include "tests/test_util/resource_helpers.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/store_backends.h"
 
 namespace shoal {
 namespace {
+
+using test_util::RS;
 
 using test::MemoryBackend;
 using test::RedisBackend;
@@ -29,12 +32,6 @@ rpc::ResourceMap Map(const std::map<std::string, double>& values) {
   rpc::ResourceMap out;
   set->ToProto(&out);
   return out;
-}
-
-ResourceSet RS(const std::map<std::string, double>& values) {
-  auto set = ResourceSet::FromDoubles(values);
-  REQUIRE_OK(set);
-  return *set;
 }
 
 rpc::NodeInfo MakeNode(const NodeId& id, const std::map<std::string, double>& total,
@@ -614,7 +611,6 @@ TEMPLATE_TEST_CASE("KvStore Delete counts what it removed", "[gcs][tables][kv]",
     CHECK(kv.Keys("ns", "nope")->empty());
   }
 }
-
 
 // ---------------------------------------------------------------- storage failures
 

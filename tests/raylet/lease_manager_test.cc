@@ -13,27 +13,19 @@
 #include "src/common/fake_clock.h"
 #include "src/raylet/fake_process_spawner.h"
 #include "tests/test_util/printers.h"
+#include "tests/test_util/resource_helpers.h"
 #include "tests/test_util/status_matchers.h"
 
 namespace shoal {
 namespace {
 
+using test_util::RS;
+using test_util::Id;
+
 using Reply = rpc::RequestWorkerLeaseReply;
 
 const JobId kJob = JobId::FromInt(7);
 const std::vector<std::string> kCommand = {"/bin/worker"};
-
-NodeId Id(int n) {
-  std::string bin(NodeId::kSize, '\0');
-  bin[0] = static_cast<char>(n);
-  return *NodeId::FromBinary(bin);
-}
-
-ResourceSet RS(const std::map<std::string, double>& values) {
-  auto set = ResourceSet::FromDoubles(values);
-  REQUIRE_OK(set);
-  return *set;
-}
 
 // A remote node as the GCS's node table lists it.
 rpc::NodeInfo Node(int n, const std::map<std::string, double>& total,

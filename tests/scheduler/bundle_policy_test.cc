@@ -12,25 +12,16 @@
 #include <vector>
 
 #include "tests/test_util/printers.h"
+#include "tests/test_util/resource_helpers.h"
 #include "tests/test_util/status_matchers.h"
 
 namespace shoal {
 namespace {
 
+using test_util::RS;
+using test_util::Id;
+
 using Kind = BundlePlacement::Kind;
-
-ResourceSet RS(const std::map<std::string, double>& values) {
-  auto set = ResourceSet::FromDoubles(values);
-  REQUIRE_OK(set);
-  return *set;
-}
-
-// Node ids that sort in the order of `n`.
-NodeId Id(int n) {
-  std::string bin(NodeId::kSize, '\0');
-  bin[0] = static_cast<char>(n);
-  return *NodeId::FromBinary(bin);
-}
 
 std::vector<NodeId> Ids(const std::vector<int>& ns) {
   std::vector<NodeId> out;

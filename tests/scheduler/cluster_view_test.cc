@@ -8,25 +8,15 @@
 #include <vector>
 
 #include "tests/test_util/printers.h"
+#include "tests/test_util/resource_helpers.h"
 #include "tests/test_util/status_matchers.h"
 
 namespace shoal {
 namespace {
 
-ResourceSet RS(const std::map<std::string, double>& values) {
-  auto set = ResourceSet::FromDoubles(values);
-  REQUIRE_OK(set);
-  return *set;
-}
-
-FixedPoint FP(double v) { return *FixedPoint::FromDouble(v); }
-
-// Node ids that sort in the order of `n`.
-NodeId Id(int n) {
-  std::string bin(NodeId::kSize, '\0');
-  bin[0] = static_cast<char>(n);
-  return *NodeId::FromBinary(bin);
-}
+using test_util::RS;
+using test_util::Id;
+using test_util::FP;
 
 NodeView Node(int n, const ResourceSet& total, std::optional<ResourceSet> available = {}) {
   NodeView node;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tests/test_util/printers.h"
+#include "tests/test_util/resource_helpers.h"
 #include "tests/test_util/status_matchers.h"
 
 namespace Catch {
@@ -22,22 +23,11 @@ struct StringMaker<shoal::SchedulingDecision> {
 namespace shoal {
 namespace {
 
+using test_util::RS;
+using test_util::Id;
+using test_util::FP;
+
 using Kind = SchedulingDecision::Kind;
-
-ResourceSet RS(const std::map<std::string, double>& values) {
-  auto set = ResourceSet::FromDoubles(values);
-  REQUIRE_OK(set);
-  return *set;
-}
-
-FixedPoint FP(double v) { return *FixedPoint::FromDouble(v); }
-
-// Node ids that sort in the order of `n`.
-NodeId Id(int n) {
-  std::string bin(NodeId::kSize, '\0');
-  bin[0] = static_cast<char>(n);
-  return *NodeId::FromBinary(bin);
-}
 
 // A view built node by node: Add(n, total[, available]) and then tweak the returned entry.
 class Cluster {
