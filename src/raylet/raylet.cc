@@ -1,6 +1,12 @@
 #include "src/raylet/raylet.h"
 
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 
 #include <set>
 
@@ -266,12 +272,39 @@ absl::Status Raylet::Register(absl::Duration rpc_timeout) {
   return FromGrpcStatus(gcs_->RegisterNode(&ctx, req, &reply));
 }
 
+namespace {
+
+// Where store sockets go when the session directory is too deep for a Unix socket path.
+constexpr char kShortSocketDir[] = "/tmp/shoal-sockets";
+
+// Removes sockets in `dir` that nobody listens on any more (left by raylets that were killed).
+void RemoveStaleSockets(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (!entry.is_socket(ec)) continue;
+    const std::string path = entry.path().string();
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+    const bool refused = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 && errno == ECONNREFUSED;
+    close(fd);
+    if (refused) std::filesystem::remove(entry.path(), ec);
+  }
+}
+
+}  // namespace
+
 absl::Status Raylet::StartObjectStore() {
   // A Unix socket path must fit in sun_path (108 bytes); deep session dirs fall back to /tmp.
   store_socket_ = options_.store_socket;
   if (store_socket_.empty()) {
     store_socket_ = options_.session_dir + "/sockets/object_store";
-    if (store_socket_.size() > 100) store_socket_ = absl::StrCat("/tmp/shoal-store-", node_id_.Hex().substr(0, 16));
+    if (store_socket_.size() > 100) {
+      RemoveStaleSockets(kShortSocketDir);
+      store_socket_ = absl::StrCat(kShortSocketDir, "/store-", node_id_.Hex().substr(0, 16));
+    }
   }
   std::string spill_dir = options_.spill_dir.empty() ? options_.session_dir + "/spill" : options_.spill_dir;
   const uint64_t capacity = static_cast<uint64_t>(options_.resources.Get(kObjectStoreMemory).ToDouble());

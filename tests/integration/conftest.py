@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -126,12 +127,14 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path):
-    root = str(tmp_path / "shoal")
-    os.makedirs(root)
+def cluster():
+    # A short root, so that each raylet's object-store socket fits in a Unix socket path
+    # (108 bytes) inside its session directory and nothing is placed outside the root.
+    root = tempfile.mkdtemp(prefix="shoal-t-", dir="/tmp")
     c = Cluster(root)
     yield c
     c.teardown()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 class RedisServer:

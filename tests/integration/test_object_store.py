@@ -183,3 +183,28 @@ def test_bad_requests_get_clear_errors(two_nodes):
     out = tool("put", "--socket", store_of(head), "--id", object_id(32), "--size", 10, check=False)
     assert "exists" in out["error"].lower()
     assert process_alive(head["pid"])
+
+
+def test_deep_session_dirs_use_short_socket_paths_and_stale_ones_are_swept(cluster):
+    # A root so deep that <session>/sockets/object_store cannot be a Unix socket path.
+    deep = os.path.join(cluster.root, "d" * 60, "e" * 60)
+    os.makedirs(deep)
+    cluster.root = deep
+    cluster.env["SHOAL_TMPDIR"] = deep
+    # A socket left by a raylet that was killed: nobody listens on it any more.
+    import socket as socketlib
+    os.makedirs("/tmp/shoal-sockets", exist_ok=True)
+    stale = f"/tmp/shoal-sockets/store-stale-{os.getpid()}"
+    s = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    s.bind(stale)
+    s.close()
+    assert os.path.exists(stale)
+
+    cluster.start_head("--num-cpus", 1, "--object-store-memory", 64 * MiB)
+    raylet = raylets(cluster)[0]
+    assert raylet["store_socket"].startswith("/tmp/shoal-sockets/")
+    assert not os.path.exists(stale)
+    tool("put", "--socket", store_of(raylet), "--id", object_id(40), "--size", MiB)
+    assert tool("get", "--socket", store_of(raylet), "--id", object_id(40))["data_size"] == MiB
+    cluster.shoal("stop")
+    assert not os.path.exists(raylet["store_socket"])

@@ -12,29 +12,14 @@
 #include <vector>
 
 #include "tests/test_util/status_matchers.h"
+#include "tests/test_util/temp_dir.h"
 
 namespace shoal {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "shoal-spill-XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  size_t NumFiles() const {
-    size_t n = 0;
-    for ([[maybe_unused]] const auto& entry : fs::directory_iterator(path)) ++n;
-    return n;
-  }
-  std::string path;
-};
+using test_util::TempDir;
 
 std::vector<uint8_t> Bytes(uint8_t seed, size_t size) {
   std::vector<uint8_t> out(size);

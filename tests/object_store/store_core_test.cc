@@ -13,6 +13,7 @@
 
 #include "src/object_store/file_spiller.h"
 #include "tests/test_util/status_matchers.h"
+#include "tests/test_util/temp_dir.h"
 
 namespace shoal {
 namespace {
@@ -110,19 +111,7 @@ struct TestStore {
   StoreCore core;
 };
 
-// A fresh directory under the temp dir, removed with everything in it at the end.
-struct TempDir {
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "shoal-store-XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string path;
-};
+using test_util::TempDir;
 
 TEST_CASE("StoreCore create, seal, get, release, delete", "[store_core]") {
   TestStore store(16 * kUnit);

@@ -21,6 +21,7 @@
 #include "src/object_store/client.h"
 #include "src/object_store/protocol.h"
 #include "tests/test_util/status_matchers.h"
+#include "tests/test_util/temp_dir.h"
 
 namespace shoal {
 namespace {
@@ -329,18 +330,7 @@ TEST_CASE("protocol: a frame buffer reassembles frames split anywhere", "[store_
 // ---------------------------------------------------------------------------------------------
 // Server and clients
 
-struct TempDir {
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "shoal-store-server-XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string path;
-};
+using test_util::TempDir;
 
 // A running store on a temporary socket.
 struct StoreFixture {
