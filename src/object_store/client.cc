@@ -347,6 +347,19 @@ absl::Status ObjectStoreClient::Put(const ObjectId& id, const void* data, uint64
   return Seal(id);
 }
 
+absl::Status ObjectStoreClient::PutParts(const ObjectId& id, const std::vector<std::string_view>& parts) {
+  uint64_t total = 0;
+  for (std::string_view part : parts) total += part.size();
+  absl::StatusOr<MutableObject> object = Create(id, total, 0);
+  if (!object.ok()) return object.status();
+  uint64_t offset = 0;
+  for (std::string_view part : parts) {
+    if (!part.empty()) CopyInto(object->data + offset, part.data(), part.size());
+    offset += part.size();
+  }
+  return Seal(id);
+}
+
 absl::StatusOr<std::vector<absl::StatusOr<ObjectView>>> ObjectStoreClient::Get(const std::vector<ObjectId>& ids,
                                                                                absl::Duration timeout) {
   std::vector<absl::StatusOr<ObjectView>> views;

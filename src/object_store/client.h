@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -64,6 +65,8 @@ class ObjectStoreClient {
   // many MiB use several threads.
   absl::Status Put(const ObjectId& id, const void* data, uint64_t size, const void* metadata = nullptr,
                    uint64_t metadata_size = 0);
+  // As Put, for data made of several pieces laid end to end (a gather write, no metadata).
+  absl::Status PutParts(const ObjectId& id, const std::vector<std::string_view>& parts);
   // Waits up to `timeout` for each id to be sealed (a negative timeout waits forever, zero
   // does not wait). Answers one entry per id, in order: the view, or NotFound for ids that
   // were not sealed in time. Each returned view holds a reference until Release.

@@ -102,11 +102,15 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   // registers with the raylet.
   absl::Status Start();
 
-  absl::StatusOr<ObjectId> SubmitTask(const std::string& function_name, std::vector<TaskArg> args,
-                                      const TaskOptions& options);
+  absl::StatusOr<std::vector<ObjectId>> SubmitTask(const std::string& function_name, std::vector<TaskArg> args,
+                                                   const TaskOptions& options);
+  absl::Status CancelTask(const ObjectId& return_id, bool force);
   absl::StatusOr<ObjectId> Put(std::string value);
+  absl::StatusOr<ObjectId> PutParts(const std::vector<std::string_view>& parts);
   absl::StatusOr<std::vector<absl::StatusOr<std::string>>> Get(const std::vector<ObjectId>& ids,
                                                                absl::Duration timeout);
+  absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> GetBuffers(const std::vector<ObjectId>& ids,
+                                                                      absl::Duration timeout);
   absl::StatusOr<std::vector<bool>> Wait(const std::vector<ObjectId>& ids, int num_ready, absl::Duration timeout);
   void AddLocalReference(const ObjectId& id) { refs_.AddLocal(id); }
   void RemoveLocalReference(const ObjectId& id) {
@@ -121,6 +125,24 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
     return owner->empty() ? address_ : *owner;
   }
   absl::Status RunTaskLoop();
+  void SetTaskHandler(TaskHandler handler) { executor_->SetHandler(std::move(handler)); }
+  void SetInterruptHandler(std::function<void(const std::string&)> handler) {
+    absl::MutexLock lock(&mu_);
+    interrupt_handler_ = std::move(handler);
+  }
+  CurrentTaskInfo CurrentTask() const {
+    absl::MutexLock lock(&current_mu_);
+    return current_;
+  }
+  absl::Status SendLogs(const std::string& owner, const std::vector<std::string>& lines, bool is_stderr) {
+    return transport_.PrintLogs(owner, lines, is_stderr, absl::Seconds(5));
+  }
+  void SetLogHandler(std::function<void(const std::vector<std::string>&, bool)> handler) {
+    absl::MutexLock lock(&mu_);
+    log_handler_ = std::move(handler);
+  }
+  absl::Status KvPut(const std::string& ns, const std::string& key, const std::string& value, bool overwrite);
+  absl::StatusOr<std::string> KvGet(const std::string& ns, const std::string& key);
 
   const Config& config() const { return config_; }
   const JobId& job_id() const { return job_id_; }
@@ -133,6 +155,10 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
                                       rpc::GetObjectReply* reply) override;
   grpc::ServerUnaryReactor* Exit(grpc::CallbackServerContext* ctx, const rpc::ExitRequest* request,
                                  rpc::ExitReply* reply) override;
+  grpc::ServerUnaryReactor* PrintLogs(grpc::CallbackServerContext* ctx, const rpc::PrintLogsRequest* request,
+                                      rpc::PrintLogsReply* reply) override;
+  grpc::ServerUnaryReactor* CancelTask(grpc::CallbackServerContext* ctx, const rpc::CancelTaskRequest* request,
+                                       rpc::CancelTaskReply* reply) override;
 
  private:
   class BlockedScope;
@@ -164,6 +190,11 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   // Drops objects that went out of scope: memory-store values and owned store copies.
   void Free(const std::vector<ReferenceCounter::OutOfScope>& gone);
   absl::StatusOr<std::string> ToBytes(const rpc::ObjectValue& value);
+  absl::StatusOr<ObjectBuffer> ToBuffer(const ValuePtr& value);
+  // Waits for the values of `ids` (owned or borrowed) as Get does.
+  absl::StatusOr<std::vector<ValuePtr>> WaitForValues(const std::vector<ObjectId>& ids, absl::Duration timeout);
+  // Stores a new owned object made of `parts`.
+  absl::StatusOr<ObjectId> PutOwnedParts(const std::vector<std::string_view>& parts);
   std::vector<std::string> CurrentWorkerCommand() {
     absl::MutexLock lock(&mu_);
     return worker_command_;
@@ -179,11 +210,12 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   MemoryStore memory_store_;
   ReferenceCounter refs_;
   GrpcTransport transport_;
-  std::unique_ptr<ObjectStoreClient> store_client_;
+  std::shared_ptr<ObjectStoreClient> store_client_;
   std::unique_ptr<NodeStoreAccess> store_access_;
   std::unique_ptr<TaskExecutor> executor_;
   std::unique_ptr<TaskSubmitter> submitter_;
   std::unique_ptr<rpc::JobInfoService::Stub> gcs_jobs_;
+  std::unique_ptr<rpc::KVService::Stub> gcs_kv_;
   std::unique_ptr<grpc::Server> server_;
   bool job_registered_ = false;
 
@@ -195,6 +227,12 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   std::vector<std::string> worker_command_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<TaskId, std::vector<ObjectId>> task_arg_refs_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<ObjectId> borrowed_fetches_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<TaskId> cancelled_before_submit_ ABSL_GUARDED_BY(mu_);  // cancelled while resolving
+  std::function<void(const std::string&)> interrupt_handler_ ABSL_GUARDED_BY(mu_);
+  std::function<void(const std::vector<std::string>&, bool)> log_handler_ ABSL_GUARDED_BY(mu_);
+
+  mutable absl::Mutex current_mu_;
+  CurrentTaskInfo current_ ABSL_GUARDED_BY(current_mu_);
 
   absl::Mutex task_mu_;
   std::deque<PushedTask> pushed_ ABSL_GUARDED_BY(task_mu_);
@@ -211,8 +249,9 @@ absl::Status CoreWorker::Impl::Start() {
     return absl::Status(store.status().code(), absl::StrCat("cannot connect to the object store at ",
                                                             config_.store_socket, ": ", store.status().message()));
   }
-  store_client_ = std::move(*store);
-  store_access_ = std::make_unique<NodeStoreAccess>(*store_client_, config_.raylet_address, config_.node_id);
+  store_client_ = std::shared_ptr<ObjectStoreClient>(std::move(*store));
+  store_access_ = std::make_unique<NodeStoreAccess>(store_client_, config_.raylet_address, config_.node_id);
+  gcs_kv_ = rpc::KVService::NewStub(MakeChannel(config_.gcs_address));
   executor_ = std::make_unique<TaskExecutor>(*store_access_);
   if (auto s = StartServer(); !s.ok()) return s;
   if (config_.mode == CoreWorkerOptions::Mode::kDriver) {
@@ -356,8 +395,9 @@ CoreWorker::Impl::~Impl() {
 // ---------------------------------------------------------------------------------------------
 // Owner: submission, results, objects
 
-absl::StatusOr<ObjectId> CoreWorker::Impl::SubmitTask(const std::string& function_name, std::vector<TaskArg> args,
-                                                      const TaskOptions& options) {
+absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::SubmitTask(const std::string& function_name,
+                                                                   std::vector<TaskArg> args,
+                                                                   const TaskOptions& options) {
   auto spec = BuildTaskSpec(job_id_, function_name, options, address_, CurrentWorkerCommand());
   if (!spec.ok()) return spec.status();
   for (size_t i = 0; i < args.size(); ++i) {
@@ -365,6 +405,12 @@ absl::StatusOr<ObjectId> CoreWorker::Impl::SubmitTask(const std::string& functio
       return absl::InvalidArgumentError(absl::StrCat("argument ", i, " of '", function_name, "' refers to object ",
                                                      args[i].ref.Hex(),
                                                      ", which this worker neither owns nor borrows"));
+    }
+  }
+  for (const ObjectId& id : options.nested_refs) {
+    if (!refs_.Contains(id)) {
+      return absl::InvalidArgumentError(absl::StrCat("an argument of '", function_name, "' contains object ",
+                                                     id.Hex(), ", which this worker neither owns nor borrows"));
     }
   }
   // Large values passed by value travel through the store, like Put objects.
@@ -384,15 +430,40 @@ absl::StatusOr<ObjectId> CoreWorker::Impl::SubmitTask(const std::string& functio
   for (const auto& arg : args) {
     if (arg.is_ref) arg_refs.push_back(arg.ref);
   }
-  const ObjectId return_id = ReturnObjectId(*spec, 1);
-  refs_.AddOwned(return_id);
+  arg_refs.insert(arg_refs.end(), options.nested_refs.begin(), options.nested_refs.end());
+  std::vector<ObjectId> return_ids;
+  for (uint32_t i = 1; i <= spec->num_returns(); ++i) {
+    return_ids.push_back(ReturnObjectId(*spec, i));
+    refs_.AddOwned(return_ids.back());
+  }
   refs_.AddSubmitted(arg_refs);
   if (!arg_refs.empty()) {
     absl::MutexLock lock(&mu_);
     task_arg_refs_[SpecTaskId(*spec)] = std::move(arg_refs);
   }
   ResolveAndSubmit(std::move(*spec), std::move(args));
-  return return_id;
+  return return_ids;
+}
+
+absl::Status CoreWorker::Impl::CancelTask(const ObjectId& return_id, bool force) {
+  const TaskId task = return_id.Task();
+  if (!refs_.Contains(return_id) || memory_store_.GetIfReady(return_id) != nullptr) {
+    return refs_.Contains(return_id) ? absl::OkStatus()  // finished: nothing to cancel
+                                     : absl::NotFoundError(absl::StrCat("object ", return_id.Hex(),
+                                                                        " is not known to this worker"));
+  }
+  auto result = submitter_->Cancel(task);
+  if (!result.found) {
+    // Still resolving its arguments: it is dropped when they are ready.
+    absl::MutexLock lock(&mu_);
+    cancelled_before_submit_.insert(task);
+    return absl::OkStatus();
+  }
+  if (result.running) {
+    absl::Status s = transport_.CancelTask(result.worker_address, task, force, absl::Seconds(5));
+    if (!s.ok()) spdlog::warn("cancelling task {} on {}: {}", task.Hex(), result.worker_address, s.ToString());
+  }
+  return absl::OkStatus();
 }
 
 void CoreWorker::Impl::ResolveAndSubmit(rpc::TaskSpec spec, std::vector<TaskArg> args) {
@@ -416,6 +487,7 @@ void CoreWorker::Impl::ResolveAndSubmit(rpc::TaskSpec spec, std::vector<TaskArg>
     submitter_->Submit(std::move(spec));
     return;
   }
+  // (A task cancelled while its arguments resolve is dropped in SubmitResolved below.)
   res->spec = std::move(spec);
   res->remaining = static_cast<int>(pending.size());
   for (const auto& [index, id] : pending) {
@@ -441,6 +513,15 @@ void CoreWorker::Impl::ResolveAndSubmit(rpc::TaskSpec spec, std::vector<TaskArg>
         done = --res->remaining == 0;
       }
       if (!done) return;
+      bool cancelled = false;
+      {
+        absl::MutexLock lock(&mu_);
+        cancelled = cancelled_before_submit_.erase(SpecTaskId(res->spec)) > 0;
+      }
+      if (cancelled) {
+        res->error = ErrorValue(ObjectId::Nil(), kTaskCancelledError,
+                                absl::StrCat(DescribeTask(res->spec), " was cancelled before it ran"));
+      }
       if (res->error) {
         // A failed argument fails the task with the same error, without running it.
         std::vector<rpc::ObjectValue> returns;
@@ -509,6 +590,51 @@ absl::StatusOr<ObjectId> CoreWorker::Impl::PutOwned(std::string bytes) {
 
 absl::StatusOr<ObjectId> CoreWorker::Impl::Put(std::string value) { return PutOwned(std::move(value)); }
 
+absl::StatusOr<ObjectId> CoreWorker::Impl::PutParts(const std::vector<std::string_view>& parts) {
+  size_t total = 0;
+  for (auto part : parts) total += part.size();
+  if (total <= kMaxInlineObjectSize) {
+    std::string all;
+    all.reserve(total);
+    for (auto part : parts) all.append(part);
+    return PutOwned(std::move(all));
+  }
+  const ObjectId id = NewPutId();
+  auto stored = store_access_->WriteParts(id, parts);
+  if (!stored.ok()) return stored.status();
+  refs_.AddOwned(id);
+  memory_store_.Put(id, std::move(*stored));
+  return id;
+}
+
+absl::Status CoreWorker::Impl::KvPut(const std::string& ns, const std::string& key, const std::string& value,
+                                     bool overwrite) {
+  rpc::KVPutRequest req;
+  req.set_ns(ns);
+  req.set_key(key);
+  req.set_value(value);
+  req.set_overwrite(overwrite);
+  rpc::KVPutReply reply;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
+  ctx.set_wait_for_ready(true);
+  return FromGrpcStatus(gcs_kv_->Put(&ctx, req, &reply));
+}
+
+absl::StatusOr<std::string> CoreWorker::Impl::KvGet(const std::string& ns, const std::string& key) {
+  rpc::KVGetRequest req;
+  req.set_ns(ns);
+  req.set_key(key);
+  rpc::KVGetReply reply;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
+  ctx.set_wait_for_ready(true);
+  absl::Status s = FromGrpcStatus(gcs_kv_->Get(&ctx, req, &reply));
+  if (!s.ok()) return s;
+  if (!reply.found()) return absl::NotFoundError(absl::StrCat("no key '", key, "' in namespace '", ns, "'"));
+  return reply.value();
+}
+
 void CoreWorker::Impl::StartBorrowedFetch(const ObjectId& id, const std::string& owner) {
   if (memory_store_.GetIfReady(id) != nullptr) return;
   {
@@ -563,8 +689,8 @@ class CoreWorker::Impl::BlockedScope {
   const bool active_;
 };
 
-absl::StatusOr<std::vector<absl::StatusOr<std::string>>> CoreWorker::Impl::Get(const std::vector<ObjectId>& ids,
-                                                                               absl::Duration timeout) {
+absl::StatusOr<std::vector<ValuePtr>> CoreWorker::Impl::WaitForValues(const std::vector<ObjectId>& ids,
+                                                                       absl::Duration timeout) {
   for (const auto& id : ids) {
     auto owner = refs_.OwnerAddress(id);
     if (!owner) {
@@ -585,9 +711,37 @@ absl::StatusOr<std::vector<absl::StatusOr<std::string>>> CoreWorker::Impl::Get(c
     return absl::DeadlineExceededError(absl::StrCat(missing, " of ", ids.size(), " objects were not ready within ",
                                                     absl::FormatDuration(timeout)));
   }
+  return values;
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<std::string>>> CoreWorker::Impl::Get(const std::vector<ObjectId>& ids,
+                                                                               absl::Duration timeout) {
+  auto values = WaitForValues(ids, timeout);
+  if (!values.ok()) return values.status();
   std::vector<absl::StatusOr<std::string>> out;
-  out.reserve(values.size());
-  for (const auto& v : values) out.push_back(ToBytes(*v));
+  out.reserve(values->size());
+  for (const auto& v : *values) out.push_back(ToBytes(*v));
+  return out;
+}
+
+absl::StatusOr<ObjectBuffer> CoreWorker::Impl::ToBuffer(const ValuePtr& value) {
+  if (value->is_error()) return ErrorValueToStatus(*value);
+  if (!value->in_store()) {
+    // Points into the value the memory store keeps; `value` keeps it alive.
+    return ObjectBuffer{value->inline_data().data(), value->inline_data().size(), value};
+  }
+  auto buffer = store_access_->ReadBuffer(*value);
+  if (buffer.ok()) return buffer;
+  return ErrorValueToStatus(ErrorValue(ObjectId::Nil(), kObjectLostError, std::string(buffer.status().message())));
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> CoreWorker::Impl::GetBuffers(
+    const std::vector<ObjectId>& ids, absl::Duration timeout) {
+  auto values = WaitForValues(ids, timeout);
+  if (!values.ok()) return values.status();
+  std::vector<absl::StatusOr<ObjectBuffer>> out;
+  out.reserve(values->size());
+  for (const auto& v : *values) out.push_back(ToBuffer(v));
   return out;
 }
 
@@ -638,7 +792,18 @@ absl::Status CoreWorker::Impl::RunTaskLoop() {
       worker_command_.assign(task.request->spec().worker_command().begin(),
                              task.request->spec().worker_command().end());
     }
+    {
+      absl::MutexLock lock(&current_mu_);
+      const rpc::TaskSpec& spec = task.request->spec();
+      auto task_id = TaskId::FromBinary(spec.task_id());
+      current_ = CurrentTaskInfo{task_id.ok() ? task_id->Hex() : std::string(), spec.function_name(),
+                                 spec.owner_address(), spec.attempt()};
+    }
     *task.reply = executor_->Execute(*task.request);
+    {
+      absl::MutexLock lock(&current_mu_);
+      current_ = CurrentTaskInfo{};
+    }
     task.reactor->Finish(grpc::Status::OK);
   }
 }
@@ -697,6 +862,62 @@ grpc::ServerUnaryReactor* CoreWorker::Impl::Exit(grpc::CallbackServerContext* ct
                                                  rpc::ExitReply*) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   RequestExit(absl::OkStatus());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CoreWorker::Impl::PrintLogs(grpc::CallbackServerContext* ctx,
+                                                      const rpc::PrintLogsRequest* request, rpc::PrintLogsReply*) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  std::function<void(const std::vector<std::string>&, bool)> handler;
+  {
+    absl::MutexLock lock(&mu_);
+    handler = log_handler_;
+  }
+  std::vector<std::string> lines(request->lines().begin(), request->lines().end());
+  if (handler) {
+    handler(lines, request->is_stderr());
+  } else {
+    std::string text;
+    for (const auto& line : lines) absl::StrAppend(&text, line, "\n");
+    FILE* out = request->is_stderr() ? stderr : stdout;
+    fwrite(text.data(), 1, text.size(), out);
+    fflush(out);
+  }
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CoreWorker::Impl::CancelTask(grpc::CallbackServerContext* ctx,
+                                                       const rpc::CancelTaskRequest* request,
+                                                       rpc::CancelTaskReply* reply) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  auto task = TaskId::FromBinary(request->task_id());
+  if (!task.ok()) {
+    reactor->Finish(ToGrpcStatus(task.status()));
+    return reactor;
+  }
+  bool running = false;
+  {
+    absl::MutexLock lock(&current_mu_);
+    running = current_.task_id == task->Hex();
+  }
+  reply->set_running(running);
+  if (running && request->force()) {
+    // Killed once the reply is on its way; the owner sees the push fail and does not retry.
+    spdlog::warn("task {} cancelled with force: this worker exits", task->Hex());
+    std::thread([] {
+      absl::SleepFor(absl::Milliseconds(50));
+      _exit(1);
+    }).detach();
+  } else if (running) {
+    std::function<void(const std::string&)> handler;
+    {
+      absl::MutexLock lock(&mu_);
+      handler = interrupt_handler_;
+    }
+    if (handler) handler(task->Hex());
+  }
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -805,9 +1026,46 @@ absl::StatusOr<std::unique_ptr<CoreWorker>> CoreWorker::CreateWorkerFromEnvironm
 
 absl::StatusOr<ObjectId> CoreWorker::SubmitTask(const std::string& function_name, std::vector<TaskArg> args,
                                                 const TaskOptions& options) {
+  auto ids = impl_->SubmitTask(function_name, std::move(args), options);
+  if (!ids.ok()) return ids.status();
+  return ids->front();
+}
+absl::StatusOr<std::vector<ObjectId>> CoreWorker::SubmitTaskReturns(const std::string& function_name,
+                                                                    std::vector<TaskArg> args,
+                                                                    const TaskOptions& options) {
   return impl_->SubmitTask(function_name, std::move(args), options);
 }
+absl::Status CoreWorker::CancelTask(const ObjectId& return_id, bool force) {
+  return impl_->CancelTask(return_id, force);
+}
 absl::StatusOr<ObjectId> CoreWorker::Put(std::string value) { return impl_->Put(std::move(value)); }
+absl::StatusOr<ObjectId> CoreWorker::PutParts(const std::vector<std::string_view>& parts) {
+  return impl_->PutParts(parts);
+}
+absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> CoreWorker::GetBuffers(const std::vector<ObjectId>& ids,
+                                                                                  absl::Duration timeout) {
+  return impl_->GetBuffers(ids, timeout);
+}
+void CoreWorker::SetTaskHandler(TaskHandler handler) { impl_->SetTaskHandler(std::move(handler)); }
+void CoreWorker::SetInterruptHandler(std::function<void(const std::string&)> handler) {
+  impl_->SetInterruptHandler(std::move(handler));
+}
+CurrentTaskInfo CoreWorker::CurrentTask() const { return impl_->CurrentTask(); }
+absl::Status CoreWorker::SendLogs(const std::string& owner_address, const std::vector<std::string>& lines,
+                                  bool is_stderr) {
+  return impl_->SendLogs(owner_address, lines, is_stderr);
+}
+void CoreWorker::SetLogHandler(std::function<void(const std::vector<std::string>&, bool)> handler) {
+  impl_->SetLogHandler(std::move(handler));
+}
+absl::Status CoreWorker::KvPut(const std::string& ns, const std::string& key, const std::string& value,
+                               bool overwrite) {
+  return impl_->KvPut(ns, key, value, overwrite);
+}
+absl::StatusOr<std::string> CoreWorker::KvGet(const std::string& ns, const std::string& key) {
+  return impl_->KvGet(ns, key);
+}
+const std::string& CoreWorker::gcs_address() const { return impl_->config().gcs_address; }
 absl::StatusOr<std::vector<absl::StatusOr<std::string>>> CoreWorker::Get(const std::vector<ObjectId>& ids,
                                                                          absl::Duration timeout) {
   return impl_->Get(ids, timeout);

@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -33,6 +34,9 @@ namespace shoal {
 // kAborted for application errors (the function failed) and kUnavailable for system errors
 // (worker crashed, retries exhausted), with the type name in the payload under kErrorTypeUrl.
 inline constexpr char kErrorTypeUrl[] = "shoal.io/error_type";
+// A language layer's own serialized form of an error (e.g. a pickled Python exception with its
+// traceback), carried from the task that raised it to the caller's Get under this payload.
+inline constexpr char kErrorDataUrl[] = "shoal.io/error_data";
 
 // The error types the runtime itself stores as results (Get answers them with kUnavailable);
 // every other type is an application error (kAborted).
@@ -43,6 +47,7 @@ inline constexpr char kObjectLostError[] = "ObjectLostError";                // 
 inline constexpr char kOwnerDiedError[] = "OwnerDiedError";                  // a borrowed object's owner is gone
 inline constexpr char kObjectStoreFullError[] = "ObjectStoreFullError";      // a large result did not fit
 inline constexpr char kSystemError[] = "SystemError";                        // anything else the runtime broke
+inline constexpr char kTaskCancelledError[] = "TaskCancelledError";          // CancelTask
 
 // A function the worker can run: serialized arguments in, serialized result out. Failures are
 // answered as a status; its message (and the type payload, if any) reach the caller's Get.
@@ -58,6 +63,35 @@ using TaskFunction = std::function<absl::StatusOr<std::string>(const std::vector
 // registration must be done before CreateWorkerFromEnvironment returns.
 bool RegisterTaskFunction(const std::string& name, TaskFunction fn);
 
+// An object's bytes without a copy: inline values point into the owner's memory, store values
+// into the node's shared memory (read-only; the store keeps the object while any copy of this
+// buffer lives, and the mapping outlives the CoreWorker while buffers remain).
+struct ObjectBuffer {
+  const char* data = nullptr;
+  size_t size = 0;
+  std::shared_ptr<const void> owner;  // keeps `data` valid
+  std::string_view view() const { return {data, size}; }
+};
+
+// A task call for a TaskHandler (language layers whose functions are not registered by name).
+struct TaskCall {
+  std::string function_name;
+  std::string task_id;                  // hex
+  uint32_t num_returns = 1;
+  std::vector<ObjectBuffer> args;       // zero-copy where the argument is in the store
+};
+// Answers exactly `num_returns` serialized results, or a failure as for TaskFunction (an
+// application error; kErrorDataUrl payloads reach the caller).
+using TaskHandler = std::function<absl::StatusOr<std::vector<std::string>>(const TaskCall& call)>;
+
+// The task the calling thread's worker is running (worker mode, inside a task).
+struct CurrentTaskInfo {
+  std::string task_id;        // hex; empty outside a task
+  std::string function_name;
+  std::string owner_address;  // who submitted it
+  int attempt = 0;
+};
+
 struct CoreWorkerOptions {
   enum class Mode { kDriver, kWorker };
   Mode mode = Mode::kDriver;
@@ -71,13 +105,19 @@ struct CoreWorkerOptions {
 };
 
 struct TaskOptions {
-  ResourceSet resources;          // empty: {CPU: 1}
+  ResourceSet resources;          // empty: {CPU: 1} (unless use_default_resources is false)
+  bool use_default_resources = true;
   int max_retries = 3;            // system failures (worker or node died); -1: no limit
   bool retry_exceptions = false;  // also retry application errors
   enum class Strategy { kDefault, kSpread, kNodeAffinity } strategy = Strategy::kDefault;
   NodeId affinity_node;           // for kNodeAffinity
   bool affinity_soft = false;
+  uint32_t num_returns = 1;       // 1..kMaxReturns
+  // Objects referenced inside argument values (not resolved, passed as refs): kept alive
+  // until the task finishes. Each must be owned or borrowed by this worker.
+  std::vector<ObjectId> nested_refs;
 };
+inline constexpr uint32_t kMaxReturns = 1000;
 
 // One argument of a task: a serialized value, or a reference whose value the callee receives.
 struct TaskArg {
@@ -113,10 +153,22 @@ class CoreWorker {
   // Whether the function exists is checked by the worker (an application error at Get).
   absl::StatusOr<ObjectId> SubmitTask(const std::string& function_name, std::vector<TaskArg> args,
                                       const TaskOptions& options);
+  // As SubmitTask, answering the ids of all options.num_returns return objects.
+  absl::StatusOr<std::vector<ObjectId>> SubmitTaskReturns(const std::string& function_name,
+                                                          std::vector<TaskArg> args, const TaskOptions& options);
+  // Cancels the task that returns `return_id` (one this worker submitted): a task not yet
+  // pushed to a worker fails with kTaskCancelledError at once and never runs; a running one is
+  // interrupted (the worker's interrupt hook, see SetInterruptHandler) or, with `force`, its
+  // worker is killed; either way it is not retried and its returns hold kTaskCancelledError.
+  // A finished task is left alone. NotFound for ids this worker did not submit.
+  absl::Status CancelTask(const ObjectId& return_id, bool force);
   // Stores `value` as a new object owned by this worker: up to 100 KiB in this process's
   // memory, larger in this node's object store (ResourceExhausted "ObjectStoreFull..." when it
   // does not fit).
   absl::StatusOr<ObjectId> Put(std::string value);
+  // As Put, for a value made of several pieces, copied straight into the store (no
+  // concatenated copy in between) when the whole is too large to keep inline.
+  absl::StatusOr<ObjectId> PutParts(const std::vector<std::string_view>& parts);
   // Waits up to `timeout` (negative: forever) for every id. Answers one entry per id: the
   // value, or the task's error (see kErrorTypeUrl). DeadlineExceeded if not all were ready.
   // InvalidArgument for an id this worker neither owns nor borrows (or one already freed).
@@ -126,6 +178,9 @@ class CoreWorker {
   // Waits until `num_ready` of `ids` are ready or `timeout` passes; answers a ready flag per id.
   // A failed task's object counts as ready. InvalidArgument for num_ready outside
   // 0..ids.size() or an unknown id.
+  // As Get, answering buffers instead of copies (see ObjectBuffer).
+  absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> GetBuffers(const std::vector<ObjectId>& ids,
+                                                                      absl::Duration timeout);
   absl::StatusOr<std::vector<bool>> Wait(const std::vector<ObjectId>& ids, int num_ready,
                                          absl::Duration timeout);
   // Reference counting by the language layer (ObjectRef copies). When an owned object's count
@@ -151,7 +206,26 @@ class CoreWorker {
   // them one at a time on the calling thread. OK after Exit (or destruction); Unavailable when
   // the raylet missed 5 health checks in a row (one a second); FailedPrecondition for a driver.
   absl::Status RunTaskLoop();
+  // Worker mode: runs tasks whose function is not registered by name (set before RunTaskLoop).
+  void SetTaskHandler(TaskHandler handler);
+  // Worker mode: called (on a gRPC thread) when the owner cancels the running task without
+  // force; it should make the task stop soon (e.g. raise in the interpreter).
+  void SetInterruptHandler(std::function<void(const std::string& task_id)> handler);
+  // The task being run, if any (worker mode).
+  CurrentTaskInfo CurrentTask() const;
 
+  // Output of tasks, forwarded to their owners. SendLogs delivers `lines` (each a complete
+  // line, already prefixed) to the worker at `owner_address` and waits for it (up to 5 s).
+  // The receiver hands them to the log handler, or writes them to its own stdout/stderr.
+  absl::Status SendLogs(const std::string& owner_address, const std::vector<std::string>& lines, bool is_stderr);
+  void SetLogHandler(std::function<void(const std::vector<std::string>& lines, bool is_stderr)> handler);
+
+  // The GCS's key-value store (namespaced), for language layers' function tables.
+  absl::Status KvPut(const std::string& ns, const std::string& key, const std::string& value, bool overwrite);
+  // NotFound when the key is absent.
+  absl::StatusOr<std::string> KvGet(const std::string& ns, const std::string& key);
+
+  const std::string& gcs_address() const;
   const JobId& job_id() const;
   const NodeId& node_id() const;
   const WorkerId& worker_id() const;

@@ -148,4 +148,26 @@ void GrpcTransport::NotifyWorkerBlocked(const std::string& raylet_address, const
   (void)Raylet(raylet_address)->NotifyWorkerBlocked(&ctx, request, &reply);
 }
 
+absl::Status GrpcTransport::PrintLogs(const std::string& address, const std::vector<std::string>& lines,
+                                      bool is_stderr, absl::Duration timeout) {
+  rpc::PrintLogsRequest request;
+  for (const auto& line : lines) request.add_lines(line);
+  request.set_is_stderr(is_stderr);
+  rpc::PrintLogsReply reply;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  return FromGrpcStatus(Worker(address)->PrintLogs(&ctx, request, &reply));
+}
+
+absl::Status GrpcTransport::CancelTask(const std::string& address, const TaskId& task, bool force,
+                                       absl::Duration timeout) {
+  rpc::CancelTaskRequest request;
+  request.set_task_id(task.Binary());
+  request.set_force(force);
+  rpc::CancelTaskReply reply;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  return FromGrpcStatus(Worker(address)->CancelTask(&ctx, request, &reply));
+}
+
 }  // namespace shoal

@@ -53,6 +53,11 @@ class GrpcTransport : public TaskTransport {
   // can lend the lease's CPUs meanwhile. Blocks up to `timeout`; best effort.
   void NotifyWorkerBlocked(const std::string& raylet_address, const WorkerId& worker, bool blocked,
                            absl::Duration timeout);
+  // Delivers output lines to the worker at `address` (PrintLogs). Blocks up to `timeout`.
+  absl::Status PrintLogs(const std::string& address, const std::vector<std::string>& lines, bool is_stderr,
+                         absl::Duration timeout);
+  // Asks the worker at `address` to cancel the task it runs. Blocks up to `timeout`.
+  absl::Status CancelTask(const std::string& address, const TaskId& task, bool force, absl::Duration timeout);
 
  private:
   // Stubs live as long as the transport (calls in flight use them).

@@ -34,13 +34,15 @@ rpc::ObjectValue ErrorValue(const ObjectId& id, std::string type, std::string me
 
 rpc::ObjectValue ErrorValueFromStatus(const ObjectId& id, const absl::Status& status) {
   auto type = status.GetPayload(kErrorTypeUrl);
-  return ErrorValue(id, type ? std::string(*type) : absl::StatusCodeToString(status.code()),
-                    std::string(status.message()));
+  rpc::ObjectValue v = ErrorValue(id, type ? std::string(*type) : absl::StatusCodeToString(status.code()),
+                                  std::string(status.message()));
+  if (auto data = status.GetPayload(kErrorDataUrl)) v.set_error_data(std::string(*data));
+  return v;
 }
 
 bool IsSystemErrorType(std::string_view type) {
   for (std::string_view t : {kWorkerCrashedError, kTaskUnschedulableError, kRayletUnavailableError, kObjectLostError,
-                             kOwnerDiedError, kObjectStoreFullError, kSystemError}) {
+                             kOwnerDiedError, kObjectStoreFullError, kSystemError, kTaskCancelledError}) {
     if (type == t) return true;
   }
   return false;
@@ -51,6 +53,7 @@ absl::Status ErrorValueToStatus(const rpc::ObjectValue& value) {
       IsSystemErrorType(value.error_type()) ? absl::StatusCode::kUnavailable : absl::StatusCode::kAborted;
   absl::Status status(code, value.error_message().empty() ? value.error_type() : value.error_message());
   status.SetPayload(kErrorTypeUrl, absl::Cord(value.error_type()));
+  if (!value.error_data().empty()) status.SetPayload(kErrorDataUrl, absl::Cord(value.error_data()));
   return status;
 }
 

@@ -9,37 +9,61 @@ namespace {
 // A fetched copy is secondary and may be evicted before we read it; fetch again this often.
 constexpr int kReadAttempts = 3;
 constexpr absl::Duration kFetchTimeout = absl::Minutes(10);
+
+ObjectBuffer OwnedBuffer(std::string bytes) {
+  auto owned = std::make_shared<const std::string>(std::move(bytes));
+  return ObjectBuffer{owned->data(), owned->size(), owned};
+}
 }  // namespace
 
-NodeStoreAccess::NodeStoreAccess(ObjectStoreClient& store, std::string raylet_address, const NodeId& node)
-    : store_(store),
+absl::StatusOr<ObjectBuffer> ObjectStoreAccess::ReadBuffer(const rpc::ObjectValue& value) {
+  auto bytes = Read(value);
+  if (!bytes.ok()) return bytes.status();
+  return OwnedBuffer(std::move(*bytes));
+}
+
+absl::StatusOr<rpc::ObjectValue> ObjectStoreAccess::WriteParts(const ObjectId& id,
+                                                               const std::vector<std::string_view>& parts) {
+  std::string all;
+  for (std::string_view part : parts) all.append(part);
+  return Write(id, all);
+}
+
+NodeStoreAccess::NodeStoreAccess(std::shared_ptr<ObjectStoreClient> store, std::string raylet_address,
+                                 const NodeId& node)
+    : store_(std::move(store)),
       raylet_address_(std::move(raylet_address)),
       node_(node),
       object_manager_(rpc::ObjectManagerService::NewStub(MakeChannel(raylet_address_))) {}
 
-absl::StatusOr<std::string> NodeStoreAccess::ReadLocal(const ObjectId& id) {
-  auto views = store_.Get({id}, absl::ZeroDuration());
+absl::StatusOr<ObjectBuffer> NodeStoreAccess::ReadLocal(const ObjectId& id) {
+  auto views = store_->Get({id}, absl::ZeroDuration());
   if (!views.ok()) return views.status();
   auto& view = (*views)[0];
   if (!view.ok()) return view.status();
-  std::string bytes(reinterpret_cast<const char*>(view->data), view->data_size);
-  (void)store_.Release(id);
-  return bytes;
+  // The reference the Get took goes with the last copy of the buffer; the client (and so the
+  // mapping) stays while any copy lives.
+  std::shared_ptr<ObjectStoreClient> store = store_;
+  std::shared_ptr<const void> release(view->data, [store, id](const void*) { (void)store->Release(id); });
+  return ObjectBuffer{reinterpret_cast<const char*>(view->data), view->data_size, std::move(release)};
 }
 
-absl::StatusOr<std::string> NodeStoreAccess::Read(const rpc::ObjectValue& value) {
+absl::StatusOr<ObjectBuffer> NodeStoreAccess::FetchAndRead(const rpc::ObjectValue& value) {
   auto id = ObjectId::FromBinary(value.object_id());
   if (!id.ok()) return id.status();
   const bool here = value.node_id() == node_.Hex() || value.raylet_address() == raylet_address_;
   if (here) {
-    auto bytes = ReadLocal(*id);
-    if (absl::IsNotFound(bytes.status())) {
+    auto buffer = ReadLocal(*id);
+    if (absl::IsNotFound(buffer.status())) {
       return absl::NotFoundError(absl::StrCat("object ", id->Hex(), " is no longer in this node's store"));
     }
-    return bytes;
+    return buffer;
   }
   absl::Status last;
   for (int attempt = 0; attempt < kReadAttempts; ++attempt) {
+    // A copy fetched earlier may still be here.
+    auto cached = ReadLocal(*id);
+    if (cached.ok()) return cached;
     rpc::FetchRequest req;
     req.set_object_id(id->Binary());
     req.add_holders(value.raylet_address());
@@ -51,17 +75,32 @@ absl::StatusOr<std::string> NodeStoreAccess::Read(const rpc::ObjectValue& value)
       return absl::Status(fetched.code(), absl::StrCat("cannot copy object ", id->Hex(), " from node at ",
                                                        value.raylet_address(), ": ", fetched.message()));
     }
-    auto bytes = ReadLocal(*id);
-    if (!absl::IsNotFound(bytes.status())) return bytes;
-    last = bytes.status();  // evicted between the fetch and the read
+    auto buffer = ReadLocal(*id);
+    if (!absl::IsNotFound(buffer.status())) return buffer;
+    last = buffer.status();  // evicted between the fetch and the read
   }
   return absl::NotFoundError(absl::StrCat("object ", id->Hex(), " was fetched but could not be read: ", last.message()));
 }
 
+absl::StatusOr<std::string> NodeStoreAccess::Read(const rpc::ObjectValue& value) {
+  auto buffer = FetchAndRead(value);
+  if (!buffer.ok()) return buffer.status();
+  return std::string(buffer->data, buffer->size);
+}
+
+absl::StatusOr<ObjectBuffer> NodeStoreAccess::ReadBuffer(const rpc::ObjectValue& value) {
+  return FetchAndRead(value);
+}
+
 absl::StatusOr<rpc::ObjectValue> NodeStoreAccess::Write(const ObjectId& id, std::string_view bytes) {
-  absl::Status put = store_.Put(id, bytes.data(), bytes.size());
+  return WriteParts(id, {bytes});
+}
+
+absl::StatusOr<rpc::ObjectValue> NodeStoreAccess::WriteParts(const ObjectId& id,
+                                                             const std::vector<std::string_view>& parts) {
+  absl::Status put = store_->PutParts(id, parts);
   if (put.ok()) {
-    (void)store_.Release(id);
+    (void)store_->Release(id);
   } else if (!absl::IsAlreadyExists(put)) {
     return put;
   }

@@ -12,6 +12,7 @@
 #include "shoal/worker.pb.h"
 #include "src/common/ids.h"
 #include "src/object_store/client.h"
+#include "src/worker/core_worker.h"
 
 namespace shoal {
 
@@ -24,24 +25,36 @@ class ObjectStoreAccess {
   // Stores `bytes` as a primary copy in this node's store; answers the value that locates it.
   // ResourceExhausted ("ObjectStoreFull...") when it does not fit.
   virtual absl::StatusOr<rpc::ObjectValue> Write(const ObjectId& id, std::string_view bytes) = 0;
+  // As Read, without copying where the store allows (see ObjectBuffer in core_worker.h). The
+  // default copies through Read.
+  virtual absl::StatusOr<ObjectBuffer> ReadBuffer(const rpc::ObjectValue& value);
+  // As Write, for bytes in pieces. The default concatenates them and calls Write.
+  virtual absl::StatusOr<rpc::ObjectValue> WriteParts(const ObjectId& id, const std::vector<std::string_view>& parts);
 };
 
 // The real thing: this node's store, and its raylet's object manager for copies held elsewhere.
 class NodeStoreAccess : public ObjectStoreAccess {
  public:
-  // `store` must outlive this. `raylet_address` and `node` name this node.
-  NodeStoreAccess(ObjectStoreClient& store, std::string raylet_address, const NodeId& node);
+  // `raylet_address` and `node` name this node. Buffers answered by ReadBuffer share `store`,
+  // so its mapping lives as long as they do.
+  NodeStoreAccess(std::shared_ptr<ObjectStoreClient> store, std::string raylet_address, const NodeId& node);
 
   // A value held on another node is first copied here (ObjectManagerService.Fetch on this
   // node's raylet), then read.
   absl::StatusOr<std::string> Read(const rpc::ObjectValue& value) override;
   // An id that exists already (a retried task wrote it before) counts as written.
   absl::StatusOr<rpc::ObjectValue> Write(const ObjectId& id, std::string_view bytes) override;
+  // Store objects come back as views of the shared memory, released when the last copy of the
+  // buffer goes.
+  absl::StatusOr<ObjectBuffer> ReadBuffer(const rpc::ObjectValue& value) override;
+  absl::StatusOr<rpc::ObjectValue> WriteParts(const ObjectId& id, const std::vector<std::string_view>& parts) override;
 
  private:
-  absl::StatusOr<std::string> ReadLocal(const ObjectId& id);
+  absl::StatusOr<ObjectBuffer> ReadLocal(const ObjectId& id);
+  // Makes sure a copy of `value` is in this node's store, then reads it.
+  absl::StatusOr<ObjectBuffer> FetchAndRead(const rpc::ObjectValue& value);
 
-  ObjectStoreClient& store_;
+  const std::shared_ptr<ObjectStoreClient> store_;
   const std::string raylet_address_;
   const NodeId node_;
   std::unique_ptr<rpc::ObjectManagerService::Stub> object_manager_;

@@ -50,12 +50,28 @@ rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
   rpc::PushTaskReply reply;
   setenv("CUDA_VISIBLE_DEVICES", CudaVisibleDevices(request.gpus()).c_str(), /*overwrite=*/1);
 
-  std::vector<std::string> args;
+  const TaskFunction* fn = FindTaskFunction(spec.function_name());
+  TaskHandler handler;
+  {
+    absl::MutexLock lock(&mu_);
+    handler = handler_;
+  }
+  if (fn == nullptr && !handler) {
+    FailAll(spec, "FunctionNotRegisteredError",
+            absl::StrCat("function '", spec.function_name(), "' is not registered in this worker"),
+            /*application=*/true, &reply);
+    return reply;
+  }
+
+  // Arguments: copies for registered functions, buffers (zero-copy for store values) for the
+  // handler.
+  std::vector<ObjectBuffer> args;
   args.reserve(spec.args_size());
   for (int i = 0; i < spec.args_size(); ++i) {
     const rpc::TaskArg& arg = spec.args(i);
     if (arg.kind_case() != rpc::TaskArg::kObject) {
-      args.push_back(arg.inline_value());
+      auto owned = std::make_shared<const std::string>(arg.inline_value());
+      args.push_back({owned->data(), owned->size(), owned});
       continue;
     }
     const rpc::ObjectValue& value = arg.object();
@@ -64,58 +80,89 @@ rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
       return reply;
     }
     if (!value.in_store()) {
-      args.push_back(value.inline_data());
+      auto owned = std::make_shared<const std::string>(value.inline_data());
+      args.push_back({owned->data(), owned->size(), owned});
       continue;
     }
-    auto bytes = store_.Read(value);
-    if (!bytes.ok()) {
+    auto buffer = store_.ReadBuffer(value);
+    if (!buffer.ok()) {
       FailAll(spec, kObjectLostError,
-              absl::StrCat(DescribeTask(spec), ": argument ", i, " could not be read: ", bytes.status().message()),
+              absl::StrCat(DescribeTask(spec), ": argument ", i, " could not be read: ", buffer.status().message()),
               /*application=*/false, &reply);
       return reply;
     }
-    args.push_back(std::move(*bytes));
+    args.push_back(std::move(*buffer));
   }
 
-  const TaskFunction* fn = FindTaskFunction(spec.function_name());
-  if (fn == nullptr) {
-    FailAll(spec, "FunctionNotRegisteredError",
-            absl::StrCat("function '", spec.function_name(), "' is not registered in this worker"),
-            /*application=*/true, &reply);
-    return reply;
-  }
-  absl::StatusOr<std::string> result;
+  absl::StatusOr<std::vector<std::string>> results;
   try {
-    result = (*fn)(args);
+    if (fn != nullptr) {
+      std::vector<std::string> copies;
+      copies.reserve(args.size());
+      for (const auto& a : args) copies.emplace_back(a.data, a.size);
+      args.clear();
+      auto one = (*fn)(copies);
+      if (one.ok()) {
+        results = std::vector<std::string>{std::move(*one)};
+      } else {
+        results = one.status();
+      }
+    } else {
+      TaskCall call;
+      call.function_name = spec.function_name();
+      auto task_id = TaskId::FromBinary(spec.task_id());
+      call.task_id = task_id.ok() ? task_id->Hex() : std::string();
+      call.num_returns = std::max<uint32_t>(spec.num_returns(), 1);
+      call.args = std::move(args);
+      results = handler(call);
+    }
   } catch (const std::exception& e) {
     absl::Status s = absl::AbortedError(e.what());
     s.SetPayload(kErrorTypeUrl, absl::Cord(CurrentExceptionType()));
-    result = std::move(s);
+    results = std::move(s);
   } catch (...) {
     absl::Status s = absl::AbortedError("an exception that is not a std::exception escaped the task");
     s.SetPayload(kErrorTypeUrl, absl::Cord(CurrentExceptionType()));
-    result = std::move(s);
+    results = std::move(s);
   }
-  const ObjectId return_id = ReturnObjectId(spec, 1);
-  if (!result.ok()) {
-    *reply.add_returns() = ErrorValueFromStatus(return_id, result.status());
+  const uint32_t num_returns = std::max<uint32_t>(spec.num_returns(), 1);
+  if (!results.ok()) {
+    for (uint32_t i = 1; i <= num_returns; ++i) {
+      *reply.add_returns() = ErrorValueFromStatus(ReturnObjectId(spec, i), results.status());
+    }
     reply.set_application_error(true);
     return reply;
   }
-  if (result->size() <= kMaxInlineObjectSize) {
-    *reply.add_returns() = InlineValue(return_id, std::move(*result));
+  if (results->size() != num_returns) {
+    FailAll(spec, "ValueError",
+            absl::StrCat(DescribeTask(spec), " returned ", results->size(), " values, but num_returns is ",
+                         num_returns),
+            /*application=*/true, &reply);
     return reply;
   }
-  auto stored = store_.Write(return_id, *result);
-  if (!stored.ok()) {
-    FailAll(spec, absl::IsResourceExhausted(stored.status()) ? kObjectStoreFullError : kSystemError,
-            absl::StrCat(DescribeTask(spec), ": its ", result->size(),
-                         "-byte result could not be stored: ", stored.status().message()),
-            /*application=*/false, &reply);
-    return reply;
+  for (uint32_t i = 1; i <= num_returns; ++i) {
+    std::string& result = (*results)[i - 1];
+    const ObjectId return_id = ReturnObjectId(spec, i);
+    if (result.size() <= kMaxInlineObjectSize) {
+      *reply.add_returns() = InlineValue(return_id, std::move(result));
+      continue;
+    }
+    auto stored = store_.Write(return_id, result);
+    if (!stored.ok()) {
+      FailAll(spec, absl::IsResourceExhausted(stored.status()) ? kObjectStoreFullError : kSystemError,
+              absl::StrCat(DescribeTask(spec), ": its ", result.size(),
+                           "-byte result could not be stored: ", stored.status().message()),
+              /*application=*/false, &reply);
+      return reply;
+    }
+    *reply.add_returns() = std::move(*stored);
   }
-  *reply.add_returns() = std::move(*stored);
   return reply;
+}
+
+void TaskExecutor::SetHandler(TaskHandler handler) {
+  absl::MutexLock lock(&mu_);
+  handler_ = std::move(handler);
 }
 
 }  // namespace shoal

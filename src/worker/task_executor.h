@@ -2,7 +2,7 @@
 //
 // Execute exports the lease's GPUs as CUDA_VISIBLE_DEVICES (comma separated device ids; empty
 // when none were granted), resolves the arguments (inline bytes, or store-located values read
-// through ObjectStoreAccess), runs the registered TaskFunction, and answers its result: inline
+// through ObjectStoreAccess), runs the registered TaskFunction (or the TaskHandler for names not registered), and answers its results: inline
 // up to kMaxInlineObjectSize, else written to this node's store and answered as a location.
 // Failures of the function (a bad status, an escaping C++ exception, an unknown function name)
 // are application errors: the reply's returns hold error values and application_error is set.
@@ -10,7 +10,9 @@
 // Threading: one task at a time (the worker's task loop).
 #pragma once
 
+#include "absl/synchronization/mutex.h"
 #include "shoal/worker.pb.h"
+#include "src/worker/core_worker.h"
 #include "src/worker/store_access.h"
 
 namespace shoal {
@@ -24,9 +26,13 @@ class TaskExecutor {
 
   // Never throws.
   rpc::PushTaskReply Execute(const rpc::PushTaskRequest& request);
+  // Runs tasks whose function is not registered by name (language layers).
+  void SetHandler(TaskHandler handler);
 
  private:
   ObjectStoreAccess& store_;
+  absl::Mutex mu_;
+  TaskHandler handler_ ABSL_GUARDED_BY(mu_);
 };
 
 // "0,2" for devices 0 and 2; "" for none.

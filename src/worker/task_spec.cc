@@ -6,7 +6,7 @@
 namespace shoal {
 
 absl::StatusOr<ResourceSet> TaskResources(const TaskOptions& options) {
-  if (options.resources.IsEmpty()) {
+  if (options.resources.IsEmpty() && options.use_default_resources) {
     ResourceSet cpu;
     cpu.Set(kCPU, FixedPoint::FromInt(1));
     return cpu;
@@ -54,7 +54,11 @@ absl::StatusOr<rpc::TaskSpec> BuildTaskSpec(const JobId& job, const std::string&
   spec.set_max_retries(options.max_retries);
   spec.set_retry_exceptions(options.retry_exceptions);
   spec.set_attempt(0);
-  spec.set_num_returns(1);
+  if (options.num_returns < 1 || options.num_returns > kMaxReturns) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_returns must be between 1 and ", kMaxReturns, ", got ", options.num_returns));
+  }
+  spec.set_num_returns(options.num_returns);
   spec.set_owner_address(owner_address);
   for (const auto& arg : worker_command) spec.add_worker_command(arg);
   return spec;

@@ -20,7 +20,7 @@ namespace shoal {
 absl::StatusOr<ResourceSet> TaskResources(const TaskOptions& options);
 
 // A spec without arguments (the caller adds them once they are resolved): a fresh task id in
-// `job`, one return, attempt 0. InvalidArgument for bad options (resources as above,
+// `job`, options.num_returns returns, attempt 0. InvalidArgument for bad options (resources as above,
 // max_retries below -1, node affinity without a node).
 absl::StatusOr<rpc::TaskSpec> BuildTaskSpec(const JobId& job, const std::string& function_name,
                                             const TaskOptions& options, const std::string& owner_address,

@@ -218,7 +218,15 @@ void TaskSubmitter::OnPushReply(uint64_t handle, const absl::Status& status, rpc
     lease.running.reset();
     const SchedulingKey key = lease.key;
     KeyState& ks = keys_.at(key);
-    if (!status.ok()) {
+    if (cancelled_.erase(SpecTaskId(spec)) > 0) {
+      auto returns = ErrorReturns(spec, kTaskCancelledError, absl::StrCat(DescribeTask(spec), " was cancelled"));
+      Finish(std::move(spec), std::move(returns), actions);
+      if (status.ok()) {
+        OnLeaseFree(handle, actions);
+      } else {
+        ReturnLease(handle, /*worker_failed=*/true, actions);
+      }
+    } else if (!status.ok()) {
       const std::string worker = lease.worker_address;
       spdlog::warn("{} failed on worker {} (attempt {}): {}", DescribeTask(spec), worker, spec.attempt() + 1,
                    status.ToString());
@@ -257,6 +265,39 @@ void TaskSubmitter::OnPushReply(uint64_t handle, const absl::Status& status, rpc
     Pump(key, keys_.at(key), actions);
   }
   Run(actions);
+}
+
+TaskSubmitter::CancelResult TaskSubmitter::Cancel(const TaskId& task) {
+  Actions actions;
+  CancelResult result;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return result;
+    for (auto& [key, ks] : keys_) {
+      for (auto it = ks.queue.begin(); it != ks.queue.end(); ++it) {
+        if (SpecTaskId(*it) != task) continue;
+        rpc::TaskSpec spec = std::move(*it);
+        ks.queue.erase(it);
+        auto returns = ErrorReturns(spec, kTaskCancelledError,
+                                    absl::StrCat(DescribeTask(spec), " was cancelled before it ran"));
+        Finish(std::move(spec), std::move(returns), actions);
+        result.found = true;
+        break;
+      }
+      if (result.found) break;
+    }
+    if (!result.found) {
+      for (const auto& [handle, lease] : leases_) {
+        if (lease.running && SpecTaskId(*lease.running) == task) {
+          cancelled_.insert(task);
+          result = {true, true, lease.worker_address};
+          break;
+        }
+      }
+    }
+  }
+  Run(actions);
+  return result;
 }
 
 void TaskSubmitter::Tick() {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "shoal/worker.pb.h"
@@ -59,6 +60,15 @@ class TaskSubmitter {
 
   // Queues a task whose arguments are resolved (inline values or store locations).
   void Submit(rpc::TaskSpec spec);
+  // Cancels a task (see CoreWorker::CancelTask): a queued one finishes at once with
+  // TaskCancelledError; a running one is marked, so that its reply or failure finishes it with
+  // TaskCancelledError and no retry, and the answer names its worker. Unknown tasks: found false.
+  struct CancelResult {
+    bool found = false;
+    bool running = false;
+    std::string worker_address;
+  };
+  CancelResult Cancel(const TaskId& task);
   // Returns leases idle for lease_idle_timeout and renews lease requests whose retry delay has
   // passed. Call periodically (every few milliseconds).
   void Tick();
@@ -124,6 +134,7 @@ class TaskSubmitter {
   uint64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
   absl::flat_hash_map<SchedulingKey, KeyState> keys_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<TaskId> cancelled_ ABSL_GUARDED_BY(mu_);  // running tasks being cancelled
 };
 
 }  // namespace shoal

@@ -1,0 +1,63 @@
+"""Shoal: a distributed task runtime with Ray's programming model.
+
+    import shoal
+    shoal.init()
+
+    @shoal.remote(num_gpus=0.5)
+    def f(x):
+        return x * 2
+
+    shoal.get([f.remote(i) for i in range(4)])
+
+Programs written for Ray's core API run with `import shoal as ray` where Shoal offers the
+feature.
+"""
+import inspect as _inspect
+
+from shoal import exceptions
+from shoal._private.runtime import (ObjectRef, available_resources, cancel, cluster_resources, get,
+                                    get_gpu_ids, init, is_initialized, nodes, put, shutdown, wait)
+from shoal.remote_function import RemoteFunction
+from shoal.runtime_context import get_runtime_context
+
+__version__ = "0.1.0"
+
+
+def remote(*args, **options):
+    """Marks a function (or a class) as remote.
+
+    @shoal.remote
+    @shoal.remote(num_cpus=..., num_gpus=..., memory=..., resources=..., max_retries=...,
+                  retry_exceptions=..., scheduling_strategy=..., num_returns=...)
+    """
+    if len(args) == 1 and not options and callable(args[0]):
+        return _make_remote(args[0], {})
+    if args:
+        raise TypeError("@shoal.remote takes keyword arguments only, e.g. @shoal.remote(num_gpus=0.5)")
+
+    def decorator(target):
+        return _make_remote(target, options)
+
+    return decorator
+
+
+def _make_remote(target, options):
+    if _inspect.isclass(target):
+        from shoal.actor import ActorClass
+        return ActorClass(target, options)
+    return RemoteFunction(target, options)
+
+
+def method(*args, **options):
+    """Options of an actor method: @shoal.method(num_returns=2)."""
+    def decorator(fn):
+        fn.__shoal_method_options__ = options
+        return fn
+    if len(args) == 1 and callable(args[0]) and not options:
+        return decorator(args[0])
+    return decorator
+
+
+__all__ = ["init", "shutdown", "is_initialized", "remote", "method", "get", "put", "wait", "cancel",
+           "ObjectRef", "cluster_resources", "available_resources", "nodes", "get_gpu_ids",
+           "get_runtime_context", "exceptions"]

@@ -1,0 +1,101 @@
+"""Validation of the options of remote functions (and actors): Ray's names and rules."""
+import numbers
+
+from shoal.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+TASK_OPTIONS = {"num_cpus", "num_gpus", "memory", "resources", "max_retries", "retry_exceptions",
+                "scheduling_strategy", "num_returns", "name", "runtime_env", "accelerator_type",
+                "max_calls", "object_store_memory", "_metadata", "label_selector"}
+
+TASK_DEFAULTS = {"num_cpus": 1, "num_gpus": 0, "max_retries": 3, "retry_exceptions": False, "num_returns": 1}
+
+
+def _number(name, value, allow_none=True):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def validate(options, allowed=TASK_OPTIONS):
+    """Checks option names and values; raises TypeError/ValueError with Ray's wording."""
+    for key, value in options.items():
+        if key not in allowed:
+            raise ValueError(f"Invalid option keyword {key} for remote functions. Valid ones are "
+                             f"{sorted(allowed)}.")
+    if "num_cpus" in options:
+        _number("num_cpus", options["num_cpus"])
+    if "num_gpus" in options:
+        gpus = _number("num_gpus", options["num_gpus"])
+        if gpus is not None and gpus > 1 and gpus != int(gpus):
+            raise ValueError(f"num_gpus above 1 must be a whole number of GPUs, got {gpus}")
+    if "memory" in options:
+        _number("memory", options["memory"])
+    if options.get("resources") is not None:
+        resources = options["resources"]
+        if not isinstance(resources, dict):
+            raise TypeError(f"resources must be a dict, got {type(resources).__name__}")
+        for k, v in resources.items():
+            if not isinstance(k, str) or not k:
+                raise ValueError(f"resource names must be non-empty strings, got {k!r}")
+            if k in ("CPU", "GPU"):
+                raise ValueError("Use the 'num_cpus' and 'num_gpus' keyword instead of 'CPU' and 'GPU' in "
+                                 "'resources' keyword")
+            _number(f"resources[{k!r}]", v, allow_none=False)
+    if "max_retries" in options:
+        r = options["max_retries"]
+        if isinstance(r, bool) or not isinstance(r, int) or r < -1:
+            raise ValueError(f"max_retries must be an integer >= -1, got {r!r}")
+    if "retry_exceptions" in options:
+        r = options["retry_exceptions"]
+        if not isinstance(r, bool) and not (isinstance(r, (list, tuple)) and
+                                            all(isinstance(c, type) and issubclass(c, BaseException) for c in r)):
+            raise TypeError("retry_exceptions must be a bool or a list of exception types")
+    if "num_returns" in options:
+        n = options["num_returns"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n > 1000:
+            raise ValueError(f"num_returns must be an integer between 0 and 1000, got {n!r}")
+    if "scheduling_strategy" in options:
+        s = options["scheduling_strategy"]
+        if s is not None and s not in ("DEFAULT", "SPREAD") and not isinstance(s, NodeAffinitySchedulingStrategy):
+            raise ValueError(f"scheduling_strategy must be 'DEFAULT', 'SPREAD' or a "
+                             f"NodeAffinitySchedulingStrategy, got {s!r}")
+    return options
+
+
+def resources_of(options, default_cpus=1):
+    """The resource request as a dict of floats (zero entries left out)."""
+    out = {}
+    cpus = options.get("num_cpus")
+    cpus = default_cpus if cpus is None else cpus
+    if cpus:
+        out["CPU"] = float(cpus)
+    if options.get("num_gpus"):
+        out["GPU"] = float(options["num_gpus"])
+    if options.get("memory"):
+        out["memory"] = float(options["memory"])
+    for k, v in (options.get("resources") or {}).items():
+        if v:
+            out[k] = float(v)
+    return out
+
+
+def core_options(options, default_cpus=1):
+    """The dict _core.CoreWorker.submit_task takes."""
+    out = {
+        "resources": resources_of(options, default_cpus),
+        "max_retries": int(options.get("max_retries", 3)),
+        "retry_exceptions": bool(options.get("retry_exceptions", False)),
+        "num_returns": max(1, int(options.get("num_returns", 1))),
+    }
+    strategy = options.get("scheduling_strategy")
+    if strategy == "SPREAD":
+        out["strategy"] = "SPREAD"
+    elif isinstance(strategy, NodeAffinitySchedulingStrategy):
+        out["strategy"] = "NODE_AFFINITY"
+        out["node_id"] = strategy.node_id
+        out["soft"] = strategy.soft
+    return out

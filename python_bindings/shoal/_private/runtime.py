@@ -1,0 +1,475 @@
+"""The process's Shoal runtime: one core worker (driver or worker mode), ObjectRefs, and the
+calls that use them (get, put, wait, cancel, init, shutdown).
+
+Threading: every public call may come from any thread; the core worker is thread-safe and
+releases the GIL while it blocks.
+"""
+import atexit
+import json
+import os
+import sys
+import threading
+
+from shoal import _core
+from shoal import exceptions
+from shoal._private import serialization
+
+# Keys in the GCS KV.
+FUNCTION_NAMESPACE = "py_fn"
+
+_lock = threading.RLock()
+
+
+class _State:
+    core = None          # _core.CoreWorker
+    mode = None          # "driver" | "worker"
+    cluster = None       # _core.LocalCluster started by init()
+    address = None       # the GCS, host:port
+    namespace = "default"
+    epoch = 0            # bumped by every shutdown: refs of an old session do nothing
+    exported = set()     # function ids this process put in the KV
+
+
+state = _State()
+
+
+def core():
+    c = state.core
+    if c is None:
+        raise exceptions.ShoalError("Shoal is not initialized: call shoal.init() first")
+    return c
+
+
+def is_initialized():
+    return state.core is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+
+
+def status_to_exception(error):
+    """The public exception for a _core.StatusError (or its args)."""
+    code, message, type_name, data = error.args if isinstance(error, _core.StatusError) else error
+    if data:
+        try:
+            exc = serialization.deserialize(data)
+            if isinstance(exc, BaseException):
+                return exc
+        except Exception:  # noqa: BLE001 - fall through to a generic error
+            pass
+    if code == "DEADLINE_EXCEEDED":
+        return exceptions.GetTimeoutError(message)
+    if type_name in exceptions.SYSTEM_ERRORS:
+        return exceptions.SYSTEM_ERRORS[type_name](message)
+    if code == "ABORTED":  # an application error from a non-Python task (e.g. a C++ exception)
+        return exceptions.TaskError(function_name="task", traceback_str=f"{type_name}: {message}",
+                                    cause_type_name=type_name)
+    if code == "INVALID_ARGUMENT":
+        return ValueError(message)
+    if code == "NOT_FOUND":
+        return exceptions.ObjectLostError(message) if "object" in message else ValueError(message)
+    if code == "RESOURCE_EXHAUSTED":
+        return exceptions.ObjectStoreFullError(message)
+    if code == "UNAVAILABLE":
+        return exceptions.ShoalSystemError(message)
+    return exceptions.ShoalError(f"{code}: {message}")
+
+
+class _CoreCall:
+    """`with _CoreCall(): ...` turns _core.StatusError into the public exceptions."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and issubclass(exc_type, _core.StatusError):
+            raise status_to_exception(exc) from None
+        return False
+
+
+core_call = _CoreCall()
+
+
+# ---------------------------------------------------------------------------------------------
+# ObjectRef
+
+
+class ObjectRef:
+    """A reference to an object in the cluster (a task's result or a `put` value).
+
+    Copies of the Python object share one reference count in the core; when the last ObjectRef
+    for an id goes, the owner may free the value.
+    """
+
+    __slots__ = ("_id", "_epoch", "_keep", "__weakref__")
+
+    def __init__(self, id_bytes, _add_reference=True, _keep=None):
+        self._id = id_bytes
+        self._epoch = state.epoch
+        self._keep = _keep  # refs nested in a put value, kept as long as this one
+        if _add_reference and state.core is not None:
+            state.core.add_reference(id_bytes)
+
+    def __del__(self):
+        c = state.core
+        if c is not None and self._epoch == state.epoch:
+            try:
+                c.remove_reference(self._id)
+            except Exception:  # noqa: BLE001 - interpreter shutdown
+                pass
+
+    def binary(self):
+        return self._id
+
+    def hex(self):
+        return self._id.hex()
+
+    def task_id(self):
+        return self._id[:-4].hex()
+
+    def __eq__(self, other):
+        return isinstance(other, ObjectRef) and other._id == self._id
+
+    def __hash__(self):
+        return hash(self._id)
+
+    def __repr__(self):
+        return f"ObjectRef({self.hex()})"
+
+    def __reduce__(self):
+        sink = serialization.contained_refs_sink()
+        if sink is not None:
+            sink.append(self)
+        owner = ""
+        if state.core is not None:
+            try:
+                owner = state.core.owner_address(self._id)
+            except _core.StatusError:
+                owner = ""
+        return (_rebuild_ref, (self._id, owner))
+
+    def future(self):
+        """A concurrent.futures.Future for this object's value."""
+        import concurrent.futures
+        future = concurrent.futures.Future()
+
+        def resolve():
+            try:
+                future.set_result(get(self))
+            except BaseException as e:  # noqa: BLE001
+                future.set_exception(e)
+
+        threading.Thread(target=resolve, daemon=True).start()
+        return future
+
+    def __await__(self):
+        import asyncio
+        return asyncio.wrap_future(self.future()).__await__()
+
+
+def _rebuild_ref(id_bytes, owner):
+    if state.core is not None and owner:
+        try:
+            state.core.register_borrowed(id_bytes, owner)
+        except _core.StatusError:
+            pass
+    return ObjectRef(id_bytes)
+
+
+# ---------------------------------------------------------------------------------------------
+# get / put / wait / cancel
+
+
+def _as_timeout(timeout):
+    if timeout is None:
+        return -1.0
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+        raise TypeError(f"timeout must be a number of seconds or None, got {type(timeout).__name__}")
+    if timeout < 0:
+        raise ValueError(f"timeout must be >= 0 or None, got {timeout}")
+    return float(timeout)
+
+
+def get(refs, *, timeout=None):
+    single = isinstance(refs, ObjectRef)
+    if single:
+        ref_list = [refs]
+    elif isinstance(refs, (list, tuple)):
+        ref_list = list(refs)
+        for r in ref_list:
+            if not isinstance(r, ObjectRef):
+                raise TypeError(f"get() takes an ObjectRef or a list of ObjectRefs, got a list containing "
+                                f"{type(r).__name__}")
+    else:
+        raise TypeError(f"get() takes an ObjectRef or a list of ObjectRefs, got {type(refs).__name__}")
+    if not ref_list:
+        return []
+    t = _as_timeout(timeout)
+    c = core()
+    with core_call:
+        results = c.get([r._id for r in ref_list], t)
+    values = []
+    for result in results:
+        if isinstance(result, _core.StatusError):
+            raise status_to_exception(result)
+        values.append(serialization.deserialize(result))
+    return values[0] if single else values
+
+
+def put(value, *, _owner=None):
+    if isinstance(value, ObjectRef):
+        raise TypeError("Calling 'put' on an ObjectRef is not allowed. If you really want to do this, you can "
+                        "wrap the ObjectRef in a list and call 'put' on it.")
+    c = core()
+    parts, _, nested = serialization.serialize(value)
+    with core_call:
+        id_bytes = c.put(parts)
+    return ObjectRef(id_bytes, _keep=nested or None)
+
+
+def wait(refs, *, num_returns=1, timeout=None, fetch_local=True):
+    if isinstance(refs, ObjectRef) or not isinstance(refs, (list, tuple)):
+        raise TypeError(f"wait() expects a list of ObjectRefs, got {type(refs).__name__}")
+    refs = list(refs)
+    for r in refs:
+        if not isinstance(r, ObjectRef):
+            raise TypeError(f"wait() expects a list of ObjectRefs, got a list containing {type(r).__name__}")
+    if len(set(refs)) != len(refs):
+        raise ValueError("Wait requires a list of unique object refs.")
+    if not isinstance(num_returns, int) or num_returns < 0:
+        raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}")
+    if num_returns > len(refs):
+        raise ValueError("num_returns cannot be greater than the number of objects provided to wait: "
+                         f"{num_returns} > {len(refs)}")
+    if not refs:
+        return [], []
+    t = _as_timeout(timeout)
+    with core_call:
+        ready = core().wait([r._id for r in refs], num_returns, t)
+    done = [r for r, f in zip(refs, ready) if f]
+    if len(done) > num_returns:
+        done = done[:num_returns]
+    chosen = set(done)
+    return done, [r for r in refs if r not in chosen]
+
+
+def cancel(ref, *, force=False, recursive=True):
+    if not isinstance(ref, ObjectRef):
+        raise TypeError(f"cancel() takes an ObjectRef, got {type(ref).__name__}")
+    with core_call:
+        core().cancel(ref._id, bool(force))
+
+
+# ---------------------------------------------------------------------------------------------
+# init / shutdown
+
+
+def _current_cluster_address():
+    root = os.environ.get("SHOAL_TMPDIR") or "/tmp/shoal"
+    path = os.path.join(root, "shoal_current_cluster")
+    try:
+        with open(path) as f:
+            address = f.read().strip()
+    except OSError:
+        address = ""
+    if not address:
+        raise ConnectionError(f"address='auto' found no Shoal cluster started on this machine (no {path}); "
+                              "start one with `shoal start --head`")
+    return address
+
+
+def _normalize_address(address):
+    for prefix in ("shoal://", "ray://"):
+        if address.startswith(prefix):
+            raise ValueError(f"{prefix} client addresses are not supported; give the head's GCS address "
+                             "host:port (as printed by `shoal start --head`)")
+    if address.startswith("http://") or address.startswith("https://"):
+        raise ValueError(f"{address!r} looks like a dashboard URL; shoal.init() needs the GCS address host:port")
+    if ":" not in address:
+        raise ValueError(f"address must be host:port, 'auto', or None, got {address!r}")
+    return address
+
+
+def worker_command():
+    """What a raylet runs to start a Python worker for this driver: `python -m shoal.worker`
+    with the driver's import paths (the shoal package, the script's directory, the current
+    directory and PYTHONPATH)."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    paths = [package_parent]
+    if sys.path and sys.path[0]:
+        paths.append(os.path.abspath(sys.path[0]))
+    paths.append(os.getcwd())
+    for p in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        if p:
+            paths.append(os.path.abspath(p))
+    seen = []
+    for p in paths:
+        if p not in seen:
+            seen.append(p)
+    return ["/usr/bin/env", "PYTHONPATH=" + os.pathsep.join(seen), sys.executable, "-m", "shoal.worker"]
+
+
+class ShoalContext(dict):
+    """What init() answers: address information (a dict, like Ray's context)."""
+
+    @property
+    def address_info(self):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        shutdown()
+
+
+def _driver_log_handler(lines, is_stderr):
+    stream = sys.stderr if is_stderr else sys.stdout
+    try:
+        stream.write("".join(line + "\n" for line in lines))
+        stream.flush()
+    except Exception:  # noqa: BLE001 - a closed stream must not break the core
+        pass
+
+
+def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, namespace=None, runtime_env=None,
+         ignore_reinit_error=False, log_to_driver=True, object_store_memory=None, include_dashboard=None,
+         logging_level=None, **kwargs):
+    with _lock:
+        if state.core is not None:
+            if ignore_reinit_error:
+                return ShoalContext(address=state.address, gcs_address=state.address)
+            raise RuntimeError("Maybe you called shoal.init twice by accident? This error can be suppressed by "
+                               "passing in 'ignore_reinit_error=True' or by calling 'shoal.shutdown()' prior to "
+                               "'shoal.init()'.")
+        if os.environ.get("SHOAL_WORKER_MODE") == "1":
+            raise RuntimeError("shoal.init() cannot be called inside a Shoal worker")
+        for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        if resources is not None:
+            if not isinstance(resources, dict):
+                raise TypeError(f"resources must be a dict, got {type(resources).__name__}")
+            for k, v in resources.items():
+                if k in ("CPU", "GPU"):
+                    raise ValueError("Use the 'num_cpus' and 'num_gpus' keyword instead of 'CPU' and 'GPU' in "
+                                     "'resources' keyword")
+                if not isinstance(v, (int, float)) or v < 0:
+                    raise ValueError(f"resource {k!r} must be a non-negative number, got {v!r}")
+        if address is None:
+            address = os.environ.get("SHOAL_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
+        cluster = None
+        if address is None:
+            with core_call:
+                cluster = _core.LocalCluster(-1 if num_cpus is None else int(num_cpus),
+                                             -1 if num_gpus is None else int(num_gpus),
+                                             json.dumps(resources) if resources else "")
+            address = cluster.address
+        else:
+            if num_cpus is not None or num_gpus is not None:
+                raise ValueError("When connecting to an existing cluster, num_cpus and num_gpus must not be "
+                                 "provided.")
+            address = _current_cluster_address() if address == "auto" else _normalize_address(address)
+        try:
+            with core_call:
+                c = _core.CoreWorker.create_driver(address, worker_command())
+        except BaseException:
+            if cluster is not None:
+                cluster.stop()
+            raise
+        if log_to_driver:
+            c.set_log_handler(_driver_log_handler)
+        state.core = c
+        state.mode = "driver"
+        state.cluster = cluster
+        state.address = address
+        state.namespace = namespace or "default"
+        state.exported = set()
+        return ShoalContext(address=address, gcs_address=address, node_id=c.node_id, job_id=c.job_id)
+
+
+def init_worker():
+    """Worker mode: the core worker of a `python -m shoal.worker` process."""
+    with _lock:
+        with core_call:
+            c = _core.CoreWorker.create_worker()
+        state.core = c
+        state.mode = "worker"
+        state.address = c.gcs_address
+        state.exported = set()
+        return c
+
+
+def shutdown():
+    with _lock:
+        c = state.core
+        if c is None:
+            return
+        state.core = None
+        state.epoch += 1
+        cluster, state.cluster = state.cluster, None
+        state.mode = None
+        c.shutdown()
+        if cluster is not None:
+            cluster.stop()
+
+
+atexit.register(shutdown)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cluster information
+
+
+def cluster_status():
+    with core_call:
+        return _core.cluster_status(core().gcs_address if state.core is not None else state.address)
+
+
+def _ray_style_node(n):
+    return {
+        "NodeID": n["node_id"],
+        "Alive": n["alive"],
+        "alive": n["alive"],
+        "NodeManagerAddress": n["address"],
+        "NodeManagerHostname": n["hostname"],
+        "NodeManagerPort": n["raylet_port"],
+        "ObjectManagerPort": n["object_manager_port"],
+        "ObjectStoreSocketName": n["object_store_socket"],
+        "NodeName": n["address"],
+        "IsHead": n["is_head"],
+        "Resources": dict(n["resources_total"]) if n["alive"] else {},
+        "Labels": dict(n["labels"]),
+        "DeathReason": n["death_reason"],
+        "SessionDir": n["session_dir"],
+    }
+
+
+def nodes():
+    core()
+    return [_ray_style_node(n) for n in cluster_status()["nodes"]]
+
+
+def cluster_resources():
+    core()
+    return dict(cluster_status()["total"])
+
+
+def available_resources():
+    core()
+    return {k: v for k, v in cluster_status()["available"].items() if v > 0}
+
+
+def get_gpu_ids():
+    """The GPU ids this worker was granted (from CUDA_VISIBLE_DEVICES); [] in a driver."""
+    core()
+    if state.mode != "worker":
+        return []
+    value = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    ids = []
+    for part in value.split(","):
+        part = part.strip()
+        if part:
+            ids.append(int(part) if part.isdigit() else part)
+    return ids

@@ -1,0 +1,158 @@
+"""Shoal's exceptions, with Ray's names as aliases (so `except ray.exceptions.X` works under
+`import shoal as ray`)."""
+
+
+class ShoalError(Exception):
+    """Base of every error Shoal raises."""
+
+
+class ShoalSystemError(ShoalError):
+    """The runtime broke (not the user's code)."""
+
+
+class TaskError(ShoalError):
+    """A remote function or actor method raised.
+
+    `get` raises it as an instance of both TaskError and the original exception's type (when
+    that type can be subclassed), so `except ValueError` catches a remote ValueError. `cause`
+    is the original exception (when it could be unpickled) and `traceback_str` the remote
+    traceback.
+    """
+
+    def __init__(self, function_name="", traceback_str="", cause=None, pid=None, node=None,
+                 cause_type_name=None):
+        self.function_name = function_name
+        self.traceback_str = traceback_str
+        self.cause = cause
+        self.pid = pid
+        self.node = node
+        self.cause_type_name = cause_type_name or (type(cause).__name__ if cause is not None else "Exception")
+        super().__init__(self._message())
+
+    def _message(self):
+        where = f"pid={self.pid}" if self.pid is not None else ""
+        if self.node:
+            where += f", node={self.node[:8]}"
+        head = f"{self.function_name}() failed ({where})" if where else f"{self.function_name}() failed"
+        body = self.traceback_str.rstrip() if self.traceback_str else f"{self.cause_type_name}: {self.cause}"
+        return f"{head}:\n{body}"
+
+    def __str__(self):
+        return self._message()
+
+    def as_instanceof_cause(self):
+        """This error as an instance of a class derived from TaskError and the cause's class."""
+        cause_cls = type(self.cause) if self.cause is not None else None
+        if cause_cls is None or issubclass(cause_cls, TaskError) or not _subclassable(cause_cls):
+            return self
+        derived = _derived_class(cause_cls)
+        if derived is None:
+            return self
+        error = derived.__new__(derived)
+        error.__dict__.update(self.__dict__)
+        error.args = (self._message(),)
+        return error
+
+    def __reduce__(self):
+        return (_rebuild_task_error, (self.function_name, self.traceback_str, self.cause, self.pid, self.node,
+                                      self.cause_type_name))
+
+
+def _rebuild_task_error(function_name, traceback_str, cause, pid, node, cause_type_name):
+    return TaskError(function_name, traceback_str, cause, pid, node, cause_type_name).as_instanceof_cause()
+
+
+_DERIVED = {}
+
+
+def _subclassable(cls):
+    return isinstance(cls, type) and issubclass(cls, BaseException) and not getattr(cls, "__final__", False)
+
+
+def _derived_class(cause_cls):
+    derived = _DERIVED.get(cause_cls)
+    if derived is not None:
+        return derived
+    try:
+        derived = type(f"TaskError({cause_cls.__name__})", (TaskError, cause_cls), {
+            "__init__": lambda self, *a, **k: None,
+            "__str__": TaskError.__str__,
+            "__reduce__": TaskError.__reduce__,
+        })
+    except TypeError:  # layout conflicts (some builtin exception types)
+        return None
+    derived.__module__ = __name__
+    _DERIVED[cause_cls] = derived
+    return derived
+
+
+class GetTimeoutError(ShoalError, TimeoutError):
+    """`get` did not see every object within its timeout."""
+
+
+class WorkerCrashedError(ShoalError):
+    """The worker (or node) running a task died and the task's retries are used up."""
+
+
+class ObjectLostError(ShoalError):
+    """An object's every copy is gone (or it was freed)."""
+
+
+class OwnerDiedError(ObjectLostError):
+    """The process that owned an object is gone."""
+
+
+class ObjectStoreFullError(ShoalError):
+    """The object store could not make room for an object."""
+
+
+class TaskCancelledError(ShoalError):
+    """The task was cancelled with `cancel`."""
+
+
+class TaskUnschedulableError(ShoalError):
+    """No node can take the task (the raylet rejected its request)."""
+
+
+class RayletUnavailableError(ShoalSystemError):
+    """The local raylet is gone."""
+
+
+class ActorError(ShoalError):
+    """Base of actor failures."""
+
+
+class ActorDiedError(ActorError):
+    """The actor is dead and will not be restarted."""
+
+
+class ActorUnavailableError(ActorError):
+    """The actor is restarting or unreachable for now."""
+
+
+class RuntimeEnvSetupError(ShoalError):
+    pass
+
+
+# The error types the runtime stores as results, by the name the core uses.
+SYSTEM_ERRORS = {
+    "WorkerCrashedError": WorkerCrashedError,
+    "ObjectLostError": ObjectLostError,
+    "OwnerDiedError": OwnerDiedError,
+    "ObjectStoreFullError": ObjectStoreFullError,
+    "TaskCancelledError": TaskCancelledError,
+    "TaskUnschedulableError": TaskUnschedulableError,
+    "RayletUnavailableError": RayletUnavailableError,
+    "ActorDiedError": ActorDiedError,
+    "ActorUnavailableError": ActorUnavailableError,
+    "SystemError": ShoalSystemError,
+}
+
+# Ray's names.
+RayError = ShoalError
+RaySystemError = ShoalSystemError
+RayTaskError = TaskError
+RayActorError = ActorDiedError
+ObjectFetchTimedOutError = GetTimeoutError
+ReferenceCountingAssertionError = ObjectLostError
+ObjectReconstructionFailedError = ObjectLostError

@@ -1,0 +1,123 @@
+"""@shoal.remote functions: export by cloudpickle through the GCS KV, submission, options."""
+import hashlib
+import inspect
+
+import cloudpickle
+
+from shoal import _core
+from shoal._private import options as opts
+from shoal._private import runtime
+from shoal._private import serialization
+from shoal._private.runtime import ObjectRef, core_call
+
+
+def export_function(fn):
+    """Puts cloudpickle(fn) in the GCS KV once per process; answers its function id (hex hash)."""
+    pickled = cloudpickle.dumps(fn)
+    fid = hashlib.sha1(pickled).hexdigest()
+    if fid not in runtime.state.exported:
+        with core_call:
+            runtime.core().kv_put(runtime.FUNCTION_NAMESPACE, fid, pickled, False)
+        runtime.state.exported.add(fid)
+    return fid
+
+
+def pack_arguments(args, kwargs):
+    """The task's arguments for the core: a header (number of positional arguments, keyword
+    names), then each argument: ObjectRefs at the top level as refs (the callee gets the
+    value), other values serialized (large ones put in the store first). Answers
+    (core_args, nested_refs, keep) where `keep` holds temporary refs until submission."""
+    core = runtime.core()
+    kw_names = list(kwargs)
+    header, _ = serialization.serialize_to_bytes((len(args), kw_names))
+    packed = [(False, header)]
+    nested = []
+    keep = []
+    for value in list(args) + [kwargs[k] for k in kw_names]:
+        if isinstance(value, ObjectRef):
+            packed.append((True, value._id))
+            continue
+        parts, total, refs = serialization.serialize(value)
+        for r in refs:
+            nested.append(r._id)
+            keep.append(r)
+        if total > _core.MAX_INLINE_SIZE:
+            with core_call:
+                ref = ObjectRef(core.put(parts))
+            keep.append(ref)
+            packed.append((True, ref._id))
+        else:
+            packed.append((False, b"".join(parts)))
+    return packed, nested, keep
+
+
+def unpack_arguments(buffers):
+    """The worker side of pack_arguments: (args, kwargs) from the argument buffers."""
+    n_positional, kw_names = serialization.deserialize(buffers[0])
+    values = [serialization.deserialize(b) for b in buffers[1:]]
+    return values[:n_positional], dict(zip(kw_names, values[n_positional:]))
+
+
+def submit(function_name, args, kwargs, options):
+    core = runtime.core()
+    packed, nested, keep = pack_arguments(args, kwargs)
+    core_options = opts.core_options(options)
+    if nested:
+        core_options["nested_refs"] = nested
+    with core_call:
+        ids = core.submit_task(function_name, packed, core_options)
+    del keep
+    refs = [ObjectRef(i) for i in ids]
+    num_returns = options.get("num_returns", 1)
+    if num_returns == 0:
+        return None
+    return refs[0] if num_returns == 1 else refs
+
+
+class RemoteFunction:
+    """A function marked @shoal.remote: call it with `.remote(...)`."""
+
+    def __init__(self, function, options):
+        if not callable(function) or inspect.isclass(function):
+            raise TypeError(f"@shoal.remote expects a function or a class, got {function!r}")
+        self._function = function
+        self._options = opts.validate(dict(options))
+        self._name = getattr(function, "__qualname__", getattr(function, "__name__", "function"))
+        self._fid = None
+        self._epoch = None
+        self.__doc__ = function.__doc__
+        self.__name__ = getattr(function, "__name__", "function")
+        self.__wrapped__ = function
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Remote functions cannot be called directly. Instead of running '{self.__name__}()', "
+                        f"try '{self.__name__}.remote()'.")
+
+    def _function_name(self):
+        if self._fid is None or self._epoch != runtime.state.epoch:
+            self._fid = export_function(self._function)
+            self._epoch = runtime.state.epoch
+        return f"py:{self._fid}:{self._name}"
+
+    def remote(self, *args, **kwargs):
+        return submit(self._function_name(), args, kwargs, self._options)
+
+    def options(self, **options):
+        merged = dict(self._options)
+        merged.update(opts.validate(dict(options)))
+        parent = self
+
+        class _Options:
+            def remote(self, *args, **kwargs):
+                return submit(parent._function_name(), args, kwargs, merged)
+
+            def __call__(self, *args, **kwargs):
+                return parent(*args, **kwargs)
+
+        return _Options()
+
+    def __getstate__(self):
+        return {"function": self._function, "options": self._options}
+
+    def __setstate__(self, s):
+        self.__init__(s["function"], s["options"])

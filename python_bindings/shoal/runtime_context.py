@@ -1,0 +1,58 @@
+"""shoal.get_runtime_context(): where the calling code runs."""
+from shoal._private import runtime
+
+
+class RuntimeContext:
+    def get_job_id(self):
+        return runtime.core().job_id
+
+    def get_node_id(self):
+        return runtime.core().node_id
+
+    def get_worker_id(self):
+        return runtime.core().worker_id
+
+    def get_task_id(self):
+        """The running task's id (hex), or None in a driver."""
+        c = runtime.core()
+        if runtime.state.mode != "worker":
+            return None
+        return c.current_task()["task_id"] or None
+
+    def get_actor_id(self):
+        return None
+
+    @property
+    def job_id(self):
+        return self.get_job_id()
+
+    @property
+    def node_id(self):
+        return self.get_node_id()
+
+    @property
+    def task_id(self):
+        return self.get_task_id()
+
+    @property
+    def namespace(self):
+        return runtime.state.namespace
+
+    @property
+    def gcs_address(self):
+        return runtime.core().gcs_address
+
+    def get_assigned_resources(self):
+        return {}
+
+    def get_accelerator_ids(self):
+        return {"GPU": [str(i) for i in runtime.get_gpu_ids()]}
+
+    @property
+    def worker_mode(self):
+        return runtime.state.mode
+
+
+def get_runtime_context():
+    runtime.core()
+    return RuntimeContext()

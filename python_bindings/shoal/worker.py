@@ -1,0 +1,224 @@
+"""A Python worker: `python -m shoal.worker`, started by a raylet for Python tasks.
+
+It creates its core worker from the SHOAL_* environment the raylet set, then serves pushed
+tasks one at a time on the main thread: loads the task's function (cloudpickled in the GCS KV,
+cached per process), unpacks the arguments (numpy arrays from the store are zero-copy,
+read-only views), runs it, and answers the serialized results or the exception with its
+traceback.
+
+Output: while a task runs, lines written to sys.stdout / sys.stderr go to the task's owner
+(the driver, or the worker that submitted it), prefixed "(name pid=N)", batched every 100 ms and
+flushed before the task's reply. Output outside tasks goes to this worker's log file.
+"""
+import ctypes
+import os
+import sys
+import threading
+import traceback
+
+from shoal import exceptions
+from shoal._private import runtime
+from shoal._private import serialization
+
+_FLUSH_PERIOD = 0.1
+
+
+class _OutputForwarder:
+    """Collects complete lines of the running task's output and sends them to its owner."""
+
+    def __init__(self, core):
+        self._core = core
+        self._lock = threading.Lock()
+        self._pending = {False: [], True: []}  # is_stderr -> lines
+        self._owner = None
+        self._prefix = ""
+        self._send_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="shoal-output", daemon=True)
+        self._thread.start()
+
+    def begin_task(self, owner, name):
+        with self._lock:
+            self._owner = owner
+            self._prefix = f"({name} pid={os.getpid()}) "
+
+    def end_task(self):
+        self.flush()
+        with self._lock:
+            self._owner = None
+
+    def add(self, lines, is_stderr, raw=False):
+        """Queues lines for the owner; answers False when no task runs (caller writes them)."""
+        with self._lock:
+            if self._owner is None:
+                return False
+            prefix = "" if raw else self._prefix
+            self._pending[is_stderr].extend(prefix + line for line in lines)
+            return True
+
+    def flush(self):
+        with self._send_lock:
+            with self._lock:
+                owner = self._owner
+                batches = [(flag, self._pending[flag]) for flag in (False, True) if self._pending[flag]]
+                self._pending = {False: [], True: []}
+            if owner is None:
+                return
+            for is_stderr, lines in batches:
+                try:
+                    self._core.send_logs(owner, lines, is_stderr)
+                except Exception:  # noqa: BLE001 - the owner went away: drop the output
+                    pass
+
+    def _loop(self):
+        while not self._stop.wait(_FLUSH_PERIOD):
+            self.flush()
+
+
+class _TaskStream:
+    """sys.stdout / sys.stderr of a worker: whole lines go to the forwarder during tasks."""
+
+    def __init__(self, forwarder, original, is_stderr):
+        self._forwarder = forwarder
+        self._original = original
+        self._is_stderr = is_stderr
+        self._partial = ""
+        self._lock = threading.Lock()
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        with self._lock:
+            text = self._partial + text
+            lines = text.split("\n")
+            self._partial = lines.pop()
+        if lines and not self._forwarder.add(lines, self._is_stderr):
+            self._original.write("\n".join(lines) + "\n")
+            self._original.flush()
+        return len(text)
+
+    def flush(self):
+        with self._lock:
+            partial, self._partial = self._partial, ""
+        if partial and not self._forwarder.add([partial], self._is_stderr):
+            self._original.write(partial)
+        self._original.flush()
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        return self._original.fileno()
+
+    @property
+    def encoding(self):
+        return getattr(self._original, "encoding", "utf-8")
+
+    def writable(self):
+        return True
+
+
+class Worker:
+    def __init__(self):
+        self.core = runtime.init_worker()
+        self.functions = {}
+        self.returned_refs = []  # refs put inside results: kept so their borrowers can read them
+        self.node_id = self.core.node_id
+        self.main_thread = threading.main_thread().ident
+        self.forwarder = _OutputForwarder(self.core)
+        self.stdout = _TaskStream(self.forwarder, sys.stdout, False)
+        self.stderr = _TaskStream(self.forwarder, sys.stderr, True)
+        sys.stdout = self.stdout
+        sys.stderr = self.stderr
+        self.core.set_task_handler(self.execute)
+        self.core.set_interrupt_handler(self.interrupt)
+        self.core.set_log_handler(self.forward_nested_output)
+
+    def load_function(self, fid):
+        fn = self.functions.get(fid)
+        if fn is None:
+            with runtime.core_call:
+                pickled = self.core.kv_get(runtime.FUNCTION_NAMESPACE, fid)
+            if pickled is None:
+                raise RuntimeError(f"function {fid} was not exported to the GCS (its driver may have exited)")
+            import cloudpickle
+            fn = cloudpickle.loads(pickled)
+            self.functions[fid] = fn
+        return fn
+
+    def execute(self, function_name, task_id, num_returns, args):
+        from shoal.remote_function import unpack_arguments
+        _, fid, name = function_name.split(":", 2) if function_name.startswith("py:") else ("", "", function_name)
+        info = self.core.current_task()
+        self.forwarder.begin_task(info["owner_address"], name.rsplit(".", 1)[-1])
+        try:
+            if not fid:
+                raise RuntimeError(f"'{function_name}' is not a Python task")
+            fn = self.load_function(fid)
+            positional, keywords = unpack_arguments(args)
+            del args
+            result = fn(*positional, **keywords)
+            if num_returns == 1:
+                results = [result]
+            else:
+                results = list(result) if not isinstance(result, (str, bytes)) else None
+                if results is None or len(results) != num_returns:
+                    got = "a non-sequence" if results is None else f"{len(results)} values"
+                    raise ValueError(f"Task returned {got}, but num_returns={num_returns}.")
+            out = []
+            for r in results:
+                data, refs = serialization.serialize_to_bytes(r)
+                self.returned_refs.extend(refs)
+                out.append(data)
+            return (True, out)
+        except BaseException as e:  # noqa: BLE001 - every failure goes back to the caller
+            return (False, self._error(name, e))
+        finally:
+            # A cancellation that arrived as the task ended must not hit the next one.
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.main_thread), None)
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except Exception:  # noqa: BLE001
+                pass
+            self.forwarder.end_task()
+
+    def _error(self, name, e):
+        # The first frame is execute() itself; the user sees their own frames only.
+        frames = e.__traceback__.tb_next if e.__traceback__ is not None else None
+        tb = "".join(traceback.format_exception(type(e), e, frames or e.__traceback__))
+        error = exceptions.TaskError(name, tb, e, os.getpid(), self.node_id)
+        try:
+            data, _ = serialization.serialize_to_bytes(error)
+        except Exception:  # noqa: BLE001 - the exception itself does not pickle
+            error = exceptions.TaskError(name, tb, None, os.getpid(), self.node_id, type(e).__name__)
+            data, _ = serialization.serialize_to_bytes(error)
+        return (type(e).__name__, f"{type(e).__name__}: {e}", data)
+
+    def interrupt(self, task_id):
+        if self.core.current_task()["task_id"] != task_id:
+            return
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.main_thread),
+                                                   ctypes.py_object(exceptions.TaskCancelledError))
+
+    def forward_nested_output(self, lines, is_stderr):
+        if not self.forwarder.add(lines, is_stderr, raw=True):
+            stream = self.stderr._original if is_stderr else self.stdout._original
+            stream.write("".join(line + "\n" for line in lines))
+            stream.flush()
+
+    def run(self):
+        with runtime.core_call:
+            self.core.run_task_loop()
+
+
+def main():
+    worker = Worker()
+    try:
+        worker.run()
+    finally:
+        runtime.shutdown()
+
+
+if __name__ == "__main__":
+    main()

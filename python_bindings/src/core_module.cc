@@ -1,0 +1,480 @@
+// shoal._core: the pybind11 layer between the Python package (python_bindings/shoal) and the
+// core worker (src/worker/core_worker.h).
+//
+// Thin on purpose: it converts types, turns a bad absl::Status into shoal._core.StatusError
+// (code name + message; the Python package maps codes to its exceptions), and releases the GIL
+// around every call that can block (submission, get, wait, put of large values, the task loop,
+// GCS queries). Object ids cross as 28-byte `bytes`. Values cross as `bytes` one way and as
+// ObjectBuffer (a read-only buffer over the object's memory, zero-copy) the other way.
+#include <pybind11/functional.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "shoal/gcs.grpc.pb.h"
+#include "src/api/local_cluster.h"
+#include "src/common/ids.h"
+#include "src/common/resources.h"
+#include "src/common/rpc.h"
+#include "src/worker/core_worker.h"
+#include "src/worker/object_value.h"
+
+namespace py = pybind11;
+
+namespace shoal {
+namespace {
+
+// Raised for every failed call; .args = (code_name, message, error_type, error_data).
+py::object g_status_error;
+
+[[noreturn]] void ThrowStatus(const absl::Status& status) {
+  auto type = status.GetPayload(kErrorTypeUrl);
+  auto data = status.GetPayload(kErrorDataUrl);
+  py::gil_scoped_acquire gil;
+  py::object error = g_status_error(absl::StatusCodeToString(status.code()), std::string(status.message()),
+                                    type ? std::string(*type) : std::string(),
+                                    py::bytes(data ? std::string(*data) : std::string()));
+  PyErr_SetObject(g_status_error.ptr(), error.ptr());
+  throw py::error_already_set();
+}
+
+template <typename T>
+T Check(absl::StatusOr<T> value) {
+  if (!value.ok()) ThrowStatus(value.status());
+  return std::move(*value);
+}
+void Check(const absl::Status& status) {
+  if (!status.ok()) ThrowStatus(status);
+}
+
+ObjectId ToId(const std::string& bytes) {
+  auto id = ObjectId::FromBinary(bytes);
+  if (!id.ok()) ThrowStatus(id.status());
+  return *id;
+}
+
+std::vector<ObjectId> ToIds(const std::vector<std::string>& ids) {
+  std::vector<ObjectId> out;
+  out.reserve(ids.size());
+  for (const auto& id : ids) out.push_back(ToId(id));
+  return out;
+}
+
+absl::Duration ToTimeout(double seconds) {
+  return seconds < 0 ? absl::Seconds(-1) : absl::Seconds(seconds);
+}
+
+py::dict ResourcesToDict(const rpc::ResourceMap& map) {
+  py::dict out;
+  for (const auto& [name, amount] : map.amounts()) {
+    out[py::str(name)] = static_cast<double>(amount) / FixedPoint::kScale;
+  }
+  return out;
+}
+
+// Options arrive as a dict from shoal's Python layer (already validated there; the core checks
+// again and answers InvalidArgument).
+TaskOptions ToTaskOptions(const py::dict& options) {
+  TaskOptions out;
+  if (options.contains("resources")) {
+    auto set = ResourceSet::FromDoubles(options["resources"].cast<std::map<std::string, double>>());
+    if (!set.ok()) ThrowStatus(set.status());
+    out.resources = *set;
+    out.use_default_resources = false;  // the Python layer decides (num_cpus=0 asks for nothing)
+  }
+  if (options.contains("max_retries")) out.max_retries = options["max_retries"].cast<int>();
+  if (options.contains("retry_exceptions")) out.retry_exceptions = options["retry_exceptions"].cast<bool>();
+  if (options.contains("num_returns")) out.num_returns = options["num_returns"].cast<uint32_t>();
+  if (options.contains("strategy")) {
+    const std::string strategy = options["strategy"].cast<std::string>();
+    if (strategy == "SPREAD") {
+      out.strategy = TaskOptions::Strategy::kSpread;
+    } else if (strategy == "NODE_AFFINITY") {
+      out.strategy = TaskOptions::Strategy::kNodeAffinity;
+      auto node = NodeId::FromHex(options["node_id"].cast<std::string>());
+      if (!node.ok()) ThrowStatus(node.status());
+      out.affinity_node = *node;
+      out.affinity_soft = options.contains("soft") && options["soft"].cast<bool>();
+    }
+  }
+  if (options.contains("nested_refs")) {
+    out.nested_refs = ToIds(options["nested_refs"].cast<std::vector<std::string>>());
+  }
+  return out;
+}
+
+// A read-only buffer over an object's bytes (Python buffer protocol); memoryviews and numpy
+// arrays made from it keep it, and so the object, alive.
+struct PyObjectBuffer {
+  ObjectBuffer buffer;
+};
+
+class PyCoreWorker {
+ public:
+  explicit PyCoreWorker(std::unique_ptr<CoreWorker> core) : core_(std::move(core)) {}
+
+  static std::shared_ptr<PyCoreWorker> CreateDriver(const std::string& gcs_address,
+                                                    const std::vector<std::string>& worker_command) {
+    CoreWorkerOptions options;
+    options.gcs_address = gcs_address;
+    options.worker_command = worker_command;
+    absl::StatusOr<std::unique_ptr<CoreWorker>> core;
+    {
+      py::gil_scoped_release release;
+      core = CoreWorker::Create(options);
+    }
+    return std::make_shared<PyCoreWorker>(Check(std::move(core)));
+  }
+
+  static std::shared_ptr<PyCoreWorker> CreateWorker() {
+    absl::StatusOr<std::unique_ptr<CoreWorker>> core;
+    {
+      py::gil_scoped_release release;
+      core = CoreWorker::CreateWorkerFromEnvironment();
+    }
+    return std::make_shared<PyCoreWorker>(Check(std::move(core)));
+  }
+
+  CoreWorker& core() {
+    if (core_ == nullptr) ThrowStatus(absl::FailedPreconditionError("this core worker was shut down"));
+    return *core_;
+  }
+
+  void Shutdown() {
+    std::unique_ptr<CoreWorker> core = std::move(core_);
+    py::gil_scoped_release release;
+    core.reset();
+  }
+
+  // args: list of (is_ref, bytes).
+  std::vector<py::bytes> SubmitTask(const std::string& function_name,
+                                    const std::vector<std::pair<bool, std::string>>& args,
+                                    const py::dict& options) {
+    std::vector<TaskArg> task_args;
+    task_args.reserve(args.size());
+    for (const auto& [is_ref, data] : args) {
+      task_args.push_back(is_ref ? TaskArg::Ref(ToId(data)) : TaskArg::Value(data));
+    }
+    TaskOptions task_options = ToTaskOptions(options);
+    absl::StatusOr<std::vector<ObjectId>> ids;
+    {
+      py::gil_scoped_release release;
+      ids = core().SubmitTaskReturns(function_name, std::move(task_args), task_options);
+    }
+    std::vector<py::bytes> out;
+    for (const auto& id : Check(std::move(ids))) out.emplace_back(id.Binary());
+    return out;
+  }
+
+  py::bytes Put(const std::vector<py::buffer>& parts) {
+    std::vector<py::buffer_info> infos;
+    std::vector<std::string_view> views;
+    for (const auto& part : parts) {
+      infos.push_back(part.request());
+      const auto& info = infos.back();
+      views.emplace_back(static_cast<const char*>(info.ptr), static_cast<size_t>(info.size * info.itemsize));
+    }
+    absl::StatusOr<ObjectId> id;
+    {
+      py::gil_scoped_release release;
+      id = core().PutParts(views);
+    }
+    return py::bytes(Check(std::move(id)).Binary());
+  }
+
+  // One entry per id: an ObjectBuffer, or a StatusError instance for a failed object.
+  py::list Get(const std::vector<std::string>& ids, double timeout) {
+    std::vector<ObjectId> object_ids = ToIds(ids);
+    absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> buffers;
+    {
+      py::gil_scoped_release release;
+      buffers = core().GetBuffers(object_ids, ToTimeout(timeout));
+    }
+    py::list out;
+    for (auto& b : Check(std::move(buffers))) {
+      if (b.ok()) {
+        out.append(py::cast(PyObjectBuffer{std::move(*b)}));
+        continue;
+      }
+      auto type = b.status().GetPayload(kErrorTypeUrl);
+      auto data = b.status().GetPayload(kErrorDataUrl);
+      out.append(g_status_error(absl::StatusCodeToString(b.status().code()), std::string(b.status().message()),
+                                type ? std::string(*type) : std::string(),
+                                py::bytes(data ? std::string(*data) : std::string())));
+    }
+    return out;
+  }
+
+  std::vector<bool> Wait(const std::vector<std::string>& ids, int num_ready, double timeout) {
+    std::vector<ObjectId> object_ids = ToIds(ids);
+    absl::StatusOr<std::vector<bool>> ready;
+    {
+      py::gil_scoped_release release;
+      ready = core().Wait(object_ids, num_ready, ToTimeout(timeout));
+    }
+    return Check(std::move(ready));
+  }
+
+  void Cancel(const std::string& id, bool force) {
+    ObjectId object_id = ToId(id);
+    absl::Status s;
+    {
+      py::gil_scoped_release release;
+      s = core().CancelTask(object_id, force);
+    }
+    Check(s);
+  }
+
+  void AddReference(const std::string& id) {
+    if (core_ != nullptr) core_->AddLocalReference(ToId(id));
+  }
+  void RemoveReference(const std::string& id) {
+    if (core_ != nullptr) core_->RemoveLocalReference(ToId(id));
+  }
+  void RegisterBorrowed(const std::string& id, const std::string& owner) {
+    core().RegisterBorrowedObject(ToId(id), owner);
+  }
+  std::string OwnerAddress(const std::string& id) { return Check(core().GetOwnerAddress(ToId(id))); }
+
+  void RunTaskLoop() {
+    absl::Status s;
+    {
+      py::gil_scoped_release release;
+      s = core().RunTaskLoop();
+    }
+    Check(s);
+  }
+
+  // handler(function_name, task_id, num_returns, args: list[ObjectBuffer]) answers
+  // (True, [bytes, ...]) or (False, (type_name, message, error_data)).
+  void SetTaskHandler(py::function handler) {
+    auto shared = std::make_shared<py::function>(std::move(handler));
+    core().SetTaskHandler([shared](const TaskCall& call) -> absl::StatusOr<std::vector<std::string>> {
+      py::gil_scoped_acquire gil;
+      try {
+        py::list args;
+        for (const auto& a : call.args) args.append(py::cast(PyObjectBuffer{a}));
+        py::tuple answer = (*shared)(call.function_name, call.task_id, call.num_returns, args);
+        if (answer[0].cast<bool>()) {
+          std::vector<std::string> results;
+          for (const auto& r : answer[1].cast<py::list>()) results.push_back(r.cast<std::string>());
+          return results;
+        }
+        py::tuple error = answer[1].cast<py::tuple>();
+        absl::Status s = absl::AbortedError(error[1].cast<std::string>());
+        s.SetPayload(kErrorTypeUrl, absl::Cord(error[0].cast<std::string>()));
+        s.SetPayload(kErrorDataUrl, absl::Cord(error[2].cast<std::string>()));
+        return s;
+      } catch (py::error_already_set& e) {
+        absl::Status s = absl::AbortedError(absl::StrCat("the task handler failed: ", e.what()));
+        s.SetPayload(kErrorTypeUrl, absl::Cord("SystemError"));
+        return s;
+      }
+    });
+  }
+
+  void SetInterruptHandler(py::function handler) {
+    auto shared = std::make_shared<py::function>(std::move(handler));
+    core().SetInterruptHandler([shared](const std::string& task_id) {
+      py::gil_scoped_acquire gil;
+      try {
+        (*shared)(task_id);
+      } catch (py::error_already_set& e) {
+        PyErr_Clear();
+      }
+    });
+  }
+
+  void SetLogHandler(py::function handler) {
+    auto shared = std::make_shared<py::function>(std::move(handler));
+    core().SetLogHandler([shared](const std::vector<std::string>& lines, bool is_stderr) {
+      py::gil_scoped_acquire gil;
+      try {
+        (*shared)(lines, is_stderr);
+      } catch (py::error_already_set& e) {
+        PyErr_Clear();
+      }
+    });
+  }
+
+  void SendLogs(const std::string& owner, const std::vector<std::string>& lines, bool is_stderr) {
+    absl::Status s;
+    {
+      py::gil_scoped_release release;
+      s = core().SendLogs(owner, lines, is_stderr);
+    }
+    Check(s);
+  }
+
+  py::dict CurrentTask() {
+    CurrentTaskInfo info = core().CurrentTask();
+    py::dict out;
+    out["task_id"] = info.task_id;
+    out["function_name"] = info.function_name;
+    out["owner_address"] = info.owner_address;
+    out["attempt"] = info.attempt;
+    return out;
+  }
+
+  void KvPut(const std::string& ns, const std::string& key, const py::bytes& value, bool overwrite) {
+    std::string v = value;
+    absl::Status s;
+    {
+      py::gil_scoped_release release;
+      s = core().KvPut(ns, key, v, overwrite);
+    }
+    Check(s);
+  }
+
+  // None when the key is absent.
+  py::object KvGet(const std::string& ns, const std::string& key) {
+    absl::StatusOr<std::string> value;
+    {
+      py::gil_scoped_release release;
+      value = core().KvGet(ns, key);
+    }
+    if (absl::IsNotFound(value.status())) return py::none();
+    return py::bytes(Check(std::move(value)));
+  }
+
+ private:
+  std::unique_ptr<CoreWorker> core_;
+};
+
+// The GCS's view of the cluster, for shoal.nodes() and the resource queries.
+py::dict ClusterStatus(const std::string& gcs_address, double timeout) {
+  rpc::GetClusterStatusReply reply;
+  absl::Status s;
+  {
+    py::gil_scoped_release release;
+    auto stub = rpc::ClusterStatusService::NewStub(MakeChannel(gcs_address));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(timeout)));
+    ctx.set_wait_for_ready(true);
+    s = FromGrpcStatus(stub->GetClusterStatus(&ctx, rpc::GetClusterStatusRequest(), &reply));
+  }
+  Check(s);
+  py::dict out;
+  out["total"] = ResourcesToDict(reply.total());
+  out["available"] = ResourcesToDict(reply.available());
+  py::list nodes;
+  for (const auto& node : reply.nodes()) {
+    py::dict n;
+    n["node_id"] = node.node_id();
+    n["address"] = node.address();
+    n["raylet_port"] = node.raylet_port();
+    n["object_manager_port"] = node.object_manager_port();
+    n["hostname"] = node.hostname();
+    n["is_head"] = node.is_head();
+    n["alive"] = node.state() == rpc::NodeInfo::ALIVE;
+    n["resources_total"] = ResourcesToDict(node.resources_total());
+    n["resources_available"] = ResourcesToDict(node.resources_available());
+    py::dict labels;
+    for (const auto& [k, v] : node.labels()) labels[py::str(k)] = v;
+    n["labels"] = labels;
+    n["start_time_ms"] = node.start_time_ms();
+    n["death_reason"] = node.death_reason();
+    n["session_dir"] = node.session_dir();
+    n["object_store_socket"] = node.object_store_socket();
+    nodes.append(n);
+  }
+  out["nodes"] = nodes;
+  py::list demands;
+  for (const auto& d : reply.demands()) {
+    py::dict demand;
+    demand["shape"] = ResourcesToDict(d.shape());
+    demand["count"] = d.count();
+    demand["infeasible"] = d.infeasible();
+    demands.append(demand);
+  }
+  out["demands"] = demands;
+  return out;
+}
+
+class PyLocalCluster {
+ public:
+  PyLocalCluster(int num_cpus, int num_gpus, const std::string& resources) {
+    auto bin_dir = api::FindBinDir();
+    if (!bin_dir.ok()) ThrowStatus(bin_dir.status());
+    api::LocalClusterOptions options{*bin_dir, num_cpus, num_gpus, resources};
+    absl::StatusOr<std::unique_ptr<api::LocalCluster>> cluster;
+    {
+      py::gil_scoped_release release;
+      cluster = api::LocalCluster::Start(options);
+    }
+    cluster_ = Check(std::move(cluster));
+  }
+  std::string address() const { return cluster_ ? cluster_->address() : std::string(); }
+  void Stop() {
+    py::gil_scoped_release release;
+    if (cluster_) cluster_->Stop();
+  }
+
+ private:
+  std::unique_ptr<api::LocalCluster> cluster_;
+};
+
+}  // namespace
+}  // namespace shoal
+
+PYBIND11_MODULE(_core, m) {
+  using namespace shoal;
+  m.doc() = "Shoal's core worker, for the shoal package (not a public API).";
+
+  // A plain exception class; shoal.exceptions maps its code names to the public exceptions.
+  g_status_error = py::reinterpret_steal<py::object>(
+      PyErr_NewException("shoal._core.StatusError", PyExc_RuntimeError, nullptr));
+  m.attr("StatusError") = g_status_error;
+
+  py::class_<PyObjectBuffer>(m, "ObjectBuffer", py::buffer_protocol())
+      .def_buffer([](PyObjectBuffer& b) {
+        return py::buffer_info(const_cast<char*>(b.buffer.data), 1, py::format_descriptor<uint8_t>::format(), 1,
+                               {static_cast<py::ssize_t>(b.buffer.size)}, {1}, /*readonly=*/true);
+      })
+      .def("__len__", [](const PyObjectBuffer& b) { return b.buffer.size; })
+      .def("address", [](const PyObjectBuffer& b) { return reinterpret_cast<uintptr_t>(b.buffer.data); });
+
+  py::class_<PyCoreWorker, std::shared_ptr<PyCoreWorker>>(m, "CoreWorker")
+      .def_static("create_driver", &PyCoreWorker::CreateDriver, py::arg("gcs_address"), py::arg("worker_command"))
+      .def_static("create_worker", &PyCoreWorker::CreateWorker)
+      .def("shutdown", &PyCoreWorker::Shutdown)
+      .def("submit_task", &PyCoreWorker::SubmitTask)
+      .def("put", &PyCoreWorker::Put)
+      .def("get", &PyCoreWorker::Get)
+      .def("wait", &PyCoreWorker::Wait)
+      .def("cancel", &PyCoreWorker::Cancel)
+      .def("add_reference", &PyCoreWorker::AddReference)
+      .def("remove_reference", &PyCoreWorker::RemoveReference)
+      .def("register_borrowed", &PyCoreWorker::RegisterBorrowed)
+      .def("owner_address", &PyCoreWorker::OwnerAddress)
+      .def("run_task_loop", &PyCoreWorker::RunTaskLoop)
+      .def("set_task_handler", &PyCoreWorker::SetTaskHandler)
+      .def("set_interrupt_handler", &PyCoreWorker::SetInterruptHandler)
+      .def("set_log_handler", &PyCoreWorker::SetLogHandler)
+      .def("send_logs", &PyCoreWorker::SendLogs)
+      .def("current_task", &PyCoreWorker::CurrentTask)
+      .def("kv_put", &PyCoreWorker::KvPut)
+      .def("kv_get", &PyCoreWorker::KvGet)
+      .def_property_readonly("address", [](PyCoreWorker& w) { return w.core().address(); })
+      .def_property_readonly("gcs_address", [](PyCoreWorker& w) { return w.core().gcs_address(); })
+      .def_property_readonly("job_id", [](PyCoreWorker& w) { return w.core().job_id().Hex(); })
+      .def_property_readonly("node_id", [](PyCoreWorker& w) { return w.core().node_id().Hex(); })
+      .def_property_readonly("worker_id", [](PyCoreWorker& w) { return w.core().worker_id().Hex(); });
+
+  py::class_<PyLocalCluster>(m, "LocalCluster")
+      .def(py::init<int, int, const std::string&>(), py::arg("num_cpus"), py::arg("num_gpus"),
+           py::arg("resources"))
+      .def_property_readonly("address", &PyLocalCluster::address)
+      .def("stop", &PyLocalCluster::Stop);
+
+  m.def("cluster_status", &ClusterStatus, py::arg("gcs_address"), py::arg("timeout") = 10.0);
+  m.attr("OBJECT_ID_SIZE") = ObjectId::kSize;
+  m.attr("MAX_INLINE_SIZE") = kMaxInlineObjectSize;
+}
