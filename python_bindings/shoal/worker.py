@@ -146,9 +146,11 @@ class Worker:
             self.functions[fid] = fn
         return fn
 
-    def execute(self, function_name, task_id, num_returns, args):
+    def execute(self, function_name, task_id, num_returns, cuda_visible_devices, args):
         from shoal.remote_function import unpack_arguments
         _, fid, name = function_name.split(":", 2) if function_name.startswith("py:") else ("", "", function_name)
+        # The core exported it with setenv; os.environ is Python's own copy.
+        os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
         info = self.core.current_task()
         self.forwarder.begin_task(info["owner_address"], name.rsplit(".", 1)[-1])
         try:

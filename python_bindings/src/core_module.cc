@@ -252,7 +252,8 @@ class PyCoreWorker {
     Check(s);
   }
 
-  // handler(function_name, task_id, num_returns, args: list[ObjectBuffer]) answers
+  // handler(function_name, task_id, num_returns, cuda_visible_devices, args: list[ObjectBuffer])
+  // answers
   // (True, [bytes, ...]) or (False, (type_name, message, error_data)).
   void SetTaskHandler(py::function handler) {
     auto shared = std::make_shared<py::function>(std::move(handler));
@@ -261,7 +262,8 @@ class PyCoreWorker {
       try {
         py::list args;
         for (const auto& a : call.args) args.append(py::cast(PyObjectBuffer{a}));
-        py::tuple answer = (*shared)(call.function_name, call.task_id, call.num_returns, args);
+        py::tuple answer = (*shared)(call.function_name, call.task_id, call.num_returns,
+                                        call.cuda_visible_devices, args);
         if (answer[0].cast<bool>()) {
           std::vector<std::string> results;
           for (const auto& r : answer[1].cast<py::list>()) results.push_back(r.cast<std::string>());

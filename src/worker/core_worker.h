@@ -78,6 +78,7 @@ struct TaskCall {
   std::string function_name;
   std::string task_id;                  // hex
   uint32_t num_returns = 1;
+  std::string cuda_visible_devices;     // as exported to the environment ("0,1"; "" for none)
   std::vector<ObjectBuffer> args;       // zero-copy where the argument is in the store
 };
 // Answers exactly `num_returns` serialized results, or a failure as for TaskFunction (an

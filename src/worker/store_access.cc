@@ -9,6 +9,7 @@ namespace {
 // A fetched copy is secondary and may be evicted before we read it; fetch again this often.
 constexpr int kReadAttempts = 3;
 constexpr absl::Duration kFetchTimeout = absl::Minutes(10);
+constexpr absl::Duration kSealWait = absl::Seconds(30);
 
 ObjectBuffer OwnedBuffer(std::string bytes) {
   auto owned = std::make_shared<const std::string>(std::move(bytes));
@@ -36,8 +37,8 @@ NodeStoreAccess::NodeStoreAccess(std::shared_ptr<ObjectStoreClient> store, std::
       node_(node),
       object_manager_(rpc::ObjectManagerService::NewStub(MakeChannel(raylet_address_))) {}
 
-absl::StatusOr<ObjectBuffer> NodeStoreAccess::ReadLocal(const ObjectId& id) {
-  auto views = store_->Get({id}, absl::ZeroDuration());
+absl::StatusOr<ObjectBuffer> NodeStoreAccess::ReadLocal(const ObjectId& id, absl::Duration wait) {
+  auto views = store_->Get({id}, wait);
   if (!views.ok()) return views.status();
   auto& view = (*views)[0];
   if (!view.ok()) return view.status();
@@ -75,9 +76,12 @@ absl::StatusOr<ObjectBuffer> NodeStoreAccess::FetchAndRead(const rpc::ObjectValu
       return absl::Status(fetched.code(), absl::StrCat("cannot copy object ", id->Hex(), " from node at ",
                                                        value.raylet_address(), ": ", fetched.message()));
     }
-    auto buffer = ReadLocal(*id);
+    // A concurrent fetch of the same object (another worker here) may still be writing the
+    // copy: the Fetch answered at once, so wait for the seal (and fetch again if that copy
+    // was aborted or evicted meanwhile).
+    auto buffer = ReadLocal(*id, kSealWait);
     if (!absl::IsNotFound(buffer.status())) return buffer;
-    last = buffer.status();  // evicted between the fetch and the read
+    last = buffer.status();
   }
   return absl::NotFoundError(absl::StrCat("object ", id->Hex(), " was fetched but could not be read: ", last.message()));
 }

@@ -50,7 +50,8 @@ class NodeStoreAccess : public ObjectStoreAccess {
   absl::StatusOr<rpc::ObjectValue> WriteParts(const ObjectId& id, const std::vector<std::string_view>& parts) override;
 
  private:
-  absl::StatusOr<ObjectBuffer> ReadLocal(const ObjectId& id);
+  // Waits up to `wait` for the object to be sealed here.
+  absl::StatusOr<ObjectBuffer> ReadLocal(const ObjectId& id, absl::Duration wait = absl::ZeroDuration());
   // Makes sure a copy of `value` is in this node's store, then reads it.
   absl::StatusOr<ObjectBuffer> FetchAndRead(const rpc::ObjectValue& value);
 

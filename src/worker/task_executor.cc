@@ -113,6 +113,7 @@ rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
       auto task_id = TaskId::FromBinary(spec.task_id());
       call.task_id = task_id.ok() ? task_id->Hex() : std::string();
       call.num_returns = std::max<uint32_t>(spec.num_returns(), 1);
+      call.cuda_visible_devices = CudaVisibleDevices(request.gpus());
       call.args = std::move(args);
       results = handler(call);
     }

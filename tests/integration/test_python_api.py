@@ -1,0 +1,482 @@
+"""The Python API end to end: `import shoal` (also as `ray`) against real loopback clusters.
+
+Most tests share one three-node cluster for the module and run their driver in this process:
+    head    2 CPUs, no GPU
+    node A  2 CPUs, 2 GPUs, custom resource A
+    node B  2 CPUs, 1 GPU,  custom resource B
+Scripts that must own their process (hello world with a private local cluster, output
+forwarding, address="auto") run as subprocesses.
+"""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+
+import pytest
+
+from conftest import BIN, REPO, Cluster, process_alive, wait_until
+
+PYTHON_DIR = os.path.join(REPO, "build", "python")
+sys.path.insert(0, PYTHON_DIR)
+
+import cloudpickle  # noqa: E402
+import numpy as np  # noqa: E402
+
+import shoal  # noqa: E402
+import shoal as ray  # noqa: E402
+
+# Functions defined here travel by value: workers do not import this test module.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module")
+def three_nodes():
+    root = tempfile.mkdtemp(prefix="shoal-py-", dir="/tmp")
+    c = Cluster(root)
+    try:
+        c.start_head("--num-cpus", 2, "--num-gpus", 0)
+        c.start_worker("--num-cpus", 2, "--num-gpus", 2, "--resources", '{"A": 100}')
+        c.start_worker("--num-cpus", 2, "--num-gpus", 1, "--resources", '{"B": 100}')
+        wait_until(lambda: len(c.alive_nodes()) == 3, 20, what="3 alive nodes")
+        yield c
+    finally:
+        c.teardown()
+
+
+@pytest.fixture
+def driver(three_nodes):
+    shoal.init(address=three_nodes.address)
+    yield three_nodes
+    shoal.shutdown()
+
+
+def run_script(code, env, timeout=120):
+    env = dict(env)
+    env["PYTHONPATH"] = PYTHON_DIR
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
+                          timeout=timeout, cwd=tempfile.gettempdir())
+    return proc
+
+
+# ---------------------------------------------------------------------------------------------
+# As a Ray user writes it
+
+
+def test_hello_world_as_ray_user_with_private_cluster(tmp_path):
+    env = dict(os.environ, SHOAL_TMPDIR=str(tmp_path))
+    for var in ("SHOAL_ADDRESS", "RAY_ADDRESS"):
+        env.pop(var, None)
+    proc = run_script("""
+        import shoal as ray
+        ray.init(num_cpus=2)
+
+        @ray.remote
+        def hello(name):
+            print(f"hello from a task, {name}")
+            return f"Hello, {name}!"
+
+        @ray.remote
+        def square(x):
+            return x * x
+
+        print(ray.get(hello.remote("world")))
+        futures = [square.remote(i) for i in range(4)]
+        print(ray.get(futures))
+        ray.shutdown()
+    """, env)
+    assert proc.returncode == 0, proc.stderr
+    assert "Hello, world!" in proc.stdout
+    assert "[0, 1, 4, 9]" in proc.stdout
+    # The task's own print reached the driver, prefixed with the function and worker pid.
+    assert any(line.startswith("(hello pid=") and line.endswith("hello from a task, world")
+               for line in proc.stdout.splitlines()), proc.stdout
+    # The private cluster is gone with the driver.
+    wait_until(lambda: not any(p.is_dir() for p in tmp_path.iterdir() if p.name.startswith("shoal_")), 30,
+               what="the private cluster's root to be removed")
+
+
+def test_init_auto_finds_cluster_started_here(three_nodes):
+    proc = run_script("""
+        import shoal
+        ctx = shoal.init(address="auto")
+        print("nodes", len([n for n in shoal.nodes() if n["Alive"]]))
+        print("cpus", shoal.cluster_resources()["CPU"])
+        shoal.shutdown()
+    """, three_nodes.env)
+    assert proc.returncode == 0, proc.stderr
+    assert "nodes 3" in proc.stdout
+    assert "cpus 6.0" in proc.stdout
+
+
+def test_init_joins_via_environment_and_rejects_bad_addresses(three_nodes):
+    proc = run_script("""
+        import shoal
+        shoal.init()
+        print("joined", shoal.cluster_resources()["CPU"])
+        shoal.shutdown()
+        for bad in ("ray://x:10001", "no-port", "http://127.0.0.1:8265"):
+            try:
+                shoal.init(address=bad)
+            except ValueError as e:
+                print("rejected", bad)
+        try:
+            shoal.init(address="127.0.0.1:1", num_cpus=2)
+        except ValueError as e:
+            print("rejected num_cpus")
+    """, dict(three_nodes.env, RAY_ADDRESS=three_nodes.address))
+    assert proc.returncode == 0, proc.stderr
+    assert "joined 6.0" in proc.stdout
+    assert proc.stdout.count("rejected") == 4, proc.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks
+
+
+def test_many_tasks_and_options(driver):
+    @ray.remote
+    def add(a, b=0, *, c=0):
+        return a + b + c
+
+    refs = [add.remote(i, b=1, c=2) for i in range(3000)]
+    assert ray.get(refs) == [i + 3 for i in range(3000)]
+    assert ray.get(add.options(num_cpus=0.5, max_retries=0).remote(1, 2)) == 3
+
+    @ray.remote(num_returns=3)
+    def three():
+        return 1, "two", [3]
+
+    a, b, c = three.remote()
+    assert ray.get([a, b, c]) == [1, "two", [3]]
+    @ray.remote
+    def pair(t):
+        return t
+
+    x, y = pair.options(num_returns=2).remote((5, 6))
+    assert ray.get(x) == 5 and ray.get(y) == 6
+
+
+def test_nested_tasks(driver):
+    @ray.remote
+    def leaf(x):
+        return x + 1
+
+    @ray.remote
+    def middle(x):
+        return sum(ray.get([leaf.remote(x), leaf.remote(x + 10)]))
+
+    @ray.remote
+    def top(depth):
+        if depth == 0:
+            return ray.get(middle.remote(1))
+        return ray.get(top.remote(depth - 1)) + 1
+
+    # Deeper than the 6 CPUs of the cluster: blocked workers lend their CPUs.
+    assert ray.get(top.remote(8), timeout=120) == (2 + 12) + 8
+
+
+def test_refs_as_arguments_across_nodes(driver):
+    @ray.remote(resources={"A": 1})
+    def make(n):
+        return np.arange(n, dtype=np.int64), ray.get_runtime_context().get_node_id()
+
+    @ray.remote(resources={"B": 1})
+    def consume(pair, nested):
+        arr, made_on = pair
+        inner = ray.get(nested["ref"])  # a ref inside a data structure stays a ref
+        return int(arr.sum()) + inner, made_on, ray.get_runtime_context().get_node_id()
+
+    big = make.remote(1_000_000)  # 8 MB: travels through the stores
+    small = ray.put(5)
+    total, made_on, ran_on = ray.get(consume.remote(big, {"ref": small}))
+    assert total == sum(range(1_000_000)) + 5
+    assert made_on != ran_on
+
+
+def test_refs_in_results_and_puts(driver):
+    @ray.remote
+    def inner():
+        return "inner value"
+
+    @ray.remote
+    def outer():
+        return {"ref": inner.remote()}
+
+    result = ray.get(outer.remote())
+    assert ray.get(result["ref"]) == "inner value"
+    holder = ray.put([ray.put("a"), ray.put("b")])
+    assert [ray.get(r) for r in ray.get(holder)] == ["a", "b"]
+
+
+def test_large_numpy_array_is_shared_not_copied(driver):
+    array = np.random.default_rng(1).random(100 * 1024 * 1024 // 8)  # 100 MB
+    ref = ray.put(array)
+    local = ray.get(ref)
+    assert not local.flags.writeable
+    assert np.array_equal(local, array)
+
+    @ray.remote(num_cpus=0.5)
+    def inspect_array(arr):
+        address = arr.__array_interface__["data"][0]
+        mapping = ""
+        with open("/proc/self/maps") as f:
+            for line in f:
+                lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                if lo <= address < hi:
+                    mapping = line.strip()
+                    break
+        return float(arr.sum()), arr.flags.writeable, mapping, os.getpid()
+
+    results = ray.get([inspect_array.remote(ref) for _ in range(8)])
+    expected = float(array.sum())
+    for total, writeable, mapping, _ in results:
+        assert total == expected
+        assert not writeable
+        assert "shoal-object-store" in mapping, mapping  # the store's shared memory, not a copy
+    assert "shoal-object-store" in _mapping_of(local)
+
+
+def _mapping_of(arr):
+    address = arr.__array_interface__["data"][0]
+    with open("/proc/self/maps") as f:
+        for line in f:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            if lo <= address < hi:
+                return line
+    return ""
+
+
+def test_fractional_gpus(driver, tmp_path):
+    barrier = str(tmp_path)
+
+    @ray.remote(num_gpus=0.5, num_cpus=0, resources={"A": 1})
+    def gpu_task(i):
+        open(os.path.join(barrier, f"started-{i}"), "w").close()
+        deadline = time.time() + 60
+        while len(os.listdir(barrier)) < 4 and time.time() < deadline:
+            time.sleep(0.02)
+        return ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    results = ray.get([gpu_task.remote(i) for i in range(4)], timeout=90)
+    per_device = {}
+    for ids, visible in results:
+        assert len(ids) == 1
+        assert visible == str(ids[0])
+        per_device[ids[0]] = per_device.get(ids[0], 0) + 1
+    assert per_device == {0: 2, 1: 2}  # two halves on each of node A's two GPUs
+    assert ray.get_gpu_ids() == []  # the driver holds none
+
+
+def test_runtime_context_and_cluster_info(driver):
+    ctx = ray.get_runtime_context()
+    assert ctx.get_task_id() is None
+
+    @ray.remote
+    def where():
+        c = ray.get_runtime_context()
+        return c.get_job_id(), c.get_node_id(), c.get_task_id()
+
+    job, node, task = ray.get(where.remote())
+    assert job == ctx.get_job_id()
+    assert len(task) > 0
+    nodes = ray.nodes()
+    assert node in {n["NodeID"] for n in nodes}
+    assert sum(1 for n in nodes if n["Alive"]) == 3
+    assert ray.cluster_resources()["GPU"] == 3.0
+    assert ray.cluster_resources()["A"] == 100.0
+    assert ray.is_initialized()
+
+
+def test_put_get_wait_and_timeouts(driver):
+    values = [None, 1, "s", b"b" * 200_000, {"k": [1, 2]}, np.zeros((3, 3))]
+    for v in values:
+        got = ray.get(ray.put(v))
+        if isinstance(v, np.ndarray):
+            assert np.array_equal(got, v)
+        else:
+            assert got == v
+
+    @ray.remote
+    def sleepy(t):
+        time.sleep(t)
+        return t
+
+    slow = sleepy.remote(30)
+    fast = [sleepy.remote(0) for _ in range(3)]
+    ready, not_ready = ray.wait(fast + [slow], num_returns=3, timeout=20)
+    assert set(ready) == set(fast) and not_ready == [slow]
+    with pytest.raises(ray.exceptions.GetTimeoutError):
+        ray.get(slow, timeout=0.2)
+    with pytest.raises(TimeoutError):  # GetTimeoutError is also a TimeoutError
+        ray.get([slow], timeout=0)
+    ray.cancel(slow, force=True)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(slow, timeout=30)
+
+
+def test_cancel_running_task_interrupts_it(driver):
+    @ray.remote(max_retries=0)
+    def spin():
+        while True:
+            time.sleep(0.01)
+
+    ref = spin.remote()
+    time.sleep(1.0)  # let it start
+    ray.cancel(ref)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=30)
+
+    @ray.remote
+    def quick():
+        return "still works"
+
+    assert ray.get(quick.remote(), timeout=30) == "still works"
+
+
+# ---------------------------------------------------------------------------------------------
+# Failures
+
+
+class CustomError(Exception):
+    pass
+
+
+def test_exceptions_carry_type_and_traceback(driver):
+    @ray.remote
+    def fails(x):
+        def deeper():
+            raise CustomError(f"bad value {x}")
+        deeper()
+
+    with pytest.raises(CustomError) as info:
+        ray.get(fails.remote(7))
+    err = info.value
+    assert isinstance(err, ray.exceptions.RayTaskError)
+    assert "bad value 7" in str(err)
+    assert "in deeper" in str(err) and "Traceback" in str(err)
+
+    @ray.remote
+    def zero():
+        return 1 / 0
+
+    with pytest.raises(ZeroDivisionError):
+        ray.get(zero.remote())
+
+    # An error flows through dependent tasks without running them.
+    @ray.remote
+    def never(x):
+        return x
+
+    with pytest.raises(CustomError):
+        ray.get(never.remote(fails.remote(1)))
+
+
+def test_unpicklable_exception_still_reported(driver):
+    @ray.remote
+    def raises_unpicklable():
+        class Local(Exception):
+            def __reduce__(self):
+                raise TypeError("no pickling")
+        raise Local("local failure")
+
+    with pytest.raises(ray.exceptions.TaskError) as info:
+        ray.get(raises_unpicklable.remote())
+    assert "local failure" in str(info.value)
+
+
+def test_worker_killed_mid_task_is_retried(driver, tmp_path):
+    marker = str(tmp_path / "pids")
+
+    @ray.remote(max_retries=2)
+    def fragile():
+        with open(marker, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        with open(marker) as f:
+            attempts = len(f.read().split())
+        if attempts == 1:
+            time.sleep(120)  # killed here
+        return attempts
+
+    ref = fragile.remote()
+    wait_until(lambda: os.path.exists(marker), 30, what="the task to start")
+    with open(marker) as f:
+        pid = int(f.read().split()[0])
+    os.kill(pid, signal.SIGKILL)
+    assert ray.get(ref, timeout=60) == 2
+
+    @ray.remote(max_retries=0)
+    def doomed(path):
+        with open(path, "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(120)
+
+    path = str(tmp_path / "doomed")
+    ref = doomed.remote(path)
+    wait_until(lambda: os.path.exists(path) and open(path).read(), 30, what="the task to start")
+    os.kill(int(open(path).read()), signal.SIGKILL)
+    with pytest.raises(ray.exceptions.WorkerCrashedError):
+        ray.get(ref, timeout=60)
+
+
+def test_bad_input_gives_clear_errors(driver):
+    @ray.remote
+    def f(x):
+        return x
+
+    with pytest.raises(TypeError, match="could not serialize"):
+        f.remote(threading.Lock())
+    with pytest.raises(ValueError):
+        f.options(num_gpus=-1).remote(1)
+    with pytest.raises(ValueError, match="whole number"):
+        f.options(num_gpus=1.5).remote(1)
+    with pytest.raises(ValueError, match="num_cpus"):
+        f.options(resources={"CPU": 2}).remote(1)
+    with pytest.raises(TypeError):
+        f.options(num_cpus="two").remote(1)
+    with pytest.raises(ValueError, match="Invalid option"):
+        f.options(num_cpu=1).remote(1)
+    with pytest.raises(TypeError, match="cannot be called directly"):
+        f(1)
+
+    def plain(x):
+        return x
+
+    with pytest.raises(AttributeError):
+        plain.remote(1)
+    with pytest.raises(TypeError):
+        ray.get("not a ref")
+    with pytest.raises(TypeError):
+        ray.put(ray.put(1))
+    with pytest.raises(ValueError):
+        ray.wait([ray.put(1)], num_returns=2)
+    # The driver and the cluster are fine afterwards.
+    assert ray.get(f.remote(5)) == 5
+
+
+def test_infeasible_task_times_out_and_shows_as_demand(driver):
+    @ray.remote(num_gpus=4)
+    def too_big():
+        return 1
+
+    ref = too_big.remote()
+    with pytest.raises(ray.exceptions.GetTimeoutError):
+        ray.get(ref, timeout=1)
+    wait_until(lambda: any(d.get("infeasible") for d in driver.status().get("demands", [])), 20,
+               what="the 4-GPU request to show as infeasible demand")
+    ray.cancel(ref)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=30)
+
+
+def test_resources_return_after_work(driver):
+    @ray.remote(num_gpus=0.5)
+    def g():
+        return 1
+
+    ray.get([g.remote() for _ in range(6)])
+    wait_until(lambda: ray.available_resources().get("CPU") == 6.0 and ray.available_resources().get("GPU") == 3.0,
+               30, what="every CPU and GPU to be free again")
