@@ -157,6 +157,11 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
                                  rpc::ExitReply* reply) override;
   grpc::ServerUnaryReactor* PrintLogs(grpc::CallbackServerContext* ctx, const rpc::PrintLogsRequest* request,
                                       rpc::PrintLogsReply* reply) override;
+  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* ctx, const rpc::PingRequest*, rpc::PingReply*) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
   grpc::ServerUnaryReactor* CancelTask(grpc::CallbackServerContext* ctx, const rpc::CancelTaskRequest* request,
                                        rpc::CancelTaskReply* reply) override;
 
