@@ -17,6 +17,7 @@ import inspect as _inspect
 from shoal import exceptions
 from shoal._private.runtime import (ObjectRef, available_resources, cancel, cluster_resources, get,
                                     get_gpu_ids, init, is_initialized, nodes, put, shutdown, wait)
+from shoal.actor import ActorClass, ActorHandle, get_actor, kill
 from shoal.remote_function import RemoteFunction
 from shoal.runtime_context import get_runtime_context
 
@@ -43,7 +44,6 @@ def remote(*args, **options):
 
 def _make_remote(target, options):
     if _inspect.isclass(target):
-        from shoal.actor import ActorClass
         return ActorClass(target, options)
     return RemoteFunction(target, options)
 
@@ -59,5 +59,5 @@ def method(*args, **options):
 
 
 __all__ = ["init", "shutdown", "is_initialized", "remote", "method", "get", "put", "wait", "cancel",
-           "ObjectRef", "cluster_resources", "available_resources", "nodes", "get_gpu_ids",
+           "ObjectRef", "ActorHandle", "get_actor", "kill", "cluster_resources", "available_resources", "nodes", "get_gpu_ids",
            "get_runtime_context", "exceptions"]

@@ -20,7 +20,10 @@ class RuntimeContext:
         return c.current_task()["task_id"] or None
 
     def get_actor_id(self):
-        return None
+        """The actor this code runs in (hex), or None outside actors."""
+        if runtime.state.mode != "worker":
+            return None
+        return runtime.core().current_actor or None
 
     @property
     def job_id(self):

@@ -10,7 +10,9 @@ Output: while a task runs, lines written to sys.stdout / sys.stderr go to the ta
 (the driver, or the worker that submitted it), prefixed "(name pid=N)", batched every 100 ms and
 flushed before the task's reply. Output outside tasks goes to this worker's log file.
 """
+import asyncio
 import ctypes
+import inspect
 import os
 import sys
 import threading
@@ -29,42 +31,37 @@ class _OutputForwarder:
     def __init__(self, core):
         self._core = core
         self._lock = threading.Lock()
-        self._pending = {False: [], True: []}  # is_stderr -> lines
-        self._owner = None
-        self._prefix = ""
+        self._pending = {}  # (owner, is_stderr) -> lines
+        self._local = threading.local()  # the owner and prefix of the task this thread runs
         self._send_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="shoal-output", daemon=True)
         self._thread.start()
 
     def begin_task(self, owner, name):
-        with self._lock:
-            self._owner = owner
-            self._prefix = f"({name} pid={os.getpid()}) "
+        self._local.owner = owner
+        self._local.prefix = f"({name} pid={os.getpid()}) "
 
     def end_task(self):
         self.flush()
-        with self._lock:
-            self._owner = None
+        self._local.owner = None
 
     def add(self, lines, is_stderr, raw=False):
-        """Queues lines for the owner; answers False when no task runs (caller writes them)."""
+        """Queues lines for the running task's owner; answers False when this thread runs no
+        task (the caller writes them itself)."""
+        owner = getattr(self._local, "owner", None)
+        if owner is None:
+            return False
+        prefix = "" if raw else self._local.prefix
         with self._lock:
-            if self._owner is None:
-                return False
-            prefix = "" if raw else self._prefix
-            self._pending[is_stderr].extend(prefix + line for line in lines)
-            return True
+            self._pending.setdefault((owner, is_stderr), []).extend(prefix + line for line in lines)
+        return True
 
     def flush(self):
         with self._send_lock:
             with self._lock:
-                owner = self._owner
-                batches = [(flag, self._pending[flag]) for flag in (False, True) if self._pending[flag]]
-                self._pending = {False: [], True: []}
-            if owner is None:
-                return
-            for is_stderr, lines in batches:
+                batches, self._pending = self._pending, {}
+            for (owner, is_stderr), lines in batches.items():
                 try:
                     self._core.send_logs(owner, lines, is_stderr)
                 except Exception:  # noqa: BLE001 - the owner went away: drop the output
@@ -122,6 +119,9 @@ class Worker:
     def __init__(self):
         self.core = runtime.init_worker()
         self.functions = {}
+        self.actor = None        # the instance, once this worker runs an actor
+        self.actor_name = None
+        self.loop = None         # event loop for async actor methods (own thread)
         self.returned_refs = []  # refs put inside results: kept so their borrowers can read them
         self.node_id = self.core.node_id
         self.main_thread = threading.main_thread().ident
@@ -146,20 +146,40 @@ class Worker:
             self.functions[fid] = fn
         return fn
 
-    def execute(self, function_name, task_id, num_returns, cuda_visible_devices, args):
+    def execute(self, function_name, task_id, num_returns, cuda_visible_devices, actor_id, actor_creation, args):
         from shoal.remote_function import unpack_arguments
-        _, fid, name = function_name.split(":", 2) if function_name.startswith("py:") else ("", "", function_name)
+        if actor_id and not actor_creation:
+            fid, name = "", function_name
+            label = f"{self.actor_name}.{function_name}" if self.actor_name else function_name
+            prefix_name = self.actor_name or function_name
+        else:
+            _, fid, name = function_name.split(":", 2) if function_name.startswith("py:") else ("", "", function_name)
+            label = name
+            prefix_name = name.rsplit(".", 1)[-1]
         # The core exported it with setenv; os.environ is Python's own copy.
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
         info = self.core.current_task()
-        self.forwarder.begin_task(info["owner_address"], name.rsplit(".", 1)[-1])
+        self.forwarder.begin_task(info["owner_address"], prefix_name)
         try:
-            if not fid:
-                raise RuntimeError(f"'{function_name}' is not a Python task")
-            fn = self.load_function(fid)
             positional, keywords = unpack_arguments(args)
             del args
-            result = fn(*positional, **keywords)
+            if actor_id and not actor_creation:
+                if self.actor is None:
+                    raise RuntimeError(f"this worker runs no actor (call {function_name!r})")
+                method = getattr(self.actor, name, None)
+                if method is None or not callable(method):
+                    raise AttributeError(f"'{self.actor_name}' actor has no method '{name}'")
+                result = self._call(method, positional, keywords)
+            else:
+                if not fid:
+                    raise RuntimeError(f"'{function_name}' is not a Python task")
+                fn = self.load_function(fid)
+                if actor_creation:
+                    self.actor_name = name.rsplit(".", 1)[-1]
+                    self.actor = fn(*positional, **keywords)
+                    result = None
+                else:
+                    result = self._call(fn, positional, keywords)
             if num_returns == 1:
                 results = [result]
             else:
@@ -174,16 +194,27 @@ class Worker:
                 out.append(data)
             return (True, out)
         except BaseException as e:  # noqa: BLE001 - every failure goes back to the caller
-            return (False, self._error(name, e))
+            if actor_creation:
+                self.actor = None
+            return (False, self._error(label, e))
         finally:
             # A cancellation that arrived as the task ended must not hit the next one.
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.main_thread), None)
+            if threading.get_ident() == self.main_thread:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.main_thread), None)
             try:
                 sys.stdout.flush()
                 sys.stderr.flush()
             except Exception:  # noqa: BLE001
                 pass
             self.forwarder.end_task()
+
+    def _call(self, fn, positional, keywords):
+        if inspect.iscoroutinefunction(fn):
+            if self.loop is None:
+                self.loop = asyncio.new_event_loop()
+                threading.Thread(target=self.loop.run_forever, name="shoal-asyncio", daemon=True).start()
+            return asyncio.run_coroutine_threadsafe(fn(*positional, **keywords), self.loop).result()
+        return fn(*positional, **keywords)
 
     def _error(self, name, e):
         # The first frame is execute() itself; the user sees their own frames only.

@@ -153,15 +153,40 @@ class PyCoreWorker {
     core.reset();
   }
 
-  // args: list of (is_ref, bytes).
-  std::vector<py::bytes> SubmitTask(const std::string& function_name,
-                                    const std::vector<std::pair<bool, std::string>>& args,
-                                    const py::dict& options) {
+  static std::vector<TaskArg> ToTaskArgs(const std::vector<std::pair<bool, std::string>>& args) {
     std::vector<TaskArg> task_args;
     task_args.reserve(args.size());
     for (const auto& [is_ref, data] : args) {
       task_args.push_back(is_ref ? TaskArg::Ref(ToId(data)) : TaskArg::Value(data));
     }
+    return task_args;
+  }
+
+  static ActorId ToActorId(const std::string& bytes) {
+    auto id = ActorId::FromBinary(bytes);
+    if (!id.ok()) ThrowStatus(id.status());
+    return *id;
+  }
+
+  static py::dict ToDict(const ActorDescription& d) {
+    py::dict out;
+    out["actor_id"] = py::bytes(d.id.Binary());
+    out["class_name"] = d.class_name;
+    out["state"] = d.state;
+    out["death_cause"] = d.death_cause;
+    out["handle_data"] = py::bytes(d.handle_data);
+    out["worker_address"] = d.worker_address;
+    out["node_id"] = d.node_id;
+    out["num_restarts"] = d.num_restarts;
+    out["existed"] = d.existed;
+    return out;
+  }
+
+  // args: list of (is_ref, bytes).
+  std::vector<py::bytes> SubmitTask(const std::string& function_name,
+                                    const std::vector<std::pair<bool, std::string>>& args,
+                                    const py::dict& options) {
+    std::vector<TaskArg> task_args = ToTaskArgs(args);
     TaskOptions task_options = ToTaskOptions(options);
     absl::StatusOr<std::vector<ObjectId>> ids;
     {
@@ -171,6 +196,79 @@ class PyCoreWorker {
     std::vector<py::bytes> out;
     for (const auto& id : Check(std::move(ids))) out.emplace_back(id.Binary());
     return out;
+  }
+
+  // actor_options: class_name, name, namespace, detached, get_if_exists, max_restarts,
+  // max_task_retries, max_concurrency, handle_data (bytes).
+  py::dict CreateActor(const std::string& function_name, const std::vector<std::pair<bool, std::string>>& args,
+                       const py::dict& options, const py::dict& actor_options) {
+    std::vector<TaskArg> task_args = ToTaskArgs(args);
+    TaskOptions task_options = ToTaskOptions(options);
+    ActorOptions a;
+    a.class_name = actor_options["class_name"].cast<std::string>();
+    if (actor_options.contains("name")) a.name = actor_options["name"].cast<std::string>();
+    if (actor_options.contains("namespace")) a.ray_namespace = actor_options["namespace"].cast<std::string>();
+    if (actor_options.contains("detached")) a.detached = actor_options["detached"].cast<bool>();
+    if (actor_options.contains("get_if_exists")) a.get_if_exists = actor_options["get_if_exists"].cast<bool>();
+    if (actor_options.contains("max_restarts")) a.max_restarts = actor_options["max_restarts"].cast<int>();
+    if (actor_options.contains("max_task_retries")) a.max_task_retries = actor_options["max_task_retries"].cast<int>();
+    if (actor_options.contains("max_concurrency")) a.max_concurrency = actor_options["max_concurrency"].cast<int>();
+    if (actor_options.contains("handle_data")) a.handle_data = actor_options["handle_data"].cast<std::string>();
+    absl::StatusOr<ActorDescription> d;
+    {
+      py::gil_scoped_release release;
+      d = core().CreateActor(function_name, std::move(task_args), task_options, a);
+    }
+    return ToDict(Check(std::move(d)));
+  }
+
+  std::vector<py::bytes> SubmitActorTask(const std::string& actor_id, const std::string& method,
+                                         const std::vector<std::pair<bool, std::string>>& args,
+                                         const py::dict& options) {
+    ActorId actor = ToActorId(actor_id);
+    std::vector<TaskArg> task_args = ToTaskArgs(args);
+    TaskOptions task_options = ToTaskOptions(options);
+    absl::StatusOr<std::vector<ObjectId>> ids;
+    {
+      py::gil_scoped_release release;
+      ids = core().SubmitActorTask(actor, method, std::move(task_args), task_options);
+    }
+    std::vector<py::bytes> out;
+    for (const auto& id : Check(std::move(ids))) out.emplace_back(id.Binary());
+    return out;
+  }
+
+  void AddActorHandle(const std::string& actor_id, int max_task_retries) {
+    core().AddActorHandle(ToActorId(actor_id), max_task_retries);
+  }
+
+  void KillActor(const std::string& actor_id, bool no_restart) {
+    ActorId actor = ToActorId(actor_id);
+    absl::Status s;
+    {
+      py::gil_scoped_release release;
+      s = core().KillActor(actor, no_restart);
+    }
+    Check(s);
+  }
+
+  py::dict GetNamedActor(const std::string& name, const std::string& ray_namespace) {
+    absl::StatusOr<ActorDescription> d;
+    {
+      py::gil_scoped_release release;
+      d = core().GetNamedActor(name, ray_namespace);
+    }
+    return ToDict(Check(std::move(d)));
+  }
+
+  py::dict GetActorInfo(const std::string& actor_id) {
+    ActorId actor = ToActorId(actor_id);
+    absl::StatusOr<ActorDescription> d;
+    {
+      py::gil_scoped_release release;
+      d = core().GetActorInfo(actor);
+    }
+    return ToDict(Check(std::move(d)));
   }
 
   py::bytes Put(const std::vector<py::buffer>& parts) {
@@ -252,8 +350,8 @@ class PyCoreWorker {
     Check(s);
   }
 
-  // handler(function_name, task_id, num_returns, cuda_visible_devices, args: list[ObjectBuffer])
-  // answers
+  // handler(function_name, task_id, num_returns, cuda_visible_devices, actor_id_hex, actor_creation,
+  // args: list[ObjectBuffer]) answers
   // (True, [bytes, ...]) or (False, (type_name, message, error_data)).
   void SetTaskHandler(py::function handler) {
     auto shared = std::make_shared<py::function>(std::move(handler));
@@ -263,7 +361,7 @@ class PyCoreWorker {
         py::list args;
         for (const auto& a : call.args) args.append(py::cast(PyObjectBuffer{a}));
         py::tuple answer = (*shared)(call.function_name, call.task_id, call.num_returns,
-                                        call.cuda_visible_devices, args);
+                                        call.cuda_visible_devices, call.actor_id, call.actor_creation, args);
         if (answer[0].cast<bool>()) {
           std::vector<std::string> results;
           for (const auto& r : answer[1].cast<py::list>()) results.push_back(r.cast<std::string>());
@@ -449,6 +547,16 @@ PYBIND11_MODULE(_core, m) {
       .def("shutdown", &PyCoreWorker::Shutdown)
       .def("submit_task", &PyCoreWorker::SubmitTask)
       .def("put", &PyCoreWorker::Put)
+      .def("create_actor", &PyCoreWorker::CreateActor)
+      .def("submit_actor_task", &PyCoreWorker::SubmitActorTask)
+      .def("add_actor_handle", &PyCoreWorker::AddActorHandle)
+      .def("kill_actor", &PyCoreWorker::KillActor)
+      .def("get_named_actor", &PyCoreWorker::GetNamedActor)
+      .def("get_actor_info", &PyCoreWorker::GetActorInfo)
+      .def_property_readonly("current_actor", [](PyCoreWorker& w) {
+        ActorId a = w.core().CurrentActor();
+        return a.IsNil() ? std::string() : a.Hex();
+      })
       .def("get", &PyCoreWorker::Get)
       .def("wait", &PyCoreWorker::Wait)
       .def("cancel", &PyCoreWorker::Cancel)

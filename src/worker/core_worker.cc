@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <deque>
+#include <map>
 #include <fstream>
 #include <iterator>
 #include <thread>
@@ -30,6 +31,7 @@
 #include "spdlog/spdlog.h"
 #include "src/common/clock.h"
 #include "src/common/rpc.h"
+#include "src/worker/actor_submitter.h"
 #include "src/worker/grpc_transport.h"
 #include "src/worker/memory_store.h"
 #include "src/worker/object_value.h"
@@ -48,6 +50,10 @@ constexpr absl::Duration kShutdownRpcTimeout = absl::Seconds(2);
 constexpr absl::Duration kRayletCheckPeriod = absl::Seconds(1);
 constexpr int kRayletCheckFailures = 5;
 constexpr int kMaxMessageSize = 64 << 20;
+constexpr absl::Duration kSequenceGapTimeout = absl::Seconds(2);
+
+// The task the calling thread runs (worker mode).
+thread_local CurrentTaskInfo tls_current_task;
 
 // argv of this process, from /proc/self/cmdline.
 std::vector<std::string> SelfCommandLine() {
@@ -105,6 +111,18 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   absl::StatusOr<std::vector<ObjectId>> SubmitTask(const std::string& function_name, std::vector<TaskArg> args,
                                                    const TaskOptions& options);
   absl::Status CancelTask(const ObjectId& return_id, bool force);
+  absl::StatusOr<std::vector<ObjectId>> SubmitActorTask(const ActorId& actor, const std::string& method,
+                                                        std::vector<TaskArg> args, const TaskOptions& options);
+  absl::StatusOr<ActorDescription> CreateActor(const std::string& function_name, std::vector<TaskArg> args,
+                                               const TaskOptions& options, const ActorOptions& actor);
+  void AddActorHandle(const ActorId& actor, int max_task_retries);
+  absl::Status KillActor(const ActorId& actor, bool no_restart);
+  absl::StatusOr<ActorDescription> GetNamedActor(const std::string& name, const std::string& ray_namespace);
+  absl::StatusOr<ActorDescription> GetActorInfo(const ActorId& actor);
+  ActorId CurrentActor() const {
+    absl::MutexLock lock(&task_mu_);
+    return actor_id_;
+  }
   absl::StatusOr<ObjectId> Put(std::string value);
   absl::StatusOr<ObjectId> PutParts(const std::vector<std::string_view>& parts);
   absl::StatusOr<std::vector<absl::StatusOr<std::string>>> Get(const std::vector<ObjectId>& ids,
@@ -130,10 +148,7 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
     absl::MutexLock lock(&mu_);
     interrupt_handler_ = std::move(handler);
   }
-  CurrentTaskInfo CurrentTask() const {
-    absl::MutexLock lock(&current_mu_);
-    return current_;
-  }
+  CurrentTaskInfo CurrentTask() const { return tls_current_task; }
   absl::Status SendLogs(const std::string& owner, const std::vector<std::string>& lines, bool is_stderr) {
     return transport_.PrintLogs(owner, lines, is_stderr, absl::Seconds(5));
   }
@@ -183,8 +198,14 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   ObjectId NewPutId() { return ObjectId::FromTask(put_task_id_, put_index_.fetch_add(1) + 1); }
   // Stores `bytes` as a new owned object (inline or in this node's store).
   absl::StatusOr<ObjectId> PutOwned(std::string bytes);
-  // Fills the spec's arguments once every ref argument has a value, then submits it.
-  void ResolveAndSubmit(rpc::TaskSpec spec, std::vector<TaskArg> args);
+  // Checks the arguments, moves large values to the store, counts the references the task
+  // holds (released when it finishes, or never with `pin_forever`) and its returns.
+  absl::StatusOr<std::vector<ObjectId>> PrepareTask(const rpc::TaskSpec& spec, std::vector<TaskArg>& args,
+                                                    const TaskOptions& options, bool pin_forever);
+  // Fills the spec's arguments once every ref argument has a value, then calls `submit`; when
+  // an argument failed, finishes the task with that error and calls `on_failed` (if set).
+  void ResolveAndSubmit(rpc::TaskSpec spec, std::vector<TaskArg> args, std::function<void(rpc::TaskSpec)> submit,
+                        std::function<void()> on_failed);
   // A task finished for good: stores its returns and releases its arguments.
   void OnTaskDone(const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns);
   // Stores a value for an object, unless it went out of scope meanwhile (then drops it and,
@@ -221,6 +242,8 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   std::unique_ptr<TaskSubmitter> submitter_;
   std::unique_ptr<rpc::JobInfoService::Stub> gcs_jobs_;
   std::unique_ptr<rpc::KVService::Stub> gcs_kv_;
+  std::unique_ptr<rpc::ActorService::Stub> gcs_actors_;
+  std::unique_ptr<ActorSubmitter> actor_submitter_;
   std::unique_ptr<grpc::Server> server_;
   bool job_registered_ = false;
 
@@ -237,10 +260,27 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   std::function<void(const std::vector<std::string>&, bool)> log_handler_ ABSL_GUARDED_BY(mu_);
 
   mutable absl::Mutex current_mu_;
-  CurrentTaskInfo current_ ABSL_GUARDED_BY(current_mu_);
+  absl::flat_hash_set<std::string> running_ ABSL_GUARDED_BY(current_mu_);  // task ids (hex) being run
 
-  absl::Mutex task_mu_;
+  // Method tasks of one caller, held until their turn (sequence numbers).
+  struct CallerQueue {
+    int64_t next = 0;
+    std::map<int64_t, PushedTask> held;
+    absl::Time gap_since = absl::InfiniteFuture();  // a held call waits for a missing number
+  };
+  // Runs pushed tasks until exiting (RunTaskLoop, and the extra threads of a concurrent actor).
+  absl::Status TaskLoop();
+  // Queues a pushed task for the loop, in caller order for actor method tasks.
+  void EnqueuePushed(PushedTask task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(task_mu_);
+  // A call whose predecessor never came (its push broke and was not retried) runs after a
+  // while instead of waiting forever.
+  void ReleaseSequenceGaps();
+
+  mutable absl::Mutex task_mu_;
   std::deque<PushedTask> pushed_ ABSL_GUARDED_BY(task_mu_);
+  absl::flat_hash_map<std::string, CallerQueue> callers_ ABSL_GUARDED_BY(task_mu_);
+  ActorId actor_id_ ABSL_GUARDED_BY(task_mu_);
+  std::vector<std::thread> extra_loops_;  // joined at destruction
   bool exiting_ ABSL_GUARDED_BY(task_mu_) = false;
   absl::Status exit_status_ ABSL_GUARDED_BY(task_mu_);
 };
@@ -257,6 +297,7 @@ absl::Status CoreWorker::Impl::Start() {
   store_client_ = std::shared_ptr<ObjectStoreClient>(std::move(*store));
   store_access_ = std::make_unique<NodeStoreAccess>(store_client_, config_.raylet_address, config_.node_id);
   gcs_kv_ = rpc::KVService::NewStub(MakeChannel(config_.gcs_address));
+  gcs_actors_ = rpc::ActorService::NewStub(MakeChannel(config_.gcs_address));
   executor_ = std::make_unique<TaskExecutor>(*store_access_);
   if (auto s = StartServer(); !s.ok()) return s;
   if (config_.mode == CoreWorkerOptions::Mode::kDriver) {
@@ -268,6 +309,12 @@ absl::Status CoreWorker::Impl::Start() {
   submitter_ = std::make_unique<TaskSubmitter>(
       transport_, clock_,
       TaskSubmitterOptions{.local_raylet_address = config_.raylet_address, .owner_address = address_},
+      [this](const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
+        OnTaskDone(spec, std::move(returns));
+      });
+  actor_submitter_ = std::make_unique<ActorSubmitter>(
+      transport_, clock_,
+      ActorSubmitterOptions{.gcs_address = config_.gcs_address, .caller_id = config_.worker_id.Hex()},
       [this](const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
         OnTaskDone(spec, std::move(returns));
       });
@@ -339,7 +386,9 @@ absl::Status CoreWorker::Impl::RegisterWithRaylet() {
 void CoreWorker::Impl::TickLoop() {
   while (!stop_.WaitForNotificationWithTimeout(kTickPeriod)) {
     submitter_->Tick();
+    actor_submitter_->Tick();
     memory_store_.Tick(absl::Now());
+    if (config_.mode == CoreWorkerOptions::Mode::kWorker) ReleaseSequenceGaps();
   }
 }
 
@@ -373,8 +422,12 @@ CoreWorker::Impl::~Impl() {
   RequestExit(absl::OkStatus());
   stop_.Notify();
   if (ticker_.joinable()) ticker_.join();
+  for (auto& t : extra_loops_) {
+    if (t.joinable()) t.join();
+  }
   if (raylet_watcher_.joinable()) raylet_watcher_.join();
   if (submitter_) submitter_->Shutdown();
+  if (actor_submitter_) actor_submitter_->Shutdown();
   transport_.Shutdown(kShutdownRpcTimeout);
   transport_.ReleaseOwnerLeases(address_, absl::Seconds(1));
   memory_store_.CancelAll();
@@ -400,21 +453,19 @@ CoreWorker::Impl::~Impl() {
 // ---------------------------------------------------------------------------------------------
 // Owner: submission, results, objects
 
-absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::SubmitTask(const std::string& function_name,
-                                                                   std::vector<TaskArg> args,
-                                                                   const TaskOptions& options) {
-  auto spec = BuildTaskSpec(job_id_, function_name, options, address_, CurrentWorkerCommand());
-  if (!spec.ok()) return spec.status();
+absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::PrepareTask(const rpc::TaskSpec& spec,
+                                                                    std::vector<TaskArg>& args,
+                                                                    const TaskOptions& options, bool pin_forever) {
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i].is_ref && !refs_.Contains(args[i].ref)) {
-      return absl::InvalidArgumentError(absl::StrCat("argument ", i, " of '", function_name, "' refers to object ",
-                                                     args[i].ref.Hex(),
+      return absl::InvalidArgumentError(absl::StrCat("argument ", i, " of '", spec.function_name(),
+                                                     "' refers to object ", args[i].ref.Hex(),
                                                      ", which this worker neither owns nor borrows"));
     }
   }
   for (const ObjectId& id : options.nested_refs) {
     if (!refs_.Contains(id)) {
-      return absl::InvalidArgumentError(absl::StrCat("an argument of '", function_name, "' contains object ",
+      return absl::InvalidArgumentError(absl::StrCat("an argument of '", spec.function_name(), "' contains object ",
                                                      id.Hex(), ", which this worker neither owns nor borrows"));
     }
   }
@@ -437,17 +488,202 @@ absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::SubmitTask(const std::st
   }
   arg_refs.insert(arg_refs.end(), options.nested_refs.begin(), options.nested_refs.end());
   std::vector<ObjectId> return_ids;
-  for (uint32_t i = 1; i <= spec->num_returns(); ++i) {
-    return_ids.push_back(ReturnObjectId(*spec, i));
+  for (uint32_t i = 1; i <= spec.num_returns(); ++i) {
+    return_ids.push_back(ReturnObjectId(spec, i));
     refs_.AddOwned(return_ids.back());
   }
   refs_.AddSubmitted(arg_refs);
-  if (!arg_refs.empty()) {
+  if (!arg_refs.empty() && !pin_forever) {
     absl::MutexLock lock(&mu_);
-    task_arg_refs_[SpecTaskId(*spec)] = std::move(arg_refs);
+    task_arg_refs_[SpecTaskId(spec)] = std::move(arg_refs);
   }
-  ResolveAndSubmit(std::move(*spec), std::move(args));
   return return_ids;
+}
+
+absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::SubmitTask(const std::string& function_name,
+                                                                   std::vector<TaskArg> args,
+                                                                   const TaskOptions& options) {
+  auto spec = BuildTaskSpec(job_id_, function_name, options, address_, CurrentWorkerCommand());
+  if (!spec.ok()) return spec.status();
+  auto return_ids = PrepareTask(*spec, args, options, /*pin_forever=*/false);
+  if (!return_ids.ok()) return return_ids.status();
+  ResolveAndSubmit(std::move(*spec), std::move(args),
+                   [this](rpc::TaskSpec resolved) { submitter_->Submit(std::move(resolved)); }, nullptr);
+  return return_ids;
+}
+
+absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::SubmitActorTask(const ActorId& actor,
+                                                                        const std::string& method,
+                                                                        std::vector<TaskArg> args,
+                                                                        const TaskOptions& options) {
+  TaskOptions call_options = options;
+  call_options.resources = ResourceSet();
+  call_options.use_default_resources = true;
+  call_options.strategy = TaskOptions::Strategy::kDefault;
+  auto spec = BuildTaskSpec(job_id_, method, call_options, address_, {});
+  if (!spec.ok()) return spec.status();
+  spec->set_task_id(TaskId::ForActorTask(actor).Binary());
+  spec->set_actor_id(actor.Binary());
+  spec->clear_resources();
+  actor_submitter_->AddActor(actor, 0);  // no-op when known (the handle's retries stay)
+  auto return_ids = PrepareTask(*spec, args, options, /*pin_forever=*/false);
+  if (!return_ids.ok()) return return_ids.status();
+  const uint64_t order = actor_submitter_->Reserve(actor);
+  ResolveAndSubmit(
+      std::move(*spec), std::move(args),
+      [this, order](rpc::TaskSpec resolved) { actor_submitter_->Submit(order, std::move(resolved)); },
+      [this, actor, order] { actor_submitter_->Abandon(actor, order); });
+  return return_ids;
+}
+
+namespace {
+ActorDescription Describe(const rpc::ActorInfo& info) {
+  ActorDescription d;
+  auto id = ActorId::FromBinary(info.actor_id());
+  if (id.ok()) d.id = *id;
+  d.class_name = info.class_name();
+  d.state = rpc::ActorInfo::State_Name(info.state());
+  d.death_cause = info.death_cause();
+  d.handle_data = info.handle_data();
+  d.worker_address = info.worker_address();
+  d.node_id = info.node_id();
+  d.num_restarts = info.num_restarts();
+  return d;
+}
+}  // namespace
+
+absl::StatusOr<ActorDescription> CoreWorker::Impl::CreateActor(const std::string& function_name,
+                                                               std::vector<TaskArg> args, const TaskOptions& options,
+                                                               const ActorOptions& actor_options) {
+  if (actor_options.max_concurrency < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_concurrency must be at least 1, got ", actor_options.max_concurrency));
+  }
+  if (actor_options.max_restarts < -1 || actor_options.max_task_retries < -1) {
+    return absl::InvalidArgumentError("max_restarts and max_task_retries must be -1 (no limit) or more");
+  }
+  auto spec = BuildTaskSpec(job_id_, function_name, options, address_, CurrentWorkerCommand());
+  if (!spec.ok()) return spec.status();
+  const ActorId actor = ActorId::Of(job_id_);
+  spec->set_task_id(TaskId::ForActorTask(actor).Binary());
+  spec->set_actor_id(actor.Binary());
+  spec->set_actor_creation(true);
+  spec->set_max_concurrency(actor_options.max_concurrency);
+  spec->set_max_retries(0);
+  // The arguments stay pinned for the actor's life: a restart runs the constructor again.
+  auto return_ids = PrepareTask(*spec, args, options, /*pin_forever=*/true);
+  if (!return_ids.ok()) return return_ids.status();
+  std::vector<ObjectId> refs;
+  for (const auto& arg : args) {
+    if (arg.is_ref) refs.push_back(arg.ref);
+  }
+  std::vector<ValuePtr> values;
+  if (!refs.empty()) {
+    auto got = WaitForValues(refs, absl::Seconds(-1));
+    if (!got.ok()) return got.status();
+    values = std::move(*got);
+  }
+  size_t next_ref = 0;
+  for (size_t i = 0; i < args.size(); ++i) {
+    rpc::TaskArg* arg = spec->add_args();
+    if (!args[i].is_ref) {
+      arg->set_inline_value(std::move(args[i].value));
+      continue;
+    }
+    const ValuePtr& value = values[next_ref++];
+    if (value->is_error()) {
+      absl::Status s = ErrorValueToStatus(*value);
+      return absl::Status(s.code(), absl::StrCat("argument ", i, " of the constructor of ", actor_options.class_name,
+                                                 " failed: ", s.message()));
+    }
+    if (value->in_store()) {
+      *arg->mutable_object() = *value;
+    } else {
+      arg->set_inline_value(value->inline_data());
+    }
+  }
+  rpc::RegisterActorRequest req;
+  *req.mutable_creation_spec() = *spec;
+  rpc::ActorInfo* info = req.mutable_info();
+  info->set_actor_id(actor.Binary());
+  info->set_job_id(job_id_.Hex());
+  info->set_class_name(actor_options.class_name);
+  info->set_owner_address(actor_options.detached ? std::string() : address_);
+  info->set_name(actor_options.name);
+  info->set_ray_namespace(actor_options.ray_namespace);
+  info->set_detached(actor_options.detached);
+  info->set_max_restarts(actor_options.max_restarts);
+  info->set_handle_data(actor_options.handle_data);
+  *info->mutable_resources() = spec->resources();
+  req.set_get_if_exists(actor_options.get_if_exists);
+  rpc::RegisterActorReply reply;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
+  ctx.set_wait_for_ready(true);
+  absl::Status s = FromGrpcStatus(gcs_actors_->RegisterActor(&ctx, req, &reply));
+  if (!s.ok()) return s;
+  auto id = ActorId::FromBinary(reply.actor_id());
+  if (!id.ok()) return absl::InternalError("the GCS answered a bad actor id");
+  actor_submitter_->AddActor(*id, actor_options.max_task_retries);
+  ActorDescription d;
+  d.id = *id;
+  d.class_name = actor_options.class_name;
+  d.state = "PENDING";
+  d.existed = reply.existed();
+  if (reply.existed()) {
+    auto existing = GetActorInfo(*id);
+    if (existing.ok()) {
+      d = *existing;
+      d.existed = true;
+    }
+  }
+  return d;
+}
+
+void CoreWorker::Impl::AddActorHandle(const ActorId& actor, int max_task_retries) {
+  actor_submitter_->AddActor(actor, max_task_retries);
+}
+
+absl::Status CoreWorker::Impl::KillActor(const ActorId& actor, bool no_restart) {
+  rpc::KillActorRequest req;
+  req.set_actor_id(actor.Binary());
+  req.set_no_restart(no_restart);
+  rpc::KillActorReply reply;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
+  return FromGrpcStatus(gcs_actors_->KillActor(&ctx, req, &reply));
+}
+
+absl::StatusOr<ActorDescription> CoreWorker::Impl::GetNamedActor(const std::string& name,
+                                                                 const std::string& ray_namespace) {
+  rpc::GetNamedActorRequest req;
+  req.set_name(name);
+  req.set_ray_namespace(ray_namespace);
+  rpc::GetNamedActorReply reply;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
+  absl::Status s = FromGrpcStatus(gcs_actors_->GetNamedActor(&ctx, req, &reply));
+  if (!s.ok()) {
+    if (absl::IsNotFound(s)) {
+      return absl::NotFoundError(absl::StrCat("Failed to look up actor with name '", name, "' in namespace '",
+                                              ray_namespace, "'"));
+    }
+    return s;
+  }
+  return Describe(reply.info());
+}
+
+absl::StatusOr<ActorDescription> CoreWorker::Impl::GetActorInfo(const ActorId& actor) {
+  rpc::GetActorInfoRequest req;
+  req.set_actor_id(actor.Binary());
+  req.set_after_version(-1);
+  req.set_wait_ms(0);
+  rpc::GetActorInfoReply reply;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
+  absl::Status s = FromGrpcStatus(gcs_actors_->GetActorInfo(&ctx, req, &reply));
+  if (!s.ok()) return s;
+  return Describe(reply.info());
 }
 
 absl::Status CoreWorker::Impl::CancelTask(const ObjectId& return_id, bool force) {
@@ -471,7 +707,8 @@ absl::Status CoreWorker::Impl::CancelTask(const ObjectId& return_id, bool force)
   return absl::OkStatus();
 }
 
-void CoreWorker::Impl::ResolveAndSubmit(rpc::TaskSpec spec, std::vector<TaskArg> args) {
+void CoreWorker::Impl::ResolveAndSubmit(rpc::TaskSpec spec, std::vector<TaskArg> args,
+                                        std::function<void(rpc::TaskSpec)> submit, std::function<void()> on_failed) {
   struct Resolution {
     absl::Mutex mu;
     rpc::TaskSpec spec;
@@ -489,7 +726,7 @@ void CoreWorker::Impl::ResolveAndSubmit(rpc::TaskSpec spec, std::vector<TaskArg>
     }
   }
   if (pending.empty()) {
-    submitter_->Submit(std::move(spec));
+    submit(std::move(spec));
     return;
   }
   // (A task cancelled while its arguments resolve is dropped in SubmitResolved below.)
@@ -497,7 +734,8 @@ void CoreWorker::Impl::ResolveAndSubmit(rpc::TaskSpec spec, std::vector<TaskArg>
   res->remaining = static_cast<int>(pending.size());
   for (const auto& [index, id] : pending) {
     if (auto owner = refs_.OwnerAddress(id); owner && !owner->empty()) StartBorrowedFetch(id, *owner);
-    memory_store_.GetAsync(id, absl::InfiniteFuture(), [this, res, index = index, id = id](ValuePtr value) {
+    memory_store_.GetAsync(id, absl::InfiniteFuture(), [this, res, index = index, id = id, submit,
+                                                        on_failed](ValuePtr value) {
       bool done = false;
       {
         absl::MutexLock lock(&res->mu);
@@ -536,8 +774,9 @@ void CoreWorker::Impl::ResolveAndSubmit(rpc::TaskSpec spec, std::vector<TaskArg>
           returns.push_back(std::move(v));
         }
         OnTaskDone(res->spec, std::move(returns));
+        if (on_failed) on_failed();
       } else {
-        submitter_->Submit(std::move(res->spec));
+        submit(std::move(res->spec));
       }
     });
   }
@@ -778,6 +1017,10 @@ absl::Status CoreWorker::Impl::RunTaskLoop() {
   if (config_.mode != CoreWorkerOptions::Mode::kWorker) {
     return absl::FailedPreconditionError("RunTaskLoop needs a worker (CreateWorkerFromEnvironment)");
   }
+  return TaskLoop();
+}
+
+absl::Status CoreWorker::Impl::TaskLoop() {
   while (true) {
     PushedTask task;
     {
@@ -787,29 +1030,85 @@ absl::Status CoreWorker::Impl::RunTaskLoop() {
       if (exiting_) {
         for (auto& t : pushed_) t.reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker is exiting"));
         pushed_.clear();
+        for (auto& [caller, q] : callers_) {
+          for (auto& [seq, t] : q.held) {
+            t.reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker is exiting"));
+          }
+          q.held.clear();
+        }
         return exit_status_;
       }
       task = pushed_.front();
       pushed_.pop_front();
     }
-    if (task.request->spec().worker_command_size() > 0) {
+    const rpc::TaskSpec& spec = task.request->spec();
+    if (spec.worker_command_size() > 0) {
       absl::MutexLock lock(&mu_);
-      worker_command_.assign(task.request->spec().worker_command().begin(),
-                             task.request->spec().worker_command().end());
+      worker_command_.assign(spec.worker_command().begin(), spec.worker_command().end());
     }
+    auto task_id = TaskId::FromBinary(spec.task_id());
+    tls_current_task = CurrentTaskInfo{task_id.ok() ? task_id->Hex() : std::string(), spec.function_name(),
+                                       spec.owner_address(), spec.attempt()};
     {
       absl::MutexLock lock(&current_mu_);
-      const rpc::TaskSpec& spec = task.request->spec();
-      auto task_id = TaskId::FromBinary(spec.task_id());
-      current_ = CurrentTaskInfo{task_id.ok() ? task_id->Hex() : std::string(), spec.function_name(),
-                                 spec.owner_address(), spec.attempt()};
+      running_.insert(tls_current_task.task_id);
     }
     *task.reply = executor_->Execute(*task.request);
     {
       absl::MutexLock lock(&current_mu_);
-      current_ = CurrentTaskInfo{};
+      running_.erase(tls_current_task.task_id);
+    }
+    tls_current_task = CurrentTaskInfo{};
+    if (spec.actor_creation() && !task.reply->application_error()) {
+      auto actor = ActorId::FromBinary(spec.actor_id());
+      {
+        absl::MutexLock lock(&task_mu_);
+        if (actor.ok()) actor_id_ = *actor;
+      }
+      // A concurrent actor runs its calls on max_concurrency threads (this one included).
+      for (int i = 1; i < spec.max_concurrency(); ++i) {
+        extra_loops_.emplace_back([this] { (void)TaskLoop(); });
+      }
     }
     task.reactor->Finish(grpc::Status::OK);
+  }
+}
+
+void CoreWorker::Impl::EnqueuePushed(PushedTask task) {
+  const rpc::TaskSpec& spec = task.request->spec();
+  if (spec.actor_id().empty() || spec.actor_creation()) {
+    pushed_.push_back(task);
+    return;
+  }
+  CallerQueue& q = callers_[spec.caller_id()];
+  const int64_t seq = spec.sequence_number();
+  if (seq < q.next) {  // a call sent again: run it now
+    pushed_.push_back(task);
+    return;
+  }
+  q.held.emplace(seq, task);
+  while (!q.held.empty() && q.held.begin()->first == q.next) {
+    pushed_.push_back(q.held.begin()->second);
+    q.held.erase(q.held.begin());
+    ++q.next;
+  }
+  q.gap_since = q.held.empty() ? absl::InfiniteFuture() : std::min(q.gap_since, absl::Now());
+}
+
+void CoreWorker::Impl::ReleaseSequenceGaps() {
+  absl::MutexLock lock(&task_mu_);
+  const absl::Time now = absl::Now();
+  for (auto& [caller, q] : callers_) {
+    if (q.held.empty() || now - q.gap_since < kSequenceGapTimeout) continue;
+    spdlog::warn("calls from {} up to #{} never came; running #{} on", caller, q.held.begin()->first - 1,
+                 q.held.begin()->first);
+    q.next = q.held.begin()->first;
+    while (!q.held.empty() && q.held.begin()->first == q.next) {
+      pushed_.push_back(q.held.begin()->second);
+      q.held.erase(q.held.begin());
+      ++q.next;
+    }
+    q.gap_since = q.held.empty() ? absl::InfiniteFuture() : now;
   }
 }
 
@@ -825,7 +1124,7 @@ grpc::ServerUnaryReactor* CoreWorker::Impl::PushTask(grpc::CallbackServerContext
   if (exiting_) {
     reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker is exiting"));
   } else {
-    pushed_.push_back({request, reply, reactor});
+    EnqueuePushed({request, reply, reactor});
   }
   return reactor;
 }
@@ -905,7 +1204,7 @@ grpc::ServerUnaryReactor* CoreWorker::Impl::CancelTask(grpc::CallbackServerConte
   bool running = false;
   {
     absl::MutexLock lock(&current_mu_);
-    running = current_.task_id == task->Hex();
+    running = running_.contains(task->Hex());
   }
   reply->set_running(running);
   if (running && request->force()) {
@@ -1071,6 +1370,24 @@ absl::StatusOr<std::string> CoreWorker::KvGet(const std::string& ns, const std::
   return impl_->KvGet(ns, key);
 }
 const std::string& CoreWorker::gcs_address() const { return impl_->config().gcs_address; }
+absl::StatusOr<ActorDescription> CoreWorker::CreateActor(const std::string& function_name, std::vector<TaskArg> args,
+                                                         const TaskOptions& options, const ActorOptions& actor) {
+  return impl_->CreateActor(function_name, std::move(args), options, actor);
+}
+void CoreWorker::AddActorHandle(const ActorId& actor, int max_task_retries) {
+  impl_->AddActorHandle(actor, max_task_retries);
+}
+absl::StatusOr<std::vector<ObjectId>> CoreWorker::SubmitActorTask(const ActorId& actor, const std::string& method,
+                                                                  std::vector<TaskArg> args,
+                                                                  const TaskOptions& options) {
+  return impl_->SubmitActorTask(actor, method, std::move(args), options);
+}
+absl::Status CoreWorker::KillActor(const ActorId& actor, bool no_restart) { return impl_->KillActor(actor, no_restart); }
+absl::StatusOr<ActorDescription> CoreWorker::GetNamedActor(const std::string& name, const std::string& ray_namespace) {
+  return impl_->GetNamedActor(name, ray_namespace);
+}
+absl::StatusOr<ActorDescription> CoreWorker::GetActorInfo(const ActorId& actor) { return impl_->GetActorInfo(actor); }
+ActorId CoreWorker::CurrentActor() const { return impl_->CurrentActor(); }
 absl::StatusOr<std::vector<absl::StatusOr<std::string>>> CoreWorker::Get(const std::vector<ObjectId>& ids,
                                                                          absl::Duration timeout) {
   return impl_->Get(ids, timeout);

@@ -48,6 +48,7 @@ inline constexpr char kOwnerDiedError[] = "OwnerDiedError";                  // 
 inline constexpr char kObjectStoreFullError[] = "ObjectStoreFullError";      // a large result did not fit
 inline constexpr char kSystemError[] = "SystemError";                        // anything else the runtime broke
 inline constexpr char kTaskCancelledError[] = "TaskCancelledError";          // CancelTask
+inline constexpr char kActorDiedError[] = "ActorDiedError";                  // the actor is dead (or died mid-call)
 
 // A function the worker can run: serialized arguments in, serialized result out. Failures are
 // answered as a status; its message (and the type payload, if any) reach the caller's Get.
@@ -76,6 +77,8 @@ struct ObjectBuffer {
 // A task call for a TaskHandler (language layers whose functions are not registered by name).
 struct TaskCall {
   std::string function_name;
+  std::string actor_id;                 // hex; set for actor creation and method tasks
+  bool actor_creation = false;          // the constructor: the worker is the actor's from now on
   std::string task_id;                  // hex
   uint32_t num_returns = 1;
   std::string cuda_visible_devices;     // as exported to the environment ("0,1"; "" for none)
@@ -84,6 +87,32 @@ struct TaskCall {
 // Answers exactly `num_returns` serialized results, or a failure as for TaskFunction (an
 // application error; kErrorDataUrl payloads reach the caller).
 using TaskHandler = std::function<absl::StatusOr<std::vector<std::string>>(const TaskCall& call)>;
+
+// Options of an actor (CreateActor); its resources and scheduling come in TaskOptions.
+struct ActorOptions {
+  std::string class_name;         // for errors and listings
+  std::string name;               // "" for an unnamed actor
+  std::string ray_namespace = "default";
+  bool detached = false;          // outlives its creator (else it dies with it)
+  bool get_if_exists = false;     // a named actor that exists is answered instead of an error
+  int max_restarts = 0;           // -1: no limit
+  int max_task_retries = 0;       // method calls cut by a restart are retried this often (-1: always)
+  int max_concurrency = 1;        // method calls run on this many threads
+  std::string handle_data;        // opaque, for the language layer (GetNamedActor answers it)
+};
+
+// What the GCS knows of an actor (GetActorInfo, GetNamedActor).
+struct ActorDescription {
+  ActorId id;
+  std::string class_name;
+  std::string state;              // "PENDING", "ALIVE", "RESTARTING", "DEAD"
+  std::string death_cause;
+  std::string handle_data;
+  std::string worker_address;
+  std::string node_id;
+  int num_restarts = 0;
+  bool existed = false;           // CreateActor with get_if_exists found it
+};
 
 // The task the calling thread's worker is running (worker mode, inside a task).
 struct CurrentTaskInfo {
@@ -163,6 +192,28 @@ class CoreWorker {
   // worker is killed; either way it is not retried and its returns hold kTaskCancelledError.
   // A finished task is left alone. NotFound for ids this worker did not submit.
   absl::Status CancelTask(const ObjectId& return_id, bool force);
+  // Actors (DESIGN.md section 2). CreateActor waits for the constructor's ref arguments, then
+  // registers the actor with the GCS, which creates it (see gcs.proto ActorService); answers
+  // at once after that, before the actor is alive. AlreadyExists for a taken name (unless
+  // get_if_exists), InvalidArgument for bad options. The function runs as the constructor on
+  // the actor's worker (a TaskFunction or the TaskHandler, with TaskCall::actor_creation set).
+  absl::StatusOr<ActorDescription> CreateActor(const std::string& function_name, std::vector<TaskArg> args,
+                                               const TaskOptions& options, const ActorOptions& actor);
+  // Starts following an actor this process got a handle to (not created here).
+  void AddActorHandle(const ActorId& actor, int max_task_retries);
+  // Calls `method` on the actor (see actor_submitter.h for order, restarts and failures);
+  // answers its options.num_returns return ids at once. Resources in `options` are ignored.
+  absl::StatusOr<std::vector<ObjectId>> SubmitActorTask(const ActorId& actor, const std::string& method,
+                                                        std::vector<TaskArg> args, const TaskOptions& options);
+  // Kills the actor (through the GCS): no_restart = false lets it restart if it may.
+  absl::Status KillActor(const ActorId& actor, bool no_restart);
+  // NotFound when no live actor has that name in that namespace.
+  absl::StatusOr<ActorDescription> GetNamedActor(const std::string& name, const std::string& ray_namespace);
+  // The GCS's entry for the actor now. NotFound for unknown actors.
+  absl::StatusOr<ActorDescription> GetActorInfo(const ActorId& actor);
+  // The actor this worker serves (nil when it is not an actor's worker).
+  ActorId CurrentActor() const;
+
   // Stores `value` as a new object owned by this worker: up to 100 KiB in this process's
   // memory, larger in this node's object store (ResourceExhausted "ObjectStoreFull..." when it
   // does not fit).

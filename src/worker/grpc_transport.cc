@@ -23,6 +23,13 @@ rpc::CoreWorkerService::Stub* GrpcTransport::Worker(const std::string& address) 
   return stub.get();
 }
 
+rpc::ActorService::Stub* GrpcTransport::Actors(const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  auto& stub = actor_services_[address];
+  if (stub == nullptr) stub = rpc::ActorService::NewStub(MakeChannel(address));
+  return stub.get();
+}
+
 template <typename Request, typename Reply, typename Start>
 void GrpcTransport::Issue(Start start, Request request, absl::Duration timeout, bool cancel_on_shutdown,
                           std::function<void(absl::Status, Reply)> done) {
@@ -111,6 +118,20 @@ void GrpcTransport::FreeObjects(const std::string& raylet_address, const std::ve
         stub->async()->FreeObjects(ctx, req, reply, std::move(on_done));
       },
       std::move(request), kShortCallTimeout, /*cancel_on_shutdown=*/false, nullptr);
+}
+
+void GrpcTransport::GetActorInfo(const std::string& gcs_address, const ActorId& actor, int64_t after_version,
+                                 absl::Duration wait, std::function<void(absl::Status, rpc::GetActorInfoReply)> done) {
+  auto* stub = Actors(gcs_address);
+  rpc::GetActorInfoRequest request;
+  request.set_actor_id(actor.Binary());
+  request.set_after_version(after_version);
+  request.set_wait_ms(absl::ToInt64Milliseconds(wait));
+  Issue<rpc::GetActorInfoRequest, rpc::GetActorInfoReply>(
+      [stub](auto* ctx, auto* req, auto* reply, auto on_done) {
+        stub->async()->GetActorInfo(ctx, req, reply, std::move(on_done));
+      },
+      std::move(request), wait + absl::Seconds(10), /*cancel_on_shutdown=*/true, std::move(done));
 }
 
 void GrpcTransport::Shutdown(absl::Duration timeout) {

@@ -15,14 +15,16 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "shoal/gcs.grpc.pb.h"
 #include "shoal/raylet.grpc.pb.h"
 #include "shoal/worker.grpc.pb.h"
 #include "src/common/ids.h"
+#include "src/worker/actor_submitter.h"
 #include "src/worker/task_transport.h"
 
 namespace shoal {
 
-class GrpcTransport : public TaskTransport {
+class GrpcTransport : public TaskTransport, public ActorTransport {
  public:
   using GetObjectCallback = std::function<void(absl::Status, rpc::GetObjectReply)>;
 
@@ -56,6 +58,9 @@ class GrpcTransport : public TaskTransport {
   // Delivers output lines to the worker at `address` (PrintLogs). Blocks up to `timeout`.
   absl::Status PrintLogs(const std::string& address, const std::vector<std::string>& lines, bool is_stderr,
                          absl::Duration timeout);
+  // Long poll of the GCS at `gcs_address` for an actor's entry (ActorService.GetActorInfo).
+  void GetActorInfo(const std::string& gcs_address, const ActorId& actor, int64_t after_version,
+                    absl::Duration wait, std::function<void(absl::Status, rpc::GetActorInfoReply)> done) override;
   // Asks the worker at `address` to cancel the task it runs. Blocks up to `timeout`.
   absl::Status CancelTask(const std::string& address, const TaskId& task, bool force, absl::Duration timeout);
 
@@ -63,6 +68,7 @@ class GrpcTransport : public TaskTransport {
   // Stubs live as long as the transport (calls in flight use them).
   rpc::LeaseService::Stub* Raylet(const std::string& address);
   rpc::CoreWorkerService::Stub* Worker(const std::string& address);
+  rpc::ActorService::Stub* Actors(const std::string& address);
   // Starts one unary call: `start(ctx, request, reply, on_done)` issues it on a stub.
   template <typename Request, typename Reply, typename Start>
   void Issue(Start start, Request request, absl::Duration timeout, bool cancel_on_shutdown,
@@ -75,6 +81,7 @@ class GrpcTransport : public TaskTransport {
   absl::flat_hash_map<uint64_t, grpc::ClientContext*> cancellable_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::unique_ptr<rpc::LeaseService::Stub>> raylets_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::unique_ptr<rpc::CoreWorkerService::Stub>> workers_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::unique_ptr<rpc::ActorService::Stub>> actor_services_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace shoal

@@ -42,7 +42,7 @@ rpc::ObjectValue ErrorValueFromStatus(const ObjectId& id, const absl::Status& st
 
 bool IsSystemErrorType(std::string_view type) {
   for (std::string_view t : {kWorkerCrashedError, kTaskUnschedulableError, kRayletUnavailableError, kObjectLostError,
-                             kOwnerDiedError, kObjectStoreFullError, kSystemError, kTaskCancelledError}) {
+                             kOwnerDiedError, kObjectStoreFullError, kSystemError, kTaskCancelledError, kActorDiedError}) {
     if (type == t) return true;
   }
   return false;

@@ -110,6 +110,11 @@ rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
     } else {
       TaskCall call;
       call.function_name = spec.function_name();
+      if (!spec.actor_id().empty()) {
+        auto actor = ActorId::FromBinary(spec.actor_id());
+        call.actor_id = actor.ok() ? actor->Hex() : std::string();
+        call.actor_creation = spec.actor_creation();
+      }
       auto task_id = TaskId::FromBinary(spec.task_id());
       call.task_id = task_id.ok() ? task_id->Hex() : std::string();
       call.num_returns = std::max<uint32_t>(spec.num_returns(), 1);

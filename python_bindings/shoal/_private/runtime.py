@@ -65,7 +65,7 @@ def status_to_exception(error):
     if code == "ABORTED":  # an application error from a non-Python task (e.g. a C++ exception)
         return exceptions.TaskError(function_name="task", traceback_str=f"{type_name}: {message}",
                                     cause_type_name=type_name)
-    if code == "INVALID_ARGUMENT":
+    if code in ("INVALID_ARGUMENT", "ALREADY_EXISTS"):
         return ValueError(message)
     if code == "NOT_FOUND":
         return exceptions.ObjectLostError(message) if "object" in message else ValueError(message)

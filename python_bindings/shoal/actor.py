@@ -1,0 +1,224 @@
+"""@shoal.remote classes: actors, their handles and method calls.
+
+An actor is created through the GCS, which leases a worker for it with the actor's resources
+(held for its whole life), runs the constructor there, and publishes its address; handles call
+methods straight on that worker, in order per caller (see src/worker/actor_submitter.h).
+
+Resources: as in Ray, an actor with no explicit resources holds none while it lives (so many
+small actors fit on a node); give num_cpus / num_gpus / resources to hold them.
+Lifetime: an actor dies with the process that created it (its owner) unless created with
+lifetime="detached"; `shoal.kill` ends it at once. Handles can be passed to other tasks and
+actors.
+"""
+import inspect
+
+from shoal._private import options as opts
+from shoal._private import runtime
+from shoal._private import serialization
+from shoal._private.runtime import ObjectRef, core_call
+
+ACTOR_OPTIONS = {"num_cpus", "num_gpus", "memory", "resources", "max_restarts", "max_task_retries",
+                 "max_concurrency", "name", "namespace", "lifetime", "get_if_exists", "scheduling_strategy",
+                 "runtime_env", "accelerator_type", "object_store_memory", "concurrency_groups",
+                 "max_pending_calls", "_metadata", "label_selector"}
+
+
+def _validate_actor_options(options):
+    opts.validate({k: v for k, v in options.items() if k in opts.TASK_OPTIONS}, opts.TASK_OPTIONS)
+    for key in options:
+        if key not in ACTOR_OPTIONS:
+            raise ValueError(f"Invalid option keyword {key} for actors. Valid ones are {sorted(ACTOR_OPTIONS)}.")
+    for key in ("max_restarts", "max_task_retries"):
+        if key in options:
+            v = options[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < -1:
+                raise ValueError(f"{key} must be an integer >= -1, got {v!r}")
+    if "max_concurrency" in options:
+        v = options["max_concurrency"]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"max_concurrency must be an integer >= 1, got {v!r}")
+    if options.get("lifetime") not in (None, "detached", "non_detached"):
+        raise ValueError(f"lifetime must be None, 'detached' or 'non_detached', got {options['lifetime']!r}")
+    name = options.get("name")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    namespace = options.get("namespace")
+    if namespace is not None and (not isinstance(namespace, str) or not namespace):
+        raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
+    return options
+
+
+def _method_table(cls):
+    """Public methods and their options (num_returns from @shoal.method)."""
+    table = {}
+    for name, member in inspect.getmembers(cls, predicate=callable):
+        if name.startswith("__") and name not in ("__call__",):
+            continue
+        method_options = getattr(member, "__shoal_method_options__", {})
+        table[name] = {"num_returns": method_options.get("num_returns", 1),
+                       "max_task_retries": method_options.get("max_task_retries")}
+    return table
+
+
+class ActorClass:
+    """A class marked @shoal.remote: create actors with `.remote(...)`."""
+
+    def __init__(self, cls, options):
+        self._cls = cls
+        self._options = _validate_actor_options(dict(options))
+        self._name = cls.__qualname__
+        self._methods = _method_table(cls)
+        self._fid = None
+        self._epoch = None
+        self.__name__ = cls.__name__
+        self.__doc__ = cls.__doc__
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Actors cannot be instantiated directly. Instead of '{self.__name__}()', use "
+                        f"'{self.__name__}.remote()'.")
+
+    def _function_name(self):
+        from shoal.remote_function import export_function
+        if self._fid is None or self._epoch != runtime.state.epoch:
+            self._fid = export_function(self._cls)
+            self._epoch = runtime.state.epoch
+        return f"py:{self._fid}:{self._name}"
+
+    def remote(self, *args, **kwargs):
+        return self._create(args, kwargs, self._options)
+
+    def options(self, **options):
+        merged = dict(self._options)
+        merged.update(_validate_actor_options(dict(options)))
+        parent = self
+
+        class _Options:
+            def remote(self, *args, **kwargs):
+                return parent._create(args, kwargs, merged)
+
+        return _Options()
+
+    def _create(self, args, kwargs, options):
+        from shoal.remote_function import pack_arguments
+        core = runtime.core()
+        packed, nested, keep = pack_arguments(args, kwargs)
+        core_options = opts.core_options(options, default_cpus=0)
+        core_options.pop("num_returns", None)
+        if nested:
+            core_options["nested_refs"] = nested
+        max_task_retries = options.get("max_task_retries", 0)
+        handle_data, _ = serialization.serialize_to_bytes((self._name, self._methods, max_task_retries))
+        actor_options = {
+            "class_name": self._name,
+            "max_restarts": options.get("max_restarts", 0),
+            "max_task_retries": max_task_retries,
+            "max_concurrency": options.get("max_concurrency", 1),
+            "detached": options.get("lifetime") == "detached",
+            "get_if_exists": bool(options.get("get_if_exists", False)),
+            "handle_data": handle_data,
+            "namespace": options.get("namespace") or runtime.state.namespace,
+        }
+        if options.get("name"):
+            actor_options["name"] = options["name"]
+        with core_call:
+            description = core.create_actor(self._function_name(), packed, core_options, actor_options)
+        del keep
+        if description["existed"]:
+            name, methods, retries = serialization.deserialize(description["handle_data"])
+            return ActorHandle(description["actor_id"], name, methods, retries)
+        return ActorHandle(description["actor_id"], self._name, self._methods, max_task_retries)
+
+
+class ActorMethod:
+    def __init__(self, handle, name, options):
+        self._handle = handle
+        self._name = name
+        self._options = options
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Actor methods cannot be called directly. Instead of running 'object.{self._name}()', "
+                        f"try 'object.{self._name}.remote()'.")
+
+    def remote(self, *args, **kwargs):
+        return self._handle._call(self._name, args, kwargs, self._options)
+
+    def options(self, **options):
+        for key in options:
+            if key not in ("num_returns", "name", "concurrency_group"):
+                raise ValueError(f"Invalid option keyword {key} for actor methods.")
+        merged = dict(self._options)
+        merged.update(options)
+        return ActorMethod(self._handle, self._name, merged)
+
+
+class ActorHandle:
+    """A reference to an actor; call methods with `handle.method.remote(...)`."""
+
+    def __init__(self, actor_id, class_name, methods, max_task_retries=0, _register=False):
+        self._actor_id = actor_id
+        self._class_name = class_name
+        self._methods = methods
+        self._max_task_retries = max_task_retries
+        if _register and runtime.state.core is not None:
+            runtime.state.core.add_actor_handle(actor_id, max_task_retries)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        meta = self._methods.get(name)
+        if meta is None:
+            raise AttributeError(f"'{self._class_name}' actor has no method '{name}'")
+        return ActorMethod(self, name, {"num_returns": meta.get("num_returns", 1)})
+
+    def _call(self, method, args, kwargs, options):
+        from shoal.remote_function import pack_arguments
+        core = runtime.core()
+        packed, nested, keep = pack_arguments(args, kwargs)
+        num_returns = options.get("num_returns", 1)
+        core_options = {"num_returns": max(1, num_returns)}
+        if nested:
+            core_options["nested_refs"] = nested
+        with core_call:
+            ids = core.submit_actor_task(self._actor_id, method, packed, core_options)
+        del keep
+        refs = [ObjectRef(i) for i in ids]
+        if num_returns == 0:
+            return None
+        return refs[0] if num_returns == 1 else refs
+
+    def __reduce__(self):
+        return (_rebuild_handle, (self._actor_id, self._class_name, self._methods, self._max_task_retries))
+
+    def __repr__(self):
+        return f"Actor({self._class_name}, {self._actor_id.hex()})"
+
+    def __eq__(self, other):
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __hash__(self):
+        return hash(self._actor_id)
+
+    @property
+    def _id(self):
+        return self._actor_id
+
+
+def _rebuild_handle(actor_id, class_name, methods, max_task_retries):
+    return ActorHandle(actor_id, class_name, methods, max_task_retries, _register=True)
+
+
+def get_actor(name, namespace=None):
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"get_actor needs a non-empty name, got {name!r}")
+    core = runtime.core()
+    with core_call:
+        description = core.get_named_actor(name, namespace or runtime.state.namespace)
+    class_name, methods, retries = serialization.deserialize(description["handle_data"])
+    return ActorHandle(description["actor_id"], class_name, methods, retries, _register=True)
+
+
+def kill(actor, *, no_restart=True):
+    if not isinstance(actor, ActorHandle):
+        raise TypeError(f"kill() takes an actor handle, got {type(actor).__name__}")
+    with core_call:
+        runtime.core().kill_actor(actor._actor_id, bool(no_restart))

@@ -1,0 +1,256 @@
+#include "src/worker/actor_submitter.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+#include "src/worker/core_worker.h"
+#include "src/worker/object_value.h"
+#include "src/worker/task_spec.h"
+
+namespace shoal {
+
+ActorSubmitter::ActorSubmitter(ActorTransport& transport, const Clock& clock, ActorSubmitterOptions options,
+                               TaskDoneCallback done)
+    : transport_(transport), clock_(clock), options_(std::move(options)), done_(std::move(done)) {}
+
+void ActorSubmitter::Run(Actions& actions) {
+  for (auto& a : actions) a();
+}
+
+void ActorSubmitter::AddActor(const ActorId& actor, int max_task_retries) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    auto [it, inserted] = actors_.try_emplace(actor);
+    if (!inserted) return;
+    it->second.max_task_retries = max_task_retries;
+    StartPoll(actor, it->second, actions);
+  }
+  Run(actions);
+}
+
+uint64_t ActorSubmitter::Reserve(const ActorId& actor) {
+  absl::MutexLock lock(&mu_);
+  State& s = actors_[actor];
+  const uint64_t order = s.next_order++;
+  s.waiting.emplace(order, Call{});
+  return order;
+}
+
+void ActorSubmitter::Submit(uint64_t order, rpc::TaskSpec spec) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    auto actor = ActorId::FromBinary(spec.actor_id());
+    if (!actor.ok()) {
+      Fail(std::move(spec), kSystemError, "an actor task without a valid actor id", actions);
+    } else {
+      State& s = actors_[*actor];
+      auto it = s.waiting.find(order);
+      if (s.known && s.info.state() == rpc::ActorInfo::DEAD) {
+        if (it != s.waiting.end()) s.waiting.erase(it);
+        Fail(std::move(spec), kActorDiedError, DeathMessage(*actor, s), actions);
+      } else {
+        s.waiting[order].spec = std::move(spec);
+      }
+      Pump(*actor, s, actions);
+    }
+  }
+  Run(actions);
+}
+
+void ActorSubmitter::Abandon(const ActorId& actor, uint64_t order) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = actors_.find(actor);
+    if (it == actors_.end()) return;
+    it->second.waiting.erase(order);
+    Pump(actor, it->second, actions);
+  }
+  Run(actions);
+}
+
+void ActorSubmitter::StartPoll(const ActorId& actor, State& s, Actions& actions) {
+  if (s.polling || shutdown_) return;
+  if (s.known && s.info.state() == rpc::ActorInfo::DEAD) return;
+  s.polling = true;
+  s.retry_poll_at = absl::InfiniteFuture();
+  const int64_t after = s.known ? s.info.version() : 0;
+  actions.push_back([this, actor, after] {
+    transport_.GetActorInfo(options_.gcs_address, actor, after, options_.poll_wait,
+                            [this, actor](absl::Status status, rpc::GetActorInfoReply reply) {
+                              OnInfo(actor, status, std::move(reply));
+                            });
+  });
+}
+
+void ActorSubmitter::OnInfo(const ActorId& actor, const absl::Status& status, rpc::GetActorInfoReply reply) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    auto it = actors_.find(actor);
+    if (it == actors_.end()) return;
+    State& s = it->second;
+    s.polling = false;
+    if (absl::IsNotFound(status)) {
+      s.known = true;
+      s.info.set_state(rpc::ActorInfo::DEAD);
+      s.info.set_death_cause(absl::StrCat("the GCS does not know actor ", actor.Hex(), ": ", status.message()));
+      FailWaiting(s, DeathMessage(actor, s), actions);
+    } else if (!status.ok()) {
+      if (!absl::IsCancelled(status)) s.retry_poll_at = clock_.Now() + options_.poll_retry_delay;
+    } else {
+      const rpc::ActorInfo& info = reply.info();
+      const bool changed = !s.known || info.version() != s.info.version();
+      if (changed || s.suspect) s.suspect = false;  // a poll that passed without a change clears it too
+      s.known = true;
+      s.info = info;
+      if (info.state() == rpc::ActorInfo::ALIVE) {
+        if (info.worker_address() != s.address) {
+          s.address = info.worker_address();
+          s.next_seq = 0;  // a new incarnation numbers this caller's calls from 0 again
+        }
+      } else {
+        s.address.clear();
+      }
+      if (info.state() == rpc::ActorInfo::DEAD) {
+        FailWaiting(s, DeathMessage(actor, s), actions);
+      } else {
+        StartPoll(actor, s, actions);
+      }
+      Pump(actor, s, actions);
+    }
+  }
+  Run(actions);
+}
+
+std::string ActorSubmitter::DeathMessage(const ActorId& actor, const State& s) const {
+  std::string name = s.info.class_name().empty() ? std::string("actor") : s.info.class_name();
+  return absl::StrCat("The actor ", name, " (", actor.Hex(), ") is dead: ",
+                      s.info.death_cause().empty() ? std::string("unknown cause") : s.info.death_cause());
+}
+
+void ActorSubmitter::Fail(rpc::TaskSpec spec, const std::string& type, const std::string& message,
+                          Actions& actions) {
+  std::vector<rpc::ObjectValue> returns;
+  for (uint32_t i = 1; i <= std::max<uint32_t>(spec.num_returns(), 1); ++i) {
+    returns.push_back(ErrorValue(ReturnObjectId(spec, i), type, message));
+  }
+  actions.push_back([this, spec = std::move(spec), returns = std::move(returns)]() mutable {
+    done_(spec, std::move(returns));
+  });
+}
+
+void ActorSubmitter::FailWaiting(State& s, const std::string& why, Actions& actions) {
+  for (auto it = s.waiting.begin(); it != s.waiting.end();) {
+    if (it->second.spec) {
+      Fail(std::move(*it->second.spec), kActorDiedError, why, actions);
+      it = s.waiting.erase(it);
+    } else {
+      ++it;  // Submit fails it when it comes
+    }
+  }
+}
+
+void ActorSubmitter::Pump(const ActorId& actor, State& s, Actions& actions) {
+  if (!s.known || s.info.state() != rpc::ActorInfo::ALIVE || s.address.empty() || s.suspect) return;
+  while (!s.waiting.empty()) {
+    auto it = s.waiting.begin();
+    if (!it->second.spec) return;  // an earlier call still resolves its arguments
+    const uint64_t order = it->first;
+    rpc::TaskSpec spec = std::move(*it->second.spec);
+    s.waiting.erase(it);
+    spec.set_sequence_number(s.next_seq++);
+    spec.set_caller_id(options_.caller_id);
+    ++s.inflight;
+    rpc::PushTaskRequest request;
+    *request.mutable_spec() = spec;
+    const std::string address = s.address;
+    actions.push_back([this, actor, order, address, request = std::move(request), spec = std::move(spec)]() mutable {
+      transport_.PushTask(address, std::move(request),
+                          [this, actor, order, address, spec = std::move(spec)](absl::Status status,
+                                                                                rpc::PushTaskReply reply) mutable {
+                            OnPushReply(actor, order, address, std::move(spec), status, std::move(reply));
+                          });
+    });
+  }
+}
+
+void ActorSubmitter::OnPushReply(const ActorId& actor, uint64_t order, const std::string& address,
+                                 rpc::TaskSpec spec, const absl::Status& status, rpc::PushTaskReply reply) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    State& s = actors_[actor];
+    --s.inflight;
+    if (status.ok()) {
+      std::vector<rpc::ObjectValue> returns;
+      if (reply.returns_size() != static_cast<int>(std::max<uint32_t>(spec.num_returns(), 1))) {
+        Fail(std::move(spec), kSystemError,
+             absl::StrCat(DescribeTask(spec), ": the actor answered ", reply.returns_size(),
+                          " return values, expected ", spec.num_returns()),
+             actions);
+      } else {
+        for (int i = 0; i < reply.returns_size(); ++i) {
+          rpc::ObjectValue& v = *reply.mutable_returns(i);
+          v.set_object_id(ReturnObjectId(spec, i + 1).Binary());
+          returns.push_back(std::move(v));
+        }
+        actions.push_back([this, spec = std::move(spec), returns = std::move(returns)]() mutable {
+          done_(spec, std::move(returns));
+        });
+      }
+    } else {
+      if (address == s.address) s.suspect = true;
+      const bool dead = s.known && s.info.state() == rpc::ActorInfo::DEAD;
+      const bool may_retry = s.max_task_retries < 0 || spec.attempt() < s.max_task_retries;
+      if (!dead && may_retry) {
+        spec.set_attempt(spec.attempt() + 1);
+        s.waiting[order].spec = std::move(spec);  // keeps its place among the waiting calls
+      } else {
+        Fail(std::move(spec), kActorDiedError,
+             dead ? DeathMessage(actor, s)
+                  : absl::StrCat("The actor ", actor.Hex(), " died before the call finished (its worker at ",
+                                 address, " broke: ", status.message(), ")"),
+             actions);
+      }
+      StartPoll(actor, s, actions);
+    }
+    Pump(actor, s, actions);
+  }
+  Run(actions);
+}
+
+void ActorSubmitter::Tick() {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    const absl::Time now = clock_.Now();
+    for (auto& [actor, s] : actors_) {
+      if (!s.polling && s.retry_poll_at <= now) StartPoll(actor, s, actions);
+    }
+  }
+  Run(actions);
+}
+
+void ActorSubmitter::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  shutdown_ = true;
+  actors_.clear();
+}
+
+std::optional<rpc::ActorInfo> ActorSubmitter::Info(const ActorId& actor) const {
+  absl::MutexLock lock(&mu_);
+  auto it = actors_.find(actor);
+  if (it == actors_.end() || !it->second.known) return std::nullopt;
+  return it->second.info;
+}
+
+}  // namespace shoal
