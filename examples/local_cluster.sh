@@ -28,6 +28,9 @@ for example in hello parallel-sum task-graph gpu-fraction; do
   "$BIN/shoal-example-$example"
 done
 
+echo "== examples/python/quickstart.py"
+PYTHONPATH=build/python python3 examples/python/quickstart.py
+
 echo "== shoal status after the examples (everything free again)"
 sleep 1  # let each raylet report its freed resources
 "$SHOAL" status --address "127.0.0.1:$PORT"

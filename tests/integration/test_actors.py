@@ -1,0 +1,324 @@
+"""Actors end to end through the Python API, on a three-node loopback cluster:
+    head    2 CPUs, no GPU
+    node A  2 CPUs, 2 GPUs, custom resources A and W
+    node B  2 CPUs, 1 GPU,  custom resources B and W
+"""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+
+import pytest
+
+from conftest import REPO, Cluster, process_alive, wait_until
+
+PYTHON_DIR = os.path.join(REPO, "build", "python")
+sys.path.insert(0, PYTHON_DIR)
+
+import cloudpickle  # noqa: E402
+
+import shoal as ray  # noqa: E402
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module")
+def three_nodes():
+    root = tempfile.mkdtemp(prefix="shoal-ac-", dir="/tmp")
+    c = Cluster(root)
+    try:
+        c.start_head("--num-cpus", 2, "--num-gpus", 0)
+        c.start_worker("--num-cpus", 2, "--num-gpus", 2, "--resources", '{"A": 100, "W": 100}')
+        c.start_worker("--num-cpus", 2, "--num-gpus", 1, "--resources", '{"B": 100, "W": 100}')
+        wait_until(lambda: len(c.alive_nodes()) == 3, 20, what="3 alive nodes")
+        yield c
+    finally:
+        c.teardown()
+
+
+@pytest.fixture
+def driver(three_nodes):
+    ray.init(address=three_nodes.address)
+    yield three_nodes
+    ray.shutdown()
+
+
+@ray.remote
+class Counter:
+    def __init__(self, start=0):
+        self.value = start
+
+    def incr(self, n=1):
+        self.value += n
+        return self.value
+
+    def get(self):
+        return self.value
+
+    def pid(self):
+        return os.getpid()
+
+    def where(self):
+        ctx = ray.get_runtime_context()
+        return ctx.get_node_id(), ctx.get_actor_id(), ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    @ray.method(num_returns=2)
+    def pair(self):
+        return self.value, -self.value
+
+
+def test_counter_runs_calls_in_order(driver):
+    c = Counter.remote(10)
+    refs = [c.incr.remote() for _ in range(500)]
+    assert ray.get(refs) == list(range(11, 511))  # one caller: submission order
+    assert ray.get(c.get.remote()) == 510
+    a, b = c.pair.remote()
+    assert ray.get([a, b]) == [510, -510]
+    node, actor_id, _, _ = ray.get(c.where.remote())
+    assert actor_id == c._actor_id.hex()
+
+
+def test_many_callers_get_correct_totals(driver):
+    c = Counter.remote()
+
+    @ray.remote
+    def hammer(counter, n):
+        return ray.get([counter.incr.remote() for _ in range(n)])[-1]
+
+    results = ray.get([hammer.remote(c, 100) for _ in range(5)])
+    assert max(results) == 500
+    assert ray.get(c.get.remote()) == 500
+
+    # Threads of the driver too.
+    def call():
+        ray.get([c.incr.remote() for _ in range(50)])
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert ray.get(c.get.remote()) == 700
+
+
+def test_handles_passed_to_tasks_and_actors(driver):
+    c = Counter.remote()
+
+    @ray.remote
+    def use(counter):
+        return ray.get(counter.incr.remote(5))
+
+    assert ray.get(use.remote(c)) == 5
+
+    @ray.remote
+    class Caller:
+        def __init__(self, counter):
+            self.counter = counter
+
+        def go(self):
+            return ray.get(self.counter.incr.remote(100))
+
+    caller = Caller.remote(c)
+    assert ray.get(caller.go.remote()) == 105
+    assert ray.get(ray.put([c])) [0] == c
+
+
+def test_fractional_gpu_actors_pack_onto_declared_gpus(driver):
+    actors = [Counter.options(num_gpus=0.5, resources={"A": 1}).remote() for _ in range(4)]
+    placements = ray.get([a.where.remote() for a in actors], timeout=60)
+    per_device = {}
+    for node, _, ids, visible in placements:
+        assert len(ids) == 1 and visible == str(ids[0])
+        per_device[ids[0]] = per_device.get(ids[0], 0) + 1
+    assert per_device == {0: 2, 1: 2}
+    assert len({p[0] for p in placements}) == 1  # all on node A
+    # A fifth half-GPU actor on node A does not fit until one goes.
+    fifth = Counter.options(num_gpus=0.5, resources={"A": 1}).remote()
+    with pytest.raises(ray.exceptions.GetTimeoutError):
+        ray.get(fifth.get.remote(), timeout=2)
+    ray.kill(actors[0])
+    assert ray.get(fifth.get.remote(), timeout=60) == 0
+    for a in actors[1:] + [fifth]:
+        ray.kill(a)
+
+
+def test_worker_kill_restarts_actor_when_allowed(driver):
+    c = Counter.options(max_restarts=1, max_task_retries=-1).remote(5)
+    assert ray.get(c.incr.remote()) == 6
+    pid = ray.get(c.pid.remote())
+    os.kill(pid, signal.SIGKILL)
+    # Restarted: the constructor ran again (state reset), and calls work.
+    assert ray.get(c.incr.remote(), timeout=60) == 6
+    assert ray.get(c.pid.remote()) != pid
+    # A second death is one too many.
+    os.kill(ray.get(c.pid.remote()), signal.SIGKILL)
+    with pytest.raises(ray.exceptions.ActorDiedError):
+        for _ in range(100):
+            ray.get(c.incr.remote(), timeout=60)
+            time.sleep(0.1)
+
+
+def test_worker_kill_without_restarts_raises_actor_died(driver):
+    c = Counter.remote()
+    pid = ray.get(c.pid.remote())
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(ray.exceptions.ActorDiedError) as info:
+        for _ in range(100):
+            ray.get(c.incr.remote(), timeout=60)
+            time.sleep(0.1)
+    assert "died" in str(info.value)
+
+
+def test_raylet_kill_restarts_actor_on_another_node(driver, three_nodes):
+    c = Counter.options(max_restarts=2, max_task_retries=-1, resources={"W": 1}).remote()
+    node_before, _, _, _ = ray.get(c.where.remote())
+    raylet = next(n for n in three_nodes.alive_nodes() if n["node_id"] == node_before)
+    os.kill(raylet["raylet_pid"], signal.SIGKILL)
+    node_after, _, _, _ = ray.get(c.where.remote(), timeout=90)
+    assert node_after != node_before
+    assert ray.get(c.incr.remote(), timeout=30) == 1
+
+
+def test_named_and_detached_actors(driver, three_nodes):
+    Counter.options(name="shared", lifetime="detached").remote(42)
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import shoal
+        shoal.init(address="{three_nodes.address}")
+        c = shoal.get_actor("shared")
+        print("value", shoal.get(c.incr.remote()))
+        try:
+            shoal.get_actor("no-such-actor")
+        except ValueError as e:
+            print("missing", e)
+        shoal.shutdown()
+    """)], env=dict(three_nodes.env, PYTHONPATH=PYTHON_DIR), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "value 43" in proc.stdout
+    assert "missing" in proc.stdout
+    with pytest.raises(ValueError, match="already taken"):
+        Counter.options(name="shared").remote()
+    same = Counter.options(name="shared", get_if_exists=True).remote()
+    assert ray.get(same.incr.remote()) == 44
+    ray.kill(ray.get_actor("shared"))
+    with pytest.raises(ValueError):
+        ray.get_actor("shared")
+
+
+def test_actor_dies_with_its_owner_unless_detached(three_nodes):
+    script = textwrap.dedent(f"""
+        import shoal, os
+        shoal.init(address="{three_nodes.address}")
+        @shoal.remote
+        class A:
+            def pid(self):
+                return os.getpid()
+        a = A.remote()
+        d = A.options(name="keeper", lifetime="detached").remote()
+        print(shoal.get(a.pid.remote()), shoal.get(d.pid.remote()), flush=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], env=dict(three_nodes.env, PYTHONPATH=PYTHON_DIR),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    owned_pid, detached_pid = map(int, proc.stdout.split())
+    wait_until(lambda: not process_alive(owned_pid), 30, what="the owned actor to die with its driver")
+    assert process_alive(detached_pid)
+    ray.init(address=three_nodes.address)
+    try:
+        keeper = ray.get_actor("keeper")
+        assert ray.get(keeper.pid.remote()) == detached_pid
+        ray.kill(keeper)
+        wait_until(lambda: not process_alive(detached_pid), 30, what="the killed actor's worker to exit")
+    finally:
+        ray.shutdown()
+
+
+def test_bad_input(driver):
+    c = Counter.remote()
+    with pytest.raises(AttributeError, match="no method"):
+        c.missing.remote()
+    with pytest.raises(TypeError):
+        Counter()
+    with pytest.raises(TypeError):
+        c.incr()
+
+    @ray.remote
+    class Broken:
+        def __init__(self):
+            raise RuntimeError("constructor exploded")
+
+        def ping(self):
+            return "pong"
+
+    b = Broken.remote()
+    with pytest.raises(ray.exceptions.ActorDiedError, match="constructor exploded"):
+        ray.get(b.ping.remote(), timeout=60)
+    with pytest.raises(ValueError):
+        Counter.options(max_concurrency=0).remote()
+    with pytest.raises(ValueError):
+        Counter.options(lifetime="forever").remote()
+
+    @ray.remote
+    class Raises:
+        def boom(self):
+            raise KeyError("inside a method")
+
+        def ok(self):
+            return "ok"
+
+    r = Raises.remote()
+    with pytest.raises(KeyError):
+        ray.get(r.boom.remote())
+    assert ray.get(r.ok.remote()) == "ok"  # an exception does not kill the actor
+
+
+def test_concurrent_and_async_actors(driver):
+    @ray.remote(max_concurrency=4)
+    class Gate:
+        def __init__(self):
+            self.inside = 0
+            self.peak = 0
+            self.lock = threading.Lock()
+
+        def enter(self):
+            with self.lock:
+                self.inside += 1
+                self.peak = max(self.peak, self.inside)
+            time.sleep(0.3)
+            with self.lock:
+                self.inside -= 1
+            return True
+
+        def peak_seen(self):
+            return self.peak
+
+    g = Gate.remote()
+    ray.get([g.enter.remote() for _ in range(8)])
+    assert ray.get(g.peak_seen.remote()) > 1
+
+    @ray.remote
+    class AsyncActor:
+        async def double(self, x):
+            import asyncio
+            await asyncio.sleep(0.01)
+            return 2 * x
+
+    a = AsyncActor.remote()
+    assert ray.get([a.double.remote(i) for i in range(10)]) == [2 * i for i in range(10)]
+
+
+def test_create_kill_cycles_leave_resources_free(driver):
+    @ray.remote(num_cpus=1, num_gpus=0.5, resources={"A": 1})
+    class Holder:
+        def ping(self):
+            return 1
+
+    for _ in range(200):
+        h = Holder.remote()
+        assert ray.get(h.ping.remote(), timeout=60) == 1
+        ray.kill(h)
+    wait_until(lambda: ray.available_resources().get("CPU") == 6.0 and ray.available_resources().get("GPU") == 3.0,
+               30, what="every CPU and GPU to be free again")
