@@ -122,6 +122,7 @@ class Worker:
         self.actor = None        # the instance, once this worker runs an actor
         self.actor_name = None
         self.loop = None         # event loop for async actor methods (own thread)
+        self.running = {}        # task id (hex) -> ident of the thread running it
         self.returned_refs = []  # refs put inside results: kept so their borrowers can read them
         self.node_id = self.core.node_id
         self.main_thread = threading.main_thread().ident
@@ -160,6 +161,7 @@ class Worker:
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
         info = self.core.current_task()
         self.forwarder.begin_task(info["owner_address"], prefix_name)
+        self.running[task_id] = threading.get_ident()
         try:
             positional, keywords = unpack_arguments(args)
             del args
@@ -199,8 +201,8 @@ class Worker:
             return (False, self._error(label, e))
         finally:
             # A cancellation that arrived as the task ended must not hit the next one.
-            if threading.get_ident() == self.main_thread:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.main_thread), None)
+            self.running.pop(task_id, None)
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), None)
             try:
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -229,9 +231,10 @@ class Worker:
         return (type(e).__name__, f"{type(e).__name__}: {e}", data)
 
     def interrupt(self, task_id):
-        if self.core.current_task()["task_id"] != task_id:
+        thread = self.running.get(task_id)
+        if thread is None:
             return
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.main_thread),
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread),
                                                    ctypes.py_object(exceptions.TaskCancelledError))
 
     def forward_nested_output(self, lines, is_stderr):
