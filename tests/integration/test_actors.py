@@ -173,14 +173,23 @@ def test_worker_kill_without_restarts_raises_actor_died(driver):
     assert "died" in str(info.value)
 
 
-def test_raylet_kill_restarts_actor_on_another_node(driver, three_nodes):
-    c = Counter.options(max_restarts=2, max_task_retries=-1, resources={"W": 1}).remote()
-    node_before, _, _, _ = ray.get(c.where.remote())
-    raylet = next(n for n in three_nodes.alive_nodes() if n["node_id"] == node_before)
-    os.kill(raylet["raylet_pid"], signal.SIGKILL)
-    node_after, _, _, _ = ray.get(c.where.remote(), timeout=90)
-    assert node_after != node_before
-    assert ray.get(c.incr.remote(), timeout=30) == 1
+def test_raylet_kill_restarts_actor_on_another_node(cluster):
+    # A cluster of its own: this test kills one of its nodes.
+    cluster.start_head("--num-cpus", 1)
+    cluster.start_worker("--num-cpus", 1, "--resources", '{"W": 100}')
+    cluster.start_worker("--num-cpus", 1, "--resources", '{"W": 100}')
+    wait_until(lambda: len(cluster.alive_nodes()) == 3, 20, what="3 alive nodes")
+    ray.init(address=cluster.address)
+    try:
+        c = Counter.options(max_restarts=2, max_task_retries=-1, resources={"W": 1}).remote()
+        node_before, _, _, _ = ray.get(c.where.remote())
+        raylet = next(n for n in cluster.alive_nodes() if n["node_id"] == node_before)
+        os.kill(raylet["raylet_pid"], signal.SIGKILL)
+        node_after, _, _, _ = ray.get(c.where.remote(), timeout=90)
+        assert node_after != node_before
+        assert ray.get(c.incr.remote(), timeout=30) == 1
+    finally:
+        ray.shutdown()
 
 
 def test_named_and_detached_actors(driver, three_nodes):
@@ -316,7 +325,7 @@ def test_create_kill_cycles_leave_resources_free(driver):
         def ping(self):
             return 1
 
-    for _ in range(200):
+    for _ in range(500):
         h = Holder.remote()
         assert ray.get(h.ping.remote(), timeout=60) == 1
         ray.kill(h)
