@@ -26,6 +26,7 @@ namespace {
 
 constexpr absl::Duration kPoll = absl::Milliseconds(50);
 constexpr absl::Duration kStatusTimeout = absl::Seconds(10);
+constexpr absl::Duration kShutdownGrace = absl::Milliseconds(500);
 constexpr char kPackagePrefix[] = "gcs://";
 // The JobId the entrypoint reservations' leases run under (never a driver's job id, which the
 // GCS hands out counting up from 1).
@@ -382,7 +383,9 @@ std::vector<JobRecord> JobManager::List() {
   return out;
 }
 
-absl::StatusOr<bool> JobManager::Stop(const std::string& id) {
+absl::StatusOr<bool> JobManager::Stop(const std::string& id) { return Stop(id, options_.stop_grace); }
+
+absl::StatusOr<bool> JobManager::Stop(const std::string& id, absl::Duration grace) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", id, " does not exist"));
@@ -390,7 +393,7 @@ absl::StatusOr<bool> JobManager::Stop(const std::string& id) {
   if (IsTerminal(job.record.status)) return false;
   if (!job.stop_requested) {
     job.stop_requested = true;
-    job.stop_deadline = absl::Now() + options_.stop_grace;
+    job.stop_deadline = absl::Now() + grace;
     if (job.pgid > 0) kill(-job.pgid, SIGTERM);
     job.reservation.Cancel();
   }
@@ -448,7 +451,9 @@ void JobManager::Shutdown() {
       if (!IsTerminal(job->record.status)) ids.push_back(id);
     }
   }
-  for (const std::string& id : ids) (void)Stop(id);
+  // The cluster is stopping: a short grace, since `shoal stop --force` kills this process a
+  // second after SIGTERM, and the jobs' groups must be gone by then.
+  for (const std::string& id : ids) (void)Stop(id, kShutdownGrace);
   absl::MutexLock lock(&mu_);
   auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return active_ == 0; };
   if (!mu_.AwaitWithTimeout(absl::Condition(&done), options_.stop_grace + absl::Seconds(10))) {

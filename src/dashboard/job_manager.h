@@ -79,6 +79,8 @@ class JobManager {
   // True when the job was PENDING or RUNNING and is now being stopped; false when it had
   // already ended. NotFound for an unknown id.
   absl::StatusOr<bool> Stop(const std::string& id);
+  // The same, with SIGKILL `grace` after SIGTERM.
+  absl::StatusOr<bool> Stop(const std::string& id, absl::Duration grace);
   // Forgets an ended job and its logs. FailedPrecondition while it runs.
   absl::Status Delete(const std::string& id);
   // The job's log from byte `offset`, at most `max_bytes` (the last ones when more). Answers
