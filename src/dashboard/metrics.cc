@@ -1,8 +1,8 @@
 // Prometheus text format; see metrics.h.
 #include "src/dashboard/metrics.h"
 
+#include <charconv>
 #include <cmath>
-#include <cstdio>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -38,8 +38,8 @@ std::string MetricsWriter::FormatValue(double value) {
   if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
   if (value == std::floor(value) && std::fabs(value) < 1e15) return absl::StrCat(static_cast<int64_t>(value));
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.17g", value);
-  return buf;
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), value);  // shortest form that reads back exactly
+  return ec == std::errc() ? std::string(buf, end) : "NaN";
 }
 
 void MetricsWriter::Family(const std::string& name, const std::string& help, const std::string& type) {
