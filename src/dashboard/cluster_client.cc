@@ -22,6 +22,7 @@ namespace {
 
 constexpr absl::Duration kKvTimeout = absl::Seconds(10);
 constexpr absl::Duration kReturnTimeout = absl::Seconds(5);
+constexpr int kReturnAttempts = 3;
 
 void SetDeadline(grpc::ClientContext& context, absl::Duration timeout) {
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -167,14 +168,25 @@ void ResourceReservation::Cancel() {
 void ResourceReservation::Release() {
   if (lease_id_.empty()) return;
   auto stub = rpc::LeaseService::NewStub(MakeChannel(raylet_address_));
-  grpc::ClientContext context;
-  SetDeadline(context, kReturnTimeout);
   rpc::ReturnWorkerRequest request;
   request.set_lease_id(lease_id_);
   request.set_worker_failed(true);  // ends the placeholder; it never serves anything else
-  rpc::ReturnWorkerReply reply;
-  grpc::Status s = stub->ReturnWorker(&context, request, &reply);
-  if (!s.ok()) spdlog::warn("cannot return lease {} to {}: {}", lease_id_, raylet_address_, s.error_message());
+  // A loaded raylet may be slow to answer: try a few times, since a lease not returned keeps
+  // the job's resources taken until the dashboard exits (its placeholder then exits too).
+  grpc::Status s;
+  for (int attempt = 0; attempt < kReturnAttempts; ++attempt) {
+    grpc::ClientContext context;
+    SetDeadline(context, kReturnTimeout);
+    context.set_wait_for_ready(true);
+    rpc::ReturnWorkerReply reply;
+    s = stub->ReturnWorker(&context, request, &reply);
+    if (s.ok() || s.error_code() == grpc::StatusCode::NOT_FOUND) break;
+  }
+  if (s.ok()) {
+    spdlog::info("returned lease {} to {}", lease_id_, raylet_address_);
+  } else {
+    spdlog::warn("cannot return lease {} to {}: {}", lease_id_, raylet_address_, s.error_message());
+  }
   lease_id_.clear();
 }
 

@@ -40,7 +40,16 @@ def submit(cluster, *args):
 @pytest.fixture
 def head(cluster):
     cluster.start_head("--num-cpus", 2, "--num-gpus", 1, dashboard=True)
-    return cluster
+    yield cluster
+    print_logs(cluster)  # captured: pytest shows it only when the test failed
+
+
+def print_logs(cluster):
+    """The dashboard's and raylets' logs, to see why a test failed."""
+    for path in sorted(glob.glob(os.path.join(cluster.root, "session_*", "logs", "*.log"))):
+        if os.path.basename(path).startswith(("dashboard", "raylet")):
+            with open(path, errors="replace") as f:
+                print(f"==== {path}\n" + "".join(f.readlines()[-60:]))
 
 
 def test_job_with_working_dir_and_env_vars_succeeds(head, tmp_path):
