@@ -281,3 +281,26 @@ def test_web_ui_in_headless_chromium(head):
         assert errors == [], errors
     finally:
         driver.quit()
+
+
+def test_shoal_python_job_client_finds_the_local_dashboard(head, tmp_path, monkeypatch):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "shoal_job_submission", os.path.join(REPO, "python_bindings", "shoal", "job_submission.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setenv("SHOAL_TMPDIR", head.root)
+    monkeypatch.delenv("SHOAL_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    work = tmp_path / "pywd"
+    work.mkdir()
+    (work / "run.sh").write_text("echo from-python-client $X\n")
+    client = module.JobSubmissionClient()  # address and token found from the local session
+    job_id = client.submit_job(entrypoint="sh run.sh", runtime_env={"working_dir": str(work), "env_vars": {"X": "42"}})
+    text = "".join(client.tail_job_logs(job_id, poll_interval=0.2))
+    assert "from-python-client 42" in text
+    assert client.get_job_status(job_id) == module.JobStatus.SUCCEEDED
+    assert client.stop_job(job_id) is False
+    assert client.delete_job(job_id) is True
+    with pytest.raises(RuntimeError, match="401"):
+        module.JobSubmissionClient(head.dashboard()["url"], token="wrong-token")
