@@ -304,3 +304,38 @@ def test_shoal_python_job_client_finds_the_local_dashboard(head, tmp_path, monke
     assert client.delete_job(job_id) is True
     with pytest.raises(RuntimeError, match="401"):
         module.JobSubmissionClient(head.dashboard()["url"], token="wrong-token")
+
+
+def test_job_records_survive_gcs_and_dashboard_restarts_with_redis(cluster, redis_server, tmp_path):
+    import signal
+    import urllib.request
+    from conftest import BIN
+    from test_cluster import restart_gcs
+    redis = f"127.0.0.1:{redis_server.port}"
+    cluster.start_head("--num-cpus", 1, "--redis-address", redis, dashboard=True)
+    done = submit(cluster, "--submission-id", "persisted", "--", "echo persisted")
+    wait_for_status(cluster, done, "SUCCEEDED")
+    running = submit(cluster, "--submission-id", "interrupted", "--", "sleep 1000")
+    wait_for_status(cluster, running, "RUNNING")
+
+    gcs = cluster.recorded_pids()["gcs"][0]
+    os.kill(gcs, signal.SIGKILL)
+    wait_until(lambda: not process_alive(gcs), 10, what="the GCS to die")
+    restart_gcs(cluster, "--redis-address", redis)
+    dashboard = cluster.dashboard()["pid"]
+    os.kill(dashboard, signal.SIGKILL)
+    wait_until(lambda: not process_alive(dashboard), 10, what="the dashboard to die")
+
+    ready = tmp_path / "ready.json"
+    cluster.spawn([os.path.join(BIN, "shoal-dashboard"), "--gcs-address", cluster.address, "--port", "0",
+                   "--disable-auth", "--session-dir", str(tmp_path), "--ready-file", str(ready)])
+    wait_until(ready.exists, 30, what="the new dashboard")
+    url = json.loads(ready.read_text())["url"]
+
+    def job(job_id):
+        with urllib.request.urlopen(f"{url}/api/jobs/{job_id}", timeout=30) as r:
+            return json.loads(r.read())
+    assert job("persisted")["status"] == "SUCCEEDED"
+    assert job("persisted")["driver_exit_code"] == 0
+    lost = job("interrupted")
+    assert lost["status"] == "FAILED" and "dashboard restarted" in lost["message"]
