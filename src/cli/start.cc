@@ -342,7 +342,8 @@ std::string StartDashboard(const StartOptions& o, const std::string& session_dir
   } else {
     absl::StatusOr<std::string> token_file = CreateTokenFile(session_dir);
     if (!token_file.ok()) return absl::StrCat("warning: no dashboard: ", token_file.status().message());
-    r.args.insert(r.args.end(), {"--token-file", *token_file});
+    // Explicit, so that a SHOAL_DISABLE_AUTH in this environment cannot turn auth off.
+    r.args.insert(r.args.end(), {"--token-file", *token_file, "--disable-auth=false"});
   }
   absl::StatusOr<Daemon> dashboard = Launch(session_dir, r);
   if (!dashboard.ok()) {

@@ -4,6 +4,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include <openssl/sha.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "httplib.h"
@@ -22,6 +26,7 @@ constexpr int64_t kMaxLogBytes = 8 << 20;     // one logs reply at most
 constexpr int kDefaultNodeLimit = 200;
 constexpr absl::Duration kStatusTimeout = absl::Seconds(5);
 constexpr absl::Duration kNodeStatsTimeout = absl::Milliseconds(500);
+constexpr absl::Duration kTailPoll = absl::Milliseconds(250);
 
 using httplib::Request;
 using httplib::Response;
@@ -67,6 +72,30 @@ void ReplyError(Response& res, int http, const std::string& message) {
 
 void ReplyError(Response& res, const absl::Status& status) {
   ReplyError(res, HttpCode(status), std::string(status.message()));
+}
+
+// RFC 6455: the handshake's accept value and an unmasked server frame.
+std::string WebSocketAccept(const std::string& key) {
+  std::string text = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  return absl::Base64Escape(std::string(reinterpret_cast<char*>(digest), sizeof(digest)));
+}
+
+std::string WebSocketFrame(uint8_t opcode, const std::string& payload) {
+  std::string frame(1, static_cast<char>(0x80 | opcode));
+  const uint64_t n = payload.size();
+  if (n < 126) {
+    frame += static_cast<char>(n);
+  } else if (n < 65536) {
+    frame += static_cast<char>(126);
+    frame += static_cast<char>(n >> 8);
+    frame += static_cast<char>(n & 0xff);
+  } else {
+    frame += static_cast<char>(127);
+    for (int shift = 56; shift >= 0; shift -= 8) frame += static_cast<char>((n >> shift) & 0xff);
+  }
+  return frame + payload;
 }
 
 bool IsValidPackageName(const std::string& name) { return IsValidSubmissionId(name) && name.size() > 4; }
@@ -256,10 +285,40 @@ void DashboardServer::AddRoutes() {
     if (with_offset) body["offset"] = logs->second;  // Ray's reply has only "logs"
     ReplyJson(res, body);
   });
-  route("GET", job + "/logs/tail", "/api/jobs/{id}/logs/tail", false, small, [](const Request&, Response& res) {
-    ReplyError(res, 501,
-               "websocket log tailing is not supported by Shoal's dashboard; poll GET /api/jobs/{id}/logs?offset=N "
-               "(what `shoal job logs --follow` does) or submit with --no-wait and use `ray job logs`");
+  // Ray's clients follow a log through a websocket. The handshake is answered here and the
+  // log is sent as text frames until the job has ended, then a close frame; what the client
+  // sends is never read (Ray's client sends nothing).
+  route("GET", job + "/logs/tail", "/api/jobs/{id}/logs/tail", false, small, [this](const Request& req, Response& res) {
+    const std::string id = req.matches[1];
+    if (absl::Status s = jobs_.Get(id).status(); !s.ok()) return ReplyError(res, s);
+    const std::string key = req.get_header_value("Sec-WebSocket-Key");
+    if (absl::AsciiStrToLower(req.get_header_value("Upgrade")) != "websocket" || key.empty()) {
+      return ReplyError(res, 400, "this is a websocket endpoint (Upgrade: websocket); to poll, use GET "
+                                  "/api/jobs/{id}/logs?offset=N");
+    }
+    res.status = 101;
+    res.set_header("Upgrade", "websocket");
+    res.set_header("Connection", "Upgrade");
+    res.set_header("Sec-WebSocket-Accept", WebSocketAccept(key));
+    auto offset = std::make_shared<int64_t>(0);
+    res.set_content_provider("application/octet-stream", [this, id, offset](size_t, httplib::DataSink& sink) {
+      while (sink.is_writable()) {
+        absl::StatusOr<JobRecord> job = jobs_.Get(id);
+        auto logs = jobs_.Logs(id, *offset, kMaxLogBytes);
+        if (!job.ok() || !logs.ok()) break;
+        if (!logs->first.empty()) {
+          std::string frame = WebSocketFrame(0x1, logs->first);
+          if (!sink.write(frame.data(), frame.size())) return false;
+        }
+        *offset = logs->second;
+        if (IsTerminal(job->status)) break;  // read before the logs: these were the last ones
+        absl::SleepFor(kTailPoll);
+      }
+      std::string close = WebSocketFrame(0x8, std::string("\x03\xe8", 2));  // 1000: normal closure
+      sink.write(close.data(), close.size());
+      sink.done();
+      return true;
+    });
   });
 
   route("GET", "/api/cluster_status", "/api/cluster_status", false, small, [this](const Request& req, Response& res) {

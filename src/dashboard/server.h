@@ -16,7 +16,8 @@
 //   DELETE /api/jobs/{id}                 {"deleted": true}
 //   GET  /api/jobs/{id}/logs              {"logs"}; with ?offset=N also {"offset"} (Shoal's way to
 //                                         follow a log by polling)
-//   GET  /api/jobs/{id}/logs/tail         501: websocket tailing is not supported (see README)
+//   GET  /api/jobs/{id}/logs/tail         websocket: the log as text frames until the job ends (Ray's
+//                                         tail_job_logs and `ray job submit` without --no-wait)
 //   GET  /api/cluster_status              `shoal status --json`, nodes capped at ?limit= (200)
 //   GET  /metrics                         Prometheus text (metrics.h)
 // Threading: cpp-httplib's thread pool calls the handlers; they share only thread-safe state.

@@ -112,7 +112,7 @@ class Cluster:
         import urllib.request
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         request = urllib.request.Request(self.dashboard()["url"] + path, data=data, method=method)
-        if token:
+        if token and (isinstance(token, str) or self.dashboard().get("auth", True)):
             request.add_header("Authorization", "Bearer " + (token if isinstance(token, str) else self.dashboard_token()))
         for key, value in (headers or {}).items():
             request.add_header(key, value)

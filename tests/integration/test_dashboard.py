@@ -219,6 +219,11 @@ def test_rays_job_submission_client_works_against_shoal(head, tmp_path):
     wait_until(lambda: str(client.get_job_status(job_id)).endswith("SUCCEEDED") or
                client.get_job_status(job_id) == "SUCCEEDED", JOB_DEADLINE_S, what="the Ray-submitted job")
     assert "ray-client shoal" in client.get_job_logs(job_id)
+
+    async def tail():
+        return "".join([chunk async for chunk in client.tail_job_logs(job_id)])
+    import asyncio
+    assert "ray-client shoal" in asyncio.run(tail())
     info = client.get_job_info(job_id)
     assert info.metadata == {"team": "a"} and info.driver_exit_code == 0
     assert job_id in [j.submission_id for j in client.list_jobs()]
@@ -236,8 +241,10 @@ def test_ray_job_cli_works_against_shoal(head):
     def ray_job(*args):
         return subprocess.run([ray, "job", args[0], "--headers", headers, *args[1:]], env=env, capture_output=True, text=True,
                               timeout=120)
-    proc = ray_job("submit", "--no-wait", "--submission-id", "from-ray-cli", "--", "echo", "hello-ray-cli")
+    # Without --no-wait, `ray job submit` follows the log through the websocket tail.
+    proc = ray_job("submit", "--submission-id", "from-ray-cli", "--", "echo", "hello-ray-cli")
     assert proc.returncode == 0, proc.stderr
+    assert "hello-ray-cli" in proc.stdout + proc.stderr, proc
     wait_for_status(head, "from-ray-cli", "SUCCEEDED")
     proc = ray_job("status", "from-ray-cli")
     assert proc.returncode == 0 and "succeeded" in (proc.stdout + proc.stderr).lower(), proc
@@ -339,3 +346,15 @@ def test_job_records_survive_gcs_and_dashboard_restarts_with_redis(cluster, redi
     assert job("persisted")["driver_exit_code"] == 0
     lost = job("interrupted")
     assert lost["status"] == "FAILED" and "dashboard restarted" in lost["message"]
+
+
+def test_disable_auth_warns_and_serves_without_a_token(cluster):
+    proc = cluster.start_head("--num-cpus", 1, "--disable-auth", dashboard=True)
+    assert "auth is disabled" in proc.stdout + proc.stderr
+    assert cluster.api("GET", "/api/jobs/", token=False) == (200, [])
+    assert glob.glob(os.path.join(cluster.root, "session_*", "dashboard_token")) == []
+    # The cross-site checks stay on.
+    assert cluster.api("POST", "/api/jobs/", {"entrypoint": "true"}, token=False,
+                       headers={"Origin": "http://evil.example"})[0] == 403
+    job_id = submit(cluster, "--", "echo no-token-needed")
+    assert wait_for_status(cluster, job_id, TERMINAL)["status"] == "SUCCEEDED"
