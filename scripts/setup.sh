@@ -8,7 +8,7 @@ APT_PACKAGES=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libhiredis-dev libspdlog-dev libfmt-dev catch2 pybind11-dev
   nlohmann-json3-dev libmsgpack-cxx-dev redis-server procps iproute2
-  libcpp-httplib-dev zip unzip chromium chromium-driver
+  libcpp-httplib-dev libssl-dev zip unzip chromium chromium-driver
 )
 # selenium, prometheus_client and ray are for the dashboard's tests only (web UI in headless
 # Chromium, /metrics parsing, Ray's own job client against a Shoal head).

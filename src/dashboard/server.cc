@@ -4,8 +4,6 @@
 #include <filesystem>
 #include <fstream>
 
-#include <openssl/sha.h>
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
@@ -14,6 +12,7 @@
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "src/cli/status_format.h"
+#include "src/dashboard/websocket.h"
 
 namespace shoal::dashboard {
 namespace fs = std::filesystem;
@@ -72,30 +71,6 @@ void ReplyError(Response& res, int http, const std::string& message) {
 
 void ReplyError(Response& res, const absl::Status& status) {
   ReplyError(res, HttpCode(status), std::string(status.message()));
-}
-
-// RFC 6455: the handshake's accept value and an unmasked server frame.
-std::string WebSocketAccept(const std::string& key) {
-  std::string text = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-  unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
-  return absl::Base64Escape(std::string(reinterpret_cast<char*>(digest), sizeof(digest)));
-}
-
-std::string WebSocketFrame(uint8_t opcode, const std::string& payload) {
-  std::string frame(1, static_cast<char>(0x80 | opcode));
-  const uint64_t n = payload.size();
-  if (n < 126) {
-    frame += static_cast<char>(n);
-  } else if (n < 65536) {
-    frame += static_cast<char>(126);
-    frame += static_cast<char>(n >> 8);
-    frame += static_cast<char>(n & 0xff);
-  } else {
-    frame += static_cast<char>(127);
-    for (int shift = 56; shift >= 0; shift -= 8) frame += static_cast<char>((n >> shift) & 0xff);
-  }
-  return frame + payload;
 }
 
 bool IsValidPackageName(const std::string& name) { return IsValidSubmissionId(name) && name.size() > 4; }
@@ -306,12 +281,16 @@ void DashboardServer::AddRoutes() {
         absl::StatusOr<JobRecord> job = jobs_.Get(id);
         auto logs = jobs_.Logs(id, *offset, kMaxLogBytes);
         if (!job.ok() || !logs.ok()) break;
-        if (!logs->first.empty()) {
-          std::string frame = WebSocketFrame(0x1, logs->first);
+        const bool last = IsTerminal(job->status);  // read before the logs: these are the last ones
+        std::string text = std::move(logs->first);
+        const size_t complete = last ? text.size() : CompleteUtf8Length(text);
+        *offset = logs->second - static_cast<int64_t>(text.size() - complete);
+        text.resize(complete);
+        if (!text.empty()) {
+          std::string frame = WebSocketFrame(0x1, text);
           if (!sink.write(frame.data(), frame.size())) return false;
         }
-        *offset = logs->second;
-        if (IsTerminal(job->status)) break;  // read before the logs: these were the last ones
+        if (last) break;
         absl::SleepFor(kTailPoll);
       }
       std::string close = WebSocketFrame(0x8, std::string("\x03\xe8", 2));  // 1000: normal closure
