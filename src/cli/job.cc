@@ -220,6 +220,12 @@ absl::StatusOr<nlohmann::json> JsonArg(const std::string& text, const std::strin
   return doc;
 }
 
+std::string Field(const nlohmann::json& job, const char* key) {
+  auto it = job.find(key);
+  if (it == job.end() || it->is_null()) return "";
+  return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
 bool IsTerminalStatus(const std::string& status) {
   return status == "SUCCEEDED" || status == "FAILED" || status == "STOPPED";
 }
@@ -235,22 +241,16 @@ absl::StatusOr<nlohmann::json> FollowLogs(Api& api, const std::string& id, bool 
     if (!job.ok()) return job.status();
     absl::StatusOr<nlohmann::json> logs = api.Call("GET", absl::StrCat(JobPath(id), "/logs?offset=", offset));
     if (!logs.ok()) return logs.status();
-    std::string text = (*logs)["logs"].get<std::string>();
-    std::cout << text << std::flush;
-    offset = (*logs)["offset"].get<int64_t>();
+    std::cout << logs->value("logs", "") << std::flush;
+    offset = logs->value("offset", offset);
     // The status was read before the logs: once it was terminal, these logs are complete.
-    if (!follow || IsTerminalStatus((*job)["status"].get<std::string>())) return job;
+    if (!follow || IsTerminalStatus(Field(*job, "status"))) return job;
     absl::SleepFor(kPoll);
   }
 }
 
 int ExitFor(const nlohmann::json& job) { return job["status"] == "SUCCEEDED" ? kExitOk : kExitFailure; }
 
-std::string Field(const nlohmann::json& job, const char* key) {
-  auto it = job.find(key);
-  if (it == job.end() || it->is_null()) return "";
-  return it->is_string() ? it->get<std::string>() : it->dump();
-}
 
 }  // namespace
 
@@ -343,7 +343,8 @@ int RunJob(int argc, char** argv) {
     }
     absl::StatusOr<nlohmann::json> reply = api.Call("POST", "/api/jobs/", body.dump());
     if (!reply.ok()) return Fail(reply.status());
-    const std::string id = (*reply)["submission_id"].get<std::string>();
+    const std::string id = reply->value("submission_id", "");
+    if (id.empty()) return Fail(absl::InternalError("the dashboard's reply has no submission_id"));
     std::cout << "Job '" << id << "' submitted successfully" << std::endl;
     if (no_wait) {
       std::cerr << "Query its status with `shoal job status " << id << "`, its logs with `shoal job logs " << id << "`"
@@ -375,7 +376,7 @@ int RunJob(int argc, char** argv) {
   if (sub == "stop") {
     absl::StatusOr<nlohmann::json> reply = api.Call("POST", absl::StrCat(JobPath(args[0]), "/stop"));
     if (!reply.ok()) return Fail(reply.status());
-    if (!(*reply)["stopped"].get<bool>()) {
+    if (!reply->value("stopped", false)) {
       std::cout << "Job '" << args[0] << "' had already ended" << std::endl;
       return kExitOk;
     }

@@ -96,7 +96,7 @@ class JobManager {
  private:
   struct Job;
   void Supervise(std::shared_ptr<Job> job);
-  // Runs the entrypoint; answers the final status and message. 
+  // Unpacks the working dir, runs the entrypoint to its end and records the result.
   void RunEntrypoint(const std::shared_ptr<Job>& job);
   void Finish(const std::shared_ptr<Job>& job, JobStatus status, const std::string& message,
               std::optional<int> exit_code);
