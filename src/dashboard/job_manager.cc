@@ -263,6 +263,14 @@ void JobManager::RunEntrypoint(const std::shared_ptr<Job>& job) {
   }
   const pid_t parent = getpid();
   const std::string dir = *cwd;
+  // The guard's pipe: this process holds the write end for as long as the job runs, so the
+  // guard reads EOF when the job ends or when this process dies, however it dies.
+  int guard_pipe[2];
+  if (pipe2(guard_pipe, O_CLOEXEC) != 0) {
+    close(log_fd);
+    Finish(job, JobStatus::kFailed, "cannot start the entrypoint: pipe failed", std::nullopt);
+    return;
+  }
 
   pid_t pid = fork();
   if (pid == 0) {
@@ -283,9 +291,26 @@ void JobManager::RunEntrypoint(const std::shared_ptr<Job>& job) {
   }
   close(log_fd);
   if (pid < 0) {
+    close(guard_pipe[0]);
+    close(guard_pipe[1]);
     Finish(job, JobStatus::kFailed, "cannot start the entrypoint: fork failed", std::nullopt);
     return;
   }
+  // The guard: a child that kills the job's whole process group once this process is gone
+  // (SIGKILL included), so no job outlives its dashboard. PR_SET_PDEATHSIG alone would reach
+  // the entrypoint's shell, not what the shell started.
+  pid_t guard = fork();
+  if (guard == 0) {
+    for (int fd = 0; fd < 4096; ++fd) {
+      if (fd != guard_pipe[0]) close(fd);
+    }
+    char byte;
+    while (read(guard_pipe[0], &byte, 1) != 0 && errno == EINTR) {
+    }
+    kill(-pid, SIGKILL);
+    _exit(0);
+  }
+  close(guard_pipe[0]);
   JobRecord running;
   {
     absl::MutexLock lock(&mu_);
@@ -312,6 +337,12 @@ void JobManager::RunEntrypoint(const std::shared_ptr<Job>& job) {
     absl::SleepFor(kPoll);
   }
   kill(-pid, SIGKILL);  // what is left of the group: nothing outlives its job
+  if (guard > 0) {
+    kill(guard, SIGKILL);  // its work is done (and the group id may be reused from now on)
+    while (waitpid(guard, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+  close(guard_pipe[1]);
   bool stopped;
   {
     absl::MutexLock lock(&mu_);

@@ -8,7 +8,8 @@
 //      stdout and stderr going to <session>/logs/job-driver-<submission_id>.log;
 //   4. records the result: SUCCEEDED (exit 0), FAILED (exit code or signal), or STOPPED.
 // When the entrypoint's shell exits, whatever is left of its process group is killed, so a job
-// leaves no processes behind. Stop sends SIGTERM to the whole group and SIGKILL after the
+// leaves no processes behind; a small guard process per job kills the group if the dashboard
+// itself dies. Stop sends SIGTERM to the whole group and SIGKILL after the
 // grace period. Shutdown (the dashboard is stopping) stops every job that has not ended.
 //
 // Records are kept here and written through to a JobStore (the GCS KV, namespace "job"), so

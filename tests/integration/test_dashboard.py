@@ -322,8 +322,11 @@ def test_job_records_survive_gcs_and_dashboard_restarts_with_redis(cluster, redi
     cluster.start_head("--num-cpus", 1, "--redis-address", redis, dashboard=True)
     done = submit(cluster, "--submission-id", "persisted", "--", "echo persisted")
     wait_for_status(cluster, done, "SUCCEEDED")
-    running = submit(cluster, "--submission-id", "interrupted", "--", "sleep 1000")
+    pid_file = tmp_path / "child.pid"
+    running = submit(cluster, "--submission-id", "interrupted", "--", f"sleep 1000 & echo $! > {pid_file}; wait")
     wait_for_status(cluster, running, "RUNNING")
+    wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 30, what="the job's child pid")
+    child = int(pid_file.read_text())
 
     gcs = cluster.recorded_pids()["gcs"][0]
     os.kill(gcs, signal.SIGKILL)
@@ -332,6 +335,8 @@ def test_job_records_survive_gcs_and_dashboard_restarts_with_redis(cluster, redi
     dashboard = cluster.dashboard()["pid"]
     os.kill(dashboard, signal.SIGKILL)
     wait_until(lambda: not process_alive(dashboard), 10, what="the dashboard to die")
+    # Its job's processes die with it (the job's guard kills the process group).
+    wait_until(lambda: not process_alive(child), 30, what="the killed dashboard's job to end")
 
     ready = tmp_path / "ready.json"
     cluster.spawn([os.path.join(BIN, "shoal-dashboard"), "--gcs-address", cluster.address, "--port", "0",
