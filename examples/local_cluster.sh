@@ -15,7 +15,7 @@ cleanup() { "$SHOAL" stop >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 echo "== starting the head on 127.0.0.1:$PORT"
-"$SHOAL" start --head --port "$PORT" --num-cpus 2 --num-gpus 0
+"$SHOAL" start --head --port "$PORT" --num-cpus 2 --num-gpus 0 --dashboard-port "${SHOAL_EXAMPLE_DASHBOARD_PORT:-0}"
 echo "== starting two worker nodes"
 "$SHOAL" start --address "127.0.0.1:$PORT" --num-cpus 2 --num-gpus 2 --labels '{"zone":"a"}'
 "$SHOAL" start --address "127.0.0.1:$PORT" --num-cpus 1 --resources '{"accel_tpu": 4}'
@@ -30,6 +30,11 @@ done
 
 echo "== examples/python/quickstart.py"
 PYTHONPATH=build/python python3 examples/python/quickstart.py
+
+echo "== shoal job submit (through the head's dashboard; the job holds 1 CPU while it runs)"
+"$SHOAL" job submit --entrypoint-num-cpus 1 --runtime-env-json '{"env_vars": {"GREETING": "hello"}}' \
+  -- 'echo "$GREETING from a Shoal job on the GCS at $SHOAL_ADDRESS"'
+"$SHOAL" job list
 
 echo "== shoal status after the examples (everything free again)"
 sleep 1  # let each raylet report its freed resources

@@ -8,8 +8,12 @@ APT_PACKAGES=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libhiredis-dev libspdlog-dev libfmt-dev catch2 pybind11-dev
   nlohmann-json3-dev libmsgpack-cxx-dev redis-server procps iproute2
+  libcpp-httplib-dev libssl-dev zip unzip chromium chromium-driver
 )
-PIP_PACKAGES=(pytest cloudpickle numpy msgpack grpc:grpcio grpc_tools:grpcio-tools)
+# selenium, prometheus_client and ray are for the dashboard's tests only (web UI in headless
+# Chromium, /metrics parsing, Ray's own job client against a Shoal head).
+PIP_PACKAGES=(pytest cloudpickle numpy msgpack grpc:grpcio grpc_tools:grpcio-tools selenium
+              prometheus_client "ray:ray[default]")
 
 log() { printf '[setup] %s\n' "$*"; }
 fail() { printf '[setup] FAILED: %s\n' "$*" >&2; exit 1; }

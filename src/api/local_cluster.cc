@@ -97,7 +97,9 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClu
   // From here on, destroying `cluster` stops whatever was started.
   std::unique_ptr<LocalCluster> cluster(new LocalCluster(root, *watchdog, fds[1]));
 
-  std::vector<std::string> argv = {shoal, "start", "--head", "--port", "0"};
+  // A driver's private cluster runs no dashboard: it would compete for port 8265 with every
+  // other local cluster and with the machine's real head.
+  std::vector<std::string> argv = {shoal, "start", "--head", "--port", "0", "--include-dashboard=false"};
   if (options.num_cpus >= 0) argv.insert(argv.end(), {"--num-cpus", std::to_string(options.num_cpus)});
   if (options.num_gpus >= 0) argv.insert(argv.end(), {"--num-gpus", std::to_string(options.num_gpus)});
   if (!options.resources.empty()) argv.insert(argv.end(), {"--resources", options.resources});

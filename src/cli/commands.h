@@ -20,6 +20,7 @@ inline constexpr int kExitUsage = 2;    // bad command line; nothing was done
 int RunStart(int argc, char** argv);
 int RunStop(int argc, char** argv);
 int RunStatus(int argc, char** argv);
+int RunJob(int argc, char** argv);
 
 // Prints `error: <message>` and answers kExitFailure.
 int Fail(const absl::Status& status);

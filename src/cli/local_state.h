@@ -22,6 +22,10 @@ namespace shoal::cli {
 
 inline constexpr char kRaylet[] = "raylet";
 inline constexpr char kGcs[] = "gcs";
+inline constexpr char kDashboard[] = "dashboard";
+// <session>/dashboard_token (mode 0600) and <session>/dashboard.ready.json ({url, port, ...}).
+inline constexpr char kDashboardTokenFile[] = "dashboard_token";
+inline constexpr char kDashboardReadyFile[] = "dashboard.ready.json";
 
 struct ProcessRecord {
   std::string name;    // kGcs, kRaylet

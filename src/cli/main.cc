@@ -2,6 +2,7 @@
 //
 //   shoal start --head | --address HOST:PORT [flags]    shoal stop [--force]
 //   shoal status [--address HOST:PORT] [--json]
+//   shoal job submit|status|logs|stop|list|delete ...
 // Exit codes: 0 ok, 1 the action failed, 2 bad command line.
 #include <iostream>
 #include <string_view>
@@ -21,6 +22,8 @@ constexpr Command kCommands[] = {
      shoal::cli::RunStart},
     {"stop", "stop every Shoal process started on this machine", shoal::cli::RunStop},
     {"status", "show the cluster's nodes, resources and resource demands", shoal::cli::RunStatus},
+    {"job", "submit jobs to the cluster's dashboard and follow them (submit, status, logs, stop, list, delete)",
+     shoal::cli::RunJob},
 };
 
 void PrintUsage(std::ostream& out) {

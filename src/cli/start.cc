@@ -6,6 +6,8 @@
 // <session>/<name>.ready.json, and is recorded in <session>/processes/<name>.json the moment it
 // is spawned (see local_state.h), so `shoal stop` finds it even if this command is interrupted.
 // When a step fails, whatever this command started is stopped again and nothing is left running.
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -22,6 +24,7 @@
 #include "src/common/resources.h"
 #include "src/common/rpc.h"
 #include "src/common/session.h"
+#include "src/dashboard/auth.h"
 
 namespace shoal::cli {
 namespace fs = std::filesystem;
@@ -33,6 +36,7 @@ constexpr absl::Duration kCleanupGrace = absl::Seconds(5);
 constexpr absl::Duration kGcsCheckTimeout = absl::Seconds(5);
 constexpr char kGcsBinary[] = "shoal-gcs";
 constexpr char kRayletBinary[] = "shoal-raylet";
+constexpr char kDashboardBinary[] = "shoal-dashboard";
 
 constexpr char kHelp[] = R"(
 Start a new cluster on this machine (its GCS and first raylet):
@@ -61,12 +65,17 @@ struct StartOptions {
   int64_t health_check_timeout_ms = -1;
   int64_t health_check_failure_threshold = -1;
   int64_t report_period_ms = -1;
+  bool include_dashboard = true;
+  int64_t dashboard_port = 8265;
+  std::string dashboard_host = "127.0.0.1";
+  bool disable_auth = false;
 };
 
 // Flags that only mean something with --head.
 const std::vector<std::string> kHeadOnlyFlags = {
     "port", "redis-address", "redis-password", "no-head-scheduling", "health-check-period-ms",
-    "health-check-timeout-ms", "health-check-failure-threshold"};
+    "health-check-timeout-ms", "health-check-failure-threshold", "include-dashboard", "dashboard-port",
+    "dashboard-host", "disable-auth"};
 
 void AddFlags(FlagSet& flags, StartOptions* o) {
   flags.AddBool("head", &o->head, "start a new cluster: the GCS and this node's raylet");
@@ -88,6 +97,12 @@ void AddFlags(FlagSet& flags, StartOptions* o) {
                "with --head: how long one health check may take (-1: GCS default)");
   flags.AddInt("health-check-failure-threshold", &o->health_check_failure_threshold,
                "with --head: failed checks before a node is declared dead (-1: GCS default)");
+  flags.AddBool("include-dashboard", &o->include_dashboard,
+                "with --head: start shoal-dashboard (jobs API, web UI, /metrics); --include-dashboard=false skips it");
+  flags.AddInt("dashboard-port", &o->dashboard_port, "with --head: the dashboard's HTTP port (0 picks a free one)");
+  flags.AddString("dashboard-host", &o->dashboard_host, "with --head: the address the dashboard listens on");
+  flags.AddBool("disable-auth", &o->disable_auth,
+                "with --head: the dashboard asks for no token (trusted networks only)");
   flags.AddInt("report-period-ms", &o->report_period_ms,
                "how often the raylet reports its resources to the GCS (-1: raylet default)");
 }
@@ -136,6 +151,9 @@ absl::Status Validate(const StartOptions& o, const FlagSet& flags, int argc, cha
       }
     }
     if (absl::Status s = ParseHostPort(o.address).status(); !s.ok()) return s;
+  }
+  if (o.dashboard_port < 0 || o.dashboard_port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("--dashboard-port must be 0..65535, got ", o.dashboard_port));
   }
   if (o.port < 0 || o.port > 65535) return absl::InvalidArgumentError(absl::StrCat("--port must be 0..65535, got ", o.port));
   if (o.node_ip_address.empty()) return absl::InvalidArgumentError("--node-ip-address must not be empty");
@@ -296,6 +314,50 @@ LaunchRequest RayletRequest(const StartOptions& o, const std::string& binary, co
 
 std::string NodeId(const Daemon& raylet) { return JsonString(raylet.ready, "node_id").value_or("(unknown)"); }
 
+// Creates <session>/dashboard_token, readable by this user only, holding a new random token.
+absl::StatusOr<std::string> CreateTokenFile(const std::string& session_dir) {
+  std::string path = (fs::path(session_dir) / kDashboardTokenFile).string();
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot create ", path));
+  std::string token = dashboard::NewToken() + "\n";
+  bool ok = write(fd, token.data(), token.size()) == static_cast<ssize_t>(token.size());
+  ok = fchmod(fd, 0600) == 0 && ok;
+  close(fd);
+  if (!ok) return absl::UnavailableError(absl::StrCat("cannot write ", path));
+  return path;
+}
+
+// Starts the dashboard of a new head. Its failure (most often: the port is taken by another
+// cluster's dashboard) is a warning, not a failed start: the cluster works without it.
+// Answers a line to print about it.
+std::string StartDashboard(const StartOptions& o, const std::string& session_dir, const std::string& gcs_address) {
+  absl::StatusOr<std::string> binary = FindBinary(kDashboardBinary);
+  if (!binary.ok()) return absl::StrCat("warning: no dashboard: ", binary.status().message());
+  LaunchRequest r;
+  r.name = kDashboard;
+  r.binary = *binary;
+  r.args = {"--gcs-address", gcs_address, "--host", o.dashboard_host, "--port", std::to_string(o.dashboard_port)};
+  if (o.disable_auth) {
+    r.args.push_back("--disable-auth");
+  } else {
+    absl::StatusOr<std::string> token_file = CreateTokenFile(session_dir);
+    if (!token_file.ok()) return absl::StrCat("warning: no dashboard: ", token_file.status().message());
+    // Explicit, so that a SHOAL_DISABLE_AUTH in this environment cannot turn auth off.
+    r.args.insert(r.args.end(), {"--token-file", *token_file, "--disable-auth=false"});
+  }
+  absl::StatusOr<Daemon> dashboard = Launch(session_dir, r);
+  if (!dashboard.ok()) {
+    return absl::StrCat("warning: the dashboard did not start (the cluster runs without it): ",
+                        dashboard.status().message());
+  }
+  std::string url = JsonString(dashboard->ready, "url").value_or("(unknown)");
+  if (o.disable_auth) {
+    return absl::StrCat("  Dashboard:    ", url, "\n\nwarning: the dashboard's auth is disabled (--disable-auth): anyone "
+                        "who can reach ", url, " can run commands on this cluster. Use it only on trusted networks.");
+  }
+  return absl::StrCat("  Dashboard:    ", url, " (token in ", session_dir, "/", kDashboardTokenFile, ")");
+}
+
 absl::Status StartHead(const StartOptions& o) {
   absl::StatusOr<std::string> gcs_binary = FindBinary(kGcsBinary);
   if (!gcs_binary.ok()) return gcs_binary.status();
@@ -317,10 +379,13 @@ absl::Status StartHead(const StartOptions& o) {
   if (absl::Status s = WriteCurrentCluster(root, address); !s.ok()) {
     std::cerr << "warning: " << s.message() << "; `shoal status` will need --address " << address << std::endl;
   }
+  std::string dashboard = o.include_dashboard ? StartDashboard(o, *session, address) : "";
+  if (dashboard.starts_with("warning:")) std::cerr << dashboard << std::endl;
   std::cout << "Shoal head node started.\n"
             << "  GCS address:  " << address << "\n"
             << "  Node id:      " << NodeId(*raylet) << "\n"
-            << "  Session dir:  " << *session << "\n\n"
+            << "  Session dir:  " << *session << "\n"
+            << (dashboard.empty() || dashboard.starts_with("warning:") ? "" : dashboard + "\n") << "\n"
             << "To add another node to this cluster, run (on this machine or another one):\n"
             << "    shoal start --address " << address << "\n"
             << "To see the cluster:\n"

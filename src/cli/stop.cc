@@ -18,7 +18,8 @@ constexpr absl::Duration kForceGrace = absl::Seconds(1);
 
 constexpr char kHelp[] = R"(
 Stops every Shoal process started on this machine by `shoal start` (for the temp root
-$SHOAL_TMPDIR, default /tmp/shoal): raylets first, then the GCS. Each gets SIGTERM, then
+$SHOAL_TMPDIR, default /tmp/shoal): raylets first, then the dashboard (which stops its jobs),
+then the GCS. Each gets SIGTERM, then
 SIGKILL if it is still running after the grace period (after one second with --force).
 )";
 

@@ -83,11 +83,48 @@ class Cluster:
                                  f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
         return proc
 
-    def start_head(self, *args, port=None):
+    def start_head(self, *args, port=None, dashboard=False):
+        """Starts a head. Without `dashboard` it runs none (--include-dashboard=false), so that
+        heads started side by side never compete for port 8265; with it, the dashboard listens
+        on a free port (see dashboard())."""
         self.port = port or free_port()
+        dash = ["--dashboard-port", 0] if dashboard else ["--include-dashboard=false"]
         return self.shoal("start", "--head", "--port", self.port,
                           "--health-check-period-ms", HEALTH_PERIOD_MS, "--health-check-timeout-ms", HEALTH_TIMEOUT_MS,
-                          "--health-check-failure-threshold", HEALTH_THRESHOLD, *args)
+                          "--health-check-failure-threshold", HEALTH_THRESHOLD, *dash, *args)
+
+    def dashboard(self):
+        """The head's dashboard.ready.json: {url, port, pid, token_file, ...}."""
+        for session in session_dirs(self.root):
+            path = os.path.join(session, "dashboard.ready.json")
+            if os.path.exists(path):
+                with open(path) as f:
+                    return json.load(f)
+        raise AssertionError("no dashboard.ready.json under " + self.root)
+
+    def dashboard_token(self):
+        with open(self.dashboard()["token_file"]) as f:
+            return f.read().strip()
+
+    def api(self, method, path, body=None, token=True, headers=None, raw=None):
+        """Calls the dashboard; answers (HTTP status, parsed JSON body or text)."""
+        import urllib.error
+        import urllib.request
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(self.dashboard()["url"] + path, data=data, method=method)
+        if token and (isinstance(token, str) or self.dashboard().get("auth", True)):
+            request.add_header("Authorization", "Bearer " + (token if isinstance(token, str) else self.dashboard_token()))
+        for key, value in (headers or {}).items():
+            request.add_header(key, value)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, text = response.status, response.read().decode()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read().decode()
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
 
     def start_worker(self, *args):
         return self.shoal("start", "--address", self.address, *args)

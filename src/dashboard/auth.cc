@@ -1,0 +1,120 @@
+// Token and cross-site checks; see auth.h.
+#include "src/dashboard/auth.h"
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "src/common/ids.h"
+
+namespace shoal::dashboard {
+namespace {
+
+bool IsLoopback(const std::string& host) {
+  return host == "127.0.0.1" || host == "localhost" || host == "::1" || host == "[::1]" ||
+         absl::StartsWith(host, "127.");
+}
+
+bool IsWildcard(const std::string& host) { return host == "0.0.0.0" || host == "::" || host == "[::]" || host.empty(); }
+
+// The Host header's name and port ("[::1]:80" -> "[::1]", 80). Port 80 when absent.
+std::pair<std::string, int> SplitHost(const std::string& host_header) {
+  std::string host = absl::AsciiStrToLower(std::string(absl::StripAsciiWhitespace(host_header)));
+  size_t colon = host.rfind(':');
+  size_t bracket = host.rfind(']');
+  if (colon == std::string::npos || (bracket != std::string::npos && colon < bracket)) return {host, 80};
+  int port = 0;
+  for (char c : host.substr(colon + 1)) {
+    if (c < '0' || c > '9' || port > 65535) return {host, -1};
+    port = port * 10 + (c - '0');
+  }
+  return {host.substr(0, colon), port};
+}
+
+bool HostAllowed(const AuthPolicy& policy, const std::string& host_header) {
+  if (IsWildcard(policy.bound_host)) return true;
+  auto [name, port] = SplitHost(host_header);
+  if (port != policy.bound_port) return false;
+  std::string bound = absl::AsciiStrToLower(policy.bound_host);
+  if (name == bound || (!bound.empty() && name == absl::StrCat("[", bound, "]"))) return true;
+  return IsLoopback(bound) && IsLoopback(name);
+}
+
+}  // namespace
+
+bool IsStateChanging(const std::string& method) {
+  return !(method == "GET" || method == "HEAD" || method == "OPTIONS");
+}
+
+std::optional<std::string> CookieValue(const std::string& cookie_header, const std::string& name) {
+  for (absl::string_view part : absl::StrSplit(cookie_header, ';')) {
+    part = absl::StripAsciiWhitespace(part);
+    size_t eq = part.find('=');
+    if (eq == absl::string_view::npos) continue;
+    if (std::string(part.substr(0, eq)) == name) return std::string(part.substr(eq + 1));
+  }
+  return std::nullopt;
+}
+
+bool ConstantTimeEquals(const std::string& a, const std::string& b) {
+  uint8_t diff = a.size() == b.size() ? 0 : 1;
+  const std::string& other = a.size() == b.size() ? b : a;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<uint8_t>(a[i] ^ other[i]);
+  return diff == 0;
+}
+
+std::string NewToken() {
+  uint8_t bytes[16];
+  FillRandom(bytes, sizeof(bytes));
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (uint8_t b : bytes) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
+absl::Status CheckRequest(const AuthPolicy& policy, const RequestHeaders& request, bool public_path) {
+  if (!HostAllowed(policy, request.host)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "Host '", request.host, "' does not name this dashboard (", policy.bound_host, ":", policy.bound_port,
+        "); requests through other names are refused (DNS rebinding protection)"));
+  }
+  if (IsStateChanging(request.method)) {
+    if (!request.origin.empty()) {
+      std::string origin = absl::AsciiStrToLower(request.origin);
+      std::string host = absl::AsciiStrToLower(request.host);
+      if (origin != absl::StrCat("http://", host) && origin != absl::StrCat("https://", host)) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("cross-site request refused: Origin '", request.origin, "' is not this dashboard"));
+      }
+    }
+    if (request.sec_fetch_site == "cross-site" || request.sec_fetch_site == "same-site") {
+      return absl::PermissionDeniedError("cross-site request refused (Sec-Fetch-Site)");
+    }
+  }
+  if (policy.disabled || public_path) return absl::OkStatus();
+  std::string given;
+  constexpr std::string_view kBearer = "bearer ";
+  std::string auth(absl::StripAsciiWhitespace(request.authorization));
+  if (auth.size() > kBearer.size() && absl::AsciiStrToLower(auth.substr(0, kBearer.size())) == kBearer) {
+    given = std::string(absl::StripAsciiWhitespace(auth.substr(kBearer.size())));
+  } else if (std::optional<std::string> cookie = CookieValue(request.cookie, kTokenCookie)) {
+    given = *cookie;
+  }
+  if (given.empty()) {
+    return absl::UnauthenticatedError(
+        "this dashboard needs a token: send 'Authorization: Bearer <token>' (the token is in the head's session "
+        "directory, file dashboard_token; `shoal job` on that machine finds it by itself)");
+  }
+  if (policy.token.empty() || !ConstantTimeEquals(given, policy.token)) {
+    return absl::UnauthenticatedError("the token is not this dashboard's token");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace shoal::dashboard

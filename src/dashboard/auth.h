@@ -1,0 +1,58 @@
+// Who may call the dashboard: the bearer-token check and the cross-site request checks.
+// Pure: a request is described by its headers, so every rule is tested without a server.
+//
+// Rules, in order:
+//  1. Host (DNS rebinding): when the server is bound to a specific address, the Host header
+//     must name it, or a loopback name (127.0.0.1, localhost, [::1]) when it is bound to
+//     loopback, with the bound port. Bound to 0.0.0.0 or ::, any Host is accepted.
+//  2. Cross-site (CSRF), for state-changing methods (anything but GET, HEAD, OPTIONS): an
+//     Origin header, when present, must be http(s)://<the request's Host>; a
+//     Sec-Fetch-Site of "cross-site" or "same-site" is refused.
+//  3. Token, unless auth is disabled or the path is public (the UI's page and its login):
+//     `Authorization: Bearer <token>`, or the `shoal_token` cookie the login sets.
+// Threading: values; thread-safe to share once built.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace shoal::dashboard {
+
+inline constexpr char kTokenCookie[] = "shoal_token";
+
+struct AuthPolicy {
+  std::string token;          // required when !disabled
+  bool disabled = false;      // --disable-auth
+  std::string bound_host;     // what the server listens on ("127.0.0.1", "0.0.0.0", ...)
+  int bound_port = 0;
+};
+
+struct RequestHeaders {
+  std::string method;         // "GET", "POST", ...
+  std::string path;
+  std::string host;           // Host header
+  std::string origin;         // Origin header, "" when absent
+  std::string sec_fetch_site; // Sec-Fetch-Site header, "" when absent
+  std::string authorization;  // Authorization header
+  std::string cookie;         // Cookie header
+};
+
+// OK, or PermissionDenied (bad Host, cross-site: HTTP 403) or Unauthenticated (no or a wrong
+// token: HTTP 401), with a message that says what to do.
+absl::Status CheckRequest(const AuthPolicy& policy, const RequestHeaders& request, bool public_path);
+
+// True for the methods that change state.
+bool IsStateChanging(const std::string& method);
+
+// The value of cookie `name` in a Cookie header.
+std::optional<std::string> CookieValue(const std::string& cookie_header, const std::string& name);
+
+// Compares without an early exit, so the time taken does not leak how much of a guess matched.
+bool ConstantTimeEquals(const std::string& a, const std::string& b);
+
+// A new random token: 32 lowercase hex digits (128 bits).
+std::string NewToken();
+
+}  // namespace shoal::dashboard

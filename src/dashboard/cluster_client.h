@@ -1,0 +1,85 @@
+// What the dashboard asks of the cluster over gRPC: the GCS's KV store (job records), its
+// status summary and node table, raylet node stats, and resource reservations for job
+// entrypoints (worker leases held by a placeholder process; see ResourceReservation).
+// Threading: every method may be called from any thread; each call makes its own context.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "shoal/gcs.grpc.pb.h"
+#include "shoal/raylet.grpc.pb.h"
+
+namespace shoal::dashboard {
+
+class ClusterClient {
+ public:
+  explicit ClusterClient(std::string gcs_address);
+
+  const std::string& gcs_address() const { return gcs_address_; }
+  absl::StatusOr<rpc::GetClusterStatusReply> ClusterStatus(absl::Duration timeout);
+  absl::Status KvPut(const std::string& ns, const std::string& key, const std::string& value);
+  // NotFound when the key is absent.
+  absl::StatusOr<std::string> KvGet(const std::string& ns, const std::string& key);
+  absl::StatusOr<std::vector<std::string>> KvKeys(const std::string& ns);
+  absl::Status KvDel(const std::string& ns, const std::string& key);
+  // GetNodeStats of every alive raylet that answers within `timeout`, by node id.
+  std::map<std::string, rpc::GetNodeStatsReply> NodeStats(const rpc::GetClusterStatusReply& status,
+                                                           absl::Duration timeout);
+
+ private:
+  std::string gcs_address_;
+  std::unique_ptr<rpc::KVService::Stub> kv_;
+  std::unique_ptr<rpc::ClusterStatusService::Stub> status_;
+};
+
+// A job entrypoint's resources, held in the cluster for as long as this object lives.
+//
+// How: the dashboard asks the head raylet for a worker lease of the entrypoint's shape
+// (following a spillback to the raylet that has room), with a worker command that starts a
+// placeholder: `shoal-dashboard --lease-holder`, which registers with the raylet like any
+// worker and then only waits. The raylet's own scheduler therefore decides, queues the request
+// while the cluster is busy, and reports it as (infeasible) demand to the GCS, so a job that
+// waits shows in `shoal status`. Returning the lease (destructor) kills the placeholder. The
+// entrypoint itself runs on the head; the reservation only accounts for its resources.
+class ResourceReservation {
+ public:
+  struct Options {
+    std::string head_raylet_address;        // host:port
+    std::map<std::string, double> shape;    // e.g. {"GPU": 2}
+    std::vector<std::string> worker_command;
+    std::string job_id_hex;                 // the lease's job (4-byte JobId, hex)
+  };
+  ResourceReservation() = default;
+  ResourceReservation(const ResourceReservation&) = delete;
+  ResourceReservation& operator=(const ResourceReservation&) = delete;
+  ~ResourceReservation();
+
+  // Blocks until the lease is granted, the request is rejected (InvalidArgument), or Cancel()
+  // is called (Cancelled). REQUIRES: called once.
+  absl::Status Acquire(const Options& options);
+  // Gives up a waiting Acquire. Thread-safe; a no-op once granted.
+  void Cancel();
+  // Returns the lease now (also done by the destructor). Idempotent.
+  void Release();
+  std::string DescribeHolder() const;  // "node <id> lease <id>" once granted
+
+ private:
+  absl::Mutex mu_;
+  grpc::ClientContext* waiting_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  std::string lease_id_;
+  std::string raylet_address_;
+  std::string node_id_;
+};
+
+// Runs as the placeholder worker (`shoal-dashboard --lease-holder --owner-pid PID`): registers
+// with SHOAL_RAYLET_ADDRESS and waits until killed, or until the owner process is gone.
+int RunLeaseHolder(int argc, char** argv);
+
+}  // namespace shoal::dashboard

@@ -1,0 +1,138 @@
+// shoal-dashboard: the head's HTTP server (jobs REST API, web UI, /metrics) and the jobs'
+// supervisor. See server.h and job_manager.h. `shoal start --head` starts it.
+//
+//   shoal-dashboard --gcs-address H:P [--host 127.0.0.1] [--port 8265] [--token-file F | --disable-auth]
+//   shoal-dashboard --lease-holder --owner-pid PID   (the placeholder worker; see cluster_client.h)
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "spdlog/spdlog.h"
+#include "src/common/daemon.h"
+#include "src/common/flags.h"
+#include "src/common/rpc.h"
+#include "src/common/session.h"
+#include "src/dashboard/server.h"
+
+namespace shoal::dashboard {
+namespace {
+namespace fs = std::filesystem;
+
+struct Flags {
+  std::string host = "127.0.0.1";
+  int64_t port = 8265;
+  std::string gcs_address;
+  std::string session_dir;
+  std::string ready_file;
+  std::string token_file;
+  bool disable_auth = false;
+  int64_t max_upload_bytes = 100 << 20;
+};
+
+absl::StatusOr<std::string> ReadToken(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read the token file ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string token(absl::StripAsciiWhitespace(text.str()));
+  if (token.size() < 16) return absl::InvalidArgumentError(absl::StrCat("the token in ", path, " is too short"));
+  return token;
+}
+
+int Main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--lease-holder") return RunLeaseHolder(argc, argv);
+  BlockTerminationSignals();
+  Flags f;
+  FlagSet flags("shoal-dashboard");
+  flags.AddString("host", &f.host, "address to listen on (keep it on loopback unless auth is on)");
+  flags.AddInt("port", &f.port, "port to listen on (0 picks a free one)");
+  flags.AddString("gcs-address", &f.gcs_address, "HOST:PORT of the cluster's GCS");
+  flags.AddString("session-dir", &f.session_dir, "session directory; logs go to its logs/ (default: a new one)");
+  flags.AddString("ready-file", &f.ready_file, "once serving, write {pid, port, url, ...} as JSON here");
+  flags.AddString("token-file", &f.token_file, "file holding the API token (required unless --disable-auth)");
+  flags.AddBool("disable-auth", &f.disable_auth, "serve without a token (trusted networks only)");
+  flags.AddInt("max-upload-bytes", &f.max_upload_bytes, "largest working_dir package accepted");
+  if (std::optional<int> exit_code = ParseDaemonFlags(flags, argc, argv)) return *exit_code;
+  if (f.port < 0 || f.port > 65535) {
+    ReportFatal(absl::StrCat("--port must be in 0..65535, got ", f.port));
+    return 2;
+  }
+  if (absl::Status s = ParseHostPort(f.gcs_address).status(); !s.ok()) {
+    ReportFatal(absl::StrCat("--gcs-address: ", s.message()));
+    return 2;
+  }
+  std::string token;
+  if (!f.disable_auth) {
+    if (f.token_file.empty()) {
+      ReportFatal("pass --token-file (or --disable-auth)");
+      return 2;
+    }
+    absl::StatusOr<std::string> read = ReadToken(f.token_file);
+    if (!read.ok()) {
+      ReportFatal(std::string(read.status().message()));
+      return 1;
+    }
+    token = *read;
+  }
+  if (auto dir = SetUpDaemonSession("dashboard", f.session_dir); dir.ok()) {
+    f.session_dir = *dir;
+  } else {
+    ReportFatal(std::string(dir.status().message()));
+    return 1;
+  }
+  if (f.disable_auth) spdlog::warn("auth is disabled: anyone who can reach {}:{} can run commands", f.host, f.port);
+
+  std::error_code ec;
+  std::string self = fs::read_symlink("/proc/self/exe", ec).string();
+  ClusterClient cluster(f.gcs_address);
+  GcsJobStore store(cluster);
+  JobManagerOptions job_options{.session_dir = f.session_dir,
+                                .gcs_address = f.gcs_address,
+                                .package_dir = (fs::path(f.session_dir) / "runtime_resources" / "packages").string(),
+                                .self_binary = self};
+  JobManager jobs(job_options, cluster, store);
+  jobs.Recover();
+
+  ServerOptions server_options{.host = f.host,
+                               .port = static_cast<int>(f.port),
+                               .auth = {.token = token, .disabled = f.disable_auth},
+                               .package_dir = job_options.package_dir,
+                               .session_name = fs::path(f.session_dir).filename().string(),
+                               .max_upload_bytes = f.max_upload_bytes};
+  DashboardServer server(server_options, cluster, jobs);
+  if (absl::Status s = server.Start(); !s.ok()) {
+    ReportFatal(std::string(s.message()));
+    return 1;
+  }
+  std::string url = absl::StrCat("http://", f.host, ":", server.port());
+  if (!f.ready_file.empty()) {
+    nlohmann::json ready = {{"pid", getpid()},          {"port", server.port()},
+                            {"host", f.host},           {"url", url},
+                            {"gcs_address", f.gcs_address}, {"auth", !f.disable_auth},
+                            {"token_file", f.token_file}};
+    if (auto s = WriteFileAtomically(f.ready_file, ready.dump()); !s.ok()) {
+      ReportFatal(std::string(s.message()));
+      return 1;
+    }
+  }
+  spdlog::info("dashboard listening on {}", url);
+  std::printf("shoal-dashboard listening on %s\n", url.c_str());
+  std::fflush(stdout);
+
+  int sig = WaitForTerminationSignal();
+  spdlog::info("signal {}: stopping jobs and shutting down", sig);
+  jobs.Shutdown();
+  server.Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace shoal::dashboard
+
+int main(int argc, char** argv) { return shoal::dashboard::Main(argc, argv); }

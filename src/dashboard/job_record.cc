@@ -1,0 +1,227 @@
+// Job records and submit requests; see job_record.h.
+#include "src/dashboard/job_record.h"
+
+#include <cmath>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "src/common/ids.h"
+
+namespace shoal::dashboard {
+namespace {
+
+constexpr size_t kMaxSubmissionIdLength = 128;
+constexpr size_t kMaxEntrypointLength = 64 * 1024;
+
+absl::Status Bad(const std::string& what) { return absl::InvalidArgumentError(what); }
+
+// A JSON object of strings into a map; InvalidArgument naming `field` otherwise.
+absl::Status StringMap(const nlohmann::json& value, const std::string& field, std::map<std::string, std::string>* out) {
+  if (value.is_null()) return absl::OkStatus();
+  if (!value.is_object()) return Bad(absl::StrCat(field, " must be an object of strings"));
+  for (auto it = value.begin(); it != value.end(); ++it) {
+    if (!it.value().is_string()) return Bad(absl::StrCat(field, ".", it.key(), " must be a string"));
+    (*out)[it.key()] = it.value().get<std::string>();
+  }
+  return absl::OkStatus();
+}
+
+// A non-negative finite number (or null, which leaves `out`).
+absl::Status Amount(const nlohmann::json& body, const char* field, double* out) {
+  auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_number()) return Bad(absl::StrCat(field, " must be a number"));
+  double v = it->get<double>();
+  if (!std::isfinite(v) || v < 0 || v > 1e13) return Bad(absl::StrCat(field, " must be a number >= 0"));
+  *out = v;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string JobStatusName(JobStatus status) {
+  switch (status) {
+    case JobStatus::kPending: return "PENDING";
+    case JobStatus::kRunning: return "RUNNING";
+    case JobStatus::kStopped: return "STOPPED";
+    case JobStatus::kSucceeded: return "SUCCEEDED";
+    case JobStatus::kFailed: return "FAILED";
+  }
+  return "FAILED";
+}
+
+std::optional<JobStatus> ParseJobStatus(const std::string& name) {
+  for (JobStatus s : {JobStatus::kPending, JobStatus::kRunning, JobStatus::kStopped, JobStatus::kSucceeded,
+                      JobStatus::kFailed}) {
+    if (JobStatusName(s) == name) return s;
+  }
+  return std::nullopt;
+}
+
+bool IsTerminal(JobStatus status) {
+  return status == JobStatus::kStopped || status == JobStatus::kSucceeded || status == JobStatus::kFailed;
+}
+
+bool CanTransition(JobStatus from, JobStatus to) {
+  switch (from) {
+    case JobStatus::kPending:
+      return to == JobStatus::kRunning || to == JobStatus::kStopped || to == JobStatus::kFailed;
+    case JobStatus::kRunning:
+      return IsTerminal(to);
+    default:
+      return false;
+  }
+}
+
+std::map<std::string, double> JobSpec::ResourceShape() const {
+  std::map<std::string, double> shape;
+  for (const auto& [name, amount] : resources) {
+    if (amount > 0) shape[name] = amount;
+  }
+  if (num_cpus > 0) shape["CPU"] = num_cpus;
+  if (num_gpus > 0) shape["GPU"] = num_gpus;
+  if (memory > 0) shape["memory"] = static_cast<double>(memory);
+  return shape;
+}
+
+bool IsValidSubmissionId(const std::string& id) {
+  if (id.empty() || id.size() > kMaxSubmissionIdLength) return false;
+  for (char c : id) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) return false;
+  }
+  return id != "." && id != "..";
+}
+
+std::string NewSubmissionId() {
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  uint8_t bytes[16];
+  FillRandom(bytes, sizeof(bytes));
+  std::string id = "shoalsubmit_";
+  for (uint8_t b : bytes) id += kAlphabet[b % (sizeof(kAlphabet) - 1)];
+  return id;
+}
+
+absl::StatusOr<JobSpec> ParseSubmitRequest(const std::string& body) {
+  nlohmann::json doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return Bad("the request body is not valid JSON");
+  if (!doc.is_object()) return Bad("the request body must be a JSON object");
+  JobSpec spec;
+  auto entry = doc.find("entrypoint");
+  if (entry == doc.end() || !entry->is_string() || entry->get<std::string>().empty()) {
+    return Bad("entrypoint must be a non-empty string");
+  }
+  spec.entrypoint = entry->get<std::string>();
+  if (spec.entrypoint.size() > kMaxEntrypointLength) return Bad("entrypoint is too long");
+  for (const char* field : {"submission_id", "job_id"}) {
+    auto it = doc.find(field);
+    if (it == doc.end() || it->is_null()) continue;
+    if (!it->is_string() || !IsValidSubmissionId(it->get<std::string>())) {
+      return Bad(absl::StrCat(field, " must be 1..128 characters of letters, digits, '_', '-', '.'"));
+    }
+    if (spec.submission_id.empty()) spec.submission_id = it->get<std::string>();
+  }
+  if (auto it = doc.find("runtime_env"); it != doc.end() && !it->is_null()) {
+    if (!it->is_object()) return Bad("runtime_env must be an object");
+    spec.runtime_env = *it;
+    if (auto wd = it->find("working_dir"); wd != it->end() && !wd->is_null()) {
+      if (!wd->is_string()) return Bad("runtime_env.working_dir must be a string");
+      spec.working_dir = wd->get<std::string>();
+    }
+    if (auto env = it->find("env_vars"); env != it->end()) {
+      if (auto s = StringMap(*env, "runtime_env.env_vars", &spec.env_vars); !s.ok()) return s;
+    }
+  }
+  if (auto it = doc.find("metadata"); it != doc.end()) {
+    if (auto s = StringMap(*it, "metadata", &spec.metadata); !s.ok()) return s;
+  }
+  if (auto s = Amount(doc, "entrypoint_num_cpus", &spec.num_cpus); !s.ok()) return s;
+  if (auto s = Amount(doc, "entrypoint_num_gpus", &spec.num_gpus); !s.ok()) return s;
+  double memory = 0;
+  if (auto s = Amount(doc, "entrypoint_memory", &memory); !s.ok()) return s;
+  if (memory != std::floor(memory)) return Bad("entrypoint_memory must be a whole number of bytes");
+  spec.memory = static_cast<int64_t>(memory);
+  if (auto it = doc.find("entrypoint_resources"); it != doc.end() && !it->is_null()) {
+    if (!it->is_object()) return Bad("entrypoint_resources must be an object of numbers");
+    for (auto r = it->begin(); r != it->end(); ++r) {
+      if (r.key() == "CPU" || r.key() == "GPU" || r.key() == "memory") {
+        return Bad(absl::StrCat("entrypoint_resources must not set ", r.key(), "; use entrypoint_num_cpus, "
+                                "entrypoint_num_gpus or entrypoint_memory"));
+      }
+      if (!r.value().is_number() || !std::isfinite(r.value().get<double>()) || r.value().get<double>() < 0) {
+        return Bad(absl::StrCat("entrypoint_resources.", r.key(), " must be a number >= 0"));
+      }
+      spec.resources[r.key()] = r.value().get<double>();
+    }
+  }
+  return spec;
+}
+
+absl::Status JobRecord::Transition(JobStatus to, const std::string& why, int64_t now_ms) {
+  if (!CanTransition(status, to)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", spec.submission_id, " is ", JobStatusName(status), " and cannot become ", JobStatusName(to)));
+  }
+  status = to;
+  message = why;
+  if (IsTerminal(to)) end_time_ms = now_ms;
+  return absl::OkStatus();
+}
+
+nlohmann::json JobRecord::ToApiJson() const {
+  nlohmann::json resources = nlohmann::json::object();
+  for (const auto& [name, amount] : spec.resources) resources[name] = amount;
+  nlohmann::json metadata = nlohmann::json::object();
+  for (const auto& [key, value] : spec.metadata) metadata[key] = value;
+  return {
+      {"type", "SUBMISSION"},
+      {"job_id", spec.submission_id},
+      {"submission_id", spec.submission_id},
+      {"driver_info", nullptr},
+      {"status", JobStatusName(status)},
+      {"entrypoint", spec.entrypoint},
+      {"message", message},
+      {"error_type", error_type.empty() ? nlohmann::json() : nlohmann::json(error_type)},
+      {"start_time", start_time_ms},
+      {"end_time", end_time_ms == 0 ? nlohmann::json() : nlohmann::json(end_time_ms)},
+      {"metadata", metadata},
+      {"runtime_env", spec.runtime_env},
+      {"driver_agent_http_address", nullptr},
+      {"driver_node_id", nullptr},
+      {"driver_exit_code", driver_exit_code ? nlohmann::json(*driver_exit_code) : nlohmann::json()},
+      {"entrypoint_num_cpus", spec.num_cpus},
+      {"entrypoint_num_gpus", spec.num_gpus},
+      {"entrypoint_memory", spec.memory},
+      {"entrypoint_resources", resources},
+  };
+}
+
+std::string JobRecord::Serialize() const {
+  nlohmann::json doc = ToApiJson();
+  doc["driver_pid"] = driver_pid;
+  return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+absl::StatusOr<JobRecord> JobRecord::Deserialize(const std::string& text) {
+  nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) return Bad("a stored job is not a JSON object");
+  // The stored form is a superset of a submit request: parse that part the same way.
+  nlohmann::json request = doc;
+  request.erase("job_id");
+  absl::StatusOr<JobSpec> spec = ParseSubmitRequest(request.dump());
+  if (!spec.ok()) return spec.status();
+  JobRecord record;
+  record.spec = *std::move(spec);
+  if (!IsValidSubmissionId(record.spec.submission_id)) return Bad("a stored job has no valid submission_id");
+  std::optional<JobStatus> status = doc["status"].is_string() ? ParseJobStatus(doc["status"].get<std::string>()) : std::nullopt;
+  if (!status) return Bad("a stored job has no valid status");
+  record.status = *status;
+  if (doc["message"].is_string()) record.message = doc["message"].get<std::string>();
+  if (doc["error_type"].is_string()) record.error_type = doc["error_type"].get<std::string>();
+  if (doc["start_time"].is_number_integer()) record.start_time_ms = doc["start_time"].get<int64_t>();
+  if (doc["end_time"].is_number_integer()) record.end_time_ms = doc["end_time"].get<int64_t>();
+  if (doc["driver_exit_code"].is_number_integer()) record.driver_exit_code = doc["driver_exit_code"].get<int>();
+  if (doc["driver_pid"].is_number_integer()) record.driver_pid = doc["driver_pid"].get<int64_t>();
+  return record;
+}
+
+}  // namespace shoal::dashboard

@@ -1,0 +1,171 @@
+// Prometheus text format; see metrics.h.
+#include "src/dashboard/metrics.h"
+
+#include <charconv>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "src/common/resources.h"
+
+namespace shoal::dashboard {
+namespace {
+
+const std::vector<double> kLatencyBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+double Units(int64_t units) { return static_cast<double>(units) / FixedPoint::kScale; }
+
+int64_t Get(const rpc::ResourceMap& map, const std::string& name) {
+  auto it = map.amounts().find(name);
+  return it == map.amounts().end() ? 0 : it->second;
+}
+
+}  // namespace
+
+std::string MetricsWriter::EscapeLabelValue(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+std::string MetricsWriter::FormatValue(double value) {
+  if (std::isnan(value)) return "NaN";
+  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+  if (value == std::floor(value) && std::fabs(value) < 1e15) return absl::StrCat(static_cast<int64_t>(value));
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), value);  // shortest form that reads back exactly
+  return ec == std::errc() ? std::string(buf, end) : "NaN";
+}
+
+void MetricsWriter::Family(const std::string& name, const std::string& help, const std::string& type) {
+  absl::StrAppend(&out_, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+}
+
+void MetricsWriter::Sample(const std::string& name, const Labels& labels, double value) {
+  out_ += name;
+  if (!labels.empty()) {
+    out_ += "{";
+    for (size_t i = 0; i < labels.size(); ++i) {
+      absl::StrAppend(&out_, i ? "," : "", labels[i].first, "=\"", EscapeLabelValue(labels[i].second), "\"");
+    }
+    out_ += "}";
+  }
+  absl::StrAppend(&out_, " ", FormatValue(value), "\n");
+}
+
+Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
+
+void Histogram::Observe(double value) {
+  size_t i = 0;
+  while (i < bounds_.size() && value > bounds_[i]) ++i;
+  ++counts_[i];
+  sum_ += value;
+  ++count_;
+}
+
+void Histogram::Write(MetricsWriter& writer, const std::string& name, const Labels& labels) const {
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i <= bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    Labels with_le = labels;
+    with_le.emplace_back("le", i < bounds_.size() ? MetricsWriter::FormatValue(bounds_[i]) : "+Inf");
+    writer.Sample(name + "_bucket", with_le, static_cast<double>(cumulative));
+  }
+  writer.Sample(name + "_sum", labels, sum_);
+  writer.Sample(name + "_count", labels, static_cast<double>(count_));
+}
+
+void HttpMetrics::Record(const std::string& method, const std::string& route, int code, double seconds) {
+  absl::MutexLock lock(&mu_);
+  ++requests_[{method, route, code}];
+  latency_.try_emplace(route, kLatencyBounds).first->second.Observe(seconds);
+}
+
+void HttpMetrics::Write(MetricsWriter& writer) const {
+  absl::MutexLock lock(&mu_);
+  writer.Family("shoal_dashboard_http_requests_total", "HTTP requests the dashboard answered", "counter");
+  for (const auto& [key, count] : requests_) {
+    const auto& [method, route, code] = key;
+    writer.Sample("shoal_dashboard_http_requests_total",
+                  {{"method", method}, {"route", route}, {"code", absl::StrCat(code)}}, static_cast<double>(count));
+  }
+  writer.Family("shoal_dashboard_http_request_duration_seconds", "Time to answer an HTTP request", "histogram");
+  for (const auto& [route, histogram] : latency_) {
+    histogram.Write(writer, "shoal_dashboard_http_request_duration_seconds", {{"route", route}});
+  }
+}
+
+std::string ShapeLabel(const rpc::ResourceMap& shape) {
+  std::map<std::string, int64_t> sorted(shape.amounts().begin(), shape.amounts().end());
+  std::vector<std::string> parts;
+  for (const auto& [name, units] : sorted) parts.push_back(absl::StrCat(name, "=", FixedPoint::FromUnits(units).ToString()));
+  return absl::StrJoin(parts, ",");
+}
+
+void WriteClusterMetrics(MetricsWriter& writer, const rpc::GetClusterStatusReply& status,
+                         const std::map<std::string, rpc::GetNodeStatsReply>& node_stats) {
+  writer.Family("shoal_node_alive", "1 for an alive node, 0 for a dead one", "gauge");
+  for (const rpc::NodeInfo& node : status.nodes()) {
+    writer.Sample("shoal_node_alive",
+                  {{"node_id", node.node_id()}, {"address", absl::StrCat(node.address(), ":", node.raylet_port())},
+                   {"is_head", node.is_head() ? "true" : "false"}},
+                  node.state() == rpc::NodeInfo::ALIVE ? 1 : 0);
+  }
+  writer.Family("shoal_node_resource_total", "Resources an alive node offers", "gauge");
+  for (const rpc::NodeInfo& node : status.nodes()) {
+    if (node.state() != rpc::NodeInfo::ALIVE) continue;
+    std::map<std::string, int64_t> total(node.resources_total().amounts().begin(), node.resources_total().amounts().end());
+    for (const auto& [name, units] : total) {
+      writer.Sample("shoal_node_resource_total", {{"node_id", node.node_id()}, {"resource", name}}, Units(units));
+    }
+  }
+  writer.Family("shoal_node_resource_used", "Resources of an alive node in use (total - available)", "gauge");
+  for (const rpc::NodeInfo& node : status.nodes()) {
+    if (node.state() != rpc::NodeInfo::ALIVE) continue;
+    std::map<std::string, int64_t> total(node.resources_total().amounts().begin(), node.resources_total().amounts().end());
+    for (const auto& [name, units] : total) {
+      int64_t used = std::max<int64_t>(0, units - Get(node.resources_available(), name));
+      writer.Sample("shoal_node_resource_used", {{"node_id", node.node_id()}, {"resource", name}}, Units(used));
+    }
+  }
+  std::map<std::string, int64_t> total(status.total().amounts().begin(), status.total().amounts().end());
+  writer.Family("shoal_cluster_resource_total", "Resources of the alive, schedulable nodes", "gauge");
+  for (const auto& [name, units] : total) writer.Sample("shoal_cluster_resource_total", {{"resource", name}}, Units(units));
+  writer.Family("shoal_cluster_resource_used", "Resources in use over the alive, schedulable nodes", "gauge");
+  for (const auto& [name, units] : total) {
+    writer.Sample("shoal_cluster_resource_used", {{"resource", name}},
+                  Units(std::max<int64_t>(0, units - Get(status.available(), name))));
+  }
+  writer.Family("shoal_resource_demand", "Lease requests waiting for room, by resource shape", "gauge");
+  for (const rpc::ResourceDemand& demand : status.demands()) {
+    writer.Sample("shoal_resource_demand",
+                  {{"shape", ShapeLabel(demand.shape())}, {"infeasible", demand.infeasible() ? "true" : "false"}},
+                  static_cast<double>(demand.count()));
+  }
+  writer.Family("shoal_node_workers", "Worker processes of a node's raylet by state", "gauge");
+  for (const auto& [node_id, stats] : node_stats) {
+    writer.Sample("shoal_node_workers", {{"node_id", node_id}, {"state", "idle"}}, static_cast<double>(stats.num_idle_workers()));
+    writer.Sample("shoal_node_workers", {{"node_id", node_id}, {"state", "leased"}},
+                  static_cast<double>(stats.num_leased_workers()));
+    writer.Sample("shoal_node_workers", {{"node_id", node_id}, {"state", "all"}}, static_cast<double>(stats.num_workers()));
+  }
+  writer.Family("shoal_node_queued_leases", "Lease requests queued at a node's raylet (scheduler queue length)", "gauge");
+  for (const auto& [node_id, stats] : node_stats) {
+    writer.Sample("shoal_node_queued_leases", {{"node_id", node_id}}, static_cast<double>(stats.num_queued_leases()));
+  }
+}
+
+void WriteJobMetrics(MetricsWriter& writer, const std::map<std::string, int64_t>& jobs_by_status) {
+  writer.Family("shoal_jobs", "Submitted jobs by status", "gauge");
+  for (const char* status : {"PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED"}) {
+    auto it = jobs_by_status.find(status);
+    writer.Sample("shoal_jobs", {{"status", status}}, it == jobs_by_status.end() ? 0 : static_cast<double>(it->second));
+  }
+}
+
+}  // namespace shoal::dashboard

@@ -1,0 +1,85 @@
+// Prometheus text exposition (format 0.0.4) for /metrics: a writer for metric families, the
+// dashboard's own HTTP request counters and latency histograms, and the cluster metrics
+// rendered from the GCS's status reply. Formatting is pure and tested without a server.
+//
+// Metrics (every name starts with shoal_):
+//   shoal_node_resource_total{node_id,resource}, shoal_node_resource_used{node_id,resource}
+//   shoal_node_alive{node_id,address,is_head}
+//   shoal_cluster_resource_total{resource}, shoal_cluster_resource_used{resource}
+//   shoal_resource_demand{shape,infeasible}  (queued lease requests by shape, from the GCS)
+//   shoal_node_workers{node_id,state}, shoal_node_queued_leases{node_id}  (raylet GetNodeStats)
+//   shoal_jobs{status}
+//   shoal_dashboard_http_requests_total{method,route,code}
+//   shoal_dashboard_http_request_duration_seconds{route} (histogram)
+// Resource amounts are in their natural units (CPUs, GPUs, bytes), as `shoal status --json`.
+// Threading: MetricsWriter and the Format functions are values; HttpMetrics is thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "shoal/gcs.pb.h"
+#include "shoal/raylet.pb.h"
+
+namespace shoal::dashboard {
+
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+class MetricsWriter {
+ public:
+  // Starts a family: its # HELP and # TYPE lines ("gauge", "counter", "histogram").
+  void Family(const std::string& name, const std::string& help, const std::string& type);
+  void Sample(const std::string& name, const Labels& labels, double value);
+  const std::string& text() const { return out_; }
+
+  static std::string EscapeLabelValue(const std::string& value);
+  static std::string FormatValue(double value);  // "1", "0.5", "+Inf", "NaN"
+
+ private:
+  std::string out_;
+};
+
+// A cumulative histogram with fixed upper bounds (seconds).
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void Observe(double value);
+  // Writes <name>_bucket{...,le=...}, <name>_sum and <name>_count samples.
+  void Write(MetricsWriter& writer, const std::string& name, const Labels& labels) const;
+
+ private:
+  std::vector<double> bounds_;
+  std::vector<uint64_t> counts_;  // per bound, not cumulative; one more for +Inf
+  double sum_ = 0;
+  uint64_t count_ = 0;
+};
+
+// Counts and times the dashboard's own HTTP requests, by route template ("/api/jobs/{id}").
+class HttpMetrics {
+ public:
+  void Record(const std::string& method, const std::string& route, int code, double seconds);
+  void Write(MetricsWriter& writer) const;
+
+ private:
+  mutable absl::Mutex mu_;
+  std::map<std::tuple<std::string, std::string, int>, uint64_t> requests_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Histogram> latency_ ABSL_GUARDED_BY(mu_);
+};
+
+// Node, cluster and demand metrics from the GCS's status reply; `node_stats` (by node id) adds
+// worker and queue gauges for the raylets that answered.
+void WriteClusterMetrics(MetricsWriter& writer, const rpc::GetClusterStatusReply& status,
+                         const std::map<std::string, rpc::GetNodeStatsReply>& node_stats);
+
+// shoal_jobs{status} for every status, zero included.
+void WriteJobMetrics(MetricsWriter& writer, const std::map<std::string, int64_t>& jobs_by_status);
+
+// "CPU=1,GPU=2": a demand shape as one label value, names sorted.
+std::string ShapeLabel(const rpc::ResourceMap& shape);
+
+}  // namespace shoal::dashboard

@@ -1,0 +1,351 @@
+// The dashboard's HTTP routes; see server.h.
+#include "src/dashboard/server.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "httplib.h"
+#include "nlohmann/json.hpp"
+#include "spdlog/spdlog.h"
+#include "src/cli/status_format.h"
+#include "src/dashboard/websocket.h"
+
+namespace shoal::dashboard {
+namespace fs = std::filesystem;
+namespace {
+
+// What /api/version reports as the Ray version: Ray's clients check it is at least the one
+// that introduced the API they use; Shoal implements the jobs API of this release.
+constexpr char kRayApiVersion[] = "2.40.0";
+constexpr int64_t kMaxLogBytes = 8 << 20;     // one logs reply at most
+constexpr int kDefaultNodeLimit = 200;
+constexpr absl::Duration kStatusTimeout = absl::Seconds(5);
+constexpr absl::Duration kNodeStatsTimeout = absl::Milliseconds(500);
+constexpr absl::Duration kTailPoll = absl::Milliseconds(250);
+
+using httplib::Request;
+using httplib::Response;
+
+const char* CodeName(int http) {
+  switch (http) {
+    case 400: return "bad_request";
+    case 401: return "unauthenticated";
+    case 403: return "forbidden";
+    case 404: return "not_found";
+    case 405: return "method_not_allowed";
+    case 409: return "conflict";
+    case 413: return "payload_too_large";
+    case 501: return "not_implemented";
+    case 503: return "unavailable";
+    default: return http < 500 ? "client_error" : "internal";
+  }
+}
+
+int HttpCode(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument: return 400;
+    case absl::StatusCode::kUnauthenticated: return 401;
+    case absl::StatusCode::kPermissionDenied: return 403;
+    case absl::StatusCode::kNotFound: return 404;
+    case absl::StatusCode::kAlreadyExists: return 409;
+    case absl::StatusCode::kFailedPrecondition: return 409;
+    case absl::StatusCode::kResourceExhausted: return 413;
+    case absl::StatusCode::kUnimplemented: return 501;
+    case absl::StatusCode::kUnavailable: return 503;
+    default: return 500;
+  }
+}
+
+void ReplyJson(Response& res, const nlohmann::json& body, int status = 200) {
+  res.status = status;
+  res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
+}
+
+void ReplyError(Response& res, int http, const std::string& message) {
+  ReplyJson(res, {{"error", CodeName(http)}, {"message", message}}, http);
+}
+
+void ReplyError(Response& res, const absl::Status& status) {
+  ReplyError(res, HttpCode(status), std::string(status.message()));
+}
+
+bool IsValidPackageName(const std::string& name) { return IsValidSubmissionId(name) && name.size() > 4; }
+
+}  // namespace
+
+DashboardServer::DashboardServer(ServerOptions options, ClusterClient& cluster, JobManager& jobs)
+    : options_(std::move(options)), cluster_(cluster), jobs_(jobs), server_(std::make_unique<httplib::Server>()) {
+  AddRoutes();
+}
+
+DashboardServer::~DashboardServer() { Stop(); }
+
+absl::Status DashboardServer::Start() {
+  server_->set_payload_max_length(static_cast<size_t>(options_.max_upload_bytes));
+  server_->set_read_timeout(30, 0);
+  if (options_.port == 0) {
+    port_ = server_->bind_to_any_port(options_.host);
+    if (port_ <= 0) return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.host, ":0"));
+  } else {
+    if (!server_->bind_to_port(options_.host, options_.port)) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on ", options_.host, ":", options_.port, " (is the port already in use?)"));
+    }
+    port_ = options_.port;
+  }
+  options_.auth.bound_host = options_.host;
+  options_.auth.bound_port = port_;
+  thread_ = std::make_unique<std::thread>([this] { server_->listen_after_bind(); });
+  return absl::OkStatus();
+}
+
+void DashboardServer::Stop() {
+  if (thread_ == nullptr) return;
+  server_->stop();
+  thread_->join();
+  thread_.reset();
+}
+
+void DashboardServer::AddRoutes() {
+  using Handler = std::function<void(const Request&, Response&)>;
+  // Every route goes through the same checks, limits, error handling and metrics.
+  auto route = [this](const std::string& method, const std::string& pattern, const std::string& name, bool is_public,
+                      int64_t max_body, Handler handler) {
+    auto wrapped = [this, name, is_public, max_body, handler](const Request& req, Response& res) {
+      const absl::Time start = absl::Now();
+      RequestHeaders headers{.method = req.method,
+                             .path = req.path,
+                             .host = req.get_header_value("Host"),
+                             .origin = req.get_header_value("Origin"),
+                             .sec_fetch_site = req.get_header_value("Sec-Fetch-Site"),
+                             .authorization = req.get_header_value("Authorization"),
+                             .cookie = req.get_header_value("Cookie")};
+      if (absl::Status s = CheckRequest(options_.auth, headers, is_public); !s.ok()) {
+        ReplyError(res, s);
+      } else if (static_cast<int64_t>(req.body.size()) > max_body) {
+        ReplyError(res, 413, absl::StrCat("the request body is larger than ", max_body, " bytes"));
+      } else {
+        handler(req, res);
+      }
+      http_metrics_.Record(req.method, name, res.status, absl::ToDoubleSeconds(absl::Now() - start));
+    };
+    if (method == "GET") server_->Get(pattern, wrapped);
+    if (method == "POST") server_->Post(pattern, wrapped);
+    if (method == "PUT") server_->Put(pattern, wrapped);
+    if (method == "DELETE") server_->Delete(pattern, wrapped);
+  };
+  const int64_t small = options_.max_request_bytes;
+
+  route("GET", "/", "/", true, small, [](const Request&, Response& res) {
+    res.set_content(UiPage(), "text/html; charset=utf-8");
+    res.set_header("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
+    res.set_header("X-Frame-Options", "DENY");
+  });
+  route("GET", "/favicon.ico", "/favicon.ico", true, small, [](const Request&, Response& res) { res.status = 204; });
+
+  route("POST", "/api/auth/login", "/api/auth/login", true, small, [this](const Request& req, Response& res) {
+    nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object() || !body.contains("token") || !body["token"].is_string()) {
+      return ReplyError(res, 400, "the body must be {\"token\": \"...\"}");
+    }
+    if (!options_.auth.disabled && !ConstantTimeEquals(body["token"].get<std::string>(), options_.auth.token)) {
+      return ReplyError(res, 401, "that is not this dashboard's token");
+    }
+    res.set_header("Set-Cookie", absl::StrCat(kTokenCookie, "=", options_.auth.disabled ? "" : options_.auth.token,
+                                              "; HttpOnly; SameSite=Strict; Path=/"));
+    ReplyJson(res, {{"ok", true}});
+  });
+  route("GET", "/api/auth/status", "/api/auth/status", true, small, [this](const Request& req, Response& res) {
+    RequestHeaders headers{.method = req.method, .path = req.path, .host = req.get_header_value("Host"),
+                           .origin = "", .sec_fetch_site = "", .authorization = req.get_header_value("Authorization"),
+                           .cookie = req.get_header_value("Cookie")};
+    ReplyJson(res, {{"authenticated", CheckRequest(options_.auth, headers, /*public_path=*/false).ok()},
+                    {"auth_enabled", !options_.auth.disabled}});
+  });
+  route("POST", "/api/auth/logout", "/api/auth/logout", true, small, [](const Request&, Response& res) {
+    res.set_header("Set-Cookie", absl::StrCat(kTokenCookie, "=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"));
+    ReplyJson(res, {{"ok", true}});
+  });
+
+  route("GET", "/api/version", "/api/version", false, small, [this](const Request&, Response& res) {
+    ReplyJson(res, {{"version", "4"},
+                    {"ray_version", kRayApiVersion},
+                    {"ray_commit", "shoal"},
+                    {"session_name", options_.session_name},
+                    {"shoal_version", "0.1.0"}});
+  });
+
+  const std::string package = R"(/api/packages/([A-Za-z0-9_]+)/([^/]+))";
+  route("GET", package, "/api/packages/{protocol}/{name}", false, small, [this](const Request& req, Response& res) {
+    std::string protocol = req.matches[1], name = req.matches[2];
+    std::error_code ec;
+    if (protocol != "gcs" || !IsValidPackageName(name) || !fs::exists(fs::path(options_.package_dir) / name, ec)) {
+      return ReplyError(res, 404, absl::StrCat("package ", protocol, "://", name, " does not exist"));
+    }
+    ReplyJson(res, {{"exists", true}});
+  });
+  route("PUT", package, "/api/packages/{protocol}/{name}", false, options_.max_upload_bytes,
+        [this](const Request& req, Response& res) {
+          std::string protocol = req.matches[1], name = req.matches[2];
+          if (protocol != "gcs") return ReplyError(res, 400, "only gcs:// packages can be uploaded");
+          if (!IsValidPackageName(name) || !name.ends_with(".zip")) {
+            return ReplyError(res, 400, "a package name must be <letters, digits, _ - .>.zip");
+          }
+          if (req.body.size() < 4 || req.body.compare(0, 2, "PK") != 0) {
+            return ReplyError(res, 400, "the package is not a zip file");
+          }
+          std::error_code ec;
+          fs::create_directories(options_.package_dir, ec);
+          fs::path path = fs::path(options_.package_dir) / name;
+          fs::path tmp = path.string() + absl::StrCat(".tmp.", std::hash<std::thread::id>()(std::this_thread::get_id()));
+          {
+            std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+            out.write(req.body.data(), static_cast<std::streamsize>(req.body.size()));
+            if (!out) return ReplyError(res, 503, "cannot store the package on the head");
+          }
+          fs::rename(tmp, path, ec);
+          if (ec) return ReplyError(res, 503, absl::StrCat("cannot store the package: ", ec.message()));
+          ReplyJson(res, {{"uploaded", true}});
+        });
+
+  auto submit = [this](const Request& req, Response& res) {
+    absl::StatusOr<JobSpec> spec = ParseSubmitRequest(req.body);
+    if (!spec.ok()) return ReplyError(res, spec.status());
+    absl::StatusOr<std::string> id = jobs_.Submit(*std::move(spec));
+    if (!id.ok()) return ReplyError(res, id.status());
+    ReplyJson(res, {{"submission_id", *id}, {"job_id", *id}});
+  };
+  route("POST", "/api/jobs/?", "/api/jobs/", false, small, submit);
+  route("GET", "/api/jobs/?", "/api/jobs/", false, small, [this](const Request& req, Response& res) {
+    nlohmann::json out = nlohmann::json::array();
+    int64_t limit = -1;
+    if (req.has_param("limit") && !absl::SimpleAtoi(req.get_param_value("limit"), &limit)) {
+      return ReplyError(res, 400, "limit must be a number");
+    }
+    for (const JobRecord& job : jobs_.List()) {
+      if (limit >= 0 && static_cast<int64_t>(out.size()) >= limit) break;
+      out.push_back(job.ToApiJson());
+    }
+    ReplyJson(res, out);
+  });
+  const std::string job = R"(/api/jobs/([^/]+))";
+  route("GET", job, "/api/jobs/{id}", false, small, [this](const Request& req, Response& res) {
+    absl::StatusOr<JobRecord> record = jobs_.Get(req.matches[1]);
+    if (!record.ok()) return ReplyError(res, record.status());
+    ReplyJson(res, record->ToApiJson());
+  });
+  route("POST", job + "/stop", "/api/jobs/{id}/stop", false, small, [this](const Request& req, Response& res) {
+    absl::StatusOr<bool> stopped = jobs_.Stop(req.matches[1]);
+    if (!stopped.ok()) return ReplyError(res, stopped.status());
+    ReplyJson(res, {{"stopped", *stopped}});
+  });
+  route("DELETE", job, "/api/jobs/{id}", false, small, [this](const Request& req, Response& res) {
+    absl::Status s = jobs_.Delete(req.matches[1]);
+    if (!s.ok()) return ReplyError(res, s);
+    ReplyJson(res, {{"deleted", true}});
+  });
+  route("GET", job + "/logs", "/api/jobs/{id}/logs", false, small, [this](const Request& req, Response& res) {
+    int64_t offset = 0;
+    const bool with_offset = req.has_param("offset");
+    if (with_offset && (!absl::SimpleAtoi(req.get_param_value("offset"), &offset) || offset < 0)) {
+      return ReplyError(res, 400, "offset must be a number >= 0");
+    }
+    auto logs = jobs_.Logs(req.matches[1], offset, kMaxLogBytes);
+    if (!logs.ok()) return ReplyError(res, logs.status());
+    nlohmann::json body = {{"logs", logs->first}};
+    if (with_offset) body["offset"] = logs->second;  // Ray's reply has only "logs"
+    ReplyJson(res, body);
+  });
+  // Ray's clients follow a log through a websocket. The handshake is answered here and the
+  // log is sent as text frames until the job has ended, then a close frame; what the client
+  // sends is never read (Ray's client sends nothing).
+  route("GET", job + "/logs/tail", "/api/jobs/{id}/logs/tail", false, small, [this](const Request& req, Response& res) {
+    const std::string id = req.matches[1];
+    if (absl::Status s = jobs_.Get(id).status(); !s.ok()) return ReplyError(res, s);
+    const std::string key = req.get_header_value("Sec-WebSocket-Key");
+    if (absl::AsciiStrToLower(req.get_header_value("Upgrade")) != "websocket" || key.empty()) {
+      return ReplyError(res, 400, "this is a websocket endpoint (Upgrade: websocket); to poll, use GET "
+                                  "/api/jobs/{id}/logs?offset=N");
+    }
+    res.status = 101;
+    res.set_header("Upgrade", "websocket");
+    res.set_header("Connection", "Upgrade");
+    res.set_header("Sec-WebSocket-Accept", WebSocketAccept(key));
+    auto offset = std::make_shared<int64_t>(0);
+    res.set_content_provider("application/octet-stream", [this, id, offset](size_t, httplib::DataSink& sink) {
+      while (sink.is_writable()) {
+        absl::StatusOr<JobRecord> job = jobs_.Get(id);
+        auto logs = jobs_.Logs(id, *offset, kMaxLogBytes);
+        if (!job.ok() || !logs.ok()) break;
+        const bool last = IsTerminal(job->status);  // read before the logs: these are the last ones
+        std::string text = std::move(logs->first);
+        const size_t complete = last ? text.size() : CompleteUtf8Length(text);
+        *offset = logs->second - static_cast<int64_t>(text.size() - complete);
+        text.resize(complete);
+        if (!text.empty()) {
+          std::string frame = WebSocketFrame(0x1, text);
+          if (!sink.write(frame.data(), frame.size())) return false;
+        }
+        if (last) break;
+        absl::SleepFor(kTailPoll);
+      }
+      std::string close = WebSocketFrame(0x8, std::string("\x03\xe8", 2));  // 1000: normal closure
+      sink.write(close.data(), close.size());
+      sink.done();
+      return true;
+    });
+  });
+
+  route("GET", "/api/cluster_status", "/api/cluster_status", false, small, [this](const Request& req, Response& res) {
+    absl::StatusOr<rpc::GetClusterStatusReply> status = cluster_.ClusterStatus(kStatusTimeout);
+    if (!status.ok()) return ReplyError(res, status.status());
+    nlohmann::json out = cli::ClusterStatusToJson(*status, cluster_.gcs_address());
+    int64_t limit = kDefaultNodeLimit;
+    if (req.has_param("limit")) (void)absl::SimpleAtoi(req.get_param_value("limit"), &limit);
+    out["num_nodes"] = out["nodes"].size();
+    if (limit >= 0 && static_cast<int64_t>(out["nodes"].size()) > limit) {
+      out["nodes"].erase(out["nodes"].begin() + limit, out["nodes"].end());
+    }
+    out["jobs_by_status"] = jobs_.CountByStatus();
+    out["actors"] = nlohmann::json::array();  // the GCS keeps no actor table yet
+    out["tasks"] = nlohmann::json::array();   // nor a task table
+    ReplyJson(res, out);
+  });
+
+  route("GET", "/metrics", "/metrics", false, small, [this](const Request&, Response& res) {
+    MetricsWriter writer;
+    absl::StatusOr<rpc::GetClusterStatusReply> status = cluster_.ClusterStatus(kStatusTimeout);
+    writer.Family("shoal_gcs_up", "1 when the GCS answered this scrape", "gauge");
+    writer.Sample("shoal_gcs_up", {}, status.ok() ? 1 : 0);
+    if (status.ok()) WriteClusterMetrics(writer, *status, cluster_.NodeStats(*status, kNodeStatsTimeout));
+    WriteJobMetrics(writer, jobs_.CountByStatus());
+    http_metrics_.Write(writer);
+    res.set_content(writer.text(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+
+  server_->set_error_handler(httplib::Server::HandlerWithResponse([](const Request& req, Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    std::string message = res.status == 404 ? absl::StrCat("no route for ", req.method, " ", req.path)
+                          : res.status == 413 ? "the request body is too large"
+                                              : absl::StrCat("HTTP ", res.status);
+    ReplyError(res, res.status, message);
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  server_->set_exception_handler([](const Request& req, Response& res, std::exception_ptr ep) {
+    std::string what = "unknown error";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    spdlog::error("{} {}: {}", req.method, req.path, what);
+    ReplyError(res, 500, absl::StrCat("internal error: ", what));
+  });
+}
+
+}  // namespace shoal::dashboard

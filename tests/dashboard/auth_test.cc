@@ -1,0 +1,86 @@
+#include "src/dashboard/auth.h"
+
+#include <catch2/catch.hpp>
+
+namespace shoal::dashboard {
+namespace {
+
+AuthPolicy Loopback() { return {.token = "0123456789abcdef0123456789abcdef", .bound_host = "127.0.0.1", .bound_port = 8265}; }
+
+RequestHeaders Get(const std::string& auth = "") {
+  return {.method = "GET", .path = "/api/jobs/", .host = "127.0.0.1:8265", .authorization = auth};
+}
+
+TEST_CASE("a request with the bearer token passes, without it or with a wrong one is 401") {
+  AuthPolicy policy = Loopback();
+  REQUIRE(CheckRequest(policy, Get("Bearer 0123456789abcdef0123456789abcdef"), false).ok());
+  REQUIRE(CheckRequest(policy, Get("bearer 0123456789abcdef0123456789abcdef"), false).ok());
+  REQUIRE(absl::IsUnauthenticated(CheckRequest(policy, Get(), false)));
+  REQUIRE(absl::IsUnauthenticated(CheckRequest(policy, Get("Bearer wrong"), false)));
+  REQUIRE(absl::IsUnauthenticated(CheckRequest(policy, Get("Basic 0123456789abcdef0123456789abcdef"), false)));
+  // Public paths (the UI page, the login) need no token; disabled auth needs none anywhere.
+  REQUIRE(CheckRequest(policy, Get(), true).ok());
+  policy.disabled = true;
+  REQUIRE(CheckRequest(policy, Get(), false).ok());
+}
+
+TEST_CASE("the token cookie the UI's login sets is accepted") {
+  RequestHeaders r = Get();
+  r.cookie = "other=1; shoal_token=0123456789abcdef0123456789abcdef";
+  REQUIRE(CheckRequest(Loopback(), r, false).ok());
+  r.cookie = "shoal_token=nope";
+  REQUIRE(absl::IsUnauthenticated(CheckRequest(Loopback(), r, false)));
+  REQUIRE(CookieValue("a=1; b=2", "b") == "2");
+  REQUIRE_FALSE(CookieValue("a=1", "b").has_value());
+}
+
+TEST_CASE("a Host that does not name the dashboard is refused (DNS rebinding)") {
+  AuthPolicy policy = Loopback();
+  policy.disabled = true;
+  RequestHeaders r = Get();
+  for (const char* ok : {"127.0.0.1:8265", "localhost:8265", "LOCALHOST:8265", "[::1]:8265"}) {
+    r.host = ok;
+    INFO(ok);
+    REQUIRE(CheckRequest(policy, r, false).ok());
+  }
+  for (const char* bad : {"evil.example:8265", "127.0.0.1:9999", "127.0.0.1", "", "attacker.com"}) {
+    r.host = bad;
+    INFO(bad);
+    REQUIRE(absl::IsPermissionDenied(CheckRequest(policy, r, false)));
+  }
+  policy.bound_host = "0.0.0.0";  // bound to every address: any name may reach it
+  r.host = "head.cluster:8265";
+  REQUIRE(CheckRequest(policy, r, false).ok());
+}
+
+TEST_CASE("state-changing cross-site requests are refused, reads and same-origin writes are not") {
+  AuthPolicy policy = Loopback();
+  policy.disabled = true;
+  RequestHeaders r = Get();
+  r.method = "POST";
+  REQUIRE(CheckRequest(policy, r, false).ok());  // no Origin: a command-line client
+  r.origin = "http://127.0.0.1:8265";
+  REQUIRE(CheckRequest(policy, r, false).ok());
+  r.origin = "http://evil.example";
+  REQUIRE(absl::IsPermissionDenied(CheckRequest(policy, r, false)));
+  r.origin = "";
+  r.sec_fetch_site = "cross-site";
+  REQUIRE(absl::IsPermissionDenied(CheckRequest(policy, r, false)));
+  r.method = "GET";  // a read is not state-changing
+  REQUIRE(CheckRequest(policy, r, false).ok());
+  REQUIRE(IsStateChanging("DELETE"));
+  REQUIRE(IsStateChanging("PUT"));
+  REQUIRE_FALSE(IsStateChanging("HEAD"));
+}
+
+TEST_CASE("tokens are 32 hex digits and differ") {
+  std::string a = NewToken(), b = NewToken();
+  REQUIRE(a.size() == 32);
+  REQUIRE(a != b);
+  REQUIRE(ConstantTimeEquals(a, a));
+  REQUIRE_FALSE(ConstantTimeEquals(a, b));
+  REQUIRE_FALSE(ConstantTimeEquals(a, a.substr(1)));
+}
+
+}  // namespace
+}  // namespace shoal::dashboard

@@ -1,0 +1,85 @@
+#include "src/dashboard/metrics.h"
+
+#include <catch2/catch.hpp>
+
+namespace shoal::dashboard {
+namespace {
+
+TEST_CASE("samples are written in Prometheus text format, label values escaped") {
+  MetricsWriter w;
+  w.Family("shoal_x", "help text", "gauge");
+  w.Sample("shoal_x", {{"a", "q\"uo\\te\nnl"}, {"b", "2"}}, 0.5);
+  w.Sample("shoal_x", {}, 3);
+  REQUIRE(w.text() ==
+          "# HELP shoal_x help text\n# TYPE shoal_x gauge\n"
+          "shoal_x{a=\"q\\\"uo\\\\te\\nnl\",b=\"2\"} 0.5\nshoal_x 3\n");
+  REQUIRE(MetricsWriter::FormatValue(0.0025) == "0.0025");
+  REQUIRE(MetricsWriter::FormatValue(1e20) == "1e+20");
+  REQUIRE(MetricsWriter::FormatValue(1.0 / 0.0) == "+Inf");
+}
+
+TEST_CASE("a histogram writes cumulative buckets, sum and count") {
+  Histogram h({0.1, 1});
+  h.Observe(0.05);
+  h.Observe(0.5);
+  h.Observe(5);
+  MetricsWriter w;
+  h.Write(w, "lat", {{"route", "/"}});
+  REQUIRE(w.text() ==
+          "lat_bucket{route=\"/\",le=\"0.1\"} 1\n"
+          "lat_bucket{route=\"/\",le=\"1\"} 2\n"
+          "lat_bucket{route=\"/\",le=\"+Inf\"} 3\n"
+          "lat_sum{route=\"/\"} 5.55\n"
+          "lat_count{route=\"/\"} 3\n");
+}
+
+TEST_CASE("cluster metrics: per-node total and used, demands by shape, dead nodes only as alive=0") {
+  rpc::GetClusterStatusReply status;
+  rpc::NodeInfo* a = status.add_nodes();
+  a->set_node_id("aa");
+  a->set_is_head(true);
+  (*a->mutable_resources_total()->mutable_amounts())["CPU"] = 40000;
+  (*a->mutable_resources_total()->mutable_amounts())["GPU"] = 10000;
+  (*a->mutable_resources_available()->mutable_amounts())["CPU"] = 15000;
+  (*a->mutable_resources_available()->mutable_amounts())["GPU"] = 5000;
+  rpc::NodeInfo* b = status.add_nodes();
+  b->set_node_id("bb");
+  b->set_state(rpc::NodeInfo::DEAD);
+  (*b->mutable_resources_total()->mutable_amounts())["CPU"] = 10000;
+  (*status.mutable_total()->mutable_amounts())["CPU"] = 40000;
+  (*status.mutable_available()->mutable_amounts())["CPU"] = 15000;
+  rpc::ResourceDemand* d = status.add_demands();
+  (*d->mutable_shape()->mutable_amounts())["GPU"] = 20000;
+  (*d->mutable_shape()->mutable_amounts())["CPU"] = 5000;
+  d->set_count(3);
+  d->set_infeasible(true);
+  MetricsWriter w;
+  WriteClusterMetrics(w, status, {});
+  const std::string& t = w.text();
+  REQUIRE_THAT(t, Catch::Contains("shoal_node_resource_total{node_id=\"aa\",resource=\"CPU\"} 4\n"));
+  REQUIRE_THAT(t, Catch::Contains("shoal_node_resource_used{node_id=\"aa\",resource=\"CPU\"} 2.5\n"));
+  REQUIRE_THAT(t, Catch::Contains("shoal_node_resource_used{node_id=\"aa\",resource=\"GPU\"} 0.5\n"));
+  REQUIRE_THAT(t, Catch::Contains("shoal_node_alive{node_id=\"bb\",address=\":0\",is_head=\"false\"} 0\n"));
+  REQUIRE_THAT(t, !Catch::Contains("node_id=\"bb\",resource"));
+  REQUIRE_THAT(t, Catch::Contains("shoal_cluster_resource_used{resource=\"CPU\"} 2.5\n"));
+  REQUIRE_THAT(t, Catch::Contains("shoal_resource_demand{shape=\"CPU=0.5,GPU=2\",infeasible=\"true\"} 3\n"));
+}
+
+TEST_CASE("job counts list every status and HTTP metrics count by route and code") {
+  MetricsWriter w;
+  WriteJobMetrics(w, {{"RUNNING", 2}});
+  REQUIRE_THAT(w.text(), Catch::Contains("shoal_jobs{status=\"RUNNING\"} 2\n"));
+  REQUIRE_THAT(w.text(), Catch::Contains("shoal_jobs{status=\"FAILED\"} 0\n"));
+  HttpMetrics http;
+  http.Record("GET", "/api/jobs/{id}", 404, 0.002);
+  http.Record("GET", "/api/jobs/{id}", 404, 0.003);
+  MetricsWriter h;
+  http.Write(h);
+  REQUIRE_THAT(h.text(), Catch::Contains(
+      "shoal_dashboard_http_requests_total{method=\"GET\",route=\"/api/jobs/{id}\",code=\"404\"} 2\n"));
+  REQUIRE_THAT(h.text(), Catch::Contains(
+      "shoal_dashboard_http_request_duration_seconds_count{route=\"/api/jobs/{id}\"} 2\n"));
+}
+
+}  // namespace
+}  // namespace shoal::dashboard
