@@ -34,6 +34,30 @@ ClusterClient::ClusterClient(std::string gcs_address) : gcs_address_(std::move(g
   std::shared_ptr<grpc::Channel> channel = MakeChannel(gcs_address_);
   kv_ = rpc::KVService::NewStub(channel);
   status_ = rpc::ClusterStatusService::NewStub(channel);
+  actors_ = rpc::ActorService::NewStub(channel);
+  tasks_ = rpc::TaskEventService::NewStub(channel);
+}
+
+absl::StatusOr<rpc::ListActorsReply> ClusterClient::ListActors(int limit, absl::Duration timeout) {
+  grpc::ClientContext context;
+  SetDeadline(context, timeout);
+  rpc::ListActorsRequest request;
+  request.set_limit(limit);
+  rpc::ListActorsReply reply;
+  absl::Status s = FromGrpcStatus(actors_->ListActors(&context, request, &reply));
+  if (!s.ok()) return s;
+  return reply;
+}
+
+absl::StatusOr<rpc::ListTasksReply> ClusterClient::ListTasks(int limit, absl::Duration timeout) {
+  grpc::ClientContext context;
+  SetDeadline(context, timeout);
+  rpc::ListTasksRequest request;
+  request.set_limit(limit);
+  rpc::ListTasksReply reply;
+  absl::Status s = FromGrpcStatus(tasks_->ListTasks(&context, request, &reply));
+  if (!s.ok()) return s;
+  return reply;
 }
 
 absl::StatusOr<rpc::GetClusterStatusReply> ClusterClient::ClusterStatus(absl::Duration timeout) {

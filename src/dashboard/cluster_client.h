@@ -31,11 +31,16 @@ class ClusterClient {
   // GetNodeStats of every alive raylet that answers within `timeout`, by node id.
   std::map<std::string, rpc::GetNodeStatsReply> NodeStats(const rpc::GetClusterStatusReply& status,
                                                            absl::Duration timeout);
+  // The GCS's actor table (newest first, at most `limit`) and its recent tasks with counts.
+  absl::StatusOr<rpc::ListActorsReply> ListActors(int limit, absl::Duration timeout);
+  absl::StatusOr<rpc::ListTasksReply> ListTasks(int limit, absl::Duration timeout);
 
  private:
   std::string gcs_address_;
   std::unique_ptr<rpc::KVService::Stub> kv_;
   std::unique_ptr<rpc::ClusterStatusService::Stub> status_;
+  std::unique_ptr<rpc::ActorService::Stub> actors_;
+  std::unique_ptr<rpc::TaskEventService::Stub> tasks_;
 };
 
 // A job entrypoint's resources, held in the cluster for as long as this object lives.

@@ -158,6 +158,48 @@ void WriteClusterMetrics(MetricsWriter& writer, const rpc::GetClusterStatusReply
   for (const auto& [node_id, stats] : node_stats) {
     writer.Sample("shoal_node_queued_leases", {{"node_id", node_id}}, static_cast<double>(stats.num_queued_leases()));
   }
+  writer.Family("shoal_object_store_bytes", "A node's object store: capacity, bytes in memory, bytes spilled to disk",
+                "gauge");
+  for (const auto& [node_id, stats] : node_stats) {
+    writer.Sample("shoal_object_store_bytes", {{"node_id", node_id}, {"kind", "capacity"}},
+                  static_cast<double>(stats.store_capacity_bytes()));
+    writer.Sample("shoal_object_store_bytes", {{"node_id", node_id}, {"kind", "used"}},
+                  static_cast<double>(stats.store_used_bytes()));
+    writer.Sample("shoal_object_store_bytes", {{"node_id", node_id}, {"kind", "spilled"}},
+                  static_cast<double>(stats.store_spilled_bytes()));
+  }
+  writer.Family("shoal_object_store_objects", "Objects in a node's object store (in memory or spilled)", "gauge");
+  for (const auto& [node_id, stats] : node_stats) {
+    writer.Sample("shoal_object_store_objects", {{"node_id", node_id}, {"where", "all"}},
+                  static_cast<double>(stats.store_num_objects()));
+    writer.Sample("shoal_object_store_objects", {{"node_id", node_id}, {"where", "spilled"}},
+                  static_cast<double>(stats.store_num_spilled()));
+  }
+  writer.Family("shoal_object_store_evictions_total", "Secondary copies a node's store evicted since it started",
+                "counter");
+  for (const auto& [node_id, stats] : node_stats) {
+    writer.Sample("shoal_object_store_evictions_total", {{"node_id", node_id}},
+                  static_cast<double>(stats.store_num_evicted()));
+  }
+}
+
+void WriteActorMetrics(MetricsWriter& writer, const rpc::ListActorsReply& actors) {
+  std::map<std::string, int64_t> by_state;
+  for (const char* state : {"PENDING", "ALIVE", "RESTARTING", "DEAD"}) by_state[state] = 0;
+  for (const rpc::ActorInfo& actor : actors.actors()) ++by_state[rpc::ActorInfo::State_Name(actor.state())];
+  writer.Family("shoal_actors", "Actors by state (of the most recent 10000)", "gauge");
+  for (const auto& [state, count] : by_state) writer.Sample("shoal_actors", {{"state", state}}, static_cast<double>(count));
+}
+
+void WriteTaskMetrics(MetricsWriter& writer, const rpc::ListTasksReply& tasks) {
+  writer.Family("shoal_tasks", "Tasks by state: PENDING and RUNNING now, FINISHED and FAILED since the GCS started",
+                "gauge");
+  for (const char* state : {"PENDING", "RUNNING", "FINISHED", "FAILED"}) {
+    auto it = tasks.count_by_state().find(state);
+    writer.Sample("shoal_tasks", {{"state", state}}, it == tasks.count_by_state().end() ? 0 : static_cast<double>(it->second));
+  }
+  writer.Family("shoal_task_events_dropped_total", "Task events reporters dropped (their buffers were full)", "counter");
+  writer.Sample("shoal_task_events_dropped_total", {}, static_cast<double>(tasks.events_dropped()));
 }
 
 void WriteJobMetrics(MetricsWriter& writer, const std::map<std::string, int64_t>& jobs_by_status) {

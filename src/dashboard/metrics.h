@@ -8,6 +8,9 @@
 //   shoal_cluster_resource_total{resource}, shoal_cluster_resource_used{resource}
 //   shoal_resource_demand{shape,infeasible}  (queued lease requests by shape, from the GCS)
 //   shoal_node_workers{node_id,state}, shoal_node_queued_leases{node_id}  (raylet GetNodeStats)
+//   shoal_object_store_bytes{node_id,kind=capacity|used|spilled}, shoal_object_store_objects{node_id,where},
+//   shoal_object_store_evictions_total{node_id}  (raylet GetNodeStats)
+//   shoal_actors{state}  (GCS actor table), shoal_tasks{state}  (GCS task events)
 //   shoal_jobs{status}
 //   shoal_dashboard_http_requests_total{method,route,code}
 //   shoal_dashboard_http_request_duration_seconds{route} (histogram)
@@ -75,6 +78,11 @@ class HttpMetrics {
 // worker and queue gauges for the raylets that answered.
 void WriteClusterMetrics(MetricsWriter& writer, const rpc::GetClusterStatusReply& status,
                          const std::map<std::string, rpc::GetNodeStatsReply>& node_stats);
+
+// shoal_actors{state} for every state, zero included.
+void WriteActorMetrics(MetricsWriter& writer, const rpc::ListActorsReply& actors);
+// shoal_tasks{state} and shoal_task_events_dropped_total.
+void WriteTaskMetrics(MetricsWriter& writer, const rpc::ListTasksReply& tasks);
 
 // shoal_jobs{status} for every status, zero included.
 void WriteJobMetrics(MetricsWriter& writer, const std::map<std::string, int64_t>& jobs_by_status);

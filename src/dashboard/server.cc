@@ -12,6 +12,7 @@
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "src/cli/status_format.h"
+#include "src/common/ids.h"
 #include "src/dashboard/websocket.h"
 
 namespace shoal::dashboard {
@@ -23,6 +24,7 @@ namespace {
 constexpr char kRayApiVersion[] = "2.40.0";
 constexpr int64_t kMaxLogBytes = 8 << 20;     // one logs reply at most
 constexpr int kDefaultNodeLimit = 200;
+constexpr int kDefaultListLimit = 50;  // actors and tasks in /api/cluster_status
 constexpr absl::Duration kStatusTimeout = absl::Seconds(5);
 constexpr absl::Duration kNodeStatsTimeout = absl::Milliseconds(500);
 constexpr absl::Duration kTailPoll = absl::Milliseconds(250);
@@ -311,8 +313,34 @@ void DashboardServer::AddRoutes() {
       out["nodes"].erase(out["nodes"].begin() + limit, out["nodes"].end());
     }
     out["jobs_by_status"] = jobs_.CountByStatus();
-    out["actors"] = nlohmann::json::array();  // the GCS keeps no actor table yet
-    out["tasks"] = nlohmann::json::array();   // nor a task table
+    out["actors"] = nlohmann::json::array();
+    if (auto actors = cluster_.ListActors(kDefaultListLimit, kStatusTimeout); actors.ok()) {
+      for (const rpc::ActorInfo& a : actors->actors()) {
+        auto id = ActorId::FromBinary(a.actor_id());
+        out["actors"].push_back({{"actor_id", id.ok() ? id->Hex() : std::string()},
+                                 {"class_name", a.class_name()},
+                                 {"state", rpc::ActorInfo::State_Name(a.state())},
+                                 {"name", a.name()},
+                                 {"node_id", a.node_id()},
+                                 {"num_restarts", a.num_restarts()},
+                                 {"death_cause", a.death_cause()}});
+      }
+      out["num_actors"] = actors->total();
+    }
+    out["tasks"] = nlohmann::json::array();
+    if (auto tasks = cluster_.ListTasks(kDefaultListLimit, kStatusTimeout); tasks.ok()) {
+      for (const rpc::TaskSummary& t : tasks->tasks()) {
+        auto id = TaskId::FromBinary(t.task_id());
+        out["tasks"].push_back({{"task_id", id.ok() ? id->Hex() : std::string()},
+                                {"name", t.name()},
+                                {"state", rpc::TaskEvent::State_Name(t.state())},
+                                {"node_id", t.node_id()},
+                                {"error_type", t.error_type()},
+                                {"attempt", t.attempt()}});
+      }
+      out["tasks_by_state"] = nlohmann::json::object();
+      for (const auto& [state, count] : tasks->count_by_state()) out["tasks_by_state"][state] = count;
+    }
     ReplyJson(res, out);
   });
 
@@ -322,6 +350,8 @@ void DashboardServer::AddRoutes() {
     writer.Family("shoal_gcs_up", "1 when the GCS answered this scrape", "gauge");
     writer.Sample("shoal_gcs_up", {}, status.ok() ? 1 : 0);
     if (status.ok()) WriteClusterMetrics(writer, *status, cluster_.NodeStats(*status, kNodeStatsTimeout));
+    if (auto actors = cluster_.ListActors(10000, kStatusTimeout); actors.ok()) WriteActorMetrics(writer, *actors);
+    if (auto tasks = cluster_.ListTasks(1, kStatusTimeout); tasks.ok()) WriteTaskMetrics(writer, *tasks);
     WriteJobMetrics(writer, jobs_.CountByStatus());
     http_metrics_.Write(writer);
     res.set_content(writer.text(), "text/plain; version=0.0.4; charset=utf-8");

@@ -85,9 +85,9 @@ function renderStatus(s) {
   else replace("demands", table(["shape", "count", "kind"], s.demands.map(d =>
       [Object.entries(d.shape).map(([k, v]) => k + ": " + v).join(", "), d.count,
        el("span", {class: d.infeasible ? "FAILED" : "PENDING"}, d.infeasible ? "infeasible" : "pending")])));
-  if (s.actors && s.actors.length) replace("actors", table(["actor", "state"], s.actors.slice(0, MAX_ROWS).map(a => [a.actor_id, a.state])));
+  if (s.actors && s.actors.length) replace("actors", table(["actor", "class", "name", "state", "node", "restarts", "death cause"], s.actors.slice(0, MAX_ROWS).map(a => [a.actor_id.slice(0, 12), a.class_name, a.name, a.state, (a.node_id || "").slice(0, 12), String(a.num_restarts), a.death_cause])));
   else none("actors", "none");
-  if (s.tasks && s.tasks.length) replace("tasks", table(["task", "state"], s.tasks.slice(0, MAX_ROWS).map(t => [t.task_id, t.state])));
+  if (s.tasks && s.tasks.length) replace("tasks", table(["task", "name", "state", "node", "error"], s.tasks.slice(0, MAX_ROWS).map(t => [t.task_id.slice(0, 16), t.name, t.state, (t.node_id || "").slice(0, 12), t.error_type])));
   else none("tasks", "none");
 }
 async function showLogs(id) {

@@ -46,9 +46,21 @@ std::string NodeAddress(const rpc::NodeInfo& node) {
 class GcsServer::Services final : public rpc::NodeInfoService::Service,
                                   public rpc::KVService::Service,
                                   public rpc::JobInfoService::Service,
-                                  public rpc::ClusterStatusService::Service {
+                                  public rpc::ClusterStatusService::Service,
+                                  public rpc::TaskEventService::Service {
  public:
   explicit Services(GcsServer& gcs) : gcs_(gcs) {}
+
+  // --- task events ---
+  grpc::Status ReportTaskEvents(grpc::ServerContext*, const rpc::ReportTaskEventsRequest* req,
+                                rpc::ReportTaskEventsReply*) override {
+    gcs_.task_events_.Report(*req);
+    return grpc::Status::OK;
+  }
+  grpc::Status ListTasks(grpc::ServerContext*, const rpc::ListTasksRequest* req, rpc::ListTasksReply* reply) override {
+    *reply = gcs_.task_events_.List(req->limit(), req->job_id());
+    return grpc::Status::OK;
+  }
 
   // --- nodes ---
   grpc::Status RegisterNode(grpc::ServerContext*, const rpc::RegisterNodeRequest* req,
@@ -201,6 +213,7 @@ absl::Status GcsServer::Start() {
   builder.RegisterService(static_cast<rpc::KVService::Service*>(services_.get()));
   builder.RegisterService(static_cast<rpc::JobInfoService::Service*>(services_.get()));
   builder.RegisterService(static_cast<rpc::ClusterStatusService::Service*>(services_.get()));
+  builder.RegisterService(static_cast<rpc::TaskEventService::Service*>(services_.get()));
   builder.RegisterService(actor_service_.get());
   builder.SetMaxReceiveMessageSize(64 << 20);
   auto server = StartServer(builder, options_.host, options_.port, &port_);

@@ -18,6 +18,7 @@
 #include "src/gcs/gcs_tables.h"
 #include "src/gcs/health_checker.h"
 #include "src/gcs/store_client.h"
+#include "src/gcs/task_events.h"
 
 namespace shoal {
 
@@ -58,6 +59,7 @@ class GcsServer {
   NodeTable nodes_;
   JobTable jobs_;
   KvStore kv_;
+  TaskEventTable task_events_;
   std::unique_ptr<HealthCheckTransport> health_transport_;
   HealthChecker health_;
   // Stop() shuts it down (ending its callbacks into the manager) before the manager goes.

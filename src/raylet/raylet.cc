@@ -120,6 +120,15 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
       reply->set_num_leased_workers(workers.leased);
       reply->set_num_queued_leases(leases.queued + leases.waiting_worker);
       raylet_.leases_->Available().ToProto(reply->mutable_available());
+      if (auto store = raylet_.store_client_->Stats(); store.ok()) {
+        reply->set_store_capacity_bytes(store->capacity);
+        reply->set_store_used_bytes(store->bytes_used);
+        reply->set_store_num_objects(store->num_objects);
+        reply->set_store_spilled_bytes(store->bytes_spilled);
+        reply->set_store_num_spilled(store->num_spilled);
+        reply->set_store_num_evicted(store->num_evicted);
+        reply->set_store_num_restored(store->num_restored);
+      }
       return absl::OkStatus();
     });
   }

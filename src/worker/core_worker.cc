@@ -37,6 +37,7 @@
 #include "src/worker/object_value.h"
 #include "src/worker/reference_counter.h"
 #include "src/worker/store_access.h"
+#include "src/worker/task_events.h"
 #include "src/worker/task_executor.h"
 #include "src/worker/task_spec.h"
 #include "src/worker/task_submitter.h"
@@ -259,6 +260,13 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   std::function<void(const std::string&)> interrupt_handler_ ABSL_GUARDED_BY(mu_);
   std::function<void(const std::vector<std::string>&, bool)> log_handler_ ABSL_GUARDED_BY(mu_);
 
+  TaskEventBuffer task_events_;
+  absl::Time last_events_flush_ = absl::InfinitePast();  // ticker thread only
+  void FlushTaskEvents() {
+    rpc::ReportTaskEventsRequest batch = task_events_.TakeBatch();
+    if (batch.events_size() > 0 || batch.dropped() > 0) transport_.ReportTaskEvents(config_.gcs_address, std::move(batch));
+  }
+
   mutable absl::Mutex current_mu_;
   absl::flat_hash_set<std::string> running_ ABSL_GUARDED_BY(current_mu_);  // task ids (hex) being run
 
@@ -389,6 +397,10 @@ void CoreWorker::Impl::TickLoop() {
     actor_submitter_->Tick();
     memory_store_.Tick(absl::Now());
     if (config_.mode == CoreWorkerOptions::Mode::kWorker) ReleaseSequenceGaps();
+    if (absl::Now() - last_events_flush_ >= absl::Seconds(1)) {
+      last_events_flush_ = absl::Now();
+      FlushTaskEvents();
+    }
   }
 }
 
@@ -428,6 +440,7 @@ CoreWorker::Impl::~Impl() {
   if (raylet_watcher_.joinable()) raylet_watcher_.join();
   if (submitter_) submitter_->Shutdown();
   if (actor_submitter_) actor_submitter_->Shutdown();
+  FlushTaskEvents();
   transport_.Shutdown(kShutdownRpcTimeout);
   transport_.ReleaseOwnerLeases(address_, absl::Seconds(1));
   memory_store_.CancelAll();
@@ -709,6 +722,7 @@ absl::Status CoreWorker::Impl::CancelTask(const ObjectId& return_id, bool force)
 
 void CoreWorker::Impl::ResolveAndSubmit(rpc::TaskSpec spec, std::vector<TaskArg> args,
                                         std::function<void(rpc::TaskSpec)> submit, std::function<void()> on_failed) {
+  task_events_.Add(spec, rpc::TaskEvent::PENDING);
   struct Resolution {
     absl::Mutex mu;
     rpc::TaskSpec spec;
@@ -783,6 +797,14 @@ void CoreWorker::Impl::ResolveAndSubmit(rpc::TaskSpec spec, std::vector<TaskArg>
 }
 
 void CoreWorker::Impl::OnTaskDone(const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
+  std::string error_type;
+  for (const auto& value : returns) {
+    if (value.is_error()) {
+      error_type = value.error_type();
+      break;
+    }
+  }
+  task_events_.Add(spec, error_type.empty() ? rpc::TaskEvent::FINISHED : rpc::TaskEvent::FAILED, "", "", error_type);
   for (auto& value : returns) {
     auto id = ObjectId::FromBinary(value.object_id());
     if (id.ok()) StoreResult(*id, std::move(value), /*owned=*/true);
@@ -1053,6 +1075,7 @@ absl::Status CoreWorker::Impl::TaskLoop() {
       absl::MutexLock lock(&current_mu_);
       running_.insert(tls_current_task.task_id);
     }
+    task_events_.Add(spec, rpc::TaskEvent::RUNNING, config_.node_id.Hex(), config_.worker_id.Hex());
     *task.reply = executor_->Execute(*task.request);
     {
       absl::MutexLock lock(&current_mu_);

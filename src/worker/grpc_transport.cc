@@ -30,6 +30,13 @@ rpc::ActorService::Stub* GrpcTransport::Actors(const std::string& address) {
   return stub.get();
 }
 
+rpc::TaskEventService::Stub* GrpcTransport::TaskEvents(const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  auto& stub = task_event_services_[address];
+  if (stub == nullptr) stub = rpc::TaskEventService::NewStub(MakeChannel(address));
+  return stub.get();
+}
+
 template <typename Request, typename Reply, typename Start>
 void GrpcTransport::Issue(Start start, Request request, absl::Duration timeout, bool cancel_on_shutdown,
                           std::function<void(absl::Status, Reply)> done) {
@@ -133,6 +140,15 @@ void GrpcTransport::GetActorInfo(const std::string& gcs_address, const ActorId& 
         stub->async()->GetActorInfo(ctx, req, reply, std::move(on_done));
       },
       std::move(request), wait + absl::Seconds(10), /*cancel_on_shutdown=*/true, std::move(done));
+}
+
+void GrpcTransport::ReportTaskEvents(const std::string& gcs_address, rpc::ReportTaskEventsRequest request) {
+  auto* stub = TaskEvents(gcs_address);
+  Issue<rpc::ReportTaskEventsRequest, rpc::ReportTaskEventsReply>(
+      [stub](auto* ctx, auto* req, auto* reply, auto on_done) {
+        stub->async()->ReportTaskEvents(ctx, req, reply, std::move(on_done));
+      },
+      std::move(request), kShortCallTimeout, /*cancel_on_shutdown=*/false, nullptr);
 }
 
 void GrpcTransport::Shutdown(absl::Duration timeout) {

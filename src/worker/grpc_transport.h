@@ -62,6 +62,8 @@ class GrpcTransport : public TaskTransport, public ActorTransport {
   // Long poll of the GCS at `gcs_address` for an actor's entry (ActorService.GetActorInfo).
   void GetActorInfo(const std::string& gcs_address, const ActorId& actor, int64_t after_version,
                     absl::Duration wait, std::function<void(absl::Status, rpc::GetActorInfoReply)> done) override;
+  // Sends task events to the GCS; fire and forget.
+  void ReportTaskEvents(const std::string& gcs_address, rpc::ReportTaskEventsRequest request);
   // Asks the worker at `address` to cancel the task it runs. Blocks up to `timeout`.
   absl::Status CancelTask(const std::string& address, const TaskId& task, bool force, absl::Duration timeout);
 
@@ -70,6 +72,7 @@ class GrpcTransport : public TaskTransport, public ActorTransport {
   rpc::LeaseService::Stub* Raylet(const std::string& address);
   rpc::CoreWorkerService::Stub* Worker(const std::string& address);
   rpc::ActorService::Stub* Actors(const std::string& address);
+  rpc::TaskEventService::Stub* TaskEvents(const std::string& address);
   // Starts one unary call: `start(ctx, request, reply, on_done)` issues it on a stub.
   template <typename Request, typename Reply, typename Start>
   void Issue(Start start, Request request, absl::Duration timeout, bool cancel_on_shutdown,
@@ -83,6 +86,8 @@ class GrpcTransport : public TaskTransport, public ActorTransport {
   absl::flat_hash_map<std::string, std::unique_ptr<rpc::LeaseService::Stub>> raylets_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::unique_ptr<rpc::CoreWorkerService::Stub>> workers_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::unique_ptr<rpc::ActorService::Stub>> actor_services_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::unique_ptr<rpc::TaskEventService::Stub>> task_event_services_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace shoal

@@ -1,0 +1,108 @@
+"""The dashboard with a real workload: a submitted Python job that runs Shoal tasks and an actor,
+then the actors, tasks and object-store figures it shows (/api/cluster_status, /metrics)."""
+import json
+import os
+import re
+import sys
+
+import pytest
+
+from conftest import REPO, wait_until
+
+PYTHON_DIR = os.path.join(REPO, "build", "python")
+JOB_DEADLINE_S = 120  # polling bound on a loaded machine, never an asserted duration
+
+JOB_SCRIPT = """
+import os
+import numpy as np
+import shoal
+
+shoal.init()  # joins the cluster through SHOAL_ADDRESS, set by the job supervisor
+
+@shoal.remote
+def square(x):
+    print(f"squaring {x}")
+    return x * x
+
+@shoal.remote
+class Tally:
+    def __init__(self):
+        self.total = 0
+    def add(self, x):
+        self.total += x
+        return self.total
+
+tally = Tally.options(name="tally", lifetime="detached").remote()
+values = shoal.get([square.remote(i) for i in range(20)])
+for v in values:
+    tally.add.remote(v)
+print("TOTAL", shoal.get(tally.add.remote(0)))
+print("CONFIG", open("config.txt").read().strip(), os.environ["MODE"])
+keep = shoal.put(np.ones(2_000_000))  # 16 MB in the head's object store while the job runs
+print("STORED", shoal.get(keep).sum())
+"""
+
+
+@pytest.fixture
+def head(cluster):
+    cluster.start_head("--num-cpus", 2, "--num-gpus", 0, dashboard=True)
+    cluster.start_worker("--num-cpus", 2)
+    wait_until(lambda: len(cluster.alive_nodes()) == 2, 20, what="2 alive nodes")
+    return cluster
+
+
+def metrics(cluster):
+    from prometheus_client.parser import text_string_to_metric_families
+    status, text = cluster.api("GET", "/metrics")
+    assert status == 200
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples.setdefault(s.name, []).append((s.labels, s.value))
+    return samples
+
+
+def test_python_job_runs_tasks_and_actor_and_shows_on_dashboard(head, tmp_path):
+    pytest.importorskip("prometheus_client")
+    work = tmp_path / "job"
+    work.mkdir()
+    (work / "main.py").write_text(JOB_SCRIPT)
+    (work / "config.txt").write_text("from-working-dir\n")
+    runtime_env = {"env_vars": {"MODE": "batch", "PYTHONPATH": PYTHON_DIR}}
+    proc = head.shoal("job", "submit", "--working-dir", work, "--runtime-env-json", json.dumps(runtime_env),
+                      "--", sys.executable, "main.py", timeout=JOB_DEADLINE_S, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "TOTAL 2470" in proc.stdout  # sum of squares 0..19
+    assert "CONFIG from-working-dir batch" in proc.stdout
+    assert "STORED 2000000.0" in proc.stdout
+    assert re.search(r"\(square pid=\d+\) squaring 7", proc.stdout), proc.stdout  # task output reached the job log
+    job_id = re.search(r"Job '([^']+)' submitted", proc.stdout).group(1)
+    status, job = head.api("GET", f"/api/jobs/{job_id}")
+    assert job["status"] == "SUCCEEDED"
+
+    # The detached actor outlives the job and shows in the actor table; the tasks show too.
+    def cluster_status():
+        code, body = head.api("GET", "/api/cluster_status")
+        assert code == 200
+        return body
+
+    body = wait_until(lambda: (b := cluster_status()) and b["tasks"] and b["actors"] and b, 30,
+                      what="tasks and actors in /api/cluster_status")
+    tally = [a for a in body["actors"] if a["name"] == "tally"]
+    assert tally and tally[0]["state"] == "ALIVE" and tally[0]["class_name"] == "Tally"
+    names = {t["name"] for t in body["tasks"]}
+    assert "square" in names or "add" in names
+    wait_until(lambda: cluster_status()["tasks_by_state"].get("FINISHED", 0) >= 20, 30,
+               what="the job's tasks to count as FINISHED")
+
+    samples = wait_until(lambda: (m := metrics(head)) and
+                         sum(v for labels, v in m.get("shoal_tasks", []) if labels["state"] == "FINISHED") >= 20 and m,
+                         30, what="shoal_tasks{state=FINISHED} >= 20")
+    alive_actors = sum(v for labels, v in samples["shoal_actors"] if labels["state"] == "ALIVE")
+    assert alive_actors >= 1
+    store = {(labels["node_id"], labels["kind"]): v for labels, v in samples["shoal_object_store_bytes"]}
+    node_ids = {n["node_id"] for n in head.alive_nodes()}
+    assert {node for node, _ in store} == node_ids
+    for node in node_ids:
+        assert store[(node, "capacity")] > 0
+        assert 0 <= store[(node, "used")] <= store[(node, "capacity")]
