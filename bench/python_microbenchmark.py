@@ -70,6 +70,30 @@ def run(ray, duration):
             _, not_ready = ray.wait(not_ready)
 
     results.append(timeit("single_client_wait_1k_refs", wait_multiple_refs, duration=duration))
+
+    @ray.remote
+    class Actor:
+        def small_value(self):
+            return b"ok"
+
+    a = Actor.remote()
+    ray.get(a.small_value.remote())
+    results.append(timeit("1_1_actor_calls_sync", lambda: ray.get(a.small_value.remote()), duration=duration))
+    results.append(timeit("1_1_actor_calls_async", lambda: ray.get([a.small_value.remote() for _ in range(1000)]),
+                          multiplier=1000, duration=duration))
+    c = Actor.options(max_concurrency=16).remote()
+    ray.get(c.small_value.remote())
+    results.append(timeit("1_1_actor_calls_concurrent",
+                          lambda: ray.get([c.small_value.remote() for _ in range(1000)]), multiplier=1000,
+                          duration=duration))
+    n = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    actors = [Actor.remote() for _ in range(n)]
+    ray.get([x.small_value.remote() for x in actors])
+
+    def n_n():
+        ray.get([x.small_value.remote() for _ in range(1000 // n) for x in actors])
+
+    results.append(timeit("n_n_actor_calls_async", n_n, multiplier=(1000 // n) * n, duration=duration))
     return results
 
 

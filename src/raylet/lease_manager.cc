@@ -15,11 +15,7 @@ using Reply = rpc::RequestWorkerLeaseReply;
 // The same checks ResourceSet::FromDoubles makes, on fixed-point units from the wire.
 absl::StatusOr<ResourceSet> DemandFromProto(const rpc::ResourceMap& map) {
   constexpr double kMaxUnits = FixedPoint::kMaxValue * FixedPoint::kScale;
-  ResourceSet out;
-  if (map.amounts().empty()) {
-    out.Set(kCPU, FixedPoint::FromInt(1));
-    return out;
-  }
+  ResourceSet out;  // empty asks for nothing (an actor that holds no resources); callers pick defaults
   for (const auto& [name, units] : map.amounts()) {
     if (name.empty() || name.size() > 256) {
       return absl::InvalidArgumentError("a resource name must have 1 to 256 characters");

@@ -190,12 +190,12 @@ TEST_CASE("Whole GPU leases take whole free devices", "[lease_manager]") {
   CHECK(Shares(two) == std::vector<int64_t>{10000, 10000});
 }
 
-TEST_CASE("An empty resource map means one CPU", "[lease_manager]") {
+TEST_CASE("An empty resource map asks for nothing (an actor holding no resources)", "[lease_manager]") {
   LeaseTest t;
   Reply r = t.Grant({});
-  CHECK(ResourceSet::FromProto(r.granted()) == RS({{"CPU", 1}}));
+  CHECK(ResourceSet::FromProto(r.granted()).IsEmpty());
   CHECK(r.gpus().device_ids().empty());
-  CHECK(t.leases.Available() == RS({{"CPU", 3}, {"GPU", 2}}));
+  CHECK(t.leases.Available() == RS({{"CPU", 4}, {"GPU", 2}}));
 }
 
 TEST_CASE("A request the local node cannot hold spills back to a node that fits", "[lease_manager]") {
@@ -323,6 +323,7 @@ TEST_CASE("Node affinity: granted here, spilled to the named node, rejected once
     rpc::RequestWorkerLeaseRequest req;
     req.set_job_id(kJob.Hex());
     req.add_worker_command("/bin/worker");
+    (*req.mutable_resources()->mutable_amounts())["CPU"] = FixedPoint::kScale;
     req.mutable_strategy()->set_kind(rpc::SchedulingStrategy::NODE_AFFINITY);
     req.mutable_strategy()->set_node_id(Id(node).Hex());
     req.mutable_strategy()->set_soft(soft);
