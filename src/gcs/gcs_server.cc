@@ -66,7 +66,9 @@ class GcsServer::Services final : public rpc::NodeInfoService::Service,
     if (!id.ok()) return ToGrpcStatus(id.status());
     gcs_.health_.OnNodeRemoved(*id);
     std::string reason = req->reason().empty() ? "unregistered" : req->reason();
-    return ToGrpcStatus(gcs_.nodes_.MarkDead(*id, reason));
+    auto s = gcs_.nodes_.MarkDead(*id, reason);
+    if (s.ok()) gcs_.actors_.OnNodeDead(*id);
+    return ToGrpcStatus(s);
   }
 
   grpc::Status GetAllNodeInfo(grpc::ServerContext*, const rpc::GetAllNodeInfoRequest* req,
@@ -138,7 +140,10 @@ class GcsServer::Services final : public rpc::NodeInfoService::Service,
 
   grpc::Status MarkJobFinished(grpc::ServerContext*, const rpc::MarkJobFinishedRequest* req,
                                rpc::MarkJobFinishedReply*) override {
-    return ToGrpcStatus(gcs_.jobs_.MarkFinished(req->job_id()));
+    auto s = gcs_.jobs_.MarkFinished(req->job_id());
+    // Its default-lifetime actors die with it (MarkFinished validated the id).
+    if (s.ok()) gcs_.actors_.OnJobFinished(*JobId::FromHex(req->job_id()));
+    return ToGrpcStatus(s);
   }
 
   grpc::Status GetAllJobInfo(grpc::ServerContext*, const rpc::GetAllJobInfoRequest*,
@@ -174,7 +179,10 @@ GcsServer::GcsServer(std::unique_ptr<StoreClient> store, GcsOptions options)
       kv_(*store_),
       health_transport_(std::make_unique<GrpcHealthCheckTransport>()),
       health_(clock_, *health_transport_, options_.health),
-      services_(std::make_unique<Services>(*this)) {}
+      actor_transport_(std::make_unique<GrpcActorTransport>()),
+      actors_(*store_, clock_, nodes_, *actor_transport_, options_.actors),
+      services_(std::make_unique<Services>(*this)),
+      actor_service_(std::make_unique<ActorGrpcService>(actors_)) {}
 
 GcsServer::~GcsServer() { Stop(); }
 
@@ -187,17 +195,22 @@ absl::Status GcsServer::Start() {
     health_.OnNodeRegistered(*NodeId::FromHex(node.node_id()), NodeAddress(node));
   }
   if (!alive->empty()) spdlog::info("restored {} alive nodes from {}", alive->size(), store_->Name());
+  if (options_.port != 0) actors_.SetGcsAddress(absl::StrCat(options_.host, ":", options_.port));
+  if (auto s = actors_.Load(); !s.ok()) return s;
 
   grpc::ServerBuilder builder;
   builder.RegisterService(static_cast<rpc::NodeInfoService::Service*>(services_.get()));
   builder.RegisterService(static_cast<rpc::KVService::Service*>(services_.get()));
   builder.RegisterService(static_cast<rpc::JobInfoService::Service*>(services_.get()));
   builder.RegisterService(static_cast<rpc::ClusterStatusService::Service*>(services_.get()));
+  builder.RegisterService(actor_service_.get());
   builder.SetMaxReceiveMessageSize(64 << 20);
   auto server = StartServer(builder, options_.host, options_.port, &port_);
   if (!server.ok()) return server.status();
   server_ = *std::move(server);
+  actors_.SetGcsAddress(absl::StrCat(options_.host, ":", port_));
   health_thread_ = std::thread([this] { HealthLoop(); });
+  actor_thread_ = std::thread([this] { ActorLoop(); });
   spdlog::info("GCS listening on {}:{} with {} storage", options_.host, port_, store_->Name());
   return absl::OkStatus();
 }
@@ -206,18 +219,36 @@ void GcsServer::HealthLoop() {
   const absl::Duration tick = std::clamp(options_.health.period / 4, absl::Milliseconds(10), absl::Milliseconds(250));
   while (!stopping_) {
     for (const NodeId& dead : health_.Tick()) {
-      auto s = nodes_.MarkDead(dead, absl::StrCat("health check failed ", options_.health.failure_threshold,
-                                                  " times in a row (raylet unreachable)"));
-      if (!s.ok()) spdlog::error("cannot mark node {} dead: {}", dead.Hex(), s.ToString());
+      MarkNodeDead(dead, absl::StrCat("health check failed ", options_.health.failure_threshold,
+                                      " times in a row (raylet unreachable)"));
     }
     absl::SleepFor(tick);
   }
 }
 
+void GcsServer::MarkNodeDead(const NodeId& id, const std::string& reason) {
+  auto s = nodes_.MarkDead(id, reason);
+  if (!s.ok()) {
+    spdlog::error("cannot mark node {} dead: {}", id.Hex(), s.ToString());
+    return;
+  }
+  actors_.OnNodeDead(id);
+}
+
+void GcsServer::ActorLoop() {
+  while (!stopping_) {
+    actors_.Tick();
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
 void GcsServer::Stop() {
   if (stopping_.exchange(true)) return;
+  actors_.Shutdown();  // answers long polls, so that the server's shutdown finds none waiting
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   if (health_thread_.joinable()) health_thread_.join();
+  if (actor_thread_.joinable()) actor_thread_.join();
+  actor_transport_->Shutdown(absl::Seconds(2));
 }
 
 }  // namespace shoal

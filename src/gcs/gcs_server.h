@@ -1,6 +1,8 @@
-// The GCS process: its tables, the gRPC services over them, and the health-check loop.
+// The GCS process: its tables, the actor manager, the gRPC services over them, and the
+// health-check loop.
 // Threading: gRPC handler threads call into the (thread-safe) tables; one thread runs the
-// health checker. Start() and Stop() are called from the main thread.
+// health checker, another ticks the actor manager. Start() and Stop() are called from the main
+// thread.
 #pragma once
 
 #include <atomic>
@@ -11,6 +13,8 @@
 #include "absl/status/status.h"
 #include "grpcpp/grpcpp.h"
 #include "src/common/clock.h"
+#include "src/gcs/actor_grpc.h"
+#include "src/gcs/actor_manager.h"
 #include "src/gcs/gcs_tables.h"
 #include "src/gcs/health_checker.h"
 #include "src/gcs/store_client.h"
@@ -21,6 +25,7 @@ struct GcsOptions {
   std::string host = "127.0.0.1";
   int port = 6379;  // 0 picks a free port
   HealthCheckOptions health;
+  ActorManagerOptions actors;  // gcs_address is filled in by Start
 };
 
 class GcsServer {
@@ -37,10 +42,14 @@ class GcsServer {
   int port() const { return port_; }
 
   NodeTable& nodes() { return nodes_; }
+  ActorManager& actors() { return actors_; }
 
  private:
   class Services;
   void HealthLoop();
+  void ActorLoop();
+  // Marks the node dead in the table and tells the actor manager.
+  void MarkNodeDead(const NodeId& id, const std::string& reason);
 
   GcsOptions options_;
   std::unique_ptr<StoreClient> store_;
@@ -51,9 +60,14 @@ class GcsServer {
   KvStore kv_;
   std::unique_ptr<HealthCheckTransport> health_transport_;
   HealthChecker health_;
+  // Stop() shuts it down (ending its callbacks into the manager) before the manager goes.
+  std::unique_ptr<GrpcActorTransport> actor_transport_;
+  ActorManager actors_;
   std::unique_ptr<Services> services_;
+  std::unique_ptr<ActorGrpcService> actor_service_;
   std::unique_ptr<grpc::Server> server_;
   std::thread health_thread_;
+  std::thread actor_thread_;
   std::atomic<bool> stopping_{false};
   int64_t start_time_ms_ = 0;
   int port_ = 0;

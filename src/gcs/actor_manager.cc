@@ -1,0 +1,662 @@
+#include "src/gcs/actor_manager.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+#include "src/common/resources.h"
+
+namespace shoal {
+namespace {
+
+constexpr char kActorTable[] = "actors";
+constexpr char kSpecTable[] = "actor_specs";
+constexpr char kLeaseTable[] = "actor_leases";  // "<raylet host:port> <lease id hex>"
+constexpr int32_t kDefaultListLimit = 1000;
+
+std::string RayletAddress(const rpc::NodeInfo& node) { return absl::StrCat(node.address(), ":", node.raylet_port()); }
+
+bool IsLive(const rpc::ActorInfo& info) { return info.state() != rpc::ActorInfo::DEAD; }
+
+void ClearPlacement(rpc::ActorInfo& info) {
+  info.clear_node_id();
+  info.clear_worker_address();
+  info.clear_worker_id();
+  info.clear_gpus();
+  info.clear_pid();
+}
+
+}  // namespace
+
+ActorManager::ActorManager(StoreClient& store, const Clock& clock, const NodeTable& nodes,
+                           ActorTransport& transport, ActorManagerOptions options)
+    : store_(store), clock_(clock), nodes_(nodes), transport_(transport), options_(std::move(options)) {
+  absl::MutexLock lock(&mu_);
+  gcs_address_ = options_.gcs_address;
+}
+
+void ActorManager::SetGcsAddress(const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  gcs_address_ = address;
+}
+
+void ActorManager::Run(Actions& actions) {
+  for (auto& action : actions) action();
+  actions.clear();
+}
+
+ActorManager::Actor* ActorManager::Find(const ActorId& id) {
+  auto it = actors_.find(id);
+  return it == actors_.end() ? nullptr : &it->second;
+}
+
+// --- storage ---
+
+absl::Status ActorManager::Load() {
+  auto rows = store_.GetAll(kActorTable);
+  if (!rows.ok()) return rows.status();
+  auto specs = store_.GetAll(kSpecTable);
+  if (!specs.ok()) return specs.status();
+  auto leases = store_.GetAll(kLeaseTable);
+  if (!leases.ok()) return leases.status();
+  absl::flat_hash_map<std::string, std::string> spec_of(specs->begin(), specs->end());
+  absl::flat_hash_map<std::string, std::string> lease_of(leases->begin(), leases->end());
+
+  std::vector<rpc::ActorInfo> infos;
+  for (const auto& [key, value] : *rows) {
+    rpc::ActorInfo info;
+    if (!info.ParseFromString(value) || !ActorId::FromBinary(info.actor_id()).ok()) {
+      spdlog::warn("actor table: skipping unreadable entry {}", key);
+      continue;
+    }
+    infos.push_back(std::move(info));
+  }
+  std::sort(infos.begin(), infos.end(), [](const rpc::ActorInfo& a, const rpc::ActorInfo& b) {
+    return a.start_time_ms() < b.start_time_ms();
+  });
+
+  Actions actions;
+  int live = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    for (rpc::ActorInfo& info : infos) {
+      const ActorId id = *ActorId::FromBinary(info.actor_id());
+      Actor& a = actors_[id];
+      a.info = std::move(info);
+      a.seq = next_seq_++;
+      if (!IsLive(a.info)) continue;
+      ++live;
+      if (!a.info.name().empty()) names_[NameKey(a.info.ray_namespace(), a.info.name())] = id;
+      if (auto it = lease_of.find(id.Hex()); it != lease_of.end()) {
+        const std::string& v = it->second;
+        const size_t space = v.find(' ');
+        auto node = NodeId::FromHex(a.info.node_id());
+        if (space != std::string::npos && node.ok() && !a.info.worker_id().empty()) {
+          a.lease = Lease{.id = v.substr(space + 1),
+                          .raylet = v.substr(0, space),
+                          .node = *node,
+                          .worker_id = a.info.worker_id(),
+                          .worker_address = a.info.worker_address(),
+                          .gpus = a.info.gpus()};
+          by_worker_[a.lease.worker_id] = id;
+        }
+      }
+      if (a.info.state() == rpc::ActorInfo::ALIVE) continue;
+      // Being created when the GCS went down: whatever was in flight is lost; start over.
+      LeaveWorker(a, /*node_dead=*/false, actions);
+      auto spec = spec_of.find(id.Hex());
+      if (spec == spec_of.end() || !a.spec.ParseFromString(spec->second)) {
+        MarkDead(id, a, "the GCS restarted and lost the actor's creation task", actions);
+      } else {
+        Schedule(id, a, actions);
+      }
+    }
+  }
+  Run(actions);
+  if (!infos.empty()) spdlog::info("restored {} actors ({} not dead) from {}", infos.size(), live, store_.Name());
+  return absl::OkStatus();
+}
+
+void ActorManager::Changed(const ActorId& id, Actor& a, Actions& actions) {
+  a.info.set_version(a.info.version() + 1);
+  if (auto s = store_.Put(kActorTable, id.Hex(), a.info.SerializeAsString(), /*overwrite=*/true); !s.ok()) {
+    spdlog::error("cannot store actor {}: {}", id.Hex(), s.status().ToString());
+  }
+  auto it = waiters_.find(id);
+  if (it == waiters_.end()) return;
+  for (Waiter& w : it->second) {
+    actions.push_back([done = std::move(w.done), info = a.info] { done(info); });
+  }
+  waiters_.erase(it);
+}
+
+void ActorManager::PersistLease(const ActorId& id, const Actor& a) {
+  absl::StatusOr<bool> s = a.lease.id.empty()
+                               ? store_.Delete(kLeaseTable, id.Hex())
+                               : store_.Put(kLeaseTable, id.Hex(), absl::StrCat(a.lease.raylet, " ", a.lease.id),
+                                            /*overwrite=*/true);
+  if (!s.ok()) spdlog::error("cannot store the lease of actor {}: {}", id.Hex(), s.status().ToString());
+}
+
+// --- registration and queries ---
+
+absl::StatusOr<rpc::RegisterActorReply> ActorManager::RegisterActor(const rpc::RegisterActorRequest& request) {
+  const rpc::TaskSpec& spec = request.creation_spec();
+  auto id = ActorId::FromBinary(spec.actor_id());
+  if (!id.ok()) return absl::InvalidArgumentError(absl::StrCat("creation_spec.actor_id: ", id.status().message()));
+  if (id->IsNil()) return absl::InvalidArgumentError("creation_spec.actor_id must not be nil");
+  if (!spec.actor_creation()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("actor ", id->Hex(), ": creation_spec.actor_creation must be true"));
+  }
+  if (!request.info().actor_id().empty() && request.info().actor_id() != spec.actor_id()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("actor ", id->Hex(), ": info.actor_id differs from creation_spec.actor_id"));
+  }
+  if (request.info().max_restarts() < -1) {
+    return absl::InvalidArgumentError(absl::StrCat("actor ", id->Hex(), ": max_restarts must be -1 (no limit) or >= 0, got ",
+                                                   request.info().max_restarts()));
+  }
+  rpc::ActorInfo info = request.info();
+  info.set_actor_id(spec.actor_id());
+  const std::string job_text = !info.job_id().empty() ? info.job_id() : spec.job_id();
+  if (job_text.empty()) {
+    info.set_job_id(id->Job().Hex());
+  } else {
+    auto job = JobId::FromHex(job_text);
+    if (!job.ok()) return absl::InvalidArgumentError(absl::StrCat("actor ", id->Hex(), ": job_id: ", job.status().message()));
+    info.set_job_id(job->Hex());
+  }
+  if (info.detached()) {
+    info.clear_owner_address();
+  } else {
+    if (info.owner_address().empty()) info.set_owner_address(spec.owner_address());
+    if (info.owner_address().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "actor ", id->Hex(), " is not detached and needs an owner_address (in info or creation_spec)"));
+    }
+  }
+  if (info.class_name().empty()) info.set_class_name(spec.function_name());
+  info.set_state(rpc::ActorInfo::PENDING);
+  ClearPlacement(info);
+  info.set_num_restarts(0);
+  info.clear_death_cause();
+  info.clear_end_time_ms();
+  info.clear_creation_error_type();
+  info.clear_creation_error_data();
+  info.set_version(1);
+  *info.mutable_resources() = spec.resources();
+  info.set_start_time_ms(absl::ToUnixMillis(clock_.Now()));
+
+  rpc::RegisterActorReply reply;
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return absl::UnavailableError("the GCS is shutting down");
+    if (actors_.contains(*id)) {
+      reply.set_actor_id(id->Binary());
+      return reply;  // a retried registration
+    }
+    if (!info.name().empty()) {
+      auto taken = names_.find(NameKey(info.ray_namespace(), info.name()));
+      if (taken != names_.end()) {
+        if (!request.get_if_exists()) {
+          return absl::AlreadyExistsError(absl::StrCat("actor name '", info.name(), "' is already taken in namespace '",
+                                                       info.ray_namespace(), "'"));
+        }
+        reply.set_actor_id(taken->second.Binary());
+        reply.set_existed(true);
+        return reply;
+      }
+    }
+    if (auto s = store_.Put(kSpecTable, id->Hex(), spec.SerializeAsString(), /*overwrite=*/true); !s.ok()) {
+      return s.status();
+    }
+    if (auto s = store_.Put(kActorTable, id->Hex(), info.SerializeAsString(), /*overwrite=*/true); !s.ok()) {
+      return s.status();
+    }
+    Actor& a = actors_[*id];
+    a.info = std::move(info);
+    a.spec = spec;
+    a.seq = next_seq_++;
+    if (!a.info.name().empty()) names_[NameKey(a.info.ray_namespace(), a.info.name())] = *id;
+    spdlog::info("actor {} ({}) registered{}", id->Hex(), a.info.class_name(),
+                 a.info.name().empty() ? "" : absl::StrCat(" as '", a.info.name(), "'"));
+    Schedule(*id, a, actions);
+  }
+  Run(actions);
+  reply.set_actor_id(id->Binary());
+  return reply;
+}
+
+void ActorManager::GetActorInfo(const rpc::GetActorInfoRequest& request, InfoCallback done) {
+  auto id = ActorId::FromBinary(request.actor_id());
+  if (!id.ok()) {
+    done(absl::InvalidArgumentError(absl::StrCat("actor_id: ", id.status().message())));
+    return;
+  }
+  std::optional<rpc::ActorInfo> now;
+  {
+    absl::MutexLock lock(&mu_);
+    Actor* a = Find(*id);
+    if (a == nullptr) {
+      now = std::nullopt;
+    } else if (shutdown_ || a->info.version() > request.after_version() || request.wait_ms() <= 0) {
+      now = a->info;
+    } else {
+      const absl::Duration wait = std::min(absl::Milliseconds(request.wait_ms()), options_.max_wait);
+      waiters_[*id].push_back(Waiter{.after_version = request.after_version(),
+                                     .deadline = clock_.Now() + wait,
+                                     .done = std::move(done)});
+      return;
+    }
+  }
+  if (!now) {
+    done(absl::NotFoundError(absl::StrCat("unknown actor ", id->Hex())));
+  } else {
+    done(*std::move(now));
+  }
+}
+
+absl::StatusOr<rpc::ActorInfo> ActorManager::GetNamedActor(const std::string& name,
+                                                           const std::string& ray_namespace) const {
+  absl::MutexLock lock(&mu_);
+  auto it = names_.find(NameKey(ray_namespace, name));
+  if (it == names_.end()) {
+    return absl::NotFoundError(absl::StrCat("no live actor is named '", name, "' in namespace '", ray_namespace, "'"));
+  }
+  return actors_.at(it->second).info;
+}
+
+absl::StatusOr<rpc::ListActorsReply> ActorManager::ListActors(const rpc::ListActorsRequest& request) const {
+  std::string job;
+  if (!request.job_id().empty()) {
+    auto id = JobId::FromHex(request.job_id());
+    if (!id.ok()) return absl::InvalidArgumentError(absl::StrCat("job_id: ", id.status().message()));
+    job = id->Hex();
+  }
+  if (request.limit() < 0) return absl::InvalidArgumentError("limit must not be negative");
+  const size_t limit = request.limit() == 0 ? kDefaultListLimit : request.limit();
+  std::vector<const Actor*> matches;
+  rpc::ListActorsReply reply;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, a] : actors_) {
+    if (job.empty() || a.info.job_id() == job) matches.push_back(&a);
+  }
+  std::sort(matches.begin(), matches.end(), [](const Actor* a, const Actor* b) {
+    if (a->info.start_time_ms() != b->info.start_time_ms()) return a->info.start_time_ms() > b->info.start_time_ms();
+    return a->seq > b->seq;
+  });
+  reply.set_total(static_cast<int64_t>(matches.size()));
+  for (size_t i = 0; i < matches.size() && i < limit; ++i) *reply.add_actors() = matches[i]->info;
+  return reply;
+}
+
+// --- scheduling ---
+
+std::optional<rpc::NodeInfo> ActorManager::PickNode(const rpc::TaskSpec& spec) const {
+  std::vector<rpc::NodeInfo> nodes = nodes_.GetAll(/*alive_only=*/true);  // head first, then oldest
+  if (nodes.empty()) return std::nullopt;
+  if (spec.strategy().kind() == rpc::SchedulingStrategy::NODE_AFFINITY) {
+    // The raylet there applies the affinity (and its softness); one that is gone is left to
+    // any raylet, which rejects a hard affinity to a dead node.
+    for (const auto& n : nodes) {
+      if (n.node_id() == spec.strategy().node_id()) return n;
+    }
+  }
+  const ResourceSet demand = ResourceSet::FromProto(spec.resources());
+  const rpc::NodeInfo* fits_now = nullptr;
+  const rpc::NodeInfo* fits_ever = nullptr;
+  const rpc::NodeInfo* head = nullptr;
+  for (const auto& n : nodes) {
+    if (n.is_head() && head == nullptr) head = &n;
+    if (n.scheduling_disabled() || !ResourceSet::FromProto(n.resources_total()).Contains(demand)) continue;
+    if (fits_ever == nullptr) fits_ever = &n;
+    if (fits_now == nullptr && ResourceSet::FromProto(n.resources_available()).Contains(demand)) fits_now = &n;
+  }
+  // Infeasible everywhere: the head's raylet queues it as an infeasible demand (shoal status).
+  const rpc::NodeInfo* pick = fits_now ? fits_now : fits_ever ? fits_ever : head ? head : &nodes.front();
+  return *pick;
+}
+
+void ActorManager::Schedule(const ActorId& id, Actor& a, Actions& actions) {
+  std::optional<rpc::NodeInfo> node = PickNode(a.spec);
+  if (!node) {
+    spdlog::warn("actor {}: no alive node to create it on; trying again in {}", id.Hex(),
+                 absl::FormatDuration(options_.lease_retry_delay));
+    RetryLater(id, a);
+    return;
+  }
+  SendLeaseRequest(id, a, RayletAddress(*node), *NodeId::FromHex(node->node_id()), /*grant_or_reject=*/false, actions);
+}
+
+void ActorManager::SendLeaseRequest(const ActorId& id, Actor& a, const std::string& raylet, const NodeId& node,
+                                    bool grant_or_reject, Actions& actions) {
+  rpc::RequestWorkerLeaseRequest request;
+  *request.mutable_resources() = a.spec.resources();
+  *request.mutable_strategy() = a.spec.strategy();
+  request.set_job_id(a.info.job_id());
+  *request.mutable_worker_command() = a.spec.worker_command();
+  request.set_grant_or_reject(grant_or_reject);
+  request.set_owner_address(a.info.detached() ? gcs_address_ : a.info.owner_address());
+  const uint64_t request_id = next_request_id_++;
+  a.request_id = request_id;
+  a.request_node = node;
+  actions.push_back([this, id, request_id, raylet, node, request = std::move(request)]() mutable {
+    transport_.RequestWorkerLease(request_id, raylet, std::move(request),
+                                  [this, id, request_id, raylet, node](absl::Status s, rpc::RequestWorkerLeaseReply r) {
+                                    OnLeaseReply(id, request_id, raylet, node, s, r);
+                                  });
+  });
+}
+
+void ActorManager::RetryLater(const ActorId& id, Actor& a) {
+  a.waiting_retry = true;
+  retry_[clock_.Now() + options_.lease_retry_delay].push_back(id);
+}
+
+void ActorManager::OnLeaseReply(const ActorId& id, uint64_t request_id, const std::string& raylet, const NodeId& node,
+                                const absl::Status& status, const rpc::RequestWorkerLeaseReply& reply) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    Actor* a = Find(id);
+    if (shutdown_ || a == nullptr || a->request_id != request_id) {
+      // Cancelled (the actor died or moved on): a grant that raced the cancellation goes back.
+      if (status.ok() && reply.kind() == rpc::RequestWorkerLeaseReply::GRANTED) {
+        actions.push_back([this, raylet, lease = reply.lease_id()] {
+          transport_.ReturnWorker(raylet, lease, /*worker_failed=*/false);
+        });
+      }
+    } else if (!status.ok()) {
+      a->request_id = 0;
+      spdlog::warn("actor {}: lease request at raylet {} failed ({}); trying again in {}", id.Hex(), raylet,
+                   status.ToString(), absl::FormatDuration(options_.lease_retry_delay));
+      RetryLater(id, *a);
+    } else {
+      a->request_id = 0;
+      switch (reply.kind()) {
+        case rpc::RequestWorkerLeaseReply::GRANTED: {
+          a->lease = Lease{.id = reply.lease_id(),
+                           .raylet = raylet,
+                           .node = node,
+                           .worker_id = reply.worker_id(),
+                           .worker_address = reply.worker_address(),
+                           .gpus = reply.gpus()};
+          by_worker_[reply.worker_id()] = id;
+          PersistLease(id, *a);
+          const uint64_t push_id = next_push_id_++;
+          a->push_id = push_id;
+          rpc::PushTaskRequest push;
+          *push.mutable_spec() = a->spec;
+          *push.mutable_gpus() = reply.gpus();
+          actions.push_back([this, id, push_id, worker = reply.worker_address(), push = std::move(push)]() mutable {
+            transport_.PushTask(worker, std::move(push), [this, id, push_id](absl::Status s, rpc::PushTaskReply r) {
+              OnPushReply(id, push_id, s, r);
+            });
+          });
+          break;
+        }
+        case rpc::RequestWorkerLeaseReply::SPILLBACK: {
+          auto spill_node = NodeId::FromHex(reply.spillback_node_id());
+          if (reply.spillback_raylet_address().empty() || !spill_node.ok()) {
+            RetryLater(id, *a);
+          } else {
+            SendLeaseRequest(id, *a, reply.spillback_raylet_address(), *spill_node, /*grant_or_reject=*/true, actions);
+          }
+          break;
+        }
+        default:  // REJECTED
+          MarkDead(id, *a,
+                   reply.message().empty() ? absl::StrCat("raylet ", raylet, " rejected the actor's lease request")
+                                           : reply.message(),
+                   actions);
+          break;
+      }
+    }
+  }
+  Run(actions);
+}
+
+void ActorManager::OnPushReply(const ActorId& id, uint64_t push_id, const absl::Status& status,
+                               const rpc::PushTaskReply& reply) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    Actor* a = Find(id);
+    if (shutdown_ || a == nullptr || a->push_id != push_id) return;  // it left that worker already
+    a->push_id = 0;
+    if (!status.ok()) {
+      Fail(id, *a, absl::StrCat("the actor's worker died: the creation task could not reach it (", status.ToString(), ")"),
+           /*restartable=*/true, /*node_dead=*/false, actions);
+    } else if (reply.application_error()) {
+      std::string type = "Error";
+      std::string message = "(no message)";
+      if (reply.returns_size() > 0) {
+        const rpc::ObjectValue& error = reply.returns(0);
+        if (!error.error_type().empty()) type = error.error_type();
+        if (!error.error_message().empty()) message = error.error_message();
+        a->info.set_creation_error_data(error.error_data());
+      }
+      a->info.set_creation_error_type(type);
+      MarkDead(id, *a, absl::StrCat("the actor's constructor raised ", type, ": ", message), actions);
+    } else {
+      a->info.set_state(rpc::ActorInfo::ALIVE);
+      a->info.set_node_id(a->lease.node.Hex());
+      a->info.set_worker_address(a->lease.worker_address);
+      a->info.set_worker_id(a->lease.worker_id);
+      *a->info.mutable_gpus() = a->lease.gpus;
+      a->info.clear_death_cause();
+      spdlog::info("actor {} is alive on worker {} ({}) of node {}", id.Hex(), a->lease.worker_id,
+                   a->lease.worker_address, a->lease.node.Hex());
+      Changed(id, *a, actions);
+    }
+  }
+  Run(actions);
+}
+
+// --- deaths ---
+
+void ActorManager::LeaveWorker(Actor& a, bool node_dead, Actions& actions) {
+  if (a.request_id != 0) {
+    actions.push_back([this, request_id = a.request_id] { transport_.CancelLeaseRequest(request_id); });
+    a.request_id = 0;
+  }
+  if (!a.lease.id.empty()) {
+    by_worker_.erase(a.lease.worker_id);
+    if (!node_dead) {
+      actions.push_back([this, raylet = a.lease.raylet, lease = a.lease.id] {
+        transport_.ReturnWorker(raylet, lease, /*worker_failed=*/true);
+      });
+    }
+    a.lease = Lease{};
+    if (auto id = ActorId::FromBinary(a.info.actor_id()); id.ok()) PersistLease(*id, a);
+  }
+  a.push_id = 0;
+  a.waiting_retry = false;
+}
+
+void ActorManager::Fail(const ActorId& id, Actor& a, const std::string& cause, bool restartable, bool node_dead,
+                        Actions& actions) {
+  LeaveWorker(a, node_dead, actions);
+  const int32_t max = a.info.max_restarts();
+  if (!restartable || (max != -1 && a.info.num_restarts() >= max)) {
+    MarkDead(id, a, cause, actions);
+    return;
+  }
+  a.info.set_state(rpc::ActorInfo::RESTARTING);
+  a.info.set_num_restarts(a.info.num_restarts() + 1);
+  a.info.set_death_cause(cause);
+  ClearPlacement(a.info);
+  spdlog::warn("actor {} is restarting (restart {}{}): {}", id.Hex(), a.info.num_restarts(),
+               max == -1 ? "" : absl::StrCat(" of ", max), cause);
+  Changed(id, a, actions);
+  Schedule(id, a, actions);
+}
+
+void ActorManager::MarkDead(const ActorId& id, Actor& a, const std::string& cause, Actions& actions) {
+  LeaveWorker(a, /*node_dead=*/false, actions);
+  if (!a.info.name().empty()) {
+    auto it = names_.find(NameKey(a.info.ray_namespace(), a.info.name()));
+    if (it != names_.end() && it->second == id) names_.erase(it);
+  }
+  a.info.set_state(rpc::ActorInfo::DEAD);
+  a.info.set_death_cause(cause);
+  a.info.set_end_time_ms(absl::ToUnixMillis(clock_.Now()));
+  (void)store_.Delete(kSpecTable, id.Hex());
+  spdlog::info("actor {} is dead: {}", id.Hex(), cause);
+  Changed(id, a, actions);
+}
+
+absl::Status ActorManager::KillActor(const rpc::KillActorRequest& request) {
+  auto id = ActorId::FromBinary(request.actor_id());
+  if (!id.ok()) return absl::InvalidArgumentError(absl::StrCat("actor_id: ", id.status().message()));
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    Actor* a = Find(*id);
+    if (a == nullptr) return absl::NotFoundError(absl::StrCat("unknown actor ", id->Hex()));
+    if (!IsLive(a->info)) return absl::OkStatus();
+    Fail(*id, *a, "killed by shoal.kill()", /*restartable=*/!request.no_restart(), /*node_dead=*/false, actions);
+  }
+  Run(actions);
+  return absl::OkStatus();
+}
+
+absl::Status ActorManager::ReportWorkerDeath(const rpc::ReportWorkerDeathRequest& request) {
+  auto worker = WorkerId::FromHex(request.worker_id());
+  if (!worker.ok()) return absl::InvalidArgumentError(absl::StrCat("worker_id: ", worker.status().message()));
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = by_worker_.find(worker->Hex());
+    if (shutdown_ || it == by_worker_.end()) return absl::OkStatus();
+    const ActorId id = it->second;
+    Actor& a = actors_.at(id);
+    const std::string reason = request.reason().empty() ? "no reason given" : request.reason();
+    if (request.owner_gone() && !a.info.detached()) {
+      Fail(id, a, absl::StrCat("its owner ", a.info.owner_address(), " died or exited"), /*restartable=*/false,
+           /*node_dead=*/false, actions);
+    } else {
+      Fail(id, a, absl::StrCat("the actor's worker died: ", reason), /*restartable=*/true, /*node_dead=*/false, actions);
+    }
+  }
+  Run(actions);
+  return absl::OkStatus();
+}
+
+void ActorManager::OnNodeDead(const NodeId& node) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    for (auto& [id, a] : actors_) {
+      if (!IsLive(a.info)) continue;
+      if (!a.lease.id.empty() && a.lease.node == node) {
+        Fail(id, a, absl::StrCat("the actor's node ", node.Hex(), " died"), /*restartable=*/true, /*node_dead=*/true,
+             actions);
+      } else if (a.request_id != 0 && a.request_node == node) {
+        // Waiting at a raylet that is gone: ask another one (no restart is used).
+        actions.push_back([this, request_id = a.request_id] { transport_.CancelLeaseRequest(request_id); });
+        a.request_id = 0;
+        Schedule(id, a, actions);
+      }
+    }
+  }
+  Run(actions);
+}
+
+void ActorManager::OnJobFinished(const JobId& job) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    const std::string hex = job.Hex();
+    for (auto& [id, a] : actors_) {
+      if (!IsLive(a.info) || a.info.detached() || a.info.job_id() != hex) continue;
+      Fail(id, a, absl::StrCat("its owner ", a.info.owner_address(), " died or exited"), /*restartable=*/false,
+           /*node_dead=*/false, actions);
+    }
+  }
+  Run(actions);
+}
+
+// --- time and shutdown ---
+
+void ActorManager::Tick() {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    const absl::Time now = clock_.Now();
+    while (!retry_.empty() && retry_.begin()->first <= now) {
+      std::vector<ActorId> due = std::move(retry_.begin()->second);
+      retry_.erase(retry_.begin());
+      for (const ActorId& id : due) {
+        Actor* a = Find(id);
+        if (a == nullptr || !a->waiting_retry || !IsLive(a->info) || a->request_id != 0 || !a->lease.id.empty()) {
+          continue;
+        }
+        a->waiting_retry = false;
+        Schedule(id, *a, actions);
+      }
+    }
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      auto& list = it->second;
+      const Actor* a = Find(it->first);
+      for (auto w = list.begin(); w != list.end();) {
+        if (w->deadline > now) {
+          ++w;
+          continue;
+        }
+        actions.push_back([done = std::move(w->done), info = a->info] { done(info); });
+        w = list.erase(w);
+      }
+      if (list.empty()) {
+        waiters_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+  Run(actions);
+}
+
+void ActorManager::Shutdown() {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    shutdown_ = true;
+    for (auto& [id, list] : waiters_) {
+      const rpc::ActorInfo& info = actors_.at(id).info;
+      for (Waiter& w : list) actions.push_back([done = std::move(w.done), info] { done(info); });
+    }
+    waiters_.clear();
+  }
+  Run(actions);
+}
+
+size_t ActorManager::NumLeasesHeld() const {
+  absl::MutexLock lock(&mu_);
+  size_t n = 0;
+  for (const auto& [id, a] : actors_) n += !a.lease.id.empty();
+  return n;
+}
+
+size_t ActorManager::NumLeaseRequests() const {
+  absl::MutexLock lock(&mu_);
+  size_t n = 0;
+  for (const auto& [id, a] : actors_) n += a.request_id != 0;
+  return n;
+}
+
+size_t ActorManager::NumWaiters() const {
+  absl::MutexLock lock(&mu_);
+  size_t n = 0;
+  for (const auto& [id, list] : waiters_) n += list.size();
+  return n;
+}
+
+}  // namespace shoal
