@@ -88,7 +88,8 @@ void GrpcTransport::ReturnWorker(const std::string& raylet_address, const std::s
       std::move(request), kShortCallTimeout, /*cancel_on_shutdown=*/false, nullptr);
 }
 
-void GrpcTransport::PushTask(const std::string& worker_address, rpc::PushTaskRequest request, PushCallback done) {
+void GrpcTransport::PushTask(const std::string& worker_address, rpc::PushTaskRequest request,
+                             TaskTransport::PushCallback done) {
   auto* stub = Worker(worker_address);
   Issue<rpc::PushTaskRequest, rpc::PushTaskReply>(
       [stub](auto* ctx, auto* req, auto* reply, auto on_done) {

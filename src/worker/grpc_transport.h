@@ -27,6 +27,7 @@ namespace shoal {
 class GrpcTransport : public TaskTransport, public ActorTransport {
  public:
   using GetObjectCallback = std::function<void(absl::Status, rpc::GetObjectReply)>;
+  using PushCallback = TaskTransport::PushCallback;  // the same type as ActorTransport's
 
   GrpcTransport() = default;
   ~GrpcTransport() override;  // Shutdown(2 s)

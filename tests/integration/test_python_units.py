@@ -1,0 +1,90 @@
+"""Pure-Python parts of the shoal package, without a cluster: serialization layout, exception
+types, option validation."""
+import os
+import pickle
+import sys
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, os.path.join(REPO, "build", "python"))
+
+import numpy as np  # noqa: E402
+
+from shoal import exceptions  # noqa: E402
+from shoal._private import options, serialization  # noqa: E402
+from shoal.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: E402
+
+
+def test_round_trip_of_plain_values():
+    for value in [None, 0, -1, 2**70, 1.5, "text", b"bytes", [1, [2, 3]], {"a": (1, 2)}, {1, 2}, lambda x: x + 1]:
+        parts, total, refs = serialization.serialize(value)
+        blob = b"".join(bytes(p) for p in parts)
+        assert len(blob) == total
+        assert refs == []
+        got = serialization.deserialize(blob)
+        if callable(value):
+            assert got(1) == 2
+        else:
+            assert got == value
+
+
+def test_numpy_buffers_are_out_of_band_aligned_and_read_only():
+    a = np.arange(1000, dtype=np.float64)
+    b = np.ones((3, 5), dtype=np.int32)
+    parts, total, _ = serialization.serialize({"a": a, "b": b})
+    blob = bytearray(b"".join(bytes(p) for p in parts))
+    assert len(blob) == total
+    # The arrays' bytes lie in the blob as they are (not pickled in-band).
+    assert a.tobytes() in blob and b.tobytes() in blob
+    view = memoryview(bytes(blob))  # read-only, like a store buffer
+    got = serialization.deserialize(view)
+    assert np.array_equal(got["a"], a) and np.array_equal(got["b"], b)
+    assert not got["a"].flags.writeable
+    # Each buffer starts 64-byte aligned relative to the object's start.
+    base = np.frombuffer(view, dtype=np.uint8).__array_interface__["data"][0]
+    assert (got["a"].__array_interface__["data"][0] - base) % 64 == 0
+
+
+def test_garbage_is_refused_with_a_clear_error():
+    with pytest.raises(ValueError, match="not a Shoal Python value"):
+        serialization.deserialize(b"definitely not")
+    with pytest.raises(ValueError):
+        serialization.deserialize(b"x" * 100)
+
+
+def test_unpicklable_values_raise_type_error():
+    import threading
+    with pytest.raises(TypeError, match="could not serialize"):
+        serialization.serialize(threading.Lock())
+
+
+def test_task_error_is_instance_of_cause_and_pickles():
+    try:
+        raise KeyError("missing")
+    except KeyError as cause:
+        err = exceptions.TaskError("f", "Traceback...\nKeyError: 'missing'", cause, 123, "ab" * 14)
+    derived = err.as_instanceof_cause()
+    assert isinstance(derived, exceptions.TaskError) and isinstance(derived, KeyError)
+    assert "f() failed (pid=123" in str(derived)
+    again = pickle.loads(pickle.dumps(derived))
+    assert isinstance(again, KeyError) and isinstance(again, exceptions.RayTaskError)
+    assert again.traceback_str == err.traceback_str
+    assert issubclass(exceptions.GetTimeoutError, TimeoutError)
+    assert exceptions.RayActorError is exceptions.ActorDiedError
+
+
+def test_option_validation():
+    assert options.validate({"num_cpus": 0.5, "num_gpus": 2, "resources": {"TPU": 1}})
+    for bad in [{"num_cpus": -1}, {"num_gpus": 1.5}, {"resources": {"GPU": 1}}, {"max_retries": -2},
+                {"num_returns": -1}, {"scheduling_strategy": "ANYWHERE"}, {"bogus": 1}]:
+        with pytest.raises((ValueError, TypeError)):
+            options.validate(bad)
+    with pytest.raises(TypeError):
+        options.validate({"num_cpus": "1"})
+    core = options.core_options({"num_cpus": 0, "num_gpus": 0.25,
+                                 "scheduling_strategy": NodeAffinitySchedulingStrategy("ab" * 14, soft=True)})
+    assert core["resources"] == {"GPU": 0.25}
+    assert core["strategy"] == "NODE_AFFINITY" and core["soft"] is True
+    assert options.core_options({})["resources"] == {"CPU": 1.0}
