@@ -48,13 +48,20 @@ std::string CudaVisibleDevices(const rpc::GpuAssignment& gpus) {
 rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
   const rpc::TaskSpec& spec = request.spec();
   rpc::PushTaskReply reply;
-  setenv("CUDA_VISIBLE_DEVICES", CudaVisibleDevices(request.gpus()).c_str(), /*overwrite=*/1);
+  const bool actor_method = !spec.actor_id().empty() && !spec.actor_creation();
+  std::string devices;
+  if (!actor_method) {
+    devices = CudaVisibleDevices(request.gpus());
+    setenv("CUDA_VISIBLE_DEVICES", devices.c_str(), /*overwrite=*/1);
+  }
 
   const TaskFunction* fn = FindTaskFunction(spec.function_name());
   TaskHandler handler;
   {
     absl::MutexLock lock(&mu_);
     handler = handler_;
+    if (spec.actor_creation()) actor_devices_ = devices;
+    if (actor_method) devices = actor_devices_;
   }
   if (fn == nullptr && !handler) {
     FailAll(spec, "FunctionNotRegisteredError",
@@ -118,7 +125,7 @@ rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
       auto task_id = TaskId::FromBinary(spec.task_id());
       call.task_id = task_id.ok() ? task_id->Hex() : std::string();
       call.num_returns = std::max<uint32_t>(spec.num_returns(), 1);
-      call.cuda_visible_devices = CudaVisibleDevices(request.gpus());
+      call.cuda_visible_devices = devices;
       call.args = std::move(args);
       results = handler(call);
     }
