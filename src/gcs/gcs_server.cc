@@ -66,9 +66,7 @@ class GcsServer::Services final : public rpc::NodeInfoService::Service,
     if (!id.ok()) return ToGrpcStatus(id.status());
     gcs_.health_.OnNodeRemoved(*id);
     std::string reason = req->reason().empty() ? "unregistered" : req->reason();
-    auto s = gcs_.nodes_.MarkDead(*id, reason);
-    if (s.ok()) gcs_.actors_.OnNodeDead(*id);
-    return ToGrpcStatus(s);
+    return ToGrpcStatus(gcs_.MarkNodeDead(*id, reason));
   }
 
   grpc::Status GetAllNodeInfo(grpc::ServerContext*, const rpc::GetAllNodeInfoRequest* req,
@@ -219,20 +217,18 @@ void GcsServer::HealthLoop() {
   const absl::Duration tick = std::clamp(options_.health.period / 4, absl::Milliseconds(10), absl::Milliseconds(250));
   while (!stopping_) {
     for (const NodeId& dead : health_.Tick()) {
-      MarkNodeDead(dead, absl::StrCat("health check failed ", options_.health.failure_threshold,
-                                      " times in a row (raylet unreachable)"));
+      auto s = MarkNodeDead(dead, absl::StrCat("health check failed ", options_.health.failure_threshold,
+                                               " times in a row (raylet unreachable)"));
+      if (!s.ok()) spdlog::error("cannot mark node {} dead: {}", dead.Hex(), s.ToString());
     }
     absl::SleepFor(tick);
   }
 }
 
-void GcsServer::MarkNodeDead(const NodeId& id, const std::string& reason) {
+absl::Status GcsServer::MarkNodeDead(const NodeId& id, const std::string& reason) {
   auto s = nodes_.MarkDead(id, reason);
-  if (!s.ok()) {
-    spdlog::error("cannot mark node {} dead: {}", id.Hex(), s.ToString());
-    return;
-  }
-  actors_.OnNodeDead(id);
+  if (s.ok()) actors_.OnNodeDead(id);
+  return s;
 }
 
 void GcsServer::ActorLoop() {

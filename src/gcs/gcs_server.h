@@ -49,7 +49,7 @@ class GcsServer {
   void HealthLoop();
   void ActorLoop();
   // Marks the node dead in the table and tells the actor manager.
-  void MarkNodeDead(const NodeId& id, const std::string& reason);
+  absl::Status MarkNodeDead(const NodeId& id, const std::string& reason);
 
   GcsOptions options_;
   std::unique_ptr<StoreClient> store_;

@@ -425,7 +425,9 @@ int LeaseManager::ReleaseLeasesOfOwner(const std::string& owner_address, const s
     auto it = leases_.find(id);
     const WorkerId worker = it->second.worker;
     EndLease(it);
-    (void)pool_.KillWorker(worker, absl::StrCat("the owner of its lease, ", owner_address, ", ", reason));
+    const std::string why = absl::StrCat("the owner of its lease, ", owner_address, ", ", reason);
+    (void)pool_.KillWorker(worker, why);
+    if (options_.on_leased_worker_death) options_.on_leased_worker_death(worker, absl::StrCat("killed: ", why), true);
   }
   if (!ended.empty() || !dropped.empty()) Dispatch();
   return static_cast<int>(ended.size());
@@ -436,6 +438,7 @@ void LeaseManager::Tick() {
     if (auto it = lease_of_worker_.find(exit.id); it != lease_of_worker_.end()) {
       spdlog::warn("lease {} ended: its worker {} {}", it->second.Hex(), exit.id.Hex(), exit.reason);
       EndLease(leases_.find(it->second));
+      if (options_.on_leased_worker_death) options_.on_leased_worker_death(exit.id, exit.reason, false);
     }
     if (exit.state == WorkerPool::State::kStarting && options_.max_start_failures > 0 &&
         pool_.ConsecutiveStartFailures(exit.key) >= options_.max_start_failures) {

@@ -55,6 +55,12 @@ struct LeaseManagerOptions {
   // Waiting requests of a (job, command) are rejected after this many failed worker starts in
   // a row (the process exited or never registered). 0: keep trying.
   int max_start_failures = 3;
+  // Told about every worker that dies while it holds a lease: it exited (`reason` from the
+  // pool, e.g. "exited with code 9; see <log>") or was killed because the lease's owner died or
+  // shut down (owner_gone). Not for kills the owner asked for (ReturnWorker with
+  // worker_failed). Runs on the manager's thread, from inside its methods: it must not call
+  // back into the manager. The raylet forwards these to the GCS (actors live on such workers).
+  std::function<void(const WorkerId& worker, const std::string& reason, bool owner_gone)> on_leased_worker_death;
 };
 
 class LeaseManager {

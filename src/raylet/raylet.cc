@@ -237,6 +237,7 @@ Raylet::Raylet(RayletOptions options)
       node_id_(NodeId::FromRandom()),
       start_time_ms_(absl::ToUnixMillis(absl::Now())),
       gcs_(rpc::NodeInfoService::NewStub(MakeChannel(options_.gcs_address))),
+      gcs_actors_(rpc::ActorService::NewStub(MakeChannel(options_.gcs_address))),
       service_(std::make_unique<Service>(node_id_)),
       loop_(std::make_unique<EventLoop>(options_.tick_period, [this] { Tick(); })),
       owners_(std::make_unique<OwnerMonitor>(options_.owner_timeout)),
@@ -381,6 +382,9 @@ void Raylet::StartLeasing() {
   leases.labels = options_.labels;
   leases.is_head = options_.is_head;
   leases.scheduling_disabled = options_.scheduling_disabled;
+  leases.on_leased_worker_death = [this](const WorkerId& worker, const std::string& reason, bool owner_gone) {
+    ReportWorkerDeath(worker, reason, owner_gone);
+  };
   leases_ = std::make_unique<LeaseManager>(*pool_, std::move(leases));
   loop_->Start();
 }
@@ -394,6 +398,26 @@ void Raylet::Tick() {
     int ended = leases_->ReleaseLeasesOfOwner(owner, "is unreachable");
     spdlog::warn("lease owner {} is unreachable: ended its {} lease(s)", owner, ended);
   }
+}
+
+void Raylet::ReportWorkerDeath(const WorkerId& worker, const std::string& reason, bool owner_gone) {
+  struct Call {
+    grpc::ClientContext ctx;
+    rpc::ReportWorkerDeathRequest request;
+    rpc::ReportWorkerDeathReply reply;
+  };
+  auto call = std::make_shared<Call>();
+  call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  call->request.set_node_id(node_id_.Hex());
+  call->request.set_worker_id(worker.Hex());
+  call->request.set_reason(reason);
+  call->request.set_owner_gone(owner_gone);
+  gcs_actors_->async()->ReportWorkerDeath(&call->ctx, &call->request, &call->reply, [call](grpc::Status s) {
+    if (!s.ok()) {
+      spdlog::warn("could not report the death of worker {} to the GCS: {}", call->request.worker_id(),
+                   s.error_message());
+    }
+  });
 }
 
 void Raylet::RefreshClusterView() {

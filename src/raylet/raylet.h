@@ -8,8 +8,9 @@
 // worker process; LeaseService is a gRPC callback service whose handlers only post to that loop,
 // so a queued lease request holds neither a thread nor a lock. One reporter thread talks to the
 // GCS: it reports available resources and queued demand, and feeds the GCS's node table back to
-// the lease manager's cluster view, every report period. gRPC threads answer health checks and
-// object transfers.
+// the lease manager's cluster view, every report period. The deaths of leased workers (exits,
+// and kills because a lease's owner died) go to the GCS's ActorService as asynchronous calls
+// started from the loop. gRPC threads answer health checks and object transfers.
 #pragma once
 
 #include <atomic>
@@ -96,6 +97,9 @@ class Raylet {
   // Reads the GCS's node table into the lease manager's view. Reporter or main thread.
   void RefreshClusterView();
   void Tick();  // event loop
+  // Tells the GCS that a leased worker died (an actor may have lived there); asynchronous,
+  // fire and forget. Any thread.
+  void ReportWorkerDeath(const WorkerId& worker, const std::string& reason, bool owner_gone);
   void ReportLoop();
   void Fail(const std::string& error);
 
@@ -103,6 +107,7 @@ class Raylet {
   const NodeId node_id_;
   const int64_t start_time_ms_;
   std::unique_ptr<rpc::NodeInfoService::Stub> gcs_;
+  std::unique_ptr<rpc::ActorService::Stub> gcs_actors_;
   std::unique_ptr<Service> service_;
   std::string store_socket_;
   std::unique_ptr<StoreServer> store_;

@@ -192,7 +192,7 @@ def gcs_stubs(tmp_path_factory):
     out = work / "out"
     out.mkdir()
     include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
-    for name in ("common", "gcs", "raylet"):
+    for name in ("common", "raylet", "worker", "gcs"):  # gcs.proto imports the others
         rc = protoc.main(["protoc", f"-I{work / 'src'}", f"-I{include}", f"--python_out={out}",
                           f"--grpc_python_out={out}", f"shoalpb/{name}.proto"])
         assert rc == 0, f"protoc failed on {name}.proto"

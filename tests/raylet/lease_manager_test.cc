@@ -62,8 +62,11 @@ class LeaseTest {
     p.start_timeout = absl::Seconds(30);
     return p;
   }
-  static LeaseManagerOptions ManagerOptions(const Options& o) {
+  LeaseManagerOptions ManagerOptions(const Options& o) {
     LeaseManagerOptions m;
+    m.on_leased_worker_death = [this](const WorkerId& worker, const std::string& reason, bool owner_gone) {
+      deaths.push_back({worker.Hex(), reason, owner_gone});
+    };
     m.node_id = Id(1);
     m.resources = RS(o.resources);
     m.scheduling_disabled = o.scheduling_disabled;
@@ -135,6 +138,12 @@ class LeaseTest {
  public:
   LeaseManager leases;
   std::map<uint64_t, absl::StatusOr<Reply>> replies;
+  struct Death {
+    std::string worker;
+    std::string reason;
+    bool owner_gone;
+  };
+  std::vector<Death> deaths;  // from on_leased_worker_death
 
  private:
   uint64_t next_id_ = 1;
@@ -349,7 +358,12 @@ TEST_CASE("A worker's death ends its lease and frees exactly its resources", "[l
   CHECK(t.leases.Available() == RS({{"CPU", 3}, {"GPU", 1.5}}));
   CHECK(t.leases.stats().leases == 1);
   CHECK_CODE(t.leases.ReturnWorker(dies.lease_id(), false), kNotFound);  // already ended
+  REQUIRE(t.deaths.size() == 1);  // reported (to the GCS, by the raylet)
+  CHECK(t.deaths[0].worker == dies.worker_id());
+  CHECK(t.deaths[0].reason.find("exited with code 1") != std::string::npos);
+  CHECK_FALSE(t.deaths[0].owner_gone);
   REQUIRE_OK(t.leases.ReturnWorker(keep.lease_id(), false));
+  CHECK(t.deaths.size() == 1);  // a plain return is no death
   CHECK(t.leases.Available() == t.Total());
   CHECK(t.leases.resources().Instances("GPU")->free() ==
         std::vector<FixedPoint>{FixedPoint::FromInt(1), FixedPoint::FromInt(1)});
@@ -361,6 +375,8 @@ TEST_CASE("A worker returned as failed is killed, not reused", "[lease_manager]"
   int64_t pid = t.PidOfWorker(r.worker_id());
   REQUIRE_OK(t.leases.ReturnWorker(r.lease_id(), /*worker_failed=*/true));
   CHECK(t.spawner.process(pid).killed);
+  t.leases.Tick();
+  CHECK(t.deaths.empty());  // the owner asked for it: not reported
   CHECK(t.leases.Available() == t.Total());
   Reply next = t.Grant({{"CPU", 1}});
   CHECK(next.worker_id() != r.worker_id());
@@ -500,6 +516,10 @@ TEST_CASE("An owner that shuts down loses its leases and its waiting requests, n
   REQUIRE_FALSE(t.Answered(waiting));
 
   CHECK(t.leases.ReleaseLeasesOfOwner(owner, "shut down") == 1);
+  REQUIRE(t.deaths.size() == 1);
+  CHECK(t.deaths[0].worker == t.ReplyOf(held).worker_id());
+  CHECK(t.deaths[0].owner_gone);
+  CHECK(t.deaths[0].reason == "killed: the owner of its lease, 10.0.0.9:4000, shut down");
   REQUIRE(t.Answered(waiting));
   CHECK(absl::IsUnavailable(t.replies.at(waiting).status()));
   CHECK(t.spawner.process(t.PidOfWorker(t.ReplyOf(held).worker_id())).killed);

@@ -1,0 +1,839 @@
+#include "src/gcs/actor_manager.h"
+
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "src/common/fake_clock.h"
+#include "src/gcs/fake_actor_transport.h"
+#include "tests/test_util/printers.h"
+#include "tests/test_util/resource_helpers.h"
+#include "tests/test_util/status_matchers.h"
+#include "tests/test_util/store_backends.h"
+
+namespace shoal {
+namespace {
+
+using test_util::RS;
+using Call = FakeActorTransport::LeaseCall;
+
+constexpr char kGcsAddress[] = "127.0.0.1:6379";
+constexpr char kOwner[] = "127.0.0.1:5000";
+
+rpc::ResourceMap Map(const std::map<std::string, double>& values) {
+  rpc::ResourceMap out;
+  RS(values).ToProto(&out);
+  return out;
+}
+
+std::string RayletOf(int n) { return "10.0.0." + std::to_string(n) + ":7000"; }
+
+// A GCS's actor manager over a memory (or given) store, a fake clock and a fake transport.
+struct Gcs {
+  explicit Gcs(StoreClient* shared_store = nullptr)
+      : store(shared_store != nullptr ? *shared_store : own_store),
+        nodes(store, clock, feed),
+        actors(std::make_unique<ActorManager>(store, clock, nodes, net, Options())) {}
+
+  static ActorManagerOptions Options() {
+    return ActorManagerOptions{.gcs_address = kGcsAddress, .lease_retry_delay = absl::Seconds(1)};
+  }
+
+  // Registers node `n` at 10.0.0.<n>:7000. `available` defaults to the total.
+  NodeId AddNode(int n, const std::map<std::string, double>& total, bool is_head = false,
+                 std::optional<std::map<std::string, double>> available = std::nullopt) {
+    const NodeId id = test_util::Id(n);
+    rpc::NodeInfo node;
+    node.set_node_id(id.Hex());
+    node.set_address("10.0.0." + std::to_string(n));
+    node.set_raylet_port(7000);
+    node.set_is_head(is_head);
+    *node.mutable_resources_total() = Map(total);
+    REQUIRE_OK(nodes.Register(node));
+    if (available) REQUIRE(nodes.ReportResources(id, Map(*available), {}));
+    return id;
+  }
+
+  InMemoryStoreClient own_store;
+  StoreClient& store;
+  FakeClock clock;
+  NodeChangeFeed feed;
+  NodeTable nodes;
+  FakeActorTransport net;
+  std::unique_ptr<ActorManager> actors;
+};
+
+struct ActorOptions {
+  JobId job = JobId::FromInt(1);
+  std::string name;
+  std::string ns;
+  int max_restarts = 0;
+  bool detached = false;
+  std::map<std::string, double> resources = {{"CPU", 1}};
+  bool get_if_exists = false;
+};
+
+rpc::RegisterActorRequest MakeActor(const ActorOptions& o = {}) {
+  rpc::RegisterActorRequest req;
+  rpc::TaskSpec& spec = *req.mutable_creation_spec();
+  const ActorId id = ActorId::Of(o.job);
+  spec.set_task_id(TaskId::ForActorTask(id).Binary());
+  spec.set_job_id(o.job.Hex());
+  spec.set_function_name("Counter.__init__");
+  spec.set_actor_id(id.Binary());
+  spec.set_actor_creation(true);
+  spec.set_owner_address(kOwner);
+  spec.add_worker_command("/bin/worker");
+  spec.set_num_returns(1);
+  *spec.mutable_resources() = Map(o.resources);
+  rpc::ActorInfo& info = *req.mutable_info();
+  info.set_class_name("Counter");
+  info.set_name(o.name);
+  info.set_ray_namespace(o.ns);
+  info.set_detached(o.detached);
+  info.set_max_restarts(o.max_restarts);
+  info.set_owner_address(kOwner);
+  info.set_handle_data("handle");
+  req.set_get_if_exists(o.get_if_exists);
+  return req;
+}
+
+ActorId IdOf(const rpc::RegisterActorRequest& req) { return *ActorId::FromBinary(req.creation_spec().actor_id()); }
+
+// Answers the current entry (no wait).
+rpc::ActorInfo Info(Gcs& gcs, const ActorId& id) {
+  std::optional<absl::StatusOr<rpc::ActorInfo>> got;
+  rpc::GetActorInfoRequest req;
+  req.set_actor_id(id.Binary());
+  gcs.actors->GetActorInfo(req, [&](absl::StatusOr<rpc::ActorInfo> info) { got = std::move(info); });
+  REQUIRE(got.has_value());
+  REQUIRE_OK(*got);
+  return **got;
+}
+
+rpc::RequestWorkerLeaseReply Granted(const std::string& lease_id, const std::string& worker_id,
+                                     const std::string& worker_address) {
+  rpc::RequestWorkerLeaseReply r;
+  r.set_kind(rpc::RequestWorkerLeaseReply::GRANTED);
+  r.set_lease_id(lease_id);
+  r.set_worker_id(worker_id);
+  r.set_worker_address(worker_address);
+  r.mutable_gpus()->add_device_ids(0);
+  r.mutable_gpus()->add_shares(10000);
+  return r;
+}
+
+// Grants the oldest lease request with a fresh worker; answers (lease id, worker id).
+std::pair<std::string, std::string> GrantNext(Gcs& gcs, const std::string& worker_address = "10.0.0.1:9000") {
+  auto call = gcs.net.TakeLease();
+  REQUIRE(call.has_value());
+  const std::string lease = WorkerId::FromRandom().Hex().substr(0, 32);
+  const std::string worker = WorkerId::FromRandom().Hex();
+  call->done(absl::OkStatus(), Granted(lease, worker, worker_address));
+  return {lease, worker};
+}
+
+void PushOk(Gcs& gcs) {
+  auto push = gcs.net.TakePush();
+  REQUIRE(push.has_value());
+  push->done(absl::OkStatus(), rpc::PushTaskReply());
+}
+
+// Registers and creates an actor: ALIVE. Answers (lease id, worker id).
+std::pair<std::string, std::string> CreateAlive(Gcs& gcs, const rpc::RegisterActorRequest& req) {
+  REQUIRE_OK(gcs.actors->RegisterActor(req));
+  auto held = GrantNext(gcs);
+  PushOk(gcs);
+  REQUIRE(Info(gcs, IdOf(req)).state() == rpc::ActorInfo::ALIVE);
+  return held;
+}
+
+rpc::ReportWorkerDeathRequest Death(const std::string& worker, const std::string& reason, bool owner_gone = false) {
+  rpc::ReportWorkerDeathRequest r;
+  r.set_node_id(test_util::Id(1).Hex());
+  r.set_worker_id(worker);
+  r.set_reason(reason);
+  r.set_owner_gone(owner_gone);
+  return r;
+}
+
+rpc::KillActorRequest Kill(const ActorId& id, bool no_restart) {
+  rpc::KillActorRequest r;
+  r.set_actor_id(id.Binary());
+  r.set_no_restart(no_restart);
+  return r;
+}
+
+bool Returned(Gcs& gcs, const std::string& lease, bool worker_failed) {
+  for (const auto& r : gcs.net.returns()) {
+    if (r.lease_id == lease && r.worker_failed == worker_failed) return true;
+  }
+  return false;
+}
+
+TEST_CASE("an actor is created on a leased worker and becomes ALIVE", "[actor_manager]") {
+  Gcs gcs;
+  const NodeId head = gcs.AddNode(1, {{"CPU", 4}}, /*is_head=*/true);
+  auto req = MakeActor();
+  const ActorId id = IdOf(req);
+  auto reply = gcs.actors->RegisterActor(req);
+  REQUIRE_OK(reply);
+  CHECK(reply->actor_id() == id.Binary());
+  CHECK_FALSE(reply->existed());
+
+  rpc::ActorInfo info = Info(gcs, id);
+  CHECK(info.state() == rpc::ActorInfo::PENDING);
+  CHECK(info.version() == 1);
+  CHECK(info.job_id() == JobId::FromInt(1).Hex());
+  CHECK(info.owner_address() == kOwner);
+  CHECK(info.start_time_ms() == absl::ToUnixMillis(gcs.clock.Now()));
+  CHECK(ResourceSet::FromProto(info.resources()) == RS({{"CPU", 1}}));
+
+  auto call = gcs.net.TakeLease();
+  REQUIRE(call.has_value());
+  CHECK(call->raylet == RayletOf(1));
+  CHECK(call->request.owner_address() == kOwner);
+  CHECK(call->request.job_id() == JobId::FromInt(1).Hex());
+  CHECK(call->request.worker_command(0) == "/bin/worker");
+  CHECK_FALSE(call->request.grant_or_reject());
+  CHECK(ResourceSet::FromProto(call->request.resources()) == RS({{"CPU", 1}}));
+  const std::string worker = WorkerId::FromRandom().Hex();
+  call->done(absl::OkStatus(), Granted("aa", worker, "10.0.0.1:9001"));
+  CHECK(gcs.actors->NumLeasesHeld() == 1);
+
+  auto push = gcs.net.TakePush();
+  REQUIRE(push.has_value());
+  CHECK(push->worker == "10.0.0.1:9001");
+  CHECK(push->request.spec().actor_id() == id.Binary());
+  CHECK(push->request.spec().actor_creation());
+  CHECK(push->request.gpus().device_ids(0) == 0);
+  CHECK(Info(gcs, id).state() == rpc::ActorInfo::PENDING);
+  push->done(absl::OkStatus(), rpc::PushTaskReply());
+
+  info = Info(gcs, id);
+  CHECK(info.state() == rpc::ActorInfo::ALIVE);
+  CHECK(info.version() == 2);
+  CHECK(info.worker_address() == "10.0.0.1:9001");
+  CHECK(info.worker_id() == worker);
+  CHECK(info.node_id() == head.Hex());
+  CHECK(info.gpus().device_ids_size() == 1);
+  CHECK(gcs.net.returns().empty());
+}
+
+TEST_CASE("a detached actor's lease is owned by the GCS", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 4}}, true);
+  ActorOptions o;
+  o.detached = true;
+  o.name = "keeper";
+  auto req = MakeActor(o);
+  REQUIRE_OK(gcs.actors->RegisterActor(req));
+  auto call = gcs.net.TakeLease();
+  REQUIRE(call.has_value());
+  CHECK(call->request.owner_address() == kGcsAddress);
+  CHECK(Info(gcs, IdOf(req)).owner_address().empty());
+}
+
+TEST_CASE("registration validates the request", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 4}}, true);
+  auto req = MakeActor();
+  req.mutable_creation_spec()->set_actor_id("short");
+  CHECK_CODE(gcs.actors->RegisterActor(req), kInvalidArgument);
+
+  req = MakeActor();
+  req.mutable_creation_spec()->set_actor_creation(false);
+  CHECK_CODE(gcs.actors->RegisterActor(req), kInvalidArgument);
+
+  req = MakeActor();
+  req.mutable_info()->set_actor_id(ActorId::Of(JobId::FromInt(1)).Binary());
+  CHECK_CODE(gcs.actors->RegisterActor(req), kInvalidArgument);
+
+  req = MakeActor();
+  req.mutable_info()->clear_owner_address();
+  req.mutable_creation_spec()->clear_owner_address();
+  CHECK_CODE(gcs.actors->RegisterActor(req), kInvalidArgument);
+  CHECK(gcs.net.NumLeaseCalls() == 0);
+
+  // A retried registration answers the same actor.
+  req = MakeActor();
+  REQUIRE_OK(gcs.actors->RegisterActor(req));
+  auto again = gcs.actors->RegisterActor(req);
+  REQUIRE_OK(again);
+  CHECK(again->actor_id() == req.creation_spec().actor_id());
+  CHECK(gcs.net.NumLeaseCalls() == 1);
+
+  rpc::GetActorInfoRequest get;
+  get.set_actor_id(ActorId::Of(JobId::FromInt(1)).Binary());
+  std::optional<absl::Status> status;
+  gcs.actors->GetActorInfo(get, [&](absl::StatusOr<rpc::ActorInfo> r) { status = r.status(); });
+  REQUIRE(status.has_value());
+  CHECK_CODE(*status, kNotFound);
+  CHECK_CODE(gcs.actors->KillActor(Kill(ActorId::Of(JobId::FromInt(1)), true)), kNotFound);
+}
+
+TEST_CASE("the GCS picks a raylet whose node fits, else the head", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 2}}, /*is_head=*/true);
+  gcs.AddNode(2, {{"CPU", 8}, {"GPU", 1}}, false, std::map<std::string, double>{{"CPU", 8}, {"GPU", 0}});
+  gcs.AddNode(3, {{"CPU", 8}, {"GPU", 1}});
+
+  ActorOptions gpu;
+  gpu.resources = {{"GPU", 1}};
+  REQUIRE_OK(gcs.actors->RegisterActor(MakeActor(gpu)));
+  CHECK(gcs.net.TakeLease()->raylet == RayletOf(3));  // fits now
+
+  gcs.nodes.ReportResources(test_util::Id(3), Map({{"CPU", 8}}), {});
+  REQUIRE_OK(gcs.actors->RegisterActor(MakeActor(gpu)));
+  CHECK(gcs.net.TakeLease()->raylet == RayletOf(2));  // fits some day: the first such
+
+  ActorOptions huge;
+  huge.resources = {{"GPU", 4}};
+  REQUIRE_OK(gcs.actors->RegisterActor(MakeActor(huge)));
+  CHECK(gcs.net.TakeLease()->raylet == RayletOf(1));  // infeasible: the head queues it
+}
+
+TEST_CASE("spillback is followed with grant_or_reject", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 4}}, true);
+  const NodeId b = gcs.AddNode(2, {{"CPU", 4}});
+  auto req = MakeActor();
+  REQUIRE_OK(gcs.actors->RegisterActor(req));
+  auto call = gcs.net.TakeLease();
+  rpc::RequestWorkerLeaseReply spill;
+  spill.set_kind(rpc::RequestWorkerLeaseReply::SPILLBACK);
+  spill.set_spillback_raylet_address(RayletOf(2));
+  spill.set_spillback_node_id(b.Hex());
+  call->done(absl::OkStatus(), spill);
+
+  auto second = gcs.net.TakeLease();
+  REQUIRE(second.has_value());
+  CHECK(second->raylet == RayletOf(2));
+  CHECK(second->request.grant_or_reject());
+  second->done(absl::OkStatus(), Granted("bb", WorkerId::FromRandom().Hex(), "10.0.0.2:9000"));
+  PushOk(gcs);
+  rpc::ActorInfo info = Info(gcs, IdOf(req));
+  CHECK(info.state() == rpc::ActorInfo::ALIVE);
+  CHECK(info.node_id() == b.Hex());
+}
+
+TEST_CASE("a rejected lease request makes the actor DEAD with the raylet's message", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 4}}, true);
+  ActorOptions o;
+  o.max_restarts = -1;
+  auto req = MakeActor(o);
+  REQUIRE_OK(gcs.actors->RegisterActor(req));
+  rpc::RequestWorkerLeaseReply rejected;
+  rejected.set_kind(rpc::RequestWorkerLeaseReply::REJECTED);
+  rejected.set_message("the worker failed to start 3 times in a row");
+  gcs.net.TakeLease()->done(absl::OkStatus(), rejected);
+  rpc::ActorInfo info = Info(gcs, IdOf(req));
+  CHECK(info.state() == rpc::ActorInfo::DEAD);
+  CHECK(info.death_cause() == "the worker failed to start 3 times in a row");
+  CHECK(info.end_time_ms() > 0);
+}
+
+TEST_CASE("a lease request that fails at the transport is retried after the delay", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 4}}, true);
+  auto req = MakeActor();
+  REQUIRE_OK(gcs.actors->RegisterActor(req));
+  gcs.net.TakeLease()->done(absl::UnavailableError("connection refused"), {});
+  gcs.actors->Tick();
+  CHECK(gcs.net.NumLeaseCalls() == 0);
+  gcs.clock.Advance(absl::Seconds(1));
+  gcs.actors->Tick();
+  CHECK(gcs.net.NumLeaseCalls() == 1);
+  CHECK(Info(gcs, IdOf(req)).state() == rpc::ActorInfo::PENDING);
+}
+
+TEST_CASE("with no node alive the actor waits until one registers", "[actor_manager]") {
+  Gcs gcs;
+  auto req = MakeActor();
+  REQUIRE_OK(gcs.actors->RegisterActor(req));
+  CHECK(gcs.net.NumLeaseCalls() == 0);
+  gcs.AddNode(1, {{"CPU", 4}}, true);
+  gcs.clock.Advance(absl::Seconds(1));
+  gcs.actors->Tick();
+  CHECK(gcs.net.TakeLease()->raylet == RayletOf(1));
+}
+
+TEST_CASE("a constructor that raises makes the actor DEAD and returns the lease", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 4}}, true);
+  ActorOptions o;
+  o.max_restarts = 5;  // not used: a constructor error is not retried
+  auto req = MakeActor(o);
+  REQUIRE_OK(gcs.actors->RegisterActor(req));
+  auto [lease, worker] = GrantNext(gcs);
+  auto push = gcs.net.TakePush();
+  rpc::PushTaskReply reply;
+  reply.set_application_error(true);
+  rpc::ObjectValue* error = reply.add_returns();
+  error->set_is_error(true);
+  error->set_error_type("ValueError");
+  error->set_error_message("bad start value");
+  error->set_error_data("pickled-exception");
+  push->done(absl::OkStatus(), reply);
+
+  rpc::ActorInfo info = Info(gcs, IdOf(req));
+  CHECK(info.state() == rpc::ActorInfo::DEAD);
+  CHECK(info.creation_error_type() == "ValueError");
+  CHECK(info.creation_error_data() == "pickled-exception");
+  CHECK(info.death_cause() == "the actor's constructor raised ValueError: bad start value");
+  CHECK(info.num_restarts() == 0);
+  CHECK(Returned(gcs, lease, /*worker_failed=*/true));
+  CHECK(gcs.actors->NumLeasesHeld() == 0);
+  CHECK(gcs.net.NumLeaseCalls() == 0);
+}
+
+TEST_CASE("a dead worker restarts the actor until its restarts are used up", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 4}}, true);
+  ActorOptions o;
+  o.max_restarts = 1;
+  auto req = MakeActor(o);
+  const ActorId id = IdOf(req);
+  auto [lease1, worker1] = CreateAlive(gcs, req);
+
+  REQUIRE_OK(gcs.actors->ReportWorkerDeath(Death(worker1, "exited with code 9")));
+  rpc::ActorInfo info = Info(gcs, id);
+  CHECK(info.state() == rpc::ActorInfo::RESTARTING);
+  CHECK(info.num_restarts() == 1);
+  CHECK(info.death_cause() == "the actor's worker died: exited with code 9");
+  CHECK(info.worker_address().empty());
+  CHECK(Returned(gcs, lease1, true));
+
+  auto [lease2, worker2] = GrantNext(gcs, "10.0.0.1:9002");
+  PushOk(gcs);
+  info = Info(gcs, id);
+  CHECK(info.state() == rpc::ActorInfo::ALIVE);
+  CHECK(info.worker_id() == worker2);
+  CHECK(info.worker_address() == "10.0.0.1:9002");
+  CHECK(info.num_restarts() == 1);
+  CHECK(info.death_cause().empty());
+
+  // The old worker's death again changes nothing.
+  const int64_t version = info.version();
+  REQUIRE_OK(gcs.actors->ReportWorkerDeath(Death(worker1, "exited with code 9")));
+  CHECK(Info(gcs, id).version() == version);
+
+  REQUIRE_OK(gcs.actors->ReportWorkerDeath(Death(worker2, "killed by signal 9")));
+  info = Info(gcs, id);
+  CHECK(info.state() == rpc::ActorInfo::DEAD);
+  CHECK(info.death_cause() == "the actor's worker died: killed by signal 9");
+  CHECK(Returned(gcs, lease2, true));
+  CHECK(gcs.net.NumLeaseCalls() == 0);
+  CHECK(gcs.actors->NumLeasesHeld() == 0);
+}
+
+TEST_CASE("a creation push that breaks counts as the worker dying", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 4}}, true);
+  ActorOptions o;
+  o.max_restarts = -1;
+  auto req = MakeActor(o);
+  REQUIRE_OK(gcs.actors->RegisterActor(req));
+  auto [lease, worker] = GrantNext(gcs);
+  gcs.net.TakePush()->done(absl::UnavailableError("socket closed"), {});
+  rpc::ActorInfo info = Info(gcs, IdOf(req));
+  CHECK(info.state() == rpc::ActorInfo::RESTARTING);
+  CHECK(info.num_restarts() == 1);
+  CHECK(absl::StartsWith(info.death_cause(), "the actor's worker died: "));
+  CHECK(Returned(gcs, lease, true));
+  CHECK(gcs.net.NumLeaseCalls() == 1);
+}
+
+TEST_CASE("a node's death restarts its actors elsewhere", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 4}}, true);
+  const NodeId b = gcs.AddNode(2, {{"CPU", 4}});
+  ActorOptions o;
+  o.max_restarts = -1;
+  auto req = MakeActor(o);
+  REQUIRE_OK(gcs.actors->RegisterActor(req));
+  auto call = gcs.net.TakeLease();
+  rpc::RequestWorkerLeaseReply spill;
+  spill.set_kind(rpc::RequestWorkerLeaseReply::SPILLBACK);
+  spill.set_spillback_raylet_address(RayletOf(2));
+  spill.set_spillback_node_id(b.Hex());
+  call->done(absl::OkStatus(), spill);
+  auto [lease, worker] = GrantNext(gcs, "10.0.0.2:9000");
+  PushOk(gcs);
+  REQUIRE(Info(gcs, IdOf(req)).node_id() == b.Hex());
+
+  REQUIRE_OK(gcs.nodes.MarkDead(b, "health check failed"));
+  gcs.actors->OnNodeDead(b);
+  rpc::ActorInfo info = Info(gcs, IdOf(req));
+  CHECK(info.state() == rpc::ActorInfo::RESTARTING);
+  CHECK(info.death_cause() == "the actor's node " + b.Hex() + " died");
+  CHECK(info.num_restarts() == 1);
+  CHECK(gcs.net.returns().empty());  // nobody to give it back to
+  auto again = gcs.net.TakeLease();
+  REQUIRE(again.has_value());
+  CHECK(again->raylet == RayletOf(1));
+
+  // A node's death also moves lease requests that wait there.
+  const NodeId c = gcs.AddNode(3, {{"CPU", 4}});
+  rpc::RequestWorkerLeaseReply spill_c = spill;
+  spill_c.set_spillback_raylet_address(RayletOf(3));
+  spill_c.set_spillback_node_id(c.Hex());
+  again->done(absl::OkStatus(), spill_c);
+  auto waiting = gcs.net.TakeLease();
+  REQUIRE(waiting->raylet == RayletOf(3));
+  REQUIRE_OK(gcs.nodes.MarkDead(c, "unregistered"));
+  gcs.actors->OnNodeDead(c);
+  CHECK(gcs.net.cancelled() == std::vector<uint64_t>{waiting->request_id});
+  CHECK(gcs.net.TakeLease()->raylet == RayletOf(1));
+  CHECK(Info(gcs, IdOf(req)).num_restarts() == 1);
+}
+
+TEST_CASE("an actor whose owner died is DEAD without a restart", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 4}}, true);
+  ActorOptions o;
+  o.max_restarts = -1;
+  auto req = MakeActor(o);
+  auto [lease, worker] = CreateAlive(gcs, req);
+  REQUIRE_OK(gcs.actors->ReportWorkerDeath(Death(worker, "the owner went away", /*owner_gone=*/true)));
+  rpc::ActorInfo info = Info(gcs, IdOf(req));
+  CHECK(info.state() == rpc::ActorInfo::DEAD);
+  CHECK(info.death_cause() == std::string("its owner ") + kOwner + " died or exited");
+  CHECK(gcs.net.NumLeaseCalls() == 0);
+}
+
+TEST_CASE("KillActor", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 4}}, true);
+  ActorOptions o;
+  o.max_restarts = 3;
+
+  SECTION("no_restart: DEAD, lease returned as failed") {
+    auto req = MakeActor(o);
+    auto [lease, worker] = CreateAlive(gcs, req);
+    REQUIRE_OK(gcs.actors->KillActor(Kill(IdOf(req), true)));
+    rpc::ActorInfo info = Info(gcs, IdOf(req));
+    CHECK(info.state() == rpc::ActorInfo::DEAD);
+    CHECK(info.death_cause() == "killed by shoal.kill()");
+    CHECK(Returned(gcs, lease, true));
+    const int64_t version = info.version();
+    REQUIRE_OK(gcs.actors->KillActor(Kill(IdOf(req), true)));  // again: nothing changes
+    CHECK(Info(gcs, IdOf(req)).version() == version);
+  }
+  SECTION("restartable: handled as a crash") {
+    auto req = MakeActor(o);
+    auto [lease, worker] = CreateAlive(gcs, req);
+    REQUIRE_OK(gcs.actors->KillActor(Kill(IdOf(req), false)));
+    rpc::ActorInfo info = Info(gcs, IdOf(req));
+    CHECK(info.state() == rpc::ActorInfo::RESTARTING);
+    CHECK(info.num_restarts() == 1);
+    CHECK(Returned(gcs, lease, true));
+    CHECK(gcs.net.NumLeaseCalls() == 1);
+  }
+  SECTION("while the lease request waits: cancelled, and a late grant goes back") {
+    auto req = MakeActor(o);
+    REQUIRE_OK(gcs.actors->RegisterActor(req));
+    REQUIRE(gcs.actors->NumLeaseRequests() == 1);
+    REQUIRE_OK(gcs.actors->KillActor(Kill(IdOf(req), true)));
+    CHECK(Info(gcs, IdOf(req)).state() == rpc::ActorInfo::DEAD);
+    auto call = gcs.net.TakeLease();
+    CHECK(gcs.net.cancelled() == std::vector<uint64_t>{call->request_id});
+    CHECK(gcs.actors->NumLeaseRequests() == 0);
+    call->done(absl::OkStatus(), Granted("late", WorkerId::FromRandom().Hex(), "10.0.0.1:9000"));
+    CHECK(Returned(gcs, "late", /*worker_failed=*/false));
+    CHECK(gcs.net.NumPushCalls() == 0);
+    CHECK(gcs.actors->NumLeasesHeld() == 0);
+  }
+  SECTION("while its constructor runs: the lease goes back and a late reply is ignored") {
+    auto req = MakeActor(o);
+    REQUIRE_OK(gcs.actors->RegisterActor(req));
+    auto [lease, worker] = GrantNext(gcs);
+    REQUIRE_OK(gcs.actors->KillActor(Kill(IdOf(req), true)));
+    CHECK(Returned(gcs, lease, true));
+    const int64_t version = Info(gcs, IdOf(req)).version();
+    PushOk(gcs);
+    CHECK(Info(gcs, IdOf(req)).state() == rpc::ActorInfo::DEAD);
+    CHECK(Info(gcs, IdOf(req)).version() == version);
+  }
+}
+
+TEST_CASE("actor names are unique per namespace among live actors", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 4}}, true);
+  ActorOptions o;
+  o.name = "counter";
+  o.ns = "app";
+  auto first = MakeActor(o);
+  REQUIRE_OK(gcs.actors->RegisterActor(first));
+
+  auto taken = gcs.actors->RegisterActor(MakeActor(o));
+  REQUIRE_CODE(taken, kAlreadyExists);
+  CHECK(std::string(taken.status().message()) == "actor name 'counter' is already taken in namespace 'app'");
+
+  ActorOptions get = o;
+  get.get_if_exists = true;
+  auto existing = gcs.actors->RegisterActor(MakeActor(get));
+  REQUIRE_OK(existing);
+  CHECK(existing->existed());
+  CHECK(existing->actor_id() == first.creation_spec().actor_id());
+
+  ActorOptions other_ns = o;
+  other_ns.ns = "other";
+  REQUIRE_OK(gcs.actors->RegisterActor(MakeActor(other_ns)));
+
+  auto named = gcs.actors->GetNamedActor("counter", "app");
+  REQUIRE_OK(named);
+  CHECK(named->actor_id() == first.creation_spec().actor_id());
+  CHECK(named->handle_data() == "handle");
+  CHECK_CODE(gcs.actors->GetNamedActor("counter", "nowhere"), kNotFound);
+
+  REQUIRE_OK(gcs.actors->KillActor(Kill(IdOf(first), true)));
+  CHECK_CODE(gcs.actors->GetNamedActor("counter", "app"), kNotFound);
+  auto reborn = MakeActor(o);
+  auto r = gcs.actors->RegisterActor(reborn);
+  REQUIRE_OK(r);
+  CHECK_FALSE(r->existed());
+  CHECK(gcs.actors->GetNamedActor("counter", "app")->actor_id() == reborn.creation_spec().actor_id());
+}
+
+TEST_CASE("GetActorInfo long polls", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 4}}, true);
+  auto req = MakeActor();
+  const ActorId id = IdOf(req);
+  REQUIRE_OK(gcs.actors->RegisterActor(req));
+
+  rpc::GetActorInfoRequest poll;
+  poll.set_actor_id(id.Binary());
+  poll.set_after_version(1);
+  poll.set_wait_ms(5000);
+
+  std::vector<rpc::ActorInfo> answers;
+  auto record = [&](absl::StatusOr<rpc::ActorInfo> info) {
+    REQUIRE_OK(info);
+    answers.push_back(*info);
+  };
+  gcs.actors->GetActorInfo(poll, record);
+  CHECK(answers.empty());
+  CHECK(gcs.actors->NumWaiters() == 1);
+
+  GrantNext(gcs);
+  PushOk(gcs);  // the change wakes the poll
+  REQUIRE(answers.size() == 1);
+  CHECK(answers[0].state() == rpc::ActorInfo::ALIVE);
+  CHECK(answers[0].version() == 2);
+
+  poll.set_after_version(2);
+  gcs.actors->GetActorInfo(poll, record);
+  gcs.clock.Advance(absl::Milliseconds(4999));
+  gcs.actors->Tick();
+  CHECK(answers.size() == 1);
+  gcs.clock.Advance(absl::Milliseconds(1));
+  gcs.actors->Tick();
+  REQUIRE(answers.size() == 2);
+  CHECK(answers[1].version() == 2);  // timed out: the same entry
+
+  poll.set_after_version(1);  // already newer: at once
+  gcs.actors->GetActorInfo(poll, record);
+  CHECK(answers.size() == 3);
+
+  poll.set_after_version(2);
+  gcs.actors->GetActorInfo(poll, record);
+  gcs.actors->GetActorInfo(poll, record);
+  CHECK(gcs.actors->NumWaiters() == 2);
+  gcs.actors->Shutdown();
+  CHECK(answers.size() == 5);
+  CHECK(gcs.actors->NumWaiters() == 0);
+  gcs.actors->GetActorInfo(poll, record);  // after shutdown: at once
+  CHECK(answers.size() == 6);
+}
+
+TEST_CASE("ListActors: newest first, limit and job filter", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 4}}, true);
+  std::vector<ActorId> job1, job2;
+  for (int i = 0; i < 5; ++i) {
+    ActorOptions o;
+    o.job = JobId::FromInt(i % 2 == 0 ? 1 : 2);
+    auto req = MakeActor(o);
+    REQUIRE_OK(gcs.actors->RegisterActor(req));
+    (i % 2 == 0 ? job1 : job2).push_back(IdOf(req));
+    gcs.clock.Advance(absl::Milliseconds(10));
+  }
+  rpc::ListActorsRequest all;
+  auto r = gcs.actors->ListActors(all);
+  REQUIRE_OK(r);
+  CHECK(r->total() == 5);
+  REQUIRE(r->actors_size() == 5);
+  CHECK(r->actors(0).actor_id() == job1.back().Binary());
+  for (int i = 1; i < 5; ++i) CHECK(r->actors(i - 1).start_time_ms() > r->actors(i).start_time_ms());
+
+  rpc::ListActorsRequest limited;
+  limited.set_limit(2);
+  limited.set_job_id(JobId::FromInt(1).Hex());
+  r = gcs.actors->ListActors(limited);
+  REQUIRE_OK(r);
+  CHECK(r->total() == 3);
+  REQUIRE(r->actors_size() == 2);
+  CHECK(r->actors(0).actor_id() == job1[2].Binary());
+  CHECK(r->actors(1).actor_id() == job1[1].Binary());
+
+  limited.set_job_id("zz");
+  CHECK_CODE(gcs.actors->ListActors(limited), kInvalidArgument);
+}
+
+TEST_CASE("a finished job's actors die, except detached ones", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 4}}, true);
+  ActorOptions o;
+  o.max_restarts = -1;
+  auto normal = MakeActor(o);
+  auto [lease, worker] = CreateAlive(gcs, normal);
+  auto pending = MakeActor(o);
+  REQUIRE_OK(gcs.actors->RegisterActor(pending));
+  ActorOptions d = o;
+  d.detached = true;
+  auto detached = MakeActor(d);
+  REQUIRE_OK(gcs.actors->RegisterActor(detached));
+  ActorOptions other = o;
+  other.job = JobId::FromInt(2);
+  auto other_job = MakeActor(other);
+  REQUIRE_OK(gcs.actors->RegisterActor(other_job));
+
+  gcs.actors->OnJobFinished(JobId::FromInt(1));
+  CHECK(Info(gcs, IdOf(normal)).state() == rpc::ActorInfo::DEAD);
+  CHECK(Info(gcs, IdOf(normal)).death_cause() == std::string("its owner ") + kOwner + " died or exited");
+  CHECK(Returned(gcs, lease, true));
+  CHECK(Info(gcs, IdOf(pending)).state() == rpc::ActorInfo::DEAD);
+  CHECK(Info(gcs, IdOf(detached)).state() == rpc::ActorInfo::PENDING);
+  CHECK(Info(gcs, IdOf(other_job)).state() == rpc::ActorInfo::PENDING);
+  CHECK(gcs.net.cancelled().size() == 1);
+}
+
+TEST_CASE("1000 create/kill cycles leave no lease held", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 4}}, true);
+  std::mt19937 rng(7);
+  std::set<std::string> granted;
+  std::vector<ActorId> ids;
+  for (int i = 0; i < 1000; ++i) {
+    ActorOptions o;
+    o.max_restarts = static_cast<int>(rng() % 3);
+    if (i % 10 == 0) o.name = "n" + std::to_string(i % 30);
+    auto req = MakeActor(o);
+    const ActorId id = IdOf(req);
+    auto r = gcs.actors->RegisterActor(req);
+    REQUIRE_OK(r);
+    ids.push_back(id);
+    auto call = gcs.net.TakeLease();
+    REQUIRE(call.has_value());
+    const std::string lease = "lease" + std::to_string(i);
+    granted.insert(lease);
+    switch (rng() % 4) {
+      case 0:  // killed while the request waits; the grant comes late
+        REQUIRE_OK(gcs.actors->KillActor(Kill(id, true)));
+        call->done(absl::OkStatus(), Granted(lease, WorkerId::FromRandom().Hex(), "w:1"));
+        break;
+      case 1: {  // killed while constructing
+        call->done(absl::OkStatus(), Granted(lease, WorkerId::FromRandom().Hex(), "w:1"));
+        REQUIRE_OK(gcs.actors->KillActor(Kill(id, true)));
+        PushOk(gcs);
+        break;
+      }
+      case 2: {  // alive, its worker dies (restarts maybe), then killed
+        const std::string worker = WorkerId::FromRandom().Hex();
+        call->done(absl::OkStatus(), Granted(lease, worker, "w:1"));
+        PushOk(gcs);
+        REQUIRE_OK(gcs.actors->ReportWorkerDeath(Death(worker, "exited with code 1")));
+        if (auto again = gcs.net.TakeLease()) {
+          const std::string lease2 = lease + "b";
+          granted.insert(lease2);
+          again->done(absl::OkStatus(), Granted(lease2, WorkerId::FromRandom().Hex(), "w:2"));
+          PushOk(gcs);
+        }
+        REQUIRE_OK(gcs.actors->KillActor(Kill(id, rng() % 2 == 0)));
+        if (auto again = gcs.net.TakeLease()) {  // restarted by the kill: kill it for good
+          REQUIRE_OK(gcs.actors->KillActor(Kill(id, true)));
+          again->done(absl::OkStatus(), Granted(lease + "c", WorkerId::FromRandom().Hex(), "w:3"));
+          granted.insert(lease + "c");
+        }
+        break;
+      }
+      default:  // alive, then killed
+        call->done(absl::OkStatus(), Granted(lease, WorkerId::FromRandom().Hex(), "w:1"));
+        PushOk(gcs);
+        REQUIRE_OK(gcs.actors->KillActor(Kill(id, true)));
+        break;
+    }
+    REQUIRE(gcs.net.NumLeaseCalls() == 0);
+    REQUIRE(gcs.net.NumPushCalls() == 0);
+  }
+  CHECK(gcs.actors->NumLeasesHeld() == 0);
+  CHECK(gcs.actors->NumLeaseRequests() == 0);
+  std::multiset<std::string> returned;
+  for (const auto& r : gcs.net.returns()) returned.insert(r.lease_id);
+  for (const auto& lease : granted) CHECK(returned.count(lease) == 1);
+  CHECK(returned.size() == granted.size());
+  rpc::ListActorsRequest list;
+  list.set_limit(5000);
+  auto all = gcs.actors->ListActors(list);
+  REQUIRE_OK(all);
+  CHECK(all->total() == 1000);
+  for (const auto& info : all->actors()) CHECK(info.state() == rpc::ActorInfo::DEAD);
+  for (int i = 0; i < 30; i += 10) CHECK_CODE(gcs.actors->GetNamedActor("n" + std::to_string(i), ""), kNotFound);
+}
+
+TEMPLATE_TEST_CASE("actors survive a GCS restart in the store", "[actor_manager]", test::MemoryBackend,
+                   test::RedisBackend) {
+  SHOAL_BACKEND(backend);
+  std::string alive_lease, alive_worker;
+  rpc::RegisterActorRequest alive = MakeActor([] {
+    ActorOptions o;
+    o.name = "svc";
+    o.max_restarts = 2;
+    return o;
+  }());
+  rpc::RegisterActorRequest pending = MakeActor();
+  rpc::RegisterActorRequest dead = MakeActor();
+  {
+    Gcs gcs(&backend.store());
+    gcs.AddNode(1, {{"CPU", 4}}, true);
+    std::tie(alive_lease, alive_worker) = CreateAlive(gcs, alive);
+    REQUIRE_OK(gcs.actors->RegisterActor(pending));
+    REQUIRE_OK(gcs.actors->RegisterActor(dead));
+    REQUIRE_OK(gcs.actors->KillActor(Kill(IdOf(dead), true)));
+    gcs.actors->Shutdown();
+  }
+  Gcs gcs(&backend.Reopen());
+  REQUIRE_OK(gcs.nodes.Load());
+  REQUIRE_OK(gcs.actors->Load());
+  rpc::ListActorsRequest list;
+  auto all = gcs.actors->ListActors(list);
+  REQUIRE_OK(all);
+  CHECK(all->total() == 3);
+  CHECK(Info(gcs, IdOf(alive)).state() == rpc::ActorInfo::ALIVE);
+  CHECK(Info(gcs, IdOf(dead)).state() == rpc::ActorInfo::DEAD);
+  CHECK(gcs.actors->GetNamedActor("svc", "")->actor_id() == alive.creation_spec().actor_id());
+  // The pending one is scheduled again.
+  CHECK(Info(gcs, IdOf(pending)).state() == rpc::ActorInfo::PENDING);
+  auto call = gcs.net.TakeLease();
+  REQUIRE(call.has_value());
+  CHECK(call->raylet == RayletOf(1));
+
+  // The alive one is still watched and its lease is known.
+  REQUIRE_OK(gcs.actors->ReportWorkerDeath(Death(alive_worker, "exited with code 1")));
+  CHECK(Info(gcs, IdOf(alive)).state() == rpc::ActorInfo::RESTARTING);
+  CHECK(Returned(gcs, alive_lease, true));
+}
+
+}  // namespace
+}  // namespace shoal
