@@ -9,7 +9,7 @@
 //                       for a line on stdin (the test kills the worker or raylet meanwhile)
 //   shoal_actor_driver named-create --name x --namespace ns  (detached; exits)
 //   shoal_actor_driver named-get --name x --namespace ns     (calls it, then kills it)
-//   shoal_actor_driver cycles --n 1000 --batch 10
+//   shoal_actor_driver cycles --n 1000 --batch 4
 //   shoal_actor_driver bad | concurrent
 #include <unistd.h>
 

@@ -184,7 +184,8 @@ def test_named_detached_actor_is_found_from_a_second_driver(cluster):
 
 def test_thousand_create_kill_cycles_leak_no_resources(cluster):
     cluster.start_head("--num-cpus", 2, "--num-gpus", 1)
-    out = run_driver(cluster, "cycles", "--n", 1000, "--batch", 10, timeout=600)
+    # Each batch of 4 (2 x 1 CPU, 2 x half a GPU) fits the node at once.
+    out = run_driver(cluster, "cycles", "--n", 1000, "--batch", 4, timeout=600)
     assert out["n"] == 1000 and out["wrong"] == 0, out
     assert_resources_back(cluster)
     status = cluster.status()
