@@ -124,7 +124,11 @@ int Ordered(const Flags& f) {
   auto values = shoal::Get(refs);
   int64_t wrong = 0;
   for (int64_t i = 0; i < f.n; ++i) wrong += *values[i] != i + 1;
-  std::cout << Json{{"n", f.n}, {"wrong", wrong}, {"first", *values.front()}, {"last", *values.back()}} << std::endl;
+  // A ref as a method argument: the method receives its value (n), so the counter doubles.
+  int64_t doubled = *shoal::Get(c.Task(&Counter::Add).Remote(refs.back()));
+  std::cout << Json{{"n", f.n}, {"wrong", wrong}, {"first", *values.front()}, {"last", *values.back()},
+                    {"doubled", doubled}}
+            << std::endl;
   c.Kill();
   return wrong == 0 ? 0 : 1;
 }

@@ -92,7 +92,7 @@ def assert_resources_back(cluster):
 def test_thousand_calls_from_one_caller_run_in_order(cluster):
     cluster.start_head("--num-cpus", 2)
     out = run_driver(cluster, "ordered", "--n", 1000)
-    assert out == {"n": 1000, "wrong": 0, "first": 1, "last": 1000}
+    assert out == {"n": 1000, "wrong": 0, "first": 1, "last": 1000, "doubled": 2000}
     assert_resources_back(cluster)
 
 
