@@ -9,6 +9,7 @@
 //                       for a line on stdin (the test kills the worker or raylet meanwhile)
 //   shoal_actor_driver named-create --name x --namespace ns  (detached; exits)
 //   shoal_actor_driver named-get --name x --namespace ns     (calls it, then kills it)
+//   shoal_actor_driver named-create --no-detached; named-gone   (dies with its creator)
 //   shoal_actor_driver cycles --n 1000 --batch 4
 //   shoal_actor_driver bad | concurrent
 #include <unistd.h>
@@ -112,6 +113,7 @@ struct Flags {
   std::string name = "counter";
   std::string ray_namespace = "default";
   int64_t batch = 10;
+  bool detached = true;
 };
 
 Json ToJson(const Placement& p) { return {{"cuda_visible_devices", p.devices}, {"node", p.node}, {"pid", p.pid}}; }
@@ -207,8 +209,11 @@ int Die(const Flags& f) {
 }
 
 int NamedCreate(const Flags& f) {
-  auto c = shoal::Actor(Counter::Create).SetName(f.name).SetNamespace(f.ray_namespace).SetDetached(true).Remote(
-      int64_t{5});
+  auto c = shoal::Actor(Counter::Create)
+               .SetName(f.name)
+               .SetNamespace(f.ray_namespace)
+               .SetDetached(f.detached)
+               .Remote(int64_t{5});
   Json out{{"id", c.Hex()}, {"value", *shoal::Get(c.Task(&Counter::Add).Remote(1), std::chrono::seconds(60))}};
   // The name is taken now.
   try {
@@ -253,6 +258,22 @@ int NamedGet(const Flags& f) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     } catch (const shoal::Error&) {
       out["gone"] = true;
+    }
+  }
+  std::cout << out << std::endl;
+  return 0;
+}
+
+// Whether the named actor is gone (GetActor fails) within 30 s.
+int NamedGone(const Flags& f) {
+  Json out{{"gone", false}};
+  for (int i = 0; i < 300 && !out["gone"].get<bool>(); ++i) {
+    try {
+      shoal::GetActor<Counter>(f.name, f.ray_namespace);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    } catch (const shoal::Error& e) {
+      out["gone"] = true;
+      out["error"] = e.what();
     }
   }
   std::cout << out << std::endl;
@@ -358,7 +379,7 @@ int Concurrent(const Flags&) {
 
 const std::map<std::string, int (*)(const Flags&)> kCommands = {
     {"ordered", Ordered}, {"callers", Callers}, {"gpu", Gpu},     {"die", Die},
-    {"named-create", NamedCreate}, {"named-get", NamedGet}, {"cycles", Cycles}, {"bad", Bad},
+    {"named-create", NamedCreate}, {"named-get", NamedGet}, {"named-gone", NamedGone}, {"cycles", Cycles}, {"bad", Bad},
     {"concurrent", Concurrent},
 };
 
@@ -382,6 +403,7 @@ int main(int argc, char** argv) {
   flags.AddString("name", &f.name, "named-*: the actor's name");
   flags.AddString("namespace", &f.ray_namespace, "named-*: the actor's namespace");
   flags.AddInt("batch", &f.batch, "cycles: actors alive at once");
+  flags.AddBool("detached", &f.detached, "named-create: whether the actor outlives this driver");
   absl::Status parsed = flags.Parse(argc, argv, argc > 1 ? 2 : 1);
   try {
     shoal::InitOptions options;

@@ -182,6 +182,16 @@ def test_named_detached_actor_is_found_from_a_second_driver(cluster):
     assert_resources_back(cluster)
 
 
+def test_actor_dies_with_its_creator_unless_detached(cluster):
+    cluster.start_head("--num-cpus", 2)
+    created = run_driver(cluster, "named-create", "--name", "mortal", "--no-detached")
+    assert created["value"] == 6
+    out = run_driver(cluster, "named-gone", "--name", "mortal")
+    assert out["gone"], out
+    assert "mortal" in out["error"], out
+    assert_resources_back(cluster)
+
+
 def test_thousand_create_kill_cycles_leak_no_resources(cluster):
     cluster.start_head("--num-cpus", 2, "--num-gpus", 1)
     # Each batch of 4 (2 x 1 CPU, 2 x half a GPU) fits the node at once.
