@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the C++ examples: first hello world on its own (shoal::Init starts and stops a local
-# cluster for it), then all four against a three-node cluster on this machine (a head with
+# cluster for it), then all five against a three-node cluster on this machine (a head with
 # 2 CPUs and two workers, one of them with 2 declared GPUs). Exits non-zero if any fails.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,7 +27,7 @@ echo "== a three-node cluster on 127.0.0.1:$PORT"
 "$SHOAL" start --address "127.0.0.1:$PORT" --num-cpus 2 >/dev/null
 "$SHOAL" status --address "127.0.0.1:$PORT"
 export SHOAL_ADDRESS="127.0.0.1:$PORT"
-for example in hello parallel-sum task-graph gpu-fraction; do
+for example in hello parallel-sum task-graph gpu-fraction actor-counter; do
   echo "== shoal-example-$example"
   "$BIN/shoal-example-$example"
 done

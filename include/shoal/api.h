@@ -13,6 +13,8 @@
 //     shoal::Shutdown();
 //   }
 //
+// Actors (objects living in a worker, called through ActorHandle<T>): see shoal/actor.h.
+//
 // How your functions reach the workers. Shoal runs tasks in worker processes that the raylet
 // of each node starts. For C++ those workers are *your own executable*: a driver tells the
 // cluster its real path (/proc/self/exe), and a raylet that needs a worker for this job runs
@@ -41,6 +43,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "shoal/actor.h"
 #include "shoal/errors.h"
 #include "shoal/internal.h"
 #include "shoal/object_ref.h"

@@ -6,6 +6,7 @@
 //   Error                  every Shoal failure (bad options, unregistered function, lost object)
 //   ├── TaskError          the remote function threw; carries the exception's type and message
 //   ├── WorkerCrashedError the worker (or its node) died and the retries ran out
+//   ├── ActorDiedError     an actor call could not run: the actor is dead for good
 //   └── GetTimeoutError    Get waited longer than its timeout
 //
 // Threading: values; any thread.
@@ -44,6 +45,14 @@ class TaskError : public Error {
 class WorkerCrashedError : public Error {
  public:
   explicit WorkerCrashedError(const std::string& what) : Error(what) {}
+};
+
+// Raised by Get for an actor method call when the actor is dead for good (killed, its restarts
+// used up, its factory threw, its creator exited), or died during the call and the call's
+// retries ran out. what() names the cause (e.g. the factory's exception type and message).
+class ActorDiedError : public Error {
+ public:
+  explicit ActorDiedError(const std::string& what) : Error(what) {}
 };
 
 // Raised by Get when the values were not all ready within its timeout. The refs stay valid:

@@ -9,8 +9,10 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <typeinfo>
 #include <vector>
 
 #include "shoal/scheduling.h"
@@ -70,6 +72,50 @@ void RegisterFunction(const std::string& name, FunctionKey key, Invoker invoker)
 const std::string* FindFunctionName(FunctionKey key);
 // A SHOAL_REMOTE that could not register, reported by shoal::Init. Static-initialization safe.
 void ReportRegistrationError(const std::string& message);
+// Actors (shoal/actor.h). Ids travel as raw bytes, like object ids.
+inline constexpr size_t kActorIdSize = 16;
+using ActorIdBytes = std::array<uint8_t, kActorIdSize>;
+std::string Hex(const ActorIdBytes& id);
+
+struct ActorCallOptions {
+  CallOptions call;            // resources (unset: the actor holds none while alive), strategy
+  std::string class_name;      // the C++ type, for errors and listings
+  std::string name;            // "" for an unnamed actor
+  std::string ray_namespace = "default";
+  bool detached = false;
+  bool get_if_exists = false;
+  int max_restarts = 0;        // -1: no limit
+  int max_task_retries = 0;    // -1: no limit
+  int max_concurrency = 1;
+};
+// Registers the actor with the GCS (which runs `factory` on the actor's worker) and answers
+// its id at once; throws Error for bad options, a taken name, or before Init.
+ActorIdBytes CreateActor(const std::string& factory, std::vector<TaskArgument> args, const ActorCallOptions& options);
+// Calls `method` on the actor; the ref's value is the method's result, or its failure.
+NewObject SubmitActorTask(const ActorIdBytes& actor, const std::string& method, std::vector<TaskArgument> args);
+void KillActor(const ActorIdBytes& actor, bool no_restart);
+struct NamedActor {
+  ActorIdBytes id;
+  std::string class_name;
+  int max_task_retries = 0;
+};
+// Throws Error when no live actor has that name in that namespace.
+NamedActor GetNamedActor(const std::string& name, const std::string& ray_namespace);
+// A handle arrived in this process (deserialized): follow the actor. No-op before Init.
+void AddActorHandle(const ActorIdBytes& actor, int max_task_retries);
+
+// Actor methods are keyed by their member-pointer bytes plus the pointer's type name
+// (MethodKeyOf in shoal/actor.h); registered like functions, under "Class::Method".
+using MethodKey = std::string;
+void RegisterMethod(const std::string& name, MethodKey key, Invoker invoker);
+const std::string* FindMethodName(const MethodKey& key);
+
+// The actor instance this worker process hosts (one per process), set by the factory's invoker
+// when the actor's creation task runs. ActorInstance answers it when its type is `type`; throws
+// Error naming `method` when this process hosts no actor, or one of another type.
+void SetActorInstance(std::shared_ptr<void> instance, const std::type_info& type);
+void* ActorInstance(const std::type_info& type, const std::string& method);
+
 // "Add, ns::Mul, Sum<int, 2>" -> {"Add", "ns::Mul", "Sum<int, 2>"} (commas inside <> or () kept).
 std::vector<std::string> SplitNames(std::string_view list);
 

@@ -12,7 +12,7 @@
 // its value. Wrong argument counts or types are compile errors.
 //
 // SHOAL_REMOTE(A, B, ...) registers each function under its name as written ("Add",
-// "ns::Mul"): drivers and workers run the same registrations, because workers are this same
+// "ns::Mul"; actor factories and &Class::Method too, see shoal/actor.h): drivers and workers run the same registrations, because workers are this same
 // executable (see shoal/api.h). A function that throws makes its task fail with TaskError at
 // Get (its C++ type name and what()); it is not retried unless SetRetryExceptions(true).
 // Threading: Task(...) and Remote() may be called from any thread after shoal::Init, also
@@ -45,6 +45,19 @@
 namespace shoal {
 namespace internal {
 
+template <typename Fn>
+struct FunctionTraits {
+  static_assert(sizeof(Fn) == 0, "SHOAL_REMOTE takes functions, static member functions and &Class::Method");
+};
+template <typename R, typename... Ps>
+struct FunctionTraits<R (*)(Ps...)> {
+  using Result = R;
+};
+template <typename R, typename... Ps>
+struct FunctionTraits<R (*)(Ps...) noexcept> {
+  using Result = R;
+};
+
 template <typename R, typename... Ps>
 FunctionKey KeyOf(R (*fn)(Ps...)) {
   return reinterpret_cast<FunctionKey>(fn);
@@ -71,17 +84,22 @@ decltype(auto) PassArgument(V& value) {
   }
 }
 
-template <typename R, typename... Ps, size_t... I>
-std::string InvokeWith(R (*fn)(Ps...), const std::string& name, const std::vector<std::string>& args,
-                       std::index_sequence<I...>) {
+// Unpacks `args` into the parameter types Ps..., calls `call` with them and packs its result
+// (R). `name` names the callee in errors.
+template <typename R, typename... Ps, typename Call, size_t... I>
+std::string InvokeUnpacked(const Call& call, const std::string& name, const std::vector<std::string>& args,
+                           std::index_sequence<I...>) {
+  if (args.size() != sizeof...(Ps)) {
+    throw Error(name + " takes " + std::to_string(sizeof...(Ps)) + " arguments, got " + std::to_string(args.size()));
+  }
   std::tuple<std::decay_t<Ps>...> values{Unpack<std::decay_t<Ps>>(
       args[I], [&name] { return "argument " + std::to_string(I + 1) + " of " + name; })...};
   (void)values;
   if constexpr (std::is_void_v<R>) {
-    fn(PassArgument<Ps>(std::get<I>(values))...);
+    call(PassArgument<Ps>(std::get<I>(values))...);
     return PackNil();
   } else {
-    return Pack(fn(PassArgument<Ps>(std::get<I>(values))...));
+    return Pack(call(PassArgument<Ps>(std::get<I>(values))...));
   }
 }
 
@@ -89,12 +107,27 @@ template <typename R, typename... Ps>
 Invoker MakeInvoker(R (*fn)(Ps...), std::string name) {
   (CheckParameter<Ps>(), ...);
   return [fn, name = std::move(name)](const std::vector<std::string>& args) -> std::string {
-    if (args.size() != sizeof...(Ps)) {
-      throw Error(name + " takes " + std::to_string(sizeof...(Ps)) + " arguments, got " +
-                  std::to_string(args.size()));
-    }
-    return InvokeWith(fn, name, args, std::index_sequence_for<Ps...>{});
+    auto call = [fn](auto&&... values) -> R { return fn(std::forward<decltype(values)>(values)...); };
+    return InvokeUnpacked<R, Ps...>(call, name, args, std::index_sequence_for<Ps...>{});
   };
+}
+
+// Actor factories (functions returning T*) and methods (member function pointers) register
+// through shoal/actor.h, included at the end of this header.
+template <typename T, typename... Ps>
+void RegisterFactory(const std::string& name, T* (*factory)(Ps...));
+template <typename M>
+void RegisterMethodPointer(const std::string& name, M method);
+
+template <typename Fn>
+void RegisterOne(const std::string& name, Fn fn) {
+  if constexpr (std::is_member_function_pointer_v<Fn>) {
+    RegisterMethodPointer(name, fn);
+  } else if constexpr (std::is_pointer_v<typename FunctionTraits<Fn>::Result>) {
+    RegisterFactory(name, fn);
+  } else {
+    RegisterFunction(name, KeyOf(fn), MakeInvoker(fn, name));
+  }
 }
 
 // What SHOAL_REMOTE expands to: `names` is the macro's argument list as written.
@@ -106,7 +139,7 @@ bool RegisterFunctions(const char* names, Fns... fns) {
     return false;
   }
   size_t i = 0;
-  ((RegisterFunction(split[i], KeyOf(fns), MakeInvoker(fns, split[i])), ++i), ...);
+  ((RegisterOne(split[i], fns), ++i), ...);
   return true;
 }
 
@@ -177,7 +210,10 @@ class TaskCaller {
   ObjectRef<Result> Remote(As&&... args) const {
     static_assert(sizeof...(As) == sizeof...(Ps),
                   "Remote() takes exactly as many arguments as the remote function");
-    if constexpr (sizeof...(As) == sizeof...(Ps)) {
+    static_assert(!std::is_pointer_v<R>,
+                  "this function returns a pointer: it is an actor factory; create the actor with "
+                  "shoal::Actor(factory).Remote(...)");
+    if constexpr (sizeof...(As) == sizeof...(Ps) && !std::is_pointer_v<R>) {
       (internal::CheckParameter<Ps>(), ...);
       (internal::CheckArgument<Ps, As>(), ...);
       if (name_ == nullptr) {
@@ -205,3 +241,5 @@ TaskCaller<R, Ps...> Task(R (*fn)(Ps...)) {
 }
 
 }  // namespace shoal
+
+#include "shoal/actor.h"  // actors build on this header; see there

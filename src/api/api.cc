@@ -75,8 +75,28 @@ std::string Describe(int64_t timeout_us) {
   std::string type_name = type ? std::string(*type) : std::string();
   if (status.code() == absl::StatusCode::kAborted) throw TaskError(type_name, message);
   if (type_name == kWorkerCrashedError) throw WorkerCrashedError(message);
+  if (type_name == kActorDiedError) throw ActorDiedError(message);
   // The runtime's other failures (ObjectLostError, TaskUnschedulableError, ...).
   throw Error(type_name.empty() ? message : absl::StrCat(type_name, ": ", message));
+}
+
+ActorId ToActorId(const internal::ActorIdBytes& id) {
+  return *ActorId::FromBinary(std::string_view(reinterpret_cast<const char*>(id.data()), id.size()));
+}
+
+internal::ActorIdBytes ToBytes(const ActorId& id) {
+  internal::ActorIdBytes out;
+  std::memcpy(out.data(), id.data(), out.size());
+  return out;
+}
+
+std::vector<TaskArg> ToTaskArgs(std::vector<internal::TaskArgument> args) {
+  std::vector<TaskArg> task_args;
+  task_args.reserve(args.size());
+  for (internal::TaskArgument& arg : args) {
+    task_args.push_back(arg.is_ref ? TaskArg::Ref(ToObjectId(arg.ref)) : TaskArg::Value(std::move(arg.value)));
+  }
+  return task_args;
 }
 
 TaskOptions ToTaskOptions(const std::string& name, const internal::CallOptions& call) {
@@ -251,12 +271,7 @@ void RemoveReference(const ObjectIdBytes& id, uint64_t epoch) {
 NewObject SubmitTask(const std::string& name, std::vector<TaskArgument> args, const CallOptions& call) {
   TaskOptions options = ToTaskOptions(name, call);
   CoreWorker& core = Core();
-  std::vector<TaskArg> task_args;
-  task_args.reserve(args.size());
-  for (TaskArgument& arg : args) {
-    task_args.push_back(arg.is_ref ? TaskArg::Ref(ToObjectId(arg.ref)) : TaskArg::Value(std::move(arg.value)));
-  }
-  absl::StatusOr<ObjectId> id = core.SubmitTask(name, std::move(task_args), options);
+  absl::StatusOr<ObjectId> id = core.SubmitTask(name, ToTaskArgs(std::move(args)), options);
   if (!id.ok()) throw Error(absl::StrCat("cannot submit ", name, ": ", id.status().message()));
   return Adopt(core, *id);
 }
@@ -301,6 +316,69 @@ std::vector<bool> WaitReady(const std::vector<ObjectIdBytes>& ids, int num_ready
   absl::StatusOr<std::vector<bool>> ready = core.Wait(object_ids, num_ready, ToDuration(timeout_us));
   if (!ready.ok()) throw Error(absl::StrCat("shoal::Wait: ", ready.status().message()));
   return *std::move(ready);
+}
+
+std::string Hex(const ActorIdBytes& id) { return ToActorId(id).Hex(); }
+
+ActorIdBytes CreateActor(const std::string& factory, std::vector<TaskArgument> args, const ActorCallOptions& call) {
+  TaskOptions options = ToTaskOptions(factory, call.call);
+  if (!call.call.resources_set) {
+    // As in Ray: an actor that names no resources holds none while it lives.
+    options.resources = ResourceSet();
+    options.use_default_resources = false;
+  }
+  ActorOptions actor;
+  actor.class_name = call.class_name;
+  actor.name = call.name;
+  actor.ray_namespace = call.ray_namespace;
+  actor.detached = call.detached;
+  actor.get_if_exists = call.get_if_exists;
+  actor.max_restarts = call.max_restarts;
+  actor.max_task_retries = call.max_task_retries;
+  actor.max_concurrency = call.max_concurrency;
+  actor.handle_data = ActorHandleData(call.max_task_retries);
+  CoreWorker& core = Core();
+  absl::StatusOr<ActorDescription> created = core.CreateActor(factory, ToTaskArgs(std::move(args)), options, actor);
+  if (!created.ok()) {
+    if (absl::IsAlreadyExists(created.status())) {
+      throw Error(absl::StrCat("cannot create actor ", call.class_name, ": an actor named '", call.name,
+                               "' already exists in namespace '", call.ray_namespace, "'"));
+    }
+    throw Error(absl::StrCat("cannot create actor ", call.class_name, " (", factory, "): ", created.status().message()));
+  }
+  return ToBytes(created->id);
+}
+
+NewObject SubmitActorTask(const ActorIdBytes& actor, const std::string& method, std::vector<TaskArgument> args) {
+  CoreWorker& core = Core();
+  absl::StatusOr<std::vector<ObjectId>> ids = core.SubmitActorTask(ToActorId(actor), method, ToTaskArgs(std::move(args)), {});
+  if (!ids.ok()) throw Error(absl::StrCat("cannot call ", method, ": ", ids.status().message()));
+  return Adopt(core, ids->front());
+}
+
+void KillActor(const ActorIdBytes& actor, bool no_restart) {
+  absl::Status s = Core().KillActor(ToActorId(actor), no_restart);
+  if (!s.ok()) throw Error(absl::StrCat("cannot kill actor ", Hex(actor), ": ", s.message()));
+}
+
+NamedActor GetNamedActor(const std::string& name, const std::string& ray_namespace) {
+  absl::StatusOr<ActorDescription> found = Core().GetNamedActor(name, ray_namespace);
+  if (!found.ok()) throw Error(absl::StrCat("shoal::GetActor: ", found.status().message()));
+  NamedActor out{ToBytes(found->id), found->class_name, 0};
+  if (!found->handle_data.empty()) {
+    try {
+      auto data = Unpack<std::map<std::string, int>>(found->handle_data, [] { return std::string("handle data"); });
+      out.max_task_retries = data["max_task_retries"];
+    } catch (const Error&) {
+      // Not a C++ actor's handle: the class name check of GetActor<T> reports it.
+    }
+  }
+  return out;
+}
+
+void AddActorHandle(const ActorIdBytes& actor, int max_task_retries) {
+  CoreWorker* core = g_core.load(std::memory_order_acquire);
+  if (core != nullptr) core->AddActorHandle(ToActorId(actor), max_task_retries);
 }
 
 }  // namespace internal

@@ -3,6 +3,7 @@
 
 #include <cxxabi.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <exception>
 #include <map>
@@ -29,7 +30,17 @@ struct Registry {
   // Node-based, so names handed out by FindFunctionName stay put.
   std::unordered_map<internal::FunctionKey, std::string> by_key ABSL_GUARDED_BY(mu);
   std::vector<std::string> problems ABSL_GUARDED_BY(mu);
+  // Actor methods, keyed by member-pointer bytes and type (shoal/actor.h).
+  std::map<std::string, internal::MethodKey> methods_by_name ABSL_GUARDED_BY(mu);
+  std::unordered_map<internal::MethodKey, std::string> methods_by_key ABSL_GUARDED_BY(mu);
 };
+
+// The actor this process hosts: set once by its factory, read by every method call.
+struct HostedActor {
+  std::shared_ptr<void> instance;
+  const std::type_info* type;
+};
+std::atomic<const HostedActor*> g_actor{nullptr};
 
 // Never destroyed: registrations may run before, and lookups after, other static objects.
 Registry& TheRegistry() {
@@ -100,6 +111,54 @@ void RegisterFunction(const std::string& name, FunctionKey key, Invoker invoker)
   if (!RegisterTaskFunction(name, api::Wrap(std::move(invoker)))) {
     r.problems.push_back(absl::StrCat("SHOAL_REMOTE(", name, "): the name is taken by another task function"));
   }
+}
+
+void RegisterMethod(const std::string& name, MethodKey key, Invoker invoker) {
+  api::Registry& r = api::TheRegistry();
+  absl::MutexLock lock(&r.mu);
+  auto [it, inserted] = r.methods_by_name.emplace(name, key);
+  if (!inserted) {
+    if (it->second != key) {
+      r.problems.push_back(absl::StrCat("two different methods were registered as '", name, "' with SHOAL_REMOTE"));
+    }
+    return;  // the same method registered twice: fine
+  }
+  r.methods_by_key.emplace(key, name);
+  if (!RegisterTaskFunction(name, api::Wrap(std::move(invoker)))) {
+    r.problems.push_back(absl::StrCat("SHOAL_REMOTE(&", name, "): the name is taken by another task function"));
+  }
+}
+
+const std::string* FindMethodName(const MethodKey& key) {
+  api::Registry& r = api::TheRegistry();
+  absl::MutexLock lock(&r.mu);
+  auto it = r.methods_by_key.find(key);
+  return it == r.methods_by_key.end() ? nullptr : &it->second;
+}
+
+void SetActorInstance(std::shared_ptr<void> instance, const std::type_info& type) {
+  // Set once and never freed (the process ends with its actor). The instance itself is
+  // leaked too, so that no destructor runs at exit while method threads may still be running.
+  auto* hosted = new api::HostedActor{std::move(instance), &type};
+  const api::HostedActor* expected = nullptr;
+  if (!api::g_actor.compare_exchange_strong(expected, hosted, std::memory_order_acq_rel)) {
+    delete hosted;
+    throw Error("this worker process already hosts an actor (" + Demangle(expected->type->name()) +
+                "); one actor per worker");
+  }
+}
+
+void* ActorInstance(const std::type_info& type, const std::string& method) {
+  const api::HostedActor* actor = api::g_actor.load(std::memory_order_acquire);
+  if (actor == nullptr) {
+    throw Error("cannot run the actor method " + method +
+                ": this worker hosts no actor (an actor method is called through an ActorHandle)");
+  }
+  if (*actor->type != type) {
+    throw Error("cannot run the actor method " + method + ": it is a method of " + Demangle(type.name()) +
+                ", but this actor is a " + Demangle(actor->type->name()));
+  }
+  return actor->instance.get();
 }
 
 const std::string* FindFunctionName(FunctionKey key) {

@@ -48,15 +48,20 @@ std::string CudaVisibleDevices(const rpc::GpuAssignment& gpus) {
 rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
   const rpc::TaskSpec& spec = request.spec();
   rpc::PushTaskReply reply;
-  // An actor keeps the devices of its creation's lease: its method calls come without any.
   const bool actor_method = !spec.actor_id().empty() && !spec.actor_creation();
-  if (!actor_method) setenv("CUDA_VISIBLE_DEVICES", CudaVisibleDevices(request.gpus()).c_str(), /*overwrite=*/1);
+  std::string devices;
+  if (!actor_method) {
+    devices = CudaVisibleDevices(request.gpus());
+    setenv("CUDA_VISIBLE_DEVICES", devices.c_str(), /*overwrite=*/1);
+  }
 
   const TaskFunction* fn = FindTaskFunction(spec.function_name());
   TaskHandler handler;
   {
     absl::MutexLock lock(&mu_);
     handler = handler_;
+    if (spec.actor_creation()) actor_devices_ = devices;
+    if (actor_method) devices = actor_devices_;
   }
   if (fn == nullptr && !handler) {
     FailAll(spec, "FunctionNotRegisteredError",
@@ -120,8 +125,7 @@ rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
       auto task_id = TaskId::FromBinary(spec.task_id());
       call.task_id = task_id.ok() ? task_id->Hex() : std::string();
       call.num_returns = std::max<uint32_t>(spec.num_returns(), 1);
-      const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
-      call.cuda_visible_devices = visible != nullptr ? visible : "";
+      call.cuda_visible_devices = devices;
       call.args = std::move(args);
       results = handler(call);
     }

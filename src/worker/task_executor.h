@@ -7,7 +7,10 @@
 // Failures of the function (a bad status, an escaping C++ exception, an unknown function name)
 // are application errors: the reply's returns hold error values and application_error is set.
 // Failures to read an argument are system errors (ObjectLostError) with application_error unset.
-// Threading: one task at a time (the worker's task loop).
+// An actor's method calls come without GPUs of their own: they run with the devices of the
+// actor's creation task, whose export stays in the environment (methods do not touch it, so
+// that the threads of a concurrent actor never race on setenv).
+// Threading: one task at a time (the worker's task loop), or an actor's concurrent methods.
 #pragma once
 
 #include "absl/synchronization/mutex.h"
@@ -33,6 +36,7 @@ class TaskExecutor {
   ObjectStoreAccess& store_;
   absl::Mutex mu_;
   TaskHandler handler_ ABSL_GUARDED_BY(mu_);
+  std::string actor_devices_ ABSL_GUARDED_BY(mu_);  // CUDA_VISIBLE_DEVICES of the actor's creation
 };
 
 // "0,2" for devices 0 and 2; "" for none.

@@ -673,6 +673,18 @@ TEST_CASE_METHOD(ExecutorFixture, "executor: exports the granted GPUs", "[execut
   CHECK(executor.Execute(req).returns(0).inline_data() == "");
 }
 
+TEST_CASE_METHOD(ExecutorFixture, "executor: an actor's methods keep the GPUs of its creation", "[executor]") {
+  const ActorId actor = ActorId::Of(kJob);
+  rpc::PushTaskRequest create = Request("test.cuda", {});
+  create.mutable_spec()->set_actor_id(actor.Binary());
+  create.mutable_spec()->set_actor_creation(true);
+  create.mutable_gpus()->add_device_ids(2);
+  CHECK(executor.Execute(create).returns(0).inline_data() == "2");
+  rpc::PushTaskRequest method = Request("test.cuda", {});  // method calls carry no GPUs
+  method.mutable_spec()->set_actor_id(actor.Binary());
+  CHECK(executor.Execute(method).returns(0).inline_data() == "2");
+}
+
 TEST_CASE_METHOD(ExecutorFixture, "executor: failures become application errors", "[executor]") {
   rpc::PushTaskReply unknown = executor.Execute(Request("test.nope", {}));
   CHECK(unknown.application_error());

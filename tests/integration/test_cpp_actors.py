@@ -1,0 +1,236 @@
+"""Actors end to end through the C++ API: real clusters on loopback, driven by
+tests/cpp/actor_driver.cc (shoal_actor_driver) and examples/cpp/actor_counter.cc.
+
+Multi-node tests use three nodes:
+    head    2 CPUs, no GPU
+    node A  2 CPUs, 2 GPUs, custom resources A and W
+    node B  2 CPUs, 1 GPU,  custom resources B and W
+Waits are bounded; no test asserts a duration.
+"""
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+
+from conftest import BIN, process_alive, wait_until
+
+DRIVER = os.path.join(BIN, "shoal_actor_driver")
+RESOURCES_BACK_S = 60
+
+
+def start_three_nodes(cluster):
+    cluster.start_head("--num-cpus", 2, "--num-gpus", 0)
+    cluster.start_worker("--num-cpus", 2, "--num-gpus", 2, "--resources", '{"A": 100, "W": 100}')
+    cluster.start_worker("--num-cpus", 2, "--num-gpus", 1, "--resources", '{"B": 100, "W": 100}')
+    wait_until(lambda: len(cluster.alive_nodes()) == 3, 15, what="3 alive nodes")
+
+
+def node_with(cluster, resource):
+    nodes = [n for n in cluster.alive_nodes() if resource in n["resources_total"]]
+    assert len(nodes) == 1, nodes
+    return nodes[0]
+
+
+def last_json(text):
+    for line in reversed(text.strip().splitlines()):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    pytest.fail(f"no JSON in driver output:\n{text}")
+
+
+def run_driver(cluster, command, *args, timeout=120, expect_rc=0):
+    proc = subprocess.run([DRIVER, command, "--address", cluster.address, *map(str, args)], env=cluster.env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == expect_rc, (
+        f"shoal_actor_driver {command} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr[-4000:]}")
+    return last_json(proc.stdout)
+
+
+def spawn_driver(cluster, command, *args):
+    return cluster.spawn([DRIVER, command, "--address", cluster.address, *map(str, args)], stdin=subprocess.PIPE)
+
+
+def first_line(proc):
+    line = proc.stdout.readline()
+    if not line:
+        out, err = proc.communicate(timeout=30)
+        pytest.fail(f"driver exited {proc.returncode} early\nstdout: {out}\nstderr: {err[-4000:]}")
+    return json.loads(line)
+
+
+def finish(proc, timeout):
+    """Lets a waiting driver go on, waits for it; answers (returncode, last JSON line)."""
+    try:
+        out, err = proc.communicate(input="go\n", timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"driver did not finish within {timeout}s\nstdout: {out}\nstderr: {err[-4000:]}")
+    return proc.returncode, (last_json(out) if out.strip() else {"stderr": err[-4000:]}), err
+
+
+def resources_all_back(cluster):
+    status = cluster.status()
+    for node in status["nodes"]:
+        if node["state"] != "ALIVE":
+            continue
+        for name, total in node["resources_total"].items():
+            if abs(node["resources_available"].get(name, 0) - total) > 1e-9:
+                return False
+    return status["available"] == status["total"] and status
+
+
+def assert_resources_back(cluster):
+    wait_until(lambda: resources_all_back(cluster), RESOURCES_BACK_S, interval=0.25,
+               what="every CPU and GPU to be available again (no leaked actor leases)")
+
+
+def test_thousand_calls_from_one_caller_run_in_order(cluster):
+    cluster.start_head("--num-cpus", 2)
+    out = run_driver(cluster, "ordered", "--n", 1000)
+    assert out == {"n": 1000, "wrong": 0, "first": 1, "last": 1000, "doubled": 2000}
+    assert_resources_back(cluster)
+
+
+def test_many_callers_through_passed_handles_count_every_call(cluster):
+    cluster.start_head("--num-cpus", 4)
+    # 4 tasks and 1 actor method, each given the handle, plus the driver: 6 x 200 calls.
+    out = run_driver(cluster, "callers", "--callers", 4, "--calls", 200)
+    assert out["total"] == out["expected"] == 1200, out
+    assert out["made"] == 1200
+    assert_resources_back(cluster)
+
+
+def test_half_gpu_actors_pack_two_per_declared_gpu(cluster):
+    start_three_nodes(cluster)
+    a = node_with(cluster, "A")["node_id"]
+    out = run_driver(cluster, "gpu", "--actors", 4, "--gpu", 0.5, "--cpu", 0, "--resource", "A")
+    actors = out["actors"]
+    assert len(actors) == 4
+    assert all(p["node"] == a for p in actors), actors
+    per_device = {}
+    for p in actors:
+        per_device[p["cuda_visible_devices"]] = per_device.get(p["cuda_visible_devices"], 0) + 1
+    assert per_device == {"0": 2, "1": 2}, actors
+    assert len({p["pid"] for p in actors}) == 4  # one worker process per actor
+    # A fifth half-GPU actor on node A waits until one of the four is killed, then gets its slot.
+    assert out["extra_waited"], out
+    assert out["extra_after_kill"]["cuda_visible_devices"] == actors[0]["cuda_visible_devices"], out
+    assert_resources_back(cluster)
+
+
+def test_killed_worker_restarts_the_actor_when_allowed(cluster):
+    cluster.start_head("--num-cpus", 2)
+    proc = spawn_driver(cluster, "die", "--max-restarts", 1)
+    first = first_line(proc)
+    assert first["first"] == 11
+    os.kill(first["pid"], signal.SIGKILL)
+    rc, out, err = finish(proc, 120)
+    assert rc == 0, (out, err[-4000:])
+    # The factory ran again on a new worker (state reset to 10), and the call went through.
+    assert out["after"] == 11, out
+    assert out["placement_after"]["pid"] != first["pid"]
+    assert_resources_back(cluster)
+
+
+def test_killed_worker_without_restarts_is_actor_died(cluster):
+    cluster.start_head("--num-cpus", 2)
+    proc = spawn_driver(cluster, "die", "--max-restarts", 0)
+    first = first_line(proc)
+    os.kill(first["pid"], signal.SIGKILL)
+    rc, out, err = finish(proc, 120)
+    assert rc == 1, (out, err[-4000:])
+    assert out["error_type"] == "ActorDiedError", out
+    assert "died" in out["error"], out
+    assert_resources_back(cluster)
+
+
+def test_killed_raylet_restarts_the_actor_on_another_node(cluster):
+    start_three_nodes(cluster)
+    proc = spawn_driver(cluster, "die", "--max-restarts", 1, "--resource", "W")
+    first = first_line(proc)
+    victim = next(n for n in cluster.alive_nodes() if n["node_id"] == first["node"])
+    assert not victim["is_head"]
+    os.kill(victim["raylet_pid"], signal.SIGKILL)
+    rc, out, err = finish(proc, 150)
+    assert rc == 0, (out, err[-4000:])
+    assert out["after"] == 11, out
+    assert out["placement_after"]["node"] != first["node"], out
+    assert out["placement_after"]["node"] in {n["node_id"] for n in cluster.alive_nodes()}
+    wait_until(lambda: not process_alive(first["pid"]), 20, what="the dead node's actor worker to exit")
+    wait_until(lambda: len(cluster.alive_nodes()) == 2, 20, what="the node to be declared dead")
+    assert_resources_back(cluster)
+
+
+def test_named_detached_actor_is_found_from_a_second_driver(cluster):
+    cluster.start_head("--num-cpus", 2)
+    created = run_driver(cluster, "named-create", "--name", "shared", "--namespace", "ns1")
+    assert created["value"] == 6
+    assert "already exists" in created["duplicate_error"], created
+    # The first driver has exited; the detached actor lives on and keeps its state.
+    got = run_driver(cluster, "named-get", "--name", "shared", "--namespace", "ns1")
+    assert got["id"] == created["id"]
+    assert got["value"] == 7
+    assert "shared" in got["other_namespace_error"], got
+    assert "not a" in got["wrong_class_error"] and "Forwarder" in got["wrong_class_error"], got
+    assert got["after_kill"] and "kill" in got["after_kill"].lower(), got
+    assert got["gone"], got
+    assert_resources_back(cluster)
+
+
+def test_actor_dies_with_its_creator_unless_detached(cluster):
+    cluster.start_head("--num-cpus", 2)
+    created = run_driver(cluster, "named-create", "--name", "mortal", "--no-detached")
+    assert created["value"] == 6
+    out = run_driver(cluster, "named-gone", "--name", "mortal")
+    assert out["gone"], out
+    assert "mortal" in out["error"], out
+    assert_resources_back(cluster)
+
+
+def test_thousand_create_kill_cycles_leak_no_resources(cluster):
+    cluster.start_head("--num-cpus", 2, "--num-gpus", 1)
+    # Each batch of 4 (2 x 1 CPU, 2 x half a GPU) fits the node at once.
+    out = run_driver(cluster, "cycles", "--n", 1000, "--batch", 4, timeout=600)
+    assert out["n"] == 1000 and out["wrong"] == 0, out
+    assert_resources_back(cluster)
+    status = cluster.status()
+    assert status["available"].get("CPU") == 2 and status["available"].get("GPU") == 1, status
+
+
+def test_bad_input_is_a_clear_error_and_the_actor_survives(cluster):
+    cluster.start_head("--num-cpus", 2)
+    out = run_driver(cluster, "bad")
+    assert "no-such-actor" in out["unknown_name"], out
+    assert out["constructor"]["type"] == "ActorDiedError", out
+    assert "no counter today" in out["constructor"]["what"], out
+    assert out["method"] == {"type": "std::invalid_argument", "message": "bad input 7"}, out
+    assert out["after"] == 2  # the actor carried on after its method threw
+    assert "nil" in out["nil"]
+    assert "already exists" in out["duplicate"], out
+    assert out["get_if_exists_same"] is True
+    assert out["get_if_exists_value"] == 42
+    assert "max_concurrency" in out["bad_concurrency"], out
+    assert_resources_back(cluster)
+
+
+def test_concurrent_actor_runs_calls_at_once(cluster):
+    cluster.start_head("--num-cpus", 2)
+    out = run_driver(cluster, "concurrent")
+    assert out["overlapped"], out
+
+
+def test_actor_example(cluster):
+    cluster.start_head("--num-cpus", 4)
+    proc = subprocess.run([os.path.join(BIN, "shoal-example-actor-counter"), "--address", cluster.address],
+                          env=cluster.env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+    assert "in order: 101 102 103 104 105 106 107 108 109 110" in proc.stdout
+    assert "after 4 tasks x 25 calls: 210" in proc.stdout
+    assert "Add(-1) failed: std::invalid_argument" in proc.stdout
+    assert "by name: 210" in proc.stdout
+    assert "after Kill: ActorDiedError" in proc.stdout
