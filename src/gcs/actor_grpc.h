@@ -21,7 +21,7 @@ namespace shoal {
 
 // One channel and stub per address, kept for the transport's lifetime. Lease requests and
 // pushes may wait forever; Shutdown cancels them and waits for their callbacks.
-class GrpcActorTransport : public ActorTransport {
+class GrpcActorTransport : public ActorCreationTransport {
  public:
   GrpcActorTransport() = default;
   ~GrpcActorTransport() override;  // Shutdown(2 s)

@@ -30,7 +30,7 @@ void ClearPlacement(rpc::ActorInfo& info) {
 }  // namespace
 
 ActorManager::ActorManager(StoreClient& store, const Clock& clock, const NodeTable& nodes,
-                           ActorTransport& transport, ActorManagerOptions options)
+                           ActorCreationTransport& transport, ActorManagerOptions options)
     : store_(store), clock_(clock), nodes_(nodes), transport_(transport), options_(std::move(options)) {
   absl::MutexLock lock(&mu_);
   gcs_address_ = options_.gcs_address;

@@ -69,12 +69,12 @@ namespace shoal {
 // (fake_actor_transport.h) in tests.
 // Threading: calls from any thread; each callback runs once, on a transport thread, never
 // inside the call that started it.
-class ActorTransport {
+class ActorCreationTransport {
  public:
   using LeaseCallback = std::function<void(absl::Status, rpc::RequestWorkerLeaseReply)>;
   using PushCallback = std::function<void(absl::Status, rpc::PushTaskReply)>;
 
-  virtual ~ActorTransport() = default;
+  virtual ~ActorCreationTransport() = default;
   // Asks the raylet at `raylet_address` for a lease; `request_id` (unique) names the call for
   // CancelLeaseRequest. A request the raylet queues answers only when granted.
   virtual void RequestWorkerLease(uint64_t request_id, const std::string& raylet_address,
@@ -106,7 +106,7 @@ class ActorManager {
  public:
   using InfoCallback = std::function<void(absl::StatusOr<rpc::ActorInfo>)>;
 
-  ActorManager(StoreClient& store, const Clock& clock, const NodeTable& nodes, ActorTransport& transport,
+  ActorManager(StoreClient& store, const Clock& clock, const NodeTable& nodes, ActorCreationTransport& transport,
                ActorManagerOptions options);
   ActorManager(const ActorManager&) = delete;
   ActorManager& operator=(const ActorManager&) = delete;
@@ -206,7 +206,7 @@ class ActorManager {
   StoreClient& store_;
   const Clock& clock_;
   const NodeTable& nodes_;
-  ActorTransport& transport_;
+  ActorCreationTransport& transport_;
   const ActorManagerOptions options_;
 
   mutable absl::Mutex mu_;

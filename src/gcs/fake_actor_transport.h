@@ -1,4 +1,4 @@
-// An ActorTransport that records every call and lets a test answer them by hand. For tests.
+// An ActorCreationTransport that records every call and lets a test answer them by hand. For tests.
 // Threading: any thread; callbacks run on the thread that answers.
 #pragma once
 
@@ -13,7 +13,7 @@
 
 namespace shoal {
 
-class FakeActorTransport : public ActorTransport {
+class FakeActorTransport : public ActorCreationTransport {
  public:
   struct LeaseCall {
     uint64_t request_id = 0;
