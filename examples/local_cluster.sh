@@ -23,7 +23,7 @@ echo "== shoal status"
 "$SHOAL" status --address "127.0.0.1:$PORT"
 
 export SHOAL_ADDRESS="127.0.0.1:$PORT"
-for example in hello parallel-sum task-graph gpu-fraction; do
+for example in hello parallel-sum task-graph gpu-fraction actor-counter; do
   echo "== shoal-example-$example"
   "$BIN/shoal-example-$example"
 done
