@@ -30,8 +30,12 @@ absl::StatusOr<std::pair<std::string, int>> ParseHostPort(std::string_view addre
 
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   grpc::ChannelArguments args;
+  // Reconnect quickly (a restarted GCS or raylet is found within a second), but give each
+  // connection attempt a long deadline: gRPC's core uses the "min reconnect backoff" as the
+  // minimum time a connection handshake may take, and a loaded machine can need seconds
+  // (at 100 ms, busy workers looked unreachable: "timed out before receiving SETTINGS frame").
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 10000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetMaxReceiveMessageSize(64 << 20);  // object chunks are a few MiB
   args.SetMaxSendMessageSize(64 << 20);

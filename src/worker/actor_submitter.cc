@@ -9,6 +9,19 @@
 #include "src/worker/task_spec.h"
 
 namespace shoal {
+namespace {
+
+// gRPC's words for a call that could not connect, so the request was never sent.
+bool NeverDelivered(const absl::Status& status) {
+  if (!absl::IsUnavailable(status)) return false;
+  const std::string message(status.message());
+  for (const char* words : {"failed to connect", "Connection refused", "connection attempt timed out"}) {
+    if (message.find(words) != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
 
 ActorSubmitter::ActorSubmitter(ActorTransport& transport, const Clock& clock, ActorSubmitterOptions options,
                                TaskDoneCallback done)
@@ -209,9 +222,12 @@ void ActorSubmitter::OnPushReply(const ActorId& actor, uint64_t order, const std
     } else {
       if (address == s.address) s.suspect = true;
       const bool dead = s.known && s.info.state() == rpc::ActorInfo::DEAD;
-      const bool may_retry = s.max_task_retries < 0 || spec.attempt() < s.max_task_retries;
+      // A call that never reached the worker (no connection) did not run: it waits for what
+      // the GCS says next (the same worker, a restart, or death) whatever the retries.
+      const bool undelivered = NeverDelivered(status);
+      const bool may_retry = undelivered || s.max_task_retries < 0 || spec.attempt() < s.max_task_retries;
       if (!dead && may_retry) {
-        spec.set_attempt(spec.attempt() + 1);
+        if (!undelivered) spec.set_attempt(spec.attempt() + 1);
         s.waiting[order].spec = std::move(spec);  // keeps its place among the waiting calls
       } else {
         Fail(std::move(spec), kActorDiedError,

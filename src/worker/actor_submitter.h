@@ -8,7 +8,9 @@
 // caller's calls in that order (core_worker.cc). While the actor is PENDING or RESTARTING calls
 // wait; when it is DEAD, waiting and later calls fail with ActorDiedError naming the cause.
 // A push that breaks (the worker died) is retried on the next incarnation while the handle's
-// max_task_retries allows (-1: always), else it fails with ActorDiedError. After a broken push
+// max_task_retries allows (-1: always), else it fails with ActorDiedError. A push that never
+// connected (the call was not delivered) always waits for the GCS's next word instead: sent
+// again to the same or a restarted worker, or failed when the actor is dead. After a broken push
 // the actor's address is suspect: no call is pushed until the GCS reports a change (or a poll
 // passes without one).
 // Threading: any thread. Transport callbacks mutate state under one mutex; pushes and the done

@@ -27,6 +27,7 @@
 #include "nlohmann/json.hpp"
 #include "shoal/api.h"
 #include "src/common/flags.h"
+#include "tests/cpp/driver_main.h"
 
 namespace driver {
 
@@ -391,7 +392,6 @@ int main(int argc, char** argv) {
   const std::string command = argc > 1 ? argv[1] : "";
   Flags f;
   shoal::FlagSet flags("shoal_actor_driver " + command);
-  flags.AddString("address", &f.address, "GCS address (default: $SHOAL_ADDRESS, else a local cluster)");
   flags.AddInt("n", &f.n, "ordered: calls; cycles: actors");
   flags.AddInt("callers", &f.callers, "callers: caller tasks");
   flags.AddInt("calls", &f.calls, "callers: calls per caller");
@@ -404,29 +404,5 @@ int main(int argc, char** argv) {
   flags.AddString("namespace", &f.ray_namespace, "named-*: the actor's namespace");
   flags.AddInt("batch", &f.batch, "cycles: actors alive at once");
   flags.AddBool("detached", &f.detached, "named-create: whether the actor outlives this driver");
-  absl::Status parsed = flags.Parse(argc, argv, argc > 1 ? 2 : 1);
-  try {
-    shoal::InitOptions options;
-    options.address = f.address;
-    shoal::Init(options);
-  } catch (const std::exception& e) {
-    std::cout << Json{{"exception", e.what()}} << std::endl;
-    return 3;
-  }
-  if (kCommands.count(command) == 0 || !parsed.ok()) {
-    std::cerr << (parsed.ok() ? "" : std::string(parsed.message()) + "\n") << "usage: shoal_actor_driver <";
-    for (const auto& [name, fn] : kCommands) std::cerr << name << "|";
-    std::cerr << "> [--address HOST:PORT] [flags]\n" << flags.Usage();
-    shoal::Shutdown();
-    return 2;
-  }
-  try {
-    int code = kCommands.at(command)(f);
-    shoal::Shutdown();
-    return code;
-  } catch (const std::exception& e) {
-    std::cout << Json{{"exception", e.what()}} << std::endl;
-    shoal::Shutdown();
-    return 3;
-  }
+  return RunDriver(argc, argv, "shoal_actor_driver", flags, f, kCommands);
 }

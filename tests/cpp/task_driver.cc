@@ -28,6 +28,7 @@
 #include "nlohmann/json.hpp"
 #include "shoal/api.h"
 #include "src/common/flags.h"
+#include "tests/cpp/driver_main.h"
 
 namespace driver {
 
@@ -374,12 +375,9 @@ const std::map<std::string, int (*)(const Flags&)> kCommands = {
 
 int main(int argc, char** argv) {
   using namespace driver;
-  // Parsing flags has no side effects, so it may come before Init. A worker gets no arguments
-  // (the command stays empty) and never returns from Init.
   const std::string command = argc > 1 ? argv[1] : "";
   Flags f;
   shoal::FlagSet flags("shoal_task_driver " + command);
-  flags.AddString("address", &f.address, "GCS address (default: $SHOAL_ADDRESS, else a local cluster)");
   flags.AddInt("n", &f.n, "many: number of tasks");
   flags.AddString("producer-resource", &f.producer_resource, "refs: a custom resource only the producer's node has");
   flags.AddString("consumer-resource", &f.consumer_resource, "refs: a custom resource only the consumer's node has");
@@ -394,29 +392,5 @@ int main(int argc, char** argv) {
   flags.AddString("resource", &f.resource, "slow: a custom resource the task needs (a little of)");
   flags.AddInt("max-retries", &f.max_retries, "slow: retries after a worker or node death");
   flags.AddInt("rounds", &f.rounds, "free: rounds of n tasks returning --size bytes each");
-  absl::Status parsed = flags.Parse(argc, argv, argc > 1 ? 2 : 1);
-  try {
-    shoal::InitOptions options;
-    options.address = f.address;
-    shoal::Init(options);
-  } catch (const std::exception& e) {
-    std::cout << Json{{"exception", e.what()}} << std::endl;
-    return 3;
-  }
-  if (kCommands.count(command) == 0 || !parsed.ok()) {
-    std::cerr << (parsed.ok() ? "" : std::string(parsed.message()) + "\n") << "usage: shoal_task_driver <";
-    for (const auto& [name, fn] : kCommands) std::cerr << name << "|";
-    std::cerr << "> [--address HOST:PORT] [flags]\n" << flags.Usage();
-    shoal::Shutdown();
-    return 2;
-  }
-  try {
-    int code = kCommands.at(command)(f);
-    shoal::Shutdown();
-    return code;
-  } catch (const std::exception& e) {
-    std::cout << Json{{"exception", e.what()}} << std::endl;
-    shoal::Shutdown();
-    return 3;
-  }
+  return RunDriver(argc, argv, "shoal_task_driver", flags, f, kCommands);
 }

@@ -238,3 +238,57 @@ def gcs_stubs(tmp_path_factory):
     import shoalpb.gcs_pb2_grpc as gcs_pb2_grpc  # noqa: E402
     import shoalpb.common_pb2 as common_pb2  # noqa: E402
     return gcs_pb2, gcs_pb2_grpc, common_pb2
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared by the task and actor tests.
+
+
+def start_three_nodes(cluster, gpus_a=1, gpus_b=1):
+    """A head (2 CPUs, no GPU) and two worker nodes (2 CPUs each) with custom resources A or B,
+    and W on both, so that work can be sent to one node or to either worker node."""
+    cluster.start_head("--num-cpus", 2, "--num-gpus", 0)
+    cluster.start_worker("--num-cpus", 2, "--num-gpus", gpus_a, "--resources", '{"A": 100, "W": 100}')
+    cluster.start_worker("--num-cpus", 2, "--num-gpus", gpus_b, "--resources", '{"B": 100, "W": 100}')
+    wait_until(lambda: len(cluster.alive_nodes()) == 3, 20, what="3 alive nodes")
+
+
+def node_with(cluster, resource):
+    """The alive node that offers `resource`."""
+    nodes = [n for n in cluster.alive_nodes() if resource in n["resources_total"]]
+    assert len(nodes) == 1, nodes
+    return nodes[0]
+
+
+def last_json(text):
+    """The last line of `text` that is a JSON document (test drivers print one per scenario)."""
+    for line in reversed(text.strip().splitlines()):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    pytest.fail(f"no JSON in driver output:\n{text}")
+
+
+def run_driver(driver, cluster, command, *args, timeout=60, expect_rc=0):
+    """Runs a C++ test driver binary (tests/cpp) against `cluster`; answers its JSON line."""
+    proc = subprocess.run([driver, command, "--address", cluster.address, *map(str, args)], env=cluster.env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == expect_rc, (
+        f"{os.path.basename(driver)} {command} exited {proc.returncode}\nstdout: {proc.stdout}\n"
+        f"stderr: {proc.stderr[-4000:]}")
+    return last_json(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def python_cluster():
+    """A three-node cluster (start_three_nodes, 2 GPUs on node A) shared by a module's Python
+    tests, which run their drivers in the pytest process."""
+    root = tempfile.mkdtemp(prefix="shoal-py-", dir="/tmp")
+    c = Cluster(root)
+    try:
+        start_three_nodes(c, gpus_a=2, gpus_b=1)
+        yield c
+    finally:
+        c.teardown()
+        shutil.rmtree(root, ignore_errors=True)

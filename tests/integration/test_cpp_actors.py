@@ -14,40 +14,19 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, process_alive, wait_until
+import conftest
+from conftest import BIN, last_json, node_with, process_alive, wait_until
 
 DRIVER = os.path.join(BIN, "shoal_actor_driver")
 RESOURCES_BACK_S = 60
 
 
 def start_three_nodes(cluster):
-    cluster.start_head("--num-cpus", 2, "--num-gpus", 0)
-    cluster.start_worker("--num-cpus", 2, "--num-gpus", 2, "--resources", '{"A": 100, "W": 100}')
-    cluster.start_worker("--num-cpus", 2, "--num-gpus", 1, "--resources", '{"B": 100, "W": 100}')
-    wait_until(lambda: len(cluster.alive_nodes()) == 3, 15, what="3 alive nodes")
-
-
-def node_with(cluster, resource):
-    nodes = [n for n in cluster.alive_nodes() if resource in n["resources_total"]]
-    assert len(nodes) == 1, nodes
-    return nodes[0]
-
-
-def last_json(text):
-    for line in reversed(text.strip().splitlines()):
-        try:
-            return json.loads(line)
-        except ValueError:
-            continue
-    pytest.fail(f"no JSON in driver output:\n{text}")
+    conftest.start_three_nodes(cluster, gpus_a=2, gpus_b=1)
 
 
 def run_driver(cluster, command, *args, timeout=120, expect_rc=0):
-    proc = subprocess.run([DRIVER, command, "--address", cluster.address, *map(str, args)], env=cluster.env,
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == expect_rc, (
-        f"shoal_actor_driver {command} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr[-4000:]}")
-    return last_json(proc.stdout)
+    return conftest.run_driver(DRIVER, cluster, command, *args, timeout=timeout, expect_rc=expect_rc)
 
 
 def spawn_driver(cluster, command, *args):

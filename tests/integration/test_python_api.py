@@ -34,17 +34,8 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 @pytest.fixture(scope="module")
-def three_nodes():
-    root = tempfile.mkdtemp(prefix="shoal-py-", dir="/tmp")
-    c = Cluster(root)
-    try:
-        c.start_head("--num-cpus", 2, "--num-gpus", 0)
-        c.start_worker("--num-cpus", 2, "--num-gpus", 2, "--resources", '{"A": 100}')
-        c.start_worker("--num-cpus", 2, "--num-gpus", 1, "--resources", '{"B": 100}')
-        wait_until(lambda: len(c.alive_nodes()) == 3, 20, what="3 alive nodes")
-        yield c
-    finally:
-        c.teardown()
+def three_nodes(python_cluster):
+    return python_cluster
 
 
 @pytest.fixture
