@@ -158,6 +158,13 @@ void WriteClusterMetrics(MetricsWriter& writer, const rpc::GetClusterStatusReply
   for (const auto& [node_id, stats] : node_stats) {
     writer.Sample("shoal_node_queued_leases", {{"node_id", node_id}}, static_cast<double>(stats.num_queued_leases()));
   }
+  writer.Family("shoal_node_gpu_used", "Share of each GPU device of a node in use (fractions included)", "gauge");
+  for (const auto& [node_id, stats] : node_stats) {
+    for (int i = 0; i < stats.gpu_free_size(); ++i) {
+      writer.Sample("shoal_node_gpu_used", {{"node_id", node_id}, {"device", absl::StrCat(i)}},
+                    1.0 - static_cast<double>(stats.gpu_free(i)) / FixedPoint::kScale);
+    }
+  }
   writer.Family("shoal_object_store_bytes", "A node's object store: capacity, bytes in memory, bytes spilled to disk",
                 "gauge");
   for (const auto& [node_id, stats] : node_stats) {

@@ -8,6 +8,7 @@
 //   shoal_cluster_resource_total{resource}, shoal_cluster_resource_used{resource}
 //   shoal_resource_demand{shape,infeasible}  (queued lease requests by shape, from the GCS)
 //   shoal_node_workers{node_id,state}, shoal_node_queued_leases{node_id}  (raylet GetNodeStats)
+//   shoal_node_gpu_used{node_id,device}  (share of each GPU device in use; raylet GetNodeStats)
 //   shoal_object_store_bytes{node_id,kind=capacity|used|spilled}, shoal_object_store_objects{node_id,where},
 //   shoal_object_store_evictions_total{node_id}  (raylet GetNodeStats)
 //   shoal_actors{state}  (GCS actor table), shoal_tasks{state}  (GCS task events)

@@ -13,6 +13,7 @@
 #include "spdlog/spdlog.h"
 #include "src/cli/status_format.h"
 #include "src/common/ids.h"
+#include "src/common/resources.h"
 #include "src/dashboard/websocket.h"
 
 namespace shoal::dashboard {
@@ -311,6 +312,21 @@ void DashboardServer::AddRoutes() {
     out["num_nodes"] = out["nodes"].size();
     if (limit >= 0 && static_cast<int64_t>(out["nodes"].size()) > limit) {
       out["nodes"].erase(out["nodes"].begin() + limit, out["nodes"].end());
+    }
+    // Per-device GPU use and object-store figures, from the raylets that answer in time.
+    std::map<std::string, rpc::GetNodeStatsReply> stats = cluster_.NodeStats(*status, kNodeStatsTimeout);
+    for (auto& node : out["nodes"]) {
+      auto it = stats.find(node.value("node_id", std::string()));
+      if (it == stats.end()) continue;
+      nlohmann::json gpus = nlohmann::json::array();
+      for (int64_t free : it->second.gpu_free()) {
+        gpus.push_back(1.0 - static_cast<double>(free) / FixedPoint::kScale);
+      }
+      node["gpu_used_per_device"] = gpus;
+      node["object_store"] = {{"capacity", it->second.store_capacity_bytes()},
+                              {"used", it->second.store_used_bytes()},
+                              {"spilled", it->second.store_spilled_bytes()},
+                              {"objects", it->second.store_num_objects()}};
     }
     out["jobs_by_status"] = jobs_.CountByStatus();
     out["actors"] = nlohmann::json::array();

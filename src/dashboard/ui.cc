@@ -77,9 +77,10 @@ async function api(path, options) {
 function renderStatus(s) {
   document.getElementById("cluster").textContent = "GCS " + s.gcs_address + " (" + s.storage + ")";
   const nodes = s.nodes.slice(0, MAX_ROWS);
-  if (!nodes.length) none("nodes", "none"); else replace("nodes", table(["node", "address", "state", "role", "resources used / total"],
+  const gpus = n => (n.gpu_used_per_device || []).map((u, i) => "GPU" + i + " " + u.toFixed(2) + "/1").join(", ");
+  if (!nodes.length) none("nodes", "none"); else replace("nodes", table(["node", "address", "state", "role", "resources used / total", "GPU devices used"],
       nodes.map(n => [n.node_id.slice(0, 12), n.address + ":" + n.raylet_port, el("span", {class: n.state}, n.state),
-                      n.is_head ? "head" : "worker", usage(n.resources_total, n.resources_available)])));
+                      n.is_head ? "head" : "worker", usage(n.resources_total, n.resources_available), gpus(n)])));
   replace("resources", usage(s.total, s.available));
   if (!s.demands.length) none("demands", "none");
   else replace("demands", table(["shape", "count", "kind"], s.demands.map(d =>

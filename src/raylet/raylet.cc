@@ -120,6 +120,9 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
       reply->set_num_leased_workers(workers.leased);
       reply->set_num_queued_leases(leases.queued + leases.waiting_worker);
       raylet_.leases_->Available().ToProto(reply->mutable_available());
+      if (const ResourceInstances* gpus = raylet_.leases_->resources().Instances(kGPU); gpus != nullptr) {
+        for (const FixedPoint& free : gpus->free()) reply->add_gpu_free(free.units());
+      }
       if (auto store = raylet_.store_client_->Stats(); store.ok()) {
         reply->set_store_capacity_bytes(store->capacity);
         reply->set_store_used_bytes(store->bytes_used);

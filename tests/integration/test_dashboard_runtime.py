@@ -106,3 +106,34 @@ def test_python_job_runs_tasks_and_actor_and_shows_on_dashboard(head, tmp_path):
     for node in node_ids:
         assert store[(node, "capacity")] > 0
         assert 0 <= store[(node, "used")] <= store[(node, "capacity")]
+
+
+def test_fractional_gpu_use_per_device_on_dashboard(cluster):
+    pytest.importorskip("prometheus_client")
+    cluster.start_head("--num-cpus", 2, "--num-gpus", 2, dashboard=True)
+    sys.path.insert(0, PYTHON_DIR)
+    import shoal
+    shoal.init(address=cluster.address)
+    try:
+        @shoal.remote(num_gpus=0.5)
+        class Holder:
+            def ready(self):
+                return True
+
+        holders = [Holder.remote() for _ in range(3)]  # two halves on GPU 0, one on GPU 1
+        assert shoal.get([h.ready.remote() for h in holders], timeout=60) == [True] * 3
+
+        def per_device():
+            code, body = cluster.api("GET", "/api/cluster_status")
+            assert code == 200
+            return body["nodes"][0].get("gpu_used_per_device")
+
+        assert wait_until(lambda: per_device() == [1.0, 0.5], 30, what="GPU use per device [1.0, 0.5]")
+        samples = metrics(cluster)
+        used = {labels["device"]: v for labels, v in samples["shoal_node_gpu_used"]}
+        assert used == {"0": 1.0, "1": 0.5}
+        for h in holders:
+            shoal.kill(h)
+        assert wait_until(lambda: per_device() == [0.0, 0.0], 30, what="every GPU free again")
+    finally:
+        shoal.shutdown()
