@@ -49,6 +49,15 @@ absl::StatusOr<rpc::ListActorsReply> ClusterClient::ListActors(int limit, absl::
   return reply;
 }
 
+absl::StatusOr<rpc::RpcStats> ClusterClient::GcsRpcStats(absl::Duration timeout) {
+  grpc::ClientContext context;
+  SetDeadline(context, timeout);
+  rpc::GetRpcStatsReply reply;
+  absl::Status s = FromGrpcStatus(status_->GetRpcStats(&context, rpc::GetRpcStatsRequest(), &reply));
+  if (!s.ok()) return s;
+  return reply.stats();
+}
+
 absl::StatusOr<rpc::ListTasksReply> ClusterClient::ListTasks(int limit, absl::Duration timeout) {
   grpc::ClientContext context;
   SetDeadline(context, timeout);

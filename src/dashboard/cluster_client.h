@@ -34,6 +34,8 @@ class ClusterClient {
   // The GCS's actor table (newest first, at most `limit`) and its recent tasks with counts.
   absl::StatusOr<rpc::ListActorsReply> ListActors(int limit, absl::Duration timeout);
   absl::StatusOr<rpc::ListTasksReply> ListTasks(int limit, absl::Duration timeout);
+  // The calls the GCS served (its RpcMetrics).
+  absl::StatusOr<rpc::RpcStats> GcsRpcStats(absl::Duration timeout);
 
  private:
   std::string gcs_address_;

@@ -190,6 +190,47 @@ void WriteClusterMetrics(MetricsWriter& writer, const rpc::GetClusterStatusReply
   }
 }
 
+void WriteRpcMetrics(MetricsWriter& writer, const std::vector<std::pair<Labels, rpc::RpcStats>>& servers) {
+  writer.Family("shoal_rpc_requests_total", "gRPC calls served, by component, method and status code", "counter");
+  for (const auto& [labels, stats] : servers) {
+    for (const rpc::RpcMethodStats& m : stats.methods()) {
+      Labels l = labels;
+      l.emplace_back("method", m.method());
+      l.emplace_back("code", absl::StrCat(m.code()));
+      writer.Sample("shoal_rpc_requests_total", l, static_cast<double>(m.count()));
+    }
+  }
+  writer.Family("shoal_rpc_latency_seconds", "Time to serve a gRPC call, by component and method", "histogram");
+  for (const auto& [labels, stats] : servers) {
+    // Codes merged per method: one histogram per method.
+    std::map<std::string, std::pair<std::vector<uint64_t>, std::pair<uint64_t, double>>> by_method;
+    for (const rpc::RpcMethodStats& m : stats.methods()) {
+      auto& [buckets, totals] = by_method[m.method()];
+      buckets.resize(std::max<size_t>(buckets.size(), m.buckets_size()), 0);
+      for (int i = 0; i < m.buckets_size(); ++i) buckets[i] += m.buckets(i);
+      totals.first += m.count();
+      totals.second += m.sum_seconds();
+    }
+    for (const auto& [method, entry] : by_method) {
+      const auto& [buckets, totals] = entry;
+      Labels l = labels;
+      l.emplace_back("method", method);
+      uint64_t cumulative = 0;
+      for (int i = 0; i < stats.bounds_size() && i < static_cast<int>(buckets.size()); ++i) {
+        cumulative += buckets[i];
+        Labels b = l;
+        b.emplace_back("le", MetricsWriter::FormatValue(stats.bounds(i)));
+        writer.Sample("shoal_rpc_latency_seconds_bucket", b, static_cast<double>(cumulative));
+      }
+      Labels inf = l;
+      inf.emplace_back("le", "+Inf");
+      writer.Sample("shoal_rpc_latency_seconds_bucket", inf, static_cast<double>(totals.first));
+      writer.Sample("shoal_rpc_latency_seconds_sum", l, totals.second);
+      writer.Sample("shoal_rpc_latency_seconds_count", l, static_cast<double>(totals.first));
+    }
+  }
+}
+
 void WriteActorMetrics(MetricsWriter& writer, const rpc::ListActorsReply& actors) {
   std::map<std::string, int64_t> by_state;
   for (const char* state : {"PENDING", "ALIVE", "RESTARTING", "DEAD"}) by_state[state] = 0;

@@ -11,6 +11,7 @@
 //   shoal_node_gpu_used{node_id,device}  (share of each GPU device in use; raylet GetNodeStats)
 //   shoal_object_store_bytes{node_id,kind=capacity|used|spilled}, shoal_object_store_objects{node_id,where},
 //   shoal_object_store_evictions_total{node_id}  (raylet GetNodeStats)
+//   shoal_rpc_requests_total{component,node_id,method,code}, shoal_rpc_latency_seconds (histogram)
 //   shoal_actors{state}  (GCS actor table), shoal_tasks{state}  (GCS task events)
 //   shoal_jobs{status}
 //   shoal_dashboard_http_requests_total{method,route,code}
@@ -79,6 +80,10 @@ class HttpMetrics {
 // worker and queue gauges for the raylets that answered.
 void WriteClusterMetrics(MetricsWriter& writer, const rpc::GetClusterStatusReply& status,
                          const std::map<std::string, rpc::GetNodeStatsReply>& node_stats);
+
+// shoal_rpc_requests_total{component,node_id,method,code} and the shoal_rpc_latency_seconds
+// histogram{component,node_id,method}, one entry per server (its labels and its stats).
+void WriteRpcMetrics(MetricsWriter& writer, const std::vector<std::pair<Labels, rpc::RpcStats>>& servers);
 
 // shoal_actors{state} for every state, zero included.
 void WriteActorMetrics(MetricsWriter& writer, const rpc::ListActorsReply& actors);

@@ -365,7 +365,16 @@ void DashboardServer::AddRoutes() {
     absl::StatusOr<rpc::GetClusterStatusReply> status = cluster_.ClusterStatus(kStatusTimeout);
     writer.Family("shoal_gcs_up", "1 when the GCS answered this scrape", "gauge");
     writer.Sample("shoal_gcs_up", {}, status.ok() ? 1 : 0);
-    if (status.ok()) WriteClusterMetrics(writer, *status, cluster_.NodeStats(*status, kNodeStatsTimeout));
+    std::vector<std::pair<Labels, rpc::RpcStats>> rpc_servers;
+    if (auto gcs = cluster_.GcsRpcStats(kStatusTimeout); gcs.ok()) {
+      rpc_servers.push_back({{{"component", "gcs"}, {"node_id", ""}}, *gcs});
+    }
+    if (status.ok()) {
+      std::map<std::string, rpc::GetNodeStatsReply> stats = cluster_.NodeStats(*status, kNodeStatsTimeout);
+      WriteClusterMetrics(writer, *status, stats);
+      for (const auto& [node_id, s] : stats) rpc_servers.push_back({{{"component", "raylet"}, {"node_id", node_id}}, s.rpc_stats()});
+    }
+    WriteRpcMetrics(writer, rpc_servers);
     if (auto actors = cluster_.ListActors(10000, kStatusTimeout); actors.ok()) WriteActorMetrics(writer, *actors);
     if (auto tasks = cluster_.ListTasks(1, kStatusTimeout); tasks.ok()) WriteTaskMetrics(writer, *tasks);
     WriteJobMetrics(writer, jobs_.CountByStatus());

@@ -6,6 +6,7 @@
 #include "shoal/raylet.grpc.pb.h"
 #include "spdlog/spdlog.h"
 #include "src/common/rpc.h"
+#include "src/common/rpc_metrics.h"
 
 namespace shoal {
 namespace {
@@ -50,6 +51,12 @@ class GcsServer::Services final : public rpc::NodeInfoService::Service,
                                   public rpc::TaskEventService::Service {
  public:
   explicit Services(GcsServer& gcs) : gcs_(gcs) {}
+
+  // --- rpc stats ---
+  grpc::Status GetRpcStats(grpc::ServerContext*, const rpc::GetRpcStatsRequest*, rpc::GetRpcStatsReply* reply) override {
+    RpcMetrics::Global().ToProto(reply->mutable_stats());
+    return grpc::Status::OK;
+  }
 
   // --- task events ---
   grpc::Status ReportTaskEvents(grpc::ServerContext*, const rpc::ReportTaskEventsRequest* req,

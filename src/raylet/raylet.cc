@@ -14,6 +14,7 @@
 #include "shoal/raylet.grpc.pb.h"
 #include "spdlog/spdlog.h"
 #include "src/common/rpc.h"
+#include "src/common/rpc_metrics.h"
 #include "src/common/system.h"
 
 namespace shoal {
@@ -120,6 +121,7 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
       reply->set_num_leased_workers(workers.leased);
       reply->set_num_queued_leases(leases.queued + leases.waiting_worker);
       raylet_.leases_->Available().ToProto(reply->mutable_available());
+      RpcMetrics::Global().ToProto(reply->mutable_rpc_stats());
       if (const ResourceInstances* gpus = raylet_.leases_->resources().Instances(kGPU); gpus != nullptr) {
         for (const FixedPoint& free : gpus->free()) reply->add_gpu_free(free.units());
       }

@@ -106,6 +106,14 @@ def test_python_job_runs_tasks_and_actor_and_shows_on_dashboard(head, tmp_path):
     for node in node_ids:
         assert store[(node, "capacity")] > 0
         assert 0 <= store[(node, "used")] <= store[(node, "capacity")]
+    # gRPC calls served, by component and method, with latency histograms.
+    calls = {(labels["component"], labels["method"]): v for labels, v in samples["shoal_rpc_requests_total"]
+             if labels["code"] == "0"}
+    assert calls[("gcs", "/shoal.rpc.ActorService/RegisterActor")] >= 1
+    assert calls[("gcs", "/shoal.rpc.KVService/Put")] >= 1
+    assert any(c == "raylet" and m.endswith("/RequestWorkerLease") and v >= 1 for (c, m), v in calls.items())
+    counts = {(l["component"], l["method"]): v for l, v in samples["shoal_rpc_latency_seconds_count"]}
+    assert counts[("gcs", "/shoal.rpc.ActorService/RegisterActor")] >= 1
 
 
 def test_fractional_gpu_use_per_device_on_dashboard(cluster):
