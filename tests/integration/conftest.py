@@ -280,10 +280,13 @@ def run_driver(driver, cluster, command, *args, timeout=60, expect_rc=0):
     return last_json(proc.stdout)
 
 
+PYTHON_DIR = os.path.join(REPO, "build", "python")  # where the build puts `import shoal`
+
+
 @pytest.fixture(scope="module")
-def python_cluster():
+def three_nodes():
     """A three-node cluster (start_three_nodes, 2 GPUs on node A) shared by a module's Python
-    tests, which run their drivers in the pytest process."""
+    tests, which run their drivers in the pytest process (see `driver`)."""
     root = tempfile.mkdtemp(prefix="shoal-py-", dir="/tmp")
     c = Cluster(root)
     try:
@@ -292,3 +295,14 @@ def python_cluster():
     finally:
         c.teardown()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def driver(three_nodes):
+    """This pytest process as a Shoal driver of the module's three-node cluster."""
+    if PYTHON_DIR not in sys.path:
+        sys.path.insert(0, PYTHON_DIR)
+    import shoal
+    shoal.init(address=three_nodes.address)
+    yield three_nodes
+    shoal.shutdown()

@@ -14,9 +14,8 @@ import time
 
 import pytest
 
-from conftest import REPO, Cluster, process_alive, wait_until
+from conftest import PYTHON_DIR, process_alive, wait_until
 
-PYTHON_DIR = os.path.join(REPO, "build", "python")
 sys.path.insert(0, PYTHON_DIR)
 
 import cloudpickle  # noqa: E402
@@ -24,18 +23,6 @@ import cloudpickle  # noqa: E402
 import shoal as ray  # noqa: E402
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
-@pytest.fixture(scope="module")
-def three_nodes(python_cluster):
-    return python_cluster
-
-
-@pytest.fixture
-def driver(three_nodes):
-    ray.init(address=three_nodes.address)
-    yield three_nodes
-    ray.shutdown()
 
 
 @ray.remote

@@ -18,9 +18,8 @@ import time
 
 import pytest
 
-from conftest import BIN, REPO, Cluster, process_alive, wait_until
+from conftest import PYTHON_DIR, process_alive, wait_until
 
-PYTHON_DIR = os.path.join(REPO, "build", "python")
 sys.path.insert(0, PYTHON_DIR)
 
 import cloudpickle  # noqa: E402
@@ -31,18 +30,6 @@ import shoal as ray  # noqa: E402
 
 # Functions defined here travel by value: workers do not import this test module.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
-@pytest.fixture(scope="module")
-def three_nodes(python_cluster):
-    return python_cluster
-
-
-@pytest.fixture
-def driver(three_nodes):
-    shoal.init(address=three_nodes.address)
-    yield three_nodes
-    shoal.shutdown()
 
 
 def run_script(code, env, timeout=120):
