@@ -8,9 +8,14 @@ Resources: as in Ray, an actor with no explicit resources holds none while it li
 small actors fit on a node); give num_cpus / num_gpus / resources to hold them.
 Lifetime: an actor dies with the process that created it (its owner) unless created with
 lifetime="detached"; `shoal.kill` ends it at once. Handles can be passed to other tasks and
-actors.
+actors. As in Ray, an unnamed, non-detached actor whose every handle in its creator is gone
+ends too, after the calls made through those handles finish, unless a handle was passed out
+of the process (pickled): other processes' handles are not counted, so such an actor lives
+on until its owner exits or it is killed.
 """
 import inspect
+import threading
+import weakref
 
 from shoal._private import options as opts
 from shoal._private import runtime
@@ -58,6 +63,50 @@ def _method_table(cls):
         table[name] = {"num_returns": method_options.get("num_returns", 1),
                        "max_task_retries": method_options.get("max_task_retries")}
     return table
+
+
+class _Scope:
+    """Handles of one actor created by this process, and its calls' results still referenced."""
+
+    def __init__(self):
+        self.handles = 0
+        self.escaped = False
+        self.calls = []  # weak references to the ObjectRefs of calls made here
+
+
+_scopes = {}  # actor id -> _Scope, for unnamed non-detached actors created here
+_scopes_lock = threading.Lock()
+
+
+def _end_when_calls_done(actor_id, calls, epoch):
+    """Kills the actor once the calls still referenced have results (a daemon thread)."""
+    refs = [r for r in (w() for w in calls) if r is not None]
+    try:
+        if refs:
+            from shoal._private.runtime import wait
+            wait(refs, num_returns=len(refs))
+        core = runtime.state.core
+        if core is not None and runtime.state.epoch == epoch:
+            core.kill_actor(actor_id, True)
+    except Exception:  # noqa: BLE001 - the cluster or the actor is already gone
+        pass
+
+
+def _handle_gone(actor_id):
+    with _scopes_lock:
+        scope = _scopes.get(actor_id)
+        if scope is None:
+            return
+        scope.handles -= 1
+        if scope.handles > 0:
+            return
+        del _scopes[actor_id]
+        if scope.escaped:
+            return
+    if runtime.state.core is None:
+        return
+    threading.Thread(target=_end_when_calls_done, args=(actor_id, scope.calls, runtime.state.epoch),
+                     name="shoal-actor-scope", daemon=True).start()
 
 
 class ActorClass:
@@ -126,6 +175,9 @@ class ActorClass:
         if description["existed"]:
             name, methods, retries = serialization.deserialize(description["handle_data"])
             return ActorHandle(description["actor_id"], name, methods, retries)
+        if not options.get("name") and options.get("lifetime") != "detached":
+            with _scopes_lock:
+                _scopes[description["actor_id"]] = _Scope()
         return ActorHandle(description["actor_id"], self._name, self._methods, max_task_retries)
 
 
@@ -159,8 +211,20 @@ class ActorHandle:
         self._class_name = class_name
         self._methods = methods
         self._max_task_retries = max_task_retries
+        with _scopes_lock:
+            scope = _scopes.get(actor_id)
+            if scope is not None:
+                scope.handles += 1
+        self._scoped = scope is not None
         if _register and runtime.state.core is not None:
             runtime.state.core.add_actor_handle(actor_id, max_task_retries)
+
+    def __del__(self):
+        if getattr(self, "_scoped", False):
+            try:
+                _handle_gone(self._actor_id)
+            except Exception:  # noqa: BLE001 - interpreter shutdown
+                pass
 
     def __getattr__(self, name):
         if name.startswith("_"):
@@ -182,11 +246,22 @@ class ActorHandle:
             ids = core.submit_actor_task(self._actor_id, method, packed, core_options)
         del keep
         refs = [ObjectRef(i) for i in ids]
+        if self._scoped:
+            with _scopes_lock:
+                scope = _scopes.get(self._actor_id)
+                if scope is not None:
+                    if len(scope.calls) > 256:
+                        scope.calls = [w for w in scope.calls if w() is not None]
+                    scope.calls.extend(weakref.ref(r) for r in refs)
         if num_returns == 0:
             return None
         return refs[0] if num_returns == 1 else refs
 
     def __reduce__(self):
+        with _scopes_lock:
+            scope = _scopes.get(self._actor_id)
+            if scope is not None:
+                scope.escaped = True
         return (_rebuild_handle, (self._actor_id, self._class_name, self._methods, self._max_task_retries))
 
     def __repr__(self):

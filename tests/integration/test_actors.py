@@ -223,6 +223,26 @@ def test_actor_dies_with_its_owner_unless_detached(three_nodes):
         ray.shutdown()
 
 
+def test_actor_ends_when_its_last_handle_goes(driver):
+    c = Counter.remote()
+    pid = ray.get(c.pid.remote())
+    del c
+    wait_until(lambda: not process_alive(pid), 30, what="the actor's worker to exit once its handle went")
+    # The handle goes at once here, but the call made through it still runs first.
+    assert ray.get(Counter.remote(5).incr.remote(), timeout=60) == 6
+    # A handle passed to a task is not counted, so the actor stays: it still answers after
+    # the creator's handle went.
+    keep = Counter.options(name="kept-by-name").remote()
+    c = Counter.remote(1)
+
+    @ray.remote
+    def use(counter):
+        return ray.get(counter.incr.remote())
+
+    assert ray.get(use.remote(c)) == 2
+    ray.kill(keep)
+
+
 def test_bad_input(driver):
     c = Counter.remote()
     with pytest.raises(AttributeError, match="no method"):
