@@ -153,6 +153,8 @@ class ActorClass:
         packed, nested, keep = pack_arguments(args, kwargs)
         core_options = opts.core_options(options, default_cpus=0)
         core_options.pop("num_returns", None)
+        if options.get("runtime_env"):
+            core_options["worker_command"] = runtime.worker_command(options["runtime_env"])
         if nested:
             core_options["nested_refs"] = nested
         max_task_retries = options.get("max_task_retries", 0)

@@ -62,6 +62,8 @@ def submit(function_name, args, kwargs, options):
     core = runtime.core()
     packed, nested, keep = pack_arguments(args, kwargs)
     core_options = opts.core_options(options)
+    if options.get("runtime_env"):
+        core_options["worker_command"] = runtime.worker_command(options["runtime_env"])
     if nested:
         core_options["nested_refs"] = nested
     with core_call:

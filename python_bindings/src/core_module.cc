@@ -104,6 +104,9 @@ TaskOptions ToTaskOptions(const py::dict& options) {
       out.affinity_soft = options.contains("soft") && options["soft"].cast<bool>();
     }
   }
+  if (options.contains("worker_command")) {
+    out.worker_command = options["worker_command"].cast<std::vector<std::string>>();
+  }
   if (options.contains("nested_refs")) {
     out.nested_refs = ToIds(options["nested_refs"].cast<std::vector<std::string>>());
   }

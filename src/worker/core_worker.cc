@@ -516,7 +516,8 @@ absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::PrepareTask(const rpc::T
 absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::SubmitTask(const std::string& function_name,
                                                                    std::vector<TaskArg> args,
                                                                    const TaskOptions& options) {
-  auto spec = BuildTaskSpec(job_id_, function_name, options, address_, CurrentWorkerCommand());
+  auto spec = BuildTaskSpec(job_id_, function_name, options, address_,
+                            options.worker_command.empty() ? CurrentWorkerCommand() : options.worker_command);
   if (!spec.ok()) return spec.status();
   auto return_ids = PrepareTask(*spec, args, options, /*pin_forever=*/false);
   if (!return_ids.ok()) return return_ids.status();
@@ -575,7 +576,8 @@ absl::StatusOr<ActorDescription> CoreWorker::Impl::CreateActor(const std::string
   if (actor_options.max_restarts < -1 || actor_options.max_task_retries < -1) {
     return absl::InvalidArgumentError("max_restarts and max_task_retries must be -1 (no limit) or more");
   }
-  auto spec = BuildTaskSpec(job_id_, function_name, options, address_, CurrentWorkerCommand());
+  auto spec = BuildTaskSpec(job_id_, function_name, options, address_,
+                            options.worker_command.empty() ? CurrentWorkerCommand() : options.worker_command);
   if (!spec.ok()) return spec.status();
   const ActorId actor = ActorId::Of(job_id_);
   spec->set_task_id(TaskId::ForActorTask(actor).Binary());

@@ -146,6 +146,9 @@ struct TaskOptions {
   // Objects referenced inside argument values (not resolved, passed as refs): kept alive
   // until the task finishes. Each must be owned or borrowed by this worker.
   std::vector<ObjectId> nested_refs;
+  // argv of the worker that runs it (e.g. with a runtime environment); empty: this driver's.
+  // Tasks with different commands never share workers.
+  std::vector<std::string> worker_command;
 };
 inline constexpr uint32_t kMaxReturns = 1000;
 

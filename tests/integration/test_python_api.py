@@ -458,3 +458,45 @@ def test_resources_return_after_work(driver):
     ray.get([g.remote() for _ in range(6)])
     wait_until(lambda: ray.available_resources().get("CPU") == 6.0 and ray.available_resources().get("GPU") == 3.0,
                30, what="every CPU and GPU to be free again")
+
+
+def test_runtime_env_env_vars_and_working_dir(driver, tmp_path):
+    (tmp_path / "helper_mod.py").write_text("VALUE = 'imported from the working dir'\n")
+
+    @ray.remote(runtime_env={"env_vars": {"SHOAL_TEST_VAR": "set"}, "working_dir": str(tmp_path)})
+    def probe():
+        import helper_mod
+        return os.environ.get("SHOAL_TEST_VAR"), os.getcwd(), helper_mod.VALUE
+
+    var, cwd, value = ray.get(probe.remote(), timeout=60)
+    assert var == "set"
+    assert os.path.samefile(cwd, tmp_path)
+    assert value == "imported from the working dir"
+
+    @ray.remote
+    def plain():
+        return os.environ.get("SHOAL_TEST_VAR")
+
+    assert ray.get(plain.remote()) is None  # workers of other environments are not shared
+    assert ray.get(plain.options(runtime_env={"env_vars": {"SHOAL_TEST_VAR": "other"}}).remote()) == "other"
+    with pytest.raises(ValueError, match="not supported"):
+        plain.options(runtime_env={"pip": ["requests"]}).remote()
+    with pytest.raises(ValueError, match="working_dir"):
+        plain.options(runtime_env={"working_dir": str(tmp_path / "missing")}).remote()
+
+
+def test_init_runtime_env_reaches_every_worker(three_nodes):
+    proc = run_script("""
+        import os
+        import shoal
+        shoal.init(address="auto", runtime_env={"env_vars": {"FROM_INIT": "yes"}})
+
+        @shoal.remote
+        def read():
+            return os.environ.get("FROM_INIT")
+
+        print("seen", shoal.get([read.remote() for _ in range(4)]))
+        shoal.shutdown()
+    """, three_nodes.env)
+    assert proc.returncode == 0, proc.stderr
+    assert "seen ['yes', 'yes', 'yes', 'yes']" in proc.stdout

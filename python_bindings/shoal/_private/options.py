@@ -1,5 +1,6 @@
 """Validation of the options of remote functions (and actors): Ray's names and rules."""
 import numbers
+import os
 
 from shoal.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -58,12 +59,38 @@ def validate(options, allowed=TASK_OPTIONS):
         n = options["num_returns"]
         if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n > 1000:
             raise ValueError(f"num_returns must be an integer between 0 and 1000, got {n!r}")
+    if options.get("runtime_env") is not None:
+        validate_runtime_env(options["runtime_env"])
     if "scheduling_strategy" in options:
         s = options["scheduling_strategy"]
         if s is not None and s not in ("DEFAULT", "SPREAD") and not isinstance(s, NodeAffinitySchedulingStrategy):
             raise ValueError(f"scheduling_strategy must be 'DEFAULT', 'SPREAD' or a "
                              f"NodeAffinitySchedulingStrategy, got {s!r}")
     return options
+
+
+RUNTIME_ENV_KEYS = ("env_vars", "working_dir")
+
+
+def validate_runtime_env(runtime_env):
+    """Shoal applies `env_vars` and `working_dir` (a local directory) to the workers it starts;
+    anything else is refused rather than silently ignored."""
+    if not isinstance(runtime_env, dict):
+        raise TypeError(f"runtime_env must be a dict, got {type(runtime_env).__name__}")
+    for key in runtime_env:
+        if key not in RUNTIME_ENV_KEYS:
+            raise ValueError(f"runtime_env key {key!r} is not supported by Shoal (supported: "
+                             f"{', '.join(RUNTIME_ENV_KEYS)})")
+    env_vars = runtime_env.get("env_vars") or {}
+    if not isinstance(env_vars, dict):
+        raise TypeError("runtime_env['env_vars'] must be a dict of str to str")
+    for k, v in env_vars.items():
+        if not isinstance(k, str) or not k or "=" in k or not isinstance(v, str):
+            raise TypeError(f"runtime_env['env_vars'] must map names to str values, got {k!r}: {v!r}")
+    working_dir = runtime_env.get("working_dir")
+    if working_dir is not None and (not isinstance(working_dir, str) or not os.path.isdir(working_dir)):
+        raise ValueError(f"runtime_env['working_dir'] must be an existing local directory, got {working_dir!r}")
+    return runtime_env
 
 
 def resources_of(options, default_cpus=1):

@@ -28,6 +28,7 @@ class _State:
     namespace = "default"
     epoch = 0            # bumped by every shutdown: refs of an old session do nothing
     exported = set()     # function ids this process put in the KV
+    runtime_env = None   # init()'s, applied to every worker of this driver
 
 
 state = _State()
@@ -291,12 +292,19 @@ def _normalize_address(address):
     return address
 
 
-def worker_command():
+def worker_command(runtime_env=None):
     """What a raylet runs to start a Python worker for this driver: `python -m shoal.worker`
     with the driver's import paths (the shoal package, the script's directory, the current
-    directory and PYTHONPATH)."""
+    directory and PYTHONPATH), under the runtime environment of init() merged with
+    `runtime_env` (env_vars set, working_dir as the current directory and first import path).
+    Workers with different commands are never shared, so each environment gets its own."""
+    env_vars = dict((state.runtime_env or {}).get("env_vars") or {})
+    env_vars.update((runtime_env or {}).get("env_vars") or {})
+    working_dir = (runtime_env or {}).get("working_dir") or (state.runtime_env or {}).get("working_dir")
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     paths = [package_parent]
+    if working_dir:
+        paths.append(os.path.abspath(working_dir))
     if sys.path and sys.path[0]:
         paths.append(os.path.abspath(sys.path[0]))
     paths.append(os.getcwd())
@@ -307,7 +315,12 @@ def worker_command():
     for p in paths:
         if p not in seen:
             seen.append(p)
-    return ["/usr/bin/env", "PYTHONPATH=" + os.pathsep.join(seen), sys.executable, "-m", "shoal.worker"]
+    command = ["/usr/bin/env"]
+    if working_dir:
+        command.append("--chdir=" + os.path.abspath(working_dir))
+    command.append("PYTHONPATH=" + os.pathsep.join(seen))
+    command += [f"{k}={v}" for k, v in sorted(env_vars.items())]
+    return command + [sys.executable, "-m", "shoal.worker"]
 
 
 class ShoalContext(dict):
@@ -357,6 +370,10 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, namespac
                                      "'resources' keyword")
                 if not isinstance(v, (int, float)) or v < 0:
                     raise ValueError(f"resource {k!r} must be a non-negative number, got {v!r}")
+        if runtime_env is not None:
+            from shoal._private.options import validate_runtime_env
+            validate_runtime_env(runtime_env)
+        state.runtime_env = runtime_env
         if address is None:
             address = os.environ.get("SHOAL_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
         cluster = None
