@@ -117,6 +117,8 @@ void ActorSubmitter::OnInfo(const ActorId& actor, const absl::Status& status, rp
       FailWaiting(s, DeathMessage(actor, s), actions);
     } else if (!status.ok()) {
       if (!absl::IsCancelled(status)) s.retry_poll_at = clock_.Now() + options_.poll_retry_delay;
+    } else if (s.known && s.info.state() == rpc::ActorInfo::DEAD) {
+      // DEAD is final (an older answer may still arrive after MarkKilled).
     } else {
       const rpc::ActorInfo& info = reply.info();
       const bool changed = !s.known || info.version() != s.info.version();
@@ -239,6 +241,23 @@ void ActorSubmitter::OnPushReply(const ActorId& actor, uint64_t order, const std
       StartPoll(actor, s, actions);
     }
     Pump(actor, s, actions);
+  }
+  Run(actions);
+}
+
+void ActorSubmitter::MarkKilled(const ActorId& actor, const std::string& cause) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    auto it = actors_.find(actor);
+    if (it == actors_.end()) return;
+    State& s = it->second;
+    s.known = true;
+    s.info.set_state(rpc::ActorInfo::DEAD);
+    s.info.set_death_cause(cause);
+    s.address.clear();
+    FailWaiting(s, DeathMessage(actor, s), actions);
   }
   Run(actions);
 }

@@ -68,6 +68,9 @@ class ActorSubmitter {
   void Submit(uint64_t order, rpc::TaskSpec spec);
   // The call holding `order` will not be submitted (its arguments failed): later calls go on.
   void Abandon(const ActorId& actor, uint64_t order);
+  // This process killed the actor for good (the GCS said so): later calls fail at once instead
+  // of racing the news of its death to a worker that is still being stopped.
+  void MarkKilled(const ActorId& actor, const std::string& cause);
   // Retries failed polls. Call every few milliseconds.
   void Tick();
   // Stops polling; drops queued calls. Idempotent.

@@ -32,6 +32,7 @@
 #include "src/common/clock.h"
 #include "src/common/rpc.h"
 #include "src/worker/actor_submitter.h"
+#include "src/worker/call_order.h"
 #include "src/worker/grpc_transport.h"
 #include "src/worker/memory_store.h"
 #include "src/worker/object_value.h"
@@ -270,12 +271,6 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   mutable absl::Mutex current_mu_;
   absl::flat_hash_set<std::string> running_ ABSL_GUARDED_BY(current_mu_);  // task ids (hex) being run
 
-  // Method tasks of one caller, held until their turn (sequence numbers).
-  struct CallerQueue {
-    int64_t next = 0;
-    std::map<int64_t, PushedTask> held;
-    absl::Time gap_since = absl::InfiniteFuture();  // a held call waits for a missing number
-  };
   // Runs pushed tasks until exiting (RunTaskLoop, and the extra threads of a concurrent actor).
   absl::Status TaskLoop();
   // Queues a pushed task for the loop, in caller order for actor method tasks.
@@ -286,7 +281,7 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
 
   mutable absl::Mutex task_mu_;
   std::deque<PushedTask> pushed_ ABSL_GUARDED_BY(task_mu_);
-  absl::flat_hash_map<std::string, CallerQueue> callers_ ABSL_GUARDED_BY(task_mu_);
+  CallOrder<PushedTask> call_order_ ABSL_GUARDED_BY(task_mu_){kSequenceGapTimeout};  // method calls
   ActorId actor_id_ ABSL_GUARDED_BY(task_mu_);
   std::vector<std::thread> extra_loops_;  // joined at destruction
   bool exiting_ ABSL_GUARDED_BY(task_mu_) = false;
@@ -666,7 +661,9 @@ absl::Status CoreWorker::Impl::KillActor(const ActorId& actor, bool no_restart) 
   rpc::KillActorReply reply;
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
-  return FromGrpcStatus(gcs_actors_->KillActor(&ctx, req, &reply));
+  absl::Status s = FromGrpcStatus(gcs_actors_->KillActor(&ctx, req, &reply));
+  if (s.ok() && no_restart) actor_submitter_->MarkKilled(actor, "killed by shoal.kill()");
+  return s;
 }
 
 absl::StatusOr<ActorDescription> CoreWorker::Impl::GetNamedActor(const std::string& name,
@@ -1054,11 +1051,8 @@ absl::Status CoreWorker::Impl::TaskLoop() {
       if (exiting_) {
         for (auto& t : pushed_) t.reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker is exiting"));
         pushed_.clear();
-        for (auto& [caller, q] : callers_) {
-          for (auto& [seq, t] : q.held) {
-            t.reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker is exiting"));
-          }
-          q.held.clear();
+        for (auto& t : call_order_.TakeAll()) {
+          t.reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker is exiting"));
         }
         return exit_status_;
       }
@@ -1105,36 +1099,16 @@ void CoreWorker::Impl::EnqueuePushed(PushedTask task) {
     pushed_.push_back(task);
     return;
   }
-  CallerQueue& q = callers_[spec.caller_id()];
-  const int64_t seq = spec.sequence_number();
-  if (seq < q.next) {  // a call sent again: run it now
-    pushed_.push_back(task);
-    return;
+  for (auto& ready : call_order_.Add(spec.caller_id(), spec.sequence_number(), task, absl::Now())) {
+    pushed_.push_back(ready);
   }
-  q.held.emplace(seq, task);
-  while (!q.held.empty() && q.held.begin()->first == q.next) {
-    pushed_.push_back(q.held.begin()->second);
-    q.held.erase(q.held.begin());
-    ++q.next;
-  }
-  q.gap_since = q.held.empty() ? absl::InfiniteFuture() : std::min(q.gap_since, absl::Now());
 }
 
 void CoreWorker::Impl::ReleaseSequenceGaps() {
   absl::MutexLock lock(&task_mu_);
-  const absl::Time now = absl::Now();
-  for (auto& [caller, q] : callers_) {
-    if (q.held.empty() || now - q.gap_since < kSequenceGapTimeout) continue;
-    spdlog::warn("calls from {} up to #{} never came; running #{} on", caller, q.held.begin()->first - 1,
-                 q.held.begin()->first);
-    q.next = q.held.begin()->first;
-    while (!q.held.empty() && q.held.begin()->first == q.next) {
-      pushed_.push_back(q.held.begin()->second);
-      q.held.erase(q.held.begin());
-      ++q.next;
-    }
-    q.gap_since = q.held.empty() ? absl::InfiniteFuture() : now;
-  }
+  std::vector<PushedTask> ready = call_order_.ReleaseGaps(absl::Now());
+  if (!ready.empty()) spdlog::warn("method calls waited too long for earlier ones that never came; running them");
+  for (auto& t : ready) pushed_.push_back(t);
 }
 
 grpc::ServerUnaryReactor* CoreWorker::Impl::PushTask(grpc::CallbackServerContext* ctx,

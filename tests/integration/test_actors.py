@@ -329,3 +329,60 @@ def test_create_kill_cycles_leave_resources_free(driver):
         ray.kill(h)
     wait_until(lambda: ray.available_resources().get("CPU") == 6.0 and ray.available_resources().get("GPU") == 3.0,
                30, what="every CPU and GPU to be free again")
+
+
+def test_default_actor_holds_no_resources(driver):
+    before = ray.available_resources().get("CPU")
+    actors = [Counter.remote() for _ in range(8)]  # more than the 6 CPUs: none are held
+    assert ray.get([a.incr.remote() for a in actors], timeout=60) == [1] * 8
+    assert ray.available_resources().get("CPU") == before
+    for a in actors:
+        ray.kill(a)
+
+
+def test_actor_and_task_rpcs_refuse_bad_input_and_keep_serving(driver, gcs_stubs):
+    import grpc
+    pb, pb_grpc, _ = gcs_stubs
+    import shoalpb.worker_pb2 as worker_pb2
+    import shoalpb.worker_pb2_grpc as worker_pb2_grpc
+    channel = grpc.insecure_channel(driver.address)
+    actors = pb_grpc.ActorServiceStub(channel)
+    tasks = pb_grpc.TaskEventServiceStub(channel)
+
+    def code(call):
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        return info.value.code()
+
+    unknown = b"\x01" * 16
+    assert code(lambda: actors.GetActorInfo(pb.GetActorInfoRequest(actor_id=unknown), timeout=10)) == \
+        grpc.StatusCode.NOT_FOUND
+    assert code(lambda: actors.GetActorInfo(pb.GetActorInfoRequest(actor_id=b"short"), timeout=10)) in \
+        (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+    assert code(lambda: actors.KillActor(pb.KillActorRequest(actor_id=b"bad"), timeout=10)) in \
+        (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+    assert code(lambda: actors.RegisterActor(pb.RegisterActorRequest(), timeout=10)) == \
+        grpc.StatusCode.INVALID_ARGUMENT
+    assert code(lambda: actors.GetNamedActor(pb.GetNamedActorRequest(name="nope"), timeout=10)) == \
+        grpc.StatusCode.NOT_FOUND
+    # Task events: garbage entries are skipped, limits are clamped.
+    tasks.ReportTaskEvents(pb.ReportTaskEventsRequest(events=[pb.TaskEvent(), pb.TaskEvent(name="x" * 1000)],
+                                                      dropped=-5), timeout=10)
+    assert len(tasks.ListTasks(pb.ListTasksRequest(limit=-3), timeout=10).tasks) <= 100
+    assert len(tasks.ListTasks(pb.ListTasksRequest(limit=10**9), timeout=10).tasks) <= 10000
+
+    # An actor's worker refuses a malformed cancel and keeps serving its actor.
+    c = Counter.remote()
+    assert ray.get(c.incr.remote()) == 1
+    worker = [a for a in actors.ListActors(pb.ListActorsRequest(), timeout=10).actors
+              if a.actor_id == c._actor_id][0].worker_address
+    stub = worker_pb2_grpc.CoreWorkerServiceStub(grpc.insecure_channel(worker))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.CancelTask(worker_pb2.CancelTaskRequest(task_id=b"garbage"), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    reply = stub.CancelTask(worker_pb2.CancelTaskRequest(task_id=b"\x02" * 24), timeout=10)
+    assert not reply.running  # not a task it runs: nothing happens
+    stub.PrintLogs(worker_pb2.PrintLogsRequest(lines=["stray line"] * 3), timeout=10)
+    assert ray.get(c.incr.remote(), timeout=30) == 2
+    # And the GCS still answers.
+    assert ray.cluster_resources()["CPU"] == 6.0

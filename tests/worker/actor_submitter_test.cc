@@ -190,6 +190,18 @@ TEST_CASE("a dead actor fails waiting and later calls with its cause", "[actor_s
   CHECK(t.transport.polls.empty());  // a dead actor is not followed any more
 }
 
+TEST_CASE("after this process killed the actor, calls fail at once", "[actor_submitter]") {
+  SubmitterTest t;
+  t.submitter.AddActor(t.actor, -1);
+  t.Answer(rpc::ActorInfo::ALIVE, "w1:1", 1);
+  t.submitter.MarkKilled(t.actor, "killed by shoal.kill()");
+  uint64_t a = t.Call(0);
+  t.Submit(a);
+  CHECK(t.transport.pushes.empty());  // not sent to the worker that is being stopped
+  REQUIRE(t.done.size() == 1);
+  CHECK(t.done[0].second[0].error_type() == kActorDiedError);
+}
+
 TEST_CASE("a failed poll is retried after the delay", "[actor_submitter]") {
   SubmitterTest t;
   t.submitter.AddActor(t.actor, 0);
