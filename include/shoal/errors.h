@@ -7,7 +7,11 @@
 //   ├── TaskError          the remote function threw; carries the exception's type and message
 //   ├── WorkerCrashedError the worker (or its node) died and the retries ran out
 //   ├── ActorDiedError     an actor call could not run: the actor is dead for good
+//   ├── ObjectLostError    every copy of a value is gone, or its owner died
+//   ├── TaskCancelledError the task was cancelled (shoal::Cancel)
 //   └── GetTimeoutError    Get waited longer than its timeout
+// Other runtime failures (no node can run the task, the store is full) are Error, with the
+// error type's name ("TASK_UNSCHEDULABLE") at the start of what().
 //
 // Threading: values; any thread.
 #pragma once
@@ -53,6 +57,19 @@ class WorkerCrashedError : public Error {
 class ActorDiedError : public Error {
  public:
   explicit ActorDiedError(const std::string& what) : Error(what) {}
+};
+
+// Raised by Get when a value's every copy is gone (its node died) or the process that owned it
+// exited.
+class ObjectLostError : public Error {
+ public:
+  explicit ObjectLostError(const std::string& what) : Error(what) {}
+};
+
+// Raised by Get for a task that was cancelled before or while it ran.
+class TaskCancelledError : public Error {
+ public:
+  explicit TaskCancelledError(const std::string& what) : Error(what) {}
 };
 
 // Raised by Get when the values were not all ready within its timeout. The refs stay valid:

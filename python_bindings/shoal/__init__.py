@@ -50,6 +50,13 @@ def _make_remote(target, options):
 
 def method(*args, **options):
     """Options of an actor method: @shoal.method(num_returns=2)."""
+    for key, value in options.items():
+        if key == "concurrency_group" and value is not None:
+            raise ValueError(f"The option concurrency_group={value!r} for actor methods is not supported by "
+                             f"Shoal: concurrency groups are not implemented.")
+        if key not in ("num_returns", "concurrency_group"):
+            raise ValueError(f"Invalid option keyword {key} for actor methods. Valid ones are ['num_returns'].")
+
     def decorator(fn):
         fn.__shoal_method_options__ = options
         return fn

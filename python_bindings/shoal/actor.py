@@ -29,6 +29,7 @@ ACTOR_OPTIONS = {"num_cpus", "num_gpus", "memory", "resources", "max_restarts", 
 
 
 def _validate_actor_options(options):
+    opts.refuse_unsupported(options, "actors")
     opts.validate({k: v for k, v in options.items() if k in opts.TASK_OPTIONS}, opts.TASK_OPTIONS)
     for key in options:
         if key not in ACTOR_OPTIONS:
@@ -153,6 +154,7 @@ class ActorClass:
         packed, nested, keep = pack_arguments(args, kwargs)
         core_options = opts.core_options(options, default_cpus=0)
         core_options.pop("num_returns", None)
+        core_options.pop("max_calls", None)  # a task option; an actor's worker lives as long as it
         if options.get("runtime_env"):
             core_options["worker_command"] = runtime.worker_command(options["runtime_env"])
         if nested:
@@ -200,6 +202,9 @@ class ActorMethod:
         for key in options:
             if key not in ("num_returns", "name", "concurrency_group"):
                 raise ValueError(f"Invalid option keyword {key} for actor methods.")
+        if options.get("concurrency_group") is not None:
+            raise ValueError(f"The option concurrency_group={options['concurrency_group']!r} for actor methods is "
+                             f"not supported by Shoal: concurrency groups are not implemented.")
         merged = dict(self._options)
         merged.update(options)
         return ActorMethod(self._handle, self._name, merged)

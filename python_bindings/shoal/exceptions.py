@@ -134,18 +134,35 @@ class RuntimeEnvSetupError(ShoalError):
     pass
 
 
-# The error types the runtime stores as results, by the name the core uses.
-SYSTEM_ERRORS = {
-    "WorkerCrashedError": WorkerCrashedError,
-    "ObjectLostError": ObjectLostError,
-    "OwnerDiedError": OwnerDiedError,
-    "ObjectStoreFullError": ObjectStoreFullError,
-    "TaskCancelledError": TaskCancelledError,
-    "TaskUnschedulableError": TaskUnschedulableError,
-    "RayletUnavailableError": RayletUnavailableError,
-    "ActorDiedError": ActorDiedError,
-    "ActorUnavailableError": ActorUnavailableError,
-    "SystemError": ShoalSystemError,
+class NodeDiedError(WorkerCrashedError):
+    """The node running a task died and the task's retries are used up."""
+
+
+class ActorUnschedulableError(ActorError):
+    """No node can ever host the actor."""
+
+
+class OutOfMemoryError(ShoalError):
+    """The worker was killed for using too much memory."""
+
+
+# The one table from the core's error types (proto ErrorType, by name) to exception classes.
+# TASK_EXCEPTION is not here: it is the user's own exception (see runtime.status_to_exception).
+ERROR_TYPES = {
+    "WORKER_DIED": WorkerCrashedError,
+    "NODE_DIED": NodeDiedError,
+    "ACTOR_DIED": ActorDiedError,
+    "ACTOR_UNSCHEDULABLE": ActorUnschedulableError,
+    "TASK_UNSCHEDULABLE": TaskUnschedulableError,
+    "OBJECT_LOST": ObjectLostError,
+    "OWNER_DIED": OwnerDiedError,
+    "TASK_CANCELLED": TaskCancelledError,
+    "OBJECT_STORE_FULL": ObjectStoreFullError,
+    "RUNTIME_ENV_SETUP_FAILED": RuntimeEnvSetupError,
+    "OUT_OF_MEMORY": OutOfMemoryError,
+    "GET_TIMEOUT": GetTimeoutError,
+    "RAYLET_UNAVAILABLE": RayletUnavailableError,
+    "SYSTEM_ERROR": ShoalSystemError,
 }
 
 # Ray's names.

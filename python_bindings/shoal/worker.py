@@ -124,6 +124,7 @@ class Worker:
         self.loop = None         # event loop for async actor methods (own thread)
         self.running = {}        # task id (hex) -> ident of the thread running it
         self.returned_refs = []  # refs put inside results: kept so their borrowers can read them
+        self.retry_filters = {}  # pickled retry_exceptions lists -> tuples of classes
         self.node_id = self.core.node_id
         self.main_thread = threading.main_thread().ident
         self.forwarder = _OutputForwarder(self.core)
@@ -147,7 +148,8 @@ class Worker:
             self.functions[fid] = fn
         return fn
 
-    def execute(self, function_name, task_id, num_returns, cuda_visible_devices, actor_id, actor_creation, args):
+    def execute(self, function_name, task_id, num_returns, cuda_visible_devices, actor_id, actor_creation, args,
+                retry_exception_filter=b""):
         from shoal.remote_function import unpack_arguments
         if actor_id and not actor_creation:
             fid, name = "", function_name
@@ -198,7 +200,7 @@ class Worker:
         except BaseException as e:  # noqa: BLE001 - every failure goes back to the caller
             if actor_creation:
                 self.actor = None
-            return (False, self._error(label, e))
+            return (False, self._error(label, e, retry_exception_filter))
         finally:
             # A cancellation that arrived as the task ended must not hit the next one.
             self.running.pop(task_id, None)
@@ -218,7 +220,17 @@ class Worker:
             return asyncio.run_coroutine_threadsafe(fn(*positional, **keywords), self.loop).result()
         return fn(*positional, **keywords)
 
-    def _error(self, name, e):
+    def _retryable(self, e, retry_exception_filter):
+        """Whether retry_exceptions=[...] (a pickled tuple of classes) lists e's type."""
+        if not retry_exception_filter:
+            return True
+        classes = self.retry_filters.get(retry_exception_filter)
+        if classes is None:
+            classes = tuple(serialization.deserialize(retry_exception_filter))
+            self.retry_filters[retry_exception_filter] = classes
+        return isinstance(e, classes)
+
+    def _error(self, name, e, retry_exception_filter=b""):
         # The first frame is execute() itself; the user sees their own frames only.
         frames = e.__traceback__.tb_next if e.__traceback__ is not None else None
         tb = "".join(traceback.format_exception(type(e), e, frames or e.__traceback__))
@@ -228,7 +240,11 @@ class Worker:
         except Exception:  # noqa: BLE001 - the exception itself does not pickle
             error = exceptions.TaskError(name, tb, None, os.getpid(), self.node_id, type(e).__name__)
             data, _ = serialization.serialize_to_bytes(error)
-        return (type(e).__name__, f"{type(e).__name__}: {e}", data)
+        try:
+            not_retryable = not self._retryable(e, retry_exception_filter)
+        except Exception:  # noqa: BLE001 - a filter that does not unpickle here retries nothing
+            not_retryable = True
+        return (type(e).__name__, f"{type(e).__name__}: {e}", data, tb, not_retryable)
 
     def interrupt(self, task_id):
         thread = self.running.get(task_id)

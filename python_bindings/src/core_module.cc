@@ -31,16 +31,21 @@ namespace py = pybind11;
 namespace shoal {
 namespace {
 
-// Raised for every failed call; .args = (code_name, message, error_type, error_data).
+// Raised for every failed call; .args = (code_name, message, error_type, exception_type, data):
+// error_type is the ErrorType's name ("" for an untyped status), exception_type and data those
+// of a TASK_EXCEPTION (shoal/_private/runtime.py status_to_exception maps them).
 py::object g_status_error;
 
+py::object StatusErrorOf(const absl::Status& status) {
+  std::optional<rpc::ErrorInfo> info = ErrorInfoOf(status);
+  return g_status_error(absl::StatusCodeToString(status.code()), std::string(status.message()),
+                        info ? rpc::ErrorType_Name(info->type()) : std::string(),
+                        info ? info->exception_type() : std::string(), py::bytes(info ? info->data() : std::string()));
+}
+
 [[noreturn]] void ThrowStatus(const absl::Status& status) {
-  auto type = status.GetPayload(kErrorTypeUrl);
-  auto data = status.GetPayload(kErrorDataUrl);
   py::gil_scoped_acquire gil;
-  py::object error = g_status_error(absl::StatusCodeToString(status.code()), std::string(status.message()),
-                                    type ? std::string(*type) : std::string(),
-                                    py::bytes(data ? std::string(*data) : std::string()));
+  py::object error = StatusErrorOf(status);
   PyErr_SetObject(g_status_error.ptr(), error.ptr());
   throw py::error_already_set();
 }
@@ -91,6 +96,10 @@ TaskOptions ToTaskOptions(const py::dict& options) {
   }
   if (options.contains("max_retries")) out.max_retries = options["max_retries"].cast<int>();
   if (options.contains("retry_exceptions")) out.retry_exceptions = options["retry_exceptions"].cast<bool>();
+  if (options.contains("retry_exception_filter")) {
+    out.retry_exception_filter = options["retry_exception_filter"].cast<std::string>();
+  }
+  if (options.contains("max_calls")) out.max_calls = options["max_calls"].cast<int>();
   if (options.contains("num_returns")) out.num_returns = options["num_returns"].cast<uint32_t>();
   if (options.contains("strategy")) {
     const std::string strategy = options["strategy"].cast<std::string>();
@@ -304,11 +313,7 @@ class PyCoreWorker {
         out.append(py::cast(PyObjectBuffer{std::move(*b)}));
         continue;
       }
-      auto type = b.status().GetPayload(kErrorTypeUrl);
-      auto data = b.status().GetPayload(kErrorDataUrl);
-      out.append(g_status_error(absl::StatusCodeToString(b.status().code()), std::string(b.status().message()),
-                                type ? std::string(*type) : std::string(),
-                                py::bytes(data ? std::string(*data) : std::string())));
+      out.append(StatusErrorOf(b.status()));
     }
     return out;
   }
@@ -354,8 +359,8 @@ class PyCoreWorker {
   }
 
   // handler(function_name, task_id, num_returns, cuda_visible_devices, actor_id_hex, actor_creation,
-  // args: list[ObjectBuffer]) answers
-  // (True, [bytes, ...]) or (False, (type_name, message, error_data)).
+  // args: list[ObjectBuffer], retry_exception_filter: bytes) answers
+  // (True, [bytes, ...]) or (False, (exception_type, message, data, traceback, not_retryable)).
   void SetTaskHandler(py::function handler) {
     auto shared = std::make_shared<py::function>(std::move(handler));
     core().SetTaskHandler([shared](const TaskCall& call) -> absl::StatusOr<std::vector<std::string>> {
@@ -364,21 +369,20 @@ class PyCoreWorker {
         py::list args;
         for (const auto& a : call.args) args.append(py::cast(PyObjectBuffer{a}));
         py::tuple answer = (*shared)(call.function_name, call.task_id, call.num_returns,
-                                        call.cuda_visible_devices, call.actor_id, call.actor_creation, args);
+                                        call.cuda_visible_devices, call.actor_id, call.actor_creation, args,
+                                        py::bytes(call.retry_exception_filter));
         if (answer[0].cast<bool>()) {
           std::vector<std::string> results;
           for (const auto& r : answer[1].cast<py::list>()) results.push_back(r.cast<std::string>());
           return results;
         }
         py::tuple error = answer[1].cast<py::tuple>();
-        absl::Status s = absl::AbortedError(error[1].cast<std::string>());
-        s.SetPayload(kErrorTypeUrl, absl::Cord(error[0].cast<std::string>()));
-        s.SetPayload(kErrorDataUrl, absl::Cord(error[2].cast<std::string>()));
-        return s;
+        rpc::ErrorInfo info = TaskException(error[0].cast<std::string>(), error[1].cast<std::string>(),
+                                            error[3].cast<std::string>(), error[2].cast<std::string>());
+        info.set_not_retryable(error[4].cast<bool>());
+        return ErrorStatus(info);
       } catch (py::error_already_set& e) {
-        absl::Status s = absl::AbortedError(absl::StrCat("the task handler failed: ", e.what()));
-        s.SetPayload(kErrorTypeUrl, absl::Cord("SystemError"));
-        return s;
+        return ErrorStatus(rpc::SYSTEM_ERROR, absl::StrCat("the task handler failed: ", e.what()));
       }
     });
   }

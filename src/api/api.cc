@@ -68,16 +68,30 @@ std::string Describe(int64_t timeout_us) {
   return absl::FormatDuration(absl::Microseconds(timeout_us));
 }
 
-// A task's failure, as Get answers it, as the exception the API promises.
+// A task's failure, as Get answers it, as the exception the API promises: the one table from
+// error types to C++ exceptions.
 [[noreturn]] void ThrowTaskFailure(const absl::Status& status) {
-  auto type = status.GetPayload(kErrorTypeUrl);  // absl::optional<absl::Cord>
-  std::string message(status.message());
-  std::string type_name = type ? std::string(*type) : std::string();
-  if (status.code() == absl::StatusCode::kAborted) throw TaskError(type_name, message);
-  if (type_name == kWorkerCrashedError) throw WorkerCrashedError(message);
-  if (type_name == kActorDiedError) throw ActorDiedError(message);
-  // The runtime's other failures (ObjectLostError, TaskUnschedulableError, ...).
-  throw Error(type_name.empty() ? message : absl::StrCat(type_name, ": ", message));
+  const rpc::ErrorInfo info = ToErrorInfo(status, rpc::SYSTEM_ERROR);
+  const std::string message(status.message());
+  switch (info.type()) {
+    case rpc::TASK_EXCEPTION:
+      throw TaskError(info.exception_type(), info.message());
+    case rpc::WORKER_DIED:
+    case rpc::NODE_DIED:
+      throw WorkerCrashedError(message);
+    case rpc::ACTOR_DIED:
+    case rpc::ACTOR_UNSCHEDULABLE:
+      throw ActorDiedError(message);
+    case rpc::OBJECT_LOST:
+    case rpc::OWNER_DIED:
+      throw ObjectLostError(message);
+    case rpc::TASK_CANCELLED:
+      throw TaskCancelledError(message);
+    case rpc::GET_TIMEOUT:
+      throw GetTimeoutError(message);
+    default:  // the runtime's other failures (no node fits, store full, ...)
+      throw Error(absl::StrCat(ErrorTypeName(info), ": ", message));
+  }
 }
 
 ActorId ToActorId(const internal::ActorIdBytes& id) {

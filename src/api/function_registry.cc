@@ -78,9 +78,7 @@ absl::Status StatusFromCurrentException() {
     const std::type_info* info = abi::__cxa_current_exception_type();
     type = info != nullptr ? internal::Demangle(info->name()) : "unknown exception";
   }
-  absl::Status status(absl::StatusCode::kAborted, message);
-  status.SetPayload(kErrorTypeUrl, absl::Cord(type));
-  return status;
+  return ErrorStatus(TaskException(std::move(type), std::move(message)));
 }
 
 }  // namespace api

@@ -3,8 +3,8 @@
 // Registrations happen during static initialization (of the program, or of a library that
 // shoal-worker loads) and go straight on to the core worker's table (RegisterTaskFunction, safe
 // during static initialization), each function wrapped so that a C++ exception becomes an
-// Aborted status whose message is what() and whose kErrorTypeUrl payload is the exception's
-// demangled type. This table adds the function-address -> name map that shoal::Task needs,
+// TASK_EXCEPTION status (ErrorStatus) whose message is what() and whose exception_type is the
+// exception's demangled type. This table adds the function-address -> name map that shoal::Task needs,
 // and remembers conflicts, which static initializers cannot report, for shoal::Init.
 // Threading: any thread; one mutex.
 #pragma once

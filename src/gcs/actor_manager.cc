@@ -1,5 +1,7 @@
 #include "src/gcs/actor_manager.h"
 
+#include "src/common/error_info.h"
+
 #include <algorithm>
 #include <utility>
 
@@ -434,10 +436,10 @@ void ActorManager::OnPushReply(const ActorId& id, uint64_t push_id, const absl::
       std::string type = "Error";
       std::string message = "(no message)";
       if (reply.returns_size() > 0) {
-        const rpc::ObjectValue& error = reply.returns(0);
-        if (!error.error_type().empty()) type = error.error_type();
-        if (!error.error_message().empty()) message = error.error_message();
-        a->info.set_creation_error_data(error.error_data());
+        const rpc::ErrorInfo& error = reply.returns(0).error();
+        if (!ErrorTypeName(error).empty()) type = ErrorTypeName(error);
+        if (!error.message().empty()) message = error.message();
+        a->info.set_creation_error_data(error.data());
       }
       a->info.set_creation_error_type(type);
       MarkDead(id, *a, absl::StrCat("the actor's constructor raised ", type, ": ", message), actions);

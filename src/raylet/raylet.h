@@ -29,7 +29,7 @@
 #include "src/common/resources.h"
 #include "src/object_store/client.h"
 #include "src/object_store/store_server.h"
-#include "src/raylet/event_loop.h"
+#include "src/common/event_loop.h"
 #include "src/raylet/lease_manager.h"
 #include "src/raylet/object_manager.h"
 #include "src/raylet/process_spawner.h"

@@ -7,21 +7,9 @@
 #include "src/worker/core_worker.h"
 #include "src/worker/object_value.h"
 #include "src/worker/task_spec.h"
+#include "src/worker/task_transport.h"
 
 namespace shoal {
-namespace {
-
-// gRPC's words for a call that could not connect, so the request was never sent.
-bool NeverDelivered(const absl::Status& status) {
-  if (!absl::IsUnavailable(status)) return false;
-  const std::string message(status.message());
-  for (const char* words : {"failed to connect", "Connection refused", "connection attempt timed out"}) {
-    if (message.find(words) != std::string::npos) return true;
-  }
-  return false;
-}
-
-}  // namespace
 
 ActorSubmitter::ActorSubmitter(ActorTransport& transport, const Clock& clock, ActorSubmitterOptions options,
                                TaskDoneCallback done)
@@ -59,13 +47,13 @@ void ActorSubmitter::Submit(uint64_t order, rpc::TaskSpec spec) {
     if (shutdown_) return;
     auto actor = ActorId::FromBinary(spec.actor_id());
     if (!actor.ok()) {
-      Fail(std::move(spec), kSystemError, "an actor task without a valid actor id", actions);
+      Fail(std::move(spec), rpc::SYSTEM_ERROR, "an actor task without a valid actor id", actions);
     } else {
       State& s = actors_[*actor];
       auto it = s.waiting.find(order);
       if (s.known && s.info.state() == rpc::ActorInfo::DEAD) {
         if (it != s.waiting.end()) s.waiting.erase(it);
-        Fail(std::move(spec), kActorDiedError, DeathMessage(*actor, s), actions);
+        Fail(std::move(spec), rpc::ACTOR_DIED, DeathMessage(*actor, s), actions);
       } else {
         s.waiting[order].spec = std::move(spec);
       }
@@ -150,12 +138,9 @@ std::string ActorSubmitter::DeathMessage(const ActorId& actor, const State& s) c
                       s.info.death_cause().empty() ? std::string("unknown cause") : s.info.death_cause());
 }
 
-void ActorSubmitter::Fail(rpc::TaskSpec spec, const std::string& type, const std::string& message,
+void ActorSubmitter::Fail(rpc::TaskSpec spec, rpc::ErrorType type, const std::string& message,
                           Actions& actions) {
-  std::vector<rpc::ObjectValue> returns;
-  for (uint32_t i = 1; i <= std::max<uint32_t>(spec.num_returns(), 1); ++i) {
-    returns.push_back(ErrorValue(ReturnObjectId(spec, i), type, message));
-  }
+  std::vector<rpc::ObjectValue> returns = ErrorReturns(spec, type, message);
   actions.push_back([this, spec = std::move(spec), returns = std::move(returns)]() mutable {
     done_(spec, std::move(returns));
   });
@@ -164,7 +149,7 @@ void ActorSubmitter::Fail(rpc::TaskSpec spec, const std::string& type, const std
 void ActorSubmitter::FailWaiting(State& s, const std::string& why, Actions& actions) {
   for (auto it = s.waiting.begin(); it != s.waiting.end();) {
     if (it->second.spec) {
-      Fail(std::move(*it->second.spec), kActorDiedError, why, actions);
+      Fail(std::move(*it->second.spec), rpc::ACTOR_DIED, why, actions);
       it = s.waiting.erase(it);
     } else {
       ++it;  // Submit fails it when it comes
@@ -207,7 +192,7 @@ void ActorSubmitter::OnPushReply(const ActorId& actor, uint64_t order, const std
     if (status.ok()) {
       std::vector<rpc::ObjectValue> returns;
       if (reply.returns_size() != static_cast<int>(std::max<uint32_t>(spec.num_returns(), 1))) {
-        Fail(std::move(spec), kSystemError,
+        Fail(std::move(spec), rpc::SYSTEM_ERROR,
              absl::StrCat(DescribeTask(spec), ": the actor answered ", reply.returns_size(),
                           " return values, expected ", spec.num_returns()),
              actions);
@@ -226,13 +211,13 @@ void ActorSubmitter::OnPushReply(const ActorId& actor, uint64_t order, const std
       const bool dead = s.known && s.info.state() == rpc::ActorInfo::DEAD;
       // A call that never reached the worker (no connection) did not run: it waits for what
       // the GCS says next (the same worker, a restart, or death) whatever the retries.
-      const bool undelivered = NeverDelivered(status);
+      const bool undelivered = IsUndelivered(status);
       const bool may_retry = undelivered || s.max_task_retries < 0 || spec.attempt() < s.max_task_retries;
       if (!dead && may_retry) {
         if (!undelivered) spec.set_attempt(spec.attempt() + 1);
         s.waiting[order].spec = std::move(spec);  // keeps its place among the waiting calls
       } else {
-        Fail(std::move(spec), kActorDiedError,
+        Fail(std::move(spec), rpc::ACTOR_DIED,
              dead ? DeathMessage(actor, s)
                   : absl::StrCat("The actor ", actor.Hex(), " died before the call finished (its worker at ",
                                  address, " broke: ", status.message(), ")"),

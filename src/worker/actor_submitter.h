@@ -105,7 +105,7 @@ class ActorSubmitter {
   void OnPushReply(const ActorId& actor, uint64_t order, const std::string& address, rpc::TaskSpec spec,
                    const absl::Status& status, rpc::PushTaskReply reply);
   std::string DeathMessage(const ActorId& actor, const State& s) const;
-  void Fail(rpc::TaskSpec spec, const std::string& type, const std::string& message, Actions& actions);
+  void Fail(rpc::TaskSpec spec, rpc::ErrorType type, const std::string& message, Actions& actions);
   static void Run(Actions& actions);
 
   ActorTransport& transport_;

@@ -1,10 +1,15 @@
 // CoreWorker: wires the memory store, reference counter, submitter, executor, object store
 // access and the CoreWorkerService server together (see core_worker.h).
 //
-// Threads: a ticker (every 5 ms: idle lease returns, lease retries, GetObject deadlines); in
+// Threads: one event loop (src/common/event_loop.h) runs the timers every 5 ms (idle lease
+// returns, lease retries, GetObject deadlines) and every continuation: task replies, borrowed
+// values and frees all land there, never on a gRPC thread or inside a language's finalizer. In
 // worker mode a raylet watcher (HealthCheck every second; the task loop ends after 5 failures in
-// a row) and the thread running RunTaskLoop, which executes pushed tasks one at a time; gRPC's
-// callback threads answer RPC completions and serve GetObject/PushTask/Exit without blocking.
+// a row) and the thread running RunTaskLoop, which executes pushed tasks (task_receiver.h);
+// gRPC's callback threads serve GetObject/PushTask/Exit without blocking.
+// Parts: worker_config.h (start-up), task_receiver.h (pushed tasks), dependency_resolver.h (ref
+// arguments), task_submitter.h and actor_submitter.h (owner side), memory_store.h and
+// reference_counter.h (owned objects).
 #include "src/worker/core_worker.h"
 
 #include <limits.h>
@@ -30,18 +35,22 @@
 #include "shoal/worker.grpc.pb.h"
 #include "spdlog/spdlog.h"
 #include "src/common/clock.h"
+#include "src/common/event_loop.h"
 #include "src/common/rpc.h"
 #include "src/worker/actor_submitter.h"
-#include "src/worker/call_order.h"
+#include "src/worker/dependency_resolver.h"
 #include "src/worker/grpc_transport.h"
 #include "src/worker/memory_store.h"
 #include "src/worker/object_value.h"
+#include "src/worker/owned_objects.h"
 #include "src/worker/reference_counter.h"
 #include "src/worker/store_access.h"
 #include "src/worker/task_events.h"
 #include "src/worker/task_executor.h"
 #include "src/worker/task_spec.h"
+#include "src/worker/task_receiver.h"
 #include "src/worker/task_submitter.h"
+#include "src/worker/worker_config.h"
 
 namespace shoal {
 namespace {
@@ -52,57 +61,15 @@ constexpr absl::Duration kShutdownRpcTimeout = absl::Seconds(2);
 constexpr absl::Duration kRayletCheckPeriod = absl::Seconds(1);
 constexpr int kRayletCheckFailures = 5;
 constexpr int kMaxMessageSize = 64 << 20;
-constexpr absl::Duration kSequenceGapTimeout = absl::Seconds(2);
 
 // The task the calling thread runs (worker mode).
 thread_local CurrentTaskInfo tls_current_task;
-
-// argv of this process, from /proc/self/cmdline.
-std::vector<std::string> SelfCommandLine() {
-  std::ifstream in("/proc/self/cmdline", std::ios::binary);
-  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::string> argv;
-  size_t start = 0;
-  for (size_t i = 0; i < all.size(); ++i) {
-    if (all[i] == '\0') {
-      argv.push_back(all.substr(start, i - start));
-      start = i + 1;
-    }
-  }
-  if (start < all.size()) argv.push_back(all.substr(start));
-  return argv;
-}
-
-std::string SelfExecutable() {
-  char buf[PATH_MAX];
-  if (realpath("/proc/self/exe", buf) != nullptr) return buf;
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  return n > 0 ? std::string(buf, n) : std::string("/proc/self/exe");
-}
-
-std::string Env(const char* name) {
-  const char* v = std::getenv(name);
-  return v == nullptr ? std::string() : std::string(v);
-}
-
-// What a CoreWorker needs to start, from CoreWorkerOptions (driver) or the environment (worker).
-struct Config {
-  CoreWorkerOptions::Mode mode = CoreWorkerOptions::Mode::kDriver;
-  std::string gcs_address;
-  std::string raylet_address;
-  std::string node_ip;
-  std::string store_socket;
-  NodeId node_id;
-  WorkerId worker_id;
-  JobId job_id;  // worker mode; a driver gets its job from the GCS
-  std::vector<std::string> worker_command;
-};
 
 }  // namespace
 
 class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
  public:
-  explicit Impl(Config config)
+  explicit Impl(WorkerConfig config)
       : config_(std::move(config)), worker_command_(config_.worker_command) {}
   ~Impl() override;
 
@@ -121,21 +88,12 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   absl::Status KillActor(const ActorId& actor, bool no_restart);
   absl::StatusOr<ActorDescription> GetNamedActor(const std::string& name, const std::string& ray_namespace);
   absl::StatusOr<ActorDescription> GetActorInfo(const ActorId& actor);
-  ActorId CurrentActor() const {
-    absl::MutexLock lock(&task_mu_);
-    return actor_id_;
-  }
-  absl::StatusOr<ObjectId> Put(std::string value);
-  absl::StatusOr<ObjectId> PutParts(const std::vector<std::string_view>& parts);
-  absl::StatusOr<std::vector<absl::StatusOr<std::string>>> Get(const std::vector<ObjectId>& ids,
-                                                               absl::Duration timeout);
-  absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> GetBuffers(const std::vector<ObjectId>& ids,
-                                                                      absl::Duration timeout);
-  absl::StatusOr<std::vector<bool>> Wait(const std::vector<ObjectId>& ids, int num_ready, absl::Duration timeout);
+  ActorId CurrentActor() const { return receiver_->actor(); }
+  OwnedObjects& objects() { return *objects_; }
   void AddLocalReference(const ObjectId& id) { refs_.AddLocal(id); }
-  void RemoveLocalReference(const ObjectId& id) {
-    if (auto gone = refs_.RemoveLocal(id)) Free({*gone});
-  }
+  // Often called from a language's finalizer (Python's __del__, with the GIL held): only the
+  // count changes here; freeing the value and its store copies runs on the loop.
+  void RemoveLocalReference(const ObjectId& id) { objects_->RemoveLocalReference(id); }
   void RegisterBorrowedObject(const ObjectId& id, const std::string& owner_address) {
     if (owner_address != address_) refs_.AddBorrowed(id, owner_address);
   }
@@ -161,7 +119,7 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   absl::Status KvPut(const std::string& ns, const std::string& key, const std::string& value, bool overwrite);
   absl::StatusOr<std::string> KvGet(const std::string& ns, const std::string& key);
 
-  const Config& config() const { return config_; }
+  const WorkerConfig& config() const { return config_; }
   const JobId& job_id() const { return job_id_; }
   const std::string& address() const { return address_; }
 
@@ -183,109 +141,79 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
                                        rpc::CancelTaskReply* reply) override;
 
  private:
-  class BlockedScope;
-  struct PushedTask {
-    const rpc::PushTaskRequest* request;
-    rpc::PushTaskReply* reply;
-    grpc::ServerUnaryReactor* reactor;
-  };
 
   absl::Status StartServer();
   absl::Status RegisterJob();
   absl::Status RegisterWithRaylet();
-  void TickLoop();
+  // Every kTickPeriod on the loop: lease returns and retries, memory-store deadlines, actor
+  // call gaps, task events.
+  void Tick();
+  // Runs `fn` on the loop: the one executor of RPC continuations (never a gRPC thread nor a
+  // language's finalizer). Dropped once the loop stopped (shutdown).
+  void OnLoop(std::function<void()> fn) { loop_.Post(std::move(fn)); }
   void WatchRaylet();
-  void RequestExit(absl::Status why);
+  void RequestExit(absl::Status why) {
+    if (receiver_) receiver_->RequestExit(std::move(why));
+  }
+  // Runs one pushed task (the receiver's runner): the executor, with this thread's current
+  // task, the worker command nested tasks use, and task events around it.
+  rpc::PushTaskReply RunPushedTask(const rpc::PushTaskRequest& request);
 
-  ObjectId NewPutId() { return ObjectId::FromTask(put_task_id_, put_index_.fetch_add(1) + 1); }
-  // Stores `bytes` as a new owned object (inline or in this node's store).
-  absl::StatusOr<ObjectId> PutOwned(std::string bytes);
   // Checks the arguments, moves large values to the store, counts the references the task
   // holds (released when it finishes, or never with `pin_forever`) and its returns.
   absl::StatusOr<std::vector<ObjectId>> PrepareTask(const rpc::TaskSpec& spec, std::vector<TaskArg>& args,
                                                     const TaskOptions& options, bool pin_forever);
-  // Fills the spec's arguments once every ref argument has a value, then calls `submit`; when
-  // an argument failed, finishes the task with that error and calls `on_failed` (if set).
+  // Fills the spec's arguments once every ref argument has a value (DependencyResolver), then
+  // calls `submit`; when an argument failed or the task was cancelled meanwhile, finishes the
+  // task with that error and calls `on_failed` (if set).
   void ResolveAndSubmit(rpc::TaskSpec spec, std::vector<TaskArg> args, std::function<void(rpc::TaskSpec)> submit,
                         std::function<void()> on_failed);
   // A task finished for good: stores its returns and releases its arguments.
   void OnTaskDone(const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns);
-  // Stores a value for an object, unless it went out of scope meanwhile (then drops it and,
-  // when `owned`, its store copy).
-  void StoreResult(const ObjectId& id, rpc::ObjectValue value, bool owned);
-  // Asks a borrowed object's owner for its value (once at a time per object).
-  void StartBorrowedFetch(const ObjectId& id, const std::string& owner);
-  // Drops objects that went out of scope: memory-store values and owned store copies.
-  void Free(const std::vector<ReferenceCounter::OutOfScope>& gone);
-  absl::StatusOr<std::string> ToBytes(const rpc::ObjectValue& value);
-  absl::StatusOr<ObjectBuffer> ToBuffer(const ValuePtr& value);
-  // Waits for the values of `ids` (owned or borrowed) as Get does.
-  absl::StatusOr<std::vector<ValuePtr>> WaitForValues(const std::vector<ObjectId>& ids, absl::Duration timeout);
-  // Stores a new owned object made of `parts`.
-  absl::StatusOr<ObjectId> PutOwnedParts(const std::vector<std::string_view>& parts);
   std::vector<std::string> CurrentWorkerCommand() {
     absl::MutexLock lock(&mu_);
     return worker_command_;
   }
 
-  const Config config_;
+  const WorkerConfig config_;
   JobId job_id_;
-  TaskId put_task_id_;
-  std::atomic<uint32_t> put_index_{0};
   std::string address_;  // host:port of our CoreWorkerService
   RealClock clock_;
 
   MemoryStore memory_store_;
+  DependencyResolver resolver_{memory_store_};
   ReferenceCounter refs_;
   GrpcTransport transport_;
   std::shared_ptr<ObjectStoreClient> store_client_;
   std::unique_ptr<NodeStoreAccess> store_access_;
+  std::unique_ptr<OwnedObjects> objects_;
   std::unique_ptr<TaskExecutor> executor_;
   std::unique_ptr<TaskSubmitter> submitter_;
   std::unique_ptr<rpc::JobInfoService::Stub> gcs_jobs_;
   std::unique_ptr<rpc::KVService::Stub> gcs_kv_;
   std::unique_ptr<rpc::ActorService::Stub> gcs_actors_;
   std::unique_ptr<ActorSubmitter> actor_submitter_;
+  std::unique_ptr<TaskReceiver> receiver_;  // pushed tasks (a driver's stays empty)
   std::unique_ptr<grpc::Server> server_;
   bool job_registered_ = false;
 
+  EventLoop loop_{kTickPeriod, [this] { Tick(); }};  // see OnLoop
   absl::Notification stop_;
-  std::thread ticker_;
   std::thread raylet_watcher_;
 
   absl::Mutex mu_;
   std::vector<std::string> worker_command_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<TaskId, std::vector<ObjectId>> task_arg_refs_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<ObjectId> borrowed_fetches_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<TaskId> cancelled_before_submit_ ABSL_GUARDED_BY(mu_);  // cancelled while resolving
   std::function<void(const std::string&)> interrupt_handler_ ABSL_GUARDED_BY(mu_);
   std::function<void(const std::vector<std::string>&, bool)> log_handler_ ABSL_GUARDED_BY(mu_);
 
   TaskEventBuffer task_events_;
-  absl::Time last_events_flush_ = absl::InfinitePast();  // ticker thread only
+  absl::Time last_events_flush_ = absl::InfinitePast();  // loop thread only
   void FlushTaskEvents() {
     rpc::ReportTaskEventsRequest batch = task_events_.TakeBatch();
     if (batch.events_size() > 0 || batch.dropped() > 0) transport_.ReportTaskEvents(config_.gcs_address, std::move(batch));
   }
-
-  mutable absl::Mutex current_mu_;
-  absl::flat_hash_set<std::string> running_ ABSL_GUARDED_BY(current_mu_);  // task ids (hex) being run
-
-  // Runs pushed tasks until exiting (RunTaskLoop, and the extra threads of a concurrent actor).
-  absl::Status TaskLoop();
-  // Queues a pushed task for the loop, in caller order for actor method tasks.
-  void EnqueuePushed(PushedTask task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(task_mu_);
-  // A call whose predecessor never came (its push broke and was not retried) runs after a
-  // while instead of waiting forever.
-  void ReleaseSequenceGaps();
-
-  mutable absl::Mutex task_mu_;
-  std::deque<PushedTask> pushed_ ABSL_GUARDED_BY(task_mu_);
-  CallOrder<PushedTask> call_order_ ABSL_GUARDED_BY(task_mu_){kSequenceGapTimeout};  // method calls
-  ActorId actor_id_ ABSL_GUARDED_BY(task_mu_);
-  std::vector<std::thread> extra_loops_;  // joined at destruction
-  bool exiting_ ABSL_GUARDED_BY(task_mu_) = false;
-  absl::Status exit_status_ ABSL_GUARDED_BY(task_mu_);
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -302,26 +230,37 @@ absl::Status CoreWorker::Impl::Start() {
   gcs_kv_ = rpc::KVService::NewStub(MakeChannel(config_.gcs_address));
   gcs_actors_ = rpc::ActorService::NewStub(MakeChannel(config_.gcs_address));
   executor_ = std::make_unique<TaskExecutor>(*store_access_);
+  receiver_ = std::make_unique<TaskReceiver>(
+      clock_, [this](const rpc::PushTaskRequest& request) { return RunPushedTask(request); },
+      TaskReceiver::Options{});
   if (auto s = StartServer(); !s.ok()) return s;
   if (config_.mode == CoreWorkerOptions::Mode::kDriver) {
     if (auto s = RegisterJob(); !s.ok()) return s;
   } else {
     job_id_ = config_.job_id;
   }
-  put_task_id_ = TaskId::ForNormalTask(job_id_);
+  OwnedObjects::Options object_options{.address = address_, .put_task = TaskId::ForNormalTask(job_id_)};
+  if (config_.mode == CoreWorkerOptions::Mode::kWorker) {
+    object_options.set_blocked = [this](bool blocked) {
+      transport_.NotifyWorkerBlocked(config_.raylet_address, config_.worker_id, blocked, absl::Seconds(2));
+    };
+  }
+  object_options.post = [this](std::function<void()> fn) { OnLoop(std::move(fn)); };
+  objects_ = std::make_unique<OwnedObjects>(memory_store_, refs_, *store_access_, transport_, clock_,
+                                            std::move(object_options));
   submitter_ = std::make_unique<TaskSubmitter>(
       transport_, clock_,
       TaskSubmitterOptions{.local_raylet_address = config_.raylet_address, .owner_address = address_},
       [this](const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
-        OnTaskDone(spec, std::move(returns));
+        OnLoop([this, spec, returns = std::move(returns)]() mutable { OnTaskDone(spec, std::move(returns)); });
       });
   actor_submitter_ = std::make_unique<ActorSubmitter>(
       transport_, clock_,
       ActorSubmitterOptions{.gcs_address = config_.gcs_address, .caller_id = config_.worker_id.Hex()},
       [this](const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
-        OnTaskDone(spec, std::move(returns));
+        OnLoop([this, spec, returns = std::move(returns)]() mutable { OnTaskDone(spec, std::move(returns)); });
       });
-  ticker_ = std::thread([this] { TickLoop(); });
+  loop_.Start();
   if (config_.mode == CoreWorkerOptions::Mode::kWorker) {
     if (auto s = RegisterWithRaylet(); !s.ok()) return s;
     raylet_watcher_ = std::thread([this] { WatchRaylet(); });
@@ -386,16 +325,14 @@ absl::Status CoreWorker::Impl::RegisterWithRaylet() {
   return absl::OkStatus();
 }
 
-void CoreWorker::Impl::TickLoop() {
-  while (!stop_.WaitForNotificationWithTimeout(kTickPeriod)) {
-    submitter_->Tick();
-    actor_submitter_->Tick();
-    memory_store_.Tick(absl::Now());
-    if (config_.mode == CoreWorkerOptions::Mode::kWorker) ReleaseSequenceGaps();
-    if (absl::Now() - last_events_flush_ >= absl::Seconds(1)) {
-      last_events_flush_ = absl::Now();
-      FlushTaskEvents();
-    }
+void CoreWorker::Impl::Tick() {
+  submitter_->Tick();
+  actor_submitter_->Tick();
+  memory_store_.Tick(clock_.Now());
+  if (config_.mode == CoreWorkerOptions::Mode::kWorker) receiver_->ReleaseSequenceGaps();
+  if (clock_.Now() - last_events_flush_ >= absl::Seconds(1)) {
+    last_events_flush_ = clock_.Now();
+    FlushTaskEvents();
   }
 }
 
@@ -418,20 +355,10 @@ void CoreWorker::Impl::WatchRaylet() {
   }
 }
 
-void CoreWorker::Impl::RequestExit(absl::Status why) {
-  absl::MutexLock lock(&task_mu_);
-  if (exiting_) return;
-  exiting_ = true;
-  exit_status_ = std::move(why);
-}
-
 CoreWorker::Impl::~Impl() {
   RequestExit(absl::OkStatus());
   stop_.Notify();
-  if (ticker_.joinable()) ticker_.join();
-  for (auto& t : extra_loops_) {
-    if (t.joinable()) t.join();
-  }
+  loop_.Stop();  // runs what was posted; continuations that come later are dropped
   if (raylet_watcher_.joinable()) raylet_watcher_.join();
   if (submitter_) submitter_->Shutdown();
   if (actor_submitter_) actor_submitter_->Shutdown();
@@ -439,11 +366,7 @@ CoreWorker::Impl::~Impl() {
   transport_.Shutdown(kShutdownRpcTimeout);
   transport_.ReleaseOwnerLeases(address_, absl::Seconds(1));
   memory_store_.CancelAll();
-  {
-    absl::MutexLock lock(&task_mu_);
-    for (auto& t : pushed_) t.reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker is exiting"));
-    pushed_.clear();
-  }
+  receiver_.reset();  // joins a concurrent actor's threads; pushes not run are answered Unavailable
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   if (job_registered_) {
     rpc::MarkJobFinishedRequest req;
@@ -481,10 +404,10 @@ absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::PrepareTask(const rpc::T
   std::vector<ObjectId> puts;
   for (auto& arg : args) {
     if (arg.is_ref || arg.value.size() <= kMaxInlineObjectSize) continue;
-    auto id = PutOwned(std::move(arg.value));
+    auto id = objects_->Put(std::move(arg.value));
     if (!id.ok()) {
       refs_.AddSubmitted(puts);
-      Free(refs_.RemoveSubmitted(puts));
+      objects_->Free(refs_.RemoveSubmitted(puts));
       return id.status();
     }
     puts.push_back(*id);
@@ -583,34 +506,30 @@ absl::StatusOr<ActorDescription> CoreWorker::Impl::CreateActor(const std::string
   // The arguments stay pinned for the actor's life: a restart runs the constructor again.
   auto return_ids = PrepareTask(*spec, args, options, /*pin_forever=*/true);
   if (!return_ids.ok()) return return_ids.status();
+  // The constructor's ref arguments are resolved here, before the GCS gets the spec: the
+  // GCS pushes the constructor again on every restart, long after this process may be gone.
   std::vector<ObjectId> refs;
   for (const auto& arg : args) {
     if (arg.is_ref) refs.push_back(arg.ref);
   }
-  std::vector<ValuePtr> values;
   if (!refs.empty()) {
-    auto got = WaitForValues(refs, absl::Seconds(-1));
-    if (!got.ok()) return got.status();
-    values = std::move(*got);
+    auto ready = objects_->WaitForValues(refs, absl::Seconds(-1));  // borrowed fetches, blocked-worker notice
+    if (!ready.ok()) return ready.status();
   }
-  size_t next_ref = 0;
-  for (size_t i = 0; i < args.size(); ++i) {
-    rpc::TaskArg* arg = spec->add_args();
-    if (!args[i].is_ref) {
-      arg->set_inline_value(std::move(args[i].value));
-      continue;
-    }
-    const ValuePtr& value = values[next_ref++];
-    if (value->is_error()) {
-      absl::Status s = ErrorValueToStatus(*value);
-      return absl::Status(s.code(), absl::StrCat("argument ", i, " of the constructor of ", actor_options.class_name,
-                                                 " failed: ", s.message()));
-    }
-    if (value->in_store()) {
-      *arg->mutable_object() = *value;
-    } else {
-      arg->set_inline_value(value->inline_data());
-    }
+  absl::Notification resolved;
+  std::optional<rpc::ErrorInfo> failed;
+  resolver_.Resolve(std::move(*spec), std::move(args), [&](rpc::TaskSpec done, std::optional<rpc::ErrorInfo> error) {
+    *spec = std::move(done);
+    failed = std::move(error);
+    resolved.Notify();
+  });
+  resolved.WaitForNotification();
+  if (failed) {
+    rpc::ErrorInfo info = MakeError(failed->type(), absl::StrCat("an argument of the constructor of ",
+                                                                actor_options.class_name, " failed: ",
+                                                                failed->message()));
+    *info.mutable_cause() = *std::move(failed);
+    return ErrorStatus(info);
   }
   rpc::RegisterActorRequest req;
   *req.mutable_creation_spec() = *spec;
@@ -722,91 +641,44 @@ absl::Status CoreWorker::Impl::CancelTask(const ObjectId& return_id, bool force)
 void CoreWorker::Impl::ResolveAndSubmit(rpc::TaskSpec spec, std::vector<TaskArg> args,
                                         std::function<void(rpc::TaskSpec)> submit, std::function<void()> on_failed) {
   task_events_.Add(spec, rpc::TaskEvent::PENDING);
-  struct Resolution {
-    absl::Mutex mu;
-    rpc::TaskSpec spec;
-    int remaining = 0;
-    std::optional<rpc::ObjectValue> error;  // the first argument that failed
-  };
-  auto res = std::make_shared<Resolution>();
-  std::vector<std::pair<int, ObjectId>> pending;
-  for (size_t i = 0; i < args.size(); ++i) {
-    rpc::TaskArg* arg = spec.add_args();
-    if (args[i].is_ref) {
-      pending.emplace_back(static_cast<int>(i), args[i].ref);
-    } else {
-      arg->set_inline_value(std::move(args[i].value));
-    }
+  for (const auto& arg : args) {
+    if (arg.is_ref) objects_->FetchIfBorrowed(arg.ref);
   }
-  if (pending.empty()) {
-    submit(std::move(spec));
-    return;
-  }
-  // (A task cancelled while its arguments resolve is dropped in SubmitResolved below.)
-  res->spec = std::move(spec);
-  res->remaining = static_cast<int>(pending.size());
-  for (const auto& [index, id] : pending) {
-    if (auto owner = refs_.OwnerAddress(id); owner && !owner->empty()) StartBorrowedFetch(id, *owner);
-    memory_store_.GetAsync(id, absl::InfiniteFuture(), [this, res, index = index, id = id, submit,
-                                                        on_failed](ValuePtr value) {
-      bool done = false;
-      {
-        absl::MutexLock lock(&res->mu);
-        rpc::TaskArg* arg = res->spec.mutable_args(index);
-        if (value == nullptr) {
-          if (!res->error) {
-            res->error = ErrorValue(id, kObjectLostError,
-                                    absl::StrCat("argument ", index, " (object ", id.Hex(),
-                                                 ") was freed or its owner shut down before it was ready"));
-          }
-        } else if (value->is_error()) {
-          if (!res->error) res->error = *value;
-        } else if (value->in_store()) {
-          *arg->mutable_object() = *value;
-        } else {
-          arg->set_inline_value(value->inline_data());
-        }
-        done = --res->remaining == 0;
-      }
-      if (!done) return;
-      bool cancelled = false;
-      {
-        absl::MutexLock lock(&mu_);
-        cancelled = cancelled_before_submit_.erase(SpecTaskId(res->spec)) > 0;
-      }
-      if (cancelled) {
-        res->error = ErrorValue(ObjectId::Nil(), kTaskCancelledError,
-                                absl::StrCat(DescribeTask(res->spec), " was cancelled before it ran"));
-      }
-      if (res->error) {
-        // A failed argument fails the task with the same error, without running it.
-        std::vector<rpc::ObjectValue> returns;
-        for (uint32_t i = 1; i <= std::max<uint32_t>(res->spec.num_returns(), 1); ++i) {
-          rpc::ObjectValue v = *res->error;
-          v.set_object_id(ReturnObjectId(res->spec, i).Binary());
-          returns.push_back(std::move(v));
-        }
-        OnTaskDone(res->spec, std::move(returns));
-        if (on_failed) on_failed();
-      } else {
-        submit(std::move(res->spec));
-      }
-    });
-  }
+  resolver_.Resolve(std::move(spec), std::move(args),
+                    [this, submit = std::move(submit), on_failed = std::move(on_failed)](
+                        rpc::TaskSpec resolved, std::optional<rpc::ErrorInfo> failed) {
+                      bool cancelled = false;
+                      {
+                        absl::MutexLock lock(&mu_);
+                        cancelled = cancelled_before_submit_.erase(SpecTaskId(resolved)) > 0;
+                      }
+                      if (cancelled) {
+                        failed = MakeError(rpc::TASK_CANCELLED,
+                                           absl::StrCat(DescribeTask(resolved), " was cancelled before it ran"));
+                      }
+                      if (!failed) {
+                        submit(std::move(resolved));
+                        return;
+                      }
+                      // A failed argument fails the task with the same error, without running it.
+                      auto returns = ErrorReturns(resolved, *failed);
+                      OnTaskDone(resolved, std::move(returns));
+                      if (on_failed) on_failed();
+                    });
 }
 
 void CoreWorker::Impl::OnTaskDone(const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
   std::string error_type;
   for (const auto& value : returns) {
-    if (value.is_error()) {
-      error_type = value.error_type();
+    if (value.has_error()) {
+      error_type = ErrorTypeName(value.error());
       break;
     }
   }
   task_events_.Add(spec, error_type.empty() ? rpc::TaskEvent::FINISHED : rpc::TaskEvent::FAILED, "", "", error_type);
   for (auto& value : returns) {
     auto id = ObjectId::FromBinary(value.object_id());
-    if (id.ok()) StoreResult(*id, std::move(value), /*owned=*/true);
+    if (id.ok()) objects_->StoreResult(*id, std::move(value), /*owned=*/true);
   }
   std::vector<ObjectId> arg_refs;
   {
@@ -816,60 +688,7 @@ void CoreWorker::Impl::OnTaskDone(const rpc::TaskSpec& spec, std::vector<rpc::Ob
       task_arg_refs_.erase(it);
     }
   }
-  if (!arg_refs.empty()) Free(refs_.RemoveSubmitted(arg_refs));
-}
-
-void CoreWorker::Impl::StoreResult(const ObjectId& id, rpc::ObjectValue value, bool owned) {
-  const bool in_store = value.in_store();
-  const std::string holder = value.raylet_address();
-  memory_store_.Put(id, std::move(value));
-  // Checked after the put: a concurrent Free either saw the value or we see the entry gone.
-  if (!refs_.Contains(id)) {
-    memory_store_.Erase(id);
-    if (in_store && owned) transport_.FreeObjects(holder, {id});
-  }
-}
-
-void CoreWorker::Impl::Free(const std::vector<ReferenceCounter::OutOfScope>& gone) {
-  for (const auto& g : gone) {
-    ValuePtr value = memory_store_.GetIfReady(g.id);
-    memory_store_.Erase(g.id);
-    if (g.owned && value != nullptr && value->in_store()) transport_.FreeObjects(value->raylet_address(), {g.id});
-  }
-}
-
-absl::StatusOr<ObjectId> CoreWorker::Impl::PutOwned(std::string bytes) {
-  const ObjectId id = NewPutId();
-  rpc::ObjectValue value;
-  if (bytes.size() <= kMaxInlineObjectSize) {
-    value = InlineValue(id, std::move(bytes));
-  } else {
-    auto stored = store_access_->Write(id, bytes);
-    if (!stored.ok()) return stored.status();
-    value = std::move(*stored);
-  }
-  refs_.AddOwned(id);
-  memory_store_.Put(id, std::move(value));
-  return id;
-}
-
-absl::StatusOr<ObjectId> CoreWorker::Impl::Put(std::string value) { return PutOwned(std::move(value)); }
-
-absl::StatusOr<ObjectId> CoreWorker::Impl::PutParts(const std::vector<std::string_view>& parts) {
-  size_t total = 0;
-  for (auto part : parts) total += part.size();
-  if (total <= kMaxInlineObjectSize) {
-    std::string all;
-    all.reserve(total);
-    for (auto part : parts) all.append(part);
-    return PutOwned(std::move(all));
-  }
-  const ObjectId id = NewPutId();
-  auto stored = store_access_->WriteParts(id, parts);
-  if (!stored.ok()) return stored.status();
-  refs_.AddOwned(id);
-  memory_store_.Put(id, std::move(*stored));
-  return id;
+  if (!arg_refs.empty()) objects_->Free(refs_.RemoveSubmitted(arg_refs));
 }
 
 absl::Status CoreWorker::Impl::KvPut(const std::string& ns, const std::string& key, const std::string& value,
@@ -900,137 +719,6 @@ absl::StatusOr<std::string> CoreWorker::Impl::KvGet(const std::string& ns, const
   return reply.value();
 }
 
-void CoreWorker::Impl::StartBorrowedFetch(const ObjectId& id, const std::string& owner) {
-  if (memory_store_.GetIfReady(id) != nullptr) return;
-  {
-    absl::MutexLock lock(&mu_);
-    if (!borrowed_fetches_.insert(id).second) return;
-  }
-  transport_.GetObject(owner, id, [this, id, owner](absl::Status s, rpc::GetObjectReply reply) {
-    rpc::ObjectValue value;
-    if (s.ok() && reply.ready()) {
-      value = std::move(*reply.mutable_value());
-      value.set_object_id(id.Binary());
-    } else if (absl::IsNotFound(s)) {
-      value = ErrorValue(id, kObjectLostError,
-                         absl::StrCat("object ", id.Hex(), " was freed by its owner at ", owner));
-    } else if (!absl::IsCancelled(s)) {
-      value = ErrorValue(id, kOwnerDiedError,
-                         absl::StrCat("the owner of object ", id.Hex(), " at ", owner, " is unreachable: ",
-                                      s.ok() ? "it answered without the value" : s.message()));
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      borrowed_fetches_.erase(id);
-    }
-    if (!absl::IsCancelled(s)) StoreResult(id, std::move(value), /*owned=*/false);
-  });
-}
-
-absl::StatusOr<std::string> CoreWorker::Impl::ToBytes(const rpc::ObjectValue& value) {
-  if (value.is_error()) return ErrorValueToStatus(value);
-  if (!value.in_store()) return value.inline_data();
-  auto bytes = store_access_->Read(value);
-  if (bytes.ok()) return bytes;
-  return ErrorValueToStatus(ErrorValue(ObjectId::Nil(), kObjectLostError, std::string(bytes.status().message())));
-}
-
-// While a task waits for objects, its worker's lease lends its CPUs back to the raylet, so that
-// tasks waiting on their own children cannot hold every CPU (drivers hold no lease: no-op).
-class CoreWorker::Impl::BlockedScope {
- public:
-  explicit BlockedScope(Impl& impl) : impl_(impl), active_(impl.config_.mode == CoreWorkerOptions::Mode::kWorker) {
-    if (active_) impl_.transport_.NotifyWorkerBlocked(impl_.config_.raylet_address, impl_.config_.worker_id, true, kBlockedNoticeTimeout);
-  }
-  ~BlockedScope() {
-    if (active_) impl_.transport_.NotifyWorkerBlocked(impl_.config_.raylet_address, impl_.config_.worker_id, false, kBlockedNoticeTimeout);
-  }
-  BlockedScope(const BlockedScope&) = delete;
-  BlockedScope& operator=(const BlockedScope&) = delete;
-
- private:
-  static constexpr absl::Duration kBlockedNoticeTimeout = absl::Seconds(2);
-  Impl& impl_;
-  const bool active_;
-};
-
-absl::StatusOr<std::vector<ValuePtr>> CoreWorker::Impl::WaitForValues(const std::vector<ObjectId>& ids,
-                                                                       absl::Duration timeout) {
-  for (const auto& id : ids) {
-    auto owner = refs_.OwnerAddress(id);
-    if (!owner) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("object ", id.Hex(), " is neither owned nor borrowed by this worker (freed, or never known)"));
-    }
-    if (!owner->empty()) StartBorrowedFetch(id, *owner);
-  }
-  const absl::Time deadline = timeout < absl::ZeroDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
-  std::vector<ValuePtr> values = memory_store_.Get(ids, absl::InfinitePast());
-  if (std::count(values.begin(), values.end(), nullptr) > 0) {
-    BlockedScope blocked(*this);
-    values = memory_store_.Get(ids, deadline);
-  }
-  size_t missing = 0;
-  for (const auto& v : values) missing += v == nullptr ? 1 : 0;
-  if (missing > 0) {
-    return absl::DeadlineExceededError(absl::StrCat(missing, " of ", ids.size(), " objects were not ready within ",
-                                                    absl::FormatDuration(timeout)));
-  }
-  return values;
-}
-
-absl::StatusOr<std::vector<absl::StatusOr<std::string>>> CoreWorker::Impl::Get(const std::vector<ObjectId>& ids,
-                                                                               absl::Duration timeout) {
-  auto values = WaitForValues(ids, timeout);
-  if (!values.ok()) return values.status();
-  std::vector<absl::StatusOr<std::string>> out;
-  out.reserve(values->size());
-  for (const auto& v : *values) out.push_back(ToBytes(*v));
-  return out;
-}
-
-absl::StatusOr<ObjectBuffer> CoreWorker::Impl::ToBuffer(const ValuePtr& value) {
-  if (value->is_error()) return ErrorValueToStatus(*value);
-  if (!value->in_store()) {
-    // Points into the value the memory store keeps; `value` keeps it alive.
-    return ObjectBuffer{value->inline_data().data(), value->inline_data().size(), value};
-  }
-  auto buffer = store_access_->ReadBuffer(*value);
-  if (buffer.ok()) return buffer;
-  return ErrorValueToStatus(ErrorValue(ObjectId::Nil(), kObjectLostError, std::string(buffer.status().message())));
-}
-
-absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> CoreWorker::Impl::GetBuffers(
-    const std::vector<ObjectId>& ids, absl::Duration timeout) {
-  auto values = WaitForValues(ids, timeout);
-  if (!values.ok()) return values.status();
-  std::vector<absl::StatusOr<ObjectBuffer>> out;
-  out.reserve(values->size());
-  for (const auto& v : *values) out.push_back(ToBuffer(v));
-  return out;
-}
-
-absl::StatusOr<std::vector<bool>> CoreWorker::Impl::Wait(const std::vector<ObjectId>& ids, int num_ready,
-                                                         absl::Duration timeout) {
-  if (num_ready < 0 || static_cast<size_t>(num_ready) > ids.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("num_ready must be between 0 and the number of ids (", ids.size(), "), got ", num_ready));
-  }
-  for (const auto& id : ids) {
-    auto owner = refs_.OwnerAddress(id);
-    if (!owner) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("object ", id.Hex(), " is neither owned nor borrowed by this worker (freed, or never known)"));
-    }
-    if (!owner->empty()) StartBorrowedFetch(id, *owner);
-  }
-  const absl::Time deadline = timeout < absl::ZeroDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
-  std::vector<bool> ready = memory_store_.Wait(ids, static_cast<size_t>(num_ready), absl::InfinitePast());
-  if (std::count(ready.begin(), ready.end(), true) >= num_ready) return ready;
-  BlockedScope blocked(*this);
-  return memory_store_.Wait(ids, static_cast<size_t>(num_ready), deadline);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Worker: the task loop and the service
 
@@ -1038,77 +726,21 @@ absl::Status CoreWorker::Impl::RunTaskLoop() {
   if (config_.mode != CoreWorkerOptions::Mode::kWorker) {
     return absl::FailedPreconditionError("RunTaskLoop needs a worker (CreateWorkerFromEnvironment)");
   }
-  return TaskLoop();
+  return receiver_->Run();
 }
 
-absl::Status CoreWorker::Impl::TaskLoop() {
-  while (true) {
-    PushedTask task;
-    {
-      absl::MutexLock lock(&task_mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(task_mu_) { return exiting_ || !pushed_.empty(); };
-      task_mu_.Await(absl::Condition(&ready));
-      if (exiting_) {
-        for (auto& t : pushed_) t.reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker is exiting"));
-        pushed_.clear();
-        for (auto& t : call_order_.TakeAll()) {
-          t.reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker is exiting"));
-        }
-        return exit_status_;
-      }
-      task = pushed_.front();
-      pushed_.pop_front();
-    }
-    const rpc::TaskSpec& spec = task.request->spec();
-    if (spec.worker_command_size() > 0) {
-      absl::MutexLock lock(&mu_);
-      worker_command_.assign(spec.worker_command().begin(), spec.worker_command().end());
-    }
-    auto task_id = TaskId::FromBinary(spec.task_id());
-    tls_current_task = CurrentTaskInfo{task_id.ok() ? task_id->Hex() : std::string(), spec.function_name(),
-                                       spec.owner_address(), spec.attempt()};
-    {
-      absl::MutexLock lock(&current_mu_);
-      running_.insert(tls_current_task.task_id);
-    }
-    task_events_.Add(spec, rpc::TaskEvent::RUNNING, config_.node_id.Hex(), config_.worker_id.Hex());
-    *task.reply = executor_->Execute(*task.request);
-    {
-      absl::MutexLock lock(&current_mu_);
-      running_.erase(tls_current_task.task_id);
-    }
-    tls_current_task = CurrentTaskInfo{};
-    if (spec.actor_creation() && !task.reply->application_error()) {
-      auto actor = ActorId::FromBinary(spec.actor_id());
-      {
-        absl::MutexLock lock(&task_mu_);
-        if (actor.ok()) actor_id_ = *actor;
-      }
-      // A concurrent actor runs its calls on max_concurrency threads (this one included).
-      for (int i = 1; i < spec.max_concurrency(); ++i) {
-        extra_loops_.emplace_back([this] { (void)TaskLoop(); });
-      }
-    }
-    task.reactor->Finish(grpc::Status::OK);
+rpc::PushTaskReply CoreWorker::Impl::RunPushedTask(const rpc::PushTaskRequest& request) {
+  const rpc::TaskSpec& spec = request.spec();
+  if (spec.worker_command_size() > 0) {
+    absl::MutexLock lock(&mu_);
+    worker_command_.assign(spec.worker_command().begin(), spec.worker_command().end());
   }
-}
-
-void CoreWorker::Impl::EnqueuePushed(PushedTask task) {
-  const rpc::TaskSpec& spec = task.request->spec();
-  if (spec.actor_id().empty() || spec.actor_creation()) {
-    pushed_.push_back(task);
-    return;
-  }
-  for (auto& ready : call_order_.Add(spec.caller_id(), spec.sequence_number(), task, absl::Now())) {
-    pushed_.push_back(ready);
-  }
-}
-
-void CoreWorker::Impl::ReleaseSequenceGaps() {
-  absl::MutexLock lock(&task_mu_);
-  std::vector<PushedTask> ready = call_order_.ReleaseGaps(absl::Now());
-  if (!ready.empty()) spdlog::warn("method calls waited too long for earlier ones that never came; running them");
-  for (auto& t : ready) pushed_.push_back(t);
+  tls_current_task = CurrentTaskInfo{SpecTaskId(spec).Hex(), spec.function_name(), spec.owner_address(),
+                                     spec.attempt()};
+  task_events_.Add(spec, rpc::TaskEvent::RUNNING, config_.node_id.Hex(), config_.worker_id.Hex());
+  rpc::PushTaskReply reply = executor_->Execute(request);
+  tls_current_task = CurrentTaskInfo{};
+  return reply;
 }
 
 grpc::ServerUnaryReactor* CoreWorker::Impl::PushTask(grpc::CallbackServerContext* ctx,
@@ -1119,12 +751,7 @@ grpc::ServerUnaryReactor* CoreWorker::Impl::PushTask(grpc::CallbackServerContext
     reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "this process is a driver; it runs no tasks"));
     return reactor;
   }
-  absl::MutexLock lock(&task_mu_);
-  if (exiting_) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker is exiting"));
-  } else {
-    EnqueuePushed({request, reply, reactor});
-  }
+  receiver_->Push(request, reply, [reactor](absl::Status s) { reactor->Finish(ToGrpcStatus(s)); });
   return reactor;
 }
 
@@ -1200,11 +827,7 @@ grpc::ServerUnaryReactor* CoreWorker::Impl::CancelTask(grpc::CallbackServerConte
     reactor->Finish(ToGrpcStatus(task.status()));
     return reactor;
   }
-  bool running = false;
-  {
-    absl::MutexLock lock(&current_mu_);
-    running = running_.contains(task->Hex());
-  }
+  const bool running = receiver_->IsRunning(*task);
   reply->set_running(running);
   if (running && request->force()) {
     // Killed once the reply is on its way; the owner sees the push fail and does not retry.
@@ -1278,7 +901,7 @@ absl::StatusOr<std::unique_ptr<CoreWorker>> CoreWorker::Create(const CoreWorkerO
   if (!node.ok()) return node.status();
   auto node_id = NodeId::FromHex(node->node_id());
   if (!node_id.ok()) return node_id.status();
-  Config config;
+  WorkerConfig config;
   config.mode = CoreWorkerOptions::Mode::kDriver;
   config.gcs_address = options.gcs_address;
   config.raylet_address = absl::StrCat(node->address(), ":", node->raylet_port());
@@ -1294,35 +917,9 @@ absl::StatusOr<std::unique_ptr<CoreWorker>> CoreWorker::Create(const CoreWorkerO
 }
 
 absl::StatusOr<std::unique_ptr<CoreWorker>> CoreWorker::CreateWorkerFromEnvironment() {
-  Config config;
-  config.mode = CoreWorkerOptions::Mode::kWorker;
-  struct Var {
-    const char* name;
-    std::string* out;
-  };
-  std::string worker_id, node_id, job_id;
-  for (const Var& v : {Var{"SHOAL_WORKER_ID", &worker_id}, Var{"SHOAL_RAYLET_ADDRESS", &config.raylet_address},
-                       Var{"SHOAL_NODE_ID", &node_id}, Var{"SHOAL_STORE_SOCKET", &config.store_socket},
-                       Var{"SHOAL_JOB_ID", &job_id}}) {
-    *v.out = Env(v.name);
-    if (v.out->empty()) return absl::InvalidArgumentError(absl::StrCat(v.name, " is not set; is this a worker?"));
-  }
-  config.gcs_address = Env("SHOAL_GCS_ADDRESS");
-  auto raylet = ParseHostPort(config.raylet_address);
-  if (!raylet.ok()) return raylet.status();
-  config.node_ip = Env("SHOAL_NODE_IP");
-  if (config.node_ip.empty()) config.node_ip = raylet->first;
-  auto wid = WorkerId::FromHex(worker_id);
-  if (!wid.ok()) return wid.status();
-  auto nid = NodeId::FromHex(node_id);
-  if (!nid.ok()) return nid.status();
-  auto jid = JobId::FromHex(job_id);
-  if (!jid.ok()) return jid.status();
-  config.worker_id = *wid;
-  config.node_id = *nid;
-  config.job_id = *jid;
-  config.worker_command = SelfCommandLine();
-  auto impl = std::make_unique<Impl>(std::move(config));
+  auto config = WorkerConfig::FromEnvironment();
+  if (!config.ok()) return config.status();
+  auto impl = std::make_unique<Impl>(*std::move(config));
   if (auto s = impl->Start(); !s.ok()) return s;
   return std::unique_ptr<CoreWorker>(new CoreWorker(std::move(impl)));
 }
@@ -1341,13 +938,13 @@ absl::StatusOr<std::vector<ObjectId>> CoreWorker::SubmitTaskReturns(const std::s
 absl::Status CoreWorker::CancelTask(const ObjectId& return_id, bool force) {
   return impl_->CancelTask(return_id, force);
 }
-absl::StatusOr<ObjectId> CoreWorker::Put(std::string value) { return impl_->Put(std::move(value)); }
+absl::StatusOr<ObjectId> CoreWorker::Put(std::string value) { return impl_->objects().Put(std::move(value)); }
 absl::StatusOr<ObjectId> CoreWorker::PutParts(const std::vector<std::string_view>& parts) {
-  return impl_->PutParts(parts);
+  return impl_->objects().PutParts(parts);
 }
 absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> CoreWorker::GetBuffers(const std::vector<ObjectId>& ids,
                                                                                   absl::Duration timeout) {
-  return impl_->GetBuffers(ids, timeout);
+  return impl_->objects().GetBuffers(ids, timeout);
 }
 void CoreWorker::SetTaskHandler(TaskHandler handler) { impl_->SetTaskHandler(std::move(handler)); }
 void CoreWorker::SetInterruptHandler(std::function<void(const std::string&)> handler) {
@@ -1389,11 +986,11 @@ absl::StatusOr<ActorDescription> CoreWorker::GetActorInfo(const ActorId& actor) 
 ActorId CoreWorker::CurrentActor() const { return impl_->CurrentActor(); }
 absl::StatusOr<std::vector<absl::StatusOr<std::string>>> CoreWorker::Get(const std::vector<ObjectId>& ids,
                                                                          absl::Duration timeout) {
-  return impl_->Get(ids, timeout);
+  return impl_->objects().Get(ids, timeout);
 }
 absl::StatusOr<std::vector<bool>> CoreWorker::Wait(const std::vector<ObjectId>& ids, int num_ready,
                                                    absl::Duration timeout) {
-  return impl_->Wait(ids, num_ready, timeout);
+  return impl_->objects().Wait(ids, num_ready, timeout);
 }
 void CoreWorker::AddLocalReference(const ObjectId& id) { impl_->AddLocalReference(id); }
 void CoreWorker::RemoveLocalReference(const ObjectId& id) { impl_->RemoveLocalReference(id); }

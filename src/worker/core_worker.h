@@ -7,7 +7,7 @@
 // CUDA_VISIBLE_DEVICES, runs the registered function and replies (results up to 100 KiB
 // inline, larger ones in this node's object store).
 // Threading: every public method may be called from any thread.
-// Errors: absl::Status; a task's own failure is the object's value (TaskError below).
+// Errors: absl::Status; a task's own failure is the object's value (an rpc::ErrorInfo, see below).
 //
 // Lease reuse: tasks queue per shape (resources, strategy, worker command); a lease takes the
 // next task of its shape as soon as its task finishes, goes back at once when its shape has
@@ -25,37 +25,22 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "src/common/error_info.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 
 namespace shoal {
 
-// What a task raised, stored as its result. Get answers it as an absl::Status whose code is
-// kAborted for application errors (the function failed) and kUnavailable for system errors
-// (worker crashed, retries exhausted), with the type name in the payload under kErrorTypeUrl.
-inline constexpr char kErrorTypeUrl[] = "shoal.io/error_type";
-// A language layer's own serialized form of an error (e.g. a pickled Python exception with its
-// traceback), carried from the task that raised it to the caller's Get under this payload.
-inline constexpr char kErrorDataUrl[] = "shoal.io/error_data";
+// What a task raised, or what the runtime broke, is stored as its result: an rpc::ErrorInfo
+// (src/common/error_info.h). Get answers it as ErrorStatus(info): the code follows the error's
+// type, and the ErrorInfo rides in the kErrorInfoUrl payload.
 
-// The error types the runtime itself stores as results (Get answers them with kUnavailable);
-// every other type is an application error (kAborted).
-inline constexpr char kWorkerCrashedError[] = "WorkerCrashedError";          // worker/node died, retries used up
-inline constexpr char kTaskUnschedulableError[] = "TaskUnschedulableError";  // a raylet rejected the request
-inline constexpr char kRayletUnavailableError[] = "RayletUnavailableError";  // no lease: local raylet gone
-inline constexpr char kObjectLostError[] = "ObjectLostError";                // a store copy or an argument is gone
-inline constexpr char kOwnerDiedError[] = "OwnerDiedError";                  // a borrowed object's owner is gone
-inline constexpr char kObjectStoreFullError[] = "ObjectStoreFullError";      // a large result did not fit
-inline constexpr char kSystemError[] = "SystemError";                        // anything else the runtime broke
-inline constexpr char kTaskCancelledError[] = "TaskCancelledError";          // CancelTask
-inline constexpr char kActorDiedError[] = "ActorDiedError";                  // the actor is dead (or died mid-call)
-
-// A function the worker can run: serialized arguments in, serialized result out. Failures are
-// answered as a status; its message (and the type payload, if any) reach the caller's Get.
-// A C++ exception escaping the function is caught and answered the same way, typed with the
-// exception's (demangled) type name. Without a type payload the type is the status code's
-// name (e.g. "INVALID_ARGUMENT"). An unknown function name fails the task with the
-// application error "function 'x' is not registered in this worker".
+// A function the worker can run: serialized arguments in, serialized result out. A failure is
+// answered as a status: one carrying an ErrorInfo (ErrorStatus) reaches the caller's Get as it
+// is; any other is a TASK_EXCEPTION whose exception_type is the code's name ("INVALID_ARGUMENT").
+// A C++ exception escaping the function is caught and answered as a TASK_EXCEPTION typed with
+// the exception's (demangled) type name. An unknown function name fails the task with the
+// TASK_EXCEPTION "function 'x' is not registered in this worker".
 using TaskFunction = std::function<absl::StatusOr<std::string>(const std::vector<std::string>& args)>;
 
 // Registers `fn` under `name` in this process (drivers and workers run the same registrations).
@@ -82,10 +67,11 @@ struct TaskCall {
   std::string task_id;                  // hex
   uint32_t num_returns = 1;
   std::string cuda_visible_devices;     // as exported to the environment ("0,1"; "" for none)
+  std::string retry_exception_filter;   // TaskOptions::retry_exception_filter of the caller
   std::vector<ObjectBuffer> args;       // zero-copy where the argument is in the store
 };
 // Answers exactly `num_returns` serialized results, or a failure as for TaskFunction (an
-// application error; kErrorDataUrl payloads reach the caller).
+// ErrorInfo with the language's serialized exception in `data` reaches the caller).
 using TaskHandler = std::function<absl::StatusOr<std::vector<std::string>>(const TaskCall& call)>;
 
 // Options of an actor (CreateActor); its resources and scheduling come in TaskOptions.
@@ -139,6 +125,13 @@ struct TaskOptions {
   bool use_default_resources = true;
   int max_retries = 3;            // system failures (worker or node died); -1: no limit
   bool retry_exceptions = false;  // also retry application errors
+  // With retry_exceptions: the language layer's description of which exceptions to retry,
+  // handed to its TaskHandler (TaskCall::retry_exception_filter), which marks any other
+  // exception not_retryable. Empty: every exception is retried.
+  std::string retry_exception_filter;
+  // The worker that runs this function exits after this many calls of it (0: no limit), so that
+  // what the function leaked (GPU memory, say) goes back. Ignored for actors.
+  int max_calls = 0;
   enum class Strategy { kDefault, kSpread, kNodeAffinity } strategy = Strategy::kDefault;
   NodeId affinity_node;           // for kNodeAffinity
   bool affinity_soft = false;
@@ -190,9 +183,9 @@ class CoreWorker {
   absl::StatusOr<std::vector<ObjectId>> SubmitTaskReturns(const std::string& function_name,
                                                           std::vector<TaskArg> args, const TaskOptions& options);
   // Cancels the task that returns `return_id` (one this worker submitted): a task not yet
-  // pushed to a worker fails with kTaskCancelledError at once and never runs; a running one is
+  // pushed to a worker fails with TASK_CANCELLED at once and never runs; a running one is
   // interrupted (the worker's interrupt hook, see SetInterruptHandler) or, with `force`, its
-  // worker is killed; either way it is not retried and its returns hold kTaskCancelledError.
+  // worker is killed; either way it is not retried and its returns hold TASK_CANCELLED.
   // A finished task is left alone. NotFound for ids this worker did not submit.
   absl::Status CancelTask(const ObjectId& return_id, bool force);
   // Actors (DESIGN.md section 2). CreateActor waits for the constructor's ref arguments, then
@@ -225,7 +218,7 @@ class CoreWorker {
   // concatenated copy in between) when the whole is too large to keep inline.
   absl::StatusOr<ObjectId> PutParts(const std::vector<std::string_view>& parts);
   // Waits up to `timeout` (negative: forever) for every id. Answers one entry per id: the
-  // value, or the task's error (see kErrorTypeUrl). DeadlineExceeded if not all were ready.
+  // value, or the task's error (ErrorStatus, see above). DeadlineExceeded if not all were ready.
   // InvalidArgument for an id this worker neither owns nor borrows (or one already freed).
   // Values in another node's store are first copied to this node's store, then read.
   absl::StatusOr<std::vector<absl::StatusOr<std::string>>> Get(const std::vector<ObjectId>& ids,
@@ -245,7 +238,7 @@ class CoreWorker {
   // was never referenced (nor used as an argument) stays until this CoreWorker goes. A result
   // whose last reference went before the task finished is freed when it arrives. Unknown ids
   // are ignored. Borrowers do not report back: an owner frees an object when its own counts
-  // reach zero, even if a borrower still holds the id (the borrower then gets ObjectLostError).
+  // reach zero, even if a borrower still holds the id (the borrower then gets OBJECT_LOST).
   void AddLocalReference(const ObjectId& id);
   void RemoveLocalReference(const ObjectId& id);
 

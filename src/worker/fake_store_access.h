@@ -24,7 +24,7 @@ class FakeStoreAccess : public ObjectStoreAccess {
   }
   absl::StatusOr<rpc::ObjectValue> Write(const ObjectId& id, std::string_view bytes) override {
     absl::MutexLock lock(&mu_);
-    if (full_) return absl::ResourceExhaustedError("ObjectStoreFull: fake");
+    if (full_) return ErrorStatus(rpc::OBJECT_STORE_FULL, "ObjectStoreFull: fake");
     objects_[id.Binary()] = std::string(bytes);
     return StoreValue(id, raylet_address_, node_);
   }

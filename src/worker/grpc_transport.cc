@@ -5,6 +5,18 @@
 namespace shoal {
 namespace {
 constexpr absl::Duration kShortCallTimeout = absl::Seconds(10);
+
+// Whether a failed call never reached the server. gRPC reports a connection that could not be
+// made only in its status text; this edge is the one place that reads it, so that callers
+// decide on IsUndelivered instead.
+bool NeverConnected(const absl::Status& status) {
+  if (!absl::IsUnavailable(status)) return false;
+  const std::string message(status.message());
+  for (const char* words : {"failed to connect", "Connection refused", "connection attempt timed out"}) {
+    if (message.find(words) != std::string::npos) return true;
+  }
+  return false;
+}
 }  // namespace
 
 GrpcTransport::~GrpcTransport() { Shutdown(absl::Seconds(2)); }
@@ -102,7 +114,10 @@ void GrpcTransport::PushTask(const std::string& worker_address, rpc::PushTaskReq
       [stub](auto* ctx, auto* req, auto* reply, auto on_done) {
         stub->async()->PushTask(ctx, req, reply, std::move(on_done));
       },
-      std::move(request), absl::InfiniteDuration(), /*cancel_on_shutdown=*/true, std::move(done));
+      std::move(request), absl::InfiniteDuration(), /*cancel_on_shutdown=*/true,
+      [done = std::move(done)](absl::Status status, rpc::PushTaskReply reply) {
+        done(NeverConnected(status) ? Undelivered(std::move(status)) : std::move(status), std::move(reply));
+      });
 }
 
 void GrpcTransport::GetObject(const std::string& owner_address, const ObjectId& id, GetObjectCallback done) {

@@ -20,13 +20,14 @@
 #include "shoal/worker.grpc.pb.h"
 #include "src/common/ids.h"
 #include "src/worker/actor_submitter.h"
+#include "src/worker/owned_objects.h"
 #include "src/worker/task_transport.h"
 
 namespace shoal {
 
-class GrpcTransport : public TaskTransport, public ActorTransport {
+class GrpcTransport : public TaskTransport, public ActorTransport, public ObjectTransport {
  public:
-  using GetObjectCallback = std::function<void(absl::Status, rpc::GetObjectReply)>;
+  using GetObjectCallback = ObjectTransport::GetObjectCallback;
   using PushCallback = TaskTransport::PushCallback;  // the same type as ActorTransport's
 
   GrpcTransport() = default;
@@ -40,9 +41,9 @@ class GrpcTransport : public TaskTransport, public ActorTransport {
   void PushTask(const std::string& worker_address, rpc::PushTaskRequest request, PushCallback done) override;
 
   // Asks the owner at `owner_address` for `id`'s value, waiting until it is ready.
-  void GetObject(const std::string& owner_address, const ObjectId& id, GetObjectCallback done);
+  void GetObject(const std::string& owner_address, const ObjectId& id, GetObjectCallback done) override;
   // Asks the raylet at `raylet_address` to delete `ids` from its store; fire and forget.
-  void FreeObjects(const std::string& raylet_address, const std::vector<ObjectId>& ids);
+  void FreeObjects(const std::string& raylet_address, const std::vector<ObjectId>& ids) override;
 
   // Cancels the calls that may wait forever and waits up to `timeout` until no callback is
   // outstanding. Calls made afterwards are dropped (their callbacks never run). Idempotent.

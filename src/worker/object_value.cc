@@ -1,9 +1,9 @@
 #include "src/worker/object_value.h"
 
-#include <optional>
+#include <algorithm>
 
-#include "absl/strings/cord.h"
-#include "src/worker/core_worker.h"
+#include "src/worker/task_spec.h"
+
 
 namespace shoal {
 
@@ -23,38 +23,24 @@ rpc::ObjectValue StoreValue(const ObjectId& id, const std::string& raylet_addres
   return v;
 }
 
-rpc::ObjectValue ErrorValue(const ObjectId& id, std::string type, std::string message) {
+rpc::ObjectValue ErrorValue(const ObjectId& id, rpc::ErrorInfo info) {
   rpc::ObjectValue v;
   v.set_object_id(id.Binary());
-  v.set_is_error(true);
-  v.set_error_type(std::move(type));
-  v.set_error_message(std::move(message));
+  *v.mutable_error() = std::move(info);
   return v;
 }
 
-rpc::ObjectValue ErrorValueFromStatus(const ObjectId& id, const absl::Status& status) {
-  auto type = status.GetPayload(kErrorTypeUrl);
-  rpc::ObjectValue v = ErrorValue(id, type ? std::string(*type) : absl::StatusCodeToString(status.code()),
-                                  std::string(status.message()));
-  if (auto data = status.GetPayload(kErrorDataUrl)) v.set_error_data(std::string(*data));
-  return v;
-}
-
-bool IsSystemErrorType(std::string_view type) {
-  for (std::string_view t : {kWorkerCrashedError, kTaskUnschedulableError, kRayletUnavailableError, kObjectLostError,
-                             kOwnerDiedError, kObjectStoreFullError, kSystemError, kTaskCancelledError, kActorDiedError}) {
-    if (type == t) return true;
+std::vector<rpc::ObjectValue> ErrorReturns(const rpc::TaskSpec& spec, const rpc::ErrorInfo& error) {
+  std::vector<rpc::ObjectValue> out;
+  for (uint32_t i = 1; i <= std::max<uint32_t>(spec.num_returns(), 1); ++i) {
+    out.push_back(ErrorValue(ReturnObjectId(spec, i), error));
   }
-  return false;
+  return out;
 }
 
-absl::Status ErrorValueToStatus(const rpc::ObjectValue& value) {
-  const absl::StatusCode code =
-      IsSystemErrorType(value.error_type()) ? absl::StatusCode::kUnavailable : absl::StatusCode::kAborted;
-  absl::Status status(code, value.error_message().empty() ? value.error_type() : value.error_message());
-  status.SetPayload(kErrorTypeUrl, absl::Cord(value.error_type()));
-  if (!value.error_data().empty()) status.SetPayload(kErrorDataUrl, absl::Cord(value.error_data()));
-  return status;
+rpc::ErrorInfo TaskFailureInfo(const absl::Status& status) {
+  if (auto info = ErrorInfoOf(status)) return *std::move(info);
+  return TaskException(absl::StatusCodeToString(status.code()), std::string(status.message()));
 }
 
 }  // namespace shoal

@@ -6,9 +6,11 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "shoal/worker.pb.h"
+#include "src/common/error_info.h"
 #include "src/common/ids.h"
 
 namespace shoal {
@@ -19,17 +21,24 @@ inline constexpr uint64_t kMaxInlineObjectSize = 100 * 1024;
 
 rpc::ObjectValue InlineValue(const ObjectId& id, std::string bytes);
 rpc::ObjectValue StoreValue(const ObjectId& id, const std::string& raylet_address, const NodeId& node);
-rpc::ObjectValue ErrorValue(const ObjectId& id, std::string type, std::string message);
-// An application error from a task function's status: the type is the status's kErrorTypeUrl
-// payload when it has one, else the code's name (e.g. "INVALID_ARGUMENT").
-rpc::ObjectValue ErrorValueFromStatus(const ObjectId& id, const absl::Status& status);
+// A failure stored as the object's value (Get answers ErrorStatus(info)).
+rpc::ObjectValue ErrorValue(const ObjectId& id, rpc::ErrorInfo info);
+inline rpc::ObjectValue ErrorValue(const ObjectId& id, rpc::ErrorType type, std::string message) {
+  return ErrorValue(id, MakeError(type, std::move(message)));
+}
 
-// True for the error types the runtime itself produces (see core_worker.h).
-bool IsSystemErrorType(std::string_view type);
+// One error value per return of `spec` (at least one), each holding `error`.
+std::vector<rpc::ObjectValue> ErrorReturns(const rpc::TaskSpec& spec, const rpc::ErrorInfo& error);
+inline std::vector<rpc::ObjectValue> ErrorReturns(const rpc::TaskSpec& spec, rpc::ErrorType type,
+                                                  std::string message) {
+  return ErrorReturns(spec, MakeError(type, std::move(message)));
+}
 
-// What Get answers for an error value: kUnavailable for system errors, kAborted for
-// application errors; the type rides in the kErrorTypeUrl payload.
-// REQUIRES: value.is_error().
-absl::Status ErrorValueToStatus(const rpc::ObjectValue& value);
+// What a task function's failure status means: the ErrorInfo it carries, else a
+// TASK_EXCEPTION typed with the code's name (e.g. "INVALID_ARGUMENT").
+rpc::ErrorInfo TaskFailureInfo(const absl::Status& status);
+
+// What Get answers for an error value: ErrorStatus(value.error()). REQUIRES: value.has_error().
+inline absl::Status ErrorValueToStatus(const rpc::ObjectValue& value) { return ErrorStatus(value.error()); }
 
 }  // namespace shoal

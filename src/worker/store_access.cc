@@ -1,5 +1,7 @@
 #include "src/worker/store_access.h"
 
+#include "src/common/error_info.h"
+
 #include "absl/strings/str_cat.h"
 #include "src/common/rpc.h"
 #include "src/worker/object_value.h"
@@ -105,6 +107,8 @@ absl::StatusOr<rpc::ObjectValue> NodeStoreAccess::WriteParts(const ObjectId& id,
   absl::Status put = store_->PutParts(id, parts);
   if (put.ok()) {
     (void)store_->Release(id);
+  } else if (absl::IsResourceExhausted(put)) {
+    return ErrorStatus(rpc::OBJECT_STORE_FULL, std::string(put.message()));
   } else if (!absl::IsAlreadyExists(put)) {
     return put;
   }

@@ -23,7 +23,7 @@ class ObjectStoreAccess {
   // reason) when no copy can be read.
   virtual absl::StatusOr<std::string> Read(const rpc::ObjectValue& value) = 0;
   // Stores `bytes` as a primary copy in this node's store; answers the value that locates it.
-  // ResourceExhausted ("ObjectStoreFull...") when it does not fit.
+  // OBJECT_STORE_FULL (ErrorStatus: ResourceExhausted) when it does not fit.
   virtual absl::StatusOr<rpc::ObjectValue> Write(const ObjectId& id, std::string_view bytes) = 0;
   // As Read, without copying where the store allows (see ObjectBuffer in core_worker.h). The
   // default copies through Read.

@@ -30,13 +30,11 @@ std::string CurrentExceptionType() {
   return type != nullptr ? Demangle(type->name()) : "unknown exception";
 }
 
-void FailAll(const rpc::TaskSpec& spec, const std::string& type, const std::string& message, bool application,
-             rpc::PushTaskReply* reply) {
+// Every return of the task holds `error`; a TASK_EXCEPTION is an application error.
+void FailAll(const rpc::TaskSpec& spec, const rpc::ErrorInfo& error, rpc::PushTaskReply* reply) {
   reply->clear_returns();
-  for (uint32_t i = 1; i <= std::max<uint32_t>(spec.num_returns(), 1); ++i) {
-    *reply->add_returns() = ErrorValue(ReturnObjectId(spec, i), type, message);
-  }
-  reply->set_application_error(application);
+  for (auto& value : ErrorReturns(spec, error)) *reply->add_returns() = std::move(value);
+  reply->set_application_error(error.type() == rpc::TASK_EXCEPTION);
 }
 
 }  // namespace
@@ -64,9 +62,10 @@ rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
     if (actor_method) devices = actor_devices_;
   }
   if (fn == nullptr && !handler) {
-    FailAll(spec, "FunctionNotRegisteredError",
-            absl::StrCat("function '", spec.function_name(), "' is not registered in this worker"),
-            /*application=*/true, &reply);
+    FailAll(spec,
+            TaskException("FunctionNotRegisteredError",
+                          absl::StrCat("function '", spec.function_name(), "' is not registered in this worker")),
+            &reply);
     return reply;
   }
 
@@ -82,8 +81,8 @@ rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
       continue;
     }
     const rpc::ObjectValue& value = arg.object();
-    if (value.is_error()) {  // the owner normally fails such a task before pushing it
-      FailAll(spec, value.error_type(), value.error_message(), !IsSystemErrorType(value.error_type()), &reply);
+    if (value.has_error()) {  // the owner normally fails such a task before pushing it
+      FailAll(spec, value.error(), &reply);
       return reply;
     }
     if (!value.in_store()) {
@@ -93,9 +92,10 @@ rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
     }
     auto buffer = store_.ReadBuffer(value);
     if (!buffer.ok()) {
-      FailAll(spec, kObjectLostError,
-              absl::StrCat(DescribeTask(spec), ": argument ", i, " could not be read: ", buffer.status().message()),
-              /*application=*/false, &reply);
+      FailAll(spec,
+              MakeError(rpc::OBJECT_LOST, absl::StrCat(DescribeTask(spec), ": argument ", i,
+                                                       " could not be read: ", buffer.status().message())),
+              &reply);
       return reply;
     }
     args.push_back(std::move(*buffer));
@@ -126,31 +126,26 @@ rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
       call.task_id = task_id.ok() ? task_id->Hex() : std::string();
       call.num_returns = std::max<uint32_t>(spec.num_returns(), 1);
       call.cuda_visible_devices = devices;
+      call.retry_exception_filter = spec.retry_exception_filter();
       call.args = std::move(args);
       results = handler(call);
     }
   } catch (const std::exception& e) {
-    absl::Status s = absl::AbortedError(e.what());
-    s.SetPayload(kErrorTypeUrl, absl::Cord(CurrentExceptionType()));
-    results = std::move(s);
+    results = ErrorStatus(TaskException(CurrentExceptionType(), e.what()));
   } catch (...) {
-    absl::Status s = absl::AbortedError("an exception that is not a std::exception escaped the task");
-    s.SetPayload(kErrorTypeUrl, absl::Cord(CurrentExceptionType()));
-    results = std::move(s);
+    results = ErrorStatus(
+        TaskException(CurrentExceptionType(), "an exception that is not a std::exception escaped the task"));
   }
   const uint32_t num_returns = std::max<uint32_t>(spec.num_returns(), 1);
   if (!results.ok()) {
-    for (uint32_t i = 1; i <= num_returns; ++i) {
-      *reply.add_returns() = ErrorValueFromStatus(ReturnObjectId(spec, i), results.status());
-    }
-    reply.set_application_error(true);
+    FailAll(spec, TaskFailureInfo(results.status()), &reply);
     return reply;
   }
   if (results->size() != num_returns) {
-    FailAll(spec, "ValueError",
-            absl::StrCat(DescribeTask(spec), " returned ", results->size(), " values, but num_returns is ",
-                         num_returns),
-            /*application=*/true, &reply);
+    FailAll(spec,
+            TaskException("ValueError", absl::StrCat(DescribeTask(spec), " returned ", results->size(),
+                                                     " values, but num_returns is ", num_returns)),
+            &reply);
     return reply;
   }
   for (uint32_t i = 1; i <= num_returns; ++i) {
@@ -162,10 +157,11 @@ rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
     }
     auto stored = store_.Write(return_id, result);
     if (!stored.ok()) {
-      FailAll(spec, absl::IsResourceExhausted(stored.status()) ? kObjectStoreFullError : kSystemError,
-              absl::StrCat(DescribeTask(spec), ": its ", result.size(),
-                           "-byte result could not be stored: ", stored.status().message()),
-              /*application=*/false, &reply);
+      FailAll(spec,
+              MakeError(absl::IsResourceExhausted(stored.status()) ? rpc::OBJECT_STORE_FULL : rpc::SYSTEM_ERROR,
+                        absl::StrCat(DescribeTask(spec), ": its ", result.size(),
+                                     "-byte result could not be stored: ", stored.status().message())),
+              &reply);
       return reply;
     }
     *reply.add_returns() = std::move(*stored);

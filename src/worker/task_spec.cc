@@ -51,8 +51,13 @@ absl::StatusOr<rpc::TaskSpec> BuildTaskSpec(const JobId& job, const std::string&
       strategy->set_soft(options.affinity_soft);
       break;
   }
+  if (options.max_calls < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("max_calls must be 0 (no limit) or more, got ", options.max_calls));
+  }
   spec.set_max_retries(options.max_retries);
   spec.set_retry_exceptions(options.retry_exceptions);
+  if (options.retry_exceptions) spec.set_retry_exception_filter(options.retry_exception_filter);
+  spec.set_max_calls(options.max_calls);
   spec.set_attempt(0);
   if (options.num_returns < 1 || options.num_returns > kMaxReturns) {
     return absl::InvalidArgumentError(

@@ -8,18 +8,6 @@
 #include "src/worker/object_value.h"
 
 namespace shoal {
-namespace {
-
-std::vector<rpc::ObjectValue> ErrorReturns(const rpc::TaskSpec& spec, const std::string& type,
-                                           const std::string& message) {
-  std::vector<rpc::ObjectValue> out;
-  for (uint32_t i = 1; i <= std::max<uint32_t>(spec.num_returns(), 1); ++i) {
-    out.push_back(ErrorValue(ReturnObjectId(spec, i), type, message));
-  }
-  return out;
-}
-
-}  // namespace
 
 TaskSubmitter::TaskSubmitter(TaskTransport& transport, const Clock& clock, TaskSubmitterOptions options,
                              TaskDoneCallback done)
@@ -134,7 +122,7 @@ void TaskSubmitter::Finish(rpc::TaskSpec spec, std::vector<rpc::ObjectValue> ret
   });
 }
 
-void TaskSubmitter::FailQueued(KeyState& ks, const std::string& type, const std::string& why, Actions& actions) {
+void TaskSubmitter::FailQueued(KeyState& ks, rpc::ErrorType type, const std::string& why, Actions& actions) {
   while (!ks.queue.empty()) {
     rpc::TaskSpec spec = std::move(ks.queue.front());
     ks.queue.pop_front();
@@ -159,7 +147,7 @@ void TaskSubmitter::OnLeaseReply(const SchedulingKey& key, const std::string& ra
         spdlog::warn("lease request at raylet {} failed: {}", raylet, status.ToString());
         if (raylet == options_.local_raylet_address && ++ks.lease_failures >= options_.max_lease_failures) {
           ks.lease_failures = 0;
-          FailQueued(ks, kRayletUnavailableError,
+          FailQueued(ks, rpc::RAYLET_UNAVAILABLE,
                      absl::StrCat("the local raylet at ", raylet, " did not answer lease requests ",
                                   options_.max_lease_failures, " times in a row (", status.message(), ")"),
                      actions);
@@ -195,7 +183,7 @@ void TaskSubmitter::OnLeaseReply(const SchedulingKey& key, const std::string& ra
             break;
           default:  // REJECTED
             --ks.pending_requests;
-            FailQueued(ks, kTaskUnschedulableError,
+            FailQueued(ks, rpc::TASK_UNSCHEDULABLE,
                        absl::StrCat("raylet ", raylet, " rejected its lease request: ", reply.message()), actions);
             break;
         }
@@ -219,9 +207,9 @@ void TaskSubmitter::OnPushReply(uint64_t handle, const absl::Status& status, rpc
     const SchedulingKey key = lease.key;
     KeyState& ks = keys_.at(key);
     if (cancelled_.erase(SpecTaskId(spec)) > 0) {
-      auto returns = ErrorReturns(spec, kTaskCancelledError, absl::StrCat(DescribeTask(spec), " was cancelled"));
+      auto returns = ErrorReturns(spec, rpc::TASK_CANCELLED, absl::StrCat(DescribeTask(spec), " was cancelled"));
       Finish(std::move(spec), std::move(returns), actions);
-      if (status.ok()) {
+      if (status.ok() && !reply.worker_exiting()) {
         OnLeaseFree(handle, actions);
       } else {
         ReturnLease(handle, /*worker_failed=*/true, actions);
@@ -238,17 +226,21 @@ void TaskSubmitter::OnPushReply(uint64_t handle, const absl::Status& status, rpc
         std::string why = absl::StrCat(DescribeTask(spec), " failed after ", spec.attempt() + 1,
                                        " attempt(s): the worker running it (", worker,
                                        ") died or became unreachable: ", status.message());
-        auto returns = ErrorReturns(spec, kWorkerCrashedError, why);
+        auto returns = ErrorReturns(spec, rpc::WORKER_DIED, why);
         Finish(std::move(spec), std::move(returns), actions);
       }
     } else {
-      if (reply.application_error() && spec.retry_exceptions() && CanRetry(spec)) {
+      // An application error is retried only when the caller asked (retry_exceptions) and the
+      // task did not rule it out (its exception is not one of the listed types).
+      const bool retryable = reply.application_error() && spec.retry_exceptions() && reply.returns_size() > 0 &&
+                             !reply.returns(0).error().not_retryable();
+      if (retryable && CanRetry(spec)) {
         spec.set_attempt(spec.attempt() + 1);
         ks.queue.push_front(std::move(spec));
       } else {
         std::vector<rpc::ObjectValue> returns;
         if (reply.returns_size() != static_cast<int>(std::max<uint32_t>(spec.num_returns(), 1))) {
-          returns = ErrorReturns(spec, kSystemError,
+          returns = ErrorReturns(spec, rpc::SYSTEM_ERROR,
                                  absl::StrCat(DescribeTask(spec), ": the worker answered ", reply.returns_size(),
                                               " return values, expected ", spec.num_returns()));
         } else {
@@ -260,7 +252,11 @@ void TaskSubmitter::OnPushReply(uint64_t handle, const absl::Status& status, rpc
         }
         Finish(std::move(spec), std::move(returns), actions);
       }
-      OnLeaseFree(handle, actions);
+      if (reply.worker_exiting()) {
+        ReturnLease(handle, /*worker_failed=*/true, actions);  // it reached max_calls and exits
+      } else {
+        OnLeaseFree(handle, actions);
+      }
     }
     Pump(key, keys_.at(key), actions);
   }
@@ -278,7 +274,7 @@ TaskSubmitter::CancelResult TaskSubmitter::Cancel(const TaskId& task) {
         if (SpecTaskId(*it) != task) continue;
         rpc::TaskSpec spec = std::move(*it);
         ks.queue.erase(it);
-        auto returns = ErrorReturns(spec, kTaskCancelledError,
+        auto returns = ErrorReturns(spec, rpc::TASK_CANCELLED,
                                     absl::StrCat(DescribeTask(spec), " was cancelled before it ran"));
         Finish(std::move(spec), std::move(returns), actions);
         result.found = true;

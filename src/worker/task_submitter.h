@@ -117,7 +117,7 @@ class TaskSubmitter {
   void ReturnLease(uint64_t handle, bool worker_failed, Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool OtherKeyWaiting(const SchedulingKey& key) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish(rpc::TaskSpec spec, std::vector<rpc::ObjectValue> returns, Actions& actions);
-  void FailQueued(KeyState& ks, const std::string& type, const std::string& why, Actions& actions)
+  void FailQueued(KeyState& ks, rpc::ErrorType type, const std::string& why, Actions& actions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnLeaseReply(const SchedulingKey& key, const std::string& raylet, const absl::Status& status,
                     const rpc::RequestWorkerLeaseReply& reply);

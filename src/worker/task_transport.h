@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/cord.h"
 #include "shoal/raylet.pb.h"
 #include "shoal/worker.pb.h"
 
@@ -27,8 +28,20 @@ class TaskTransport {
   // Gives a lease back; fire and forget.
   virtual void ReturnWorker(const std::string& raylet_address, const std::string& lease_id, bool worker_failed) = 0;
   // Runs a task on the worker at `worker_address`. An error status means the worker (or the
-  // way to it) broke; the task's own failures come back in the reply.
+  // way to it) broke; the task's own failures come back in the reply. A push that never left
+  // this process (no connection to the worker could be made) fails with a status for which
+  // IsUndelivered is true: sending it again is not a new attempt.
   virtual void PushTask(const std::string& worker_address, rpc::PushTaskRequest request, PushCallback done) = 0;
 };
+
+// Marks a failed push as never delivered (the transport knows; callers decide on the mark).
+inline constexpr char kUndeliveredUrl[] = "shoal.io/undelivered";
+inline absl::Status Undelivered(absl::Status status) {
+  status.SetPayload(kUndeliveredUrl, absl::Cord("1"));
+  return status;
+}
+inline bool IsUndelivered(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kUndeliveredUrl).has_value();
+}
 
 }  // namespace shoal

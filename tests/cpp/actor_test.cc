@@ -153,7 +153,7 @@ TEST_CASE("a worker runs the factory once, then methods on that instance; misuse
   auto failed = Run("Counter::Fail", {Pack(std::string("no"))});
   REQUIRE_FALSE(failed.ok());
   CHECK(failed.status().code() == absl::StatusCode::kAborted);
-  CHECK(std::string(*failed.status().GetPayload(shoal::kErrorTypeUrl)) == "std::domain_error");
+  CHECK(shoal::ErrorInfoOf(failed.status())->exception_type() == "std::domain_error");
   CHECK(failed.status().message() == "no");
   CHECK(AsInt(Run("Counter::Get", {})) == 14);
 

@@ -93,16 +93,17 @@ TEST_CASE("a thrown exception becomes an Aborted status with the demangled type"
   }
   CHECK(status.code() == absl::StatusCode::kAborted);
   CHECK(status.message() == "negative input");
-  auto type = status.GetPayload(shoal::kErrorTypeUrl);
-  REQUIRE(type.has_value());
-  CHECK(std::string(*type) == "std::invalid_argument");
+  auto info = shoal::ErrorInfoOf(status);
+  REQUIRE(info.has_value());
+  CHECK(info->type() == shoal::rpc::TASK_EXCEPTION);
+  CHECK(info->exception_type() == "std::invalid_argument");
 
   try {
     throw 7;
   } catch (...) {
     status = shoal::api::StatusFromCurrentException();
   }
-  CHECK(std::string(*status.GetPayload(shoal::kErrorTypeUrl)) == "int");
+  CHECK(shoal::ErrorInfoOf(status)->exception_type() == "int");
 }
 
 TEST_CASE("TaskError names the remote type and message") {

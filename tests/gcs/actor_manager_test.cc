@@ -1,4 +1,5 @@
 #include "src/gcs/actor_manager.h"
+#include "src/common/error_info.h"
 
 #include <catch2/catch.hpp>
 
@@ -379,10 +380,7 @@ TEST_CASE("a constructor that raises makes the actor DEAD and returns the lease"
   rpc::PushTaskReply reply;
   reply.set_application_error(true);
   rpc::ObjectValue* error = reply.add_returns();
-  error->set_is_error(true);
-  error->set_error_type("ValueError");
-  error->set_error_message("bad start value");
-  error->set_error_data("pickled-exception");
+  *error->mutable_error() = TaskException("ValueError", "bad start value", "", "pickled-exception");
   push->done(absl::OkStatus(), reply);
 
   rpc::ActorInfo info = Info(gcs, IdOf(req));

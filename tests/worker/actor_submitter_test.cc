@@ -162,8 +162,8 @@ TEST_CASE("without retries a broken call fails; an undelivered one waits for the
   t.transport.pushes.pop_front();
   first.done(absl::UnavailableError("Socket closed"), {});
   REQUIRE(t.done.size() == 1);
-  CHECK(t.done[0].second[0].error_type() == kActorDiedError);
-  second.done(absl::UnavailableError("failed to connect to all addresses; Connection refused"), {});
+  CHECK(t.done[0].second[0].error().type() == rpc::ACTOR_DIED);
+  second.done(Undelivered(absl::UnavailableError("failed to connect to all addresses")), {});
   CHECK(t.done.size() == 1);  // never delivered: it waits
   // The poll comes back with nothing new: the worker is fine after all, the call goes again.
   t.Answer(rpc::ActorInfo::ALIVE, "w1:1", 1);
@@ -180,8 +180,8 @@ TEST_CASE("a dead actor fails waiting and later calls with its cause", "[actor_s
   uint64_t b = t.Call(1);  // reserved, not yet submitted
   t.Answer(rpc::ActorInfo::DEAD, "", 2, "killed by shoal.kill()");
   REQUIRE(t.done.size() == 1);
-  CHECK(t.done[0].second[0].error_type() == kActorDiedError);
-  CHECK_THAT(t.done[0].second[0].error_message(), Catch::Contains("killed by shoal.kill()"));
+  CHECK(t.done[0].second[0].error().type() == rpc::ACTOR_DIED);
+  CHECK_THAT(t.done[0].second[0].error().message(), Catch::Contains("killed by shoal.kill()"));
   t.Submit(b);
   uint64_t c = t.Call(2);
   t.Submit(c);
@@ -199,7 +199,7 @@ TEST_CASE("after this process killed the actor, calls fail at once", "[actor_sub
   t.Submit(a);
   CHECK(t.transport.pushes.empty());  // not sent to the worker that is being stopped
   REQUIRE(t.done.size() == 1);
-  CHECK(t.done[0].second[0].error_type() == kActorDiedError);
+  CHECK(t.done[0].second[0].error().type() == rpc::ACTOR_DIED);
 }
 
 TEST_CASE("a failed poll is retried after the delay", "[actor_submitter]") {

@@ -28,8 +28,8 @@ const JobId kJob = JobId::FromInt(7);
 ObjectId NewObjectId() { return ObjectId::FromTask(TaskId::ForNormalTask(kJob), 1); }
 
 std::string ErrorType(const absl::Status& s) {
-  auto payload = s.GetPayload(kErrorTypeUrl);
-  return payload ? std::string(*payload) : std::string();
+  auto info = ErrorInfoOf(s);
+  return info ? ErrorTypeName(*info) : std::string();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -65,11 +65,11 @@ TEST_CASE("memory store: a blocked get wakes when another thread puts", "[memory
   std::vector<ValuePtr> got;
   std::thread getter([&] { got = store.Get({a, b}, absl::InfiniteFuture()); });
   store.Put(b, InlineValue(b, "b"));
-  store.Put(a, ErrorValue(a, "std::runtime_error", "boom"));
+  store.Put(a, ErrorValue(a, TaskException("std::runtime_error", "boom")));
   getter.join();
   REQUIRE(got.size() == 2);
   REQUIRE(got[0] != nullptr);
-  CHECK(got[0]->is_error());
+  CHECK(got[0]->has_error());
   CHECK(got[1]->inline_data() == "b");
 }
 
@@ -115,20 +115,49 @@ TEST_CASE("memory store: async waiters fire on put, deadline, erase and cancel",
   CHECK(store.num_async_waiters() == 0);
 }
 
-TEST_CASE("error values map to statuses by kind", "[object_value]") {
+TEST_CASE("error values map to statuses by type", "[object_value]") {
   const ObjectId id = NewObjectId();
-  absl::Status app = ErrorValueToStatus(ErrorValue(id, "std::out_of_range", "index 9"));
+  absl::Status app = ErrorValueToStatus(ErrorValue(id, TaskException("std::out_of_range", "index 9")));
   CHECK(app.code() == absl::StatusCode::kAborted);
   CHECK(app.message() == "index 9");
   CHECK(ErrorType(app) == "std::out_of_range");
-  absl::Status sys = ErrorValueToStatus(ErrorValue(id, kWorkerCrashedError, "worker died"));
-  CHECK(sys.code() == absl::StatusCode::kUnavailable);
-  CHECK(ErrorType(sys) == kWorkerCrashedError);
+  absl::Status crashed = ErrorValueToStatus(ErrorValue(id, rpc::WORKER_DIED, "worker died"));
+  CHECK(crashed.code() == absl::StatusCode::kAborted);
+  CHECK(ErrorTypeOf(crashed) == rpc::WORKER_DIED);
+  CHECK(ErrorType(crashed) == "WORKER_DIED");
+  CHECK(ErrorValueToStatus(ErrorValue(id, rpc::OBJECT_STORE_FULL, "full")).code() ==
+        absl::StatusCode::kResourceExhausted);
+  CHECK(ErrorValueToStatus(ErrorValue(id, rpc::TASK_CANCELLED, "x")).code() == absl::StatusCode::kCancelled);
+  CHECK(ErrorValueToStatus(ErrorValue(id, rpc::OBJECT_LOST, "x")).code() == absl::StatusCode::kNotFound);
+  CHECK(ErrorValueToStatus(ErrorValue(id, rpc::RAYLET_UNAVAILABLE, "x")).code() == absl::StatusCode::kUnavailable);
 
-  absl::Status typed = absl::InvalidArgumentError("bad msgpack");
-  typed.SetPayload(kErrorTypeUrl, absl::Cord("DeserializationError"));
-  CHECK(ErrorValueFromStatus(id, typed).error_type() == "DeserializationError");
-  CHECK(ErrorValueFromStatus(id, absl::InvalidArgumentError("x")).error_type() == "INVALID_ARGUMENT");
+  // A function's status that carries an ErrorInfo keeps it; any other is a TASK_EXCEPTION named
+  // after its code.
+  absl::Status typed = ErrorStatus(TaskException("DeserializationError", "bad msgpack"));
+  CHECK(TaskFailureInfo(typed).exception_type() == "DeserializationError");
+  CHECK(TaskFailureInfo(typed).message() == "bad msgpack");
+  rpc::ErrorInfo plain = TaskFailureInfo(absl::InvalidArgumentError("x"));
+  CHECK(plain.type() == rpc::TASK_EXCEPTION);
+  CHECK(plain.exception_type() == "INVALID_ARGUMENT");
+}
+
+TEST_CASE("every error type maps to a status code and back", "[object_value]") {
+  for (int t = rpc::ErrorType_MIN; t <= rpc::ErrorType_MAX; ++t) {
+    if (!rpc::ErrorType_IsValid(t)) continue;
+    const auto type = static_cast<rpc::ErrorType>(t);
+    rpc::ErrorInfo info = MakeError(type, "why");
+    *info.mutable_cause() = MakeError(rpc::OBJECT_LOST, "first");
+    absl::Status s = ErrorStatus(info);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.code() == StatusCodeFor(type));
+    auto back = ErrorInfoOf(s);
+    REQUIRE(back.has_value());
+    CHECK(back->type() == type);
+    CHECK(back->cause().type() == rpc::OBJECT_LOST);
+  }
+  CHECK_FALSE(ErrorInfoOf(absl::OkStatus()).has_value());
+  CHECK_FALSE(ErrorInfoOf(absl::InternalError("no payload")).has_value());
+  CHECK(ToErrorInfo(absl::InternalError("no payload"), rpc::SYSTEM_ERROR).type() == rpc::SYSTEM_ERROR);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -293,7 +322,7 @@ struct SubmitterFixture {
   }
   static rpc::PushTaskReply AppError(const std::string& type, const std::string& message) {
     rpc::PushTaskReply reply;
-    *reply.add_returns() = ErrorValue(ObjectId::Nil(), type, message);
+    *reply.add_returns() = ErrorValue(ObjectId::Nil(), TaskException(type, message));
     reply.set_application_error(true);
     return reply;
   }
@@ -449,11 +478,11 @@ TEST_CASE_METHOD(SubmitterFixture, "submitter: WorkerCrashedError after max_retr
   transport.FailNext(absl::UnavailableError("socket closed"));
   REQUIRE(num_done() == 1);
   const rpc::ObjectValue& v = done[0].second[0];
-  CHECK(v.is_error());
-  CHECK(v.error_type() == kWorkerCrashedError);
-  CHECK_THAT(v.error_message(), Catch::Contains("Flaky"));
-  CHECK_THAT(v.error_message(), Catch::Contains("2 attempt"));
-  CHECK_THAT(v.error_message(), Catch::Contains("socket closed"));
+  CHECK(v.has_error());
+  CHECK(v.error().type() == rpc::WORKER_DIED);
+  CHECK_THAT(v.error().message(), Catch::Contains("Flaky"));
+  CHECK_THAT(v.error().message(), Catch::Contains("2 attempt"));
+  CHECK_THAT(v.error().message(), Catch::Contains("socket closed"));
   CHECK(transport.num_pending_leases() == 0);
   CHECK(transport.returns().size() == 2);
 
@@ -463,7 +492,7 @@ TEST_CASE_METHOD(SubmitterFixture, "submitter: WorkerCrashedError after max_retr
   transport.GrantNext("w3:1", "L3");
   transport.FailNext(absl::UnavailableError("gone"));
   REQUIRE(num_done() == 2);
-  CHECK(done[1].second[0].error_type() == kWorkerCrashedError);
+  CHECK(done[1].second[0].error().type() == rpc::WORKER_DIED);
 }
 
 TEST_CASE_METHOD(SubmitterFixture, "submitter: application errors are not retried unless asked", "[submitter]") {
@@ -471,8 +500,8 @@ TEST_CASE_METHOD(SubmitterFixture, "submitter: application errors are not retrie
   transport.GrantNext("w1:1", "L1");
   transport.ReplyNext(AppError("std::runtime_error", "bad"));
   REQUIRE(num_done() == 1);
-  CHECK(done[0].second[0].is_error());
-  CHECK(done[0].second[0].error_type() == "std::runtime_error");
+  CHECK(done[0].second[0].has_error());
+  CHECK(done[0].second[0].error().exception_type() == "std::runtime_error");
   CHECK(transport.returns().empty());  // the worker is fine: the lease stays
 
   TaskOptions retry;
@@ -486,7 +515,7 @@ TEST_CASE_METHOD(SubmitterFixture, "submitter: application errors are not retrie
     CHECK(req.spec().attempt() == attempt);
   }
   REQUIRE(num_done() == 2);
-  CHECK(done[1].second[0].error_message() == "still bad");
+  CHECK(done[1].second[0].error().message() == "still bad");
   CHECK(transport.num_pending_pushes() == 0);
 
   // A retried exception that then succeeds answers the value.
@@ -495,6 +524,42 @@ TEST_CASE_METHOD(SubmitterFixture, "submitter: application errors are not retrie
   transport.ReplyNext(Ok("fine"));
   REQUIRE(num_done() == 3);
   CHECK(done[2].second[0].inline_data() == "fine");
+}
+
+TEST_CASE_METHOD(SubmitterFixture, "submitter: a worker that exits after its reply (max_calls) is not reused",
+                 "[submitter]") {
+  submitter.Submit(Spec("f"));
+  submitter.Submit(Spec("f"));
+  transport.GrantNext("w1:1", "L1");
+  rpc::PushTaskReply last = Ok("one");
+  last.set_worker_exiting(true);
+  transport.ReplyNext(last);
+  REQUIRE(num_done() == 1);
+  // The lease went back (its worker is ending) and the second task asks for a new one.
+  REQUIRE(transport.returns().size() == 1);
+  CHECK(transport.returns()[0].lease_id == "L1");
+  CHECK(transport.num_pending_pushes() == 0);
+  transport.GrantNext("w2:1", "L2");
+  auto req = transport.ReplyNext(Ok("two"));
+  CHECK(req.spec().attempt() == 0);
+  REQUIRE(num_done() == 2);
+  CHECK(done[1].second[0].inline_data() == "two");
+}
+
+TEST_CASE_METHOD(SubmitterFixture, "submitter: an error the task marks not retryable is not retried",
+                 "[submitter]") {
+  TaskOptions retry;
+  retry.retry_exceptions = true;
+  retry.max_retries = 3;
+  submitter.Submit(Spec("f", retry));
+  transport.GrantNext("w1:1", "L1");
+  rpc::PushTaskReply reply = AppError("KeyError", "not in the list");
+  reply.mutable_returns(0)->mutable_error()->set_not_retryable(true);
+  auto req = transport.ReplyNext(reply);
+  CHECK(req.spec().attempt() == 0);
+  REQUIRE(num_done() == 1);
+  CHECK(transport.num_pending_pushes() == 0);
+  CHECK(done[0].second[0].error().exception_type() == "KeyError");
 }
 
 TEST_CASE_METHOD(SubmitterFixture, "submitter: a rejected lease fails the key's queued tasks", "[submitter]") {
@@ -507,8 +572,8 @@ TEST_CASE_METHOD(SubmitterFixture, "submitter: a rejected lease fails the key's 
   lease.done(absl::OkStatus(), reject);
   REQUIRE(num_done() == 2);
   for (const auto& [spec, returns] : done) {
-    CHECK(returns[0].error_type() == kTaskUnschedulableError);
-    CHECK_THAT(returns[0].error_message(), Catch::Contains("no such node"));
+    CHECK(returns[0].error().type() == rpc::TASK_UNSCHEDULABLE);
+    CHECK_THAT(returns[0].error().message(), Catch::Contains("no such node"));
   }
   // The other request finds nothing to run when granted, and idles.
   transport.GrantNext("w1:1", "L1");
@@ -561,7 +626,7 @@ TEST_CASE_METHOD(SubmitterFixture, "submitter: lease requests that break are ret
   submitter.Tick();
   transport.TakeLease().done(absl::UnavailableError("raylet down"), {});  // third failure in a row
   REQUIRE(num_done() == 1);
-  CHECK(done[0].second[0].error_type() == kRayletUnavailableError);
+  CHECK(done[0].second[0].error().type() == rpc::RAYLET_UNAVAILABLE);
 
   // A spilled-back raylet that breaks sends the request home again (after the delay).
   submitter.Submit(Spec("g"));
@@ -633,9 +698,7 @@ struct ExecutorFixture {
       throw 42;
     });
     RegisterTaskFunction("test.fail", [](const std::vector<std::string>&) -> absl::StatusOr<std::string> {
-      absl::Status s = absl::InvalidArgumentError("cannot parse");
-      s.SetPayload(kErrorTypeUrl, absl::Cord("ParseError"));
-      return s;
+      return ErrorStatus(TaskException("ParseError", "cannot parse"));
     });
     RegisterTaskFunction("test.big", [](const std::vector<std::string>& args) -> absl::StatusOr<std::string> {
       return std::string(std::stoul(args.at(0)), 'z');
@@ -688,22 +751,22 @@ TEST_CASE_METHOD(ExecutorFixture, "executor: an actor's methods keep the GPUs of
 TEST_CASE_METHOD(ExecutorFixture, "executor: failures become application errors", "[executor]") {
   rpc::PushTaskReply unknown = executor.Execute(Request("test.nope", {}));
   CHECK(unknown.application_error());
-  CHECK(unknown.returns(0).is_error());
-  CHECK(unknown.returns(0).error_message() == "function 'test.nope' is not registered in this worker");
+  CHECK(unknown.returns(0).has_error());
+  CHECK(unknown.returns(0).error().message() == "function 'test.nope' is not registered in this worker");
 
   rpc::PushTaskReply thrown = executor.Execute(Request("test.throw", {}));
   CHECK(thrown.application_error());
-  CHECK(thrown.returns(0).error_type() == "std::out_of_range");
-  CHECK(thrown.returns(0).error_message() == "index 9 out of range");
+  CHECK(thrown.returns(0).error().exception_type() == "std::out_of_range");
+  CHECK(thrown.returns(0).error().message() == "index 9 out of range");
 
   rpc::PushTaskReply thrown_int = executor.Execute(Request("test.throw_int", {}));
   CHECK(thrown_int.application_error());
-  CHECK(thrown_int.returns(0).error_type() == "int");
+  CHECK(thrown_int.returns(0).error().exception_type() == "int");
 
   rpc::PushTaskReply failed = executor.Execute(Request("test.fail", {}));
   CHECK(failed.application_error());
-  CHECK(failed.returns(0).error_type() == "ParseError");
-  CHECK(failed.returns(0).error_message() == "cannot parse");
+  CHECK(failed.returns(0).error().exception_type() == "ParseError");
+  CHECK(failed.returns(0).error().message() == "cannot parse");
 }
 
 TEST_CASE_METHOD(ExecutorFixture, "executor: large results go to the store", "[executor]") {
@@ -722,7 +785,7 @@ TEST_CASE_METHOD(ExecutorFixture, "executor: large results go to the store", "[e
 
   store.set_full(true);
   rpc::PushTaskReply full = executor.Execute(Request("test.big", {std::to_string(kMaxInlineObjectSize + 1)}));
-  CHECK(full.returns(0).error_type() == kObjectStoreFullError);
+  CHECK(full.returns(0).error().type() == rpc::OBJECT_STORE_FULL);
   CHECK_FALSE(full.application_error());
 }
 
@@ -731,8 +794,8 @@ TEST_CASE_METHOD(ExecutorFixture, "executor: an unreadable argument is a system 
   *req.mutable_spec()->add_args()->mutable_object() = StoreValue(NewObjectId(), "10.0.0.9:7000", NodeId::FromRandom());
   rpc::PushTaskReply reply = executor.Execute(req);
   CHECK_FALSE(reply.application_error());
-  CHECK(reply.returns(0).error_type() == kObjectLostError);
-  CHECK_THAT(reply.returns(0).error_message(), Catch::Contains("test.concat"));
+  CHECK(reply.returns(0).error().type() == rpc::OBJECT_LOST);
+  CHECK_THAT(reply.returns(0).error().message(), Catch::Contains("test.concat"));
 }
 
 }  // namespace

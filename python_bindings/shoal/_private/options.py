@@ -8,6 +8,26 @@ TASK_OPTIONS = {"num_cpus", "num_gpus", "memory", "resources", "max_retries", "r
                 "scheduling_strategy", "num_returns", "name", "runtime_env", "accelerator_type",
                 "max_calls", "object_store_memory", "_metadata", "label_selector"}
 
+# Ray's options that Shoal knows but does not implement yet: refused (naming the option) unless
+# given their "unset" value, never accepted and ignored.
+UNSUPPORTED_OPTIONS = {
+    "accelerator_type": "nodes do not advertise accelerator types",
+    "label_selector": "label-based scheduling is not implemented",
+    "object_store_memory": "per-task object store quotas are not implemented",
+    "_metadata": "task metadata is not implemented",
+    "concurrency_groups": "concurrency groups are not implemented",
+    "max_pending_calls": "a limit on pending actor calls is not implemented",
+}
+
+
+def refuse_unsupported(options, what="remote functions"):
+    for key, why in UNSUPPORTED_OPTIONS.items():
+        value = options.get(key)
+        if value is None or (key == "max_pending_calls" and value == -1) or (
+                key in ("concurrency_groups", "label_selector", "_metadata") and not value):
+            continue
+        raise ValueError(f"The option {key}={value!r} for {what} is not supported by Shoal: {why}.")
+
 TASK_DEFAULTS = {"num_cpus": 1, "num_gpus": 0, "max_retries": 3, "retry_exceptions": False, "num_returns": 1}
 
 
@@ -27,6 +47,7 @@ def validate(options, allowed=TASK_OPTIONS):
         if key not in allowed:
             raise ValueError(f"Invalid option keyword {key} for remote functions. Valid ones are "
                              f"{sorted(allowed)}.")
+    refuse_unsupported(options)
     if "num_cpus" in options:
         _number("num_cpus", options["num_cpus"])
     if "num_gpus" in options:
@@ -55,6 +76,10 @@ def validate(options, allowed=TASK_OPTIONS):
         if not isinstance(r, bool) and not (isinstance(r, (list, tuple)) and
                                             all(isinstance(c, type) and issubclass(c, BaseException) for c in r)):
             raise TypeError("retry_exceptions must be a bool or a list of exception types")
+    if options.get("max_calls") is not None:
+        m = options["max_calls"]
+        if isinstance(m, bool) or not isinstance(m, int) or m < 0:
+            raise ValueError(f"max_calls must be an integer >= 0 (0: no limit), got {m!r}")
     if "num_returns" in options:
         n = options["num_returns"]
         if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n > 1000:
@@ -118,6 +143,17 @@ def core_options(options, default_cpus=1):
         "retry_exceptions": bool(options.get("retry_exceptions", False)),
         "num_returns": max(1, int(options.get("num_returns", 1))),
     }
+    retry = options.get("retry_exceptions")
+    if isinstance(retry, (list, tuple)):
+        # Only these exceptions are retried: the worker checks them (worker.py _retryable).
+        from shoal._private import serialization
+        out["retry_exceptions"] = bool(retry)
+        out["retry_exception_filter"] = serialization.serialize_to_bytes(tuple(retry))[0]
+    max_calls = options.get("max_calls")
+    if max_calls is None and options.get("num_gpus"):
+        max_calls = 1  # Ray's default for GPU tasks: the worker exits, and its GPU memory goes back
+    if max_calls:
+        out["max_calls"] = int(max_calls)
     strategy = options.get("scheduling_strategy")
     if strategy == "SPREAD":
         out["strategy"] = "SPREAD"

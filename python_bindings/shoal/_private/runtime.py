@@ -50,8 +50,13 @@ def is_initialized():
 
 
 def status_to_exception(error):
-    """The public exception for a _core.StatusError (or its args)."""
-    code, message, type_name, data = error.args if isinstance(error, _core.StatusError) else error
+    """The public exception for a _core.StatusError (or its args).
+
+    A failure the core typed (error_type, the proto ErrorType's name) maps through the one table
+    exceptions.ERROR_TYPES; a TASK_EXCEPTION is the task's own exception when it unpickles (else a
+    TaskError naming its type). Untyped failures are bad calls: their status code decides."""
+    code, message, error_type, exception_type, data = (
+        error.args if isinstance(error, _core.StatusError) else error)
     if data:
         try:
             exc = serialization.deserialize(data)
@@ -59,19 +64,15 @@ def status_to_exception(error):
                 return exc
         except Exception:  # noqa: BLE001 - fall through to a generic error
             pass
+    if error_type == "TASK_EXCEPTION":  # from a non-Python task (e.g. a C++ exception)
+        return exceptions.TaskError(function_name="task", traceback_str=f"{exception_type}: {message}",
+                                    cause_type_name=exception_type)
+    if error_type in exceptions.ERROR_TYPES:
+        return exceptions.ERROR_TYPES[error_type](message)
     if code == "DEADLINE_EXCEEDED":
         return exceptions.GetTimeoutError(message)
-    if type_name in exceptions.SYSTEM_ERRORS:
-        return exceptions.SYSTEM_ERRORS[type_name](message)
-    if code == "ABORTED":  # an application error from a non-Python task (e.g. a C++ exception)
-        return exceptions.TaskError(function_name="task", traceback_str=f"{type_name}: {message}",
-                                    cause_type_name=type_name)
-    if code in ("INVALID_ARGUMENT", "ALREADY_EXISTS"):
+    if code in ("INVALID_ARGUMENT", "ALREADY_EXISTS", "NOT_FOUND"):
         return ValueError(message)
-    if code == "NOT_FOUND":
-        return exceptions.ObjectLostError(message) if "object" in message else ValueError(message)
-    if code == "RESOURCE_EXHAUSTED":
-        return exceptions.ObjectStoreFullError(message)
     if code == "UNAVAILABLE":
         return exceptions.ShoalSystemError(message)
     return exceptions.ShoalError(f"{code}: {message}")
@@ -349,6 +350,18 @@ def _driver_log_handler(lines, is_stderr):
 def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, namespace=None, runtime_env=None,
          ignore_reinit_error=False, log_to_driver=True, object_store_memory=None, include_dashboard=None,
          logging_level=None, **kwargs):
+    # Ray's other init arguments are refused by name rather than accepted and ignored.
+    if kwargs:
+        raise TypeError(f"shoal.init() does not support the argument(s) {', '.join(sorted(kwargs))}")
+    if object_store_memory is not None:
+        raise ValueError("shoal.init(object_store_memory=...) is not supported: start the cluster with "
+                         "`shoal start --object-store-memory BYTES` instead")
+    if include_dashboard:
+        raise ValueError("shoal.init(include_dashboard=True) is not supported: a driver's private cluster runs "
+                         "no dashboard; start one with `shoal start --head`")
+    if logging_level is not None:
+        import logging
+        logging.getLogger("shoal").setLevel(logging_level)
     with _lock:
         if state.core is not None:
             if ignore_reinit_error:

@@ -1,4 +1,4 @@
-#include "src/raylet/event_loop.h"
+#include "src/common/event_loop.h"
 
 #include "absl/synchronization/notification.h"
 

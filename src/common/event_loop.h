@@ -1,5 +1,6 @@
 // One thread that runs posted closures in order, and a tick function every `tick_period`.
-// The raylet's lease manager and worker pool live on it; gRPC handlers post their work here.
+// The raylet's lease manager and worker pool live on it, and a core worker's submitters,
+// timers and RPC continuations; gRPC handlers and callbacks post their work here.
 //
 // Threading: Post and RunSync from any thread; the closures and the tick run on the loop thread.
 // Stop() runs what was posted before it, then joins; later posts are refused.

@@ -1,0 +1,41 @@
+// Resolves a task's reference arguments before the task is pushed: once every referenced object
+// has a value, the argument becomes that value (inline bytes) or its store location, so the
+// worker that runs the task never asks anyone for it. The one copy of this logic serves normal
+// tasks, actor method calls and actor constructors.
+//
+// An argument whose value is an error (its task failed), or that was freed before it became
+// ready, fails the task: `done` gets the error (OBJECT_LOST for a freed one) and the task must
+// not run. Refs must be owned or borrowed by this worker; the caller starts borrowed fetches.
+// Threading: Resolve from any thread. `done` runs exactly once: on the calling thread when no
+// argument waits, else on the thread that stores the last missing value (MemoryStore::Put).
+// Ownership: the resolver keeps nothing after `done`; the memory store must outlive it.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "shoal/worker.pb.h"
+#include "src/common/error_info.h"
+#include "src/worker/core_worker.h"
+#include "src/worker/memory_store.h"
+
+namespace shoal {
+
+class DependencyResolver {
+ public:
+  // `failed` is set when an argument failed; `spec` then has its arguments partly filled.
+  using Done = std::function<void(rpc::TaskSpec spec, std::optional<rpc::ErrorInfo> failed)>;
+
+  explicit DependencyResolver(MemoryStore& store) : store_(store) {}
+  DependencyResolver(const DependencyResolver&) = delete;
+  DependencyResolver& operator=(const DependencyResolver&) = delete;
+
+  // Appends `args` to spec.args (values as they are, refs once resolved), then calls `done`.
+  void Resolve(rpc::TaskSpec spec, std::vector<TaskArg> args, Done done);
+
+ private:
+  MemoryStore& store_;
+};
+
+}  // namespace shoal

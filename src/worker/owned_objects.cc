@@ -1,0 +1,196 @@
+#include "src/worker/owned_objects.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "src/common/error_info.h"
+#include "src/worker/object_value.h"
+
+namespace shoal {
+
+// While a Get or Wait blocks, a worker's lease lends its CPUs back to the raylet, so that tasks
+// waiting on their own children cannot hold every CPU.
+class OwnedObjects::BlockedScope {
+ public:
+  explicit BlockedScope(const std::function<void(bool)>& set_blocked) : set_blocked_(set_blocked) {
+    if (set_blocked_) set_blocked_(true);
+  }
+  ~BlockedScope() {
+    if (set_blocked_) set_blocked_(false);
+  }
+  BlockedScope(const BlockedScope&) = delete;
+  BlockedScope& operator=(const BlockedScope&) = delete;
+
+ private:
+  const std::function<void(bool)>& set_blocked_;
+};
+
+OwnedObjects::OwnedObjects(MemoryStore& memory, ReferenceCounter& refs, ObjectStoreAccess& store,
+                           ObjectTransport& transport, const Clock& clock, Options options)
+    : memory_(memory), refs_(refs), store_(store), transport_(transport), clock_(clock), options_(std::move(options)) {}
+
+ObjectId OwnedObjects::AddOwned(const ObjectId& id, rpc::ObjectValue value) {
+  refs_.AddOwned(id);
+  memory_.Put(id, std::move(value));
+  return id;
+}
+
+absl::StatusOr<ObjectId> OwnedObjects::Put(std::string bytes) {
+  const ObjectId id = NewPutId();
+  if (bytes.size() <= kMaxInlineObjectSize) return AddOwned(id, InlineValue(id, std::move(bytes)));
+  auto stored = store_.Write(id, bytes);
+  if (!stored.ok()) return stored.status();
+  return AddOwned(id, *std::move(stored));
+}
+
+absl::StatusOr<ObjectId> OwnedObjects::PutParts(const std::vector<std::string_view>& parts) {
+  size_t total = 0;
+  for (auto part : parts) total += part.size();
+  if (total <= kMaxInlineObjectSize) {
+    std::string all;
+    all.reserve(total);
+    for (auto part : parts) all.append(part);
+    return Put(std::move(all));
+  }
+  const ObjectId id = NewPutId();
+  auto stored = store_.WriteParts(id, parts);
+  if (!stored.ok()) return stored.status();
+  return AddOwned(id, *std::move(stored));
+}
+
+void OwnedObjects::StoreResult(const ObjectId& id, rpc::ObjectValue value, bool owned) {
+  const bool in_store = value.in_store();
+  const std::string holder = value.raylet_address();
+  memory_.Put(id, std::move(value));
+  // Checked after the put: a concurrent Free either saw the value or we see the entry gone.
+  if (!refs_.Contains(id)) {
+    memory_.Erase(id);
+    if (in_store && owned) transport_.FreeObjects(holder, {id});
+  }
+}
+
+void OwnedObjects::RemoveLocalReference(const ObjectId& id) {
+  if (auto gone = refs_.RemoveLocal(id)) {
+    options_.post([this, gone = *gone] { Free({gone}); });
+  }
+}
+
+void OwnedObjects::Free(const std::vector<ReferenceCounter::OutOfScope>& gone) {
+  for (const auto& g : gone) {
+    ValuePtr value = memory_.GetIfReady(g.id);
+    memory_.Erase(g.id);
+    if (g.owned && value != nullptr && value->in_store()) transport_.FreeObjects(value->raylet_address(), {g.id});
+  }
+}
+
+void OwnedObjects::FetchIfBorrowed(const ObjectId& id) {
+  auto owner = refs_.OwnerAddress(id);
+  if (!owner || owner->empty() || memory_.GetIfReady(id) != nullptr) return;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!fetching_.insert(id).second) return;
+  }
+  transport_.GetObject(*owner, id, [this, id, owner = *owner](absl::Status s, rpc::GetObjectReply reply) {
+    rpc::ObjectValue value;
+    if (s.ok() && reply.ready()) {
+      value = std::move(*reply.mutable_value());
+      value.set_object_id(id.Binary());
+    } else if (absl::IsNotFound(s)) {
+      value = ErrorValue(id, rpc::OBJECT_LOST, absl::StrCat("object ", id.Hex(), " was freed by its owner at ", owner));
+    } else if (!absl::IsCancelled(s)) {
+      value = ErrorValue(id, rpc::OWNER_DIED,
+                         absl::StrCat("the owner of object ", id.Hex(), " at ", owner, " is unreachable: ",
+                                      s.ok() ? "it answered without the value" : s.message()));
+    }
+    options_.post([this, id, value = std::move(value), cancelled = absl::IsCancelled(s)]() mutable {
+      {
+        absl::MutexLock lock(&mu_);
+        fetching_.erase(id);
+      }
+      if (!cancelled) StoreResult(id, std::move(value), /*owned=*/false);
+    });
+  });
+}
+
+absl::Status OwnedObjects::CheckKnown(const std::vector<ObjectId>& ids) {
+  for (const auto& id : ids) {
+    if (!refs_.Contains(id)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("object ", id.Hex(), " is neither owned nor borrowed by this worker (freed, or never known)"));
+    }
+    FetchIfBorrowed(id);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ValuePtr>> OwnedObjects::WaitForValues(const std::vector<ObjectId>& ids,
+                                                                   absl::Duration timeout) {
+  if (auto s = CheckKnown(ids); !s.ok()) return s;
+  const absl::Time deadline = timeout < absl::ZeroDuration() ? absl::InfiniteFuture() : clock_.Now() + timeout;
+  std::vector<ValuePtr> values = memory_.Get(ids, absl::InfinitePast());
+  if (std::count(values.begin(), values.end(), nullptr) > 0) {
+    BlockedScope blocked(options_.set_blocked);
+    values = memory_.Get(ids, deadline);
+  }
+  const size_t missing = std::count(values.begin(), values.end(), nullptr);
+  if (missing > 0) {
+    return ErrorStatus(rpc::GET_TIMEOUT, absl::StrCat(missing, " of ", ids.size(), " objects were not ready within ",
+                                                      absl::FormatDuration(timeout)));
+  }
+  return values;
+}
+
+absl::StatusOr<std::string> OwnedObjects::ToBytes(const rpc::ObjectValue& value) {
+  if (value.has_error()) return ErrorValueToStatus(value);
+  if (!value.in_store()) return value.inline_data();
+  auto bytes = store_.Read(value);
+  if (bytes.ok()) return bytes;
+  return ErrorStatus(rpc::OBJECT_LOST, std::string(bytes.status().message()));
+}
+
+absl::StatusOr<ObjectBuffer> OwnedObjects::ToBuffer(const ValuePtr& value) {
+  if (value->has_error()) return ErrorValueToStatus(*value);
+  if (!value->in_store()) {
+    // Points into the value the memory store keeps; `value` keeps it alive.
+    return ObjectBuffer{value->inline_data().data(), value->inline_data().size(), value};
+  }
+  auto buffer = store_.ReadBuffer(*value);
+  if (buffer.ok()) return buffer;
+  return ErrorStatus(rpc::OBJECT_LOST, std::string(buffer.status().message()));
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<std::string>>> OwnedObjects::Get(const std::vector<ObjectId>& ids,
+                                                                           absl::Duration timeout) {
+  auto values = WaitForValues(ids, timeout);
+  if (!values.ok()) return values.status();
+  std::vector<absl::StatusOr<std::string>> out;
+  out.reserve(values->size());
+  for (const auto& v : *values) out.push_back(ToBytes(*v));
+  return out;
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> OwnedObjects::GetBuffers(const std::vector<ObjectId>& ids,
+                                                                                  absl::Duration timeout) {
+  auto values = WaitForValues(ids, timeout);
+  if (!values.ok()) return values.status();
+  std::vector<absl::StatusOr<ObjectBuffer>> out;
+  out.reserve(values->size());
+  for (const auto& v : *values) out.push_back(ToBuffer(v));
+  return out;
+}
+
+absl::StatusOr<std::vector<bool>> OwnedObjects::Wait(const std::vector<ObjectId>& ids, int num_ready,
+                                                     absl::Duration timeout) {
+  if (num_ready < 0 || static_cast<size_t>(num_ready) > ids.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_ready must be between 0 and the number of ids (", ids.size(), "), got ", num_ready));
+  }
+  if (auto s = CheckKnown(ids); !s.ok()) return s;
+  const absl::Time deadline = timeout < absl::ZeroDuration() ? absl::InfiniteFuture() : clock_.Now() + timeout;
+  std::vector<bool> ready = memory_.Wait(ids, static_cast<size_t>(num_ready), absl::InfinitePast());
+  if (std::count(ready.begin(), ready.end(), true) >= num_ready) return ready;
+  BlockedScope blocked(options_.set_blocked);
+  return memory_.Wait(ids, static_cast<size_t>(num_ready), deadline);
+}
+
+}  // namespace shoal

@@ -1,0 +1,108 @@
+// The objects a core worker owns or borrows: their values (inline in the memory store, or in
+// this node's object store), Put, Get and Wait over them, the values of borrowed objects fetched
+// from their owners, and freeing what goes out of scope (memory-store entries and, for owned
+// objects, their store copies).
+//
+// Reference counts live in the ReferenceCounter; this class keeps values in line with them: a
+// value that arrives for an object nobody references any more is dropped at once.
+// Threading: every method from any thread. Continuations (a borrowed value arriving, a free
+// requested from a finalizer) run through Options::post, the core worker's loop.
+// Ownership: the memory store, reference counter, store access and transport are the caller's
+// and must outlive this object.
+// Errors: Get answers each object's own failure as its ErrorStatus; a get that times out is
+// GET_TIMEOUT; an id this worker neither owns nor borrows is InvalidArgument.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "shoal/worker.pb.h"
+#include "src/common/clock.h"
+#include "src/common/ids.h"
+#include "src/worker/core_worker.h"
+#include "src/worker/memory_store.h"
+#include "src/worker/reference_counter.h"
+#include "src/worker/store_access.h"
+
+namespace shoal {
+
+// The RPCs behind objects: asking an owner for a borrowed value, freeing store copies.
+// GrpcTransport in production; a fake in tests. Callbacks may run on any thread.
+class ObjectTransport {
+ public:
+  using GetObjectCallback = std::function<void(absl::Status, rpc::GetObjectReply)>;
+  virtual ~ObjectTransport() = default;
+  // Waits at the owner until the object is ready; NotFound when the owner freed it.
+  virtual void GetObject(const std::string& owner_address, const ObjectId& id, GetObjectCallback done) = 0;
+  // Fire and forget.
+  virtual void FreeObjects(const std::string& raylet_address, const std::vector<ObjectId>& ids) = 0;
+};
+
+class OwnedObjects {
+ public:
+  struct Options {
+    std::string address;   // this worker's CoreWorkerService: owned objects name it as owner
+    TaskId put_task;       // Put objects are numbered under it
+    // Called with true before a Get or Wait blocks and false after (a worker lends its CPUs
+    // meanwhile); empty for a driver.
+    std::function<void(bool blocked)> set_blocked;
+    // Runs continuations (the core worker's loop).
+    std::function<void(std::function<void()>)> post;
+  };
+
+  OwnedObjects(MemoryStore& memory, ReferenceCounter& refs, ObjectStoreAccess& store, ObjectTransport& transport,
+               const Clock& clock, Options options);
+  OwnedObjects(const OwnedObjects&) = delete;
+  OwnedObjects& operator=(const OwnedObjects&) = delete;
+
+  // As CoreWorker::Put / PutParts.
+  absl::StatusOr<ObjectId> Put(std::string bytes);
+  absl::StatusOr<ObjectId> PutParts(const std::vector<std::string_view>& parts);
+  // As CoreWorker::Get, GetBuffers and Wait.
+  absl::StatusOr<std::vector<absl::StatusOr<std::string>>> Get(const std::vector<ObjectId>& ids,
+                                                               absl::Duration timeout);
+  absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> GetBuffers(const std::vector<ObjectId>& ids,
+                                                                      absl::Duration timeout);
+  absl::StatusOr<std::vector<bool>> Wait(const std::vector<ObjectId>& ids, int num_ready, absl::Duration timeout);
+  // Waits for the values of `ids` (owned or borrowed); DeadlineExceeded (GET_TIMEOUT) when not
+  // all came in `timeout` (negative: forever).
+  absl::StatusOr<std::vector<ValuePtr>> WaitForValues(const std::vector<ObjectId>& ids, absl::Duration timeout);
+
+  // Starts asking the owner of `id` for its value, if `id` is borrowed and not fetched yet.
+  void FetchIfBorrowed(const ObjectId& id);
+  // Stores the value of an object (a task's result, a borrowed value), unless it went out of
+  // scope meanwhile: then it is dropped with, when `owned`, its store copy.
+  void StoreResult(const ObjectId& id, rpc::ObjectValue value, bool owned);
+  // Drops local references; what goes out of scope is freed on the loop.
+  void RemoveLocalReference(const ObjectId& id);
+  // Frees objects that went out of scope: memory-store values and owned store copies.
+  void Free(const std::vector<ReferenceCounter::OutOfScope>& gone);
+
+ private:
+  class BlockedScope;
+  ObjectId NewPutId() { return ObjectId::FromTask(options_.put_task, put_index_.fetch_add(1) + 1); }
+  // Stores a new owned object with `value` (its id set).
+  ObjectId AddOwned(const ObjectId& id, rpc::ObjectValue value);
+  absl::Status CheckKnown(const std::vector<ObjectId>& ids);
+  absl::StatusOr<std::string> ToBytes(const rpc::ObjectValue& value);
+  absl::StatusOr<ObjectBuffer> ToBuffer(const ValuePtr& value);
+
+  MemoryStore& memory_;
+  ReferenceCounter& refs_;
+  ObjectStoreAccess& store_;
+  ObjectTransport& transport_;
+  const Clock& clock_;
+  const Options options_;
+  std::atomic<uint32_t> put_index_{0};
+
+  absl::Mutex mu_;
+  absl::flat_hash_set<ObjectId> fetching_ ABSL_GUARDED_BY(mu_);  // borrowed values asked for
+};
+
+}  // namespace shoal

@@ -1,0 +1,95 @@
+// The worker side of the core worker: takes the tasks owners push, puts an actor's method calls
+// in each caller's order (call_order.h), runs them on the task loop, and answers each push when
+// its task has run.
+//
+// Push queues a task; Run takes tasks off the queue one at a time and hands each to the runner
+// (the TaskExecutor, wrapped by the core worker), then calls the push's `done` with the reply
+// filled. A concurrent actor (max_concurrency > 1 in its creation task) runs its calls on that
+// many threads, started by Run after the constructor. A normal task with max_calls > 0 counts
+// the calls of its function: the call that reaches the limit answers worker_exiting and the
+// loop ends after it (Ray's max_calls; the worker then exits and its lease ends).
+// RequestExit ends the loop: tasks queued or held are answered Unavailable ("exiting").
+// Threading: Push, Cancel queries, RequestExit and ReleaseSequenceGaps from any thread (gRPC's
+// and the ticker); Run on the thread that calls it, plus the threads it starts, which the
+// destructor joins. Ownership: `request` and `reply` of a push stay the caller's until `done`.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "shoal/worker.pb.h"
+#include "src/common/clock.h"
+#include "src/common/ids.h"
+#include "src/worker/call_order.h"
+
+namespace shoal {
+
+class TaskReceiver {
+ public:
+  // Runs one task and answers its reply (never throws).
+  using Runner = std::function<rpc::PushTaskReply(const rpc::PushTaskRequest&)>;
+  // Answers a push: OK once `reply` is filled, or why the task did not run.
+  using Done = std::function<void(absl::Status)>;
+
+  struct Options {
+    absl::Duration sequence_gap_timeout = absl::Seconds(2);  // see CallOrder
+  };
+
+  // `clock` must outlive the receiver.
+  TaskReceiver(const Clock& clock, Runner runner, Options options);
+  // Requests exit and joins the threads Run started. REQUIRES: Run has returned (or never ran).
+  ~TaskReceiver();
+  TaskReceiver(const TaskReceiver&) = delete;
+  TaskReceiver& operator=(const TaskReceiver&) = delete;
+
+  // Queues a pushed task (an actor's method call waits for its caller's earlier calls).
+  // After RequestExit, answers Unavailable at once.
+  void Push(const rpc::PushTaskRequest* request, rpc::PushTaskReply* reply, Done done);
+  // Runs queued tasks until RequestExit (or a max_calls limit); answers the exit status.
+  absl::Status Run();
+  // Ends Run: queued tasks are answered Unavailable. The first call's status is what Run answers.
+  void RequestExit(absl::Status why);
+  // Runs method calls whose predecessors never came (see CallOrder). Call it every few ms.
+  void ReleaseSequenceGaps();
+
+  // Whether the task is running now (a cancel interrupts it only then).
+  bool IsRunning(const TaskId& task) const;
+  // The actor whose constructor ran here (nil before).
+  ActorId actor() const;
+  bool exiting() const;
+
+ private:
+  struct Pushed {
+    const rpc::PushTaskRequest* request;
+    rpc::PushTaskReply* reply;
+    Done done;
+  };
+  void Enqueue(Pushed task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After a task ran: notes the actor, starts a concurrent actor's threads, counts max_calls.
+  // Answers true (and marks the reply worker_exiting) when this worker must exit after it.
+  bool AfterRun(const rpc::TaskSpec& spec, rpc::PushTaskReply& reply);
+
+  const Clock& clock_;
+  const Runner runner_;
+  const Options options_;
+
+  mutable absl::Mutex mu_;
+  std::deque<Pushed> queue_ ABSL_GUARDED_BY(mu_);
+  CallOrder<Pushed> call_order_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<TaskId> running_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int64_t> calls_ ABSL_GUARDED_BY(mu_);  // by function, for max_calls
+  ActorId actor_ ABSL_GUARDED_BY(mu_);
+  bool exiting_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status exit_status_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> extra_loops_;  // a concurrent actor's; Run's thread only, joined at destruction
+};
+
+}  // namespace shoal

@@ -1,0 +1,46 @@
+// What a core worker needs to start: which GCS, raylet, node and store it joins, who it is, and
+// the command that starts more workers like it.
+//
+// A driver's config comes from CoreWorkerOptions and the GCS's node table (core_worker.cc); a
+// worker's from the SHOAL_* environment its raylet set when it started the process
+// (FromEnvironment). Threading: values; any thread.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "src/common/ids.h"
+#include "src/worker/core_worker.h"
+
+namespace shoal {
+
+struct WorkerConfig {
+  CoreWorkerOptions::Mode mode = CoreWorkerOptions::Mode::kDriver;
+  std::string gcs_address;
+  std::string raylet_address;
+  std::string node_ip;        // where this worker serves (CoreWorkerService)
+  std::string store_socket;
+  NodeId node_id;
+  WorkerId worker_id;
+  JobId job_id;               // worker mode; a driver gets its job from the GCS
+  std::vector<std::string> worker_command;
+
+  // Looks up an environment variable: "" when unset.
+  using Getenv = std::function<std::string(const char* name)>;
+
+  // Worker mode, from SHOAL_WORKER_ID, SHOAL_RAYLET_ADDRESS, SHOAL_NODE_ID, SHOAL_STORE_SOCKET,
+  // SHOAL_JOB_ID (all required), SHOAL_GCS_ADDRESS and SHOAL_NODE_IP (default: the raylet's
+  // host). The worker command is this process's own command line. InvalidArgument naming the
+  // variable when one is missing or malformed.
+  static absl::StatusOr<WorkerConfig> FromEnvironment(const Getenv& getenv = ProcessGetenv);
+  static std::string ProcessGetenv(const char* name);
+};
+
+// argv of this process (from /proc/self/cmdline).
+std::vector<std::string> SelfCommandLine();
+// The real path of this process's executable.
+std::string SelfExecutable();
+
+}  // namespace shoal

@@ -1,0 +1,185 @@
+"""Options mean what they say: every option the Python API takes works as Ray's does, or is
+refused with an error that names it. And failures arrive typed: the exception class comes from
+the error's type (proto ErrorType), not from its message.
+
+Runs its drivers in this process against the module's three-node cluster (conftest).
+"""
+import os
+import sys
+
+import pytest
+
+from conftest import PYTHON_DIR
+
+sys.path.insert(0, PYTHON_DIR)
+
+import cloudpickle  # noqa: E402
+
+import shoal as ray  # noqa: E402
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@ray.remote(num_cpus=1, resources={"A": 0.01})
+def pid():
+    return os.getpid()
+
+
+def test_max_calls_starts_a_new_worker_after_the_limit(driver):
+    # Without max_calls one worker serves every call (the lease is reused)...
+    reused = {ray.get(pid.remote()) for _ in range(4)}
+    assert len(reused) == 1
+    # ...with max_calls=1 each call gets a fresh worker, which exits after its reply.
+    fresh = [ray.get(pid.options(max_calls=1).remote()) for _ in range(3)]
+    assert len(set(fresh)) == 3
+    # max_calls=2: two calls per worker.
+    pairs = [ray.get(pid.options(max_calls=2).remote()) for _ in range(4)]
+    assert pairs[0] == pairs[1] and pairs[2] == pairs[3] and pairs[0] != pairs[2]
+    for p in fresh[:-1]:
+        # The workers that reached their limit are gone, not idle in the pool.
+        ray_util_wait_gone(p)
+    assert ray.available_resources().get("CPU") == ray.cluster_resources().get("CPU")
+
+
+def ray_util_wait_gone(pid_, timeout=20):
+    from conftest import process_alive, wait_until
+    wait_until(lambda: not process_alive(pid_), timeout, what=f"worker {pid_} to exit after max_calls")
+
+
+def test_gpu_tasks_default_to_one_call_per_worker(driver):
+    @ray.remote(num_gpus=0.5, num_cpus=0, resources={"A": 0.01})
+    def gpu_pid():
+        return os.getpid()
+
+    pids = [ray.get(gpu_pid.remote()) for _ in range(3)]
+    assert len(set(pids)) == 3  # Ray's default: max_calls=1 for GPU tasks returns their GPU memory
+    again = [ray.get(gpu_pid.options(max_calls=0).remote()) for _ in range(3)]
+    assert len(set(again)) == 1  # max_calls=0: no limit
+
+
+class Flaky(Exception):
+    pass
+
+
+class Fatal(Exception):
+    pass
+
+
+@ray.remote
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+    def incr(self):
+        self.n += 1
+        return self.n
+
+    def get(self):
+        return self.n
+
+
+def test_retry_exceptions_list_retries_only_listed_types(driver):
+    @ray.remote(max_retries=3)
+    def fail(counter, exc):
+        ray.get(counter.incr.remote())
+        raise exc("boom")
+
+    counter = Counter.remote()
+    with pytest.raises(Flaky):
+        ray.get(fail.options(retry_exceptions=[Flaky]).remote(counter, Flaky))
+    assert ray.get(counter.get.remote()) == 4  # the first try and 3 retries
+
+    counter = Counter.remote()
+    with pytest.raises(Fatal):
+        ray.get(fail.options(retry_exceptions=[Flaky]).remote(counter, Fatal))
+    assert ray.get(counter.get.remote()) == 1  # not listed: not retried
+
+    counter = Counter.remote()
+    with pytest.raises(Fatal):
+        ray.get(fail.options(retry_exceptions=True).remote(counter, Fatal))
+    assert ray.get(counter.get.remote()) == 4  # True: every exception is retried
+
+    with pytest.raises(TypeError):
+        fail.options(retry_exceptions=["Flaky"])
+
+
+@pytest.mark.parametrize("option, value", [
+    ("accelerator_type", "A100"),
+    ("label_selector", {"zone": "a"}),
+    ("object_store_memory", 10**8),
+    ("_metadata", {"x": 1}),
+])
+def test_unimplemented_task_options_are_refused_by_name(driver, option, value):
+    with pytest.raises(ValueError, match=option):
+        pid.options(**{option: value}).remote()
+    with pytest.raises(ValueError, match=option):
+        ray.remote(**{option: value})(lambda: 1)
+    # The unset value is fine.
+    assert ray.get(pid.options(**{option: None}).remote()) > 0
+
+
+def test_unimplemented_actor_options_are_refused_by_name(driver):
+    with pytest.raises(ValueError, match="concurrency_groups"):
+        Counter.options(concurrency_groups={"io": 2}).remote()
+    with pytest.raises(ValueError, match="max_pending_calls"):
+        Counter.options(max_pending_calls=10).remote()
+    with pytest.raises(ValueError, match="concurrency_group"):
+        ray.method(concurrency_group="io")
+    with pytest.raises(ValueError, match="bogus"):
+        ray.method(bogus=1)
+    c = Counter.options(max_pending_calls=-1).remote()  # Ray's "no limit"
+    with pytest.raises(ValueError, match="concurrency_group"):
+        c.incr.options(concurrency_group="io")
+    assert ray.get(c.incr.remote()) == 1
+
+
+def test_init_refuses_arguments_it_would_ignore(tmp_path):
+    with pytest.raises(TypeError, match="_temp_dir"):
+        ray.init(_temp_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="object_store_memory"):
+        ray.init(object_store_memory=10**8)
+    with pytest.raises(ValueError, match="include_dashboard"):
+        ray.init(include_dashboard=True)
+    assert not ray.is_initialized()
+
+
+def test_failures_arrive_typed(driver):
+    @ray.remote(max_retries=0)
+    def die():
+        os._exit(1)
+
+    with pytest.raises(ray.exceptions.WorkerCrashedError):
+        ray.get(die.remote())
+
+    @ray.remote
+    def cpp_style():
+        raise KeyError("missing")
+
+    with pytest.raises(KeyError):
+        ray.get(cpp_style.remote())
+
+    # A dependent task fails with its argument's error, typed, without running.
+    @ray.remote
+    def plus_one(x):
+        return x + 1
+
+    with pytest.raises(ray.exceptions.WorkerCrashedError):
+        ray.get(plus_one.remote(die.remote()))
+
+    # Cancelled before it ran.
+    @ray.remote(resources={"nowhere": 1})
+    def never():
+        return 1
+
+    ref = never.remote()
+    ray.cancel(ref)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=30)
+
+    # An error message that mentions "object" no longer makes an ObjectLostError.
+    @ray.remote
+    def says_object():
+        raise RuntimeError("object of type X has no attribute y")
+
+    with pytest.raises(RuntimeError):
+        ray.get(says_object.remote())

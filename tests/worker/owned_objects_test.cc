@@ -1,0 +1,161 @@
+#include "src/worker/owned_objects.h"
+
+#include <catch2/catch.hpp>
+
+#include <deque>
+#include <functional>
+#include <vector>
+
+#include "src/common/fake_clock.h"
+#include "src/worker/fake_object_transport.h"
+#include "src/worker/fake_store_access.h"
+#include "src/worker/object_value.h"
+
+namespace shoal {
+namespace {
+
+const JobId kJob = JobId::FromInt(5);
+constexpr char kOwner[] = "10.0.0.9:5000";
+
+// The parts an OwnedObjects works on, with continuations queued for the test to run.
+struct Fixture {
+  FakeClock clock;
+  MemoryStore memory;
+  ReferenceCounter refs;
+  FakeStoreAccess store{"10.0.0.1:7000"};
+  FakeObjectTransport transport;
+  std::deque<std::function<void()>> posted;
+  std::vector<bool> blocked_calls;
+  OwnedObjects objects{memory, refs, store, transport, clock,
+                       OwnedObjects::Options{.address = "10.0.0.1:4000",
+                                             .put_task = TaskId::ForNormalTask(kJob),
+                                             .set_blocked = [this](bool b) { blocked_calls.push_back(b); },
+                                             .post = [this](std::function<void()> fn) { posted.push_back(fn); }}};
+  void RunPosted() {
+    while (!posted.empty()) {
+      auto fn = std::move(posted.front());
+      posted.pop_front();
+      fn();
+    }
+  }
+};
+
+TEST_CASE_METHOD(Fixture, "objects: small puts stay inline, large ones go to the store", "[owned_objects]") {
+  auto small = objects.Put("tiny");
+  REQUIRE(small.ok());
+  auto big = objects.Put(std::string(kMaxInlineObjectSize + 1, 'x'));
+  REQUIRE(big.ok());
+  CHECK(*small != *big);
+  CHECK_FALSE(memory.GetIfReady(*small)->in_store());
+  CHECK(memory.GetIfReady(*big)->in_store());
+  auto got = objects.Get({*small, *big}, absl::ZeroDuration());
+  REQUIRE(got.ok());
+  CHECK((*got)[0].value() == "tiny");
+  CHECK((*got)[1].value().size() == kMaxInlineObjectSize + 1);
+  auto parts = objects.PutParts({"ab", "cd"});
+  REQUIRE(parts.ok());
+  CHECK((*objects.Get({*parts}, absl::ZeroDuration()))[0].value() == "abcd");
+}
+
+TEST_CASE_METHOD(Fixture, "objects: a full store is OBJECT_STORE_FULL", "[owned_objects]") {
+  store.set_full(true);
+  auto put = objects.Put(std::string(kMaxInlineObjectSize + 1, 'x'));
+  REQUIRE_FALSE(put.ok());
+  CHECK(absl::IsResourceExhausted(put.status()));
+  CHECK(ErrorTypeOf(put.status()) == rpc::OBJECT_STORE_FULL);
+}
+
+TEST_CASE_METHOD(Fixture, "objects: get times out typed, and blocks as a worker only while waiting",
+                 "[owned_objects]") {
+  const ObjectId pending = ObjectId::FromTask(TaskId::ForNormalTask(kJob), 1);
+  refs.AddOwned(pending);
+  auto got = objects.Get({pending}, absl::Milliseconds(1));
+  REQUIRE_FALSE(got.ok());
+  CHECK(absl::IsDeadlineExceeded(got.status()));
+  CHECK(ErrorTypeOf(got.status()) == rpc::GET_TIMEOUT);
+  CHECK(blocked_calls == std::vector<bool>{true, false});
+  // A ready value does not block.
+  blocked_calls.clear();
+  memory.Put(pending, InlineValue(pending, "v"));
+  CHECK((*objects.Get({pending}, absl::ZeroDuration()))[0].value() == "v");
+  CHECK(blocked_calls.empty());
+}
+
+TEST_CASE_METHOD(Fixture, "objects: unknown ids and bad counts are refused", "[owned_objects]") {
+  const ObjectId unknown = ObjectId::FromTask(TaskId::ForNormalTask(kJob), 7);
+  CHECK(absl::IsInvalidArgument(objects.Get({unknown}, absl::ZeroDuration()).status()));
+  CHECK(absl::IsInvalidArgument(objects.Wait({unknown}, 1, absl::ZeroDuration()).status()));
+  auto id = objects.Put("x");
+  CHECK(absl::IsInvalidArgument(objects.Wait({*id}, 2, absl::ZeroDuration()).status()));
+  auto ready = objects.Wait({*id}, 1, absl::ZeroDuration());
+  REQUIRE(ready.ok());
+  CHECK(*ready == std::vector<bool>{true});
+}
+
+TEST_CASE_METHOD(Fixture, "objects: a borrowed value is fetched once from its owner, on the loop",
+                 "[owned_objects]") {
+  const ObjectId borrowed = ObjectId::FromTask(TaskId::ForNormalTask(JobId::FromInt(6)), 1);
+  refs.AddBorrowed(borrowed, kOwner);
+  objects.FetchIfBorrowed(borrowed);
+  objects.FetchIfBorrowed(borrowed);  // already asked
+  REQUIRE(transport.num_fetches() == 1);
+  auto fetch = transport.TakeFetch();
+  CHECK(fetch.owner == kOwner);
+  rpc::GetObjectReply reply;
+  reply.set_ready(true);
+  *reply.mutable_value() = InlineValue(ObjectId::Nil(), "remote");
+  fetch.done(absl::OkStatus(), reply);
+  CHECK(memory.GetIfReady(borrowed) == nullptr);  // stored by the posted continuation, not here
+  RunPosted();
+  REQUIRE(memory.GetIfReady(borrowed) != nullptr);
+  CHECK(memory.GetIfReady(borrowed)->inline_data() == "remote");
+}
+
+TEST_CASE_METHOD(Fixture, "objects: a borrowed value's owner gone is OWNER_DIED; freed is OBJECT_LOST",
+                 "[owned_objects]") {
+  const ObjectId a = ObjectId::FromTask(TaskId::ForNormalTask(JobId::FromInt(6)), 1);
+  const ObjectId b = ObjectId::FromTask(TaskId::ForNormalTask(JobId::FromInt(6)), 2);
+  refs.AddBorrowed(a, kOwner);
+  refs.AddBorrowed(b, kOwner);
+  objects.FetchIfBorrowed(a);
+  objects.FetchIfBorrowed(b);
+  transport.TakeFetch().done(absl::UnavailableError("connection refused"), {});
+  transport.TakeFetch().done(absl::NotFoundError("freed"), {});
+  RunPosted();
+  auto got = objects.Get({a, b}, absl::ZeroDuration());
+  REQUIRE(got.ok());
+  CHECK(ErrorTypeOf((*got)[0].status()) == rpc::OWNER_DIED);
+  CHECK(ErrorTypeOf((*got)[1].status()) == rpc::OBJECT_LOST);
+}
+
+TEST_CASE_METHOD(Fixture, "objects: the last reference frees the value and its store copy on the loop",
+                 "[owned_objects]") {
+  auto big = objects.Put(std::string(kMaxInlineObjectSize + 1, 'x'));
+  REQUIRE(big.ok());
+  refs.AddLocal(*big);
+  objects.RemoveLocalReference(*big);
+  // Nothing happens in the caller (a finalizer, say): the free is posted.
+  CHECK(memory.GetIfReady(*big) != nullptr);
+  CHECK(transport.freed().empty());
+  RunPosted();
+  CHECK(memory.GetIfReady(*big) == nullptr);
+  REQUIRE(transport.freed().size() == 1);
+  CHECK(transport.freed()[0].raylet == "10.0.0.1:7000");
+  CHECK(transport.freed()[0].ids == std::vector<ObjectId>{*big});
+}
+
+TEST_CASE_METHOD(Fixture, "objects: a result for an object out of scope is dropped with its store copy",
+                 "[owned_objects]") {
+  const ObjectId result = ObjectId::FromTask(TaskId::ForNormalTask(kJob), 3);
+  objects.StoreResult(result, StoreValue(result, "10.0.0.2:7000", NodeId::FromRandom()), /*owned=*/true);
+  CHECK(memory.GetIfReady(result) == nullptr);
+  REQUIRE(transport.freed().size() == 1);
+  CHECK(transport.freed()[0].raylet == "10.0.0.2:7000");
+  // A borrowed one is dropped but never freed at its holder (the owner does that).
+  const ObjectId borrowed = ObjectId::FromTask(TaskId::ForNormalTask(kJob), 4);
+  objects.StoreResult(borrowed, StoreValue(borrowed, "10.0.0.2:7000", NodeId::FromRandom()), /*owned=*/false);
+  CHECK(transport.freed().size() == 1);
+}
+
+}  // namespace
+}  // namespace shoal
