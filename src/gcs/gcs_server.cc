@@ -105,7 +105,17 @@ class GcsServer::Services final : public rpc::NodeInfoService::Service,
 
   grpc::Status SubscribeNodeChanges(grpc::ServerContext* ctx, const rpc::SubscribeRequest*,
                                     grpc::ServerWriter<rpc::NodeChange>* writer) override {
+    // Subscribed before the snapshot is read, so no change falls between the two (one may
+    // arrive twice; a node's state is idempotent).
     auto sub = gcs_.feed_.Subscribe();
+    for (auto& node : gcs_.nodes_.GetAll(/*alive_only=*/false)) {
+      rpc::NodeChange change;
+      *change.mutable_node() = std::move(node);
+      if (!writer->Write(change)) {
+        gcs_.feed_.Unsubscribe(sub);
+        return grpc::Status::OK;
+      }
+    }
     while (!ctx->IsCancelled() && !gcs_.stopping_) {
       auto node = sub->Next(absl::Milliseconds(200));
       if (!node) continue;

@@ -10,8 +10,9 @@
 
 namespace shoal {
 
-ObjectManager::ObjectManager(ObjectStoreClient& store, ObjectManagerOptions options)
-    : store_(store), options_(options) {}
+ObjectManager::ObjectManager(ObjectStoreClient& store, std::unique_ptr<ObjectTransferClient> transfer,
+                             ObjectManagerOptions options)
+    : store_(store), transfer_(std::move(transfer)), options_(options) {}
 
 grpc::Status ObjectManager::Pull(grpc::ServerContext* ctx, const rpc::PullRequest* req,
                                  grpc::ServerWriter<rpc::ObjectChunk>* writer) {
@@ -45,27 +46,22 @@ grpc::Status ObjectManager::Pull(grpc::ServerContext* ctx, const rpc::PullReques
 }
 
 absl::Status ObjectManager::FetchFrom(const ObjectId& id, const std::string& holder) {
-  auto stub = rpc::ObjectManagerService::NewStub(MakeChannel(holder));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.fetch_timeout));
-  rpc::PullRequest req;
-  req.set_object_id(id.Binary());
-  auto reader = stub->Pull(&ctx, req);
+  auto stream = transfer_->Pull(holder, id, options_.fetch_timeout);
   rpc::ObjectChunk chunk;
   std::optional<MutableObject> object;
   uint64_t total = 0, received = 0;
   absl::Status failure;
-  while (reader->Read(&chunk)) {
+  while (stream->Read(&chunk)) {
     if (!object) {
       auto created = store_.Create(id, chunk.data_size(), chunk.metadata_size(), /*primary=*/false);
       if (absl::IsAlreadyExists(created.status())) {
-        ctx.TryCancel();  // another fetch got here first; its copy serves
-        reader->Finish();
+        stream->Cancel();  // another fetch got here first; its copy serves
+        (void)stream->Finish();
         return absl::OkStatus();
       }
       if (!created.ok()) {
         failure = created.status();
-        ctx.TryCancel();
+        stream->Cancel();
         break;
       }
       object = *created;
@@ -73,14 +69,14 @@ absl::Status ObjectManager::FetchFrom(const ObjectId& id, const std::string& hol
     }
     if (chunk.offset() != received || chunk.bytes().size() > total - received) {
       failure = absl::DataLossError(absl::StrCat("bad chunk at offset ", chunk.offset(), " from ", holder));
-      ctx.TryCancel();
+      stream->Cancel();
       break;
     }
     std::memcpy(object->data + received, chunk.bytes().data(), chunk.bytes().size());
     received += chunk.bytes().size();
   }
-  grpc::Status finish = reader->Finish();
-  if (failure.ok() && !finish.ok()) failure = FromGrpcStatus(finish);
+  absl::Status finish = stream->Finish();
+  if (failure.ok() && !finish.ok()) failure = finish;
   if (failure.ok() && (!object || received != total)) {
     failure = absl::DataLossError(absl::StrCat("stream from ", holder, " ended after ", received, " of ", total, " bytes"));
   }

@@ -4,10 +4,13 @@
 // Bytes in flight are bounded: a pull streams chunks of `chunk_size` under gRPC's flow control
 // (at most a window per stream), and at most `max_concurrent_fetches` fetches run at once.
 // A fetch whose holder dies mid-stream aborts the partial copy and tries the next holder.
+// Chunks from other nodes arrive through an ObjectTransferClient (gRPC in the raylet, a fake in
+// tests).
 // Threading: gRPC handler threads; the store client serializes its own requests.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,6 +19,7 @@
 #include "shoal/raylet.grpc.pb.h"
 #include "src/common/ids.h"
 #include "src/object_store/client.h"
+#include "src/raylet/object_transfer.h"
 
 namespace shoal {
 
@@ -27,8 +31,10 @@ struct ObjectManagerOptions {
 
 class ObjectManager final : public rpc::ObjectManagerService::Service {
  public:
-  // `store` is a client of this node's store and must outlive the manager.
-  ObjectManager(ObjectStoreClient& store, ObjectManagerOptions options);
+  // `store` is a client of this node's store and must outlive the manager; `transfer` pulls
+  // chunks from other nodes.
+  ObjectManager(ObjectStoreClient& store, std::unique_ptr<ObjectTransferClient> transfer,
+                ObjectManagerOptions options);
 
   // Copies `id` from the first holder that can serve it. Answers the holder it came from
   // (empty if the object was already here). Unavailable, naming every holder's error, if none
@@ -43,6 +49,7 @@ class ObjectManager final : public rpc::ObjectManagerService::Service {
   absl::Status FetchFrom(const ObjectId& id, const std::string& holder);
 
   ObjectStoreClient& store_;
+  const std::unique_ptr<ObjectTransferClient> transfer_;
   const ObjectManagerOptions options_;
   absl::Mutex mu_;
   int active_fetches_ ABSL_GUARDED_BY(mu_) = 0;

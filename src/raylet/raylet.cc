@@ -331,7 +331,8 @@ absl::Status Raylet::StartObjectStore() {
   auto client = ObjectStoreClient::Connect(store_socket_);
   if (!client.ok()) return client.status();
   store_client_ = *std::move(client);
-  object_manager_ = std::make_unique<ObjectManager>(*store_client_, ObjectManagerOptions{});
+  object_manager_ = std::make_unique<ObjectManager>(*store_client_, MakeGrpcObjectTransferClient(),
+                                                    ObjectManagerOptions{});
   spdlog::info("object store: {} bytes at {}, spilling to {}", capacity, store_socket_, spill_dir);
   return absl::OkStatus();
 }

@@ -239,7 +239,9 @@ absl::Status CoreWorker::Impl::Start() {
   } else {
     job_id_ = config_.job_id;
   }
-  OwnedObjects::Options object_options{.address = address_, .put_task = TaskId::ForNormalTask(job_id_)};
+  OwnedObjects::Options object_options;
+  object_options.address = address_;
+  object_options.put_task = TaskId::ForNormalTask(job_id_);
   if (config_.mode == CoreWorkerOptions::Mode::kWorker) {
     object_options.set_blocked = [this](bool blocked) {
       transport_.NotifyWorkerBlocked(config_.raylet_address, config_.worker_id, blocked, absl::Seconds(2));

@@ -201,9 +201,17 @@ class RedisServer:
             self.proc.wait()
 
 
+def redis_required():
+    """In CI (or with SHOAL_REQUIRE_REDIS=1) a missing redis-server fails the Redis tests."""
+    return any(os.environ.get(v, "") not in ("", "0", "false") for v in ("CI", "SHOAL_REQUIRE_REDIS"))
+
+
 @pytest.fixture
 def redis_server(tmp_path):
     if shutil.which("redis-server") is None:
+        if redis_required():
+            pytest.fail("redis-server is not installed, and $CI or $SHOAL_REQUIRE_REDIS says the "
+                        "Redis tests must run (scripts/setup.sh installs it)")
         pytest.skip("redis-server is not installed (scripts/setup.sh installs it)")
     server = RedisServer(str(tmp_path))
     server.start()

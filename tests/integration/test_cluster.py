@@ -199,10 +199,13 @@ def test_subscribers_hear_joins_and_deaths(cluster, gcs_stubs):
             pass
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    time.sleep(0.3)  # let the subscription reach the GCS before the join happens
+    # The stream opens with the nodes the GCS knows: once the head is read, we are subscribed.
+    head = wait_until(lambda: [e for e in events if e[1] == common_pb2.NodeInfo.ALIVE], 30,
+                      what="the head node in the subscription's snapshot")
+    assert len(head) == 1
     cluster.start_worker("--num-cpus", 1)
-    joined = wait_until(lambda: [e for e in events if e[1] == common_pb2.NodeInfo.ALIVE], 30,
-                        what="a join event")
+    joined = wait_until(lambda: [e for e in events if e[1] == common_pb2.NodeInfo.ALIVE
+                                 and e[0] != head[0][0]], 30, what="a join event")
     os.kill(worker_raylet_pids(cluster)[0], signal.SIGKILL)
     wait_until(lambda: (joined[0][0], common_pb2.NodeInfo.DEAD) in events, DEATH_DEADLINE_S,
                what="a death event for the joined node")

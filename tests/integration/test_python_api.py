@@ -296,17 +296,29 @@ def test_put_get_wait_and_timeouts(driver):
         ray.get(slow, timeout=30)
 
 
-def test_cancel_running_task_interrupts_it(driver):
+def test_cancel_running_task_interrupts_it(driver, tmp_path):
+    started, interrupted = tmp_path / "started", tmp_path / "interrupted"
+
     @ray.remote(max_retries=0)
     def spin():
-        while True:
-            time.sleep(0.01)
+        started.write_text(str(os.getpid()))
+        try:
+            while True:
+                time.sleep(0.01)
+        except BaseException as e:
+            interrupted.write_text(type(e).__name__)
+            raise
 
     ref = spin.remote()
-    time.sleep(1.0)  # let it start
+    wait_until(started.exists, 30, what="the task to start")
     ray.cancel(ref)
     with pytest.raises(ray.exceptions.TaskCancelledError):
         ray.get(ref, timeout=30)
+    # The running task itself was interrupted (not merely dropped from a queue), and a
+    # non-force cancel leaves its worker alive.
+    wait_until(interrupted.exists, 30, what="the task to see the interrupt")
+    assert interrupted.read_text() == "TaskCancelledError"
+    assert process_alive(int(started.read_text()))
 
     @ray.remote
     def quick():

@@ -70,6 +70,14 @@ bool Answers(int port) {
 
 }  // namespace
 
+bool RedisRequired() {
+  for (const char* name : {"CI", "SHOAL_REQUIRE_REDIS"}) {
+    const char* v = std::getenv(name);
+    if (v != nullptr && *v != '\0' && std::string(v) != "0" && std::string(v) != "false") return true;
+  }
+  return false;
+}
+
 std::string RedisServer::FindBinary() {
   if (const char* env = std::getenv("SHOAL_TEST_REDIS_SERVER"); env != nullptr && IsExecutable(env)) {
     return env;

@@ -6,6 +6,7 @@ namespace shoal::test {
 
 RedisBackend::RedisBackend() {
   if (RedisServer::FindBinary().empty()) {
+    if (RedisRequired()) FAIL("redis-server is not installed, and $CI or $SHOAL_REQUIRE_REDIS says it must be");
     WARN("skipped: redis-server is not installed");
     return;
   }
