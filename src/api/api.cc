@@ -81,8 +81,9 @@ std::string Describe(int64_t timeout_us) {
     case rpc::NODE_DIED:
       throw WorkerCrashedError(message);
     case rpc::ACTOR_DIED:
-    case rpc::ACTOR_UNSCHEDULABLE:
       throw ActorDiedError(message);
+    case rpc::ACTOR_UNSCHEDULABLE:
+      throw ActorUnschedulableError(message);
     case rpc::OBJECT_LOST:
     case rpc::OWNER_DIED:
       throw ObjectLostError(message);
