@@ -7,6 +7,7 @@
 //   ├── TaskError          the remote function threw; carries the exception's type and message
 //   ├── WorkerCrashedError the worker (or its node) died and the retries ran out
 //   ├── ActorDiedError     an actor call could not run: the actor is dead for good
+//   │   └── ActorUnschedulableError  no node may ever host it (its strategy cannot be met)
 //   ├── ObjectLostError    every copy of a value is gone, or its owner died
 //   ├── TaskCancelledError the task was cancelled (shoal::Cancel)
 //   └── GetTimeoutError    Get waited longer than its timeout
@@ -57,6 +58,13 @@ class WorkerCrashedError : public Error {
 class ActorDiedError : public Error {
  public:
   explicit ActorDiedError(const std::string& what) : Error(what) {}
+};
+
+// An ActorDiedError for an actor that no node may ever host: its scheduling strategy cannot be
+// met (a hard node affinity to a node that is dead or too small).
+class ActorUnschedulableError : public ActorDiedError {
+ public:
+  explicit ActorUnschedulableError(const std::string& what) : ActorDiedError(what) {}
 };
 
 // Raised by Get when a value's every copy is gone (its node died) or the process that owned it

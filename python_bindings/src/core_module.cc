@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "shoal/gcs.grpc.pb.h"
 #include "src/api/local_cluster.h"
@@ -102,15 +103,12 @@ TaskOptions ToTaskOptions(const py::dict& options) {
   if (options.contains("max_calls")) out.max_calls = options["max_calls"].cast<int>();
   if (options.contains("num_returns")) out.num_returns = options["num_returns"].cast<uint32_t>();
   if (options.contains("strategy")) {
-    const std::string strategy = options["strategy"].cast<std::string>();
-    if (strategy == "SPREAD") {
-      out.strategy = TaskOptions::Strategy::kSpread;
-    } else if (strategy == "NODE_AFFINITY") {
-      out.strategy = TaskOptions::Strategy::kNodeAffinity;
-      auto node = NodeId::FromHex(options["node_id"].cast<std::string>());
-      if (!node.ok()) ThrowStatus(node.status());
-      out.affinity_node = *node;
-      out.affinity_soft = options.contains("soft") && options["soft"].cast<bool>();
+    // rpc::SchedulingStrategy in its JSON form (shoal/util/scheduling_strategies.py writes it):
+    // the one conversion of a Python strategy, whatever its kind.
+    auto parsed = google::protobuf::util::JsonStringToMessage(options["strategy"].cast<std::string>(),
+                                                               &out.strategy);
+    if (!parsed.ok()) {
+      ThrowStatus(absl::InvalidArgumentError("scheduling_strategy: " + parsed.message().ToString()));
     }
   }
   if (options.contains("worker_command")) {

@@ -18,6 +18,7 @@
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/common/session.h"
+#include "src/scheduler/scheduling_policy.h"
 #include "src/worker/core_worker.h"
 
 namespace shoal {
@@ -80,8 +81,9 @@ std::string Describe(int64_t timeout_us) {
     case rpc::NODE_DIED:
       throw WorkerCrashedError(message);
     case rpc::ACTOR_DIED:
-    case rpc::ACTOR_UNSCHEDULABLE:
       throw ActorDiedError(message);
+    case rpc::ACTOR_UNSCHEDULABLE:
+      throw ActorUnschedulableError(message);
     case rpc::OBJECT_LOST:
     case rpc::OWNER_DIED:
       throw ObjectLostError(message);
@@ -113,6 +115,23 @@ std::vector<TaskArg> ToTaskArgs(std::vector<internal::TaskArgument> args) {
   return task_args;
 }
 
+// The public strategy as the one internal type, rpc::SchedulingStrategy: the only place the C++
+// API converts it.
+rpc::SchedulingStrategy ToProto(const std::string& name, const SchedulingStrategy& strategy) {
+  switch (strategy.kind) {
+    case SchedulingStrategy::Kind::kDefault:
+      return DefaultStrategy();
+    case SchedulingStrategy::Kind::kSpread:
+      return SpreadStrategy();
+    case SchedulingStrategy::Kind::kNodeAffinity: {
+      absl::StatusOr<NodeId> node = NodeId::FromHex(strategy.node_id);
+      if (!node.ok()) throw Error(absl::StrCat("bad node id for ", name, ": ", node.status().message()));
+      return NodeAffinityStrategy(*node, strategy.soft);
+    }
+  }
+  throw Error(absl::StrCat("bad scheduling strategy for ", name));
+}
+
 TaskOptions ToTaskOptions(const std::string& name, const internal::CallOptions& call) {
   TaskOptions options;
   if (call.resources_set) {
@@ -134,22 +153,7 @@ TaskOptions ToTaskOptions(const std::string& name, const internal::CallOptions& 
   }
   options.max_retries = call.max_retries;
   options.retry_exceptions = call.retry_exceptions;
-  switch (call.strategy.kind) {
-    case SchedulingStrategy::Kind::kDefault:
-      options.strategy = TaskOptions::Strategy::kDefault;
-      break;
-    case SchedulingStrategy::Kind::kSpread:
-      options.strategy = TaskOptions::Strategy::kSpread;
-      break;
-    case SchedulingStrategy::Kind::kNodeAffinity: {
-      absl::StatusOr<NodeId> node = NodeId::FromHex(call.strategy.node_id);
-      if (!node.ok()) throw Error(absl::StrCat("bad node id for ", name, ": ", node.status().message()));
-      options.strategy = TaskOptions::Strategy::kNodeAffinity;
-      options.affinity_node = *node;
-      options.affinity_soft = call.strategy.soft;
-      break;
-    }
-  }
+  options.strategy = ToProto(name, call.strategy);
   return options;
 }
 

@@ -17,8 +17,6 @@ constexpr char kSpecTable[] = "actor_specs";
 constexpr char kLeaseTable[] = "actor_leases";  // "<raylet host:port> <lease id hex>"
 constexpr int32_t kDefaultListLimit = 1000;
 
-std::string RayletAddress(const rpc::NodeInfo& node) { return absl::StrCat(node.address(), ":", node.raylet_port()); }
-
 bool IsLive(const rpc::ActorInfo& info) { return info.state() != rpc::ActorInfo::DEAD; }
 
 void ClearPlacement(rpc::ActorInfo& info) {
@@ -32,8 +30,15 @@ void ClearPlacement(rpc::ActorInfo& info) {
 }  // namespace
 
 ActorManager::ActorManager(StoreClient& store, const Clock& clock, const NodeTable& nodes,
-                           ActorCreationTransport& transport, ActorManagerOptions options)
-    : store_(store), clock_(clock), nodes_(nodes), transport_(transport), options_(std::move(options)) {
+                           ActorCreationTransport& transport, std::unique_ptr<SchedulingPolicy> policy,
+                           ActorManagerOptions options)
+    : store_(store),
+      clock_(clock),
+      nodes_(nodes),
+      transport_(transport),
+      options_(std::move(options)),
+      writer_(store),
+      placement_(nodes, std::move(policy)) {
   absl::MutexLock lock(&mu_);
   gcs_address_ = options_.gcs_address;
 }
@@ -43,7 +48,8 @@ void ActorManager::SetGcsAddress(const std::string& address) {
   gcs_address_ = address;
 }
 
-void ActorManager::Run(Actions& actions) {
+void ActorManager::Finish(Actions& actions) {
+  writer_.Flush();
   for (auto& action : actions) action();
   actions.clear();
 }
@@ -115,16 +121,14 @@ absl::Status ActorManager::Load() {
       }
     }
   }
-  Run(actions);
+  Finish(actions);
   if (!infos.empty()) spdlog::info("restored {} actors ({} not dead) from {}", infos.size(), live, store_.Name());
   return absl::OkStatus();
 }
 
 void ActorManager::Changed(const ActorId& id, Actor& a, Actions& actions) {
   a.info.set_version(a.info.version() + 1);
-  if (auto s = store_.Put(kActorTable, id.Hex(), a.info.SerializeAsString(), /*overwrite=*/true); !s.ok()) {
-    spdlog::error("cannot store actor {}: {}", id.Hex(), s.status().ToString());
-  }
+  writer_.Put(kActorTable, id.Hex(), a.info.SerializeAsString());
   auto it = waiters_.find(id);
   if (it == waiters_.end()) return;
   for (Waiter& w : it->second) {
@@ -134,11 +138,11 @@ void ActorManager::Changed(const ActorId& id, Actor& a, Actions& actions) {
 }
 
 void ActorManager::PersistLease(const ActorId& id, const Actor& a) {
-  absl::StatusOr<bool> s = a.lease.id.empty()
-                               ? store_.Delete(kLeaseTable, id.Hex())
-                               : store_.Put(kLeaseTable, id.Hex(), absl::StrCat(a.lease.raylet, " ", a.lease.id),
-                                            /*overwrite=*/true);
-  if (!s.ok()) spdlog::error("cannot store the lease of actor {}: {}", id.Hex(), s.status().ToString());
+  if (a.lease.id.empty()) {
+    writer_.Delete(kLeaseTable, id.Hex());
+  } else {
+    writer_.Put(kLeaseTable, id.Hex(), absl::StrCat(a.lease.raylet, " ", a.lease.id));
+  }
 }
 
 // --- registration and queries ---
@@ -151,6 +155,12 @@ absl::StatusOr<rpc::RegisterActorReply> ActorManager::RegisterActor(const rpc::R
   if (!spec.actor_creation()) {
     return absl::InvalidArgumentError(
         absl::StrCat("actor ", id->Hex(), ": creation_spec.actor_creation must be true"));
+  }
+  if (auto s = ValidateDemand(ResourceSet::FromProto(spec.resources())); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("actor ", id->Hex(), ": ", s.message()));
+  }
+  if (auto s = ValidateStrategy(spec.strategy()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("actor ", id->Hex(), ": ", s.message()));
   }
   if (!request.info().actor_id().empty() && request.info().actor_id() != spec.actor_id()) {
     return absl::InvalidArgumentError(
@@ -187,16 +197,25 @@ absl::StatusOr<rpc::RegisterActorReply> ActorManager::RegisterActor(const rpc::R
   info.clear_end_time_ms();
   info.clear_creation_error_type();
   info.clear_creation_error_data();
+  info.clear_death_type();
   info.set_version(1);
   *info.mutable_resources() = spec.resources();
   info.set_start_time_ms(absl::ToUnixMillis(clock_.Now()));
 
   rpc::RegisterActorReply reply;
   Actions actions;
+  // Set by the writes below, on whichever thread makes them, before writer_.Flush() returns.
+  auto written = std::make_shared<absl::Status>();
+  auto collect = [written](const absl::Status& s) {
+    if (written->ok()) *written = s;
+  };
   {
     absl::MutexLock lock(&mu_);
     if (shutdown_) return absl::UnavailableError("the GCS is shutting down");
-    if (actors_.contains(*id)) {
+    if (auto it = actors_.find(*id); it != actors_.end()) {
+      if (it->second.registering) {
+        return absl::UnavailableError(absl::StrCat("actor ", id->Hex(), " is being registered; try again"));
+      }
       reply.set_actor_id(id->Binary());
       return reply;  // a retried registration
     }
@@ -212,22 +231,46 @@ absl::StatusOr<rpc::RegisterActorReply> ActorManager::RegisterActor(const rpc::R
         return reply;
       }
     }
-    if (auto s = store_.Put(kSpecTable, id->Hex(), spec.SerializeAsString(), /*overwrite=*/true); !s.ok()) {
-      return s.status();
-    }
-    if (auto s = store_.Put(kActorTable, id->Hex(), info.SerializeAsString(), /*overwrite=*/true); !s.ok()) {
-      return s.status();
-    }
+    // The entry (and its name) is taken now; it is scheduled once its rows are in the store.
+    writer_.Put(kSpecTable, id->Hex(), spec.SerializeAsString(), collect);
+    writer_.Put(kActorTable, id->Hex(), info.SerializeAsString(), collect);
     Actor& a = actors_[*id];
     a.info = std::move(info);
     a.spec = spec;
     a.seq = next_seq_++;
+    a.registering = true;
     if (!a.info.name().empty()) names_[NameKey(a.info.ray_namespace(), a.info.name())] = *id;
-    spdlog::info("actor {} ({}) registered{}", id->Hex(), a.info.class_name(),
-                 a.info.name().empty() ? "" : absl::StrCat(" as '", a.info.name(), "'"));
-    Schedule(*id, a, actions);
   }
-  Run(actions);
+  writer_.Flush();
+  {
+    absl::MutexLock lock(&mu_);
+    Actor* a = Find(*id);
+    if (!written->ok()) {
+      // Not stored: as if it had never been registered.
+      if (a != nullptr) {
+        auto name = names_.find(NameKey(a->info.ray_namespace(), a->info.name()));
+        if (name != names_.end() && name->second == *id) names_.erase(name);
+        LeaveWorker(*a, /*node_dead=*/false, actions);
+        actors_.erase(*id);
+      }
+      if (auto w = waiters_.find(*id); w != waiters_.end()) {
+        for (Waiter& waiter : w->second) {
+          actions.push_back([done = std::move(waiter.done), status = *written] { done(status); });
+        }
+        waiters_.erase(w);
+      }
+      writer_.Delete(kSpecTable, id->Hex());
+      writer_.Delete(kActorTable, id->Hex());
+    } else if (a != nullptr) {
+      a->registering = false;
+      spdlog::info("actor {} ({}) registered{}", id->Hex(), a->info.class_name(),
+                   a->info.name().empty() ? "" : absl::StrCat(" as '", a->info.name(), "'"));
+      // Killed for good (or its job finished) while its rows were written: nothing to create.
+      if (!shutdown_ && IsLive(a->info)) Schedule(*id, *a, actions);
+    }
+  }
+  Finish(actions);
+  if (!written->ok()) return *written;
   reply.set_actor_id(id->Binary());
   return reply;
 }
@@ -297,60 +340,56 @@ absl::StatusOr<rpc::ListActorsReply> ActorManager::ListActors(const rpc::ListAct
 
 // --- scheduling ---
 
-std::optional<rpc::NodeInfo> ActorManager::PickNode(const rpc::TaskSpec& spec) const {
-  std::vector<rpc::NodeInfo> nodes = nodes_.GetAll(/*alive_only=*/true);  // head first, then oldest
-  if (nodes.empty()) return std::nullopt;
-  if (spec.strategy().kind() == rpc::SchedulingStrategy::NODE_AFFINITY) {
-    // The raylet there applies the affinity (and its softness); one that is gone is left to
-    // any raylet, which rejects a hard affinity to a dead node.
-    for (const auto& n : nodes) {
-      if (n.node_id() == spec.strategy().node_id()) return n;
-    }
-  }
-  const ResourceSet demand = ResourceSet::FromProto(spec.resources());
-  const rpc::NodeInfo* fits_now = nullptr;
-  const rpc::NodeInfo* fits_ever = nullptr;
-  const rpc::NodeInfo* head = nullptr;
-  for (const auto& n : nodes) {
-    if (n.is_head() && head == nullptr) head = &n;
-    if (n.scheduling_disabled() || !ResourceSet::FromProto(n.resources_total()).Contains(demand)) continue;
-    if (fits_ever == nullptr) fits_ever = &n;
-    if (fits_now == nullptr && ResourceSet::FromProto(n.resources_available()).Contains(demand)) fits_now = &n;
-  }
-  // Infeasible everywhere: the head's raylet queues it as an infeasible demand (shoal status).
-  const rpc::NodeInfo* pick = fits_now ? fits_now : fits_ever ? fits_ever : head ? head : &nodes.front();
-  return *pick;
-}
-
 void ActorManager::Schedule(const ActorId& id, Actor& a, Actions& actions) {
-  std::optional<rpc::NodeInfo> node = PickNode(a.spec);
-  if (!node) {
-    spdlog::warn("actor {}: no alive node to create it on; trying again in {}", id.Hex(),
-                 absl::FormatDuration(options_.lease_retry_delay));
-    RetryLater(id, a);
+  if (a.registering) return;  // RegisterActor schedules it once its rows are stored
+  auto where = placement_.Place(ResourceSet::FromProto(a.spec.resources()), a.spec.strategy());
+  if (!where.ok()) {  // RegisterActor validated the spec; a stored one may not have been
+    MarkDead(id, a, absl::StrCat("the actor cannot be scheduled: ", where.status().message()), actions,
+             rpc::ACTOR_UNSCHEDULABLE);
     return;
   }
-  SendLeaseRequest(id, a, RayletAddress(*node), *NodeId::FromHex(node->node_id()), /*grant_or_reject=*/false, actions);
+  switch (where->kind) {
+    case Placement::Kind::kAsk:
+      SendLeaseRequest(id, a, *where, actions);
+      return;
+    case Placement::Kind::kUnschedulable:
+      MarkDead(id, a, absl::StrCat("the actor cannot be scheduled: ", where->reason), actions,
+               rpc::ACTOR_UNSCHEDULABLE);
+      return;
+    case Placement::Kind::kRetry:
+      spdlog::warn("actor {}: cannot place it now ({}); trying again in {}", id.Hex(), where->reason,
+                   absl::FormatDuration(options_.lease_retry_delay));
+      RetryLater(id, a);
+      return;
+  }
 }
 
-void ActorManager::SendLeaseRequest(const ActorId& id, Actor& a, const std::string& raylet, const NodeId& node,
-                                    bool grant_or_reject, Actions& actions) {
+void ActorManager::SendLeaseRequest(const ActorId& id, Actor& a, const Placement& where, Actions& actions) {
   rpc::RequestWorkerLeaseRequest request;
   *request.mutable_resources() = a.spec.resources();
   *request.mutable_strategy() = a.spec.strategy();
   request.set_job_id(a.info.job_id());
   *request.mutable_worker_command() = a.spec.worker_command();
-  request.set_grant_or_reject(grant_or_reject);
+  request.set_grant_or_reject(where.grant_or_reject);
   request.set_owner_address(a.info.detached() ? gcs_address_ : a.info.owner_address());
   const uint64_t request_id = next_request_id_++;
   a.request_id = request_id;
-  a.request_node = node;
-  actions.push_back([this, id, request_id, raylet, node, request = std::move(request)]() mutable {
+  a.request_node = where.node;
+  placement_.RequestSent(request_id, where, ResourceSet::FromProto(a.spec.resources()));
+  actions.push_back([this, id, request_id, raylet = where.raylet, node = where.node,
+                     request = std::move(request)]() mutable {
     transport_.RequestWorkerLease(request_id, raylet, std::move(request),
                                   [this, id, request_id, raylet, node](absl::Status s, rpc::RequestWorkerLeaseReply r) {
                                     OnLeaseReply(id, request_id, raylet, node, s, r);
                                   });
   });
+}
+
+void ActorManager::CancelRequest(Actor& a, Actions& actions) {
+  if (a.request_id == 0) return;
+  placement_.RequestEnded(a.request_id, /*granted=*/false);
+  actions.push_back([this, request_id = a.request_id] { transport_.CancelLeaseRequest(request_id); });
+  a.request_id = 0;
 }
 
 void ActorManager::RetryLater(const ActorId& id, Actor& a) {
@@ -363,6 +402,7 @@ void ActorManager::OnLeaseReply(const ActorId& id, uint64_t request_id, const st
   Actions actions;
   {
     absl::MutexLock lock(&mu_);
+    placement_.RequestEnded(request_id, status.ok() && reply.kind() == rpc::RequestWorkerLeaseReply::GRANTED);
     Actor* a = Find(id);
     if (shutdown_ || a == nullptr || a->request_id != request_id) {
       // Cancelled (the actor died or moved on): a grant that raced the cancellation goes back.
@@ -405,7 +445,12 @@ void ActorManager::OnLeaseReply(const ActorId& id, uint64_t request_id, const st
           if (reply.spillback_raylet_address().empty() || !spill_node.ok()) {
             RetryLater(id, *a);
           } else {
-            SendLeaseRequest(id, *a, reply.spillback_raylet_address(), *spill_node, /*grant_or_reject=*/true, actions);
+            Placement there{.kind = Placement::Kind::kAsk,
+                            .node = *spill_node,
+                            .raylet = reply.spillback_raylet_address(),
+                            .grant_or_reject = true,
+                            .reason = ""};
+            SendLeaseRequest(id, *a, there, actions);
           }
           break;
         }
@@ -418,7 +463,7 @@ void ActorManager::OnLeaseReply(const ActorId& id, uint64_t request_id, const st
       }
     }
   }
-  Run(actions);
+  Finish(actions);
 }
 
 void ActorManager::OnPushReply(const ActorId& id, uint64_t push_id, const absl::Status& status,
@@ -455,16 +500,13 @@ void ActorManager::OnPushReply(const ActorId& id, uint64_t push_id, const absl::
       Changed(id, *a, actions);
     }
   }
-  Run(actions);
+  Finish(actions);
 }
 
 // --- deaths ---
 
 void ActorManager::LeaveWorker(Actor& a, bool node_dead, Actions& actions) {
-  if (a.request_id != 0) {
-    actions.push_back([this, request_id = a.request_id] { transport_.CancelLeaseRequest(request_id); });
-    a.request_id = 0;
-  }
+  CancelRequest(a, actions);
   if (!a.lease.id.empty()) {
     by_worker_.erase(a.lease.worker_id);
     if (!node_dead) {
@@ -497,7 +539,8 @@ void ActorManager::Fail(const ActorId& id, Actor& a, const std::string& cause, b
   Schedule(id, a, actions);
 }
 
-void ActorManager::MarkDead(const ActorId& id, Actor& a, const std::string& cause, Actions& actions) {
+void ActorManager::MarkDead(const ActorId& id, Actor& a, const std::string& cause, Actions& actions,
+                            rpc::ErrorType type) {
   LeaveWorker(a, /*node_dead=*/false, actions);
   if (!a.info.name().empty()) {
     auto it = names_.find(NameKey(a.info.ray_namespace(), a.info.name()));
@@ -505,8 +548,9 @@ void ActorManager::MarkDead(const ActorId& id, Actor& a, const std::string& caus
   }
   a.info.set_state(rpc::ActorInfo::DEAD);
   a.info.set_death_cause(cause);
+  a.info.set_death_type(type);
   a.info.set_end_time_ms(absl::ToUnixMillis(clock_.Now()));
-  (void)store_.Delete(kSpecTable, id.Hex());
+  writer_.Delete(kSpecTable, id.Hex());
   spdlog::info("actor {} is dead: {}", id.Hex(), cause);
   Changed(id, a, actions);
 }
@@ -522,7 +566,7 @@ absl::Status ActorManager::KillActor(const rpc::KillActorRequest& request) {
     if (!IsLive(a->info)) return absl::OkStatus();
     Fail(*id, *a, "killed by shoal.kill()", /*restartable=*/!request.no_restart(), /*node_dead=*/false, actions);
   }
-  Run(actions);
+  Finish(actions);
   return absl::OkStatus();
 }
 
@@ -544,7 +588,7 @@ absl::Status ActorManager::ReportWorkerDeath(const rpc::ReportWorkerDeathRequest
       Fail(id, a, absl::StrCat("the actor's worker died: ", reason), /*restartable=*/true, /*node_dead=*/false, actions);
     }
   }
-  Run(actions);
+  Finish(actions);
   return absl::OkStatus();
 }
 
@@ -560,13 +604,12 @@ void ActorManager::OnNodeDead(const NodeId& node) {
              actions);
       } else if (a.request_id != 0 && a.request_node == node) {
         // Waiting at a raylet that is gone: ask another one (no restart is used).
-        actions.push_back([this, request_id = a.request_id] { transport_.CancelLeaseRequest(request_id); });
-        a.request_id = 0;
+        CancelRequest(a, actions);
         Schedule(id, a, actions);
       }
     }
   }
-  Run(actions);
+  Finish(actions);
 }
 
 void ActorManager::OnJobFinished(const JobId& job) {
@@ -581,7 +624,12 @@ void ActorManager::OnJobFinished(const JobId& job) {
            /*node_dead=*/false, actions);
     }
   }
-  Run(actions);
+  Finish(actions);
+}
+
+void ActorManager::OnResourcesReported(const NodeId& node) {
+  absl::MutexLock lock(&mu_);
+  placement_.NodeReported(node);
 }
 
 // --- time and shutdown ---
@@ -622,7 +670,7 @@ void ActorManager::Tick() {
       }
     }
   }
-  Run(actions);
+  Finish(actions);
 }
 
 void ActorManager::Shutdown() {
@@ -637,7 +685,7 @@ void ActorManager::Shutdown() {
     }
     waiters_.clear();
   }
-  Run(actions);
+  Finish(actions);
 }
 
 size_t ActorManager::NumLeasesHeld() const {

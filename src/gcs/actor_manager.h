@@ -5,12 +5,14 @@
 //   PENDING/ALIVE/RESTARTING --worker or node died, restarts left--> RESTARTING -> ALIVE ...
 //   any --constructor raised, restarts used up, killed, owner gone--> DEAD (for good)
 //
-// Creation: the manager picks a raylet from the node table (an alive node that takes tasks and
-// whose total resources hold the actor's: preferably one whose reported available resources do
-// too; when no node could ever hold it, the head node's raylet, where the request waits as an
-// infeasible demand), asks it for a worker lease with the actor's resources, follows spillbacks
-// (grant_or_reject), and pushes the creation task to the granted worker. The lease is held for
-// the actor's whole life. Its owner_address is the actor's owner for default-lifetime actors
+// Creation: the manager places the actor with the scheduler library's policy over the node table
+// (ActorPlacement, actor_placement.h: the raylets' own policy code, so node affinity, SPREAD and
+// the hybrid default mean the same for actors as for tasks), asks the chosen raylet for a worker
+// lease with the actor's resources and strategy, follows spillbacks (grant_or_reject), and
+// pushes the creation task to the granted worker. The lease is held for the actor's whole life.
+// An actor no node could hold yet waits at the head's raylet as an infeasible demand; one whose
+// strategy can never be met (a hard affinity to a dead node) is DEAD with death_type
+// ACTOR_UNSCHEDULABLE, and calls to it fail with that type. Its owner_address is the actor's owner for default-lifetime actors
 // (so a raylet ends the lease, killing the actor's worker, when the owner dies) and the GCS
 // itself for detached ones.
 //
@@ -25,19 +27,24 @@
 //   "killed by shoal.kill()"                      (KillActor)
 //   "the actor's constructor raised <type>: <message>"
 //   the raylet's message                          (lease request REJECTED)
+//   "the actor cannot be scheduled: <why>"        (unschedulable; death_type ACTOR_UNSCHEDULABLE)
 // RESTARTING keeps the cause of the last death in death_cause.
 //
 // Every change of an entry bumps its version (starting at 1), is written to the store (table
 // "actors", ActorInfo keyed by hex actor id; the creation spec in "actor_specs" and the held
-// lease in "actor_leases"), and wakes GetActorInfo long polls. Load() reads the tables back
+// lease in "actor_leases"), and wakes GetActorInfo long polls. Store writes are queued under the
+// lock, in the order of the changes, and made after it is released (OrderedStoreWriter), before
+// the long polls are answered and the transport is called: a slow store never blocks the table.
+// RegisterActor answers only once its rows are written (a failed write undoes the registration). Load() reads the tables back
 // after a GCS restart: ALIVE actors stay ALIVE on their workers (their worker and node deaths
 // are handled as before, and kills return their leases); PENDING and RESTARTING ones are
 // scheduled again. Calls in flight when the GCS went down are lost: a lease granted to the old
 // GCS ends only with the lease's owner.
 //
 // Threading: every method is safe to call from any thread; transport callbacks may run on any
-// thread. The transport is never called with the manager's lock held.
-// Ownership: borrows the store, clock, node table and transport, which must outlive it.
+// thread. Neither the transport nor the store is ever called with the manager's lock held.
+// Ownership: borrows the store, clock, node table and transport, which must outlive it; owns the
+// scheduling policy.
 // Errors: unknown actors answer NotFound; malformed requests InvalidArgument; a taken name
 // AlreadyExists; storage failures the store's status.
 #pragma once
@@ -45,6 +52,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,8 +67,11 @@
 #include "shoal/worker.pb.h"
 #include "src/common/clock.h"
 #include "src/common/ids.h"
+#include "src/gcs/actor_placement.h"
 #include "src/gcs/gcs_tables.h"
 #include "src/gcs/store_client.h"
+#include "src/gcs/store_writer.h"
+#include "src/scheduler/scheduling_policy.h"
 
 namespace shoal {
 
@@ -106,8 +117,9 @@ class ActorManager {
  public:
   using InfoCallback = std::function<void(absl::StatusOr<rpc::ActorInfo>)>;
 
+  // `policy` places the actors (HybridSchedulingPolicy in the GCS; REQUIRES: not null).
   ActorManager(StoreClient& store, const Clock& clock, const NodeTable& nodes, ActorCreationTransport& transport,
-               ActorManagerOptions options);
+               std::unique_ptr<SchedulingPolicy> policy, ActorManagerOptions options);
   ActorManager(const ActorManager&) = delete;
   ActorManager& operator=(const ActorManager&) = delete;
 
@@ -139,6 +151,8 @@ class ActorManager {
   void OnNodeDead(const NodeId& node);
   // The job finished: its actors that are not detached die with their owner.
   void OnJobFinished(const JobId& job);
+  // `node` reported its free resources to the node table (see ActorPlacement::NodeReported).
+  void OnResourcesReported(const NodeId& node);
 
   // Answers long polls whose wait is over and schedules actors whose retry delay passed.
   void Tick();
@@ -170,6 +184,7 @@ class ActorManager {
     Lease lease;
     uint64_t push_id = 0;      // outstanding creation push; 0: none
     bool waiting_retry = false;  // in retry_ (no request out yet)
+    bool registering = false;  // RegisterActor is writing its rows; not scheduled yet
   };
   struct Waiter {
     int64_t after_version = 0;
@@ -178,19 +193,20 @@ class ActorManager {
   };
   using Actions = std::vector<std::function<void()>>;
 
-  static void Run(Actions& actions);
+  // Makes the queued store writes, then runs `actions`. Call without the lock.
+  void Finish(Actions& actions) ABSL_LOCKS_EXCLUDED(mu_);
   static std::string NameKey(const std::string& ns, const std::string& name) { return ns + '\0' + name; }
   Actor* Find(const ActorId& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Bumps the version, writes the entry and answers its waiters.
+  // Bumps the version, queues the entry's write and answers its waiters (in `actions`).
   void Changed(const ActorId& id, Actor& a, Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PersistLease(const ActorId& id, const Actor& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Picks a raylet for the actor and asks it for a lease (or waits for the retry delay).
   void Schedule(const ActorId& id, Actor& a, Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SendLeaseRequest(const ActorId& id, Actor& a, const std::string& raylet, const NodeId& node,
-                        bool grant_or_reject, Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendLeaseRequest(const ActorId& id, Actor& a, const Placement& where, Actions& actions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RetryLater(const ActorId& id, Actor& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The node to ask first, or none when no node is alive.
-  std::optional<rpc::NodeInfo> PickNode(const rpc::TaskSpec& spec) const;
+  // Forgets the actor's outstanding lease request (cancelling it at the transport).
+  void CancelRequest(Actor& a, Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnLeaseReply(const ActorId& id, uint64_t request_id, const std::string& raylet, const NodeId& node,
                     const absl::Status& status, const rpc::RequestWorkerLeaseReply& reply);
   void OnPushReply(const ActorId& id, uint64_t push_id, const absl::Status& status, const rpc::PushTaskReply& reply);
@@ -200,14 +216,15 @@ class ActorManager {
   // left, else DEAD.
   void Fail(const ActorId& id, Actor& a, const std::string& cause, bool restartable, bool node_dead,
             Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void MarkDead(const ActorId& id, Actor& a, const std::string& cause, Actions& actions)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MarkDead(const ActorId& id, Actor& a, const std::string& cause, Actions& actions,
+                rpc::ErrorType type = rpc::ACTOR_DIED) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   StoreClient& store_;
   const Clock& clock_;
   const NodeTable& nodes_;
   ActorCreationTransport& transport_;
   const ActorManagerOptions options_;
+  OrderedStoreWriter writer_;
 
   mutable absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
@@ -220,6 +237,7 @@ class ActorManager {
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t next_request_id_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t next_push_id_ ABSL_GUARDED_BY(mu_) = 1;
+  ActorPlacement placement_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace shoal

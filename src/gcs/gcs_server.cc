@@ -7,6 +7,7 @@
 #include "spdlog/spdlog.h"
 #include "src/common/rpc.h"
 #include "src/common/rpc_metrics.h"
+#include "src/scheduler/hybrid_policy.h"
 
 namespace shoal {
 namespace {
@@ -100,6 +101,7 @@ class GcsServer::Services final : public rpc::NodeInfoService::Service,
     if (!id.ok()) return ToGrpcStatus(id.status());
     std::vector<rpc::ResourceDemand> demands(req->demands().begin(), req->demands().end());
     reply->set_known(gcs_.nodes_.ReportResources(*id, req->resources_available(), demands));
+    if (reply->known()) gcs_.actors_.OnResourcesReported(*id);
     return grpc::Status::OK;
   }
 
@@ -207,7 +209,7 @@ GcsServer::GcsServer(std::unique_ptr<StoreClient> store, GcsOptions options)
       health_transport_(std::make_unique<GrpcHealthCheckTransport>()),
       health_(clock_, *health_transport_, options_.health),
       actor_transport_(std::make_unique<GrpcActorTransport>()),
-      actors_(*store_, clock_, nodes_, *actor_transport_, options_.actors),
+      actors_(*store_, clock_, nodes_, *actor_transport_, std::make_unique<HybridSchedulingPolicy>(), options_.actors),
       services_(std::make_unique<Services>(*this)),
       actor_service_(std::make_unique<ActorGrpcService>(actors_)) {}
 

@@ -1,6 +1,7 @@
 #include "src/raylet/lease_manager.h"
 
 #include <set>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -39,31 +40,13 @@ absl::StatusOr<ResourceSet> DemandFromProto(const rpc::ResourceMap& map) {
   return out;
 }
 
-absl::StatusOr<SchedulingStrategy> StrategyFromProto(const rpc::SchedulingStrategy& s) {
-  switch (s.kind()) {
-    case rpc::SchedulingStrategy::DEFAULT:
-      return DefaultStrategy{};
-    case rpc::SchedulingStrategy::SPREAD:
-      return SpreadStrategy{};
-    case rpc::SchedulingStrategy::NODE_AFFINITY: {
-      auto node = NodeId::FromHex(s.node_id());
-      if (!node.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat("node affinity: ", node.status().message()));
-      }
-      return NodeAffinityStrategy{.node = *node, .soft = s.soft()};
-    }
-    default:
-      return absl::InvalidArgumentError(absl::StrCat("unknown scheduling strategy ", s.kind()));
-  }
-}
-
 }  // namespace
 
-LeaseManager::LeaseManager(WorkerPool& pool, LeaseManagerOptions options)
+LeaseManager::LeaseManager(WorkerPool& pool, std::unique_ptr<SchedulingPolicy> policy, LeaseManagerOptions options)
     : pool_(pool),
       options_(std::move(options)),
       resources_(options_.resources),
-      policy_(options_.policy) {
+      policy_(std::move(policy)) {
   if (auto s = view_.AddOrUpdateNode(LocalView()); !s.ok()) {
     spdlog::error("cannot add this node to the cluster view: {}", s.ToString());
   }
@@ -94,9 +77,9 @@ absl::StatusOr<LeaseManager::Pending> LeaseManager::Parse(const rpc::RequestWork
   if (!demand.ok()) return demand.status();
   if (auto s = ValidateDemand(*demand); !s.ok()) return s;
   p.demand = *std::move(demand);
-  auto strategy = StrategyFromProto(request.strategy());
-  if (!strategy.ok()) return strategy.status();
-  p.strategy = *strategy;
+  if (auto s = ValidateStrategy(request.strategy()); !s.ok()) return s;
+  p.strategy = request.strategy();
+  p.strategy_key = p.strategy.SerializeAsString();
   if (request.job_id().empty()) return absl::InvalidArgumentError("job_id is required");
   auto job = JobId::FromHex(request.job_id());
   if (!job.ok()) return absl::InvalidArgumentError(absl::StrCat("job_id: ", job.status().message()));
@@ -148,7 +131,7 @@ bool LeaseManager::TrySchedule(Pending& p, uint64_t seq) {
                    ? SchedulingDecision::RunLocal(options_.node_id)
                    : SchedulingDecision::Queue(options_.node_id, "spilled here; waiting for room");
   } else {
-    auto d = policy_.Schedule(view_, options_.node_id, SchedulingRequest{p.demand, p.strategy});
+    auto d = policy_->Schedule(view_, options_.node_id, SchedulingRequest{p.demand, p.strategy});
     if (!d.ok()) {
       Reject(seq, std::string(d.status().message()));
       return true;
@@ -187,17 +170,11 @@ bool LeaseManager::TrySchedule(Pending& p, uint64_t seq) {
       Answer(seq, std::move(r));
       return true;
     }
+    case SchedulingDecision::Kind::kUnschedulable:
+      // It can never be met (a hard affinity to a dead node): say so rather than wait forever.
+      Reject(seq, decision->reason);
+      return true;
     case SchedulingDecision::Kind::kInfeasible:
-      // A hard affinity to a node that died can never be met: say so rather than wait forever.
-      // (An unknown node may still be joining, so that one waits.)
-      if (const auto* affinity = std::get_if<NodeAffinityStrategy>(&p.strategy); affinity != nullptr && !affinity->soft) {
-        const NodeView* node = view_.Find(affinity->node);
-        if (node != nullptr && !node->alive) {
-          Reject(seq, decision->reason);
-          return true;
-        }
-      }
-      return false;
     case SchedulingDecision::Kind::kQueue:
       return false;
   }
@@ -209,18 +186,17 @@ void LeaseManager::Dispatch() {
   dispatching_ = true;
   bool again = true;
   while (again) {
-    // Requests of the same shape under the default strategy get the same answer until the state
-    // changes: once one waits, the rest of this pass skips its shape.
-    std::set<std::pair<bool, std::map<std::string, FixedPoint>>> waiting_shapes;
+    // Equal requests (shape, strategy, spilled here or not) get the same answer until the state
+    // changes (the SchedulingPolicy contract): once one waits, the rest of this pass skips them.
+    std::set<std::tuple<bool, std::map<std::string, FixedPoint>, std::string>> waiting;
     for (auto it = pending_.begin(); it != pending_.end();) {
       const uint64_t seq = it->first;
       Pending& p = it->second;
       ++it;  // TrySchedule may answer (and erase) p
       if (p.allocation) continue;
-      const bool plain = std::holds_alternative<DefaultStrategy>(p.strategy);
-      auto shape = std::make_pair(p.grant_or_reject, p.demand.entries());
-      if (plain && waiting_shapes.contains(shape)) continue;
-      if (!TrySchedule(p, seq) && plain) waiting_shapes.insert(std::move(shape));
+      auto key = std::make_tuple(p.grant_or_reject, p.demand.entries(), p.strategy_key);
+      if (waiting.contains(key)) continue;
+      if (!TrySchedule(p, seq)) waiting.insert(std::move(key));
     }
     again = MatchWorkers();
   }

@@ -1,14 +1,16 @@
 // Grants worker leases on this node (DESIGN.md sections 2 and 3).
 //
-// A lease request is validated, placed by the SchedulingPolicy against the cluster view, and
-// then answered exactly once through its callback:
+// A lease request is validated, placed by the SchedulingPolicy the manager is given (the hybrid
+// policy in the raylet; any src/scheduler policy fits) against the cluster view, and then
+// answered exactly once through its callback:
 //   - GRANTED: this node's resources were taken (GPUs per device, best fit for fractions) and a
 //     worker of the request's (job, command) was found idle or started and registered;
 //   - SPILLBACK: another raylet should take it (its address and node id); the view then counts
 //     the demand as taken there until that node's next report;
 //   - REJECTED: the request is invalid (negative or absurd amounts, 1.5 GPUs, no job id or
-//     worker command), its hard node affinity names a dead node, or its worker command keeps
-//     failing to start (max_start_failures in a row, or the executable cannot be run).
+//     worker command, a malformed strategy), the policy finds it unschedulable (a hard node
+//     affinity to a dead node), or its worker command keeps failing to start
+//     (max_start_failures in a row, or the executable cannot be run).
 // A request that fits nowhere now waits here: queued when some node could hold it, infeasible
 // when none could (it waits until such a node joins). Waiting requests are tried again, in
 // arrival order, whenever resources are freed, a worker registers or exits, or the cluster view
@@ -17,14 +19,15 @@
 //
 // Threading: not synchronized; one thread (the raylet's event loop) calls every method, and the
 // callbacks run on it, from inside these methods: a callback must not call back into the manager.
-// Ownership: owns the node's NodeResources and the cluster view; borrows the pool (and through
-// it the clock that times worker starts and idling).
+// Ownership: owns the node's NodeResources, the cluster view and the policy; borrows the pool
+// (and through it the clock that times worker starts and idling).
 // Errors: absl::Status for the caller's mistakes (unknown lease: NotFound); nothing aborts.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -49,9 +52,8 @@ struct LeaseManagerOptions {
   ResourceSet resources;  // the node's total
   std::map<std::string, std::string> labels;
   bool is_head = false;
-  // The node grants nothing itself: every request is spilled back or waits (see SchedulingPolicy).
+  // The node grants nothing itself: every request is spilled back or waits (see the policy).
   bool scheduling_disabled = false;
-  SchedulingOptions policy;
   // Waiting requests of a (job, command) are rejected after this many failed worker starts in
   // a row (the process exited or never registered). 0: keep trying.
   int max_start_failures = 3;
@@ -75,7 +77,8 @@ class LeaseManager {
     int64_t leases = 0;          // granted and not returned
   };
 
-  LeaseManager(WorkerPool& pool, LeaseManagerOptions options);
+  // `policy` decides where each request goes (REQUIRES: not null).
+  LeaseManager(WorkerPool& pool, std::unique_ptr<SchedulingPolicy> policy, LeaseManagerOptions options);
   LeaseManager(const LeaseManager&) = delete;
   LeaseManager& operator=(const LeaseManager&) = delete;
 
@@ -122,7 +125,8 @@ class LeaseManager {
   struct Pending {
     uint64_t request_id = 0;
     ResourceSet demand;
-    SchedulingStrategy strategy;
+    rpc::SchedulingStrategy strategy;
+    std::string strategy_key;  // the strategy's bytes: equal requests wait alike (Dispatch)
     bool grant_or_reject = false;
     WorkerKey key;
     std::string owner_address;
@@ -160,7 +164,7 @@ class LeaseManager {
   const LeaseManagerOptions options_;
   NodeResources resources_;
   ClusterResourceView view_;
-  SchedulingPolicy policy_;
+  std::unique_ptr<SchedulingPolicy> policy_;
   std::map<NodeId, std::string> raylet_addresses_;  // host:raylet_port of the other nodes
   // Unanswered requests by arrival order, and their callers' ids.
   std::map<uint64_t, Pending> pending_;

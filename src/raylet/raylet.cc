@@ -16,6 +16,7 @@
 #include "src/common/rpc.h"
 #include "src/common/rpc_metrics.h"
 #include "src/common/system.h"
+#include "src/scheduler/hybrid_policy.h"
 
 namespace shoal {
 
@@ -400,7 +401,7 @@ void Raylet::StartLeasing() {
   leases.on_leased_worker_death = [this](const WorkerId& worker, const std::string& reason, bool owner_gone) {
     ReportWorkerDeath(worker, reason, owner_gone);
   };
-  leases_ = std::make_unique<LeaseManager>(*pool_, std::move(leases));
+  leases_ = std::make_unique<LeaseManager>(*pool_, std::make_unique<HybridSchedulingPolicy>(), std::move(leases));
   loop_->Start();
 }
 

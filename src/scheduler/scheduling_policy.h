@@ -1,71 +1,49 @@
-// Chooses the node for one task or actor request: run it here, send it to another raylet
-// (spillback), queue it here, or report it infeasible.
+// The scheduling policy: an interface that chooses the node for one task or actor request, and
+// the vocabulary it answers in. The raylet's lease manager and the GCS's actor placement are
+// each given one (HybridSchedulingPolicy, hybrid_policy.h, by default; FakeSchedulingPolicy,
+// fake_scheduling_policy.h, in tests), so a different policy can be swapped in without touching
+// either.
 //
-// Strategies:
-//  - Default (hybrid). Among schedulable nodes that can run the demand now, score each by its
-//    utilisation (NodeView::Utilization, before placing), counted as 0 below
-//    spread_threshold, and take the lowest score; ties go to the local node, then to the lowest
-//    NodeId. So the local node wins while it is under the threshold, and above it the
-//    least-utilised node wins. With avoid_gpu_nodes, a demand with no GPU considers only nodes
-//    without GPUs whenever one of them can run it now. An empty demand runs locally whenever the
-//    local node is schedulable.
-//  - Spread. Round robin in NodeId order over the schedulable nodes that can run the demand now,
-//    starting after the node this policy chose last for a spread request, so N requests land on
-//    N different nodes even before any node reports new availability. GPU nodes are not avoided.
-//  - NodeAffinity{node, soft}. The named node when it is alive, schedulable and feasible: it
-//    runs there now if it fits, otherwise it waits there. When the node is dead, unknown,
-//    scheduling-disabled or too small: a hard affinity is infeasible (with the reason); a soft one
-//    falls back to hybrid.
-// When no node can run a feasible demand now (hybrid, spread): queue on the local node if the
-// local node is feasible, else spill back to a feasible node (chosen as when running now) to wait
-// there; `available_now` is then false. A demand that no alive schedulable node's total could
-// hold is infeasible: the caller keeps it queued and reports it (SummarizeDemand).
+// A request names its strategy with the proto message rpc::SchedulingStrategy, the one type every
+// layer passes along (Python options and the C++ API convert to it once, at their edge). Adding a
+// strategy touches the proto, the language options and a policy here, nothing in between.
 //
-// A raylet that receives a spilled-back request should grant or queue it rather than consult
-// the policy again, so that a request cannot bounce between nodes.
-//
-// Threading: one thread (the owner's event loop); Schedule mutates the spread cursor.
-// Ownership: keeps no reference to the view between calls.
+// Threading: a policy is not synchronized; its owner calls it from one thread at a time.
 // Errors: InvalidArgument for an invalid request; scheduling outcomes are decisions, not errors.
 #pragma once
 
-#include <optional>
 #include <string>
-#include <variant>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "shoal/common.pb.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/scheduler/cluster_view.h"
 
 namespace shoal {
 
-struct DefaultStrategy {};
-struct SpreadStrategy {};
-struct NodeAffinityStrategy {
-  NodeId node;
-  bool soft = false;
-};
-using SchedulingStrategy = std::variant<DefaultStrategy, SpreadStrategy, NodeAffinityStrategy>;
+// The strategies, built (for C++ callers and tests).
+rpc::SchedulingStrategy DefaultStrategy();
+rpc::SchedulingStrategy SpreadStrategy();
+rpc::SchedulingStrategy NodeAffinityStrategy(const NodeId& node, bool soft);
+
+// InvalidArgument, naming the problem, for a kind this scheduler does not know or a field the
+// kind needs that is missing or malformed (NODE_AFFINITY without a valid, non-nil node id).
+absl::Status ValidateStrategy(const rpc::SchedulingStrategy& strategy);
 
 struct SchedulingRequest {
   ResourceSet demand;
-  SchedulingStrategy strategy = DefaultStrategy{};
-};
-
-struct SchedulingOptions {
-  // Utilisation below which a node counts as idle in the hybrid score.
-  double spread_threshold = 0.5;
-  // Keep GPU-free demands off GPU nodes while a node without GPUs can run them now.
-  bool avoid_gpu_nodes = true;
+  rpc::SchedulingStrategy strategy;  // DEFAULT when left empty
 };
 
 struct SchedulingDecision {
   enum class Kind {
-    kRunLocal,    // grant on the local node now
-    kSpillback,   // send the request to `node`
-    kQueue,       // feasible, but nothing can run it now: wait on the local node
-    kInfeasible,  // no node the strategy allows could ever run it
+    kRunLocal,       // grant on the local node now
+    kSpillback,      // send the request to `node`
+    kQueue,          // feasible, but nothing can run it now: wait on the local node
+    kInfeasible,     // no node the strategy allows could run it yet: wait (a node may join)
+    kUnschedulable,  // the strategy can never be met (a hard affinity to a dead node): fail it
   };
 
   static SchedulingDecision RunLocal(const NodeId& local);
@@ -73,44 +51,40 @@ struct SchedulingDecision {
                                       std::string reason = "");
   static SchedulingDecision Queue(const NodeId& local, std::string reason);
   static SchedulingDecision Infeasible(std::string reason);
+  static SchedulingDecision Unschedulable(std::string reason);
 
   Kind kind = Kind::kInfeasible;
-  // kRunLocal, kQueue: the local node; kSpillback: the target; kInfeasible: nil.
+  // kRunLocal, kQueue: the local node; kSpillback: the target; kInfeasible, kUnschedulable: nil.
   NodeId node;
   // True when, by the view, `node` can run the demand now (always for kRunLocal, never for
-  // kQueue or kInfeasible). A kSpillback with false sends the request to wait on `node`.
+  // kQueue, kInfeasible or kUnschedulable). A kSpillback with false sends the request to wait
+  // on `node`.
   bool available_now = false;
-  // Why it does not run now (kQueue, kInfeasible, waiting kSpillback); empty otherwise.
+  // Why it does not run now (kQueue, kInfeasible, kUnschedulable, waiting kSpillback); empty
+  // otherwise.
   std::string reason;
 
-  // "run_local(ab12…)", "spillback(cd34…, now)", "queue(ab12…): why", "infeasible: why".
+  // "run_local(ab12…)", "spillback(cd34…, now)", "queue(ab12…): why", "infeasible: why",
+  // "unschedulable: why".
   std::string ToString() const;
   friend bool operator==(const SchedulingDecision&, const SchedulingDecision&) = default;
 };
 
 class SchedulingPolicy {
  public:
-  explicit SchedulingPolicy(SchedulingOptions options = {}) : options_(options) {}
+  virtual ~SchedulingPolicy() = default;
 
-  SchedulingPolicy(const SchedulingPolicy&) = delete;
-  SchedulingPolicy& operator=(const SchedulingPolicy&) = delete;
-
-  // Decides where `request` goes, as seen from `local` (which need not be in the view).
-  // InvalidArgument for a non-whole GPU amount above 1 or a node affinity to the nil id.
-  absl::StatusOr<SchedulingDecision> Schedule(const ClusterResourceView& view, const NodeId& local,
-                                              const SchedulingRequest& request);
-
- private:
-  SchedulingDecision Hybrid(const ClusterResourceView& view, const NodeId& local,
-                            const ResourceSet& demand) const;
-  SchedulingDecision Spread(const ClusterResourceView& view, const NodeId& local,
-                            const ResourceSet& demand);
-  SchedulingDecision Affinity(const ClusterResourceView& view, const NodeId& local,
-                              const ResourceSet& demand,
-                              const NodeAffinityStrategy& affinity) const;
-
-  SchedulingOptions options_;
-  std::optional<NodeId> last_spread_;  // the node the last spread request went to
+  // Decides where `request` goes, as seen from `local`. `local` need not be in the view: a
+  // caller that is no node (the GCS) passes NodeId::Nil(), and then never gets kRunLocal or
+  // kQueue. InvalidArgument for an invalid request (ValidateDemand, ValidateStrategy).
+  //
+  // Contract the callers rely on: an equal request against an unchanged view gets an equal
+  // decision unless the earlier one ran or spilled it (so a caller may skip requests equal to
+  // one that just had to wait); kRunLocal and kSpillback with available_now name a node whose
+  // free resources hold the demand by the view.
+  virtual absl::StatusOr<SchedulingDecision> Schedule(const ClusterResourceView& view,
+                                                      const NodeId& local,
+                                                      const SchedulingRequest& request) = 0;
 };
 
 }  // namespace shoal

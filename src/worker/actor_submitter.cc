@@ -53,7 +53,7 @@ void ActorSubmitter::Submit(uint64_t order, rpc::TaskSpec spec) {
       auto it = s.waiting.find(order);
       if (s.known && s.info.state() == rpc::ActorInfo::DEAD) {
         if (it != s.waiting.end()) s.waiting.erase(it);
-        Fail(std::move(spec), rpc::ACTOR_DIED, DeathMessage(*actor, s), actions);
+        Fail(std::move(spec), DeathType(s), DeathMessage(*actor, s), actions);
       } else {
         s.waiting[order].spec = std::move(spec);
       }
@@ -132,6 +132,10 @@ void ActorSubmitter::OnInfo(const ActorId& actor, const absl::Status& status, rp
   Run(actions);
 }
 
+rpc::ErrorType ActorSubmitter::DeathType(const State& s) {
+  return s.info.death_type() == rpc::ERROR_TYPE_UNSPECIFIED ? rpc::ACTOR_DIED : s.info.death_type();
+}
+
 std::string ActorSubmitter::DeathMessage(const ActorId& actor, const State& s) const {
   std::string name = s.info.class_name().empty() ? std::string("actor") : s.info.class_name();
   return absl::StrCat("The actor ", name, " (", actor.Hex(), ") is dead: ",
@@ -149,7 +153,7 @@ void ActorSubmitter::Fail(rpc::TaskSpec spec, rpc::ErrorType type, const std::st
 void ActorSubmitter::FailWaiting(State& s, const std::string& why, Actions& actions) {
   for (auto it = s.waiting.begin(); it != s.waiting.end();) {
     if (it->second.spec) {
-      Fail(std::move(*it->second.spec), rpc::ACTOR_DIED, why, actions);
+      Fail(std::move(*it->second.spec), DeathType(s), why, actions);
       it = s.waiting.erase(it);
     } else {
       ++it;  // Submit fails it when it comes
@@ -217,7 +221,7 @@ void ActorSubmitter::OnPushReply(const ActorId& actor, uint64_t order, const std
         if (!undelivered) spec.set_attempt(spec.attempt() + 1);
         s.waiting[order].spec = std::move(spec);  // keeps its place among the waiting calls
       } else {
-        Fail(std::move(spec), rpc::ACTOR_DIED,
+        Fail(std::move(spec), dead ? DeathType(s) : rpc::ACTOR_DIED,
              dead ? DeathMessage(actor, s)
                   : absl::StrCat("The actor ", actor.Hex(), " died before the call finished (its worker at ",
                                  address, " broke: ", status.message(), ")"),

@@ -105,6 +105,8 @@ class ActorSubmitter {
   void OnPushReply(const ActorId& actor, uint64_t order, const std::string& address, rpc::TaskSpec spec,
                    const absl::Status& status, rpc::PushTaskReply reply);
   std::string DeathMessage(const ActorId& actor, const State& s) const;
+  // The error type calls to a DEAD actor fail with: the GCS's death_type, else ACTOR_DIED.
+  static rpc::ErrorType DeathType(const State& s);
   void Fail(rpc::TaskSpec spec, rpc::ErrorType type, const std::string& message, Actions& actions);
   static void Run(Actions& actions);
 

@@ -453,7 +453,7 @@ absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::SubmitActorTask(const Ac
   TaskOptions call_options = options;
   call_options.resources = ResourceSet();
   call_options.use_default_resources = true;
-  call_options.strategy = TaskOptions::Strategy::kDefault;
+  call_options.strategy.Clear();
   auto spec = BuildTaskSpec(job_id_, method, call_options, address_, {});
   if (!spec.ok()) return spec.status();
   spec->set_task_id(TaskId::ForActorTask(actor).Binary());

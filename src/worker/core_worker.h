@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "shoal/common.pb.h"
 #include "src/common/error_info.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
@@ -132,9 +133,9 @@ struct TaskOptions {
   // The worker that runs this function exits after this many calls of it (0: no limit), so that
   // what the function leaked (GPU memory, say) goes back. Ignored for actors.
   int max_calls = 0;
-  enum class Strategy { kDefault, kSpread, kNodeAffinity } strategy = Strategy::kDefault;
-  NodeId affinity_node;           // for kNodeAffinity
-  bool affinity_soft = false;
+  // Where it may run, as the scheduler reads it (src/scheduler/scheduling_policy.h); copied
+  // into the task spec as it is. Empty: DEFAULT.
+  rpc::SchedulingStrategy strategy;
   uint32_t num_returns = 1;       // 1..kMaxReturns
   // Objects referenced inside argument values (not resolved, passed as refs): kept alive
   // until the task finishes. Each must be owned or borrowed by this worker.

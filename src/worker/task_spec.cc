@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "shoal/common.pb.h"
+#include "src/scheduler/scheduling_policy.h"
 
 namespace shoal {
 
@@ -34,23 +35,8 @@ absl::StatusOr<rpc::TaskSpec> BuildTaskSpec(const JobId& job, const std::string&
   spec.set_job_id(job.Hex());
   spec.set_function_name(function_name);
   resources->ToProto(spec.mutable_resources());
-  rpc::SchedulingStrategy* strategy = spec.mutable_strategy();
-  switch (options.strategy) {
-    case TaskOptions::Strategy::kDefault:
-      strategy->set_kind(rpc::SchedulingStrategy::DEFAULT);
-      break;
-    case TaskOptions::Strategy::kSpread:
-      strategy->set_kind(rpc::SchedulingStrategy::SPREAD);
-      break;
-    case TaskOptions::Strategy::kNodeAffinity:
-      if (options.affinity_node.IsNil()) {
-        return absl::InvalidArgumentError("node affinity needs a node id");
-      }
-      strategy->set_kind(rpc::SchedulingStrategy::NODE_AFFINITY);
-      strategy->set_node_id(options.affinity_node.Hex());
-      strategy->set_soft(options.affinity_soft);
-      break;
-  }
+  if (auto s = ValidateStrategy(options.strategy); !s.ok()) return s;
+  *spec.mutable_strategy() = options.strategy;
   if (options.max_calls < 0) {
     return absl::InvalidArgumentError(absl::StrCat("max_calls must be 0 (no limit) or more, got ", options.max_calls));
   }
@@ -93,8 +79,9 @@ SchedulingKey SchedulingKey::Of(const rpc::TaskSpec& spec) {
   for (const auto& [name, amount] : resources.entries()) {
     absl::StrAppend(&key.repr_, name, "=", amount.units(), ";");
   }
-  const auto& s = spec.strategy();
-  absl::StrAppend(&key.repr_, "|", static_cast<int>(s.kind()), ":", s.node_id(), ":", s.soft() ? 1 : 0, "|");
+  // The strategy's bytes, length-prefixed: equal strategies serialize equally (no map fields).
+  const std::string strategy = spec.strategy().SerializeAsString();
+  absl::StrAppend(&key.repr_, "|", strategy.size(), ":", strategy, "|");
   for (const auto& arg : spec.worker_command()) {
     absl::StrAppend(&key.repr_, arg.size(), ":", arg);  // length-prefixed: no separator ambiguity
   }

@@ -21,7 +21,7 @@ absl::StatusOr<ResourceSet> TaskResources(const TaskOptions& options);
 
 // A spec without arguments (the caller adds them once they are resolved): a fresh task id in
 // `job`, options.num_returns returns, attempt 0. InvalidArgument for bad options (resources as above,
-// max_retries below -1, node affinity without a node).
+// max_retries below -1, a strategy ValidateStrategy refuses).
 absl::StatusOr<rpc::TaskSpec> BuildTaskSpec(const JobId& job, const std::string& function_name,
                                             const TaskOptions& options, const std::string& owner_address,
                                             const std::vector<std::string>& worker_command);

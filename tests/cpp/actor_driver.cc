@@ -11,6 +11,7 @@
 //   shoal_actor_driver named-get --name x --namespace ns     (calls it, then kills it)
 //   shoal_actor_driver named-create --no-detached; named-gone   (dies with its creator)
 //   shoal_actor_driver cycles --n 1000 --batch 4
+//   shoal_actor_driver strategies --node HEX   (SPREAD actors, node affinity to HEX)
 //   shoal_actor_driver bad | concurrent
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -115,6 +117,7 @@ struct Flags {
   std::string ray_namespace = "default";
   int64_t batch = 10;
   bool detached = true;
+  std::string node;
 };
 
 Json ToJson(const Placement& p) { return {{"cuda_visible_devices", p.devices}, {"node", p.node}, {"pid", p.pid}}; }
@@ -304,6 +307,44 @@ int Cycles(const Flags& f) {
   return wrong == 0 ? 0 : 1;
 }
 
+// Scheduling strategies for actors through the C++ API; the GCS places actors with the raylets'
+// policy code: SPREAD actors on three nodes (the default would put these small ones on one), a
+// hard affinity to --node there, and one to a node too small DEAD, its calls failing.
+int Strategies(const Flags& f) {
+  Json out;
+  std::vector<shoal::ActorHandle<Counter>> spread;
+  for (int i = 0; i < 3; ++i) {
+    spread.push_back(shoal::Actor(Counter::Create)
+                         .SetResources({{"CPU", 0.1}})
+                         .SetSchedulingStrategy(shoal::SchedulingStrategy::Spread())
+                         .Remote(int64_t{0}));
+  }
+  std::set<std::string> nodes;
+  for (auto& a : spread) nodes.insert(shoal::Get(a.Task(&Counter::Where).Remote(), std::chrono::seconds(60))->node);
+  out["spread_nodes"] = nodes.size();
+
+  auto pinned = shoal::Actor(Counter::Create)
+                    .SetSchedulingStrategy(shoal::SchedulingStrategy::NodeAffinity(f.node, false))
+                    .Remote(int64_t{0});
+  out["pinned_node"] = shoal::Get(pinned.Task(&Counter::Where).Remote(), std::chrono::seconds(60))->node;
+
+  auto never = shoal::Actor(Counter::Create)
+                   .SetResources({{"CPU", 64}})
+                   .SetSchedulingStrategy(shoal::SchedulingStrategy::NodeAffinity(f.node, false))
+                   .Remote(int64_t{0});
+  try {
+    shoal::Get(never.Task(&Counter::Get).Remote(), std::chrono::seconds(60));
+    out["too_big"] = nullptr;
+  } catch (const shoal::ActorUnschedulableError& e) {
+    out["too_big"] = e.what();
+  }
+  for (auto& a : spread) a.Kill();
+  pinned.Kill();
+  std::cout << out << std::endl;
+  const bool ok = nodes.size() == 3 && out["pinned_node"] == f.node && out["too_big"].is_string();
+  return ok ? 0 : 1;
+}
+
 int Bad(const Flags&) {
   Json out;
   try {
@@ -381,7 +422,7 @@ int Concurrent(const Flags&) {
 const std::map<std::string, int (*)(const Flags&)> kCommands = {
     {"ordered", Ordered}, {"callers", Callers}, {"gpu", Gpu},     {"die", Die},
     {"named-create", NamedCreate}, {"named-get", NamedGet}, {"named-gone", NamedGone}, {"cycles", Cycles}, {"bad", Bad},
-    {"concurrent", Concurrent},
+    {"concurrent", Concurrent}, {"strategies", Strategies},
 };
 
 }  // namespace
@@ -403,6 +444,7 @@ int main(int argc, char** argv) {
   flags.AddString("name", &f.name, "named-*: the actor's name");
   flags.AddString("namespace", &f.ray_namespace, "named-*: the actor's namespace");
   flags.AddInt("batch", &f.batch, "cycles: actors alive at once");
+  flags.AddString("node", &f.node, "strategies: the node (hex id) to pin an actor to");
   flags.AddBool("detached", &f.detached, "named-create: whether the actor outlives this driver");
   return RunDriver(argc, argv, "shoal_actor_driver", flags, f, kCommands);
 }

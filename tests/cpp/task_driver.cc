@@ -8,6 +8,7 @@
 //   shoal_task_driver infeasible --gpus 2 --timeout-s 60     (prints a first line once submitted)
 //   shoal_task_driver slow --seconds 5 --pid-file F [--resource W] [--max-retries 3]
 //   shoal_task_driver free --rounds 20 --n 200 --size 50000
+//   shoal_task_driver strategies --node HEX --hold-ms 1000   (SPREAD, node affinity to HEX)
 //   shoal_task_driver raise | unregistered | bad-resources | basics
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include <iostream>
 #include <limits>
 #include <map>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -162,6 +164,7 @@ struct Flags {
   std::string resource;
   int64_t max_retries = 3;
   int64_t rounds = 20;
+  std::string node;
 };
 
 std::map<std::string, double> WithResource(const std::string& name, double amount = 0.001) {
@@ -217,6 +220,64 @@ int Gpu(const Flags& f) {
   for (const auto& p : shoal::Get(refs)) out.push_back(ToJson(*p));
   std::cout << out << std::endl;
   return 0;
+}
+
+// Scheduling strategies through the C++ API (shoal::SchedulingStrategy): SPREAD puts three
+// small tasks on three nodes (the default would keep them all here); a hard or soft affinity to
+// --node runs there; a hard one to a node too small fails; a malformed node id is refused.
+int Strategies(const Flags& f) {
+  Json out;
+  // A raylet learns the other nodes from the GCS once a second: a cluster that just started may
+  // place a first round here, so try a few.
+  std::set<std::string> spread;
+  int64_t rounds = 0;
+  while (spread.size() < 3 && rounds < 20) {
+    ++rounds;
+    spread.clear();
+    std::vector<shoal::ObjectRef<Placement>> refs;
+    for (int i = 0; i < 3; ++i) {
+      refs.push_back(shoal::Task(Hold)
+                         .SetResources({{"CPU", 0.1}})
+                         .SetSchedulingStrategy(shoal::SchedulingStrategy::Spread())
+                         .Remote(static_cast<int>(f.hold_ms)));
+    }
+    for (const auto& p : shoal::Get(refs, std::chrono::seconds(60))) spread.insert(p->node);
+  }
+  out["spread_nodes"] = spread.size();
+  out["spread_rounds"] = rounds;
+
+  std::set<std::string> pinned;
+  for (bool soft : {false, true}) {
+    for (int i = 0; i < 2; ++i) {
+      auto ref = shoal::Task(Hold)
+                     .SetResources({{"CPU", 0.1}})
+                     .SetSchedulingStrategy(shoal::SchedulingStrategy::NodeAffinity(f.node, soft))
+                     .Remote(0);
+      pinned.insert(shoal::Get(ref, std::chrono::seconds(60))->node);
+    }
+  }
+  out["pinned_nodes"] = pinned;
+
+  try {
+    shoal::Get(shoal::Task(Hold)
+                   .SetResources({{"CPU", 64}})
+                   .SetSchedulingStrategy(shoal::SchedulingStrategy::NodeAffinity(f.node, false))
+                   .Remote(0),
+               std::chrono::seconds(60));
+    out["too_big"] = nullptr;
+  } catch (const shoal::Error& e) {
+    out["too_big"] = e.what();
+  }
+  try {
+    shoal::Task(Hold).SetSchedulingStrategy(shoal::SchedulingStrategy::NodeAffinity("zz")).Remote(0);
+    out["bad_node"] = nullptr;
+  } catch (const shoal::Error& e) {
+    out["bad_node"] = e.what();
+  }
+  std::cout << out << std::endl;
+  const bool ok = spread.size() == 3 && pinned == std::set<std::string>{f.node} && out["too_big"].is_string() &&
+                  out["bad_node"].is_string();
+  return ok ? 0 : 1;
 }
 
 int Infeasible(const Flags& f) {
@@ -368,6 +429,7 @@ const std::map<std::string, int (*)(const Flags&)> kCommands = {
     {"many", Many},       {"refs", Refs},   {"gpu", Gpu},     {"infeasible", Infeasible},
     {"slow", SlowTask},   {"raise", Raise}, {"unregistered", Unregistered},
     {"bad-resources", BadResources},        {"basics", Basics}, {"nested", Nested}, {"free", Free},
+    {"strategies", Strategies},
 };
 
 }  // namespace
@@ -392,5 +454,6 @@ int main(int argc, char** argv) {
   flags.AddString("resource", &f.resource, "slow: a custom resource the task needs (a little of)");
   flags.AddInt("max-retries", &f.max_retries, "slow: retries after a worker or node death");
   flags.AddInt("rounds", &f.rounds, "free: rounds of n tasks returning --size bytes each");
+  flags.AddString("node", &f.node, "strategies: the node (hex id) to pin tasks to");
   return RunDriver(argc, argv, "shoal_task_driver", flags, f, kCommands);
 }

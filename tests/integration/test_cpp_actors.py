@@ -197,6 +197,16 @@ def test_bad_input_is_a_clear_error_and_the_actor_survives(cluster):
     assert_resources_back(cluster)
 
 
+def test_spread_and_node_affinity_for_actors_through_the_cpp_api(cluster):
+    start_three_nodes(cluster)
+    a = node_with(cluster, "A")["node_id"]
+    out = run_driver(cluster, "strategies", "--node", a)
+    assert out["spread_nodes"] == 3, out
+    assert out["pinned_node"] == a, out
+    assert "cannot be scheduled" in out["too_big"], out
+    assert_resources_back(cluster)
+
+
 def test_concurrent_actor_runs_calls_at_once(cluster):
     cluster.start_head("--num-cpus", 2)
     out = run_driver(cluster, "concurrent")

@@ -38,9 +38,9 @@ def test_max_calls_starts_a_new_worker_after_the_limit(driver):
     for p in fresh[:-1]:
         # The workers that reached their limit are gone, not idle in the pool.
         ray_util_wait_gone(p)
-    # Every lease comes back: idle leases are returned and the raylets report it (not at once).
+    # Every lease went back; the GCS hears it with the raylets' next report (once a second).
     from conftest import wait_until
-    wait_until(lambda: ray.available_resources().get("CPU") == ray.cluster_resources().get("CPU"), 30,
+    wait_until(lambda: ray.available_resources().get("CPU") == ray.cluster_resources().get("CPU"), 20,
                what="every CPU to be free again")
 
 
@@ -186,3 +186,74 @@ def test_failures_arrive_typed(driver):
 
     with pytest.raises(RuntimeError):
         ray.get(says_object.remote())
+
+
+# ---------------------------------------------------------------------------------------------
+# scheduling_strategy: one policy (src/scheduler) places tasks at the raylets and actors at the GCS.
+
+@ray.remote(num_cpus=1)
+def where():
+    return ray.get_runtime_context().get_node_id()
+
+
+@ray.remote(num_cpus=0)
+class Where:
+    def node(self):
+        return ray.get_runtime_context().get_node_id()
+
+
+def _node_with(resource):
+    nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"] and resource in n["Resources"]]
+    assert len(nodes) == 1, nodes
+    return nodes[0]
+
+
+def _all_cpus_free():
+    # The policies see the nodes as their last reports show them (once a second): start from a
+    # cluster with nothing left over from earlier tests.
+    from conftest import wait_until
+    wait_until(lambda: ray.available_resources().get("CPU") == ray.cluster_resources().get("CPU"), 20,
+               what="every CPU to be free")
+
+
+def test_spread_tasks_and_actors_land_on_different_nodes(driver):
+    from conftest import wait_until
+    _all_cpus_free()
+
+    # max_calls=1: each call gets its own lease, so the head raylet's policy places every one.
+    # (A raylet learns the other nodes from the GCS once a second, so a cluster that just
+    # started may place the first ones locally.)
+    def three_spread_tasks():
+        return {ray.get(where.options(scheduling_strategy="SPREAD", max_calls=1).remote()) for _ in range(3)}
+
+    wait_until(lambda: len(three_spread_tasks()) == 3, 30, what="three SPREAD tasks on three nodes")
+    # Actors are placed by the GCS with the same policy code.
+    actors = [Where.options(scheduling_strategy="SPREAD", num_cpus=1).remote() for _ in range(3)]
+    nodes = [ray.get(a.node.remote(), timeout=60) for a in actors]
+    assert len(set(nodes)) == 3, nodes
+    for a in actors:
+        ray.kill(a)
+
+
+def test_node_affinity_for_tasks_and_actors(driver):
+    from shoal.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    b = _node_with("B")
+    hard = NodeAffinitySchedulingStrategy(b, soft=False)
+    assert {ray.get(where.options(scheduling_strategy=hard).remote()) for _ in range(3)} == {b}
+    assert ray.get(where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(b, soft=True)).remote()) == b
+    pinned = Where.options(scheduling_strategy=hard).remote()
+    assert ray.get(pinned.node.remote(), timeout=60) == b
+    ray.kill(pinned)
+
+    # A hard affinity to a node that can never hold the request fails at once, typed.
+    with pytest.raises(ray.exceptions.TaskUnschedulableError):
+        ray.get(where.options(num_cpus=8, scheduling_strategy=hard).remote(), timeout=60)
+    never = Where.options(num_cpus=8, scheduling_strategy=hard).remote()
+    with pytest.raises(ray.exceptions.ActorUnschedulableError, match="cannot be scheduled"):
+        ray.get(never.node.remote(), timeout=60)
+
+    # A strategy the scheduler cannot read is refused when the task is submitted.
+    with pytest.raises(Exception, match="node affinity"):
+        where.options(scheduling_strategy=NodeAffinitySchedulingStrategy("not-a-node-id")).remote()
+    with pytest.raises(ValueError, match="scheduling_strategy"):
+        where.options(scheduling_strategy="ANYWHERE").remote()

@@ -1,5 +1,6 @@
 """Pure-Python parts of the shoal package, without a cluster: serialization layout, exception
 types, option validation."""
+import json
 import os
 import pickle
 import sys
@@ -86,5 +87,8 @@ def test_option_validation():
     core = options.core_options({"num_cpus": 0, "num_gpus": 0.25,
                                  "scheduling_strategy": NodeAffinitySchedulingStrategy("ab" * 14, soft=True)})
     assert core["resources"] == {"GPU": 0.25}
-    assert core["strategy"] == "NODE_AFFINITY" and core["soft"] is True
+    assert json.loads(core["strategy"]) == {"kind": "NODE_AFFINITY", "node_id": "ab" * 14, "soft": True}
+    assert json.loads(options.core_options({"scheduling_strategy": "SPREAD"})["strategy"]) == {"kind": "SPREAD"}
+    assert "strategy" not in options.core_options({"scheduling_strategy": "DEFAULT"})
+    assert "strategy" not in options.core_options({"scheduling_strategy": None})
     assert options.core_options({})["resources"] == {"CPU": 1.0}

@@ -91,6 +91,17 @@ def test_refs_flow_between_tasks_on_different_nodes(cluster):
     assert_resources_back(cluster)
 
 
+def test_spread_and_node_affinity_through_the_cpp_api(cluster):
+    start_three_nodes(cluster)
+    b = node_with(cluster, "B")["node_id"]
+    out = run_driver(cluster, "strategies", "--node", b, "--hold-ms", 1000, timeout=120)
+    assert out["spread_nodes"] == 3, out
+    assert out["pinned_nodes"] == [b], out
+    assert out["too_big"].startswith("TASK_UNSCHEDULABLE"), out
+    assert "bad node id" in out["bad_node"], out
+    assert_resources_back(cluster)
+
+
 def test_half_gpu_tasks_share_a_device(cluster):
     start_three_nodes(cluster)
     gpu_nodes = {node_with(cluster, "A")["node_id"], node_with(cluster, "B")["node_id"]}

@@ -12,6 +12,8 @@
 #include "shoal/common.pb.h"
 #include "src/common/fake_clock.h"
 #include "src/raylet/fake_process_spawner.h"
+#include "src/scheduler/fake_scheduling_policy.h"
+#include "src/scheduler/hybrid_policy.h"
 #include "tests/test_util/printers.h"
 #include "tests/test_util/resource_helpers.h"
 #include "tests/test_util/status_matchers.h"
@@ -46,11 +48,14 @@ struct Options {
   int max_start_failures = 3;
 };
 
-// A lease manager on node 1 with a fake spawner and clock; replies are captured by request id.
+// A lease manager on node 1 with a fake spawner and clock and the hybrid policy (or `policy`);
+// replies are captured by request id.
 class LeaseTest {
  public:
-  explicit LeaseTest(Options o = {})
-      : pool_(spawner, clock, PoolOptions()), leases(pool_, ManagerOptions(o)) {}
+  explicit LeaseTest(Options o = {}, std::unique_ptr<SchedulingPolicy> policy = nullptr)
+      : pool_(spawner, clock, PoolOptions()),
+        leases(pool_, policy != nullptr ? std::move(policy) : std::make_unique<HybridSchedulingPolicy>(),
+               ManagerOptions(o)) {}
 
   static WorkerPoolOptions PoolOptions() {
     WorkerPoolOptions p;
@@ -348,6 +353,104 @@ TEST_CASE("Node affinity: granted here, spilled to the named node, rejected once
   t.leases.Tick();
   CHECK_FALSE(t.Answered(unknown));
 }
+
+// ------------------------------------------------------------------ the injected policy
+
+// A lease manager whose policy is a fake the test scripts; `policy` stays valid while `t` lives.
+struct FakePolicyTest {
+  FakePolicyTest() : FakePolicyTest(std::make_unique<FakeSchedulingPolicy>()) {}
+  explicit FakePolicyTest(std::unique_ptr<FakeSchedulingPolicy> fake)
+      : policy(fake.get()), t(Options{.resources = {{"CPU", 4}}}, std::move(fake)) {}
+  FakeSchedulingPolicy* policy;
+  LeaseTest t;
+};
+
+TEST_CASE("The lease manager places each request where its injected policy says", "[lease_manager][policy]") {
+  FakePolicyTest f;
+  f.t.leases.UpdateClusterView({Node(2, {{"CPU", 4}}), Node(3, {{"CPU", 4}})});
+  // The hybrid policy would run this here (the local node is idle); the fake sends it to node 3.
+  f.policy->set_decide([](const ClusterResourceView&, const NodeId&, const SchedulingRequest&) {
+    return SchedulingDecision::Spillback(Id(3), /*available_now=*/true);
+  });
+  rpc::RequestWorkerLeaseRequest req;
+  req.set_job_id(kJob.Hex());
+  req.add_worker_command("/bin/worker");
+  (*req.mutable_resources()->mutable_amounts())["CPU"] = FixedPoint::kScale;
+  *req.mutable_strategy() = SpreadStrategy();
+  const Reply& r = f.t.ReplyOf(f.t.Send(req));
+  CHECK(r.kind() == Reply::SPILLBACK);
+  CHECK(r.spillback_node_id() == Id(3).Hex());
+  CHECK(r.spillback_raylet_address() == "10.0.0.3:7003");
+  CHECK(f.t.spawner.spawned().empty());
+  // The policy saw the request as sent, from this node, over the whole view.
+  REQUIRE(f.policy->calls().size() == 1);
+  const FakeSchedulingPolicy::Call& call = f.policy->calls()[0];
+  CHECK(call.local == Id(1));
+  CHECK(call.request.demand == RS({{"CPU", 1}}));
+  CHECK(call.request.strategy.kind() == rpc::SchedulingStrategy::SPREAD);
+  CHECK(call.view_size == 3);
+
+  // Told to run it here, the manager grants it here.
+  f.policy->set_decide([](const ClusterResourceView&, const NodeId& local, const SchedulingRequest&) {
+    return SchedulingDecision::RunLocal(local);
+  });
+  f.t.Grant({{"CPU", 1}});
+  CHECK(f.t.leases.Available() == RS({{"CPU", 3}}));
+  CHECK(f.policy->calls().size() == 2);
+}
+
+TEST_CASE("The injected policy's queue, unschedulable and error answers", "[lease_manager][policy]") {
+  FakePolicyTest f;
+  f.policy->set_decide([](const ClusterResourceView&, const NodeId& local, const SchedulingRequest&) {
+    return SchedulingDecision::Queue(local, "the fake says wait");
+  });
+  uint64_t waiting = f.t.Request({{"CPU", 1}});
+  f.t.RegisterAll();
+  f.t.leases.Tick();
+  CHECK_FALSE(f.t.Answered(waiting));
+  CHECK(f.t.spawner.spawned().empty());
+  CHECK(f.t.leases.stats().queued == 1);
+  // A second, equal request waits too; each pass asks the policy about the pair once.
+  uint64_t twin = f.t.Request({{"CPU", 1}});
+  const size_t before = f.policy->calls().size();
+  f.t.leases.Tick();
+  CHECK(f.policy->calls().size() == before + 1);
+  CHECK(f.t.leases.stats().queued == 2);
+
+  // Once the policy lets them run, the next pass grants both.
+  f.policy->set_decide([](const ClusterResourceView&, const NodeId& local, const SchedulingRequest&) {
+    return SchedulingDecision::RunLocal(local);
+  });
+  f.t.leases.Tick();
+  f.t.RegisterAll();
+  CHECK(f.t.ReplyOf(waiting).kind() == Reply::GRANTED);
+  CHECK(f.t.ReplyOf(twin).kind() == Reply::GRANTED);
+
+  f.policy->set_decide([](const ClusterResourceView&, const NodeId&, const SchedulingRequest&) {
+    return SchedulingDecision::Unschedulable("the fake says never");
+  });
+  uint64_t never = f.t.Request({{"CPU", 1}});
+  CHECK(f.t.ReplyOf(never).kind() == Reply::REJECTED);
+  CHECK(f.t.ReplyOf(never).message() == "the fake says never");
+
+  f.policy->set_decide([](const ClusterResourceView&, const NodeId&,
+                          const SchedulingRequest&) -> absl::StatusOr<SchedulingDecision> {
+    return absl::InvalidArgumentError("the fake refuses");
+  });
+  uint64_t refused = f.t.Request({{"CPU", 1}});
+  CHECK(f.t.ReplyOf(refused).kind() == Reply::REJECTED);
+  CHECK(f.t.ReplyOf(refused).message() == "the fake refuses");
+  CHECK(f.t.leases.Available() == RS({{"CPU", 2}}));  // only the two granted leases hold anything
+}
+
+TEST_CASE("A request spilled here is not put to the policy again", "[lease_manager][policy]") {
+  FakePolicyTest f;
+  uint64_t id = f.t.Request({{"CPU", 1}}, kJob.Hex(), kCommand, /*grant_or_reject=*/true);
+  f.t.RegisterAll();
+  CHECK(f.t.ReplyOf(id).kind() == Reply::GRANTED);
+  CHECK(f.policy->calls().empty());
+}
+
 
 TEST_CASE("A worker's death ends its lease and frees exactly its resources", "[lease_manager]") {
   LeaseTest t;

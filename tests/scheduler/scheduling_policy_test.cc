@@ -1,4 +1,4 @@
-#include "src/scheduler/scheduling_policy.h"
+#include "src/scheduler/hybrid_policy.h"
 
 #include <catch2/catch.hpp>
 
@@ -53,7 +53,7 @@ class Cluster {
 
 SchedulingDecision Decide(SchedulingPolicy& policy, const ClusterResourceView& view, int local,
                           const std::map<std::string, double>& demand,
-                          SchedulingStrategy strategy = DefaultStrategy{}) {
+                          rpc::SchedulingStrategy strategy = DefaultStrategy()) {
   auto decision = policy.Schedule(view, Id(local), {RS(demand), strategy});
   REQUIRE_OK(decision);
   return *decision;
@@ -81,7 +81,7 @@ TEST_CASE("Hybrid keeps work local while the local node is under the threshold",
     Cluster cluster;
     cluster.Add(1, {{"CPU", 4}});  // an idle peer that sorts before the local node
     cluster.Add(2, {{"CPU", 4}}, {{{"CPU", c.local_free_cpu}}});
-    SchedulingPolicy policy;
+    HybridSchedulingPolicy policy;
     INFO("local free CPU " << c.local_free_cpu);
     CHECK(Decide(policy, cluster.view(), 2, {{"CPU", 1}}) == c.want);
   }
@@ -93,7 +93,7 @@ TEST_CASE("Hybrid spills to the least-utilised node above the threshold", "[sche
   cluster.Add(2, {{"CPU", 10}}, {{{"CPU", 4}}});    // 60%
   cluster.Add(3, {{"CPU", 10}}, {{{"CPU", 1}}});    // 90%
   cluster.Add(4, {{"CPU", 10}}, {{{"CPU", 4}}});    // 60%: ties with 2, higher id
-  SchedulingPolicy policy;
+  HybridSchedulingPolicy policy;
   CHECK(Decide(policy, cluster.view(), 1, {{"CPU", 1}}) == SpillNow(2));
 
   SECTION("a tie with the local node goes to the local node") {
@@ -106,7 +106,7 @@ TEST_CASE("Hybrid spills to the least-utilised node above the threshold", "[sche
     CHECK(Decide(policy, cluster.view(), 1, {{"CPU", 1}}) == SpillNow(2));
   }
   SECTION("a threshold of 0 always picks the least utilised") {
-    SchedulingPolicy strict({.spread_threshold = 0});
+    HybridSchedulingPolicy strict({.spread_threshold = 0});
     cluster.Add(2, {{"CPU", 10}}, {{{"CPU", 6}}});
     cluster.Add(4, {{"CPU", 10}});
     CHECK(Decide(strict, cluster.view(), 1, {{"CPU", 1}}) == SpillNow(4));
@@ -118,7 +118,7 @@ TEST_CASE("Hybrid keeps CPU-only work off GPU nodes while a CPU node fits",
   Cluster cluster;
   cluster.Add(1, {{"CPU", 8}, {"GPU", 2}});  // local GPU node, idle
   cluster.Add(2, {{"CPU", 4}});
-  SchedulingPolicy policy;
+  HybridSchedulingPolicy policy;
   CHECK(Decide(policy, cluster.view(), 1, {{"CPU", 1}}) == SpillNow(2));
 
   SECTION("GPU nodes take CPU work once no CPU node fits now") {
@@ -126,7 +126,7 @@ TEST_CASE("Hybrid keeps CPU-only work off GPU nodes while a CPU node fits",
     CHECK(Decide(policy, cluster.view(), 1, {{"CPU", 1}}) == RunLocal(1));
   }
   SECTION("not with avoid_gpu_nodes off") {
-    SchedulingPolicy keep_local({.avoid_gpu_nodes = false});
+    HybridSchedulingPolicy keep_local({.avoid_gpu_nodes = false});
     CHECK(Decide(keep_local, cluster.view(), 1, {{"CPU", 1}}) == RunLocal(1));
   }
   SECTION("an empty demand stays local") {
@@ -143,7 +143,7 @@ TEST_CASE("Hybrid queues feasible work and reports impossible work as infeasible
   Cluster cluster;
   cluster.Add(1, {{"CPU", 4}, {"GPU", 1}});
   cluster.Add(2, {{"CPU", 4}, {"GPU", 1}});
-  SchedulingPolicy policy;
+  HybridSchedulingPolicy policy;
 
   SchedulingDecision two_gpus = Decide(policy, cluster.view(), 1, {{"GPU", 2}});
   CHECK(two_gpus.kind == Kind::kInfeasible);
@@ -174,7 +174,7 @@ TEST_CASE("Hybrid places fractional GPU demands on a device with that share free
   Cluster cluster;
   NodeView& local = cluster.Add(1, {{"CPU", 4}, {"GPU", 1}}, {{{"CPU", 4}, {"GPU", 0.5}}});
   local.gpu_free = {FP(0.5)};
-  SchedulingPolicy policy;
+  HybridSchedulingPolicy policy;
   CHECK(Decide(policy, cluster.view(), 1, {{"GPU", 0.5}}) == RunLocal(1));
   CHECK(Decide(policy, cluster.view(), 1, {{"GPU", 0.25}}) == RunLocal(1));
   CHECK(Decide(policy, cluster.view(), 1, {{"GPU", 0.75}}).kind == Kind::kQueue);
@@ -197,12 +197,12 @@ TEST_CASE("A scheduling-disabled head takes no work and makes nothing feasible",
   head.is_head = true;
   head.scheduling_disabled = true;
   cluster.Add(2, {{"CPU", 2}});
-  SchedulingPolicy policy;
+  HybridSchedulingPolicy policy;
   CHECK(Decide(policy, cluster.view(), 1, {{"CPU", 1}}) == SpillNow(2));
   CHECK(Decide(policy, cluster.view(), 1, {}) == SpillNow(2));
   CHECK(Decide(policy, cluster.view(), 1, {{"CPU", 8}}).kind == Kind::kInfeasible);
   CHECK(Decide(policy, cluster.view(), 2, {{"GPU", 1}}).kind == Kind::kInfeasible);
-  CHECK(Decide(policy, cluster.view(), 1, {{"GPU", 1}}, SpreadStrategy{}).kind ==
+  CHECK(Decide(policy, cluster.view(), 1, {{"GPU", 1}}, SpreadStrategy()).kind ==
         Kind::kInfeasible);
 
   SECTION("work that fits the worker but not now waits there") {
@@ -218,7 +218,7 @@ TEST_CASE("Dead nodes and unknown local nodes are ignored", "[scheduler][hybrid]
   Cluster cluster;
   cluster.Add(1, {{"CPU", 4}}, {{{"CPU", 0}}});
   cluster.Add(2, {{"CPU", 16}}).alive = false;
-  SchedulingPolicy policy;
+  HybridSchedulingPolicy policy;
   CHECK(Decide(policy, cluster.view(), 1, {{"CPU", 1}}).kind == Kind::kQueue);
   CHECK(Decide(policy, cluster.view(), 1, {{"CPU", 8}}).kind == Kind::kInfeasible);
   // A local node the view does not know yet is simply not a candidate.
@@ -236,30 +236,30 @@ TEST_CASE("SPREAD sends N requests to N nodes without waiting for new reports",
   cluster.Add(3, {{"CPU", 4}});
   cluster.Add(4, {{"CPU", 4}});
   const ClusterResourceView& view = cluster.view();
-  SchedulingPolicy policy;
+  HybridSchedulingPolicy policy;
   std::set<NodeId> used;
   for (int i = 0; i < 4; ++i) {
-    SchedulingDecision d = Decide(policy, view, 1, {{"CPU", 1}}, SpreadStrategy{});
+    SchedulingDecision d = Decide(policy, view, 1, {{"CPU", 1}}, SpreadStrategy());
     CHECK(d.available_now);
     used.insert(d.node);
   }
   CHECK(used.size() == 4);
   // The fifth starts the round again.
-  CHECK(Decide(policy, view, 1, {{"CPU", 1}}, SpreadStrategy{}) == RunLocal(1));
+  CHECK(Decide(policy, view, 1, {{"CPU", 1}}, SpreadStrategy()) == RunLocal(1));
 
   SECTION("only nodes that fit now take part") {
     cluster.Add(2, {{"CPU", 4}}, {{{"CPU", 0}}});
     const ClusterResourceView& busy = cluster.view();
     std::vector<NodeId> order;
     for (int i = 0; i < 3; ++i) {
-      order.push_back(Decide(policy, busy, 1, {{"CPU", 1}}, SpreadStrategy{}).node);
+      order.push_back(Decide(policy, busy, 1, {{"CPU", 1}}, SpreadStrategy()).node);
     }
     CHECK(order == std::vector<NodeId>{Id(3), Id(4), Id(1)});
   }
   SECTION("with nothing free, queue here like hybrid") {
     for (int n = 1; n <= 4; ++n) cluster.Add(n, {{"CPU", 4}}, {{{"CPU", 0}}});
-    CHECK(Decide(policy, cluster.view(), 1, {{"CPU", 1}}, SpreadStrategy{}).kind == Kind::kQueue);
-    CHECK(Decide(policy, cluster.view(), 1, {{"CPU", 5}}, SpreadStrategy{}).kind ==
+    CHECK(Decide(policy, cluster.view(), 1, {{"CPU", 1}}, SpreadStrategy()).kind == Kind::kQueue);
+    CHECK(Decide(policy, cluster.view(), 1, {{"CPU", 5}}, SpreadStrategy()).kind ==
           Kind::kInfeasible);
   }
 }
@@ -275,46 +275,56 @@ TEST_CASE("Node affinity: the named node, or infeasible (hard) / hybrid (soft)",
   cluster.Add(4, {{"CPU", 4}}).alive = false;
   cluster.Add(5, {{"CPU", 4}}).scheduling_disabled = true;
   const ClusterResourceView& view = cluster.view();
-  SchedulingPolicy policy;
-  auto hard = [](int n) { return NodeAffinityStrategy{Id(n), false}; };
-  auto soft = [](int n) { return NodeAffinityStrategy{Id(n), true}; };
+  HybridSchedulingPolicy policy;
+  auto hard = [](int n) { return NodeAffinityStrategy(Id(n), false); };
+  auto soft = [](int n) { return NodeAffinityStrategy(Id(n), true); };
   const std::map<std::string, double> one_cpu = {{"CPU", 1}};
 
   CHECK(Decide(policy, view, 1, one_cpu, hard(2)) == SpillNow(2));
   CHECK(Decide(policy, view, 1, one_cpu, hard(1)) == RunLocal(1));
   // Feasible but busy: wait on that node, hard or soft.
   for (bool is_soft : {false, true}) {
-    SchedulingDecision d = Decide(policy, view, 1, one_cpu, NodeAffinityStrategy{Id(3), is_soft});
+    SchedulingDecision d = Decide(policy, view, 1, one_cpu, NodeAffinityStrategy(Id(3), is_soft));
     CHECK(d.kind == Kind::kSpillback);
     CHECK(d.node == Id(3));
     CHECK_FALSE(d.available_now);
-    CHECK(Decide(policy, view, 3, one_cpu, NodeAffinityStrategy{Id(3), is_soft}).kind ==
+    CHECK(Decide(policy, view, 3, one_cpu, NodeAffinityStrategy(Id(3), is_soft)).kind ==
           Kind::kQueue);
   }
 
+  // Hard: unschedulable when that cannot change (dead, disabled, too small), infeasible (wait)
+  // for a node that may still join.
   struct Case {
     int target;
     std::map<std::string, double> demand;
     std::string reason;
+    Kind hard_kind;
   };
   const std::vector<Case> unusable = {
-      {4, one_cpu, "is dead"},
-      {9, one_cpu, "is unknown"},
-      {5, one_cpu, "scheduling disabled"},
-      {2, {{"CPU", 8}}, "cannot hold {CPU: 8}"},
+      {4, one_cpu, "is dead", Kind::kUnschedulable},
+      {9, one_cpu, "is unknown", Kind::kInfeasible},
+      {5, one_cpu, "scheduling disabled", Kind::kUnschedulable},
+      {2, {{"CPU", 8}}, "cannot hold {CPU: 8}", Kind::kUnschedulable},
   };
   for (const Case& c : unusable) {
     INFO("target " << c.target);
     SchedulingDecision d = Decide(policy, view, 1, c.demand, hard(c.target));
-    CHECK(d.kind == Kind::kInfeasible);
+    CHECK(d.kind == c.hard_kind);
+    CHECK(d.node.IsNil());
     CHECK_THAT(d.reason, Catch::Contains(c.reason));
     // Soft affinity falls back to hybrid.
-    SchedulingPolicy fresh;
+    HybridSchedulingPolicy fresh;
     CHECK(Decide(policy, view, 1, c.demand, soft(c.target)) == Decide(fresh, view, 1, c.demand));
   }
   CHECK(Decide(policy, view, 1, one_cpu, soft(4)) == RunLocal(1));
 
-  CHECK_CODE(policy.Schedule(view, Id(1), {RS(one_cpu), NodeAffinityStrategy{}}), kInvalidArgument);
+  CHECK_CODE(policy.Schedule(view, Id(1), {RS(one_cpu), NodeAffinityStrategy(NodeId::Nil(), false)}),
+             kInvalidArgument);
+  rpc::SchedulingStrategy no_node;
+  no_node.set_kind(rpc::SchedulingStrategy::NODE_AFFINITY);
+  CHECK_CODE(policy.Schedule(view, Id(1), {RS(one_cpu), no_node}), kInvalidArgument);
+  no_node.set_node_id("not hex");
+  CHECK_CODE(policy.Schedule(view, Id(1), {RS(one_cpu), no_node}), kInvalidArgument);
 }
 
 // ------------------------------------------------------------------ validation and output
@@ -323,10 +333,9 @@ TEST_CASE("Schedule rejects a non-whole GPU amount above 1", "[scheduler][valida
   Cluster cluster;
   cluster.Add(1, {{"CPU", 4}, {"GPU", 2}});
   const ClusterResourceView& view = cluster.view();
-  SchedulingPolicy policy;
-  for (SchedulingStrategy strategy :
-       {SchedulingStrategy{DefaultStrategy{}}, SchedulingStrategy{SpreadStrategy{}},
-        SchedulingStrategy{NodeAffinityStrategy{Id(1), true}}}) {
+  HybridSchedulingPolicy policy;
+  for (const rpc::SchedulingStrategy& strategy :
+       {DefaultStrategy(), SpreadStrategy(), NodeAffinityStrategy(Id(1), true)}) {
     CHECK_CODE(policy.Schedule(view, Id(1), {RS({{"GPU", 1.5}}), strategy}), kInvalidArgument);
     CHECK_OK(policy.Schedule(view, Id(1), {RS({{"GPU", 2}}), strategy}));
     CHECK_OK(policy.Schedule(view, Id(1), {RS({{"GPU", 0.5}}), strategy}));
@@ -340,6 +349,21 @@ TEST_CASE("SchedulingDecision prints what to do", "[scheduler]") {
         "spillback(02000000, wait): busy");
   CHECK(SchedulingDecision::Queue(Id(1), "busy").ToString() == "queue(01000000): busy");
   CHECK(SchedulingDecision::Infeasible("too big").ToString() == "infeasible: too big");
+  CHECK(SchedulingDecision::Unschedulable("node dead").ToString() == "unschedulable: node dead");
+}
+
+TEST_CASE("ValidateStrategy accepts the known kinds and refuses malformed ones", "[scheduler][validation]") {
+  CHECK_OK(ValidateStrategy(DefaultStrategy()));
+  CHECK_OK(ValidateStrategy(SpreadStrategy()));
+  CHECK_OK(ValidateStrategy(NodeAffinityStrategy(Id(3), true)));
+  rpc::SchedulingStrategy s = NodeAffinityStrategy(Id(3), false);
+  s.clear_node_id();
+  CHECK_CODE(ValidateStrategy(s), kInvalidArgument);
+  s.set_node_id("zz");
+  CHECK_CODE(ValidateStrategy(s), kInvalidArgument);
+  CHECK_CODE(ValidateStrategy(NodeAffinityStrategy(NodeId::Nil(), true)), kInvalidArgument);
+  s.set_kind(static_cast<rpc::SchedulingStrategy::Kind>(42));
+  CHECK_CODE(ValidateStrategy(s), kInvalidArgument);
 }
 
 // ------------------------------------------------------------------ randomized properties
@@ -360,7 +384,7 @@ ResourceSet RandomShape(std::mt19937& rng) {
 TEST_CASE("Property: decisions respect availability, feasibility and flags",
           "[scheduler][property]") {
   std::mt19937 rng(20240611);
-  SchedulingPolicy policy;
+  HybridSchedulingPolicy policy;
   int run_now = 0, queued = 0, waiting = 0, infeasible = 0;
   for (int iteration = 0; iteration < 5000; ++iteration) {
     // A random cluster whose free resources come from real allocations.
@@ -389,12 +413,12 @@ TEST_CASE("Property: decisions respect availability, feasibility and flags",
     }
     const NodeId local = Id(std::uniform_int_distribution<int>(1, nodes + 1)(rng));
     const ResourceSet demand = RandomShape(rng);
-    SchedulingStrategy strategy = DefaultStrategy{};
+    rpc::SchedulingStrategy strategy = DefaultStrategy();
     switch (rng() % 4) {
-      case 1: strategy = SpreadStrategy{}; break;
+      case 1: strategy = SpreadStrategy(); break;
       case 2: {
         const NodeId target = Id(std::uniform_int_distribution<int>(1, nodes + 1)(rng));
-        strategy = NodeAffinityStrategy{target, /*soft=*/rng() % 2 == 0};
+        strategy = NodeAffinityStrategy(target, /*soft=*/rng() % 2 == 0);
         break;
       }
       default: break;
@@ -444,24 +468,28 @@ TEST_CASE("Property: decisions respect availability, feasibility and flags",
         ++queued;
         break;
       case Kind::kInfeasible:
+      case Kind::kUnschedulable:
         CHECK(d.node.IsNil());
         ++infeasible;
         break;
     }
 
-    if (const auto* affinity = std::get_if<NodeAffinityStrategy>(&strategy);
-        affinity != nullptr && !affinity->soft) {
-      const NodeView* target = view.Find(affinity->node);
+    const bool affinity = strategy.kind() == rpc::SchedulingStrategy::NODE_AFFINITY;
+    if (affinity && !strategy.soft()) {
+      const NodeView* target = view.Find(*NodeId::FromHex(strategy.node_id()));
       const bool usable = target != nullptr && feasible_on(*target);
-      CHECK((d.kind == Kind::kInfeasible) == !usable);
-      if (usable) CHECK(d.node == affinity->node);
+      // Unusable: waits for an unknown node, fails for one that cannot change.
+      CHECK((d.kind == Kind::kInfeasible) == (target == nullptr));
+      CHECK((d.kind == Kind::kUnschedulable) == (target != nullptr && !usable));
+      if (usable) CHECK(d.node == target->id);
       continue;
     }
+    CHECK(d.kind != Kind::kUnschedulable);
     CHECK((d.kind == Kind::kInfeasible) == !any_feasible);
-    if (std::holds_alternative<NodeAffinityStrategy>(strategy)) continue;
+    if (affinity) continue;
     // Default and spread run now whenever some node can.
     CHECK(d.available_now == any_available);
-    if (d.available_now && std::holds_alternative<DefaultStrategy>(strategy) &&
+    if (d.available_now && strategy.kind() == rpc::SchedulingStrategy::DEFAULT &&
         !demand.IsEmpty() && demand.Get(kGPU).IsZero() && cpu_node_available) {
       CHECK_FALSE(chosen->HasGpus());
     }

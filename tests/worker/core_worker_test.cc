@@ -9,6 +9,7 @@
 
 #include "absl/strings/cord.h"
 #include "src/common/fake_clock.h"
+#include "src/scheduler/scheduling_policy.h"
 #include "src/worker/core_worker.h"
 #include "src/worker/fake_store_access.h"
 #include "src/worker/fake_task_transport.h"
@@ -235,15 +236,22 @@ TEST_CASE("task spec: bad options are refused", "[task_spec]") {
   REQUIRE_OK(BuildTaskSpec(kJob, "f", retries, "", {}));
 
   TaskOptions affinity;
-  affinity.strategy = TaskOptions::Strategy::kNodeAffinity;
+  affinity.strategy.set_kind(rpc::SchedulingStrategy::NODE_AFFINITY);
+  REQUIRE_CODE(BuildTaskSpec(kJob, "f", affinity, "", {}), kInvalidArgument);  // which node?
+  affinity.strategy.set_node_id("not hex");
   REQUIRE_CODE(BuildTaskSpec(kJob, "f", affinity, "", {}), kInvalidArgument);
-  affinity.affinity_node = NodeId::FromRandom();
-  affinity.affinity_soft = true;
+  const NodeId node = NodeId::FromRandom();
+  affinity.strategy.set_node_id(node.Hex());
+  affinity.strategy.set_soft(true);
   auto spec = BuildTaskSpec(kJob, "f", affinity, "", {});
   REQUIRE_OK(spec);
+  // The spec carries the strategy as it was given.
   CHECK(spec->strategy().kind() == rpc::SchedulingStrategy::NODE_AFFINITY);
-  CHECK(spec->strategy().node_id() == affinity.affinity_node.Hex());
+  CHECK(spec->strategy().node_id() == node.Hex());
   CHECK(spec->strategy().soft());
+  TaskOptions unknown;
+  unknown.strategy.set_kind(static_cast<rpc::SchedulingStrategy::Kind>(42));
+  REQUIRE_CODE(BuildTaskSpec(kJob, "f", unknown, "", {}), kInvalidArgument);
 
   REQUIRE_CODE(BuildTaskSpec(kJob, "", TaskOptions{}, "", {}), kInvalidArgument);
 }
@@ -266,26 +274,33 @@ TEST_CASE("retry bookkeeping: attempts up to max_retries", "[task_spec]") {
 }
 
 TEST_CASE("scheduling key: resources, strategy and worker command, not the function", "[task_spec]") {
-  auto key = [](const std::string& fn, std::map<std::string, double> res, TaskOptions::Strategy strategy,
+  auto key = [](const std::string& fn, std::map<std::string, double> res, const rpc::SchedulingStrategy& strategy,
                 std::vector<std::string> cmd) {
     TaskOptions o;
     o.resources = *ResourceSet::FromDoubles(res);
     o.strategy = strategy;
-    if (strategy == TaskOptions::Strategy::kNodeAffinity) o.affinity_node = *NodeId::FromHex(std::string(56, 'a'));
     return SchedulingKey::Of(*BuildTaskSpec(kJob, fn, o, "", cmd));
   };
-  using S = TaskOptions::Strategy;
-  const auto base = key("f", {{"CPU", 1}}, S::kDefault, {"/a"});
-  CHECK(key("g", {{"CPU", 1}}, S::kDefault, {"/a"}) == base);
-  CHECK(key("f", {}, S::kDefault, {"/a"}) == base);  // empty means {CPU: 1}
-  CHECK_FALSE(key("f", {{"CPU", 2}}, S::kDefault, {"/a"}) == base);
-  CHECK_FALSE(key("f", {{"CPU", 1}, {"GPU", 0.5}}, S::kDefault, {"/a"}) == base);
-  CHECK_FALSE(key("f", {{"CPU", 1}}, S::kSpread, {"/a"}) == base);
-  CHECK_FALSE(key("f", {{"CPU", 1}}, S::kNodeAffinity, {"/a"}) == base);
-  CHECK_FALSE(key("f", {{"CPU", 1}}, S::kDefault, {"/b"}) == base);
-  CHECK_FALSE(key("f", {{"CPU", 1}}, S::kDefault, {"/a", "x"}) == base);
+  const NodeId a = *NodeId::FromHex(std::string(56, 'a'));
+  const NodeId b = *NodeId::FromHex(std::string(56, 'b'));
+  const rpc::SchedulingStrategy plain = DefaultStrategy();
+  const auto base = key("f", {{"CPU", 1}}, plain, {"/a"});
+  CHECK(key("g", {{"CPU", 1}}, plain, {"/a"}) == base);
+  CHECK(key("f", {}, plain, {"/a"}) == base);  // empty means {CPU: 1}
+  CHECK_FALSE(key("f", {{"CPU", 2}}, plain, {"/a"}) == base);
+  CHECK_FALSE(key("f", {{"CPU", 1}, {"GPU", 0.5}}, plain, {"/a"}) == base);
+  CHECK_FALSE(key("f", {{"CPU", 1}}, SpreadStrategy(), {"/a"}) == base);
+  CHECK_FALSE(key("f", {{"CPU", 1}}, NodeAffinityStrategy(a, false), {"/a"}) == base);
+  CHECK(key("f", {{"CPU", 1}}, NodeAffinityStrategy(a, false), {"/a"}) ==
+        key("g", {{"CPU", 1}}, NodeAffinityStrategy(a, false), {"/a"}));
+  CHECK_FALSE(key("f", {{"CPU", 1}}, NodeAffinityStrategy(a, false), {"/a"}) ==
+              key("f", {{"CPU", 1}}, NodeAffinityStrategy(b, false), {"/a"}));
+  CHECK_FALSE(key("f", {{"CPU", 1}}, NodeAffinityStrategy(a, false), {"/a"}) ==
+              key("f", {{"CPU", 1}}, NodeAffinityStrategy(a, true), {"/a"}));
+  CHECK_FALSE(key("f", {{"CPU", 1}}, plain, {"/b"}) == base);
+  CHECK_FALSE(key("f", {{"CPU", 1}}, plain, {"/a", "x"}) == base);
   // Argument boundaries matter: {"ab"} differs from {"a", "b"}.
-  CHECK_FALSE(key("f", {}, S::kDefault, {"ab"}) == key("f", {}, S::kDefault, {"a", "b"}));
+  CHECK_FALSE(key("f", {}, plain, {"ab"}) == key("f", {}, plain, {"a", "b"}));
 }
 
 // ---------------------------------------------------------------------------------------------

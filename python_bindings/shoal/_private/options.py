@@ -2,7 +2,7 @@
 import numbers
 import os
 
-from shoal.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from shoal.util import scheduling_strategies
 
 TASK_OPTIONS = {"num_cpus", "num_gpus", "memory", "resources", "max_retries", "retry_exceptions",
                 "scheduling_strategy", "num_returns", "name", "runtime_env", "accelerator_type",
@@ -87,10 +87,7 @@ def validate(options, allowed=TASK_OPTIONS):
     if options.get("runtime_env") is not None:
         validate_runtime_env(options["runtime_env"])
     if "scheduling_strategy" in options:
-        s = options["scheduling_strategy"]
-        if s is not None and s not in ("DEFAULT", "SPREAD") and not isinstance(s, NodeAffinitySchedulingStrategy):
-            raise ValueError(f"scheduling_strategy must be 'DEFAULT', 'SPREAD' or a "
-                             f"NodeAffinitySchedulingStrategy, got {s!r}")
+        scheduling_strategies.validate(options["scheduling_strategy"])
     return options
 
 
@@ -154,11 +151,7 @@ def core_options(options, default_cpus=1):
         max_calls = 1  # Ray's default for GPU tasks: the worker exits, and its GPU memory goes back
     if max_calls:
         out["max_calls"] = int(max_calls)
-    strategy = options.get("scheduling_strategy")
-    if strategy == "SPREAD":
-        out["strategy"] = "SPREAD"
-    elif isinstance(strategy, NodeAffinitySchedulingStrategy):
-        out["strategy"] = "NODE_AFFINITY"
-        out["node_id"] = strategy.node_id
-        out["soft"] = strategy.soft
+    strategy = scheduling_strategies.to_proto_json(options.get("scheduling_strategy"))
+    if strategy is not None:
+        out["strategy"] = strategy  # rpc::SchedulingStrategy as JSON; the core converts it
     return out
