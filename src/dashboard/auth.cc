@@ -20,8 +20,9 @@ bool IsLoopback(const std::string& host) {
 
 bool IsWildcard(const std::string& host) { return host == "0.0.0.0" || host == "::" || host == "[::]" || host.empty(); }
 
-// The Host header's name and port ("[::1]:80" -> "[::1]", 80). Port 80 when absent.
-std::pair<std::string, int> SplitHost(const std::string& host_header) {
+}  // namespace
+
+HostHeader ParseHostHeader(const std::string& host_header) {
   std::string host = absl::AsciiStrToLower(std::string(absl::StripAsciiWhitespace(host_header)));
   size_t colon = host.rfind(':');
   size_t bracket = host.rfind(']');
@@ -36,14 +37,12 @@ std::pair<std::string, int> SplitHost(const std::string& host_header) {
 
 bool HostAllowed(const AuthPolicy& policy, const std::string& host_header) {
   if (IsWildcard(policy.bound_host)) return true;
-  auto [name, port] = SplitHost(host_header);
+  auto [name, port] = ParseHostHeader(host_header);
   if (port != policy.bound_port) return false;
   std::string bound = absl::AsciiStrToLower(policy.bound_host);
   if (name == bound || (!bound.empty() && name == absl::StrCat("[", bound, "]"))) return true;
   return IsLoopback(bound) && IsLoopback(name);
 }
-
-}  // namespace
 
 bool IsStateChanging(const std::string& method) {
   return !(method == "GET" || method == "HEAD" || method == "OPTIONS");

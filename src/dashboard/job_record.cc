@@ -101,6 +101,33 @@ std::string NewSubmissionId() {
   return id;
 }
 
+absl::StatusOr<RuntimeEnv> ParseRuntimeEnv(const nlohmann::json& value) {
+  RuntimeEnv env;
+  if (value.is_null()) return env;
+  if (!value.is_object()) return Bad("runtime_env must be an object");
+  env.raw = value;
+  if (auto wd = value.find("working_dir"); wd != value.end() && !wd->is_null()) {
+    if (!wd->is_string()) return Bad("runtime_env.working_dir must be a string");
+    env.working_dir = wd->get<std::string>();
+  }
+  if (auto vars = value.find("env_vars"); vars != value.end()) {
+    if (auto s = StringMap(*vars, "runtime_env.env_vars", &env.env_vars); !s.ok()) return s;
+  }
+  return env;
+}
+
+bool IsValidPackageName(const std::string& name) {
+  return name.size() > 4 && name.ends_with(".zip") && IsValidSubmissionId(name);
+}
+
+std::optional<std::string> PackageNameFromUri(const std::string& uri) {
+  constexpr std::string_view kPrefix = "gcs://";
+  if (!uri.starts_with(kPrefix)) return std::nullopt;
+  std::string name = uri.substr(kPrefix.size());
+  if (!IsValidPackageName(name)) return std::nullopt;
+  return name;
+}
+
 absl::StatusOr<JobSpec> ParseSubmitRequest(const std::string& body) {
   nlohmann::json doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return Bad("the request body is not valid JSON");
@@ -120,16 +147,12 @@ absl::StatusOr<JobSpec> ParseSubmitRequest(const std::string& body) {
     }
     if (spec.submission_id.empty()) spec.submission_id = it->get<std::string>();
   }
-  if (auto it = doc.find("runtime_env"); it != doc.end() && !it->is_null()) {
-    if (!it->is_object()) return Bad("runtime_env must be an object");
-    spec.runtime_env = *it;
-    if (auto wd = it->find("working_dir"); wd != it->end() && !wd->is_null()) {
-      if (!wd->is_string()) return Bad("runtime_env.working_dir must be a string");
-      spec.working_dir = wd->get<std::string>();
-    }
-    if (auto env = it->find("env_vars"); env != it->end()) {
-      if (auto s = StringMap(*env, "runtime_env.env_vars", &spec.env_vars); !s.ok()) return s;
-    }
+  if (auto it = doc.find("runtime_env"); it != doc.end()) {
+    absl::StatusOr<RuntimeEnv> env = ParseRuntimeEnv(*it);
+    if (!env.ok()) return env.status();
+    spec.runtime_env = std::move(env->raw);
+    spec.working_dir = std::move(env->working_dir);
+    spec.env_vars = std::move(env->env_vars);
   }
   if (auto it = doc.find("metadata"); it != doc.end()) {
     if (auto s = StringMap(*it, "metadata", &spec.metadata); !s.ok()) return s;
