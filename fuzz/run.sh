@@ -41,9 +41,11 @@ for t in "${TARGETS[@]}"; do
   else
     limit=(-max_total_time="$SECONDS_PER_TARGET")
   fi
+  dict=()
+  case $t in job_record|runtime_env) dict=(-dict=fuzz/json.dict) ;; esac
   start=$(date +%s)
   # The outer timeout only guards against a hang outside libFuzzer's own limits.
-  timeout -k 10 $((SECONDS_PER_TARGET + 300)) "$bin" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 \
+  timeout -k 10 $((SECONDS_PER_TARGET + 300)) "$bin" "${limit[@]}" "${dict[@]}" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$work/" "$work/corpus" "$seeds" >"$work/log" 2>&1
   rc=$?
   elapsed=$(( $(date +%s) - start ))
