@@ -11,7 +11,7 @@ bash scripts/build.sh
 echo "== C++ tests (ctest)"
 ctest --test-dir build --output-on-failure -j 2
 # Each fuzz target on its seed corpus for FUZZ_SECONDS (10) seconds, clang build included:
-# about 1.5 minutes with ccache warm, 2.5 cold, on 2 cores (fuzz/README.md).
+# about 1.5 minutes on 2 cores, the clang build (20-50 s from scratch) included (fuzz/README.md).
 echo "== fuzz targets (libFuzzer, ${FUZZ_SECONDS:-10} s each)"
 bash fuzz/run.sh "${FUZZ_SECONDS:-10}"
 echo "== integration tests (pytest)"
