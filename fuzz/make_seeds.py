@@ -2,7 +2,7 @@
 """Writes the seed corpora in fuzz/corpus/<target>/ (committed; run again after a format change).
 
 Seeds are small real examples: object-store frames laid out as src/object_store/protocol.h
-specifies (the store_protocol target checks each decodes and re-encodes to the same bytes),
+specifies (each decodes: the req_* as requests, the rep_* as replies),
 submit bodies as Ray's JobSubmissionClient and `shoal job submit` send them, stored job records
 as JobRecord::Serialize writes them, runtime_envs, and request headers. The targets that read
 their input through libFuzzer's FuzzedDataProvider (store_stream, websocket, http_auth) take
