@@ -18,11 +18,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
-#include "shoal/gcs.grpc.pb.h"
 #include "src/api/local_cluster.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/common/rpc.h"
+#include "src/gcs_client/gcs_client.h"
 #include "src/worker/core_worker.h"
 #include "src/worker/object_value.h"
 
@@ -457,17 +457,12 @@ class PyCoreWorker {
 
 // The GCS's view of the cluster, for shoal.nodes() and the resource queries.
 py::dict ClusterStatus(const std::string& gcs_address, double timeout) {
-  rpc::GetClusterStatusReply reply;
-  absl::Status s;
+  absl::StatusOr<rpc::GetClusterStatusReply> status;
   {
     py::gil_scoped_release release;
-    auto stub = rpc::ClusterStatusService::NewStub(MakeChannel(gcs_address));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(timeout)));
-    ctx.set_wait_for_ready(true);
-    s = FromGrpcStatus(stub->GetClusterStatus(&ctx, rpc::GetClusterStatusRequest(), &reply));
+    status = GcsClient({.address = gcs_address, .timeout = absl::Seconds(timeout)}).GetClusterStatus();
   }
-  Check(s);
+  const rpc::GetClusterStatusReply reply = Check(std::move(status));
   py::dict out;
   out["total"] = ResourcesToDict(reply.total());
   out["available"] = ResourcesToDict(reply.available());

@@ -12,7 +12,7 @@
 #include "nlohmann/json.hpp"
 #include "shoal/gcs.pb.h"
 
-namespace shoal::cli {
+namespace shoal::cluster {
 
 // The human-readable report: nodes, cluster resources used/total, demands.
 std::string FormatClusterStatus(const rpc::GetClusterStatusReply& reply, const std::string& gcs_address);
@@ -21,4 +21,4 @@ std::string FormatClusterStatus(const rpc::GetClusterStatusReply& reply, const s
 // quantities as floating-point numbers.
 nlohmann::json ClusterStatusToJson(const rpc::GetClusterStatusReply& reply, const std::string& gcs_address);
 
-}  // namespace shoal::cli
+}  // namespace shoal::cluster

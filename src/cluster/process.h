@@ -18,7 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
-namespace shoal::cli {
+namespace shoal::cluster {
 
 struct ProcessId {
   pid_t pid = 0;
@@ -68,4 +68,4 @@ struct StopOutcome {
 // seconds more. Reaps any that are children of this process.
 StopOutcome StopProcesses(const std::vector<ProcessId>& ids, absl::Duration grace);
 
-}  // namespace shoal::cli
+}  // namespace shoal::cluster
