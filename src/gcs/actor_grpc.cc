@@ -1,12 +1,11 @@
 #include "src/gcs/actor_grpc.h"
 
 #include "spdlog/spdlog.h"
+#include "src/common/lease_rpc.h"
 #include "src/common/rpc.h"
 
 namespace shoal {
 namespace {
-
-constexpr absl::Duration kReturnTimeout = absl::Seconds(10);
 
 grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -30,17 +29,7 @@ void GrpcActorTransport::CancelLeaseRequest(uint64_t request_id) { calls_.Cancel
 
 void GrpcActorTransport::ReturnWorker(const std::string& raylet_address, const std::string& lease_id,
                                       bool worker_failed) {
-  rpc::ReturnWorkerRequest request;
-  request.set_lease_id(lease_id);
-  request.set_worker_failed(worker_failed);
-  calls_.Start(raylets_.Get(raylet_address), &rpc::LeaseService::Stub::async::ReturnWorker, std::move(request),
-               {.timeout = kReturnTimeout},
-               [lease_id, raylet_address](absl::Status status, rpc::ReturnWorkerReply) {
-                 if (!status.ok() && !absl::IsNotFound(status)) {
-                   spdlog::warn("returning lease {} to raylet {} failed: {}", lease_id, raylet_address,
-                                std::string(status.message()));
-                 }
-               });
+  ReturnLease(calls_, raylets_, raylet_address, lease_id, worker_failed);
 }
 
 void GrpcActorTransport::PushTask(const std::string& worker_address, rpc::PushTaskRequest request,

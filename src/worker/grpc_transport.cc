@@ -1,5 +1,6 @@
 #include "src/worker/grpc_transport.h"
 
+#include "src/common/lease_rpc.h"
 #include "src/common/rpc.h"
 
 namespace shoal {
@@ -17,12 +18,7 @@ void GrpcTransport::RequestWorkerLease(const std::string& raylet_address, rpc::R
 
 void GrpcTransport::ReturnWorker(const std::string& raylet_address, const std::string& lease_id,
                                  bool worker_failed) {
-  rpc::ReturnWorkerRequest request;
-  request.set_lease_id(lease_id);
-  request.set_worker_failed(worker_failed);
-  // Not cancelled at shutdown: a lease granted while its request was being cancelled goes back.
-  calls_.Start(raylets_.Get(raylet_address), &rpc::LeaseService::Stub::async::ReturnWorker, std::move(request),
-               {.timeout = kShortCallTimeout}, nullptr);
+  ReturnLease(calls_, raylets_, raylet_address, lease_id, worker_failed);
 }
 
 void GrpcTransport::PushTask(const std::string& worker_address, rpc::PushTaskRequest request,
