@@ -1,4 +1,4 @@
-// Starting, watching and stopping the daemons the CLI manages.
+// Starting, watching and stopping the daemons `shoal start` and a local cluster (src/api) run.
 //
 // A pid alone can be recycled once its process is gone, so a process is named by its pid and
 // its start time: field 22 of /proc/<pid>/stat (clock ticks since boot), fixed for the life of

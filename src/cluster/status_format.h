@@ -1,4 +1,4 @@
-// How `shoal status` shows a cluster: a table for people and a JSON document for programs.
+// How `shoal status` and the dashboard show a cluster: a table for people and a JSON document for programs.
 // Pure functions of the GCS's reply, so they are tested without a cluster.
 //
 // Quantities arrive in fixed point (10000 units == 1.0). `memory` and `object_store_memory`
