@@ -6,19 +6,12 @@
 #include <string>
 
 #include "absl/strings/match.h"
-#include "src/common/resources.h"
-#include "tests/test_util/status_matchers.h"
+#include "tests/test_util/resource_helpers.h"
 
 namespace shoal::cluster {
 namespace {
 
-rpc::ResourceMap Map(const std::map<std::string, double>& values) {
-  auto set = ResourceSet::FromDoubles(values);
-  REQUIRE_OK(set);
-  rpc::ResourceMap out;
-  set->ToProto(&out);
-  return out;
-}
+using test_util::ResourceMapOf;
 
 rpc::GetClusterStatusReply TwoNodes() {
   rpc::GetClusterStatusReply reply;
@@ -29,19 +22,19 @@ rpc::GetClusterStatusReply TwoNodes() {
   head->set_raylet_port(7001);
   head->set_is_head(true);
   head->set_state(rpc::NodeInfo::ALIVE);
-  *head->mutable_resources_total() = Map({{"CPU", 4}, {"memory", 2.0 * (1 << 30)}, {"node:127.0.0.1", 1}});
-  *head->mutable_resources_available() = Map({{"CPU", 1.5}, {"memory", 1.0 * (1 << 30)}, {"node:127.0.0.1", 1}});
+  *head->mutable_resources_total() = ResourceMapOf({{"CPU", 4}, {"memory", 2.0 * (1 << 30)}, {"node:127.0.0.1", 1}});
+  *head->mutable_resources_available() = ResourceMapOf({{"CPU", 1.5}, {"memory", 1.0 * (1 << 30)}, {"node:127.0.0.1", 1}});
   rpc::NodeInfo* gone = reply.add_nodes();
   gone->set_node_id("bbbbbbbbbbbbbbbbbbbb");
   gone->set_address("127.0.0.2");
   gone->set_raylet_port(7002);
   gone->set_state(rpc::NodeInfo::DEAD);
   gone->set_death_reason("health checks failed");
-  *gone->mutable_resources_total() = Map({{"GPU", 2}});
+  *gone->mutable_resources_total() = ResourceMapOf({{"GPU", 2}});
   *reply.mutable_total() = head->resources_total();
   *reply.mutable_available() = head->resources_available();
   rpc::ResourceDemand* demand = reply.add_demands();
-  *demand->mutable_shape() = Map({{"GPU", 4}});
+  *demand->mutable_shape() = ResourceMapOf({{"GPU", 4}});
   demand->set_count(3);
   demand->set_infeasible(true);
   return reply;
