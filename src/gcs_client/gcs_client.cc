@@ -60,30 +60,35 @@ GcsClient GcsClient::WithTimeout(absl::Duration timeout) const {
 }
 
 template <typename Stub, typename Request, typename Reply>
-absl::Status GcsClient::Call(grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Reply*),
-                             const Request& request, Reply* reply, Repeat repeat) const {
+absl::StatusOr<Reply> GcsClient::Call(grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Reply*),
+                                      const Request& request, Repeat repeat) const {
   if (!connection_->address_status().ok()) return connection_->address_status();
-  const absl::Time deadline = absl::Now() + options_.timeout;
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = start + options_.timeout;
   absl::Duration backoff = options_.initial_backoff;
-  absl::Status status;
   while (true) {
     std::shared_ptr<grpc::Channel> channel = connection_->Channel();
-    std::shared_ptr<Stub> stub = connection_->Stub<Stub>();
-    reply->Clear();
-    status = UnaryCall(*stub, method, request, reply, {.timeout = std::max(deadline - absl::Now(), absl::ZeroDuration())});
-    if (!absl::IsUnavailable(status)) break;
-    connection_->Reset(channel);
-    if (repeat == Repeat::kOnlyIfUndelivered && !NeverConnected(status)) break;
+    Reply reply;
+    absl::Status status = UnaryCall(*connection_->Stub<Stub>(), method, request, &reply,
+                                    {.timeout = std::max(deadline - absl::Now(), absl::ZeroDuration())});
+    if (status.ok()) return reply;
+    if (absl::IsUnavailable(status)) connection_->Reset(channel);
     const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) break;
-    absl::SleepFor(std::min(backoff, left));
-    backoff = std::min(backoff * 2, options_.max_backoff);
+    const bool again = absl::IsUnavailable(status) && left > absl::ZeroDuration() &&
+                       (repeat == Repeat::kSafe || NeverConnected(status));
+    if (again) {
+      absl::SleepFor(std::min(backoff, left));
+      backoff = std::min(backoff * 2, options_.max_backoff);
+      continue;
+    }
+    if (absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status)) {
+      return absl::UnavailableError(absl::StrCat("no GCS answered at ", connection_->address(), " (tried for ",
+                                                 absl::FormatDuration(absl::Trunc(absl::Now() - start,
+                                                                                  absl::Milliseconds(100))),
+                                                 "): ", status.message()));
+    }
+    return status;  // the GCS's own answer
   }
-  if (absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status)) {
-    return absl::UnavailableError(absl::StrCat("no GCS answered at ", connection_->address(), " within ",
-                                               absl::FormatDuration(options_.timeout), " (", status.message(), ")"));
-  }
-  return status;
 }
 
 // --- Nodes ---
@@ -91,30 +96,28 @@ absl::Status GcsClient::Call(grpc::Status (Stub::*method)(grpc::ClientContext*, 
 absl::Status GcsClient::RegisterNode(const rpc::NodeInfo& node) const {
   rpc::RegisterNodeRequest request;
   *request.mutable_node() = node;
-  rpc::RegisterNodeReply reply;
-  return Call(&rpc::NodeInfoService::Stub::RegisterNode, request, &reply, Repeat::kSafe);
+  return Call(&rpc::NodeInfoService::Stub::RegisterNode, request, Repeat::kSafe).status();
 }
 
 absl::Status GcsClient::UnregisterNode(const NodeId& node, const std::string& reason) const {
   rpc::UnregisterNodeRequest request;
   request.set_node_id(node.Hex());
   request.set_reason(reason);
-  rpc::UnregisterNodeReply reply;
-  return Call(&rpc::NodeInfoService::Stub::UnregisterNode, request, &reply, Repeat::kSafe);
+  return Call(&rpc::NodeInfoService::Stub::UnregisterNode, request, Repeat::kSafe).status();
 }
 
 absl::StatusOr<std::vector<rpc::NodeInfo>> GcsClient::GetAllNodeInfo(bool alive_only) const {
   rpc::GetAllNodeInfoRequest request;
   request.set_alive_only(alive_only);
-  rpc::GetAllNodeInfoReply reply;
-  if (auto s = Call(&rpc::NodeInfoService::Stub::GetAllNodeInfo, request, &reply, Repeat::kSafe); !s.ok()) return s;
-  return std::vector<rpc::NodeInfo>(reply.nodes().begin(), reply.nodes().end());
+  auto reply = Call(&rpc::NodeInfoService::Stub::GetAllNodeInfo, request, Repeat::kSafe);
+  if (!reply.ok()) return reply.status();
+  return std::vector<rpc::NodeInfo>(reply->nodes().begin(), reply->nodes().end());
 }
 
 absl::StatusOr<bool> GcsClient::ReportResources(const rpc::ReportResourcesRequest& report) const {
-  rpc::ReportResourcesReply reply;
-  if (auto s = Call(&rpc::NodeInfoService::Stub::ReportResources, report, &reply, Repeat::kSafe); !s.ok()) return s;
-  return reply.known();
+  auto reply = Call(&rpc::NodeInfoService::Stub::ReportResources, report, Repeat::kSafe);
+  if (!reply.ok()) return reply.status();
+  return reply->known();
 }
 
 // --- Key-value store ---
@@ -126,21 +129,20 @@ absl::StatusOr<bool> GcsClient::KvPut(const std::string& ns, const std::string& 
   request.set_key(key);
   request.set_value(value);
   request.set_overwrite(overwrite);
-  rpc::KVPutReply reply;
   // Without overwrite, a repeat of a put that landed would answer "not added".
-  const Repeat repeat = overwrite ? Repeat::kSafe : Repeat::kOnlyIfUndelivered;
-  if (auto s = Call(&rpc::KVService::Stub::Put, request, &reply, repeat); !s.ok()) return s;
-  return reply.added();
+  auto reply = Call(&rpc::KVService::Stub::Put, request, overwrite ? Repeat::kSafe : Repeat::kOnlyIfUndelivered);
+  if (!reply.ok()) return reply.status();
+  return reply->added();
 }
 
 absl::StatusOr<std::string> GcsClient::KvGet(const std::string& ns, const std::string& key) const {
   rpc::KVGetRequest request;
   request.set_ns(ns);
   request.set_key(key);
-  rpc::KVGetReply reply;
-  if (auto s = Call(&rpc::KVService::Stub::Get, request, &reply, Repeat::kSafe); !s.ok()) return s;
-  if (!reply.found()) return absl::NotFoundError(absl::StrCat("no key '", key, "' in namespace '", ns, "'"));
-  return reply.value();
+  auto reply = Call(&rpc::KVService::Stub::Get, request, Repeat::kSafe);
+  if (!reply.ok()) return reply.status();
+  if (!reply->found()) return absl::NotFoundError(absl::StrCat("no key '", key, "' in namespace '", ns, "'"));
+  return std::move(*reply->mutable_value());
 }
 
 absl::StatusOr<int64_t> GcsClient::KvDel(const std::string& ns, const std::string& key, bool by_prefix) const {
@@ -148,18 +150,18 @@ absl::StatusOr<int64_t> GcsClient::KvDel(const std::string& ns, const std::strin
   request.set_ns(ns);
   request.set_key(key);
   request.set_by_prefix(by_prefix);
-  rpc::KVDelReply reply;
-  if (auto s = Call(&rpc::KVService::Stub::Del, request, &reply, Repeat::kSafe); !s.ok()) return s;
-  return reply.deleted();
+  auto reply = Call(&rpc::KVService::Stub::Del, request, Repeat::kSafe);
+  if (!reply.ok()) return reply.status();
+  return reply->deleted();
 }
 
 absl::StatusOr<std::vector<std::string>> GcsClient::KvKeys(const std::string& ns, const std::string& prefix) const {
   rpc::KVKeysRequest request;
   request.set_ns(ns);
   request.set_prefix(prefix);
-  rpc::KVKeysReply reply;
-  if (auto s = Call(&rpc::KVService::Stub::Keys, request, &reply, Repeat::kSafe); !s.ok()) return s;
-  return std::vector<std::string>(reply.keys().begin(), reply.keys().end());
+  auto reply = Call(&rpc::KVService::Stub::Keys, request, Repeat::kSafe);
+  if (!reply.ok()) return reply.status();
+  return std::vector<std::string>(reply->keys().begin(), reply->keys().end());
 }
 
 // --- Jobs ---
@@ -167,11 +169,9 @@ absl::StatusOr<std::vector<std::string>> GcsClient::KvKeys(const std::string& ns
 absl::StatusOr<JobId> GcsClient::AddJob(const rpc::JobInfo& job) const {
   rpc::AddJobRequest request;
   *request.mutable_job() = job;
-  rpc::AddJobReply reply;
-  if (auto s = Call(&rpc::JobInfoService::Stub::AddJob, request, &reply, Repeat::kOnlyIfUndelivered); !s.ok()) {
-    return s;
-  }
-  absl::StatusOr<JobId> id = JobId::FromHex(reply.job_id());
+  auto reply = Call(&rpc::JobInfoService::Stub::AddJob, request, Repeat::kOnlyIfUndelivered);
+  if (!reply.ok()) return reply.status();
+  absl::StatusOr<JobId> id = JobId::FromHex(reply->job_id());
   if (!id.ok()) return absl::InternalError(absl::StrCat("the GCS answered a bad job id: ", id.status().message()));
   return id;
 }
@@ -179,48 +179,31 @@ absl::StatusOr<JobId> GcsClient::AddJob(const rpc::JobInfo& job) const {
 absl::Status GcsClient::MarkJobFinished(const JobId& job) const {
   rpc::MarkJobFinishedRequest request;
   request.set_job_id(job.Hex());
-  rpc::MarkJobFinishedReply reply;
-  return Call(&rpc::JobInfoService::Stub::MarkJobFinished, request, &reply, Repeat::kSafe);
+  return Call(&rpc::JobInfoService::Stub::MarkJobFinished, request, Repeat::kSafe).status();
 }
 
 absl::StatusOr<std::vector<rpc::JobInfo>> GcsClient::GetAllJobInfo() const {
-  rpc::GetAllJobInfoReply reply;
-  if (auto s = Call(&rpc::JobInfoService::Stub::GetAllJobInfo, rpc::GetAllJobInfoRequest(), &reply, Repeat::kSafe);
-      !s.ok()) {
-    return s;
-  }
-  return std::vector<rpc::JobInfo>(reply.jobs().begin(), reply.jobs().end());
+  auto reply = Call(&rpc::JobInfoService::Stub::GetAllJobInfo, rpc::GetAllJobInfoRequest(), Repeat::kSafe);
+  if (!reply.ok()) return reply.status();
+  return std::vector<rpc::JobInfo>(reply->jobs().begin(), reply->jobs().end());
 }
 
 // --- Cluster status ---
 
 absl::StatusOr<rpc::GetClusterStatusReply> GcsClient::GetClusterStatus() const {
-  rpc::GetClusterStatusReply reply;
-  if (auto s = Call(&rpc::ClusterStatusService::Stub::GetClusterStatus, rpc::GetClusterStatusRequest(), &reply,
-                    Repeat::kSafe);
-      !s.ok()) {
-    return s;
-  }
-  return reply;
+  return Call(&rpc::ClusterStatusService::Stub::GetClusterStatus, rpc::GetClusterStatusRequest(), Repeat::kSafe);
 }
 
 absl::StatusOr<rpc::RpcStats> GcsClient::GetRpcStats() const {
-  rpc::GetRpcStatsReply reply;
-  if (auto s = Call(&rpc::ClusterStatusService::Stub::GetRpcStats, rpc::GetRpcStatsRequest(), &reply, Repeat::kSafe);
-      !s.ok()) {
-    return s;
-  }
-  return reply.stats();
+  auto reply = Call(&rpc::ClusterStatusService::Stub::GetRpcStats, rpc::GetRpcStatsRequest(), Repeat::kSafe);
+  if (!reply.ok()) return reply.status();
+  return reply->stats();
 }
 
 // --- Actors ---
 
 absl::StatusOr<rpc::RegisterActorReply> GcsClient::RegisterActor(const rpc::RegisterActorRequest& request) const {
-  rpc::RegisterActorReply reply;
-  if (auto s = Call(&rpc::ActorService::Stub::RegisterActor, request, &reply, Repeat::kOnlyIfUndelivered); !s.ok()) {
-    return s;
-  }
-  return reply;
+  return Call(&rpc::ActorService::Stub::RegisterActor, request, Repeat::kOnlyIfUndelivered);
 }
 
 absl::StatusOr<rpc::ActorInfo> GcsClient::GetActorInfo(const ActorId& actor) const {
@@ -228,9 +211,9 @@ absl::StatusOr<rpc::ActorInfo> GcsClient::GetActorInfo(const ActorId& actor) con
   request.set_actor_id(actor.Binary());
   request.set_after_version(-1);  // answer now
   request.set_wait_ms(0);
-  rpc::GetActorInfoReply reply;
-  if (auto s = Call(&rpc::ActorService::Stub::GetActorInfo, request, &reply, Repeat::kSafe); !s.ok()) return s;
-  return reply.info();
+  auto reply = Call(&rpc::ActorService::Stub::GetActorInfo, request, Repeat::kSafe);
+  if (!reply.ok()) return reply.status();
+  return reply->info();
 }
 
 absl::StatusOr<rpc::ActorInfo> GcsClient::GetNamedActor(const std::string& name,
@@ -238,25 +221,22 @@ absl::StatusOr<rpc::ActorInfo> GcsClient::GetNamedActor(const std::string& name,
   rpc::GetNamedActorRequest request;
   request.set_name(name);
   request.set_ray_namespace(ray_namespace);
-  rpc::GetNamedActorReply reply;
-  if (auto s = Call(&rpc::ActorService::Stub::GetNamedActor, request, &reply, Repeat::kSafe); !s.ok()) return s;
-  return reply.info();
+  auto reply = Call(&rpc::ActorService::Stub::GetNamedActor, request, Repeat::kSafe);
+  if (!reply.ok()) return reply.status();
+  return reply->info();
 }
 
 absl::StatusOr<rpc::ListActorsReply> GcsClient::ListActors(int limit) const {
   rpc::ListActorsRequest request;
   request.set_limit(limit);
-  rpc::ListActorsReply reply;
-  if (auto s = Call(&rpc::ActorService::Stub::ListActors, request, &reply, Repeat::kSafe); !s.ok()) return s;
-  return reply;
+  return Call(&rpc::ActorService::Stub::ListActors, request, Repeat::kSafe);
 }
 
 absl::Status GcsClient::KillActor(const ActorId& actor, bool no_restart) const {
   rpc::KillActorRequest request;
   request.set_actor_id(actor.Binary());
   request.set_no_restart(no_restart);
-  rpc::KillActorReply reply;
-  return Call(&rpc::ActorService::Stub::KillActor, request, &reply, Repeat::kSafe);
+  return Call(&rpc::ActorService::Stub::KillActor, request, Repeat::kSafe).status();
 }
 
 // --- Tasks ---
@@ -264,9 +244,7 @@ absl::Status GcsClient::KillActor(const ActorId& actor, bool no_restart) const {
 absl::StatusOr<rpc::ListTasksReply> GcsClient::ListTasks(int limit) const {
   rpc::ListTasksRequest request;
   request.set_limit(limit);
-  rpc::ListTasksReply reply;
-  if (auto s = Call(&rpc::TaskEventService::Stub::ListTasks, request, &reply, Repeat::kSafe); !s.ok()) return s;
-  return reply;
+  return Call(&rpc::TaskEventService::Stub::ListTasks, request, Repeat::kSafe);
 }
 
 // --- Asynchronous calls ---

@@ -114,8 +114,8 @@ class GcsClient {
       : connection_(std::move(connection)), options_(std::move(options)) {}
   // Runs a stub's blocking `method` under the client's policy.
   template <typename Stub, typename Request, typename Reply>
-  absl::Status Call(grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Reply*),
-                    const Request& request, Reply* reply, Repeat repeat) const;
+  absl::StatusOr<Reply> Call(grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Reply*),
+                             const Request& request, Repeat repeat) const;
 
   std::shared_ptr<Connection> connection_;
   GcsClientOptions options_;
