@@ -19,12 +19,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "src/cli/commands.h"
-#include "src/cli/gcs_client.h"
-#include "src/cli/local_state.h"
+#include "src/cluster/local_state.h"
+#include "src/cluster/token.h"
 #include "src/common/resources.h"
 #include "src/common/rpc.h"
 #include "src/common/session.h"
-#include "src/dashboard/auth.h"
+#include "src/gcs_client/gcs_client.h"
 
 namespace shoal::cli {
 namespace fs = std::filesystem;
@@ -197,21 +197,21 @@ absl::StatusOr<std::string> FindBinary(const std::string& name) {
 }
 
 struct LaunchRequest {
-  std::string name;  // kGcs, kRaylet
+  std::string name;  // cluster::kGcs, cluster::kRaylet
   std::string binary;
   std::vector<std::string> args;
   std::map<std::string, std::string> env;
 };
 
 struct Daemon {
-  ProcessRecord record;
+  cluster::ProcessRecord record;
   nlohmann::json ready;  // what the daemon wrote to its ready file
 };
 
 // Stops a daemon this command started and forgets its record.
-void StopAndForget(const ProcessRecord& record) {
-  (void)StopProcesses({record.id}, kCleanupGrace);
-  (void)RemoveProcessRecord(record);
+void StopAndForget(const cluster::ProcessRecord& record) {
+  (void)cluster::StopProcesses({record.id}, kCleanupGrace);
+  (void)cluster::RemoveProcessRecord(record);
 }
 
 // Why a daemon that exited early failed: by the daemons' contract, the `error: <reason>` line
@@ -230,12 +230,12 @@ std::string ExitReason(const std::string& binary, const std::string& how, const 
   return absl::StrCat(fs::path(binary).filename().string(), " ", how, " before it was ready; see ", log_dir);
 }
 
-absl::StatusOr<nlohmann::json> WaitForReady(const ProcessRecord& record, const std::string& ready_path,
+absl::StatusOr<nlohmann::json> WaitForReady(const cluster::ProcessRecord& record, const std::string& ready_path,
                                             const std::string& stderr_path, const std::string& log_dir) {
   const absl::Time deadline = absl::Now() + kReadyTimeout;
   while (absl::Now() < deadline) {
-    if (absl::StatusOr<nlohmann::json> ready = ReadJsonObject(ready_path); ready.ok()) return ready;
-    if (std::optional<std::string> how = ReapIfExited(record.id.pid)) {
+    if (absl::StatusOr<nlohmann::json> ready = cluster::ReadJsonObject(ready_path); ready.ok()) return ready;
+    if (std::optional<std::string> how = cluster::ReapIfExited(record.id.pid)) {
       return absl::UnavailableError(ExitReason(record.binary, *how, stderr_path, log_dir));
     }
     absl::SleepFor(kReadyPoll);
@@ -251,19 +251,19 @@ absl::StatusOr<Daemon> Launch(const std::string& session_dir, LaunchRequest requ
   const std::string ready_path = (session / (request.name + ".ready.json")).string();
   const std::string log_dir = (session / "logs").string();
   request.args.insert(request.args.end(), {"--session-dir", session_dir, "--ready-file", ready_path});
-  DaemonSpec spec{.binary = request.binary,
+  cluster::DaemonSpec spec{.binary = request.binary,
                   .args = request.args,
                   .stdout_path = (session / "logs" / (request.name + ".out")).string(),
                   .stderr_path = (session / "logs" / (request.name + ".err")).string(),
                   .env = request.env};
-  absl::StatusOr<ProcessId> id = SpawnDaemon(spec);
+  absl::StatusOr<cluster::ProcessId> id = cluster::SpawnDaemon(spec);
   if (!id.ok()) return id.status();
-  ProcessRecord record;
+  cluster::ProcessRecord record;
   record.name = request.name;
   record.id = *id;
   record.binary = request.binary;
-  if (absl::Status s = WriteProcessRecord(session_dir, &record); !s.ok()) {
-    (void)StopProcesses({record.id}, kCleanupGrace);
+  if (absl::Status s = cluster::WriteProcessRecord(session_dir, &record); !s.ok()) {
+    (void)cluster::StopProcesses({record.id}, kCleanupGrace);
     return s;
   }
   absl::StatusOr<nlohmann::json> ready = WaitForReady(record, ready_path, spec.stderr_path, log_dir);
@@ -276,7 +276,7 @@ absl::StatusOr<Daemon> Launch(const std::string& session_dir, LaunchRequest requ
 
 LaunchRequest GcsRequest(const StartOptions& o, const std::string& binary) {
   LaunchRequest r;
-  r.name = kGcs;
+  r.name = cluster::kGcs;
   r.binary = binary;
   r.args = {"--host", o.node_ip_address, "--port", std::to_string(o.port)};
   if (!o.redis_address.empty()) r.args.insert(r.args.end(), {"--redis-address", o.redis_address});
@@ -295,7 +295,7 @@ LaunchRequest GcsRequest(const StartOptions& o, const std::string& binary) {
 // as SHOAL_PORT) cannot leak into the raylet through its own environment fallback.
 LaunchRequest RayletRequest(const StartOptions& o, const std::string& binary, const std::string& gcs_address) {
   LaunchRequest r;
-  r.name = kRaylet;
+  r.name = cluster::kRaylet;
   r.binary = binary;
   r.args = {"--gcs-address", gcs_address,
             "--node-ip-address", o.node_ip_address,
@@ -312,15 +312,17 @@ LaunchRequest RayletRequest(const StartOptions& o, const std::string& binary, co
   return r;
 }
 
-std::string NodeId(const Daemon& raylet) { return JsonString(raylet.ready, "node_id").value_or("(unknown)"); }
+std::string NodeId(const Daemon& raylet) { return cluster::JsonString(raylet.ready, "node_id").value_or("(unknown)"); }
 
 // Creates <session>/dashboard_token, readable by this user only, holding a new random token.
 absl::StatusOr<std::string> CreateTokenFile(const std::string& session_dir) {
-  std::string path = (fs::path(session_dir) / kDashboardTokenFile).string();
+  absl::StatusOr<std::string> token = cluster::NewToken();
+  if (!token.ok()) return token.status();
+  *token += "\n";
+  std::string path = (fs::path(session_dir) / cluster::kDashboardTokenFile).string();
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot create ", path));
-  std::string token = dashboard::NewToken() + "\n";
-  bool ok = write(fd, token.data(), token.size()) == static_cast<ssize_t>(token.size());
+  bool ok = write(fd, token->data(), token->size()) == static_cast<ssize_t>(token->size());
   ok = fchmod(fd, 0600) == 0 && ok;
   close(fd);
   if (!ok) return absl::UnavailableError(absl::StrCat("cannot write ", path));
@@ -334,7 +336,7 @@ std::string StartDashboard(const StartOptions& o, const std::string& session_dir
   absl::StatusOr<std::string> binary = FindBinary(kDashboardBinary);
   if (!binary.ok()) return absl::StrCat("warning: no dashboard: ", binary.status().message());
   LaunchRequest r;
-  r.name = kDashboard;
+  r.name = cluster::kDashboard;
   r.binary = *binary;
   r.args = {"--gcs-address", gcs_address, "--host", o.dashboard_host, "--port", std::to_string(o.dashboard_port)};
   if (o.disable_auth) {
@@ -350,12 +352,12 @@ std::string StartDashboard(const StartOptions& o, const std::string& session_dir
     return absl::StrCat("warning: the dashboard did not start (the cluster runs without it): ",
                         dashboard.status().message());
   }
-  std::string url = JsonString(dashboard->ready, "url").value_or("(unknown)");
+  std::string url = cluster::JsonString(dashboard->ready, "url").value_or("(unknown)");
   if (o.disable_auth) {
     return absl::StrCat("  Dashboard:    ", url, "\n\nwarning: the dashboard's auth is disabled (--disable-auth): anyone "
                         "who can reach ", url, " can run commands on this cluster. Use it only on trusted networks.");
   }
-  return absl::StrCat("  Dashboard:    ", url, " (token in ", session_dir, "/", kDashboardTokenFile, ")");
+  return absl::StrCat("  Dashboard:    ", url, " (token in ", session_dir, "/", cluster::kDashboardTokenFile, ")");
 }
 
 absl::Status StartHead(const StartOptions& o) {
@@ -369,14 +371,14 @@ absl::Status StartHead(const StartOptions& o) {
 
   absl::StatusOr<Daemon> gcs = Launch(*session, GcsRequest(o, *gcs_binary));
   if (!gcs.ok()) return gcs.status();
-  std::string address = JsonString(gcs->ready, "address")
-                            .value_or(absl::StrCat(o.node_ip_address, ":", JsonInt(gcs->ready, "port").value_or(o.port)));
+  std::string address = cluster::JsonString(gcs->ready, "address")
+                            .value_or(absl::StrCat(o.node_ip_address, ":", cluster::JsonInt(gcs->ready, "port").value_or(o.port)));
   absl::StatusOr<Daemon> raylet = Launch(*session, RayletRequest(o, *raylet_binary, address));
   if (!raylet.ok()) {
     StopAndForget(gcs->record);
     return raylet.status();
   }
-  if (absl::Status s = WriteCurrentCluster(root, address); !s.ok()) {
+  if (absl::Status s = cluster::WriteCurrentCluster(root, address); !s.ok()) {
     std::cerr << "warning: " << s.message() << "; `shoal status` will need --address " << address << std::endl;
   }
   std::string dashboard = o.include_dashboard ? StartDashboard(o, *session, address) : "";
@@ -399,8 +401,9 @@ absl::Status JoinCluster(const StartOptions& o) {
   absl::StatusOr<std::string> raylet_binary = FindBinary(kRayletBinary);
   if (!raylet_binary.ok()) return raylet_binary.status();
   // Ask the GCS first, so a wrong address fails fast and leaves nothing behind.
-  absl::StatusOr<rpc::GetClusterStatusReply> cluster = FetchClusterStatus(o.address, kGcsCheckTimeout);
-  if (!cluster.ok()) return absl::UnavailableError(absl::StrCat("cannot join the cluster: ", cluster.status().message()));
+  absl::StatusOr<rpc::GetClusterStatusReply> status =
+      GcsClient({.address = o.address, .timeout = kGcsCheckTimeout}).GetClusterStatus();
+  if (!status.ok()) return absl::UnavailableError(absl::StrCat("cannot join the cluster: ", status.status().message()));
   absl::StatusOr<std::string> session = CreateSessionDir(ShoalTempRoot());
   if (!session.ok()) return session.status();
 
@@ -408,7 +411,7 @@ absl::Status JoinCluster(const StartOptions& o) {
   if (!raylet.ok()) return raylet.status();
   std::cout << "Shoal node started and joined the cluster at " << o.address << ".\n"
             << "  Node id:      " << NodeId(*raylet) << "\n"
-            << "  Raylet:       " << o.node_ip_address << ":" << JsonInt(raylet->ready, "port").value_or(0)
+            << "  Raylet:       " << o.node_ip_address << ":" << cluster::JsonInt(raylet->ready, "port").value_or(0)
             << " (pid " << raylet->record.id.pid << ")\n"
             << "  Session dir:  " << *session << "\n\n"
             << "To see the cluster:\n"

@@ -6,11 +6,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "src/cli/commands.h"
-#include "src/cli/gcs_client.h"
-#include "src/cli/local_state.h"
-#include "src/cli/status_format.h"
+#include "src/cluster/local_state.h"
+#include "src/cluster/status_format.h"
 #include "src/common/rpc.h"
 #include "src/common/session.h"
+#include "src/gcs_client/gcs_client.h"
 
 namespace shoal::cli {
 namespace {
@@ -25,7 +25,7 @@ this machine with `shoal start --head`.
 
 absl::StatusOr<std::string> ResolveAddress(const FlagSet& flags, const std::string& address) {
   if (flags.WasSet("address")) return address;
-  absl::StatusOr<std::string> current = ReadCurrentCluster(ShoalTempRoot());
+  absl::StatusOr<std::string> current = cluster::ReadCurrentCluster(ShoalTempRoot());
   if (!current.ok()) {
     return absl::NotFoundError(
         "no Shoal cluster found on this machine: pass --address HOST:PORT, set SHOAL_ADDRESS, "
@@ -49,14 +49,14 @@ int RunStatus(int argc, char** argv) {
   if (absl::Status valid = ParseHostPort(*resolved).status(); !valid.ok()) {
     return flags.WasSet("address") ? UsageError(valid) : Fail(valid);
   }
-  absl::StatusOr<rpc::GetClusterStatusReply> reply = FetchClusterStatus(*resolved, kStatusTimeout);
+  absl::StatusOr<rpc::GetClusterStatusReply> reply = GcsClient({.address = *resolved, .timeout = kStatusTimeout}).GetClusterStatus();
   if (!reply.ok()) return Fail(reply.status());
 
   if (json) {
-    std::cout << ClusterStatusToJson(*reply, *resolved).dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+    std::cout << cluster::ClusterStatusToJson(*reply, *resolved).dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
               << std::endl;
   } else {
-    std::cout << FormatClusterStatus(*reply, *resolved);
+    std::cout << cluster::FormatClusterStatus(*reply, *resolved);
   }
   return kExitOk;
 }

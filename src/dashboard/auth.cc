@@ -8,7 +8,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "src/common/ids.h"
 
 namespace shoal::dashboard {
 namespace {
@@ -64,18 +63,6 @@ bool ConstantTimeEquals(const std::string& a, const std::string& b) {
   const std::string& other = a.size() == b.size() ? b : a;
   for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<uint8_t>(a[i] ^ other[i]);
   return diff == 0;
-}
-
-std::string NewToken() {
-  uint8_t bytes[16];
-  FillRandom(bytes, sizeof(bytes));
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (uint8_t b : bytes) {
-    out += kHex[b >> 4];
-    out += kHex[b & 15];
-  }
-  return out;
 }
 
 absl::Status CheckRequest(const AuthPolicy& policy, const RequestHeaders& request, bool public_path) {

@@ -1,11 +1,13 @@
 #include "src/gcs/gcs_server.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "shoal/gcs.grpc.pb.h"
 #include "shoal/raylet.grpc.pb.h"
 #include "spdlog/spdlog.h"
 #include "src/common/rpc.h"
+#include "src/common/rpc_client.h"
 #include "src/common/rpc_metrics.h"
 #include "src/scheduler/hybrid_policy.h"
 
@@ -17,26 +19,15 @@ class GrpcHealthCheckTransport : public HealthCheckTransport {
  public:
   void Check(const NodeId& node, const std::string& address, absl::Time deadline,
              std::function<void(bool ok)> done) override {
-    struct Call {
-      grpc::ClientContext ctx;
-      rpc::HealthCheckRequest request;
-      rpc::HealthCheckReply reply;
-    };
-    auto call = std::make_shared<Call>();
-    call->ctx.set_deadline(absl::ToChronoTime(deadline));
-    Stub(address)->async()->HealthCheck(&call->ctx, &call->request, &call->reply,
-                                        [call, done = std::move(done)](grpc::Status s) { done(s.ok()); });
+    calls_.Start(stubs_.Get(address), &rpc::NodeManagerService::Stub::async::HealthCheck, rpc::HealthCheckRequest(),
+                 {.timeout = std::max(deadline - absl::Now(), absl::ZeroDuration()), .cancel_on_shutdown = true},
+                 [done = std::move(done)](absl::Status status, rpc::HealthCheckReply) { done(status.ok()); });
   }
 
  private:
-  rpc::NodeManagerService::Stub* Stub(const std::string& address) {
-    absl::MutexLock lock(&mu_);
-    auto& stub = stubs_[address];
-    if (stub == nullptr) stub = rpc::NodeManagerService::NewStub(MakeChannel(address));
-    return stub.get();
-  }
-  absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::unique_ptr<rpc::NodeManagerService::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
+  ChannelCache channels_;
+  StubCache<rpc::NodeManagerService> stubs_{channels_};
+  AsyncCalls calls_;  // last: destroyed first, cancelling the checks in flight and waiting for them
 };
 
 std::string NodeAddress(const rpc::NodeInfo& node) {
@@ -275,6 +266,7 @@ void GcsServer::Stop() {
   actors_.Shutdown();  // answers long polls, so that the server's shutdown finds none waiting
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   if (health_thread_.joinable()) health_thread_.join();
+  health_transport_.reset();  // ends the checks in flight while the checker they report to lives
   if (actor_thread_.joinable()) actor_thread_.join();
   actor_transport_->Shutdown(absl::Seconds(2));
 }

@@ -37,6 +37,8 @@
 #include "src/common/clock.h"
 #include "src/common/event_loop.h"
 #include "src/common/rpc.h"
+#include "src/common/rpc_client.h"
+#include "src/gcs_client/gcs_client.h"
 #include "src/worker/actor_submitter.h"
 #include "src/worker/dependency_resolver.h"
 #include "src/worker/grpc_transport.h"
@@ -183,15 +185,13 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   MemoryStore memory_store_;
   DependencyResolver resolver_{memory_store_};
   ReferenceCounter refs_;
-  GrpcTransport transport_;
+  GcsClient gcs_{GcsClientOptions{.address = config_.gcs_address, .timeout = kConnectTimeout}};
+  GrpcTransport transport_{gcs_};
   std::shared_ptr<ObjectStoreClient> store_client_;
   std::unique_ptr<NodeStoreAccess> store_access_;
   std::unique_ptr<OwnedObjects> objects_;
   std::unique_ptr<TaskExecutor> executor_;
   std::unique_ptr<TaskSubmitter> submitter_;
-  std::unique_ptr<rpc::JobInfoService::Stub> gcs_jobs_;
-  std::unique_ptr<rpc::KVService::Stub> gcs_kv_;
-  std::unique_ptr<rpc::ActorService::Stub> gcs_actors_;
   std::unique_ptr<ActorSubmitter> actor_submitter_;
   std::unique_ptr<TaskReceiver> receiver_;  // pushed tasks (a driver's stays empty)
   std::unique_ptr<grpc::Server> server_;
@@ -212,7 +212,7 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   absl::Time last_events_flush_ = absl::InfinitePast();  // loop thread only
   void FlushTaskEvents() {
     rpc::ReportTaskEventsRequest batch = task_events_.TakeBatch();
-    if (batch.events_size() > 0 || batch.dropped() > 0) transport_.ReportTaskEvents(config_.gcs_address, std::move(batch));
+    if (batch.events_size() > 0 || batch.dropped() > 0) gcs_.AsyncReportTaskEvents(std::move(batch));
   }
 };
 
@@ -227,8 +227,6 @@ absl::Status CoreWorker::Impl::Start() {
   }
   store_client_ = std::shared_ptr<ObjectStoreClient>(std::move(*store));
   store_access_ = std::make_unique<NodeStoreAccess>(store_client_, config_.raylet_address, config_.node_id);
-  gcs_kv_ = rpc::KVService::NewStub(MakeChannel(config_.gcs_address));
-  gcs_actors_ = rpc::ActorService::NewStub(MakeChannel(config_.gcs_address));
   executor_ = std::make_unique<TaskExecutor>(*store_access_);
   receiver_ = std::make_unique<TaskReceiver>(
       clock_, [this](const rpc::PushTaskRequest& request) { return RunPushedTask(request); },
@@ -258,7 +256,7 @@ absl::Status CoreWorker::Impl::Start() {
       });
   actor_submitter_ = std::make_unique<ActorSubmitter>(
       transport_, clock_,
-      ActorSubmitterOptions{.gcs_address = config_.gcs_address, .caller_id = config_.worker_id.Hex()},
+      ActorSubmitterOptions{.caller_id = config_.worker_id.Hex()},
       [this](const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
         OnLoop([this, spec, returns = std::move(returns)]() mutable { OnTaskDone(spec, std::move(returns)); });
       });
@@ -284,21 +282,16 @@ absl::Status CoreWorker::Impl::StartServer() {
 }
 
 absl::Status CoreWorker::Impl::RegisterJob() {
-  gcs_jobs_ = rpc::JobInfoService::NewStub(MakeChannel(config_.gcs_address));
-  rpc::AddJobRequest req;
-  rpc::JobInfo* job = req.mutable_job();
-  job->set_entrypoint(absl::StrJoin(SelfCommandLine(), " "));
-  job->set_driver_address(address_);
-  job->set_driver_pid(getpid());
-  job->set_start_time_ms(absl::ToUnixMillis(absl::Now()));
-  rpc::AddJobReply reply;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
-  ctx.set_wait_for_ready(true);
-  absl::Status s = FromGrpcStatus(gcs_jobs_->AddJob(&ctx, req, &reply));
-  if (!s.ok()) return absl::Status(s.code(), absl::StrCat("cannot register a job with the GCS: ", s.message()));
-  auto id = JobId::FromHex(reply.job_id());
-  if (!id.ok()) return absl::InternalError(absl::StrCat("the GCS answered a bad job id: ", id.status().message()));
+  rpc::JobInfo job;
+  job.set_entrypoint(absl::StrJoin(SelfCommandLine(), " "));
+  job.set_driver_address(address_);
+  job.set_driver_pid(getpid());
+  job.set_start_time_ms(absl::ToUnixMillis(absl::Now()));
+  absl::StatusOr<JobId> id = gcs_.AddJob(job);
+  if (!id.ok()) {
+    return absl::Status(id.status().code(),
+                        absl::StrCat("cannot register a job with the GCS: ", id.status().message()));
+  }
   job_id_ = *id;
   job_registered_ = true;
   return absl::OkStatus();
@@ -312,10 +305,8 @@ absl::Status CoreWorker::Impl::RegisterWithRaylet() {
   req.set_port(port.ok() ? port->second : 0);
   req.set_pid(getpid());
   rpc::RegisterWorkerReply reply;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
-  ctx.set_wait_for_ready(true);
-  absl::Status s = FromGrpcStatus(stub->RegisterWorker(&ctx, req, &reply));
+  absl::Status s = UnaryCall(*stub, &rpc::LeaseService::Stub::RegisterWorker, req, &reply,
+                             {.timeout = kConnectTimeout, .wait_for_ready = true});
   if (!s.ok()) {
     return absl::Status(s.code(), absl::StrCat("cannot register with the raylet at ", config_.raylet_address,
                                                ": ", s.message()));
@@ -342,16 +333,14 @@ void CoreWorker::Impl::WatchRaylet() {
   auto stub = rpc::NodeManagerService::NewStub(MakeChannel(config_.raylet_address));
   int failures = 0;
   while (!stop_.WaitForNotificationWithTimeout(kRayletCheckPeriod)) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + kRayletCheckPeriod));
-    rpc::HealthCheckRequest req;
     rpc::HealthCheckReply reply;
-    grpc::Status s = stub->HealthCheck(&ctx, req, &reply);
+    absl::Status s = UnaryCall(*stub, &rpc::NodeManagerService::Stub::HealthCheck, rpc::HealthCheckRequest(), &reply,
+                               {.timeout = kRayletCheckPeriod});
     if (s.ok()) {
       failures = 0;
     } else if (++failures >= kRayletCheckFailures) {
       RequestExit(absl::UnavailableError(absl::StrCat("the raylet at ", config_.raylet_address, " did not answer ",
-                                                      failures, " health checks in a row: ", s.error_message())));
+                                                      failures, " health checks in a row: ", s.message())));
       return;
     }
   }
@@ -371,13 +360,8 @@ CoreWorker::Impl::~Impl() {
   receiver_.reset();  // joins a concurrent actor's threads; pushes not run are answered Unavailable
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   if (job_registered_) {
-    rpc::MarkJobFinishedRequest req;
-    req.set_job_id(job_id_.Hex());
-    rpc::MarkJobFinishedReply reply;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + kShutdownRpcTimeout));
-    grpc::Status s = gcs_jobs_->MarkJobFinished(&ctx, req, &reply);
-    if (!s.ok()) spdlog::warn("could not mark job {} finished: {}", job_id_.Hex(), s.error_message());
+    absl::Status s = gcs_.WithTimeout(kShutdownRpcTimeout).MarkJobFinished(job_id_);
+    if (!s.ok()) spdlog::warn("could not mark job {} finished: {}", job_id_.Hex(), s.ToString());
   }
   server_.reset();
   submitter_.reset();
@@ -547,21 +531,17 @@ absl::StatusOr<ActorDescription> CoreWorker::Impl::CreateActor(const std::string
   info->set_handle_data(actor_options.handle_data);
   *info->mutable_resources() = spec->resources();
   req.set_get_if_exists(actor_options.get_if_exists);
-  rpc::RegisterActorReply reply;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
-  ctx.set_wait_for_ready(true);
-  absl::Status s = FromGrpcStatus(gcs_actors_->RegisterActor(&ctx, req, &reply));
-  if (!s.ok()) return s;
-  auto id = ActorId::FromBinary(reply.actor_id());
+  absl::StatusOr<rpc::RegisterActorReply> reply = gcs_.RegisterActor(req);
+  if (!reply.ok()) return reply.status();
+  auto id = ActorId::FromBinary(reply->actor_id());
   if (!id.ok()) return absl::InternalError("the GCS answered a bad actor id");
   actor_submitter_->AddActor(*id, actor_options.max_task_retries);
   ActorDescription d;
   d.id = *id;
   d.class_name = actor_options.class_name;
   d.state = "PENDING";
-  d.existed = reply.existed();
-  if (reply.existed()) {
+  d.existed = reply->existed();
+  if (reply->existed()) {
     auto existing = GetActorInfo(*id);
     if (existing.ok()) {
       d = *existing;
@@ -576,47 +556,26 @@ void CoreWorker::Impl::AddActorHandle(const ActorId& actor, int max_task_retries
 }
 
 absl::Status CoreWorker::Impl::KillActor(const ActorId& actor, bool no_restart) {
-  rpc::KillActorRequest req;
-  req.set_actor_id(actor.Binary());
-  req.set_no_restart(no_restart);
-  rpc::KillActorReply reply;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
-  absl::Status s = FromGrpcStatus(gcs_actors_->KillActor(&ctx, req, &reply));
+  absl::Status s = gcs_.KillActor(actor, no_restart);
   if (s.ok() && no_restart) actor_submitter_->MarkKilled(actor, "killed by shoal.kill()");
   return s;
 }
 
 absl::StatusOr<ActorDescription> CoreWorker::Impl::GetNamedActor(const std::string& name,
                                                                  const std::string& ray_namespace) {
-  rpc::GetNamedActorRequest req;
-  req.set_name(name);
-  req.set_ray_namespace(ray_namespace);
-  rpc::GetNamedActorReply reply;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
-  absl::Status s = FromGrpcStatus(gcs_actors_->GetNamedActor(&ctx, req, &reply));
-  if (!s.ok()) {
-    if (absl::IsNotFound(s)) {
-      return absl::NotFoundError(absl::StrCat("Failed to look up actor with name '", name, "' in namespace '",
-                                              ray_namespace, "'"));
-    }
-    return s;
+  absl::StatusOr<rpc::ActorInfo> info = gcs_.GetNamedActor(name, ray_namespace);
+  if (absl::IsNotFound(info.status())) {
+    return absl::NotFoundError(absl::StrCat("Failed to look up actor with name '", name, "' in namespace '",
+                                            ray_namespace, "'"));
   }
-  return Describe(reply.info());
+  if (!info.ok()) return info.status();
+  return Describe(*info);
 }
 
 absl::StatusOr<ActorDescription> CoreWorker::Impl::GetActorInfo(const ActorId& actor) {
-  rpc::GetActorInfoRequest req;
-  req.set_actor_id(actor.Binary());
-  req.set_after_version(-1);
-  req.set_wait_ms(0);
-  rpc::GetActorInfoReply reply;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
-  absl::Status s = FromGrpcStatus(gcs_actors_->GetActorInfo(&ctx, req, &reply));
-  if (!s.ok()) return s;
-  return Describe(reply.info());
+  absl::StatusOr<rpc::ActorInfo> info = gcs_.GetActorInfo(actor);
+  if (!info.ok()) return info.status();
+  return Describe(*info);
 }
 
 absl::Status CoreWorker::Impl::CancelTask(const ObjectId& return_id, bool force) {
@@ -695,30 +654,11 @@ void CoreWorker::Impl::OnTaskDone(const rpc::TaskSpec& spec, std::vector<rpc::Ob
 
 absl::Status CoreWorker::Impl::KvPut(const std::string& ns, const std::string& key, const std::string& value,
                                      bool overwrite) {
-  rpc::KVPutRequest req;
-  req.set_ns(ns);
-  req.set_key(key);
-  req.set_value(value);
-  req.set_overwrite(overwrite);
-  rpc::KVPutReply reply;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
-  ctx.set_wait_for_ready(true);
-  return FromGrpcStatus(gcs_kv_->Put(&ctx, req, &reply));
+  return gcs_.KvPut(ns, key, value, overwrite).status();
 }
 
 absl::StatusOr<std::string> CoreWorker::Impl::KvGet(const std::string& ns, const std::string& key) {
-  rpc::KVGetRequest req;
-  req.set_ns(ns);
-  req.set_key(key);
-  rpc::KVGetReply reply;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
-  ctx.set_wait_for_ready(true);
-  absl::Status s = FromGrpcStatus(gcs_kv_->Get(&ctx, req, &reply));
-  if (!s.ok()) return s;
-  if (!reply.found()) return absl::NotFoundError(absl::StrCat("no key '", key, "' in namespace '", ns, "'"));
-  return reply.value();
+  return gcs_.KvGet(ns, key);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -857,19 +797,15 @@ namespace {
 
 // Finds the raylet a driver uses: `raylet_address`, or the alive head node's.
 absl::StatusOr<rpc::NodeInfo> FindRaylet(const std::string& gcs_address, const std::string& raylet_address) {
-  auto stub = rpc::NodeInfoService::NewStub(MakeChannel(gcs_address));
+  const GcsClient gcs({.address = gcs_address});
   const absl::Time deadline = absl::Now() + kConnectTimeout;
   absl::Status last;
   while (true) {
-    rpc::GetAllNodeInfoRequest req;
-    req.set_alive_only(true);
-    rpc::GetAllNodeInfoReply reply;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(deadline));
-    ctx.set_wait_for_ready(true);
-    last = FromGrpcStatus(stub->GetAllNodeInfo(&ctx, req, &reply));
+    absl::StatusOr<std::vector<rpc::NodeInfo>> nodes =
+        gcs.WithTimeout(std::max(deadline - absl::Now(), absl::Milliseconds(100))).GetAllNodeInfo(/*alive_only=*/true);
+    last = nodes.status();
     if (last.ok()) {
-      for (const auto& node : reply.nodes()) {
+      for (const auto& node : *nodes) {
         if (node.state() != rpc::NodeInfo::ALIVE) continue;
         const std::string address = absl::StrCat(node.address(), ":", node.raylet_port());
         if (raylet_address.empty() ? node.is_head() : address == raylet_address) return node;
@@ -879,12 +815,8 @@ absl::StatusOr<rpc::NodeInfo> FindRaylet(const std::string& gcs_address, const s
                                      : absl::StrCat("no alive node with raylet ", raylet_address,
                                                     " is registered with the GCS at ", gcs_address));
     }
-    if (absl::Now() + absl::Milliseconds(100) >= deadline) break;
+    if (absl::IsUnavailable(last) || absl::Now() + absl::Milliseconds(100) >= deadline) break;
     absl::SleepFor(absl::Milliseconds(100));  // the node may still be registering
-  }
-  if (absl::IsDeadlineExceeded(last)) {
-    return absl::UnavailableError(absl::StrCat("no GCS answered at ", gcs_address, " within ",
-                                               absl::FormatDuration(kConnectTimeout)));
   }
   return last;
 }

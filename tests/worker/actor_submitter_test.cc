@@ -28,7 +28,7 @@ struct FakeActorTransport : ActorTransport {
   void PushTask(const std::string& address, rpc::PushTaskRequest request, PushCallback done) override {
     pushes.push_back({address, std::move(request), std::move(done)});
   }
-  void GetActorInfo(const std::string&, const ActorId& actor, int64_t after_version, absl::Duration,
+  void GetActorInfo(const ActorId& actor, int64_t after_version, absl::Duration,
                     InfoCallback done) override {
     polls.push_back({actor, after_version, std::move(done)});
   }
@@ -38,7 +38,7 @@ struct FakeActorTransport : ActorTransport {
 
 struct SubmitterTest {
   SubmitterTest()
-      : submitter(transport, clock, ActorSubmitterOptions{.gcs_address = "gcs:1", .caller_id = "caller"},
+      : submitter(transport, clock, ActorSubmitterOptions{.caller_id = "caller"},
                   [this](const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
                     done.push_back({spec, std::move(returns)});
                   }) {}

@@ -1,5 +1,5 @@
 // Process records and the current-cluster file; see local_state.h.
-#include "src/cli/local_state.h"
+#include "src/cluster/local_state.h"
 
 #include <unistd.h>
 
@@ -11,7 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
-namespace shoal::cli {
+namespace shoal::cluster {
 namespace fs = std::filesystem;
 namespace {
 
@@ -144,4 +144,4 @@ void RemoveCurrentCluster(const std::string& root) {
   fs::remove(CurrentClusterPath(root), ec);
 }
 
-}  // namespace shoal::cli
+}  // namespace shoal::cluster

@@ -16,9 +16,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
-#include "src/cli/process.h"
+#include "src/cluster/process.h"
 
-namespace shoal::cli {
+namespace shoal::cluster {
 
 inline constexpr char kRaylet[] = "raylet";
 inline constexpr char kGcs[] = "gcs";
@@ -59,4 +59,4 @@ absl::StatusOr<nlohmann::json> ReadJsonObject(const std::string& path);
 std::optional<int64_t> JsonInt(const nlohmann::json& object, const char* key);
 std::optional<std::string> JsonString(const nlohmann::json& object, const char* key);
 
-}  // namespace shoal::cli
+}  // namespace shoal::cluster
