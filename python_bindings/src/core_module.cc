@@ -132,10 +132,12 @@ class PyCoreWorker {
   explicit PyCoreWorker(std::unique_ptr<CoreWorker> core) : core_(std::move(core)) {}
 
   static std::shared_ptr<PyCoreWorker> CreateDriver(const std::string& gcs_address,
-                                                    const std::vector<std::string>& worker_command) {
+                                                    const std::vector<std::string>& worker_command,
+                                                    const std::string& auth_token) {
     CoreWorkerOptions options;
     options.gcs_address = gcs_address;
     options.worker_command = worker_command;
+    options.auth_token = auth_token;
     absl::StatusOr<std::unique_ptr<CoreWorker>> core;
     {
       py::gil_scoped_release release;
@@ -528,6 +530,7 @@ class PyLocalCluster {
     cluster_ = Check(std::move(cluster));
   }
   std::string address() const { return cluster_ ? cluster_->address() : std::string(); }
+  std::string auth_token() const { return cluster_ ? cluster_->auth_token() : std::string(); }
   void Stop() {
     py::gil_scoped_release release;
     if (cluster_) cluster_->Stop();
@@ -558,7 +561,8 @@ PYBIND11_MODULE(_core, m) {
       .def("address", [](const PyObjectBuffer& b) { return reinterpret_cast<uintptr_t>(b.buffer.data); });
 
   py::class_<PyCoreWorker, std::shared_ptr<PyCoreWorker>>(m, "CoreWorker")
-      .def_static("create_driver", &PyCoreWorker::CreateDriver, py::arg("gcs_address"), py::arg("worker_command"))
+      .def_static("create_driver", &PyCoreWorker::CreateDriver, py::arg("gcs_address"), py::arg("worker_command"),
+                  py::arg("auth_token") = "")
       .def_static("create_worker", &PyCoreWorker::CreateWorker)
       .def("shutdown", &PyCoreWorker::Shutdown)
       .def("submit_task", &PyCoreWorker::SubmitTask)
@@ -598,6 +602,7 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init<int, int, const std::string&>(), py::arg("num_cpus"), py::arg("num_gpus"),
            py::arg("resources"))
       .def_property_readonly("address", &PyLocalCluster::address)
+      .def_property_readonly("auth_token", &PyLocalCluster::auth_token)
       .def("stop", &PyLocalCluster::Stop);
 
   m.def("cluster_status", &ClusterStatus, py::arg("gcs_address"), py::arg("timeout") = 10.0);

@@ -242,6 +242,7 @@ void Init(const InitOptions& options) {
   core_options.mode = CoreWorkerOptions::Mode::kDriver;
   core_options.gcs_address = address;
   core_options.worker_command = options.worker_command;  // empty: this executable
+  if (runtime->cluster) core_options.auth_token = runtime->cluster->auth_token();
   absl::StatusOr<std::unique_ptr<CoreWorker>> core = CoreWorker::Create(core_options);
   if (!core.ok()) {
     throw Error(absl::StrCat("shoal::Init: cannot connect to the Shoal cluster at ", address, ": ",

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "src/cluster/local_state.h"
 #include "src/cluster/process.h"
+#include "src/common/auth.h"
 
 
 namespace shoal::api {
@@ -114,6 +115,10 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClu
     return absl::UnavailableError(absl::StrCat("`shoal start --head` recorded no address:\n", ReadText(log)));
   }
   cluster->address_ = *address;
+  absl::StatusOr<std::string> token =
+      ReadTokenFile(cluster::CurrentClusterTokenPath(root));
+  if (!token.ok()) return absl::UnavailableError(absl::StrCat("`shoal start --head` left no token: ", token.status().message()));
+  cluster->auth_token_ = *token;
   return cluster;
 }
 

@@ -4,7 +4,7 @@
 // $RAY_ADDRESS when they hold an http:// URL, else the dashboard of the cluster last started on
 // this machine (<session>/dashboard.ready.json of the session whose GCS is in
 // shoal_current_cluster). The token comes from --auth-token ($SHOAL_AUTH_TOKEN), else, for a
-// dashboard started on this machine, from its session's dashboard_token file.
+// dashboard started on this machine, from its session's auth_token file.
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>

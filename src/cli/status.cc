@@ -8,6 +8,8 @@
 #include "src/cli/commands.h"
 #include "src/cluster/local_state.h"
 #include "src/cluster/status_format.h"
+#include "src/cluster/token.h"
+#include "src/common/auth.h"
 #include "src/common/rpc.h"
 #include "src/common/session.h"
 #include "src/gcs_client/gcs_client.h"
@@ -20,7 +22,8 @@ constexpr absl::Duration kStatusTimeout = absl::Seconds(5);
 constexpr char kHelp[] = R"(
 Shows the cluster's nodes, its resources (used/total) and the resource demands waiting for room.
 The GCS address comes from --address, else $SHOAL_ADDRESS, else the cluster last started on
-this machine with `shoal start --head`.
+this machine with `shoal start --head`. The cluster's token: $SHOAL_AUTH_TOKEN, else the file
+named by $SHOAL_AUTH_TOKEN_FILE, else (for the cluster started here) its session's auth_token.
 )";
 
 absl::StatusOr<std::string> ResolveAddress(const FlagSet& flags, const std::string& address) {
@@ -49,6 +52,9 @@ int RunStatus(int argc, char** argv) {
   if (absl::Status valid = ParseHostPort(*resolved).status(); !valid.ok()) {
     return flags.WasSet("address") ? UsageError(valid) : Fail(valid);
   }
+  absl::StatusOr<std::string> token = cluster::FindClusterToken(*resolved);
+  if (!token.ok()) return Fail(token.status());
+  SetClusterToken(*token);
   absl::StatusOr<rpc::GetClusterStatusReply> reply = GcsClient({.address = *resolved, .timeout = kStatusTimeout}).GetClusterStatus();
   if (!reply.ok()) return Fail(reply.status());
 

@@ -139,9 +139,14 @@ absl::StatusOr<std::string> ReadCurrentCluster(const std::string& root) {
   return address;
 }
 
+std::string CurrentClusterTokenPath(const std::string& root) {
+  return (fs::path(root) / kCurrentClusterTokenFile).string();
+}
+
 void RemoveCurrentCluster(const std::string& root) {
   std::error_code ec;
   fs::remove(CurrentClusterPath(root), ec);
+  fs::remove(CurrentClusterTokenPath(root), ec);
 }
 
 }  // namespace shoal::cluster

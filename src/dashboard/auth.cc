@@ -96,7 +96,7 @@ absl::Status CheckRequest(const AuthPolicy& policy, const RequestHeaders& reques
   if (given.empty()) {
     return absl::UnauthenticatedError(
         "this dashboard needs a token: send 'Authorization: Bearer <token>' (the token is in the head's session "
-        "directory, file dashboard_token; `shoal job` on that machine finds it by itself)");
+        "directory, file auth_token; `shoal job` on that machine finds it by itself)");
   }
   if (policy.token.empty() || !ConstantTimeEquals(given, policy.token)) {
     return absl::UnauthenticatedError("the token is not this dashboard's token");

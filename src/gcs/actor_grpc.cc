@@ -1,6 +1,7 @@
 #include "src/gcs/actor_grpc.h"
 
 #include "spdlog/spdlog.h"
+#include "src/common/auth.h"
 #include "src/common/lease_rpc.h"
 #include "src/common/rpc.h"
 
@@ -43,6 +44,7 @@ void GrpcActorTransport::PushTask(const std::string& worker_address, rpc::PushTa
 grpc::ServerUnaryReactor* ActorGrpcService::RegisterActor(grpc::CallbackServerContext* ctx,
                                                           const rpc::RegisterActorRequest* req,
                                                           rpc::RegisterActorReply* reply) {
+  SHOAL_AUTHENTICATE_REACTOR(ctx);
   auto r = actors_.RegisterActor(*req);
   if (r.ok()) *reply = *std::move(r);
   return FinishNow(ctx, r.status());
@@ -51,6 +53,7 @@ grpc::ServerUnaryReactor* ActorGrpcService::RegisterActor(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* ActorGrpcService::GetActorInfo(grpc::CallbackServerContext* ctx,
                                                          const rpc::GetActorInfoRequest* req,
                                                          rpc::GetActorInfoReply* reply) {
+  SHOAL_AUTHENTICATE_REACTOR(ctx);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   // The manager answers exactly once (at the latest at its Shutdown, before the server's).
   actors_.GetActorInfo(*req, [reactor, reply](absl::StatusOr<rpc::ActorInfo> info) {
@@ -63,6 +66,7 @@ grpc::ServerUnaryReactor* ActorGrpcService::GetActorInfo(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* ActorGrpcService::GetNamedActor(grpc::CallbackServerContext* ctx,
                                                           const rpc::GetNamedActorRequest* req,
                                                           rpc::GetNamedActorReply* reply) {
+  SHOAL_AUTHENTICATE_REACTOR(ctx);
   auto info = actors_.GetNamedActor(req->name(), req->ray_namespace());
   if (info.ok()) *reply->mutable_info() = *std::move(info);
   return FinishNow(ctx, info.status());
@@ -71,6 +75,7 @@ grpc::ServerUnaryReactor* ActorGrpcService::GetNamedActor(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* ActorGrpcService::ListActors(grpc::CallbackServerContext* ctx,
                                                        const rpc::ListActorsRequest* req,
                                                        rpc::ListActorsReply* reply) {
+  SHOAL_AUTHENTICATE_REACTOR(ctx);
   auto r = actors_.ListActors(*req);
   if (r.ok()) *reply = *std::move(r);
   return FinishNow(ctx, r.status());
@@ -78,12 +83,14 @@ grpc::ServerUnaryReactor* ActorGrpcService::ListActors(grpc::CallbackServerConte
 
 grpc::ServerUnaryReactor* ActorGrpcService::KillActor(grpc::CallbackServerContext* ctx,
                                                       const rpc::KillActorRequest* req, rpc::KillActorReply*) {
+  SHOAL_AUTHENTICATE_REACTOR(ctx);
   return FinishNow(ctx, actors_.KillActor(*req));
 }
 
 grpc::ServerUnaryReactor* ActorGrpcService::ReportWorkerDeath(grpc::CallbackServerContext* ctx,
                                                               const rpc::ReportWorkerDeathRequest* req,
                                                               rpc::ReportWorkerDeathReply*) {
+  SHOAL_AUTHENTICATE_REACTOR(ctx);
   return FinishNow(ctx, actors_.ReportWorkerDeath(*req));
 }
 

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "shoal/raylet.grpc.pb.h"
 #include "spdlog/spdlog.h"
+#include "src/common/auth.h"
 #include "src/common/rpc.h"
 #include "src/common/rpc_metrics.h"
 #include "src/common/system.h"
@@ -23,8 +24,9 @@ namespace shoal {
 class Raylet::Service final : public rpc::NodeManagerService::Service {
  public:
   explicit Service(const NodeId& id) : id_hex_(id.Hex()) {}
-  grpc::Status HealthCheck(grpc::ServerContext*, const rpc::HealthCheckRequest*,
+  grpc::Status HealthCheck(grpc::ServerContext* ctx, const rpc::HealthCheckRequest*,
                            rpc::HealthCheckReply* reply) override {
+    SHOAL_AUTHENTICATE(ctx);
     reply->set_node_id(id_hex_);
     return grpc::Status::OK;
   }
@@ -41,9 +43,10 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
  public:
   explicit LeaseGrpcService(Raylet& raylet) : raylet_(raylet) {}
 
-  grpc::ServerUnaryReactor* RequestWorkerLease(grpc::CallbackServerContext*,
+  grpc::ServerUnaryReactor* RequestWorkerLease(grpc::CallbackServerContext* ctx,
                                                const rpc::RequestWorkerLeaseRequest* req,
                                                rpc::RequestWorkerLeaseReply* reply) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
     auto* reactor = new LeaseReactor(raylet_, next_request_id_.fetch_add(1));
     bool posted = raylet_.loop_->Post([this, reactor, req, reply] {
       raylet_.leases_->RequestLease(reactor->id(), *req,
@@ -62,11 +65,13 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
 
   grpc::ServerUnaryReactor* ReturnWorker(grpc::CallbackServerContext* ctx, const rpc::ReturnWorkerRequest* req,
                                          rpc::ReturnWorkerReply*) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
     return OnLoop(ctx, [this, req] { return raylet_.leases_->ReturnWorker(req->lease_id(), req->worker_failed()); });
   }
 
   grpc::ServerUnaryReactor* RegisterWorker(grpc::CallbackServerContext* ctx, const rpc::RegisterWorkerRequest* req,
                                            rpc::RegisterWorkerReply* reply) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
     return OnLoop(ctx, [this, req, reply] {
       absl::Status s = raylet_.leases_->RegisterWorker(req->worker_id(), req->port(), req->pid());
       if (s.ok()) reply->set_node_id(raylet_.node_id_.Hex());
@@ -76,6 +81,7 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
 
   grpc::ServerUnaryReactor* FreeObjects(grpc::CallbackServerContext* ctx, const rpc::FreeObjectsRequest* req,
                                         rpc::FreeObjectsReply*) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
     // A quick local IPC per object; it needs nothing from the loop.
     std::vector<ObjectId> ids;
     absl::Status status;
@@ -99,6 +105,7 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
   grpc::ServerUnaryReactor* ReleaseOwnerLeases(grpc::CallbackServerContext* ctx,
                                                const rpc::ReleaseOwnerLeasesRequest* req,
                                                rpc::ReleaseOwnerLeasesReply* reply) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
     return OnLoop(ctx, [this, req, reply] {
       if (req->owner_address().empty()) return absl::InvalidArgumentError("owner_address must not be empty");
       reply->set_released(raylet_.leases_->ReleaseLeasesOfOwner(req->owner_address(), "shut down"));
@@ -109,11 +116,13 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
   grpc::ServerUnaryReactor* NotifyWorkerBlocked(grpc::CallbackServerContext* ctx,
                                                 const rpc::NotifyWorkerBlockedRequest* req,
                                                 rpc::NotifyWorkerBlockedReply*) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
     return OnLoop(ctx, [this, req] { return raylet_.leases_->SetWorkerBlocked(req->worker_id(), req->blocked()); });
   }
 
   grpc::ServerUnaryReactor* GetNodeStats(grpc::CallbackServerContext* ctx, const rpc::GetNodeStatsRequest*,
                                          rpc::GetNodeStatsReply* reply) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
     return OnLoop(ctx, [this, reply] {
       const WorkerPool::Stats workers = raylet_.pool_->stats();
       const LeaseManager::Stats leases = raylet_.leases_->stats();

@@ -34,6 +34,8 @@
 #include "shoal/raylet.grpc.pb.h"
 #include "shoal/worker.grpc.pb.h"
 #include "spdlog/spdlog.h"
+#include "src/cluster/token.h"
+#include "src/common/auth.h"
 #include "src/common/clock.h"
 #include "src/common/event_loop.h"
 #include "src/common/rpc.h"
@@ -135,6 +137,7 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   grpc::ServerUnaryReactor* PrintLogs(grpc::CallbackServerContext* ctx, const rpc::PrintLogsRequest* request,
                                       rpc::PrintLogsReply* reply) override;
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* ctx, const rpc::PingRequest*, rpc::PingReply*) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
     return reactor;
@@ -688,6 +691,7 @@ rpc::PushTaskReply CoreWorker::Impl::RunPushedTask(const rpc::PushTaskRequest& r
 grpc::ServerUnaryReactor* CoreWorker::Impl::PushTask(grpc::CallbackServerContext* ctx,
                                                      const rpc::PushTaskRequest* request,
                                                      rpc::PushTaskReply* reply) {
+  SHOAL_AUTHENTICATE_REACTOR(ctx);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (config_.mode != CoreWorkerOptions::Mode::kWorker) {
     reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "this process is a driver; it runs no tasks"));
@@ -700,6 +704,7 @@ grpc::ServerUnaryReactor* CoreWorker::Impl::PushTask(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* CoreWorker::Impl::GetObject(grpc::CallbackServerContext* ctx,
                                                       const rpc::GetObjectRequest* request,
                                                       rpc::GetObjectReply* reply) {
+  SHOAL_AUTHENTICATE_REACTOR(ctx);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   auto id = ObjectId::FromBinary(request->object_id());
   if (!id.ok()) {
@@ -732,6 +737,7 @@ grpc::ServerUnaryReactor* CoreWorker::Impl::GetObject(grpc::CallbackServerContex
 
 grpc::ServerUnaryReactor* CoreWorker::Impl::Exit(grpc::CallbackServerContext* ctx, const rpc::ExitRequest*,
                                                  rpc::ExitReply*) {
+  SHOAL_AUTHENTICATE_REACTOR(ctx);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   RequestExit(absl::OkStatus());
   reactor->Finish(grpc::Status::OK);
@@ -740,6 +746,7 @@ grpc::ServerUnaryReactor* CoreWorker::Impl::Exit(grpc::CallbackServerContext* ct
 
 grpc::ServerUnaryReactor* CoreWorker::Impl::PrintLogs(grpc::CallbackServerContext* ctx,
                                                       const rpc::PrintLogsRequest* request, rpc::PrintLogsReply*) {
+  SHOAL_AUTHENTICATE_REACTOR(ctx);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   std::function<void(const std::vector<std::string>&, bool)> handler;
   {
@@ -763,6 +770,7 @@ grpc::ServerUnaryReactor* CoreWorker::Impl::PrintLogs(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* CoreWorker::Impl::CancelTask(grpc::CallbackServerContext* ctx,
                                                        const rpc::CancelTaskRequest* request,
                                                        rpc::CancelTaskReply* reply) {
+  SHOAL_AUTHENTICATE_REACTOR(ctx);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   auto task = TaskId::FromBinary(request->task_id());
   if (!task.ok()) {
@@ -826,11 +834,24 @@ absl::StatusOr<rpc::NodeInfo> FindRaylet(const std::string& gcs_address, const s
 CoreWorker::CoreWorker(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 CoreWorker::~CoreWorker() = default;
 
+// Every call this process makes carries the cluster's token, and its own server checks it.
+absl::Status UseClusterToken(const std::string& gcs_address) {
+  absl::StatusOr<std::string> token = cluster::FindClusterToken(gcs_address);
+  if (!token.ok()) return token.status();
+  SetClusterToken(*std::move(token));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<CoreWorker>> CoreWorker::Create(const CoreWorkerOptions& options) {
   if (options.mode != CoreWorkerOptions::Mode::kDriver) {
     return absl::InvalidArgumentError("a worker is created with CreateWorkerFromEnvironment");
   }
   if (auto hp = ParseHostPort(options.gcs_address); !hp.ok()) return hp.status();
+  if (options.auth_token.empty()) {
+    if (auto s = UseClusterToken(options.gcs_address); !s.ok()) return s;
+  } else {
+    SetClusterToken(options.auth_token);
+  }
   auto node = FindRaylet(options.gcs_address, options.raylet_address);
   if (!node.ok()) return node.status();
   auto node_id = NodeId::FromHex(node->node_id());
@@ -853,6 +874,7 @@ absl::StatusOr<std::unique_ptr<CoreWorker>> CoreWorker::Create(const CoreWorkerO
 absl::StatusOr<std::unique_ptr<CoreWorker>> CoreWorker::CreateWorkerFromEnvironment() {
   auto config = WorkerConfig::FromEnvironment();
   if (!config.ok()) return config.status();
+  if (auto s = UseClusterToken(config->gcs_address); !s.ok()) return s;  // the raylet passes $SHOAL_AUTH_TOKEN
   auto impl = std::make_unique<Impl>(*std::move(config));
   if (auto s = impl->Start(); !s.ok()) return s;
   return std::unique_ptr<CoreWorker>(new CoreWorker(std::move(impl)));
