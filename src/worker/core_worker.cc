@@ -6,7 +6,7 @@
 // values and frees all land there, never on a gRPC thread or inside a language's finalizer. In
 // worker mode a raylet watcher (HealthCheck every second; the task loop ends after 5 failures in
 // a row) and the thread running RunTaskLoop, which executes pushed tasks (task_receiver.h);
-// gRPC's callback threads serve GetObject/PushTask/Exit without blocking.
+// gRPC's callback threads serve the RPCs without blocking (core_worker_service.h).
 // Parts: worker_config.h (start-up), task_receiver.h (pushed tasks), dependency_resolver.h (ref
 // arguments), task_submitter.h and actor_submitter.h (owner side), memory_store.h and
 // reference_counter.h (owned objects).
@@ -40,6 +40,7 @@
 #include "src/common/rpc_client.h"
 #include "src/gcs_client/gcs_client.h"
 #include "src/worker/actor_submitter.h"
+#include "src/worker/core_worker_service.h"
 #include "src/worker/dependency_resolver.h"
 #include "src/worker/grpc_transport.h"
 #include "src/worker/memory_store.h"
@@ -69,11 +70,11 @@ thread_local CurrentTaskInfo tls_current_task;
 
 }  // namespace
 
-class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
+class CoreWorker::Impl final {
  public:
   explicit Impl(WorkerConfig config)
       : config_(std::move(config)), worker_command_(config_.worker_command) {}
-  ~Impl() override;
+  ~Impl();
 
   // Connects to the store, starts serving, then (driver) registers the job or (worker)
   // registers with the raylet.
@@ -106,41 +107,20 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   }
   absl::Status RunTaskLoop();
   void SetTaskHandler(TaskHandler handler) { executor_->SetHandler(std::move(handler)); }
-  void SetInterruptHandler(std::function<void(const std::string&)> handler) {
-    absl::MutexLock lock(&mu_);
-    interrupt_handler_ = std::move(handler);
+  void SetInterruptHandler(CoreWorkerService::InterruptHandler handler) {
+    service_->SetInterruptHandler(std::move(handler));
   }
   CurrentTaskInfo CurrentTask() const { return tls_current_task; }
   absl::Status SendLogs(const std::string& owner, const std::vector<std::string>& lines, bool is_stderr) {
     return transport_.PrintLogs(owner, lines, is_stderr, absl::Seconds(5));
   }
-  void SetLogHandler(std::function<void(const std::vector<std::string>&, bool)> handler) {
-    absl::MutexLock lock(&mu_);
-    log_handler_ = std::move(handler);
-  }
+  void SetLogHandler(CoreWorkerService::LogHandler handler) { service_->SetLogHandler(std::move(handler)); }
   absl::Status KvPut(const std::string& ns, const std::string& key, const std::string& value, bool overwrite);
   absl::StatusOr<std::string> KvGet(const std::string& ns, const std::string& key);
 
   const WorkerConfig& config() const { return config_; }
   const JobId& job_id() const { return job_id_; }
   const std::string& address() const { return address_; }
-
-  // CoreWorkerService.
-  grpc::ServerUnaryReactor* PushTask(grpc::CallbackServerContext* ctx, const rpc::PushTaskRequest* request,
-                                     rpc::PushTaskReply* reply) override;
-  grpc::ServerUnaryReactor* GetObject(grpc::CallbackServerContext* ctx, const rpc::GetObjectRequest* request,
-                                      rpc::GetObjectReply* reply) override;
-  grpc::ServerUnaryReactor* Exit(grpc::CallbackServerContext* ctx, const rpc::ExitRequest* request,
-                                 rpc::ExitReply* reply) override;
-  grpc::ServerUnaryReactor* PrintLogs(grpc::CallbackServerContext* ctx, const rpc::PrintLogsRequest* request,
-                                      rpc::PrintLogsReply* reply) override;
-  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* ctx, const rpc::PingRequest*, rpc::PingReply*) override {
-    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
-  }
-  grpc::ServerUnaryReactor* CancelTask(grpc::CallbackServerContext* ctx, const rpc::CancelTaskRequest* request,
-                                       rpc::CancelTaskReply* reply) override;
 
  private:
 
@@ -194,6 +174,7 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   std::unique_ptr<TaskSubmitter> submitter_;
   std::unique_ptr<ActorSubmitter> actor_submitter_;
   std::unique_ptr<TaskReceiver> receiver_;  // pushed tasks (a driver's stays empty)
+  std::unique_ptr<CoreWorkerService> service_;
   std::unique_ptr<grpc::Server> server_;
   bool job_registered_ = false;
 
@@ -205,8 +186,6 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   std::vector<std::string> worker_command_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<TaskId, std::vector<ObjectId>> task_arg_refs_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<TaskId> cancelled_before_submit_ ABSL_GUARDED_BY(mu_);  // cancelled while resolving
-  std::function<void(const std::string&)> interrupt_handler_ ABSL_GUARDED_BY(mu_);
-  std::function<void(const std::vector<std::string>&, bool)> log_handler_ ABSL_GUARDED_BY(mu_);
 
   TaskEventBuffer task_events_;
   absl::Time last_events_flush_ = absl::InfinitePast();  // loop thread only
@@ -231,6 +210,9 @@ absl::Status CoreWorker::Impl::Start() {
   receiver_ = std::make_unique<TaskReceiver>(
       clock_, [this](const rpc::PushTaskRequest& request) { return RunPushedTask(request); },
       TaskReceiver::Options{});
+  service_ = std::make_unique<CoreWorkerService>(
+      *receiver_, memory_store_, refs_, clock_,
+      CoreWorkerService::Options{.runs_tasks = config_.mode == CoreWorkerOptions::Mode::kWorker});
   if (auto s = StartServer(); !s.ok()) return s;
   if (config_.mode == CoreWorkerOptions::Mode::kDriver) {
     if (auto s = RegisterJob(); !s.ok()) return s;
@@ -270,7 +252,7 @@ absl::Status CoreWorker::Impl::Start() {
 
 absl::Status CoreWorker::Impl::StartServer() {
   grpc::ServerBuilder builder;
-  builder.RegisterService(this);
+  builder.RegisterService(service_.get());
   builder.SetMaxReceiveMessageSize(kMaxMessageSize);
   builder.SetMaxSendMessageSize(kMaxMessageSize);
   int port = 0;
@@ -662,7 +644,7 @@ absl::StatusOr<std::string> CoreWorker::Impl::KvGet(const std::string& ns, const
 }
 
 // ---------------------------------------------------------------------------------------------
-// Worker: the task loop and the service
+// Worker: the task loop
 
 absl::Status CoreWorker::Impl::RunTaskLoop() {
   if (config_.mode != CoreWorkerOptions::Mode::kWorker) {
@@ -683,111 +665,6 @@ rpc::PushTaskReply CoreWorker::Impl::RunPushedTask(const rpc::PushTaskRequest& r
   rpc::PushTaskReply reply = executor_->Execute(request);
   tls_current_task = CurrentTaskInfo{};
   return reply;
-}
-
-grpc::ServerUnaryReactor* CoreWorker::Impl::PushTask(grpc::CallbackServerContext* ctx,
-                                                     const rpc::PushTaskRequest* request,
-                                                     rpc::PushTaskReply* reply) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (config_.mode != CoreWorkerOptions::Mode::kWorker) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "this process is a driver; it runs no tasks"));
-    return reactor;
-  }
-  receiver_->Push(request, reply, [reactor](absl::Status s) { reactor->Finish(ToGrpcStatus(s)); });
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* CoreWorker::Impl::GetObject(grpc::CallbackServerContext* ctx,
-                                                      const rpc::GetObjectRequest* request,
-                                                      rpc::GetObjectReply* reply) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  auto id = ObjectId::FromBinary(request->object_id());
-  if (!id.ok()) {
-    reactor->Finish(ToGrpcStatus(id.status()));
-    return reactor;
-  }
-  auto owner = refs_.OwnerAddress(*id);
-  if (!owner || !owner->empty()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                 absl::StrCat("object ", id->Hex(), " is not owned by this worker (or was freed)")));
-    return reactor;
-  }
-  const absl::Time deadline = request->timeout_ms() < 0 ? absl::InfiniteFuture()
-                                                        : absl::Now() + absl::Milliseconds(request->timeout_ms());
-  memory_store_.GetAsync(*id, deadline, [reactor, reply, deadline, id = *id](ValuePtr value) {
-    if (value != nullptr) {
-      reply->set_ready(true);
-      *reply->mutable_value() = *value;
-      reactor->Finish(grpc::Status::OK);
-    } else if (absl::Now() >= deadline) {
-      reply->set_ready(false);
-      reactor->Finish(grpc::Status::OK);
-    } else {
-      reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                   absl::StrCat("object ", id.Hex(), " was freed, or its owner is shutting down")));
-    }
-  });
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* CoreWorker::Impl::Exit(grpc::CallbackServerContext* ctx, const rpc::ExitRequest*,
-                                                 rpc::ExitReply*) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  RequestExit(absl::OkStatus());
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* CoreWorker::Impl::PrintLogs(grpc::CallbackServerContext* ctx,
-                                                      const rpc::PrintLogsRequest* request, rpc::PrintLogsReply*) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  std::function<void(const std::vector<std::string>&, bool)> handler;
-  {
-    absl::MutexLock lock(&mu_);
-    handler = log_handler_;
-  }
-  std::vector<std::string> lines(request->lines().begin(), request->lines().end());
-  if (handler) {
-    handler(lines, request->is_stderr());
-  } else {
-    std::string text;
-    for (const auto& line : lines) absl::StrAppend(&text, line, "\n");
-    FILE* out = request->is_stderr() ? stderr : stdout;
-    fwrite(text.data(), 1, text.size(), out);
-    fflush(out);
-  }
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* CoreWorker::Impl::CancelTask(grpc::CallbackServerContext* ctx,
-                                                       const rpc::CancelTaskRequest* request,
-                                                       rpc::CancelTaskReply* reply) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  auto task = TaskId::FromBinary(request->task_id());
-  if (!task.ok()) {
-    reactor->Finish(ToGrpcStatus(task.status()));
-    return reactor;
-  }
-  const bool running = receiver_->IsRunning(*task);
-  reply->set_running(running);
-  if (running && request->force()) {
-    // Killed once the reply is on its way; the owner sees the push fail and does not retry.
-    spdlog::warn("task {} cancelled with force: this worker exits", task->Hex());
-    std::thread([] {
-      absl::SleepFor(absl::Milliseconds(50));
-      _exit(1);
-    }).detach();
-  } else if (running) {
-    std::function<void(const std::string&)> handler;
-    {
-      absl::MutexLock lock(&mu_);
-      handler = interrupt_handler_;
-    }
-    if (handler) handler(task->Hex());
-  }
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
 }
 
 // ---------------------------------------------------------------------------------------------
