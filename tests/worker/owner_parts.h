@@ -29,7 +29,8 @@ struct OwnerParts {
   // The states of the task events buffered so far, in order.
   std::vector<rpc::TaskEvent::State> TakeEventStates() {
     std::vector<rpc::TaskEvent::State> states;
-    for (const auto& e : events.TakeBatch().events()) states.push_back(e.state());
+    const rpc::ReportTaskEventsRequest batch = events.TakeBatch();
+    for (const auto& e : batch.events()) states.push_back(e.state());
     return states;
   }
 

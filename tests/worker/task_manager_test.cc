@@ -81,7 +81,7 @@ TEST_CASE_METHOD(Fixture, "task manager: arguments stay referenced until the tas
   auto submitted = Resolve(spec, args);
   REQUIRE(submitted.has_value());
   REQUIRE(submitted->args_size() == 1);
-  CHECK(submitted->args(0).value().inline_data() == "value");
+  CHECK(submitted->args(0).inline_value() == "value");
 
   objects.RemoveLocalReference(arg);  // the task still holds it
   CHECK(refs.Contains(arg));
