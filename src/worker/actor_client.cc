@@ -107,6 +107,28 @@ absl::Status ActorClient::ResolveArguments(rpc::TaskSpec& spec, std::vector<Task
   return ErrorStatus(info);
 }
 
+absl::StatusOr<std::vector<ObjectId>> ActorClient::Call(const ActorId& actor, const std::string& method,
+                                                       std::vector<TaskArg> args, const TaskOptions& options) {
+  TaskOptions call_options = options;
+  call_options.resources = ResourceSet();
+  call_options.use_default_resources = true;
+  call_options.strategy.Clear();
+  auto spec = BuildTaskSpec(owner_.job, method, call_options, owner_.address, {});
+  if (!spec.ok()) return spec.status();
+  spec->set_task_id(TaskId::ForActorTask(actor).Binary());
+  spec->set_actor_id(actor.Binary());
+  spec->clear_resources();
+  submitter_.AddActor(actor, 0);  // no-op when known (the handle's retries stay)
+  auto return_ids = tasks_.Prepare(*spec, args, options.nested_refs, /*pin_forever=*/false);
+  if (!return_ids.ok()) return return_ids.status();
+  const uint64_t order = submitter_.Reserve(actor);
+  tasks_.Resolve(
+      std::move(*spec), std::move(args),
+      [this, order](rpc::TaskSpec resolved) { submitter_.Submit(order, std::move(resolved)); },
+      [this, actor, order] { submitter_.Abandon(actor, order); });
+  return return_ids;
+}
+
 absl::Status ActorClient::Kill(const ActorId& actor, bool no_restart) {
   absl::Status s = gcs_.KillActor(actor, no_restart);
   if (s.ok() && no_restart) submitter_.MarkKilled(actor, "killed by shoal.kill()");

@@ -1,7 +1,7 @@
 // This process's dealings with actors through the GCS (DESIGN.md section 2, "Actors"): creates
 // them, looks them up by id or by name, kills them, and keeps the ActorSubmitter following
-// every actor this process holds a handle to (method calls themselves go through the
-// ActorSubmitter).
+// every actor this process holds a handle to; method calls are prepared here (TaskManager) and
+// pushed by the ActorSubmitter.
 //
 // Create resolves the constructor's ref arguments before the GCS gets the creation spec: the
 // GCS pushes the constructor again at every restart, long after this process may be gone. The
@@ -47,6 +47,10 @@ class ActorClient {
   // As CoreWorker::CreateActor; `options.worker_command` is the one the actor's worker runs.
   absl::StatusOr<ActorDescription> Create(const std::string& function_name, std::vector<TaskArg> args,
                                           const TaskOptions& options, const ActorOptions& actor);
+  // As CoreWorker::SubmitActorTask: a method call, in this caller's order, through the
+  // ActorSubmitter once its arguments are resolved (the call takes no resources of its own).
+  absl::StatusOr<std::vector<ObjectId>> Call(const ActorId& actor, const std::string& method,
+                                             std::vector<TaskArg> args, const TaskOptions& options);
   // Follows `actor` for method calls (a handle passed to this process). Idempotent.
   void AddHandle(const ActorId& actor, int max_task_retries) { submitter_.AddActor(actor, max_task_retries); }
   // Kills `actor` through the GCS; with `no_restart` later calls fail at once.

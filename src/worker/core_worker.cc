@@ -7,24 +7,15 @@
 // worker mode a raylet watcher (HealthCheck every second; the task loop ends after 5 failures in
 // a row) and the thread running RunTaskLoop, which executes pushed tasks (task_receiver.h);
 // gRPC's callback threads serve the RPCs without blocking (core_worker_service.h).
-// Parts: worker_config.h (start-up), task_receiver.h (pushed tasks), dependency_resolver.h (ref
-// arguments), task_submitter.h and actor_submitter.h (owner side), memory_store.h and
-// reference_counter.h (owned objects).
+// Parts: worker_config.h (start-up), core_worker_service.h (the RPCs), task_receiver.h (pushed
+// tasks), task_manager.h (the owner's tasks: arguments, resolution, results), task_submitter.h
+// (normal tasks), actor_client.h and actor_submitter.h (actors), owned_objects.h (objects).
 #include "src/worker/core_worker.h"
 
-#include <limits.h>
-#include <stdlib.h>
 #include <unistd.h>
 
-#include <atomic>
-#include <deque>
-#include <map>
-#include <fstream>
-#include <iterator>
 #include <thread>
 
-#include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -45,7 +36,6 @@
 #include "src/worker/dependency_resolver.h"
 #include "src/worker/grpc_transport.h"
 #include "src/worker/memory_store.h"
-#include "src/worker/object_value.h"
 #include "src/worker/owned_objects.h"
 #include "src/worker/reference_counter.h"
 #include "src/worker/store_access.h"
@@ -85,8 +75,6 @@ class CoreWorker::Impl final {
   absl::StatusOr<std::vector<ObjectId>> SubmitTask(const std::string& function_name, std::vector<TaskArg> args,
                                                    const TaskOptions& options);
   absl::Status CancelTask(const ObjectId& return_id, bool force);
-  absl::StatusOr<std::vector<ObjectId>> SubmitActorTask(const ActorId& actor, const std::string& method,
-                                                        std::vector<TaskArg> args, const TaskOptions& options);
   absl::StatusOr<ActorDescription> CreateActor(const std::string& function_name, std::vector<TaskArg> args,
                                                const TaskOptions& options, const ActorOptions& actor) {
     TaskOptions with_command = options;
@@ -118,8 +106,7 @@ class CoreWorker::Impl final {
     return transport_.PrintLogs(owner, lines, is_stderr, absl::Seconds(5));
   }
   void SetLogHandler(CoreWorkerService::LogHandler handler) { service_->SetLogHandler(std::move(handler)); }
-  absl::Status KvPut(const std::string& ns, const std::string& key, const std::string& value, bool overwrite);
-  absl::StatusOr<std::string> KvGet(const std::string& ns, const std::string& key);
+  const GcsClient& gcs() const { return gcs_; }
 
   const WorkerConfig& config() const { return config_; }
   const JobId& job_id() const { return job_id_; }
@@ -360,30 +347,6 @@ absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::SubmitTask(const std::st
   return return_ids;
 }
 
-absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::SubmitActorTask(const ActorId& actor,
-                                                                        const std::string& method,
-                                                                        std::vector<TaskArg> args,
-                                                                        const TaskOptions& options) {
-  TaskOptions call_options = options;
-  call_options.resources = ResourceSet();
-  call_options.use_default_resources = true;
-  call_options.strategy.Clear();
-  auto spec = BuildTaskSpec(job_id_, method, call_options, address_, {});
-  if (!spec.ok()) return spec.status();
-  spec->set_task_id(TaskId::ForActorTask(actor).Binary());
-  spec->set_actor_id(actor.Binary());
-  spec->clear_resources();
-  actor_submitter_->AddActor(actor, 0);  // no-op when known (the handle's retries stay)
-  auto return_ids = tasks_->Prepare(*spec, args, options.nested_refs, /*pin_forever=*/false);
-  if (!return_ids.ok()) return return_ids.status();
-  const uint64_t order = actor_submitter_->Reserve(actor);
-  tasks_->Resolve(
-      std::move(*spec), std::move(args),
-      [this, order](rpc::TaskSpec resolved) { actor_submitter_->Submit(order, std::move(resolved)); },
-      [this, actor, order] { actor_submitter_->Abandon(actor, order); });
-  return return_ids;
-}
-
 absl::Status CoreWorker::Impl::CancelTask(const ObjectId& return_id, bool force) {
   const TaskId task = return_id.Task();
   if (!refs_.Contains(return_id) || memory_store_.GetIfReady(return_id) != nullptr) {
@@ -401,15 +364,6 @@ absl::Status CoreWorker::Impl::CancelTask(const ObjectId& return_id, bool force)
     if (!s.ok()) spdlog::warn("cancelling task {} on {}: {}", task.Hex(), result.worker_address, s.ToString());
   }
   return absl::OkStatus();
-}
-
-absl::Status CoreWorker::Impl::KvPut(const std::string& ns, const std::string& key, const std::string& value,
-                                     bool overwrite) {
-  return gcs_.KvPut(ns, key, value, overwrite).status();
-}
-
-absl::StatusOr<std::string> CoreWorker::Impl::KvGet(const std::string& ns, const std::string& key) {
-  return gcs_.KvGet(ns, key);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -498,10 +452,10 @@ void CoreWorker::SetLogHandler(std::function<void(const std::vector<std::string>
 }
 absl::Status CoreWorker::KvPut(const std::string& ns, const std::string& key, const std::string& value,
                                bool overwrite) {
-  return impl_->KvPut(ns, key, value, overwrite);
+  return impl_->gcs().KvPut(ns, key, value, overwrite).status();
 }
 absl::StatusOr<std::string> CoreWorker::KvGet(const std::string& ns, const std::string& key) {
-  return impl_->KvGet(ns, key);
+  return impl_->gcs().KvGet(ns, key);
 }
 const std::string& CoreWorker::gcs_address() const { return impl_->config().gcs_address; }
 absl::StatusOr<ActorDescription> CoreWorker::CreateActor(const std::string& function_name, std::vector<TaskArg> args,
@@ -514,7 +468,7 @@ void CoreWorker::AddActorHandle(const ActorId& actor, int max_task_retries) {
 absl::StatusOr<std::vector<ObjectId>> CoreWorker::SubmitActorTask(const ActorId& actor, const std::string& method,
                                                                   std::vector<TaskArg> args,
                                                                   const TaskOptions& options) {
-  return impl_->SubmitActorTask(actor, method, std::move(args), options);
+  return impl_->actors().Call(actor, method, std::move(args), options);
 }
 absl::Status CoreWorker::KillActor(const ActorId& actor, bool no_restart) {
   return impl_->actors().Kill(actor, no_restart);

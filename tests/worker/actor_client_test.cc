@@ -15,6 +15,7 @@
 #include "src/gcs/store_client.h"
 #include "src/worker/fake_actor_transport.h"
 #include "src/worker/object_value.h"
+#include "src/worker/task_spec.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/worker/owner_parts.h"
 
@@ -139,6 +140,38 @@ TEST_CASE_METHOD(Fixture, "actor client: kill for good fails later calls at once
   REQUIRE(done_calls[0].has_error());
   CHECK(absl::StrContains(done_calls[0].error().message(), "killed by shoal.kill()"));
   CHECK(actor_transport.pushes.empty());
+}
+
+TEST_CASE_METHOD(Fixture, "actor client: method calls go to the actor's worker in order, without resources",
+                 "[actor_client]") {
+  auto created = actors.Create("Counter.__init__", {}, TaskOptions{}, Detached("c"));
+  REQUIRE_OK(created);
+  TaskOptions options;
+  options.resources = *ResourceSet::FromDoubles({{"CPU", 2}});
+  auto first = actors.Call(created->id, "Counter.add", {TaskArg::Value("1")}, options);
+  REQUIRE_OK(first);
+  REQUIRE(first->size() == 1);
+  auto second = actors.Call(created->id, "Counter.get", {}, TaskOptions{});
+  REQUIRE_OK(second);
+  CHECK(actor_transport.pushes.empty());  // PENDING: the calls wait
+  REQUIRE(actor_transport.polls.size() == 1);
+  auto poll = std::move(actor_transport.polls.front());
+  actor_transport.polls.pop_front();
+  rpc::GetActorInfoReply alive;
+  alive.mutable_info()->set_actor_id(created->id.Binary());
+  alive.mutable_info()->set_state(rpc::ActorInfo::ALIVE);
+  alive.mutable_info()->set_worker_address("127.0.0.1:5001");
+  alive.mutable_info()->set_version(1);
+  poll.done(absl::OkStatus(), alive);
+  REQUIRE(actor_transport.pushes.size() == 2);
+  const rpc::TaskSpec& add = actor_transport.pushes[0].request.spec();
+  CHECK(actor_transport.pushes[0].address == "127.0.0.1:5001");
+  CHECK(add.function_name() == "Counter.add");
+  CHECK(add.resources().amounts().empty());
+  CHECK(add.args(0).inline_value() == "1");
+  CHECK(ReturnObjectId(add, 1) == first->front());
+  CHECK(actor_transport.pushes[1].request.spec().function_name() == "Counter.get");
+  CHECK(add.sequence_number() < actor_transport.pushes[1].request.spec().sequence_number());
 }
 
 }  // namespace
