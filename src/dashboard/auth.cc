@@ -1,26 +1,41 @@
 // Token and cross-site checks; see auth.h.
 #include "src/dashboard/auth.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
 namespace shoal::dashboard {
 namespace {
 
+// An IPv4 address in 127.0.0.0/8 written as four decimal numbers 0..255 ("127.0.0.1").
+// Not a name that merely starts with "127.": 127.attacker.example resolves wherever its owner
+// points it (DNS rebinding).
+bool IsIpv4Loopback(const std::string& host) {
+  std::vector<absl::string_view> parts = absl::StrSplit(host, '.');
+  if (parts.size() != 4 || parts[0] != "127") return false;
+  for (absl::string_view part : parts) {
+    if (part.empty() || part.size() > 3 || !std::all_of(part.begin(), part.end(), absl::ascii_isdigit)) return false;
+    int value = 0;
+    for (char c : part) value = value * 10 + (c - '0');
+    if (value > 255) return false;
+  }
+  return true;
+}
+
 bool IsLoopback(const std::string& host) {
-  return host == "127.0.0.1" || host == "localhost" || host == "::1" || host == "[::1]" ||
-         absl::StartsWith(host, "127.");
+  return host == "localhost" || host == "::1" || host == "[::1]" || IsIpv4Loopback(host);
 }
 
 bool IsWildcard(const std::string& host) { return host == "0.0.0.0" || host == "::" || host == "[::]" || host.empty(); }
 
-// The Host header's name and port ("[::1]:80" -> "[::1]", 80). Port 80 when absent.
-std::pair<std::string, int> SplitHost(const std::string& host_header) {
+}  // namespace
+
+HostHeader ParseHostHeader(const std::string& host_header) {
   std::string host = absl::AsciiStrToLower(std::string(absl::StripAsciiWhitespace(host_header)));
   size_t colon = host.rfind(':');
   size_t bracket = host.rfind(']');
@@ -35,14 +50,12 @@ std::pair<std::string, int> SplitHost(const std::string& host_header) {
 
 bool HostAllowed(const AuthPolicy& policy, const std::string& host_header) {
   if (IsWildcard(policy.bound_host)) return true;
-  auto [name, port] = SplitHost(host_header);
+  auto [name, port] = ParseHostHeader(host_header);
   if (port != policy.bound_port) return false;
   std::string bound = absl::AsciiStrToLower(policy.bound_host);
   if (name == bound || (!bound.empty() && name == absl::StrCat("[", bound, "]"))) return true;
   return IsLoopback(bound) && IsLoopback(name);
 }
-
-}  // namespace
 
 bool IsStateChanging(const std::string& method) {
   return !(method == "GET" || method == "HEAD" || method == "OPTIONS");

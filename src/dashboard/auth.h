@@ -43,6 +43,17 @@ struct RequestHeaders {
 // token: HTTP 401), with a message that says what to do.
 absl::Status CheckRequest(const AuthPolicy& policy, const RequestHeaders& request, bool public_path);
 
+// A Host header's name, lowercased, and port: "[::1]:8265" -> {"[::1]", 8265}. The port is 80
+// when absent and -1 when it is not a number.
+struct HostHeader {
+  std::string name;
+  int port = 80;
+};
+HostHeader ParseHostHeader(const std::string& host_header);
+
+// Rule 1 above: whether a request with this Host header may reach a server bound as `policy`.
+bool HostAllowed(const AuthPolicy& policy, const std::string& host_header);
+
 // True for the methods that change state.
 bool IsStateChanging(const std::string& method);
 

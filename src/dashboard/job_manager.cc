@@ -27,7 +27,6 @@ namespace {
 constexpr absl::Duration kPoll = absl::Milliseconds(50);
 constexpr absl::Duration kStatusTimeout = absl::Seconds(10);
 constexpr absl::Duration kShutdownGrace = absl::Milliseconds(500);
-constexpr char kPackagePrefix[] = "gcs://";
 // The JobId the entrypoint reservations' leases run under (never a driver's job id, which the
 // GCS hands out counting up from 1).
 constexpr uint32_t kReservationJob = 0xFFFFFFF0u;
@@ -101,10 +100,9 @@ std::string JobManager::LogPath(const std::string& id) const {
 }
 
 std::string JobManager::PackagePath(const std::string& uri) const {
-  if (!absl::StartsWith(uri, kPackagePrefix)) return "";
-  std::string name = uri.substr(sizeof(kPackagePrefix) - 1);
-  if (!absl::EndsWith(name, ".zip") || !IsValidSubmissionId(name)) return "";
-  return (fs::path(options_.package_dir) / name).string();
+  std::optional<std::string> name = PackageNameFromUri(uri);
+  if (!name) return "";
+  return (fs::path(options_.package_dir) / *name).string();
 }
 
 void JobManager::Recover() {

@@ -13,7 +13,47 @@ namespace {
 constexpr size_t kMaxSubmissionIdLength = 128;
 constexpr size_t kMaxEntrypointLength = 64 * 1024;
 
+// nlohmann::json copies, compares and dumps a document recursively, so a deeply nested one (a
+// 100 KB body of brackets) overflows the stack; documents nested deeper than this are refused.
+constexpr int kMaxJsonDepth = 100;
+
 absl::Status Bad(const std::string& what) { return absl::InvalidArgumentError(what); }
+
+// Whether a JSON text opens more than `max` arrays or objects inside one another. Exact for
+// valid JSON; for invalid JSON the answer does not matter, the parser refuses it.
+bool NestedDeeperThan(std::string_view text, int max) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
+
+// Parses a JSON object given by a client or read back from the store.
+absl::StatusOr<nlohmann::json> ParseObject(const std::string& text, const std::string& what) {
+  if (NestedDeeperThan(text, kMaxJsonDepth)) {
+    return Bad(absl::StrCat(what, " nests arrays and objects more than ", kMaxJsonDepth, " deep"));
+  }
+  nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return Bad(absl::StrCat(what, " is not valid JSON"));
+  if (!doc.is_object()) return Bad(absl::StrCat(what, " must be a JSON object"));
+  return doc;
+}
 
 // A JSON object of strings into a map; InvalidArgument naming `field` otherwise.
 absl::Status StringMap(const nlohmann::json& value, const std::string& field, std::map<std::string, std::string>* out) {
@@ -22,6 +62,19 @@ absl::Status StringMap(const nlohmann::json& value, const std::string& field, st
   for (auto it = value.begin(); it != value.end(); ++it) {
     if (!it.value().is_string()) return Bad(absl::StrCat(field, ".", it.key(), " must be a string"));
     (*out)[it.key()] = it.value().get<std::string>();
+  }
+  return absl::OkStatus();
+}
+
+// Environment variables as the child's environ holds them: "NAME=value" C strings.
+absl::Status CheckEnvVars(const std::map<std::string, std::string>& vars, const std::string& field) {
+  for (const auto& [name, value] : vars) {
+    if (name.empty() || name.find_first_of(std::string_view("=\0", 2)) != std::string::npos) {
+      return Bad(absl::StrCat(field, " names must be non-empty and hold no '=' or NUL character"));
+    }
+    if (value.find('\0') != std::string::npos) {
+      return Bad(absl::StrCat(field, ".", name, " must not hold a NUL character"));
+    }
   }
   return absl::OkStatus();
 }
@@ -101,10 +154,38 @@ std::string NewSubmissionId() {
   return id;
 }
 
+absl::StatusOr<RuntimeEnv> ParseRuntimeEnv(const nlohmann::json& value) {
+  RuntimeEnv env;
+  if (value.is_null()) return env;
+  if (!value.is_object()) return Bad("runtime_env must be an object");
+  env.raw = value;
+  if (auto wd = value.find("working_dir"); wd != value.end() && !wd->is_null()) {
+    if (!wd->is_string()) return Bad("runtime_env.working_dir must be a string");
+    env.working_dir = wd->get<std::string>();
+  }
+  if (auto vars = value.find("env_vars"); vars != value.end()) {
+    if (auto s = StringMap(*vars, "runtime_env.env_vars", &env.env_vars); !s.ok()) return s;
+    if (auto s = CheckEnvVars(env.env_vars, "runtime_env.env_vars"); !s.ok()) return s;
+  }
+  return env;
+}
+
+bool IsValidPackageName(const std::string& name) {
+  return name.size() > 4 && name.ends_with(".zip") && IsValidSubmissionId(name);
+}
+
+std::optional<std::string> PackageNameFromUri(const std::string& uri) {
+  constexpr std::string_view kPrefix = "gcs://";
+  if (!uri.starts_with(kPrefix)) return std::nullopt;
+  std::string name = uri.substr(kPrefix.size());
+  if (!IsValidPackageName(name)) return std::nullopt;
+  return name;
+}
+
 absl::StatusOr<JobSpec> ParseSubmitRequest(const std::string& body) {
-  nlohmann::json doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return Bad("the request body is not valid JSON");
-  if (!doc.is_object()) return Bad("the request body must be a JSON object");
+  absl::StatusOr<nlohmann::json> parsed = ParseObject(body, "the request body");
+  if (!parsed.ok()) return parsed.status();
+  const nlohmann::json& doc = *parsed;
   JobSpec spec;
   auto entry = doc.find("entrypoint");
   if (entry == doc.end() || !entry->is_string() || entry->get<std::string>().empty()) {
@@ -112,6 +193,8 @@ absl::StatusOr<JobSpec> ParseSubmitRequest(const std::string& body) {
   }
   spec.entrypoint = entry->get<std::string>();
   if (spec.entrypoint.size() > kMaxEntrypointLength) return Bad("entrypoint is too long");
+  // /bin/sh -c receives it as a C string: a NUL would silently cut the command.
+  if (spec.entrypoint.find('\0') != std::string::npos) return Bad("entrypoint must not hold a NUL character");
   for (const char* field : {"submission_id", "job_id"}) {
     auto it = doc.find(field);
     if (it == doc.end() || it->is_null()) continue;
@@ -120,16 +203,12 @@ absl::StatusOr<JobSpec> ParseSubmitRequest(const std::string& body) {
     }
     if (spec.submission_id.empty()) spec.submission_id = it->get<std::string>();
   }
-  if (auto it = doc.find("runtime_env"); it != doc.end() && !it->is_null()) {
-    if (!it->is_object()) return Bad("runtime_env must be an object");
-    spec.runtime_env = *it;
-    if (auto wd = it->find("working_dir"); wd != it->end() && !wd->is_null()) {
-      if (!wd->is_string()) return Bad("runtime_env.working_dir must be a string");
-      spec.working_dir = wd->get<std::string>();
-    }
-    if (auto env = it->find("env_vars"); env != it->end()) {
-      if (auto s = StringMap(*env, "runtime_env.env_vars", &spec.env_vars); !s.ok()) return s;
-    }
+  if (auto it = doc.find("runtime_env"); it != doc.end()) {
+    absl::StatusOr<RuntimeEnv> env = ParseRuntimeEnv(*it);
+    if (!env.ok()) return env.status();
+    spec.runtime_env = std::move(env->raw);
+    spec.working_dir = std::move(env->working_dir);
+    spec.env_vars = std::move(env->env_vars);
   }
   if (auto it = doc.find("metadata"); it != doc.end()) {
     if (auto s = StringMap(*it, "metadata", &spec.metadata); !s.ok()) return s;
@@ -202,8 +281,9 @@ std::string JobRecord::Serialize() const {
 }
 
 absl::StatusOr<JobRecord> JobRecord::Deserialize(const std::string& text) {
-  nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded() || !doc.is_object()) return Bad("a stored job is not a JSON object");
+  absl::StatusOr<nlohmann::json> parsed = ParseObject(text, "a stored job");
+  if (!parsed.ok()) return parsed.status();
+  nlohmann::json& doc = *parsed;
   // The stored form is a superset of a submit request: parse that part the same way.
   nlohmann::json request = doc;
   request.erase("job_id");

@@ -31,6 +31,23 @@ bool IsTerminal(JobStatus status);
 // Whether a job may move from `from` to `to` (see the diagram above).
 bool CanTransition(JobStatus from, JobStatus to);
 
+// The runtime_env fields Shoal acts on, validated; the whole object is kept as sent.
+struct RuntimeEnv {
+  nlohmann::json raw = nlohmann::json::object();
+  std::string working_dir;                      // a package URI, an absolute path on the head, or ""
+  std::map<std::string, std::string> env_vars;
+};
+
+// Validates a runtime_env object (null means an empty one). InvalidArgument names the bad field.
+absl::StatusOr<RuntimeEnv> ParseRuntimeEnv(const nlohmann::json& value);
+
+// Working-dir packages. A package name is what `PUT /api/packages/gcs/<name>` stores and a
+// `gcs://<name>` URI names: 5..128 characters of [A-Za-z0-9_.-] ending in ".zip" (so it is a
+// single path component, never "." or "..", and safe to join to the package directory).
+bool IsValidPackageName(const std::string& name);
+// The package name in `uri` ("gcs://<name>"); nullopt when `uri` is not such a URI.
+std::optional<std::string> PackageNameFromUri(const std::string& uri);
+
 // What a submission asks for, validated.
 struct JobSpec {
   std::string submission_id;

@@ -76,8 +76,6 @@ void ReplyError(Response& res, const absl::Status& status) {
   ReplyError(res, HttpCode(status), std::string(status.message()));
 }
 
-bool IsValidPackageName(const std::string& name) { return IsValidSubmissionId(name) && name.size() > 4; }
-
 }  // namespace
 
 DashboardServer::DashboardServer(ServerOptions options, ClusterClient& cluster, JobManager& jobs)
@@ -195,7 +193,7 @@ void DashboardServer::AddRoutes() {
         [this](const Request& req, Response& res) {
           std::string protocol = req.matches[1], name = req.matches[2];
           if (protocol != "gcs") return ReplyError(res, 400, "only gcs:// packages can be uploaded");
-          if (!IsValidPackageName(name) || !name.ends_with(".zip")) {
+          if (!IsValidPackageName(name)) {
             return ReplyError(res, 400, "a package name must be <letters, digits, _ - .>.zip");
           }
           if (req.body.size() < 4 || req.body.compare(0, 2, "PK") != 0) {
@@ -270,7 +268,7 @@ void DashboardServer::AddRoutes() {
     const std::string id = req.matches[1];
     if (absl::Status s = jobs_.Get(id).status(); !s.ok()) return ReplyError(res, s);
     const std::string key = req.get_header_value("Sec-WebSocket-Key");
-    if (absl::AsciiStrToLower(req.get_header_value("Upgrade")) != "websocket" || key.empty()) {
+    if (!IsWebSocketUpgrade(req.get_header_value("Upgrade"), key)) {
       return ReplyError(res, 400, "this is a websocket endpoint (Upgrade: websocket); to poll, use GET "
                                   "/api/jobs/{id}/logs?offset=N");
     }

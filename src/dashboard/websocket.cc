@@ -3,9 +3,14 @@
 
 #include <openssl/sha.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 
 namespace shoal::dashboard {
+
+bool IsWebSocketUpgrade(const std::string& upgrade_header, const std::string& key_header) {
+  return absl::AsciiStrToLower(upgrade_header) == "websocket" && !key_header.empty();
+}
 
 std::string WebSocketAccept(const std::string& key) {
   std::string text = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";

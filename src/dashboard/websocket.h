@@ -8,6 +8,9 @@
 
 namespace shoal::dashboard {
 
+// Whether a request's Upgrade and Sec-WebSocket-Key headers ask for a websocket: Upgrade is
+// "websocket" (any case) and the key is not empty.
+bool IsWebSocketUpgrade(const std::string& upgrade_header, const std::string& key_header);
 // Sec-WebSocket-Accept for a client's Sec-WebSocket-Key.
 std::string WebSocketAccept(const std::string& key);
 // One final (FIN) frame: opcode 0x1 text, 0x8 close.

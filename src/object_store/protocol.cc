@@ -13,9 +13,6 @@ namespace {
 
 static_assert(std::endian::native == std::endian::little, "the wire format is the host's");
 
-constexpr size_t kLocationSize = 24;
-constexpr size_t kStatsSize = 7 * 8;
-
 // Appends little-endian fixed-width values.
 class Writer {
  public:

@@ -80,5 +80,37 @@ TEST_CASE("ConstantTimeEquals compares whole strings") {
   REQUIRE_FALSE(ConstantTimeEquals(a, a.substr(1)));
 }
 
+// Found by fuzz/http_auth_fuzzer: every name starting with "127." counted as loopback, so
+// 127.attacker.example (which resolves wherever its owner says) passed the Host check.
+TEST_CASE("only loopback addresses and localhost count as loopback names") {
+  AuthPolicy policy = Loopback();
+  policy.disabled = true;
+  RequestHeaders r = Get();
+  for (const char* ok : {"127.0.0.2:8265", "127.255.255.255:8265", "localhost:8265"}) {
+    r.host = ok;
+    INFO(ok);
+    REQUIRE(CheckRequest(policy, r, false).ok());
+  }
+  for (const char* bad : {"127.attacker.example:8265", "127.0.0.1.evil.example:8265", "127.0.0.256:8265",
+                          "127.0.0:8265", "127..0.1:8265", "127.0.0.1a:8265", "127.0.0.-1:8265"}) {
+    r.host = bad;
+    INFO(bad);
+    REQUIRE(absl::IsPermissionDenied(CheckRequest(policy, r, false)));
+  }
+}
+
+TEST_CASE("Host headers split into a lowercase name and a port") {
+  HostHeader h = ParseHostHeader(" Head.Example:8265 ");
+  REQUIRE(h.name == "head.example");
+  REQUIRE(h.port == 8265);
+  h = ParseHostHeader("[::1]:80");
+  REQUIRE(h.name == "[::1]");
+  REQUIRE(h.port == 80);
+  h = ParseHostHeader("[::1]");
+  REQUIRE(h.name == "[::1]");
+  REQUIRE(h.port == 80);
+  REQUIRE(ParseHostHeader("x:8a").port == -1);
+}
+
 }  // namespace
 }  // namespace shoal::dashboard

@@ -111,5 +111,66 @@ TEST_CASE("submission ids") {
   REQUIRE(id != NewSubmissionId());
 }
 
+// Found by fuzz/job_record_fuzzer (stack overflow): nlohmann::json copies and dumps recursively,
+// and a 200 KB body of brackets overflowed the dashboard's stack.
+TEST_CASE("deeply nested JSON is refused, not recursed into") {
+  auto nested = [](int depth) {
+    return R"({"entrypoint": "x", "runtime_env": {"a": )" + std::string(depth, '[') + std::string(depth, ']') + "}}";
+  };
+  auto deep = ParseSubmitRequest(nested(100000));
+  REQUIRE(absl::IsInvalidArgument(deep.status()));
+  REQUIRE_THAT(std::string(deep.status().message()), Catch::Contains("deep"));
+  REQUIRE(absl::IsInvalidArgument(JobRecord::Deserialize(nested(100000)).status()));
+  // The body is 1 deep, runtime_env 2: 98 arrays inside make 100, the limit.
+  REQUIRE(ParseSubmitRequest(nested(98)).ok());
+  REQUIRE(absl::IsInvalidArgument(ParseSubmitRequest(nested(99)).status()));
+  // Brackets inside strings are text, not nesting.
+  auto text = ParseSubmitRequest(R"({"entrypoint": ")" + std::string(1000, '[') + R"(\"[{"})");
+  REQUIRE(text.ok());
+}
+
+// Found by fuzz/runtime_env_fuzzer and fuzz/job_record_fuzzer: these reached the job's environ
+// and /bin/sh -c as C strings, so a name with '=' set another variable and a NUL cut the text.
+TEST_CASE("env var names and values and the entrypoint are what the child process receives") {
+  for (const char* body : {R"({"entrypoint": "x", "runtime_env": {"env_vars": {"O=P": "1"}}})",
+                           R"({"entrypoint": "x", "runtime_env": {"env_vars": {"": "1"}}})",
+                           R"({"entrypoint": "x", "runtime_env": {"env_vars": {"A\u0000B": "1"}}})",
+                           R"({"entrypoint": "x", "runtime_env": {"env_vars": {"A": "1\u0000rm -rf"}}})",
+                           R"({"entrypoint": "echo hi\u0000; rm -rf /"})"}) {
+    INFO(body);
+    REQUIRE(absl::IsInvalidArgument(ParseSubmitRequest(body).status()));
+  }
+  auto ok = ParseSubmitRequest(R"({"entrypoint": "x", "runtime_env": {"env_vars": {"A_1": "x=y", "B": ""}}})");
+  REQUIRE(ok.ok());
+  REQUIRE(ok->env_vars == std::map<std::string, std::string>{{"A_1", "x=y"}, {"B", ""}});
+}
+
+TEST_CASE("runtime_env: null is empty, working_dir and env_vars are taken, the rest kept") {
+  auto env = ParseRuntimeEnv(nlohmann::json());
+  REQUIRE(env.ok());
+  REQUIRE(env->raw == nlohmann::json::object());
+  env = ParseRuntimeEnv(nlohmann::json::parse(R"({"working_dir": "gcs://p.zip", "pip": ["x"], "env_vars": {"A": "1"}})"));
+  REQUIRE(env.ok());
+  REQUIRE(env->working_dir == "gcs://p.zip");
+  REQUIRE(env->env_vars.at("A") == "1");
+  REQUIRE(env->raw["pip"][0] == "x");
+  REQUIRE(absl::IsInvalidArgument(ParseRuntimeEnv(nlohmann::json::parse(R"({"working_dir": 1})")).status()));
+  REQUIRE(absl::IsInvalidArgument(ParseRuntimeEnv(nlohmann::json::array()).status()));
+}
+
+TEST_CASE("package URIs name one file in the package directory") {
+  REQUIRE(PackageNameFromUri("gcs://_ray_pkg_abc.zip") == "_ray_pkg_abc.zip");
+  for (const char* bad : {"gcs://.zip", "gcs://../x.zip", "gcs://a/b.zip", "gcs://x.tar", "s3://x.zip", "x.zip",
+                          "gcs://", "GCS://x.zip"}) {
+    INFO(bad);
+    REQUIRE_FALSE(PackageNameFromUri(bad).has_value());
+  }
+  // The names PUT /api/packages/gcs/<name> accepts are the ones a gcs:// URI resolves to.
+  REQUIRE(IsValidPackageName("a.zip"));
+  REQUIRE_FALSE(IsValidPackageName(".zip"));
+  REQUIRE_FALSE(IsValidPackageName("a.zip.tmp.1"));
+  REQUIRE_FALSE(IsValidPackageName(std::string(125, 'a') + ".zip"));
+}
+
 }  // namespace
 }  // namespace shoal::dashboard

@@ -29,5 +29,13 @@ TEST_CASE("a log cut in the middle of a UTF-8 character is sent without it") {
   REQUIRE(CompleteUtf8Length("x\xc3") == 1);
 }
 
+TEST_CASE("a websocket request says Upgrade: websocket and sends a key") {
+  REQUIRE(IsWebSocketUpgrade("websocket", "dGhlIHNhbXBsZSBub25jZQ=="));
+  REQUIRE(IsWebSocketUpgrade("WebSocket", "k"));
+  REQUIRE_FALSE(IsWebSocketUpgrade("websocket", ""));
+  REQUIRE_FALSE(IsWebSocketUpgrade("h2c", "k"));
+  REQUIRE_FALSE(IsWebSocketUpgrade("", "k"));
+}
+
 }  // namespace
 }  // namespace shoal::dashboard
