@@ -16,14 +16,15 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
-#include "shoal/gcs.grpc.pb.h"
 #include "src/api/local_cluster.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/common/rpc.h"
+#include "src/gcs_client/gcs_client.h"
 #include "src/worker/core_worker.h"
 #include "src/worker/object_value.h"
 
@@ -131,10 +132,12 @@ class PyCoreWorker {
   explicit PyCoreWorker(std::unique_ptr<CoreWorker> core) : core_(std::move(core)) {}
 
   static std::shared_ptr<PyCoreWorker> CreateDriver(const std::string& gcs_address,
-                                                    const std::vector<std::string>& worker_command) {
+                                                    const std::vector<std::string>& worker_command,
+                                                    const std::string& auth_token) {
     CoreWorkerOptions options;
     options.gcs_address = gcs_address;
     options.worker_command = worker_command;
+    options.auth_token = auth_token;
     absl::StatusOr<std::unique_ptr<CoreWorker>> core;
     {
       py::gil_scoped_release release;
@@ -152,13 +155,22 @@ class PyCoreWorker {
     return std::make_shared<PyCoreWorker>(Check(std::move(core)));
   }
 
-  CoreWorker& core() {
-    if (core_ == nullptr) ThrowStatus(absl::FailedPreconditionError("this core worker was shut down"));
-    return *core_;
+  // The core for one call: `core()->Method(...)` keeps it alive until the call returns, so a
+  // Shutdown from another thread meanwhile cannot destroy it under the call.
+  std::shared_ptr<CoreWorker> core() {
+    std::shared_ptr<CoreWorker> core = CoreOrNull();
+    if (core == nullptr) ThrowStatus(absl::FailedPreconditionError("this core worker was shut down"));
+    return core;
   }
 
+  // Drops this object's hold on the core; it is destroyed here, or when the last call still
+  // running on another thread returns.
   void Shutdown() {
-    std::unique_ptr<CoreWorker> core = std::move(core_);
+    std::shared_ptr<CoreWorker> core;
+    {
+      absl::MutexLock lock(&mu_);
+      core = std::move(core_);
+    }
     py::gil_scoped_release release;
     core.reset();
   }
@@ -201,7 +213,7 @@ class PyCoreWorker {
     absl::StatusOr<std::vector<ObjectId>> ids;
     {
       py::gil_scoped_release release;
-      ids = core().SubmitTaskReturns(function_name, std::move(task_args), task_options);
+      ids = core()->SubmitTaskReturns(function_name, std::move(task_args), task_options);
     }
     std::vector<py::bytes> out;
     for (const auto& id : Check(std::move(ids))) out.emplace_back(id.Binary());
@@ -227,7 +239,7 @@ class PyCoreWorker {
     absl::StatusOr<ActorDescription> d;
     {
       py::gil_scoped_release release;
-      d = core().CreateActor(function_name, std::move(task_args), task_options, a);
+      d = core()->CreateActor(function_name, std::move(task_args), task_options, a);
     }
     return ToDict(Check(std::move(d)));
   }
@@ -241,7 +253,7 @@ class PyCoreWorker {
     absl::StatusOr<std::vector<ObjectId>> ids;
     {
       py::gil_scoped_release release;
-      ids = core().SubmitActorTask(actor, method, std::move(task_args), task_options);
+      ids = core()->SubmitActorTask(actor, method, std::move(task_args), task_options);
     }
     std::vector<py::bytes> out;
     for (const auto& id : Check(std::move(ids))) out.emplace_back(id.Binary());
@@ -249,7 +261,7 @@ class PyCoreWorker {
   }
 
   void AddActorHandle(const std::string& actor_id, int max_task_retries) {
-    core().AddActorHandle(ToActorId(actor_id), max_task_retries);
+    core()->AddActorHandle(ToActorId(actor_id), max_task_retries);
   }
 
   void KillActor(const std::string& actor_id, bool no_restart) {
@@ -257,7 +269,7 @@ class PyCoreWorker {
     absl::Status s;
     {
       py::gil_scoped_release release;
-      s = core().KillActor(actor, no_restart);
+      s = core()->KillActor(actor, no_restart);
     }
     Check(s);
   }
@@ -266,7 +278,7 @@ class PyCoreWorker {
     absl::StatusOr<ActorDescription> d;
     {
       py::gil_scoped_release release;
-      d = core().GetNamedActor(name, ray_namespace);
+      d = core()->GetNamedActor(name, ray_namespace);
     }
     return ToDict(Check(std::move(d)));
   }
@@ -276,7 +288,7 @@ class PyCoreWorker {
     absl::StatusOr<ActorDescription> d;
     {
       py::gil_scoped_release release;
-      d = core().GetActorInfo(actor);
+      d = core()->GetActorInfo(actor);
     }
     return ToDict(Check(std::move(d)));
   }
@@ -292,7 +304,7 @@ class PyCoreWorker {
     absl::StatusOr<ObjectId> id;
     {
       py::gil_scoped_release release;
-      id = core().PutParts(views);
+      id = core()->PutParts(views);
     }
     return py::bytes(Check(std::move(id)).Binary());
   }
@@ -303,7 +315,7 @@ class PyCoreWorker {
     absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> buffers;
     {
       py::gil_scoped_release release;
-      buffers = core().GetBuffers(object_ids, ToTimeout(timeout));
+      buffers = core()->GetBuffers(object_ids, ToTimeout(timeout));
     }
     py::list out;
     for (auto& b : Check(std::move(buffers))) {
@@ -321,7 +333,7 @@ class PyCoreWorker {
     absl::StatusOr<std::vector<bool>> ready;
     {
       py::gil_scoped_release release;
-      ready = core().Wait(object_ids, num_ready, ToTimeout(timeout));
+      ready = core()->Wait(object_ids, num_ready, ToTimeout(timeout));
     }
     return Check(std::move(ready));
   }
@@ -331,27 +343,27 @@ class PyCoreWorker {
     absl::Status s;
     {
       py::gil_scoped_release release;
-      s = core().CancelTask(object_id, force);
+      s = core()->CancelTask(object_id, force);
     }
     Check(s);
   }
 
   void AddReference(const std::string& id) {
-    if (core_ != nullptr) core_->AddLocalReference(ToId(id));
+    if (auto core = CoreOrNull()) core->AddLocalReference(ToId(id));
   }
   void RemoveReference(const std::string& id) {
-    if (core_ != nullptr) core_->RemoveLocalReference(ToId(id));
+    if (auto core = CoreOrNull()) core->RemoveLocalReference(ToId(id));
   }
   void RegisterBorrowed(const std::string& id, const std::string& owner) {
-    core().RegisterBorrowedObject(ToId(id), owner);
+    core()->RegisterBorrowedObject(ToId(id), owner);
   }
-  std::string OwnerAddress(const std::string& id) { return Check(core().GetOwnerAddress(ToId(id))); }
+  std::string OwnerAddress(const std::string& id) { return Check(core()->GetOwnerAddress(ToId(id))); }
 
   void RunTaskLoop() {
     absl::Status s;
     {
       py::gil_scoped_release release;
-      s = core().RunTaskLoop();
+      s = core()->RunTaskLoop();
     }
     Check(s);
   }
@@ -361,7 +373,7 @@ class PyCoreWorker {
   // (True, [bytes, ...]) or (False, (exception_type, message, data, traceback, not_retryable)).
   void SetTaskHandler(py::function handler) {
     auto shared = std::make_shared<py::function>(std::move(handler));
-    core().SetTaskHandler([shared](const TaskCall& call) -> absl::StatusOr<std::vector<std::string>> {
+    core()->SetTaskHandler([shared](const TaskCall& call) -> absl::StatusOr<std::vector<std::string>> {
       py::gil_scoped_acquire gil;
       try {
         py::list args;
@@ -387,7 +399,7 @@ class PyCoreWorker {
 
   void SetInterruptHandler(py::function handler) {
     auto shared = std::make_shared<py::function>(std::move(handler));
-    core().SetInterruptHandler([shared](const std::string& task_id) {
+    core()->SetInterruptHandler([shared](const std::string& task_id) {
       py::gil_scoped_acquire gil;
       try {
         (*shared)(task_id);
@@ -399,7 +411,7 @@ class PyCoreWorker {
 
   void SetLogHandler(py::function handler) {
     auto shared = std::make_shared<py::function>(std::move(handler));
-    core().SetLogHandler([shared](const std::vector<std::string>& lines, bool is_stderr) {
+    core()->SetLogHandler([shared](const std::vector<std::string>& lines, bool is_stderr) {
       py::gil_scoped_acquire gil;
       try {
         (*shared)(lines, is_stderr);
@@ -413,13 +425,13 @@ class PyCoreWorker {
     absl::Status s;
     {
       py::gil_scoped_release release;
-      s = core().SendLogs(owner, lines, is_stderr);
+      s = core()->SendLogs(owner, lines, is_stderr);
     }
     Check(s);
   }
 
   py::dict CurrentTask() {
-    CurrentTaskInfo info = core().CurrentTask();
+    CurrentTaskInfo info = core()->CurrentTask();
     py::dict out;
     out["task_id"] = info.task_id;
     out["function_name"] = info.function_name;
@@ -433,7 +445,7 @@ class PyCoreWorker {
     absl::Status s;
     {
       py::gil_scoped_release release;
-      s = core().KvPut(ns, key, v, overwrite);
+      s = core()->KvPut(ns, key, v, overwrite);
     }
     Check(s);
   }
@@ -443,29 +455,30 @@ class PyCoreWorker {
     absl::StatusOr<std::string> value;
     {
       py::gil_scoped_release release;
-      value = core().KvGet(ns, key);
+      value = core()->KvGet(ns, key);
     }
     if (absl::IsNotFound(value.status())) return py::none();
     return py::bytes(Check(std::move(value)));
   }
 
  private:
-  std::unique_ptr<CoreWorker> core_;
+  std::shared_ptr<CoreWorker> CoreOrNull() {
+    absl::MutexLock lock(&mu_);
+    return core_;
+  }
+
+  absl::Mutex mu_;
+  std::shared_ptr<CoreWorker> core_ ABSL_GUARDED_BY(mu_);
 };
 
 // The GCS's view of the cluster, for shoal.nodes() and the resource queries.
 py::dict ClusterStatus(const std::string& gcs_address, double timeout) {
-  rpc::GetClusterStatusReply reply;
-  absl::Status s;
+  absl::StatusOr<rpc::GetClusterStatusReply> status;
   {
     py::gil_scoped_release release;
-    auto stub = rpc::ClusterStatusService::NewStub(MakeChannel(gcs_address));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(timeout)));
-    ctx.set_wait_for_ready(true);
-    s = FromGrpcStatus(stub->GetClusterStatus(&ctx, rpc::GetClusterStatusRequest(), &reply));
+    status = GcsClient({.address = gcs_address, .timeout = absl::Seconds(timeout)}).GetClusterStatus();
   }
-  Check(s);
+  const rpc::GetClusterStatusReply reply = Check(std::move(status));
   py::dict out;
   out["total"] = ResourcesToDict(reply.total());
   out["available"] = ResourcesToDict(reply.available());
@@ -517,6 +530,7 @@ class PyLocalCluster {
     cluster_ = Check(std::move(cluster));
   }
   std::string address() const { return cluster_ ? cluster_->address() : std::string(); }
+  std::string auth_token() const { return cluster_ ? cluster_->auth_token() : std::string(); }
   void Stop() {
     py::gil_scoped_release release;
     if (cluster_) cluster_->Stop();
@@ -547,7 +561,8 @@ PYBIND11_MODULE(_core, m) {
       .def("address", [](const PyObjectBuffer& b) { return reinterpret_cast<uintptr_t>(b.buffer.data); });
 
   py::class_<PyCoreWorker, std::shared_ptr<PyCoreWorker>>(m, "CoreWorker")
-      .def_static("create_driver", &PyCoreWorker::CreateDriver, py::arg("gcs_address"), py::arg("worker_command"))
+      .def_static("create_driver", &PyCoreWorker::CreateDriver, py::arg("gcs_address"), py::arg("worker_command"),
+                  py::arg("auth_token") = "")
       .def_static("create_worker", &PyCoreWorker::CreateWorker)
       .def("shutdown", &PyCoreWorker::Shutdown)
       .def("submit_task", &PyCoreWorker::SubmitTask)
@@ -559,7 +574,7 @@ PYBIND11_MODULE(_core, m) {
       .def("get_named_actor", &PyCoreWorker::GetNamedActor)
       .def("get_actor_info", &PyCoreWorker::GetActorInfo)
       .def_property_readonly("current_actor", [](PyCoreWorker& w) {
-        ActorId a = w.core().CurrentActor();
+        ActorId a = w.core()->CurrentActor();
         return a.IsNil() ? std::string() : a.Hex();
       })
       .def("get", &PyCoreWorker::Get)
@@ -577,16 +592,17 @@ PYBIND11_MODULE(_core, m) {
       .def("current_task", &PyCoreWorker::CurrentTask)
       .def("kv_put", &PyCoreWorker::KvPut)
       .def("kv_get", &PyCoreWorker::KvGet)
-      .def_property_readonly("address", [](PyCoreWorker& w) { return w.core().address(); })
-      .def_property_readonly("gcs_address", [](PyCoreWorker& w) { return w.core().gcs_address(); })
-      .def_property_readonly("job_id", [](PyCoreWorker& w) { return w.core().job_id().Hex(); })
-      .def_property_readonly("node_id", [](PyCoreWorker& w) { return w.core().node_id().Hex(); })
-      .def_property_readonly("worker_id", [](PyCoreWorker& w) { return w.core().worker_id().Hex(); });
+      .def_property_readonly("address", [](PyCoreWorker& w) { return w.core()->address(); })
+      .def_property_readonly("gcs_address", [](PyCoreWorker& w) { return w.core()->gcs_address(); })
+      .def_property_readonly("job_id", [](PyCoreWorker& w) { return w.core()->job_id().Hex(); })
+      .def_property_readonly("node_id", [](PyCoreWorker& w) { return w.core()->node_id().Hex(); })
+      .def_property_readonly("worker_id", [](PyCoreWorker& w) { return w.core()->worker_id().Hex(); });
 
   py::class_<PyLocalCluster>(m, "LocalCluster")
       .def(py::init<int, int, const std::string&>(), py::arg("num_cpus"), py::arg("num_gpus"),
            py::arg("resources"))
       .def_property_readonly("address", &PyLocalCluster::address)
+      .def_property_readonly("auth_token", &PyLocalCluster::auth_token)
       .def("stop", &PyLocalCluster::Stop);
 
   m.def("cluster_status", &ClusterStatus, py::arg("gcs_address"), py::arg("timeout") = 10.0);

@@ -14,7 +14,7 @@
 #include "shoal/api.h"
 #include "src/api/function_registry.h"
 #include "src/api/local_cluster.h"
-#include "src/cli/local_state.h"
+#include "src/cluster/local_state.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/common/session.h"
@@ -165,7 +165,7 @@ std::string ResolveAddress(const InitOptions& options) {
     if (const char* value = std::getenv(name); value != nullptr) address = value;
   }
   if (address == "auto") {
-    absl::StatusOr<std::string> current = cli::ReadCurrentCluster(ShoalTempRoot());
+    absl::StatusOr<std::string> current = cluster::ReadCurrentCluster(ShoalTempRoot());
     if (!current.ok()) {
       throw Error(absl::StrCat("address \"auto\": no cluster was started on this machine under ",
                                ShoalTempRoot(), " (run `shoal start --head`)"));
@@ -242,6 +242,7 @@ void Init(const InitOptions& options) {
   core_options.mode = CoreWorkerOptions::Mode::kDriver;
   core_options.gcs_address = address;
   core_options.worker_command = options.worker_command;  // empty: this executable
+  if (runtime->cluster) core_options.auth_token = runtime->cluster->auth_token();
   absl::StatusOr<std::unique_ptr<CoreWorker>> core = CoreWorker::Create(core_options);
   if (!core.ok()) {
     throw Error(absl::StrCat("shoal::Init: cannot connect to the Shoal cluster at ", address, ": ",

@@ -16,8 +16,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "src/cli/local_state.h"
-#include "src/cli/process.h"
+#include "src/cluster/local_state.h"
+#include "src/cluster/process.h"
+#include "src/common/auth.h"
 
 
 namespace shoal::api {
@@ -34,14 +35,14 @@ constexpr char kWatchdogScript[] =
 // SHOAL_TMPDIR set to `root`, no other descriptors, default signal handling.
 absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, const std::string& root, int stdin_fd,
                             const std::string& output) {
-  cli::DaemonSpec spec;
+  cluster::DaemonSpec spec;
   spec.binary = argv[0];
   spec.args.assign(argv.begin() + 1, argv.end());
   spec.stdout_path = output;
   spec.stderr_path = output;
   spec.env = {{"SHOAL_TMPDIR", root}};
   spec.stdin_fd = stdin_fd;
-  absl::StatusOr<cli::ProcessId> id = cli::SpawnDaemon(spec);
+  absl::StatusOr<cluster::ProcessId> id = cluster::SpawnDaemon(spec);
   if (!id.ok()) return id.status();
   return id->pid;
 }
@@ -109,11 +110,15 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClu
   if (int code = WaitForChild(*start); code != 0) {
     return absl::UnavailableError(absl::StrCat("`shoal start --head` failed (exit ", code, "):\n", ReadText(log)));
   }
-  absl::StatusOr<std::string> address = cli::ReadCurrentCluster(root);
+  absl::StatusOr<std::string> address = cluster::ReadCurrentCluster(root);
   if (!address.ok()) {
     return absl::UnavailableError(absl::StrCat("`shoal start --head` recorded no address:\n", ReadText(log)));
   }
   cluster->address_ = *address;
+  absl::StatusOr<std::string> token =
+      ReadTokenFile(cluster::CurrentClusterTokenPath(root));
+  if (!token.ok()) return absl::UnavailableError(absl::StrCat("`shoal start --head` left no token: ", token.status().message()));
+  cluster->auth_token_ = *token;
   return cluster;
 }
 

@@ -39,6 +39,7 @@ class LocalCluster {
   void Stop();
 
   const std::string& address() const { return address_; }  // the GCS, host:port
+  const std::string& auth_token() const { return auth_token_; }  // the cluster's token
 
  private:
   LocalCluster(std::string root, pid_t watchdog, int watchdog_fd)
@@ -46,6 +47,7 @@ class LocalCluster {
 
   std::string root_;
   std::string address_;
+  std::string auth_token_;
   pid_t watchdog_ = -1;
   int watchdog_fd_ = -1;  // write end of the watchdog's pipe
 };

@@ -4,7 +4,7 @@
 // $RAY_ADDRESS when they hold an http:// URL, else the dashboard of the cluster last started on
 // this machine (<session>/dashboard.ready.json of the session whose GCS is in
 // shoal_current_cluster). The token comes from --auth-token ($SHOAL_AUTH_TOKEN), else, for a
-// dashboard started on this machine, from its session's dashboard_token file.
+// dashboard started on this machine, from its session's auth_token file.
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,8 +21,8 @@
 #include "absl/strings/str_join.h"
 #include "httplib.h"
 #include "src/cli/commands.h"
-#include "src/cli/local_state.h"
-#include "src/cli/process.h"
+#include "src/cluster/local_state.h"
+#include "src/cluster/process.h"
 #include "src/common/session.h"
 
 namespace shoal::cli {
@@ -67,7 +67,7 @@ absl::StatusOr<std::string> ReadText(const std::string& path) {
 // The dashboard recorded for the cluster last started on this machine.
 absl::StatusOr<nlohmann::json> LocalDashboard() {
   const std::string root = ShoalTempRoot();
-  absl::StatusOr<std::string> gcs = ReadCurrentCluster(root);
+  absl::StatusOr<std::string> gcs = cluster::ReadCurrentCluster(root);
   if (!gcs.ok()) {
     return absl::NotFoundError("no Shoal cluster found on this machine: pass --address http://HOST:8265 or start one "
                                "with `shoal start --head`");
@@ -75,9 +75,9 @@ absl::StatusOr<nlohmann::json> LocalDashboard() {
   std::error_code ec;
   for (const fs::directory_entry& session : fs::directory_iterator(root, ec)) {
     if (!absl::StartsWith(session.path().filename().string(), "session_") || session.is_symlink(ec)) continue;
-    absl::StatusOr<nlohmann::json> ready = ReadJsonObject((session.path() / kDashboardReadyFile).string());
-    if (!ready.ok() || JsonString(*ready, "gcs_address") != *gcs) continue;
-    std::optional<int64_t> pid = JsonInt(*ready, "pid");
+    absl::StatusOr<nlohmann::json> ready = cluster::ReadJsonObject((session.path() / cluster::kDashboardReadyFile).string());
+    if (!ready.ok() || cluster::JsonString(*ready, "gcs_address") != *gcs) continue;
+    std::optional<int64_t> pid = cluster::JsonInt(*ready, "pid");
     if (!pid || kill(static_cast<pid_t>(*pid), 0) != 0) continue;
     return ready;
   }
@@ -117,13 +117,13 @@ absl::StatusOr<Endpoint> ResolveEndpoint(int argc, char** argv, const std::strin
   absl::StatusOr<nlohmann::json> local = LocalDashboard();
   if (url.empty()) {
     if (!local.ok()) return local.status();
-    url = JsonString(*local, "url").value_or("");
+    url = cluster::JsonString(*local, "url").value_or("");
   }
   absl::StatusOr<Endpoint> endpoint = ParseUrl(url);
   if (!endpoint.ok()) return endpoint.status();
   endpoint->token = token;
-  if (endpoint->token.empty() && local.ok() && JsonInt(*local, "port") == endpoint->port) {
-    if (std::optional<std::string> file = JsonString(*local, "token_file"); file && !file->empty()) {
+  if (endpoint->token.empty() && local.ok() && cluster::JsonInt(*local, "port") == endpoint->port) {
+    if (std::optional<std::string> file = cluster::JsonString(*local, "token_file"); file && !file->empty()) {
       if (absl::StatusOr<std::string> text = ReadText(*file); text.ok()) {
         endpoint->token = std::string(absl::StripAsciiWhitespace(*text));
       }

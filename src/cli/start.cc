@@ -19,12 +19,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "src/cli/commands.h"
-#include "src/cli/gcs_client.h"
-#include "src/cli/local_state.h"
+#include "src/cluster/local_state.h"
+#include "src/cluster/token.h"
+#include "src/common/auth.h"
 #include "src/common/resources.h"
 #include "src/common/rpc.h"
 #include "src/common/session.h"
-#include "src/dashboard/auth.h"
+#include "src/gcs_client/gcs_client.h"
 
 namespace shoal::cli {
 namespace fs = std::filesystem;
@@ -69,13 +70,15 @@ struct StartOptions {
   int64_t dashboard_port = 8265;
   std::string dashboard_host = "127.0.0.1";
   bool disable_auth = false;
+  std::string auth_token;       // with --address: the cluster's token
+  std::string auth_token_file;  // with --address: a file holding it
 };
 
 // Flags that only mean something with --head.
 const std::vector<std::string> kHeadOnlyFlags = {
     "port", "redis-address", "redis-password", "no-head-scheduling", "health-check-period-ms",
     "health-check-timeout-ms", "health-check-failure-threshold", "include-dashboard", "dashboard-port",
-    "dashboard-host", "disable-auth"};
+    "dashboard-host"};
 
 void AddFlags(FlagSet& flags, StartOptions* o) {
   flags.AddBool("head", &o->head, "start a new cluster: the GCS and this node's raylet");
@@ -102,7 +105,11 @@ void AddFlags(FlagSet& flags, StartOptions* o) {
   flags.AddInt("dashboard-port", &o->dashboard_port, "with --head: the dashboard's HTTP port (0 picks a free one)");
   flags.AddString("dashboard-host", &o->dashboard_host, "with --head: the address the dashboard listens on");
   flags.AddBool("disable-auth", &o->disable_auth,
-                "with --head: the dashboard asks for no token (trusted networks only)");
+                "run without the cluster token: every RPC and the dashboard accept anyone (trusted networks only)");
+  flags.AddString("auth-token", &o->auth_token,
+                  "with --address: the cluster's token (default: --auth-token-file, else the token of the "
+                  "cluster started on this machine)");
+  flags.AddString("auth-token-file", &o->auth_token_file, "with --address: a file holding the cluster's token");
   flags.AddInt("report-period-ms", &o->report_period_ms,
                "how often the raylet reports its resources to the GCS (-1: raylet default)");
 }
@@ -143,6 +150,17 @@ absl::Status Validate(const StartOptions& o, const FlagSet& flags, int argc, cha
   if (o.head != o.address.empty()) {
     return absl::InvalidArgumentError(o.head ? "--head and --address cannot be used together"
                                              : "pass --head to start a new cluster, or --address HOST:PORT to join one");
+  }
+  if (o.head) {
+    for (const char* name : {"auth-token", "auth-token-file"}) {
+      if (GivenOnCommandLine(argc, argv, name)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", name, " only applies with --address (a new head makes its own token)"));
+      }
+    }
+  }
+  if (o.disable_auth && (GivenOnCommandLine(argc, argv, "auth-token") || GivenOnCommandLine(argc, argv, "auth-token-file"))) {
+    return absl::InvalidArgumentError("--disable-auth contradicts --auth-token/--auth-token-file");
   }
   if (!o.head) {
     for (const std::string& name : kHeadOnlyFlags) {
@@ -197,21 +215,21 @@ absl::StatusOr<std::string> FindBinary(const std::string& name) {
 }
 
 struct LaunchRequest {
-  std::string name;  // kGcs, kRaylet
+  std::string name;  // cluster::kGcs, cluster::kRaylet
   std::string binary;
   std::vector<std::string> args;
   std::map<std::string, std::string> env;
 };
 
 struct Daemon {
-  ProcessRecord record;
+  cluster::ProcessRecord record;
   nlohmann::json ready;  // what the daemon wrote to its ready file
 };
 
 // Stops a daemon this command started and forgets its record.
-void StopAndForget(const ProcessRecord& record) {
-  (void)StopProcesses({record.id}, kCleanupGrace);
-  (void)RemoveProcessRecord(record);
+void StopAndForget(const cluster::ProcessRecord& record) {
+  (void)cluster::StopProcesses({record.id}, kCleanupGrace);
+  (void)cluster::RemoveProcessRecord(record);
 }
 
 // Why a daemon that exited early failed: by the daemons' contract, the `error: <reason>` line
@@ -230,12 +248,12 @@ std::string ExitReason(const std::string& binary, const std::string& how, const 
   return absl::StrCat(fs::path(binary).filename().string(), " ", how, " before it was ready; see ", log_dir);
 }
 
-absl::StatusOr<nlohmann::json> WaitForReady(const ProcessRecord& record, const std::string& ready_path,
+absl::StatusOr<nlohmann::json> WaitForReady(const cluster::ProcessRecord& record, const std::string& ready_path,
                                             const std::string& stderr_path, const std::string& log_dir) {
   const absl::Time deadline = absl::Now() + kReadyTimeout;
   while (absl::Now() < deadline) {
-    if (absl::StatusOr<nlohmann::json> ready = ReadJsonObject(ready_path); ready.ok()) return ready;
-    if (std::optional<std::string> how = ReapIfExited(record.id.pid)) {
+    if (absl::StatusOr<nlohmann::json> ready = cluster::ReadJsonObject(ready_path); ready.ok()) return ready;
+    if (std::optional<std::string> how = cluster::ReapIfExited(record.id.pid)) {
       return absl::UnavailableError(ExitReason(record.binary, *how, stderr_path, log_dir));
     }
     absl::SleepFor(kReadyPoll);
@@ -251,19 +269,19 @@ absl::StatusOr<Daemon> Launch(const std::string& session_dir, LaunchRequest requ
   const std::string ready_path = (session / (request.name + ".ready.json")).string();
   const std::string log_dir = (session / "logs").string();
   request.args.insert(request.args.end(), {"--session-dir", session_dir, "--ready-file", ready_path});
-  DaemonSpec spec{.binary = request.binary,
+  cluster::DaemonSpec spec{.binary = request.binary,
                   .args = request.args,
                   .stdout_path = (session / "logs" / (request.name + ".out")).string(),
                   .stderr_path = (session / "logs" / (request.name + ".err")).string(),
                   .env = request.env};
-  absl::StatusOr<ProcessId> id = SpawnDaemon(spec);
+  absl::StatusOr<cluster::ProcessId> id = cluster::SpawnDaemon(spec);
   if (!id.ok()) return id.status();
-  ProcessRecord record;
+  cluster::ProcessRecord record;
   record.name = request.name;
   record.id = *id;
   record.binary = request.binary;
-  if (absl::Status s = WriteProcessRecord(session_dir, &record); !s.ok()) {
-    (void)StopProcesses({record.id}, kCleanupGrace);
+  if (absl::Status s = cluster::WriteProcessRecord(session_dir, &record); !s.ok()) {
+    (void)cluster::StopProcesses({record.id}, kCleanupGrace);
     return s;
   }
   absl::StatusOr<nlohmann::json> ready = WaitForReady(record, ready_path, spec.stderr_path, log_dir);
@@ -274,11 +292,19 @@ absl::StatusOr<Daemon> Launch(const std::string& session_dir, LaunchRequest requ
   return Daemon{record, *std::move(ready)};
 }
 
-LaunchRequest GcsRequest(const StartOptions& o, const std::string& binary) {
+// The daemons' auth flags: the token file, or an explicit --disable-auth ("" token file). Both
+// spelled out so that a SHOAL_DISABLE_AUTH in this environment cannot change them.
+std::vector<std::string> AuthArgs(const std::string& token_file) {
+  if (token_file.empty()) return {"--disable-auth=true"};
+  return {"--auth-token-file", token_file, "--disable-auth=false"};
+}
+
+LaunchRequest GcsRequest(const StartOptions& o, const std::string& binary, const std::string& token_file) {
   LaunchRequest r;
-  r.name = kGcs;
+  r.name = cluster::kGcs;
   r.binary = binary;
   r.args = {"--host", o.node_ip_address, "--port", std::to_string(o.port)};
+  for (std::string& arg : AuthArgs(token_file)) r.args.push_back(std::move(arg));
   if (!o.redis_address.empty()) r.args.insert(r.args.end(), {"--redis-address", o.redis_address});
   // Through the environment, so the password does not show in `ps`.
   if (!o.redis_password.empty()) r.env["SHOAL_REDIS_PASSWORD"] = o.redis_password;
@@ -293,9 +319,10 @@ LaunchRequest GcsRequest(const StartOptions& o, const std::string& binary) {
 
 // Every raylet flag is passed explicitly so that SHOAL_* variables meant for the CLI (such
 // as SHOAL_PORT) cannot leak into the raylet through its own environment fallback.
-LaunchRequest RayletRequest(const StartOptions& o, const std::string& binary, const std::string& gcs_address) {
+LaunchRequest RayletRequest(const StartOptions& o, const std::string& binary, const std::string& gcs_address,
+                            const std::string& token_file) {
   LaunchRequest r;
-  r.name = kRaylet;
+  r.name = cluster::kRaylet;
   r.binary = binary;
   r.args = {"--gcs-address", gcs_address,
             "--node-ip-address", o.node_ip_address,
@@ -309,53 +336,40 @@ LaunchRequest RayletRequest(const StartOptions& o, const std::string& binary, co
   if (!o.resources.empty()) r.args.insert(r.args.end(), {"--resources", o.resources});
   if (!o.labels.empty()) r.args.insert(r.args.end(), {"--labels", o.labels});
   if (o.report_period_ms > 0) r.args.insert(r.args.end(), {"--report-period-ms", std::to_string(o.report_period_ms)});
+  for (std::string& arg : AuthArgs(token_file)) r.args.push_back(std::move(arg));
   return r;
 }
 
-std::string NodeId(const Daemon& raylet) { return JsonString(raylet.ready, "node_id").value_or("(unknown)"); }
-
-// Creates <session>/dashboard_token, readable by this user only, holding a new random token.
-absl::StatusOr<std::string> CreateTokenFile(const std::string& session_dir) {
-  std::string path = (fs::path(session_dir) / kDashboardTokenFile).string();
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot create ", path));
-  std::string token = dashboard::NewToken() + "\n";
-  bool ok = write(fd, token.data(), token.size()) == static_cast<ssize_t>(token.size());
-  ok = fchmod(fd, 0600) == 0 && ok;
-  close(fd);
-  if (!ok) return absl::UnavailableError(absl::StrCat("cannot write ", path));
-  return path;
-}
+std::string NodeId(const Daemon& raylet) { return cluster::JsonString(raylet.ready, "node_id").value_or("(unknown)"); }
 
 // Starts the dashboard of a new head. Its failure (most often: the port is taken by another
 // cluster's dashboard) is a warning, not a failed start: the cluster works without it.
 // Answers a line to print about it.
-std::string StartDashboard(const StartOptions& o, const std::string& session_dir, const std::string& gcs_address) {
+std::string StartDashboard(const StartOptions& o, const std::string& session_dir, const std::string& gcs_address,
+                           const std::string& token_file) {
   absl::StatusOr<std::string> binary = FindBinary(kDashboardBinary);
   if (!binary.ok()) return absl::StrCat("warning: no dashboard: ", binary.status().message());
   LaunchRequest r;
-  r.name = kDashboard;
+  r.name = cluster::kDashboard;
   r.binary = *binary;
   r.args = {"--gcs-address", gcs_address, "--host", o.dashboard_host, "--port", std::to_string(o.dashboard_port)};
   if (o.disable_auth) {
     r.args.push_back("--disable-auth");
   } else {
-    absl::StatusOr<std::string> token_file = CreateTokenFile(session_dir);
-    if (!token_file.ok()) return absl::StrCat("warning: no dashboard: ", token_file.status().message());
     // Explicit, so that a SHOAL_DISABLE_AUTH in this environment cannot turn auth off.
-    r.args.insert(r.args.end(), {"--token-file", *token_file, "--disable-auth=false"});
+    r.args.insert(r.args.end(), {"--token-file", token_file, "--disable-auth=false"});
   }
   absl::StatusOr<Daemon> dashboard = Launch(session_dir, r);
   if (!dashboard.ok()) {
     return absl::StrCat("warning: the dashboard did not start (the cluster runs without it): ",
                         dashboard.status().message());
   }
-  std::string url = JsonString(dashboard->ready, "url").value_or("(unknown)");
+  std::string url = cluster::JsonString(dashboard->ready, "url").value_or("(unknown)");
   if (o.disable_auth) {
     return absl::StrCat("  Dashboard:    ", url, "\n\nwarning: the dashboard's auth is disabled (--disable-auth): anyone "
                         "who can reach ", url, " can run commands on this cluster. Use it only on trusted networks.");
   }
-  return absl::StrCat("  Dashboard:    ", url, " (token in ", session_dir, "/", kDashboardTokenFile, ")");
+  return absl::StrCat("  Dashboard:    ", url, " (token in ", session_dir, "/", cluster::kAuthTokenFile, ")");
 }
 
 absl::Status StartHead(const StartOptions& o) {
@@ -363,23 +377,47 @@ absl::Status StartHead(const StartOptions& o) {
   if (!gcs_binary.ok()) return gcs_binary.status();
   absl::StatusOr<std::string> raylet_binary = FindBinary(kRayletBinary);
   if (!raylet_binary.ok()) return raylet_binary.status();
+  if (o.disable_auth) {
+    std::cerr << "warning: auth is disabled (--disable-auth): anyone who can reach this cluster's ports (its RPCs "
+                 "and its dashboard) can run code on it. Use it only on trusted networks."
+              << std::endl;
+  }
   const std::string root = ShoalTempRoot();
   absl::StatusOr<std::string> session = CreateSessionDir(root);
   if (!session.ok()) return session.status();
 
-  absl::StatusOr<Daemon> gcs = Launch(*session, GcsRequest(o, *gcs_binary));
+  // One secret for the whole cluster: every RPC and the dashboard.
+  std::string token_file;
+  if (!o.disable_auth) {
+    absl::StatusOr<std::string> token = cluster::NewToken();
+    if (!token.ok()) return token.status();
+    absl::StatusOr<std::string> written = cluster::WriteTokenFile(*session, *token);
+    if (!written.ok()) return written.status();
+    token_file = *written;
+    SetClusterToken(*token);
+  }
+  absl::StatusOr<Daemon> gcs = Launch(*session, GcsRequest(o, *gcs_binary, token_file));
   if (!gcs.ok()) return gcs.status();
-  std::string address = JsonString(gcs->ready, "address")
-                            .value_or(absl::StrCat(o.node_ip_address, ":", JsonInt(gcs->ready, "port").value_or(o.port)));
-  absl::StatusOr<Daemon> raylet = Launch(*session, RayletRequest(o, *raylet_binary, address));
+  std::string address = cluster::JsonString(gcs->ready, "address")
+                            .value_or(absl::StrCat(o.node_ip_address, ":", cluster::JsonInt(gcs->ready, "port").value_or(o.port)));
+  absl::StatusOr<Daemon> raylet = Launch(*session, RayletRequest(o, *raylet_binary, address, token_file));
   if (!raylet.ok()) {
     StopAndForget(gcs->record);
     return raylet.status();
   }
-  if (absl::Status s = WriteCurrentCluster(root, address); !s.ok()) {
+  if (absl::Status s = cluster::WriteCurrentCluster(root, address); !s.ok()) {
     std::cerr << "warning: " << s.message() << "; `shoal status` will need --address " << address << std::endl;
   }
-  std::string dashboard = o.include_dashboard ? StartDashboard(o, *session, address) : "";
+  {
+    std::error_code ec;
+    fs::remove(cluster::CurrentClusterTokenPath(root), ec);  // the previous cluster's
+  }
+  if (!token_file.empty()) {
+    if (absl::Status s = cluster::WriteCurrentClusterToken(root, ClusterToken()); !s.ok()) {
+      std::cerr << "warning: " << s.message() << "; clients here will need $SHOAL_AUTH_TOKEN" << std::endl;
+    }
+  }
+  std::string dashboard = o.include_dashboard ? StartDashboard(o, *session, address, token_file) : "";
   if (dashboard.starts_with("warning:")) std::cerr << dashboard << std::endl;
   std::cout << "Shoal head node started.\n"
             << "  GCS address:  " << address << "\n"
@@ -395,20 +433,44 @@ absl::Status StartHead(const StartOptions& o) {
   return absl::OkStatus();
 }
 
+// The token a joining node uses: --auth-token, --auth-token-file, else the one of the cluster
+// started on this machine (cluster::FindClusterToken). "" with --disable-auth. With no token
+// found, the join goes on without one only if the GCS accepts token-less calls.
+absl::StatusOr<std::string> JoinToken(const StartOptions& o) {
+  if (o.disable_auth) return std::string();
+  if (!o.auth_token.empty()) return CheckToken(o.auth_token, "--auth-token");
+  if (!o.auth_token_file.empty()) return ReadTokenFile(o.auth_token_file);
+  return cluster::FindClusterToken(o.address);
+}
+
 absl::Status JoinCluster(const StartOptions& o) {
   absl::StatusOr<std::string> raylet_binary = FindBinary(kRayletBinary);
   if (!raylet_binary.ok()) return raylet_binary.status();
-  // Ask the GCS first, so a wrong address fails fast and leaves nothing behind.
-  absl::StatusOr<rpc::GetClusterStatusReply> cluster = FetchClusterStatus(o.address, kGcsCheckTimeout);
-  if (!cluster.ok()) return absl::UnavailableError(absl::StrCat("cannot join the cluster: ", cluster.status().message()));
+  absl::StatusOr<std::string> token = JoinToken(o);
+  if (!token.ok()) return token.status();
+  SetClusterToken(*token);
+  // Ask the GCS first, so a wrong address or token fails fast and leaves nothing behind.
+  absl::StatusOr<rpc::GetClusterStatusReply> status =
+      GcsClient({.address = o.address, .timeout = kGcsCheckTimeout}).GetClusterStatus();
+  if (!status.ok()) return absl::UnavailableError(absl::StrCat("cannot join the cluster: ", status.status().message()));
   absl::StatusOr<std::string> session = CreateSessionDir(ShoalTempRoot());
   if (!session.ok()) return session.status();
+  std::string token_file;
+  if (!token->empty()) {
+    absl::StatusOr<std::string> written = cluster::WriteTokenFile(*session, *token);
+    if (!written.ok()) return written.status();
+    token_file = *written;
+  } else {
+    std::cerr << "warning: joining with auth disabled: this node's RPCs accept anyone who can reach them; use it "
+                 "only on trusted networks"
+              << std::endl;
+  }
 
-  absl::StatusOr<Daemon> raylet = Launch(*session, RayletRequest(o, *raylet_binary, o.address));
+  absl::StatusOr<Daemon> raylet = Launch(*session, RayletRequest(o, *raylet_binary, o.address, token_file));
   if (!raylet.ok()) return raylet.status();
   std::cout << "Shoal node started and joined the cluster at " << o.address << ".\n"
             << "  Node id:      " << NodeId(*raylet) << "\n"
-            << "  Raylet:       " << o.node_ip_address << ":" << JsonInt(raylet->ready, "port").value_or(0)
+            << "  Raylet:       " << o.node_ip_address << ":" << cluster::JsonInt(raylet->ready, "port").value_or(0)
             << " (pid " << raylet->record.id.pid << ")\n"
             << "  Session dir:  " << *session << "\n\n"
             << "To see the cluster:\n"

@@ -6,11 +6,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "src/cli/commands.h"
-#include "src/cli/gcs_client.h"
-#include "src/cli/local_state.h"
-#include "src/cli/status_format.h"
+#include "src/cluster/local_state.h"
+#include "src/cluster/status_format.h"
+#include "src/cluster/token.h"
+#include "src/common/auth.h"
 #include "src/common/rpc.h"
 #include "src/common/session.h"
+#include "src/gcs_client/gcs_client.h"
 
 namespace shoal::cli {
 namespace {
@@ -20,12 +22,13 @@ constexpr absl::Duration kStatusTimeout = absl::Seconds(5);
 constexpr char kHelp[] = R"(
 Shows the cluster's nodes, its resources (used/total) and the resource demands waiting for room.
 The GCS address comes from --address, else $SHOAL_ADDRESS, else the cluster last started on
-this machine with `shoal start --head`.
+this machine with `shoal start --head`. The cluster's token: $SHOAL_AUTH_TOKEN, else the file
+named by $SHOAL_AUTH_TOKEN_FILE, else (for the cluster started here) its session's auth_token.
 )";
 
 absl::StatusOr<std::string> ResolveAddress(const FlagSet& flags, const std::string& address) {
   if (flags.WasSet("address")) return address;
-  absl::StatusOr<std::string> current = ReadCurrentCluster(ShoalTempRoot());
+  absl::StatusOr<std::string> current = cluster::ReadCurrentCluster(ShoalTempRoot());
   if (!current.ok()) {
     return absl::NotFoundError(
         "no Shoal cluster found on this machine: pass --address HOST:PORT, set SHOAL_ADDRESS, "
@@ -49,14 +52,17 @@ int RunStatus(int argc, char** argv) {
   if (absl::Status valid = ParseHostPort(*resolved).status(); !valid.ok()) {
     return flags.WasSet("address") ? UsageError(valid) : Fail(valid);
   }
-  absl::StatusOr<rpc::GetClusterStatusReply> reply = FetchClusterStatus(*resolved, kStatusTimeout);
+  absl::StatusOr<std::string> token = cluster::FindClusterToken(*resolved);
+  if (!token.ok()) return Fail(token.status());
+  SetClusterToken(*token);
+  absl::StatusOr<rpc::GetClusterStatusReply> reply = GcsClient({.address = *resolved, .timeout = kStatusTimeout}).GetClusterStatus();
   if (!reply.ok()) return Fail(reply.status());
 
   if (json) {
-    std::cout << ClusterStatusToJson(*reply, *resolved).dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+    std::cout << cluster::ClusterStatusToJson(*reply, *resolved).dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
               << std::endl;
   } else {
-    std::cout << FormatClusterStatus(*reply, *resolved);
+    std::cout << cluster::FormatClusterStatus(*reply, *resolved);
   }
   return kExitOk;
 }

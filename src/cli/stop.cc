@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "src/cli/commands.h"
-#include "src/cli/local_state.h"
+#include "src/cluster/local_state.h"
 #include "src/common/session.h"
 
 namespace shoal::cli {
@@ -25,8 +25,8 @@ SIGKILL if it is still running after the grace period (after one second with --f
 
 // Raylets, then other daemons, then the GCS.
 int StopOrder(const std::string& name) {
-  if (name == kRaylet) return 0;
-  if (name == kGcs) return 2;
+  if (name == cluster::kRaylet) return 0;
+  if (name == cluster::kGcs) return 2;
   return 1;
 }
 
@@ -37,21 +37,21 @@ struct StopTally {
 };
 
 // Stops one group of records and removes the records of those that ended.
-void StopGroup(const std::vector<ProcessRecord>& group, absl::Duration grace, StopTally* tally) {
-  std::vector<ProcessId> ids;
-  for (const ProcessRecord& record : group) ids.push_back(record.id);
-  StopOutcome outcome = StopProcesses(ids, grace);
-  auto contains = [](const std::vector<ProcessId>& ids, const ProcessId& id) {
+void StopGroup(const std::vector<cluster::ProcessRecord>& group, absl::Duration grace, StopTally* tally) {
+  std::vector<cluster::ProcessId> ids;
+  for (const cluster::ProcessRecord& record : group) ids.push_back(record.id);
+  cluster::StopOutcome outcome = cluster::StopProcesses(ids, grace);
+  auto contains = [](const std::vector<cluster::ProcessId>& ids, const cluster::ProcessId& id) {
     return std::find(ids.begin(), ids.end(), id) != ids.end();
   };
-  for (const ProcessRecord& record : group) {
+  for (const cluster::ProcessRecord& record : group) {
     std::string what = absl::StrCat(record.name, " (pid ", record.id.pid, ")");
     if (contains(outcome.remaining, record.id)) {
       tally->failed.push_back(what);
-      tally->gcs_left |= record.name == kGcs;
+      tally->gcs_left |= record.name == cluster::kGcs;
       continue;
     }
-    (void)RemoveProcessRecord(record);
+    (void)cluster::RemoveProcessRecord(record);
     ++tally->stopped;
     std::cout << "Stopped " << what << (contains(outcome.killed, record.id) ? " with SIGKILL" : "") << std::endl;
   }
@@ -72,26 +72,26 @@ int RunStop(int argc, char** argv) {
   }
 
   const std::string root = ShoalTempRoot();
-  RecordScan scan = ListProcessRecords(root);
+  cluster::RecordScan scan = cluster::ListProcessRecords(root);
   for (const std::string& path : scan.unreadable) {
     std::cerr << "warning: ignoring " << path << ": not a valid process record" << std::endl;
   }
   // A record whose process has ended (or whose pid now names another process) is stale.
-  std::vector<std::vector<ProcessRecord>> groups(3);
-  for (const ProcessRecord& record : scan.records) {
-    if (IsRunning(record.id)) {
+  std::vector<std::vector<cluster::ProcessRecord>> groups(3);
+  for (const cluster::ProcessRecord& record : scan.records) {
+    if (cluster::IsRunning(record.id)) {
       groups[StopOrder(record.name)].push_back(record);
     } else {
-      (void)RemoveProcessRecord(record);
+      (void)cluster::RemoveProcessRecord(record);
     }
   }
 
   StopTally tally;
   absl::Duration grace = force ? kForceGrace : absl::Seconds(grace_period_s);
-  for (const std::vector<ProcessRecord>& group : groups) {
+  for (const std::vector<cluster::ProcessRecord>& group : groups) {
     if (!group.empty()) StopGroup(group, grace, &tally);
   }
-  if (!tally.gcs_left) RemoveCurrentCluster(root);
+  if (!tally.gcs_left) cluster::RemoveCurrentCluster(root);
 
   if (tally.stopped == 0 && tally.failed.empty()) {
     std::cout << "No running Shoal processes found." << std::endl;

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
+#include "src/common/auth.h"
 
 namespace shoal {
 namespace {
@@ -68,6 +69,24 @@ std::optional<int> ParseDaemonFlags(FlagSet& flags, int argc, char** argv) {
   }
   ReportFatal(std::string(s.message()));
   return 2;
+}
+
+void AddAuthFlags(FlagSet& flags, AuthFlags* out) {
+  flags.AddString("auth-token-file", &out->token_file,
+                  "file holding the cluster token (default: $SHOAL_AUTH_TOKEN, then $SHOAL_AUTH_TOKEN_FILE)");
+  flags.AddBool("disable-auth", &out->disable_auth, "accept calls without the cluster token (trusted networks only)");
+}
+
+absl::Status ConfigureDaemonAuth(const AuthFlags& flags, const std::string& program) {
+  absl::StatusOr<std::string> token = DaemonToken(flags.token_file, flags.disable_auth);
+  if (!token.ok()) return token.status();
+  if (token->empty()) {
+    spdlog::warn("{}: auth is disabled (--disable-auth): anyone who can reach this process's ports can run code "
+                 "on the cluster; use it only on trusted networks",
+                 program);
+  }
+  SetClusterToken(*std::move(token));
+  return absl::OkStatus();
 }
 
 }  // namespace shoal

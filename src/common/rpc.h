@@ -18,7 +18,7 @@ absl::Status FromGrpcStatus(const grpc::Status& status);
 // Splits "host:port". InvalidArgument for a missing host, or a port outside 1..65535.
 absl::StatusOr<std::pair<std::string, int>> ParseHostPort(std::string_view address);
 
-// An insecure channel to `address` ("host:port").
+// An insecure channel to `address` ("host:port"); its calls carry the cluster token (auth.h).
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address);
 
 // Starts `builder`'s services listening on host:port (port 0 picks a free one). Port reuse is

@@ -8,7 +8,6 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "src/common/ids.h"
 
 namespace shoal::dashboard {
 namespace {
@@ -79,18 +78,6 @@ bool ConstantTimeEquals(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-std::string NewToken() {
-  uint8_t bytes[16];
-  FillRandom(bytes, sizeof(bytes));
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (uint8_t b : bytes) {
-    out += kHex[b >> 4];
-    out += kHex[b & 15];
-  }
-  return out;
-}
-
 absl::Status CheckRequest(const AuthPolicy& policy, const RequestHeaders& request, bool public_path) {
   if (!HostAllowed(policy, request.host)) {
     return absl::PermissionDeniedError(absl::StrCat(
@@ -122,7 +109,7 @@ absl::Status CheckRequest(const AuthPolicy& policy, const RequestHeaders& reques
   if (given.empty()) {
     return absl::UnauthenticatedError(
         "this dashboard needs a token: send 'Authorization: Bearer <token>' (the token is in the head's session "
-        "directory, file dashboard_token; `shoal job` on that machine finds it by itself)");
+        "directory, file auth_token; `shoal job` on that machine finds it by itself)");
   }
   if (policy.token.empty() || !ConstantTimeEquals(given, policy.token)) {
     return absl::UnauthenticatedError("the token is not this dashboard's token");

@@ -63,7 +63,4 @@ std::optional<std::string> CookieValue(const std::string& cookie_header, const s
 // Compares without an early exit, so the time taken does not leak how much of a guess matched.
 bool ConstantTimeEquals(const std::string& a, const std::string& b);
 
-// A new random token: 32 lowercase hex digits (128 bits).
-std::string NewToken();
-
 }  // namespace shoal::dashboard

@@ -20,122 +20,25 @@
 namespace shoal::dashboard {
 namespace {
 
-constexpr absl::Duration kKvTimeout = absl::Seconds(10);
+constexpr absl::Duration kGcsTimeout = absl::Seconds(10);
 constexpr absl::Duration kReturnTimeout = absl::Seconds(5);
 constexpr int kReturnAttempts = 3;
 
-void SetDeadline(grpc::ClientContext& context, absl::Duration timeout) {
-  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-}
-
 }  // namespace
 
-ClusterClient::ClusterClient(std::string gcs_address) : gcs_address_(std::move(gcs_address)) {
-  std::shared_ptr<grpc::Channel> channel = MakeChannel(gcs_address_);
-  kv_ = rpc::KVService::NewStub(channel);
-  status_ = rpc::ClusterStatusService::NewStub(channel);
-  actors_ = rpc::ActorService::NewStub(channel);
-  tasks_ = rpc::TaskEventService::NewStub(channel);
-}
-
-absl::StatusOr<rpc::ListActorsReply> ClusterClient::ListActors(int limit, absl::Duration timeout) {
-  grpc::ClientContext context;
-  SetDeadline(context, timeout);
-  rpc::ListActorsRequest request;
-  request.set_limit(limit);
-  rpc::ListActorsReply reply;
-  absl::Status s = FromGrpcStatus(actors_->ListActors(&context, request, &reply));
-  if (!s.ok()) return s;
-  return reply;
-}
-
-absl::StatusOr<rpc::RpcStats> ClusterClient::GcsRpcStats(absl::Duration timeout) {
-  grpc::ClientContext context;
-  SetDeadline(context, timeout);
-  rpc::GetRpcStatsReply reply;
-  absl::Status s = FromGrpcStatus(status_->GetRpcStats(&context, rpc::GetRpcStatsRequest(), &reply));
-  if (!s.ok()) return s;
-  return reply.stats();
-}
-
-absl::StatusOr<rpc::ListTasksReply> ClusterClient::ListTasks(int limit, absl::Duration timeout) {
-  grpc::ClientContext context;
-  SetDeadline(context, timeout);
-  rpc::ListTasksRequest request;
-  request.set_limit(limit);
-  rpc::ListTasksReply reply;
-  absl::Status s = FromGrpcStatus(tasks_->ListTasks(&context, request, &reply));
-  if (!s.ok()) return s;
-  return reply;
-}
-
-absl::StatusOr<rpc::GetClusterStatusReply> ClusterClient::ClusterStatus(absl::Duration timeout) {
-  grpc::ClientContext context;
-  SetDeadline(context, timeout);
-  rpc::GetClusterStatusReply reply;
-  grpc::Status s = status_->GetClusterStatus(&context, rpc::GetClusterStatusRequest(), &reply);
-  if (!s.ok()) return absl::UnavailableError(absl::StrCat("the GCS at ", gcs_address_, " did not answer: ", s.error_message()));
-  return reply;
-}
-
-absl::Status ClusterClient::KvPut(const std::string& ns, const std::string& key, const std::string& value) {
-  grpc::ClientContext context;
-  SetDeadline(context, kKvTimeout);
-  context.set_wait_for_ready(true);  // a restarting GCS gets the timeout to come back
-  rpc::KVPutRequest request;
-  request.set_ns(ns);
-  request.set_key(key);
-  request.set_value(value);
-  request.set_overwrite(true);
-  rpc::KVPutReply reply;
-  return FromGrpcStatus(kv_->Put(&context, request, &reply));
-}
-
-absl::StatusOr<std::string> ClusterClient::KvGet(const std::string& ns, const std::string& key) {
-  grpc::ClientContext context;
-  SetDeadline(context, kKvTimeout);
-  context.set_wait_for_ready(true);
-  rpc::KVGetRequest request;
-  request.set_ns(ns);
-  request.set_key(key);
-  rpc::KVGetReply reply;
-  if (absl::Status s = FromGrpcStatus(kv_->Get(&context, request, &reply)); !s.ok()) return s;
-  if (!reply.found()) return absl::NotFoundError(absl::StrCat("no key ", key));
-  return reply.value();
-}
-
-absl::StatusOr<std::vector<std::string>> ClusterClient::KvKeys(const std::string& ns) {
-  grpc::ClientContext context;
-  SetDeadline(context, kKvTimeout);
-  context.set_wait_for_ready(true);
-  rpc::KVKeysRequest request;
-  request.set_ns(ns);
-  rpc::KVKeysReply reply;
-  if (absl::Status s = FromGrpcStatus(kv_->Keys(&context, request, &reply)); !s.ok()) return s;
-  return std::vector<std::string>(reply.keys().begin(), reply.keys().end());
-}
-
-absl::Status ClusterClient::KvDel(const std::string& ns, const std::string& key) {
-  grpc::ClientContext context;
-  SetDeadline(context, kKvTimeout);
-  context.set_wait_for_ready(true);
-  rpc::KVDelRequest request;
-  request.set_ns(ns);
-  request.set_key(key);
-  rpc::KVDelReply reply;
-  return FromGrpcStatus(kv_->Del(&context, request, &reply));
-}
+ClusterClient::ClusterClient(const std::string& gcs_address)
+    : gcs_(GcsClientOptions{.address = gcs_address, .timeout = kGcsTimeout}) {}
 
 std::map<std::string, rpc::GetNodeStatsReply> ClusterClient::NodeStats(const rpc::GetClusterStatusReply& status,
                                                                        absl::Duration timeout) {
   std::map<std::string, rpc::GetNodeStatsReply> out;
   for (const rpc::NodeInfo& node : status.nodes()) {
     if (node.state() != rpc::NodeInfo::ALIVE) continue;
-    auto stub = rpc::LeaseService::NewStub(MakeChannel(absl::StrCat(node.address(), ":", node.raylet_port())));
-    grpc::ClientContext context;
-    SetDeadline(context, timeout);
     rpc::GetNodeStatsReply reply;
-    if (stub->GetNodeStats(&context, rpc::GetNodeStatsRequest(), &reply).ok()) out[node.node_id()] = reply;
+    absl::Status s = UnaryCall(*raylets_.Get(absl::StrCat(node.address(), ":", node.raylet_port())),
+                               &rpc::LeaseService::Stub::GetNodeStats, rpc::GetNodeStatsRequest(), &reply,
+                               {.timeout = timeout});
+    if (s.ok()) out[node.node_id()] = reply;
   }
   return out;
 }
@@ -206,19 +109,17 @@ void ResourceReservation::Release() {
   request.set_worker_failed(true);  // ends the placeholder; it never serves anything else
   // A loaded raylet may be slow to answer: try a few times, since a lease not returned keeps
   // the job's resources taken until the dashboard exits (its placeholder then exits too).
-  grpc::Status s;
+  absl::Status s;
   for (int attempt = 0; attempt < kReturnAttempts; ++attempt) {
-    grpc::ClientContext context;
-    SetDeadline(context, kReturnTimeout);
-    context.set_wait_for_ready(true);
     rpc::ReturnWorkerReply reply;
-    s = stub->ReturnWorker(&context, request, &reply);
-    if (s.ok() || s.error_code() == grpc::StatusCode::NOT_FOUND) break;
+    s = UnaryCall(*stub, &rpc::LeaseService::Stub::ReturnWorker, request, &reply,
+                  {.timeout = kReturnTimeout, .wait_for_ready = true});
+    if (s.ok() || absl::IsNotFound(s)) break;
   }
   if (s.ok()) {
     spdlog::info("returned lease {} to {}", lease_id_, raylet_address_);
   } else {
-    spdlog::warn("cannot return lease {} to {}: {}", lease_id_, raylet_address_, s.error_message());
+    spdlog::warn("cannot return lease {} to {}: {}", lease_id_, raylet_address_, s.ToString());
   }
   lease_id_.clear();
 }
@@ -254,15 +155,15 @@ int RunLeaseHolder(int argc, char** argv) {
     return 1;
   }
   auto stub = rpc::LeaseService::NewStub(MakeChannel(raylet));
-  grpc::ClientContext context;
-  SetDeadline(context, absl::Seconds(30));
   rpc::RegisterWorkerRequest request;
   request.set_worker_id(worker_id);
   request.set_port(ntohs(addr.sin_port));
   request.set_pid(getpid());
   rpc::RegisterWorkerReply reply;
-  if (grpc::Status s = stub->RegisterWorker(&context, request, &reply); !s.ok()) {
-    ReportFatal(absl::StrCat("cannot register with the raylet at ", raylet, ": ", s.error_message()));
+  if (absl::Status s = UnaryCall(*stub, &rpc::LeaseService::Stub::RegisterWorker, request, &reply,
+                                 {.timeout = absl::Seconds(30)});
+      !s.ok()) {
+    ReportFatal(absl::StrCat("cannot register with the raylet at ", raylet, ": ", s.message()));
     return 1;
   }
   // Held until the raylet kills this process (the lease was returned) or the owner is gone.

@@ -1,7 +1,8 @@
-// What the dashboard asks of the cluster over gRPC: the GCS's KV store (job records), its
-// status summary and node table, raylet node stats, and resource reservations for job
-// entrypoints (worker leases held by a placeholder process; see ResourceReservation).
-// Threading: every method may be called from any thread; each call makes its own context.
+// What the dashboard asks of the cluster over gRPC: the GCS (job records in its KV store, the
+// status summary, actors, tasks: through GcsClient), raylet node stats, and resource
+// reservations for job entrypoints (worker leases held by a placeholder process; see
+// ResourceReservation).
+// Threading: every method may be called from any thread.
 #pragma once
 
 #include <map>
@@ -12,37 +13,27 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "shoal/gcs.grpc.pb.h"
 #include "shoal/raylet.grpc.pb.h"
+#include "src/common/rpc_client.h"
+#include "src/gcs_client/gcs_client.h"
 
 namespace shoal::dashboard {
 
 class ClusterClient {
  public:
-  explicit ClusterClient(std::string gcs_address);
+  // Calls to the GCS wait up to 10 s for it (a restarting GCS gets that long to come back).
+  explicit ClusterClient(const std::string& gcs_address);
 
-  const std::string& gcs_address() const { return gcs_address_; }
-  absl::StatusOr<rpc::GetClusterStatusReply> ClusterStatus(absl::Duration timeout);
-  absl::Status KvPut(const std::string& ns, const std::string& key, const std::string& value);
-  // NotFound when the key is absent.
-  absl::StatusOr<std::string> KvGet(const std::string& ns, const std::string& key);
-  absl::StatusOr<std::vector<std::string>> KvKeys(const std::string& ns);
-  absl::Status KvDel(const std::string& ns, const std::string& key);
+  const std::string& gcs_address() const { return gcs_.address(); }
+  const GcsClient& gcs() const { return gcs_; }
   // GetNodeStats of every alive raylet that answers within `timeout`, by node id.
   std::map<std::string, rpc::GetNodeStatsReply> NodeStats(const rpc::GetClusterStatusReply& status,
                                                            absl::Duration timeout);
-  // The GCS's actor table (newest first, at most `limit`) and its recent tasks with counts.
-  absl::StatusOr<rpc::ListActorsReply> ListActors(int limit, absl::Duration timeout);
-  absl::StatusOr<rpc::ListTasksReply> ListTasks(int limit, absl::Duration timeout);
-  // The calls the GCS served (its RpcMetrics).
-  absl::StatusOr<rpc::RpcStats> GcsRpcStats(absl::Duration timeout);
 
  private:
-  std::string gcs_address_;
-  std::unique_ptr<rpc::KVService::Stub> kv_;
-  std::unique_ptr<rpc::ClusterStatusService::Stub> status_;
-  std::unique_ptr<rpc::ActorService::Stub> actors_;
-  std::unique_ptr<rpc::TaskEventService::Stub> tasks_;
+  GcsClient gcs_;
+  ChannelCache channels_;
+  StubCache<rpc::LeaseService> raylets_{channels_};
 };
 
 // A job entrypoint's resources, held in the cluster for as long as this object lives.

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
+#include "src/common/auth.h"
 #include "src/common/daemon.h"
 #include "src/common/flags.h"
 #include "src/common/rpc.h"
@@ -34,16 +35,6 @@ struct Flags {
   bool disable_auth = false;
   int64_t max_upload_bytes = 100 << 20;
 };
-
-absl::StatusOr<std::string> ReadToken(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read the token file ", path));
-  std::stringstream text;
-  text << in.rdbuf();
-  std::string token(absl::StripAsciiWhitespace(text.str()));
-  if (token.size() < 16) return absl::InvalidArgumentError(absl::StrCat("the token in ", path, " is too short"));
-  return token;
-}
 
 int Main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--lease-holder") return RunLeaseHolder(argc, argv);
@@ -73,13 +64,14 @@ int Main(int argc, char** argv) {
       ReportFatal("pass --token-file (or --disable-auth)");
       return 2;
     }
-    absl::StatusOr<std::string> read = ReadToken(f.token_file);
+    absl::StatusOr<std::string> read = ReadTokenFile(f.token_file);
     if (!read.ok()) {
       ReportFatal(std::string(read.status().message()));
       return 1;
     }
     token = *read;
   }
+  SetClusterToken(token);  // one secret: the dashboard's own gRPC calls carry it too
   if (auto dir = SetUpDaemonSession("dashboard", f.session_dir); dir.ok()) {
     f.session_dir = *dir;
   } else {

@@ -66,17 +66,19 @@ struct JobManager::Job {
 };
 
 absl::Status GcsJobStore::Put(const JobRecord& record) {
-  return client_.KvPut(kJobNamespace, record.spec.submission_id, record.Serialize());
+  return client_.gcs().KvPut(kJobNamespace, record.spec.submission_id, record.Serialize(), /*overwrite=*/true).status();
 }
 
-absl::Status GcsJobStore::Delete(const std::string& submission_id) { return client_.KvDel(kJobNamespace, submission_id); }
+absl::Status GcsJobStore::Delete(const std::string& submission_id) {
+  return client_.gcs().KvDel(kJobNamespace, submission_id).status();
+}
 
 absl::StatusOr<std::vector<JobRecord>> GcsJobStore::LoadAll() {
-  absl::StatusOr<std::vector<std::string>> keys = client_.KvKeys(kJobNamespace);
+  absl::StatusOr<std::vector<std::string>> keys = client_.gcs().KvKeys(kJobNamespace);
   if (!keys.ok()) return keys.status();
   std::vector<JobRecord> out;
   for (const std::string& key : *keys) {
-    absl::StatusOr<std::string> value = client_.KvGet(kJobNamespace, key);
+    absl::StatusOr<std::string> value = client_.gcs().KvGet(kJobNamespace, key);
     if (!value.ok()) continue;
     absl::StatusOr<JobRecord> record = JobRecord::Deserialize(*value);
     if (!record.ok()) {
@@ -172,7 +174,7 @@ void JobManager::Supervise(std::shared_ptr<Job> job) {
   std::map<std::string, double> shape = spec.ResourceShape();
   if (!shape.empty()) {
     absl::Status held;
-    absl::StatusOr<rpc::GetClusterStatusReply> status = cluster_.ClusterStatus(kStatusTimeout);
+    absl::StatusOr<rpc::GetClusterStatusReply> status = cluster_.gcs().WithTimeout(kStatusTimeout).GetClusterStatus();
     std::string head;
     if (status.ok()) {
       for (const rpc::NodeInfo& node : status->nodes()) {

@@ -11,7 +11,7 @@
 #include "httplib.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
-#include "src/cli/status_format.h"
+#include "src/cluster/status_format.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/dashboard/websocket.h"
@@ -302,9 +302,10 @@ void DashboardServer::AddRoutes() {
   });
 
   route("GET", "/api/cluster_status", "/api/cluster_status", false, small, [this](const Request& req, Response& res) {
-    absl::StatusOr<rpc::GetClusterStatusReply> status = cluster_.ClusterStatus(kStatusTimeout);
+    const GcsClient gcs = cluster_.gcs().WithTimeout(kStatusTimeout);
+    absl::StatusOr<rpc::GetClusterStatusReply> status = gcs.GetClusterStatus();
     if (!status.ok()) return ReplyError(res, status.status());
-    nlohmann::json out = cli::ClusterStatusToJson(*status, cluster_.gcs_address());
+    nlohmann::json out = cluster::ClusterStatusToJson(*status, cluster_.gcs_address());
     int64_t limit = kDefaultNodeLimit;
     if (req.has_param("limit")) (void)absl::SimpleAtoi(req.get_param_value("limit"), &limit);
     out["num_nodes"] = out["nodes"].size();
@@ -328,7 +329,7 @@ void DashboardServer::AddRoutes() {
     }
     out["jobs_by_status"] = jobs_.CountByStatus();
     out["actors"] = nlohmann::json::array();
-    if (auto actors = cluster_.ListActors(kDefaultListLimit, kStatusTimeout); actors.ok()) {
+    if (auto actors = gcs.ListActors(kDefaultListLimit); actors.ok()) {
       for (const rpc::ActorInfo& a : actors->actors()) {
         auto id = ActorId::FromBinary(a.actor_id());
         out["actors"].push_back({{"actor_id", id.ok() ? id->Hex() : std::string()},
@@ -342,7 +343,7 @@ void DashboardServer::AddRoutes() {
       out["num_actors"] = actors->total();
     }
     out["tasks"] = nlohmann::json::array();
-    if (auto tasks = cluster_.ListTasks(kDefaultListLimit, kStatusTimeout); tasks.ok()) {
+    if (auto tasks = gcs.ListTasks(kDefaultListLimit); tasks.ok()) {
       for (const rpc::TaskSummary& t : tasks->tasks()) {
         auto id = TaskId::FromBinary(t.task_id());
         out["tasks"].push_back({{"task_id", id.ok() ? id->Hex() : std::string()},
@@ -360,12 +361,13 @@ void DashboardServer::AddRoutes() {
 
   route("GET", "/metrics", "/metrics", false, small, [this](const Request&, Response& res) {
     MetricsWriter writer;
-    absl::StatusOr<rpc::GetClusterStatusReply> status = cluster_.ClusterStatus(kStatusTimeout);
+    const GcsClient gcs = cluster_.gcs().WithTimeout(kStatusTimeout);
+    absl::StatusOr<rpc::GetClusterStatusReply> status = gcs.GetClusterStatus();
     writer.Family("shoal_gcs_up", "1 when the GCS answered this scrape", "gauge");
     writer.Sample("shoal_gcs_up", {}, status.ok() ? 1 : 0);
     std::vector<std::pair<Labels, rpc::RpcStats>> rpc_servers;
-    if (auto gcs = cluster_.GcsRpcStats(kStatusTimeout); gcs.ok()) {
-      rpc_servers.push_back({{{"component", "gcs"}, {"node_id", ""}}, *gcs});
+    if (auto stats = gcs.GetRpcStats(); stats.ok()) {
+      rpc_servers.push_back({{{"component", "gcs"}, {"node_id", ""}}, *stats});
     }
     if (status.ok()) {
       std::map<std::string, rpc::GetNodeStatsReply> stats = cluster_.NodeStats(*status, kNodeStatsTimeout);
@@ -373,8 +375,8 @@ void DashboardServer::AddRoutes() {
       for (const auto& [node_id, s] : stats) rpc_servers.push_back({{{"component", "raylet"}, {"node_id", node_id}}, s.rpc_stats()});
     }
     WriteRpcMetrics(writer, rpc_servers);
-    if (auto actors = cluster_.ListActors(10000, kStatusTimeout); actors.ok()) WriteActorMetrics(writer, *actors);
-    if (auto tasks = cluster_.ListTasks(1, kStatusTimeout); tasks.ok()) WriteTaskMetrics(writer, *tasks);
+    if (auto actors = gcs.ListActors(10000); actors.ok()) WriteActorMetrics(writer, *actors);
+    if (auto tasks = gcs.ListTasks(1); tasks.ok()) WriteTaskMetrics(writer, *tasks);
     WriteJobMetrics(writer, jobs_.CountByStatus());
     http_metrics_.Write(writer);
     res.set_content(writer.text(), "text/plain; version=0.0.4; charset=utf-8");

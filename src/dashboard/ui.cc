@@ -26,7 +26,7 @@ button{font-size:12px}.bar{display:inline-block;height:8px;background:#dbe4ee;wi
 <header><h1>Shoal</h1><span id="cluster"></span><span id="updated"></span></header>
 <main>
 <section id="login"><h2>Sign in</h2>
-<p>This dashboard needs its token (file <code>dashboard_token</code> in the head's session directory).</p>
+<p>This dashboard needs its token (file <code>auth_token</code> in the head's session directory).</p>
 <form id="login-form"><input id="token" type="password" placeholder="token" autocomplete="off">
 <button type="submit">Sign in</button> <span id="login-error" class="FAILED"></span></form></section>
 <section><h2>Nodes</h2><div id="nodes" class="none">loading…</div></section>

@@ -8,19 +8,19 @@
 #include <memory>
 #include <string>
 
-#include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "shoal/gcs.grpc.pb.h"
 #include "shoal/raylet.grpc.pb.h"
 #include "shoal/worker.grpc.pb.h"
+#include "src/common/rpc_client.h"
 #include "src/gcs/actor_manager.h"
 
 namespace shoal {
 
-// One channel and stub per address, kept for the transport's lifetime. Lease requests and
-// pushes may wait forever; Shutdown cancels them and waits for their callbacks.
+// Over the generic client pieces (src/common/rpc_client.h): one channel per address, kept for
+// the transport's lifetime. Lease requests and pushes may wait forever; Shutdown cancels them
+// and waits for their callbacks.
 class GrpcActorTransport : public ActorCreationTransport {
  public:
   GrpcActorTransport() = default;
@@ -36,22 +36,13 @@ class GrpcActorTransport : public ActorCreationTransport {
 
   // Cancels the calls that may wait forever and waits up to `timeout` until no callback is
   // outstanding. Later calls are dropped (their callbacks never run). Idempotent.
-  void Shutdown(absl::Duration timeout);
+  void Shutdown(absl::Duration timeout) { calls_.Shutdown(timeout); }
 
  private:
-  rpc::LeaseService::Stub* Raylet(const std::string& address);
-  rpc::CoreWorkerService::Stub* Worker(const std::string& address);
-  // Registers a call; false once shut down (except for clean-up calls).
-  bool Begin(bool cancellable, uint64_t key, grpc::ClientContext* ctx);
-  void End(bool cancellable, uint64_t key);
-
-  absl::Mutex mu_;
-  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
-  int64_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t next_push_key_ ABSL_GUARDED_BY(mu_) = 1ull << 63;  // apart from lease request ids
-  absl::flat_hash_map<uint64_t, grpc::ClientContext*> cancellable_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, std::unique_ptr<rpc::LeaseService::Stub>> raylets_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, std::unique_ptr<rpc::CoreWorkerService::Stub>> workers_ ABSL_GUARDED_BY(mu_);
+  ChannelCache channels_;
+  StubCache<rpc::LeaseService> raylets_{channels_};
+  StubCache<rpc::CoreWorkerService> workers_{channels_};
+  AsyncCalls calls_;  // last: destroyed first, while the stubs are still there
 };
 
 // ActorService over an ActorManager.

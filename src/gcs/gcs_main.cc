@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
+#include "src/common/auth.h"
 #include "src/common/daemon.h"
 #include "src/common/flags.h"
 #include "src/common/rpc.h"
@@ -17,6 +18,7 @@ namespace shoal {
 namespace {
 
 struct Flags {
+  AuthFlags auth;
   std::string host = "127.0.0.1";
   int64_t port = 6379;
   std::string session_dir;
@@ -44,7 +46,12 @@ int Main(int argc, char** argv) {
   flags.AddInt("health-check-timeout-ms", &f.health_check_timeout_ms, "how long a check may take");
   flags.AddInt("health-check-failure-threshold", &f.health_check_failure_threshold,
                "failed checks in a row before a node is declared dead");
+  AddAuthFlags(flags, &f.auth);
   if (std::optional<int> exit_code = ParseDaemonFlags(flags, argc, argv)) return *exit_code;
+  if (absl::Status s = ConfigureDaemonAuth(f.auth, "shoal-gcs"); !s.ok()) {
+    ReportFatal(std::string(s.message()));
+    return 2;
+  }
   if (f.port < 0 || f.port > 65535) {
     ReportFatal(absl::StrCat("--port must be in 0..65535, got ", f.port));
     return 2;

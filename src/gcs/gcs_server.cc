@@ -1,11 +1,14 @@
 #include "src/gcs/gcs_server.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "shoal/gcs.grpc.pb.h"
 #include "shoal/raylet.grpc.pb.h"
 #include "spdlog/spdlog.h"
+#include "src/common/auth.h"
 #include "src/common/rpc.h"
+#include "src/common/rpc_client.h"
 #include "src/common/rpc_metrics.h"
 #include "src/scheduler/hybrid_policy.h"
 
@@ -17,26 +20,15 @@ class GrpcHealthCheckTransport : public HealthCheckTransport {
  public:
   void Check(const NodeId& node, const std::string& address, absl::Time deadline,
              std::function<void(bool ok)> done) override {
-    struct Call {
-      grpc::ClientContext ctx;
-      rpc::HealthCheckRequest request;
-      rpc::HealthCheckReply reply;
-    };
-    auto call = std::make_shared<Call>();
-    call->ctx.set_deadline(absl::ToChronoTime(deadline));
-    Stub(address)->async()->HealthCheck(&call->ctx, &call->request, &call->reply,
-                                        [call, done = std::move(done)](grpc::Status s) { done(s.ok()); });
+    calls_.Start(stubs_.Get(address), &rpc::NodeManagerService::Stub::async::HealthCheck, rpc::HealthCheckRequest(),
+                 {.timeout = std::max(deadline - absl::Now(), absl::ZeroDuration()), .cancel_on_shutdown = true},
+                 [done = std::move(done)](absl::Status status, rpc::HealthCheckReply) { done(status.ok()); });
   }
 
  private:
-  rpc::NodeManagerService::Stub* Stub(const std::string& address) {
-    absl::MutexLock lock(&mu_);
-    auto& stub = stubs_[address];
-    if (stub == nullptr) stub = rpc::NodeManagerService::NewStub(MakeChannel(address));
-    return stub.get();
-  }
-  absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::unique_ptr<rpc::NodeManagerService::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
+  ChannelCache channels_;
+  StubCache<rpc::NodeManagerService> stubs_{channels_};
+  AsyncCalls calls_;  // last: destroyed first, cancelling the checks in flight and waiting for them
 };
 
 std::string NodeAddress(const rpc::NodeInfo& node) {
@@ -54,25 +46,29 @@ class GcsServer::Services final : public rpc::NodeInfoService::Service,
   explicit Services(GcsServer& gcs) : gcs_(gcs) {}
 
   // --- rpc stats ---
-  grpc::Status GetRpcStats(grpc::ServerContext*, const rpc::GetRpcStatsRequest*, rpc::GetRpcStatsReply* reply) override {
+  grpc::Status GetRpcStats(grpc::ServerContext* ctx, const rpc::GetRpcStatsRequest*, rpc::GetRpcStatsReply* reply) override {
+    SHOAL_AUTHENTICATE(ctx);
     RpcMetrics::Global().ToProto(reply->mutable_stats());
     return grpc::Status::OK;
   }
 
   // --- task events ---
-  grpc::Status ReportTaskEvents(grpc::ServerContext*, const rpc::ReportTaskEventsRequest* req,
+  grpc::Status ReportTaskEvents(grpc::ServerContext* ctx, const rpc::ReportTaskEventsRequest* req,
                                 rpc::ReportTaskEventsReply*) override {
+    SHOAL_AUTHENTICATE(ctx);
     gcs_.task_events_.Report(*req);
     return grpc::Status::OK;
   }
-  grpc::Status ListTasks(grpc::ServerContext*, const rpc::ListTasksRequest* req, rpc::ListTasksReply* reply) override {
+  grpc::Status ListTasks(grpc::ServerContext* ctx, const rpc::ListTasksRequest* req, rpc::ListTasksReply* reply) override {
+    SHOAL_AUTHENTICATE(ctx);
     *reply = gcs_.task_events_.List(req->limit(), req->job_id());
     return grpc::Status::OK;
   }
 
   // --- nodes ---
-  grpc::Status RegisterNode(grpc::ServerContext*, const rpc::RegisterNodeRequest* req,
+  grpc::Status RegisterNode(grpc::ServerContext* ctx, const rpc::RegisterNodeRequest* req,
                             rpc::RegisterNodeReply*) override {
+    SHOAL_AUTHENTICATE(ctx);
     auto s = gcs_.nodes_.Register(req->node());
     if (s.ok()) {
       gcs_.health_.OnNodeRegistered(*NodeId::FromHex(req->node().node_id()), NodeAddress(req->node()));
@@ -80,8 +76,9 @@ class GcsServer::Services final : public rpc::NodeInfoService::Service,
     return ToGrpcStatus(s);
   }
 
-  grpc::Status UnregisterNode(grpc::ServerContext*, const rpc::UnregisterNodeRequest* req,
+  grpc::Status UnregisterNode(grpc::ServerContext* ctx, const rpc::UnregisterNodeRequest* req,
                               rpc::UnregisterNodeReply*) override {
+    SHOAL_AUTHENTICATE(ctx);
     auto id = NodeId::FromHex(req->node_id());
     if (!id.ok()) return ToGrpcStatus(id.status());
     gcs_.health_.OnNodeRemoved(*id);
@@ -89,14 +86,16 @@ class GcsServer::Services final : public rpc::NodeInfoService::Service,
     return ToGrpcStatus(gcs_.MarkNodeDead(*id, reason));
   }
 
-  grpc::Status GetAllNodeInfo(grpc::ServerContext*, const rpc::GetAllNodeInfoRequest* req,
+  grpc::Status GetAllNodeInfo(grpc::ServerContext* ctx, const rpc::GetAllNodeInfoRequest* req,
                               rpc::GetAllNodeInfoReply* reply) override {
+    SHOAL_AUTHENTICATE(ctx);
     for (auto& node : gcs_.nodes_.GetAll(req->alive_only())) *reply->add_nodes() = std::move(node);
     return grpc::Status::OK;
   }
 
-  grpc::Status ReportResources(grpc::ServerContext*, const rpc::ReportResourcesRequest* req,
+  grpc::Status ReportResources(grpc::ServerContext* ctx, const rpc::ReportResourcesRequest* req,
                                rpc::ReportResourcesReply* reply) override {
+    SHOAL_AUTHENTICATE(ctx);
     auto id = NodeId::FromHex(req->node_id());
     if (!id.ok()) return ToGrpcStatus(id.status());
     std::vector<rpc::ResourceDemand> demands(req->demands().begin(), req->demands().end());
@@ -107,6 +106,7 @@ class GcsServer::Services final : public rpc::NodeInfoService::Service,
 
   grpc::Status SubscribeNodeChanges(grpc::ServerContext* ctx, const rpc::SubscribeRequest*,
                                     grpc::ServerWriter<rpc::NodeChange>* writer) override {
+    SHOAL_AUTHENTICATE(ctx);
     // Subscribed before the snapshot is read, so no change falls between the two (one may
     // arrive twice; a node's state is idempotent).
     auto sub = gcs_.feed_.Subscribe();
@@ -130,14 +130,16 @@ class GcsServer::Services final : public rpc::NodeInfoService::Service,
   }
 
   // --- KV ---
-  grpc::Status Put(grpc::ServerContext*, const rpc::KVPutRequest* req, rpc::KVPutReply* reply) override {
+  grpc::Status Put(grpc::ServerContext* ctx, const rpc::KVPutRequest* req, rpc::KVPutReply* reply) override {
+    SHOAL_AUTHENTICATE(ctx);
     auto added = gcs_.kv_.Put(req->ns(), req->key(), req->value(), req->overwrite());
     if (!added.ok()) return ToGrpcStatus(added.status());
     reply->set_added(*added);
     return grpc::Status::OK;
   }
 
-  grpc::Status Get(grpc::ServerContext*, const rpc::KVGetRequest* req, rpc::KVGetReply* reply) override {
+  grpc::Status Get(grpc::ServerContext* ctx, const rpc::KVGetRequest* req, rpc::KVGetReply* reply) override {
+    SHOAL_AUTHENTICATE(ctx);
     auto value = gcs_.kv_.Get(req->ns(), req->key());
     if (!value.ok()) return ToGrpcStatus(value.status());
     reply->set_found(value->has_value());
@@ -145,14 +147,16 @@ class GcsServer::Services final : public rpc::NodeInfoService::Service,
     return grpc::Status::OK;
   }
 
-  grpc::Status Del(grpc::ServerContext*, const rpc::KVDelRequest* req, rpc::KVDelReply* reply) override {
+  grpc::Status Del(grpc::ServerContext* ctx, const rpc::KVDelRequest* req, rpc::KVDelReply* reply) override {
+    SHOAL_AUTHENTICATE(ctx);
     auto deleted = gcs_.kv_.Delete(req->ns(), req->key(), req->by_prefix());
     if (!deleted.ok()) return ToGrpcStatus(deleted.status());
     reply->set_deleted(*deleted);
     return grpc::Status::OK;
   }
 
-  grpc::Status Keys(grpc::ServerContext*, const rpc::KVKeysRequest* req, rpc::KVKeysReply* reply) override {
+  grpc::Status Keys(grpc::ServerContext* ctx, const rpc::KVKeysRequest* req, rpc::KVKeysReply* reply) override {
+    SHOAL_AUTHENTICATE(ctx);
     auto keys = gcs_.kv_.Keys(req->ns(), req->prefix());
     if (!keys.ok()) return ToGrpcStatus(keys.status());
     for (auto& k : *keys) reply->add_keys(std::move(k));
@@ -160,23 +164,26 @@ class GcsServer::Services final : public rpc::NodeInfoService::Service,
   }
 
   // --- jobs ---
-  grpc::Status AddJob(grpc::ServerContext*, const rpc::AddJobRequest* req, rpc::AddJobReply* reply) override {
+  grpc::Status AddJob(grpc::ServerContext* ctx, const rpc::AddJobRequest* req, rpc::AddJobReply* reply) override {
+    SHOAL_AUTHENTICATE(ctx);
     auto id = gcs_.jobs_.Add(req->job());
     if (!id.ok()) return ToGrpcStatus(id.status());
     reply->set_job_id(*id);
     return grpc::Status::OK;
   }
 
-  grpc::Status MarkJobFinished(grpc::ServerContext*, const rpc::MarkJobFinishedRequest* req,
+  grpc::Status MarkJobFinished(grpc::ServerContext* ctx, const rpc::MarkJobFinishedRequest* req,
                                rpc::MarkJobFinishedReply*) override {
+    SHOAL_AUTHENTICATE(ctx);
     auto s = gcs_.jobs_.MarkFinished(req->job_id());
     // Its default-lifetime actors die with it (MarkFinished validated the id).
     if (s.ok()) gcs_.actors_.OnJobFinished(*JobId::FromHex(req->job_id()));
     return ToGrpcStatus(s);
   }
 
-  grpc::Status GetAllJobInfo(grpc::ServerContext*, const rpc::GetAllJobInfoRequest*,
+  grpc::Status GetAllJobInfo(grpc::ServerContext* ctx, const rpc::GetAllJobInfoRequest*,
                              rpc::GetAllJobInfoReply* reply) override {
+    SHOAL_AUTHENTICATE(ctx);
     auto jobs = gcs_.jobs_.GetAll();
     if (!jobs.ok()) return ToGrpcStatus(jobs.status());
     for (auto& j : *jobs) *reply->add_jobs() = std::move(j);
@@ -184,8 +191,9 @@ class GcsServer::Services final : public rpc::NodeInfoService::Service,
   }
 
   // --- cluster status ---
-  grpc::Status GetClusterStatus(grpc::ServerContext*, const rpc::GetClusterStatusRequest*,
+  grpc::Status GetClusterStatus(grpc::ServerContext* ctx, const rpc::GetClusterStatusRequest*,
                                 rpc::GetClusterStatusReply* reply) override {
+    SHOAL_AUTHENTICATE(ctx);
     for (auto& node : gcs_.nodes_.GetAll(/*alive_only=*/false)) *reply->add_nodes() = std::move(node);
     ClusterSummary summary = gcs_.nodes_.Summarize();
     summary.total.ToProto(reply->mutable_total());
@@ -275,6 +283,7 @@ void GcsServer::Stop() {
   actors_.Shutdown();  // answers long polls, so that the server's shutdown finds none waiting
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   if (health_thread_.joinable()) health_thread_.join();
+  health_transport_.reset();  // ends the checks in flight while the checker they report to lives
   if (actor_thread_.joinable()) actor_thread_.join();
   actor_transport_->Shutdown(absl::Seconds(2));
 }

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "spdlog/spdlog.h"
+#include "src/common/auth.h"
 #include "src/common/rpc.h"
 
 namespace shoal {
@@ -16,6 +17,7 @@ ObjectManager::ObjectManager(ObjectStoreClient& store, std::unique_ptr<ObjectTra
 
 grpc::Status ObjectManager::Pull(grpc::ServerContext* ctx, const rpc::PullRequest* req,
                                  grpc::ServerWriter<rpc::ObjectChunk>* writer) {
+  SHOAL_AUTHENTICATE(ctx);
   auto id = ObjectId::FromBinary(req->object_id());
   if (!id.ok()) return ToGrpcStatus(id.status());
   auto views = store_.Get({*id}, absl::ZeroDuration());
@@ -123,7 +125,8 @@ absl::StatusOr<std::string> ObjectManager::Fetch(const ObjectId& id, const std::
   return from;
 }
 
-grpc::Status ObjectManager::Fetch(grpc::ServerContext*, const rpc::FetchRequest* req, rpc::FetchReply* reply) {
+grpc::Status ObjectManager::Fetch(grpc::ServerContext* ctx, const rpc::FetchRequest* req, rpc::FetchReply* reply) {
+  SHOAL_AUTHENTICATE(ctx);
   auto id = ObjectId::FromBinary(req->object_id());
   if (!id.ok()) return ToGrpcStatus(id.status());
   std::vector<std::string> holders(req->holders().begin(), req->holders().end());

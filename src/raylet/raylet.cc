@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "shoal/raylet.grpc.pb.h"
 #include "spdlog/spdlog.h"
+#include "src/common/auth.h"
 #include "src/common/rpc.h"
 #include "src/common/rpc_metrics.h"
 #include "src/common/system.h"
@@ -23,8 +24,9 @@ namespace shoal {
 class Raylet::Service final : public rpc::NodeManagerService::Service {
  public:
   explicit Service(const NodeId& id) : id_hex_(id.Hex()) {}
-  grpc::Status HealthCheck(grpc::ServerContext*, const rpc::HealthCheckRequest*,
+  grpc::Status HealthCheck(grpc::ServerContext* ctx, const rpc::HealthCheckRequest*,
                            rpc::HealthCheckReply* reply) override {
+    SHOAL_AUTHENTICATE(ctx);
     reply->set_node_id(id_hex_);
     return grpc::Status::OK;
   }
@@ -41,9 +43,10 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
  public:
   explicit LeaseGrpcService(Raylet& raylet) : raylet_(raylet) {}
 
-  grpc::ServerUnaryReactor* RequestWorkerLease(grpc::CallbackServerContext*,
+  grpc::ServerUnaryReactor* RequestWorkerLease(grpc::CallbackServerContext* ctx,
                                                const rpc::RequestWorkerLeaseRequest* req,
                                                rpc::RequestWorkerLeaseReply* reply) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
     auto* reactor = new LeaseReactor(raylet_, next_request_id_.fetch_add(1));
     bool posted = raylet_.loop_->Post([this, reactor, req, reply] {
       raylet_.leases_->RequestLease(reactor->id(), *req,
@@ -62,11 +65,13 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
 
   grpc::ServerUnaryReactor* ReturnWorker(grpc::CallbackServerContext* ctx, const rpc::ReturnWorkerRequest* req,
                                          rpc::ReturnWorkerReply*) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
     return OnLoop(ctx, [this, req] { return raylet_.leases_->ReturnWorker(req->lease_id(), req->worker_failed()); });
   }
 
   grpc::ServerUnaryReactor* RegisterWorker(grpc::CallbackServerContext* ctx, const rpc::RegisterWorkerRequest* req,
                                            rpc::RegisterWorkerReply* reply) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
     return OnLoop(ctx, [this, req, reply] {
       absl::Status s = raylet_.leases_->RegisterWorker(req->worker_id(), req->port(), req->pid());
       if (s.ok()) reply->set_node_id(raylet_.node_id_.Hex());
@@ -76,6 +81,7 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
 
   grpc::ServerUnaryReactor* FreeObjects(grpc::CallbackServerContext* ctx, const rpc::FreeObjectsRequest* req,
                                         rpc::FreeObjectsReply*) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
     // A quick local IPC per object; it needs nothing from the loop.
     std::vector<ObjectId> ids;
     absl::Status status;
@@ -99,6 +105,7 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
   grpc::ServerUnaryReactor* ReleaseOwnerLeases(grpc::CallbackServerContext* ctx,
                                                const rpc::ReleaseOwnerLeasesRequest* req,
                                                rpc::ReleaseOwnerLeasesReply* reply) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
     return OnLoop(ctx, [this, req, reply] {
       if (req->owner_address().empty()) return absl::InvalidArgumentError("owner_address must not be empty");
       reply->set_released(raylet_.leases_->ReleaseLeasesOfOwner(req->owner_address(), "shut down"));
@@ -109,11 +116,13 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
   grpc::ServerUnaryReactor* NotifyWorkerBlocked(grpc::CallbackServerContext* ctx,
                                                 const rpc::NotifyWorkerBlockedRequest* req,
                                                 rpc::NotifyWorkerBlockedReply*) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
     return OnLoop(ctx, [this, req] { return raylet_.leases_->SetWorkerBlocked(req->worker_id(), req->blocked()); });
   }
 
   grpc::ServerUnaryReactor* GetNodeStats(grpc::CallbackServerContext* ctx, const rpc::GetNodeStatsRequest*,
                                          rpc::GetNodeStatsReply* reply) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
     return OnLoop(ctx, [this, reply] {
       const WorkerPool::Stats workers = raylet_.pool_->stats();
       const LeaseManager::Stats leases = raylet_.leases_->stats();
@@ -251,8 +260,7 @@ Raylet::Raylet(RayletOptions options)
     : options_(std::move(options)),
       node_id_(NodeId::FromRandom()),
       start_time_ms_(absl::ToUnixMillis(absl::Now())),
-      gcs_(rpc::NodeInfoService::NewStub(MakeChannel(options_.gcs_address))),
-      gcs_actors_(rpc::ActorService::NewStub(MakeChannel(options_.gcs_address))),
+      gcs_(GcsClientOptions{.address = options_.gcs_address, .timeout = absl::Seconds(2)}),
       service_(std::make_unique<Service>(node_id_)),
       loop_(std::make_unique<EventLoop>(options_.tick_period, [this] { Tick(); })),
       owners_(std::make_unique<OwnerMonitor>(options_.owner_timeout)),
@@ -279,14 +287,7 @@ rpc::NodeInfo Raylet::SelfInfo() const {
   return node;
 }
 
-absl::Status Raylet::Register(absl::Duration rpc_timeout) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout));
-  rpc::RegisterNodeRequest req;
-  *req.mutable_node() = SelfInfo();
-  rpc::RegisterNodeReply reply;
-  return FromGrpcStatus(gcs_->RegisterNode(&ctx, req, &reply));
-}
+absl::Status Raylet::Register(const GcsClient& gcs) { return gcs.RegisterNode(SelfInfo()); }
 
 namespace {
 
@@ -352,23 +353,11 @@ absl::Status Raylet::Start() {
   // Lease calls that arrive before the loop starts wait in its queue.
   StartLeasing();
 
-  const absl::Time deadline = absl::Now() + options_.gcs_connect_timeout;
-  absl::Status last;
-  while (true) {
-    last = Register(std::min(absl::Seconds(2), std::max(deadline - absl::Now(), absl::Milliseconds(100))));
-    if (last.ok()) break;
-    bool retry = absl::IsUnavailable(last) || absl::IsDeadlineExceeded(last);
-    if (!retry || absl::Now() >= deadline) {
-      StopServing();
-      if (retry) {
-        return absl::UnavailableError(absl::StrCat("no GCS answered at ", options_.gcs_address, " within ",
-                                                   absl::FormatDuration(options_.gcs_connect_timeout),
-                                                   ": ", last.message()));
-      }
-      return absl::Status(last.code(), absl::StrCat("the GCS at ", options_.gcs_address,
-                                                    " refused this node: ", last.message()));
-    }
-    absl::SleepFor(absl::Milliseconds(200));
+  // The GcsClient tries again until gcs_connect_timeout while no GCS answers.
+  if (absl::Status s = Register(gcs_.WithTimeout(options_.gcs_connect_timeout)); !s.ok()) {
+    StopServing();
+    if (absl::IsUnavailable(s)) return s;
+    return absl::Status(s.code(), absl::StrCat("the GCS at ", options_.gcs_address, " refused this node: ", s.message()));
   }
   registered_ = true;
   spdlog::info("node {} registered with the GCS at {}; serving on {}:{}; resources {}", node_id_.Hex(),
@@ -417,38 +406,23 @@ void Raylet::Tick() {
 }
 
 void Raylet::ReportWorkerDeath(const WorkerId& worker, const std::string& reason, bool owner_gone) {
-  struct Call {
-    grpc::ClientContext ctx;
-    rpc::ReportWorkerDeathRequest request;
-    rpc::ReportWorkerDeathReply reply;
-  };
-  auto call = std::make_shared<Call>();
-  call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
-  call->request.set_node_id(node_id_.Hex());
-  call->request.set_worker_id(worker.Hex());
-  call->request.set_reason(reason);
-  call->request.set_owner_gone(owner_gone);
-  gcs_actors_->async()->ReportWorkerDeath(&call->ctx, &call->request, &call->reply, [call](grpc::Status s) {
-    if (!s.ok()) {
-      spdlog::warn("could not report the death of worker {} to the GCS: {}", call->request.worker_id(),
-                   s.error_message());
-    }
+  rpc::ReportWorkerDeathRequest request;
+  request.set_node_id(node_id_.Hex());
+  request.set_worker_id(worker.Hex());
+  request.set_reason(reason);
+  request.set_owner_gone(owner_gone);
+  gcs_.WithTimeout(absl::Seconds(5)).AsyncReportWorkerDeath(std::move(request), [worker](absl::Status s) {
+    if (!s.ok()) spdlog::warn("could not report the death of worker {} to the GCS: {}", worker.Hex(), s.ToString());
   });
 }
 
 void Raylet::RefreshClusterView() {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
-  rpc::GetAllNodeInfoRequest req;
-  auto reply = std::make_shared<rpc::GetAllNodeInfoReply>();
-  grpc::Status s = gcs_->GetAllNodeInfo(&ctx, req, reply.get());
-  if (!s.ok()) {
-    spdlog::warn("cannot read the node table from the GCS: {}", s.error_message());
+  absl::StatusOr<std::vector<rpc::NodeInfo>> nodes = gcs_.GetAllNodeInfo(/*alive_only=*/false);
+  if (!nodes.ok()) {
+    spdlog::warn("cannot read the node table from the GCS: {}", nodes.status().ToString());
     return;
   }
-  loop_->Post([this, reply] {
-    leases_->UpdateClusterView(std::vector<rpc::NodeInfo>(reply->nodes().begin(), reply->nodes().end()));
-  });
+  loop_->Post([this, nodes = *std::move(nodes)]() mutable { leases_->UpdateClusterView(std::move(nodes)); });
 }
 
 void Raylet::StopServing() {
@@ -467,7 +441,7 @@ void Raylet::ReportLoop() {
   bool registered = true;
   while (!stop_.WaitForNotificationWithTimeout(options_.report_period)) {
     if (!registered) {
-      absl::Status s = Register(absl::Seconds(2));
+      absl::Status s = Register(gcs_);
       if (s.ok()) {
         spdlog::info("registered again with the GCS at {}", options_.gcs_address);
         registered = true;
@@ -477,8 +451,6 @@ void Raylet::ReportLoop() {
       }
       continue;
     }
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
     rpc::ReportResourcesRequest req;
     req.set_node_id(node_id_.Hex());
     bool snapshot = loop_->RunSync([this, &req] {
@@ -491,16 +463,15 @@ void Raylet::ReportLoop() {
       }
     });
     if (!snapshot) return;  // stopping
-    rpc::ReportResourcesReply reply;
-    grpc::Status s = gcs_->ReportResources(&ctx, req, &reply);
-    if (!s.ok()) {
+    absl::StatusOr<bool> known = gcs_.ReportResources(req);
+    if (!known.ok()) {
       spdlog::warn("lost the GCS at {} ({}); will register again when it answers", options_.gcs_address,
-                   s.error_message());
+                   known.status().ToString());
       registered = false;
-    } else if (!reply.known()) {
+    } else if (!*known) {
       spdlog::warn("the GCS does not know this node as alive; registering again");
       registered = false;
-      absl::Status r = Register(absl::Seconds(2));
+      absl::Status r = Register(gcs_);
       if (r.ok()) {
         registered = true;
       } else if (absl::IsFailedPrecondition(r)) {
@@ -531,14 +502,8 @@ void Raylet::Stop() {
   if (!stop_.HasBeenNotified()) stop_.Notify();
   if (reporter_.joinable()) reporter_.join();
   if (registered_ && fatal_error().empty()) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
-    rpc::UnregisterNodeRequest req;
-    req.set_node_id(node_id_.Hex());
-    req.set_reason("raylet stopped by signal");
-    rpc::UnregisterNodeReply reply;
-    grpc::Status s = gcs_->UnregisterNode(&ctx, req, &reply);
-    if (!s.ok()) spdlog::warn("could not unregister from the GCS: {}", s.error_message());
+    absl::Status s = gcs_.UnregisterNode(node_id_, "raylet stopped by signal");
+    if (!s.ok()) spdlog::warn("could not unregister from the GCS: {}", s.ToString());
   }
   StopServing();
   object_manager_.reset();

@@ -27,6 +27,7 @@
 #include "shoal/gcs.grpc.pb.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
+#include "src/gcs_client/gcs_client.h"
 #include "src/object_store/client.h"
 #include "src/object_store/store_server.h"
 #include "src/common/event_loop.h"
@@ -89,7 +90,8 @@ class Raylet {
   class LeaseGrpcService;
   class OwnerMonitor;
   rpc::NodeInfo SelfInfo() const;
-  absl::Status Register(absl::Duration rpc_timeout);
+  // Registers this node with the GCS through `gcs`.
+  absl::Status Register(const GcsClient& gcs);
   absl::Status StartObjectStore();
   void StartLeasing();
   // Answers waiting lease requests, stops the server and the event loop, kills the workers.
@@ -106,8 +108,7 @@ class Raylet {
   const RayletOptions options_;
   const NodeId node_id_;
   const int64_t start_time_ms_;
-  std::unique_ptr<rpc::NodeInfoService::Stub> gcs_;
-  std::unique_ptr<rpc::ActorService::Stub> gcs_actors_;
+  GcsClient gcs_;  // calls of the reporter and at stop: 2 s each
   std::unique_ptr<Service> service_;
   std::string store_socket_;
   std::unique_ptr<StoreServer> store_;

@@ -4,11 +4,13 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
+#include "src/common/auth.h"
 #include "src/common/daemon.h"
 #include "src/common/flags.h"
 #include "src/common/rpc.h"
@@ -19,6 +21,7 @@ namespace shoal {
 namespace {
 
 struct Flags {
+  AuthFlags auth;
   std::string gcs_address;
   std::string node_ip_address = "127.0.0.1";
   int64_t port = 0;
@@ -82,7 +85,19 @@ int Main(int argc, char** argv) {
   flags.AddInt("max-idle-workers", &f.max_idle_workers, "idle workers kept warm (negative: the node's CPU count)");
   flags.AddInt("worker-start-timeout-ms", &f.worker_start_timeout_ms,
                "a started worker that has not registered within this time is killed");
+  AddAuthFlags(flags, &f.auth);
   if (std::optional<int> exit_code = ParseDaemonFlags(flags, argc, argv)) return *exit_code;
+  if (absl::Status s = ConfigureDaemonAuth(f.auth, "shoal-raylet"); !s.ok()) {
+    ReportFatal(std::string(s.message()));
+    return 2;
+  }
+  // Workers inherit the token through the environment (the spawner passes environ on).
+  if (std::string token = ClusterToken(); token.empty()) {
+    unsetenv(kAuthTokenEnv);
+  } else {
+    setenv(kAuthTokenEnv, token.c_str(), 1);
+  }
+  unsetenv(kAuthTokenFileEnv);
   if (auto hp = ParseHostPort(f.gcs_address); !hp.ok()) {
     ReportFatal(absl::StrCat("--gcs-address: ", hp.status().message()));
     return 2;

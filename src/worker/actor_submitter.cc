@@ -82,7 +82,7 @@ void ActorSubmitter::StartPoll(const ActorId& actor, State& s, Actions& actions)
   s.retry_poll_at = absl::InfiniteFuture();
   const int64_t after = s.known ? s.info.version() : 0;
   actions.push_back([this, actor, after] {
-    transport_.GetActorInfo(options_.gcs_address, actor, after, options_.poll_wait,
+    transport_.GetActorInfo(actor, after, options_.poll_wait,
                             [this, actor](absl::Status status, rpc::GetActorInfoReply reply) {
                               OnInfo(actor, status, std::move(reply));
                             });

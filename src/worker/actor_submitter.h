@@ -42,12 +42,11 @@ class ActorTransport {
   using InfoCallback = std::function<void(absl::Status, rpc::GetActorInfoReply)>;
   virtual ~ActorTransport() = default;
   virtual void PushTask(const std::string& worker_address, rpc::PushTaskRequest request, PushCallback done) = 0;
-  virtual void GetActorInfo(const std::string& gcs_address, const ActorId& actor, int64_t after_version,
-                            absl::Duration wait, InfoCallback done) = 0;
+  // Long poll of the GCS for `actor`'s entry (ActorService.GetActorInfo).
+  virtual void GetActorInfo(const ActorId& actor, int64_t after_version, absl::Duration wait, InfoCallback done) = 0;
 };
 
 struct ActorSubmitterOptions {
-  std::string gcs_address;
   std::string caller_id;  // this worker's id (hex): the ordering key on the actor's side
   absl::Duration poll_wait = absl::Seconds(30);
   absl::Duration poll_retry_delay = absl::Milliseconds(500);

@@ -6,25 +6,16 @@
 // values and frees all land there, never on a gRPC thread or inside a language's finalizer. In
 // worker mode a raylet watcher (HealthCheck every second; the task loop ends after 5 failures in
 // a row) and the thread running RunTaskLoop, which executes pushed tasks (task_receiver.h);
-// gRPC's callback threads serve GetObject/PushTask/Exit without blocking.
-// Parts: worker_config.h (start-up), task_receiver.h (pushed tasks), dependency_resolver.h (ref
-// arguments), task_submitter.h and actor_submitter.h (owner side), memory_store.h and
-// reference_counter.h (owned objects).
+// gRPC's callback threads serve the RPCs without blocking (core_worker_service.h).
+// Parts: worker_config.h (start-up), core_worker_service.h (the RPCs), task_receiver.h (pushed
+// tasks), task_manager.h (the owner's tasks: arguments, resolution, results), task_submitter.h
+// (normal tasks), actor_client.h and actor_submitter.h (actors), owned_objects.h (objects).
 #include "src/worker/core_worker.h"
 
-#include <limits.h>
-#include <stdlib.h>
 #include <unistd.h>
 
-#include <atomic>
-#include <deque>
-#include <map>
-#include <fstream>
-#include <iterator>
 #include <thread>
 
-#include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -34,19 +25,25 @@
 #include "shoal/raylet.grpc.pb.h"
 #include "shoal/worker.grpc.pb.h"
 #include "spdlog/spdlog.h"
+#include "src/cluster/token.h"
+#include "src/common/auth.h"
 #include "src/common/clock.h"
 #include "src/common/event_loop.h"
 #include "src/common/rpc.h"
+#include "src/common/rpc_client.h"
+#include "src/gcs_client/gcs_client.h"
+#include "src/worker/actor_client.h"
 #include "src/worker/actor_submitter.h"
+#include "src/worker/core_worker_service.h"
 #include "src/worker/dependency_resolver.h"
 #include "src/worker/grpc_transport.h"
 #include "src/worker/memory_store.h"
-#include "src/worker/object_value.h"
 #include "src/worker/owned_objects.h"
 #include "src/worker/reference_counter.h"
 #include "src/worker/store_access.h"
 #include "src/worker/task_events.h"
 #include "src/worker/task_executor.h"
+#include "src/worker/task_manager.h"
 #include "src/worker/task_spec.h"
 #include "src/worker/task_receiver.h"
 #include "src/worker/task_submitter.h"
@@ -67,11 +64,11 @@ thread_local CurrentTaskInfo tls_current_task;
 
 }  // namespace
 
-class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
+class CoreWorker::Impl final {
  public:
   explicit Impl(WorkerConfig config)
       : config_(std::move(config)), worker_command_(config_.worker_command) {}
-  ~Impl() override;
+  ~Impl();
 
   // Connects to the store, starts serving, then (driver) registers the job or (worker)
   // registers with the raylet.
@@ -80,14 +77,13 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   absl::StatusOr<std::vector<ObjectId>> SubmitTask(const std::string& function_name, std::vector<TaskArg> args,
                                                    const TaskOptions& options);
   absl::Status CancelTask(const ObjectId& return_id, bool force);
-  absl::StatusOr<std::vector<ObjectId>> SubmitActorTask(const ActorId& actor, const std::string& method,
-                                                        std::vector<TaskArg> args, const TaskOptions& options);
   absl::StatusOr<ActorDescription> CreateActor(const std::string& function_name, std::vector<TaskArg> args,
-                                               const TaskOptions& options, const ActorOptions& actor);
-  void AddActorHandle(const ActorId& actor, int max_task_retries);
-  absl::Status KillActor(const ActorId& actor, bool no_restart);
-  absl::StatusOr<ActorDescription> GetNamedActor(const std::string& name, const std::string& ray_namespace);
-  absl::StatusOr<ActorDescription> GetActorInfo(const ActorId& actor);
+                                               const TaskOptions& options, const ActorOptions& actor) {
+    TaskOptions with_command = options;
+    if (with_command.worker_command.empty()) with_command.worker_command = CurrentWorkerCommand();
+    return actors_->Create(function_name, std::move(args), with_command, actor);
+  }
+  ActorClient& actors() { return *actors_; }
   ActorId CurrentActor() const { return receiver_->actor(); }
   OwnedObjects& objects() { return *objects_; }
   void AddLocalReference(const ObjectId& id) { refs_.AddLocal(id); }
@@ -104,41 +100,19 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   }
   absl::Status RunTaskLoop();
   void SetTaskHandler(TaskHandler handler) { executor_->SetHandler(std::move(handler)); }
-  void SetInterruptHandler(std::function<void(const std::string&)> handler) {
-    absl::MutexLock lock(&mu_);
-    interrupt_handler_ = std::move(handler);
+  void SetInterruptHandler(CoreWorkerService::InterruptHandler handler) {
+    service_->SetInterruptHandler(std::move(handler));
   }
   CurrentTaskInfo CurrentTask() const { return tls_current_task; }
   absl::Status SendLogs(const std::string& owner, const std::vector<std::string>& lines, bool is_stderr) {
     return transport_.PrintLogs(owner, lines, is_stderr, absl::Seconds(5));
   }
-  void SetLogHandler(std::function<void(const std::vector<std::string>&, bool)> handler) {
-    absl::MutexLock lock(&mu_);
-    log_handler_ = std::move(handler);
-  }
-  absl::Status KvPut(const std::string& ns, const std::string& key, const std::string& value, bool overwrite);
-  absl::StatusOr<std::string> KvGet(const std::string& ns, const std::string& key);
+  void SetLogHandler(CoreWorkerService::LogHandler handler) { service_->SetLogHandler(std::move(handler)); }
+  const GcsClient& gcs() const { return gcs_; }
 
   const WorkerConfig& config() const { return config_; }
   const JobId& job_id() const { return job_id_; }
   const std::string& address() const { return address_; }
-
-  // CoreWorkerService.
-  grpc::ServerUnaryReactor* PushTask(grpc::CallbackServerContext* ctx, const rpc::PushTaskRequest* request,
-                                     rpc::PushTaskReply* reply) override;
-  grpc::ServerUnaryReactor* GetObject(grpc::CallbackServerContext* ctx, const rpc::GetObjectRequest* request,
-                                      rpc::GetObjectReply* reply) override;
-  grpc::ServerUnaryReactor* Exit(grpc::CallbackServerContext* ctx, const rpc::ExitRequest* request,
-                                 rpc::ExitReply* reply) override;
-  grpc::ServerUnaryReactor* PrintLogs(grpc::CallbackServerContext* ctx, const rpc::PrintLogsRequest* request,
-                                      rpc::PrintLogsReply* reply) override;
-  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* ctx, const rpc::PingRequest*, rpc::PingReply*) override {
-    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
-  }
-  grpc::ServerUnaryReactor* CancelTask(grpc::CallbackServerContext* ctx, const rpc::CancelTaskRequest* request,
-                                       rpc::CancelTaskReply* reply) override;
 
  private:
 
@@ -159,17 +133,6 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   // task, the worker command nested tasks use, and task events around it.
   rpc::PushTaskReply RunPushedTask(const rpc::PushTaskRequest& request);
 
-  // Checks the arguments, moves large values to the store, counts the references the task
-  // holds (released when it finishes, or never with `pin_forever`) and its returns.
-  absl::StatusOr<std::vector<ObjectId>> PrepareTask(const rpc::TaskSpec& spec, std::vector<TaskArg>& args,
-                                                    const TaskOptions& options, bool pin_forever);
-  // Fills the spec's arguments once every ref argument has a value (DependencyResolver), then
-  // calls `submit`; when an argument failed or the task was cancelled meanwhile, finishes the
-  // task with that error and calls `on_failed` (if set).
-  void ResolveAndSubmit(rpc::TaskSpec spec, std::vector<TaskArg> args, std::function<void(rpc::TaskSpec)> submit,
-                        std::function<void()> on_failed);
-  // A task finished for good: stores its returns and releases its arguments.
-  void OnTaskDone(const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns);
   std::vector<std::string> CurrentWorkerCommand() {
     absl::MutexLock lock(&mu_);
     return worker_command_;
@@ -183,17 +146,18 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
   MemoryStore memory_store_;
   DependencyResolver resolver_{memory_store_};
   ReferenceCounter refs_;
-  GrpcTransport transport_;
+  GcsClient gcs_{GcsClientOptions{.address = config_.gcs_address, .timeout = kConnectTimeout}};
+  GrpcTransport transport_{gcs_};
   std::shared_ptr<ObjectStoreClient> store_client_;
   std::unique_ptr<NodeStoreAccess> store_access_;
   std::unique_ptr<OwnedObjects> objects_;
+  std::unique_ptr<TaskManager> tasks_;
+  std::unique_ptr<ActorClient> actors_;
   std::unique_ptr<TaskExecutor> executor_;
   std::unique_ptr<TaskSubmitter> submitter_;
-  std::unique_ptr<rpc::JobInfoService::Stub> gcs_jobs_;
-  std::unique_ptr<rpc::KVService::Stub> gcs_kv_;
-  std::unique_ptr<rpc::ActorService::Stub> gcs_actors_;
   std::unique_ptr<ActorSubmitter> actor_submitter_;
   std::unique_ptr<TaskReceiver> receiver_;  // pushed tasks (a driver's stays empty)
+  std::unique_ptr<CoreWorkerService> service_;
   std::unique_ptr<grpc::Server> server_;
   bool job_registered_ = false;
 
@@ -203,16 +167,12 @@ class CoreWorker::Impl final : public rpc::CoreWorkerService::CallbackService {
 
   absl::Mutex mu_;
   std::vector<std::string> worker_command_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<TaskId, std::vector<ObjectId>> task_arg_refs_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<TaskId> cancelled_before_submit_ ABSL_GUARDED_BY(mu_);  // cancelled while resolving
-  std::function<void(const std::string&)> interrupt_handler_ ABSL_GUARDED_BY(mu_);
-  std::function<void(const std::vector<std::string>&, bool)> log_handler_ ABSL_GUARDED_BY(mu_);
 
   TaskEventBuffer task_events_;
   absl::Time last_events_flush_ = absl::InfinitePast();  // loop thread only
   void FlushTaskEvents() {
     rpc::ReportTaskEventsRequest batch = task_events_.TakeBatch();
-    if (batch.events_size() > 0 || batch.dropped() > 0) transport_.ReportTaskEvents(config_.gcs_address, std::move(batch));
+    if (batch.events_size() > 0 || batch.dropped() > 0) gcs_.AsyncReportTaskEvents(std::move(batch));
   }
 };
 
@@ -227,12 +187,13 @@ absl::Status CoreWorker::Impl::Start() {
   }
   store_client_ = std::shared_ptr<ObjectStoreClient>(std::move(*store));
   store_access_ = std::make_unique<NodeStoreAccess>(store_client_, config_.raylet_address, config_.node_id);
-  gcs_kv_ = rpc::KVService::NewStub(MakeChannel(config_.gcs_address));
-  gcs_actors_ = rpc::ActorService::NewStub(MakeChannel(config_.gcs_address));
   executor_ = std::make_unique<TaskExecutor>(*store_access_);
   receiver_ = std::make_unique<TaskReceiver>(
       clock_, [this](const rpc::PushTaskRequest& request) { return RunPushedTask(request); },
       TaskReceiver::Options{});
+  service_ = std::make_unique<CoreWorkerService>(
+      *receiver_, memory_store_, refs_, clock_,
+      CoreWorkerService::Options{.runs_tasks = config_.mode == CoreWorkerOptions::Mode::kWorker});
   if (auto s = StartServer(); !s.ok()) return s;
   if (config_.mode == CoreWorkerOptions::Mode::kDriver) {
     if (auto s = RegisterJob(); !s.ok()) return s;
@@ -254,14 +215,17 @@ absl::Status CoreWorker::Impl::Start() {
       transport_, clock_,
       TaskSubmitterOptions{.local_raylet_address = config_.raylet_address, .owner_address = address_},
       [this](const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
-        OnLoop([this, spec, returns = std::move(returns)]() mutable { OnTaskDone(spec, std::move(returns)); });
+        OnLoop([this, spec, returns = std::move(returns)]() mutable { tasks_->Finish(spec, std::move(returns)); });
       });
   actor_submitter_ = std::make_unique<ActorSubmitter>(
       transport_, clock_,
-      ActorSubmitterOptions{.gcs_address = config_.gcs_address, .caller_id = config_.worker_id.Hex()},
+      ActorSubmitterOptions{.caller_id = config_.worker_id.Hex()},
       [this](const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
-        OnLoop([this, spec, returns = std::move(returns)]() mutable { OnTaskDone(spec, std::move(returns)); });
+        OnLoop([this, spec, returns = std::move(returns)]() mutable { tasks_->Finish(spec, std::move(returns)); });
       });
+  tasks_ = std::make_unique<TaskManager>(refs_, *objects_, resolver_, task_events_);
+  actors_ = std::make_unique<ActorClient>(gcs_, *tasks_, *objects_, resolver_, *actor_submitter_,
+                                          ActorClient::Owner{.job = job_id_, .address = address_});
   loop_.Start();
   if (config_.mode == CoreWorkerOptions::Mode::kWorker) {
     if (auto s = RegisterWithRaylet(); !s.ok()) return s;
@@ -272,7 +236,7 @@ absl::Status CoreWorker::Impl::Start() {
 
 absl::Status CoreWorker::Impl::StartServer() {
   grpc::ServerBuilder builder;
-  builder.RegisterService(this);
+  builder.RegisterService(service_.get());
   builder.SetMaxReceiveMessageSize(kMaxMessageSize);
   builder.SetMaxSendMessageSize(kMaxMessageSize);
   int port = 0;
@@ -284,21 +248,16 @@ absl::Status CoreWorker::Impl::StartServer() {
 }
 
 absl::Status CoreWorker::Impl::RegisterJob() {
-  gcs_jobs_ = rpc::JobInfoService::NewStub(MakeChannel(config_.gcs_address));
-  rpc::AddJobRequest req;
-  rpc::JobInfo* job = req.mutable_job();
-  job->set_entrypoint(absl::StrJoin(SelfCommandLine(), " "));
-  job->set_driver_address(address_);
-  job->set_driver_pid(getpid());
-  job->set_start_time_ms(absl::ToUnixMillis(absl::Now()));
-  rpc::AddJobReply reply;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
-  ctx.set_wait_for_ready(true);
-  absl::Status s = FromGrpcStatus(gcs_jobs_->AddJob(&ctx, req, &reply));
-  if (!s.ok()) return absl::Status(s.code(), absl::StrCat("cannot register a job with the GCS: ", s.message()));
-  auto id = JobId::FromHex(reply.job_id());
-  if (!id.ok()) return absl::InternalError(absl::StrCat("the GCS answered a bad job id: ", id.status().message()));
+  rpc::JobInfo job;
+  job.set_entrypoint(absl::StrJoin(SelfCommandLine(), " "));
+  job.set_driver_address(address_);
+  job.set_driver_pid(getpid());
+  job.set_start_time_ms(absl::ToUnixMillis(absl::Now()));
+  absl::StatusOr<JobId> id = gcs_.AddJob(job);
+  if (!id.ok()) {
+    return absl::Status(id.status().code(),
+                        absl::StrCat("cannot register a job with the GCS: ", id.status().message()));
+  }
   job_id_ = *id;
   job_registered_ = true;
   return absl::OkStatus();
@@ -312,10 +271,8 @@ absl::Status CoreWorker::Impl::RegisterWithRaylet() {
   req.set_port(port.ok() ? port->second : 0);
   req.set_pid(getpid());
   rpc::RegisterWorkerReply reply;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
-  ctx.set_wait_for_ready(true);
-  absl::Status s = FromGrpcStatus(stub->RegisterWorker(&ctx, req, &reply));
+  absl::Status s = UnaryCall(*stub, &rpc::LeaseService::Stub::RegisterWorker, req, &reply,
+                             {.timeout = kConnectTimeout, .wait_for_ready = true});
   if (!s.ok()) {
     return absl::Status(s.code(), absl::StrCat("cannot register with the raylet at ", config_.raylet_address,
                                                ": ", s.message()));
@@ -342,16 +299,14 @@ void CoreWorker::Impl::WatchRaylet() {
   auto stub = rpc::NodeManagerService::NewStub(MakeChannel(config_.raylet_address));
   int failures = 0;
   while (!stop_.WaitForNotificationWithTimeout(kRayletCheckPeriod)) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + kRayletCheckPeriod));
-    rpc::HealthCheckRequest req;
     rpc::HealthCheckReply reply;
-    grpc::Status s = stub->HealthCheck(&ctx, req, &reply);
+    absl::Status s = UnaryCall(*stub, &rpc::NodeManagerService::Stub::HealthCheck, rpc::HealthCheckRequest(), &reply,
+                               {.timeout = kRayletCheckPeriod});
     if (s.ok()) {
       failures = 0;
     } else if (++failures >= kRayletCheckFailures) {
       RequestExit(absl::UnavailableError(absl::StrCat("the raylet at ", config_.raylet_address, " did not answer ",
-                                                      failures, " health checks in a row: ", s.error_message())));
+                                                      failures, " health checks in a row: ", s.message())));
       return;
     }
   }
@@ -371,13 +326,8 @@ CoreWorker::Impl::~Impl() {
   receiver_.reset();  // joins a concurrent actor's threads; pushes not run are answered Unavailable
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   if (job_registered_) {
-    rpc::MarkJobFinishedRequest req;
-    req.set_job_id(job_id_.Hex());
-    rpc::MarkJobFinishedReply reply;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + kShutdownRpcTimeout));
-    grpc::Status s = gcs_jobs_->MarkJobFinished(&ctx, req, &reply);
-    if (!s.ok()) spdlog::warn("could not mark job {} finished: {}", job_id_.Hex(), s.error_message());
+    absl::Status s = gcs_.WithTimeout(kShutdownRpcTimeout).MarkJobFinished(job_id_);
+    if (!s.ok()) spdlog::warn("could not mark job {} finished: {}", job_id_.Hex(), s.ToString());
   }
   server_.reset();
   submitter_.reset();
@@ -386,237 +336,17 @@ CoreWorker::Impl::~Impl() {
 // ---------------------------------------------------------------------------------------------
 // Owner: submission, results, objects
 
-absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::PrepareTask(const rpc::TaskSpec& spec,
-                                                                    std::vector<TaskArg>& args,
-                                                                    const TaskOptions& options, bool pin_forever) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i].is_ref && !refs_.Contains(args[i].ref)) {
-      return absl::InvalidArgumentError(absl::StrCat("argument ", i, " of '", spec.function_name(),
-                                                     "' refers to object ", args[i].ref.Hex(),
-                                                     ", which this worker neither owns nor borrows"));
-    }
-  }
-  for (const ObjectId& id : options.nested_refs) {
-    if (!refs_.Contains(id)) {
-      return absl::InvalidArgumentError(absl::StrCat("an argument of '", spec.function_name(), "' contains object ",
-                                                     id.Hex(), ", which this worker neither owns nor borrows"));
-    }
-  }
-  // Large values passed by value travel through the store, like Put objects.
-  std::vector<ObjectId> puts;
-  for (auto& arg : args) {
-    if (arg.is_ref || arg.value.size() <= kMaxInlineObjectSize) continue;
-    auto id = objects_->Put(std::move(arg.value));
-    if (!id.ok()) {
-      refs_.AddSubmitted(puts);
-      objects_->Free(refs_.RemoveSubmitted(puts));
-      return id.status();
-    }
-    puts.push_back(*id);
-    arg = TaskArg::Ref(*id);
-  }
-  std::vector<ObjectId> arg_refs;
-  for (const auto& arg : args) {
-    if (arg.is_ref) arg_refs.push_back(arg.ref);
-  }
-  arg_refs.insert(arg_refs.end(), options.nested_refs.begin(), options.nested_refs.end());
-  std::vector<ObjectId> return_ids;
-  for (uint32_t i = 1; i <= spec.num_returns(); ++i) {
-    return_ids.push_back(ReturnObjectId(spec, i));
-    refs_.AddOwned(return_ids.back());
-  }
-  refs_.AddSubmitted(arg_refs);
-  if (!arg_refs.empty() && !pin_forever) {
-    absl::MutexLock lock(&mu_);
-    task_arg_refs_[SpecTaskId(spec)] = std::move(arg_refs);
-  }
-  return return_ids;
-}
-
 absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::SubmitTask(const std::string& function_name,
                                                                    std::vector<TaskArg> args,
                                                                    const TaskOptions& options) {
   auto spec = BuildTaskSpec(job_id_, function_name, options, address_,
                             options.worker_command.empty() ? CurrentWorkerCommand() : options.worker_command);
   if (!spec.ok()) return spec.status();
-  auto return_ids = PrepareTask(*spec, args, options, /*pin_forever=*/false);
+  auto return_ids = tasks_->Prepare(*spec, args, options.nested_refs, /*pin_forever=*/false);
   if (!return_ids.ok()) return return_ids.status();
-  ResolveAndSubmit(std::move(*spec), std::move(args),
-                   [this](rpc::TaskSpec resolved) { submitter_->Submit(std::move(resolved)); }, nullptr);
+  tasks_->Resolve(std::move(*spec), std::move(args),
+                  [this](rpc::TaskSpec resolved) { submitter_->Submit(std::move(resolved)); }, nullptr);
   return return_ids;
-}
-
-absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::SubmitActorTask(const ActorId& actor,
-                                                                        const std::string& method,
-                                                                        std::vector<TaskArg> args,
-                                                                        const TaskOptions& options) {
-  TaskOptions call_options = options;
-  call_options.resources = ResourceSet();
-  call_options.use_default_resources = true;
-  call_options.strategy.Clear();
-  auto spec = BuildTaskSpec(job_id_, method, call_options, address_, {});
-  if (!spec.ok()) return spec.status();
-  spec->set_task_id(TaskId::ForActorTask(actor).Binary());
-  spec->set_actor_id(actor.Binary());
-  spec->clear_resources();
-  actor_submitter_->AddActor(actor, 0);  // no-op when known (the handle's retries stay)
-  auto return_ids = PrepareTask(*spec, args, options, /*pin_forever=*/false);
-  if (!return_ids.ok()) return return_ids.status();
-  const uint64_t order = actor_submitter_->Reserve(actor);
-  ResolveAndSubmit(
-      std::move(*spec), std::move(args),
-      [this, order](rpc::TaskSpec resolved) { actor_submitter_->Submit(order, std::move(resolved)); },
-      [this, actor, order] { actor_submitter_->Abandon(actor, order); });
-  return return_ids;
-}
-
-namespace {
-ActorDescription Describe(const rpc::ActorInfo& info) {
-  ActorDescription d;
-  auto id = ActorId::FromBinary(info.actor_id());
-  if (id.ok()) d.id = *id;
-  d.class_name = info.class_name();
-  d.state = rpc::ActorInfo::State_Name(info.state());
-  d.death_cause = info.death_cause();
-  d.handle_data = info.handle_data();
-  d.worker_address = info.worker_address();
-  d.node_id = info.node_id();
-  d.num_restarts = info.num_restarts();
-  return d;
-}
-}  // namespace
-
-absl::StatusOr<ActorDescription> CoreWorker::Impl::CreateActor(const std::string& function_name,
-                                                               std::vector<TaskArg> args, const TaskOptions& options,
-                                                               const ActorOptions& actor_options) {
-  if (actor_options.max_concurrency < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_concurrency must be at least 1, got ", actor_options.max_concurrency));
-  }
-  if (actor_options.max_restarts < -1 || actor_options.max_task_retries < -1) {
-    return absl::InvalidArgumentError("max_restarts and max_task_retries must be -1 (no limit) or more");
-  }
-  auto spec = BuildTaskSpec(job_id_, function_name, options, address_,
-                            options.worker_command.empty() ? CurrentWorkerCommand() : options.worker_command);
-  if (!spec.ok()) return spec.status();
-  const ActorId actor = ActorId::Of(job_id_);
-  spec->set_task_id(TaskId::ForActorTask(actor).Binary());
-  spec->set_actor_id(actor.Binary());
-  spec->set_actor_creation(true);
-  spec->set_max_concurrency(actor_options.max_concurrency);
-  spec->set_max_retries(0);
-  // The arguments stay pinned for the actor's life: a restart runs the constructor again.
-  auto return_ids = PrepareTask(*spec, args, options, /*pin_forever=*/true);
-  if (!return_ids.ok()) return return_ids.status();
-  // The constructor's ref arguments are resolved here, before the GCS gets the spec: the
-  // GCS pushes the constructor again on every restart, long after this process may be gone.
-  std::vector<ObjectId> refs;
-  for (const auto& arg : args) {
-    if (arg.is_ref) refs.push_back(arg.ref);
-  }
-  if (!refs.empty()) {
-    auto ready = objects_->WaitForValues(refs, absl::Seconds(-1));  // borrowed fetches, blocked-worker notice
-    if (!ready.ok()) return ready.status();
-  }
-  absl::Notification resolved;
-  std::optional<rpc::ErrorInfo> failed;
-  resolver_.Resolve(std::move(*spec), std::move(args), [&](rpc::TaskSpec done, std::optional<rpc::ErrorInfo> error) {
-    *spec = std::move(done);
-    failed = std::move(error);
-    resolved.Notify();
-  });
-  resolved.WaitForNotification();
-  if (failed) {
-    rpc::ErrorInfo info = MakeError(failed->type(), absl::StrCat("an argument of the constructor of ",
-                                                                actor_options.class_name, " failed: ",
-                                                                failed->message()));
-    *info.mutable_cause() = *std::move(failed);
-    return ErrorStatus(info);
-  }
-  rpc::RegisterActorRequest req;
-  *req.mutable_creation_spec() = *spec;
-  rpc::ActorInfo* info = req.mutable_info();
-  info->set_actor_id(actor.Binary());
-  info->set_job_id(job_id_.Hex());
-  info->set_class_name(actor_options.class_name);
-  info->set_owner_address(actor_options.detached ? std::string() : address_);
-  info->set_name(actor_options.name);
-  info->set_ray_namespace(actor_options.ray_namespace);
-  info->set_detached(actor_options.detached);
-  info->set_max_restarts(actor_options.max_restarts);
-  info->set_handle_data(actor_options.handle_data);
-  *info->mutable_resources() = spec->resources();
-  req.set_get_if_exists(actor_options.get_if_exists);
-  rpc::RegisterActorReply reply;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
-  ctx.set_wait_for_ready(true);
-  absl::Status s = FromGrpcStatus(gcs_actors_->RegisterActor(&ctx, req, &reply));
-  if (!s.ok()) return s;
-  auto id = ActorId::FromBinary(reply.actor_id());
-  if (!id.ok()) return absl::InternalError("the GCS answered a bad actor id");
-  actor_submitter_->AddActor(*id, actor_options.max_task_retries);
-  ActorDescription d;
-  d.id = *id;
-  d.class_name = actor_options.class_name;
-  d.state = "PENDING";
-  d.existed = reply.existed();
-  if (reply.existed()) {
-    auto existing = GetActorInfo(*id);
-    if (existing.ok()) {
-      d = *existing;
-      d.existed = true;
-    }
-  }
-  return d;
-}
-
-void CoreWorker::Impl::AddActorHandle(const ActorId& actor, int max_task_retries) {
-  actor_submitter_->AddActor(actor, max_task_retries);
-}
-
-absl::Status CoreWorker::Impl::KillActor(const ActorId& actor, bool no_restart) {
-  rpc::KillActorRequest req;
-  req.set_actor_id(actor.Binary());
-  req.set_no_restart(no_restart);
-  rpc::KillActorReply reply;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
-  absl::Status s = FromGrpcStatus(gcs_actors_->KillActor(&ctx, req, &reply));
-  if (s.ok() && no_restart) actor_submitter_->MarkKilled(actor, "killed by shoal.kill()");
-  return s;
-}
-
-absl::StatusOr<ActorDescription> CoreWorker::Impl::GetNamedActor(const std::string& name,
-                                                                 const std::string& ray_namespace) {
-  rpc::GetNamedActorRequest req;
-  req.set_name(name);
-  req.set_ray_namespace(ray_namespace);
-  rpc::GetNamedActorReply reply;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
-  absl::Status s = FromGrpcStatus(gcs_actors_->GetNamedActor(&ctx, req, &reply));
-  if (!s.ok()) {
-    if (absl::IsNotFound(s)) {
-      return absl::NotFoundError(absl::StrCat("Failed to look up actor with name '", name, "' in namespace '",
-                                              ray_namespace, "'"));
-    }
-    return s;
-  }
-  return Describe(reply.info());
-}
-
-absl::StatusOr<ActorDescription> CoreWorker::Impl::GetActorInfo(const ActorId& actor) {
-  rpc::GetActorInfoRequest req;
-  req.set_actor_id(actor.Binary());
-  req.set_after_version(-1);
-  req.set_wait_ms(0);
-  rpc::GetActorInfoReply reply;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
-  absl::Status s = FromGrpcStatus(gcs_actors_->GetActorInfo(&ctx, req, &reply));
-  if (!s.ok()) return s;
-  return Describe(reply.info());
 }
 
 absl::Status CoreWorker::Impl::CancelTask(const ObjectId& return_id, bool force) {
@@ -628,9 +358,7 @@ absl::Status CoreWorker::Impl::CancelTask(const ObjectId& return_id, bool force)
   }
   auto result = submitter_->Cancel(task);
   if (!result.found) {
-    // Still resolving its arguments: it is dropped when they are ready.
-    absl::MutexLock lock(&mu_);
-    cancelled_before_submit_.insert(task);
+    tasks_->CancelBeforeSubmit(task);  // still resolving its arguments
     return absl::OkStatus();
   }
   if (result.running) {
@@ -640,89 +368,8 @@ absl::Status CoreWorker::Impl::CancelTask(const ObjectId& return_id, bool force)
   return absl::OkStatus();
 }
 
-void CoreWorker::Impl::ResolveAndSubmit(rpc::TaskSpec spec, std::vector<TaskArg> args,
-                                        std::function<void(rpc::TaskSpec)> submit, std::function<void()> on_failed) {
-  task_events_.Add(spec, rpc::TaskEvent::PENDING);
-  for (const auto& arg : args) {
-    if (arg.is_ref) objects_->FetchIfBorrowed(arg.ref);
-  }
-  resolver_.Resolve(std::move(spec), std::move(args),
-                    [this, submit = std::move(submit), on_failed = std::move(on_failed)](
-                        rpc::TaskSpec resolved, std::optional<rpc::ErrorInfo> failed) {
-                      bool cancelled = false;
-                      {
-                        absl::MutexLock lock(&mu_);
-                        cancelled = cancelled_before_submit_.erase(SpecTaskId(resolved)) > 0;
-                      }
-                      if (cancelled) {
-                        failed = MakeError(rpc::TASK_CANCELLED,
-                                           absl::StrCat(DescribeTask(resolved), " was cancelled before it ran"));
-                      }
-                      if (!failed) {
-                        submit(std::move(resolved));
-                        return;
-                      }
-                      // A failed argument fails the task with the same error, without running it.
-                      auto returns = ErrorReturns(resolved, *failed);
-                      OnTaskDone(resolved, std::move(returns));
-                      if (on_failed) on_failed();
-                    });
-}
-
-void CoreWorker::Impl::OnTaskDone(const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
-  std::string error_type;
-  for (const auto& value : returns) {
-    if (value.has_error()) {
-      error_type = ErrorTypeName(value.error());
-      break;
-    }
-  }
-  task_events_.Add(spec, error_type.empty() ? rpc::TaskEvent::FINISHED : rpc::TaskEvent::FAILED, "", "", error_type);
-  for (auto& value : returns) {
-    auto id = ObjectId::FromBinary(value.object_id());
-    if (id.ok()) objects_->StoreResult(*id, std::move(value), /*owned=*/true);
-  }
-  std::vector<ObjectId> arg_refs;
-  {
-    absl::MutexLock lock(&mu_);
-    if (auto it = task_arg_refs_.find(SpecTaskId(spec)); it != task_arg_refs_.end()) {
-      arg_refs = std::move(it->second);
-      task_arg_refs_.erase(it);
-    }
-  }
-  if (!arg_refs.empty()) objects_->Free(refs_.RemoveSubmitted(arg_refs));
-}
-
-absl::Status CoreWorker::Impl::KvPut(const std::string& ns, const std::string& key, const std::string& value,
-                                     bool overwrite) {
-  rpc::KVPutRequest req;
-  req.set_ns(ns);
-  req.set_key(key);
-  req.set_value(value);
-  req.set_overwrite(overwrite);
-  rpc::KVPutReply reply;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
-  ctx.set_wait_for_ready(true);
-  return FromGrpcStatus(gcs_kv_->Put(&ctx, req, &reply));
-}
-
-absl::StatusOr<std::string> CoreWorker::Impl::KvGet(const std::string& ns, const std::string& key) {
-  rpc::KVGetRequest req;
-  req.set_ns(ns);
-  req.set_key(key);
-  rpc::KVGetReply reply;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kConnectTimeout));
-  ctx.set_wait_for_ready(true);
-  absl::Status s = FromGrpcStatus(gcs_kv_->Get(&ctx, req, &reply));
-  if (!s.ok()) return s;
-  if (!reply.found()) return absl::NotFoundError(absl::StrCat("no key '", key, "' in namespace '", ns, "'"));
-  return reply.value();
-}
-
 // ---------------------------------------------------------------------------------------------
-// Worker: the task loop and the service
+// Worker: the task loop
 
 absl::Status CoreWorker::Impl::RunTaskLoop() {
   if (config_.mode != CoreWorkerOptions::Mode::kWorker) {
@@ -745,175 +392,34 @@ rpc::PushTaskReply CoreWorker::Impl::RunPushedTask(const rpc::PushTaskRequest& r
   return reply;
 }
 
-grpc::ServerUnaryReactor* CoreWorker::Impl::PushTask(grpc::CallbackServerContext* ctx,
-                                                     const rpc::PushTaskRequest* request,
-                                                     rpc::PushTaskReply* reply) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (config_.mode != CoreWorkerOptions::Mode::kWorker) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "this process is a driver; it runs no tasks"));
-    return reactor;
-  }
-  receiver_->Push(request, reply, [reactor](absl::Status s) { reactor->Finish(ToGrpcStatus(s)); });
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* CoreWorker::Impl::GetObject(grpc::CallbackServerContext* ctx,
-                                                      const rpc::GetObjectRequest* request,
-                                                      rpc::GetObjectReply* reply) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  auto id = ObjectId::FromBinary(request->object_id());
-  if (!id.ok()) {
-    reactor->Finish(ToGrpcStatus(id.status()));
-    return reactor;
-  }
-  auto owner = refs_.OwnerAddress(*id);
-  if (!owner || !owner->empty()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                 absl::StrCat("object ", id->Hex(), " is not owned by this worker (or was freed)")));
-    return reactor;
-  }
-  const absl::Time deadline = request->timeout_ms() < 0 ? absl::InfiniteFuture()
-                                                        : absl::Now() + absl::Milliseconds(request->timeout_ms());
-  memory_store_.GetAsync(*id, deadline, [reactor, reply, deadline, id = *id](ValuePtr value) {
-    if (value != nullptr) {
-      reply->set_ready(true);
-      *reply->mutable_value() = *value;
-      reactor->Finish(grpc::Status::OK);
-    } else if (absl::Now() >= deadline) {
-      reply->set_ready(false);
-      reactor->Finish(grpc::Status::OK);
-    } else {
-      reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                   absl::StrCat("object ", id.Hex(), " was freed, or its owner is shutting down")));
-    }
-  });
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* CoreWorker::Impl::Exit(grpc::CallbackServerContext* ctx, const rpc::ExitRequest*,
-                                                 rpc::ExitReply*) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  RequestExit(absl::OkStatus());
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* CoreWorker::Impl::PrintLogs(grpc::CallbackServerContext* ctx,
-                                                      const rpc::PrintLogsRequest* request, rpc::PrintLogsReply*) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  std::function<void(const std::vector<std::string>&, bool)> handler;
-  {
-    absl::MutexLock lock(&mu_);
-    handler = log_handler_;
-  }
-  std::vector<std::string> lines(request->lines().begin(), request->lines().end());
-  if (handler) {
-    handler(lines, request->is_stderr());
-  } else {
-    std::string text;
-    for (const auto& line : lines) absl::StrAppend(&text, line, "\n");
-    FILE* out = request->is_stderr() ? stderr : stdout;
-    fwrite(text.data(), 1, text.size(), out);
-    fflush(out);
-  }
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* CoreWorker::Impl::CancelTask(grpc::CallbackServerContext* ctx,
-                                                       const rpc::CancelTaskRequest* request,
-                                                       rpc::CancelTaskReply* reply) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  auto task = TaskId::FromBinary(request->task_id());
-  if (!task.ok()) {
-    reactor->Finish(ToGrpcStatus(task.status()));
-    return reactor;
-  }
-  const bool running = receiver_->IsRunning(*task);
-  reply->set_running(running);
-  if (running && request->force()) {
-    // Killed once the reply is on its way; the owner sees the push fail and does not retry.
-    spdlog::warn("task {} cancelled with force: this worker exits", task->Hex());
-    std::thread([] {
-      absl::SleepFor(absl::Milliseconds(50));
-      _exit(1);
-    }).detach();
-  } else if (running) {
-    std::function<void(const std::string&)> handler;
-    {
-      absl::MutexLock lock(&mu_);
-      handler = interrupt_handler_;
-    }
-    if (handler) handler(task->Hex());
-  }
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
-}
-
 // ---------------------------------------------------------------------------------------------
 // CoreWorker
 
-namespace {
-
-// Finds the raylet a driver uses: `raylet_address`, or the alive head node's.
-absl::StatusOr<rpc::NodeInfo> FindRaylet(const std::string& gcs_address, const std::string& raylet_address) {
-  auto stub = rpc::NodeInfoService::NewStub(MakeChannel(gcs_address));
-  const absl::Time deadline = absl::Now() + kConnectTimeout;
-  absl::Status last;
-  while (true) {
-    rpc::GetAllNodeInfoRequest req;
-    req.set_alive_only(true);
-    rpc::GetAllNodeInfoReply reply;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(deadline));
-    ctx.set_wait_for_ready(true);
-    last = FromGrpcStatus(stub->GetAllNodeInfo(&ctx, req, &reply));
-    if (last.ok()) {
-      for (const auto& node : reply.nodes()) {
-        if (node.state() != rpc::NodeInfo::ALIVE) continue;
-        const std::string address = absl::StrCat(node.address(), ":", node.raylet_port());
-        if (raylet_address.empty() ? node.is_head() : address == raylet_address) return node;
-      }
-      last = absl::NotFoundError(raylet_address.empty()
-                                     ? absl::StrCat("no alive head node is registered with the GCS at ", gcs_address)
-                                     : absl::StrCat("no alive node with raylet ", raylet_address,
-                                                    " is registered with the GCS at ", gcs_address));
-    }
-    if (absl::Now() + absl::Milliseconds(100) >= deadline) break;
-    absl::SleepFor(absl::Milliseconds(100));  // the node may still be registering
-  }
-  if (absl::IsDeadlineExceeded(last)) {
-    return absl::UnavailableError(absl::StrCat("no GCS answered at ", gcs_address, " within ",
-                                               absl::FormatDuration(kConnectTimeout)));
-  }
-  return last;
-}
-
-}  // namespace
-
 CoreWorker::CoreWorker(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 CoreWorker::~CoreWorker() = default;
+
+// Every call this process makes carries the cluster's token, and its own server checks it.
+absl::Status UseClusterToken(const std::string& gcs_address) {
+  absl::StatusOr<std::string> token = cluster::FindClusterToken(gcs_address);
+  if (!token.ok()) return token.status();
+  SetClusterToken(*std::move(token));
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<CoreWorker>> CoreWorker::Create(const CoreWorkerOptions& options) {
   if (options.mode != CoreWorkerOptions::Mode::kDriver) {
     return absl::InvalidArgumentError("a worker is created with CreateWorkerFromEnvironment");
   }
   if (auto hp = ParseHostPort(options.gcs_address); !hp.ok()) return hp.status();
-  auto node = FindRaylet(options.gcs_address, options.raylet_address);
-  if (!node.ok()) return node.status();
-  auto node_id = NodeId::FromHex(node->node_id());
-  if (!node_id.ok()) return node_id.status();
-  WorkerConfig config;
-  config.mode = CoreWorkerOptions::Mode::kDriver;
-  config.gcs_address = options.gcs_address;
-  config.raylet_address = absl::StrCat(node->address(), ":", node->raylet_port());
-  config.node_ip = node->address();
-  config.store_socket = node->object_store_socket();
-  config.node_id = *node_id;
-  config.worker_id = WorkerId::FromRandom();
-  config.worker_command = options.worker_command.empty() ? std::vector<std::string>{SelfExecutable()}
-                                                         : options.worker_command;
-  auto impl = std::make_unique<Impl>(std::move(config));
+  if (options.auth_token.empty()) {
+    if (auto s = UseClusterToken(options.gcs_address); !s.ok()) return s;
+  } else {
+    SetClusterToken(options.auth_token);
+  }
+  const RealClock clock;
+  auto config = WorkerConfig::ForDriver(options, clock, kConnectTimeout);
+  if (!config.ok()) return config.status();
+  auto impl = std::make_unique<Impl>(*std::move(config));
   if (auto s = impl->Start(); !s.ok()) return s;
   return std::unique_ptr<CoreWorker>(new CoreWorker(std::move(impl)));
 }
@@ -921,6 +427,7 @@ absl::StatusOr<std::unique_ptr<CoreWorker>> CoreWorker::Create(const CoreWorkerO
 absl::StatusOr<std::unique_ptr<CoreWorker>> CoreWorker::CreateWorkerFromEnvironment() {
   auto config = WorkerConfig::FromEnvironment();
   if (!config.ok()) return config.status();
+  if (auto s = UseClusterToken(config->gcs_address); !s.ok()) return s;  // the raylet passes $SHOAL_AUTH_TOKEN
   auto impl = std::make_unique<Impl>(*std::move(config));
   if (auto s = impl->Start(); !s.ok()) return s;
   return std::unique_ptr<CoreWorker>(new CoreWorker(std::move(impl)));
@@ -962,10 +469,10 @@ void CoreWorker::SetLogHandler(std::function<void(const std::vector<std::string>
 }
 absl::Status CoreWorker::KvPut(const std::string& ns, const std::string& key, const std::string& value,
                                bool overwrite) {
-  return impl_->KvPut(ns, key, value, overwrite);
+  return impl_->gcs().KvPut(ns, key, value, overwrite).status();
 }
 absl::StatusOr<std::string> CoreWorker::KvGet(const std::string& ns, const std::string& key) {
-  return impl_->KvGet(ns, key);
+  return impl_->gcs().KvGet(ns, key);
 }
 const std::string& CoreWorker::gcs_address() const { return impl_->config().gcs_address; }
 absl::StatusOr<ActorDescription> CoreWorker::CreateActor(const std::string& function_name, std::vector<TaskArg> args,
@@ -973,18 +480,22 @@ absl::StatusOr<ActorDescription> CoreWorker::CreateActor(const std::string& func
   return impl_->CreateActor(function_name, std::move(args), options, actor);
 }
 void CoreWorker::AddActorHandle(const ActorId& actor, int max_task_retries) {
-  impl_->AddActorHandle(actor, max_task_retries);
+  impl_->actors().AddHandle(actor, max_task_retries);
 }
 absl::StatusOr<std::vector<ObjectId>> CoreWorker::SubmitActorTask(const ActorId& actor, const std::string& method,
                                                                   std::vector<TaskArg> args,
                                                                   const TaskOptions& options) {
-  return impl_->SubmitActorTask(actor, method, std::move(args), options);
+  return impl_->actors().Call(actor, method, std::move(args), options);
 }
-absl::Status CoreWorker::KillActor(const ActorId& actor, bool no_restart) { return impl_->KillActor(actor, no_restart); }
+absl::Status CoreWorker::KillActor(const ActorId& actor, bool no_restart) {
+  return impl_->actors().Kill(actor, no_restart);
+}
 absl::StatusOr<ActorDescription> CoreWorker::GetNamedActor(const std::string& name, const std::string& ray_namespace) {
-  return impl_->GetNamedActor(name, ray_namespace);
+  return impl_->actors().GetNamed(name, ray_namespace);
 }
-absl::StatusOr<ActorDescription> CoreWorker::GetActorInfo(const ActorId& actor) { return impl_->GetActorInfo(actor); }
+absl::StatusOr<ActorDescription> CoreWorker::GetActorInfo(const ActorId& actor) {
+  return impl_->actors().GetInfo(actor);
+}
 ActorId CoreWorker::CurrentActor() const { return impl_->CurrentActor(); }
 absl::StatusOr<std::vector<absl::StatusOr<std::string>>> CoreWorker::Get(const std::vector<ObjectId>& ids,
                                                                          absl::Duration timeout) {

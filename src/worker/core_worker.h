@@ -119,6 +119,9 @@ struct CoreWorkerOptions {
   // CreateWorkerFromEnvironment + RunTaskLoop; or use {".../shoal-worker", "--library", "x.so"}.
   // A worker submitting nested tasks uses the command it was started with.
   std::vector<std::string> worker_command;
+  // The cluster's token (src/common/auth.h); empty: found by cluster::FindClusterToken
+  // ($SHOAL_AUTH_TOKEN, $SHOAL_AUTH_TOKEN_FILE, or the cluster started on this machine).
+  std::string auth_token;
 };
 
 struct TaskOptions {

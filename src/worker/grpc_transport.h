@@ -1,7 +1,9 @@
-// The core worker's asynchronous RPCs over gRPC's callback API: the TaskTransport calls, plus
-// GetObject (a borrower asking an owner) and FreeObjects (an owner dropping store copies).
-// Keeps one channel and stub per address, for the transport's lifetime. Calls that may wait forever (lease requests, pushes,
-// GetObject) are cancelled by Shutdown, which then waits for every outstanding callback.
+// The core worker's RPCs to raylets, workers and the GCS: the TaskTransport calls, plus
+// GetObject (a borrower asking an owner) and FreeObjects (an owner dropping store copies), over
+// the generic client pieces (src/common/rpc_client.h): one channel per address, kept for the
+// transport's lifetime. The GCS's calls (actor long polls) go through the GcsClient it is given.
+// Calls that may wait forever (lease requests, pushes, GetObject) are cancelled by Shutdown,
+// which then waits for every outstanding callback.
 // Threading: any thread; callbacks run on gRPC's threads.
 #pragma once
 
@@ -11,14 +13,12 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "grpcpp/grpcpp.h"
-#include "shoal/gcs.grpc.pb.h"
 #include "shoal/raylet.grpc.pb.h"
 #include "shoal/worker.grpc.pb.h"
 #include "src/common/ids.h"
+#include "src/common/rpc_client.h"
+#include "src/gcs_client/gcs_client.h"
 #include "src/worker/actor_submitter.h"
 #include "src/worker/owned_objects.h"
 #include "src/worker/task_transport.h"
@@ -30,7 +30,8 @@ class GrpcTransport : public TaskTransport, public ActorTransport, public Object
   using GetObjectCallback = ObjectTransport::GetObjectCallback;
   using PushCallback = TaskTransport::PushCallback;  // the same type as ActorTransport's
 
-  GrpcTransport() = default;
+  // `gcs` answers GetActorInfo; its copy shares the caller's connection.
+  explicit GrpcTransport(GcsClient gcs) : gcs_(std::move(gcs)) {}
   ~GrpcTransport() override;  // Shutdown(2 s)
   GrpcTransport(const GrpcTransport&) = delete;
   GrpcTransport& operator=(const GrpcTransport&) = delete;
@@ -45,8 +46,9 @@ class GrpcTransport : public TaskTransport, public ActorTransport, public Object
   // Asks the raylet at `raylet_address` to delete `ids` from its store; fire and forget.
   void FreeObjects(const std::string& raylet_address, const std::vector<ObjectId>& ids) override;
 
-  // Cancels the calls that may wait forever and waits up to `timeout` until no callback is
-  // outstanding. Calls made afterwards are dropped (their callbacks never run). Idempotent.
+  // Cancels the calls that may wait forever (the GcsClient's long polls too) and waits up to
+  // `timeout` until no callback is outstanding. Calls made afterwards are dropped (their
+  // callbacks never run). Idempotent.
   void Shutdown(absl::Duration timeout);
 
   // At shutdown, after Shutdown(): asks every raylet this transport talked to to end the leases
@@ -60,35 +62,17 @@ class GrpcTransport : public TaskTransport, public ActorTransport, public Object
   // Delivers output lines to the worker at `address` (PrintLogs). Blocks up to `timeout`.
   absl::Status PrintLogs(const std::string& address, const std::vector<std::string>& lines, bool is_stderr,
                          absl::Duration timeout);
-  // Long poll of the GCS at `gcs_address` for an actor's entry (ActorService.GetActorInfo).
-  void GetActorInfo(const std::string& gcs_address, const ActorId& actor, int64_t after_version,
-                    absl::Duration wait, std::function<void(absl::Status, rpc::GetActorInfoReply)> done) override;
-  // Sends task events to the GCS; fire and forget.
-  void ReportTaskEvents(const std::string& gcs_address, rpc::ReportTaskEventsRequest request);
+  // Long poll of the GCS for an actor's entry (GcsClient::AsyncGetActorInfo).
+  void GetActorInfo(const ActorId& actor, int64_t after_version, absl::Duration wait, InfoCallback done) override;
   // Asks the worker at `address` to cancel the task it runs. Blocks up to `timeout`.
   absl::Status CancelTask(const std::string& address, const TaskId& task, bool force, absl::Duration timeout);
 
  private:
-  // Stubs live as long as the transport (calls in flight use them).
-  rpc::LeaseService::Stub* Raylet(const std::string& address);
-  rpc::CoreWorkerService::Stub* Worker(const std::string& address);
-  rpc::ActorService::Stub* Actors(const std::string& address);
-  rpc::TaskEventService::Stub* TaskEvents(const std::string& address);
-  // Starts one unary call: `start(ctx, request, reply, on_done)` issues it on a stub.
-  template <typename Request, typename Reply, typename Start>
-  void Issue(Start start, Request request, absl::Duration timeout, bool cancel_on_shutdown,
-             std::function<void(absl::Status, Reply)> done);
-
-  absl::Mutex mu_;
-  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t next_call_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::flat_hash_map<uint64_t, grpc::ClientContext*> cancellable_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, std::unique_ptr<rpc::LeaseService::Stub>> raylets_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, std::unique_ptr<rpc::CoreWorkerService::Stub>> workers_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, std::unique_ptr<rpc::ActorService::Stub>> actor_services_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, std::unique_ptr<rpc::TaskEventService::Stub>> task_event_services_
-      ABSL_GUARDED_BY(mu_);
+  GcsClient gcs_;
+  ChannelCache channels_;
+  StubCache<rpc::LeaseService> raylets_{channels_};
+  StubCache<rpc::CoreWorkerService> workers_{channels_};
+  AsyncCalls calls_;  // last: destroyed first, while the stubs are still there
 };
 
 }  // namespace shoal

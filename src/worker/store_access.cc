@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "src/common/rpc.h"
+#include "src/common/rpc_client.h"
 #include "src/worker/object_value.h"
 
 namespace shoal {
@@ -71,9 +72,8 @@ absl::StatusOr<ObjectBuffer> NodeStoreAccess::FetchAndRead(const rpc::ObjectValu
     req.set_object_id(id->Binary());
     req.add_holders(value.raylet_address());
     rpc::FetchReply reply;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + kFetchTimeout));
-    absl::Status fetched = FromGrpcStatus(object_manager_->Fetch(&ctx, req, &reply));
+    absl::Status fetched =
+        UnaryCall(*object_manager_, &rpc::ObjectManagerService::Stub::Fetch, req, &reply, {.timeout = kFetchTimeout});
     if (!fetched.ok()) {
       return absl::Status(fetched.code(), absl::StrCat("cannot copy object ", id->Hex(), " from node at ",
                                                        value.raylet_address(), ": ", fetched.message()));

@@ -4,13 +4,45 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "src/common/rpc.h"
+#include "src/gcs_client/gcs_client.h"
 
 namespace shoal {
+namespace {
+
+// The node a driver joins: the one with raylet `raylet_address`, or the alive head node.
+absl::StatusOr<rpc::NodeInfo> FindRaylet(const std::string& gcs_address, const std::string& raylet_address,
+                                         const Clock& clock, absl::Duration connect_timeout) {
+  const GcsClient gcs({.address = gcs_address});
+  const absl::Time deadline = clock.Now() + connect_timeout;
+  absl::Status last;
+  while (true) {
+    absl::StatusOr<std::vector<rpc::NodeInfo>> nodes =
+        gcs.WithTimeout(std::max(deadline - clock.Now(), absl::Milliseconds(100))).GetAllNodeInfo(/*alive_only=*/true);
+    last = nodes.status();
+    if (last.ok()) {
+      for (const auto& node : *nodes) {
+        if (node.state() != rpc::NodeInfo::ALIVE) continue;
+        const std::string address = absl::StrCat(node.address(), ":", node.raylet_port());
+        if (raylet_address.empty() ? node.is_head() : address == raylet_address) return node;
+      }
+      last = absl::NotFoundError(raylet_address.empty()
+                                     ? absl::StrCat("no alive head node is registered with the GCS at ", gcs_address)
+                                     : absl::StrCat("no alive node with raylet ", raylet_address,
+                                                    " is registered with the GCS at ", gcs_address));
+    }
+    if (absl::IsUnavailable(last) || clock.Now() + absl::Milliseconds(100) >= deadline) break;
+    absl::SleepFor(absl::Milliseconds(100));  // the node may still be registering
+  }
+  return last;
+}
+
+}  // namespace
 
 std::string WorkerConfig::ProcessGetenv(const char* name) {
   const char* v = std::getenv(name);
@@ -71,6 +103,26 @@ std::string SelfExecutable() {
   if (realpath("/proc/self/exe", buf) != nullptr) return buf;
   ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
   return n > 0 ? std::string(buf, n) : std::string("/proc/self/exe");
+}
+
+absl::StatusOr<WorkerConfig> WorkerConfig::ForDriver(const CoreWorkerOptions& options, const Clock& clock,
+                                                    absl::Duration connect_timeout) {
+  if (auto hp = ParseHostPort(options.gcs_address); !hp.ok()) return hp.status();
+  auto node = FindRaylet(options.gcs_address, options.raylet_address, clock, connect_timeout);
+  if (!node.ok()) return node.status();
+  auto node_id = NodeId::FromHex(node->node_id());
+  if (!node_id.ok()) return node_id.status();
+  WorkerConfig config;
+  config.mode = CoreWorkerOptions::Mode::kDriver;
+  config.gcs_address = options.gcs_address;
+  config.raylet_address = absl::StrCat(node->address(), ":", node->raylet_port());
+  config.node_ip = node->address();
+  config.store_socket = node->object_store_socket();
+  config.node_id = *node_id;
+  config.worker_id = WorkerId::FromRandom();
+  config.worker_command = options.worker_command.empty() ? std::vector<std::string>{SelfExecutable()}
+                                                         : options.worker_command;
+  return config;
 }
 
 }  // namespace shoal

@@ -1,7 +1,7 @@
 // What a core worker needs to start: which GCS, raylet, node and store it joins, who it is, and
 // the command that starts more workers like it.
 //
-// A driver's config comes from CoreWorkerOptions and the GCS's node table (core_worker.cc); a
+// A driver's config comes from CoreWorkerOptions and the GCS's node table (ForDriver); a
 // worker's from the SHOAL_* environment its raylet set when it started the process
 // (FromEnvironment). Threading: values; any thread.
 #pragma once
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "src/common/clock.h"
 #include "src/common/ids.h"
 #include "src/worker/core_worker.h"
 
@@ -36,6 +37,14 @@ struct WorkerConfig {
   // variable when one is missing or malformed.
   static absl::StatusOr<WorkerConfig> FromEnvironment(const Getenv& getenv = ProcessGetenv);
   static std::string ProcessGetenv(const char* name);
+
+  // Driver mode: joins the node whose raylet is options.raylet_address, or the alive head node
+  // when that is empty, as the GCS at options.gcs_address lists it (a node still registering
+  // is waited for, up to `connect_timeout` by `clock`). A new worker id; the worker command
+  // is options.worker_command, else this executable. NotFound when no such node is alive;
+  // Unavailable when the GCS does not answer.
+  static absl::StatusOr<WorkerConfig> ForDriver(const CoreWorkerOptions& options, const Clock& clock,
+                                                absl::Duration connect_timeout);
 };
 
 // argv of this process (from /proc/self/cmdline).

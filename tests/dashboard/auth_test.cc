@@ -73,10 +73,8 @@ TEST_CASE("state-changing cross-site requests are refused, reads and same-origin
   REQUIRE_FALSE(IsStateChanging("HEAD"));
 }
 
-TEST_CASE("tokens are 32 hex digits and differ") {
-  std::string a = NewToken(), b = NewToken();
-  REQUIRE(a.size() == 32);
-  REQUIRE(a != b);
+TEST_CASE("ConstantTimeEquals compares whole strings") {
+  const std::string a = "0123456789abcdef0123456789abcdef", b = "0123456789abcdef0123456789abcdee";
   REQUIRE(ConstantTimeEquals(a, a));
   REQUIRE_FALSE(ConstantTimeEquals(a, b));
   REQUIRE_FALSE(ConstantTimeEquals(a, a.substr(1)));

@@ -4,6 +4,7 @@ Every cluster lives under its own temp root (SHOAL_TMPDIR), so tests never see o
 cluster they did not start. Everything a test starts is stopped by pid at teardown.
 """
 import glob
+import grpc
 import json
 import os
 import shutil
@@ -61,6 +62,22 @@ def wait_until(predicate, timeout, interval=0.1, what="condition"):
         time.sleep(interval)
 
 
+class TokenInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call, as Shoal's own clients do."""
+
+    def __init__(self, token):
+        self.metadata = [("authorization", f"Bearer {token}")]
+
+    def _details(self, details):
+        return details._replace(metadata=list(details.metadata or []) + self.metadata)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+
 class Cluster:
     """A handle on the Shoal processes started under one temp root."""
 
@@ -68,6 +85,8 @@ class Cluster:
         self.root = root
         self.env = dict(os.environ, SHOAL_TMPDIR=root)
         self.env.pop("SHOAL_ADDRESS", None)
+        self.env.pop("SHOAL_AUTH_TOKEN", None)  # another cluster's, exported for in-process drivers
+        self.env.pop("SHOAL_AUTH_TOKEN_FILE", None)
         self.extra_pids = []  # started by the test itself, not through `shoal start`
         self.port = None
 
@@ -89,9 +108,15 @@ class Cluster:
         on a free port (see dashboard())."""
         self.port = port or free_port()
         dash = ["--dashboard-port", 0] if dashboard else ["--include-dashboard=false"]
-        return self.shoal("start", "--head", "--port", self.port,
+        proc = self.shoal("start", "--head", "--port", self.port,
                           "--health-check-period-ms", HEALTH_PERIOD_MS, "--health-check-timeout-ms", HEALTH_TIMEOUT_MS,
                           "--health-check-failure-threshold", HEALTH_THRESHOLD, *dash, *args)
+        # Drivers this test runs in its own process find the token as a user's would: in
+        # $SHOAL_AUTH_TOKEN (subprocesses run with self.env find it through SHOAL_TMPDIR).
+        if "--disable-auth" not in map(str, args):
+            self.exported_token = self.auth_token()
+            os.environ["SHOAL_AUTH_TOKEN"] = self.exported_token
+        return proc
 
     def dashboard(self):
         """The head's dashboard.ready.json: {url, port, pid, token_file, ...}."""
@@ -102,9 +127,22 @@ class Cluster:
                     return json.load(f)
         raise AssertionError("no dashboard.ready.json under " + self.root)
 
-    def dashboard_token(self):
-        with open(self.dashboard()["token_file"]) as f:
-            return f.read().strip()
+    def auth_token(self):
+        """The cluster's token (every session of this root holds the same one)."""
+        for session in session_dirs(self.root):
+            path = os.path.join(session, "auth_token")
+            if os.path.exists(path):
+                with open(path) as f:
+                    return f.read().strip()
+        raise AssertionError("no auth_token under " + self.root)
+
+    def channel(self, address=None, token=True):
+        """A gRPC channel to `address` (default: the GCS) whose calls carry the cluster's token
+        (token=True), a given token (a str), or none (token=None)."""
+        channel = grpc.insecure_channel(address or self.address)
+        if token is None:
+            return channel
+        return grpc.intercept_channel(channel, TokenInterceptor(self.auth_token() if token is True else token))
 
     def api(self, method, path, body=None, token=True, headers=None, raw=None):
         """Calls the dashboard; answers (HTTP status, parsed JSON body or text)."""
@@ -113,7 +151,7 @@ class Cluster:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         request = urllib.request.Request(self.dashboard()["url"] + path, data=data, method=method)
         if token and (isinstance(token, str) or self.dashboard().get("auth", True)):
-            request.add_header("Authorization", "Bearer " + (token if isinstance(token, str) else self.dashboard_token()))
+            request.add_header("Authorization", "Bearer " + (token if isinstance(token, str) else self.auth_token()))
         for key, value in (headers or {}).items():
             request.add_header(key, value)
         try:
@@ -156,6 +194,8 @@ class Cluster:
         return proc
 
     def teardown(self):
+        if getattr(self, "exported_token", None) and os.environ.get("SHOAL_AUTH_TOKEN") == self.exported_token:
+            del os.environ["SHOAL_AUTH_TOKEN"]
         pids = self.all_pids()
         subprocess.run([SHOAL, "stop", "--force"], env=self.env, capture_output=True, timeout=60)
         for pid in pids:
@@ -311,6 +351,8 @@ def driver(three_nodes):
     if PYTHON_DIR not in sys.path:
         sys.path.insert(0, PYTHON_DIR)
     import shoal
+    # A driver of a cluster started elsewhere learns its token from the environment.
+    os.environ["SHOAL_AUTH_TOKEN"] = three_nodes.auth_token()
     shoal.init(address=three_nodes.address)
     yield three_nodes
     shoal.shutdown()

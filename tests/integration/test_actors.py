@@ -345,7 +345,7 @@ def test_actor_and_task_rpcs_refuse_bad_input_and_keep_serving(driver, gcs_stubs
     pb, pb_grpc, _ = gcs_stubs
     import shoalpb.worker_pb2 as worker_pb2
     import shoalpb.worker_pb2_grpc as worker_pb2_grpc
-    channel = grpc.insecure_channel(driver.address)
+    channel = driver.channel()
     actors = pb_grpc.ActorServiceStub(channel)
     tasks = pb_grpc.TaskEventServiceStub(channel)
 
@@ -376,7 +376,7 @@ def test_actor_and_task_rpcs_refuse_bad_input_and_keep_serving(driver, gcs_stubs
     assert ray.get(c.incr.remote()) == 1
     worker = [a for a in actors.ListActors(pb.ListActorsRequest(), timeout=10).actors
               if a.actor_id == c._actor_id][0].worker_address
-    stub = worker_pb2_grpc.CoreWorkerServiceStub(grpc.insecure_channel(worker))
+    stub = worker_pb2_grpc.CoreWorkerServiceStub(driver.channel(worker))
     with pytest.raises(grpc.RpcError) as info:
         stub.CancelTask(worker_pb2.CancelTaskRequest(task_id=b"garbage"), timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -110,16 +110,21 @@ def test_raylet_frozen_past_the_threshold_is_not_taken_back(cluster):
 
 def restart_gcs(cluster, *extra):
     """Starts shoal-gcs again on the head's port, as the head's `shoal start` did."""
+    token_file = os.path.join(cluster.root, "session_token")
+    if not os.path.exists(token_file):
+        with open(os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(cluster.auth_token())
     proc = cluster.spawn([os.path.join(BIN, "shoal-gcs"), "--port", str(cluster.port),
+                          "--auth-token-file", token_file,
                           "--health-check-period-ms", str(HEALTH_PERIOD_MS),
                           "--health-check-timeout-ms", str(HEALTH_TIMEOUT_MS),
                           "--health-check-failure-threshold", str(HEALTH_THRESHOLD), *extra])
     return proc
 
 
-def kv(stubs, address):
+def kv(stubs, cluster):
     gcs_pb2, gcs_pb2_grpc, _ = stubs
-    return gcs_pb2, gcs_pb2_grpc.KVServiceStub(grpc.insecure_channel(address))
+    return gcs_pb2, gcs_pb2_grpc.KVServiceStub(cluster.channel())
 
 
 def test_gcs_restart_with_redis_keeps_nodes_jobs_and_kv(cluster, redis_server, gcs_stubs):
@@ -129,9 +134,9 @@ def test_gcs_restart_with_redis_keeps_nodes_jobs_and_kv(cluster, redis_server, g
     cluster.start_worker("--num-cpus", 3)
     before = wait_until(lambda: (n := cluster.alive_nodes()) and len(n) == 3 and n, 30, what="3 alive nodes")
 
-    pb, stub = kv(gcs_stubs, cluster.address)
+    pb, stub = kv(gcs_stubs, cluster)
     assert stub.Put(pb.KVPutRequest(ns="fun", key="f1", value=b"\x00pickled", overwrite=False)).added
-    jobs = gcs_stubs[1].JobInfoServiceStub(grpc.insecure_channel(cluster.address))
+    jobs = gcs_stubs[1].JobInfoServiceStub(cluster.channel())
     common_pb2 = gcs_stubs[2]
     job_id = jobs.AddJob(pb.AddJobRequest(job=common_pb2.JobInfo(entrypoint="python x.py"))).job_id
 
@@ -145,10 +150,10 @@ def test_gcs_restart_with_redis_keeps_nodes_jobs_and_kv(cluster, redis_server, g
                        what="the nodes to be alive again")
     assert sorted(n["node_id"] for n in after) == sorted(n["node_id"] for n in before)
     assert all(process_alive(p) for p in raylets)
-    pb, stub = kv(gcs_stubs, cluster.address)
+    pb, stub = kv(gcs_stubs, cluster)
     got = stub.Get(pb.KVGetRequest(ns="fun", key="f1"))
     assert got.found and got.value == b"\x00pickled"
-    jobs = gcs_stubs[1].JobInfoServiceStub(grpc.insecure_channel(cluster.address))
+    jobs = gcs_stubs[1].JobInfoServiceStub(cluster.channel())
     listed = jobs.GetAllJobInfo(pb.GetAllJobInfoRequest()).jobs
     assert [(j.job_id, j.entrypoint) for j in listed] == [(job_id, "python x.py")]
     assert cluster.status()["storage"] == "redis"
@@ -187,7 +192,7 @@ def test_subscribers_hear_joins_and_deaths(cluster, gcs_stubs):
     pb, pb_grpc, common_pb2 = gcs_stubs
     cluster.start_head("--num-cpus", 1)
     wait_until(lambda: len(cluster.alive_nodes()) == 1, 30, what="the head node")
-    stub = pb_grpc.NodeInfoServiceStub(grpc.insecure_channel(cluster.address))
+    stub = pb_grpc.NodeInfoServiceStub(cluster.channel())
     stream = stub.SubscribeNodeChanges(pb.SubscribeRequest(subscriber_id="test"))
     events = []
 
@@ -278,7 +283,7 @@ def test_worker_without_a_gcs_fails_fast(cluster):
 def test_gcs_rejects_malformed_requests_and_keeps_serving(cluster, gcs_stubs):
     pb, pb_grpc, common_pb2 = gcs_stubs
     cluster.start_head("--num-cpus", 1)
-    channel = grpc.insecure_channel(cluster.address)
+    channel = cluster.channel()
     nodes = pb_grpc.NodeInfoServiceStub(channel)
     kvs = pb_grpc.KVServiceStub(channel)
     jobs = pb_grpc.JobInfoServiceStub(channel)

@@ -212,7 +212,7 @@ def test_rays_job_submission_client_works_against_shoal(head, tmp_path):
     work = tmp_path / "raywd"
     work.mkdir()
     (work / "hello.py").write_text("import os\nprint('ray-client', os.environ['WHO'])\n")
-    client = JobSubmissionClient(head.dashboard()["url"], headers={"Authorization": f"Bearer {head.dashboard_token()}"})
+    client = JobSubmissionClient(head.dashboard()["url"], headers={"Authorization": f"Bearer {head.auth_token()}"})
     job_id = client.submit_job(entrypoint=f"{sys.executable} hello.py",
                                runtime_env={"working_dir": str(work), "env_vars": {"WHO": "shoal"}},
                                metadata={"team": "a"})
@@ -236,7 +236,7 @@ def test_ray_job_cli_works_against_shoal(head):
     if not os.path.exists(ray):
         pytest.skip("the `ray` command is not installed")
     env = dict(head.env, RAY_ADDRESS=head.dashboard()["url"])
-    headers = json.dumps({"Authorization": f"Bearer {head.dashboard_token()}"})
+    headers = json.dumps({"Authorization": f"Bearer {head.auth_token()}"})
 
     def ray_job(*args):
         return subprocess.run([ray, "job", args[0], "--headers", headers, *args[1:]], env=env, capture_output=True, text=True,
@@ -275,7 +275,7 @@ def test_web_ui_in_headless_chromium(head):
         driver.get(head.dashboard()["url"] + "/")
         token = wait_until(lambda: (e := driver.find_element(By.ID, "token")) and e.is_displayed() and e, 30,
                            what="the login form")
-        token.send_keys(head.dashboard_token())
+        token.send_keys(head.auth_token())
         driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
         node_id = head.status()["nodes"][0]["node_id"][:12]
         wait_until(lambda: node_id in driver.find_element(By.ID, "nodes").text, 30, what="the node in the UI")
@@ -357,7 +357,7 @@ def test_disable_auth_warns_and_serves_without_a_token(cluster):
     proc = cluster.start_head("--num-cpus", 1, "--disable-auth", dashboard=True)
     assert "auth is disabled" in proc.stdout + proc.stderr
     assert cluster.api("GET", "/api/jobs/", token=False) == (200, [])
-    assert glob.glob(os.path.join(cluster.root, "session_*", "dashboard_token")) == []
+    assert glob.glob(os.path.join(cluster.root, "session_*", "auth_token")) == []
     # The cross-site checks stay on.
     assert cluster.api("POST", "/api/jobs/", {"entrypoint": "true"}, token=False,
                        headers={"Origin": "http://evil.example"})[0] == 403

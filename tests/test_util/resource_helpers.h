@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "shoal/common.pb.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "tests/test_util/status_matchers.h"
@@ -17,6 +18,13 @@ inline ResourceSet RS(const std::map<std::string, double>& values) {
   auto set = ResourceSet::FromDoubles(values);
   REQUIRE_OK(set);
   return *set;
+}
+
+// The same as an rpc::ResourceMap.
+inline rpc::ResourceMap ResourceMapOf(const std::map<std::string, double>& values) {
+  rpc::ResourceMap out;
+  RS(values).ToProto(&out);
+  return out;
 }
 
 inline FixedPoint FP(double v) {

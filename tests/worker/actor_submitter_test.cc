@@ -7,6 +7,7 @@
 
 #include "src/common/fake_clock.h"
 #include "src/worker/core_worker.h"
+#include "src/worker/fake_actor_transport.h"
 #include "src/worker/task_spec.h"
 
 namespace shoal {
@@ -14,31 +15,9 @@ namespace {
 
 const JobId kJob = *JobId::FromHex("01000000");
 
-struct FakeActorTransport : ActorTransport {
-  struct Push {
-    std::string address;
-    rpc::PushTaskRequest request;
-    PushCallback done;
-  };
-  struct Poll {
-    ActorId actor;
-    int64_t after_version;
-    InfoCallback done;
-  };
-  void PushTask(const std::string& address, rpc::PushTaskRequest request, PushCallback done) override {
-    pushes.push_back({address, std::move(request), std::move(done)});
-  }
-  void GetActorInfo(const std::string&, const ActorId& actor, int64_t after_version, absl::Duration,
-                    InfoCallback done) override {
-    polls.push_back({actor, after_version, std::move(done)});
-  }
-  std::deque<Push> pushes;
-  std::deque<Poll> polls;
-};
-
 struct SubmitterTest {
   SubmitterTest()
-      : submitter(transport, clock, ActorSubmitterOptions{.gcs_address = "gcs:1", .caller_id = "caller"},
+      : submitter(transport, clock, ActorSubmitterOptions{.caller_id = "caller"},
                   [this](const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
                     done.push_back({spec, std::move(returns)});
                   }) {}

@@ -2,6 +2,12 @@
 
 #include <catch2/catch.hpp>
 
+#include "absl/strings/str_cat.h"
+#include "src/gcs/gcs_server.h"
+#include "src/gcs/store_client.h"
+#include "src/gcs_client/gcs_client.h"
+#include "tests/test_util/status_matchers.h"
+
 #include <map>
 #include <string>
 
@@ -63,6 +69,60 @@ TEST_CASE("worker config: a missing or malformed variable is named", "[worker_co
     CHECK(absl::IsInvalidArgument(config.status()));
     CHECK_THAT(std::string(config.status().message()), Catch::Contains(name));
   }
+}
+
+// A GCS in this process listing one alive head node and one other node.
+struct DriverCluster {
+  DriverCluster() {
+    GcsOptions options;
+    options.port = 0;
+    server = std::make_unique<GcsServer>(std::make_unique<InMemoryStoreClient>(), options);
+    REQUIRE_OK(server->Start());
+    address = absl::StrCat("127.0.0.1:", server->port());
+    GcsClient gcs({.address = address});
+    REQUIRE_OK(gcs.RegisterNode(Node(head, 7001, true)));
+    REQUIRE_OK(gcs.RegisterNode(Node(other, 7002, false)));
+  }
+  static rpc::NodeInfo Node(const NodeId& id, int port, bool is_head) {
+    rpc::NodeInfo node;
+    node.set_node_id(id.Hex());
+    node.set_address("127.0.0.1");
+    node.set_raylet_port(port);
+    node.set_is_head(is_head);
+    node.set_object_store_socket(absl::StrCat("/tmp/store-", port, ".sock"));
+    return node;
+  }
+  std::unique_ptr<GcsServer> server;
+  std::string address;
+  NodeId head = NodeId::FromRandom(), other = NodeId::FromRandom();
+  RealClock clock;
+};
+
+TEST_CASE("worker config: a driver joins the head node, or the raylet it names", "[worker_config]") {
+  DriverCluster cluster;
+  CoreWorkerOptions options;
+  options.gcs_address = cluster.address;
+  options.worker_command = {"my-worker", "--flag"};
+  auto config = WorkerConfig::ForDriver(options, cluster.clock, absl::Seconds(10));
+  REQUIRE_OK(config);
+  CHECK(config->mode == CoreWorkerOptions::Mode::kDriver);
+  CHECK(config->node_id == cluster.head);
+  CHECK(config->raylet_address == "127.0.0.1:7001");
+  CHECK(config->node_ip == "127.0.0.1");
+  CHECK(config->store_socket == "/tmp/store-7001.sock");
+  CHECK(config->gcs_address == cluster.address);
+  CHECK(config->worker_command == options.worker_command);
+  CHECK_FALSE(config->worker_id.IsNil());
+
+  options.raylet_address = "127.0.0.1:7002";
+  config = WorkerConfig::ForDriver(options, cluster.clock, absl::Seconds(10));
+  REQUIRE_OK(config);
+  CHECK(config->node_id == cluster.other);
+
+  options.raylet_address = "127.0.0.1:7999";  // no such node: NotFound once the wait ran out
+  REQUIRE_CODE(WorkerConfig::ForDriver(options, cluster.clock, absl::Milliseconds(300)), kNotFound);
+  options.gcs_address = "no port";
+  REQUIRE_CODE(WorkerConfig::ForDriver(options, cluster.clock, absl::Seconds(10)), kInvalidArgument);
 }
 
 }  // namespace

@@ -403,7 +403,10 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, namespac
             address = _current_cluster_address() if address == "auto" else _normalize_address(address)
         try:
             with core_call:
-                c = _core.CoreWorker.create_driver(address, worker_command())
+                # A private cluster's token is known; for another, the core finds it
+                # ($SHOAL_AUTH_TOKEN, $SHOAL_AUTH_TOKEN_FILE, or the cluster started on this machine).
+                c = _core.CoreWorker.create_driver(address, worker_command(),
+                                                   cluster.auth_token if cluster is not None else "")
         except BaseException:
             if cluster is not None:
                 cluster.stop()

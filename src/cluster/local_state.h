@@ -1,6 +1,7 @@
 // What `shoal start` leaves on this machine so that `shoal stop` and `shoal status` can find it.
 //
 //   <root>/shoal_current_cluster                 "host:port" of the GCS last started here
+//   <root>/shoal_current_cluster_token           its token (mode 0600), when auth is on
 //   <root>/session_*/processes/<name>.json       one record per daemon started:
 //       {"name": "raylet", "pid": 1234, "start_time": 56789, "binary": "/…/shoal-raylet"}
 //
@@ -16,15 +17,15 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
-#include "src/cli/process.h"
+#include "src/cluster/process.h"
 
-namespace shoal::cli {
+namespace shoal::cluster {
 
 inline constexpr char kRaylet[] = "raylet";
 inline constexpr char kGcs[] = "gcs";
 inline constexpr char kDashboard[] = "dashboard";
-// <session>/dashboard_token (mode 0600) and <session>/dashboard.ready.json ({url, port, ...}).
-inline constexpr char kDashboardTokenFile[] = "dashboard_token";
+// <session>/auth_token (mode 0600) and <session>/dashboard.ready.json ({url, port, ...}).
+inline constexpr char kAuthTokenFile[] = "auth_token";
 inline constexpr char kDashboardReadyFile[] = "dashboard.ready.json";
 
 struct ProcessRecord {
@@ -49,6 +50,11 @@ RecordScan ListProcessRecords(const std::string& root);
 absl::Status WriteCurrentCluster(const std::string& root, const std::string& address);
 // NotFound when there is no current cluster recorded.
 absl::StatusOr<std::string> ReadCurrentCluster(const std::string& root);
+// <root>/shoal_current_cluster_token: the current cluster's token (mode 0600), written beside
+// the current-cluster file by `shoal start --head` (token.h) so clients here find it.
+inline constexpr char kCurrentClusterTokenFile[] = "shoal_current_cluster_token";
+std::string CurrentClusterTokenPath(const std::string& root);
+// Removes the current-cluster file and its token.
 void RemoveCurrentCluster(const std::string& root);
 
 // Small helpers for the JSON files the CLI and the daemons exchange.
@@ -59,4 +65,4 @@ absl::StatusOr<nlohmann::json> ReadJsonObject(const std::string& path);
 std::optional<int64_t> JsonInt(const nlohmann::json& object, const char* key);
 std::optional<std::string> JsonString(const nlohmann::json& object, const char* key);
 
-}  // namespace shoal::cli
+}  // namespace shoal::cluster

@@ -1,5 +1,5 @@
 // The cluster status report; see status_format.h.
-#include "src/cli/status_format.h"
+#include "src/cluster/status_format.h"
 
 #include <algorithm>
 #include <vector>
@@ -10,7 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "src/common/resources.h"
 
-namespace shoal::cli {
+namespace shoal::cluster {
 namespace {
 
 using Amounts = rpc::ResourceMap;
@@ -216,4 +216,4 @@ nlohmann::json ClusterStatusToJson(const rpc::GetClusterStatusReply& reply, cons
   };
 }
 
-}  // namespace shoal::cli
+}  // namespace shoal::cluster

@@ -1,5 +1,5 @@
 // Process records and the current-cluster file; see local_state.h.
-#include "src/cli/local_state.h"
+#include "src/cluster/local_state.h"
 
 #include <unistd.h>
 
@@ -11,7 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
-namespace shoal::cli {
+namespace shoal::cluster {
 namespace fs = std::filesystem;
 namespace {
 
@@ -139,9 +139,14 @@ absl::StatusOr<std::string> ReadCurrentCluster(const std::string& root) {
   return address;
 }
 
+std::string CurrentClusterTokenPath(const std::string& root) {
+  return (fs::path(root) / kCurrentClusterTokenFile).string();
+}
+
 void RemoveCurrentCluster(const std::string& root) {
   std::error_code ec;
   fs::remove(CurrentClusterPath(root), ec);
+  fs::remove(CurrentClusterTokenPath(root), ec);
 }
 
-}  // namespace shoal::cli
+}  // namespace shoal::cluster

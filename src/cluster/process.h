@@ -1,4 +1,4 @@
-// Starting, watching and stopping the daemons the CLI manages.
+// Starting, watching and stopping the daemons `shoal start` and a local cluster (src/api) run.
 //
 // A pid alone can be recycled once its process is gone, so a process is named by its pid and
 // its start time: field 22 of /proc/<pid>/stat (clock ticks since boot), fixed for the life of
@@ -18,7 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
-namespace shoal::cli {
+namespace shoal::cluster {
 
 struct ProcessId {
   pid_t pid = 0;
@@ -68,4 +68,4 @@ struct StopOutcome {
 // seconds more. Reaps any that are children of this process.
 StopOutcome StopProcesses(const std::vector<ProcessId>& ids, absl::Duration grace);
 
-}  // namespace shoal::cli
+}  // namespace shoal::cluster

@@ -1,4 +1,4 @@
-// How `shoal status` shows a cluster: a table for people and a JSON document for programs.
+// How `shoal status` and the dashboard show a cluster: a table for people and a JSON document for programs.
 // Pure functions of the GCS's reply, so they are tested without a cluster.
 //
 // Quantities arrive in fixed point (10000 units == 1.0). `memory` and `object_store_memory`
@@ -12,7 +12,7 @@
 #include "nlohmann/json.hpp"
 #include "shoal/gcs.pb.h"
 
-namespace shoal::cli {
+namespace shoal::cluster {
 
 // The human-readable report: nodes, cluster resources used/total, demands.
 std::string FormatClusterStatus(const rpc::GetClusterStatusReply& reply, const std::string& gcs_address);
@@ -21,4 +21,4 @@ std::string FormatClusterStatus(const rpc::GetClusterStatusReply& reply, const s
 // quantities as floating-point numbers.
 nlohmann::json ClusterStatusToJson(const rpc::GetClusterStatusReply& reply, const std::string& gcs_address);
 
-}  // namespace shoal::cli
+}  // namespace shoal::cluster

@@ -1,5 +1,5 @@
 // Process management for the CLI; see process.h.
-#include "src/cli/process.h"
+#include "src/cluster/process.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -22,7 +22,7 @@
 
 extern char** environ;
 
-namespace shoal::cli {
+namespace shoal::cluster {
 namespace {
 
 constexpr absl::Duration kPollInterval = absl::Milliseconds(50);
@@ -200,4 +200,4 @@ StopOutcome StopProcesses(const std::vector<ProcessId>& ids, absl::Duration grac
   return outcome;
 }
 
-}  // namespace shoal::cli
+}  // namespace shoal::cluster

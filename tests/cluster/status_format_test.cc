@@ -1,0 +1,81 @@
+#include "src/cluster/status_format.h"
+
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "tests/test_util/resource_helpers.h"
+
+namespace shoal::cluster {
+namespace {
+
+using test_util::ResourceMapOf;
+
+rpc::GetClusterStatusReply TwoNodes() {
+  rpc::GetClusterStatusReply reply;
+  reply.set_storage("memory");
+  rpc::NodeInfo* head = reply.add_nodes();
+  head->set_node_id("aaaaaaaaaaaaaaaaaaaa");
+  head->set_address("127.0.0.1");
+  head->set_raylet_port(7001);
+  head->set_is_head(true);
+  head->set_state(rpc::NodeInfo::ALIVE);
+  *head->mutable_resources_total() = ResourceMapOf({{"CPU", 4}, {"memory", 2.0 * (1 << 30)}, {"node:127.0.0.1", 1}});
+  *head->mutable_resources_available() = ResourceMapOf({{"CPU", 1.5}, {"memory", 1.0 * (1 << 30)}, {"node:127.0.0.1", 1}});
+  rpc::NodeInfo* gone = reply.add_nodes();
+  gone->set_node_id("bbbbbbbbbbbbbbbbbbbb");
+  gone->set_address("127.0.0.2");
+  gone->set_raylet_port(7002);
+  gone->set_state(rpc::NodeInfo::DEAD);
+  gone->set_death_reason("health checks failed");
+  *gone->mutable_resources_total() = ResourceMapOf({{"GPU", 2}});
+  *reply.mutable_total() = head->resources_total();
+  *reply.mutable_available() = head->resources_available();
+  rpc::ResourceDemand* demand = reply.add_demands();
+  *demand->mutable_shape() = ResourceMapOf({{"GPU", 4}});
+  demand->set_count(3);
+  demand->set_infeasible(true);
+  return reply;
+}
+
+TEST_CASE("FormatClusterStatus: nodes, used/total and demands for people", "[status_format]") {
+  const std::string text = FormatClusterStatus(TwoNodes(), "127.0.0.1:6379");
+  CHECK(absl::StartsWith(text, "Shoal cluster at 127.0.0.1:6379 (GCS storage: memory)\n"));
+  CHECK(absl::StrContains(text, "Nodes: 1 alive, 1 dead"));
+  CHECK(absl::StrContains(text, "aaaaaaaaaaaa  127.0.0.1:7001  ALIVE"));
+  CHECK(absl::StrContains(text, "CPU 2.5/4, memory 1.00/2.00 GiB"));  // used/total, bytes as GiB
+  CHECK(absl::StrContains(text, "DEAD (health checks failed)"));
+  CHECK(absl::StrContains(text, "GPU 2"));                            // a dead node: its totals
+  CHECK_FALSE(absl::StrContains(text, "node:127.0.0.1"));            // internal resources left out
+  CHECK(absl::StrContains(text, "  2.5/4 CPU\n"));
+  CHECK(absl::StrContains(text, " * 3 infeasible"));
+  // The head comes first.
+  CHECK(text.find("aaaaaaaaaaaa") < text.find("bbbbbbbbbbbb"));
+}
+
+TEST_CASE("FormatClusterStatus: an empty cluster says so", "[status_format]") {
+  const std::string text = FormatClusterStatus(rpc::GetClusterStatusReply(), "h:1");
+  CHECK(absl::StrContains(text, "(no nodes)"));
+  CHECK(absl::StrContains(text, "(no resources)"));
+  CHECK(absl::StrContains(text, "(no resource demands)"));
+}
+
+TEST_CASE("ClusterStatusToJson keeps everything, quantities as numbers", "[status_format]") {
+  nlohmann::json json = ClusterStatusToJson(TwoNodes(), "127.0.0.1:6379");
+  CHECK(json["gcs_address"] == "127.0.0.1:6379");
+  CHECK(json["storage"] == "memory");
+  REQUIRE(json["nodes"].size() == 2);
+  CHECK(json["nodes"][0]["is_head"] == true);
+  CHECK(json["nodes"][1]["state"] == "DEAD");
+  CHECK(json["total"]["CPU"] == 4.0);
+  CHECK(json["used"]["CPU"] == 2.5);
+  CHECK(json["total"]["node:127.0.0.1"] == 1.0);
+  REQUIRE(json["demands"].size() == 1);
+  CHECK(json["demands"][0]["count"] == 3);
+  CHECK(json["demands"][0]["infeasible"] == true);
+}
+
+}  // namespace
+}  // namespace shoal::cluster

@@ -1,0 +1,254 @@
+// CoreWorkerService on an in-process gRPC server, over a real TaskReceiver, memory store and
+// reference counter, with a fake clock.
+#include "src/worker/core_worker_service.h"
+
+#include <catch2/catch.hpp>
+
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "grpcpp/grpcpp.h"
+#include "src/common/fake_clock.h"
+#include "src/common/rpc.h"
+#include "src/common/rpc_client.h"
+#include "src/worker/object_value.h"
+#include "tests/test_util/status_matchers.h"
+
+namespace shoal {
+namespace {
+
+const JobId kJob = JobId::FromInt(5);
+constexpr CallOptions kCall{.timeout = absl::Seconds(10)};
+
+ObjectId NewObjectId() { return ObjectId::FromTask(TaskId::ForNormalTask(kJob), 1); }
+
+// The service's parts and a client; `runner` decides what a pushed task does.
+struct Served {
+  explicit Served(bool runs_tasks, TaskReceiver::Runner runner = nullptr)
+      : receiver(clock, runner ? std::move(runner) : [](const rpc::PushTaskRequest&) { return rpc::PushTaskReply(); },
+                 TaskReceiver::Options{}),
+        service(receiver, memory, refs, clock,
+                {.runs_tasks = runs_tasks, .force_exit = [this] { force_exits.fetch_add(1); }}) {
+    grpc::ServerBuilder builder;
+    builder.RegisterService(&service);
+    int port = 0;
+    auto started = StartServer(builder, "127.0.0.1", 0, &port);
+    REQUIRE_OK(started);
+    server = *std::move(started);
+    stub = rpc::CoreWorkerService::NewStub(MakeChannel(absl::StrCat("127.0.0.1:", port)));
+  }
+  ~Served() {
+    receiver.RequestExit(absl::OkStatus());
+    if (loop.joinable()) loop.join();
+    memory.CancelAll();
+    server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+  }
+  // Runs the receiver's task loop until Exit.
+  void StartLoop() {
+    loop = std::thread([this] { loop_status = receiver.Run(); });
+  }
+  absl::StatusOr<rpc::GetObjectReply> GetObject(const ObjectId& id, int64_t timeout_ms) {
+    rpc::GetObjectRequest request;
+    request.set_object_id(id.Binary());
+    request.set_timeout_ms(timeout_ms);
+    rpc::GetObjectReply reply;
+    absl::Status s = UnaryCall(*stub, &rpc::CoreWorkerService::Stub::GetObject, request, &reply, kCall);
+    if (!s.ok()) return s;
+    return reply;
+  }
+  absl::StatusOr<rpc::CancelTaskReply> Cancel(const TaskId& task, bool force) {
+    rpc::CancelTaskRequest request;
+    request.set_task_id(task.Binary());
+    request.set_force(force);
+    rpc::CancelTaskReply reply;
+    absl::Status s = UnaryCall(*stub, &rpc::CoreWorkerService::Stub::CancelTask, request, &reply, kCall);
+    if (!s.ok()) return s;
+    return reply;
+  }
+  // Waits (bounded) until the memory store holds `n` async waiters.
+  void AwaitWaiters(size_t n) {
+    const absl::Time give_up = absl::Now() + absl::Seconds(10);
+    while (memory.num_async_waiters() != n) {
+      REQUIRE(absl::Now() < give_up);
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  }
+
+  FakeClock clock;
+  MemoryStore memory;
+  ReferenceCounter refs;
+  TaskReceiver receiver;
+  std::atomic<int> force_exits{0};
+  CoreWorkerService service;
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<rpc::CoreWorkerService::Stub> stub;
+  std::thread loop;
+  absl::Status loop_status;
+};
+
+TEST_CASE("service: GetObject answers owned values, ready or once put", "[core_worker_service]") {
+  Served s(/*runs_tasks=*/false);
+  const ObjectId ready = NewObjectId(), later = NewObjectId();
+  s.refs.AddOwned(ready);
+  s.refs.AddOwned(later);
+  s.memory.Put(ready, InlineValue(ready, "now"));
+  auto reply = s.GetObject(ready, -1);
+  REQUIRE_OK(reply);
+  CHECK(reply->ready());
+  CHECK(reply->value().inline_data() == "now");
+
+  auto pending = std::async(std::launch::async, [&] { return s.GetObject(later, -1); });
+  s.AwaitWaiters(1);
+  s.memory.Put(later, InlineValue(later, "later"));
+  reply = pending.get();
+  REQUIRE_OK(reply);
+  CHECK(reply->ready());
+  CHECK(reply->value().inline_data() == "later");
+}
+
+TEST_CASE("service: GetObject refuses objects it does not own", "[core_worker_service]") {
+  Served s(/*runs_tasks=*/false);
+  const ObjectId borrowed = NewObjectId(), unknown = NewObjectId();
+  s.refs.AddBorrowed(borrowed, "127.0.0.1:1");
+  s.memory.Put(borrowed, InlineValue(borrowed, "theirs"));
+  REQUIRE_CODE(s.GetObject(borrowed, -1), kNotFound);
+  REQUIRE_CODE(s.GetObject(unknown, -1), kNotFound);
+  rpc::GetObjectRequest bad;
+  bad.set_object_id("short");
+  rpc::GetObjectReply reply;
+  CHECK_FALSE(UnaryCall(*s.stub, &rpc::CoreWorkerService::Stub::GetObject, bad, &reply, kCall).ok());
+}
+
+TEST_CASE("service: GetObject's long poll ends not ready at the clock's deadline, NotFound when freed",
+          "[core_worker_service]") {
+  Served s(/*runs_tasks=*/false);
+  const ObjectId id = NewObjectId();
+  s.refs.AddOwned(id);
+  auto timed = std::async(std::launch::async, [&] { return s.GetObject(id, 1000); });
+  s.AwaitWaiters(1);
+  s.clock.Advance(absl::Milliseconds(999));
+  s.memory.Tick(s.clock.Now());
+  CHECK(s.memory.num_async_waiters() == 1);  // the fake clock, not the wall clock, sets the deadline
+  s.clock.Advance(absl::Milliseconds(1));
+  s.memory.Tick(s.clock.Now());
+  auto reply = timed.get();
+  REQUIRE_OK(reply);
+  CHECK_FALSE(reply->ready());
+
+  auto freed = std::async(std::launch::async, [&] { return s.GetObject(id, 1000); });
+  s.AwaitWaiters(1);
+  s.memory.Erase(id);
+  auto answer = freed.get();
+  REQUIRE_CODE(answer, kNotFound);
+  CHECK(absl::StrContains(answer.status().message(), "was freed"));
+}
+
+TEST_CASE("service: a driver refuses pushed tasks; a worker runs them", "[core_worker_service]") {
+  rpc::PushTaskRequest request;
+  request.mutable_spec()->set_task_id(TaskId::ForNormalTask(kJob).Binary());
+  request.mutable_spec()->set_function_name("f");
+  request.mutable_spec()->set_num_returns(1);
+  rpc::PushTaskReply reply;
+  {
+    Served driver(/*runs_tasks=*/false);
+    REQUIRE_CODE(UnaryCall(*driver.stub, &rpc::CoreWorkerService::Stub::PushTask, request, &reply, kCall),
+                 kFailedPrecondition);
+  }
+  Served worker(/*runs_tasks=*/true, [](const rpc::PushTaskRequest& req) {
+    rpc::PushTaskReply r;
+    r.add_returns()->set_inline_data("ran " + req.spec().function_name());
+    return r;
+  });
+  worker.StartLoop();
+  REQUIRE_OK(UnaryCall(*worker.stub, &rpc::CoreWorkerService::Stub::PushTask, request, &reply, kCall));
+  REQUIRE(reply.returns_size() == 1);
+  CHECK(reply.returns(0).inline_data() == "ran f");
+}
+
+TEST_CASE("service: Exit ends the task loop", "[core_worker_service]") {
+  Served s(/*runs_tasks=*/true);
+  s.StartLoop();
+  rpc::ExitReply reply;
+  REQUIRE_OK(UnaryCall(*s.stub, &rpc::CoreWorkerService::Stub::Exit, rpc::ExitRequest(), &reply, kCall));
+  s.loop.join();
+  CHECK(s.loop_status.ok());
+  CHECK(s.receiver.exiting());
+}
+
+TEST_CASE("service: PrintLogs hands the lines to the log handler", "[core_worker_service]") {
+  Served s(/*runs_tasks=*/false);
+  std::vector<std::string> got;
+  bool got_stderr = false;
+  s.service.SetLogHandler([&](const std::vector<std::string>& lines, bool is_stderr) {
+    got = lines;
+    got_stderr = is_stderr;
+  });
+  rpc::PrintLogsRequest request;
+  request.add_lines("one");
+  request.add_lines("two");
+  request.set_is_stderr(true);
+  rpc::PrintLogsReply reply;
+  REQUIRE_OK(UnaryCall(*s.stub, &rpc::CoreWorkerService::Stub::PrintLogs, request, &reply, kCall));
+  CHECK(got == std::vector<std::string>{"one", "two"});
+  CHECK(got_stderr);
+  rpc::PingReply pong;
+  REQUIRE_OK(UnaryCall(*s.stub, &rpc::CoreWorkerService::Stub::Ping, rpc::PingRequest(), &pong, kCall));
+}
+
+TEST_CASE("service: CancelTask interrupts a running task, or exits with force", "[core_worker_service]") {
+  absl::Notification started, release;
+  Served s(/*runs_tasks=*/true, [&](const rpc::PushTaskRequest&) {
+    started.Notify();
+    release.WaitForNotification();
+    return rpc::PushTaskReply();
+  });
+  absl::Mutex mu;
+  std::vector<std::string> interrupted;
+  s.service.SetInterruptHandler([&](const std::string& task) {
+    absl::MutexLock lock(&mu);
+    interrupted.push_back(task);
+  });
+  const TaskId task = TaskId::ForNormalTask(kJob);
+
+  auto idle = s.Cancel(task, /*force=*/false);  // nothing runs it
+  REQUIRE_OK(idle);
+  CHECK_FALSE(idle->running());
+
+  s.StartLoop();
+  rpc::PushTaskRequest request;
+  request.mutable_spec()->set_task_id(task.Binary());
+  request.mutable_spec()->set_function_name("slow");
+  request.mutable_spec()->set_num_returns(1);
+  auto pushed = std::async(std::launch::async, [&] {
+    rpc::PushTaskReply reply;
+    return UnaryCall(*s.stub, &rpc::CoreWorkerService::Stub::PushTask, request, &reply, kCall);
+  });
+  REQUIRE(started.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  auto soft = s.Cancel(task, /*force=*/false);
+  REQUIRE_OK(soft);
+  CHECK(soft->running());
+  {
+    absl::MutexLock lock(&mu);
+    CHECK(interrupted == std::vector<std::string>{task.Hex()});
+  }
+  CHECK(s.force_exits.load() == 0);
+  auto forced = s.Cancel(task, /*force=*/true);
+  REQUIRE_OK(forced);
+  CHECK(forced->running());
+  CHECK(s.force_exits.load() == 1);
+  {
+    absl::MutexLock lock(&mu);
+    CHECK(interrupted.size() == 1);  // force does not interrupt, it exits
+  }
+  release.Notify();
+  REQUIRE_OK(pushed.get());
+}
+
+}  // namespace
+}  // namespace shoal
