@@ -1,4 +1,5 @@
 // gRPC calls to the GCS and raylets; see cluster_client.h.
+#include "src/common/auth.h"
 #include "src/dashboard/cluster_client.h"
 
 #include <arpa/inet.h>
@@ -140,6 +141,8 @@ int RunLeaseHolder(int argc, char** argv) {
     ReportFatal("--lease-holder runs only as a worker started by a raylet (SHOAL_WORKER_ID, SHOAL_RAYLET_ADDRESS)");
     return 2;
   }
+  // Its RegisterWorker call carries the token the raylet passed on, as a worker's does.
+  if (const char* token = std::getenv(kAuthTokenEnv); token != nullptr) SetClusterToken(token);
   // The raylet wants a port; nothing connects to it, but it is a real, bound one.
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};

@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
+#include "src/common/auth.h"
 #include "src/common/ids.h"
 
 extern char** environ;
@@ -246,6 +247,8 @@ void JobManager::RunEntrypoint(const std::shared_ptr<Job>& job) {
   env["SHOAL_ADDRESS"] = options_.gcs_address;
   env["RAY_ADDRESS"] = options_.gcs_address;
   env["SHOAL_JOB_SUBMISSION_ID"] = spec.submission_id;
+  // The job's driver calls the cluster like any client: with its token.
+  if (std::string token = ClusterToken(); !token.empty()) env[kAuthTokenEnv] = token;
   env["PYTHONPATH"] = env.contains("PYTHONPATH") ? absl::StrCat(*cwd, ":", env["PYTHONPATH"]) : *cwd;
   for (const auto& [key, value] : spec.env_vars) env[key] = value;
   std::vector<std::string> env_strings;

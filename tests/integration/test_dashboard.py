@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, process_alive, wait_until
+from conftest import REPO, process_alive, session_dirs, wait_until
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 JOB_DEADLINE_S = 90  # polling bound on a loaded machine, never an asserted duration
@@ -339,13 +339,17 @@ def test_job_records_survive_gcs_and_dashboard_restarts_with_redis(cluster, redi
     wait_until(lambda: not process_alive(child), 30, what="the killed dashboard's job to end")
 
     ready = tmp_path / "ready.json"
+    token_file = [os.path.join(s, "auth_token") for s in session_dirs(cluster.root)
+                  if os.path.exists(os.path.join(s, "auth_token"))][0]
     cluster.spawn([os.path.join(BIN, "shoal-dashboard"), "--gcs-address", cluster.address, "--port", "0",
-                   "--disable-auth", "--session-dir", str(tmp_path), "--ready-file", str(ready)])
+                   "--token-file", token_file, "--session-dir", str(tmp_path), "--ready-file", str(ready)])
     wait_until(ready.exists, 30, what="the new dashboard")
     url = json.loads(ready.read_text())["url"]
 
     def job(job_id):
-        with urllib.request.urlopen(f"{url}/api/jobs/{job_id}", timeout=30) as r:
+        request = urllib.request.Request(f"{url}/api/jobs/{job_id}",
+                                         headers={"Authorization": f"Bearer {cluster.auth_token()}"})
+        with urllib.request.urlopen(request, timeout=30) as r:
             return json.loads(r.read())
     assert job("persisted")["status"] == "SUCCEEDED"
     assert job("persisted")["driver_exit_code"] == 0

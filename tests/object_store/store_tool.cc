@@ -15,12 +15,14 @@
 
 #include <cstdio>
 #include <cstring>
+#include <cstdlib>
 #include <string>
 
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "shoal/raylet.grpc.pb.h"
 #include "src/common/flags.h"
+#include "src/common/auth.h"
 #include "src/common/rpc.h"
 #include "src/object_store/client.h"
 
@@ -60,6 +62,8 @@ int Fail(const std::string& msg) {
 }
 
 int Main(int argc, char** argv) {
+  // Calls to raylets carry the cluster's token when one is given ($SHOAL_AUTH_TOKEN).
+  if (const char* token = std::getenv(kAuthTokenEnv); token != nullptr) SetClusterToken(token);
   if (argc < 2) return Fail("usage: shoal-store-tool put|get|delete|contains|stats|fetch [flags]");
   const std::string cmd = argv[1];
   std::string socket, id_hex, raylet, from;
