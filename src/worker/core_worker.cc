@@ -323,13 +323,16 @@ CoreWorker::Impl::~Impl() {
   transport_.Shutdown(kShutdownRpcTimeout);
   transport_.ReleaseOwnerLeases(address_, absl::Seconds(1));
   memory_store_.CancelAll();
-  receiver_.reset();  // joins a concurrent actor's threads; pushes not run are answered Unavailable
+  // The receiver stays alive until the server is gone: a push that arrives meanwhile is
+  // answered Unavailable instead of reaching a destroyed object.
+  if (receiver_) receiver_->Drain();  // joins a concurrent actor's threads; pushes not run: Unavailable
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   if (job_registered_) {
     absl::Status s = gcs_.WithTimeout(kShutdownRpcTimeout).MarkJobFinished(job_id_);
     if (!s.ok()) spdlog::warn("could not mark job {} finished: {}", job_id_.Hex(), s.ToString());
   }
   server_.reset();
+  receiver_.reset();
   submitter_.reset();
 }
 

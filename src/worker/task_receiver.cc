@@ -16,7 +16,9 @@ const absl::Status& ExitingStatus() {
 TaskReceiver::TaskReceiver(const Clock& clock, Runner runner, Options options)
     : clock_(clock), runner_(std::move(runner)), options_(options), call_order_(options.sequence_gap_timeout) {}
 
-TaskReceiver::~TaskReceiver() {
+TaskReceiver::~TaskReceiver() { Drain(); }
+
+void TaskReceiver::Drain() {
   RequestExit(absl::OkStatus());
   for (auto& t : extra_loops_) {
     if (t.joinable()) t.join();

@@ -45,7 +45,7 @@ class TaskReceiver {
 
   // `clock` must outlive the receiver.
   TaskReceiver(const Clock& clock, Runner runner, Options options);
-  // Requests exit and joins the threads Run started. REQUIRES: Run has returned (or never ran).
+  // Drain(). REQUIRES: Run has returned (or never ran).
   ~TaskReceiver();
   TaskReceiver(const TaskReceiver&) = delete;
   TaskReceiver& operator=(const TaskReceiver&) = delete;
@@ -57,6 +57,10 @@ class TaskReceiver {
   absl::Status Run();
   // Ends Run: queued tasks are answered Unavailable. The first call's status is what Run answers.
   void RequestExit(absl::Status why);
+  // Requests exit, joins the threads Run started and answers every push still queued
+  // (Unavailable). Later pushes are answered at once, so the receiver may outlive the server
+  // that feeds it by a moment. Idempotent. REQUIRES: Run has returned (or never ran).
+  void Drain();
   // Runs method calls whose predecessors never came (see CallOrder). Call it every few ms.
   void ReleaseSequenceGaps();
 

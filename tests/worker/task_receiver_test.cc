@@ -188,6 +188,24 @@ TEST_CASE("receiver: destruction answers pushes no loop took", "[task_receiver]"
   CHECK(absl::IsUnavailable(queued->Await()));
 }
 
+TEST_CASE("receiver: after Drain it stays usable and answers pushes at once, running none",
+          "[task_receiver]") {
+  FakeClock clock;
+  Runner runner;
+  auto queued = NormalTask("q");
+  auto late = NormalTask("late");
+  TaskReceiver receiver(clock, runner.Fn(), {});
+  receiver.Push(&queued->request, &queued->reply, queued->Done());
+  receiver.Drain();
+  CHECK(absl::IsUnavailable(queued->Await()));
+  // What a server still feeding it delivers now is refused, not touched after destruction.
+  receiver.Push(&late->request, &late->reply, late->Done());
+  CHECK(late->IsAnswered());
+  CHECK(absl::IsUnavailable(late->Await()));
+  receiver.Drain();  // idempotent
+  CHECK(runner.Ran().empty());
+}
+
 TEST_CASE("receiver: knows the running task and the actor after its constructor", "[task_receiver]") {
   FakeClock clock;
   absl::Notification started, release;
