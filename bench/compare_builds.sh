@@ -20,8 +20,9 @@ for round in $(seq 1 "$ROUNDS"); do
     [ "$side" = new ] && repo=$NEW
     echo "== round $round: $side ($repo)"
     "$repo/build/bin/shoal-bench-tasks" --sync 2000 --async-batches 5 --large 50 --large-batch 50 \
-      --json "$OUT/tasks-$side-$round.json" >/dev/null
-    "$repo/build/bin/shoal-bench-actors" --json "$OUT/actors-$side-$round.json" >/dev/null
+      --json "$OUT/tasks-$side-$round.json" >/dev/null || echo "warning: shoal-bench-tasks ($side) exited $?"
+    "$repo/build/bin/shoal-bench-actors" --json "$OUT/actors-$side-$round.json" >/dev/null ||
+      echo "warning: shoal-bench-actors ($side) exited $?"
     if [ -z "${SKIP_PYTHON:-}" ]; then  # SKIP_PYTHON=1: a build without the Python module
       PYTHONPATH="$repo/build/python" python3 "$repo/bench/python_microbenchmark.py" --duration 1.5 \
         --json "$OUT/python-$side-$round.json" >/dev/null
