@@ -1,27 +1,39 @@
 #include "src/common/auth.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "absl/synchronization/mutex.h"
 
 namespace shoal {
 namespace {
 
 constexpr absl::string_view kBearer = "Bearer ";
 
-absl::Mutex token_mu(absl::kConstInit);
-std::string* token ABSL_GUARDED_BY(token_mu) = nullptr;  // never freed: read by late gRPC threads
+// The token and the header value made from it, set together and read without a lock on every
+// call. Replaced values are never freed: a gRPC thread may still read them, and a process sets
+// the token once (tests a few times).
+struct TokenState {
+  std::string token;
+  std::string header;  // "Bearer <token>", or "" when auth is disabled
+};
+std::atomic<const TokenState*> state{nullptr};
+
+const TokenState& State() {
+  static const TokenState kDisabled;
+  const TokenState* s = state.load(std::memory_order_acquire);
+  return s == nullptr ? kDisabled : *s;
+}
 
 class AuthClientInterceptor final : public grpc::experimental::Interceptor {
  public:
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
-      std::string t = ClusterToken();
-      if (!t.empty()) methods->GetSendInitialMetadata()->emplace(kAuthMetadataKey, absl::StrCat(kBearer, t));
+      const TokenState& s = State();
+      if (!s.header.empty()) methods->GetSendInitialMetadata()->emplace(kAuthMetadataKey, s.header);
     }
     methods->Proceed();
   }
@@ -37,20 +49,13 @@ class AuthClientInterceptorFactory final : public grpc::experimental::ClientInte
 }  // namespace
 
 void SetClusterToken(std::string t) {
-  absl::MutexLock lock(&token_mu);
-  if (token == nullptr) token = new std::string();
-  *token = std::move(t);
+  auto* next = new TokenState{t, t.empty() ? std::string() : absl::StrCat(kBearer, t)};
+  state.store(next, std::memory_order_release);  // the previous one is left for late readers
 }
 
-std::string ClusterToken() {
-  absl::ReaderMutexLock lock(&token_mu);
-  return token == nullptr ? std::string() : *token;
-}
+std::string ClusterToken() { return State().token; }
 
-bool ClusterAuthEnabled() {
-  absl::ReaderMutexLock lock(&token_mu);
-  return token != nullptr && !token->empty();
-}
+bool ClusterAuthEnabled() { return !State().token.empty(); }
 
 bool TokensEqual(absl::string_view a, absl::string_view b) {
   // Every byte of `a` is visited whatever matched, so the time tells nothing but the length.
@@ -62,7 +67,7 @@ bool TokensEqual(absl::string_view a, absl::string_view b) {
 }
 
 grpc::Status Authenticate(const grpc::ServerContextBase& ctx) {
-  std::string expected = ClusterToken();
+  const std::string& expected = State().token;
   if (expected.empty()) return grpc::Status::OK;
   const auto& metadata = ctx.client_metadata();
   auto it = metadata.find(kAuthMetadataKey);

@@ -14,7 +14,7 @@
 // gRPC's C++ API offers no way for a server interceptor to refuse a call before its handler
 // runs (and AuthMetadataProcessor needs TLS credentials), hence the one line per handler; a
 // test calls every method of every service without a token to prove none was missed.
-// Threading: thread-safe. SetClusterToken is meant for start-up, before calls are made.
+// Threading: thread-safe; reads take no lock. SetClusterToken is meant for start-up.
 #pragma once
 
 #include <memory>

@@ -34,6 +34,22 @@ struct TokenScope {
   ~TokenScope() { SetClusterToken(""); }
 };
 
+// `service` served on a free loopback port; answers "127.0.0.1:<port>".
+struct Served {
+  explicit Served(CountingKv& service) {
+    grpc::ServerBuilder builder;
+    builder.RegisterService(&service);
+    int port = 0;
+    auto started = StartServer(builder, "127.0.0.1", 0, &port);
+    REQUIRE_OK(started);
+    server = *std::move(started);
+    address = "127.0.0.1:" + std::to_string(port);
+  }
+  ~Served() { server->Shutdown(); }
+  std::unique_ptr<grpc::Server> server;
+  std::string address;
+};
+
 grpc::Status CallGet(const std::string& address, const std::string* header) {
   // A raw channel, so the test decides exactly what metadata is sent.
   auto stub = rpc::KVService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
@@ -57,12 +73,8 @@ TEST_CASE("A server refuses calls without the token before its handler acts", "[
   const std::string token = "0123456789abcdef0123456789abcdef";
   TokenScope scope(token);
   CountingKv service;
-  grpc::ServerBuilder builder;
-  builder.RegisterService(&service);
-  int port = 0;
-  auto server = StartServer(builder, "127.0.0.1", 0, &port);
-  REQUIRE_OK(server);
-  const std::string address = "127.0.0.1:" + std::to_string(port);
+  Served served(service);
+  const std::string& address = served.address;
 
   grpc::Status none = CallGet(address, nullptr);
   CHECK(none.error_code() == grpc::StatusCode::UNAUTHENTICATED);
@@ -85,20 +97,14 @@ TEST_CASE("A server refuses calls without the token before its handler acts", "[
   CHECK(stub->Get(&ctx, rpc::KVGetRequest(), &reply).ok());
   CHECK(reply.found());
   CHECK(service.acted == 2);
-  (*server)->Shutdown();
 }
 
 TEST_CASE("With auth disabled every caller passes", "[auth][grpc]") {
   TokenScope scope("");
   CountingKv service;
-  grpc::ServerBuilder builder;
-  builder.RegisterService(&service);
-  int port = 0;
-  auto server = StartServer(builder, "127.0.0.1", 0, &port);
-  REQUIRE_OK(server);
-  CHECK(CallGet("127.0.0.1:" + std::to_string(port), nullptr).ok());
+  Served served(service);
+  CHECK(CallGet(served.address, nullptr).ok());
   CHECK(service.acted == 1);
-  (*server)->Shutdown();
 }
 
 TEST_CASE("DaemonToken: --disable-auth, a file, the environment, or a clear refusal", "[auth]") {

@@ -14,7 +14,7 @@ import time
 import grpc
 import pytest
 
-from conftest import BIN, PYTHON_DIR, SHOAL, Cluster, session_dirs, wait_until
+from conftest import BIN, PYTHON_DIR, SHOAL, Cluster, process_alive, session_dirs, wait_until
 
 sys.path.insert(0, PYTHON_DIR)
 
@@ -168,6 +168,15 @@ def test_token_file_and_clients(cluster, tmp_path):
         proc = other.shoal("start", "--address", cluster.address, "--num-cpus", 1, check=False)
         assert proc.returncode != 0
         assert "token" in proc.stderr
+        # Bad token flags: a clear one-line error, nothing started.
+        for args, needle in [(["--auth-token", "abc"], "too short"),
+                             (["--auth-token-file", str(tmp_path / "none")], "cannot read the token file"),
+                             (["--auth-token", token, "--disable-auth"], "contradicts")]:
+            proc = other.shoal("start", "--address", cluster.address, "--num-cpus", 1, *args, check=False)
+            assert proc.returncode != 0 and needle in proc.stderr, (args, proc.stderr)
+        proc = other.shoal("start", "--head", "--port", 0, "--auth-token", token, check=False)
+        assert proc.returncode != 0 and "only applies with --address" in proc.stderr
+        assert [p for p in other.all_pids() if process_alive(p)] == []
         other.shoal("start", "--address", cluster.address, "--num-cpus", 1, "--auth-token", token)
         wait_until(lambda: len(cluster.alive_nodes()) == 2, 30, what="the second node")
     finally:
