@@ -11,6 +11,7 @@
 #include "nlohmann/json.hpp"
 #include "shoal/gcs.grpc.pb.h"
 #include "src/common/flags.h"
+#include "src/common/auth.h"
 #include "src/common/rpc.h"
 #include "src/common/system.h"
 #include "src/gcs/gcs_server.h"
@@ -85,6 +86,7 @@ int Main(int argc, char** argv) {
   std::vector<Result> results;
   results.push_back(Measure("kv_put", n, [&](int64_t i) {
     grpc::ClientContext ctx;
+    AddClusterToken(ctx);
     rpc::KVPutRequest req;
     req.set_ns("bench");
     req.set_key(absl::StrCat("key", i));
@@ -95,6 +97,7 @@ int Main(int argc, char** argv) {
   }));
   results.push_back(Measure("kv_get", n, [&](int64_t i) {
     grpc::ClientContext ctx;
+    AddClusterToken(ctx);
     rpc::KVGetRequest req;
     req.set_ns("bench");
     req.set_key(absl::StrCat("key", i));
@@ -103,11 +106,13 @@ int Main(int argc, char** argv) {
   }));
   results.push_back(Measure("cluster_status", n / 10, [&](int64_t) {
     grpc::ClientContext ctx;
+    AddClusterToken(ctx);
     rpc::GetClusterStatusReply reply;
     if (!status->GetClusterStatus(&ctx, rpc::GetClusterStatusRequest(), &reply).ok()) std::abort();
   }));
   {  // clean up what the benchmark wrote
     grpc::ClientContext ctx;
+    AddClusterToken(ctx);
     rpc::KVDelRequest req;
     req.set_ns("bench");
     req.set_key("key");

@@ -28,24 +28,6 @@ const TokenState& State() {
   return s == nullptr ? kDisabled : *s;
 }
 
-class AuthClientInterceptor final : public grpc::experimental::Interceptor {
- public:
-  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
-      const TokenState& s = State();
-      if (!s.header.empty()) methods->GetSendInitialMetadata()->emplace(kAuthMetadataKey, s.header);
-    }
-    methods->Proceed();
-  }
-};
-
-class AuthClientInterceptorFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
- public:
-  grpc::experimental::Interceptor* CreateClientInterceptor(grpc::experimental::ClientRpcInfo*) override {
-    return new AuthClientInterceptor();
-  }
-};
-
 }  // namespace
 
 void SetClusterToken(std::string t) {
@@ -84,8 +66,9 @@ grpc::Status Authenticate(const grpc::ServerContextBase& ctx) {
   return grpc::Status::OK;
 }
 
-std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface> MakeAuthClientInterceptorFactory() {
-  return std::make_unique<AuthClientInterceptorFactory>();
+void AddClusterToken(grpc::ClientContext& context) {
+  const TokenState& s = State();
+  if (!s.header.empty()) context.AddMetadata(kAuthMetadataKey, s.header);
 }
 
 absl::StatusOr<std::string> CheckToken(std::string t, absl::string_view source) {

@@ -23,7 +23,6 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "grpcpp/grpcpp.h"
-#include "grpcpp/support/client_interceptor.h"
 
 namespace shoal {
 
@@ -45,8 +44,11 @@ bool TokensEqual(absl::string_view a, absl::string_view b);
 // saying what was wrong (missing or wrong token) but never the token.
 grpc::Status Authenticate(const grpc::ServerContextBase& ctx);
 
-// What MakeChannel installs: adds the authorization header to every call while a token is set.
-std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface> MakeAuthClientInterceptorFactory();
+// Adds the authorization header to `context` while a token is set. Every client call goes
+// through it (ApplyCallOptions in rpc_client.h calls it; the few hand-made contexts call it
+// themselves). A context per call, not a channel interceptor: gRPC's interceptor machinery
+// costs an extra poller wake-up on every reply (bench/README.md, 2026-12-04).
+void AddClusterToken(grpc::ClientContext& context);
 
 // The token in `path` (surrounding whitespace removed). NotFound if unreadable,
 // InvalidArgument if shorter than kMinTokenLength.

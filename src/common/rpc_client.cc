@@ -1,6 +1,7 @@
 #include "src/common/rpc_client.h"
 
 #include "absl/strings/string_view.h"
+#include "src/common/auth.h"
 
 namespace shoal {
 
@@ -25,6 +26,7 @@ void ChannelCache::Reset(const std::string& address, const std::shared_ptr<grpc:
 }
 
 void ApplyCallOptions(const CallOptions& options, grpc::ClientContext& context) {
+  AddClusterToken(context);
   if (options.timeout != absl::InfiniteDuration()) {
     context.set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
   }

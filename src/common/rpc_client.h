@@ -94,7 +94,7 @@ struct CallOptions {
   bool wait_for_ready = false;
 };
 
-// Sets `options`' deadline and wait-for-ready on `context`.
+// Sets `options`' deadline and wait-for-ready on `context`, and the cluster token (auth.h).
 void ApplyCallOptions(const CallOptions& options, grpc::ClientContext& context);
 
 // A stub's blocking method, e.g. &rpc::KVService::Stub::Get.

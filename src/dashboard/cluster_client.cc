@@ -57,6 +57,7 @@ absl::Status ResourceReservation::Acquire(const Options& options) {
   for (int hops = 0; hops < 8; ++hops) {
     auto stub = rpc::LeaseService::NewStub(MakeChannel(address));
     grpc::ClientContext context;
+    AddClusterToken(context);
     context.set_wait_for_ready(true);
     {
       absl::MutexLock lock(&mu_);

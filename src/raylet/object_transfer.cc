@@ -3,6 +3,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "shoal/raylet.grpc.pb.h"
+#include "src/common/auth.h"
 #include "src/common/rpc.h"
 
 namespace shoal {
@@ -14,6 +15,7 @@ class GrpcChunkStream final : public ObjectChunkStream {
     ctx_.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
     rpc::PullRequest req;
     req.set_object_id(id.Binary());
+    AddClusterToken(ctx_);
     reader_ = stub.Pull(&ctx_, req);
   }
 

@@ -2,8 +2,11 @@
 // access and the CoreWorkerService server together (see core_worker.h).
 //
 // Threads: one event loop (src/common/event_loop.h) runs the timers every 5 ms (idle lease
-// returns, lease retries, GetObject deadlines) and every continuation: task replies, borrowed
-// values and frees all land there, never on a gRPC thread or inside a language's finalizer. In
+// returns, lease retries, GetObject deadlines) and every continuation: memory-store callbacks
+// (argument resolution, GetObject replies), borrowed values and frees all land there, never on
+// a gRPC thread or inside a language's finalizer. A task reply's bookkeeping (store the
+// returns, release the arguments) runs on the gRPC thread that got it: it takes short locks
+// only, and storing wakes a blocked Get without a second thread hop. In
 // worker mode a raylet watcher (HealthCheck every second; the task loop ends after 5 failures in
 // a row) and the thread running RunTaskLoop, which executes pushed tasks (task_receiver.h);
 // gRPC's callback threads serve the RPCs without blocking (core_worker_service.h).
@@ -122,8 +125,8 @@ class CoreWorker::Impl final {
   // Every kTickPeriod on the loop: lease returns and retries, memory-store deadlines, actor
   // call gaps, task events.
   void Tick();
-  // Runs `fn` on the loop: the one executor of RPC continuations (never a gRPC thread nor a
-  // language's finalizer). Dropped once the loop stopped (shutdown).
+  // Runs `fn` on the loop: the one executor of continuations (memory-store callbacks, frees
+  // asked for by a language's finalizer). Dropped once the loop stopped (shutdown).
   void OnLoop(std::function<void()> fn) { loop_.Post(std::move(fn)); }
   void WatchRaylet();
   void RequestExit(absl::Status why) {
@@ -143,7 +146,7 @@ class CoreWorker::Impl final {
   std::string address_;  // host:port of our CoreWorkerService
   RealClock clock_;
 
-  MemoryStore memory_store_;
+  MemoryStore memory_store_{[this](std::function<void()> fn) { return loop_.Post(std::move(fn)); }};
   DependencyResolver resolver_{memory_store_};
   ReferenceCounter refs_;
   GcsClient gcs_{GcsClientOptions{.address = config_.gcs_address, .timeout = kConnectTimeout}};
@@ -211,18 +214,17 @@ absl::Status CoreWorker::Impl::Start() {
   object_options.post = [this](std::function<void()> fn) { OnLoop(std::move(fn)); };
   objects_ = std::make_unique<OwnedObjects>(memory_store_, refs_, *store_access_, transport_, clock_,
                                             std::move(object_options));
+  // A task's returns are stored on the thread that got its reply: the store wakes a blocked Get
+  // directly, and sends the callbacks it makes due to the loop (MemoryStore's dispatch). Posting
+  // the whole Finish to the loop cost a thread hop per call (bench/README.md, 2026-12-04).
+  auto finish = [this](const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
+    tasks_->Finish(spec, std::move(returns));
+  };
   submitter_ = std::make_unique<TaskSubmitter>(
       transport_, clock_,
-      TaskSubmitterOptions{.local_raylet_address = config_.raylet_address, .owner_address = address_},
-      [this](const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
-        OnLoop([this, spec, returns = std::move(returns)]() mutable { tasks_->Finish(spec, std::move(returns)); });
-      });
+      TaskSubmitterOptions{.local_raylet_address = config_.raylet_address, .owner_address = address_}, finish);
   actor_submitter_ = std::make_unique<ActorSubmitter>(
-      transport_, clock_,
-      ActorSubmitterOptions{.caller_id = config_.worker_id.Hex()},
-      [this](const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
-        OnLoop([this, spec, returns = std::move(returns)]() mutable { tasks_->Finish(spec, std::move(returns)); });
-      });
+      transport_, clock_, ActorSubmitterOptions{.caller_id = config_.worker_id.Hex()}, finish);
   tasks_ = std::make_unique<TaskManager>(refs_, *objects_, resolver_, task_events_);
   actors_ = std::make_unique<ActorClient>(gcs_, *tasks_, *objects_, resolver_, *actor_submitter_,
                                           ActorClient::Owner{.job = job_id_, .address = address_});
@@ -288,6 +290,7 @@ void CoreWorker::Impl::Tick() {
   submitter_->Tick();
   actor_submitter_->Tick();
   memory_store_.Tick(clock_.Now());
+  objects_->FreePending();
   if (config_.mode == CoreWorkerOptions::Mode::kWorker) receiver_->ReleaseSequenceGaps();
   if (clock_.Now() - last_events_flush_ >= absl::Seconds(1)) {
     last_events_flush_ = clock_.Now();
@@ -316,6 +319,7 @@ CoreWorker::Impl::~Impl() {
   RequestExit(absl::OkStatus());
   stop_.Notify();
   loop_.Stop();  // runs what was posted; continuations that come later are dropped
+  if (objects_) objects_->FreePending();  // frees the last tick did not reach
   if (raylet_watcher_.joinable()) raylet_watcher_.join();
   if (submitter_) submitter_->Shutdown();
   if (actor_submitter_) actor_submitter_->Shutdown();

@@ -15,8 +15,23 @@ bool MemoryStore::Put(const ObjectId& id, rpc::ObjectValue value) {
       async_waiters_.erase(it);
     }
   }
-  for (auto& w : due) w.callback(stored);
+  RunDue(std::move(due), std::move(stored));
   return true;
+}
+
+void MemoryStore::RunDue(std::vector<AsyncWaiter> due, ValuePtr value) {
+  if (due.empty()) return;
+  if (dispatch_) {
+    // std::function needs a copyable closure; the callbacks are move-only.
+    auto shared = std::make_shared<std::vector<AsyncWaiter>>(std::move(due));
+    if (dispatch_([shared, value] {
+          for (auto& w : *shared) w.callback(value);
+        })) {
+      return;
+    }
+    due = std::move(*shared);
+  }
+  for (auto& w : due) w.callback(value);
 }
 
 ValuePtr MemoryStore::GetIfReady(const ObjectId& id) const {
@@ -99,7 +114,7 @@ void MemoryStore::Erase(const ObjectId& id) {
       async_waiters_.erase(it);
     }
   }
-  for (auto& w : due) w.callback(nullptr);
+  RunDue(std::move(due), nullptr);
 }
 
 void MemoryStore::CancelAll() {

@@ -1,11 +1,15 @@
 // The owner's in-process object table: ObjectId -> value (inline bytes, a store location or an
 // error), with blocking waits (Get, Wait) and callbacks (GetAsync) for values not there yet.
 // Values are immutable once put; the first Put of an id wins.
-// Threading: any thread. Callbacks run outside the lock, on the thread that made them due
-// (Put, Tick, Erase or CancelAll), or at once on the caller's thread when the value is there.
+// Threading: any thread. Callbacks run outside the lock: those that Put or Erase make due go to
+// the `dispatch` given (the core worker's event loop, so that a value stored from a gRPC reply
+// never runs a continuation on the gRPC thread; inline when there is none or it refuses); those
+// of Tick and CancelAll run on their caller; GetAsync of a value already there runs at once on
+// the caller's thread. Blocking Get and Wait are woken directly by Put.
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -26,7 +30,11 @@ class MemoryStore {
   // id was erased, or the store was cancelled.
   using Callback = absl::AnyInvocable<void(ValuePtr)>;
 
+  // Runs a callback somewhere else; false if it cannot (then the callback runs inline).
+  using Dispatch = std::function<bool(std::function<void()>)>;
+
   MemoryStore() = default;
+  explicit MemoryStore(Dispatch dispatch) : dispatch_(std::move(dispatch)) {}
   MemoryStore(const MemoryStore&) = delete;
   MemoryStore& operator=(const MemoryStore&) = delete;
 
@@ -59,6 +67,9 @@ class MemoryStore {
     Callback callback;
   };
   size_t CountReady(const std::vector<ObjectId>& ids) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  void RunDue(std::vector<AsyncWaiter> due, ValuePtr value);
+
+  const Dispatch dispatch_;
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<ObjectId, ValuePtr> values_ ABSL_GUARDED_BY(mu_);

@@ -71,8 +71,18 @@ void OwnedObjects::StoreResult(const ObjectId& id, rpc::ObjectValue value, bool 
 
 void OwnedObjects::RemoveLocalReference(const ObjectId& id) {
   if (auto gone = refs_.RemoveLocal(id)) {
-    options_.post([this, gone = *gone] { Free({gone}); });
+    absl::MutexLock lock(&mu_);
+    pending_free_.push_back(*gone);
   }
+}
+
+void OwnedObjects::FreePending() {
+  std::vector<ReferenceCounter::OutOfScope> gone;
+  {
+    absl::MutexLock lock(&mu_);
+    gone.swap(pending_free_);
+  }
+  if (!gone.empty()) Free(gone);
 }
 
 void OwnedObjects::Free(const std::vector<ReferenceCounter::OutOfScope>& gone) {

@@ -5,8 +5,10 @@
 //
 // Reference counts live in the ReferenceCounter; this class keeps values in line with them: a
 // value that arrives for an object nobody references any more is dropped at once.
-// Threading: every method from any thread. Continuations (a borrowed value arriving, a free
-// requested from a finalizer) run through Options::post, the core worker's loop.
+// Threading: every method from any thread. A borrowed value arriving runs through
+// Options::post (the core worker's loop). Dropping a reference (maybe from a finalizer) only
+// queues the free; FreePending, called by the loop's tick, does it: no thread is woken per
+// dropped reference, and a free waits at most one tick.
 // Ownership: the memory store, reference counter, store access and transport are the caller's
 // and must outlive this object.
 // Errors: Get answers each object's own failure as its ErrorStatus; a get that times out is
@@ -79,8 +81,10 @@ class OwnedObjects {
   // Stores the value of an object (a task's result, a borrowed value), unless it went out of
   // scope meanwhile: then it is dropped with, when `owned`, its store copy.
   void StoreResult(const ObjectId& id, rpc::ObjectValue value, bool owned);
-  // Drops local references; what goes out of scope is freed on the loop.
+  // Drops a local reference; what goes out of scope is queued for FreePending.
   void RemoveLocalReference(const ObjectId& id);
+  // Frees what RemoveLocalReference queued.
+  void FreePending();
   // Frees objects that went out of scope: memory-store values and owned store copies.
   void Free(const std::vector<ReferenceCounter::OutOfScope>& gone);
 
@@ -103,6 +107,7 @@ class OwnedObjects {
 
   absl::Mutex mu_;
   absl::flat_hash_set<ObjectId> fetching_ ABSL_GUARDED_BY(mu_);  // borrowed values asked for
+  std::vector<ReferenceCounter::OutOfScope> pending_free_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace shoal

@@ -102,6 +102,18 @@ void TaskSubmitter::OnLeaseFree(uint64_t handle, Actions& actions) {
   }
 }
 
+void TaskSubmitter::AfterTask(uint64_t handle, Actions& actions) {
+  const KeyState& ks = keys_.at(leases_.at(handle).key);
+  if (ks.request.strategy().kind() == rpc::SchedulingStrategy::SPREAD) {
+    // Every SPREAD task is placed on its own: reusing the lease would keep the key's tasks on
+    // the nodes its first leases happened to get (a raylet that did not yet know every node
+    // places a first round on fewer of them).
+    ReturnLease(handle, /*worker_failed=*/false, actions);
+  } else {
+    OnLeaseFree(handle, actions);
+  }
+}
+
 void TaskSubmitter::ReturnLease(uint64_t handle, bool worker_failed, Actions& actions) {
   auto it = leases_.find(handle);
   Lease& lease = it->second;
@@ -210,7 +222,7 @@ void TaskSubmitter::OnPushReply(uint64_t handle, const absl::Status& status, rpc
       auto returns = ErrorReturns(spec, rpc::TASK_CANCELLED, absl::StrCat(DescribeTask(spec), " was cancelled"));
       Finish(std::move(spec), std::move(returns), actions);
       if (status.ok() && !reply.worker_exiting()) {
-        OnLeaseFree(handle, actions);
+        AfterTask(handle, actions);
       } else {
         ReturnLease(handle, /*worker_failed=*/true, actions);
       }
@@ -255,7 +267,7 @@ void TaskSubmitter::OnPushReply(uint64_t handle, const absl::Status& status, rpc
       if (reply.worker_exiting()) {
         ReturnLease(handle, /*worker_failed=*/true, actions);  // it reached max_calls and exits
       } else {
-        OnLeaseFree(handle, actions);
+        AfterTask(handle, actions);
       }
     }
     Pump(key, keys_.at(key), actions);

@@ -3,7 +3,8 @@
 // Tasks queue per SchedulingKey. For each key the submitter keeps up to
 // min(queue length, max_pending_lease_requests) lease requests at the local raylet, follows
 // spillbacks (asking the named raylet with grant_or_reject), and pushes tasks to granted
-// workers one at a time per lease. Lease reuse: a lease whose task finished takes the next task
+// workers one at a time per lease. Lease reuse (not for SPREAD keys, whose leases go back after
+// one task so that each task is placed on its own): a lease whose task finished takes the next task
 // of its key at once; with its key's queue empty it is returned at once if another key has
 // tasks waiting for a lease, else kept idle and returned after lease_idle_timeout (Tick). For
 // fairness, a lease held longer than lease_max_hold is returned when its task finishes if
@@ -114,6 +115,8 @@ class TaskSubmitter {
   void Assign(uint64_t handle, rpc::TaskSpec spec, Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A lease with no task: takes the next one of its key, or goes back, or idles.
   void OnLeaseFree(uint64_t handle, Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A lease whose task finished well: OnLeaseFree, or back at once for a SPREAD key.
+  void AfterTask(uint64_t handle, Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReturnLease(uint64_t handle, bool worker_failed, Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool OtherKeyWaiting(const SchedulingKey& key) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish(rpc::TaskSpec spec, std::vector<rpc::ObjectValue> returns, Actions& actions);

@@ -10,6 +10,7 @@
 
 #include "shoal/gcs.grpc.pb.h"
 #include "src/common/rpc.h"
+#include "src/common/rpc_client.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/temp_dir.h"
 
@@ -90,11 +91,10 @@ TEST_CASE("A server refuses calls without the token before its handler acts", "[
   CHECK(CallGet(address, &right).ok());
   CHECK(service.acted == 1);
 
-  // Shoal's own channels carry the token by themselves.
+  // Shoal's own calls carry the token by themselves (ApplyCallOptions adds it).
   auto stub = rpc::KVService::NewStub(MakeChannel(address));
-  grpc::ClientContext ctx;
   rpc::KVGetReply reply;
-  CHECK(stub->Get(&ctx, rpc::KVGetRequest(), &reply).ok());
+  CHECK(UnaryCall(*stub, &rpc::KVService::Stub::Get, rpc::KVGetRequest(), &reply, {.timeout = absl::Seconds(10)}).ok());
   CHECK(reply.found());
   CHECK(service.acted == 2);
 }

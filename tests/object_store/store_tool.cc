@@ -90,6 +90,7 @@ int Main(int argc, char** argv) {
   if (cmd == "fetch") {
     auto stub = rpc::ObjectManagerService::NewStub(MakeChannel(raylet));
     grpc::ClientContext ctx;
+    AddClusterToken(ctx);
     rpc::FetchRequest req;
     req.set_object_id(id.Binary());
     for (auto h : absl::StrSplit(from, ',', absl::SkipEmpty())) req.add_holders(std::string(h));

@@ -116,6 +116,39 @@ TEST_CASE("memory store: async waiters fire on put, deadline, erase and cancel",
   CHECK(store.num_async_waiters() == 0);
 }
 
+TEST_CASE("memory store: callbacks that Put and Erase make due go to the dispatch", "[memory_store]") {
+  std::vector<std::function<void()>> posted;
+  bool accepting = true;
+  MemoryStore store([&](std::function<void()> fn) {
+    if (!accepting) return false;
+    posted.push_back(std::move(fn));
+    return true;
+  });
+  const ObjectId a = NewObjectId(), b = NewObjectId(), c = NewObjectId();
+  std::vector<std::string> events;
+  auto record = [&events](std::string name) {
+    return [&events, name](ValuePtr v) { events.push_back(name + (v ? ":" + v->inline_data() : ":null")); };
+  };
+  store.GetAsync(a, absl::InfiniteFuture(), record("a1"));
+  store.GetAsync(a, absl::InfiniteFuture(), record("a2"));
+  store.GetAsync(b, absl::InfiniteFuture(), record("b"));
+  store.Put(a, InlineValue(a, "A"));
+  store.Erase(b);
+  CHECK(events.empty());  // nothing ran on the putting thread
+  REQUIRE(posted.size() == 2);
+  // A blocking Get is woken by the put itself, not by the dispatched work.
+  REQUIRE(store.Get({a}, absl::Now())[0] != nullptr);
+  for (auto& fn : posted) fn();
+  CHECK(events == std::vector<std::string>{"a1:A", "a2:A", "b:null"});
+
+  // A dispatch that refuses (a stopped loop) leaves the callbacks to run inline.
+  accepting = false;
+  store.GetAsync(c, absl::InfiniteFuture(), record("c"));
+  store.Put(c, InlineValue(c, "C"));
+  CHECK(events.back() == "c:C");
+  CHECK(posted.size() == 2);
+}
+
 TEST_CASE("error values map to statuses by type", "[object_value]") {
   const ObjectId id = NewObjectId();
   absl::Status app = ErrorValueToStatus(ErrorValue(id, TaskException("std::out_of_range", "index 9")));
@@ -559,6 +592,34 @@ TEST_CASE_METHOD(SubmitterFixture, "submitter: a worker that exits after its rep
   CHECK(req.spec().attempt() == 0);
   REQUIRE(num_done() == 2);
   CHECK(done[1].second[0].inline_data() == "two");
+}
+
+TEST_CASE_METHOD(SubmitterFixture, "submitter: a SPREAD task's lease goes back after it, never reused",
+                 "[submitter]") {
+  TaskOptions spread;
+  spread.strategy = SpreadStrategy();
+  submitter.Submit(Spec("f", spread));
+  submitter.Submit(Spec("f", spread));
+  REQUIRE(transport.num_pending_leases() == 2);
+  transport.GrantNext("w1:1", "L1");
+  transport.ReplyNext(Ok("one"));
+  // L1 went back; the second task waits for its own lease instead of taking L1.
+  REQUIRE(transport.returns().size() == 1);
+  CHECK(transport.returns()[0].lease_id == "L1");
+  CHECK_FALSE(transport.returns()[0].worker_failed);
+  CHECK(transport.num_pending_pushes() == 0);
+  CHECK(transport.num_pending_leases() == 1);
+  transport.GrantNext("w2:1", "L2");
+  auto second = transport.TakePush();
+  CHECK(second.worker == "w2:1");
+  second.done(absl::OkStatus(), Ok("two"));
+  REQUIRE(num_done() == 2);
+  REQUIRE(transport.returns().size() == 2);
+  CHECK(transport.returns()[1].lease_id == "L2");
+  CHECK(submitter.stats().leases == 0);
+  // A later SPREAD task asks for a new lease too: none is kept idle.
+  submitter.Submit(Spec("f", spread));
+  CHECK(transport.num_pending_leases() == 1);
 }
 
 TEST_CASE_METHOD(SubmitterFixture, "submitter: an error the task marks not retryable is not retried",

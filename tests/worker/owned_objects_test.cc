@@ -128,17 +128,25 @@ TEST_CASE_METHOD(Fixture, "objects: a borrowed value's owner gone is OWNER_DIED;
   CHECK(ErrorTypeOf((*got)[1].status()) == rpc::OBJECT_LOST);
 }
 
-TEST_CASE_METHOD(Fixture, "objects: the last reference frees the value and its store copy on the loop",
+TEST_CASE_METHOD(Fixture, "objects: the last reference frees the value and its store copy at FreePending",
                  "[owned_objects]") {
   auto big = objects.Put(std::string(kMaxInlineObjectSize + 1, 'x'));
   REQUIRE(big.ok());
+  auto small = objects.Put("small");
+  REQUIRE(small.ok());
   refs.AddLocal(*big);
+  refs.AddLocal(*small);
   objects.RemoveLocalReference(*big);
-  // Nothing happens in the caller (a finalizer, say): the free is posted.
+  objects.RemoveLocalReference(*small);
+  // Nothing happens in the caller (a finalizer, say), and nothing is posted: the frees wait
+  // for the loop's tick.
   CHECK(memory.GetIfReady(*big) != nullptr);
+  CHECK(memory.GetIfReady(*small) != nullptr);
   CHECK(transport.freed().empty());
-  RunPosted();
+  CHECK(posted.empty());
+  objects.FreePending();
   CHECK(memory.GetIfReady(*big) == nullptr);
+  CHECK(memory.GetIfReady(*small) == nullptr);
   REQUIRE(transport.freed().size() == 1);
   CHECK(transport.freed()[0].raylet == "10.0.0.1:7000");
   CHECK(transport.freed()[0].ids == std::vector<ObjectId>{*big});
