@@ -41,6 +41,7 @@
 #include "src/worker/dependency_resolver.h"
 #include "src/worker/grpc_transport.h"
 #include "src/worker/memory_store.h"
+#include "src/worker/object_recovery.h"
 #include "src/worker/owned_objects.h"
 #include "src/worker/reference_counter.h"
 #include "src/worker/store_access.h"
@@ -129,6 +130,8 @@ class CoreWorker::Impl final {
   // asked for by a language's finalizer). Dropped once the loop stopped (shutdown).
   void OnLoop(std::function<void()> fn) { loop_.Post(std::move(fn)); }
   void WatchRaylet();
+  // The nodes the GCS lists as dead (empty when it does not answer).
+  absl::flat_hash_set<std::string> DeadNodes() const;
   void RequestExit(absl::Status why) {
     if (receiver_) receiver_->RequestExit(std::move(why));
   }
@@ -153,6 +156,7 @@ class CoreWorker::Impl final {
   GrpcTransport transport_{gcs_};
   std::shared_ptr<ObjectStoreClient> store_client_;
   std::unique_ptr<NodeStoreAccess> store_access_;
+  std::unique_ptr<ObjectRecovery> recovery_;  // before the parts that use it
   std::unique_ptr<OwnedObjects> objects_;
   std::unique_ptr<TaskManager> tasks_;
   std::unique_ptr<ActorClient> actors_;
@@ -212,6 +216,10 @@ absl::Status CoreWorker::Impl::Start() {
     };
   }
   object_options.post = [this](std::function<void()> fn) { OnLoop(std::move(fn)); };
+  recovery_ = std::make_unique<ObjectRecovery>(
+      memory_store_, ObjectRecovery::Options{.resubmit = [this](rpc::TaskSpec spec) { submitter_->Submit(std::move(spec)); },
+                                             .dead_nodes = [this] { return DeadNodes(); }});
+  object_options.recovery = recovery_.get();
   objects_ = std::make_unique<OwnedObjects>(memory_store_, refs_, *store_access_, transport_, clock_,
                                             std::move(object_options));
   // A task's returns are stored on the thread that got its reply: the store wakes a blocked Get
@@ -225,7 +233,7 @@ absl::Status CoreWorker::Impl::Start() {
       TaskSubmitterOptions{.local_raylet_address = config_.raylet_address, .owner_address = address_}, finish);
   actor_submitter_ = std::make_unique<ActorSubmitter>(
       transport_, clock_, ActorSubmitterOptions{.caller_id = config_.worker_id.Hex()}, finish);
-  tasks_ = std::make_unique<TaskManager>(refs_, *objects_, resolver_, task_events_);
+  tasks_ = std::make_unique<TaskManager>(refs_, *objects_, resolver_, task_events_, recovery_.get());
   actors_ = std::make_unique<ActorClient>(gcs_, *tasks_, *objects_, resolver_, *actor_submitter_,
                                           ActorClient::Owner{.job = job_id_, .address = address_});
   loop_.Start();
@@ -296,6 +304,16 @@ void CoreWorker::Impl::Tick() {
     last_events_flush_ = clock_.Now();
     FlushTaskEvents();
   }
+}
+
+absl::flat_hash_set<std::string> CoreWorker::Impl::DeadNodes() const {
+  absl::flat_hash_set<std::string> dead;
+  auto nodes = gcs_.WithTimeout(absl::Seconds(5)).GetAllNodeInfo(/*alive_only=*/false);
+  if (!nodes.ok()) return dead;
+  for (const auto& n : *nodes) {
+    if (n.state() == rpc::NodeInfo::DEAD) dead.insert(n.node_id());
+  }
+  return dead;
 }
 
 void CoreWorker::Impl::WatchRaylet() {

@@ -7,7 +7,8 @@
 // ready, fails the task: `done` gets the error (OBJECT_LOST for a freed one) and the task must
 // not run. Refs must be owned or borrowed by this worker; the caller starts borrowed fetches.
 // Threading: Resolve from any thread. `done` runs exactly once: on the calling thread when no
-// argument waits, else on the thread that stores the last missing value (MemoryStore::Put).
+// argument waits, else where the memory store runs the callback of the last missing value (its
+// dispatch: the core worker's loop).
 // Ownership: the resolver keeps nothing after `done`; the memory store must outlive it.
 #pragma once
 

@@ -38,6 +38,11 @@ class FakeStoreAccess : public ObjectStoreAccess {
     absl::MutexLock lock(&mu_);
     objects_[id.Binary()] = std::move(bytes);
   }
+  // Drops the copy, as a node that died would.
+  void Erase(const ObjectId& id) {
+    absl::MutexLock lock(&mu_);
+    objects_.erase(id.Binary());
+  }
   bool Contains(const ObjectId& id) const {
     absl::MutexLock lock(&mu_);
     return objects_.contains(id.Binary());

@@ -90,6 +90,7 @@ void OwnedObjects::Free(const std::vector<ReferenceCounter::OutOfScope>& gone) {
     ValuePtr value = memory_.GetIfReady(g.id);
     memory_.Erase(g.id);
     if (g.owned && value != nullptr && value->in_store()) transport_.FreeObjects(value->raylet_address(), {g.id});
+    if (options_.recovery != nullptr) options_.recovery->Forget(g.id);
   }
 }
 
@@ -150,7 +151,8 @@ absl::StatusOr<std::vector<ValuePtr>> OwnedObjects::WaitForValues(const std::vec
   return values;
 }
 
-absl::StatusOr<std::string> OwnedObjects::ToBytes(const rpc::ObjectValue& value) {
+absl::StatusOr<std::string> OwnedObjects::ToBytes(const ValuePtr& ptr) {
+  const rpc::ObjectValue& value = *ptr;
   if (value.has_error()) return ErrorValueToStatus(value);
   if (!value.in_store()) return value.inline_data();
   auto bytes = store_.Read(value);
@@ -169,13 +171,35 @@ absl::StatusOr<ObjectBuffer> OwnedObjects::ToBuffer(const ValuePtr& value) {
   return ErrorStatus(rpc::OBJECT_LOST, std::string(buffer.status().message()));
 }
 
+template <typename T, typename Read>
+absl::StatusOr<T> OwnedObjects::ReadRecovering(const ObjectId& id, ValuePtr value, absl::Time deadline, Read read) {
+  while (true) {
+    absl::StatusOr<T> got = read(value);
+    const bool lost_copy = !got.ok() && value->in_store() && !value->has_error();
+    if (!lost_copy || options_.recovery == nullptr) return got;
+    absl::Status started = options_.recovery->Recover(id, got.status().message());
+    if (!started.ok()) return started;
+    BlockedScope blocked(options_.set_blocked);
+    ValuePtr again = memory_.Get({id}, deadline)[0];
+    if (again == nullptr) {
+      return ErrorStatus(rpc::GET_TIMEOUT, absl::StrCat("object ", id.Hex(), " was being made again (its only copy ",
+                                                        "was lost) when the get timed out"));
+    }
+    value = std::move(again);
+  }
+}
+
 absl::StatusOr<std::vector<absl::StatusOr<std::string>>> OwnedObjects::Get(const std::vector<ObjectId>& ids,
                                                                            absl::Duration timeout) {
   auto values = WaitForValues(ids, timeout);
   if (!values.ok()) return values.status();
+  const absl::Time deadline = timeout < absl::ZeroDuration() ? absl::InfiniteFuture() : clock_.Now() + timeout;
   std::vector<absl::StatusOr<std::string>> out;
   out.reserve(values->size());
-  for (const auto& v : *values) out.push_back(ToBytes(*v));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    out.push_back(ReadRecovering<std::string>(ids[i], (*values)[i], deadline,
+                                              [this](const ValuePtr& v) { return ToBytes(v); }));
+  }
   return out;
 }
 
@@ -183,9 +207,13 @@ absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> OwnedObjects::GetBuffe
                                                                                   absl::Duration timeout) {
   auto values = WaitForValues(ids, timeout);
   if (!values.ok()) return values.status();
+  const absl::Time deadline = timeout < absl::ZeroDuration() ? absl::InfiniteFuture() : clock_.Now() + timeout;
   std::vector<absl::StatusOr<ObjectBuffer>> out;
   out.reserve(values->size());
-  for (const auto& v : *values) out.push_back(ToBuffer(v));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    out.push_back(ReadRecovering<ObjectBuffer>(ids[i], (*values)[i], deadline,
+                                               [this](const ValuePtr& v) { return ToBuffer(v); }));
+  }
   return out;
 }
 

@@ -12,7 +12,9 @@
 // Ownership: the memory store, reference counter, store access and transport are the caller's
 // and must outlive this object.
 // Errors: Get answers each object's own failure as its ErrorStatus; a get that times out is
-// GET_TIMEOUT; an id this worker neither owns nor borrows is InvalidArgument.
+// GET_TIMEOUT; an id this worker neither owns nor borrows is InvalidArgument. A store value that
+// cannot be read is re-made through Options::recovery when it can be (object_recovery.h), else
+// OBJECT_LOST.
 #pragma once
 
 #include <atomic>
@@ -29,6 +31,7 @@
 #include "src/common/ids.h"
 #include "src/worker/core_worker.h"
 #include "src/worker/memory_store.h"
+#include "src/worker/object_recovery.h"
 #include "src/worker/reference_counter.h"
 #include "src/worker/store_access.h"
 
@@ -56,6 +59,8 @@ class OwnedObjects {
     std::function<void(bool blocked)> set_blocked;
     // Runs continuations (the core worker's loop).
     std::function<void(std::function<void()>)> post;
+    // Re-makes owned task results whose every copy is lost (may be null: they fail OBJECT_LOST).
+    ObjectRecovery* recovery = nullptr;
   };
 
   OwnedObjects(MemoryStore& memory, ReferenceCounter& refs, ObjectStoreAccess& store, ObjectTransport& transport,
@@ -94,8 +99,12 @@ class OwnedObjects {
   // Stores a new owned object with `value` (its id set).
   ObjectId AddOwned(const ObjectId& id, rpc::ObjectValue value);
   absl::Status CheckKnown(const std::vector<ObjectId>& ids);
-  absl::StatusOr<std::string> ToBytes(const rpc::ObjectValue& value);
+  absl::StatusOr<std::string> ToBytes(const ValuePtr& value);
   absl::StatusOr<ObjectBuffer> ToBuffer(const ValuePtr& value);
+  // read(value), and when the store copy of an owned task result is lost, the same after
+  // Options::recovery made it again (waiting for it until `deadline`).
+  template <typename T, typename Read>
+  absl::StatusOr<T> ReadRecovering(const ObjectId& id, ValuePtr value, absl::Time deadline, Read read);
 
   MemoryStore& memory_;
   ReferenceCounter& refs_;

@@ -96,10 +96,16 @@ void TaskManager::Finish(const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue
     }
   }
   events_.Add(spec, error_type.empty() ? rpc::TaskEvent::FINISHED : rpc::TaskEvent::FAILED, "", "", error_type);
+  bool any_in_store = false;
+  std::vector<ObjectId> in_scope;
   for (auto& value : returns) {
     auto id = ObjectId::FromBinary(value.object_id());
-    if (id.ok()) objects_.StoreResult(*id, std::move(value), /*owned=*/true);
+    if (!id.ok()) continue;
+    any_in_store = any_in_store || value.in_store();
+    objects_.StoreResult(*id, std::move(value), /*owned=*/true);
+    if (recovery_ != nullptr && refs_.Contains(*id)) in_scope.push_back(*id);
   }
+  if (recovery_ != nullptr) recovery_->AddLineage(spec, any_in_store, in_scope);
   std::vector<ObjectId> arg_refs;
   {
     absl::MutexLock lock(&mu_);

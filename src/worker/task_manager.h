@@ -6,7 +6,8 @@
 //   Resolve  waits for the ref arguments (DependencyResolver), then hands the task to a
 //            submitter, unless an argument failed or the task was cancelled meanwhile: then
 //            the task finishes with that error without running;
-//   Finish   stores the task's returns and releases its arguments' references.
+//   Finish   stores the task's returns and releases its arguments' references; the task's
+//            lineage goes to ObjectRecovery (a lost return can be made again).
 // Task events: PENDING at Resolve, FINISHED or FAILED at Finish.
 // Threading: any thread. Resolve's callbacks run where the resolver's `done` runs (the caller's
 // thread, or the one that stores the last missing value).
@@ -24,6 +25,7 @@
 #include "src/common/ids.h"
 #include "src/worker/core_worker.h"
 #include "src/worker/dependency_resolver.h"
+#include "src/worker/object_recovery.h"
 #include "src/worker/owned_objects.h"
 #include "src/worker/reference_counter.h"
 #include "src/worker/task_events.h"
@@ -34,8 +36,10 @@ class TaskManager {
  public:
   using Submit = std::function<void(rpc::TaskSpec resolved)>;
 
-  TaskManager(ReferenceCounter& refs, OwnedObjects& objects, DependencyResolver& resolver, TaskEventBuffer& events)
-      : refs_(refs), objects_(objects), resolver_(resolver), events_(events) {}
+  // `recovery` (may be null) is told each finished task's lineage.
+  TaskManager(ReferenceCounter& refs, OwnedObjects& objects, DependencyResolver& resolver, TaskEventBuffer& events,
+              ObjectRecovery* recovery = nullptr)
+      : refs_(refs), objects_(objects), resolver_(resolver), events_(events), recovery_(recovery) {}
   TaskManager(const TaskManager&) = delete;
   TaskManager& operator=(const TaskManager&) = delete;
 
@@ -59,6 +63,7 @@ class TaskManager {
   OwnedObjects& objects_;
   DependencyResolver& resolver_;
   TaskEventBuffer& events_;
+  ObjectRecovery* const recovery_;
 
   absl::Mutex mu_;
   absl::flat_hash_map<TaskId, std::vector<ObjectId>> arg_refs_ ABSL_GUARDED_BY(mu_);  // released at Finish

@@ -301,6 +301,20 @@ def start_three_nodes(cluster, gpus_a=1, gpus_b=1):
     wait_until(lambda: len(cluster.alive_nodes()) == 3, 20, what="3 alive nodes")
 
 
+def worker_raylet_pids(cluster):
+    """Raylet pids recorded in sessions that hold no GCS (the worker nodes)."""
+    out = []
+    for session in session_dirs(cluster.root):
+        names = {}
+        for path in glob.glob(os.path.join(session, "processes", "*.json")):
+            with open(path) as f:
+                rec = json.load(f)
+            names.setdefault(rec["name"], []).append(rec["pid"])
+        if "gcs" not in names:
+            out += names.get("raylet", [])
+    return out
+
+
 def node_with(cluster, resource):
     """The alive node that offers `resource`."""
     nodes = [n for n in cluster.alive_nodes() if resource in n["resources_total"]]

@@ -10,26 +10,10 @@ import grpc
 import pytest
 
 from conftest import (BIN, HEALTH_PERIOD_MS, HEALTH_THRESHOLD, HEALTH_TIMEOUT_MS, free_port,
-                      process_alive, session_dirs, wait_until)
+                      process_alive, session_dirs, wait_until, worker_raylet_pids)
 
 # Polling bounds (never asserted durations): generous, for a loaded 2-core machine.
 DEATH_DEADLINE_S = 60  # generous bound for polling; the test never asserts a duration
-
-
-def worker_raylet_pids(cluster):
-    """Raylet pids recorded in sessions that hold no GCS (the worker nodes)."""
-    import glob
-    import json
-    out = []
-    for session in session_dirs(cluster.root):
-        names = {}
-        for path in glob.glob(os.path.join(session, "processes", "*.json")):
-            with open(path) as f:
-                rec = json.load(f)
-            names.setdefault(rec["name"], []).append(rec["pid"])
-        if "gcs" not in names:
-            out += names.get("raylet", [])
-    return out
 
 
 def gcs_pid(cluster):

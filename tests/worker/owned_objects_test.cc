@@ -10,6 +10,7 @@
 #include "src/worker/fake_object_transport.h"
 #include "src/worker/fake_store_access.h"
 #include "src/worker/object_value.h"
+#include "src/worker/task_spec.h"
 
 namespace shoal {
 namespace {
@@ -163,6 +164,60 @@ TEST_CASE_METHOD(Fixture, "objects: a result for an object out of scope is dropp
   const ObjectId borrowed = ObjectId::FromTask(TaskId::ForNormalTask(kJob), 4);
   objects.StoreResult(borrowed, StoreValue(borrowed, "10.0.0.2:7000", NodeId::FromRandom()), /*owned=*/false);
   CHECK(transport.freed().size() == 1);
+}
+
+}  // namespace
+}  // namespace shoal
+
+namespace shoal {
+namespace {
+
+TEST_CASE("objects: a task result whose store copy is lost is made again by its lineage", "[owned_objects][recovery]") {
+  FakeClock clock;
+  MemoryStore memory;
+  ReferenceCounter refs;
+  FakeStoreAccess store{"10.0.0.1:7000"};
+  FakeObjectTransport transport;
+  TaskOptions options;
+  options.max_retries = 2;
+  auto spec = BuildTaskSpec(kJob, "f", options, "10.0.0.1:4000", {"/bin/driver"});
+  REQUIRE(spec.ok());
+  const ObjectId id = ReturnObjectId(*spec, 1);
+  int reruns = 0;
+  ObjectRecovery recovery(memory, {.resubmit = [&](rpc::TaskSpec again) {
+                                     // The re-run writes its result to a live node's store.
+                                     ++reruns;
+                                     CHECK(again.attempt() == 1);
+                                     store.Insert(id, "made again");
+                                     memory.Put(id, StoreValue(id, "10.0.0.3:7000", NodeId::FromRandom()));
+                                   }});
+  OwnedObjects objects{memory, refs, store, transport, clock,
+                       OwnedObjects::Options{.address = "10.0.0.1:4000",
+                                             .put_task = TaskId::ForNormalTask(kJob),
+                                             .post = [](std::function<void()> fn) { fn(); },
+                                             .recovery = &recovery}};
+  refs.AddOwned(id);
+  refs.AddLocal(id);
+  // The first run's result sits on a node that died: the fake store has no copy.
+  memory.Put(id, StoreValue(id, "10.0.0.2:7000", NodeId::FromRandom()));
+  recovery.AddLineage(*spec, true, {id});
+
+  auto got = objects.Get({id}, absl::Seconds(10));
+  REQUIRE(got.ok());
+  REQUIRE((*got)[0].ok());
+  CHECK(*(*got)[0] == "made again");
+  CHECK(reruns == 1);
+
+  // A put object cannot be made again: OBJECT_LOST, saying why.
+  auto put = objects.Put(std::string(kMaxInlineObjectSize + 1, 'x'));
+  REQUIRE(put.ok());
+  refs.AddLocal(*put);
+  store.Erase(*put);
+  auto lost = objects.Get({*put}, absl::Seconds(10));
+  REQUIRE(lost.ok());
+  CHECK(ErrorTypeOf((*lost)[0].status()) == rpc::OBJECT_LOST);
+  CHECK_THAT(std::string((*lost)[0].status().message()), Catch::Contains("made by put"));
+  CHECK(reruns == 1);
 }
 
 }  // namespace

@@ -1,0 +1,84 @@
+"""Lineage reconstruction: when the only node holding a task's result dies, its owner re-runs the
+task (and the tasks of its lost arguments) and `get` answers the right value; what cannot be made
+again raises ObjectLostError saying why."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+from conftest import PYTHON_DIR, wait_until, worker_raylet_pids
+
+DRIVER = textwrap.dedent("""
+    import json, os, sys
+    import numpy as np
+    import shoal as ray
+
+    ray.init(address=os.environ["SHOAL_TEST_ADDRESS"])
+
+    @ray.remote(resources={"L": 1}, max_retries=2)
+    def make(seed, log):
+        with open(log, "a") as f:
+            f.write("make %d\\n" % seed)
+        return np.full((1 << 20) // 8, seed, dtype=np.int64)  # 1 MiB: stored in the node's store
+
+    @ray.remote(resources={"L": 1}, max_retries=2)
+    def plus(a, k, log):
+        with open(log, "a") as f:
+            f.write("plus %d\\n" % k)
+        return a + k
+
+    log = os.environ["SHOAL_TEST_RUNS"]  # the workers' environment is the raylet's: pass it
+    x = make.remote(7, log)
+    y = plus.remote(x, 1, log)
+    z = make.options(max_retries=0).remote(9, log)
+    ready, _ = ray.wait([x, y, z], num_returns=3, timeout=120)
+    assert len(ready) == 3
+    print(json.dumps({"ready": True}), flush=True)
+    sys.stdin.readline()  # the test kills the node that holds x, y and z, and starts another
+
+    out = {}
+    yv = ray.get(y, timeout=120)
+    out["y"] = [int(yv.min()), int(yv.max()), int(yv.size)]
+    xv = ray.get(x, timeout=120)
+    out["x"] = [int(xv.min()), int(xv.max()), int(xv.size)]
+    try:
+        ray.get(z, timeout=120)
+        out["z"] = "no error"
+    except ray.exceptions.ObjectLostError as e:
+        out["z"] = "ObjectLostError: " + str(e)
+    print(json.dumps(out), flush=True)
+""")
+
+
+def test_lost_results_are_made_again_and_unretryable_ones_fail(cluster, tmp_path):
+    cluster.start_head("--num-cpus", 1, "--num-gpus", 0)
+    cluster.start_worker("--num-cpus", 2, "--num-gpus", 0, "--resources", '{"L": 2}')
+    wait_until(lambda: len(cluster.alive_nodes()) == 2, 20, what="2 alive nodes")
+    runs = tmp_path / "runs.txt"
+    env = dict(cluster.env, PYTHONPATH=PYTHON_DIR, SHOAL_TEST_ADDRESS=cluster.address,
+               SHOAL_TEST_RUNS=str(runs), SHOAL_AUTH_TOKEN=cluster.auth_token())
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cluster.extra_pids.append(proc.pid)
+    first = proc.stdout.readline()
+    assert json.loads(first) == {"ready": True}, (first, proc.stderr.read() if proc.poll() is not None else "")
+    assert sorted(runs.read_text().split("\n")[:-1]) == ["make 7", "make 9", "plus 1"]
+
+    # The only copies of x, y and z die with their node; another node that can run the tasks joins.
+    victim = worker_raylet_pids(cluster)
+    assert len(victim) == 1
+    os.kill(victim[0], signal.SIGKILL)
+    cluster.start_worker("--num-cpus", 2, "--num-gpus", 0, "--resources", '{"L": 2}')
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["y"] == [8, 8, 131072], result
+    assert result["x"] == [7, 7, 131072], result
+    assert result["z"].startswith("ObjectLostError"), result
+    assert "max_retries" in result["z"], result
+    # x was made again for y's re-run, y once; z (max_retries=0) never ran again.
+    assert sorted(runs.read_text().split("\n")[:-1]) == ["make 7", "make 7", "make 9", "plus 1", "plus 1"]
