@@ -35,6 +35,12 @@ absl::StatusOr<std::string> CreateSessionDir(const std::string& root) {
   fs::path dir = fs::path(root) / name;
   fs::create_directories(dir / "logs", ec);
   if (ec) return absl::UnavailableError(absl::StrCat("cannot create ", dir.string(), ": ", ec.message()));
+  // The session holds the cluster token, the logs (task output, tracebacks) and the store's
+  // socket: its owner only.
+  for (const fs::path& p : {dir, dir / "logs"}) {
+    fs::permissions(p, fs::perms::owner_all, fs::perm_options::replace, ec);
+    if (ec) return absl::UnavailableError(absl::StrCat("cannot restrict ", p.string(), ": ", ec.message()));
+  }
   // Atomically repoint session_latest: make a fresh link, then rename it over the old one.
   fs::path link = fs::path(root) / "session_latest";
   fs::path tmp = fs::path(root) / absl::StrCat(".session_latest.", getpid());

@@ -152,6 +152,10 @@ def test_token_file_and_clients(cluster, tmp_path):
     files = [os.path.join(s, "auth_token") for s in session_dirs(cluster.root)
              if os.path.exists(os.path.join(s, "auth_token"))]
     assert files and all(stat.S_IMODE(os.stat(f).st_mode) == 0o600 for f in files)
+    # Every session (the token, logs, the store's socket) is its owner's only.
+    for s in session_dirs(cluster.root):
+        assert stat.S_IMODE(os.stat(s).st_mode) == 0o700, s
+        assert stat.S_IMODE(os.stat(os.path.join(s, "logs")).st_mode) == 0o700, s
 
     # `shoal status` on the head's machine finds the token; with a wrong one it says so.
     assert cluster.status()["nodes"]
