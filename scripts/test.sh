@@ -16,3 +16,5 @@ echo "== fuzz targets (libFuzzer, ${FUZZ_SECONDS:-10} s each)"
 bash fuzz/run.sh "${FUZZ_SECONDS:-10}"
 echo "== integration tests (pytest)"
 python3 -m pytest -q tests/integration
+echo "== chaos tests (pytest, bounded: tests/chaos)"
+python3 -m pytest -q tests/chaos

@@ -315,6 +315,40 @@ def worker_raylet_pids(cluster):
     return out
 
 
+RESOURCES_BACK_S = 60  # generous bound for polling: leases go back after a short idle time
+
+
+def resources_all_back(cluster):
+    """True once every alive node has all of its resources available again."""
+    status = cluster.status()
+    for node in status["nodes"]:
+        if node["state"] != "ALIVE":
+            continue
+        for name, total in node["resources_total"].items():
+            if abs(node["resources_available"].get(name, 0) - total) > 1e-9:
+                return False
+    return status["available"] == status["total"] and status
+
+
+def assert_resources_back(cluster):
+    wait_until(lambda: resources_all_back(cluster), RESOURCES_BACK_S, interval=0.25,
+               what="every resource to be available again (no leaked leases)")
+
+
+def restart_gcs(cluster, *extra):
+    """Starts shoal-gcs again on the head's port, as the head's `shoal start` did."""
+    token_file = os.path.join(cluster.root, "session_token")
+    if not os.path.exists(token_file):
+        with open(os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(cluster.auth_token())
+    proc = cluster.spawn([os.path.join(BIN, "shoal-gcs"), "--port", str(cluster.port),
+                          "--auth-token-file", token_file,
+                          "--health-check-period-ms", str(HEALTH_PERIOD_MS),
+                          "--health-check-timeout-ms", str(HEALTH_TIMEOUT_MS),
+                          "--health-check-failure-threshold", str(HEALTH_THRESHOLD), *extra])
+    return proc
+
+
 def node_with(cluster, resource):
     """The alive node that offers `resource`."""
     nodes = [n for n in cluster.alive_nodes() if resource in n["resources_total"]]

@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from conftest import (BIN, HEALTH_PERIOD_MS, HEALTH_THRESHOLD, HEALTH_TIMEOUT_MS, free_port,
-                      process_alive, session_dirs, wait_until, worker_raylet_pids)
+                      process_alive, restart_gcs, session_dirs, wait_until, worker_raylet_pids)
 
 # Polling bounds (never asserted durations): generous, for a loaded 2-core machine.
 DEATH_DEADLINE_S = 60  # generous bound for polling; the test never asserts a duration
@@ -90,20 +90,6 @@ def test_raylet_frozen_past_the_threshold_is_not_taken_back(cluster):
     # A node declared dead never comes back under the same id: its raylet exits.
     wait_until(lambda: not process_alive(worker), 30, what="the refused raylet to exit")
     assert len(cluster.alive_nodes()) == 1
-
-
-def restart_gcs(cluster, *extra):
-    """Starts shoal-gcs again on the head's port, as the head's `shoal start` did."""
-    token_file = os.path.join(cluster.root, "session_token")
-    if not os.path.exists(token_file):
-        with open(os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write(cluster.auth_token())
-    proc = cluster.spawn([os.path.join(BIN, "shoal-gcs"), "--port", str(cluster.port),
-                          "--auth-token-file", token_file,
-                          "--health-check-period-ms", str(HEALTH_PERIOD_MS),
-                          "--health-check-timeout-ms", str(HEALTH_TIMEOUT_MS),
-                          "--health-check-failure-threshold", str(HEALTH_THRESHOLD), *extra])
-    return proc
 
 
 def kv(stubs, cluster):

@@ -15,10 +15,9 @@ import subprocess
 import pytest
 
 import conftest
-from conftest import BIN, last_json, node_with, process_alive, wait_until
+from conftest import BIN, assert_resources_back, last_json, node_with, process_alive, wait_until
 
 DRIVER = os.path.join(BIN, "shoal_actor_driver")
-RESOURCES_BACK_S = 60
 
 
 def start_three_nodes(cluster):
@@ -50,22 +49,6 @@ def finish(proc, timeout):
         out, err = proc.communicate()
         pytest.fail(f"driver did not finish within {timeout}s\nstdout: {out}\nstderr: {err[-4000:]}")
     return proc.returncode, (last_json(out) if out.strip() else {"stderr": err[-4000:]}), err
-
-
-def resources_all_back(cluster):
-    status = cluster.status()
-    for node in status["nodes"]:
-        if node["state"] != "ALIVE":
-            continue
-        for name, total in node["resources_total"].items():
-            if abs(node["resources_available"].get(name, 0) - total) > 1e-9:
-                return False
-    return status["available"] == status["total"] and status
-
-
-def assert_resources_back(cluster):
-    wait_until(lambda: resources_all_back(cluster), RESOURCES_BACK_S, interval=0.25,
-               what="every CPU and GPU to be available again (no leaked actor leases)")
 
 
 def test_thousand_calls_from_one_caller_run_in_order(cluster):

@@ -17,10 +17,10 @@ import time
 import pytest
 
 import conftest
-from conftest import BIN, last_json, node_with, process_alive, session_dirs, start_three_nodes, wait_until
+from conftest import (BIN, assert_resources_back, last_json, node_with, process_alive, session_dirs,
+                      start_three_nodes, wait_until)
 
 DRIVER = os.path.join(BIN, "shoal_task_driver")
-RESOURCES_BACK_S = 30  # leases are returned after a short idle time; generous bound for polling
 
 
 def run_driver(cluster, command, *args, timeout=60, expect_rc=0):
@@ -48,23 +48,6 @@ def pid_lines(path):
         return []
     with open(path) as f:
         return [line.split() for line in f.read().splitlines() if line.strip()]
-
-
-def resources_all_back(cluster):
-    """True once every alive node has all of its resources available again."""
-    status = cluster.status()
-    for node in status["nodes"]:
-        if node["state"] != "ALIVE":
-            continue
-        for name, total in node["resources_total"].items():
-            if abs(node["resources_available"].get(name, 0) - total) > 1e-9:
-                return False
-    return status["available"] == status["total"] and status
-
-
-def assert_resources_back(cluster):
-    wait_until(lambda: resources_all_back(cluster), RESOURCES_BACK_S,
-               what="every resource to be available again (no leaked leases)")
 
 
 def test_ten_thousand_tasks_return_the_right_values(cluster):
