@@ -8,9 +8,10 @@ APT_PACKAGES=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libhiredis-dev libspdlog-dev libfmt-dev catch2 pybind11-dev
   nlohmann-json3-dev libmsgpack-cxx-dev redis-server procps iproute2
-  libcpp-httplib-dev libssl-dev zip unzip chromium chromium-driver
+  libcpp-httplib-dev libssl-dev openssl zip unzip chromium chromium-driver
   clang libclang-rt-14-dev
 )
+# openssl (the command) makes the TLS tests' CAs and certificates.
 # clang and its runtime libraries (libFuzzer, ASan, UBSan; only recommended by clang-14, so
 # named here) build the fuzz targets in fuzz/ (fuzz/build.sh); the main build uses g++.
 # selenium, prometheus_client and ray are for the dashboard's tests only (web UI in headless

@@ -22,6 +22,8 @@
 #include "src/cluster/local_state.h"
 #include "src/cluster/token.h"
 #include "src/common/auth.h"
+#include "src/common/daemon.h"
+#include "src/common/tls.h"
 #include "src/common/resources.h"
 #include "src/common/rpc.h"
 #include "src/common/session.h"
@@ -72,6 +74,7 @@ struct StartOptions {
   bool disable_auth = false;
   std::string auth_token;       // with --address: the cluster's token
   std::string auth_token_file;  // with --address: a file holding it
+  TlsFiles tls;                 // mutual TLS for every gRPC connection (tls.h)
 };
 
 // Flags that only mean something with --head.
@@ -112,6 +115,7 @@ void AddFlags(FlagSet& flags, StartOptions* o) {
   flags.AddString("auth-token-file", &o->auth_token_file, "with --address: a file holding the cluster's token");
   flags.AddInt("report-period-ms", &o->report_period_ms,
                "how often the raylet reports its resources to the GCS (-1: raylet default)");
+  AddTlsFlags(flags, &o->tls);
 }
 
 absl::Status CheckAtLeast(const FlagSet& flags, const std::string& name, int64_t value, int64_t min) {
@@ -493,6 +497,10 @@ int RunStart(int argc, char** argv) {
   if (head_given && !address_given) options.address.clear();
   if (address_given && !head_given) options.head = false;
   if (absl::Status s = Validate(options, flags, argc, argv); !s.ok()) return UsageError(s);
+  // TLS files given here are checked, used by this command, and passed to the daemons (and on
+  // to their workers) as $SHOAL_TLS_*; without them the daemons use what this environment says.
+  if (absl::Status s = ConfigureDaemonTls(options.tls); !s.ok()) return UsageError(s);
+  ExportTlsEnvironment();
 
   absl::Status result = options.head ? StartHead(options) : JoinCluster(options);
   return result.ok() ? kExitOk : Fail(result);

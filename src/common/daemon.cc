@@ -4,9 +4,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
@@ -75,6 +78,7 @@ void AddAuthFlags(FlagSet& flags, AuthFlags* out) {
   flags.AddString("auth-token-file", &out->token_file,
                   "file holding the cluster token (default: $SHOAL_AUTH_TOKEN, then $SHOAL_AUTH_TOKEN_FILE)");
   flags.AddBool("disable-auth", &out->disable_auth, "accept calls without the cluster token (trusted networks only)");
+  AddTlsFlags(flags, &out->tls);
 }
 
 absl::Status ConfigureDaemonAuth(const AuthFlags& flags, const std::string& program) {
@@ -86,7 +90,22 @@ absl::Status ConfigureDaemonAuth(const AuthFlags& flags, const std::string& prog
                  program);
   }
   SetClusterToken(*std::move(token));
+  if (absl::Status s = ConfigureDaemonTls(flags.tls); !s.ok()) return s;
+  ExportTlsEnvironment();
   return absl::OkStatus();
+}
+
+void ExportTlsEnvironment() {
+  const TlsFiles tls = CurrentTlsFiles();
+  for (const auto& [name, path] : {std::pair{kTlsCertEnv, tls.cert}, {kTlsKeyEnv, tls.key}, {kTlsCaEnv, tls.ca}}) {
+    if (path.empty()) {
+      unsetenv(name);
+    } else {
+      std::error_code ec;
+      const std::filesystem::path absolute = std::filesystem::absolute(path, ec);
+      setenv(name, (ec ? path : absolute.string()).c_str(), 1);
+    }
+  }
 }
 
 }  // namespace shoal

@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "src/common/flags.h"
+#include "src/common/tls.h"
 
 namespace shoal {
 
@@ -21,15 +22,22 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
 // Prints "error: <message>" to stderr as one line and, if logging is up, logs it too.
 void ReportFatal(const std::string& message);
 
-// The cluster-token flags every daemon takes (auth.h): --auth-token-file and --disable-auth.
+// The security flags every daemon takes: the cluster token (auth.h: --auth-token-file,
+// --disable-auth) and mutual TLS (tls.h: --tls-cert, --tls-key, --tls-ca).
 struct AuthFlags {
   std::string token_file;
   bool disable_auth = false;
+  TlsFiles tls;
 };
 void AddAuthFlags(FlagSet& flags, AuthFlags* out);
-// Sets the process's cluster token from the flags and environment (DaemonToken). With auth
-// disabled, logs a warning that anyone who can reach the ports can run code on the cluster.
+// Sets the process's cluster token from the flags and environment (DaemonToken) and its TLS
+// files (ConfigureDaemonTls), and exports the TLS files' absolute paths as $SHOAL_TLS_* for the
+// processes it starts. With auth disabled, logs a warning that anyone who can reach the ports
+// can run code on the cluster.
 absl::Status ConfigureDaemonAuth(const AuthFlags& flags, const std::string& program);
+// Sets $SHOAL_TLS_CERT, $SHOAL_TLS_KEY and $SHOAL_TLS_CA to the absolute paths of the TLS files
+// in use (unsets them when TLS is off), for the processes this one starts.
+void ExportTlsEnvironment();
 
 // Parses a daemon's command line. Answers nothing to go on, or the exit code to stop with:
 // 0 after printing --help, 2 after reporting a bad flag with ReportFatal.

@@ -18,11 +18,13 @@ absl::Status FromGrpcStatus(const grpc::Status& status);
 // Splits "host:port". InvalidArgument for a missing host, or a port outside 1..65535.
 absl::StatusOr<std::pair<std::string, int>> ParseHostPort(std::string_view address);
 
-// An insecure channel to `address` ("host:port"); its calls carry the cluster token (auth.h).
+// A channel to `address` ("host:port"), mutual TLS when configured (tls.h); its calls carry the
+// cluster token (auth.h).
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address);
 
 // Starts `builder`'s services listening on host:port (port 0 picks a free one). Port reuse is
-// off, so a port that is taken fails instead of being shared. Answers the bound port.
+// off, so a port that is taken fails instead of being shared. Mutual TLS when configured
+// (tls.h). Answers the bound port.
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(grpc::ServerBuilder& builder,
                                                           const std::string& host, int port,
                                                           int* bound_port);

@@ -49,7 +49,13 @@ int Main(int argc, char** argv) {
   flags.AddString("token-file", &f.token_file, "file holding the API token (required unless --disable-auth)");
   flags.AddBool("disable-auth", &f.disable_auth, "serve without a token (trusted networks only)");
   flags.AddInt("max-upload-bytes", &f.max_upload_bytes, "largest working_dir package accepted");
+  TlsFiles tls;
+  AddTlsFlags(flags, &tls);  // its gRPC calls to the cluster (tls.h)
   if (std::optional<int> exit_code = ParseDaemonFlags(flags, argc, argv)) return *exit_code;
+  if (absl::Status s = ConfigureDaemonTls(tls); !s.ok()) {
+    ReportFatal(std::string(s.message()));
+    return 2;
+  }
   if (f.port < 0 || f.port > 65535) {
     ReportFatal(absl::StrCat("--port must be in 0..65535, got ", f.port));
     return 2;
