@@ -33,6 +33,11 @@ absl::StatusOr<std::pair<std::string, int>> ParseHostPort(std::string_view addre
   return std::make_pair(address.substr(0, colon), port);
 }
 
+namespace {
+constexpr int kKeepaliveTimeMs = 5000;
+constexpr int kKeepaliveTimeoutMs = 5000;
+}  // namespace
+
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   grpc::ChannelArguments args;
   // Reconnect quickly (a restarted GCS or raylet is found within a second), but give each
@@ -44,6 +49,13 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetMaxReceiveMessageSize(64 << 20);  // object chunks are a few MiB
   args.SetMaxSendMessageSize(64 << 20);
+  // While calls are in flight, ping the peer: a peer cut off by the network (no RST, no FIN)
+  // fails those calls within kKeepaliveTimeMs + kKeepaliveTimeoutMs, so that a task pushed to a
+  // partitioned node is retried elsewhere instead of waiting forever.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // a long call may be pinged for hours
   return grpc::CreateCustomChannel(address, ClientCredentials(), args);  // mutual TLS when configured (tls.h)
 }
 
@@ -51,6 +63,9 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(grpc::ServerBuilder& b
                                                           const std::string& host, int port,
                                                           int* bound_port) {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Accept the clients' keepalive pings (MakeChannel) however long a call runs.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, kKeepaliveTimeMs / 2);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(MakeRpcMetricsInterceptorFactory());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));

@@ -92,7 +92,7 @@ class Cluster:
 
     @property
     def address(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{getattr(self, 'host', '127.0.0.1')}:{self.port}"  # host: a test's own namespace address
 
     def shoal(self, *args, check=True, timeout=60):
         proc = subprocess.run([SHOAL, *map(str, args)], env=self.env, capture_output=True,
