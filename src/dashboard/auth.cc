@@ -1,11 +1,14 @@
 // Token and cross-site checks; see auth.h.
 #include "src/dashboard/auth.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
@@ -33,6 +36,16 @@ bool IsLoopback(const std::string& host) {
 
 bool IsWildcard(const std::string& host) { return host == "0.0.0.0" || host == "::" || host == "[::]" || host.empty(); }
 
+// "10.1.2.3" or "[fe80::1]", as a Host header writes an address (inet_pton takes only the
+// dotted-quad and IPv6 textual forms, so no name passes).
+bool IsIpLiteral(const std::string& name) {
+  unsigned char addr[16];
+  if (name.size() > 2 && name.front() == '[' && name.back() == ']') {
+    return inet_pton(AF_INET6, name.substr(1, name.size() - 2).c_str(), addr) == 1;
+  }
+  return inet_pton(AF_INET, name.c_str(), addr) == 1;
+}
+
 }  // namespace
 
 HostHeader ParseHostHeader(const std::string& host_header) {
@@ -49,12 +62,44 @@ HostHeader ParseHostHeader(const std::string& host_header) {
 }
 
 bool HostAllowed(const AuthPolicy& policy, const std::string& host_header) {
-  if (IsWildcard(policy.bound_host)) return true;
   auto [name, port] = ParseHostHeader(host_header);
-  if (port != policy.bound_port) return false;
+  if (port != policy.bound_port || name.empty()) return false;
+  for (const std::string& allowed : policy.host_names) {
+    if (name == absl::AsciiStrToLower(allowed)) return true;
+  }
   std::string bound = absl::AsciiStrToLower(policy.bound_host);
-  if (name == bound || (!bound.empty() && name == absl::StrCat("[", bound, "]"))) return true;
+  if (IsWildcard(bound)) return IsLoopback(name) || IsIpLiteral(name);
+  if (name == bound || name == absl::StrCat("[", bound, "]")) return true;
   return IsLoopback(bound) && IsLoopback(name);
+}
+
+absl::StatusOr<BodyAllowance> CheckBodyFraming(const std::vector<std::string>& content_length,
+                                               const std::vector<std::string>& transfer_encoding, int64_t max_body) {
+  if (!content_length.empty() && !transfer_encoding.empty()) {
+    return absl::InvalidArgumentError("send either Content-Length or Transfer-Encoding, not both");
+  }
+  if (content_length.size() > 1 || transfer_encoding.size() > 1) {
+    return absl::InvalidArgumentError("Content-Length and Transfer-Encoding may be sent once each");
+  }
+  if (!transfer_encoding.empty()) {
+    if (absl::AsciiStrToLower(absl::StripAsciiWhitespace(transfer_encoding[0])) != "chunked") {
+      return absl::UnimplementedError(
+          absl::StrCat("Transfer-Encoding '", transfer_encoding[0], "' is not supported; send chunked or Content-Length"));
+    }
+    // Chunk sizes and line ends come on top of the data: allow a quarter more, and 64 KiB.
+    return BodyAllowance{.has_body = true, .chunked = true, .max_wire_bytes = max_body + max_body / 4 + (64 << 10)};
+  }
+  if (content_length.empty()) return BodyAllowance{};
+  const std::string& text = content_length[0];
+  uint64_t length = 0;
+  if (text.empty() || !std::all_of(text.begin(), text.end(), absl::ascii_isdigit) || !absl::SimpleAtoi(text, &length)) {
+    return absl::InvalidArgumentError(absl::StrCat("Content-Length '", text, "' is not a number of bytes"));
+  }
+  if (length > static_cast<uint64_t>(max_body)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the request body (", length, " bytes) is larger than the ", max_body, " bytes this route takes"));
+  }
+  return BodyAllowance{.has_body = true, .max_wire_bytes = static_cast<int64_t>(length)};
 }
 
 bool IsStateChanging(const std::string& method) {

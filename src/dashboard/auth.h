@@ -2,9 +2,12 @@
 // Pure: a request is described by its headers, so every rule is tested without a server.
 //
 // Rules, in order:
-//  1. Host (DNS rebinding): when the server is bound to a specific address, the Host header
-//     must name it, or a loopback name (127.0.0.1, localhost, [::1]) when it is bound to
-//     loopback, with the bound port. Bound to 0.0.0.0 or ::, any Host is accepted.
+//  1. Host (DNS rebinding): the Host header must carry the bound port and name one of the
+//     names and addresses the server answers on: the bound address; a loopback name
+//     (127.x.y.z, localhost, [::1]) when bound to loopback or to every address (0.0.0.0, ::);
+//     any IP address literal when bound to every address (no DNS is involved, so a page cannot
+//     rebind it); and the names in `host_names` (the machine's host name, --allowed-hosts).
+//     Any other name may be one an attacker's DNS points here.
 //  2. Cross-site (CSRF), for state-changing methods (anything but GET, HEAD, OPTIONS): an
 //     Origin header, when present, must be http(s)://<the request's Host>; a
 //     Sec-Fetch-Site of "cross-site" or "same-site" is refused.
@@ -13,10 +16,13 @@
 // Threading: values; thread-safe to share once built.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace shoal::dashboard {
 
@@ -27,6 +33,7 @@ struct AuthPolicy {
   bool disabled = false;      // --disable-auth
   std::string bound_host;     // what the server listens on ("127.0.0.1", "0.0.0.0", ...)
   int bound_port = 0;
+  std::vector<std::string> host_names;  // more names that reach the server (rule 1), any case
 };
 
 struct RequestHeaders {
@@ -59,6 +66,18 @@ bool IsStateChanging(const std::string& method);
 
 // The value of cookie `name` in a Cookie header.
 std::optional<std::string> CookieValue(const std::string& cookie_header, const std::string& name);
+
+// What a request's framing headers allow, decided before any of its body is read. Values are
+// every occurrence of the header, in order (a header sent twice is a smuggling attempt).
+struct BodyAllowance {
+  bool has_body = false;       // false: neither Content-Length nor Transfer-Encoding (RFC 9112 6.3)
+  bool chunked = false;
+  int64_t max_wire_bytes = 0;  // what the body may take on the wire, chunk framing included
+};
+// InvalidArgument (400): a malformed or repeated Content-Length, or both headers; ResourceExhausted
+// (413): a Content-Length over `max_body`; Unimplemented (501): a transfer coding other than chunked.
+absl::StatusOr<BodyAllowance> CheckBodyFraming(const std::vector<std::string>& content_length,
+                                               const std::vector<std::string>& transfer_encoding, int64_t max_body);
 
 // Compares without an early exit, so the time taken does not leak how much of a guess matched.
 bool ConstantTimeEquals(const std::string& a, const std::string& b);

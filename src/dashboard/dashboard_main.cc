@@ -3,6 +3,7 @@
 //
 //   shoal-dashboard --gcs-address H:P [--host 127.0.0.1] [--port 8265] [--token-file F | --disable-auth]
 //   shoal-dashboard --lease-holder --owner-pid PID   (the placeholder worker; see cluster_client.h)
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -12,6 +13,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "src/common/auth.h"
@@ -34,7 +36,40 @@ struct Flags {
   std::string token_file;
   bool disable_auth = false;
   int64_t max_upload_bytes = 100 << 20;
+  int64_t max_connections = ConnectionLimits().max_connections;
+  double read_timeout_s = absl::ToDoubleSeconds(ConnectionLimits().read_timeout);
+  std::string allowed_hosts;
 };
+
+// The limits that keep abusive clients from starving others (guarded_server.h), or which flag is
+// wrong. Raises the open-file limit as far as the connection limit needs, when it may.
+absl::StatusOr<ConnectionLimits> LimitsFromFlags(const Flags& f) {
+  ConnectionLimits limits;
+  if (f.max_upload_bytes < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("--max-upload-bytes must be at least 1, got ", f.max_upload_bytes));
+  }
+  // Each connection holds a descriptor; the rest of the process (gRPC, logs, jobs) needs some too.
+  constexpr int64_t kOtherDescriptors = 256;
+  rlimit files{};
+  ::getrlimit(RLIMIT_NOFILE, &files);
+  if (files.rlim_cur != RLIM_INFINITY && static_cast<int64_t>(files.rlim_cur) < f.max_connections + kOtherDescriptors &&
+      files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = std::min<rlim_t>(files.rlim_max, static_cast<rlim_t>(f.max_connections + kOtherDescriptors));
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
+  const int64_t most = files.rlim_cur == RLIM_INFINITY ? 65536 : static_cast<int64_t>(files.rlim_cur) - kOtherDescriptors;
+  if (f.max_connections < 1 || f.max_connections > std::min<int64_t>(most, 65536)) {
+    return absl::InvalidArgumentError(absl::StrCat("--max-connections must be in 1..", std::max<int64_t>(1, std::min<int64_t>(most, 65536)),
+                                                   " (the open-file limit, ulimit -n, leaves room for that many), got ",
+                                                   f.max_connections));
+  }
+  if (!(f.read_timeout_s >= 0.1 && f.read_timeout_s <= 3600)) {
+    return absl::InvalidArgumentError(absl::StrCat("--read-timeout-s must be in 0.1..3600 seconds, got ", f.read_timeout_s));
+  }
+  limits.max_connections = static_cast<int>(f.max_connections);
+  limits.read_timeout = absl::Seconds(f.read_timeout_s);
+  return limits;
+}
 
 int Main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--lease-holder") return RunLeaseHolder(argc, argv);
@@ -49,6 +84,15 @@ int Main(int argc, char** argv) {
   flags.AddString("token-file", &f.token_file, "file holding the API token (required unless --disable-auth)");
   flags.AddBool("disable-auth", &f.disable_auth, "serve without a token (trusted networks only)");
   flags.AddInt("max-upload-bytes", &f.max_upload_bytes, "largest working_dir package accepted");
+  flags.AddInt("max-connections", &f.max_connections,
+               "connections served at once; one more is answered 503 at once (slow clients cannot starve others)");
+  flags.AddDouble("read-timeout-s", &f.read_timeout_s,
+                  "a request's line and headers (and a small body) must arrive within this many seconds; an "
+                  "upload may not pause longer than this");
+  flags.AddString("allowed-hosts", &f.allowed_hosts,
+                  "comma-separated extra names clients reach the dashboard by (the Host header); besides these, "
+                  "it accepts its address, the machine's host name, loopback names and, bound to 0.0.0.0 or ::, "
+                  "IP addresses (DNS rebinding protection)");
   TlsFiles tls;
   AddTlsFlags(flags, &tls);  // its gRPC calls to the cluster (tls.h)
   if (std::optional<int> exit_code = ParseDaemonFlags(flags, argc, argv)) return *exit_code;
@@ -63,6 +107,20 @@ int Main(int argc, char** argv) {
   if (absl::Status s = ParseHostPort(f.gcs_address).status(); !s.ok()) {
     ReportFatal(absl::StrCat("--gcs-address: ", s.message()));
     return 2;
+  }
+  absl::StatusOr<ConnectionLimits> limits = LimitsFromFlags(f);
+  if (!limits.ok()) {
+    ReportFatal(std::string(limits.status().message()));
+    return 2;
+  }
+  std::vector<std::string> host_names;
+  for (absl::string_view name : absl::StrSplit(f.allowed_hosts, ',', absl::SkipWhitespace())) {
+    name = absl::StripAsciiWhitespace(name);
+    if (name.find_first_of(":/ ") != absl::string_view::npos) {
+      ReportFatal(absl::StrCat("--allowed-hosts takes host names without a port or scheme, got '", name, "'"));
+      return 2;
+    }
+    host_names.emplace_back(name);
   }
   std::string token;
   if (!f.disable_auth) {
@@ -97,9 +155,14 @@ int Main(int argc, char** argv) {
   JobManager jobs(job_options, cluster, store);
   jobs.Recover();
 
+  AuthPolicy auth;
+  auth.token = token;
+  auth.disabled = f.disable_auth;
+  auth.host_names = host_names;
   ServerOptions server_options{.host = f.host,
                                .port = static_cast<int>(f.port),
-                               .auth = {.token = token, .disabled = f.disable_auth},
+                               .auth = auth,
+                               .limits = *limits,
                                .package_dir = job_options.package_dir,
                                .session_name = fs::path(f.session_dir).filename().string(),
                                .max_upload_bytes = f.max_upload_bytes};

@@ -1,8 +1,13 @@
 // The dashboard's HTTP routes; see server.h.
 #include "src/dashboard/server.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <regex>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -40,8 +45,12 @@ const char* CodeName(int http) {
     case 403: return "forbidden";
     case 404: return "not_found";
     case 405: return "method_not_allowed";
+    case 408: return "request_timeout";
     case 409: return "conflict";
     case 413: return "payload_too_large";
+    case 414: return "uri_too_long";
+    case 415: return "unsupported_media_type";
+    case 431: return "request_header_fields_too_large";
     case 501: return "not_implemented";
     case 503: return "unavailable";
     default: return http < 500 ? "client_error" : "internal";
@@ -54,6 +63,7 @@ int HttpCode(const absl::Status& status) {
     case absl::StatusCode::kUnauthenticated: return 401;
     case absl::StatusCode::kPermissionDenied: return 403;
     case absl::StatusCode::kNotFound: return 404;
+    case absl::StatusCode::kDeadlineExceeded: return 408;
     case absl::StatusCode::kAlreadyExists: return 409;
     case absl::StatusCode::kFailedPrecondition: return 409;
     case absl::StatusCode::kResourceExhausted: return 413;
@@ -76,18 +86,110 @@ void ReplyError(Response& res, const absl::Status& status) {
   ReplyError(res, HttpCode(status), std::string(status.message()));
 }
 
+// What the pre-routing check knows of a route before its handler runs.
+struct RouteRule {
+  std::string method;
+  std::regex pattern;
+  std::string name;  // its label in the HTTP metrics
+  bool is_public;
+  int64_t max_body;
+  bool upload;  // streamed to disk, may arrive slowly
+};
+
+const RouteRule* FindRoute(const std::vector<RouteRule>& rules, const Request& req) {
+  const std::string method = req.method == "HEAD" ? "GET" : req.method;
+  for (const RouteRule& rule : rules) {
+    if (rule.method == method && std::regex_match(req.path, rule.pattern)) return &rule;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> HeaderValues(const Request& req, const std::string& key) {
+  std::vector<std::string> values;
+  for (size_t i = 0; i < req.get_header_value_count(key); ++i) values.push_back(req.get_header_value(key, i));
+  return values;
+}
+
+bool WriteAll(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    const ssize_t n = ::write(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+constexpr char kUploadSuffix[] = ".upload-";
+
+// Streams a package upload into `dir`/`name` as it arrives: a temporary file in the same
+// directory, renamed into place once whole, removed on any failure. At most `max_bytes`.
+absl::Status StorePackage(const fs::path& dir, const std::string& name, int64_t max_bytes,
+                          const httplib::ContentReader& read_body) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  std::string tmp = (dir / absl::StrCat(name, kUploadSuffix, "XXXXXX")).string();  // never a package name
+  const int fd = ::mkstemp(tmp.data());
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot store the package on the head: ", std::strerror(errno)));
+  int64_t size = 0;
+  absl::Status failed;
+  const bool whole = read_body([&](const char* data, size_t n) {
+    if (size + static_cast<int64_t>(n) > max_bytes) {
+      failed = absl::ResourceExhaustedError(absl::StrCat("the package is larger than ", max_bytes,
+                                                         " bytes (the dashboard's --max-upload-bytes)"));
+      return false;
+    }
+    for (size_t i = 0; i < n && size + static_cast<int64_t>(i) < 2; ++i) {
+      if (data[i] != "PK"[size + static_cast<int64_t>(i)]) {
+        failed = absl::InvalidArgumentError("the package is not a zip file");
+        return false;
+      }
+    }
+    if (!WriteAll(fd, data, n)) {
+      failed = absl::UnavailableError(absl::StrCat("cannot store the package on the head: ", std::strerror(errno)));
+      return false;
+    }
+    size += static_cast<int64_t>(n);
+    return true;
+  });
+  if (failed.ok() && !whole) {
+    RequestGuard* guard = CurrentRequest();
+    if (guard != nullptr && guard->timed_out()) {
+      failed = absl::DeadlineExceededError("the upload stopped sending for longer than the read timeout");
+    } else if (guard != nullptr && guard->body_too_large()) {
+      failed = absl::ResourceExhaustedError(absl::StrCat("the package is larger than ", max_bytes, " bytes"));
+    } else {
+      failed = absl::InvalidArgumentError("the upload ended before its body was complete");
+    }
+  }
+  if (failed.ok() && size < 4) failed = absl::InvalidArgumentError("the package is not a zip file");
+  if (::close(fd) != 0 && failed.ok()) {
+    failed = absl::UnavailableError(absl::StrCat("cannot store the package on the head: ", std::strerror(errno)));
+  }
+  if (failed.ok()) {
+    fs::rename(tmp, dir / name, ec);
+    if (ec) failed = absl::UnavailableError(absl::StrCat("cannot store the package: ", ec.message()));
+  }
+  if (!failed.ok()) fs::remove(tmp, ec);
+  return failed;
+}
+
 }  // namespace
 
 DashboardServer::DashboardServer(ServerOptions options, ClusterClient& cluster, JobManager& jobs)
-    : options_(std::move(options)), cluster_(cluster), jobs_(jobs), server_(std::make_unique<httplib::Server>()) {
+    : options_(std::move(options)),
+      cluster_(cluster),
+      jobs_(jobs),
+      server_(std::make_unique<GuardedHttpServer>(options_.limits)) {
   AddRoutes();
 }
 
 DashboardServer::~DashboardServer() { Stop(); }
 
 absl::Status DashboardServer::Start() {
-  server_->set_payload_max_length(static_cast<size_t>(options_.max_upload_bytes));
-  server_->set_read_timeout(30, 0);
+  // Bodies are bounded per route before they are read (AddRoutes); this is httplib's own backstop.
+  server_->set_payload_max_length(static_cast<size_t>(std::max(options_.max_upload_bytes, options_.max_request_bytes)));
   if (options_.port == 0) {
     port_ = server_->bind_to_any_port(options_.host);
     if (port_ <= 0) return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.host, ":0"));
@@ -100,6 +202,11 @@ absl::Status DashboardServer::Start() {
   }
   options_.auth.bound_host = options_.host;
   options_.auth.bound_port = port_;
+  char hostname[256] = {};
+  if (::gethostname(hostname, sizeof(hostname) - 1) == 0 && hostname[0] != '\0') {
+    options_.auth.host_names.push_back(hostname);  // the machine's own name reaches it too
+  }
+  RemoveStaleUploads();
   thread_ = std::make_unique<std::thread>([this] { server_->listen_after_bind(); });
   return absl::OkStatus();
 }
@@ -109,25 +216,30 @@ void DashboardServer::Stop() {
   server_->stop();
   thread_->join();
   thread_.reset();
+  server_->Shutdown();
+}
+
+void DashboardServer::RemoveStaleUploads() {
+  std::error_code ec;
+  for (fs::directory_iterator it(options_.package_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string file = it->path().filename().string();
+    if (!file.ends_with(".zip") && file.find(absl::StrCat(".zip", kUploadSuffix)) != std::string::npos) {
+      fs::remove(it->path(), ec);
+    }
+  }
 }
 
 void DashboardServer::AddRoutes() {
   using Handler = std::function<void(const Request&, Response&)>;
-  // Every route goes through the same checks, limits, error handling and metrics.
-  auto route = [this](const std::string& method, const std::string& pattern, const std::string& name, bool is_public,
-                      int64_t max_body, Handler handler) {
-    auto wrapped = [this, name, is_public, max_body, handler](const Request& req, Response& res) {
+  auto rules = std::make_shared<std::vector<RouteRule>>();
+  // Every route goes through the same limits, error handling and metrics; the checks of who may
+  // call it run before its body is read (admit, below).
+  auto route = [this, rules](const std::string& method, const std::string& pattern, const std::string& name,
+                             bool is_public, int64_t max_body, Handler handler) {
+    rules->push_back({method, std::regex(pattern), name, is_public, max_body, /*upload=*/false});
+    auto wrapped = [this, name, max_body, handler](const Request& req, Response& res) {
       const absl::Time start = absl::Now();
-      RequestHeaders headers{.method = req.method,
-                             .path = req.path,
-                             .host = req.get_header_value("Host"),
-                             .origin = req.get_header_value("Origin"),
-                             .sec_fetch_site = req.get_header_value("Sec-Fetch-Site"),
-                             .authorization = req.get_header_value("Authorization"),
-                             .cookie = req.get_header_value("Cookie")};
-      if (absl::Status s = CheckRequest(options_.auth, headers, is_public); !s.ok()) {
-        ReplyError(res, s);
-      } else if (static_cast<int64_t>(req.body.size()) > max_body) {
+      if (static_cast<int64_t>(req.body.size()) > max_body) {  // a chunked body: its wire budget has room for framing
         ReplyError(res, 413, absl::StrCat("the request body is larger than ", max_body, " bytes"));
       } else {
         handler(req, res);
@@ -189,29 +301,28 @@ void DashboardServer::AddRoutes() {
     }
     ReplyJson(res, {{"exists", true}});
   });
-  route("PUT", package, "/api/packages/{protocol}/{name}", false, options_.max_upload_bytes,
-        [this](const Request& req, Response& res) {
-          std::string protocol = req.matches[1], name = req.matches[2];
-          if (protocol != "gcs") return ReplyError(res, 400, "only gcs:// packages can be uploaded");
-          if (!IsValidPackageName(name)) {
-            return ReplyError(res, 400, "a package name must be <letters, digits, _ - .>.zip");
-          }
-          if (req.body.size() < 4 || req.body.compare(0, 2, "PK") != 0) {
-            return ReplyError(res, 400, "the package is not a zip file");
-          }
-          std::error_code ec;
-          fs::create_directories(options_.package_dir, ec);
-          fs::path path = fs::path(options_.package_dir) / name;
-          fs::path tmp = path.string() + absl::StrCat(".tmp.", std::hash<std::thread::id>()(std::this_thread::get_id()));
-          {
-            std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-            out.write(req.body.data(), static_cast<std::streamsize>(req.body.size()));
-            if (!out) return ReplyError(res, 503, "cannot store the package on the head");
-          }
-          fs::rename(tmp, path, ec);
-          if (ec) return ReplyError(res, 503, absl::StrCat("cannot store the package: ", ec.message()));
-          ReplyJson(res, {{"uploaded", true}});
-        });
+  rules->push_back({"PUT", std::regex(package), "/api/packages/{protocol}/{name}", false, options_.max_upload_bytes,
+                    /*upload=*/true});
+  server_->Put(package, [this](const Request& req, Response& res, const httplib::ContentReader& read_body) {
+    const absl::Time start = absl::Now();
+    std::string protocol = req.matches[1], name = req.matches[2];
+    absl::Status stored;
+    if (protocol != "gcs") {
+      stored = absl::InvalidArgumentError("only gcs:// packages can be uploaded");
+    } else if (!IsValidPackageName(name)) {
+      stored = absl::InvalidArgumentError("a package name must be <letters, digits, _ - .>.zip");
+    } else {
+      stored = StorePackage(options_.package_dir, name, options_.max_upload_bytes, read_body);
+    }
+    if (stored.ok()) {
+      ReplyJson(res, {{"uploaded", true}});
+    } else {
+      ReplyError(res, stored);
+      if (RequestGuard* guard = CurrentRequest()) guard->CloseAfterReply();  // the rest of the body is unread
+    }
+    http_metrics_.Record(req.method, "/api/packages/{protocol}/{name}", res.status,
+                         absl::ToDoubleSeconds(absl::Now() - start));
+  });
 
   auto submit = [this](const Request& req, Response& res) {
     absl::StatusOr<JobSpec> spec = ParseSubmitRequest(req.body);
@@ -382,11 +493,86 @@ void DashboardServer::AddRoutes() {
     res.set_content(writer.text(), "text/plain; version=0.0.4; charset=utf-8");
   });
 
+  // Before any body is read: the route exists, the caller may call it (auth.h), and the body's
+  // framing and size fit it. A refused request is answered without its body being read.
+  auto admit = [this, rules](const Request& req, Response& res) {
+    const RouteRule* rule = FindRoute(*rules, req);
+    RequestGuard* guard = CurrentRequest();
+    absl::StatusOr<BodyAllowance> body = CheckBodyFraming(HeaderValues(req, "Content-Length"),
+                                                          HeaderValues(req, "Transfer-Encoding"),
+                                                          rule != nullptr ? rule->max_body : 0);
+    const std::string encoding = absl::AsciiStrToLower(req.get_header_value("Content-Encoding"));
+    int http = 0;
+    std::string message;
+    if (rule == nullptr) {
+      http = 404;
+      message = absl::StrCat("no route for ", req.method, " ", req.path);
+    } else if (req.get_header_value_count("Host") > 1) {
+      http = 400;
+      message = "a request carries one Host header";
+    } else if (absl::Status s = CheckRequest(options_.auth, RequestHeaders{.method = req.method,
+                                                                             .path = req.path,
+                                                                             .host = req.get_header_value("Host"),
+                                                                             .origin = req.get_header_value("Origin"),
+                                                                             .sec_fetch_site = req.get_header_value("Sec-Fetch-Site"),
+                                                                             .authorization = req.get_header_value("Authorization"),
+                                                                             .cookie = req.get_header_value("Cookie")},
+                                             rule->is_public);
+               !s.ok()) {
+      http = HttpCode(s);
+      message = std::string(s.message());
+    } else if (!encoding.empty() && encoding != "identity") {
+      http = 415;
+      message = absl::StrCat("Content-Encoding '", encoding, "' is not accepted: send the body uncompressed");
+    } else if (!body.ok()) {
+      http = HttpCode(body.status());
+      message = std::string(body.status().message());
+    } else if (rule->upload && req.is_multipart_form_data()) {
+      http = 415;
+      message = "send the package as the request's whole body, not as multipart/form-data";
+    }
+    const bool body_follows = !body.ok() || body->chunked || body->max_wire_bytes > 0;
+    if (http != 0) {
+      ReplyError(res, http, message);
+      if (rule != nullptr) http_metrics_.Record(req.method, rule->name, http, 0);
+      if (guard != nullptr && body_follows) guard->CloseAfterReply();
+      return false;
+    }
+    if (guard != nullptr) {
+      if (!body->has_body) {
+        guard->ExpectNoBody();
+      } else {
+        guard->AllowBody(body->max_wire_bytes);
+        if (rule->upload) guard->AllowSlowBody();
+      }
+      // httplib reads no body for these methods: it must not be taken for the next request.
+      if (body_follows && (req.method == "GET" || req.method == "HEAD")) guard->CloseAfterReply();
+    }
+    return true;
+  };
+  server_->set_pre_routing_handler([admit](const Request& req, Response& res) {
+    return admit(req, res) ? httplib::Server::HandlerResponse::Unhandled : httplib::Server::HandlerResponse::Handled;
+  });
+  // Clients that ask before sending a body (Expect: 100-continue) hear a refusal before sending it.
+  server_->set_expect_100_continue_handler([admit](const Request& req, Response& res) {
+    return admit(req, res) ? 100 : res.status;
+  });
+
   server_->set_error_handler(httplib::Server::HandlerWithResponse([](const Request& req, Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     std::string message = res.status == 404 ? absl::StrCat("no route for ", req.method, " ", req.path)
                           : res.status == 413 ? "the request body is too large"
                                               : absl::StrCat("HTTP ", res.status);
+    // A body httplib failed to read: past its budget, or too slow (guarded_server.h).
+    if (RequestGuard* guard = CurrentRequest(); guard != nullptr && res.status == 400) {
+      if (guard->body_too_large()) {
+        res.status = 413;
+        message = "the request body is larger than this route takes";
+      } else if (guard->timed_out()) {
+        res.status = 408;
+        message = "the request body did not arrive within the read timeout";
+      }
+    }
     ReplyError(res, res.status, message);
     return httplib::Server::HandlerResponse::Handled;
   }));

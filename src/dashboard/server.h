@@ -20,7 +20,10 @@
 //                                         tail_job_logs and `ray job submit` without --no-wait)
 //   GET  /api/cluster_status              `shoal status --json`, nodes capped at ?limit= (200)
 //   GET  /metrics                         Prometheus text (metrics.h)
-// Threading: cpp-httplib's thread pool calls the handlers; they share only thread-safe state.
+// Abuse: every request passes the checks of auth.h and its body's size is bounded before any of
+// the body is read (a refused one is never read); uploads are streamed to disk; connections,
+// request heads and read timeouts are bounded by GuardedHttpServer (guarded_server.h).
+// Threading: each connection's thread calls the handlers; they share only thread-safe state.
 #pragma once
 
 #include <memory>
@@ -30,19 +33,17 @@
 #include "absl/status/status.h"
 #include "src/dashboard/auth.h"
 #include "src/dashboard/cluster_client.h"
+#include "src/dashboard/guarded_server.h"
 #include "src/dashboard/job_manager.h"
 #include "src/dashboard/metrics.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace shoal::dashboard {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8265;  // 0 picks a free one
-  AuthPolicy auth;  // bound_host/bound_port are filled in by Start
+  AuthPolicy auth;  // bound_host/bound_port (and the machine's host name) are filled in by Start
+  ConnectionLimits limits;
   std::string package_dir;
   std::string session_name;
   int64_t max_upload_bytes = 100 << 20;
@@ -63,12 +64,14 @@ class DashboardServer {
 
  private:
   void AddRoutes();
+  // Temporary files of uploads a previous run did not finish.
+  void RemoveStaleUploads();
 
   ServerOptions options_;
   ClusterClient& cluster_;
   JobManager& jobs_;
   HttpMetrics http_metrics_;
-  std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<GuardedHttpServer> server_;
   std::unique_ptr<std::thread> thread_;
   int port_ = 0;
 };

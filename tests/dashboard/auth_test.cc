@@ -5,7 +5,7 @@
 namespace shoal::dashboard {
 namespace {
 
-AuthPolicy Loopback() { return {.token = "0123456789abcdef0123456789abcdef", .bound_host = "127.0.0.1", .bound_port = 8265}; }
+AuthPolicy Loopback() { return {.token = "0123456789abcdef0123456789abcdef", .bound_host = "127.0.0.1", .bound_port = 8265, .host_names = {}}; }
 
 RequestHeaders Get(const std::string& auth = "") {
   return {.method = "GET", .path = "/api/jobs/", .host = "127.0.0.1:8265", .authorization = auth};
@@ -48,9 +48,79 @@ TEST_CASE("a Host that does not name the dashboard is refused (DNS rebinding)") 
     INFO(bad);
     REQUIRE(absl::IsPermissionDenied(CheckRequest(policy, r, false)));
   }
-  policy.bound_host = "0.0.0.0";  // bound to every address: any name may reach it
-  r.host = "head.cluster:8265";
+}
+
+TEST_CASE("bound to every address, the Host may be an IP address, a loopback name or a known name") {
+  AuthPolicy policy = Loopback();
+  policy.disabled = true;
+  policy.bound_host = "0.0.0.0";
+  policy.host_names = {"head-1", "Head.Cluster.Example"};
+  RequestHeaders r = Get();
+  for (const char* ok : {"10.1.2.3:8265", "203.0.113.9:8265", "[fe80::1]:8265", "[::1]:8265", "localhost:8265",
+                         "127.0.0.1:8265", "head-1:8265", "HEAD-1:8265", "head.cluster.example:8265"}) {
+    r.host = ok;
+    INFO(ok);
+    REQUIRE(CheckRequest(policy, r, false).ok());
+  }
+  // Names an attacker's DNS may point here (DNS rebinding), and the right names on the wrong port.
+  for (const char* bad : {"head.cluster:8265", "attacker.example:8265", "127.attacker.example:8265",
+                          "10.1.2.3.nip.io:8265", "1.2.3:8265", "0x7f.0.0.1:8265", "[head-1]:8265", "fe80::1:8265",
+                          "10.1.2.3:9999", "head-1:9999", "head-1", ":8265", ""}) {
+    r.host = bad;
+    INFO(bad);
+    REQUIRE(absl::IsPermissionDenied(CheckRequest(policy, r, false)));
+  }
+  policy.bound_host = "::";
+  r.host = "[2001:db8::7]:8265";
   REQUIRE(CheckRequest(policy, r, false).ok());
+}
+
+TEST_CASE("bound to one address, the Host may also be one of the known names, never another address") {
+  AuthPolicy policy = Loopback();
+  policy.disabled = true;
+  policy.bound_host = "10.1.2.3";
+  policy.host_names = {"head-1"};
+  RequestHeaders r = Get();
+  for (const char* ok : {"10.1.2.3:8265", "head-1:8265"}) {
+    r.host = ok;
+    INFO(ok);
+    REQUIRE(CheckRequest(policy, r, false).ok());
+  }
+  for (const char* bad : {"10.1.2.4:8265", "127.0.0.1:8265", "localhost:8265", "evil.example:8265"}) {
+    r.host = bad;
+    INFO(bad);
+    REQUIRE(absl::IsPermissionDenied(CheckRequest(policy, r, false)));
+  }
+}
+
+TEST_CASE("a body's framing is checked against the route's limit before it is read") {
+  using V = std::vector<std::string>;
+  absl::StatusOr<BodyAllowance> body = CheckBodyFraming(V{}, V{}, 100);
+  REQUIRE(body.ok());
+  REQUIRE_FALSE(body->has_body);  // neither header: no body (RFC 9112 6.3), whatever the method
+  body = CheckBodyFraming(V{"100"}, V{}, 100);
+  REQUIRE(body.ok());
+  REQUIRE(body->has_body);
+  REQUIRE_FALSE(body->chunked);
+  REQUIRE(body->max_wire_bytes == 100);
+  body = CheckBodyFraming(V{"0"}, V{}, 0);
+  REQUIRE(body.ok());
+  REQUIRE(body->max_wire_bytes == 0);
+  REQUIRE(absl::IsResourceExhausted(CheckBodyFraming(V{"101"}, V{}, 100).status()));
+  REQUIRE(absl::IsResourceExhausted(CheckBodyFraming(V{"314572800"}, V{}, 1 << 20).status()));
+  for (const char* bad : {"", "-1", "1e3", " 5", "0x10", "99999999999999999999999"}) {
+    INFO(bad);
+    REQUIRE(absl::IsInvalidArgument(CheckBodyFraming(V{bad}, V{}, 100).status()));
+  }
+  REQUIRE(absl::IsInvalidArgument(CheckBodyFraming(V{"5", "5"}, V{}, 100).status()));
+  REQUIRE(absl::IsInvalidArgument(CheckBodyFraming(V{"5"}, V{"chunked"}, 100).status()));
+  body = CheckBodyFraming(V{}, V{"Chunked"}, 1000);
+  REQUIRE(body.ok());
+  REQUIRE(body->chunked);
+  REQUIRE(body->max_wire_bytes >= 1000);
+  REQUIRE(body->max_wire_bytes <= 1000 + 1000 / 4 + (64 << 10));
+  REQUIRE(absl::IsUnimplemented(CheckBodyFraming(V{}, V{"gzip, chunked"}, 100).status()));
+  REQUIRE(absl::IsUnimplemented(CheckBodyFraming(V{}, V{"identity"}, 100).status()));
 }
 
 TEST_CASE("state-changing cross-site requests are refused, reads and same-origin writes are not") {
