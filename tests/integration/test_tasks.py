@@ -313,3 +313,22 @@ def test_driver_killed_takes_its_local_cluster_with_it(tmp_path):
     finally:
         if driver.poll() is None:
             driver.kill()
+
+
+def test_half_gpu_tasks_fill_every_gpu_node(cluster):
+    """Four 0.5-GPU tasks on a head that schedules nothing plus two 1-GPU nodes: a burst spreads
+    over both nodes, two tasks per device, all four at the same time (issue 13)."""
+    cluster.start_head("--num-cpus", 2, "--num-gpus", 0, "--no-head-scheduling")
+    cluster.start_worker("--num-cpus", 2, "--num-gpus", 1, "--resources", '{"A": 100}')
+    cluster.start_worker("--num-cpus", 2, "--num-gpus", 1, "--resources", '{"B": 100}')
+    wait_until(lambda: len(cluster.alive_nodes()) == 3, 20, what="3 alive nodes")
+    tasks = run_driver(cluster, "gpu", "--tasks", 4, "--gpu", 0.5, "--hold-ms", 3000)
+    by_node = {}
+    for t in tasks:
+        by_node.setdefault(t["node"], []).append(t)
+    assert sorted(len(v) for v in by_node.values()) == [2, 2], tasks
+    # All four overlapped: each started before every other one ended.
+    for a in tasks:
+        for b in tasks:
+            assert a["start_ms"] < b["end_ms"], tasks
+    assert_resources_back(cluster)
