@@ -68,6 +68,8 @@ struct StartOptions {
   int64_t health_check_timeout_ms = -1;
   int64_t health_check_failure_threshold = -1;
   int64_t report_period_ms = -1;
+  double memory_usage_threshold = -1;
+  int64_t memory_monitor_refresh_ms = -1;
   bool include_dashboard = true;
   int64_t dashboard_port = 8265;
   std::string dashboard_host = "127.0.0.1";
@@ -116,6 +118,12 @@ void AddFlags(FlagSet& flags, StartOptions* o) {
   flags.AddInt("report-period-ms", &o->report_period_ms,
                "how often the raylet reports its resources to the GCS (-1: raylet default)");
   AddTlsFlags(flags, &o->tls);
+  flags.AddDouble("memory-usage-threshold", &o->memory_usage_threshold,
+                  "the raylet kills a leased worker when the node's memory use passes this fraction, in (0, 1] "
+                  "(default: the raylet's, 0.95)");
+  flags.AddInt("memory-monitor-refresh-ms", &o->memory_monitor_refresh_ms,
+               "how often the raylet reads the node's memory; 0 disables its memory monitor "
+               "(default: the raylet's, 250)");
 }
 
 absl::Status CheckAtLeast(const FlagSet& flags, const std::string& name, int64_t value, int64_t min) {
@@ -189,6 +197,14 @@ absl::Status Validate(const StartOptions& o, const FlagSet& flags, int argc, cha
            {"health-check-failure-threshold", o.health_check_failure_threshold},
            {"report-period-ms", o.report_period_ms}}) {
     if (absl::Status s = CheckAtLeast(flags, name, value, 1); !s.ok()) return s;
+  }
+  if (flags.WasSet("memory-usage-threshold") && !(o.memory_usage_threshold > 0 && o.memory_usage_threshold <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--memory-usage-threshold must be above 0 and at most 1 (a fraction of the node's memory), got ",
+        o.memory_usage_threshold));
+  }
+  if (absl::Status s = CheckAtLeast(flags, "memory-monitor-refresh-ms", o.memory_monitor_refresh_ms, 0); !s.ok()) {
+    return s;
   }
   if (!o.resources.empty()) {
     if (absl::Status s = ValidateResources(o.resources); !s.ok()) return s;
@@ -340,6 +356,12 @@ LaunchRequest RayletRequest(const StartOptions& o, const std::string& binary, co
   if (!o.resources.empty()) r.args.insert(r.args.end(), {"--resources", o.resources});
   if (!o.labels.empty()) r.args.insert(r.args.end(), {"--labels", o.labels});
   if (o.report_period_ms > 0) r.args.insert(r.args.end(), {"--report-period-ms", std::to_string(o.report_period_ms)});
+  if (o.memory_usage_threshold > 0) {  // given (Validate checked it)
+    r.args.insert(r.args.end(), {"--memory-usage-threshold", absl::StrCat(o.memory_usage_threshold)});
+  }
+  if (o.memory_monitor_refresh_ms >= 0) {
+    r.args.insert(r.args.end(), {"--memory-monitor-refresh-ms", std::to_string(o.memory_monitor_refresh_ms)});
+  }
   for (std::string& arg : AuthArgs(token_file)) r.args.push_back(std::move(arg));
   return r;
 }

@@ -89,6 +89,7 @@ absl::StatusOr<LeaseManager::Pending> LeaseManager::Parse(const rpc::RequestWork
   p.key = WorkerKey{.job = *job, .command = {request.worker_command().begin(), request.worker_command().end()}};
   p.grant_or_reject = request.grant_or_reject();
   p.owner_address = request.owner_address();
+  p.retriable = request.retriable();
   return p;
 }
 
@@ -236,7 +237,7 @@ bool LeaseManager::MatchWorkers() {
 void LeaseManager::Grant(uint64_t seq, const WorkerPool::Worker& worker) {
   Pending& p = pending_.at(seq);
   Lease lease{.id = LeaseId::FromRandom(), .worker = worker.id, .allocation = *std::move(p.allocation),
-              .owner_address = p.owner_address};
+              .owner_address = p.owner_address, .retriable = p.retriable};
   Reply r;
   r.set_kind(Reply::GRANTED);
   r.set_lease_id(lease.id.Hex());
@@ -334,6 +335,49 @@ absl::Status LeaseManager::SetWorkerBlocked(const std::string& worker_id_hex, bo
     RefreshLocalView();
   }
   return absl::OkStatus();
+}
+
+std::vector<LeasedWorker> LeaseManager::LeasedWorkers() const {
+  std::vector<LeasedWorker> out;
+  out.reserve(leases_.size());
+  for (const auto& [id, lease] : leases_) {
+    const WorkerPool::Worker* w = pool_.Find(lease.worker);
+    if (w == nullptr) continue;
+    out.push_back(LeasedWorker{.worker = lease.worker, .pid = w->pid, .owner = lease.owner_address,
+                               .retriable = lease.retriable, .leased_at = w->leased_at});
+  }
+  return out;
+}
+
+absl::Status LeaseManager::KillLeasedWorker(const WorkerId& worker, const rpc::ErrorInfo& cause) {
+  auto found = lease_of_worker_.find(worker);
+  if (found == lease_of_worker_.end()) {
+    return absl::NotFoundError(absl::StrCat("worker ", worker.Hex(), " holds no lease"));
+  }
+  const LeaseId lease = found->second;
+  EndLease(leases_.find(lease));
+  if (death_causes_.insert_or_assign(lease, cause).second) death_order_.push_back(lease);
+  while (death_order_.size() > kMaxDeathCauses) {
+    death_causes_.erase(death_order_.front());
+    death_order_.pop_front();
+  }
+  (void)pool_.KillWorker(worker, cause.message());
+  if (options_.on_leased_worker_death) {
+    options_.on_leased_worker_death(worker, absl::StrCat("killed: ", cause.message()), false);
+  }
+  Dispatch();
+  return absl::OkStatus();
+}
+
+std::optional<rpc::ErrorInfo> LeaseManager::TakeDeathCause(const std::string& lease_id_hex) {
+  auto id = LeaseId::FromHex(lease_id_hex);
+  if (!id.ok()) return std::nullopt;
+  auto it = death_causes_.find(*id);
+  if (it == death_causes_.end()) return std::nullopt;
+  rpc::ErrorInfo cause = std::move(it->second);
+  death_causes_.erase(it);
+  std::erase(death_order_, *id);
+  return cause;
 }
 
 void LeaseManager::EndLease(absl::flat_hash_map<LeaseId, Lease>::iterator it) {

@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -38,6 +39,7 @@
 #include "shoal/raylet.pb.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
+#include "src/raylet/memory_monitor.h"
 #include "src/raylet/worker_pool.h"
 #include "src/scheduler/cluster_view.h"
 #include "src/scheduler/scheduling_policy.h"
@@ -106,6 +108,16 @@ class LeaseManager {
   // they are free (otherwise the node runs over its CPUs until the lease ends, as a waiting
   // parent and its running child would). NotFound for a worker holding no lease.
   absl::Status SetWorkerBlocked(const std::string& worker_id_hex, bool blocked);
+  // The workers holding leases now, for the memory monitor to choose from.
+  std::vector<LeasedWorker> LeasedWorkers() const;
+  // Ends the lease of `worker` and kills it for `cause` (e.g. OUT_OF_MEMORY from the memory
+  // monitor), which TakeDeathCause then answers for the lease. Reported like other deaths of
+  // leased workers (on_leased_worker_death). NotFound for a worker holding no lease.
+  absl::Status KillLeasedWorker(const WorkerId& worker, const rpc::ErrorInfo& cause);
+  // Why KillLeasedWorker ended the lease `lease_id_hex`, once (the owner asks when it gives the
+  // lease back); nullopt for other leases. The last kMaxDeathCauses causes are kept.
+  std::optional<rpc::ErrorInfo> TakeDeathCause(const std::string& lease_id_hex);
+  static constexpr size_t kMaxDeathCauses = 1000;
   // Drives the pool (reaping, timeouts), frees the leases of workers that died, and tries the
   // waiting requests again.
   void Tick();
@@ -130,6 +142,7 @@ class LeaseManager {
     bool grant_or_reject = false;
     WorkerKey key;
     std::string owner_address;
+    bool retriable = false;
     ReplyCallback reply;
     std::optional<ResourceAllocation> allocation;  // set: waiting for a worker
   };
@@ -138,6 +151,7 @@ class LeaseManager {
     WorkerId worker;
     ResourceAllocation allocation;
     std::string owner_address;
+    bool retriable = false;
     bool cpu_lent = false;  // its worker is blocked and its CPUs are back with the node
   };
 
@@ -172,6 +186,9 @@ class LeaseManager {
   uint64_t next_seq_ = 0;
   absl::flat_hash_map<LeaseId, Lease> leases_;
   absl::flat_hash_map<WorkerId, LeaseId> lease_of_worker_;
+  // Causes of KillLeasedWorker's kills by lease, and their order (oldest first) for eviction.
+  absl::flat_hash_map<LeaseId, rpc::ErrorInfo> death_causes_;
+  std::deque<LeaseId> death_order_;
   absl::Status shutdown_;  // not OK once Shutdown was called
   bool dispatching_ = false;
 };

@@ -14,6 +14,7 @@
 #include "shoal/raylet.grpc.pb.h"
 #include "spdlog/spdlog.h"
 #include "src/common/auth.h"
+#include "src/common/error_info.h"
 #include "src/common/rpc.h"
 #include "src/common/rpc_metrics.h"
 #include "src/common/system.h"
@@ -64,9 +65,16 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
   }
 
   grpc::ServerUnaryReactor* ReturnWorker(grpc::CallbackServerContext* ctx, const rpc::ReturnWorkerRequest* req,
-                                         rpc::ReturnWorkerReply*) override {
+                                         rpc::ReturnWorkerReply* reply) override {
     SHOAL_AUTHENTICATE_REACTOR(ctx);
-    return OnLoop(ctx, [this, req] { return raylet_.leases_->ReturnWorker(req->lease_id(), req->worker_failed()); });
+    return OnLoop(ctx, [this, req, reply] {
+      // A lease this raylet ended by killing its worker: the owner learns why (e.g. memory).
+      if (std::optional<rpc::ErrorInfo> cause = raylet_.leases_->TakeDeathCause(req->lease_id())) {
+        *reply->mutable_failure() = *std::move(cause);
+        return absl::OkStatus();
+      }
+      return raylet_.leases_->ReturnWorker(req->lease_id(), req->worker_failed());
+    });
   }
 
   grpc::ServerUnaryReactor* RegisterWorker(grpc::CallbackServerContext* ctx, const rpc::RegisterWorkerRequest* req,
@@ -391,11 +399,32 @@ void Raylet::StartLeasing() {
     ReportWorkerDeath(worker, reason, owner_gone);
   };
   leases_ = std::make_unique<LeaseManager>(*pool_, std::make_unique<HybridSchedulingPolicy>(), std::move(leases));
+  MemoryMonitorOptions memory = options_.memory_monitor;
+  memory.node_name = absl::StrCat("node ", node_id_.Hex(), " (", options_.node_ip, ")");
+  memory_monitor_ = std::make_unique<MemoryMonitor>(memory_reader_, clock_, std::move(memory));
+  if (!memory_monitor_->enabled()) {
+    spdlog::info("memory monitor: disabled");
+  } else if (absl::StatusOr<MemorySnapshot> now = memory_reader_.Read(); now.ok()) {
+    spdlog::info("memory monitor: kills a leased worker above {} of {} (threshold {}, from {}); now {}",
+                 FormatBytes(memory_monitor_->ThresholdBytes(now->total_bytes)), FormatBytes(now->total_bytes),
+                 options_.memory_monitor.usage_threshold, now->source, FormatBytes(now->used_bytes));
+  } else {
+    spdlog::warn("memory monitor: {}", now.status().ToString());
+  }
   loop_->Start();
 }
 
 void Raylet::Tick() {
   leases_->Tick();
+  std::optional<MemoryMonitor::Kill> kill = memory_monitor_->Tick(
+      [this] { return leases_->LeasedWorkers(); }, [this](int64_t pid) { return pool_->Exiting(pid); });
+  if (kill) {
+    spdlog::warn("{}", kill->message);
+    if (absl::Status s = leases_->KillLeasedWorker(kill->victim.worker, MakeError(rpc::OUT_OF_MEMORY, kill->message));
+        !s.ok()) {
+      spdlog::warn("memory monitor: {}", s.ToString());
+    }
+  }
   const absl::Time now = clock_.Now();
   if (now - last_owner_check_ < absl::Milliseconds(500)) return;
   last_owner_check_ = now;

@@ -8,9 +8,10 @@
 // worker process; LeaseService is a gRPC callback service whose handlers only post to that loop,
 // so a queued lease request holds neither a thread nor a lock. One reporter thread talks to the
 // GCS: it reports available resources and queued demand, and feeds the GCS's node table back to
-// the lease manager's cluster view, every report period. The deaths of leased workers (exits,
-// and kills because a lease's owner died) go to the GCS's ActorService as asynchronous calls
-// started from the loop. gRPC threads answer health checks and object transfers.
+// the lease manager's cluster view, every report period. The loop also runs the memory monitor,
+// which kills a leased worker when the node runs low on memory. The deaths of leased workers
+// (exits, and kills because a lease's owner died or memory ran low) go to the GCS's
+// ActorService as asynchronous calls started from the loop. gRPC threads answer health checks and object transfers.
 #pragma once
 
 #include <atomic>
@@ -32,6 +33,7 @@
 #include "src/object_store/store_server.h"
 #include "src/common/event_loop.h"
 #include "src/raylet/lease_manager.h"
+#include "src/raylet/memory_monitor.h"
 #include "src/raylet/object_manager.h"
 #include "src/raylet/process_spawner.h"
 #include "src/raylet/worker_pool.h"
@@ -63,6 +65,9 @@ struct RayletOptions {
   // A lease's owner (a core worker at owner_address) whose address stays unreachable this long
   // is taken for dead: its leases end and their workers are killed.
   absl::Duration owner_timeout = absl::Seconds(10);
+  // Kills leased workers when the node's memory use passes a threshold (memory_monitor.h);
+  // node_name is filled in by the raylet. The loop's tick_period bounds its refresh period.
+  MemoryMonitorOptions memory_monitor;
 };
 
 class Raylet {
@@ -121,6 +126,8 @@ class Raylet {
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<LeaseManager> leases_;
   std::unique_ptr<OwnerMonitor> owners_;  // event loop only
+  SystemMemoryReader memory_reader_;
+  std::unique_ptr<MemoryMonitor> memory_monitor_;  // event loop only
   absl::Time last_owner_check_;           // event loop only
   std::unique_ptr<LeaseGrpcService> lease_service_;
   std::unique_ptr<grpc::Server> server_;

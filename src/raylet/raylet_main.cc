@@ -42,6 +42,8 @@ struct Flags {
   int64_t worker_idle_timeout_ms = 10000;
   int64_t max_idle_workers = -1;
   int64_t worker_start_timeout_ms = 60000;
+  double memory_usage_threshold = 0.95;
+  int64_t memory_monitor_refresh_ms = 250;
 };
 
 absl::StatusOr<std::map<std::string, std::string>> ParseLabels(const std::string& text) {
@@ -85,6 +87,11 @@ int Main(int argc, char** argv) {
   flags.AddInt("max-idle-workers", &f.max_idle_workers, "idle workers kept warm (negative: the node's CPU count)");
   flags.AddInt("worker-start-timeout-ms", &f.worker_start_timeout_ms,
                "a started worker that has not registered within this time is killed");
+  flags.AddDouble("memory-usage-threshold", &f.memory_usage_threshold,
+                  "kill a leased worker when the node's memory use (page cache not counted; the cgroup's "
+                  "limit if lower) passes this fraction, in (0, 1]");
+  flags.AddInt("memory-monitor-refresh-ms", &f.memory_monitor_refresh_ms,
+               "how often the memory monitor reads the node's memory (0 disables it)");
   AddAuthFlags(flags, &f.auth);
   if (std::optional<int> exit_code = ParseDaemonFlags(flags, argc, argv)) return *exit_code;
   if (absl::Status s = ConfigureDaemonAuth(f.auth, "shoal-raylet"); !s.ok()) {
@@ -108,6 +115,12 @@ int Main(int argc, char** argv) {
   }
   if (f.worker_idle_timeout_ms < 0 || f.worker_start_timeout_ms <= 0 || f.max_idle_workers > 1000000) {
     ReportFatal("--worker-idle-timeout-ms must not be negative, --worker-start-timeout-ms must be positive");
+    return 2;
+  }
+  const MemoryMonitorOptions memory_monitor{.usage_threshold = f.memory_usage_threshold,
+                                            .refresh_period = absl::Milliseconds(f.memory_monitor_refresh_ms)};
+  if (absl::Status s = ValidateMemoryMonitorOptions(memory_monitor); !s.ok()) {
+    ReportFatal(std::string(s.message()));
     return 2;
   }
   auto custom = ResourceSet::FromJson(f.resources);
@@ -147,7 +160,8 @@ int Main(int argc, char** argv) {
                         .gcs_connect_timeout = absl::Seconds(f.gcs_connect_timeout_s),
                         .worker_idle_timeout = absl::Milliseconds(f.worker_idle_timeout_ms),
                         .max_idle_workers = static_cast<int>(f.max_idle_workers),
-                        .worker_start_timeout = absl::Milliseconds(f.worker_start_timeout_ms)};
+                        .worker_start_timeout = absl::Milliseconds(f.worker_start_timeout_ms),
+                        .memory_monitor = memory_monitor};
   Raylet raylet(options);
   if (auto s = raylet.Start(); !s.ok()) {
     ReportFatal(std::string(s.message()));

@@ -106,6 +106,7 @@ std::optional<WorkerPool::Worker> WorkerPool::PopIdleWorker(const WorkerKey& key
   }
   if (best == nullptr) return std::nullopt;
   best->state = State::kLeased;
+  best->leased_at = clock_.Now();
   return *best;
 }
 
@@ -190,6 +191,10 @@ void WorkerPool::ResetStartFailures(const WorkerKey& key) { start_failures_.eras
 const WorkerPool::Worker* WorkerPool::Find(const WorkerId& id) const {
   auto it = workers_.find(id);
   return it == workers_.end() ? nullptr : &it->second;
+}
+
+bool WorkerPool::Exiting(int64_t pid) const {
+  return std::find(killed_pids_.begin(), killed_pids_.end(), pid) != killed_pids_.end();
 }
 
 int WorkerPool::NumStarting(const WorkerKey& key) const {

@@ -79,6 +79,7 @@ class WorkerPool {
     int port = 0;
     absl::Time started_at;
     absl::Time idle_since;     // kIdle only
+    absl::Time leased_at;      // kLeased only: when PopIdleWorker leased it
     std::string address;       // node_ip:port once registered
   };
 
@@ -130,6 +131,8 @@ class WorkerPool {
   void ResetStartFailures(const WorkerKey& key);
 
   const Worker* Find(const WorkerId& id) const;
+  // True while process `pid`, killed by this pool, has not been reaped (it may still hold memory).
+  bool Exiting(int64_t pid) const;
   int NumStarting(const WorkerKey& key) const;
   Stats stats() const;
   const WorkerPoolOptions& options() const { return options_; }

@@ -1,4 +1,6 @@
-// A TaskTransport that records every call and answers only when the test says so. For tests.
+// A TaskTransport that records every call and answers only when the test says so (lease
+// requests, pushes, and ReturnFailedWorker once HoldFailedReturns is set; until then a failed
+// worker's return is answered at once, inside the call, with an empty reply). For tests.
 #pragma once
 
 #include <deque>
@@ -28,6 +30,11 @@ class FakeTaskTransport : public TaskTransport {
     std::string lease_id;
     bool worker_failed;
   };
+  struct FailedReturnCall {
+    std::string raylet;
+    std::string lease_id;
+    ReturnCallback done;
+  };
 
   void RequestWorkerLease(const std::string& raylet, rpc::RequestWorkerLeaseRequest request,
                           LeaseCallback done) override {
@@ -37,6 +44,17 @@ class FakeTaskTransport : public TaskTransport {
   void ReturnWorker(const std::string& raylet, const std::string& lease_id, bool worker_failed) override {
     absl::MutexLock lock(&mu_);
     returns_.push_back({raylet, lease_id, worker_failed});
+  }
+  void ReturnFailedWorker(const std::string& raylet, const std::string& lease_id, ReturnCallback done) override {
+    {
+      absl::MutexLock lock(&mu_);
+      returns_.push_back({raylet, lease_id, true});
+      if (hold_failed_returns_) {
+        failed_returns_.push_back({raylet, lease_id, std::move(done)});
+        return;
+      }
+    }
+    done(absl::OkStatus(), {});
   }
   void PushTask(const std::string& worker, rpc::PushTaskRequest request, PushCallback done) override {
     absl::MutexLock lock(&mu_);
@@ -69,6 +87,27 @@ class FakeTaskTransport : public TaskTransport {
     return c;
   }
 
+  // ReturnFailedWorker calls wait for AnswerFailedReturn from now on.
+  void HoldFailedReturns() {
+    absl::MutexLock lock(&mu_);
+    hold_failed_returns_ = true;
+  }
+  size_t num_pending_failed_returns() const {
+    absl::MutexLock lock(&mu_);
+    return failed_returns_.size();
+  }
+  // Answers the oldest held ReturnFailedWorker call (REQUIRES: there is one); answers its lease id.
+  std::string AnswerFailedReturn(absl::Status status, rpc::ReturnWorkerReply reply) {
+    FailedReturnCall c;
+    {
+      absl::MutexLock lock(&mu_);
+      c = std::move(failed_returns_.front());
+      failed_returns_.pop_front();
+    }
+    c.done(std::move(status), std::move(reply));
+    return c.lease_id;
+  }
+
   // Answers the oldest lease request with a grant of worker `worker_address`.
   std::string GrantNext(const std::string& worker_address, const std::string& lease_id) {
     LeaseCall c = TakeLease();
@@ -97,6 +136,8 @@ class FakeTaskTransport : public TaskTransport {
   std::deque<LeaseCall> leases_ ABSL_GUARDED_BY(mu_);
   std::deque<PushCall> pushes_ ABSL_GUARDED_BY(mu_);
   std::vector<ReturnCall> returns_ ABSL_GUARDED_BY(mu_);
+  std::deque<FailedReturnCall> failed_returns_ ABSL_GUARDED_BY(mu_);
+  bool hold_failed_returns_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace shoal

@@ -21,6 +21,15 @@ void GrpcTransport::ReturnWorker(const std::string& raylet_address, const std::s
   ReturnLease(calls_, raylets_, raylet_address, lease_id, worker_failed);
 }
 
+void GrpcTransport::ReturnFailedWorker(const std::string& raylet_address, const std::string& lease_id,
+                                       ReturnCallback done) {
+  rpc::ReturnWorkerRequest request;
+  request.set_lease_id(lease_id);
+  request.set_worker_failed(true);
+  calls_.Start(raylets_.Get(raylet_address), &rpc::LeaseService::Stub::async::ReturnWorker, std::move(request),
+               {.timeout = absl::Seconds(5)}, std::move(done));
+}
+
 void GrpcTransport::PushTask(const std::string& worker_address, rpc::PushTaskRequest request,
                              TaskTransport::PushCallback done) {
   calls_.Start(workers_.Get(worker_address), &rpc::CoreWorkerService::Stub::async::PushTask, std::move(request),

@@ -39,6 +39,9 @@ class GrpcTransport : public TaskTransport, public ActorTransport, public Object
   void RequestWorkerLease(const std::string& raylet_address, rpc::RequestWorkerLeaseRequest request,
                           LeaseCallback done) override;
   void ReturnWorker(const std::string& raylet_address, const std::string& lease_id, bool worker_failed) override;
+  // With a 5 s deadline: a raylet that does not answer by then is taken to know nothing.
+  void ReturnFailedWorker(const std::string& raylet_address, const std::string& lease_id,
+                          ReturnCallback done) override;
   void PushTask(const std::string& worker_address, rpc::PushTaskRequest request, PushCallback done) override;
 
   // Asks the owner at `owner_address` for `id`'s value, waiting until it is ready.

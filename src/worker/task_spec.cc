@@ -85,6 +85,8 @@ SchedulingKey SchedulingKey::Of(const rpc::TaskSpec& spec) {
   for (const auto& arg : spec.worker_command()) {
     absl::StrAppend(&key.repr_, arg.size(), ":", arg);  // length-prefixed: no separator ambiguity
   }
+  // The raylet's memory monitor kills workers of retriable leases first: a lease serves either.
+  absl::StrAppend(&key.repr_, spec.max_retries() != 0 ? "|retriable" : "|final");
   return key;
 }
 

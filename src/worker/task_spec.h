@@ -35,7 +35,8 @@ bool CanRetry(const rpc::TaskSpec& spec);
 std::string DescribeTask(const rpc::TaskSpec& spec);
 
 // Tasks with equal keys ask for the same lease: same resources, scheduling strategy and
-// worker command. A leased worker is reused only for tasks of its key.
+// worker command, and all retriable (max_retries != 0) or none (the lease request says which).
+// A leased worker is reused only for tasks of its key.
 class SchedulingKey {
  public:
   static SchedulingKey Of(const rpc::TaskSpec& spec);

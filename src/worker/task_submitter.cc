@@ -22,20 +22,29 @@ void TaskSubmitter::Submit(rpc::TaskSpec spec) {
   {
     absl::MutexLock lock(&mu_);
     if (shutdown_) return;
-    SchedulingKey key = SchedulingKey::Of(spec);
-    auto [it, inserted] = keys_.try_emplace(key);
-    KeyState& ks = it->second;
-    if (inserted) {
-      *ks.request.mutable_resources() = spec.resources();
-      *ks.request.mutable_strategy() = spec.strategy();
-      ks.request.set_job_id(spec.job_id());
-      *ks.request.mutable_worker_command() = spec.worker_command();
-      ks.request.set_owner_address(options_.owner_address);
-    }
-    ks.queue.push_back(std::move(spec));
-    Pump(key, ks, actions);
+    Enqueue(std::move(spec), /*front=*/false, actions);
   }
   Run(actions);
+}
+
+void TaskSubmitter::Enqueue(rpc::TaskSpec spec, bool front, Actions& actions) {
+  SchedulingKey key = SchedulingKey::Of(spec);
+  auto [it, inserted] = keys_.try_emplace(key);
+  KeyState& ks = it->second;
+  if (inserted) {
+    *ks.request.mutable_resources() = spec.resources();
+    *ks.request.mutable_strategy() = spec.strategy();
+    ks.request.set_job_id(spec.job_id());
+    *ks.request.mutable_worker_command() = spec.worker_command();
+    ks.request.set_owner_address(options_.owner_address);
+    ks.request.set_retriable(spec.max_retries() != 0);  // part of the key
+  }
+  if (front) {
+    ks.queue.push_front(std::move(spec));
+  } else {
+    ks.queue.push_back(std::move(spec));
+  }
+  Pump(key, ks, actions);
 }
 
 void TaskSubmitter::Pump(const SchedulingKey& key, KeyState& ks, Actions& actions) {
@@ -114,18 +123,23 @@ void TaskSubmitter::AfterTask(uint64_t handle, Actions& actions) {
   }
 }
 
-void TaskSubmitter::ReturnLease(uint64_t handle, bool worker_failed, Actions& actions) {
+TaskSubmitter::Lease TaskSubmitter::ForgetLease(uint64_t handle) {
   auto it = leases_.find(handle);
-  Lease& lease = it->second;
+  Lease lease = std::move(it->second);
+  leases_.erase(it);
   if (auto k = keys_.find(lease.key); k != keys_.end()) {
     KeyState& ks = k->second;
     ks.idle.erase(std::remove(ks.idle.begin(), ks.idle.end(), handle), ks.idle.end());
     --ks.num_leases;
   }
-  actions.push_back([this, raylet = lease.raylet, id = lease.id, worker_failed] {
+  return lease;
+}
+
+void TaskSubmitter::ReturnLease(uint64_t handle, bool worker_failed, Actions& actions) {
+  Lease lease = ForgetLease(handle);
+  actions.push_back([this, raylet = std::move(lease.raylet), id = std::move(lease.id), worker_failed] {
     transport_.ReturnWorker(raylet, id, worker_failed);
   });
-  leases_.erase(it);
 }
 
 void TaskSubmitter::Finish(rpc::TaskSpec spec, std::vector<rpc::ObjectValue> returns, Actions& actions) {
@@ -227,20 +241,22 @@ void TaskSubmitter::OnPushReply(uint64_t handle, const absl::Status& status, rpc
         ReturnLease(handle, /*worker_failed=*/true, actions);
       }
     } else if (!status.ok()) {
-      const std::string worker = lease.worker_address;
-      spdlog::warn("{} failed on worker {} (attempt {}): {}", DescribeTask(spec), worker, spec.attempt() + 1,
-                   status.ToString());
-      ReturnLease(handle, /*worker_failed=*/true, actions);
-      if (CanRetry(spec)) {
-        spec.set_attempt(spec.attempt() + 1);
-        ks.queue.push_front(std::move(spec));
-      } else {
-        std::string why = absl::StrCat(DescribeTask(spec), " failed after ", spec.attempt() + 1,
-                                       " attempt(s): the worker running it (", worker,
-                                       ") died or became unreachable: ", status.message());
-        auto returns = ErrorReturns(spec, rpc::WORKER_DIED, why);
-        Finish(std::move(spec), std::move(returns), actions);
-      }
+      spdlog::warn("{} failed on worker {} (attempt {}): {}", DescribeTask(spec), lease.worker_address,
+                   spec.attempt() + 1, status.ToString());
+      // The raylet answers the lease's return with why the worker died when it killed the worker
+      // itself (for memory): the task is retried or failed once that answer is in.
+      Lease failed = ForgetLease(handle);
+      failing_.insert(SpecTaskId(spec));
+      actions.push_back([this, failed = std::move(failed), spec = std::move(spec), status]() mutable {
+        transport_.ReturnFailedWorker(
+            failed.raylet, failed.id,
+            [this, worker = failed.worker_address, spec = std::move(spec), status](
+                absl::Status s, rpc::ReturnWorkerReply reply) mutable {
+              std::optional<rpc::ErrorInfo> cause;
+              if (s.ok() && reply.has_failure()) cause = reply.failure();
+              OnWorkerFailed(std::move(spec), worker, status, std::move(cause));
+            });
+      });
     } else {
       // An application error is retried only when the caller asked (retry_exceptions) and the
       // task did not rule it out (its exception is not one of the listed types).
@@ -275,6 +291,38 @@ void TaskSubmitter::OnPushReply(uint64_t handle, const absl::Status& status, rpc
   Run(actions);
 }
 
+void TaskSubmitter::OnWorkerFailed(rpc::TaskSpec spec, const std::string& worker, const absl::Status& push_status,
+                                   std::optional<rpc::ErrorInfo> cause) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    const TaskId id = SpecTaskId(spec);
+    failing_.erase(id);
+    if (cancelled_.erase(id) > 0) {
+      auto returns = ErrorReturns(spec, rpc::TASK_CANCELLED, absl::StrCat(DescribeTask(spec), " was cancelled"));
+      Finish(std::move(spec), std::move(returns), actions);
+    } else if (CanRetry(spec)) {
+      if (cause) spdlog::warn("retrying {}: {}", DescribeTask(spec), cause->message());
+      spec.set_attempt(spec.attempt() + 1);
+      Enqueue(std::move(spec), /*front=*/true, actions);
+    } else {
+      const std::string head = absl::StrCat(DescribeTask(spec), " failed after ", spec.attempt() + 1, " attempt(s): ");
+      rpc::ErrorInfo error;
+      if (cause) {
+        error = *std::move(cause);
+        error.set_message(absl::StrCat(head, error.message()));
+      } else {
+        error = MakeError(rpc::WORKER_DIED, absl::StrCat(head, "the worker running it (", worker,
+                                                         ") died or became unreachable: ", push_status.message()));
+      }
+      auto returns = ErrorReturns(spec, error);
+      Finish(std::move(spec), std::move(returns), actions);
+    }
+  }
+  Run(actions);
+}
+
 TaskSubmitter::CancelResult TaskSubmitter::Cancel(const TaskId& task) {
   Actions actions;
   CancelResult result;
@@ -293,6 +341,11 @@ TaskSubmitter::CancelResult TaskSubmitter::Cancel(const TaskId& task) {
         break;
       }
       if (result.found) break;
+    }
+    if (!result.found && failing_.contains(task)) {
+      // Its worker failed and the raylet has not said why yet: it finishes cancelled then.
+      cancelled_.insert(task);
+      result.found = true;
     }
     if (!result.found) {
       for (const auto& [handle, lease] : leases_) {

@@ -10,12 +10,14 @@
 // fairness, a lease held longer than lease_max_hold is returned when its task finishes if
 // another key has tasks waiting (its own key asks again), so one long queue cannot starve
 // other shapes.
-// Failures: a push that fails (the worker or its node died) returns the lease as failed and
-// retries the task (attempt + 1) while CanRetry, after which the task's result is a
-// WorkerCrashedError. A task whose function failed (reply.application_error) is retried only
-// with retry_exceptions. A REJECTED lease fails the key's queued tasks (TaskUnschedulableError);
-// lease requests that break are retried after lease_retry_delay, and after max_lease_failures
-// breaks in a row at the local raylet the key's queued tasks fail (RayletUnavailableError).
+// Failures: a push that fails (the worker or its node died) returns the lease as failed and,
+// once the raylet has answered (its reply says why when it killed the worker itself, e.g. its
+// memory monitor), retries the task (attempt + 1) while CanRetry, after which the task's result
+// is the raylet's error (OUT_OF_MEMORY) or else a WorkerCrashedError. A task whose function
+// failed (reply.application_error) is retried only with retry_exceptions. A REJECTED lease
+// fails the key's queued tasks (TaskUnschedulableError); lease requests that break are retried
+// after lease_retry_delay, and after max_lease_failures breaks in a row at the local raylet the
+// key's queued tasks fail (RayletUnavailableError).
 // Threading: any thread. Transport callbacks and Tick() mutate state under one mutex; RPCs and
 // the TaskDone callback are issued after the mutex is released, in order.
 #pragma once
@@ -118,6 +120,13 @@ class TaskSubmitter {
   // A lease whose task finished well: OnLeaseFree, or back at once for a SPREAD key.
   void AfterTask(uint64_t handle, Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReturnLease(uint64_t handle, bool worker_failed, Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops a lease from the books without telling its raylet.
+  Lease ForgetLease(uint64_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues a task under its key (at the front for a retry) and pumps the key.
+  void Enqueue(rpc::TaskSpec spec, bool front, Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The worker running `spec` failed and its raylet answered (`cause`: why, if it killed it).
+  void OnWorkerFailed(rpc::TaskSpec spec, const std::string& worker, const absl::Status& push_status,
+                      std::optional<rpc::ErrorInfo> cause);
   bool OtherKeyWaiting(const SchedulingKey& key) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish(rpc::TaskSpec spec, std::vector<rpc::ObjectValue> returns, Actions& actions);
   void FailQueued(KeyState& ks, rpc::ErrorType type, const std::string& why, Actions& actions)
@@ -138,6 +147,7 @@ class TaskSubmitter {
   absl::flat_hash_map<SchedulingKey, KeyState> keys_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<TaskId> cancelled_ ABSL_GUARDED_BY(mu_);  // running tasks being cancelled
+  absl::flat_hash_set<TaskId> failing_ ABSL_GUARDED_BY(mu_);    // worker failed, raylet not yet answered
 };
 
 }  // namespace shoal

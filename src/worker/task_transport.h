@@ -25,8 +25,15 @@ class TaskTransport {
   // when granted; a broken raylet answers an error status.
   virtual void RequestWorkerLease(const std::string& raylet_address, rpc::RequestWorkerLeaseRequest request,
                                   LeaseCallback done) = 0;
+  using ReturnCallback = std::function<void(absl::Status, rpc::ReturnWorkerReply)>;
+
   // Gives a lease back; fire and forget.
   virtual void ReturnWorker(const std::string& raylet_address, const std::string& lease_id, bool worker_failed) = 0;
+  // Gives back a lease whose worker failed mid-task and answers the raylet's reply, whose
+  // `failure` says why when the raylet killed the worker itself (its memory monitor). An error
+  // status when the raylet did not answer.
+  virtual void ReturnFailedWorker(const std::string& raylet_address, const std::string& lease_id,
+                                  ReturnCallback done) = 0;
   // Runs a task on the worker at `worker_address`. An error status means the worker (or the
   // way to it) broke; the task's own failures come back in the reply. A push that never left
   // this process (no connection to the worker could be made) fails with a status for which

@@ -292,6 +292,22 @@ std::string ReadFile(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+TEST_CASE("A leased worker records when; a killed one is exiting until reaped", "[worker_pool]") {
+  PoolTest t;
+  WorkerId id = t.StartRegistered();
+  t.clock.Advance(absl::Seconds(7));
+  auto leased = t.pool.PopIdleWorker(kKey);
+  REQUIRE(leased.has_value());
+  CHECK(leased->leased_at == t.clock.Now());
+  CHECK(t.pool.Find(id)->leased_at == t.clock.Now());
+  const int64_t pid = t.PidOf(id);
+  CHECK_FALSE(t.pool.Exiting(pid));
+  REQUIRE_OK(t.pool.KillWorker(id, "memory"));
+  CHECK(t.pool.Exiting(pid));
+  CHECK(t.pool.Tick().empty());  // reaped quietly
+  CHECK_FALSE(t.pool.Exiting(pid));
+}
+
 TEST_CASE("PosixProcessSpawner runs a command with its environment and logs, and reaps it",
           "[process_spawner]") {
   char dir_template[] = "/tmp/shoal-spawner-XXXXXX";

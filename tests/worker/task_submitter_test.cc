@@ -1,0 +1,171 @@
+// The task submitter when a raylet kills a leased worker itself (its memory monitor): the owner
+// learns why from the lease's return, retries the task, and past its retries fails it with the
+// raylet's error. Over a fake transport and clock.
+#include "src/worker/task_submitter.h"
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "src/common/error_info.h"
+#include "src/common/fake_clock.h"
+#include "src/worker/fake_task_transport.h"
+#include "src/worker/object_value.h"
+#include "src/worker/task_spec.h"
+#include "tests/test_util/status_matchers.h"
+
+namespace shoal {
+namespace {
+
+const JobId kJob = JobId::FromInt(9);
+constexpr char kLocal[] = "10.0.0.1:7000";
+constexpr char kOwner[] = "10.0.0.1:4000";
+
+struct Fixture {
+  FakeTaskTransport transport;
+  FakeClock clock;
+  absl::Mutex mu;
+  std::vector<std::pair<rpc::TaskSpec, std::vector<rpc::ObjectValue>>> done;
+  TaskSubmitter submitter{transport, clock,
+                          TaskSubmitterOptions{.local_raylet_address = kLocal, .owner_address = kOwner},
+                          [this](const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
+                            absl::MutexLock lock(&mu);
+                            done.emplace_back(spec, std::move(returns));
+                          }};
+
+  Fixture() { transport.HoldFailedReturns(); }
+
+  rpc::TaskSpec Spec(const std::string& fn, int max_retries) {
+    TaskOptions options;
+    options.max_retries = max_retries;
+    auto spec = BuildTaskSpec(kJob, fn, options, kOwner, {"/bin/driver"});
+    REQUIRE_OK(spec);
+    return *spec;
+  }
+  size_t num_done() {
+    absl::MutexLock lock(&mu);
+    return done.size();
+  }
+  // The raylet's answer to the return of a lease whose worker it killed for memory.
+  static rpc::ReturnWorkerReply KilledForMemory() {
+    rpc::ReturnWorkerReply reply;
+    *reply.mutable_failure() = MakeError(
+        rpc::OUT_OF_MEMORY, "the worker w (pid 5) was killed by the memory monitor of node abc (10.0.0.1): memory "
+                            "use 7.00 GiB of 8.00 GiB (0.875) was above the threshold 0.750 (6.00 GiB)");
+    return reply;
+  }
+};
+
+TEST_CASE_METHOD(Fixture, "submitter: a lease request says whether its tasks may be retried", "[submitter][oom]") {
+  submitter.Submit(Spec("f", 3));
+  submitter.Submit(Spec("g", 0));
+  // Same shape, but retriable and final tasks never share a lease (the raylet kills retriable
+  // leases first).
+  REQUIRE(transport.num_pending_leases() == 2);
+  auto first = transport.TakeLease();
+  auto second = transport.TakeLease();
+  CHECK(first.request.retriable());
+  CHECK_FALSE(second.request.retriable());
+  CHECK(SchedulingKey::Of(Spec("f", 3)) == SchedulingKey::Of(Spec("h", -1)));
+  CHECK_FALSE(SchedulingKey::Of(Spec("f", 3)) == SchedulingKey::Of(Spec("f", 0)));
+}
+
+TEST_CASE_METHOD(Fixture, "submitter: a worker killed for memory past its retries fails the task with OUT_OF_MEMORY",
+                 "[submitter][oom]") {
+  submitter.Submit(Spec("Hog", 0));
+  transport.GrantNext("10.0.0.1:9001", "L1");
+  transport.FailNext(absl::UnavailableError("connection reset"));
+  // Nothing is decided until the raylet says why the worker died.
+  REQUIRE(transport.num_pending_failed_returns() == 1);
+  REQUIRE(transport.returns().size() == 1);
+  CHECK(transport.returns()[0].lease_id == "L1");
+  CHECK(transport.returns()[0].worker_failed);
+  CHECK(num_done() == 0);
+  CHECK(transport.AnswerFailedReturn(absl::OkStatus(), KilledForMemory()) == "L1");
+  REQUIRE(num_done() == 1);
+  const rpc::ObjectValue& v = done[0].second[0];
+  REQUIRE(v.has_error());
+  CHECK(v.error().type() == rpc::OUT_OF_MEMORY);
+  CHECK_THAT(v.error().message(), Catch::StartsWith("task 'Hog'"));
+  CHECK_THAT(v.error().message(), Catch::Contains("after 1 attempt(s)"));
+  CHECK_THAT(v.error().message(), Catch::Contains("memory monitor of node abc"));
+  CHECK_THAT(v.error().message(), Catch::Contains("threshold 0.750"));
+  CHECK(transport.num_pending_leases() == 0);
+}
+
+TEST_CASE_METHOD(Fixture, "submitter: a worker killed for memory with retries left is retried", "[submitter][oom]") {
+  rpc::TaskSpec spec = Spec("Hog", 1);
+  submitter.Submit(spec);
+  transport.GrantNext("10.0.0.1:9001", "L1");
+  transport.FailNext(absl::UnavailableError("connection reset"));
+  CHECK(transport.num_pending_leases() == 0);  // not before the raylet answered
+  transport.AnswerFailedReturn(absl::OkStatus(), KilledForMemory());
+  REQUIRE(transport.num_pending_leases() == 1);
+  CHECK(transport.TakeLease().request.retriable());
+  CHECK(num_done() == 0);
+}
+
+TEST_CASE_METHOD(Fixture, "submitter: the retry runs as attempt 2 and a second kill past max_retries fails it",
+                 "[submitter][oom]") {
+  rpc::TaskSpec spec = Spec("Hog", 1);
+  submitter.Submit(spec);
+  transport.GrantNext("10.0.0.1:9001", "L1");
+  transport.FailNext(absl::UnavailableError("connection reset"));
+  transport.AnswerFailedReturn(absl::OkStatus(), KilledForMemory());
+  transport.GrantNext("10.0.0.1:9002", "L2");
+  auto retry = transport.TakePush();
+  CHECK(retry.request.spec().task_id() == spec.task_id());
+  CHECK(retry.request.spec().attempt() == 1);
+  retry.done(absl::UnavailableError("socket closed"), {});
+  CHECK(transport.AnswerFailedReturn(absl::OkStatus(), KilledForMemory()) == "L2");
+  REQUIRE(num_done() == 1);
+  CHECK(done[0].second[0].error().type() == rpc::OUT_OF_MEMORY);
+  CHECK_THAT(done[0].second[0].error().message(), Catch::Contains("after 2 attempt(s)"));
+}
+
+TEST_CASE_METHOD(Fixture, "submitter: with no cause from the raylet a dead worker is WORKER_DIED",
+                 "[submitter][oom]") {
+  submitter.Submit(Spec("a", 0));
+  submitter.Submit(Spec("b", 0));
+  transport.GrantNext("10.0.0.1:9001", "L1");
+  transport.GrantNext("10.0.0.1:9002", "L2");
+  transport.FailNext(absl::UnavailableError("connection reset"));
+  transport.FailNext(absl::UnavailableError("connection reset"));
+  transport.AnswerFailedReturn(absl::OkStatus(), {});                               // knows nothing
+  transport.AnswerFailedReturn(absl::DeadlineExceededError("raylet gone"), KilledForMemory());  // no answer
+  REQUIRE(num_done() == 2);
+  for (const auto& [spec, returns] : done) {
+    CHECK(returns[0].error().type() == rpc::WORKER_DIED);
+    CHECK_THAT(returns[0].error().message(), Catch::Contains("died or became unreachable: connection reset"));
+  }
+}
+
+TEST_CASE_METHOD(Fixture, "submitter: a task cancelled while its raylet is asked why is cancelled",
+                 "[submitter][oom]") {
+  rpc::TaskSpec spec = Spec("Hog", 3);
+  submitter.Submit(spec);
+  transport.GrantNext("10.0.0.1:9001", "L1");
+  transport.FailNext(absl::UnavailableError("connection reset"));
+  TaskSubmitter::CancelResult cancel = submitter.Cancel(SpecTaskId(spec));
+  CHECK(cancel.found);
+  CHECK_FALSE(cancel.running);  // nothing to interrupt: it runs nowhere
+  transport.AnswerFailedReturn(absl::OkStatus(), KilledForMemory());
+  REQUIRE(num_done() == 1);
+  CHECK(done[0].second[0].error().type() == rpc::TASK_CANCELLED);
+  CHECK(transport.num_pending_leases() == 0);  // not retried
+}
+
+TEST_CASE_METHOD(Fixture, "submitter: after shutdown a late answer finishes nothing", "[submitter][oom]") {
+  submitter.Submit(Spec("Hog", 3));
+  transport.GrantNext("10.0.0.1:9001", "L1");
+  transport.FailNext(absl::UnavailableError("connection reset"));
+  submitter.Shutdown();
+  transport.AnswerFailedReturn(absl::OkStatus(), KilledForMemory());
+  CHECK(num_done() == 0);
+  CHECK(transport.num_pending_leases() == 0);
+}
+
+}  // namespace
+}  // namespace shoal
