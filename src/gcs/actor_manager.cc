@@ -16,6 +16,7 @@ constexpr char kActorTable[] = "actors";
 constexpr char kSpecTable[] = "actor_specs";
 constexpr char kLeaseTable[] = "actor_leases";  // "<raylet host:port> <lease id hex>"
 constexpr int32_t kDefaultListLimit = 1000;
+constexpr char kSpecLost[] = "the GCS restarted and lost the actor's creation task";
 
 bool IsLive(const rpc::ActorInfo& info) { return info.state() != rpc::ActorInfo::DEAD; }
 
@@ -110,12 +111,15 @@ absl::Status ActorManager::Load() {
           by_worker_[a.lease.worker_id] = id;
         }
       }
+      // Every live actor needs its creation task: ALIVE ones to be restarted later.
+      auto spec = spec_of.find(id.Hex());
+      a.spec_lost = spec == spec_of.end() || !a.spec.ParseFromString(spec->second);
+      if (a.spec_lost) spdlog::error("actor {}: its creation task is missing from {}", id.Hex(), store_.Name());
       if (a.info.state() == rpc::ActorInfo::ALIVE) continue;
       // Being created when the GCS went down: whatever was in flight is lost; start over.
       LeaveWorker(a, /*node_dead=*/false, actions);
-      auto spec = spec_of.find(id.Hex());
-      if (spec == spec_of.end() || !a.spec.ParseFromString(spec->second)) {
-        MarkDead(id, a, "the GCS restarted and lost the actor's creation task", actions);
+      if (a.spec_lost) {
+        MarkDead(id, a, kSpecLost, actions);
       } else {
         Schedule(id, a, actions);
       }
@@ -527,6 +531,10 @@ void ActorManager::Fail(const ActorId& id, Actor& a, const std::string& cause, b
   const int32_t max = a.info.max_restarts();
   if (!restartable || (max != -1 && a.info.num_restarts() >= max)) {
     MarkDead(id, a, cause, actions);
+    return;
+  }
+  if (a.spec_lost) {
+    MarkDead(id, a, absl::StrCat(cause, "; it cannot restart: ", kSpecLost), actions);
     return;
   }
   a.info.set_state(rpc::ActorInfo::RESTARTING);

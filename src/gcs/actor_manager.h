@@ -35,10 +35,13 @@
 // lease in "actor_leases"), and wakes GetActorInfo long polls. Store writes are queued under the
 // lock, in the order of the changes, and made after it is released (OrderedStoreWriter), before
 // the long polls are answered and the transport is called: a slow store never blocks the table.
-// RegisterActor answers only once its rows are written (a failed write undoes the registration). Load() reads the tables back
-// after a GCS restart: ALIVE actors stay ALIVE on their workers (their worker and node deaths
-// are handled as before, and kills return their leases); PENDING and RESTARTING ones are
-// scheduled again. Calls in flight when the GCS went down are lost: a lease granted to the old
+// RegisterActor answers only once its rows are written (a failed write undoes the
+// registration). Load() reads the tables back after a GCS restart, creation tasks included:
+// ALIVE actors stay ALIVE on their workers (their worker and node deaths are handled as before,
+// restarting them from the stored creation task, and kills return their leases); PENDING and
+// RESTARTING ones are scheduled again. A live actor whose creation task is missing from the
+// store (written by an older GCS, or lost) stays ALIVE but dies for good, naming why, instead
+// of restarting. Calls in flight when the GCS went down are lost: a lease granted to the old
 // GCS ends only with the lease's owner.
 //
 // Threading: every method is safe to call from any thread; transport callbacks may run on any
@@ -185,6 +188,7 @@ class ActorManager {
     uint64_t push_id = 0;      // outstanding creation push; 0: none
     bool waiting_retry = false;  // in retry_ (no request out yet)
     bool registering = false;  // RegisterActor is writing its rows; not scheduled yet
+    bool spec_lost = false;    // restored without its creation task: it cannot restart
   };
   struct Waiter {
     int64_t after_version = 0;

@@ -29,7 +29,12 @@ struct Flags {
   int64_t health_check_period_ms = 1000;
   int64_t health_check_timeout_ms = 1000;
   int64_t health_check_failure_threshold = 5;
+  int64_t kv_max_value_bytes = KvStore::kDefaultMaxValueBytes;
+  int64_t task_events_max_num_task_in_gcs = TaskEventLimits{}.max_tasks;
+  int64_t task_events_max_batch_size = TaskEventLimits{}.max_batch_events;
 };
+
+constexpr int64_t kMaxKvValueLimit = int64_t{1} << 30;  // gRPC messages are sized by an int
 
 int Main(int argc, char** argv) {
   BlockTerminationSignals();
@@ -46,6 +51,12 @@ int Main(int argc, char** argv) {
   flags.AddInt("health-check-timeout-ms", &f.health_check_timeout_ms, "how long a check may take");
   flags.AddInt("health-check-failure-threshold", &f.health_check_failure_threshold,
                "failed checks in a row before a node is declared dead");
+  flags.AddInt("kv-max-value-bytes", &f.kv_max_value_bytes,
+               "largest value a KV Put may store; larger ones are refused (RESOURCE_EXHAUSTED)");
+  flags.AddInt("task-events-max-num-task-in-gcs", &f.task_events_max_num_task_in_gcs,
+               "tasks whose latest state the GCS keeps; beyond it the least recently updated is dropped and counted");
+  flags.AddInt("task-events-max-batch-size", &f.task_events_max_batch_size,
+               "most events one ReportTaskEvents call may carry; larger batches are refused (RESOURCE_EXHAUSTED)");
   AddAuthFlags(flags, &f.auth);
   if (std::optional<int> exit_code = ParseDaemonFlags(flags, argc, argv)) return *exit_code;
   if (absl::Status s = ConfigureDaemonAuth(f.auth, "shoal-gcs"); !s.ok()) {
@@ -58,6 +69,16 @@ int Main(int argc, char** argv) {
   }
   if (f.health_check_period_ms <= 0 || f.health_check_timeout_ms <= 0 || f.health_check_failure_threshold <= 0) {
     ReportFatal("health check period, timeout and failure threshold must be positive");
+    return 2;
+  }
+  if (f.kv_max_value_bytes <= 0 || f.kv_max_value_bytes > kMaxKvValueLimit) {
+    ReportFatal(absl::StrCat("--kv-max-value-bytes must be in 1..", kMaxKvValueLimit, ", got ", f.kv_max_value_bytes));
+    return 2;
+  }
+  if (f.task_events_max_num_task_in_gcs <= 0 || f.task_events_max_batch_size <= 0) {
+    ReportFatal(absl::StrCat("--task-events-max-num-task-in-gcs and --task-events-max-batch-size must be ",
+                             "positive, got ", f.task_events_max_num_task_in_gcs, " and ",
+                             f.task_events_max_batch_size));
     return 2;
   }
   if (auto dir = SetUpDaemonSession("gcs", f.session_dir); dir.ok()) {
@@ -92,6 +113,9 @@ int Main(int argc, char** argv) {
   options.health = {.period = absl::Milliseconds(f.health_check_period_ms),
                     .timeout = absl::Milliseconds(f.health_check_timeout_ms),
                     .failure_threshold = static_cast<int>(f.health_check_failure_threshold)};
+  options.kv_max_value_bytes = static_cast<size_t>(f.kv_max_value_bytes);
+  options.task_events = {.max_tasks = static_cast<size_t>(f.task_events_max_num_task_in_gcs),
+                         .max_batch_events = static_cast<size_t>(f.task_events_max_batch_size)};
   GcsServer gcs(std::move(store), options);
   if (auto s = gcs.Start(); !s.ok()) {
     ReportFatal(std::string(s.message()));

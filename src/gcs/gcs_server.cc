@@ -10,6 +10,7 @@
 #include "src/common/rpc.h"
 #include "src/common/rpc_client.h"
 #include "src/common/rpc_metrics.h"
+#include "src/gcs/node_change_stream.h"
 #include "src/scheduler/hybrid_policy.h"
 
 namespace shoal {
@@ -37,11 +38,12 @@ std::string NodeAddress(const rpc::NodeInfo& node) {
 
 }  // namespace
 
-class GcsServer::Services final : public rpc::NodeInfoService::Service,
-                                  public rpc::KVService::Service,
-                                  public rpc::JobInfoService::Service,
-                                  public rpc::ClusterStatusService::Service,
-                                  public rpc::TaskEventService::Service {
+class GcsServer::Services final
+    : public rpc::NodeInfoService::WithCallbackMethod_SubscribeNodeChanges<rpc::NodeInfoService::Service>,
+      public rpc::KVService::Service,
+      public rpc::JobInfoService::Service,
+      public rpc::ClusterStatusService::Service,
+      public rpc::TaskEventService::Service {
  public:
   explicit Services(GcsServer& gcs) : gcs_(gcs) {}
 
@@ -56,8 +58,7 @@ class GcsServer::Services final : public rpc::NodeInfoService::Service,
   grpc::Status ReportTaskEvents(grpc::ServerContext* ctx, const rpc::ReportTaskEventsRequest* req,
                                 rpc::ReportTaskEventsReply*) override {
     SHOAL_AUTHENTICATE(ctx);
-    gcs_.task_events_.Report(*req);
-    return grpc::Status::OK;
+    return ToGrpcStatus(gcs_.task_events_.Report(*req));
   }
   grpc::Status ListTasks(grpc::ServerContext* ctx, const rpc::ListTasksRequest* req, rpc::ListTasksReply* reply) override {
     SHOAL_AUTHENTICATE(ctx);
@@ -104,29 +105,9 @@ class GcsServer::Services final : public rpc::NodeInfoService::Service,
     return grpc::Status::OK;
   }
 
-  grpc::Status SubscribeNodeChanges(grpc::ServerContext* ctx, const rpc::SubscribeRequest*,
-                                    grpc::ServerWriter<rpc::NodeChange>* writer) override {
-    SHOAL_AUTHENTICATE(ctx);
-    // Subscribed before the snapshot is read, so no change falls between the two (one may
-    // arrive twice; a node's state is idempotent).
-    auto sub = gcs_.feed_.Subscribe();
-    for (auto& node : gcs_.nodes_.GetAll(/*alive_only=*/false)) {
-      rpc::NodeChange change;
-      *change.mutable_node() = std::move(node);
-      if (!writer->Write(change)) {
-        gcs_.feed_.Unsubscribe(sub);
-        return grpc::Status::OK;
-      }
-    }
-    while (!ctx->IsCancelled() && !gcs_.stopping_) {
-      auto node = sub->Next(absl::Milliseconds(200));
-      if (!node) continue;
-      rpc::NodeChange change;
-      *change.mutable_node() = std::move(*node);
-      if (!writer->Write(change)) break;
-    }
-    gcs_.feed_.Unsubscribe(sub);
-    return grpc::Status::OK;
+  grpc::ServerWriteReactor<rpc::NodeChange>* SubscribeNodeChanges(grpc::CallbackServerContext* ctx,
+                                                                   const rpc::SubscribeRequest*) override {
+    return NodeChangeStream::Start(ctx, gcs_.feed_, [this] { return gcs_.nodes_.GetAll(/*alive_only=*/false); });
   }
 
   // --- KV ---
@@ -213,7 +194,8 @@ GcsServer::GcsServer(std::unique_ptr<StoreClient> store, GcsOptions options)
       store_(std::move(store)),
       nodes_(*store_, clock_, feed_),
       jobs_(*store_, clock_),
-      kv_(*store_),
+      kv_(*store_, options_.kv_max_value_bytes),
+      task_events_(options_.task_events),
       health_transport_(std::make_unique<GrpcHealthCheckTransport>()),
       health_(clock_, *health_transport_, options_.health),
       actor_transport_(std::make_unique<GrpcActorTransport>()),
@@ -242,7 +224,10 @@ absl::Status GcsServer::Start() {
   builder.RegisterService(static_cast<rpc::ClusterStatusService::Service*>(services_.get()));
   builder.RegisterService(static_cast<rpc::TaskEventService::Service*>(services_.get()));
   builder.RegisterService(actor_service_.get());
-  builder.SetMaxReceiveMessageSize(64 << 20);
+  // Room for the largest KV value the limit allows, so that its own clear error answers a
+  // value over it rather than gRPC's message-size error.
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(std::max<size_t>(size_t{64} << 20, options_.kv_max_value_bytes + (size_t{1} << 20))));
   auto server = StartServer(builder, options_.host, options_.port, &port_);
   if (!server.ok()) return server.status();
   server_ = *std::move(server);
@@ -281,6 +266,7 @@ void GcsServer::ActorLoop() {
 void GcsServer::Stop() {
   if (stopping_.exchange(true)) return;
   actors_.Shutdown();  // answers long polls, so that the server's shutdown finds none waiting
+  feed_.Close();       // ends the subscription streams, likewise
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   if (health_thread_.joinable()) health_thread_.join();
   health_transport_.reset();  // ends the checks in flight while the checker they report to lives

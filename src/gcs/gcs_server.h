@@ -2,7 +2,8 @@
 // health-check loop.
 // Threading: gRPC handler threads call into the (thread-safe) tables; one thread runs the
 // health checker, another ticks the actor manager. Start() and Stop() are called from the main
-// thread.
+// thread. Calls that wait (SubscribeNodeChanges streams, GetActorInfo long polls) are on gRPC's
+// callback API and hold no thread while they wait.
 #pragma once
 
 #include <atomic>
@@ -27,6 +28,8 @@ struct GcsOptions {
   int port = 6379;  // 0 picks a free port
   HealthCheckOptions health;
   ActorManagerOptions actors;  // gcs_address is filled in by Start
+  size_t kv_max_value_bytes = KvStore::kDefaultMaxValueBytes;
+  TaskEventLimits task_events;
 };
 
 class GcsServer {

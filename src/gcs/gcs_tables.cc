@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
@@ -15,33 +16,42 @@ int64_t ToMillis(absl::Time t) { return absl::ToUnixMillis(t); }
 
 // --- NodeChangeFeed ---
 
-std::optional<rpc::NodeInfo> NodeChangeFeed::Subscription::Next(absl::Duration timeout) {
+bool NodeChangeFeed::Subscribe(std::shared_ptr<Listener> listener) {
   absl::MutexLock lock(&mu_);
-  auto has_item = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty(); };
-  if (!mu_.AwaitWithTimeout(absl::Condition(&has_item), timeout)) return std::nullopt;
-  rpc::NodeInfo out = std::move(queue_.front());
-  queue_.pop_front();
-  return out;
+  if (closed_) return false;
+  listeners_.push_back(std::move(listener));
+  return true;
 }
 
-std::shared_ptr<NodeChangeFeed::Subscription> NodeChangeFeed::Subscribe() {
-  auto sub = std::make_shared<Subscription>();
+void NodeChangeFeed::Unsubscribe(const Listener* listener) {
   absl::MutexLock lock(&mu_);
-  subs_.push_back(sub);
-  return sub;
+  std::erase_if(listeners_, [listener](const auto& l) { return l.get() == listener; });
 }
 
-void NodeChangeFeed::Unsubscribe(const std::shared_ptr<Subscription>& sub) {
+std::vector<std::shared_ptr<NodeChangeFeed::Listener>> NodeChangeFeed::Snapshot() const {
   absl::MutexLock lock(&mu_);
-  subs_.erase(std::remove(subs_.begin(), subs_.end(), sub), subs_.end());
+  return listeners_;
 }
 
 void NodeChangeFeed::Publish(const rpc::NodeInfo& node) {
-  absl::MutexLock lock(&mu_);
-  for (auto& sub : subs_) {
-    absl::MutexLock sub_lock(&sub->mu_);
-    sub->queue_.push_back(node);
+  absl::MutexLock deliver(&deliver_mu_);
+  for (const auto& listener : Snapshot()) listener->OnNodeChange(node);
+}
+
+void NodeChangeFeed::Close() {
+  absl::MutexLock deliver(&deliver_mu_);
+  std::vector<std::shared_ptr<Listener>> closing;
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    closing.swap(listeners_);
   }
+  for (const auto& listener : closing) listener->OnFeedClosed();
+}
+
+size_t NodeChangeFeed::NumSubscribers() const {
+  absl::MutexLock lock(&mu_);
+  return listeners_.size();
 }
 
 // --- NodeTable ---
@@ -89,6 +99,11 @@ absl::Status NodeTable::Register(rpc::NodeInfo node) {
       return absl::FailedPreconditionError(absl::StrCat(
           "node ", node.node_id(), " was declared dead (", it->second.death_reason(),
           "); start the raylet again to join with a new id"));
+    }
+    if (it != nodes_.end()) {
+      return absl::AlreadyExistsError(absl::StrCat("node ", node.node_id(), " is already registered and alive (at ",
+                                                   it->second.address(), ":", it->second.raylet_port(),
+                                                   "); a node registers once"));
     }
     node.set_state(rpc::NodeInfo::ALIVE);
     node.clear_death_time_ms();
@@ -237,6 +252,12 @@ absl::StatusOr<std::vector<rpc::JobInfo>> JobTable::GetAll() {
 absl::StatusOr<bool> KvStore::Put(const std::string& ns, const std::string& key,
                                   const std::string& value, bool overwrite) {
   if (key.empty()) return absl::InvalidArgumentError("KV key must not be empty");
+  if (value.size() > max_value_bytes_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "KV value of ", value.size(), " bytes for key '", absl::CHexEscape(key.substr(0, 100)), "' in namespace '",
+        absl::CHexEscape(ns.substr(0, 100)), "' is over the limit of ", max_value_bytes_,
+        " bytes (shoal-gcs --kv-max-value-bytes)"));
+  }
   return store_.Put(Table(ns), key, value, overwrite);
 }
 

@@ -4,7 +4,6 @@
 // Errors: unknown ids answer NotFound; storage failures answer the store's status.
 #pragma once
 
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,27 +21,37 @@
 
 namespace shoal {
 
-// Hands every published NodeInfo to every live subscription, in order.
+// Hands every published NodeInfo to every subscriber, in publish order.
+// Threading: any thread. Deliveries (Publish, Close) run one at a time, on the caller's thread,
+// without the subscriber list's lock: a listener may unsubscribe itself from inside one. The
+// feed keeps a listener alive while it delivers to it, so a listener that is unsubscribed may
+// still see one delivery that had already started.
 class NodeChangeFeed {
  public:
-  class Subscription {
+  class Listener {
    public:
-    // Waits up to `timeout` for the next change.
-    std::optional<rpc::NodeInfo> Next(absl::Duration timeout);
-
-   private:
-    friend class NodeChangeFeed;
-    absl::Mutex mu_;
-    std::deque<rpc::NodeInfo> queue_ ABSL_GUARDED_BY(mu_);
+    virtual ~Listener() = default;
+    // A node joined, changed or died. Must not block.
+    virtual void OnNodeChange(const rpc::NodeInfo& node) = 0;
+    // The feed is closed (the GCS is stopping): nothing more will come.
+    virtual void OnFeedClosed() = 0;
   };
 
-  std::shared_ptr<Subscription> Subscribe();
-  void Unsubscribe(const std::shared_ptr<Subscription>& sub);
+  // False (and nothing kept) once the feed is closed.
+  bool Subscribe(std::shared_ptr<Listener> listener);
+  void Unsubscribe(const Listener* listener);
   void Publish(const rpc::NodeInfo& node);
+  // Tells every subscriber OnFeedClosed and drops them; later Subscribe calls fail. Idempotent.
+  void Close();
+  size_t NumSubscribers() const;
 
  private:
-  absl::Mutex mu_;
-  std::vector<std::shared_ptr<Subscription>> subs_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Listener>> Snapshot() const;
+
+  absl::Mutex deliver_mu_;  // one delivery at a time, so each listener sees publish order
+  mutable absl::Mutex mu_;
+  std::vector<std::shared_ptr<Listener>> listeners_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // Cluster-wide view for `shoal status`.
@@ -60,8 +69,10 @@ class NodeTable {
 
   // Reads the table back from the store (after a GCS restart). Answers the nodes still alive.
   absl::StatusOr<std::vector<rpc::NodeInfo>> Load();
-  // Adds or refreshes an alive node. FailedPrecondition if the node was declared dead: a dead
-  // node id never comes back (its raylet must start again with a new id).
+  // Adds an alive node. AlreadyExists (naming the node) if a node with that id is alive: a live
+  // node is never replaced or refreshed by a second registration. FailedPrecondition if the
+  // node was declared dead: a dead node id never comes back (its raylet must start again with
+  // a new id).
   absl::Status Register(rpc::NodeInfo node);
   // Marks an alive node dead with `reason`. NotFound for unknown ids; a dead node is unchanged.
   absl::Status MarkDead(const NodeId& id, const std::string& reason);
@@ -96,11 +107,17 @@ class JobTable {
   absl::Mutex mu_;  // orders read-modify-write of one job
 };
 
-// Key-value pairs grouped by namespace. Values are bytes.
+// Key-value pairs grouped by namespace. Values are bytes, at most `max_value_bytes` each.
 class KvStore {
  public:
-  explicit KvStore(StoreClient& store) : store_(store) {}
-  // InvalidArgument for an empty key. Answers whether the key was new.
+  // 32 MiB: well above a function's pickle or a job record, below the GCS's gRPC message limit.
+  static constexpr size_t kDefaultMaxValueBytes = size_t{32} << 20;
+
+  explicit KvStore(StoreClient& store, size_t max_value_bytes = kDefaultMaxValueBytes)
+      : store_(store), max_value_bytes_(max_value_bytes) {}
+  // InvalidArgument for an empty key; ResourceExhausted for a value over the limit (the
+  // message names the limit, the value's size and the key), nothing stored. Answers whether
+  // the key was new.
   absl::StatusOr<bool> Put(const std::string& ns, const std::string& key, const std::string& value,
                            bool overwrite);
   absl::StatusOr<std::optional<std::string>> Get(const std::string& ns, const std::string& key);
@@ -111,6 +128,7 @@ class KvStore {
  private:
   static std::string Table(const std::string& ns) { return "kv:" + ns; }
   StoreClient& store_;
+  const size_t max_value_bytes_;
 };
 
 }  // namespace shoal

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+
 namespace shoal {
 namespace {
 
@@ -40,14 +42,15 @@ void TaskEventTable::Apply(const rpc::TaskEvent& event) {
     s.set_attempt(event.attempt());
     it = tasks_.emplace(event.task_id(), std::move(entry)).first;
     CountState(event.state(), +1);
-    // Evict the least recently updated tasks beyond the capacity.
-    while (tasks_.size() > capacity_) {
+    // Forget the least recently updated tasks beyond the limit.
+    while (tasks_.size() > std::max<size_t>(limits_.max_tasks, 1)) {
       const std::string victim = recency_.back();
       recency_.pop_back();
       auto v = tasks_.find(victim);
       if (v != tasks_.end()) {
         if (!Terminal(v->second.summary.state())) CountState(v->second.summary.state(), -1);
         tasks_.erase(v);
+        ++tasks_dropped_;
       }
     }
   } else {
@@ -86,13 +89,20 @@ void TaskEventTable::Apply(const rpc::TaskEvent& event) {
   }
 }
 
-void TaskEventTable::Report(const rpc::ReportTaskEventsRequest& request) {
+absl::Status TaskEventTable::Report(const rpc::ReportTaskEventsRequest& request) {
+  const size_t size = static_cast<size_t>(request.events_size());
+  if (size > limits_.max_batch_events) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "ReportTaskEvents: the batch holds ", size, " events, over the limit of ", limits_.max_batch_events,
+        " events per batch (shoal-gcs --task-events-max-batch-size)"));
+  }
   absl::MutexLock lock(&mu_);
   dropped_ += std::max<int64_t>(request.dropped(), 0);
   for (const auto& event : request.events()) {
     if (event.task_id().empty()) continue;
     Apply(event);
   }
+  return absl::OkStatus();
 }
 
 rpc::ListTasksReply TaskEventTable::List(int limit, const std::string& job_id) const {
@@ -113,6 +123,7 @@ rpc::ListTasksReply TaskEventTable::List(int limit, const std::string& job_id) c
   counts["FAILED"] = failed_total_;
   reply.set_num_tracked(static_cast<int64_t>(tasks_.size()));
   reply.set_events_dropped(dropped_);
+  reply.set_tasks_dropped(tasks_dropped_);
   return reply;
 }
 

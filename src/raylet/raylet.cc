@@ -198,11 +198,13 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
 
 // Watches the owners of this node's leases through gRPC channels to their addresses. An owner
 // whose channel is never READY for `timeout`, and failed to connect at least once meanwhile, is
-// taken for dead (its process is gone: a live core worker accepts connections at once).
+// taken for dead (its process is gone: a live core worker accepts connections at once). The
+// GCS (the owner of detached actors' leases) gets `gcs_timeout` instead: it may be restarting.
 // Threading: event loop only.
 class Raylet::OwnerMonitor {
  public:
-  explicit OwnerMonitor(absl::Duration timeout) : timeout_(timeout) {}
+  OwnerMonitor(absl::Duration timeout, std::string gcs_address, absl::Duration gcs_timeout)
+      : timeout_(timeout), gcs_address_(std::move(gcs_address)), gcs_timeout_(gcs_timeout) {}
 
   // Checks `owners` (and forgets the others); answers those found dead now.
   std::vector<std::string> Check(const std::set<std::string>& owners, absl::Time now) {
@@ -221,7 +223,8 @@ class Raylet::OwnerMonitor {
         continue;
       }
       w.failed |= state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN;
-      if (w.failed && now - w.unready_since >= timeout_) dead.push_back(owner);
+      const absl::Duration timeout = owner == gcs_address_ ? gcs_timeout_ : timeout_;
+      if (w.failed && now - w.unready_since >= timeout) dead.push_back(owner);
     }
     for (const std::string& owner : dead) watches_.erase(owner);
     return dead;
@@ -234,7 +237,31 @@ class Raylet::OwnerMonitor {
     bool failed = false;
   };
   const absl::Duration timeout_;
+  const std::string gcs_address_;
+  const absl::Duration gcs_timeout_;
   std::map<std::string, Watch> watches_;
+};
+
+// Worker deaths the GCS has not acknowledged. Thread-safe; shared with the report calls in
+// flight, so that a late callback never touches a raylet that is gone.
+class Raylet::UnreportedDeaths {
+ public:
+  // Keeps `death` to be sent again; false (dropped) when kMaxUnreportedDeaths are kept already.
+  bool Keep(rpc::ReportWorkerDeathRequest death) {
+    absl::MutexLock lock(&mu_);
+    if (deaths_.size() >= kMaxUnreportedDeaths) return false;
+    deaths_.push_back(std::move(death));
+    return true;
+  }
+  std::vector<rpc::ReportWorkerDeathRequest> TakeAll() {
+    absl::MutexLock lock(&mu_);
+    return std::exchange(deaths_, {});
+  }
+
+ private:
+  static constexpr size_t kMaxUnreportedDeaths = 10000;
+  absl::Mutex mu_;
+  std::vector<rpc::ReportWorkerDeathRequest> deaths_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::StatusOr<ResourceSet> NodeResourcesFromFlags(double num_cpus, int64_t num_gpus, int64_t memory,
@@ -271,7 +298,9 @@ Raylet::Raylet(RayletOptions options)
       gcs_(GcsClientOptions{.address = options_.gcs_address, .timeout = absl::Seconds(2)}),
       service_(std::make_unique<Service>(node_id_)),
       loop_(std::make_unique<EventLoop>(options_.tick_period, [this] { Tick(); })),
-      owners_(std::make_unique<OwnerMonitor>(options_.owner_timeout)),
+      owners_(std::make_unique<OwnerMonitor>(options_.owner_timeout, options_.gcs_address,
+                                             options_.gcs_reconnect_timeout)),
+      unreported_(std::make_shared<UnreportedDeaths>()),
       lease_service_(std::make_unique<LeaseGrpcService>(*this)) {}
 
 Raylet::~Raylet() { Stop(); }
@@ -295,7 +324,16 @@ rpc::NodeInfo Raylet::SelfInfo() const {
   return node;
 }
 
-absl::Status Raylet::Register(const GcsClient& gcs) { return gcs.RegisterNode(SelfInfo()); }
+absl::Status Raylet::Register(const GcsClient& gcs) {
+  absl::Status s = gcs.RegisterNode(SelfInfo());
+  // This node's id is its own (random, never reused): a GCS that knows it alive either kept it
+  // through a restart (persistent storage) or took an earlier try of this same call.
+  if (absl::IsAlreadyExists(s)) {
+    spdlog::info("the GCS knows this node as alive already: {}", std::string(s.message()));
+    return absl::OkStatus();
+  }
+  return s;
+}
 
 namespace {
 
@@ -434,15 +472,36 @@ void Raylet::Tick() {
   }
 }
 
+void Raylet::SendWorkerDeath(const GcsClient& gcs, const std::shared_ptr<UnreportedDeaths>& unreported,
+                             rpc::ReportWorkerDeathRequest death) {
+  rpc::ReportWorkerDeathRequest copy = death;
+  gcs.WithTimeout(absl::Seconds(5))
+      .AsyncReportWorkerDeath(std::move(death), [unreported, copy = std::move(copy)](absl::Status s) mutable {
+        if (s.ok()) return;
+        const bool retry = absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s);
+        const std::string worker = copy.worker_id();
+        if (retry && unreported->Keep(std::move(copy))) {
+          spdlog::warn("could not report the death of worker {} to the GCS ({}); will tell it again", worker,
+                       s.ToString());
+        } else {
+          spdlog::warn("could not report the death of worker {} to the GCS: {}", worker, s.ToString());
+        }
+      });
+}
+
 void Raylet::ReportWorkerDeath(const WorkerId& worker, const std::string& reason, bool owner_gone) {
   rpc::ReportWorkerDeathRequest request;
   request.set_node_id(node_id_.Hex());
   request.set_worker_id(worker.Hex());
   request.set_reason(reason);
   request.set_owner_gone(owner_gone);
-  gcs_.WithTimeout(absl::Seconds(5)).AsyncReportWorkerDeath(std::move(request), [worker](absl::Status s) {
-    if (!s.ok()) spdlog::warn("could not report the death of worker {} to the GCS: {}", worker.Hex(), s.ToString());
-  });
+  SendWorkerDeath(gcs_, unreported_, std::move(request));
+}
+
+void Raylet::ReportUnreportedDeaths() {
+  for (rpc::ReportWorkerDeathRequest& death : unreported_->TakeAll()) {
+    SendWorkerDeath(gcs_, unreported_, std::move(death));
+  }
 }
 
 void Raylet::RefreshClusterView() {
@@ -508,7 +567,10 @@ void Raylet::ReportLoop() {
         return;
       }
     }
-    if (registered) RefreshClusterView();
+    if (registered) {
+      ReportUnreportedDeaths();
+      RefreshClusterView();
+    }
   }
 }
 

@@ -11,7 +11,14 @@
 // the lease manager's cluster view, every report period. The loop also runs the memory monitor,
 // which kills a leased worker when the node runs low on memory. The deaths of leased workers
 // (exits, and kills because a lease's owner died or memory ran low) go to the GCS's
-// ActorService as asynchronous calls started from the loop. gRPC threads answer health checks and object transfers.
+// ActorService as asynchronous calls started from the loop. gRPC threads answer health checks
+// and object transfers.
+//
+// While the GCS is unreachable (killed, restarting): the workers of leases it owns live on for
+// gcs_reconnect_timeout (other owners are watched with owner_timeout); worker deaths it could
+// not be told of are kept (up to kMaxUnreportedDeaths) and told again once it answers; and the
+// raylet registers again, a GCS that restored this node from its storage answering that it is
+// registered already.
 #pragma once
 
 #include <atomic>
@@ -68,6 +75,9 @@ struct RayletOptions {
   // Kills leased workers when the node's memory use passes a threshold (memory_monitor.h);
   // node_name is filled in by the raylet. The loop's tick_period bounds its refresh period.
   MemoryMonitorOptions memory_monitor;
+  // The same for leases the GCS owns (detached actors' workers), as Ray's
+  // gcs_rpc_server_reconnect_timeout_s: a GCS restarted within it finds those workers alive.
+  absl::Duration gcs_reconnect_timeout = absl::Seconds(60);
 };
 
 class Raylet {
@@ -107,6 +117,13 @@ class Raylet {
   // Tells the GCS that a leased worker died (an actor may have lived there); asynchronous,
   // fire and forget. Any thread.
   void ReportWorkerDeath(const WorkerId& worker, const std::string& reason, bool owner_gone);
+  // Sends the deaths the GCS did not acknowledge again. Reporter thread.
+  void ReportUnreportedDeaths();
+  class UnreportedDeaths;
+  // Tells the GCS of a worker's death; one it could not be told of (it is unreachable) is kept
+  // in `unreported` for the reporter to send again. The GCS's own errors are final.
+  static void SendWorkerDeath(const GcsClient& gcs, const std::shared_ptr<UnreportedDeaths>& unreported,
+                              rpc::ReportWorkerDeathRequest death);
   void ReportLoop();
   void Fail(const std::string& error);
 
@@ -128,6 +145,7 @@ class Raylet {
   std::unique_ptr<OwnerMonitor> owners_;  // event loop only
   SystemMemoryReader memory_reader_;
   std::unique_ptr<MemoryMonitor> memory_monitor_;  // event loop only
+  std::shared_ptr<UnreportedDeaths> unreported_;  // shared with the calls in flight
   absl::Time last_owner_check_;           // event loop only
   std::unique_ptr<LeaseGrpcService> lease_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -39,6 +39,7 @@ struct Flags {
   std::string spill_dir;
   int64_t report_period_ms = 1000;
   double gcs_connect_timeout_s = 5;
+  double gcs_rpc_server_reconnect_timeout_s = 60;
   int64_t worker_idle_timeout_ms = 10000;
   int64_t max_idle_workers = -1;
   int64_t worker_start_timeout_ms = 60000;
@@ -82,6 +83,9 @@ int Main(int argc, char** argv) {
   flags.AddString("spill-dir", &f.spill_dir, "where the object store spills under memory pressure (default: <session>/spill)");
   flags.AddInt("report-period-ms", &f.report_period_ms, "how often the resource view is sent to the GCS");
   flags.AddDouble("gcs-connect-timeout-s", &f.gcs_connect_timeout_s, "how long to wait for the GCS at start");
+  flags.AddDouble("gcs-rpc-server-reconnect-timeout-s", &f.gcs_rpc_server_reconnect_timeout_s,
+                  "how long the GCS may stay unreachable before the workers of the leases it owns (detached "
+                  "actors) are killed");
   flags.AddInt("worker-idle-timeout-ms", &f.worker_idle_timeout_ms,
                "idle workers beyond --max-idle-workers are killed after being idle this long");
   flags.AddInt("max-idle-workers", &f.max_idle_workers, "idle workers kept warm (negative: the node's CPU count)");
@@ -111,6 +115,11 @@ int Main(int argc, char** argv) {
   }
   if (f.port < 0 || f.port > 65535 || f.report_period_ms <= 0 || f.gcs_connect_timeout_s <= 0) {
     ReportFatal("--port must be in 0..65535; --report-period-ms and --gcs-connect-timeout-s positive");
+    return 2;
+  }
+  if (!(f.gcs_rpc_server_reconnect_timeout_s > 0)) {
+    ReportFatal(absl::StrCat("--gcs-rpc-server-reconnect-timeout-s must be positive, got ",
+                             f.gcs_rpc_server_reconnect_timeout_s));
     return 2;
   }
   if (f.worker_idle_timeout_ms < 0 || f.worker_start_timeout_ms <= 0 || f.max_idle_workers > 1000000) {
@@ -161,7 +170,8 @@ int Main(int argc, char** argv) {
                         .worker_idle_timeout = absl::Milliseconds(f.worker_idle_timeout_ms),
                         .max_idle_workers = static_cast<int>(f.max_idle_workers),
                         .worker_start_timeout = absl::Milliseconds(f.worker_start_timeout_ms),
-                        .memory_monitor = memory_monitor};
+                        .memory_monitor = memory_monitor,
+                        .gcs_reconnect_timeout = absl::Seconds(f.gcs_rpc_server_reconnect_timeout_s)};
   Raylet raylet(options);
   if (auto s = raylet.Start(); !s.ok()) {
     ReportFatal(std::string(s.message()));

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "absl/strings/match.h"
 #include "src/common/ids.h"
 
 namespace shoal {
@@ -22,7 +23,7 @@ void Report(TaskEventTable& table, std::vector<rpc::TaskEvent> events, int64_t d
   rpc::ReportTaskEventsRequest req;
   for (auto& e : events) *req.add_events() = e;
   req.set_dropped(dropped);
-  table.Report(req);
+  REQUIRE(table.Report(req).ok());
 }
 
 int64_t Count(const rpc::ListTasksReply& reply, const char* state) { return reply.count_by_state().at(state); }
@@ -55,7 +56,7 @@ TEST_CASE("task events: states move forward and are counted", "[task_events]") {
 }
 
 TEST_CASE("task events: the table is bounded; terminal counts stay", "[task_events]") {
-  TaskEventTable table(/*capacity=*/100);
+  TaskEventTable table(TaskEventLimits{.max_tasks = 100});
   const JobId job = *JobId::FromHex("01000000");
   for (int i = 0; i < 1000; ++i) {
     TaskId t = TaskId::ForNormalTask(job);
@@ -69,6 +70,51 @@ TEST_CASE("task events: the table is bounded; terminal counts stay", "[task_even
   CHECK(Count(reply, "FINISHED") == 1000);
   CHECK(Count(reply, "PENDING") == 1);
   CHECK(table.List(0, "").tasks_size() == 100);  // 0: the default of 100
+  // Each task forgotten to stay within the limit is counted, as Ray counts dropped task events.
+  CHECK(reply.tasks_dropped() == 1001 - 100);
+  CHECK(reply.events_dropped() == 0);  // that count is the reporters' own
+}
+
+TEST_CASE("task events: the least recently updated task is the one dropped", "[task_events]") {
+  TaskEventTable table(TaskEventLimits{.max_tasks = 2});
+  const JobId job = *JobId::FromHex("01000000");
+  TaskId a = TaskId::ForNormalTask(job), b = TaskId::ForNormalTask(job), c = TaskId::ForNormalTask(job);
+  REQUIRE(table.Report([&] {
+    rpc::ReportTaskEventsRequest r;
+    *r.add_events() = Event(a, rpc::TaskEvent::PENDING);
+    *r.add_events() = Event(b, rpc::TaskEvent::PENDING);
+    *r.add_events() = Event(a, rpc::TaskEvent::RUNNING);  // a is now the most recent
+    *r.add_events() = Event(c, rpc::TaskEvent::PENDING);
+    return r;
+  }()).ok());
+  auto reply = table.List(10, "");
+  REQUIRE(reply.tasks_size() == 2);
+  CHECK(reply.tasks(0).task_id() == c.Binary());
+  CHECK(reply.tasks(1).task_id() == a.Binary());
+  CHECK(reply.tasks_dropped() == 1);
+  // b was PENDING when dropped: it no longer counts as pending.
+  CHECK(Count(reply, "PENDING") == 1);
+  CHECK(Count(reply, "RUNNING") == 1);
+}
+
+TEST_CASE("task events: a batch over the limit is refused whole, naming the limit and its size", "[task_events]") {
+  TaskEventTable table(TaskEventLimits{.max_tasks = 100, .max_batch_events = 3});
+  const JobId job = *JobId::FromHex("01000000");
+  rpc::ReportTaskEventsRequest batch;
+  for (int i = 0; i < 4; ++i) *batch.add_events() = Event(TaskId::ForNormalTask(job), rpc::TaskEvent::PENDING);
+  batch.set_dropped(5);
+  absl::Status s = table.Report(batch);
+  CHECK(s.code() == absl::StatusCode::kResourceExhausted);
+  CHECK(absl::StrContains(s.message(), "holds 4 events"));
+  CHECK(absl::StrContains(s.message(), "limit of 3"));
+  CHECK(absl::StrContains(s.message(), "--task-events-max-batch-size"));
+  auto reply = table.List(10, "");
+  CHECK(reply.num_tracked() == 0);
+  CHECK(reply.events_dropped() == 0);
+  // At the limit it is taken.
+  batch.mutable_events()->RemoveLast();
+  CHECK(table.Report(batch).ok());
+  CHECK(table.List(10, "").num_tracked() == 3);
 }
 
 }  // namespace
