@@ -10,6 +10,6 @@ harness = importlib.util.module_from_spec(_spec)
 sys.modules["shoal_harness"] = harness
 _spec.loader.exec_module(harness)
 
-# Fixtures the chaos tests use.
-cluster = harness.cluster
-redis_server = harness.redis_server
+# Everything the harness defines, fixtures included: when tests/integration and tests/chaos are
+# collected in one run, `from conftest import ...` in either directory may find this module.
+globals().update({name: value for name, value in vars(harness).items() if not name.startswith("__")})

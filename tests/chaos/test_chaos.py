@@ -81,11 +81,11 @@ TASKS = textwrap.dedent("""
 """)
 
 ACTOR = textwrap.dedent("""
-    import json, os
+    import json, os, sys
     import shoal as ray
 
     ray.init(address=os.environ["SHOAL_TEST_ADDRESS"])
-    CALLS = int(os.environ["SHOAL_CHAOS_CALLS"])
+    ROUNDS, CALLS = int(os.environ["SHOAL_CHAOS_ROUNDS"]), int(os.environ["SHOAL_CHAOS_CALLS"])
 
     @ray.remote(max_restarts=-1, max_task_retries=-1, resources={"W": 1})
     class Counter:
@@ -101,13 +101,16 @@ ACTOR = textwrap.dedent("""
 
     c = Counter.remote()
     values, errors = [], []
-    for i in range(CALLS):
-        if i % 50 == 0:
-            print(json.dumps({"pid": ray.get(c.pid.remote(), timeout=120)}), flush=True)
-        try:
-            values.append(ray.get(c.incr.remote(), timeout=120))
-        except Exception as e:  # reported, and the test fails on it
-            errors.append(repr(e)[:600])
+    for r in range(ROUNDS):
+        # The test kills the worker named here, then lets the round's calls go while the actor
+        # restarts.
+        print(json.dumps({"pid": ray.get(c.pid.remote(), timeout=120)}), flush=True)
+        sys.stdin.readline()
+        for i in range(CALLS):
+            try:
+                values.append(ray.get(c.incr.remote(), timeout=120))
+            except Exception as e:  # reported, and the test fails on it
+                errors.append(repr(e)[:600])
     resets = sum(1 for a, b in zip(values, values[1:]) if b <= a)
     print(json.dumps({"calls": len(values), "errors": errors, "resets": resets}), flush=True)
 """)
@@ -133,7 +136,7 @@ def cluster_processes(cluster):
 def start_driver(cluster, code, **env):
     full = dict(cluster.env, PYTHONPATH=PYTHON_DIR, SHOAL_TEST_ADDRESS=cluster.address,
                 SHOAL_AUTH_TOKEN=cluster.auth_token(), **{k: str(v) for k, v in env.items()})
-    proc = subprocess.Popen([sys.executable, "-c", code], env=full, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", code], env=full, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     cluster.extra_pids.append(proc.pid)
     return proc
@@ -207,23 +210,28 @@ def test_restartable_actor_answers_every_call_while_its_worker_is_killed(cluster
     cluster.start_head("--num-cpus", 1, "--num-gpus", 0)
     cluster.start_worker("--num-cpus", 2, "--num-gpus", 0, "--resources", '{"W": 2}')
     wait_until(lambda: len(cluster.alive_nodes()) == 2, 30, what="2 alive nodes")
-    proc = start_driver(cluster, ACTOR, SHOAL_CHAOS_CALLS=400)
+    rounds = 4
+    kills = rounds - 1
+    proc = start_driver(cluster, ACTOR, SHOAL_CHAOS_ROUNDS=rounds, SHOAL_CHAOS_CALLS=100)
     lines = []
     reader = threading.Thread(target=read_lines, args=(proc, lines), daemon=True)
     reader.start()
-    killed = set()
-    deadline = time.time() + 300
-    while len(killed) < 3 and proc.poll() is None and time.time() < deadline:
-        pids = [line["pid"] for line in list(lines) if "pid" in line]
-        if pids and pids[-1] not in killed:
-            os.kill(pids[-1], signal.SIGKILL)
-            killed.add(pids[-1])
-        time.sleep(0.1)
+    killed = []
+    for r in range(rounds):
+        wait_until(lambda: len([line for line in lines if "pid" in line]) > r or proc.poll() is not None, 120,
+                   what=f"round {r}'s actor pid")
+        pid = [line["pid"] for line in lines if "pid" in line][r]
+        if r > 0:
+            assert pid not in killed, (pid, killed)  # the actor came back in a new process
+        if r > 0:  # after a round of calls, so that the restart shows as the count starting again
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     report = finish(cluster, proc, lines, reader, timeout=300)
-    assert len(killed) >= 2, "the driver ended before its actor was killed twice"
-    assert report["errors"] == [] and report["calls"] == 400, report
+    assert report["errors"] == [] and report["calls"] == rounds * 100, report
     # Each kill restarted the actor with fresh state: its count started again.
-    assert report["resets"] == len(killed), (report, killed)
+    assert report["resets"] == kills, (report, killed)
     assert_resources_back(cluster)
     assert_nothing_left(cluster)
 
