@@ -133,29 +133,48 @@ def cluster_processes(cluster):
     return sorted(pids)
 
 
-def start_driver(cluster, code, **env):
-    full = dict(cluster.env, PYTHONPATH=PYTHON_DIR, SHOAL_TEST_ADDRESS=cluster.address,
-                SHOAL_AUTH_TOKEN=cluster.auth_token(), **{k: str(v) for k, v in env.items()})
-    proc = subprocess.Popen([sys.executable, "-c", code], env=full, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    cluster.extra_pids.append(proc.pid)
-    return proc
+class Driver:
+    """A driver subprocess running `code`; its JSON lines collect in `lines` as they come
+    (forwarded worker output is skipped)."""
+
+    def __init__(self, cluster, code, **env):
+        full = dict(cluster.env, PYTHONPATH=PYTHON_DIR, SHOAL_TEST_ADDRESS=cluster.address,
+                    SHOAL_AUTH_TOKEN=cluster.auth_token(), **{k: str(v) for k, v in env.items()})
+        self.proc = subprocess.Popen([sys.executable, "-c", code], env=full, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cluster.extra_pids.append(self.proc.pid)
+        self.lines = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                self.lines.append(json.loads(line))
+            except ValueError:
+                sys.stderr.write("driver: " + line)
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def send(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def finish(self, timeout):
+        """Waits for the driver; answers its last JSON line (its report)."""
+        self.proc.wait(timeout=timeout)
+        self.reader.join(timeout=30)
+        assert self.proc.returncode == 0, self.proc.stderr.read()[-4000:]
+        return self.lines[-1]
 
 
-def read_lines(proc, sink):
-    """The driver's JSON lines (forwarded worker output is skipped)."""
-    for line in proc.stdout:
-        try:
-            sink.append(json.loads(line))
-        except ValueError:
-            sys.stderr.write("driver: " + line)
-
-
-def finish(cluster, proc, lines, reader, timeout):
-    proc.wait(timeout=timeout)
-    reader.join(timeout=30)
-    assert proc.returncode == 0, proc.stderr.read()[-4000:]
-    return lines[-1]
+def start_cluster(cluster, workers, *head_args):
+    """A head that runs 1 CPU and `workers` worker nodes with 2 CPUs and W: 2 each."""
+    cluster.start_head("--num-cpus", 1, "--num-gpus", 0, *head_args)
+    for _ in range(workers):
+        cluster.start_worker("--num-cpus", 2, "--num-gpus", 0, "--resources", '{"W": 2}')
+    wait_until(lambda: len(cluster.alive_nodes()) == workers + 1, 30, what=f"{workers + 1} alive nodes")
 
 
 def assert_nothing_left(cluster, started_here=()):
@@ -170,29 +189,23 @@ def assert_nothing_left(cluster, started_here=()):
 
 
 def test_tasks_are_exact_while_worker_raylets_are_killed(cluster):
-    cluster.start_head("--num-cpus", 1, "--num-gpus", 0)
-    for _ in range(3):
-        cluster.start_worker("--num-cpus", 2, "--num-gpus", 0, "--resources", '{"W": 2}')
-    wait_until(lambda: len(cluster.alive_nodes()) == 4, 30, what="4 alive nodes")
+    start_cluster(cluster, 3)
     stop = os.path.join(cluster.root, "chaos-stop")
-    proc = start_driver(cluster, TASKS, SHOAL_CHAOS_MIN_ROUNDS=MIN_ROUNDS, SHOAL_CHAOS_STOP=stop)
-    lines = []
-    reader = threading.Thread(target=read_lines, args=(proc, lines), daemon=True)
-    reader.start()
+    driver = Driver(cluster, TASKS, SHOAL_CHAOS_MIN_ROUNDS=MIN_ROUNDS, SHOAL_CHAOS_STOP=stop)
 
     rng = random.Random(12)
     kills = 0
-    while kills < KILLS and proc.poll() is None:
+    while kills < KILLS and driver.running():
         time.sleep(PERIOD_S)
         alive = [p for p in worker_raylet_pids(cluster) if process_alive(p)]
-        if proc.poll() is not None or not alive:
+        if not driver.running() or not alive:
             break
         os.kill(rng.choice(alive), signal.SIGKILL)
         kills += 1
         cluster.start_worker("--num-cpus", 2, "--num-gpus", 0, "--resources", '{"W": 2}')
     open(stop, "w").close()
 
-    report = finish(cluster, proc, lines, reader, timeout=600)
+    report = driver.finish(timeout=600)
     assert kills == KILLS, (kills, report)
     assert report["errors"] == [] and report["wrong"] == [], report
     rounds = report["rounds"]
@@ -207,28 +220,22 @@ def test_tasks_are_exact_while_worker_raylets_are_killed(cluster):
 
 
 def test_restartable_actor_answers_every_call_while_its_worker_is_killed(cluster):
-    cluster.start_head("--num-cpus", 1, "--num-gpus", 0)
-    cluster.start_worker("--num-cpus", 2, "--num-gpus", 0, "--resources", '{"W": 2}')
-    wait_until(lambda: len(cluster.alive_nodes()) == 2, 30, what="2 alive nodes")
+    start_cluster(cluster, 1)
     rounds = 4
     kills = rounds - 1
-    proc = start_driver(cluster, ACTOR, SHOAL_CHAOS_ROUNDS=rounds, SHOAL_CHAOS_CALLS=100)
-    lines = []
-    reader = threading.Thread(target=read_lines, args=(proc, lines), daemon=True)
-    reader.start()
+    driver = Driver(cluster, ACTOR, SHOAL_CHAOS_ROUNDS=rounds, SHOAL_CHAOS_CALLS=100)
     killed = []
     for r in range(rounds):
-        wait_until(lambda: len([line for line in lines if "pid" in line]) > r or proc.poll() is not None, 120,
-                   what=f"round {r}'s actor pid")
-        pid = [line["pid"] for line in lines if "pid" in line][r]
+        pids = lambda: [line["pid"] for line in driver.lines if "pid" in line]  # noqa: E731
+        wait_until(lambda: len(pids()) > r or not driver.running(), 120, what=f"round {r}'s actor pid")
+        pid = pids()[r]
         if r > 0:
             assert pid not in killed, (pid, killed)  # the actor came back in a new process
         if r > 0:  # after a round of calls, so that the restart shows as the count starting again
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    report = finish(cluster, proc, lines, reader, timeout=300)
+        driver.send("go")
+    report = driver.finish(timeout=300)
     assert report["errors"] == [] and report["calls"] == rounds * 100, report
     # Each kill restarted the actor with fresh state: its count started again.
     assert report["resets"] == kills, (report, killed)
@@ -237,27 +244,21 @@ def test_restartable_actor_answers_every_call_while_its_worker_is_killed(cluster
 
 
 def test_tasks_are_exact_while_the_gcs_is_killed_and_restarted(cluster, redis_server):
-    cluster.start_head("--num-cpus", 1, "--num-gpus", 0, "--redis-address", f"127.0.0.1:{redis_server.port}")
-    for _ in range(2):
-        cluster.start_worker("--num-cpus", 2, "--num-gpus", 0, "--resources", '{"W": 2}')
-    wait_until(lambda: len(cluster.alive_nodes()) == 3, 30, what="3 alive nodes")
+    start_cluster(cluster, 2, "--redis-address", f"127.0.0.1:{redis_server.port}")
     stop = os.path.join(cluster.root, "chaos-stop")
-    proc = start_driver(cluster, TASKS, SHOAL_CHAOS_MIN_ROUNDS=MIN_ROUNDS, SHOAL_CHAOS_STOP=stop)
-    lines = []
-    reader = threading.Thread(target=read_lines, args=(proc, lines), daemon=True)
-    reader.start()
-    wait_until(lambda: len(lines) >= 2 or proc.poll() is not None, 120, what="two rounds before the GCS dies")
+    driver = Driver(cluster, TASKS, SHOAL_CHAOS_MIN_ROUNDS=MIN_ROUNDS, SHOAL_CHAOS_STOP=stop)
+    wait_until(lambda: len(driver.lines) >= 2 or not driver.running(), 120, what="two rounds before the GCS dies")
     gcs = cluster.recorded_pids()["gcs"][0]
     os.kill(gcs, signal.SIGKILL)
     wait_until(lambda: not process_alive(gcs), 10, what="the GCS to die")
     time.sleep(2)  # work goes on without a GCS for a while
     gcs_again = restart_gcs(cluster, "--redis-address", f"127.0.0.1:{redis_server.port}")
     wait_until(lambda: len(cluster.alive_nodes()) == 3, 60, what="the nodes alive again under the new GCS")
-    done = len(lines)
-    wait_until(lambda: len(lines) >= done + 2 or proc.poll() is not None, 120,
+    done = len(driver.lines)
+    wait_until(lambda: len(driver.lines) >= done + 2 or not driver.running(), 120,
                what="two more rounds under the new GCS")
     open(stop, "w").close()
-    report = finish(cluster, proc, lines, reader, timeout=600)
+    report = driver.finish(timeout=600)
     assert report["errors"] == [] and report["wrong"] == [], report
     rounds = report["rounds"]
     assert (report["small"], report["large"], report["nested"]) == (100 * rounds, 4 * rounds, 2 * rounds)

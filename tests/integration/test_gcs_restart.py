@@ -15,8 +15,7 @@ import sys
 import textwrap
 import time
 
-from conftest import BIN, HEALTH_PERIOD_MS, HEALTH_THRESHOLD, HEALTH_TIMEOUT_MS, PYTHON_DIR, process_alive, \
-    session_dirs, wait_until
+from conftest import BIN, PYTHON_DIR, process_alive, restart_gcs, wait_until, worker_raylet_pids
 
 # The raylet's timeout for a lease owner other than the GCS (RayletOptions::owner_timeout).
 OTHER_OWNER_TIMEOUT_S = 10
@@ -24,32 +23,6 @@ OTHER_OWNER_TIMEOUT_S = 10
 
 def gcs_pid(cluster):
     return cluster.recorded_pids()["gcs"][0]
-
-
-def worker_raylet_pids(cluster):
-    """Raylet pids recorded in sessions that hold no GCS (the worker nodes)."""
-    out = []
-    for session in session_dirs(cluster.root):
-        names = {}
-        for path in glob.glob(os.path.join(session, "processes", "*.json")):
-            with open(path) as f:
-                rec = json.load(f)
-            names.setdefault(rec["name"], []).append(rec["pid"])
-        if "gcs" not in names:
-            out += names.get("raylet", [])
-    return out
-
-
-def restart_gcs(cluster, *extra):
-    """Starts shoal-gcs again on the head's port and the cluster's token, as `shoal start` did."""
-    token_file = os.path.join(cluster.root, "restart_token")
-    if not os.path.exists(token_file):
-        with open(os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write(cluster.auth_token())
-    return cluster.spawn([os.path.join(BIN, "shoal-gcs"), "--port", str(cluster.port), "--auth-token-file", token_file,
-                          "--health-check-period-ms", str(HEALTH_PERIOD_MS),
-                          "--health-check-timeout-ms", str(HEALTH_TIMEOUT_MS),
-                          "--health-check-failure-threshold", str(HEALTH_THRESHOLD), *extra])
 
 
 def run_driver(cluster, body):
