@@ -16,8 +16,9 @@ class FakeStoreAccess : public ObjectStoreAccess {
   explicit FakeStoreAccess(std::string raylet_address = "10.0.0.1:7000", NodeId node = NodeId::FromRandom())
       : raylet_address_(std::move(raylet_address)), node_(node) {}
 
-  absl::StatusOr<std::string> Read(const rpc::ObjectValue& value) override {
+  absl::StatusOr<std::string> Read(const rpc::ObjectValue& value, absl::Time) override {
     absl::MutexLock lock(&mu_);
+    if (slow_) return absl::DeadlineExceededError("still copying (fake)");
     auto it = objects_.find(value.object_id());
     if (it == objects_.end()) return absl::NotFoundError("no such object in the fake store");
     return it->second;
@@ -29,6 +30,11 @@ class FakeStoreAccess : public ObjectStoreAccess {
     return StoreValue(id, raylet_address_, node_);
   }
 
+  // Reads answer DeadlineExceeded, as a copy from another node that outlasts the get's timeout.
+  void set_slow(bool slow) {
+    absl::MutexLock lock(&mu_);
+    slow_ = slow;
+  }
   void set_full(bool full) {
     absl::MutexLock lock(&mu_);
     full_ = full;
@@ -54,6 +60,7 @@ class FakeStoreAccess : public ObjectStoreAccess {
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::string> objects_ ABSL_GUARDED_BY(mu_);
   bool full_ ABSL_GUARDED_BY(mu_) = false;
+  bool slow_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace shoal

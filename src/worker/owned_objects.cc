@@ -151,31 +151,42 @@ absl::StatusOr<std::vector<ValuePtr>> OwnedObjects::WaitForValues(const std::vec
   return values;
 }
 
-absl::StatusOr<std::string> OwnedObjects::ToBytes(const ValuePtr& ptr) {
+namespace {
+
+// A read of a store copy that failed: GET_TIMEOUT when it ran out of time (the copy may be
+// fine), else OBJECT_LOST (no copy could be read).
+absl::Status ReadFailure(const absl::Status& s) {
+  return ErrorStatus(absl::IsDeadlineExceeded(s) ? rpc::GET_TIMEOUT : rpc::OBJECT_LOST, std::string(s.message()));
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> OwnedObjects::ToBytes(const ValuePtr& ptr, absl::Time deadline) {
   const rpc::ObjectValue& value = *ptr;
   if (value.has_error()) return ErrorValueToStatus(value);
   if (!value.in_store()) return value.inline_data();
-  auto bytes = store_.Read(value);
+  auto bytes = store_.Read(value, deadline);
   if (bytes.ok()) return bytes;
-  return ErrorStatus(rpc::OBJECT_LOST, std::string(bytes.status().message()));
+  return ReadFailure(bytes.status());
 }
 
-absl::StatusOr<ObjectBuffer> OwnedObjects::ToBuffer(const ValuePtr& value) {
+absl::StatusOr<ObjectBuffer> OwnedObjects::ToBuffer(const ValuePtr& value, absl::Time deadline) {
   if (value->has_error()) return ErrorValueToStatus(*value);
   if (!value->in_store()) {
     // Points into the value the memory store keeps; `value` keeps it alive.
     return ObjectBuffer{value->inline_data().data(), value->inline_data().size(), value};
   }
-  auto buffer = store_.ReadBuffer(*value);
+  auto buffer = store_.ReadBuffer(*value, deadline);
   if (buffer.ok()) return buffer;
-  return ErrorStatus(rpc::OBJECT_LOST, std::string(buffer.status().message()));
+  return ReadFailure(buffer.status());
 }
 
 template <typename T, typename Read>
 absl::StatusOr<T> OwnedObjects::ReadRecovering(const ObjectId& id, ValuePtr value, absl::Time deadline, Read read) {
   while (true) {
-    absl::StatusOr<T> got = read(value);
-    const bool lost_copy = !got.ok() && value->in_store() && !value->has_error();
+    absl::StatusOr<T> got = read(value, deadline);
+    const bool lost_copy = !got.ok() && value->in_store() && !value->has_error() &&
+                           ErrorTypeOf(got.status()) == rpc::OBJECT_LOST;
     if (!lost_copy || options_.recovery == nullptr) return got;
     absl::Status started = options_.recovery->Recover(id, got.status().message());
     if (!started.ok()) return started;
@@ -198,7 +209,7 @@ absl::StatusOr<std::vector<absl::StatusOr<std::string>>> OwnedObjects::Get(const
   out.reserve(values->size());
   for (size_t i = 0; i < ids.size(); ++i) {
     out.push_back(ReadRecovering<std::string>(ids[i], (*values)[i], deadline,
-                                              [this](const ValuePtr& v) { return ToBytes(v); }));
+                                              [this](const ValuePtr& v, absl::Time d) { return ToBytes(v, d); }));
   }
   return out;
 }
@@ -212,7 +223,7 @@ absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> OwnedObjects::GetBuffe
   out.reserve(values->size());
   for (size_t i = 0; i < ids.size(); ++i) {
     out.push_back(ReadRecovering<ObjectBuffer>(ids[i], (*values)[i], deadline,
-                                               [this](const ValuePtr& v) { return ToBuffer(v); }));
+                                               [this](const ValuePtr& v, absl::Time d) { return ToBuffer(v, d); }));
   }
   return out;
 }

@@ -99,9 +99,10 @@ class OwnedObjects {
   // Stores a new owned object with `value` (its id set).
   ObjectId AddOwned(const ObjectId& id, rpc::ObjectValue value);
   absl::Status CheckKnown(const std::vector<ObjectId>& ids);
-  absl::StatusOr<std::string> ToBytes(const ValuePtr& value);
-  absl::StatusOr<ObjectBuffer> ToBuffer(const ValuePtr& value);
-  // read(value), and when the store copy of an owned task result is lost, the same after
+  // The value's bytes; a store copy is read (copied here first if need be) until `deadline`.
+  absl::StatusOr<std::string> ToBytes(const ValuePtr& value, absl::Time deadline);
+  absl::StatusOr<ObjectBuffer> ToBuffer(const ValuePtr& value, absl::Time deadline);
+  // read(value, deadline), and when the store copy of an owned task result is lost, the same after
   // Options::recovery made it again (waiting for it until `deadline`).
   template <typename T, typename Read>
   absl::StatusOr<T> ReadRecovering(const ObjectId& id, ValuePtr value, absl::Time deadline, Read read);

@@ -20,8 +20,8 @@ ObjectBuffer OwnedBuffer(std::string bytes) {
 }
 }  // namespace
 
-absl::StatusOr<ObjectBuffer> ObjectStoreAccess::ReadBuffer(const rpc::ObjectValue& value) {
-  auto bytes = Read(value);
+absl::StatusOr<ObjectBuffer> ObjectStoreAccess::ReadBuffer(const rpc::ObjectValue& value, absl::Time deadline) {
+  auto bytes = Read(value, deadline);
   if (!bytes.ok()) return bytes.status();
   return OwnedBuffer(std::move(*bytes));
 }
@@ -52,7 +52,7 @@ absl::StatusOr<ObjectBuffer> NodeStoreAccess::ReadLocal(const ObjectId& id, absl
   return ObjectBuffer{reinterpret_cast<const char*>(view->data), view->data_size, std::move(release)};
 }
 
-absl::StatusOr<ObjectBuffer> NodeStoreAccess::FetchAndRead(const rpc::ObjectValue& value) {
+absl::StatusOr<ObjectBuffer> NodeStoreAccess::FetchAndRead(const rpc::ObjectValue& value, absl::Time deadline) {
   auto id = ObjectId::FromBinary(value.object_id());
   if (!id.ok()) return id.status();
   const bool here = value.node_id() == node_.Hex() || value.raylet_address() == raylet_address_;
@@ -72,8 +72,17 @@ absl::StatusOr<ObjectBuffer> NodeStoreAccess::FetchAndRead(const rpc::ObjectValu
     req.set_object_id(id->Binary());
     req.add_holders(value.raylet_address());
     rpc::FetchReply reply;
-    absl::Status fetched =
-        UnaryCall(*object_manager_, &rpc::ObjectManagerService::Stub::Fetch, req, &reply, {.timeout = kFetchTimeout});
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return absl::DeadlineExceededError(absl::StrCat("object ", id->Hex(), " was still being copied here from ",
+                                                      value.raylet_address(), " when the get's timeout passed"));
+    }
+    absl::Status fetched = UnaryCall(*object_manager_, &rpc::ObjectManagerService::Stub::Fetch, req, &reply,
+                                     {.timeout = std::min(kFetchTimeout, left)});
+    if (absl::IsDeadlineExceeded(fetched) && left < kFetchTimeout) {
+      return absl::DeadlineExceededError(absl::StrCat("object ", id->Hex(), " was still being copied here from ",
+                                                      value.raylet_address(), " when the get's timeout passed"));
+    }
     if (!fetched.ok()) {
       return absl::Status(fetched.code(), absl::StrCat("cannot copy object ", id->Hex(), " from node at ",
                                                        value.raylet_address(), ": ", fetched.message()));
@@ -88,14 +97,14 @@ absl::StatusOr<ObjectBuffer> NodeStoreAccess::FetchAndRead(const rpc::ObjectValu
   return absl::NotFoundError(absl::StrCat("object ", id->Hex(), " was fetched but could not be read: ", last.message()));
 }
 
-absl::StatusOr<std::string> NodeStoreAccess::Read(const rpc::ObjectValue& value) {
-  auto buffer = FetchAndRead(value);
+absl::StatusOr<std::string> NodeStoreAccess::Read(const rpc::ObjectValue& value, absl::Time deadline) {
+  auto buffer = FetchAndRead(value, deadline);
   if (!buffer.ok()) return buffer.status();
   return std::string(buffer->data, buffer->size);
 }
 
-absl::StatusOr<ObjectBuffer> NodeStoreAccess::ReadBuffer(const rpc::ObjectValue& value) {
-  return FetchAndRead(value);
+absl::StatusOr<ObjectBuffer> NodeStoreAccess::ReadBuffer(const rpc::ObjectValue& value, absl::Time deadline) {
+  return FetchAndRead(value, deadline);
 }
 
 absl::StatusOr<rpc::ObjectValue> NodeStoreAccess::Write(const ObjectId& id, std::string_view bytes) {

@@ -90,7 +90,7 @@ rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
       args.push_back({owned->data(), owned->size(), owned});
       continue;
     }
-    auto buffer = store_.ReadBuffer(value);
+    auto buffer = store_.ReadBuffer(value, absl::InfiniteFuture());
     if (!buffer.ok()) {
       FailAll(spec,
               MakeError(rpc::OBJECT_LOST, absl::StrCat(DescribeTask(spec), ": argument ", i,

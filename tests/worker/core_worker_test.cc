@@ -857,7 +857,7 @@ TEST_CASE_METHOD(ExecutorFixture, "executor: large results go to the store", "[e
   CHECK(reply.returns(0).inline_data().empty());
   const ObjectId id = ReturnObjectId(big.spec(), 1);
   CHECK(store.Contains(id));
-  CHECK(store.Read(reply.returns(0))->size() == kMaxInlineObjectSize + 1);
+  CHECK(store.Read(reply.returns(0), absl::InfiniteFuture())->size() == kMaxInlineObjectSize + 1);
 
   store.set_full(true);
   rpc::PushTaskReply full = executor.Execute(Request("test.big", {std::to_string(kMaxInlineObjectSize + 1)}));

@@ -208,6 +208,14 @@ TEST_CASE("objects: a task result whose store copy is lost is made again by its 
   CHECK(*(*got)[0] == "made again");
   CHECK(reruns == 1);
 
+  // A copy still on its way when the get's time is up is a timeout, not a loss: nothing re-runs.
+  store.set_slow(true);
+  auto slow = objects.Get({id}, absl::Milliseconds(10));
+  REQUIRE(slow.ok());
+  CHECK(ErrorTypeOf((*slow)[0].status()) == rpc::GET_TIMEOUT);
+  CHECK(reruns == 1);
+  store.set_slow(false);
+
   // A put object cannot be made again: OBJECT_LOST, saying why.
   auto put = objects.Put(std::string(kMaxInlineObjectSize + 1, 'x'));
   REQUIRE(put.ok());
