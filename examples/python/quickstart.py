@@ -2,6 +2,9 @@
 
     PYTHONPATH=build/python python3 examples/python/quickstart.py        # private local cluster
     SHOAL_ADDRESS=127.0.0.1:6379 PYTHONPATH=build/python python3 ...    # join a running one
+
+As Ray's, init() with no address joins the cluster `shoal start` last made on this machine, if
+there is one, before it starts a private one.
 """
 import os
 import time

@@ -14,12 +14,18 @@ feature.
 """
 import inspect as _inspect
 
+import cloudpickle
+
 from shoal import exceptions
+from shoal._private.ids import ActorID, JobID, NodeID, TaskID, WorkerID
 from shoal._private.runtime import (ObjectRef, available_resources, cancel, cluster_resources, get,
                                     get_gpu_ids, init, is_initialized, nodes, put, shutdown, wait)
 from shoal.actor import ActorClass, ActorHandle, get_actor, kill
 from shoal.remote_function import RemoteFunction
 from shoal.runtime_context import get_runtime_context
+from shoal import util  # noqa: E402 - shoal.util.ActorPool etc. after a plain `import shoal`
+
+ObjectID = ObjectRef  # Ray's older name
 
 __version__ = "0.1.0"
 
@@ -66,5 +72,6 @@ def method(*args, **options):
 
 
 __all__ = ["init", "shutdown", "is_initialized", "remote", "method", "get", "put", "wait", "cancel",
-           "ObjectRef", "ActorHandle", "get_actor", "kill", "cluster_resources", "available_resources", "nodes", "get_gpu_ids",
-           "get_runtime_context", "exceptions"]
+           "ObjectRef", "ObjectID", "TaskID", "ActorID", "JobID", "NodeID", "WorkerID", "ActorHandle", "get_actor",
+           "kill", "cluster_resources", "available_resources", "nodes", "get_gpu_ids", "get_runtime_context",
+           "exceptions", "cloudpickle", "util"]

@@ -79,18 +79,41 @@ _scopes = {}  # actor id -> _Scope, for unnamed non-detached actors created here
 _scopes_lock = threading.Lock()
 
 
+_scope_threads = set()  # live _end_when_calls_done threads, joined by shutdown
+_SCOPE_POLL_S = 0.2
+
+
 def _end_when_calls_done(actor_id, calls, epoch):
-    """Kills the actor once the calls still referenced have results (a daemon thread)."""
-    refs = [r for r in (w() for w in calls) if r is not None]
+    """Kills the actor once the calls still referenced have results (a daemon thread). It polls
+    the core directly (the public API would start a new session after a shutdown) and ends
+    within one poll when the session ends, so no call of it is in flight at exit."""
+    refs = [r for r in (w() for w in calls) if r is not None]  # kept alive while waited on
+    ids = [r._id for r in refs]
     try:
-        if refs:
-            from shoal._private.runtime import wait
-            wait(refs, num_returns=len(refs))
-        core = runtime.state.core
-        if core is not None and runtime.state.epoch == epoch:
+        while runtime.state.epoch == epoch:
+            core = runtime.state.core
+            if core is None:
+                return
+            if ids and not all(core.wait(ids, len(ids), _SCOPE_POLL_S)):
+                continue
             core.kill_actor(actor_id, True)
+            return
     except Exception:  # noqa: BLE001 - the cluster or the actor is already gone
         pass
+    finally:
+        with _scopes_lock:
+            _scope_threads.discard(threading.current_thread())
+
+
+def _join_scope_threads():
+    """Before the core shuts down (runtime.shutdown, after the session's epoch moved on)."""
+    with _scopes_lock:
+        threads = list(_scope_threads)
+    for t in threads:
+        t.join(timeout=10)
+
+
+runtime.before_core_shutdown.append(_join_scope_threads)
 
 
 def _handle_gone(actor_id):
@@ -106,8 +129,11 @@ def _handle_gone(actor_id):
             return
     if runtime.state.core is None:
         return
-    threading.Thread(target=_end_when_calls_done, args=(actor_id, scope.calls, runtime.state.epoch),
-                     name="shoal-actor-scope", daemon=True).start()
+    thread = threading.Thread(target=_end_when_calls_done, args=(actor_id, scope.calls, runtime.state.epoch),
+                              name="shoal-actor-scope", daemon=True)
+    with _scopes_lock:
+        _scope_threads.add(thread)
+    thread.start()
 
 
 class ActorClass:
@@ -150,7 +176,7 @@ class ActorClass:
 
     def _create(self, args, kwargs, options):
         from shoal.remote_function import pack_arguments
-        core = runtime.core()
+        core = runtime.connect()
         packed, nested, keep = pack_arguments(args, kwargs)
         core_options = opts.core_options(options, default_cpus=0)
         core_options.pop("num_returns", None)
@@ -196,6 +222,9 @@ class ActorMethod:
                         f"try 'object.{self._name}.remote()'.")
 
     def remote(self, *args, **kwargs):
+        builtin = BUILTIN_METHODS.get(self._name)
+        if builtin is not None:  # their arguments are known here: refuse bad ones before the call
+            inspect.signature(builtin).bind(None, *args, **kwargs)
         return self._handle._call(self._name, args, kwargs, self._options)
 
     def options(self, **options):
@@ -210,8 +239,57 @@ class ActorMethod:
         return ActorMethod(self._handle, self._name, merged)
 
 
+class ActorExit(BaseException):
+    """Raised by exit_actor() inside an actor method; the worker ends the actor (worker.py).
+
+    A BaseException, like Ray's SystemExit, so that `except Exception` in user code does not
+    swallow it."""
+
+
+def exit_actor():
+    """Ends the actor this code runs in, as Ray's `ray.actor.exit_actor()`: raises ActorExit,
+    which stops the running method; its caller gets ActorDiedError (a RayActorError), calls
+    still queued or made later fail with ActorDiedError, and the actor is not restarted (even
+    with max_restarts). Calls already running on other threads of a threaded actor run to
+    completion first. Any atexit handlers the actor registered run before it exits.
+    TypeError outside an actor (a driver or a normal task)."""
+    if runtime.state.mode != "worker" or not runtime.state.actor_id:
+        raise TypeError("exit_actor API is called on a non-actor worker. Call this API inside an actor method "
+                        "if you'd like to exit the actor gracefully.")
+    raise ActorExit("exit_actor() was called")
+
+
+def _ray_ready(instance):
+    return True
+
+
+def _ray_call(instance, fn, *args, **kwargs):
+    # The signature callers are checked against; the worker binds `fn` to the instance itself,
+    # so that an async `fn` runs on the actor's event loop.
+    return fn(instance, *args, **kwargs)
+
+
+def _ray_terminate(instance):
+    raise ActorExit("__ray_terminate__ was called")
+
+
+# Ray's built-in methods of every actor: handle.__ray_ready__.remote() etc. The worker calls them
+# with the actor instance first (worker.py).
+BUILTIN_METHODS = {
+    "__ray_ready__": _ray_ready,          # True once the constructor has run
+    "__ray_call__": _ray_call,            # fn(instance, *args, **kwargs) on the actor
+    "__ray_terminate__": _ray_terminate,  # graceful stop: after the caller's earlier calls
+}
+
+
 class ActorHandle:
-    """A reference to an actor; call methods with `handle.method.remote(...)`."""
+    """A reference to an actor; call methods with `handle.method.remote(...)`.
+
+    Besides the class's methods, every actor answers Ray's built-ins: `__ray_ready__` (a ref
+    that resolves to True once the actor is created), `__ray_call__(fn, *args, **kwargs)`
+    (runs `fn(instance, *args, **kwargs)` on the actor) and `__ray_terminate__` (ends the
+    actor after the calls this caller made before it, as exit_actor() does; its ref raises
+    ActorDiedError)."""
 
     def __init__(self, actor_id, class_name, methods, max_task_retries=0, _register=False):
         self._actor_id = actor_id
@@ -240,6 +318,18 @@ class ActorHandle:
         if meta is None:
             raise AttributeError(f"'{self._class_name}' actor has no method '{name}'")
         return ActorMethod(self, name, {"num_returns": meta.get("num_returns", 1)})
+
+    @property
+    def __ray_ready__(self):
+        return ActorMethod(self, "__ray_ready__", {"num_returns": 1})
+
+    @property
+    def __ray_call__(self):
+        return ActorMethod(self, "__ray_call__", {"num_returns": 1})
+
+    @property
+    def __ray_terminate__(self):
+        return ActorMethod(self, "__ray_terminate__", {"num_returns": 1})
 
     def _call(self, method, args, kwargs, options):
         from shoal.remote_function import pack_arguments
@@ -292,7 +382,7 @@ def _rebuild_handle(actor_id, class_name, methods, max_task_retries):
 def get_actor(name, namespace=None):
     if not isinstance(name, str) or not name:
         raise ValueError(f"get_actor needs a non-empty name, got {name!r}")
-    core = runtime.core()
+    core = runtime.connect()
     with core_call:
         description = core.get_named_actor(name, namespace or runtime.state.namespace)
     class_name, methods, retries = serialization.deserialize(description["handle_data"])
@@ -302,5 +392,6 @@ def get_actor(name, namespace=None):
 def kill(actor, *, no_restart=True):
     if not isinstance(actor, ActorHandle):
         raise TypeError(f"kill() takes an actor handle, got {type(actor).__name__}")
+    core = runtime.connect()
     with core_call:
-        runtime.core().kill_actor(actor._actor_id, bool(no_restart))
+        core.kill_actor(actor._actor_id, bool(no_restart))

@@ -102,6 +102,7 @@ class RemoteFunction:
         return f"py:{self._fid}:{self._name}"
 
     def remote(self, *args, **kwargs):
+        runtime.connect()
         return submit(self._function_name(), args, kwargs, self._options)
 
     def options(self, **options):
@@ -111,6 +112,7 @@ class RemoteFunction:
 
         class _Options:
             def remote(self, *args, **kwargs):
+                runtime.connect()
                 return submit(parent._function_name(), args, kwargs, merged)
 
             def __call__(self, *args, **kwargs):

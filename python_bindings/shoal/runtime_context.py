@@ -57,5 +57,5 @@ class RuntimeContext:
 
 
 def get_runtime_context():
-    runtime.core()
+    runtime.connect()
     return RuntimeContext()

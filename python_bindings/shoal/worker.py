@@ -11,16 +11,20 @@ Output: while a task runs, lines written to sys.stdout / sys.stderr go to the ta
 flushed before the task's reply. Output outside tasks goes to this worker's log file.
 """
 import asyncio
+import atexit
 import ctypes
+import functools
 import inspect
 import os
 import sys
 import threading
+import time
 import traceback
 
 from shoal import exceptions
 from shoal._private import runtime
 from shoal._private import serialization
+from shoal.actor import BUILTIN_METHODS, ActorExit
 
 _FLUSH_PERIOD = 0.1
 
@@ -125,6 +129,7 @@ class Worker:
         self.running = {}        # task id (hex) -> ident of the thread running it
         self.returned_refs = []  # refs put inside results: kept so their borrowers can read them
         self.retry_filters = {}  # pickled retry_exceptions lists -> tuples of classes
+        self.exiting = None      # why the actor is ending (exit_actor, __ray_terminate__), once it is
         self.node_id = self.core.node_id
         self.main_thread = threading.main_thread().ident
         self.forwarder = _OutputForwarder(self.core)
@@ -161,6 +166,8 @@ class Worker:
             prefix_name = name.rsplit(".", 1)[-1]
         # The core exported it with setenv; os.environ is Python's own copy.
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
+        if actor_id and not actor_creation and self.exiting is not None:
+            return (False, self._actor_exited_error(f"{label}() was not run"))  # queued behind the exit
         info = self.core.current_task()
         self.forwarder.begin_task(info["owner_address"], prefix_name)
         self.running[task_id] = threading.get_ident()
@@ -170,15 +177,14 @@ class Worker:
             if actor_id and not actor_creation:
                 if self.actor is None:
                     raise RuntimeError(f"this worker runs no actor (call {function_name!r})")
-                method = getattr(self.actor, name, None)
-                if method is None or not callable(method):
-                    raise AttributeError(f"'{self.actor_name}' actor has no method '{name}'")
+                method, positional = self._actor_method(name, positional, keywords)
                 result = self._call(method, positional, keywords)
             else:
                 if not fid:
                     raise RuntimeError(f"'{function_name}' is not a Python task")
                 fn = self.load_function(fid)
                 if actor_creation:
+                    runtime.state.actor_id = actor_id
                     self.actor_name = name.rsplit(".", 1)[-1]
                     self.actor = fn(*positional, **keywords)
                     result = None
@@ -197,6 +203,12 @@ class Worker:
                 self.returned_refs.extend(refs)
                 out.append(data)
             return (True, out)
+        except ActorExit as e:
+            if actor_creation:
+                self.actor = None
+                return (False, self._error(label, e, retry_exception_filter))
+            self._begin_actor_exit(actor_id, f"{e} in {label}()")
+            return (False, self._actor_exited_error(f"{label}() ended there"))
         except BaseException as e:  # noqa: BLE001 - every failure goes back to the caller
             if actor_creation:
                 self.actor = None
@@ -211,6 +223,61 @@ class Worker:
             except Exception:  # noqa: BLE001
                 pass
             self.forwarder.end_task()
+
+    def _actor_method(self, name, positional, keywords):
+        """The callable for a call of `name` on the actor, and its positional arguments: a method
+        of the instance, or one of Ray's built-ins (actor.BUILTIN_METHODS), bound to the instance.
+        __ray_call__ binds its function argument instead (taken out of the arguments), so that
+        an async one runs on the event loop."""
+        if name == "__ray_call__":
+            if positional:
+                fn, positional = positional[0], positional[1:]
+            elif "fn" in keywords:
+                fn = keywords.pop("fn")
+            else:
+                raise TypeError("__ray_call__() missing 1 required positional argument: 'fn'")
+            if not callable(fn):
+                raise TypeError(f"__ray_call__ needs a callable taking the actor instance first, got "
+                                f"{type(fn).__name__}")
+            return functools.partial(fn, self.actor), positional
+        builtin = BUILTIN_METHODS.get(name)
+        if builtin is not None:
+            return functools.partial(builtin, self.actor), positional
+        method = getattr(self.actor, name, None)
+        if method is None or not callable(method):
+            raise AttributeError(f"'{self.actor_name}' actor has no method '{name}'")
+        return method, positional
+
+    def _actor_exited_error(self, what):
+        error = exceptions.ActorDiedError(
+            f"The actor {self.actor_name} (pid={os.getpid()}) exited intentionally: {self.exiting}; {what}.")
+        data, _ = serialization.serialize_to_bytes(error)
+        return ("ActorDiedError", str(error), data, "", True)
+
+    def _begin_actor_exit(self, actor_id, why):
+        """Ends the actor once the exiting call has been answered and the calls running on
+        other threads are done: runs the atexit handlers, then has the GCS mark the actor DEAD
+        for good (no restart), which ends this worker's lease and process."""
+        if self.exiting is not None:
+            return
+        self.exiting = why
+        threading.Thread(target=self._end_actor, args=(bytes.fromhex(actor_id),), name="shoal-actor-exit",
+                         daemon=True).start()
+
+    def _end_actor(self, actor_id):
+        # execute() drops a call from self.running just before the core sends its reply.
+        while self.running:
+            time.sleep(0.01)
+        atexit.unregister(runtime.shutdown)  # the core must stay up for the kill below
+        try:
+            atexit._run_exitfuncs()
+        except BaseException:  # noqa: BLE001 - a failing handler must not keep the actor alive
+            traceback.print_exc(file=self.stderr._original)
+        try:
+            self.core.kill_actor(actor_id, True)
+        except Exception:  # noqa: BLE001 - the GCS is unreachable: leave without it
+            traceback.print_exc(file=self.stderr._original)
+            os._exit(1)
 
     def _call(self, fn, positional, keywords):
         if inspect.iscoroutinefunction(fn):

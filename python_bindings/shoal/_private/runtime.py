@@ -13,6 +13,7 @@ import threading
 from shoal import _core
 from shoal import exceptions
 from shoal._private import serialization
+from shoal._private.ids import IdMixin, TaskID, check_binary
 
 # Keys in the GCS KV.
 FUNCTION_NAMESPACE = "py_fn"
@@ -29,6 +30,8 @@ class _State:
     epoch = 0            # bumped by every shutdown: refs of an old session do nothing
     exported = set()     # function ids this process put in the KV
     runtime_env = None   # init()'s, applied to every worker of this driver
+    actor_id = None      # worker mode: the actor this worker runs (hex), once its creation began
+    node_ip = None       # (epoch, IP of this process's node), see local_node_ip()
 
 
 state = _State()
@@ -43,6 +46,27 @@ def core():
 
 def is_initialized():
     return state.core is not None
+
+
+def _auto_init_enabled():
+    return all(os.environ.get(var, "") != "0" for var in ("SHOAL_ENABLE_AUTO_CONNECT", "RAY_ENABLE_AUTO_CONNECT"))
+
+
+def connect():
+    """The core worker, after Ray's implicit init: when this process is not connected yet, the
+    first get, put, wait, cancel, kill, get_actor, get_gpu_ids, get_runtime_context, task
+    submission or actor creation calls init() with no arguments, which joins $SHOAL_ADDRESS
+    (or $RAY_ADDRESS), else the cluster `shoal start` last started on this machine, else starts
+    a private local cluster. SHOAL_ENABLE_AUTO_CONNECT=0 (or
+    Ray's RAY_ENABLE_AUTO_CONNECT=0) turns this off: such calls then raise ShoalError."""
+    c = state.core
+    if c is not None:
+        return c
+    if _auto_init_enabled() and os.environ.get("SHOAL_WORKER_MODE") != "1":
+        with _lock:
+            if state.core is None:
+                init()
+    return core()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,16 +121,21 @@ core_call = _CoreCall()
 # ObjectRef
 
 
-class ObjectRef:
+class ObjectRef(IdMixin):
     """A reference to an object in the cluster (a task's result or a `put` value).
 
     Copies of the Python object share one reference count in the core; when the last ObjectRef
-    for an id goes, the owner may free the value.
+    for an id goes, the owner may free the value. `ObjectRef.from_hex`, `from_binary`, `nil` and
+    `from_random` make refs of known ids (Ray's ObjectID class methods); such a ref reads only an
+    object this process owns or borrows.
     """
 
     __slots__ = ("_id", "_epoch", "_keep", "__weakref__")
+    SIZE = 28
 
     def __init__(self, id_bytes, _add_reference=True, _keep=None):
+        if type(id_bytes) is not bytes or len(id_bytes) != 28:
+            id_bytes = check_binary(ObjectRef, id_bytes)
         self._id = id_bytes
         self._epoch = state.epoch
         self._keep = _keep  # refs nested in a put value, kept as long as this one
@@ -121,14 +150,10 @@ class ObjectRef:
             except Exception:  # noqa: BLE001 - interpreter shutdown
                 pass
 
-    def binary(self):
-        return self._id
-
-    def hex(self):
-        return self._id.hex()
-
     def task_id(self):
-        return self._id[:-4].hex()
+        """The TaskID of the task that returns this object (puts are numbered under one task id
+        per process)."""
+        return TaskID(self._id[:TaskID.SIZE])
 
     def __eq__(self, other):
         return isinstance(other, ObjectRef) and other._id == self._id
@@ -205,10 +230,10 @@ def get(refs, *, timeout=None):
                                 f"{type(r).__name__}")
     else:
         raise TypeError(f"get() takes an ObjectRef or a list of ObjectRefs, got {type(refs).__name__}")
+    t = _as_timeout(timeout)
+    c = connect()
     if not ref_list:
         return []
-    t = _as_timeout(timeout)
-    c = core()
     with core_call:
         results = c.get([r._id for r in ref_list], t)
     values = []
@@ -223,7 +248,7 @@ def put(value, *, _owner=None):
     if isinstance(value, ObjectRef):
         raise TypeError("Calling 'put' on an ObjectRef is not allowed. If you really want to do this, you can "
                         "wrap the ObjectRef in a list and call 'put' on it.")
-    c = core()
+    c = connect()
     parts, _, nested = serialization.serialize(value)
     with core_call:
         id_bytes = c.put(parts)
@@ -231,24 +256,27 @@ def put(value, *, _owner=None):
 
 
 def wait(refs, *, num_returns=1, timeout=None, fetch_local=True):
+    # Checks in Ray's order: the arguments' types and the timeout, then (after connecting) an
+    # empty list answers ([], []) whatever num_returns is, then the rest.
     if isinstance(refs, ObjectRef) or not isinstance(refs, (list, tuple)):
         raise TypeError(f"wait() expects a list of ObjectRefs, got {type(refs).__name__}")
     refs = list(refs)
+    t = _as_timeout(timeout)
     for r in refs:
         if not isinstance(r, ObjectRef):
             raise TypeError(f"wait() expects a list of ObjectRefs, got a list containing {type(r).__name__}")
+    c = connect()
+    if not refs:
+        return [], []
     if len(set(refs)) != len(refs):
         raise ValueError("Wait requires a list of unique object refs.")
-    if not isinstance(num_returns, int) or num_returns < 0:
-        raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}")
+    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns <= 0:
+        raise ValueError(f"Invalid number of objects to return {num_returns!r}: it must be a positive integer")
     if num_returns > len(refs):
         raise ValueError("num_returns cannot be greater than the number of objects provided to wait: "
                          f"{num_returns} > {len(refs)}")
-    if not refs:
-        return [], []
-    t = _as_timeout(timeout)
     with core_call:
-        ready = core().wait([r._id for r in refs], num_returns, t)
+        ready = c.wait([r._id for r in refs], num_returns, t)
     done = [r for r, f in zip(refs, ready) if f]
     if len(done) > num_returns:
         done = done[:num_returns]
@@ -259,15 +287,18 @@ def wait(refs, *, num_returns=1, timeout=None, fetch_local=True):
 def cancel(ref, *, force=False, recursive=True):
     if not isinstance(ref, ObjectRef):
         raise TypeError(f"cancel() takes an ObjectRef, got {type(ref).__name__}")
+    c = connect()
     with core_call:
-        core().cancel(ref._id, bool(force))
+        c.cancel(ref._id, bool(force))
 
 
 # ---------------------------------------------------------------------------------------------
 # init / shutdown
 
 
-def _current_cluster_address():
+def _current_cluster_address(required=True):
+    """The GCS address of the cluster `shoal start --head` last started on this machine (removed
+    by `shoal stop`); without one, ConnectionError, or None when not `required`."""
     root = os.environ.get("SHOAL_TMPDIR") or "/tmp/shoal"
     path = os.path.join(root, "shoal_current_cluster")
     try:
@@ -276,6 +307,8 @@ def _current_cluster_address():
     except OSError:
         address = ""
     if not address:
+        if not required:
+            return None
         raise ConnectionError(f"address='auto' found no Shoal cluster started on this machine (no {path}); "
                               "start one with `shoal start --head`")
     return address
@@ -387,8 +420,14 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, namespac
             from shoal._private.options import validate_runtime_env
             validate_runtime_env(runtime_env)
         state.runtime_env = runtime_env
+        # As Ray resolves it: an explicit address, else $SHOAL_ADDRESS / $RAY_ADDRESS, else the
+        # cluster last started on this machine, else (or with address="local") a new private one.
         if address is None:
             address = os.environ.get("SHOAL_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
+        if address is None:
+            address = _current_cluster_address(required=False)
+        if address == "local":
+            address = None
         cluster = None
         if address is None:
             with core_call:
@@ -434,6 +473,11 @@ def init_worker():
         return c
 
 
+# Called by shutdown() once the session has ended (state.core is None, the epoch moved on) and
+# before the core goes: the package's background threads that call the core finish there.
+before_core_shutdown = []
+
+
 def shutdown():
     with _lock:
         c = state.core
@@ -443,6 +487,8 @@ def shutdown():
         state.epoch += 1
         cluster, state.cluster = state.cluster, None
         state.mode = None
+        for hook in before_core_shutdown:
+            hook()
         c.shutdown()
         if cluster is not None:
             cluster.stop()
@@ -479,6 +525,20 @@ def _ray_style_node(n):
     }
 
 
+def local_node_ip():
+    """The IP address this process's node listens on (NodeInfo.address), looked up once per
+    session."""
+    c = core()
+    cached = getattr(state, "node_ip", None)
+    if cached is not None and cached[0] == state.epoch:
+        return cached[1]
+    for n in cluster_status()["nodes"]:
+        if n["node_id"] == c.node_id:
+            state.node_ip = (state.epoch, n["address"])
+            return n["address"]
+    raise exceptions.ShoalSystemError(f"this process's node {c.node_id} is not in the GCS's node table")
+
+
 def nodes():
     core()
     return [_ray_style_node(n) for n in cluster_status()["nodes"]]
@@ -496,7 +556,7 @@ def available_resources():
 
 def get_gpu_ids():
     """The GPU ids this worker was granted (from CUDA_VISIBLE_DEVICES); [] in a driver."""
-    core()
+    connect()
     if state.mode != "worker":
         return []
     value = os.environ.get("CUDA_VISIBLE_DEVICES", "")

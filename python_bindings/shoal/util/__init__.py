@@ -1,2 +1,18 @@
-"""Utilities in the shape of Ray's `ray.util`."""
+"""Utilities in the shape of Ray's `ray.util`: ActorPool, get_node_ip_address, scheduling
+strategies; the actor-backed queue is `shoal.util.queue` (imported on its own, as in Ray)."""
 from shoal.util import scheduling_strategies  # noqa: F401
+from shoal.util.actor_pool import ActorPool
+
+
+def get_node_ip_address() -> str:
+    """The IP address of the node this process runs on: in a driver or worker, the address its
+    node's raylet listens on (as in shoal.nodes()'s NodeManagerAddress); in a process not
+    connected to a cluster, 127.0.0.1, the address `shoal start` gives a node unless told
+    --node-ip-address. Never starts a cluster."""
+    from shoal._private import runtime
+    if not runtime.is_initialized():
+        return "127.0.0.1"
+    return runtime.local_node_ip()
+
+
+__all__ = ["ActorPool", "get_node_ip_address", "scheduling_strategies"]
