@@ -43,8 +43,13 @@ void ObjectRecovery::EvictOldest() {
   lineage_.erase(it);
 }
 
-void ObjectRecovery::Forget(const ObjectId& id) {
+void ObjectRecovery::Forget(const std::vector<ObjectId>& ids) {
   absl::MutexLock lock(&mu_);
+  if (lineage_.empty() && evicted_.empty()) return;  // most programs: nothing to look up
+  for (const ObjectId& id : ids) ForgetLocked(id);
+}
+
+void ObjectRecovery::ForgetLocked(const ObjectId& id) {
   evicted_.erase(id);
   auto m = made_by_.find(id);
   if (m == made_by_.end()) return;

@@ -21,6 +21,7 @@
 #include <deque>
 #include <functional>
 #include <string>
+#include <vector>
 #include "absl/strings/string_view.h"
 
 #include "absl/container/flat_hash_map.h"
@@ -53,7 +54,9 @@ class ObjectRecovery {
   // return went to a store. `in_scope`: its returns still referenced.
   void AddLineage(const rpc::TaskSpec& spec, bool any_in_store, const std::vector<ObjectId>& in_scope);
   // `id` went out of scope: its task's lineage goes once none of its returns is in scope.
-  void Forget(const ObjectId& id);
+  void Forget(const ObjectId& id) { Forget(std::vector<ObjectId>{id}); }
+  // The same for many (one lock).
+  void Forget(const std::vector<ObjectId>& ids);
   // Every copy of `id`'s value is lost (`why`: what reading it answered). Starts re-running the
   // task that made it (once, however many callers ask meanwhile): OK means the memory store
   // will get a new value for `id`. OBJECT_LOST (ErrorStatus) when it cannot be reconstructed.
@@ -80,6 +83,7 @@ class ObjectRecovery {
   // Re-runs `spec` once the arguments at `waiting` (indexes into spec.args) have new values.
   void SubmitWhenArgumentsReady(rpc::TaskSpec spec, std::vector<std::pair<int, ObjectId>> waiting);
   void EvictOldest() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ForgetLocked(const ObjectId& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   MemoryStore& memory_;
   const Options options_;

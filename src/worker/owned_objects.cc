@@ -86,12 +86,15 @@ void OwnedObjects::FreePending() {
 }
 
 void OwnedObjects::Free(const std::vector<ReferenceCounter::OutOfScope>& gone) {
+  std::vector<ObjectId> ids;
+  ids.reserve(gone.size());
   for (const auto& g : gone) {
     ValuePtr value = memory_.GetIfReady(g.id);
     memory_.Erase(g.id);
     if (g.owned && value != nullptr && value->in_store()) transport_.FreeObjects(value->raylet_address(), {g.id});
-    if (options_.recovery != nullptr) options_.recovery->Forget(g.id);
+    ids.push_back(g.id);
   }
+  if (options_.recovery != nullptr) options_.recovery->Forget(ids);
 }
 
 void OwnedObjects::FetchIfBorrowed(const ObjectId& id) {
