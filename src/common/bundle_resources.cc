@@ -60,9 +60,11 @@ bool IsBundleGpuResource(std::string_view name) {
 ResourceSet FormatBundleDemand(const ResourceSet& request, const PlacementGroupId& pg, int index) {
   ResourceSet out;
   for (const auto& [name, amount] : request.entries()) {
-    out.Set(BundleResourceName(name, pg, index), amount);
+    out.Set(BundleResourceName(name, pg, -1), amount);
+    if (index >= 0) out.Set(BundleResourceName(name, pg, index), amount);
   }
-  out.Set(BundleResourceName(kBundleMarker, pg, index), kBundleMarkerPerTask);
+  out.Set(BundleResourceName(kBundleMarker, pg, -1), kBundleMarkerPerTask);
+  if (index >= 0) out.Set(BundleResourceName(kBundleMarker, pg, index), kBundleMarkerPerTask);
   return out;
 }
 

@@ -6,10 +6,12 @@
 //   CPU_group_<i>_<pg hex>: 2    GPU_group_<i>_<pg hex>: 0.5    bundle_group_<i>_<pg hex>: 1000
 // and adds the same amounts to the group-wide ("wildcard") names
 //   CPU_group_<pg hex>           GPU_group_<pg hex>             bundle_group_<pg hex>
-// A task in bundle `i` asks for the indexed names of what it requests, plus 0.001 of the bundle
-// marker (so that a task asking for nothing still lands in its bundle); a task in "any bundle"
-// (index -1) asks for the wildcard names. GPU_group_* names are per-device on the raylet: they
-// hold exactly the device shares the bundle took from the node's GPUs.
+// A task in "any bundle" (index -1) asks for the wildcard names of what it requests, plus 0.001
+// of the wildcard marker (so that a task asking for nothing still lands in the group); a task in
+// bundle `i` asks for the same AND for the indexed names, so that tasks in one bundle and tasks
+// in any bundle never together take more than the group holds on a node. GPU_group_* names are
+// per-device on the raylet: they hold exactly the device shares the bundle took from the node's
+// GPUs, and a demand's indexed and wildcard GPU names must be taken from the same devices.
 //
 // Threading: pure functions and values.
 // Errors: InvalidArgument, naming the problem, for malformed bundles and names.

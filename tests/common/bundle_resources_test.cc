@@ -52,6 +52,11 @@ TEST_CASE("A task's demand in a bundle uses the formatted names and the marker",
   CHECK(demand.Get(BundleResourceName("CPU", pg, 1)) == FP(1));
   CHECK(demand.Get(BundleResourceName("GPU", pg, 1)) == FP(0.5));
   CHECK(demand.Get(BundleResourceName(kBundleMarker, pg, 1)) == FP(0.001));
+  // ...and the same of the group-wide names, so any-bundle tasks cannot overcommit it.
+  CHECK(demand.Get(BundleResourceName("CPU", pg, -1)) == FP(1));
+  CHECK(demand.Get(BundleResourceName("GPU", pg, -1)) == FP(0.5));
+  CHECK(demand.Get(BundleResourceName(kBundleMarker, pg, -1)) == FP(0.001));
+  CHECK(demand.entries().size() == 6);
   CHECK(demand.Get("CPU").IsZero());
 
   // Asking for nothing still lands in the group (any bundle).
