@@ -38,8 +38,23 @@ def timeit(name, fn, multiplier=1, duration=2.0, warmup=0.3, unit="/s"):
     return {"name": name, "value": mean, "stdev": sd, "unit": unit}
 
 
-def run(ray, duration):
+def placement_group_create_removal(ray, num_pgs=100):
+    """Ray's own shape (ray_perf.py): 100 groups of one {custom: 0.001} bundle, created, waited
+    for, removed."""
+    util = ray.util
+    pgs = [util.placement_group(bundles=[{"custom": 0.001}]) for _ in range(num_pgs)]
+    [pg.wait(timeout_seconds=30) for pg in pgs]
+    for pg in pgs:
+        util.remove_placement_group(pg)
+
+
+def run(ray, duration, only=None):
     results = []
+    if only in (None, "placement_group_create_removal"):
+        results.append(timeit("placement_group_create_removal", lambda: placement_group_create_removal(ray),
+                              multiplier=100, duration=duration, warmup=0.0))
+    if only is not None:
+        return results
 
     @ray.remote
     def small_value():
@@ -104,6 +119,7 @@ def main():
     parser.add_argument("--address", help="join this cluster instead of starting one")
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per benchmark")
+    parser.add_argument("--only", help="run only this benchmark (e.g. placement_group_create_removal)")
     args = parser.parse_args()
     if args.ray:
         import ray
@@ -112,9 +128,9 @@ def main():
     if args.address:
         ray.init(address=args.address)
     else:
-        ray.init(num_cpus=args.num_cpus)
+        ray.init(num_cpus=args.num_cpus, resources={"custom": 100})
     try:
-        results = run(ray, args.duration)
+        results = run(ray, args.duration, args.only)
     finally:
         ray.shutdown()
     if args.json:

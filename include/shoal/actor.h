@@ -317,7 +317,12 @@ class ActorCreator {
   }
   ActorCreator& SetSchedulingStrategy(SchedulingStrategy strategy) {
     options_.call.strategy = std::move(strategy);
+    options_.call.strategy_set = true;
     return *this;
+  }
+  // Hosts the actor in bundle `bundle_index` (-1: any bundle) of `placement_group_id` (hex).
+  ActorCreator& SetPlacementGroup(const std::string& placement_group_id, int bundle_index = -1) {
+    return SetSchedulingStrategy(SchedulingStrategy::InPlacementGroup(placement_group_id, bundle_index));
   }
 
   // Registers the actor and returns its handle at once (before the factory has run); calls

@@ -47,6 +47,7 @@
 #include "shoal/errors.h"
 #include "shoal/internal.h"
 #include "shoal/object_ref.h"
+#include "shoal/placement_group.h"
 #include "shoal/remote.h"
 #include "shoal/scheduling.h"
 #include "shoal/serialization.h"

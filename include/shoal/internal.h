@@ -51,6 +51,7 @@ struct CallOptions {
   int max_retries = 3;
   bool retry_exceptions = false;
   SchedulingStrategy strategy;
+  bool strategy_set = false;  // a strategy was named (else a captured placement group applies)
 };
 
 // Submits `name(args...)`; throws shoal::Error for bad options or when not initialized.
@@ -115,6 +116,27 @@ const std::string* FindMethodName(const MethodKey& key);
 // Error naming `method` when this process hosts no actor, or one of another type.
 void SetActorInstance(std::shared_ptr<void> instance, const std::type_info& type);
 void* ActorInstance(const std::type_info& type, const std::string& method);
+
+// Placement groups (shoal/placement_group.h). Ids travel as hex.
+struct PlacementGroupData {
+  std::string id;
+  std::string name;
+  std::string strategy;  // "PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"
+  std::string state;     // "PENDING", "CREATED", "REMOVED", "RESCHEDULING"
+  std::vector<std::map<std::string, double>> bundles;
+  std::vector<std::string> bundle_nodes;  // node id (hex) per bundle; "" while unplaced
+};
+// Throws Error for bad bundles, a bad strategy or a taken name.
+std::string CreatePlacementGroup(const std::vector<std::map<std::string, double>>& bundles,
+                                 const std::string& strategy, const std::string& name, bool detached);
+void RemovePlacementGroup(const std::string& id);
+// Throws Error when unknown (by id) or when no live group has the name.
+PlacementGroupData GetPlacementGroupById(const std::string& id);
+PlacementGroupData GetPlacementGroupByName(const std::string& name);
+std::vector<PlacementGroupData> ListPlacementGroups();
+// True once created, false when `timeout_seconds` passed first (negative: no limit); throws
+// Error when it was removed.
+bool WaitPlacementGroup(const std::string& id, double timeout_seconds);
 
 // "Add, ns::Mul, Sum<int, 2>" -> {"Add", "ns::Mul", "Sum<int, 2>"} (commas inside <> or () kept).
 std::vector<std::string> SplitNames(std::string_view list);

@@ -201,7 +201,13 @@ class TaskCaller {
   }
   TaskCaller& SetSchedulingStrategy(SchedulingStrategy strategy) {
     options_.strategy = std::move(strategy);
+    options_.strategy_set = true;
     return *this;
+  }
+  // Runs it in bundle `bundle_index` (-1: any bundle) of `placement_group_id` (hex, see
+  // shoal/placement_group.h): as SetSchedulingStrategy(SchedulingStrategy::InPlacementGroup(...)).
+  TaskCaller& SetPlacementGroup(const std::string& placement_group_id, int bundle_index = -1) {
+    return SetSchedulingStrategy(SchedulingStrategy::InPlacementGroup(placement_group_id, bundle_index));
   }
 
   // Submits the task and returns at once with a ref to its result. Throws Error when the

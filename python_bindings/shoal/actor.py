@@ -25,7 +25,8 @@ from shoal._private.runtime import ObjectRef, core_call
 ACTOR_OPTIONS = {"num_cpus", "num_gpus", "memory", "resources", "max_restarts", "max_task_retries",
                  "max_concurrency", "name", "namespace", "lifetime", "get_if_exists", "scheduling_strategy",
                  "runtime_env", "accelerator_type", "object_store_memory", "concurrency_groups",
-                 "max_pending_calls", "_metadata", "label_selector"}
+                 "max_pending_calls", "_metadata", "label_selector", "placement_group",
+                 "placement_group_bundle_index", "placement_group_capture_child_tasks"}
 
 
 def _validate_actor_options(options):

@@ -146,6 +146,14 @@ class OutOfMemoryError(ShoalError):
     """The worker was killed for using too much memory."""
 
 
+class TaskPlacementGroupRemoved(ShoalError):
+    """The placement group the task ran in (or was to run in) was removed."""
+
+
+class ActorPlacementGroupRemoved(ActorDiedError):
+    """The placement group the actor ran in was removed."""
+
+
 # The one table from the core's error types (proto ErrorType, by name) to exception classes.
 # TASK_EXCEPTION is not here: it is the user's own exception (see runtime.status_to_exception).
 ERROR_TYPES = {
@@ -163,6 +171,7 @@ ERROR_TYPES = {
     "GET_TIMEOUT": GetTimeoutError,
     "RAYLET_UNAVAILABLE": RayletUnavailableError,
     "SYSTEM_ERROR": ShoalSystemError,
+    "PLACEMENT_GROUP_REMOVED": TaskPlacementGroupRemoved,
 }
 
 # Ray's names.

@@ -21,12 +21,14 @@
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "src/api/local_cluster.h"
+#include "src/common/bundle_resources.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/common/rpc.h"
 #include "src/gcs_client/gcs_client.h"
 #include "src/worker/core_worker.h"
 #include "src/worker/object_value.h"
+#include "src/worker/placement_group_client.h"
 
 namespace py = pybind11;
 
@@ -86,6 +88,44 @@ py::dict ResourcesToDict(const rpc::ResourceMap& map) {
   return out;
 }
 
+PlacementGroupId ToPlacementGroupId(const std::string& hex) {
+  auto id = PlacementGroupId::FromHex(hex);
+  if (!id.ok() || id->IsNil()) {
+    ThrowStatus(absl::InvalidArgumentError(absl::StrCat("'", hex, "' is not a placement group id")));
+  }
+  return *id;
+}
+
+// Ray's placement_group_table() entry.
+py::dict PlacementGroupToDict(const rpc::PlacementGroupInfo& info) {
+  py::dict out;
+  auto id = PlacementGroupId::FromBinary(info.placement_group_id());
+  out["placement_group_id"] = id.ok() ? id->Hex() : std::string();
+  out["name"] = info.name();
+  out["namespace"] = info.ray_namespace();
+  out["strategy"] = rpc::PlacementGroupInfo::Strategy_Name(info.strategy());
+  out["state"] = rpc::PlacementGroupInfo::State_Name(info.state());
+  py::dict bundles;
+  py::dict bundles_to_node_id;
+  for (const rpc::Bundle& bundle : info.bundles()) {
+    bundles[py::int_(bundle.bundle_index())] = ResourcesToDict(bundle.resources());
+    if (!bundle.node_id().empty()) bundles_to_node_id[py::int_(bundle.bundle_index())] = bundle.node_id();
+  }
+  out["bundles"] = bundles;
+  out["bundles_to_node_id"] = bundles_to_node_id;
+  out["job_id"] = info.job_id();
+  out["is_detached"] = info.detached();
+  py::dict stats;
+  stats["create_time_ms"] = info.create_time_ms();
+  stats["created_time_ms"] = info.created_time_ms();
+  stats["remove_time_ms"] = info.remove_time_ms();
+  stats["scheduling_state"] = info.pending_reason().empty() ? rpc::PlacementGroupInfo::State_Name(info.state())
+                                                            : info.pending_reason();
+  stats["infeasible"] = info.infeasible();
+  out["stats"] = stats;
+  return out;
+}
+
 // Options arrive as a dict from shoal's Python layer (already validated there; the core checks
 // again and answers InvalidArgument).
 TaskOptions ToTaskOptions(const py::dict& options) {
@@ -103,6 +143,7 @@ TaskOptions ToTaskOptions(const py::dict& options) {
   }
   if (options.contains("max_calls")) out.max_calls = options["max_calls"].cast<int>();
   if (options.contains("num_returns")) out.num_returns = options["num_returns"].cast<uint32_t>();
+  if (options.contains("explicit_strategy")) out.explicit_strategy = options["explicit_strategy"].cast<bool>();
   if (options.contains("strategy")) {
     // rpc::SchedulingStrategy in its JSON form (shoal/util/scheduling_strategies.py writes it):
     // the one conversion of a Python strategy, whatever its kind.
@@ -437,7 +478,88 @@ class PyCoreWorker {
     out["function_name"] = info.function_name;
     out["owner_address"] = info.owner_address;
     out["attempt"] = info.attempt;
+    out["placement_group_id"] = info.placement_group_id;
+    out["bundle_index"] = info.bundle_index;
+    out["capture_child_tasks"] = info.capture_child_tasks;
     return out;
+  }
+
+  // --- Placement groups (shoal/util/placement_group.py) ---
+
+  std::string CreatePlacementGroup(const std::vector<std::map<std::string, double>>& bundles,
+                                   const std::string& strategy, const std::string& name,
+                                   const std::string& ray_namespace, bool detached) {
+    PlacementGroupOptions options;
+    for (size_t i = 0; i < bundles.size(); ++i) {
+      auto set = ResourceSet::FromDoubles(bundles[i]);
+      if (!set.ok()) ThrowStatus(absl::InvalidArgumentError(absl::StrCat("bundle ", i, ": ", set.status().message())));
+      options.bundles.push_back(*set);
+    }
+    options.strategy = strategy;
+    options.name = name;
+    options.ray_namespace = ray_namespace;
+    options.detached = detached;
+    absl::StatusOr<PlacementGroupId> id;
+    {
+      py::gil_scoped_release release;
+      id = core()->placement_groups().Create(options);
+    }
+    return Check(std::move(id)).Hex();
+  }
+
+  void RemovePlacementGroup(const std::string& id_hex) {
+    PlacementGroupId id = ToPlacementGroupId(id_hex);
+    absl::Status s;
+    {
+      py::gil_scoped_release release;
+      s = core()->placement_groups().Remove(id);
+    }
+    Check(s);
+  }
+
+  // None when unknown.
+  py::object GetPlacementGroup(const std::string& id_hex) {
+    PlacementGroupId id = ToPlacementGroupId(id_hex);
+    absl::StatusOr<rpc::PlacementGroupInfo> info;
+    {
+      py::gil_scoped_release release;
+      info = core()->placement_groups().Get(id);
+    }
+    if (absl::IsNotFound(info.status())) return py::none();
+    return PlacementGroupToDict(Check(std::move(info)));
+  }
+
+  // None when no group that is not removed has the name.
+  py::object GetNamedPlacementGroup(const std::string& name, const std::string& ray_namespace) {
+    absl::StatusOr<rpc::PlacementGroupInfo> info;
+    {
+      py::gil_scoped_release release;
+      info = core()->placement_groups().GetNamed(name, ray_namespace);
+    }
+    if (absl::IsNotFound(info.status())) return py::none();
+    return PlacementGroupToDict(Check(std::move(info)));
+  }
+
+  py::list ListPlacementGroups() {
+    absl::StatusOr<std::vector<rpc::PlacementGroupInfo>> groups;
+    {
+      py::gil_scoped_release release;
+      groups = core()->placement_groups().List();
+    }
+    py::list out;
+    for (const auto& info : Check(std::move(groups))) out.append(PlacementGroupToDict(info));
+    return out;
+  }
+
+  // True once created; false when `timeout` seconds passed first (negative: no limit).
+  bool WaitPlacementGroup(const std::string& id_hex, double timeout) {
+    PlacementGroupId id = ToPlacementGroupId(id_hex);
+    absl::StatusOr<bool> ready;
+    {
+      py::gil_scoped_release release;
+      ready = core()->placement_groups().Wait(id, ToTimeout(timeout));
+    }
+    return Check(std::move(ready));
   }
 
   void KvPut(const std::string& ns, const std::string& key, const py::bytes& value, bool overwrite) {
@@ -590,6 +712,12 @@ PYBIND11_MODULE(_core, m) {
       .def("set_log_handler", &PyCoreWorker::SetLogHandler)
       .def("send_logs", &PyCoreWorker::SendLogs)
       .def("current_task", &PyCoreWorker::CurrentTask)
+      .def("create_placement_group", &PyCoreWorker::CreatePlacementGroup)
+      .def("remove_placement_group", &PyCoreWorker::RemovePlacementGroup)
+      .def("get_placement_group", &PyCoreWorker::GetPlacementGroup)
+      .def("get_named_placement_group", &PyCoreWorker::GetNamedPlacementGroup)
+      .def("list_placement_groups", &PyCoreWorker::ListPlacementGroups)
+      .def("wait_placement_group", &PyCoreWorker::WaitPlacementGroup)
       .def("kv_put", &PyCoreWorker::KvPut)
       .def("kv_get", &PyCoreWorker::KvGet)
       .def_property_readonly("address", [](PyCoreWorker& w) { return w.core()->address(); })

@@ -15,11 +15,13 @@
 #include "src/api/function_registry.h"
 #include "src/api/local_cluster.h"
 #include "src/cluster/local_state.h"
+#include "src/common/bundle_resources.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/common/session.h"
 #include "src/scheduler/scheduling_policy.h"
 #include "src/worker/core_worker.h"
+#include "src/worker/placement_group_client.h"
 
 namespace shoal {
 namespace {
@@ -123,6 +125,14 @@ rpc::SchedulingStrategy ToProto(const std::string& name, const SchedulingStrateg
       return DefaultStrategy();
     case SchedulingStrategy::Kind::kSpread:
       return SpreadStrategy();
+    case SchedulingStrategy::Kind::kPlacementGroup: {
+      rpc::SchedulingStrategy out;
+      out.set_kind(rpc::SchedulingStrategy::PLACEMENT_GROUP);
+      out.set_placement_group_id(strategy.placement_group_id);
+      out.set_placement_group_bundle_index(strategy.bundle_index);
+      out.set_placement_group_capture_child_tasks(strategy.capture_child_tasks);
+      return out;
+    }
     case SchedulingStrategy::Kind::kNodeAffinity: {
       absl::StatusOr<NodeId> node = NodeId::FromHex(strategy.node_id);
       if (!node.ok()) throw Error(absl::StrCat("bad node id for ", name, ": ", node.status().message()));
@@ -154,6 +164,7 @@ TaskOptions ToTaskOptions(const std::string& name, const internal::CallOptions& 
   options.max_retries = call.max_retries;
   options.retry_exceptions = call.retry_exceptions;
   options.strategy = ToProto(name, call.strategy);
+  options.explicit_strategy = call.strategy_set;
   return options;
 }
 
@@ -398,6 +409,89 @@ NamedActor GetNamedActor(const std::string& name, const std::string& ray_namespa
 void AddActorHandle(const ActorIdBytes& actor, int max_task_retries) {
   CoreWorker* core = g_core.load(std::memory_order_acquire);
   if (core != nullptr) core->AddActorHandle(ToActorId(actor), max_task_retries);
+}
+
+// --- Placement groups ---
+
+namespace {
+
+PlacementGroupId ToPlacementGroupId(const std::string& hex) {
+  auto id = PlacementGroupId::FromHex(hex);
+  if (!id.ok() || id->IsNil()) throw Error(absl::StrCat("'", hex, "' is not a placement group id"));
+  return *id;
+}
+
+PlacementGroupData ToData(const rpc::PlacementGroupInfo& info) {
+  PlacementGroupData out;
+  auto id = PlacementGroupId::FromBinary(info.placement_group_id());
+  out.id = id.ok() ? id->Hex() : std::string();
+  out.name = info.name();
+  out.strategy = rpc::PlacementGroupInfo::Strategy_Name(info.strategy());
+  out.state = rpc::PlacementGroupInfo::State_Name(info.state());
+  out.bundles.resize(info.bundles_size());
+  out.bundle_nodes.resize(info.bundles_size());
+  for (const rpc::Bundle& bundle : info.bundles()) {
+    if (bundle.bundle_index() < 0 || bundle.bundle_index() >= info.bundles_size()) continue;
+    out.bundles[bundle.bundle_index()] = ResourceSet::FromProto(bundle.resources()).ToDoubles();
+    out.bundle_nodes[bundle.bundle_index()] = bundle.node_id();
+  }
+  return out;
+}
+
+constexpr char kCppNamespace[] = "default";
+
+}  // namespace
+
+std::string CreatePlacementGroup(const std::vector<std::map<std::string, double>>& bundles,
+                                 const std::string& strategy, const std::string& name, bool detached) {
+  PlacementGroupOptions options;
+  for (size_t i = 0; i < bundles.size(); ++i) {
+    absl::StatusOr<ResourceSet> set = ResourceSet::FromDoubles(bundles[i]);
+    if (!set.ok()) throw Error(absl::StrCat("shoal::CreatePlacementGroup: bundle ", i, ": ", set.status().message()));
+    options.bundles.push_back(*std::move(set));
+  }
+  options.strategy = strategy;
+  options.name = name;
+  options.ray_namespace = kCppNamespace;
+  options.detached = detached;
+  absl::StatusOr<PlacementGroupId> id = Core().placement_groups().Create(options);
+  if (!id.ok()) throw Error(absl::StrCat("shoal::CreatePlacementGroup: ", id.status().message()));
+  return id->Hex();
+}
+
+void RemovePlacementGroup(const std::string& id) {
+  absl::Status s = Core().placement_groups().Remove(ToPlacementGroupId(id));
+  if (!s.ok()) throw Error(absl::StrCat("shoal::RemovePlacementGroup: ", s.message()));
+}
+
+PlacementGroupData GetPlacementGroupById(const std::string& id) {
+  absl::StatusOr<rpc::PlacementGroupInfo> info = Core().placement_groups().Get(ToPlacementGroupId(id));
+  if (!info.ok()) throw Error(absl::StrCat("shoal::GetPlacementGroup: ", info.status().message()));
+  return ToData(*info);
+}
+
+PlacementGroupData GetPlacementGroupByName(const std::string& name) {
+  absl::StatusOr<rpc::PlacementGroupInfo> info = Core().placement_groups().GetNamed(name, kCppNamespace);
+  if (absl::IsNotFound(info.status())) {
+    throw Error(absl::StrCat("shoal::GetPlacementGroup: no placement group named '", name, "'"));
+  }
+  if (!info.ok()) throw Error(absl::StrCat("shoal::GetPlacementGroup: ", info.status().message()));
+  return ToData(*info);
+}
+
+std::vector<PlacementGroupData> ListPlacementGroups() {
+  absl::StatusOr<std::vector<rpc::PlacementGroupInfo>> groups = Core().placement_groups().List();
+  if (!groups.ok()) throw Error(absl::StrCat("shoal::GetAllPlacementGroups: ", groups.status().message()));
+  std::vector<PlacementGroupData> out;
+  for (const auto& info : *groups) out.push_back(ToData(info));
+  return out;
+}
+
+bool WaitPlacementGroup(const std::string& id, double timeout_seconds) {
+  absl::StatusOr<bool> ready = Core().placement_groups().Wait(
+      ToPlacementGroupId(id), timeout_seconds < 0 ? absl::Seconds(-1) : absl::Seconds(timeout_seconds));
+  if (!ready.ok()) throw Error(absl::StrCat("shoal::PlacementGroup::Wait: ", ready.status().message()));
+  return *ready;
 }
 
 }  // namespace internal

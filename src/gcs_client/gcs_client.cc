@@ -45,8 +45,9 @@ class GcsClient::Connection {
   const absl::Status address_status_;
   ChannelCache channels_;
   std::tuple<StubCache<rpc::NodeInfoService>, StubCache<rpc::KVService>, StubCache<rpc::JobInfoService>,
-             StubCache<rpc::ClusterStatusService>, StubCache<rpc::ActorService>, StubCache<rpc::TaskEventService>>
-      stubs_{channels_, channels_, channels_, channels_, channels_, channels_};
+             StubCache<rpc::ClusterStatusService>, StubCache<rpc::ActorService>, StubCache<rpc::TaskEventService>,
+             StubCache<rpc::PlacementGroupService>>
+      stubs_{channels_, channels_, channels_, channels_, channels_, channels_, channels_};
   AsyncCalls calls_;  // last: destroyed first, waiting for callbacks while the rest is alive
 };
 
@@ -237,6 +238,81 @@ absl::Status GcsClient::KillActor(const ActorId& actor, bool no_restart) const {
   request.set_actor_id(actor.Binary());
   request.set_no_restart(no_restart);
   return Call(&rpc::ActorService::Stub::KillActor, request, Repeat::kSafe).status();
+}
+
+// --- Placement groups ---
+
+absl::Status GcsClient::CreatePlacementGroup(const rpc::PlacementGroupInfo& info) const {
+  rpc::CreatePlacementGroupRequest request;
+  *request.mutable_info() = info;
+  // The id is the caller's: a repeat that finds it registered is the same group.
+  auto reply = Call(&rpc::PlacementGroupService::Stub::CreatePlacementGroup, request, Repeat::kOnlyIfUndelivered);
+  return reply.status();
+}
+
+absl::Status GcsClient::RemovePlacementGroup(const std::string& placement_group_id) const {
+  rpc::RemovePlacementGroupRequest request;
+  request.set_placement_group_id(placement_group_id);
+  return Call(&rpc::PlacementGroupService::Stub::RemovePlacementGroup, request, Repeat::kSafe).status();
+}
+
+absl::StatusOr<rpc::PlacementGroupInfo> GcsClient::GetPlacementGroup(const std::string& placement_group_id) const {
+  rpc::GetPlacementGroupRequest request;
+  request.set_placement_group_id(placement_group_id);
+  auto reply = Call(&rpc::PlacementGroupService::Stub::GetPlacementGroup, request, Repeat::kSafe);
+  if (!reply.ok()) return reply.status();
+  return reply->info();
+}
+
+absl::StatusOr<rpc::PlacementGroupInfo> GcsClient::GetNamedPlacementGroup(const std::string& name,
+                                                                          const std::string& ray_namespace) const {
+  rpc::GetPlacementGroupRequest request;
+  request.set_name(name);
+  request.set_ray_namespace(ray_namespace);
+  auto reply = Call(&rpc::PlacementGroupService::Stub::GetPlacementGroup, request, Repeat::kSafe);
+  if (!reply.ok()) return reply.status();
+  return reply->info();
+}
+
+absl::StatusOr<std::vector<rpc::PlacementGroupInfo>> GcsClient::GetAllPlacementGroups(int limit) const {
+  rpc::GetAllPlacementGroupRequest request;
+  request.set_limit(limit);
+  auto reply = Call(&rpc::PlacementGroupService::Stub::GetAllPlacementGroup, request, Repeat::kSafe);
+  if (!reply.ok()) return reply.status();
+  return std::vector<rpc::PlacementGroupInfo>(reply->groups().begin(), reply->groups().end());
+}
+
+absl::StatusOr<bool> GcsClient::WaitPlacementGroupUntilReady(const std::string& placement_group_id,
+                                                             absl::Duration timeout) const {
+  constexpr absl::Duration kSlice = absl::Seconds(5);
+  const bool forever = timeout < absl::ZeroDuration();
+  const absl::Time deadline = forever ? absl::InfiniteFuture() : absl::Now() + timeout;
+  while (true) {
+    const absl::Duration left = deadline - absl::Now();
+    const absl::Duration slice = std::max(absl::ZeroDuration(), std::min(left, kSlice));
+    rpc::WaitPlacementGroupUntilReadyRequest request;
+    request.set_placement_group_id(placement_group_id);
+    request.set_timeout_ms(absl::ToInt64Milliseconds(slice));
+    // The GCS answers by the end of the slice; the client's own deadline leaves it room.
+    auto reply = WithTimeout(slice + std::max(options_.timeout, absl::Seconds(5)))
+                     .Call(&rpc::PlacementGroupService::Stub::WaitPlacementGroupUntilReady, request, Repeat::kSafe);
+    if (reply.ok() && reply->info().state() == rpc::PlacementGroupInfo::CREATED) return true;
+    if (!reply.ok() && (absl::IsNotFound(reply.status()) || absl::IsFailedPrecondition(reply.status()) ||
+                        absl::IsInvalidArgument(reply.status()) || absl::IsUnauthenticated(reply.status()))) {
+      return reply.status();
+    }
+    // Not ready within the slice (an OK answer with the entry as it is, or DEADLINE_EXCEEDED,
+    // which this client reports as Unavailable), or the GCS is restarting: look again.
+    if (absl::Now() >= deadline) {
+      auto info = GetPlacementGroup(placement_group_id);
+      if (!info.ok()) return info.status();
+      if (info->state() == rpc::PlacementGroupInfo::REMOVED) {
+        return absl::FailedPreconditionError("the placement group was removed before it was created");
+      }
+      return info->state() == rpc::PlacementGroupInfo::CREATED;
+    }
+    if (!reply.ok()) absl::SleepFor(std::min(absl::Milliseconds(200), deadline - absl::Now()));
+  }
 }
 
 // --- Tasks ---

@@ -88,6 +88,21 @@ class GcsClient {
   absl::StatusOr<rpc::ListActorsReply> ListActors(int limit) const;
   absl::Status KillActor(const ActorId& actor, bool no_restart) const;
 
+  // Placement groups (PlacementGroupService). CreatePlacementGroup answers once the group is
+  // registered (PENDING); GetPlacementGroup NotFound for an unknown id; GetNamedPlacementGroup
+  // NotFound when no group that is not removed has the name. WaitPlacementGroupUntilReady
+  // answers the entry once it is CREATED (true) or when `timeout` passes (false; a negative
+  // timeout waits without limit), FailedPrecondition when it was removed first, NotFound for an
+  // unknown id; it waits in slices, so a GCS restart in between is ridden out.
+  absl::Status CreatePlacementGroup(const rpc::PlacementGroupInfo& info) const;
+  absl::Status RemovePlacementGroup(const std::string& placement_group_id) const;
+  absl::StatusOr<rpc::PlacementGroupInfo> GetPlacementGroup(const std::string& placement_group_id) const;
+  absl::StatusOr<rpc::PlacementGroupInfo> GetNamedPlacementGroup(const std::string& name,
+                                                                 const std::string& ray_namespace) const;
+  absl::StatusOr<std::vector<rpc::PlacementGroupInfo>> GetAllPlacementGroups(int limit) const;
+  absl::StatusOr<bool> WaitPlacementGroupUntilReady(const std::string& placement_group_id,
+                                                    absl::Duration timeout) const;
+
   // Task events (TaskEventService): the most recent tasks, and counts by state.
   absl::StatusOr<rpc::ListTasksReply> ListTasks(int limit) const;
 

@@ -41,6 +41,9 @@ absl::Status ValidateStrategy(const rpc::SchedulingStrategy& strategy) {
       if (node->IsNil()) return absl::InvalidArgumentError("node affinity must name a node, got the nil id");
       return absl::OkStatus();
     }
+    case rpc::SchedulingStrategy::PLACEMENT_GROUP:
+      return absl::InvalidArgumentError(
+          "a placement group strategy reaches the scheduler as bundle resources, never as itself");
     default:
       return absl::InvalidArgumentError(absl::StrCat("unknown scheduling strategy ", strategy.kind()));
   }

@@ -133,7 +133,12 @@ void ActorSubmitter::OnInfo(const ActorId& actor, const absl::Status& status, rp
 }
 
 rpc::ErrorType ActorSubmitter::DeathType(const State& s) {
-  return s.info.death_type() == rpc::ERROR_TYPE_UNSPECIFIED ? rpc::ACTOR_DIED : s.info.death_type();
+  // An actor whose placement group was removed is dead like any other (Ray's ActorDiedError);
+  // its death cause says why.
+  if (s.info.death_type() == rpc::ERROR_TYPE_UNSPECIFIED || s.info.death_type() == rpc::PLACEMENT_GROUP_REMOVED) {
+    return rpc::ACTOR_DIED;
+  }
+  return s.info.death_type();
 }
 
 std::string ActorSubmitter::DeathMessage(const ActorId& actor, const State& s) const {

@@ -36,6 +36,7 @@
 #include "src/common/rpc_client.h"
 #include "src/gcs_client/gcs_client.h"
 #include "src/worker/actor_client.h"
+#include "src/worker/placement_group_client.h"
 #include "src/worker/actor_submitter.h"
 #include "src/worker/core_worker_service.h"
 #include "src/worker/dependency_resolver.h"
@@ -83,10 +84,32 @@ class CoreWorker::Impl final {
   absl::Status CancelTask(const ObjectId& return_id, bool force);
   absl::StatusOr<ActorDescription> CreateActor(const std::string& function_name, std::vector<TaskArg> args,
                                                const TaskOptions& options, const ActorOptions& actor) {
-    TaskOptions with_command = options;
-    if (with_command.worker_command.empty()) with_command.worker_command = CurrentWorkerCommand();
-    return actors_->Create(function_name, std::move(args), with_command, actor);
+    auto with_command = InPlacementGroup(options);
+    if (!with_command.ok()) return with_command.status();
+    if (with_command->worker_command.empty()) with_command->worker_command = CurrentWorkerCommand();
+    return actors_->Create(function_name, std::move(args), *with_command, actor);
   }
+  // `options` with the placement group it runs in: its own strategy's, else (no strategy named)
+  // that of the running task when it captures child tasks. A request for a group is checked
+  // against the group's bundles here, before anything is submitted.
+  absl::StatusOr<TaskOptions> InPlacementGroup(const TaskOptions& options) {
+    TaskOptions out = options;
+    const CurrentTaskInfo& current = tls_current_task;
+    if (!options.explicit_strategy && options.strategy.kind() == rpc::SchedulingStrategy::DEFAULT &&
+        current.capture_child_tasks && !current.placement_group_id.empty()) {
+      out.strategy.Clear();
+      out.strategy.set_kind(rpc::SchedulingStrategy::PLACEMENT_GROUP);
+      out.strategy.set_placement_group_id(current.placement_group_id);
+      out.strategy.set_placement_group_bundle_index(-1);
+      out.strategy.set_placement_group_capture_child_tasks(true);
+    }
+    if (out.strategy.kind() != rpc::SchedulingStrategy::PLACEMENT_GROUP) return out;
+    absl::StatusOr<ResourceSet> request = TaskResources(out);
+    if (!request.ok()) return request.status();
+    if (auto s = placement_groups_->CheckRequest(out.strategy, *request); !s.ok()) return s;
+    return out;
+  }
+  PlacementGroupClient& placement_groups() { return *placement_groups_; }
   ActorClient& actors() { return *actors_; }
   ActorId CurrentActor() const { return receiver_->actor(); }
   OwnedObjects& objects() { return *objects_; }
@@ -160,6 +183,10 @@ class CoreWorker::Impl final {
   std::unique_ptr<OwnedObjects> objects_;
   std::unique_ptr<TaskManager> tasks_;
   std::unique_ptr<ActorClient> actors_;
+  std::unique_ptr<PlacementGroupClient> placement_groups_;
+  // The placement group of the actor this worker hosts (set by its creation task): its method
+  // calls run in it.
+  CurrentTaskInfo actor_placement_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<TaskExecutor> executor_;
   std::unique_ptr<TaskSubmitter> submitter_;
   std::unique_ptr<ActorSubmitter> actor_submitter_;
@@ -236,6 +263,8 @@ absl::Status CoreWorker::Impl::Start() {
   tasks_ = std::make_unique<TaskManager>(refs_, *objects_, resolver_, task_events_, recovery_.get());
   actors_ = std::make_unique<ActorClient>(gcs_, *tasks_, *objects_, resolver_, *actor_submitter_,
                                           ActorClient::Owner{.job = job_id_, .address = address_});
+  placement_groups_ = std::make_unique<PlacementGroupClient>(
+      gcs_, PlacementGroupClient::Owner{.job = job_id_, .address = address_});
   loop_.Start();
   if (config_.mode == CoreWorkerOptions::Mode::kWorker) {
     if (auto s = RegisterWithRaylet(); !s.ok()) return s;
@@ -364,8 +393,10 @@ CoreWorker::Impl::~Impl() {
 absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::SubmitTask(const std::string& function_name,
                                                                    std::vector<TaskArg> args,
                                                                    const TaskOptions& options) {
-  auto spec = BuildTaskSpec(job_id_, function_name, options, address_,
-                            options.worker_command.empty() ? CurrentWorkerCommand() : options.worker_command);
+  auto placed = InPlacementGroup(options);
+  if (!placed.ok()) return placed.status();
+  auto spec = BuildTaskSpec(job_id_, function_name, *placed, address_,
+                            placed->worker_command.empty() ? CurrentWorkerCommand() : placed->worker_command);
   if (!spec.ok()) return spec.status();
   auto return_ids = tasks_->Prepare(*spec, args, options.nested_refs, /*pin_forever=*/false);
   if (!return_ids.ok()) return return_ids.status();
@@ -411,6 +442,21 @@ rpc::PushTaskReply CoreWorker::Impl::RunPushedTask(const rpc::PushTaskRequest& r
   }
   tls_current_task = CurrentTaskInfo{SpecTaskId(spec).Hex(), spec.function_name(), spec.owner_address(),
                                      spec.attempt()};
+  if (!spec.placement_group_id().empty()) {
+    auto pg = PlacementGroupId::FromBinary(spec.placement_group_id());
+    tls_current_task.placement_group_id = pg.ok() ? pg->Hex() : std::string();
+    tls_current_task.bundle_index = spec.placement_group_bundle_index();
+    tls_current_task.capture_child_tasks = spec.placement_group_capture_child_tasks();
+  }
+  if (spec.actor_creation()) {
+    absl::MutexLock lock(&mu_);
+    actor_placement_ = tls_current_task;
+  } else if (!spec.actor_id().empty()) {
+    absl::MutexLock lock(&mu_);
+    tls_current_task.placement_group_id = actor_placement_.placement_group_id;
+    tls_current_task.bundle_index = actor_placement_.bundle_index;
+    tls_current_task.capture_child_tasks = actor_placement_.capture_child_tasks;
+  }
   task_events_.Add(spec, rpc::TaskEvent::RUNNING, config_.node_id.Hex(), config_.worker_id.Hex());
   rpc::PushTaskReply reply = executor_->Execute(request);
   tls_current_task = CurrentTaskInfo{};
@@ -485,6 +531,7 @@ void CoreWorker::SetInterruptHandler(std::function<void(const std::string&)> han
   impl_->SetInterruptHandler(std::move(handler));
 }
 CurrentTaskInfo CoreWorker::CurrentTask() const { return impl_->CurrentTask(); }
+PlacementGroupClient& CoreWorker::placement_groups() { return impl_->placement_groups(); }
 absl::Status CoreWorker::SendLogs(const std::string& owner_address, const std::vector<std::string>& lines,
                                   bool is_stderr) {
   return impl_->SendLogs(owner_address, lines, is_stderr);

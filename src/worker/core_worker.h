@@ -32,6 +32,8 @@
 
 namespace shoal {
 
+class PlacementGroupClient;
+
 // What a task raised, or what the runtime broke, is stored as its result: an rpc::ErrorInfo
 // (src/common/error_info.h). Get answers it as ErrorStatus(info): the code follows the error's
 // type, and the ErrorInfo rides in the kErrorInfoUrl payload.
@@ -107,6 +109,10 @@ struct CurrentTaskInfo {
   std::string function_name;
   std::string owner_address;  // who submitted it
   int attempt = 0;
+  // The placement group the task (or, for a method, its actor) runs in; empty when none.
+  std::string placement_group_id;  // hex
+  int bundle_index = -1;
+  bool capture_child_tasks = false;
 };
 
 struct CoreWorkerOptions {
@@ -137,8 +143,12 @@ struct TaskOptions {
   // what the function leaked (GPU memory, say) goes back. Ignored for actors.
   int max_calls = 0;
   // Where it may run, as the scheduler reads it (src/scheduler/scheduling_policy.h); copied
-  // into the task spec as it is. Empty: DEFAULT.
+  // into the task spec as it is. Empty: DEFAULT. A PLACEMENT_GROUP strategy is checked against
+  // its group first (PlacementGroupClient::CheckRequest) and becomes bundle resources.
   rpc::SchedulingStrategy strategy;
+  // The caller named a strategy (even DEFAULT). When it did not, a task or actor submitted from
+  // inside a placement group whose capture_child_tasks is set runs in that group (any bundle).
+  bool explicit_strategy = false;
   uint32_t num_returns = 1;       // 1..kMaxReturns
   // Objects referenced inside argument values (not resolved, passed as refs): kept alive
   // until the task finishes. Each must be owned or borrowed by this worker.
@@ -265,6 +275,8 @@ class CoreWorker {
   void SetInterruptHandler(std::function<void(const std::string& task_id)> handler);
   // The task being run, if any (worker mode).
   CurrentTaskInfo CurrentTask() const;
+  // Placement groups: create, remove, look up, wait (src/worker/placement_group_client.h).
+  PlacementGroupClient& placement_groups();
 
   // Output of tasks, forwarded to their owners. SendLogs delivers `lines` (each a complete
   // line, already prefixed) to the worker at `owner_address` and waits for it (up to 5 s).

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "shoal/common.pb.h"
+#include "src/common/bundle_resources.h"
 #include "src/scheduler/scheduling_policy.h"
 
 namespace shoal {
@@ -34,9 +35,28 @@ absl::StatusOr<rpc::TaskSpec> BuildTaskSpec(const JobId& job, const std::string&
   spec.set_task_id(TaskId::ForNormalTask(job).Binary());
   spec.set_job_id(job.Hex());
   spec.set_function_name(function_name);
-  resources->ToProto(spec.mutable_resources());
-  if (auto s = ValidateStrategy(options.strategy); !s.ok()) return s;
-  *spec.mutable_strategy() = options.strategy;
+  if (options.strategy.kind() == rpc::SchedulingStrategy::PLACEMENT_GROUP) {
+    // In a bundle: the scheduler sees the bundle's formatted resources and the default rule.
+    auto pg = PlacementGroupId::FromHex(options.strategy.placement_group_id());
+    if (!pg.ok() || pg->IsNil()) {
+      return absl::InvalidArgumentError(absl::StrCat("placement group strategy: '", options.strategy.placement_group_id(),
+                                                     "' is not a placement group id"));
+    }
+    const int index = options.strategy.placement_group_bundle_index();
+    if (index < -1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("placement_group_bundle_index must be -1 (any bundle) or a bundle's index, got ", index));
+    }
+    spec.set_placement_group_id(pg->Binary());
+    spec.set_placement_group_bundle_index(index);
+    spec.set_placement_group_capture_child_tasks(options.strategy.placement_group_capture_child_tasks());
+    resources->ToProto(spec.mutable_bundle_request());
+    FormatBundleDemand(*resources, *pg, index).ToProto(spec.mutable_resources());
+  } else {
+    resources->ToProto(spec.mutable_resources());
+    if (auto s = ValidateStrategy(options.strategy); !s.ok()) return s;
+    *spec.mutable_strategy() = options.strategy;
+  }
   if (options.max_calls < 0) {
     return absl::InvalidArgumentError(absl::StrCat("max_calls must be 0 (no limit) or more, got ", options.max_calls));
   }

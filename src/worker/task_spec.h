@@ -21,7 +21,10 @@ absl::StatusOr<ResourceSet> TaskResources(const TaskOptions& options);
 
 // A spec without arguments (the caller adds them once they are resolved): a fresh task id in
 // `job`, options.num_returns returns, attempt 0. InvalidArgument for bad options (resources as above,
-// max_retries below -1, a strategy ValidateStrategy refuses).
+// max_retries below -1, a strategy ValidateStrategy refuses). A PLACEMENT_GROUP strategy fills
+// the spec's placement_group_* fields and asks for the bundle-formatted resources
+// (src/common/bundle_resources.h), keeping the request itself in bundle_request; whether the
+// request fits the group's bundles is the caller's check (PlacementGroupClient).
 absl::StatusOr<rpc::TaskSpec> BuildTaskSpec(const JobId& job, const std::string& function_name,
                                             const TaskOptions& options, const std::string& owner_address,
                                             const std::vector<std::string>& worker_command);

@@ -302,7 +302,8 @@ void TaskSubmitter::OnWorkerFailed(rpc::TaskSpec spec, const std::string& worker
     if (cancelled_.erase(id) > 0) {
       auto returns = ErrorReturns(spec, rpc::TASK_CANCELLED, absl::StrCat(DescribeTask(spec), " was cancelled"));
       Finish(std::move(spec), std::move(returns), actions);
-    } else if (CanRetry(spec)) {
+    } else if (CanRetry(spec) && !(cause && cause->type() == rpc::PLACEMENT_GROUP_REMOVED)) {
+      // A task whose placement group was removed is never retried: the group is gone for good.
       if (cause) spdlog::warn("retrying {}: {}", DescribeTask(spec), cause->message());
       spec.set_attempt(spec.attempt() + 1);
       Enqueue(std::move(spec), /*front=*/true, actions);

@@ -425,7 +425,49 @@ int Free(const Flags& f) {
   return 0;
 }
 
+// STRICT_SPREAD of two {CPU: 1, GPU: 1} bundles through the C++ API: created, each bundle's
+// task runs on its bundle's node with the device, a too-large request and a bad index are
+// refused, bad groups are refused, the group is found by name, then removed.
+int PlacementGroups(const Flags& f) {
+  Json out;
+  shoal::PlacementGroupCreationOptions options{"cpp-group", {{{"CPU", 1}, {"GPU", 1}}, {{"CPU", 1}, {"GPU", 1}}},
+                                               shoal::PlacementStrategy::kStrictSpread};
+  shoal::PlacementGroup pg = shoal::CreatePlacementGroup(options);
+  out["created"] = pg.Wait(60);
+  out["state"] = pg.GetState();
+  out["bundle_nodes"] = pg.GetBundleNodes();
+  out["by_name"] = shoal::GetPlacementGroup("cpp-group").GetID() == pg.GetID();
+  std::vector<shoal::ObjectRef<Placement>> refs;
+  for (int i = 0; i < 2; ++i) {
+    refs.push_back(shoal::Task(Hold).SetResources({{"CPU", 1}, {"GPU", 1}}).SetPlacementGroup(pg.GetID(), i).Remote(0));
+  }
+  Json runs = Json::array();
+  for (auto& ref : refs) runs.push_back(ToJson(*shoal::Get(ref)));
+  out["runs"] = runs;
+  Json refused = Json::array();
+  auto refuse = [&](const std::string& label, auto fn) {
+    try {
+      fn();
+      refused.push_back({{"case", label}, {"error", nullptr}});
+    } catch (const shoal::Error& e) {
+      refused.push_back({{"case", label}, {"error", e.what()}});
+    }
+  };
+  refuse("too large", [&] { shoal::Task(Hold).SetResources({{"CPU", 2}}).SetPlacementGroup(pg.GetID(), 0).Remote(0); });
+  refuse("bad index", [&] { shoal::Task(Hold).SetPlacementGroup(pg.GetID(), 5).Remote(0); });
+  refuse("no bundles", [&] { shoal::CreatePlacementGroup({"", {}, shoal::PlacementStrategy::kPack}); });
+  refuse("empty bundle", [&] { shoal::CreatePlacementGroup({"", {{}}, shoal::PlacementStrategy::kPack}); });
+  refuse("duplicate name", [&] { shoal::CreatePlacementGroup(options); });
+  refuse("unknown name", [&] { shoal::GetPlacementGroup("nobody"); });
+  out["refused"] = refused;
+  shoal::RemovePlacementGroup(pg.GetID());
+  out["after_remove"] = pg.GetState();
+  std::cout << out << std::endl;
+  return 0;
+}
+
 const std::map<std::string, int (*)(const Flags&)> kCommands = {
+    {"placement-group", PlacementGroups},
     {"many", Many},       {"refs", Refs},   {"gpu", Gpu},     {"infeasible", Infeasible},
     {"slow", SlowTask},   {"raise", Raise}, {"unregistered", Unregistered},
     {"bad-resources", BadResources},        {"basics", Basics}, {"nested", Nested}, {"free", Free},

@@ -6,7 +6,8 @@ from shoal.util import scheduling_strategies
 
 TASK_OPTIONS = {"num_cpus", "num_gpus", "memory", "resources", "max_retries", "retry_exceptions",
                 "scheduling_strategy", "num_returns", "name", "runtime_env", "accelerator_type",
-                "max_calls", "object_store_memory", "_metadata", "label_selector"}
+                "max_calls", "object_store_memory", "_metadata", "label_selector", "placement_group",
+                "placement_group_bundle_index", "placement_group_capture_child_tasks"}
 
 # Ray's options that Shoal knows but does not implement yet: refused (naming the option) unless
 # given their "unset" value, never accepted and ignored.
@@ -88,7 +89,26 @@ def validate(options, allowed=TASK_OPTIONS):
         validate_runtime_env(options["runtime_env"])
     if "scheduling_strategy" in options:
         scheduling_strategies.validate(options["scheduling_strategy"])
+    strategy_of(options)  # the placement_group options, checked as Ray does
     return options
+
+
+def strategy_of(options):
+    """The strategy the options name: scheduling_strategy, or the placement_group options
+    (Ray's older spelling, which may not be mixed with it); None when none is named."""
+    strategy = options.get("scheduling_strategy")
+    group = options.get("placement_group")
+    index = options.get("placement_group_bundle_index")
+    capture = options.get("placement_group_capture_child_tasks")
+    if group is None or group == "default":
+        if index not in (None, -1):
+            raise ValueError("placement_group_bundle_index cannot be set without a placement_group")
+        return strategy
+    if strategy is not None:
+        raise ValueError("Placement groups should be specified via the scheduling_strategy option; the "
+                         "placement_group option cannot be combined with scheduling_strategy")
+    return scheduling_strategies.PlacementGroupSchedulingStrategy(
+        group, -1 if index is None else index, capture)
 
 
 RUNTIME_ENV_KEYS = ("env_vars", "working_dir")
@@ -151,7 +171,9 @@ def core_options(options, default_cpus=1):
         max_calls = 1  # Ray's default for GPU tasks: the worker exits, and its GPU memory goes back
     if max_calls:
         out["max_calls"] = int(max_calls)
-    strategy = scheduling_strategies.to_proto_json(options.get("scheduling_strategy"))
+    named = strategy_of(options)
+    out["explicit_strategy"] = named is not None  # else a parent's captured placement group applies
+    strategy = scheduling_strategies.to_proto_json(named)
     if strategy is not None:
         out["strategy"] = strategy  # rpc::SchedulingStrategy as JSON; the core converts it
     return out

@@ -2,6 +2,8 @@
 strategies; the actor-backed queue is `shoal.util.queue` (imported on its own, as in Ray)."""
 from shoal.util import scheduling_strategies  # noqa: F401
 from shoal.util.actor_pool import ActorPool
+from shoal.util.placement_group import (PlacementGroup, get_current_placement_group, get_placement_group,
+                                        placement_group, placement_group_table, remove_placement_group)
 
 
 def get_node_ip_address() -> str:
@@ -15,4 +17,5 @@ def get_node_ip_address() -> str:
     return runtime.local_node_ip()
 
 
-__all__ = ["ActorPool", "get_node_ip_address", "scheduling_strategies"]
+__all__ = ["ActorPool", "get_node_ip_address", "scheduling_strategies", "PlacementGroup", "placement_group",
+           "remove_placement_group", "get_placement_group", "placement_group_table", "get_current_placement_group"]

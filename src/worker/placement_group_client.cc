@@ -1,0 +1,117 @@
+#include "src/worker/placement_group_client.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace shoal {
+namespace {
+
+constexpr absl::Duration kStateRecheck = absl::Seconds(1);
+constexpr size_t kMaxCached = 10000;
+
+}  // namespace
+
+std::vector<ResourceSet> BundlesOf(const rpc::PlacementGroupInfo& info) {
+  std::vector<ResourceSet> out(info.bundles_size());
+  for (const rpc::Bundle& bundle : info.bundles()) {
+    if (bundle.bundle_index() >= 0 && bundle.bundle_index() < info.bundles_size()) {
+      out[bundle.bundle_index()] = ResourceSet::FromProto(bundle.resources());
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<PlacementGroupId> PlacementGroupClient::Create(const PlacementGroupOptions& options) {
+  if (auto s = ValidateBundles(options.bundles); !s.ok()) return s;
+  rpc::PlacementGroupInfo::Strategy strategy;
+  if (!rpc::PlacementGroupInfo::Strategy_Parse(options.strategy, &strategy)) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid placement group strategy '", options.strategy,
+                                                   "': use PACK, SPREAD, STRICT_PACK or STRICT_SPREAD"));
+  }
+  const PlacementGroupId id = PlacementGroupId::FromRandom();
+  rpc::PlacementGroupInfo info;
+  info.set_placement_group_id(id.Binary());
+  info.set_name(options.name);
+  info.set_ray_namespace(options.ray_namespace);
+  info.set_strategy(strategy);
+  for (size_t i = 0; i < options.bundles.size(); ++i) {
+    rpc::Bundle* bundle = info.add_bundles();
+    bundle->set_placement_group_id(id.Binary());
+    bundle->set_bundle_index(static_cast<int>(i));
+    options.bundles[i].ToProto(bundle->mutable_resources());
+  }
+  info.set_job_id(owner_.job.Hex());
+  info.set_creator_address(owner_.address);
+  info.set_detached(options.detached);
+  if (auto s = gcs_.CreatePlacementGroup(info); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  if (cache_.size() >= kMaxCached) cache_.clear();
+  cache_[id] = Cached{.bundles = options.bundles, .removed = false, .checked = absl::Now()};
+  return id;
+}
+
+absl::Status PlacementGroupClient::Remove(const PlacementGroupId& group) {
+  absl::Status s = gcs_.RemovePlacementGroup(group.Binary());
+  if (s.ok()) {
+    absl::MutexLock lock(&mu_);
+    if (auto it = cache_.find(group); it != cache_.end()) it->second.removed = true;
+  }
+  return s;
+}
+
+absl::StatusOr<rpc::PlacementGroupInfo> PlacementGroupClient::Get(const PlacementGroupId& group) {
+  return gcs_.GetPlacementGroup(group.Binary());
+}
+
+absl::StatusOr<rpc::PlacementGroupInfo> PlacementGroupClient::GetNamed(const std::string& name,
+                                                                       const std::string& ray_namespace) {
+  return gcs_.GetNamedPlacementGroup(name, ray_namespace);
+}
+
+absl::StatusOr<std::vector<rpc::PlacementGroupInfo>> PlacementGroupClient::List(int limit) {
+  return gcs_.GetAllPlacementGroups(limit);
+}
+
+absl::StatusOr<bool> PlacementGroupClient::Wait(const PlacementGroupId& group, absl::Duration timeout) {
+  return gcs_.WaitPlacementGroupUntilReady(group.Binary(), timeout);
+}
+
+absl::StatusOr<PlacementGroupClient::Cached> PlacementGroupClient::Lookup(const PlacementGroupId& group) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = cache_.find(group);
+    if (it != cache_.end() && (it->second.removed || absl::Now() - it->second.checked < kStateRecheck)) {
+      return it->second;
+    }
+  }
+  absl::StatusOr<rpc::PlacementGroupInfo> info = gcs_.GetPlacementGroup(group.Binary());
+  if (absl::IsNotFound(info.status())) {
+    return absl::InvalidArgumentError(absl::StrCat("placement group ", group.Hex(), " does not exist"));
+  }
+  if (!info.ok()) return info.status();
+  Cached entry{.bundles = BundlesOf(*info),
+               .removed = info->state() == rpc::PlacementGroupInfo::REMOVED,
+               .checked = absl::Now()};
+  absl::MutexLock lock(&mu_);
+  if (cache_.size() >= kMaxCached) cache_.clear();
+  cache_[group] = entry;
+  return entry;
+}
+
+absl::Status PlacementGroupClient::CheckRequest(const rpc::SchedulingStrategy& strategy, const ResourceSet& request) {
+  auto group = PlacementGroupId::FromHex(strategy.placement_group_id());
+  if (!group.ok() || group->IsNil()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", strategy.placement_group_id(), "' is not a placement group id"));
+  }
+  absl::StatusOr<Cached> entry = Lookup(*group);
+  if (!entry.ok()) return entry.status();
+  if (entry->removed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("placement group ", group->Hex(), " was removed: nothing can be scheduled in it"));
+  }
+  return CheckFitsBundle(request, entry->bundles, strategy.placement_group_bundle_index());
+}
+
+}  // namespace shoal

@@ -1,0 +1,83 @@
+// This process's dealings with placement groups through the GCS: creates and removes them,
+// looks them up, waits for them, and checks a task's or actor's request against its group
+// before it is submitted (Ray's rules: the group must exist and not be removed, the bundle
+// index must be in range, and the request must fit the bundle, or some bundle for index -1).
+//
+// The bundles of a group never change, so they are cached after the first lookup; whether the
+// group was removed is read again from the GCS at most once a second per group (a removal seen
+// late is still caught by the raylets, which reject requests for groups they gave back).
+//
+// Threading: any thread; calls block on the GCS.
+// Ownership: borrows the GCS client, which must outlive this object.
+// Errors: InvalidArgument for bad options and requests (naming the problem), NotFound for an
+// unknown group, AlreadyExists for a taken name, FailedPrecondition for a removed group, and
+// the GCS client's errors as it answers them.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "shoal/common.pb.h"
+#include "src/common/bundle_resources.h"
+#include "src/common/ids.h"
+#include "src/common/resources.h"
+#include "src/gcs_client/gcs_client.h"
+
+namespace shoal {
+
+struct PlacementGroupOptions {
+  std::vector<ResourceSet> bundles;
+  std::string strategy = "PACK";  // "PACK", "SPREAD", "STRICT_PACK" or "STRICT_SPREAD"
+  std::string name;               // "" for an unnamed group
+  std::string ray_namespace = "default";
+  bool detached = false;          // outlives its job (else removed when the job ends)
+};
+
+class PlacementGroupClient {
+ public:
+  struct Owner {
+    JobId job;
+    std::string address;  // this worker's CoreWorkerService
+  };
+
+  PlacementGroupClient(const GcsClient& gcs, Owner owner) : gcs_(gcs), owner_(std::move(owner)) {}
+  PlacementGroupClient(const PlacementGroupClient&) = delete;
+  PlacementGroupClient& operator=(const PlacementGroupClient&) = delete;
+
+  // Registers a new group (PENDING); answers its id at once, before it is created.
+  absl::StatusOr<PlacementGroupId> Create(const PlacementGroupOptions& options);
+  // Returns every bundle and kills the group's actors and tasks. NotFound for an unknown group.
+  absl::Status Remove(const PlacementGroupId& group);
+  absl::StatusOr<rpc::PlacementGroupInfo> Get(const PlacementGroupId& group);
+  // NotFound when no group that is not removed has `name` in `ray_namespace`.
+  absl::StatusOr<rpc::PlacementGroupInfo> GetNamed(const std::string& name, const std::string& ray_namespace);
+  absl::StatusOr<std::vector<rpc::PlacementGroupInfo>> List(int limit = 0);
+  // True once CREATED, false when `timeout` passed first (negative: no limit);
+  // FailedPrecondition when it was removed.
+  absl::StatusOr<bool> Wait(const PlacementGroupId& group, absl::Duration timeout);
+  // For a PLACEMENT_GROUP strategy: OK when `request` may be submitted into the group.
+  absl::Status CheckRequest(const rpc::SchedulingStrategy& strategy, const ResourceSet& request);
+
+ private:
+  struct Cached {
+    std::vector<ResourceSet> bundles;
+    bool removed = false;
+    absl::Time checked;  // when the state was last read from the GCS
+  };
+
+  absl::StatusOr<Cached> Lookup(const PlacementGroupId& group);
+
+  const GcsClient& gcs_;
+  const Owner owner_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<PlacementGroupId, Cached> cache_ ABSL_GUARDED_BY(mu_);
+};
+
+// The bundles of `info` as resource sets, in index order.
+std::vector<ResourceSet> BundlesOf(const rpc::PlacementGroupInfo& info);
+
+}  // namespace shoal
