@@ -199,6 +199,14 @@ TEST_CASE("A bundle request is infeasible before commit and granted after, on th
   }
 }
 
+TEST_CASE("A bundle GPU request above 1 that is not whole is rejected, as a plain one is",
+          "[bundle_manager][lease_manager]") {
+  BundleTest t;
+  const uint64_t id = t.RequestIn(kPg, 0, {{"GPU", 1.5}});
+  CHECK(t.ReplyOf(id).kind() == Reply::REJECTED);
+  CHECK(t.ReplyOf(id).message().find("whole number") != std::string::npos);
+}
+
 TEST_CASE("Removing a group kills its leases with PLACEMENT_GROUP_REMOVED and rejects its requests",
           "[bundle_manager][lease_manager]") {
   BundleTest t;
