@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "shoal/common.pb.h"
+#include "src/common/bundle_resources.h"
 
 namespace shoal {
 
@@ -151,16 +154,26 @@ std::string ResourceSet::ToString() const {
 
 // --- ResourceInstances ---
 
-ResourceInstances::ResourceInstances(int64_t count) : free_(count, FixedPoint::FromInt(1)) {}
+ResourceInstances::ResourceInstances(int64_t count)
+    : capacity_(count, FixedPoint::FromInt(1)), free_(count, FixedPoint::FromInt(1)) {}
 
-absl::StatusOr<std::vector<FixedPoint>> ResourceInstances::Allocate(FixedPoint amount) {
+ResourceInstances::ResourceInstances(std::vector<FixedPoint> capacity)
+    : capacity_(std::move(capacity)), free_(capacity_) {}
+
+absl::StatusOr<std::vector<FixedPoint>> ResourceInstances::Allocate(FixedPoint amount,
+                                                                    const ResourceInstances* also) {
   const FixedPoint one = FixedPoint::FromInt(1);
   std::vector<FixedPoint> taken(free_.size());
   if (amount.IsZero()) return taken;
+  auto also_fits = [&](size_t i, FixedPoint share) {
+    return also == nullptr || (i < also->free_.size() && also->free_[i] >= share);
+  };
   if (amount < one) {
     int best = -1;
     for (size_t i = 0; i < free_.size(); ++i) {
-      if (free_[i] >= amount && (best < 0 || free_[i] < free_[best])) best = static_cast<int>(i);
+      if (free_[i] >= amount && also_fits(i, amount) && (best < 0 || free_[i] < free_[best])) {
+        best = static_cast<int>(i);
+      }
     }
     if (best < 0) {
       return absl::ResourceExhaustedError(
@@ -177,7 +190,7 @@ absl::StatusOr<std::vector<FixedPoint>> ResourceInstances::Allocate(FixedPoint a
   int64_t want = amount.units() / FixedPoint::kScale;
   std::vector<size_t> chosen;
   for (size_t i = 0; i < free_.size() && static_cast<int64_t>(chosen.size()) < want; ++i) {
-    if (free_[i] == one) chosen.push_back(i);
+    if (free_[i] == one && also_fits(i, one)) chosen.push_back(i);
   }
   if (static_cast<int64_t>(chosen.size()) < want) {
     return absl::ResourceExhaustedError(
@@ -190,14 +203,36 @@ absl::StatusOr<std::vector<FixedPoint>> ResourceInstances::Allocate(FixedPoint a
   return taken;
 }
 
+absl::Status ResourceInstances::CheckLength(const std::vector<FixedPoint>& shares) const {
+  if (shares.size() != free_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("shares name ", shares.size(),
+                                                   " devices, node has ", free_.size()));
+  }
+  for (FixedPoint share : shares) {
+    if (share < FixedPoint()) return absl::InvalidArgumentError("a device share must not be negative");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ResourceInstances::Take(const std::vector<FixedPoint>& shares) {
+  if (auto s = CheckLength(shares); !s.ok()) return s;
+  for (size_t i = 0; i < free_.size(); ++i) {
+    if (free_[i] < shares[i]) {
+      return absl::ResourceExhaustedError(absl::StrCat("device ", i, " has ", free_[i].ToString(),
+                                                       " free, wanted ", shares[i].ToString()));
+    }
+  }
+  for (size_t i = 0; i < free_.size(); ++i) free_[i] -= shares[i];
+  return absl::OkStatus();
+}
+
 absl::Status ResourceInstances::Free(const std::vector<FixedPoint>& allocation) {
   if (allocation.size() != free_.size()) {
     return absl::InvalidArgumentError(absl::StrCat("allocation names ", allocation.size(),
                                                     " devices, node has ", free_.size()));
   }
-  const FixedPoint one = FixedPoint::FromInt(1);
   for (size_t i = 0; i < free_.size(); ++i) {
-    if (allocation[i] < FixedPoint() || free_[i] + allocation[i] > one) {
+    if (allocation[i] < FixedPoint() || free_[i] + allocation[i] > capacity_[i]) {
       return absl::InvalidArgumentError(absl::StrCat("freeing ", allocation[i].ToString(),
                                                      " of device ", i, " would exceed its total"));
     }
@@ -206,9 +241,45 @@ absl::Status ResourceInstances::Free(const std::vector<FixedPoint>& allocation) 
   return absl::OkStatus();
 }
 
+absl::Status ResourceInstances::Grow(const std::vector<FixedPoint>& shares) {
+  if (auto s = CheckLength(shares); !s.ok()) return s;
+  for (size_t i = 0; i < free_.size(); ++i) {
+    if (capacity_[i] + shares[i] > FixedPoint::FromInt(1)) {
+      return absl::InvalidArgumentError(absl::StrCat("device ", i, " would hold ",
+                                                     (capacity_[i] + shares[i]).ToString(), ", above 1"));
+    }
+  }
+  for (size_t i = 0; i < free_.size(); ++i) {
+    capacity_[i] += shares[i];
+    free_[i] += shares[i];
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ResourceInstances::Shrink(const std::vector<FixedPoint>& shares) {
+  if (auto s = CheckLength(shares); !s.ok()) return s;
+  for (size_t i = 0; i < free_.size(); ++i) {
+    if (free_[i] < shares[i]) {
+      return absl::FailedPreconditionError(absl::StrCat("device ", i, " has ", free_[i].ToString(),
+                                                        " free, cannot remove ", shares[i].ToString()));
+    }
+  }
+  for (size_t i = 0; i < free_.size(); ++i) {
+    capacity_[i] -= shares[i];
+    free_[i] -= shares[i];
+  }
+  return absl::OkStatus();
+}
+
 FixedPoint ResourceInstances::TotalFree() const {
   FixedPoint sum;
   for (FixedPoint f : free_) sum += f;
+  return sum;
+}
+
+FixedPoint ResourceInstances::TotalCapacity() const {
+  FixedPoint sum;
+  for (FixedPoint f : capacity_) sum += f;
   return sum;
 }
 
@@ -222,16 +293,33 @@ std::vector<int> ResourceAllocation::DeviceIndices(const std::string& name) cons
   return out;
 }
 
+std::string ResourceAllocation::GpuName() const {
+  if (instances.contains(kGPU)) return kGPU;
+  std::string wildcard;
+  for (const auto& [name, shares] : instances) {
+    std::optional<ParsedBundleResource> parsed = ParseBundleResource(name);
+    if (!parsed.has_value() || parsed->resource != kGPU) continue;
+    if (parsed->index >= 0) return name;
+    if (wildcard.empty()) wildcard = name;
+  }
+  return wildcard;
+}
+
 // --- NodeResources ---
 
 NodeResources::NodeResources(const ResourceSet& total) : total_(total) {
   for (const auto& [name, amount] : total.entries()) {
     if (name == kGPU) {
-      instances_.emplace(name, ResourceInstances(amount.units() / FixedPoint::kScale));
+      gpu_count_ = amount.units() / FixedPoint::kScale;
+      instances_.emplace(name, ResourceInstances(gpu_count_));
     } else {
       available_plain_.Set(name, amount);
     }
   }
+}
+
+bool NodeResources::IsUnitInstance(const std::string& name) const {
+  return name == kGPU || IsBundleGpuResource(name);
 }
 
 absl::StatusOr<ResourceAllocation> NodeResources::Allocate(const ResourceSet& request) {
@@ -244,18 +332,43 @@ absl::StatusOr<ResourceAllocation> NodeResources::Allocate(const ResourceSet& re
     return absl::ResourceExhaustedError(absl::StrCat(
         "request ", request.ToString(), " does not fit in ", Available().ToString()));
   }
+  // Roll back what this request already took from unit-instance resources.
+  auto fail = [&](const std::string& name, const absl::Status& why) {
+    for (const auto& [done_name, done] : alloc.instances) (void)instances_.at(done_name).Free(done);
+    return absl::Status(why.code(), absl::StrCat(name, ": ", why.message()));
+  };
+  // Indexed bundle GPU names (and "GPU") first: an indexed name takes its group's wildcard
+  // share from the same devices, so that the worker's devices and the accounting agree.
   for (const auto& [name, amount] : request.entries()) {
     auto it = instances_.find(name);
     if (it == instances_.end()) continue;
-    auto taken = it->second.Allocate(amount);
-    if (!taken.ok()) {
-      // Roll back what this request already took from other unit-instance resources.
-      for (const auto& [done_name, done] : alloc.instances) {
-        (void)instances_.at(done_name).Free(done);
+    std::optional<ParsedBundleResource> parsed = ParseBundleResource(name);
+    if (parsed.has_value() && parsed->index < 0) continue;  // wildcard: second pass
+    ResourceInstances* wildcard = nullptr;
+    std::string wildcard_name;
+    if (parsed.has_value()) {
+      wildcard_name = BundleResourceName(kGPU, parsed->pg, -1);
+      auto w = instances_.find(wildcard_name);
+      if (w != instances_.end() && request.Get(wildcard_name) == amount && !alloc.instances.contains(wildcard_name)) {
+        wildcard = &w->second;
       }
-      return absl::Status(taken.status().code(),
-                          absl::StrCat(name, ": ", taken.status().message()));
     }
+    auto taken = it->second.Allocate(amount, wildcard);
+    if (!taken.ok()) return fail(name, taken.status());
+    if (wildcard != nullptr) {
+      if (auto s = wildcard->Take(*taken); !s.ok()) {  // cannot fail: Allocate checked `also`
+        (void)it->second.Free(*taken);
+        return fail(wildcard_name, s);
+      }
+      alloc.instances[wildcard_name] = *taken;
+    }
+    alloc.instances[name] = *std::move(taken);
+  }
+  for (const auto& [name, amount] : request.entries()) {
+    auto it = instances_.find(name);
+    if (it == instances_.end() || alloc.instances.contains(name)) continue;
+    auto taken = it->second.Allocate(amount);
+    if (!taken.ok()) return fail(name, taken.status());
     alloc.instances[name] = *std::move(taken);
   }
   (void)available_plain_.Subtract(plain);
@@ -281,11 +394,109 @@ absl::Status NodeResources::Free(const ResourceAllocation& allocation) {
     }
     std::vector<FixedPoint> check = it->second.free();
     if (devices.size() != check.size()) return it->second.Free(devices);  // reports the error
+    for (size_t i = 0; i < check.size(); ++i) {
+      if (devices[i] < FixedPoint() || check[i] + devices[i] > it->second.capacity()[i]) {
+        return it->second.Free(devices);  // reports the error
+      }
+    }
   }
   for (const auto& [name, devices] : allocation.instances) {
     if (auto s = instances_.at(name).Free(devices); !s.ok()) return s;
   }
   available_plain_ = std::move(after);
+  return absl::OkStatus();
+}
+
+absl::Status NodeResources::CheckCapacity(const ResourceAllocation& capacity) const {
+  for (const auto& [name, amount] : capacity.amounts.entries()) {
+    if (name == kGPU) return absl::InvalidArgumentError("the node's own GPUs cannot be added or removed");
+    if (!IsUnitInstance(name)) continue;
+    auto it = capacity.instances.find(name);
+    if (it == capacity.instances.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(name, " needs its per-device shares"));
+    }
+    if (static_cast<int64_t>(it->second.size()) != gpu_count_) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": ", it->second.size(), " shares for ",
+                                                     gpu_count_, " GPU devices"));
+    }
+    FixedPoint sum;
+    for (FixedPoint share : it->second) {
+      if (share < FixedPoint()) return absl::InvalidArgumentError(absl::StrCat(name, ": a negative share"));
+      sum += share;
+    }
+    if (sum != amount) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": shares sum to ", sum.ToString(), ", not ",
+                                                     amount.ToString()));
+    }
+  }
+  for (const auto& [name, shares] : capacity.instances) {
+    if (capacity.amounts.Get(name).IsZero() && !std::all_of(shares.begin(), shares.end(),
+                                                            [](FixedPoint f) { return f.IsZero(); })) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": shares without an amount"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status NodeResources::AddCapacity(const ResourceAllocation& capacity) {
+  if (auto s = CheckCapacity(capacity); !s.ok()) return s;
+  for (const auto& [name, amount] : capacity.amounts.entries()) {
+    if (!IsUnitInstance(name)) continue;
+    auto it = instances_.find(name);
+    const std::vector<FixedPoint>& shares = capacity.instances.at(name);
+    for (size_t i = 0; i < shares.size(); ++i) {
+      FixedPoint have = it == instances_.end() ? FixedPoint() : it->second.capacity()[i];
+      if (have + shares[i] > FixedPoint::FromInt(1)) {
+        return absl::InvalidArgumentError(absl::StrCat(name, ": device ", i, " would hold ",
+                                                       (have + shares[i]).ToString(), ", above 1"));
+      }
+    }
+  }
+  for (const auto& [name, amount] : capacity.amounts.entries()) {
+    total_.Set(name, total_.Get(name) + amount);
+    if (!IsUnitInstance(name)) {
+      available_plain_.Set(name, available_plain_.Get(name) + amount);
+      continue;
+    }
+    auto it = instances_.find(name);
+    if (it == instances_.end()) {
+      instances_.emplace(name, ResourceInstances(capacity.instances.at(name)));
+    } else {
+      (void)it->second.Grow(capacity.instances.at(name));  // checked above
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status NodeResources::RemoveCapacity(const ResourceAllocation& capacity) {
+  if (auto s = CheckCapacity(capacity); !s.ok()) return s;
+  for (const auto& [name, amount] : capacity.amounts.entries()) {
+    if (!IsUnitInstance(name)) {
+      if (available_plain_.Get(name) < amount) {
+        return absl::FailedPreconditionError(absl::StrCat("cannot remove ", amount.ToString(), " of ", name,
+                                                          ": ", available_plain_.Get(name).ToString(), " is free"));
+      }
+      continue;
+    }
+    auto it = instances_.find(name);
+    if (it == instances_.end()) {
+      return absl::FailedPreconditionError(absl::StrCat("the node has no ", name));
+    }
+    ResourceInstances trial = it->second;
+    if (auto s = trial.Shrink(capacity.instances.at(name)); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(name, ": ", s.message()));
+    }
+  }
+  for (const auto& [name, amount] : capacity.amounts.entries()) {
+    total_.Set(name, total_.Get(name) - amount);
+    if (!IsUnitInstance(name)) {
+      available_plain_.Set(name, available_plain_.Get(name) - amount);
+      continue;
+    }
+    auto it = instances_.find(name);
+    (void)it->second.Shrink(capacity.instances.at(name));  // checked above
+    if (it->second.TotalCapacity().IsZero()) instances_.erase(it);
+  }
   return absl::OkStatus();
 }
 

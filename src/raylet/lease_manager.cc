@@ -66,6 +66,14 @@ NodeView LeaseManager::LocalView() const {
 }
 
 void LeaseManager::RefreshLocalView() {
+  // The total changes when bundles come and go: then the whole entry is replaced.
+  const NodeView* self = view_.Find(options_.node_id);
+  if (self == nullptr || !(self->total == resources_.total())) {
+    if (auto s = view_.AddOrUpdateNode(LocalView()); !s.ok()) {
+      spdlog::error("cannot update this node in the cluster view: {}", s.ToString());
+    }
+    return;
+  }
   if (auto s = view_.UpdateAvailable(options_.node_id, resources_); !s.ok()) {
     spdlog::error("cannot update this node in the cluster view: {}", s.ToString());
   }
@@ -90,6 +98,9 @@ absl::StatusOr<LeaseManager::Pending> LeaseManager::Parse(const rpc::RequestWork
   p.grant_or_reject = request.grant_or_reject();
   p.owner_address = request.owner_address();
   p.retriable = request.retriable();
+  if (std::string removed = RemovedGroupOf(p.demand); !removed.empty()) {
+    return absl::FailedPreconditionError(removed);
+  }
   return p;
 }
 
@@ -243,8 +254,10 @@ void LeaseManager::Grant(uint64_t seq, const WorkerPool::Worker& worker) {
   r.set_lease_id(lease.id.Hex());
   r.set_worker_id(worker.id.Hex());
   r.set_worker_address(worker.address);
-  if (auto it = lease.allocation.instances.find(kGPU); it != lease.allocation.instances.end()) {
-    for (int index : lease.allocation.DeviceIndices(kGPU)) {
+  // A task in a bundle gets the bundle's devices: its GPU_group_* names hold them.
+  const std::string gpu_name = lease.allocation.GpuName();
+  if (auto it = lease.allocation.instances.find(gpu_name); it != lease.allocation.instances.end()) {
+    for (int index : lease.allocation.DeviceIndices(gpu_name)) {
       r.mutable_gpus()->add_device_ids(index);
       r.mutable_gpus()->add_shares(it->second[index].units());
     }
@@ -354,8 +367,15 @@ absl::Status LeaseManager::KillLeasedWorker(const WorkerId& worker, const rpc::E
   if (found == lease_of_worker_.end()) {
     return absl::NotFoundError(absl::StrCat("worker ", worker.Hex(), " holds no lease"));
   }
-  const LeaseId lease = found->second;
-  EndLease(leases_.find(lease));
+  KillLease(leases_.find(found->second), cause);
+  Dispatch();
+  return absl::OkStatus();
+}
+
+void LeaseManager::KillLease(absl::flat_hash_map<LeaseId, Lease>::iterator it, const rpc::ErrorInfo& cause) {
+  const LeaseId lease = it->first;
+  const WorkerId worker = it->second.worker;
+  EndLease(it);
   if (death_causes_.insert_or_assign(lease, cause).second) death_order_.push_back(lease);
   while (death_order_.size() > kMaxDeathCauses) {
     death_causes_.erase(death_order_.front());
@@ -365,8 +385,6 @@ absl::Status LeaseManager::KillLeasedWorker(const WorkerId& worker, const rpc::E
   if (options_.on_leased_worker_death) {
     options_.on_leased_worker_death(worker, absl::StrCat("killed: ", cause.message()), false);
   }
-  Dispatch();
-  return absl::OkStatus();
 }
 
 std::optional<rpc::ErrorInfo> LeaseManager::TakeDeathCause(const std::string& lease_id_hex) {
@@ -481,6 +499,11 @@ void LeaseManager::UpdateClusterView(const std::vector<rpc::NodeInfo>& nodes) {
     v.id = *id;
     v.total = ResourceSet::FromProto(info.resources_total());
     v.available = ResourceSet::FromProto(info.resources_available());
+    // Totals change with bundles; a node table whose totals lag behind the node's latest report
+    // of what is free counts the bundle resources it says are free as part of its total.
+    for (const auto& [name, amount] : v.available.entries()) {
+      if (v.total.Get(name) < amount && IsBundleResource(name)) v.total.Set(name, amount);
+    }
     if (!v.total.Contains(v.available)) v.available = v.total;
     v.labels = {info.labels().begin(), info.labels().end()};
     v.alive = true;
@@ -511,6 +534,79 @@ void LeaseManager::Shutdown(const absl::Status& why) {
     it->second.allocation.reset();
     Answer(it->first, shutdown_);
   }
+}
+
+absl::StatusOr<ResourceAllocation> LeaseManager::ReserveResources(const ResourceSet& request) {
+  auto reservation = resources_.Allocate(request);
+  if (!reservation.ok()) {
+    return absl::ResourceExhaustedError(absl::StrCat("cannot reserve ", request.ToString(), " on node ",
+                                                     options_.node_id.Hex(), ": ", reservation.status().message()));
+  }
+  RefreshLocalView();
+  return reservation;
+}
+
+void LeaseManager::UnreserveResources(const ResourceAllocation& reservation) {
+  FreeAllocation(reservation);
+  Dispatch();
+}
+
+absl::Status LeaseManager::AddResources(const ResourceAllocation& capacity) {
+  if (auto s = resources_.AddCapacity(capacity); !s.ok()) return s;
+  RefreshLocalView();
+  Dispatch();
+  return absl::OkStatus();
+}
+
+absl::Status LeaseManager::RemoveResources(const ResourceAllocation& capacity) {
+  if (auto s = resources_.RemoveCapacity(capacity); !s.ok()) return s;
+  RefreshLocalView();
+  return absl::OkStatus();
+}
+
+int LeaseManager::KillLeasesUsing(const std::function<bool(const ResourceSet&)>& uses, const rpc::ErrorInfo& cause) {
+  // Requests still waiting for their worker give their resources back and wait again.
+  for (auto& [seq, p] : pending_) {
+    if (p.allocation && uses(p.allocation->amounts)) {
+      FreeAllocation(*p.allocation);
+      p.allocation.reset();
+    }
+  }
+  std::vector<LeaseId> ended;
+  for (const auto& [id, lease] : leases_) {
+    if (uses(lease.allocation.amounts)) ended.push_back(id);
+  }
+  for (const LeaseId& id : ended) {
+    spdlog::warn("lease {} ended: {}", id.Hex(), cause.message());
+    KillLease(leases_.find(id), cause);
+  }
+  return static_cast<int>(ended.size());
+}
+
+std::string LeaseManager::RemovedGroupOf(const ResourceSet& demand) const {
+  if (removed_groups_.empty()) return "";
+  for (const auto& [name, amount] : demand.entries()) {
+    std::optional<ParsedBundleResource> parsed = ParseBundleResource(name);
+    if (parsed.has_value() && removed_groups_.contains(parsed->pg)) {
+      return absl::StrCat("placement group ", parsed->pg.Hex(), " was removed");
+    }
+  }
+  return "";
+}
+
+void LeaseManager::RemoveGroup(const PlacementGroupId& pg) {
+  if (removed_groups_.insert(pg).second) {
+    removed_order_.push_back(pg);
+    while (removed_order_.size() > kMaxRemovedGroups) {
+      removed_groups_.erase(removed_order_.front());
+      removed_order_.pop_front();
+    }
+  }
+  std::vector<uint64_t> rejected;
+  for (const auto& [seq, p] : pending_) {
+    if (!RemovedGroupOf(p.demand).empty()) rejected.push_back(seq);
+  }
+  for (uint64_t seq : rejected) Reject(seq, RemovedGroupOf(pending_.at(seq).demand));
 }
 
 std::vector<DemandSummary> LeaseManager::Demands() const {

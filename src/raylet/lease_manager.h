@@ -17,6 +17,12 @@
 // changes; they are reported as demand (Demands()). A request granted resources holds them while
 // its worker starts.
 //
+// Placement group bundles (BundleManager, bundle_manager.h, drives the methods for them): a
+// bundle's resources are reserved from the node's pool, and a committed bundle adds formatted
+// resources (bundle_resources.h) that requests in the bundle ask for; the node's total changes
+// with them. A granted request whose demand holds bundle GPU names gets the bundle's devices
+// (with its share) in its GpuAssignment. Requests naming a removed group are rejected.
+//
 // Threading: not synchronized; one thread (the raylet's event loop) calls every method, and the
 // callbacks run on it, from inside these methods: a callback must not call back into the manager.
 // Ownership: owns the node's NodeResources, the cluster view and the policy; borrows the pool
@@ -35,8 +41,10 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "shoal/raylet.pb.h"
+#include "src/common/bundle_resources.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/raylet/memory_monitor.h"
@@ -124,6 +132,30 @@ class LeaseManager {
   // Answers every waiting request with `why` and refuses new ones with it. Leases stay.
   void Shutdown(const absl::Status& why);
 
+  // --- Placement group bundles ---
+  // Takes `request` from the node's free pool for a bundle, all or nothing: ResourceExhausted
+  // naming what does not fit.
+  absl::StatusOr<ResourceAllocation> ReserveResources(const ResourceSet& request);
+  // Gives back what ReserveResources took, and tries the waiting requests again.
+  void UnreserveResources(const ResourceAllocation& reservation);
+  // Adds a committed bundle's formatted resources to the node (NodeResources::AddCapacity), and
+  // tries the waiting requests again.
+  absl::Status AddResources(const ResourceAllocation& capacity);
+  // Removes them (NodeResources::RemoveCapacity): FailedPrecondition, with no change, while some
+  // of them are in use. Does not try the waiting requests again.
+  absl::Status RemoveResources(const ResourceAllocation& capacity);
+  // Ends every lease whose allocation `uses` picks, killing its worker for `cause` as
+  // KillLeasedWorker does, and sends requests holding such resources while their worker starts
+  // back to waiting. Answers how many leases ended. Does not try the waiting requests again
+  // (the freed resources are about to be removed): call Reschedule or UnreserveResources.
+  int KillLeasesUsing(const std::function<bool(const ResourceSet&)>& uses, const rpc::ErrorInfo& cause);
+  // The group `pg` is gone for good: rejects every waiting request whose demand names one of its
+  // resources, and from now on every new one (the last kMaxRemovedGroups groups are remembered).
+  void RemoveGroup(const PlacementGroupId& pg);
+  static constexpr size_t kMaxRemovedGroups = 10000;
+  // Tries the waiting requests again.
+  void Reschedule() { Dispatch(); }
+
   ResourceSet Available() const { return resources_.Available(); }
   const NodeResources& resources() const { return resources_; }
   const ClusterResourceView& view() const { return view_; }
@@ -170,6 +202,10 @@ class LeaseManager {
   // any of them held resources.
   bool RejectKey(const WorkerKey& key, const std::string& message);
   void EndLease(absl::flat_hash_map<LeaseId, Lease>::iterator it);
+  // KillLeasedWorker without trying the waiting requests again.
+  void KillLease(absl::flat_hash_map<LeaseId, Lease>::iterator it, const rpc::ErrorInfo& cause);
+  // Why a request naming a removed group is refused; "" when it names none.
+  std::string RemovedGroupOf(const ResourceSet& demand) const;
   void FreeAllocation(const ResourceAllocation& allocation);
   void RefreshLocalView();
   NodeView LocalView() const;
@@ -189,6 +225,9 @@ class LeaseManager {
   // Causes of KillLeasedWorker's kills by lease, and their order (oldest first) for eviction.
   absl::flat_hash_map<LeaseId, rpc::ErrorInfo> death_causes_;
   std::deque<LeaseId> death_order_;
+  // Removed placement groups (RemoveGroup), and their order for eviction.
+  absl::flat_hash_set<PlacementGroupId> removed_groups_;
+  std::deque<PlacementGroupId> removed_order_;
   absl::Status shutdown_;  // not OK once Shutdown was called
   bool dispatching_ = false;
 };

@@ -21,6 +21,21 @@
 #include "src/scheduler/hybrid_policy.h"
 
 namespace shoal {
+namespace {
+
+grpc::Status Stopping() { return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the raylet is stopping"); }
+
+// Runs `fn` on `loop` and finishes the call with its status.
+grpc::ServerUnaryReactor* FinishOnLoop(EventLoop& loop, grpc::CallbackServerContext* ctx,
+                                       std::function<absl::Status()> fn) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (!loop.Post([reactor, fn = std::move(fn)] { reactor->Finish(ToGrpcStatus(fn())); })) {
+    reactor->Finish(Stopping());
+  }
+  return reactor;
+}
+
+}  // namespace
 
 class Raylet::Service final : public rpc::NodeManagerService::Service {
  public:
@@ -181,19 +196,64 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
     const uint64_t id_;
   };
 
-  static grpc::Status Stopping() { return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the raylet is stopping"); }
-
-  // Runs `fn` on the event loop and finishes the call with its status.
   grpc::ServerUnaryReactor* OnLoop(grpc::CallbackServerContext* ctx, std::function<absl::Status()> fn) {
-    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    if (!raylet_.loop_->Post([reactor, fn = std::move(fn)] { reactor->Finish(ToGrpcStatus(fn())); })) {
-      reactor->Finish(Stopping());
-    }
-    return reactor;
+    return FinishOnLoop(*raylet_.loop_, ctx, std::move(fn));
   }
 
   Raylet& raylet_;
   std::atomic<uint64_t> next_request_id_{1};
+};
+
+// BundleService on the callback API, as LeaseService: each handler authenticates, then runs on
+// the event loop (BundleManager's thread). A change to the node's bundles is reported to the GCS
+// at once, not at the next report period.
+class Raylet::BundleGrpcService final : public rpc::BundleService::CallbackService {
+ public:
+  explicit BundleGrpcService(Raylet& raylet) : raylet_(raylet) {}
+
+  grpc::ServerUnaryReactor* PrepareBundles(grpc::CallbackServerContext* ctx, const rpc::PrepareBundlesRequest* req,
+                                           rpc::PrepareBundlesReply*) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
+    return OnLoop(ctx, [this, req] { return Reported(raylet_.bundles_->Prepare(req->bundles())); });
+  }
+
+  grpc::ServerUnaryReactor* CommitBundles(grpc::CallbackServerContext* ctx, const rpc::CommitBundlesRequest* req,
+                                          rpc::CommitBundlesReply*) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
+    return OnLoop(ctx, [this, req] { return Reported(raylet_.bundles_->Commit(req->bundles())); });
+  }
+
+  grpc::ServerUnaryReactor* CancelBundles(grpc::CallbackServerContext* ctx, const rpc::CancelBundlesRequest* req,
+                                          rpc::CancelBundlesReply*) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
+    return OnLoop(ctx, [this, req] {
+      return Reported(raylet_.bundles_->Cancel(req->bundles(), req->group_removed()));
+    });
+  }
+
+  grpc::ServerUnaryReactor* ReleaseUnusedBundles(grpc::CallbackServerContext* ctx,
+                                                 const rpc::ReleaseUnusedBundlesRequest* req,
+                                                 rpc::ReleaseUnusedBundlesReply* reply) override {
+    SHOAL_AUTHENTICATE_REACTOR(ctx);
+    return OnLoop(ctx, [this, req, reply] {
+      absl::StatusOr<int> released = raylet_.bundles_->ReleaseUnused(req->in_use());
+      if (!released.ok()) return released.status();
+      reply->set_released(*released);
+      return Reported(absl::OkStatus());
+    });
+  }
+
+ private:
+  grpc::ServerUnaryReactor* OnLoop(grpc::CallbackServerContext* ctx, std::function<absl::Status()> fn) {
+    return FinishOnLoop(*raylet_.loop_, ctx, std::move(fn));
+  }
+  // Asks for a resource report now when `s` is OK (the node's resources changed).
+  absl::Status Reported(absl::Status s) {
+    if (s.ok()) raylet_.ReportSoon();
+    return s;
+  }
+
+  Raylet& raylet_;
 };
 
 // Watches the owners of this node's leases through gRPC channels to their addresses. An owner
@@ -301,7 +361,8 @@ Raylet::Raylet(RayletOptions options)
       owners_(std::make_unique<OwnerMonitor>(options_.owner_timeout, options_.gcs_address,
                                              options_.gcs_reconnect_timeout)),
       unreported_(std::make_shared<UnreportedDeaths>()),
-      lease_service_(std::make_unique<LeaseGrpcService>(*this)) {}
+      lease_service_(std::make_unique<LeaseGrpcService>(*this)),
+      bundle_service_(std::make_unique<BundleGrpcService>(*this)) {}
 
 Raylet::~Raylet() { Stop(); }
 
@@ -391,6 +452,7 @@ absl::Status Raylet::Start() {
   builder.RegisterService(service_.get());
   builder.RegisterService(object_manager_.get());
   builder.RegisterService(lease_service_.get());
+  builder.RegisterService(bundle_service_.get());
   builder.SetMaxSendMessageSize(64 << 20);
   builder.SetMaxReceiveMessageSize(64 << 20);
   auto server = StartServer(builder, options_.node_ip, options_.port, &port_);
@@ -437,6 +499,7 @@ void Raylet::StartLeasing() {
     ReportWorkerDeath(worker, reason, owner_gone);
   };
   leases_ = std::make_unique<LeaseManager>(*pool_, std::make_unique<HybridSchedulingPolicy>(), std::move(leases));
+  bundles_ = std::make_unique<BundleManager>(*leases_, node_id_);
   MemoryMonitorOptions memory = options_.memory_monitor;
   memory.node_name = absl::StrCat("node ", node_id_.Hex(), " (", options_.node_ip, ")");
   memory_monitor_ = std::make_unique<MemoryMonitor>(memory_reader_, clock_, std::move(memory));
@@ -521,13 +584,14 @@ void Raylet::StopServing() {
   }
   if (server_ != nullptr) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   loop_->Stop();
+  bundles_.reset();
   leases_.reset();
   pool_.reset();  // kills the workers
 }
 
 void Raylet::ReportLoop() {
   bool registered = true;
-  while (!stop_.WaitForNotificationWithTimeout(options_.report_period)) {
+  while (WaitToReport()) {
     if (!registered) {
       absl::Status s = Register(gcs_);
       if (s.ok()) {
@@ -543,6 +607,7 @@ void Raylet::ReportLoop() {
     req.set_node_id(node_id_.Hex());
     bool snapshot = loop_->RunSync([this, &req] {
       leases_->Available().ToProto(req.mutable_resources_available());
+      leases_->resources().total().ToProto(req.mutable_resources_total());
       for (const DemandSummary& d : leases_->Demands()) {
         rpc::ResourceDemand* demand = req.add_demands();
         d.shape.ToProto(demand->mutable_shape());
@@ -574,6 +639,22 @@ void Raylet::ReportLoop() {
   }
 }
 
+void Raylet::ReportSoon() {
+  absl::MutexLock lock(&report_mu_);
+  report_soon_ = true;
+}
+
+bool Raylet::ReportDue() const {
+  return report_soon_ || stop_.HasBeenNotified();
+}
+
+bool Raylet::WaitToReport() {
+  absl::MutexLock lock(&report_mu_);
+  report_mu_.AwaitWithTimeout(absl::Condition(this, &Raylet::ReportDue), options_.report_period);
+  report_soon_ = false;
+  return !stop_.HasBeenNotified();
+}
+
 void Raylet::Fail(const std::string& error) {
   {
     absl::MutexLock lock(&mu_);
@@ -591,6 +672,7 @@ std::string Raylet::fatal_error() const {
 void Raylet::Stop() {
   if (stopped_.exchange(true)) return;
   if (!stop_.HasBeenNotified()) stop_.Notify();
+  { absl::MutexLock wake(&report_mu_); }  // the reporter's wait sees stop_ when the lock is released
   if (reporter_.joinable()) reporter_.join();
   if (registered_ && fatal_error().empty()) {
     absl::Status s = gcs_.UnregisterNode(node_id_, "raylet stopped by signal");

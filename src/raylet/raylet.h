@@ -2,13 +2,15 @@
 // there fresh, answers health checks, finds a restarted GCS by itself, and unregisters on a
 // clean stop. It hosts the node's object store (a StoreServer on a Unix socket) and the object
 // manager that moves objects to and from other nodes over the same gRPC server, and grants
-// worker leases (LeaseService: LeaseManager + WorkerPool).
+// worker leases (LeaseService: LeaseManager + WorkerPool) and reserves placement group bundles
+// for the GCS (BundleService: BundleManager).
 // Threading: Start() and Stop() on the main thread. The lease manager and worker pool live on
 // one event loop thread, which also ticks them (reaping workers, timeouts) and starts every
 // worker process; LeaseService is a gRPC callback service whose handlers only post to that loop,
-// so a queued lease request holds neither a thread nor a lock. One reporter thread talks to the
-// GCS: it reports available resources and queued demand, and feeds the GCS's node table back to
-// the lease manager's cluster view, every report period. The loop also runs the memory monitor,
+// so a queued lease request holds neither a thread nor a lock; BundleService does the same. One
+// reporter thread talks to the GCS: it reports total and available resources and queued demand,
+// and feeds the GCS's node table back to the lease manager's cluster view, every report period
+// and at once after a BundleService call changed the node's bundles. The loop also runs the memory monitor,
 // which kills a leased worker when the node runs low on memory. The deaths of leased workers
 // (exits, and kills because a lease's owner died or memory ran low) go to the GCS's
 // ActorService as asynchronous calls started from the loop. gRPC threads answer health checks
@@ -39,6 +41,7 @@
 #include "src/object_store/client.h"
 #include "src/object_store/store_server.h"
 #include "src/common/event_loop.h"
+#include "src/raylet/bundle_manager.h"
 #include "src/raylet/lease_manager.h"
 #include "src/raylet/memory_monitor.h"
 #include "src/raylet/object_manager.h"
@@ -103,6 +106,7 @@ class Raylet {
  private:
   class Service;
   class LeaseGrpcService;
+  class BundleGrpcService;
   class OwnerMonitor;
   rpc::NodeInfo SelfInfo() const;
   // Registers this node with the GCS through `gcs`.
@@ -125,6 +129,11 @@ class Raylet {
   static void SendWorkerDeath(const GcsClient& gcs, const std::shared_ptr<UnreportedDeaths>& unreported,
                               rpc::ReportWorkerDeathRequest death);
   void ReportLoop();
+  // Wakes the reporter to report now (a bundle changed the node's resources). Any thread.
+  void ReportSoon();
+  // Waits for the next report (a period, or ReportSoon); false once stopping. Reporter thread.
+  bool WaitToReport();
+  bool ReportDue() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(report_mu_);
   void Fail(const std::string& error);
 
   const RayletOptions options_;
@@ -142,17 +151,21 @@ class Raylet {
   std::unique_ptr<EventLoop> loop_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<LeaseManager> leases_;
+  std::unique_ptr<BundleManager> bundles_;  // event loop only
   std::unique_ptr<OwnerMonitor> owners_;  // event loop only
   SystemMemoryReader memory_reader_;
   std::unique_ptr<MemoryMonitor> memory_monitor_;  // event loop only
   std::shared_ptr<UnreportedDeaths> unreported_;  // shared with the calls in flight
   absl::Time last_owner_check_;           // event loop only
   std::unique_ptr<LeaseGrpcService> lease_service_;
+  std::unique_ptr<BundleGrpcService> bundle_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::thread reporter_;
   absl::Notification stop_;
   absl::Notification fatal_;
+  absl::Mutex report_mu_;
+  bool report_soon_ ABSL_GUARDED_BY(report_mu_) = false;
   mutable absl::Mutex mu_;
   std::string fatal_error_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> stopped_{false};

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "src/common/bundle_resources.h"
 
 namespace shoal {
 namespace {
@@ -59,6 +60,12 @@ absl::Status ValidateDemand(const ResourceSet& demand) {
   if (gpu > FixedPoint::FromInt(1) && !gpu.IsInteger()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "a GPU request above 1 must be a whole number of devices, got ", gpu.ToString()));
+  }
+  for (const auto& [name, amount] : demand.entries()) {
+    if (amount > FixedPoint::FromInt(1) && !amount.IsInteger() && IsBundleGpuResource(name)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a GPU request above 1 must be a whole number of devices, got ", name, ": ", amount.ToString()));
+    }
   }
   return absl::OkStatus();
 }

@@ -10,7 +10,9 @@
 // be whole and needs that many fully free devices (ResourceInstances' rules). Where a node's
 // per-device free shares are known (NodeView::gpu_free, which the local raylet fills from its
 // NodeResources) fit is judged per device; other nodes report only the sum, and fit is judged on
-// the sum, which may be optimistic: the raylet that owns the node has the final word.
+// the sum, which may be optimistic: the raylet that owns the node has the final word. Bundle GPU
+// names (GPU_group_..., bundle_resources.h) are judged on their sums everywhere, the local node
+// included: only its NodeResources places them per device.
 //
 // Threading: not synchronized; one thread (the raylet's or GCS's main loop) owns a view.
 // Ownership: values only; holds no pointers into its callers.
@@ -83,7 +85,7 @@ class NodeRoom {
 };
 
 // InvalidArgument for a demand no node could ever hold by its form: a GPU amount above 1 that
-// is not whole (1.5). Negative amounts cannot be expressed in a ResourceSet.
+// is not whole (1.5), for "GPU" or a bundle GPU name (GPU_group_...). Negative amounts cannot be expressed in a ResourceSet.
 absl::Status ValidateDemand(const ResourceSet& demand);
 
 class ClusterResourceView {

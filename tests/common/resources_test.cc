@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "shoal/common.pb.h"
+#include "src/common/bundle_resources.h"
 #include "tests/test_util/printers.h"
 #include "tests/test_util/resource_helpers.h"
 #include "tests/test_util/status_matchers.h"
@@ -513,6 +514,198 @@ TEST_CASE("NodeResources Free of too much is rejected without change", "[resourc
     wrong.instances[kGPU] = {FP(0.5)};
     CHECK_CODE(node.Free(wrong), kInvalidArgument);
     CHECK(node.Available() == after_free);
+  }
+}
+
+// ---------------------------------------------------------------- runtime capacity (bundles)
+
+PlacementGroupId Pg(int n) {
+  std::string bin(PlacementGroupId::kSize, '\0');
+  bin[0] = static_cast<char>(n);
+  return *PlacementGroupId::FromBinary(bin);
+}
+
+// What a committed bundle adds: its formatted names, GPU names on `gpu_shares`' devices.
+ResourceAllocation BundleCapacity(const ResourceSet& bundle, const PlacementGroupId& pg, int index,
+                                  std::vector<FixedPoint> gpu_shares = {}) {
+  ResourceAllocation out;
+  out.amounts = CommittedBundleResources(bundle, pg, index);
+  if (!bundle.Get(kGPU).IsZero()) {
+    out.instances[BundleResourceName(kGPU, pg, index)] = gpu_shares;
+    out.instances[BundleResourceName(kGPU, pg, -1)] = gpu_shares;
+  }
+  return out;
+}
+
+TEST_CASE("ResourceInstances with capacities below 1: whole requests need a full device", "[resources][instances]") {
+  ResourceInstances inst({FixedPoint(), FP(0.5), FixedPoint::FromInt(1)});
+  CHECK(D(inst.capacity()) == std::vector<double>{0, 0.5, 1});
+  CHECK(inst.TotalFree() == FP(1.5));
+  auto whole = inst.Allocate(FixedPoint::FromInt(1));
+  REQUIRE_OK(whole);
+  CHECK(D(*whole) == std::vector<double>{0, 0, 1});
+  CHECK_CODE(inst.Allocate(FixedPoint::FromInt(1)), kResourceExhausted);  // device 1 holds only 0.5
+  auto half = inst.Allocate(FP(0.5));
+  REQUIRE_OK(half);
+  CHECK(D(*half) == std::vector<double>{0, 0.5, 0});
+  CHECK_CODE(inst.Free({FixedPoint(), FixedPoint::FromInt(1), FixedPoint()}), kInvalidArgument);  // above capacity
+  REQUIRE_OK(inst.Free(*half));
+  REQUIRE_OK(inst.Free(*whole));
+  CHECK(D(inst.free()) == std::vector<double>{0, 0.5, 1});
+}
+
+TEST_CASE("ResourceInstances Grow and Shrink change capacities; Shrink needs the share free",
+          "[resources][instances]") {
+  ResourceInstances inst(std::vector<FixedPoint>(2));
+  REQUIRE_OK(inst.Grow({FP(0.5), FixedPoint()}));
+  REQUIRE_OK(inst.Grow({FP(0.25), FixedPoint::FromInt(1)}));
+  CHECK(D(inst.capacity()) == std::vector<double>{0.75, 1});
+  CHECK_CODE(inst.Grow({FP(0.5), FixedPoint()}), kInvalidArgument);  // device 0 would hold 1.25
+  CHECK_CODE(inst.Grow({FP(0.1)}), kInvalidArgument);                 // wrong length
+  auto used = inst.Allocate(FP(0.5));
+  REQUIRE_OK(used);
+  CHECK(D(*used) == std::vector<double>{0.5, 0});  // best fit: the fuller device
+  CHECK_CODE(inst.Shrink({FP(0.5), FixedPoint()}), kFailedPrecondition);
+  CHECK(D(inst.capacity()) == std::vector<double>{0.75, 1});
+  REQUIRE_OK(inst.Shrink({FP(0.25), FixedPoint()}));
+  CHECK(D(inst.capacity()) == std::vector<double>{0.5, 1});
+  CHECK(D(inst.free()) == std::vector<double>{0, 1});
+}
+
+TEST_CASE("ResourceInstances Allocate with `also` picks devices where both have the share",
+          "[resources][instances]") {
+  ResourceInstances indexed({FP(0.5), FP(0.5)});
+  ResourceInstances wildcard({FP(0.5), FP(0.5)});
+  REQUIRE_OK(wildcard.Take({FP(0.5), FixedPoint()}));  // device 0's wildcard share is in use
+  auto taken = indexed.Allocate(FP(0.5), &wildcard);
+  REQUIRE_OK(taken);
+  CHECK(D(*taken) == std::vector<double>{0, 0.5});
+  REQUIRE_OK(wildcard.Take(*taken));
+  CHECK_CODE(indexed.Allocate(FP(0.5), &wildcard), kResourceExhausted);
+  CHECK_CODE(wildcard.Take({FixedPoint(), FP(0.1)}), kResourceExhausted);
+}
+
+TEST_CASE("NodeResources adds and removes plain bundle resources at runtime", "[resources][node_resources][bundles]") {
+  const ResourceSet base = RS({{"CPU", 4}, {"memory", 100}});
+  NodeResources node(base);
+  const PlacementGroupId pg = Pg(1);
+  const ResourceAllocation b0 = BundleCapacity(RS({{"CPU", 2}}), pg, 0);
+  const ResourceAllocation b1 = BundleCapacity(RS({{"CPU", 1}}), pg, 1);
+  REQUIRE_OK(node.AddCapacity(b0));
+  REQUIRE_OK(node.AddCapacity(b1));
+  const std::string cpu0 = BundleResourceName(kCPU, pg, 0);
+  const std::string cpu_any = BundleResourceName(kCPU, pg, -1);
+  CHECK(node.total().Get(cpu0) == FixedPoint::FromInt(2));
+  CHECK(node.total().Get(cpu_any) == FixedPoint::FromInt(3));
+  CHECK(node.total().Get(BundleResourceName(kBundleMarker, pg, -1)) == FixedPoint::FromInt(2000));
+  CHECK(node.Available() == node.total());
+
+  // A task in bundle 0 takes from both names; a task in any bundle from the wildcard only.
+  auto in0 = node.Allocate(FormatBundleDemand(RS({{"CPU", 2}}), pg, 0));
+  REQUIRE_OK(in0);
+  CHECK(node.Available().Get(cpu0).IsZero());
+  CHECK(node.Available().Get(cpu_any) == FixedPoint::FromInt(1));
+  CHECK_CODE(node.Allocate(FormatBundleDemand(RS({{"CPU", 2}}), pg, -1)), kResourceExhausted);
+
+  // Bundle 0 is in use: removing it fails without change; bundle 1 is free: it goes.
+  const ResourceSet before = node.total();
+  CHECK_CODE(node.RemoveCapacity(b0), kFailedPrecondition);
+  CHECK(node.total() == before);
+  REQUIRE_OK(node.RemoveCapacity(b1));
+  CHECK(node.total().Get(cpu_any) == FixedPoint::FromInt(2));
+  CHECK(node.total().Get(BundleResourceName(kCPU, pg, 1)).IsZero());
+  REQUIRE_OK(node.Free(*in0));
+  REQUIRE_OK(node.RemoveCapacity(b0));
+  CHECK(node.total() == base);
+  CHECK(node.Available() == base);
+}
+
+TEST_CASE("NodeResources rejects malformed capacity", "[resources][node_resources][bundles]") {
+  NodeResources node(RS({{"CPU", 4}, {"GPU", 2}}));
+  const PlacementGroupId pg = Pg(2);
+  const ResourceSet before = node.total();
+  ResourceAllocation gpu;
+  gpu.amounts = RS({{"GPU", 1}});
+  gpu.instances[kGPU] = {FixedPoint::FromInt(1), FixedPoint()};
+  CHECK_CODE(node.AddCapacity(gpu), kInvalidArgument);  // the node's own GPUs are fixed
+  CHECK_CODE(node.AddCapacity(BundleCapacity(RS({{"GPU", 0.5}}), pg, 0)), kInvalidArgument);  // no shares
+  CHECK_CODE(node.AddCapacity(BundleCapacity(RS({{"GPU", 0.5}}), pg, 0, {FP(0.5)})), kInvalidArgument);  // 1 of 2
+  CHECK_CODE(node.AddCapacity(BundleCapacity(RS({{"GPU", 0.5}}), pg, 0, {FP(0.25), FixedPoint()})),
+             kInvalidArgument);  // shares do not sum to the amount
+  CHECK_CODE(node.RemoveCapacity(BundleCapacity(RS({{"CPU", 1}}), pg, 0)), kFailedPrecondition);  // not there
+  CHECK(node.total() == before);
+}
+
+TEST_CASE("NodeResources bundle GPUs: per-device capacity is the bundle's share of its device",
+          "[resources][node_resources][bundles]") {
+  NodeResources node(RS({{"CPU", 4}, {"GPU", 2}}));
+  const PlacementGroupId pg = Pg(3);
+  // Bundle 1 {GPU: 1} takes device 0, then bundle 0 {GPU: 0.5} takes device 1.
+  auto r1 = node.Allocate(RS({{"GPU", 1}}));
+  auto r0 = node.Allocate(RS({{"GPU", 0.5}}));
+  REQUIRE_OK(r1);
+  REQUIRE_OK(r0);
+  REQUIRE(r1->DeviceIndices(kGPU) == std::vector<int>{0});
+  REQUIRE(r0->DeviceIndices(kGPU) == std::vector<int>{1});
+  REQUIRE_OK(node.AddCapacity(BundleCapacity(RS({{"GPU", 0.5}}), pg, 0, r0->instances.at(kGPU))));
+  REQUIRE_OK(node.AddCapacity(BundleCapacity(RS({{"GPU", 1}}), pg, 1, r1->instances.at(kGPU))));
+  const std::string gpu0 = BundleResourceName(kGPU, pg, 0);
+  const std::string gpu1 = BundleResourceName(kGPU, pg, 1);
+  const std::string gpu_any = BundleResourceName(kGPU, pg, -1);
+  REQUIRE(node.Instances(gpu0) != nullptr);
+  CHECK(D(node.Instances(gpu0)->capacity()) == std::vector<double>{0, 0.5});
+  CHECK(D(node.Instances(gpu_any)->capacity()) == std::vector<double>{1, 0.5});
+  CHECK(node.total().Get(gpu_any) == FP(1.5));
+  CHECK(node.Available().Get(kGPU) == FP(0.5));
+
+  SECTION("a whole GPU in bundle 0 ({GPU: 0.5}) never fits; in bundle 1 it takes device 0") {
+    CHECK_CODE(node.Allocate(FormatBundleDemand(RS({{"GPU", 1}}), pg, 0)), kResourceExhausted);
+    auto b = node.Allocate(FormatBundleDemand(RS({{"GPU", 1}}), pg, 1));
+    REQUIRE_OK(b);
+    CHECK(b->GpuName() == gpu1);
+    CHECK(b->DeviceIndices(gpu1) == std::vector<int>{0});
+    CHECK(b->DeviceIndices(gpu_any) == std::vector<int>{0});
+  }
+  SECTION("indexed and wildcard shares come from the same device, not each its own best fit") {
+    // A task in any bundle takes 0.75 of device 0: the wildcard then has [0.25, 0.5] free.
+    auto any = node.Allocate(FormatBundleDemand(RS({{"GPU", 0.75}}), pg, -1));
+    REQUIRE_OK(any);
+    CHECK(any->GpuName() == gpu_any);
+    CHECK(any->DeviceIndices(gpu_any) == std::vector<int>{0});
+    // Best fit on the wildcard alone would pick device 0 (0.25 free); bundle 0 lives on device 1.
+    auto a = node.Allocate(FormatBundleDemand(RS({{"GPU", 0.25}}), pg, 0));
+    REQUIRE_OK(a);
+    CHECK(a->GpuName() == gpu0);
+    CHECK(a->DeviceIndices(gpu0) == std::vector<int>{1});
+    CHECK(a->DeviceIndices(gpu_any) == std::vector<int>{1});
+    CHECK(D(node.Instances(gpu_any)->free()) == std::vector<double>{0.25, 0.25});
+    REQUIRE_OK(node.Free(*a));
+    REQUIRE_OK(node.Free(*any));
+    CHECK(D(node.Instances(gpu_any)->free()) == std::vector<double>{1, 0.5});
+  }
+  SECTION("a wildcard task's share keeps an indexed task off its device") {
+    auto any = node.Allocate(FormatBundleDemand(RS({{"GPU", 0.5}}), pg, -1));
+    REQUIRE_OK(any);
+    CHECK(any->DeviceIndices(gpu_any) == std::vector<int>{1});  // best fit: the fuller device
+    // Bundle 0's indexed share on device 1 is free, but the group's wildcard share there is not.
+    const ResourceSet before = node.Available();
+    CHECK_CODE(node.Allocate(FormatBundleDemand(RS({{"GPU", 0.5}}), pg, 0)), kResourceExhausted);
+    CHECK(node.Available() == before);
+  }
+  SECTION("removing a bundle takes its shares off the wildcard's devices") {
+    REQUIRE_OK(node.RemoveCapacity(BundleCapacity(RS({{"GPU", 0.5}}), pg, 0, r0->instances.at(kGPU))));
+    CHECK(node.Instances(gpu0) == nullptr);
+    CHECK(D(node.Instances(gpu_any)->capacity()) == std::vector<double>{1, 0});
+    CHECK(node.total().Get(gpu_any) == FixedPoint::FromInt(1));
+    REQUIRE_OK(node.Free(*r0));
+    CHECK(node.Available().Get(kGPU) == FixedPoint::FromInt(1));
+  }
+  SECTION("a plain GPU request keeps today's behaviour") {
+    auto plain = node.Allocate(RS({{"GPU", 0.5}}));
+    REQUIRE_OK(plain);
+    CHECK(plain->GpuName() == kGPU);
+    CHECK(plain->DeviceIndices(kGPU) == std::vector<int>{1});
+    CHECK(node.Instances(gpu_any)->free() == node.Instances(gpu_any)->capacity());
   }
 }
 
