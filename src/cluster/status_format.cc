@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "src/common/bundle_resources.h"
 #include "src/common/resources.h"
 
 namespace shoal::cluster {
@@ -27,7 +29,8 @@ int64_t Get(const Amounts& amounts, const std::string& name) {
 
 double ToDouble(int64_t units) { return FixedPoint::FromUnits(units).ToDouble(); }
 
-// CPU, GPU, memory, object_store_memory, then the rest by name; internal node:* left out.
+// CPU, GPU, memory, object_store_memory, then the rest by name; internal node:* and the
+// bundle-formatted names of placement groups (CPU_group_..., shown as the groups) left out.
 std::vector<std::string> DisplayOrder(const Amounts& amounts) {
   static const std::vector<std::string> kFirst = {kCPU, kGPU, kMemory, kObjectStoreMemory};
   auto rank = [](const std::string& name) {
@@ -36,7 +39,7 @@ std::vector<std::string> DisplayOrder(const Amounts& amounts) {
   };
   std::vector<std::string> names;
   for (const auto& [name, units] : amounts.amounts()) {
-    if (!absl::StartsWith(name, kNodePrefix)) names.push_back(name);
+    if (!absl::StartsWith(name, kNodePrefix) && !IsBundleResource(name)) names.push_back(name);
   }
   std::sort(names.begin(), names.end(), [&](const std::string& a, const std::string& b) {
     return std::make_pair(rank(a), a) < std::make_pair(rank(b), b);
@@ -153,6 +156,36 @@ std::string DemandsSection(const rpc::GetClusterStatusReply& reply) {
   return out;
 }
 
+std::string Bundles(const rpc::PlacementGroupInfo& group) {
+  std::vector<std::string> parts;
+  for (const rpc::Bundle& b : group.bundles()) {
+    if (b.node_id().empty()) parts.push_back(ResourceSet::FromProto(b.resources()).ToString());
+  }
+  return absl::StrJoin(parts, ", ");
+}
+
+// Counts by state; then each group not created yet with the bundles it waits for.
+std::string PlacementGroupsSection(const rpc::GetClusterStatusReply& reply) {
+  int64_t any = 0;
+  for (const auto& [state, n] : reply.placement_groups_by_state()) any += n;
+  if (any == 0 && reply.pending_placement_groups().empty()) return "";
+  std::string out = "Placement groups:\n";
+  std::vector<std::string> counts;
+  for (const char* state : {"CREATED", "PENDING", "RESCHEDULING", "REMOVED"}) {
+    auto it = reply.placement_groups_by_state().find(state);
+    counts.push_back(absl::StrCat(it == reply.placement_groups_by_state().end() ? 0 : it->second, " ", state));
+  }
+  absl::StrAppend(&out, "  ", absl::StrJoin(counts, ", "), "\n");
+  for (const rpc::PlacementGroupInfo& group : reply.pending_placement_groups()) {
+    std::string id = absl::BytesToHexString(group.placement_group_id()).substr(0, kShortIdLength);
+    std::string name = group.name().empty() ? "" : absl::StrCat(" '", group.name(), "'");
+    absl::StrAppend(&out, "  ", id, name, " ", rpc::PlacementGroupInfo::State_Name(group.state()), " ",
+                    rpc::PlacementGroupInfo::Strategy_Name(group.strategy()), ": ", Bundles(group),
+                    group.infeasible() ? " (infeasible)" : "", "\n");
+  }
+  return out;
+}
+
 nlohmann::json AmountsJson(const Amounts& amounts) {
   nlohmann::json out = nlohmann::json::object();
   for (const auto& [name, units] : amounts.amounts()) out[name] = ToDouble(units);
@@ -192,8 +225,35 @@ nlohmann::json NodeJson(const rpc::NodeInfo& node) {
 
 std::string FormatClusterStatus(const rpc::GetClusterStatusReply& reply, const std::string& gcs_address) {
   std::string storage = reply.storage().empty() ? "" : absl::StrCat(" (GCS storage: ", reply.storage(), ")");
+  std::string groups = PlacementGroupsSection(reply);
   return absl::StrCat("Shoal cluster at ", gcs_address, storage, "\n\n", NodesSection(reply), "\n",
-                      ResourcesSection(reply), "\n", DemandsSection(reply));
+                      ResourcesSection(reply), "\n", DemandsSection(reply), groups.empty() ? "" : "\n", groups);
+}
+
+nlohmann::json PlacementGroupToJson(const rpc::PlacementGroupInfo& group) {
+  nlohmann::json bundles = nlohmann::json::array();
+  for (const rpc::Bundle& b : group.bundles()) {
+    nlohmann::json labels = nlohmann::json::object();
+    for (const auto& [key, value] : b.label_selector()) labels[key] = value;
+    bundles.push_back({{"bundle_index", b.bundle_index()},
+                       {"resources", AmountsJson(b.resources())},
+                       {"label_selector", labels},
+                       {"node_id", b.node_id()}});
+  }
+  return {{"placement_group_id", absl::BytesToHexString(group.placement_group_id())},
+          {"name", group.name()},
+          {"namespace", group.ray_namespace()},
+          {"state", rpc::PlacementGroupInfo::State_Name(group.state())},
+          {"strategy", rpc::PlacementGroupInfo::Strategy_Name(group.strategy())},
+          {"bundles", bundles},
+          {"job_id", group.job_id()},
+          {"creator_address", group.creator_address()},
+          {"detached", group.detached()},
+          {"create_time_ms", group.create_time_ms()},
+          {"created_time_ms", group.created_time_ms()},
+          {"remove_time_ms", group.remove_time_ms()},
+          {"pending_reason", group.pending_reason()},
+          {"infeasible", group.infeasible()}};
 }
 
 nlohmann::json ClusterStatusToJson(const rpc::GetClusterStatusReply& reply, const std::string& gcs_address) {
@@ -204,9 +264,16 @@ nlohmann::json ClusterStatusToJson(const rpc::GetClusterStatusReply& reply, cons
     demands.push_back(
         {{"shape", AmountsJson(demand.shape())}, {"count", demand.count()}, {"infeasible", demand.infeasible()}});
   }
+  nlohmann::json by_state = nlohmann::json::object();
+  for (const auto& [state, n] : reply.placement_groups_by_state()) by_state[state] = n;
+  nlohmann::json pending_groups = nlohmann::json::array();
+  for (const rpc::PlacementGroupInfo& group : reply.pending_placement_groups()) {
+    pending_groups.push_back(PlacementGroupToJson(group));
+  }
   return {
       {"gcs_address", gcs_address},
       {"storage", reply.storage()},
+      {"placement_groups", {{"by_state", by_state}, {"pending", pending_groups}}},
       {"gcs_start_time_ms", reply.gcs_start_time_ms()},
       {"nodes", nodes},
       {"total", AmountsJson(reply.total())},

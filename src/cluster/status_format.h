@@ -14,11 +14,20 @@
 
 namespace shoal::cluster {
 
-// The human-readable report: nodes, cluster resources used/total, demands.
+// The human-readable report: nodes, cluster resources used/total (without the bundle-formatted
+// names of placement groups), demands, and placement groups (counts by state, then each group not
+// created yet with the bundles it waits for, "(infeasible)" when no nodes could hold it).
 std::string FormatClusterStatus(const rpc::GetClusterStatusReply& reply, const std::string& gcs_address);
 
-// {"gcs_address", "storage", "nodes": [...], "total", "available", "used", "demands": [...]},
+// {"gcs_address", "storage", "nodes": [...], "total", "available", "used", "demands": [...],
+//  "placement_groups": {"by_state": {...}, "pending": [...]}},
 // quantities as floating-point numbers.
 nlohmann::json ClusterStatusToJson(const rpc::GetClusterStatusReply& reply, const std::string& gcs_address);
+
+// One placement group: {"placement_group_id" (hex), "name", "namespace", "state", "strategy",
+// "bundles": [{"bundle_index", "resources", "label_selector", "node_id"}], "job_id",
+// "creator_address", "detached", "create_time_ms", "created_time_ms", "remove_time_ms",
+// "pending_reason", "infeasible"}; quantities as floating-point numbers.
+nlohmann::json PlacementGroupToJson(const rpc::PlacementGroupInfo& group);
 
 }  // namespace shoal::cluster

@@ -44,6 +44,16 @@ std::map<std::string, rpc::GetNodeStatsReply> ClusterClient::NodeStats(const rpc
   return out;
 }
 
+absl::StatusOr<rpc::GetAllPlacementGroupReply> ClusterClient::PlacementGroups(int32_t limit, absl::Duration timeout) {
+  rpc::GetAllPlacementGroupRequest request;
+  request.set_limit(limit);
+  rpc::GetAllPlacementGroupReply reply;
+  absl::Status s = UnaryCall(*placement_groups_.Get(gcs_address()), &rpc::PlacementGroupService::Stub::GetAllPlacementGroup,
+                             request, &reply, {.timeout = timeout});
+  if (!s.ok()) return s;
+  return reply;
+}
+
 ResourceReservation::~ResourceReservation() { Release(); }
 
 absl::Status ResourceReservation::Acquire(const Options& options) {

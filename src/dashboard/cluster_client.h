@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "shoal/gcs.grpc.pb.h"
 #include "shoal/raylet.grpc.pb.h"
 #include "src/common/rpc_client.h"
 #include "src/gcs_client/gcs_client.h"
@@ -29,11 +30,14 @@ class ClusterClient {
   // GetNodeStats of every alive raylet that answers within `timeout`, by node id.
   std::map<std::string, rpc::GetNodeStatsReply> NodeStats(const rpc::GetClusterStatusReply& status,
                                                            absl::Duration timeout);
+  // GetAllPlacementGroup of the GCS (at most `limit`, 0: all), within `timeout`.
+  absl::StatusOr<rpc::GetAllPlacementGroupReply> PlacementGroups(int32_t limit, absl::Duration timeout);
 
  private:
   GcsClient gcs_;
   ChannelCache channels_;
   StubCache<rpc::LeaseService> raylets_{channels_};
+  StubCache<rpc::PlacementGroupService> placement_groups_{channels_};
 };
 
 // A job entrypoint's resources, held in the cluster for as long as this object lives.

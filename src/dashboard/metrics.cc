@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "src/common/bundle_resources.h"
 #include "src/common/resources.h"
 
 namespace shoal::dashboard {
@@ -18,6 +19,16 @@ double Units(int64_t units) { return static_cast<double>(units) / FixedPoint::kS
 int64_t Get(const rpc::ResourceMap& map, const std::string& name) {
   auto it = map.amounts().find(name);
   return it == map.amounts().end() ? 0 : it->second;
+}
+
+// The amounts by name, without the bundle-formatted names of placement groups (one series per
+// group and bundle would grow without bound; shoal_placement_groups shows the groups).
+std::map<std::string, int64_t> OwnResources(const rpc::ResourceMap& map) {
+  std::map<std::string, int64_t> out;
+  for (const auto& [name, units] : map.amounts()) {
+    if (!IsBundleResource(name)) out[name] = units;
+  }
+  return out;
 }
 
 }  // namespace
@@ -119,21 +130,19 @@ void WriteClusterMetrics(MetricsWriter& writer, const rpc::GetClusterStatusReply
   writer.Family("shoal_node_resource_total", "Resources an alive node offers", "gauge");
   for (const rpc::NodeInfo& node : status.nodes()) {
     if (node.state() != rpc::NodeInfo::ALIVE) continue;
-    std::map<std::string, int64_t> total(node.resources_total().amounts().begin(), node.resources_total().amounts().end());
-    for (const auto& [name, units] : total) {
+    for (const auto& [name, units] : OwnResources(node.resources_total())) {
       writer.Sample("shoal_node_resource_total", {{"node_id", node.node_id()}, {"resource", name}}, Units(units));
     }
   }
   writer.Family("shoal_node_resource_used", "Resources of an alive node in use (total - available)", "gauge");
   for (const rpc::NodeInfo& node : status.nodes()) {
     if (node.state() != rpc::NodeInfo::ALIVE) continue;
-    std::map<std::string, int64_t> total(node.resources_total().amounts().begin(), node.resources_total().amounts().end());
-    for (const auto& [name, units] : total) {
+    for (const auto& [name, units] : OwnResources(node.resources_total())) {
       int64_t used = std::max<int64_t>(0, units - Get(node.resources_available(), name));
       writer.Sample("shoal_node_resource_used", {{"node_id", node.node_id()}, {"resource", name}}, Units(used));
     }
   }
-  std::map<std::string, int64_t> total(status.total().amounts().begin(), status.total().amounts().end());
+  const std::map<std::string, int64_t> total = OwnResources(status.total());
   writer.Family("shoal_cluster_resource_total", "Resources of the alive, schedulable nodes", "gauge");
   for (const auto& [name, units] : total) writer.Sample("shoal_cluster_resource_total", {{"resource", name}}, Units(units));
   writer.Family("shoal_cluster_resource_used", "Resources in use over the alive, schedulable nodes", "gauge");
@@ -146,6 +155,25 @@ void WriteClusterMetrics(MetricsWriter& writer, const rpc::GetClusterStatusReply
     writer.Sample("shoal_resource_demand",
                   {{"shape", ShapeLabel(demand.shape())}, {"infeasible", demand.infeasible() ? "true" : "false"}},
                   static_cast<double>(demand.count()));
+  }
+  writer.Family("shoal_placement_groups", "Placement groups by state", "gauge");
+  for (const char* state : {"PENDING", "CREATED", "RESCHEDULING", "REMOVED"}) {
+    auto it = status.placement_groups_by_state().find(state);
+    writer.Sample("shoal_placement_groups", {{"state", state}},
+                  it == status.placement_groups_by_state().end() ? 0 : static_cast<double>(it->second));
+  }
+  // Bundles of the groups not created yet, by shape: the demand an autoscaler would add nodes for.
+  std::map<std::pair<std::string, bool>, int64_t> bundles;
+  for (const rpc::PlacementGroupInfo& group : status.pending_placement_groups()) {
+    for (const rpc::Bundle& b : group.bundles()) {
+      if (b.node_id().empty()) ++bundles[{ShapeLabel(b.resources()), group.infeasible()}];
+    }
+  }
+  writer.Family("shoal_placement_group_bundle_demand",
+                "Bundles of placement groups waiting for room, by resource shape", "gauge");
+  for (const auto& [key, count] : bundles) {
+    writer.Sample("shoal_placement_group_bundle_demand",
+                  {{"shape", key.first}, {"infeasible", key.second ? "true" : "false"}}, static_cast<double>(count));
   }
   writer.Family("shoal_node_workers", "Worker processes of a node's raylet by state", "gauge");
   for (const auto& [node_id, stats] : node_stats) {

@@ -7,6 +7,8 @@
 //   shoal_node_alive{node_id,address,is_head}
 //   shoal_cluster_resource_total{resource}, shoal_cluster_resource_used{resource}
 //   shoal_resource_demand{shape,infeasible}  (queued lease requests by shape, from the GCS)
+//   shoal_placement_groups{state}  (every state, zero included; from the GCS)
+//   shoal_placement_group_bundle_demand{shape,infeasible}  (unplaced bundles of pending groups)
 //   shoal_node_workers{node_id,state}, shoal_node_queued_leases{node_id}  (raylet GetNodeStats)
 //   shoal_node_gpu_used{node_id,device}  (share of each GPU device in use; raylet GetNodeStats)
 //   shoal_object_store_bytes{node_id,kind=capacity|used|spilled}, shoal_object_store_objects{node_id,where},
@@ -16,7 +18,9 @@
 //   shoal_jobs{status}
 //   shoal_dashboard_http_requests_total{method,route,code}
 //   shoal_dashboard_http_request_duration_seconds{route} (histogram)
-// Resource amounts are in their natural units (CPUs, GPUs, bytes), as `shoal status --json`.
+// Resource amounts are in their natural units (CPUs, GPUs, bytes), as `shoal status --json`;
+// the bundle-formatted names of placement groups (CPU_group_...) are left out of the resource
+// gauges.
 // Threading: MetricsWriter and the Format functions are values; HttpMetrics is thread-safe.
 #pragma once
 

@@ -1,6 +1,8 @@
 // The dashboard's HTTP routes; see server.h.
 #include "src/dashboard/server.h"
 
+#include <algorithm>
+#include <climits>
 #include <unistd.h>
 
 #include <cerrno>
@@ -468,6 +470,17 @@ void DashboardServer::AddRoutes() {
       for (const auto& [state, count] : tasks->count_by_state()) out["tasks_by_state"][state] = count;
     }
     ReplyJson(res, out);
+  });
+
+  route("GET", "/api/placement_groups", "/api/placement_groups", false, small, [this](const Request& req, Response& res) {
+    int64_t limit = 0;
+    if (req.has_param("limit")) (void)absl::SimpleAtoi(req.get_param_value("limit"), &limit);
+    auto groups = cluster_.PlacementGroups(static_cast<int32_t>(std::clamp<int64_t>(limit, 0, INT32_MAX)),
+                                           kStatusTimeout);
+    if (!groups.ok()) return ReplyError(res, groups.status());
+    nlohmann::json list = nlohmann::json::array();
+    for (const rpc::PlacementGroupInfo& group : groups->groups()) list.push_back(cluster::PlacementGroupToJson(group));
+    ReplyJson(res, {{"placement_groups", list}, {"total", groups->total()}});
   });
 
   route("GET", "/metrics", "/metrics", false, small, [this](const Request&, Response& res) {

@@ -19,6 +19,8 @@
 //   GET  /api/jobs/{id}/logs/tail         websocket: the log as text frames until the job ends (Ray's
 //                                         tail_job_logs and `ray job submit` without --no-wait)
 //   GET  /api/cluster_status              `shoal status --json`, nodes capped at ?limit= (200)
+//   GET  /api/placement_groups            {"placement_groups": [...], "total"}, creation order, at most
+//                                         ?limit= (0: all); each as cluster::PlacementGroupToJson
 //   GET  /metrics                         Prometheus text (metrics.h)
 // Abuse: every request passes the checks of auth.h and its body's size is bounded before any of
 // the body is read (a refused one is never read); uploads are streamed to disk; connections,

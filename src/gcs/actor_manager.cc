@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 #include "src/common/resources.h"
@@ -630,6 +631,21 @@ void ActorManager::OnJobFinished(const JobId& job) {
       if (!IsLive(a.info) || a.info.detached() || a.info.job_id() != hex) continue;
       Fail(id, a, absl::StrCat("its owner ", a.info.owner_address(), " died or exited"), /*restartable=*/false,
            /*node_dead=*/false, actions);
+    }
+  }
+  Finish(actions);
+}
+
+void ActorManager::OnPlacementGroupRemoved(const std::string& placement_group_id) {
+  if (placement_group_id.empty()) return;
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    for (auto& [id, a] : actors_) {
+      if (!IsLive(a.info) || a.spec.placement_group_id() != placement_group_id) continue;
+      MarkDead(id, a, absl::StrCat("its placement group ", absl::BytesToHexString(placement_group_id), " was removed"),
+               actions, rpc::PLACEMENT_GROUP_REMOVED);
     }
   }
   Finish(actions);

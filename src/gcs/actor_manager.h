@@ -28,6 +28,7 @@
 //   "the actor's constructor raised <type>: <message>"
 //   the raylet's message                          (lease request REJECTED)
 //   "the actor cannot be scheduled: <why>"        (unschedulable; death_type ACTOR_UNSCHEDULABLE)
+//   "its placement group <hex> was removed"      (death_type PLACEMENT_GROUP_REMOVED)
 // RESTARTING keeps the cause of the last death in death_cause.
 //
 // Every change of an entry bumps its version (starting at 1), is written to the store (table
@@ -154,6 +155,9 @@ class ActorManager {
   void OnNodeDead(const NodeId& node);
   // The job finished: its actors that are not detached die with their owner.
   void OnJobFinished(const JobId& job);
+  // The placement group (binary id) was removed: every actor that is not DEAD and whose creation
+  // task names it dies for good, pending ones included, with death_type PLACEMENT_GROUP_REMOVED.
+  void OnPlacementGroupRemoved(const std::string& placement_group_id);
   // `node` reported its free resources to the node table (see ActorPlacement::NodeReported).
   void OnResourcesReported(const NodeId& node);
 

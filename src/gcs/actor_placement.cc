@@ -22,19 +22,9 @@ void SubtractFloored(ResourceSet& from, const ResourceSet& taken) {
 
 }  // namespace
 
-ActorPlacement::ActorPlacement(const NodeTable& nodes, std::unique_ptr<SchedulingPolicy> policy)
-    : nodes_(nodes), policy_(std::move(policy)) {}
-
-absl::StatusOr<Placement> ActorPlacement::Place(const ResourceSet& demand, const rpc::SchedulingStrategy& strategy) {
-  const std::vector<rpc::NodeInfo> nodes = nodes_.GetAll(/*alive_only=*/false);  // head first, then oldest
+ClusterResourceView NodeTableView(const std::vector<rpc::NodeInfo>& nodes,
+                                  const absl::flat_hash_map<NodeId, ResourceSet>& placed) {
   ClusterResourceView view;
-  absl::flat_hash_map<NodeId, std::string> raylets;
-  const rpc::NodeInfo* fallback = nullptr;  // where an infeasible request waits
-  // What the GCS placed that the nodes' reports do not show yet.
-  absl::flat_hash_map<NodeId, ResourceSet> placed = granted_since_report_;
-  for (const auto& [request_id, sent] : outstanding_) {
-    if (sent.now) placed[sent.node].Add(sent.demand);
-  }
   for (const rpc::NodeInfo& info : nodes) {
     auto id = NodeId::FromHex(info.node_id());
     if (!id.ok()) continue;
@@ -49,9 +39,28 @@ absl::StatusOr<Placement> ActorPlacement::Place(const ResourceSet& demand, const
     node.scheduling_disabled = info.scheduling_disabled();
     node.is_head = info.is_head();
     if (auto s = view.AddOrUpdateNode(std::move(node)); !s.ok()) {
-      spdlog::warn("actor placement ignores node {}: {}", id->Hex(), s.ToString());
-      continue;
+      spdlog::warn("the GCS's cluster view ignores node {}: {}", id->Hex(), s.ToString());
     }
+  }
+  return view;
+}
+
+ActorPlacement::ActorPlacement(const NodeTable& nodes, std::unique_ptr<SchedulingPolicy> policy)
+    : nodes_(nodes), policy_(std::move(policy)) {}
+
+absl::StatusOr<Placement> ActorPlacement::Place(const ResourceSet& demand, const rpc::SchedulingStrategy& strategy) {
+  const std::vector<rpc::NodeInfo> nodes = nodes_.GetAll(/*alive_only=*/false);  // head first, then oldest
+  absl::flat_hash_map<NodeId, std::string> raylets;
+  const rpc::NodeInfo* fallback = nullptr;  // where an infeasible request waits
+  // What the GCS placed that the nodes' reports do not show yet.
+  absl::flat_hash_map<NodeId, ResourceSet> placed = granted_since_report_;
+  for (const auto& [request_id, sent] : outstanding_) {
+    if (sent.now) placed[sent.node].Add(sent.demand);
+  }
+  ClusterResourceView view = NodeTableView(nodes, placed);
+  for (const rpc::NodeInfo& info : nodes) {
+    auto id = NodeId::FromHex(info.node_id());
+    if (!id.ok() || view.Find(*id) == nullptr) continue;
     raylets[*id] = RayletAddress(info);
     if (fallback == nullptr && info.state() == rpc::NodeInfo::ALIVE) fallback = &info;
   }

@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -39,6 +40,12 @@
 #include "src/scheduler/scheduling_policy.h"
 
 namespace shoal {
+
+// The view the GCS places work on: every node of `nodes` (node table entries) with its total and
+// last reported free resources, less `placed` (what the GCS put on each node since its report),
+// floored at zero. Nodes the view refuses are left out, with a warning.
+ClusterResourceView NodeTableView(const std::vector<rpc::NodeInfo>& nodes,
+                                  const absl::flat_hash_map<NodeId, ResourceSet>& placed);
 
 struct Placement {
   enum class Kind { kAsk, kRetry, kUnschedulable };

@@ -72,7 +72,9 @@ class GcsServer::Services final
     SHOAL_AUTHENTICATE(ctx);
     auto s = gcs_.nodes_.Register(req->node());
     if (s.ok()) {
-      gcs_.health_.OnNodeRegistered(*NodeId::FromHex(req->node().node_id()), NodeAddress(req->node()));
+      const NodeId id = *NodeId::FromHex(req->node().node_id());
+      gcs_.health_.OnNodeRegistered(id, NodeAddress(req->node()));
+      gcs_.placement_groups_.OnNodeAdded(id);
     }
     return ToGrpcStatus(s);
   }
@@ -100,8 +102,11 @@ class GcsServer::Services final
     auto id = NodeId::FromHex(req->node_id());
     if (!id.ok()) return ToGrpcStatus(id.status());
     std::vector<rpc::ResourceDemand> demands(req->demands().begin(), req->demands().end());
-    reply->set_known(gcs_.nodes_.ReportResources(*id, req->resources_available(), demands));
-    if (reply->known()) gcs_.actors_.OnResourcesReported(*id);
+    reply->set_known(gcs_.nodes_.ReportResources(*id, req->resources_available(), demands, req->resources_total()));
+    if (reply->known()) {
+      gcs_.actors_.OnResourcesReported(*id);
+      gcs_.placement_groups_.OnResourcesReported(*id);
+    }
     return grpc::Status::OK;
   }
 
@@ -158,7 +163,11 @@ class GcsServer::Services final
     SHOAL_AUTHENTICATE(ctx);
     auto s = gcs_.jobs_.MarkFinished(req->job_id());
     // Its default-lifetime actors die with it (MarkFinished validated the id).
-    if (s.ok()) gcs_.actors_.OnJobFinished(*JobId::FromHex(req->job_id()));
+    if (s.ok()) {
+      const JobId job = *JobId::FromHex(req->job_id());
+      gcs_.actors_.OnJobFinished(job);
+      gcs_.placement_groups_.OnJobFinished(job);  // its groups that are not detached
+    }
     return ToGrpcStatus(s);
   }
 
@@ -180,6 +189,9 @@ class GcsServer::Services final
     summary.total.ToProto(reply->mutable_total());
     summary.available.ToProto(reply->mutable_available());
     for (auto& d : summary.demands) *reply->add_demands() = std::move(d);
+    PlacementGroupSummary groups = gcs_.placement_groups_.Summarize();
+    for (auto& g : groups.pending) *reply->add_pending_placement_groups() = std::move(g);
+    for (const auto& [state, n] : groups.by_state) (*reply->mutable_placement_groups_by_state())[state] = n;
     reply->set_storage(gcs_.store_->Name());
     reply->set_gcs_start_time_ms(gcs_.start_time_ms_);
     return grpc::Status::OK;
@@ -200,8 +212,17 @@ GcsServer::GcsServer(std::unique_ptr<StoreClient> store, GcsOptions options)
       health_(clock_, *health_transport_, options_.health),
       actor_transport_(std::make_unique<GrpcActorTransport>()),
       actors_(*store_, clock_, nodes_, *actor_transport_, std::make_unique<HybridSchedulingPolicy>(), options_.actors),
+      bundle_client_(std::make_unique<GrpcBundleClient>()),
+      placement_groups_(*store_, clock_, nodes_, *bundle_client_, WithRemoval(options_.placement_groups, actors_)),
       services_(std::make_unique<Services>(*this)),
-      actor_service_(std::make_unique<ActorGrpcService>(actors_)) {}
+      actor_service_(std::make_unique<ActorGrpcService>(actors_)),
+      placement_group_service_(std::make_unique<PlacementGroupGrpcService>(placement_groups_)) {}
+
+PlacementGroupManagerOptions GcsServer::WithRemoval(PlacementGroupManagerOptions options, ActorManager& actors) {
+  // A removed group's actors die for good.
+  options.on_removed = [&actors](const PlacementGroupId& id) { actors.OnPlacementGroupRemoved(id.Binary()); };
+  return options;
+}
 
 GcsServer::~GcsServer() { Stop(); }
 
@@ -216,6 +237,7 @@ absl::Status GcsServer::Start() {
   if (!alive->empty()) spdlog::info("restored {} alive nodes from {}", alive->size(), store_->Name());
   if (options_.port != 0) actors_.SetGcsAddress(absl::StrCat(options_.host, ":", options_.port));
   if (auto s = actors_.Load(); !s.ok()) return s;
+  if (auto s = placement_groups_.Load(); !s.ok()) return s;  // after the nodes: it asks their raylets
 
   grpc::ServerBuilder builder;
   builder.RegisterService(static_cast<rpc::NodeInfoService::Service*>(services_.get()));
@@ -224,6 +246,7 @@ absl::Status GcsServer::Start() {
   builder.RegisterService(static_cast<rpc::ClusterStatusService::Service*>(services_.get()));
   builder.RegisterService(static_cast<rpc::TaskEventService::Service*>(services_.get()));
   builder.RegisterService(actor_service_.get());
+  builder.RegisterService(placement_group_service_.get());
   // Room for the largest KV value the limit allows, so that its own clear error answers a
   // value over it rather than gRPC's message-size error.
   builder.SetMaxReceiveMessageSize(
@@ -252,13 +275,17 @@ void GcsServer::HealthLoop() {
 
 absl::Status GcsServer::MarkNodeDead(const NodeId& id, const std::string& reason) {
   auto s = nodes_.MarkDead(id, reason);
-  if (s.ok()) actors_.OnNodeDead(id);
+  if (s.ok()) {
+    actors_.OnNodeDead(id);
+    placement_groups_.OnNodeDead(id);
+  }
   return s;
 }
 
 void GcsServer::ActorLoop() {
   while (!stopping_) {
     actors_.Tick();
+    placement_groups_.Tick();
     absl::SleepFor(absl::Milliseconds(20));
   }
 }
@@ -266,12 +293,14 @@ void GcsServer::ActorLoop() {
 void GcsServer::Stop() {
   if (stopping_.exchange(true)) return;
   actors_.Shutdown();  // answers long polls, so that the server's shutdown finds none waiting
+  placement_groups_.Shutdown();
   feed_.Close();       // ends the subscription streams, likewise
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   if (health_thread_.joinable()) health_thread_.join();
   health_transport_.reset();  // ends the checks in flight while the checker they report to lives
   if (actor_thread_.joinable()) actor_thread_.join();
   actor_transport_->Shutdown(absl::Seconds(2));
+  bundle_client_->Shutdown(absl::Seconds(2));
 }
 
 }  // namespace shoal

@@ -1,7 +1,7 @@
-// The GCS process: its tables, the actor manager, the gRPC services over them, and the
-// health-check loop.
+// The GCS process: its tables, the actor and placement group managers, the gRPC services over
+// them, and the health-check loop.
 // Threading: gRPC handler threads call into the (thread-safe) tables; one thread runs the
-// health checker, another ticks the actor manager. Start() and Stop() are called from the main
+// health checker, another ticks the actor and placement group managers. Start() and Stop() are called from the main
 // thread. Calls that wait (SubscribeNodeChanges streams, GetActorInfo long polls) are on gRPC's
 // callback API and hold no thread while they wait.
 #pragma once
@@ -16,8 +16,10 @@
 #include "src/common/clock.h"
 #include "src/gcs/actor_grpc.h"
 #include "src/gcs/actor_manager.h"
+#include "src/gcs/bundle_grpc.h"
 #include "src/gcs/gcs_tables.h"
 #include "src/gcs/health_checker.h"
+#include "src/gcs/placement_group_manager.h"
 #include "src/gcs/store_client.h"
 #include "src/gcs/task_events.h"
 
@@ -28,6 +30,7 @@ struct GcsOptions {
   int port = 6379;  // 0 picks a free port
   HealthCheckOptions health;
   ActorManagerOptions actors;  // gcs_address is filled in by Start
+  PlacementGroupManagerOptions placement_groups;  // on_removed is set by the server
   size_t kv_max_value_bytes = KvStore::kDefaultMaxValueBytes;
   TaskEventLimits task_events;
 };
@@ -47,12 +50,14 @@ class GcsServer {
 
   NodeTable& nodes() { return nodes_; }
   ActorManager& actors() { return actors_; }
+  PlacementGroupManager& placement_groups() { return placement_groups_; }
 
  private:
   class Services;
   void HealthLoop();
   void ActorLoop();
-  // Marks the node dead in the table and tells the actor manager.
+  static PlacementGroupManagerOptions WithRemoval(PlacementGroupManagerOptions options, ActorManager& actors);
+  // Marks the node dead in the table and tells the actor and placement group managers.
   absl::Status MarkNodeDead(const NodeId& id, const std::string& reason);
 
   GcsOptions options_;
@@ -68,8 +73,11 @@ class GcsServer {
   // Stop() shuts it down (ending its callbacks into the manager) before the manager goes.
   std::unique_ptr<GrpcActorTransport> actor_transport_;
   ActorManager actors_;
+  std::unique_ptr<GrpcBundleClient> bundle_client_;  // shut down in Stop, like the actor transport
+  PlacementGroupManager placement_groups_;
   std::unique_ptr<Services> services_;
   std::unique_ptr<ActorGrpcService> actor_service_;
+  std::unique_ptr<PlacementGroupGrpcService> placement_group_service_;
   std::unique_ptr<grpc::Server> server_;
   std::thread health_thread_;
   std::thread actor_thread_;

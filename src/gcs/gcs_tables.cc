@@ -141,10 +141,11 @@ absl::Status NodeTable::MarkDead(const NodeId& id, const std::string& reason) {
 }
 
 bool NodeTable::ReportResources(const NodeId& id, const rpc::ResourceMap& available,
-                                const std::vector<rpc::ResourceDemand>& demands) {
+                                const std::vector<rpc::ResourceDemand>& demands, const rpc::ResourceMap& total) {
   absl::MutexLock lock(&mu_);
   auto it = nodes_.find(id.Hex());
   if (it == nodes_.end() || it->second.state() != rpc::NodeInfo::ALIVE) return false;
+  if (!ResourceSet::FromProto(total).IsEmpty()) *it->second.mutable_resources_total() = total;
   *it->second.mutable_resources_available() = available;
   it->second.clear_demands();
   for (const auto& d : demands) *it->second.add_demands() = d;

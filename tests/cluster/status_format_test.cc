@@ -77,5 +77,56 @@ TEST_CASE("ClusterStatusToJson keeps everything, quantities as numbers", "[statu
   CHECK(json["demands"][0]["infeasible"] == true);
 }
 
+// TwoNodes with a created group's bundle on the head and two groups waiting.
+rpc::GetClusterStatusReply WithPlacementGroups() {
+  rpc::GetClusterStatusReply reply = TwoNodes();
+  const std::string pg_hex = std::string(36, 'c');
+  const std::string bundle_cpu = "CPU_group_0_" + pg_hex;
+  rpc::NodeInfo* head = reply.mutable_nodes(0);
+  (*head->mutable_resources_total()->mutable_amounts())[bundle_cpu] = 10000;
+  (*head->mutable_resources_available()->mutable_amounts())[bundle_cpu] = 10000;
+  (*reply.mutable_total()->mutable_amounts())["bundle_group_" + pg_hex] = 10000000;
+  (*reply.mutable_placement_groups_by_state())["CREATED"] = 1;
+  (*reply.mutable_placement_groups_by_state())["PENDING"] = 2;
+  (*reply.mutable_placement_groups_by_state())["REMOVED"] = 0;
+  rpc::PlacementGroupInfo* waiting = reply.add_pending_placement_groups();
+  waiting->set_placement_group_id(std::string(18, '\x01'));
+  waiting->set_name("trainers");
+  waiting->set_strategy(rpc::PlacementGroupInfo::STRICT_SPREAD);
+  for (int i = 0; i < 2; ++i) {
+    rpc::Bundle* b = waiting->add_bundles();
+    b->set_bundle_index(i);
+    *b->mutable_resources() = ResourceMapOf({{"CPU", 1}});
+  }
+  rpc::PlacementGroupInfo* infeasible = reply.add_pending_placement_groups();
+  infeasible->set_placement_group_id(std::string(18, '\x02'));
+  infeasible->set_infeasible(true);
+  *infeasible->add_bundles()->mutable_resources() = ResourceMapOf({{"GPU", 8}});
+  return reply;
+}
+
+TEST_CASE("FormatClusterStatus: placement groups by state, pending ones with their bundles", "[status_format]") {
+  const std::string text = FormatClusterStatus(WithPlacementGroups(), "127.0.0.1:6379");
+  CHECK_FALSE(absl::StrContains(text, "_group_"));  // bundle resources are shown as the groups
+  CHECK(absl::StrContains(text, "CPU 2.5/4, memory 1.00/2.00 GiB"));
+  CHECK(absl::StrContains(text, "Placement groups:\n  1 CREATED, 2 PENDING, 0 RESCHEDULING, 0 REMOVED\n"));
+  CHECK(absl::StrContains(text, "  010101010101 'trainers' PENDING STRICT_SPREAD: {CPU: 1}, {CPU: 1}\n"));
+  CHECK(absl::StrContains(text, "  020202020202 PENDING PACK: {GPU: 8} (infeasible)\n"));
+  // No groups: no section.
+  CHECK_FALSE(absl::StrContains(FormatClusterStatus(TwoNodes(), "h:1"), "Placement groups"));
+}
+
+TEST_CASE("ClusterStatusToJson lists placement groups", "[status_format]") {
+  nlohmann::json json = ClusterStatusToJson(WithPlacementGroups(), "127.0.0.1:6379");
+  CHECK(json["placement_groups"]["by_state"]["PENDING"] == 2);
+  REQUIRE(json["placement_groups"]["pending"].size() == 2);
+  const auto& first = json["placement_groups"]["pending"][0];
+  CHECK(first["placement_group_id"] == "010101010101010101010101010101010101");
+  CHECK(first["name"] == "trainers");
+  CHECK(first["strategy"] == "STRICT_SPREAD");
+  CHECK(first["bundles"][1]["resources"]["CPU"] == 1.0);
+  CHECK(json["placement_groups"]["pending"][1]["infeasible"] == true);
+}
+
 }  // namespace
 }  // namespace shoal::cluster

@@ -65,6 +65,34 @@ TEST_CASE("cluster metrics: per-node total and used, demands by shape, dead node
   REQUIRE_THAT(t, Catch::Contains("shoal_resource_demand{shape=\"CPU=0.5,GPU=2\",infeasible=\"true\"} 3\n"));
 }
 
+TEST_CASE("cluster metrics: placement groups by state and their waiting bundles, bundle resources left out") {
+  rpc::GetClusterStatusReply status;
+  rpc::NodeInfo* a = status.add_nodes();
+  a->set_node_id("aa");
+  const std::string bundle_cpu = "CPU_group_0_" + std::string(36, 'c');
+  (*a->mutable_resources_total()->mutable_amounts())["CPU"] = 40000;
+  (*a->mutable_resources_total()->mutable_amounts())[bundle_cpu] = 10000;
+  (*status.mutable_total()->mutable_amounts())[bundle_cpu] = 10000;
+  (*status.mutable_placement_groups_by_state())["CREATED"] = 1;
+  (*status.mutable_placement_groups_by_state())["PENDING"] = 2;
+  for (bool infeasible : {false, true}) {
+    rpc::PlacementGroupInfo* g = status.add_pending_placement_groups();
+    g->set_infeasible(infeasible);
+    for (int i = 0; i < 2; ++i) (*g->add_bundles()->mutable_resources()->mutable_amounts())["GPU"] = 10000;
+  }
+  status.mutable_pending_placement_groups(0)->mutable_bundles(0)->set_node_id("aa");  // placed already
+  MetricsWriter w;
+  WriteClusterMetrics(w, status, {});
+  const std::string& t = w.text();
+  REQUIRE_THAT(t, Catch::Contains("shoal_placement_groups{state=\"PENDING\"} 2\n"));
+  REQUIRE_THAT(t, Catch::Contains("shoal_placement_groups{state=\"CREATED\"} 1\n"));
+  REQUIRE_THAT(t, Catch::Contains("shoal_placement_groups{state=\"REMOVED\"} 0\n"));
+  REQUIRE_THAT(t, Catch::Contains("shoal_placement_group_bundle_demand{shape=\"GPU=1\",infeasible=\"false\"} 1\n"));
+  REQUIRE_THAT(t, Catch::Contains("shoal_placement_group_bundle_demand{shape=\"GPU=1\",infeasible=\"true\"} 2\n"));
+  REQUIRE_THAT(t, Catch::Contains("shoal_node_resource_total{node_id=\"aa\",resource=\"CPU\"} 4\n"));
+  REQUIRE_THAT(t, !Catch::Contains("CPU_group_"));
+}
+
 TEST_CASE("job counts list every status and HTTP metrics count by route and code") {
   MetricsWriter w;
   WriteJobMetrics(w, {{"RUNNING", 2}});

@@ -204,6 +204,15 @@ TEMPLATE_TEST_CASE("NodeTable ReportResources only for alive known nodes", "[gcs
   REQUIRE(table.ReportResources(a, Map({{"CPU", 4}}), {}));
   CHECK(table.Get(a)->demands().empty());
   CHECK(ResourceSet::FromProto(table.Get(a)->resources_available()) == RS({{"CPU", 4}}));
+
+  // A reported total (bundles committed) replaces the registered one; an empty one keeps it.
+  const std::string bundle = "CPU_group_0_" + std::string(36, 'a');
+  REQUIRE(table.ReportResources(a, Map({{"CPU", 2}, {bundle, 2}}), {}, Map({{"CPU", 4}, {bundle, 2}})));
+  CHECK(ResourceSet::FromProto(table.Get(a)->resources_total()) == RS({{"CPU", 4}, {bundle, 2}}));
+  REQUIRE(table.ReportResources(a, Map({{"CPU", 4}}), {}));
+  CHECK(ResourceSet::FromProto(table.Get(a)->resources_total()) == RS({{"CPU", 4}, {bundle, 2}}));
+  REQUIRE(table.ReportResources(a, Map({{"CPU", 4}}), {}, Map({{"CPU", 4}})));
+  CHECK(ResourceSet::FromProto(table.Get(a)->resources_total()) == RS({{"CPU", 4}}));
 }
 
 TEMPLATE_TEST_CASE("NodeTable Summarize sums alive schedulable nodes and merges demands",
