@@ -415,6 +415,14 @@ PlacementGroupSummary PlacementGroupManager::Summarize() const {
   return out;
 }
 
+bool PlacementGroupManager::IsRemoved(const std::string& placement_group_id) const {
+  auto id = PlacementGroupId::FromBinary(placement_group_id);
+  if (!id.ok()) return false;
+  absl::MutexLock lock(&mu_);
+  auto it = groups_.find(*id);
+  return it != groups_.end() && it->second.info.state() == Info::REMOVED;
+}
+
 // --- scheduling ---
 
 void PlacementGroupManager::Reserve(const NodeId& node, const ResourceSet& amount) {

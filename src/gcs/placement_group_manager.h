@@ -132,6 +132,9 @@ class PlacementGroupManager {
   // unknown group; Unavailable at Shutdown.
   void WaitUntilReady(const rpc::WaitPlacementGroupUntilReadyRequest& request, InfoCallback done);
   PlacementGroupSummary Summarize() const;
+  // Whether the group (binary id) is known and REMOVED (or was dropped after its removal: ids
+  // the manager forgot are answered false).
+  bool IsRemoved(const std::string& placement_group_id) const;
 
   // Cluster events (see the file comment).
   void OnNodeAdded(const NodeId& node);

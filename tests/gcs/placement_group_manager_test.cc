@@ -35,7 +35,13 @@ struct PgGcs {
                                          .max_removed = max_removed,
                                          .on_removed = [this](const PlacementGroupId& id) {
                                            gcs.actors->OnPlacementGroupRemoved(id.Binary());
-                                         }})) {}
+                                         }})) {
+    // The actors check their group at registration, as in the GCS.
+    ActorManagerOptions options = Gcs::Options();
+    options.placement_group_removed = [this](const std::string& id) { return pgs->IsRemoved(id); };
+    gcs.actors = std::make_unique<ActorManager>(gcs.store, gcs.clock, gcs.nodes, gcs.net,
+                                                std::make_unique<HybridSchedulingPolicy>(), options);
+  }
 
   NodeId AddNode(int n, const Shape& total, bool is_head = false) {
     const NodeId id = gcs.AddNode(n, total, is_head);
@@ -375,6 +381,15 @@ TEST_CASE("removing a group cancels its bundles everywhere and kills its actors"
     CHECK(absl::StrContains(info.death_cause(), "placement group"));
   }
   CHECK(Info(t.gcs, IdOf(outside)).state() == rpc::ActorInfo::ALIVE);
+
+  // An actor registered in the removed group dies at once.
+  const size_t leases_before = t.gcs.net.NumLeaseCalls();
+  rpc::RegisterActorRequest late = MakeActor();
+  late.mutable_creation_spec()->set_placement_group_id(group.placement_group_id());
+  REQUIRE_OK(t.gcs.actors->RegisterActor(late));
+  CHECK(Info(t.gcs, IdOf(late)).state() == rpc::ActorInfo::DEAD);
+  CHECK(Info(t.gcs, IdOf(late)).death_type() == rpc::PLACEMENT_GROUP_REMOVED);
+  CHECK(t.gcs.net.NumLeaseCalls() == leases_before);  // never asked for a lease
 
   // Idempotent; unknown ids are NotFound; the name is free again.
   REQUIRE_OK(t.pgs->Remove(group.placement_group_id()));
