@@ -246,6 +246,10 @@ absl::StatusOr<rpc::RegisterActorReply> ActorManager::RegisterActor(const rpc::R
     a.registering = true;
     if (!a.info.name().empty()) names_[NameKey(a.info.ray_namespace(), a.info.name())] = *id;
   }
+  // Checked once the entry exists: a removal from now on reaches it through
+  // OnPlacementGroupRemoved, one before it is seen here.
+  const bool group_removed = !spec.placement_group_id().empty() && options_.placement_group_removed &&
+                             options_.placement_group_removed(spec.placement_group_id());
   writer_.Flush();
   {
     absl::MutexLock lock(&mu_);
@@ -270,6 +274,12 @@ absl::StatusOr<rpc::RegisterActorReply> ActorManager::RegisterActor(const rpc::R
       a->registering = false;
       spdlog::info("actor {} ({}) registered{}", id->Hex(), a->info.class_name(),
                    a->info.name().empty() ? "" : absl::StrCat(" as '", a->info.name(), "'"));
+      if (group_removed && IsLive(a->info)) {
+        MarkDead(*id, *a,
+                 absl::StrCat("its placement group ", absl::BytesToHexString(spec.placement_group_id()),
+                              " was removed"),
+                 actions, rpc::PLACEMENT_GROUP_REMOVED);
+      }
       // Killed for good (or its job finished) while its rows were written: nothing to create.
       if (!shutdown_ && IsLive(a->info)) Schedule(*id, *a, actions);
     }

@@ -115,6 +115,9 @@ struct ActorManagerOptions {
   absl::Duration lease_retry_delay = absl::Seconds(1);
   // GetActorInfo long polls wait at most this long, whatever wait_ms says.
   absl::Duration max_wait = absl::Seconds(60);
+  // Whether the placement group (binary id) was removed: an actor registered in such a group
+  // dies at once (PLACEMENT_GROUP_REMOVED). Called without the manager's lock. Empty: never.
+  std::function<bool(const std::string& placement_group_id)> placement_group_removed;
 };
 
 class ActorManager {
@@ -157,6 +160,7 @@ class ActorManager {
   void OnJobFinished(const JobId& job);
   // The placement group (binary id) was removed: every actor that is not DEAD and whose creation
   // task names it dies for good, pending ones included, with death_type PLACEMENT_GROUP_REMOVED.
+  // (One registered later in the group dies at registration: options.placement_group_removed.)
   void OnPlacementGroupRemoved(const std::string& placement_group_id);
   // `node` reported its free resources to the node table (see ActorPlacement::NodeReported).
   void OnResourcesReported(const NodeId& node);

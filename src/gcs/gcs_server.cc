@@ -211,12 +211,19 @@ GcsServer::GcsServer(std::unique_ptr<StoreClient> store, GcsOptions options)
       health_transport_(std::make_unique<GrpcHealthCheckTransport>()),
       health_(clock_, *health_transport_, options_.health),
       actor_transport_(std::make_unique<GrpcActorTransport>()),
-      actors_(*store_, clock_, nodes_, *actor_transport_, std::make_unique<HybridSchedulingPolicy>(), options_.actors),
+      actors_(*store_, clock_, nodes_, *actor_transport_, std::make_unique<HybridSchedulingPolicy>(),
+              WithGroupCheck(options_.actors, placement_groups_)),
       bundle_client_(std::make_unique<GrpcBundleClient>()),
       placement_groups_(*store_, clock_, nodes_, *bundle_client_, WithRemoval(options_.placement_groups, actors_)),
       services_(std::make_unique<Services>(*this)),
       actor_service_(std::make_unique<ActorGrpcService>(actors_)),
       placement_group_service_(std::make_unique<PlacementGroupGrpcService>(placement_groups_)) {}
+
+ActorManagerOptions GcsServer::WithGroupCheck(ActorManagerOptions options, const PlacementGroupManager& groups) {
+  // Called only once serving, when the manager (constructed after the actors) exists.
+  options.placement_group_removed = [&groups](const std::string& id) { return groups.IsRemoved(id); };
+  return options;
+}
 
 PlacementGroupManagerOptions GcsServer::WithRemoval(PlacementGroupManagerOptions options, ActorManager& actors) {
   // A removed group's actors die for good.

@@ -56,6 +56,7 @@ class GcsServer {
   class Services;
   void HealthLoop();
   void ActorLoop();
+  static ActorManagerOptions WithGroupCheck(ActorManagerOptions options, const PlacementGroupManager& groups);
   static PlacementGroupManagerOptions WithRemoval(PlacementGroupManagerOptions options, ActorManager& actors);
   // Marks the node dead in the table and tells the actor and placement group managers.
   absl::Status MarkNodeDead(const NodeId& id, const std::string& reason);

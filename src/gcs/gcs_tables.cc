@@ -1,6 +1,7 @@
 #include "src/gcs/gcs_tables.h"
 
 #include <algorithm>
+#include <map>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -150,6 +151,34 @@ bool NodeTable::ReportResources(const NodeId& id, const rpc::ResourceMap& availa
   it->second.clear_demands();
   for (const auto& d : demands) *it->second.add_demands() = d;
   return true;
+}
+
+void NodeTable::SetGroupResources(const NodeId& id, const PlacementGroupId& pg, const ResourceSet& amounts) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(id.Hex());
+  if (it == nodes_.end() || it->second.state() != rpc::NodeInfo::ALIVE) return;
+  auto& total = *it->second.mutable_resources_total()->mutable_amounts();
+  auto& available = *it->second.mutable_resources_available()->mutable_amounts();
+  auto of_group = [&pg](const std::string& name) {
+    auto parsed = ParseBundleResource(name);
+    return parsed.has_value() && parsed->pg == pg;
+  };
+  std::map<std::string, int64_t> reported;  // the group's names in the last report
+  for (auto* map : {&total, &available}) {
+    for (auto entry = map->begin(); entry != map->end();) {
+      if (!of_group(entry->first)) {
+        ++entry;
+        continue;
+      }
+      if (map == &available) reported[entry->first] = entry->second;
+      entry = map->erase(entry);
+    }
+  }
+  for (const auto& [name, amount] : amounts.entries()) {
+    total[name] = amount.units();
+    auto r = reported.find(name);
+    available[name] = r == reported.end() ? amount.units() : std::min(r->second, amount.units());
+  }
 }
 
 std::vector<rpc::NodeInfo> NodeTable::GetAll(bool alive_only) const {

@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "shoal/common.pb.h"
+#include "src/common/bundle_resources.h"
 #include "src/common/clock.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
@@ -81,6 +82,11 @@ class NodeTable {
   // returned; kept in memory only: the store keeps the registered total).
   bool ReportResources(const NodeId& id, const rpc::ResourceMap& available,
                        const std::vector<rpc::ResourceDemand>& demands, const rpc::ResourceMap& total = {});
+  // The GCS committed (or returned) placement group bundles of `pg` on the node, ahead of the
+  // raylet's next report: the node's bundle-formatted names of `pg` become exactly `amounts`
+  // (totals; available keeps what a report said, at most the total, else the total). Empty
+  // `amounts` removes them. Unknown or dead nodes are ignored. In memory only, like reports.
+  void SetGroupResources(const NodeId& id, const PlacementGroupId& pg, const ResourceSet& amounts);
   std::vector<rpc::NodeInfo> GetAll(bool alive_only) const;
   std::optional<rpc::NodeInfo> Get(const NodeId& id) const;
   ClusterSummary Summarize() const;

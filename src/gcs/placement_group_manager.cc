@@ -54,7 +54,7 @@ bool SameRequest(const Info& a, const Info& b) {
 
 }  // namespace
 
-PlacementGroupManager::PlacementGroupManager(StoreClient& store, const Clock& clock, const NodeTable& nodes,
+PlacementGroupManager::PlacementGroupManager(StoreClient& store, const Clock& clock, NodeTable& nodes,
                                              BundleClient& client, PlacementGroupManagerOptions options)
     : store_(store), clock_(clock), nodes_(nodes), client_(client), options_(std::move(options)), writer_(store) {}
 
@@ -73,6 +73,18 @@ std::optional<std::string> PlacementGroupManager::RayletOf(const NodeId& node) c
   auto info = nodes_.Get(node);
   if (!info || info->state() != rpc::NodeInfo::ALIVE) return std::nullopt;
   return RayletAddress(*info);
+}
+
+void PlacementGroupManager::PublishResources(const PlacementGroupId& id, const Info& info, const NodeId& node) const {
+  ResourceSet amounts;
+  if (info.state() != Info::REMOVED) {
+    const std::string hex = node.Hex();
+    for (const rpc::Bundle& b : info.bundles()) {
+      if (b.node_id() != hex) continue;
+      amounts.Add(CommittedBundleResources(ResourceSet::FromProto(b.resources()), id, b.bundle_index()));
+    }
+  }
+  nodes_.SetGroupResources(node, id, amounts);
 }
 
 void PlacementGroupManager::Changed(const PlacementGroupId& id, Group& g, Actions& actions) {
@@ -285,10 +297,12 @@ absl::Status PlacementGroupManager::Remove(const std::string& placement_group_id
 void PlacementGroupManager::RemoveLocked(const PlacementGroupId& id, Group& g, Actions& actions) {
   // Every node that holds, or may hold, bundles of it: committed ones and the reservation in flight.
   std::map<NodeId, std::vector<int>> held;
+  std::set<NodeId> committed;
   for (const rpc::Bundle& b : g.info.bundles()) {
     auto node = NodeId::FromHex(b.node_id());
     if (b.node_id().empty() || !node.ok()) continue;
     held[*node].push_back(b.bundle_index());
+    committed.insert(*node);
     Unreserve(*node, ResourceSet::FromProto(b.resources()));
   }
   if (attempt_ && attempt_->pg == id) {
@@ -312,6 +326,7 @@ void PlacementGroupManager::RemoveLocked(const PlacementGroupId& id, Group& g, A
   g.info.set_remove_time_ms(absl::ToUnixMillis(clock_.Now()));
   g.info.clear_pending_reason();
   g.info.clear_infeasible();
+  for (const NodeId& node : committed) PublishResources(id, g.info, node);  // none left
   spdlog::info("placement group {} removed", id.Hex());
   Changed(id, g, actions);
   if (options_.on_removed) actions.push_back([this, id] { options_.on_removed(id); });
@@ -413,6 +428,14 @@ PlacementGroupSummary PlacementGroupManager::Summarize() const {
   }
   for (const auto& [seq, id] : pending_) out.pending.push_back(groups_.at(id).info);
   return out;
+}
+
+bool PlacementGroupManager::IsRemoved(const std::string& placement_group_id) const {
+  auto id = PlacementGroupId::FromBinary(placement_group_id);
+  if (!id.ok()) return false;
+  absl::MutexLock lock(&mu_);
+  auto it = groups_.find(*id);
+  return it != groups_.end() && it->second.info.state() == Info::REMOVED;
 }
 
 // --- scheduling ---
@@ -636,6 +659,7 @@ void PlacementGroupManager::AfterCommit(Actions& actions) {
   for (const auto& [node, part] : a.parts) {
     if (part.ok) {
       for (int i : part.indices) g->info.mutable_bundles(i)->set_node_id(node.Hex());
+      PublishResources(id, g->info, node);
       continue;
     }
     errors.push_back(absl::StrCat("node ", node.Hex(), ": ", part.dead ? "the node died" : part.error));

@@ -31,6 +31,9 @@
 // bundles of the group, REMOVED with remove_time_ms, waiters answered, then `on_removed` (the
 // GCS kills the group's actors). The last options.max_removed REMOVED groups are kept for display.
 //
+// Once bundles are committed (and when they are returned) the node table is told the
+// bundle-formatted resources they add (NodeTable::SetGroupResources), so that actors placed in
+// the group find them before the raylet's next report.
 // Storage: table "placement_groups" (PlacementGroupInfo keyed by hex id), written through an
 // OrderedStoreWriter in the order of the changes, outside the lock. Create answers once its row
 // is written. Load() (after the node table's Load) reads the table back: CREATED groups stay
@@ -108,7 +111,7 @@ class PlacementGroupManager {
  public:
   using InfoCallback = std::function<void(absl::StatusOr<rpc::PlacementGroupInfo>)>;
 
-  PlacementGroupManager(StoreClient& store, const Clock& clock, const NodeTable& nodes, BundleClient& client,
+  PlacementGroupManager(StoreClient& store, const Clock& clock, NodeTable& nodes, BundleClient& client,
                         PlacementGroupManagerOptions options = {});
   PlacementGroupManager(const PlacementGroupManager&) = delete;
   PlacementGroupManager& operator=(const PlacementGroupManager&) = delete;
@@ -132,6 +135,9 @@ class PlacementGroupManager {
   // unknown group; Unavailable at Shutdown.
   void WaitUntilReady(const rpc::WaitPlacementGroupUntilReadyRequest& request, InfoCallback done);
   PlacementGroupSummary Summarize() const;
+  // Whether the group (binary id) is known and REMOVED (or was dropped after its removal: ids
+  // the manager forgot are answered false).
+  bool IsRemoved(const std::string& placement_group_id) const;
 
   // Cluster events (see the file comment).
   void OnNodeAdded(const NodeId& node);
@@ -210,10 +216,12 @@ class PlacementGroupManager {
   // The bundles on the node (hex id) lose it; CREATED groups become RESCHEDULING.
   void LoseNode(const std::string& node_hex, Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::optional<std::string> RayletOf(const NodeId& node) const;
+  // Tells the node table what the group's committed bundles on `node` add to it.
+  void PublishResources(const PlacementGroupId& id, const rpc::PlacementGroupInfo& info, const NodeId& node) const;
 
   StoreClient& store_;
   const Clock& clock_;
-  const NodeTable& nodes_;
+  NodeTable& nodes_;
   BundleClient& client_;
   const PlacementGroupManagerOptions options_;
   OrderedStoreWriter writer_;

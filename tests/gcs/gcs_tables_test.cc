@@ -213,6 +213,23 @@ TEMPLATE_TEST_CASE("NodeTable ReportResources only for alive known nodes", "[gcs
   CHECK(ResourceSet::FromProto(table.Get(a)->resources_total()) == RS({{"CPU", 4}, {bundle, 2}}));
   REQUIRE(table.ReportResources(a, Map({{"CPU", 4}}), {}, Map({{"CPU", 4}})));
   CHECK(ResourceSet::FromProto(table.Get(a)->resources_total()) == RS({{"CPU", 4}}));
+
+  // The GCS sets a group's committed bundle resources ahead of the report; a report's available
+  // amount is kept (at most the total); other groups' names are untouched; empty removes them.
+  const PlacementGroupId pg = PlacementGroupId::FromRandom(), other = PlacementGroupId::FromRandom();
+  const std::string mine = BundleResourceName("CPU", pg, 0), theirs = BundleResourceName("CPU", other, 0);
+  REQUIRE(table.ReportResources(a, Map({{"CPU", 2}, {mine, 0.5}, {theirs, 1}}), {},
+                                Map({{"CPU", 4}, {mine, 1}, {theirs, 1}})));
+  table.SetGroupResources(a, pg, RS({{mine, 2}, {BundleResourceName("CPU", pg, -1), 2}}));
+  CHECK(ResourceSet::FromProto(table.Get(a)->resources_total()) ==
+        RS({{"CPU", 4}, {mine, 2}, {BundleResourceName("CPU", pg, -1), 2}, {theirs, 1}}));
+  CHECK(ResourceSet::FromProto(table.Get(a)->resources_available()) ==
+        RS({{"CPU", 2}, {mine, 0.5}, {BundleResourceName("CPU", pg, -1), 2}, {theirs, 1}}));
+  table.SetGroupResources(a, pg, ResourceSet());
+  CHECK(ResourceSet::FromProto(table.Get(a)->resources_total()) == RS({{"CPU", 4}, {theirs, 1}}));
+  CHECK(ResourceSet::FromProto(table.Get(a)->resources_available()) == RS({{"CPU", 2}, {theirs, 1}}));
+  table.SetGroupResources(gone, pg, RS({{mine, 1}}));  // dead: ignored
+  CHECK(table.Get(gone)->resources_total().amounts().count(mine) == 0);
 }
 
 TEMPLATE_TEST_CASE("NodeTable Summarize sums alive schedulable nodes and merges demands",

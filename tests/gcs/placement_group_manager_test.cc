@@ -35,7 +35,13 @@ struct PgGcs {
                                          .max_removed = max_removed,
                                          .on_removed = [this](const PlacementGroupId& id) {
                                            gcs.actors->OnPlacementGroupRemoved(id.Binary());
-                                         }})) {}
+                                         }})) {
+    // The actors check their group at registration, as in the GCS.
+    ActorManagerOptions options = Gcs::Options();
+    options.placement_group_removed = [this](const std::string& id) { return pgs->IsRemoved(id); };
+    gcs.actors = std::make_unique<ActorManager>(gcs.store, gcs.clock, gcs.nodes, gcs.net,
+                                                std::make_unique<HybridSchedulingPolicy>(), options);
+  }
 
   NodeId AddNode(int n, const Shape& total, bool is_head = false) {
     const NodeId id = gcs.AddNode(n, total, is_head);
@@ -133,6 +139,18 @@ TEST_CASE("a group is prepared on every node, then committed, then CREATED", "[p
   CHECK(NodesOf(created) == std::set<std::string>{Hex(1), Hex(2)});  // STRICT_SPREAD: one on each
   CHECK(created.pending_reason().empty());
   CHECK_FALSE(t.pgs->Reserving());
+  // The node table shows the committed bundles' resources before the raylets report them.
+  const PlacementGroupId pg = *PlacementGroupId::FromBinary(group.placement_group_id());
+  for (const auto& b : created.bundles()) {
+    const auto node = t.gcs.nodes.Get(*NodeId::FromHex(b.node_id()));
+    REQUIRE(node.has_value());
+    const ResourceSet total = ResourceSet::FromProto(node->resources_total());
+    const ResourceSet available = ResourceSet::FromProto(node->resources_available());
+    CHECK(total.Get(BundleResourceName("CPU", pg, b.bundle_index())) == test_util::FP(1));
+    CHECK(total.Get(BundleResourceName("CPU", pg, -1)) == test_util::FP(1));
+    CHECK(available.Get(BundleResourceName("bundle", pg, b.bundle_index())) == FixedPoint::FromInt(kBundleMarkerAmount));
+    CHECK(total.Get("CPU") == test_util::FP(2));
+  }
   // The bundles the raylets were sent name the group, their index and their node.
   for (const auto& call : t.client.history()) {
     for (const auto& b : call.bundles) {
@@ -267,6 +285,16 @@ TEST_CASE("STRICT_PACK puts two half-GPU bundles on one node", "[placement_group
   const PG created = t.Get(group);
   CHECK(created.state() == PG::CREATED);
   CHECK(NodesOf(created) == std::set<std::string>{Hex(2)});
+  // An actor in bundle 1 is sent straight to that node, with no report from it yet.
+  rpc::RegisterActorRequest actor = MakeActor();
+  const PlacementGroupId pg = *PlacementGroupId::FromBinary(group.placement_group_id());
+  FormatBundleDemand(test_util::RS({{"GPU", 0.5}}), pg, 1).ToProto(actor.mutable_creation_spec()->mutable_resources());
+  actor.mutable_creation_spec()->set_placement_group_id(group.placement_group_id());
+  REQUIRE_OK(t.gcs.actors->RegisterActor(actor));
+  auto lease = t.gcs.net.TakeLease();
+  REQUIRE(lease.has_value());
+  CHECK(lease->raylet == RayletOf(2));
+  CHECK(lease->request.grant_or_reject());
 }
 
 TEST_CASE("an infeasible group stays PENDING until a node that fits joins", "[placement_groups]") {
@@ -365,6 +393,11 @@ TEST_CASE("removing a group cancels its bundles everywhere and kills its actors"
     raylets.insert(c.raylet);
   }
   CHECK(raylets == std::set<std::string>{RayletOf(1), RayletOf(2)});
+  for (int n : {1, 2}) {
+    for (const auto& [name, units] : t.gcs.nodes.Get(test_util::Id(n))->resources_total().amounts()) {
+      CHECK_FALSE(IsBundleResource(name));  // returned with the group
+    }
+  }
   const PG removed = t.Get(group);
   CHECK(removed.state() == PG::REMOVED);
   CHECK(removed.remove_time_ms() == absl::ToUnixMillis(t.gcs.clock.Now()));
@@ -375,6 +408,15 @@ TEST_CASE("removing a group cancels its bundles everywhere and kills its actors"
     CHECK(absl::StrContains(info.death_cause(), "placement group"));
   }
   CHECK(Info(t.gcs, IdOf(outside)).state() == rpc::ActorInfo::ALIVE);
+
+  // An actor registered in the removed group dies at once.
+  const size_t leases_before = t.gcs.net.NumLeaseCalls();
+  rpc::RegisterActorRequest late = MakeActor();
+  late.mutable_creation_spec()->set_placement_group_id(group.placement_group_id());
+  REQUIRE_OK(t.gcs.actors->RegisterActor(late));
+  CHECK(Info(t.gcs, IdOf(late)).state() == rpc::ActorInfo::DEAD);
+  CHECK(Info(t.gcs, IdOf(late)).death_type() == rpc::PLACEMENT_GROUP_REMOVED);
+  CHECK(t.gcs.net.NumLeaseCalls() == leases_before);  // never asked for a lease
 
   // Idempotent; unknown ids are NotFound; the name is free again.
   REQUIRE_OK(t.pgs->Remove(group.placement_group_id()));
