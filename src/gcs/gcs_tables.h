@@ -76,9 +76,11 @@ class NodeTable {
   absl::Status Register(rpc::NodeInfo node);
   // Marks an alive node dead with `reason`. NotFound for unknown ids; a dead node is unchanged.
   absl::Status MarkDead(const NodeId& id, const std::string& reason);
-  // Answers whether the node is known and alive; records its view if so.
+  // Answers whether the node is known and alive; records its view if so (`gpu_free`: its
+  // per-device free GPU shares, NodeInfo.gpu_free; empty when unknown).
   bool ReportResources(const NodeId& id, const rpc::ResourceMap& available,
-                       const std::vector<rpc::ResourceDemand>& demands);
+                       const std::vector<rpc::ResourceDemand>& demands,
+                       const std::vector<int64_t>& gpu_free = {});
   std::vector<rpc::NodeInfo> GetAll(bool alive_only) const;
   std::optional<rpc::NodeInfo> Get(const NodeId& id) const;
   ClusterSummary Summarize() const;
