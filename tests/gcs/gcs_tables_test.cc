@@ -204,6 +204,13 @@ TEMPLATE_TEST_CASE("NodeTable ReportResources only for alive known nodes", "[gcs
   REQUIRE(table.ReportResources(a, Map({{"CPU", 4}}), {}));
   CHECK(table.Get(a)->demands().empty());
   CHECK(ResourceSet::FromProto(table.Get(a)->resources_available()) == RS({{"CPU", 4}}));
+
+  // Per-device GPU shares are kept as reported, and a report without them clears them.
+  REQUIRE(table.ReportResources(a, Map({{"CPU", 4}}), {}, {5000, 10000}));
+  CHECK(std::vector<int64_t>(table.Get(a)->gpu_free().begin(), table.Get(a)->gpu_free().end()) ==
+        std::vector<int64_t>{5000, 10000});
+  REQUIRE(table.ReportResources(a, Map({{"CPU", 4}}), {}));
+  CHECK(table.Get(a)->gpu_free().empty());
 }
 
 TEMPLATE_TEST_CASE("NodeTable Summarize sums alive schedulable nodes and merges demands",
