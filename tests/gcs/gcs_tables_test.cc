@@ -207,7 +207,8 @@ TEMPLATE_TEST_CASE("NodeTable ReportResources only for alive known nodes", "[gcs
 
   // Per-device GPU shares are kept as reported, and a report without them clears them.
   REQUIRE(table.ReportResources(a, Map({{"CPU", 4}}), {}, {5000, 10000}));
-  CHECK(std::vector<int64_t>(table.Get(a)->gpu_free().begin(), table.Get(a)->gpu_free().end()) ==
+  const rpc::NodeInfo with_shares = *table.Get(a);
+  CHECK(std::vector<int64_t>(with_shares.gpu_free().begin(), with_shares.gpu_free().end()) ==
         std::vector<int64_t>{5000, 10000});
   REQUIRE(table.ReportResources(a, Map({{"CPU", 4}}), {}));
   CHECK(table.Get(a)->gpu_free().empty());
