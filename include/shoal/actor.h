@@ -315,9 +315,16 @@ class ActorCreator {
     options_.get_if_exists = get_if_exists;
     return *this;
   }
+  // Keeps a label selector set before unless `strategy` has one of its own.
   ActorCreator& SetSchedulingStrategy(SchedulingStrategy strategy) {
+    if (strategy.label_selector.empty()) strategy.label_selector = std::move(options_.call.strategy.label_selector);
     options_.call.strategy = std::move(strategy);
     options_.call.strategy_set = true;
+    return *this;
+  }
+  // Hosts the actor only on a node whose labels match `selector` (see SchedulingStrategy).
+  ActorCreator& SetLabelSelector(std::map<std::string, std::string> selector) {
+    options_.call.strategy.label_selector = std::move(selector);
     return *this;
   }
   // Hosts the actor in bundle `bundle_index` (-1: any bundle) of `placement_group_id` (hex).

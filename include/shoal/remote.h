@@ -199,9 +199,17 @@ class TaskCaller {
     options_.retry_exceptions = retry;
     return *this;
   }
+  // Keeps a label selector set before unless `strategy` has one of its own.
   TaskCaller& SetSchedulingStrategy(SchedulingStrategy strategy) {
+    if (strategy.label_selector.empty()) strategy.label_selector = std::move(options_.strategy.label_selector);
     options_.strategy = std::move(strategy);
     options_.strategy_set = true;
+    return *this;
+  }
+  // Runs it only on nodes whose labels match `selector` (see SchedulingStrategy), with whatever
+  // strategy is set.
+  TaskCaller& SetLabelSelector(std::map<std::string, std::string> selector) {
+    options_.strategy.label_selector = std::move(selector);
     return *this;
   }
   // Runs it in bundle `bundle_index` (-1: any bundle) of `placement_group_id` (hex, see

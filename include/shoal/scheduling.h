@@ -2,6 +2,7 @@
 // Threading: values; any thread.
 #pragma once
 
+#include <map>
 #include <string>
 #include <utility>
 
@@ -13,6 +14,10 @@ namespace shoal {
 // InPlacementGroup runs it in bundle `bundle_index` (-1: any bundle) of a placement group
 // (shoal/placement_group.h, PlacementGroup::GetID()); with capture_child_tasks, the tasks and
 // actors it submits without a strategy of their own run in the group too.
+//
+// label_selector, with any kind, restricts the task to nodes whose labels match (Ray's
+// label_selector): each key maps to "v" (equal), "!v" (absent or not equal), "in(v1,v2)" or
+// "!in(v1,v2)"; every key must match. A malformed selector makes the submit throw Error.
 struct SchedulingStrategy {
   enum class Kind { kDefault, kSpread, kNodeAffinity, kPlacementGroup };
   static SchedulingStrategy Default() { return {}; }
@@ -35,6 +40,7 @@ struct SchedulingStrategy {
   std::string placement_group_id;  // hex, kPlacementGroup
   int bundle_index = -1;
   bool capture_child_tasks = false;
+  std::map<std::string, std::string> label_selector;
 };
 
 }  // namespace shoal

@@ -488,8 +488,10 @@ class PyCoreWorker {
 
   std::string CreatePlacementGroup(const std::vector<std::map<std::string, double>>& bundles,
                                    const std::string& strategy, const std::string& name,
-                                   const std::string& ray_namespace, bool detached) {
+                                   const std::string& ray_namespace, bool detached,
+                                   const std::vector<std::map<std::string, std::string>>& label_selectors) {
     PlacementGroupOptions options;
+    options.bundle_label_selectors = label_selectors;
     for (size_t i = 0; i < bundles.size(); ++i) {
       auto set = ResourceSet::FromDoubles(bundles[i]);
       if (!set.ok()) ThrowStatus(absl::InvalidArgumentError(absl::StrCat("bundle ", i, ": ", set.status().message())));
@@ -712,7 +714,9 @@ PYBIND11_MODULE(_core, m) {
       .def("set_log_handler", &PyCoreWorker::SetLogHandler)
       .def("send_logs", &PyCoreWorker::SendLogs)
       .def("current_task", &PyCoreWorker::CurrentTask)
-      .def("create_placement_group", &PyCoreWorker::CreatePlacementGroup)
+      .def("create_placement_group", &PyCoreWorker::CreatePlacementGroup, py::arg("bundles"), py::arg("strategy"),
+           py::arg("name"), py::arg("ray_namespace"), py::arg("detached"),
+           py::arg("label_selectors") = std::vector<std::map<std::string, std::string>>{})
       .def("remove_placement_group", &PyCoreWorker::RemovePlacementGroup)
       .def("get_placement_group", &PyCoreWorker::GetPlacementGroup)
       .def("get_named_placement_group", &PyCoreWorker::GetNamedPlacementGroup)

@@ -119,7 +119,7 @@ std::vector<TaskArg> ToTaskArgs(std::vector<internal::TaskArgument> args) {
 
 // The public strategy as the one internal type, rpc::SchedulingStrategy: the only place the C++
 // API converts it.
-rpc::SchedulingStrategy ToProto(const std::string& name, const SchedulingStrategy& strategy) {
+rpc::SchedulingStrategy KindToProto(const std::string& name, const SchedulingStrategy& strategy) {
   switch (strategy.kind) {
     case SchedulingStrategy::Kind::kDefault:
       return DefaultStrategy();
@@ -140,6 +140,16 @@ rpc::SchedulingStrategy ToProto(const std::string& name, const SchedulingStrateg
     }
   }
   throw Error(absl::StrCat("bad scheduling strategy for ", name));
+}
+
+rpc::SchedulingStrategy ToProto(const std::string& name, const SchedulingStrategy& strategy) {
+  rpc::SchedulingStrategy out = KindToProto(name, strategy);
+  if (strategy.label_selector.empty()) return out;
+  out.mutable_label_selector()->insert(strategy.label_selector.begin(), strategy.label_selector.end());
+  if (auto selector = LabelSelector::Parse(strategy.label_selector); !selector.ok()) {
+    throw Error(absl::StrCat("bad label_selector for ", name, ": ", selector.status().message()));
+  }
+  return out;
 }
 
 TaskOptions ToTaskOptions(const std::string& name, const internal::CallOptions& call) {

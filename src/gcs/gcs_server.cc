@@ -102,7 +102,8 @@ class GcsServer::Services final
     auto id = NodeId::FromHex(req->node_id());
     if (!id.ok()) return ToGrpcStatus(id.status());
     std::vector<rpc::ResourceDemand> demands(req->demands().begin(), req->demands().end());
-    reply->set_known(gcs_.nodes_.ReportResources(*id, req->resources_available(), demands, req->resources_total()));
+    reply->set_known(gcs_.nodes_.ReportResources(*id, req->resources_available(), demands, req->resources_total(),
+                                                 {req->gpu_free().begin(), req->gpu_free().end()}));
     if (reply->known()) {
       gcs_.actors_.OnResourcesReported(*id);
       gcs_.placement_groups_.OnResourcesReported(*id);

@@ -142,7 +142,8 @@ absl::Status NodeTable::MarkDead(const NodeId& id, const std::string& reason) {
 }
 
 bool NodeTable::ReportResources(const NodeId& id, const rpc::ResourceMap& available,
-                                const std::vector<rpc::ResourceDemand>& demands, const rpc::ResourceMap& total) {
+                                const std::vector<rpc::ResourceDemand>& demands, const rpc::ResourceMap& total,
+                                const std::vector<int64_t>& gpu_free) {
   absl::MutexLock lock(&mu_);
   auto it = nodes_.find(id.Hex());
   if (it == nodes_.end() || it->second.state() != rpc::NodeInfo::ALIVE) return false;
@@ -150,6 +151,8 @@ bool NodeTable::ReportResources(const NodeId& id, const rpc::ResourceMap& availa
   *it->second.mutable_resources_available() = available;
   it->second.clear_demands();
   for (const auto& d : demands) *it->second.add_demands() = d;
+  it->second.clear_gpu_free();
+  for (int64_t share : gpu_free) it->second.add_gpu_free(share);
   return true;
 }
 

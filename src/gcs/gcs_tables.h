@@ -79,9 +79,11 @@ class NodeTable {
   absl::Status MarkDead(const NodeId& id, const std::string& reason);
   // Answers whether the node is known and alive; records its view if so. A non-empty `total`
   // replaces the node's total (it changes as placement group bundles are committed and
-  // returned; kept in memory only: the store keeps the registered total).
+  // returned; kept in memory only: the store keeps the registered total). `gpu_free`: its
+  // per-device free GPU shares (NodeInfo.gpu_free; empty when unknown).
   bool ReportResources(const NodeId& id, const rpc::ResourceMap& available,
-                       const std::vector<rpc::ResourceDemand>& demands, const rpc::ResourceMap& total = {});
+                       const std::vector<rpc::ResourceDemand>& demands, const rpc::ResourceMap& total = {},
+                       const std::vector<int64_t>& gpu_free = {});
   // The GCS committed (or returned) placement group bundles of `pg` on the node, ahead of the
   // raylet's next report: the node's bundle-formatted names of `pg` become exactly `amounts`
   // (totals; available keeps what a report said, at most the total, else the total). Empty

@@ -9,6 +9,7 @@
 #include "spdlog/spdlog.h"
 #include "src/gcs/actor_placement.h"
 #include "src/scheduler/bundle_policy.h"
+#include "src/scheduler/label_selector.h"
 
 namespace shoal {
 namespace {
@@ -210,6 +211,10 @@ absl::Status PlacementGroupManager::Create(const rpc::PlacementGroupInfo& reques
       return absl::InvalidArgumentError(absl::StrCat(where, "bundle ", i, " names another placement group"));
     }
     bundles.push_back(ResourceSet::FromProto(b.resources()));
+    if (auto selector = LabelSelector::Parse(b.label_selector()); !selector.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "bundle ", i, " label_selector: ", selector.status().message()));
+    }
   }
   if (auto s = ValidateBundles(bundles); !s.ok()) return absl::InvalidArgumentError(absl::StrCat(where, s.message()));
   Info info = request;
@@ -482,11 +487,15 @@ void PlacementGroupManager::TrySchedule(Actions& actions) {
     if (g.next_try > now) continue;
     std::vector<int> lost;
     std::vector<ResourceSet> demand;
+    std::vector<Labels> selectors;  // per lost bundle; all empty when none has one
+    bool any_selector = false;
     std::set<std::string> holding;  // hex ids of nodes holding its other bundles
     for (const rpc::Bundle& b : g.info.bundles()) {
       if (b.node_id().empty()) {
         lost.push_back(b.bundle_index());
         demand.push_back(ResourceSet::FromProto(b.resources()));
+        selectors.emplace_back(b.label_selector().begin(), b.label_selector().end());
+        any_selector = any_selector || !b.label_selector().empty();
       } else {
         holding.insert(b.node_id());
       }
@@ -502,7 +511,8 @@ void PlacementGroupManager::TrySchedule(Actions& actions) {
       candidates.push_back(node);
     }
     const ClusterResourceView view = NodeTableView(candidates, reserved_since_report_);
-    auto placed = PlaceBundles(view, demand, StrategyOf(g.info.strategy()));
+    auto placed = PlaceBundles(view, demand, StrategyOf(g.info.strategy()),
+                               any_selector ? selectors : std::vector<Labels>{});
     if (!placed.ok()) {
       SetPending(id, g, std::string(placed.status().message()), /*infeasible=*/true, actions);
       continue;

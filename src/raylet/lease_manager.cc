@@ -40,6 +40,34 @@ absl::StatusOr<ResourceSet> DemandFromProto(const rpc::ResourceMap& map) {
   return out;
 }
 
+// The strategy's label selector (already validated) accepts a node with `labels`.
+bool SelectorMatches(const rpc::SchedulingStrategy& strategy, const Labels& labels) {
+  if (strategy.label_selector().empty()) return true;
+  absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(strategy.label_selector());
+  return selector.ok() && selector->Matches(labels);
+}
+
+// The node's reported per-device GPU shares when they agree with its GPU total and available
+// sum (ClusterResourceView's rules); empty, so that only the sum is judged, otherwise (a report
+// from before a spillback correction, or from an older raylet).
+std::vector<FixedPoint> GpuFreeOf(const rpc::NodeInfo& info, const NodeView& v) {
+  const FixedPoint total = v.total.Get(kGPU);
+  if (info.gpu_free().empty() || !total.IsInteger() ||
+      info.gpu_free_size() != total.units() / FixedPoint::kScale) {
+    return {};
+  }
+  std::vector<FixedPoint> out;
+  FixedPoint sum;
+  for (int64_t units : info.gpu_free()) {
+    const FixedPoint share = FixedPoint::FromUnits(units);
+    if (share < FixedPoint() || share > FixedPoint::FromInt(1)) return {};
+    sum += share;
+    out.push_back(share);
+  }
+  if (sum != v.available.Get(kGPU)) return {};
+  return out;
+}
+
 }  // namespace
 
 LeaseManager::LeaseManager(WorkerPool& pool, std::unique_ptr<SchedulingPolicy> policy, LeaseManagerOptions options)
@@ -87,7 +115,7 @@ absl::StatusOr<LeaseManager::Pending> LeaseManager::Parse(const rpc::RequestWork
   p.demand = *std::move(demand);
   if (auto s = ValidateStrategy(request.strategy()); !s.ok()) return s;
   p.strategy = request.strategy();
-  p.strategy_key = p.strategy.SerializeAsString();
+  p.strategy_key = StrategyKey(p.strategy);
   if (request.job_id().empty()) return absl::InvalidArgumentError("job_id is required");
   auto job = JobId::FromHex(request.job_id());
   if (!job.ok()) return absl::InvalidArgumentError(absl::StrCat("job_id: ", job.status().message()));
@@ -137,7 +165,7 @@ bool LeaseManager::TrySchedule(Pending& p, uint64_t seq) {
   const NodeView* local = view_.Find(options_.node_id);
   std::optional<SchedulingDecision> decision;
   if (p.grant_or_reject && !options_.scheduling_disabled && local != nullptr &&
-      NodeRoom::Total(*local).Fits(p.demand)) {
+      NodeRoom::Total(*local).Fits(p.demand) && SelectorMatches(p.strategy, local->labels)) {
     // Spilled here by another raylet: grant or wait, never spill again.
     decision = NodeRoom::Available(*local).Fits(p.demand)
                    ? SchedulingDecision::RunLocal(options_.node_id)
@@ -169,12 +197,9 @@ bool LeaseManager::TrySchedule(Pending& p, uint64_t seq) {
       }
       // Until the target's next report, count the request as running there, so that a burst
       // of requests spreads over the nodes that have room instead of piling onto one.
-      if (const NodeView* target = view_.Find(decision->node);
-          target != nullptr && target->gpu_free.empty() && target->available.Contains(p.demand)) {
-        ResourceSet left = target->available;
-        (void)left.Subtract(p.demand);
-        (void)view_.UpdateAvailable(decision->node, left);
-      }
+      // GPU shares are taken per device where the target's are known, so a burst of fractional
+      // GPU requests spreads too.
+      (void)view_.TakeAvailable(decision->node, p.demand);
       Reply r;
       r.set_kind(Reply::SPILLBACK);
       r.set_spillback_raylet_address(it->second);
@@ -505,6 +530,7 @@ void LeaseManager::UpdateClusterView(const std::vector<rpc::NodeInfo>& nodes) {
       if (v.total.Get(name) < amount && IsBundleResource(name)) v.total.Set(name, amount);
     }
     if (!v.total.Contains(v.available)) v.available = v.total;
+    v.gpu_free = GpuFreeOf(info, v);
     v.labels = {info.labels().begin(), info.labels().end()};
     v.alive = true;
     v.scheduling_disabled = info.scheduling_disabled();
@@ -610,9 +636,13 @@ void LeaseManager::RemoveGroup(const PlacementGroupId& pg) {
 }
 
 std::vector<DemandSummary> LeaseManager::Demands() const {
-  std::vector<std::pair<ResourceSet, int64_t>> queued;
+  std::vector<QueuedDemand> queued;
   for (const auto& [seq, p] : pending_) {
-    if (!p.allocation) queued.emplace_back(p.demand, 1);
+    if (p.allocation) continue;
+    queued.push_back({.shape = p.demand,
+                      .count = 1,
+                      .label_selector = {p.strategy.label_selector().begin(),
+                                         p.strategy.label_selector().end()}});
   }
   return SummarizeDemand(queued, view_);
 }

@@ -608,11 +608,15 @@ void Raylet::ReportLoop() {
     bool snapshot = loop_->RunSync([this, &req] {
       leases_->Available().ToProto(req.mutable_resources_available());
       leases_->resources().total().ToProto(req.mutable_resources_total());
+      if (const ResourceInstances* gpus = leases_->resources().Instances(kGPU)) {
+        for (FixedPoint share : gpus->free()) req.add_gpu_free(share.units());
+      }
       for (const DemandSummary& d : leases_->Demands()) {
         rpc::ResourceDemand* demand = req.add_demands();
         d.shape.ToProto(demand->mutable_shape());
         demand->set_count(d.count);
         demand->set_infeasible(d.infeasible);
+        demand->mutable_label_selector()->insert(d.label_selector.begin(), d.label_selector.end());
       }
     });
     if (!snapshot) return;  // stopping

@@ -13,19 +13,35 @@ namespace {
 struct Candidate {
   NodeId id;
   NodeRoom room;
+  const Labels* labels;  // the view's: valid for the whole PlaceBundles call
 };
 using Rooms = std::vector<Candidate>;
+
+// The bundles with their label selectors: bundle b may go to a room only when its labels match.
+struct Group {
+  const std::vector<ResourceSet>& bundles;
+  const std::vector<LabelSelector>& selectors;  // one per bundle, or empty: none
+
+  size_t size() const { return bundles.size(); }
+  bool Allowed(size_t b, const Candidate& c) const {
+    return selectors.empty() || selectors[b].Matches(*c.labels);
+  }
+  // Takes bundle b from the room when the node may take it and it fits.
+  bool Take(size_t b, Candidate& c) const { return Allowed(b, c) && c.room.Take(bundles[b]); }
+  bool Fits(size_t b, const Candidate& c) const {
+    return Allowed(b, c) && c.room.Fits(bundles[b]);
+  }
+};
 // For each bundle, the index into Rooms of the node that takes it.
 using Assignment = std::vector<size_t>;
 
 // Every bundle on the first node that holds them all.
-std::optional<Assignment> AllOnOneNode(const Rooms& rooms,
-                                       const std::vector<ResourceSet>& bundles) {
+std::optional<Assignment> AllOnOneNode(const Rooms& rooms, const Group& group) {
   for (size_t r = 0; r < rooms.size(); ++r) {
-    NodeRoom room = rooms[r].room;
-    if (std::all_of(bundles.begin(), bundles.end(), [&](const auto& b) { return room.Take(b); })) {
-      return Assignment(bundles.size(), r);
-    }
+    Candidate room = rooms[r];
+    bool all = true;
+    for (size_t b = 0; b < group.size() && all; ++b) all = group.Take(b, room);
+    if (all) return Assignment(group.size(), r);
   }
   return std::nullopt;
 }
@@ -34,11 +50,11 @@ std::optional<Assignment> AllOnOneNode(const Rooms& rooms,
 // nodes in order, so it finds an assignment whenever one exists.
 class DistinctMatcher {
  public:
-  DistinctMatcher(const Rooms& rooms, const std::vector<ResourceSet>& bundles)
-      : fits_(bundles.size(), std::vector<bool>(rooms.size())),
+  DistinctMatcher(const Rooms& rooms, const Group& group)
+      : fits_(group.size(), std::vector<bool>(rooms.size())),
         bundle_of_room_(rooms.size(), kNone) {
-    for (size_t b = 0; b < bundles.size(); ++b) {
-      for (size_t r = 0; r < rooms.size(); ++r) fits_[b][r] = rooms[r].room.Fits(bundles[b]);
+    for (size_t b = 0; b < group.size(); ++b) {
+      for (size_t r = 0; r < rooms.size(); ++r) fits_[b][r] = group.Fits(b, rooms[r]);
     }
   }
 
@@ -83,14 +99,13 @@ class DistinctMatcher {
 
 // Bundle by bundle, onto the first node in `order(bundle counts so far)` that still holds it.
 template <typename Order>
-std::optional<Assignment> Greedy(Rooms rooms, const std::vector<ResourceSet>& bundles,
-                                 Order order) {
+std::optional<Assignment> Greedy(Rooms rooms, const Group& group, Order order) {
   Assignment out;
   std::vector<size_t> taken(rooms.size(), 0);  // bundles of this group per room
-  for (const ResourceSet& bundle : bundles) {
+  for (size_t b = 0; b < group.size(); ++b) {
     std::optional<size_t> chosen;
     for (size_t r : order(taken)) {
-      if (rooms[r].room.Take(bundle)) {
+      if (group.Take(b, rooms[r])) {
         chosen = r;
         break;
       }
@@ -119,19 +134,19 @@ std::vector<size_t> FewestFirst(const std::vector<size_t>& taken) {
   return order;
 }
 
-std::optional<Assignment> Assign(const Rooms& rooms, const std::vector<ResourceSet>& bundles,
+std::optional<Assignment> Assign(const Rooms& rooms, const Group& group,
                                  PlacementStrategy strategy) {
   switch (strategy) {
     case PlacementStrategy::kStrictPack:
-      return AllOnOneNode(rooms, bundles);
+      return AllOnOneNode(rooms, group);
     case PlacementStrategy::kStrictSpread:
-      return DistinctMatcher(rooms, bundles).Match();
+      return DistinctMatcher(rooms, group).Match();
     case PlacementStrategy::kPack:
-      if (auto one = AllOnOneNode(rooms, bundles)) return one;
-      return Greedy(rooms, bundles, UsedFirst);
+      if (auto one = AllOnOneNode(rooms, group)) return one;
+      return Greedy(rooms, group, UsedFirst);
     case PlacementStrategy::kSpread:
-      if (auto distinct = DistinctMatcher(rooms, bundles).Match()) return distinct;
-      return Greedy(rooms, bundles, FewestFirst);
+      if (auto distinct = DistinctMatcher(rooms, group).Match()) return distinct;
+      return Greedy(rooms, group, FewestFirst);
   }
   return std::nullopt;
 }
@@ -148,14 +163,17 @@ Rooms CollectRooms(const ClusterResourceView& view, MakeRoom make) {
   });
   Rooms rooms;
   rooms.reserve(nodes.size());
-  for (const NodeView* node : nodes) rooms.push_back({node->id, make(*node)});
+  for (const NodeView* node : nodes) rooms.push_back({node->id, make(*node), &node->labels});
   return rooms;
 }
 
-std::string DescribeGroup(const std::vector<ResourceSet>& bundles, PlacementStrategy strategy) {
-  std::string out = absl::StrCat(bundles.size(), " bundle(s) ");
-  for (size_t i = 0; i < bundles.size(); ++i) {
-    absl::StrAppend(&out, i == 0 ? "" : ", ", bundles[i].ToString());
+std::string DescribeGroup(const Group& group, PlacementStrategy strategy) {
+  std::string out = absl::StrCat(group.size(), " bundle(s) ");
+  for (size_t i = 0; i < group.size(); ++i) {
+    absl::StrAppend(&out, i == 0 ? "" : ", ", group.bundles[i].ToString());
+    if (!group.selectors.empty() && !group.selectors[i].empty()) {
+      absl::StrAppend(&out, " on labels ", group.selectors[i].ToString());
+    }
   }
   absl::StrAppend(&out, " with ", PlacementStrategyName(strategy));
   return out;
@@ -179,8 +197,24 @@ const char* PlacementStrategyName(PlacementStrategy strategy) {
 
 absl::StatusOr<BundlePlacement> PlaceBundles(const ClusterResourceView& view,
                                              const std::vector<ResourceSet>& bundles,
-                                             PlacementStrategy strategy) {
+                                             PlacementStrategy strategy,
+                                             const std::vector<Labels>& bundle_label_selectors) {
   if (bundles.empty()) return absl::InvalidArgumentError("a placement group needs a bundle");
+  if (!bundle_label_selectors.empty() && bundle_label_selectors.size() != bundles.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(bundle_label_selectors.size(),
+                                                   " bundle label selectors for ",
+                                                   bundles.size(), " bundles"));
+  }
+  std::vector<LabelSelector> selectors;
+  for (size_t i = 0; i < bundle_label_selectors.size(); ++i) {
+    absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(bundle_label_selectors[i]);
+    if (!selector.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bundle ", i, ": ", selector.status().message()));
+    }
+    selectors.push_back(*std::move(selector));
+  }
+  const Group group{bundles, selectors};
   for (size_t i = 0; i < bundles.size(); ++i) {
     if (bundles[i].IsEmpty()) {
       return absl::InvalidArgumentError(absl::StrCat("bundle ", i, " asks for no resources"));
@@ -192,16 +226,16 @@ absl::StatusOr<BundlePlacement> PlaceBundles(const ClusterResourceView& view,
 
   BundlePlacement out;
   Rooms free_now = CollectRooms(view, NodeRoom::Available);
-  if (auto assignment = Assign(free_now, bundles, strategy)) {
+  if (auto assignment = Assign(free_now, group, strategy)) {
     out.kind = BundlePlacement::Kind::kPlaced;
     for (size_t r : *assignment) out.nodes.push_back(free_now[r].id);
-  } else if (Assign(CollectRooms(view, NodeRoom::Total), bundles, strategy).has_value()) {
+  } else if (Assign(CollectRooms(view, NodeRoom::Total), group, strategy).has_value()) {
     out.kind = BundlePlacement::Kind::kQueue;
     out.reason =
-        absl::StrCat("not enough free resources now for ", DescribeGroup(bundles, strategy));
+        absl::StrCat("not enough free resources now for ", DescribeGroup(group, strategy));
   } else {
     out.kind = BundlePlacement::Kind::kInfeasible;
-    out.reason = absl::StrCat("no schedulable nodes could hold ", DescribeGroup(bundles, strategy),
+    out.reason = absl::StrCat("no schedulable nodes could hold ", DescribeGroup(group, strategy),
                               " even when idle");
   }
   return out;

@@ -9,6 +9,9 @@
 //    by bundle, onto a node the group already uses, else onto the next node in order.
 //  - SPREAD: different nodes if possible (as STRICT_SPREAD); otherwise greedily onto a node the
 //    group does not use yet, else onto the used node holding the fewest of its bundles.
+// Bundle label selectors (Ray's bundle_label_selector): when given, one per bundle, and bundle i
+// goes only to a node whose labels match selector i (label_selector.h); an empty selector
+// matches every node.
 // Nodes are tried least-utilised first (NodeView::Utilization), ties by NodeId; only alive,
 // schedulable nodes take bundles, and GPU nodes are not avoided.
 //
@@ -18,7 +21,8 @@
 // these nodes"; callers keep the group pending and try again when nodes join.
 //
 // Threading: pure function of its arguments; any thread that owns the view.
-// Errors: InvalidArgument for no bundles, an empty bundle, or a non-whole GPU amount above 1.
+// Errors: InvalidArgument for no bundles, an empty bundle, a non-whole GPU amount above 1, a
+// malformed selector (naming the bundle and key), or selectors not one per bundle.
 #pragma once
 
 #include <string>
@@ -28,6 +32,7 @@
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/scheduler/cluster_view.h"
+#include "src/scheduler/label_selector.h"
 
 namespace shoal {
 
@@ -48,6 +53,7 @@ struct BundlePlacement {
 
 absl::StatusOr<BundlePlacement> PlaceBundles(const ClusterResourceView& view,
                                              const std::vector<ResourceSet>& bundles,
-                                             PlacementStrategy strategy);
+                                             PlacementStrategy strategy,
+                                             const std::vector<Labels>& bundle_label_selectors = {});
 
 }  // namespace shoal

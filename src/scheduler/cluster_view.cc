@@ -124,6 +124,10 @@ bool NodeRoom::Take(const ResourceSet& demand) {
   return true;
 }
 
+std::vector<FixedPoint> NodeRoom::gpu_free() const {
+  return gpus_.has_value() ? gpus_->free() : std::vector<FixedPoint>();
+}
+
 // --- ClusterResourceView ---
 
 absl::Status ClusterResourceView::AddOrUpdateNode(NodeView node) {
@@ -168,6 +172,21 @@ absl::Status ClusterResourceView::UpdateAvailable(const NodeId& id,
   return UpdateAvailable(id, resources.Available(), std::move(gpu_free));
 }
 
+absl::Status ClusterResourceView::TakeAvailable(const NodeId& id, const ResourceSet& demand) {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("unknown node ", id.Hex()));
+  NodeView& node = it->second;
+  NodeRoom room = NodeRoom::Available(node);
+  if (!room.Take(demand)) {
+    return absl::ResourceExhaustedError(absl::StrCat("node ", id.Hex(), " has ",
+                                                     node.available.ToString(), " free, not ",
+                                                     demand.ToString()));
+  }
+  node.available = room.free();
+  if (!node.gpu_free.empty()) node.gpu_free = room.gpu_free();
+  return absl::OkStatus();
+}
+
 absl::Status ClusterResourceView::MarkDead(const NodeId& id) {
   auto it = nodes_.find(id);
   if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("unknown node ", id.Hex()));
@@ -185,27 +204,30 @@ const NodeView* ClusterResourceView::Find(const NodeId& id) const {
   return it == nodes_.end() ? nullptr : &it->second;
 }
 
-bool ClusterResourceView::Feasible(const ResourceSet& demand) const {
+bool ClusterResourceView::Feasible(const ResourceSet& demand, const LabelSelector& selector) const {
   return std::any_of(nodes_.begin(), nodes_.end(), [&](const auto& entry) {
-    return entry.second.Schedulable() && entry.second.IsFeasible(demand);
+    return entry.second.Schedulable() && selector.Matches(entry.second.labels) &&
+           entry.second.IsFeasible(demand);
   });
 }
 
 // --- Demand summary ---
 
-std::vector<DemandSummary> SummarizeDemand(
-    const std::vector<std::pair<ResourceSet, int64_t>>& queued, const ClusterResourceView& view) {
-  std::map<std::map<std::string, FixedPoint>, DemandSummary> by_shape;
-  for (const auto& [shape, count] : queued) {
-    if (count < 1) continue;
-    DemandSummary& summary = by_shape[shape.entries()];
-    summary.shape = shape;
-    summary.count += count;
+std::vector<DemandSummary> SummarizeDemand(const std::vector<QueuedDemand>& queued,
+                                           const ClusterResourceView& view) {
+  std::map<std::pair<std::map<std::string, FixedPoint>, Labels>, DemandSummary> by_shape;
+  for (const QueuedDemand& q : queued) {
+    if (q.count < 1) continue;
+    DemandSummary& summary = by_shape[{q.shape.entries(), q.label_selector}];
+    summary.shape = q.shape;
+    summary.label_selector = q.label_selector;
+    summary.count += q.count;
   }
   std::vector<DemandSummary> out;
   out.reserve(by_shape.size());
   for (auto& [key, summary] : by_shape) {
-    summary.infeasible = !view.Feasible(summary.shape);
+    absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(summary.label_selector);
+    summary.infeasible = !selector.ok() || !view.Feasible(summary.shape, *selector);
     out.push_back(std::move(summary));
   }
   return out;

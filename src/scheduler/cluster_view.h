@@ -8,9 +8,10 @@
 //
 // GPUs: a GPU amount below 1 needs one device with that share free; an amount of 1 or more must
 // be whole and needs that many fully free devices (ResourceInstances' rules). Where a node's
-// per-device free shares are known (NodeView::gpu_free, which the local raylet fills from its
-// NodeResources) fit is judged per device; other nodes report only the sum, and fit is judged on
-// the sum, which may be optimistic: the raylet that owns the node has the final word. Bundle GPU
+// per-device free shares are known (NodeView::gpu_free: the local raylet fills it from its
+// NodeResources, and other nodes' from their reports through the GCS, NodeInfo.gpu_free) fit is
+// judged per device; where only the sum is known, fit is judged on the sum, which may be
+// optimistic: the raylet that owns the node has the final word. Bundle GPU
 // names (GPU_group_..., bundle_resources.h) are judged on their sums everywhere, the local node
 // included: only its NodeResources places them per device.
 //
@@ -29,6 +30,7 @@
 #include "absl/status/status.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
+#include "src/scheduler/label_selector.h"
 
 namespace shoal {
 
@@ -76,6 +78,11 @@ class NodeRoom {
   // Takes `demand` if it Fits and answers true; otherwise leaves the room as it was.
   bool Take(const ResourceSet& demand);
 
+  // What is left.
+  const ResourceSet& free() const { return free_; }
+  // What is left of each GPU device; empty when only the sum is known.
+  std::vector<FixedPoint> gpu_free() const;
+
  private:
   NodeRoom(ResourceSet free, std::optional<ResourceInstances> gpus)
       : free_(std::move(free)), gpus_(std::move(gpus)) {}
@@ -100,6 +107,10 @@ class ClusterResourceView {
   // an unknown node; FailedPrecondition for a dead one (a late report); InvalidArgument as above.
   absl::Status UpdateAvailable(const NodeId& id, const ResourceSet& available,
                                std::vector<FixedPoint> gpu_free = {});
+  // Counts `demand` as running on the node until its next report (after a spillback there): takes
+  // it from the free resources, per GPU device where those are known, as NodeRoom::Take does.
+  // NotFound for an unknown node; ResourceExhausted, and no change, when it does not fit.
+  absl::Status TakeAvailable(const NodeId& id, const ResourceSet& demand);
   // UpdateAvailable from the raylet's own exact accounting, GPU devices included.
   // InvalidArgument when `resources.total()` differs from the node's total.
   absl::Status UpdateAvailable(const NodeId& id, const NodeResources& resources);
@@ -115,28 +126,38 @@ class ClusterResourceView {
   const std::map<NodeId, NodeView>& nodes() const { return nodes_; }
   size_t size() const { return nodes_.size(); }
 
-  // True when some alive, schedulable node's total could hold `demand`.
-  bool Feasible(const ResourceSet& demand) const;
+  // True when some alive, schedulable node whose labels match `selector` has a total that could
+  // hold `demand`.
+  bool Feasible(const ResourceSet& demand, const LabelSelector& selector = {}) const;
 
  private:
   std::map<NodeId, NodeView> nodes_;
 };
 
-// One queued resource shape, for `shoal status` and the GCS (the plain form of
-// rpc::ResourceDemand).
+// Requests waiting for one resource shape and label selector.
+struct QueuedDemand {
+  ResourceSet shape;
+  int64_t count = 0;
+  Labels label_selector;  // as the requests wrote it; empty: none
+};
+
+// One queued resource shape (and label selector), for `shoal status` and the GCS (the plain form
+// of rpc::ResourceDemand).
 struct DemandSummary {
   ResourceSet shape;
   int64_t count = 0;
-  // No alive, schedulable node could ever hold the shape (or the shape is invalid).
+  // No alive, schedulable node (matching the selector) could ever hold the shape, or the shape
+  // or selector is invalid.
   bool infeasible = false;
+  Labels label_selector;
 
   friend bool operator==(const DemandSummary&, const DemandSummary&) = default;
 };
 
-// Merges `queued` (shape, number of requests) by shape, drops counts below 1, and marks each
-// shape infeasible or pending against `view`. Sorted by shape, so the output does not depend on
-// the order of `queued`.
-std::vector<DemandSummary> SummarizeDemand(
-    const std::vector<std::pair<ResourceSet, int64_t>>& queued, const ClusterResourceView& view);
+// Merges `queued` by shape and selector, drops counts below 1, and marks each infeasible or
+// pending against `view`. Sorted by shape, then selector, so the output does not depend on the
+// order of `queued`.
+std::vector<DemandSummary> SummarizeDemand(const std::vector<QueuedDemand>& queued,
+                                           const ClusterResourceView& view);
 
 }  // namespace shoal

@@ -14,8 +14,17 @@ std::string NoRoomNow(const ResourceSet& demand) {
   return absl::StrCat("no node has ", demand.ToString(), " free now");
 }
 
-std::string NoNodeEver(const ResourceSet& demand) {
-  return absl::StrCat("no schedulable node has ", demand.ToString(), " in total");
+std::string NoNodeEver(const ResourceSet& demand, const LabelSelector& selector) {
+  if (selector.empty()) {
+    return absl::StrCat("no schedulable node has ", demand.ToString(), " in total");
+  }
+  return absl::StrCat("no schedulable node matching label selector ", selector.ToString(),
+                      " has ", demand.ToString(), " in total");
+}
+
+// The node may take the request at all: schedulable, its labels match, its total holds it.
+bool Eligible(const NodeView& node, const ResourceSet& demand, const LabelSelector& selector) {
+  return node.Schedulable() && selector.Matches(node.labels) && node.IsFeasible(demand);
 }
 
 // Schedulable nodes (in NodeId order) that could hold `demand` in total, and those that hold it
@@ -25,10 +34,11 @@ struct Candidates {
   std::vector<const NodeView*> available;
 };
 
-Candidates FindCandidates(const ClusterResourceView& view, const ResourceSet& demand) {
+Candidates FindCandidates(const ClusterResourceView& view, const ResourceSet& demand,
+                          const LabelSelector& selector) {
   Candidates out;
   for (const auto& [id, node] : view.nodes()) {
-    if (!node.Schedulable() || !node.IsFeasible(demand)) continue;
+    if (!Eligible(node, demand, selector)) continue;
     out.feasible.push_back(&node);
     if (node.IsAvailable(demand)) out.available.push_back(&node);
   }
@@ -59,24 +69,32 @@ absl::StatusOr<SchedulingDecision> HybridSchedulingPolicy::Schedule(const Cluste
                                                                     const SchedulingRequest& request) {
   if (auto s = ValidateDemand(request.demand); !s.ok()) return s;
   if (auto s = ValidateStrategy(request.strategy); !s.ok()) return s;
+  LabelSelector selector;
+  if (!request.strategy.label_selector().empty()) {
+    selector = *LabelSelector::Parse(request.strategy.label_selector());  // validated above
+  }
   switch (request.strategy.kind()) {
     case rpc::SchedulingStrategy::NODE_AFFINITY:
-      return Affinity(view, local, request.demand, *NodeId::FromHex(request.strategy.node_id()),
-                      request.strategy.soft());
+      return Affinity(view, local, request.demand, selector,
+                      *NodeId::FromHex(request.strategy.node_id()), request.strategy.soft());
     case rpc::SchedulingStrategy::SPREAD:
-      return Spread(view, local, request.demand);
+      return Spread(view, local, request.demand, selector);
     default:
-      return Hybrid(view, local, request.demand);
+      return Hybrid(view, local, request.demand, selector);
   }
 }
 
 SchedulingDecision HybridSchedulingPolicy::Hybrid(const ClusterResourceView& view, const NodeId& local,
-                                            const ResourceSet& demand) const {
-  Candidates candidates = FindCandidates(view, demand);
-  if (candidates.feasible.empty()) return SchedulingDecision::Infeasible(NoNodeEver(demand));
+                                                  const ResourceSet& demand,
+                                                  const LabelSelector& selector) const {
+  Candidates candidates = FindCandidates(view, demand, selector);
+  if (candidates.feasible.empty()) {
+    return SchedulingDecision::Infeasible(NoNodeEver(demand, selector));
+  }
 
   const NodeView* local_node = view.Find(local);
-  const bool local_schedulable = local_node != nullptr && local_node->Schedulable();
+  const bool local_schedulable = local_node != nullptr && local_node->Schedulable() &&
+                                 selector.Matches(local_node->labels);
   if (demand.IsEmpty() && local_schedulable) return SchedulingDecision::RunLocal(local);
 
   // The lowest-scoring node of `nodes`: ties to the local node, then the lowest id.
@@ -109,16 +127,19 @@ SchedulingDecision HybridSchedulingPolicy::Hybrid(const ClusterResourceView& vie
 }
 
 SchedulingDecision HybridSchedulingPolicy::Spread(const ClusterResourceView& view, const NodeId& local,
-                                            const ResourceSet& demand) {
-  Candidates candidates = FindCandidates(view, demand);
-  if (candidates.feasible.empty()) return SchedulingDecision::Infeasible(NoNodeEver(demand));
+                                                  const ResourceSet& demand,
+                                                  const LabelSelector& selector) {
+  Candidates candidates = FindCandidates(view, demand, selector);
+  if (candidates.feasible.empty()) {
+    return SchedulingDecision::Infeasible(NoNodeEver(demand, selector));
+  }
   if (!candidates.available.empty()) {
     const NodeView* chosen = FirstAfter(candidates.available, last_spread_);
     last_spread_ = chosen->id;
     return RunOrSpill(*chosen, local);
   }
   const NodeView* local_node = view.Find(local);
-  if (local_node != nullptr && local_node->Schedulable() && local_node->IsFeasible(demand)) {
+  if (local_node != nullptr && Eligible(*local_node, demand, selector)) {
     return SchedulingDecision::Queue(local, NoRoomNow(demand));
   }
   return SchedulingDecision::Spillback(FirstAfter(candidates.feasible, last_spread_)->id,
@@ -126,8 +147,9 @@ SchedulingDecision HybridSchedulingPolicy::Spread(const ClusterResourceView& vie
 }
 
 SchedulingDecision HybridSchedulingPolicy::Affinity(const ClusterResourceView& view, const NodeId& local,
-                                                    const ResourceSet& demand, const NodeId& target_id,
-                                                    bool soft) const {
+                                                    const ResourceSet& demand,
+                                                    const LabelSelector& selector,
+                                                    const NodeId& target_id, bool soft) const {
   const NodeView* target = view.Find(target_id);
   std::string problem;
   bool never = true;  // the problem cannot go away
@@ -141,9 +163,12 @@ SchedulingDecision HybridSchedulingPolicy::Affinity(const ClusterResourceView& v
   } else if (!target->IsFeasible(demand)) {
     problem = absl::StrCat("node ", target_id.Hex(), " has ", target->total.ToString(),
                            " in total, which cannot hold ", demand.ToString());
+  } else if (!selector.Matches(target->labels)) {
+    problem = absl::StrCat("node ", target_id.Hex(), " does not match label selector ",
+                           selector.ToString());
   }
   if (!problem.empty()) {
-    if (soft) return Hybrid(view, local, demand);
+    if (soft) return Hybrid(view, local, demand, selector);
     return never ? SchedulingDecision::Unschedulable(std::move(problem))
                  : SchedulingDecision::Infeasible(std::move(problem));
   }

@@ -17,6 +17,10 @@
 //    back to hybrid; a hard one is unschedulable when the node is dead, has scheduling disabled
 //    or is too small in total (none of which changes), and infeasible (it waits) when the node
 //    is unknown, since it may still be joining.
+// Label selector (every kind): only nodes whose labels match it (label_selector.h) count, for
+// feasibility, availability and waiting alike; none matching makes the request infeasible. A
+// node-affinity target that does not match is treated like one too small in total (labels do
+// not change): unschedulable when hard, hybrid over the matching nodes when soft.
 // When no node can run a feasible demand now (hybrid, spread): queue on the local node if the
 // local node is feasible, else spill back to a feasible node (chosen as when running now) to wait
 // there; `available_now` is then false. A demand that no alive schedulable node's total could
@@ -55,11 +59,12 @@ class HybridSchedulingPolicy final : public SchedulingPolicy {
 
  private:
   SchedulingDecision Hybrid(const ClusterResourceView& view, const NodeId& local,
-                            const ResourceSet& demand) const;
+                            const ResourceSet& demand, const LabelSelector& selector) const;
   SchedulingDecision Spread(const ClusterResourceView& view, const NodeId& local,
-                            const ResourceSet& demand);
+                            const ResourceSet& demand, const LabelSelector& selector);
   SchedulingDecision Affinity(const ClusterResourceView& view, const NodeId& local,
-                              const ResourceSet& demand, const NodeId& target, bool soft) const;
+                              const ResourceSet& demand, const LabelSelector& selector,
+                              const NodeId& target, bool soft) const;
 
   SchedulingOptions options_;
   std::optional<NodeId> last_spread_;  // the node the last spread request went to

@@ -30,6 +30,11 @@ rpc::SchedulingStrategy NodeAffinityStrategy(const NodeId& node, bool soft) {
 }
 
 absl::Status ValidateStrategy(const rpc::SchedulingStrategy& strategy) {
+  if (!strategy.label_selector().empty()) {
+    if (auto selector = LabelSelector::Parse(strategy.label_selector()); !selector.ok()) {
+      return selector.status();
+    }
+  }
   switch (strategy.kind()) {
     case rpc::SchedulingStrategy::DEFAULT:
     case rpc::SchedulingStrategy::SPREAD:
@@ -49,6 +54,18 @@ absl::Status ValidateStrategy(const rpc::SchedulingStrategy& strategy) {
   }
 }
 
+std::string StrategyKey(const rpc::SchedulingStrategy& strategy) {
+  if (strategy.label_selector().empty()) return strategy.SerializeAsString();
+  rpc::SchedulingStrategy rest = strategy;
+  rest.clear_label_selector();
+  std::string key = rest.SerializeAsString();
+  const Labels sorted(strategy.label_selector().begin(), strategy.label_selector().end());
+  for (const auto& [name, condition] : sorted) {
+    // Length-prefixed: no separator ambiguity.
+    absl::StrAppend(&key, "|", name.size(), ":", name, condition.size(), ":", condition);
+  }
+  return key;
+}
 
 SchedulingDecision SchedulingDecision::RunLocal(const NodeId& local) {
   return {.kind = Kind::kRunLocal, .node = local, .available_now = true, .reason = ""};

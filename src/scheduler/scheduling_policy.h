@@ -20,6 +20,7 @@
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/scheduler/cluster_view.h"
+#include "src/scheduler/label_selector.h"
 
 namespace shoal {
 
@@ -28,9 +29,15 @@ rpc::SchedulingStrategy DefaultStrategy();
 rpc::SchedulingStrategy SpreadStrategy();
 rpc::SchedulingStrategy NodeAffinityStrategy(const NodeId& node, bool soft);
 
-// InvalidArgument, naming the problem, for a kind this scheduler does not know or a field the
-// kind needs that is missing or malformed (NODE_AFFINITY without a valid, non-nil node id).
+// InvalidArgument, naming the problem, for a kind this scheduler does not know, a field the
+// kind needs that is missing or malformed (NODE_AFFINITY without a valid, non-nil node id), or a
+// malformed label_selector (naming its key; LabelSelector::Parse).
 absl::Status ValidateStrategy(const rpc::SchedulingStrategy& strategy);
+
+// Bytes that are equal exactly when two strategies are equal: the strategy's fields with the
+// label selector appended in key order (a proto map's serialization is not canonical). For
+// grouping requests by strategy (scheduling keys, the lease manager's queues).
+std::string StrategyKey(const rpc::SchedulingStrategy& strategy);
 
 struct SchedulingRequest {
   ResourceSet demand;

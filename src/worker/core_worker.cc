@@ -97,7 +97,9 @@ class CoreWorker::Impl final {
     const CurrentTaskInfo& current = tls_current_task;
     if (!options.explicit_strategy && options.strategy.kind() == rpc::SchedulingStrategy::DEFAULT &&
         current.capture_child_tasks && !current.placement_group_id.empty()) {
+      auto selector = std::move(*out.strategy.mutable_label_selector());
       out.strategy.Clear();
+      *out.strategy.mutable_label_selector() = std::move(selector);
       out.strategy.set_kind(rpc::SchedulingStrategy::PLACEMENT_GROUP);
       out.strategy.set_placement_group_id(current.placement_group_id);
       out.strategy.set_placement_group_bundle_index(-1);

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "src/scheduler/label_selector.h"
 
 namespace shoal {
 namespace {
@@ -29,6 +30,16 @@ absl::StatusOr<PlacementGroupId> PlacementGroupClient::Create(const PlacementGro
     return absl::InvalidArgumentError(absl::StrCat("invalid placement group strategy '", options.strategy,
                                                    "': use PACK, SPREAD, STRICT_PACK or STRICT_SPREAD"));
   }
+  if (!options.bundle_label_selectors.empty() && options.bundle_label_selectors.size() != options.bundles.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("bundle_label_selector must have one entry per bundle (",
+                                                   options.bundles.size(), "), got ",
+                                                   options.bundle_label_selectors.size()));
+  }
+  for (size_t i = 0; i < options.bundle_label_selectors.size(); ++i) {
+    if (auto s = LabelSelector::Parse(options.bundle_label_selectors[i]); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("bundle_label_selector[", i, "]: ", s.status().message()));
+    }
+  }
   const PlacementGroupId id = PlacementGroupId::FromRandom();
   rpc::PlacementGroupInfo info;
   info.set_placement_group_id(id.Binary());
@@ -40,6 +51,9 @@ absl::StatusOr<PlacementGroupId> PlacementGroupClient::Create(const PlacementGro
     bundle->set_placement_group_id(id.Binary());
     bundle->set_bundle_index(static_cast<int>(i));
     options.bundles[i].ToProto(bundle->mutable_resources());
+    if (i < options.bundle_label_selectors.size()) {
+      for (const auto& [key, value] : options.bundle_label_selectors[i]) (*bundle->mutable_label_selector())[key] = value;
+    }
   }
   info.set_job_id(owner_.job.Hex());
   info.set_creator_address(owner_.address);

@@ -14,6 +14,7 @@
 // the GCS client's errors as it answers them.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,9 @@ namespace shoal {
 
 struct PlacementGroupOptions {
   std::vector<ResourceSet> bundles;
+  // Per bundle (empty, or one per bundle): the labels its node must have (Ray's
+  // bundle_label_selector; src/scheduler/label_selector.h).
+  std::vector<std::map<std::string, std::string>> bundle_label_selectors;
   std::string strategy = "PACK";  // "PACK", "SPREAD", "STRICT_PACK" or "STRICT_SPREAD"
   std::string name;               // "" for an unnamed group
   std::string ray_namespace = "default";

@@ -52,6 +52,9 @@ absl::StatusOr<rpc::TaskSpec> BuildTaskSpec(const JobId& job, const std::string&
     spec.set_placement_group_capture_child_tasks(options.strategy.placement_group_capture_child_tasks());
     resources->ToProto(spec.mutable_bundle_request());
     FormatBundleDemand(*resources, *pg, index).ToProto(spec.mutable_resources());
+    // DEFAULT over the bundle resources, still restricted to the nodes the selector allows.
+    *spec.mutable_strategy()->mutable_label_selector() = options.strategy.label_selector();
+    if (auto s = ValidateStrategy(spec.strategy()); !s.ok()) return s;
   } else {
     resources->ToProto(spec.mutable_resources());
     if (auto s = ValidateStrategy(options.strategy); !s.ok()) return s;
@@ -99,8 +102,8 @@ SchedulingKey SchedulingKey::Of(const rpc::TaskSpec& spec) {
   for (const auto& [name, amount] : resources.entries()) {
     absl::StrAppend(&key.repr_, name, "=", amount.units(), ";");
   }
-  // The strategy's bytes, length-prefixed: equal strategies serialize equally (no map fields).
-  const std::string strategy = spec.strategy().SerializeAsString();
+  // The strategy's canonical bytes (label selector in key order), length-prefixed.
+  const std::string strategy = StrategyKey(spec.strategy());
   absl::StrAppend(&key.repr_, "|", strategy.size(), ":", strategy, "|");
   for (const auto& arg : spec.worker_command()) {
     absl::StrAppend(&key.repr_, arg.size(), ":", arg);  // length-prefixed: no separator ambiguity

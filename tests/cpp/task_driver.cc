@@ -466,7 +466,40 @@ int PlacementGroups(const Flags& f) {
   return 0;
 }
 
+// Tasks with the label selector zone = --node, alone and with a strategy: all on one node.
+int Labels(const Flags& f) {
+  Json out;
+  std::set<std::string> nodes;
+  std::vector<shoal::ObjectRef<Placement>> refs;
+  for (int i = 0; i < 3; ++i) {
+    refs.push_back(shoal::Task(Hold)
+                       .SetResources({{"CPU", 0.1}})
+                       .SetLabelSelector({{"zone", f.node}})
+                       .Remote(0));
+  }
+  // A selector set before a strategy is kept, and one inside the strategy works as well.
+  refs.push_back(shoal::Task(Hold)
+                     .SetResources({{"CPU", 0.1}})
+                     .SetLabelSelector({{"zone", f.node}})
+                     .SetSchedulingStrategy(shoal::SchedulingStrategy::Spread())
+                     .Remote(0));
+  shoal::SchedulingStrategy spread = shoal::SchedulingStrategy::Spread();
+  spread.label_selector = {{"zone", "in(" + f.node + ")"}};
+  refs.push_back(shoal::Task(Hold).SetResources({{"CPU", 0.1}}).SetSchedulingStrategy(spread).Remote(0));
+  for (const auto& p : shoal::Get(refs, std::chrono::seconds(60))) nodes.insert(p->node);
+  out["nodes"] = nodes;
+  try {
+    shoal::Task(Hold).SetLabelSelector({{"zone", "in()"}}).Remote(0);
+    out["bad_selector"] = nullptr;
+  } catch (const shoal::Error& e) {
+    out["bad_selector"] = e.what();
+  }
+  std::cout << out << std::endl;
+  return nodes.size() == 1 && out["bad_selector"].is_string() ? 0 : 1;
+}
+
 const std::map<std::string, int (*)(const Flags&)> kCommands = {
+    {"labels", Labels},
     {"placement-group", PlacementGroups},
     {"many", Many},       {"refs", Refs},   {"gpu", Gpu},     {"infeasible", Infeasible},
     {"slow", SlowTask},   {"raise", Raise}, {"unregistered", Unregistered},
@@ -496,6 +529,6 @@ int main(int argc, char** argv) {
   flags.AddString("resource", &f.resource, "slow: a custom resource the task needs (a little of)");
   flags.AddInt("max-retries", &f.max_retries, "slow: retries after a worker or node death");
   flags.AddInt("rounds", &f.rounds, "free: rounds of n tasks returning --size bytes each");
-  flags.AddString("node", &f.node, "strategies: the node (hex id) to pin tasks to");
+  flags.AddString("node", &f.node, "strategies: the node (hex id) to pin tasks to; labels: the zone to select");
   return RunDriver(argc, argv, "shoal_task_driver", flags, f, kCommands);
 }

@@ -230,6 +230,13 @@ TEMPLATE_TEST_CASE("NodeTable ReportResources only for alive known nodes", "[gcs
   CHECK(ResourceSet::FromProto(table.Get(a)->resources_available()) == RS({{"CPU", 2}, {theirs, 1}}));
   table.SetGroupResources(gone, pg, RS({{mine, 1}}));  // dead: ignored
   CHECK(table.Get(gone)->resources_total().amounts().count(mine) == 0);
+  // Per-device GPU shares are kept as reported, and a report without them clears them.
+  REQUIRE(table.ReportResources(a, Map({{"CPU", 4}}), {}, {}, {5000, 10000}));
+  const rpc::NodeInfo with_shares = *table.Get(a);
+  CHECK(std::vector<int64_t>(with_shares.gpu_free().begin(), with_shares.gpu_free().end()) ==
+        std::vector<int64_t>{5000, 10000});
+  REQUIRE(table.ReportResources(a, Map({{"CPU", 4}}), {}));
+  CHECK(table.Get(a)->gpu_free().empty());
 }
 
 TEMPLATE_TEST_CASE("NodeTable Summarize sums alive schedulable nodes and merges demands",

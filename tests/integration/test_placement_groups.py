@@ -365,3 +365,26 @@ def test_cpp_api_strict_spread_and_bad_input(cluster):
     assert "nobody" in errors["unknown name"]
     assert out["after_remove"] == "REMOVED"
     assert_resources_back(cluster)
+
+
+def test_bundle_label_selector_places_each_bundle_on_a_matching_node(cluster, shoal):
+    head_and_workers(cluster, [["--num-cpus", 2, "--labels", '{"zone": "a"}'],
+                               ["--num-cpus", 2, "--labels", '{"zone": "b"}']])
+    shoal.init(address=cluster.address)
+    zone = {n["node_id"]: n.get("labels", {}).get("zone") for n in cluster.alive_nodes()}
+    pg = shoal.util.placement_group([{"CPU": 1}, {"CPU": 1}], strategy="SPREAD",
+                                    bundle_label_selector=[{"zone": "b"}, {"zone": "in(a)"}])
+    assert pg.wait(60)
+    nodes = shoal.util.placement_group_table(pg)["bundles_to_node_id"]
+    assert [zone[nodes[0]], zone[nodes[1]]] == ["b", "a"], (nodes, zone)
+    # No node matches: the group waits.
+    nowhere = shoal.util.placement_group([{"CPU": 1}], bundle_label_selector=[{"zone": "c"}])
+    assert not nowhere.wait(2)
+    assert shoal.util.placement_group_table(nowhere)["state"] == "PENDING"
+    with pytest.raises(ValueError, match="one dict per bundle"):
+        shoal.util.placement_group([{"CPU": 1}], bundle_label_selector=[{"zone": "a"}, {"zone": "b"}])
+    with pytest.raises(ValueError, match="zone"):
+        shoal.util.placement_group([{"CPU": 1}], bundle_label_selector=[{"zone": "in(a"}])
+    shoal.util.remove_placement_group(pg)
+    shoal.util.remove_placement_group(nowhere)
+    assert_resources_back(cluster)

@@ -108,7 +108,6 @@ def test_retry_exceptions_list_retries_only_listed_types(driver):
 
 @pytest.mark.parametrize("option, value", [
     ("accelerator_type", "A100"),
-    ("label_selector", {"zone": "a"}),
     ("object_store_memory", 10**8),
     ("_metadata", {"x": 1}),
 ])

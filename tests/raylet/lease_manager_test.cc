@@ -615,5 +615,131 @@ TEST_CASE("Many grant, return, fail and death cycles leak nothing", "[lease_mana
   for (FixedPoint f : gpus->free()) CHECK(f == FixedPoint::FromInt(1));
 }
 
+// ------------------------------------------------------------------ label selectors
+
+rpc::RequestWorkerLeaseRequest SelectorRequest(const std::map<std::string, double>& resources,
+                                               const std::map<std::string, std::string>& selector) {
+  rpc::RequestWorkerLeaseRequest req;
+  RS(resources).ToProto(req.mutable_resources());
+  req.set_job_id(kJob.Hex());
+  for (const auto& c : kCommand) req.add_worker_command(c);
+  req.mutable_strategy()->mutable_label_selector()->insert(selector.begin(), selector.end());
+  return req;
+}
+
+rpc::NodeInfo Labelled(rpc::NodeInfo info, const std::map<std::string, std::string>& labels) {
+  info.mutable_labels()->insert(labels.begin(), labels.end());
+  return info;
+}
+
+TEST_CASE("Label selectors: matching nodes only, infeasible demand until one joins",
+          "[lease_manager][labels]") {
+  LeaseTest t(Options{.resources = {{"CPU", 4}}, .labels = {{"zone", "a"}}});
+  t.leases.UpdateClusterView({Labelled(Node(2, {{"CPU", 4}}), {{"zone", "b"}})});
+  const Reply& to_b = t.ReplyOf(t.Send(SelectorRequest({{"CPU", 1}}, {{"zone", "b"}})));
+  CHECK(to_b.kind() == Reply::SPILLBACK);
+  CHECK(to_b.spillback_node_id() == Id(2).Hex());
+  uint64_t here = t.Send(SelectorRequest({{"CPU", 1}}, {{"zone", "!b"}}));
+  t.RegisterAll();
+  CHECK(t.ReplyOf(here).kind() == Reply::GRANTED);
+
+  // Spilled here with a selector this node fails: not granted here blindly.
+  rpc::RequestWorkerLeaseRequest spilled = SelectorRequest({{"CPU", 1}}, {{"zone", "b"}});
+  spilled.set_grant_or_reject(true);
+  const Reply& bounced = t.ReplyOf(t.Send(spilled));
+  CHECK(bounced.kind() == Reply::SPILLBACK);
+
+  // Nobody has zone c: it waits as infeasible demand, apart from the plain shape.
+  uint64_t c1 = t.Send(SelectorRequest({{"CPU", 1}}, {{"zone", "c"}}));
+  uint64_t c2 = t.Send(SelectorRequest({{"CPU", 1}}, {{"zone", "c"}}));
+  t.leases.Tick();
+  CHECK_FALSE(t.Answered(c1));
+  auto demands = t.leases.Demands();
+  REQUIRE(demands.size() == 1);
+  CHECK(demands[0] == DemandSummary{.shape = RS({{"CPU", 1}}), .count = 2, .infeasible = true,
+                                    .label_selector = {{"zone", "c"}}});
+
+  t.leases.UpdateClusterView({Labelled(Node(2, {{"CPU", 4}}), {{"zone", "b"}}),
+                              Labelled(Node(3, {{"CPU", 4}}), {{"zone", "c"}})});
+  for (uint64_t id : {c1, c2}) {
+    CHECK(t.ReplyOf(id).kind() == Reply::SPILLBACK);
+    CHECK(t.ReplyOf(id).spillback_node_id() == Id(3).Hex());
+  }
+  CHECK(t.leases.Demands().empty());
+
+  // A malformed selector is rejected, naming the key.
+  const Reply& bad = t.ReplyOf(t.Send(SelectorRequest({{"CPU", 1}}, {{"zone", "in()"}})));
+  CHECK(bad.kind() == Reply::REJECTED);
+  CHECK_THAT(bad.message(), Catch::Contains("`zone`"));
+}
+
+TEST_CASE("A waiting request with a selector does not hold back an equal shape without one",
+          "[lease_manager][labels]") {
+  LeaseTest t(Options{.resources = {{"CPU", 1}}});
+  Reply first = t.Grant({{"CPU", 1}});
+  uint64_t nowhere = t.Send(SelectorRequest({{"CPU", 1}}, {{"zone", "x"}}));
+  uint64_t plain = t.Request({{"CPU", 1}});
+  t.RegisterAll();
+  CHECK_FALSE(t.Answered(plain));
+  REQUIRE_OK(t.leases.ReturnWorker(first.lease_id(), false));
+  t.RegisterAll();
+  CHECK(t.ReplyOf(plain).kind() == Reply::GRANTED);
+  CHECK_FALSE(t.Answered(nowhere));
+}
+
+// ------------------------------------------------------------------ GPU shares of other nodes
+
+TEST_CASE("Other nodes' per-device GPU shares decide where a GPU request spills",
+          "[lease_manager][gpu]") {
+  LeaseTest t(Options{.resources = {{"CPU", 4}}});
+  // Node 2: two devices with 0.5 free each (1 GPU in sum, no whole device). Node 3: one whole
+  // device free but busier, so judged by sums alone node 2 would win.
+  rpc::NodeInfo two = Node(2, {{"CPU", 4}, {"GPU", 2}}, {{{"CPU", 4}, {"GPU", 1}}});
+  two.add_gpu_free(5000);
+  two.add_gpu_free(5000);
+  rpc::NodeInfo three = Node(3, {{"CPU", 4}, {"GPU", 1}}, {{{"CPU", 1}, {"GPU", 1}}});
+  three.add_gpu_free(10000);
+  t.leases.UpdateClusterView({two, three});
+  REQUIRE(t.leases.view().Find(Id(2))->gpu_free.size() == 2);
+  const Reply& whole = t.ReplyOf(t.Request({{"GPU", 1}}));
+  CHECK(whole.kind() == Reply::SPILLBACK);
+  CHECK(whole.spillback_node_id() == Id(3).Hex());
+
+  SECTION("shares that disagree with the sums are ignored") {
+    rpc::NodeInfo stale = Node(2, {{"CPU", 4}, {"GPU", 2}}, {{{"CPU", 4}, {"GPU", 1}}});
+    stale.add_gpu_free(10000);
+    stale.add_gpu_free(10000);  // sums to 2, available says 1
+    rpc::NodeInfo short_list = Node(3, {{"CPU", 4}, {"GPU", 1}});
+    short_list.add_gpu_free(10000);
+    short_list.add_gpu_free(0);  // two shares for one device
+    t.leases.UpdateClusterView({stale, short_list});
+    CHECK(t.leases.view().Find(Id(2))->gpu_free.empty());
+    CHECK(t.leases.view().Find(Id(3))->gpu_free.empty());
+  }
+}
+
+TEST_CASE("A burst of fractional GPU spillbacks takes shares per device", "[lease_manager][gpu]") {
+  LeaseTest t(Options{.resources = {{"CPU", 4}}});
+  rpc::NodeInfo two = Node(2, {{"CPU", 8}, {"GPU", 2}}, {{{"CPU", 8}, {"GPU", 1}}});
+  two.add_gpu_free(5000);
+  two.add_gpu_free(5000);
+  rpc::NodeInfo three = Node(3, {{"CPU", 8}, {"GPU", 1}});
+  three.add_gpu_free(10000);
+  t.leases.UpdateClusterView({two, three});
+  std::map<std::string, int> per_node;
+  for (int i = 0; i < 4; ++i) {
+    const Reply& r = t.ReplyOf(t.Request({{"GPU", 0.5}}));
+    REQUIRE(r.kind() == Reply::SPILLBACK);
+    ++per_node[r.spillback_node_id()];
+  }
+  // Each node has two halves free, on whatever devices: two each, never three on one.
+  CHECK(per_node[Id(2).Hex()] == 2);
+  CHECK(per_node[Id(3).Hex()] == 2);
+  CHECK(t.leases.view().Find(Id(2))->gpu_free == std::vector<FixedPoint>{FixedPoint(), FixedPoint()});
+  CHECK(t.leases.view().Find(Id(3))->gpu_free == std::vector<FixedPoint>{FixedPoint()});
+  // Judged by per-device shares, a whole GPU fits nowhere now.
+  CHECK_FALSE(t.leases.view().Find(Id(3))->IsAvailable(RS({{"GPU", 1}})));
+}
+
 }  // namespace
 }  // namespace shoal

@@ -46,6 +46,7 @@ struct Options {
   std::map<std::string, double> resources = {{"CPU", 4}, {"GPU", 2}};
   bool scheduling_disabled = false;
   int max_start_failures = 3;
+  std::map<std::string, std::string> labels;
 };
 
 // A lease manager on node 1 with a fake spawner and clock and the hybrid policy (or `policy`);
@@ -76,6 +77,7 @@ class LeaseTest {
     m.resources = RS(o.resources);
     m.scheduling_disabled = o.scheduling_disabled;
     m.max_start_failures = o.max_start_failures;
+    m.labels = o.labels;
     return m;
   }
 

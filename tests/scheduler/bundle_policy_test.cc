@@ -353,5 +353,74 @@ TEST_CASE("Property: placements fit, and strict strategies match exhaustive sear
   CHECK(infeasible > 200);
 }
 
+// ------------------------------------------------------------------ bundle label selectors
+
+TEST_CASE("PlaceBundles puts each bundle on a node matching its label selector",
+          "[scheduler][bundles][labels]") {
+  ClusterResourceView view;
+  for (int n = 1; n <= 4; ++n) {
+    NodeView node;
+    node.id = Id(n);
+    node.total = RS({{"CPU", 4}});
+    node.available = node.total;
+    node.labels = {{"zone", n <= 2 ? "a" : "b"}};
+    REQUIRE_OK(view.AddOrUpdateNode(node));
+  }
+  auto place = [&](const std::vector<std::map<std::string, double>>& bundles,
+                   PlacementStrategy strategy, const std::vector<Labels>& selectors) {
+    std::vector<ResourceSet> sets;
+    for (const auto& b : bundles) sets.push_back(RS(b));
+    auto placement = PlaceBundles(view, sets, strategy, selectors);
+    REQUIRE_OK(placement);
+    return *placement;
+  };
+  auto zone_of = [&](const NodeId& id) { return view.Find(id)->labels.at("zone"); };
+
+  for (PlacementStrategy strategy : {PlacementStrategy::kPack, PlacementStrategy::kSpread,
+                                     PlacementStrategy::kStrictSpread}) {
+    INFO(PlacementStrategyName(strategy));
+    BundlePlacement p = place({kOneCpu, kOneCpu, kOneCpu},
+                              strategy, {{{"zone", "b"}}, {{"zone", "a"}}, {}});
+    REQUIRE(p.kind == Kind::kPlaced);
+    CHECK(zone_of(p.nodes[0]) == "b");
+    CHECK(zone_of(p.nodes[1]) == "a");
+  }
+  // STRICT_PACK: one node matching every bundle's selector.
+  BundlePlacement pack = place({kOneCpu, kOneCpu}, PlacementStrategy::kStrictPack,
+                               {{{"zone", "!a"}}, {{"zone", "in(b,c)"}}});
+  REQUIRE(pack.kind == Kind::kPlaced);
+  CHECK(zone_of(pack.nodes[0]) == "b");
+  CHECK(pack.nodes[0] == pack.nodes[1]);
+  CHECK(place({kOneCpu, kOneCpu}, PlacementStrategy::kStrictPack, {{{"zone", "a"}}, {{"zone", "b"}}})
+            .kind == Kind::kInfeasible);
+  // STRICT_SPREAD: three bundles for zone a, which has two nodes.
+  CHECK(place({kOneCpu, kOneCpu, kOneCpu}, PlacementStrategy::kStrictSpread,
+              {{{"zone", "a"}}, {{"zone", "a"}}, {{"zone", "a"}}})
+            .kind == Kind::kInfeasible);
+  // No node matches: infeasible, with the selector in the reason.
+  BundlePlacement none = place({kOneCpu}, PlacementStrategy::kPack, {{{"zone", "c"}}});
+  CHECK(none.kind == Kind::kInfeasible);
+  CHECK_THAT(none.reason, Catch::Contains("{zone: c}"));
+  // Matching nodes are busy: queue.
+  NodeView busy = *view.Find(Id(1));
+  busy.available = RS({{"CPU", 1}});
+  REQUIRE_OK(view.AddOrUpdateNode(busy));
+  const std::vector<Labels> all_a = {{{"zone", "a"}}, {{"zone", "a"}}, {{"zone", "a"}}};
+  CHECK(place({kTwoCpus, kTwoCpus, kTwoCpus}, PlacementStrategy::kPack, all_a).kind ==
+        Kind::kQueue);
+  BundlePlacement fits_now = place({kTwoCpus, kTwoCpus, kOneCpu}, PlacementStrategy::kPack, all_a);
+  REQUIRE(fits_now.kind == Kind::kPlaced);
+  CHECK(fits_now.nodes == Ids({2, 2, 1}));
+
+  // Errors: malformed selector (naming the bundle and key); not one per bundle.
+  auto bad = PlaceBundles(view, {RS(kOneCpu), RS(kOneCpu)}, PlacementStrategy::kPack,
+                          {{}, {{"zone", "in()"}}});
+  REQUIRE(absl::IsInvalidArgument(bad.status()));
+  CHECK_THAT(std::string(bad.status().message()), Catch::Contains("bundle 1"));
+  CHECK_THAT(std::string(bad.status().message()), Catch::Contains("`zone`"));
+  CHECK_CODE(PlaceBundles(view, {RS(kOneCpu), RS(kOneCpu)}, PlacementStrategy::kPack, {{}}),
+             kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace shoal

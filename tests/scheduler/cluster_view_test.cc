@@ -226,7 +226,7 @@ TEST_CASE("SummarizeDemand merges shapes and marks the infeasible ones", "[sched
   REQUIRE_OK(view.AddOrUpdateNode(Node(1, RS({{"CPU", 4}, {"GPU", 1}}), RS({}))));
   REQUIRE_OK(view.AddOrUpdateNode(Node(2, RS({{"CPU", 4}, {"GPU", 1}}))));
 
-  const std::vector<std::pair<ResourceSet, int64_t>> queued = {
+  const std::vector<QueuedDemand> queued = {
       {RS({{"GPU", 2}}), 1},
       {RS({{"CPU", 1}}), 3},
       {RS({{"GPU", 2}}), 1},
@@ -248,7 +248,7 @@ TEST_CASE("SummarizeDemand merges shapes and marks the infeasible ones", "[sched
   }
 
   // The order of the input does not matter.
-  std::vector<std::pair<ResourceSet, int64_t>> reversed(queued.rbegin(), queued.rend());
+  std::vector<QueuedDemand> reversed(queued.rbegin(), queued.rend());
   CHECK(SummarizeDemand(reversed, view) == summary);
 
   // A node with two GPUs joins: {GPU: 2} becomes pending rather than infeasible.
@@ -257,6 +257,69 @@ TEST_CASE("SummarizeDemand merges shapes and marks the infeasible ones", "[sched
   CHECK(summary.back() == DemandSummary{RS({{"GPU", 2}}), 2, false});
 
   CHECK(SummarizeDemand({}, view).empty());
+}
+
+// ------------------------------------------------------------------ GPU shares of other nodes
+
+TEST_CASE("A remote node's per-device GPU shares decide fit, and spillbacks take them per device",
+          "[scheduler][view][gpu]") {
+  ClusterResourceView view;
+  // A remote node reports 0.5 free on each of two devices: 1 GPU in sum, but no whole device.
+  NodeView remote = Node(2, RS({{"CPU", 8}, {"GPU", 2}}), RS({{"CPU", 8}, {"GPU", 1}}));
+  remote.gpu_free = {FP(0.5), FP(0.5)};
+  REQUIRE_OK(view.AddOrUpdateNode(remote));
+  const NodeView* node = view.Find(Id(2));
+  CHECK_FALSE(node->IsAvailable(RS({{"GPU", 1}})));
+  CHECK(node->IsAvailable(RS({{"GPU", 0.5}})));
+  CHECK(view.Feasible(RS({{"GPU", 1}})));  // once the other work finishes
+
+  // Spillbacks of 0.5 GPU take one device's share each, until none is left.
+  REQUIRE_OK(view.TakeAvailable(Id(2), RS({{"CPU", 1}, {"GPU", 0.5}})));
+  CHECK(view.Find(Id(2))->gpu_free == std::vector<FixedPoint>{FP(0), FP(0.5)});
+  CHECK(view.Find(Id(2))->available == RS({{"CPU", 7}, {"GPU", 0.5}}));
+  REQUIRE_OK(view.TakeAvailable(Id(2), RS({{"CPU", 1}, {"GPU", 0.5}})));
+  CHECK(view.Find(Id(2))->gpu_free == std::vector<FixedPoint>{FP(0), FP(0)});
+  CHECK_CODE(view.TakeAvailable(Id(2), RS({{"GPU", 0.5}})), kResourceExhausted);
+  CHECK(view.Find(Id(2))->available == RS({{"CPU", 6}}));
+  CHECK_CODE(view.TakeAvailable(Id(9), RS({{"CPU", 1}})), kNotFound);
+
+  // Best fit: a 0.25 goes onto the device with the least share that holds it.
+  remote.available = RS({{"CPU", 8}, {"GPU", 1.25}});
+  remote.gpu_free = {FP(1), FP(0.25)};
+  REQUIRE_OK(view.AddOrUpdateNode(remote));
+  REQUIRE_OK(view.TakeAvailable(Id(2), RS({{"GPU", 0.25}})));
+  CHECK(view.Find(Id(2))->gpu_free == std::vector<FixedPoint>{FP(1), FP(0)});
+  CHECK(view.Find(Id(2))->IsAvailable(RS({{"GPU", 1}})));
+
+  // Known only by the sum: taken from the sum.
+  NodeView sum_only = Node(3, RS({{"GPU", 2}}), RS({{"GPU", 1}}));
+  REQUIRE_OK(view.AddOrUpdateNode(sum_only));
+  REQUIRE_OK(view.TakeAvailable(Id(3), RS({{"GPU", 0.5}})));
+  CHECK(view.Find(Id(3))->gpu_free.empty());
+  CHECK(view.Find(Id(3))->available == RS({{"GPU", 0.5}}));
+}
+
+TEST_CASE("SummarizeDemand keeps selectors apart and judges them by the matching nodes",
+          "[scheduler][demand][labels]") {
+  ClusterResourceView view;
+  NodeView a = Node(1, RS({{"CPU", 4}}));
+  a.labels = {{"zone", "a"}};
+  REQUIRE_OK(view.AddOrUpdateNode(a));
+  const std::vector<QueuedDemand> queued = {
+      {RS({{"CPU", 1}}), 2, {}},
+      {RS({{"CPU", 1}}), 1, {{"zone", "b"}}},
+      {RS({{"CPU", 1}}), 1, {{"zone", "a"}}},
+      {RS({{"CPU", 1}}), 1, {{"zone", "b"}}},
+      {RS({{"CPU", 1}}), 1, {{"zone", "in("}}},  // malformed: never runs
+  };
+  std::vector<DemandSummary> summary = SummarizeDemand(queued, view);
+  const std::vector<DemandSummary> want = {
+      {RS({{"CPU", 1}}), 2, false, {}},
+      {RS({{"CPU", 1}}), 1, false, {{"zone", "a"}}},
+      {RS({{"CPU", 1}}), 2, true, {{"zone", "b"}}},
+      {RS({{"CPU", 1}}), 1, true, {{"zone", "in("}}},
+  };
+  CHECK(summary == want);
 }
 
 }  // namespace

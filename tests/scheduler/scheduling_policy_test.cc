@@ -381,6 +381,159 @@ ResourceSet RandomShape(std::mt19937& rng) {
              {"X", Pick<double>(rng, {0, 0, 0, 0, 0, 0, 0, 1})}});
 }
 
+// ------------------------------------------------------------------ label selectors
+
+rpc::SchedulingStrategy WithSelector(rpc::SchedulingStrategy strategy,
+                                     const std::map<std::string, std::string>& selector) {
+  strategy.mutable_label_selector()->insert(selector.begin(), selector.end());
+  return strategy;
+}
+
+TEST_CASE("Hybrid considers only nodes matching the label selector", "[scheduler][labels]") {
+  Cluster cluster;
+  cluster.Add(1, {{"CPU", 4}}).labels = {{"zone", "a"}};
+  cluster.Add(2, {{"CPU", 4}}).labels = {{"zone", "b"}};
+  cluster.Add(3, {{"CPU", 8}}, {{{"CPU", 0}}}).labels = {{"zone", "c"}};  // busy
+  cluster.Add(4, {{"CPU", 4}});                                           // no labels
+  const ClusterResourceView& view = cluster.view();
+  HybridSchedulingPolicy policy;
+  const std::map<std::string, double> one_cpu = {{"CPU", 1}};
+
+  CHECK(Decide(policy, view, 1, one_cpu, WithSelector(DefaultStrategy(), {{"zone", "b"}})) ==
+        SpillNow(2));
+  CHECK(Decide(policy, view, 1, one_cpu, WithSelector(DefaultStrategy(), {{"zone", "a"}})) ==
+        RunLocal(1));
+  // Not a: the local node is out; b and the unlabelled node match, and the lowest id wins.
+  CHECK(Decide(policy, view, 1, one_cpu, WithSelector(DefaultStrategy(), {{"zone", "!a"}})) ==
+        SpillNow(2));
+  CHECK(Decide(policy, view, 2, one_cpu,
+               WithSelector(DefaultStrategy(), {{"zone", "!in(a,b,c)"}})) == SpillNow(4));
+  CHECK(Decide(policy, view, 4, one_cpu, WithSelector(DefaultStrategy(), {{"zone", "in(a,b)"}})) ==
+        SpillNow(1));
+  // An empty demand runs locally only when the local node matches.
+  CHECK(Decide(policy, view, 1, {}, WithSelector(DefaultStrategy(), {{"zone", "b"}})) ==
+        SpillNow(2));
+
+  // Feasible only on a busy matching node: wait there, even though others are idle.
+  SchedulingDecision busy =
+      Decide(policy, view, 1, one_cpu, WithSelector(DefaultStrategy(), {{"zone", "c"}}));
+  CHECK(busy.kind == Kind::kSpillback);
+  CHECK(busy.node == Id(3));
+  CHECK_FALSE(busy.available_now);
+  CHECK(Decide(policy, view, 3, one_cpu, WithSelector(DefaultStrategy(), {{"zone", "c"}})).kind ==
+        Kind::kQueue);
+  // A matching node too small in total does not make it feasible; no matching node at all.
+  SchedulingDecision too_big =
+      Decide(policy, view, 1, {{"CPU", 6}}, WithSelector(DefaultStrategy(), {{"zone", "a"}}));
+  CHECK(too_big.kind == Kind::kInfeasible);
+  SchedulingDecision nobody =
+      Decide(policy, view, 1, one_cpu, WithSelector(DefaultStrategy(), {{"zone", "d"}}));
+  CHECK(nobody.kind == Kind::kInfeasible);
+  CHECK_THAT(nobody.reason, Catch::Contains("{zone: d}"));
+  CHECK_FALSE(view.Feasible(RS(one_cpu), *LabelSelector::Parse(Labels{{"zone", "d"}})));
+  CHECK(view.Feasible(RS(one_cpu), *LabelSelector::Parse(Labels{{"zone", "c"}})));
+
+  // A dead or scheduling-disabled matching node does not count.
+  cluster.Add(5, {{"CPU", 4}}).labels = {{"zone", "d"}};
+  cluster.view();
+  NodeView& disabled = cluster.Add(6, {{"CPU", 4}});
+  disabled.labels = {{"zone", "e"}};
+  disabled.scheduling_disabled = true;
+  NodeView& dead = cluster.Add(7, {{"CPU", 4}});
+  dead.labels = {{"zone", "f"}};
+  dead.alive = false;
+  const ClusterResourceView& more = cluster.view();
+  CHECK(Decide(policy, more, 1, one_cpu, WithSelector(DefaultStrategy(), {{"zone", "d"}})) ==
+        SpillNow(5));
+  CHECK(Decide(policy, more, 1, one_cpu, WithSelector(DefaultStrategy(), {{"zone", "e"}})).kind ==
+        Kind::kInfeasible);
+  CHECK(Decide(policy, more, 1, one_cpu, WithSelector(DefaultStrategy(), {{"zone", "f"}})).kind ==
+        Kind::kInfeasible);
+}
+
+TEST_CASE("SPREAD round-robins over the matching nodes only", "[scheduler][labels][spread]") {
+  Cluster cluster;
+  for (int n = 1; n <= 4; ++n) {
+    cluster.Add(n, {{"CPU", 4}}).labels = {{"zone", n % 2 == 0 ? "even" : "odd"}};
+  }
+  const ClusterResourceView& view = cluster.view();
+  HybridSchedulingPolicy policy;
+  std::vector<NodeId> order;
+  for (int i = 0; i < 4; ++i) {
+    SchedulingDecision d =
+        Decide(policy, view, 1, {{"CPU", 1}}, WithSelector(SpreadStrategy(), {{"zone", "even"}}));
+    CHECK(d.available_now);
+    order.push_back(d.node);
+  }
+  CHECK(order == std::vector<NodeId>{Id(2), Id(4), Id(2), Id(4)});
+  CHECK(Decide(policy, view, 1, {{"CPU", 1}}, WithSelector(SpreadStrategy(), {{"zone", "none"}}))
+            .kind == Kind::kInfeasible);
+  // Nothing free on the matching nodes: the local node does not match, so wait on one that does.
+  cluster.Add(2, {{"CPU", 4}}, {{{"CPU", 0}}}).labels = {{"zone", "even"}};
+  cluster.Add(4, {{"CPU", 4}}, {{{"CPU", 0}}}).labels = {{"zone", "even"}};
+  SchedulingDecision wait = Decide(policy, cluster.view(), 1, {{"CPU", 1}},
+                                   WithSelector(SpreadStrategy(), {{"zone", "even"}}));
+  CHECK(wait.kind == Kind::kSpillback);
+  CHECK_FALSE(wait.available_now);
+  CHECK((wait.node == Id(2) || wait.node == Id(4)));
+}
+
+TEST_CASE("Node affinity with a label selector", "[scheduler][labels][affinity]") {
+  Cluster cluster;
+  cluster.Add(1, {{"CPU", 4}}).labels = {{"zone", "a"}};
+  cluster.Add(2, {{"CPU", 4}}).labels = {{"zone", "b"}};
+  const ClusterResourceView& view = cluster.view();
+  HybridSchedulingPolicy policy;
+  const std::map<std::string, double> one_cpu = {{"CPU", 1}};
+
+  CHECK(Decide(policy, view, 1, one_cpu,
+               WithSelector(NodeAffinityStrategy(Id(2), false), {{"zone", "b"}})) == SpillNow(2));
+  // Hard affinity to a node that fails the selector can never be met.
+  SchedulingDecision hard =
+      Decide(policy, view, 1, one_cpu, WithSelector(NodeAffinityStrategy(Id(2), false), {{"zone", "a"}}));
+  CHECK(hard.kind == Kind::kUnschedulable);
+  CHECK_THAT(hard.reason, Catch::Contains("does not match label selector {zone: a}"));
+  // Soft falls back to the matching nodes.
+  CHECK(Decide(policy, view, 2, one_cpu,
+               WithSelector(NodeAffinityStrategy(Id(2), true), {{"zone", "a"}})) == SpillNow(1));
+  CHECK(Decide(policy, view, 1, one_cpu,
+               WithSelector(NodeAffinityStrategy(Id(2), true), {{"zone", "c"}}))
+            .kind == Kind::kInfeasible);
+}
+
+TEST_CASE("Malformed label selectors are InvalidArgument naming the key",
+          "[scheduler][labels][validation]") {
+  for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
+           {"zone", "in()"}, {"zone", "!!a"}, {"-zone", "a"}, {"zone", "a b"}}) {
+    for (rpc::SchedulingStrategy strategy :
+         {DefaultStrategy(), SpreadStrategy(), NodeAffinityStrategy(Id(1), true)}) {
+      absl::Status s = ValidateStrategy(WithSelector(strategy, {{key, value}}));
+      CHECK(absl::IsInvalidArgument(s));
+      CHECK_THAT(std::string(s.message()), Catch::Contains("`" + key + "`"));
+    }
+  }
+  Cluster cluster;
+  cluster.Add(1, {{"CPU", 4}});
+  HybridSchedulingPolicy policy;
+  CHECK_CODE(policy.Schedule(cluster.view(), Id(1),
+                             {RS({{"CPU", 1}}), WithSelector(DefaultStrategy(), {{"zone", "in("}})}),
+             kInvalidArgument);
+}
+
+TEST_CASE("StrategyKey is equal exactly for equal strategies", "[scheduler][labels]") {
+  rpc::SchedulingStrategy a = WithSelector(DefaultStrategy(), {{"zone", "a"}, {"gpu", "!x"}});
+  rpc::SchedulingStrategy b;
+  (*b.mutable_label_selector())["gpu"] = "!x";
+  (*b.mutable_label_selector())["zone"] = "a";
+  CHECK(StrategyKey(a) == StrategyKey(b));
+  CHECK(StrategyKey(DefaultStrategy()) == StrategyKey(rpc::SchedulingStrategy()));
+  CHECK(StrategyKey(a) != StrategyKey(DefaultStrategy()));
+  CHECK(StrategyKey(a) != StrategyKey(WithSelector(DefaultStrategy(), {{"zone", "a"}})));
+  CHECK(StrategyKey(a) != StrategyKey(WithSelector(SpreadStrategy(), {{"zone", "a"}, {"gpu", "!x"}})));
+  CHECK(StrategyKey(WithSelector(DefaultStrategy(), {{"ab", "c"}})) !=
+        StrategyKey(WithSelector(DefaultStrategy(), {{"a", "bc"}})));
+}
+
 TEST_CASE("Property: decisions respect availability, feasibility and flags",
           "[scheduler][property]") {
   std::mt19937 rng(20240611);

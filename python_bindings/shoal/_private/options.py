@@ -13,7 +13,6 @@ TASK_OPTIONS = {"num_cpus", "num_gpus", "memory", "resources", "max_retries", "r
 # given their "unset" value, never accepted and ignored.
 UNSUPPORTED_OPTIONS = {
     "accelerator_type": "nodes do not advertise accelerator types",
-    "label_selector": "label-based scheduling is not implemented",
     "object_store_memory": "per-task object store quotas are not implemented",
     "_metadata": "task metadata is not implemented",
     "concurrency_groups": "concurrency groups are not implemented",
@@ -25,7 +24,7 @@ def refuse_unsupported(options, what="remote functions"):
     for key, why in UNSUPPORTED_OPTIONS.items():
         value = options.get(key)
         if value is None or (key == "max_pending_calls" and value == -1) or (
-                key in ("concurrency_groups", "label_selector", "_metadata") and not value):
+                key in ("concurrency_groups", "_metadata") and not value):
             continue
         raise ValueError(f"The option {key}={value!r} for {what} is not supported by Shoal: {why}.")
 
@@ -89,6 +88,8 @@ def validate(options, allowed=TASK_OPTIONS):
         validate_runtime_env(options["runtime_env"])
     if "scheduling_strategy" in options:
         scheduling_strategies.validate(options["scheduling_strategy"])
+    if options.get("label_selector") is not None:
+        scheduling_strategies.validate_label_selector(options["label_selector"])
     strategy_of(options)  # the placement_group options, checked as Ray does
     return options
 
@@ -173,7 +174,7 @@ def core_options(options, default_cpus=1):
         out["max_calls"] = int(max_calls)
     named = strategy_of(options)
     out["explicit_strategy"] = named is not None  # else a parent's captured placement group applies
-    strategy = scheduling_strategies.to_proto_json(named)
+    strategy = scheduling_strategies.to_proto_json(named, options.get("label_selector"))
     if strategy is not None:
         out["strategy"] = strategy  # rpc::SchedulingStrategy as JSON; the core converts it
     return out

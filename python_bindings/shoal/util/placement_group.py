@@ -177,13 +177,20 @@ def placement_group(bundles, strategy="PACK", name="", lifetime=None, _max_cpu_f
         raise ValueError("_max_cpu_fraction_per_node is not supported by Shoal")
     if _soft_target_node_id is not None:
         raise ValueError("_soft_target_node_id is not supported by Shoal")
-    if bundle_label_selector:
-        raise ValueError("bundle_label_selector is not supported by Shoal yet: label-based scheduling is not "
-                         "implemented")
+    selectors = []
+    if bundle_label_selector is not None:
+        if not isinstance(bundle_label_selector, (list, tuple)) or len(bundle_label_selector) != len(clean):
+            raise ValueError(f"bundle_label_selector must be a list with one dict per bundle ({len(clean)}), got "
+                             f"{bundle_label_selector!r}")
+        for i, selector in enumerate(bundle_label_selector):
+            if not isinstance(selector, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                         for k, v in selector.items()):
+                raise ValueError(f"bundle_label_selector[{i}] must be a dict of str to str, got {selector!r}")
+            selectors.append(dict(selector))
     core = runtime.connect()
     with core_call:
         hex_id = core.create_placement_group(clean, strategy, name, runtime.state.namespace or "default",
-                                             lifetime == "detached")
+                                             lifetime == "detached", selectors)
     return PlacementGroup(hex_id, clean)
 
 

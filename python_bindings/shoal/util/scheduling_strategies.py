@@ -7,6 +7,7 @@ class here whose `_proto()` answers its fields, its kind in the proto, and its r
 scheduler (src/scheduler); nothing in between changes.
 """
 import json
+import re
 
 # Strategies named by a string, as their proto fields.
 NAMED = {"DEFAULT": {"kind": "DEFAULT"}, "SPREAD": {"kind": "SPREAD"}}
@@ -77,10 +78,47 @@ def validate(strategy):
                      f"NodeAffinitySchedulingStrategy or a PlacementGroupSchedulingStrategy, got {strategy!r}")
 
 
-def to_proto_json(strategy):
-    """The proto form of `strategy` as JSON, or None for the default (which needs none)."""
+# Ray's label syntax (Kubernetes'): a name or value is 1-63 characters of letters, digits, '-', '_'
+# and '.', beginning and ending with a letter or digit; a key may have a DNS-subdomain prefix/.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?"
+_KEY = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*/)?{_LABEL}")
+_CONDITION = re.compile(rf"!?{_LABEL}|!?in\({_LABEL}(?:, ?{_LABEL})*\)")
+
+
+def validate_label_selector(selector):
+    """Raises TypeError unless `selector` is a dict of str to str, and ValueError, naming the
+    key, for a malformed key or condition. Conditions (Ray's): "v" (the node's label equals v),
+    "!v" (absent or different), "in(v1,v2)" (one of them), "!in(v1,v2)" (absent or none of
+    them); "" matches an empty label value. Every key must match."""
+    if not isinstance(selector, dict):
+        raise TypeError(f"label_selector must be a dict of str to str, got {type(selector).__name__}")
+    for key, condition in selector.items():
+        if not isinstance(key, str) or not isinstance(condition, str):
+            raise TypeError(f"label_selector must map str keys to str values, got {key!r}: {condition!r}")
+        if len(key) > 253 + 1 + 63 or not _KEY.fullmatch(key) or ("/" in key and len(key.rsplit("/", 1)[0]) > 253):
+            raise ValueError(f"label_selector key `{key}` is invalid: a key is [prefix/]name, where the name is "
+                             "1-63 characters of letters, digits, '-', '_' and '.', beginning and ending with a "
+                             "letter or digit, and the prefix is such names joined by dots")
+        if condition != "" and not _CONDITION.fullmatch(condition):
+            raise ValueError(f"label_selector value `{condition}` of key `{key}` is invalid: a value is an "
+                             "optional '!', then a label value or in(v1,v2,...); each label value is 1-63 "
+                             "characters of letters, digits, '-', '_' and '.', beginning and ending with a "
+                             "letter or digit")
+    return selector
+
+
+def to_proto_json(strategy, label_selector=None):
+    """The proto form of `strategy` (with `label_selector`, a dict of str to str, on any kind) as
+    JSON, or None for the default without a selector (which needs none)."""
     validate(strategy)
-    if strategy is None or strategy == "DEFAULT":
+    if label_selector:
+        validate_label_selector(label_selector)
+    if (strategy is None or strategy == "DEFAULT") and not label_selector:
         return None
-    fields = NAMED[strategy] if isinstance(strategy, str) else strategy._proto()
+    if strategy is None:
+        fields = {"kind": "DEFAULT"}
+    else:
+        fields = dict(NAMED[strategy] if isinstance(strategy, str) else strategy._proto())
+    if label_selector:
+        fields["label_selector"] = dict(label_selector)
     return json.dumps(fields)
