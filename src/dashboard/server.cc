@@ -455,6 +455,13 @@ void DashboardServer::AddRoutes() {
       }
       out["num_actors"] = actors->total();
     }
+    out["placement_group_list"] = nlohmann::json::array();
+    if (auto groups = cluster_.PlacementGroups(kDefaultListLimit, kStatusTimeout); groups.ok()) {
+      for (const rpc::PlacementGroupInfo& group : groups->groups()) {
+        out["placement_group_list"].push_back(cluster::PlacementGroupToJson(group));
+      }
+      out["num_placement_groups"] = groups->total();
+    }
     out["tasks"] = nlohmann::json::array();
     if (auto tasks = gcs.ListTasks(kDefaultListLimit); tasks.ok()) {
       for (const rpc::TaskSummary& t : tasks->tasks()) {

@@ -34,6 +34,7 @@ button{font-size:12px}.bar{display:inline-block;height:8px;background:#dbe4ee;wi
 <section><h2>Resource demands (pending and infeasible)</h2><div id="demands" class="none">loading…</div></section>
 <section><h2>Jobs</h2><div id="jobs" class="none">loading…</div><div id="log-view"></div></section>
 <section><h2>Actors</h2><div id="actors" class="none">none</div></section>
+<section><h2>Placement groups</h2><div id="placement-groups" class="none">none</div></section>
 <section><h2>Recent tasks</h2><div id="tasks" class="none">none</div></section>
 </main>
 <script>
@@ -88,6 +89,14 @@ function renderStatus(s) {
        el("span", {class: d.infeasible ? "FAILED" : "PENDING"}, d.infeasible ? "infeasible" : "pending")])));
   if (s.actors && s.actors.length) replace("actors", table(["actor", "class", "name", "state", "node", "restarts", "death cause"], s.actors.slice(0, MAX_ROWS).map(a => [a.actor_id.slice(0, 12), a.class_name, a.name, a.state, (a.node_id || "").slice(0, 12), String(a.num_restarts), a.death_cause])));
   else none("actors", "none");
+  const groups = s.placement_group_list || [];
+  if (groups.length) replace("placement-groups", table(["group", "name", "strategy", "state", "bundles (resources @ node)", "why pending"],
+      groups.slice(0, MAX_ROWS).map(g => [g.placement_group_id.slice(0, 12), g.name, g.strategy,
+        el("span", {class: g.state === "CREATED" ? "SUCCEEDED" : g.state === "REMOVED" ? "STOPPED" : "PENDING"}, g.state),
+        g.bundles.map(b => "{" + Object.entries(b.resources).map(([k, v]) => k + ": " + v).join(", ") + "}" +
+                           (b.node_id ? " @ " + b.node_id.slice(0, 12) : "")).join("; "),
+        g.infeasible ? "infeasible: " + g.pending_reason : g.pending_reason])));
+  else none("placement-groups", "none");
   if (s.tasks && s.tasks.length) replace("tasks", table(["task", "name", "state", "node", "error"], s.tasks.slice(0, MAX_ROWS).map(t => [t.task_id.slice(0, 16), t.name, t.state, (t.node_id || "").slice(0, 12), t.error_type])));
   else none("tasks", "none");
 }

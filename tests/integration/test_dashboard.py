@@ -264,6 +264,13 @@ def test_web_ui_in_headless_chromium(head):
         pytest.skip("chromium and chromium-driver are not installed (scripts/setup.sh installs them)")
     job_id = submit(head, "--submission-id", "ui-job", "--", "echo shown-in-ui")
     wait_for_status(head, job_id, TERMINAL)
+    # A detached placement group, made by a driver that has exited: the UI lists it.
+    from conftest import PYTHON_DIR
+    made = subprocess.run([sys.executable, "-c", "import shoal; shoal.init(address=%r); "
+                           "pg = shoal.util.placement_group([{'CPU': 1}], name='ui-group', lifetime='detached'); "
+                           "assert pg.wait(60)" % head.address],
+                          env=dict(head.env, PYTHONPATH=PYTHON_DIR), capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1000"):
@@ -282,6 +289,9 @@ def test_web_ui_in_headless_chromium(head):
         wait_until(lambda: "ui-job" in driver.find_element(By.ID, "jobs").text, 30, what="the job in the UI")
         assert "SUCCEEDED" in driver.find_element(By.ID, "jobs").text
         assert driver.find_element(By.ID, "actors").text == "none"
+        wait_until(lambda: "ui-group" in driver.find_element(By.ID, "placement-groups").text, 30,
+                   what="the placement group in the UI")
+        assert "CREATED" in driver.find_element(By.ID, "placement-groups").text
         os.makedirs(ARTIFACTS, exist_ok=True)
         driver.save_screenshot(os.path.join(ARTIFACTS, "dashboard.png"))
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
