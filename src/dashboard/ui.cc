@@ -58,7 +58,8 @@ function fmt(name, v) {
 function usage(total, avail) {
   const parts = [];
   for (const name of Object.keys(total).sort()) {
-    if (name.startsWith("node:")) continue;
+    // Placement group bundles' own names (CPU_group_0_<id>...): the group list shows them.
+    if (name.startsWith("node:") || /_group_(\d+_)?[0-9a-f]{36}$/.test(name)) continue;
     const used = Math.max(0, total[name] - (avail[name] || 0));
     const pct = total[name] > 0 ? Math.round(100 * used / total[name]) : 0;
     const bar = el("span", {class: "bar", title: pct + "%"}, el("span", {style: "width:" + pct + "%"}));

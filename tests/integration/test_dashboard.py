@@ -292,6 +292,9 @@ def test_web_ui_in_headless_chromium(head):
         wait_until(lambda: "ui-group" in driver.find_element(By.ID, "placement-groups").text, 30,
                    what="the placement group in the UI")
         assert "CREATED" in driver.find_element(By.ID, "placement-groups").text
+        # The bundles' formatted resource names stay out of the node and cluster totals.
+        assert "_group_" not in driver.find_element(By.ID, "nodes").text
+        assert "_group_" not in driver.find_element(By.ID, "resources").text
         os.makedirs(ARTIFACTS, exist_ok=True)
         driver.save_screenshot(os.path.join(ARTIFACTS, "dashboard.png"))
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
