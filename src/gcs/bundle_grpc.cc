@@ -25,9 +25,11 @@ Request WithBundles(std::vector<rpc::Bundle> bundles) {
 
 GrpcBundleClient::~GrpcBundleClient() { Shutdown(absl::Seconds(2)); }
 
-void GrpcBundleClient::PrepareBundles(const std::string& raylet, std::vector<rpc::Bundle> bundles, Done done) {
-  calls_.Start(raylets_.Get(raylet), &rpc::BundleService::Stub::async::PrepareBundles,
-               WithBundles<rpc::PrepareBundlesRequest>(std::move(bundles)),
+void GrpcBundleClient::PrepareBundles(const std::string& raylet, std::vector<rpc::Bundle> bundles, bool commit,
+                                      Done done) {
+  rpc::PrepareBundlesRequest request = WithBundles<rpc::PrepareBundlesRequest>(std::move(bundles));
+  request.set_commit(commit);
+  calls_.Start(raylets_.Get(raylet), &rpc::BundleService::Stub::async::PrepareBundles, std::move(request),
                {.timeout = timeout_, .cancel_on_shutdown = true},
                [done = std::move(done)](absl::Status s, rpc::PrepareBundlesReply) { done(s); });
 }

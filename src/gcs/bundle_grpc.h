@@ -27,7 +27,7 @@ class GrpcBundleClient : public BundleClient {
   GrpcBundleClient(const GrpcBundleClient&) = delete;
   GrpcBundleClient& operator=(const GrpcBundleClient&) = delete;
 
-  void PrepareBundles(const std::string& raylet, std::vector<rpc::Bundle> bundles, Done done) override;
+  void PrepareBundles(const std::string& raylet, std::vector<rpc::Bundle> bundles, bool commit, Done done) override;
   void CommitBundles(const std::string& raylet, std::vector<rpc::Bundle> bundles, Done done) override;
   void CancelBundles(const std::string& raylet, std::vector<rpc::Bundle> bundles, bool group_removed,
                      Done done) override;

@@ -22,10 +22,11 @@ class FakeBundleClient : public BundleClient {
     bool group_removed = false;  // kCancel
     Done done;                   // kPrepare, kCommit, kCancel
     ReleaseDone release_done;    // kRelease
+    bool commit = false;         // kPrepare: commit in the same call
   };
 
-  void PrepareBundles(const std::string& raylet, std::vector<rpc::Bundle> bundles, Done done) override {
-    Record({Kind::kPrepare, raylet, std::move(bundles), false, std::move(done), nullptr});
+  void PrepareBundles(const std::string& raylet, std::vector<rpc::Bundle> bundles, bool commit, Done done) override {
+    Record({Kind::kPrepare, raylet, std::move(bundles), false, std::move(done), nullptr, commit});
   }
   void CommitBundles(const std::string& raylet, std::vector<rpc::Bundle> bundles, Done done) override {
     Record({Kind::kCommit, raylet, std::move(bundles), false, std::move(done), nullptr});

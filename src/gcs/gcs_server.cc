@@ -227,6 +227,8 @@ ActorManagerOptions GcsServer::WithGroupCheck(ActorManagerOptions options, const
 }
 
 PlacementGroupManagerOptions GcsServer::WithRemoval(PlacementGroupManagerOptions options, ActorManager& actors) {
+  // A reservation on one node takes one raylet call (bench/README.md, placement groups).
+  options.one_call_for_one_node = true;
   // A removed group's actors die for good.
   options.on_removed = [&actors](const PlacementGroupId& id) { actors.OnPlacementGroupRemoved(id.Binary()); };
   return options;

@@ -545,13 +545,18 @@ void PlacementGroupManager::StartAttempt(const PlacementGroupId& id, Group& g, c
   a.id = next_attempt_++;
   a.pg = id;
   for (size_t i = 0; i < indices.size(); ++i) a.parts[nodes[i]].indices.push_back(indices[i]);
+  // One node takes everything placed now: its prepare alone is all or nothing, so it commits
+  // in the same call. The reply is then the commit's (OnReply), and a failure the prepare's.
+  a.one_call = options_.one_call_for_one_node && a.parts.size() == 1;
+  a.committing = a.one_call;
   for (auto& [node, part] : a.parts) {
     auto raylet = RayletOf(node);
     part.raylet = raylet.value_or("");
     ++a.outstanding;
-    actions.push_back([this, attempt = a.id, node, raylet = part.raylet, bundles = BundlesOf(g.info, part.indices, node)]() mutable {
-      client_.PrepareBundles(raylet, std::move(bundles), [this, attempt, node](absl::Status s) {
-        OnReply(attempt, node, /*commit=*/false, s);
+    actions.push_back([this, attempt = a.id, node, raylet = part.raylet, one_call = a.one_call,
+                       bundles = BundlesOf(g.info, part.indices, node)]() mutable {
+      client_.PrepareBundles(raylet, std::move(bundles), one_call, [this, attempt, node, one_call](absl::Status s) {
+        OnReply(attempt, node, /*commit=*/one_call, s);
       });
     });
   }
@@ -569,16 +574,18 @@ void PlacementGroupManager::OnReply(uint64_t attempt_id, const NodeId& node, boo
     Part& part = it->second;
     part.answered = true;
     part.ok = status.ok();
-    part.refused = !commit && absl::IsResourceExhausted(status);
+    part.refused = (!commit || attempt_->one_call) && absl::IsResourceExhausted(status);
     if (!status.ok()) part.error = status.ToString();
-    if (part.ok && !commit) {
+    if (part.ok && (!commit || attempt_->one_call)) {
       const Group* g = Find(attempt_->pg);
       if (g != nullptr) {
         for (int i : part.indices) Reserve(node, ResourceSet::FromProto(g->info.bundles(i).resources()));
       }
     }
     if (--attempt_->outstanding == 0) {
-      if (commit) {
+      if (attempt_->one_call && !part.ok) {
+        AfterPrepare(actions);  // the one call failed: as a failed prepare (cancel, back off)
+      } else if (commit) {
         AfterCommit(actions);
       } else {
         AfterPrepare(actions);

@@ -83,7 +83,9 @@ class BundleClient {
   using ReleaseDone = std::function<void(absl::Status, int32_t released)>;
 
   virtual ~BundleClient() = default;
-  virtual void PrepareBundles(const std::string& raylet, std::vector<rpc::Bundle> bundles, Done done) = 0;
+  // With `commit`, the raylet commits them as well in the same call (PrepareBundlesRequest).
+  virtual void PrepareBundles(const std::string& raylet, std::vector<rpc::Bundle> bundles, bool commit,
+                              Done done) = 0;
   virtual void CommitBundles(const std::string& raylet, std::vector<rpc::Bundle> bundles, Done done) = 0;
   virtual void CancelBundles(const std::string& raylet, std::vector<rpc::Bundle> bundles, bool group_removed,
                              Done done) = 0;
@@ -97,6 +99,9 @@ struct PlacementGroupManagerOptions {
   absl::Duration retry_max = absl::Seconds(10);
   // REMOVED groups kept for display; the oldest removed go first.
   size_t max_removed = 1000;
+  // A reservation whose bundles all go to one node is prepared and committed in one call to
+  // its raylet (one round trip instead of two; still all or nothing, as one node's prepare is).
+  bool one_call_for_one_node = false;
   // Called (outside the lock) once a group is REMOVED: its actors die.
   std::function<void(const PlacementGroupId&)> on_removed;
 };
@@ -177,6 +182,7 @@ class PlacementGroupManager {
     uint64_t id = 0;
     PlacementGroupId pg;
     bool committing = false;
+    bool one_call = false;  // prepared and committed in one call (one node)
     std::map<NodeId, Part> parts;
     int outstanding = 0;
   };

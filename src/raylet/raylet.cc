@@ -214,7 +214,11 @@ class Raylet::BundleGrpcService final : public rpc::BundleService::CallbackServi
   grpc::ServerUnaryReactor* PrepareBundles(grpc::CallbackServerContext* ctx, const rpc::PrepareBundlesRequest* req,
                                            rpc::PrepareBundlesReply*) override {
     SHOAL_AUTHENTICATE_REACTOR(ctx);
-    return OnLoop(ctx, [this, req] { return Reported(raylet_.bundles_->Prepare(req->bundles())); });
+    return OnLoop(ctx, [this, req] {
+      absl::Status s = raylet_.bundles_->Prepare(req->bundles());
+      if (s.ok() && req->commit()) s = raylet_.bundles_->Commit(req->bundles());
+      return Reported(s);
+    });
   }
 
   grpc::ServerUnaryReactor* CommitBundles(grpc::CallbackServerContext* ctx, const rpc::CommitBundlesRequest* req,

@@ -26,13 +26,14 @@ using Shape = std::map<std::string, double>;
 
 // An actor manager's GCS (actor_test::Gcs) with a placement group manager on top.
 struct PgGcs {
-  explicit PgGcs(StoreClient* shared_store = nullptr, size_t max_removed = 1000)
+  explicit PgGcs(StoreClient* shared_store = nullptr, size_t max_removed = 1000, bool one_call = false)
       : gcs(shared_store),
         pgs(std::make_unique<PlacementGroupManager>(
             gcs.store, gcs.clock, gcs.nodes, client,
             PlacementGroupManagerOptions{.retry_initial = absl::Seconds(1),
                                          .retry_max = absl::Seconds(8),
                                          .max_removed = max_removed,
+                                         .one_call_for_one_node = one_call,
                                          .on_removed = [this](const PlacementGroupId& id) {
                                            gcs.actors->OnPlacementGroupRemoved(id.Binary());
                                          }})) {
@@ -295,6 +296,50 @@ TEST_CASE("STRICT_PACK puts two half-GPU bundles on one node", "[placement_group
   REQUIRE(lease.has_value());
   CHECK(lease->raylet == RayletOf(2));
   CHECK(lease->request.grant_or_reject());
+}
+
+TEST_CASE("one_call_for_one_node: a one-node reservation is prepared and committed in one call",
+          "[placement_groups]") {
+  PgGcs t(nullptr, 1000, /*one_call=*/true);
+  t.AddNode(1, {{"CPU", 8}}, true);
+  t.AddNode(2, {{"CPU", 2}});
+  const PG packed = MakeGroup(PG::STRICT_PACK, {{{"CPU", 1}}, {{"CPU", 2}}});
+  REQUIRE_OK(t.pgs->Create(packed));
+  auto call = t.client.Take(Kind::kPrepare);
+  REQUIRE(call.has_value());
+  CHECK(call->commit);
+  CHECK(call->raylet == RayletOf(1));
+  call->done(absl::OkStatus());
+  CHECK(t.client.Open(Kind::kCommit) == 0);  // no second phase
+  CHECK(t.Get(packed).state() == PG::CREATED);
+  CHECK(NodesOf(t.Get(packed)) == std::set<std::string>{Hex(1)});
+
+  // A refusal is a failed prepare: nothing to commit, the group waits, backs off, and retries.
+  const PG second = MakeGroup(PG::PACK, {{{"CPU", 1}}});
+  REQUIRE_OK(t.pgs->Create(second));
+  call = t.client.Take(Kind::kPrepare);
+  REQUIRE(call.has_value());
+  CHECK(call->commit);
+  call->done(absl::ResourceExhaustedError("does not fit"));
+  CHECK(t.Get(second).state() == PG::PENDING);
+  CHECK(t.client.Open(Kind::kPrepare) == 0);
+  t.gcs.clock.Advance(absl::Seconds(2));
+  t.pgs->Tick();
+  call = t.client.Take(Kind::kPrepare);
+  REQUIRE(call.has_value());
+  call->done(absl::OkStatus());
+  CHECK(t.Get(second).state() == PG::CREATED);
+
+  // Bundles on two nodes still take both phases.
+  const PG spread = MakeGroup(PG::STRICT_SPREAD, {{{"CPU", 0.5}}, {{"CPU", 0.5}}});
+  REQUIRE_OK(t.pgs->Create(spread));
+  REQUIRE(t.client.Open(Kind::kPrepare) == 2);
+  while (auto prepare = t.client.Take(Kind::kPrepare)) {
+    CHECK_FALSE(prepare->commit);
+    prepare->done(absl::OkStatus());
+  }
+  CHECK(t.Answer(Kind::kCommit).size() == 2);
+  CHECK(t.Get(spread).state() == PG::CREATED);
 }
 
 TEST_CASE("an infeasible group stays PENDING until a node that fits joins", "[placement_groups]") {
