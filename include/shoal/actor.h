@@ -190,12 +190,19 @@ class ActorTaskCaller {
       throw Error("shoal::ActorHandle::Task: this method (" + internal::TypeName<M>() +
                   ") is not a remote method; register it with SHOAL_REMOTE(&Class::Method) at namespace scope");
     }
-    return ObjectRef<Result>(internal::SubmitActorTask(actor_, *name_, std::move(packed)));
+    return ObjectRef<Result>(internal::SubmitActorTask(actor_, *name_, std::move(packed), group_));
+  }
+  // Runs the call in the actor's concurrency group `group` (ActorCreator::SetConcurrencyGroups);
+  // a group the actor lacks fails the call (its ref throws Error naming the group).
+  ActorTaskCaller& SetConcurrencyGroup(std::string group) {
+    group_ = std::move(group);
+    return *this;
   }
 
  private:
   internal::ActorIdBytes actor_;
   const std::string* name_;  // null when not registered
+  std::string group_;
 };
 
 // A handle on a live (or dead) actor of class T. Default-made: nil (calls throw Error).
@@ -291,9 +298,17 @@ class ActorCreator {
     options_.max_task_retries = max_task_retries;
     return *this;
   }
-  // Method calls that may run at once, each on its own thread (default 1).
+  // Method calls outside every concurrency group that may run at once, each on its own thread
+  // (default 1).
   ActorCreator& SetMaxConcurrency(int max_concurrency) {
     options_.max_concurrency = max_concurrency;
+    return *this;
+  }
+  // Ray's concurrency groups: {"io": 2, "compute": 4}. A call made with
+  // Task(&T::M).SetConcurrencyGroup("io") runs on the io group's threads, at most 2 at once,
+  // whatever the other groups are doing. Limits must be at least 1.
+  ActorCreator& SetConcurrencyGroups(std::map<std::string, int> groups) {
+    options_.concurrency_groups = std::move(groups);
     return *this;
   }
   // A name GetActor<T>(name, namespace) finds, unique among live actors in its namespace.

@@ -88,12 +88,15 @@ struct ActorCallOptions {
   int max_restarts = 0;        // -1: no limit
   int max_task_retries = 0;    // -1: no limit
   int max_concurrency = 1;
+  std::map<std::string, int> concurrency_groups;  // name -> calls of the group at once
 };
 // Registers the actor with the GCS (which runs `factory` on the actor's worker) and answers
 // its id at once; throws Error for bad options, a taken name, or before Init.
 ActorIdBytes CreateActor(const std::string& factory, std::vector<TaskArgument> args, const ActorCallOptions& options);
 // Calls `method` on the actor; the ref's value is the method's result, or its failure.
-NewObject SubmitActorTask(const ActorIdBytes& actor, const std::string& method, std::vector<TaskArgument> args);
+// `concurrency_group`: the actor's group the call runs in ("": the default group).
+NewObject SubmitActorTask(const ActorIdBytes& actor, const std::string& method, std::vector<TaskArgument> args,
+                          const std::string& concurrency_group = "");
 void KillActor(const ActorIdBytes& actor, bool no_restart);
 struct NamedActor {
   ActorIdBytes id;

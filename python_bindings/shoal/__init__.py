@@ -27,6 +27,13 @@ from shoal import util  # noqa: E402 - shoal.util.ActorPool etc. after a plain `
 
 ObjectID = ObjectRef  # Ray's older name
 
+
+def timeline(filename=None):
+    """Recent tasks as a Chrome trace (shoal.util.state.timeline): written to `filename` as JSON
+    when given, else answered as a list of trace events."""
+    from shoal.util.state import timeline as _timeline
+    return _timeline(filename)
+
 __version__ = "0.1.0"
 
 
@@ -55,13 +62,13 @@ def _make_remote(target, options):
 
 
 def method(*args, **options):
-    """Options of an actor method: @shoal.method(num_returns=2)."""
+    """Options of an actor method: @shoal.method(num_returns=2, concurrency_group="io")."""
     for key, value in options.items():
-        if key == "concurrency_group" and value is not None:
-            raise ValueError(f"The option concurrency_group={value!r} for actor methods is not supported by "
-                             f"Shoal: concurrency groups are not implemented.")
         if key not in ("num_returns", "concurrency_group"):
-            raise ValueError(f"Invalid option keyword {key} for actor methods. Valid ones are ['num_returns'].")
+            raise ValueError(f"Invalid option keyword {key} for actor methods. Valid ones are "
+                             f"['concurrency_group', 'num_returns'].")
+        if key == "concurrency_group" and value is not None and (not isinstance(value, str) or not value):
+            raise ValueError(f"concurrency_group must be a non-empty string, got {value!r}")
 
     def decorator(fn):
         fn.__shoal_method_options__ = options
@@ -74,4 +81,4 @@ def method(*args, **options):
 __all__ = ["init", "shutdown", "is_initialized", "remote", "method", "get", "put", "wait", "cancel",
            "ObjectRef", "ObjectID", "TaskID", "ActorID", "JobID", "NodeID", "WorkerID", "ActorHandle", "get_actor",
            "kill", "cluster_resources", "available_resources", "nodes", "get_gpu_ids", "get_runtime_context",
-           "exceptions", "cloudpickle", "util"]
+           "exceptions", "cloudpickle", "util", "timeline"]

@@ -44,6 +44,21 @@ def _validate_actor_options(options):
         v = options["max_concurrency"]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"max_concurrency must be an integer >= 1, got {v!r}")
+    groups = options.get("concurrency_groups")
+    if groups is not None:
+        if not isinstance(groups, dict):
+            raise TypeError(f"concurrency_groups must be a dict of group name to max concurrency, got "
+                            f"{type(groups).__name__}")
+        for group, limit in groups.items():
+            if not isinstance(group, str) or not group:
+                raise ValueError(f"concurrency group names must be non-empty strings, got {group!r}")
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ValueError(f"the max concurrency of concurrency group {group!r} must be an integer >= 1, "
+                                 f"got {limit!r}")
+    if "max_pending_calls" in options:
+        v = options["max_pending_calls"]
+        if isinstance(v, bool) or not isinstance(v, int) or v == 0 or v < -1:
+            raise ValueError(f"max_pending_calls must be -1 (no limit) or an integer >= 1, got {v!r}")
     if options.get("lifetime") not in (None, "detached", "non_detached"):
         raise ValueError(f"lifetime must be None, 'detached' or 'non_detached', got {options['lifetime']!r}")
     name = options.get("name")
@@ -63,8 +78,20 @@ def _method_table(cls):
             continue
         method_options = getattr(member, "__shoal_method_options__", {})
         table[name] = {"num_returns": method_options.get("num_returns", 1),
-                       "max_task_retries": method_options.get("max_task_retries")}
+                       "max_task_retries": method_options.get("max_task_retries"),
+                       "concurrency_group": method_options.get("concurrency_group")}
     return table
+
+
+def is_async_class(cls):
+    """Whether `cls` makes an async actor (Ray's rule: any method is a coroutine function or an
+    async generator); its calls then run on event loops, by default up to 1000 at once."""
+    return any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
+               for _, m in inspect.getmembers(cls, predicate=callable))
+
+
+# Ray's default max_concurrency of an async actor (a threaded actor's is 1).
+DEFAULT_ASYNC_MAX_CONCURRENCY = 1000
 
 
 class _Scope:
@@ -145,6 +172,7 @@ class ActorClass:
         self._options = _validate_actor_options(dict(options))
         self._name = cls.__qualname__
         self._methods = _method_table(cls)
+        self._is_async = is_async_class(cls)
         self._fid = None
         self._epoch = None
         self.__name__ = cls.__name__
@@ -187,12 +215,21 @@ class ActorClass:
         if nested:
             core_options["nested_refs"] = nested
         max_task_retries = options.get("max_task_retries", 0)
-        handle_data, _ = serialization.serialize_to_bytes((self._name, self._methods, max_task_retries))
+        groups = dict(options.get("concurrency_groups") or {})
+        for method, meta in self._methods.items():
+            group = meta.get("concurrency_group")
+            if group is not None and group not in groups:
+                raise ValueError(f"The method {self._name}.{method} runs in concurrency group {group!r}, which the "
+                                 f"actor does not define (concurrency_groups={groups}).")
+        extras = {"concurrency_groups": sorted(groups), "max_pending_calls": options.get("max_pending_calls", -1)}
+        handle_data, _ = serialization.serialize_to_bytes((self._name, self._methods, max_task_retries, extras))
+        default_concurrency = DEFAULT_ASYNC_MAX_CONCURRENCY if self._is_async else 1
         actor_options = {
             "class_name": self._name,
             "max_restarts": options.get("max_restarts", 0),
             "max_task_retries": max_task_retries,
-            "max_concurrency": options.get("max_concurrency", 1),
+            "max_concurrency": options.get("max_concurrency") or default_concurrency,
+            "concurrency_groups": groups,
             "detached": options.get("lifetime") == "detached",
             "get_if_exists": bool(options.get("get_if_exists", False)),
             "handle_data": handle_data,
@@ -204,12 +241,17 @@ class ActorClass:
             description = core.create_actor(self._function_name(), packed, core_options, actor_options)
         del keep
         if description["existed"]:
-            name, methods, retries = serialization.deserialize(description["handle_data"])
-            return ActorHandle(description["actor_id"], name, methods, retries)
+            return ActorHandle(description["actor_id"], *_handle_fields(description["handle_data"]))
         if not options.get("name") and options.get("lifetime") != "detached":
             with _scopes_lock:
                 _scopes[description["actor_id"]] = _Scope()
-        return ActorHandle(description["actor_id"], self._name, self._methods, max_task_retries)
+        return ActorHandle(description["actor_id"], self._name, self._methods, max_task_retries, extras)
+
+
+def _handle_fields(handle_data):
+    """(class name, methods, max_task_retries, extras) from an actor's handle_data."""
+    fields = serialization.deserialize(handle_data)
+    return tuple(fields) if len(fields) == 4 else (*fields, {})
 
 
 class ActorMethod:
@@ -232,9 +274,9 @@ class ActorMethod:
         for key in options:
             if key not in ("num_returns", "name", "concurrency_group"):
                 raise ValueError(f"Invalid option keyword {key} for actor methods.")
-        if options.get("concurrency_group") is not None:
-            raise ValueError(f"The option concurrency_group={options['concurrency_group']!r} for actor methods is "
-                             f"not supported by Shoal: concurrency groups are not implemented.")
+        group = options.get("concurrency_group")
+        if group is not None and (not isinstance(group, str) or not group):
+            raise ValueError(f"concurrency_group must be a non-empty string, got {group!r}")
         merged = dict(self._options)
         merged.update(options)
         return ActorMethod(self._handle, self._name, merged)
@@ -292,11 +334,14 @@ class ActorHandle:
     actor after the calls this caller made before it, as exit_actor() does; its ref raises
     ActorDiedError)."""
 
-    def __init__(self, actor_id, class_name, methods, max_task_retries=0, _register=False):
+    def __init__(self, actor_id, class_name, methods, max_task_retries=0, extras=None, _register=False):
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
         self._max_task_retries = max_task_retries
+        self._extras = extras or {}
+        self._groups = frozenset(self._extras.get("concurrency_groups", ()))
+        self._max_pending_calls = self._extras.get("max_pending_calls", -1)
         with _scopes_lock:
             scope = _scopes.get(actor_id)
             if scope is not None:
@@ -318,7 +363,8 @@ class ActorHandle:
         meta = self._methods.get(name)
         if meta is None:
             raise AttributeError(f"'{self._class_name}' actor has no method '{name}'")
-        return ActorMethod(self, name, {"num_returns": meta.get("num_returns", 1)})
+        return ActorMethod(self, name, {"num_returns": meta.get("num_returns", 1),
+                                        "concurrency_group": meta.get("concurrency_group")})
 
     @property
     def __ray_ready__(self):
@@ -338,6 +384,14 @@ class ActorHandle:
         packed, nested, keep = pack_arguments(args, kwargs)
         num_returns = options.get("num_returns", 1)
         core_options = {"num_returns": max(1, num_returns)}
+        group = options.get("concurrency_group")
+        if group:
+            if group not in self._groups:
+                raise ValueError(f"The actor {self._class_name} has no concurrency group {group!r} (its groups: "
+                                 f"{sorted(self._groups)}); define it with concurrency_groups={{...}}.")
+            core_options["concurrency_group"] = group
+        if self._max_pending_calls != -1:
+            core_options["max_pending_calls"] = self._max_pending_calls
         if nested:
             core_options["nested_refs"] = nested
         with core_call:
@@ -360,7 +414,8 @@ class ActorHandle:
             scope = _scopes.get(self._actor_id)
             if scope is not None:
                 scope.escaped = True
-        return (_rebuild_handle, (self._actor_id, self._class_name, self._methods, self._max_task_retries))
+        return (_rebuild_handle, (self._actor_id, self._class_name, self._methods, self._max_task_retries,
+                                  self._extras))
 
     def __repr__(self):
         return f"Actor({self._class_name}, {self._actor_id.hex()})"
@@ -376,8 +431,8 @@ class ActorHandle:
         return self._actor_id
 
 
-def _rebuild_handle(actor_id, class_name, methods, max_task_retries):
-    return ActorHandle(actor_id, class_name, methods, max_task_retries, _register=True)
+def _rebuild_handle(actor_id, class_name, methods, max_task_retries, extras=None):
+    return ActorHandle(actor_id, class_name, methods, max_task_retries, extras, _register=True)
 
 
 def get_actor(name, namespace=None):
@@ -386,8 +441,7 @@ def get_actor(name, namespace=None):
     core = runtime.connect()
     with core_call:
         description = core.get_named_actor(name, namespace or runtime.state.namespace)
-    class_name, methods, retries = serialization.deserialize(description["handle_data"])
-    return ActorHandle(description["actor_id"], class_name, methods, retries, _register=True)
+    return ActorHandle(description["actor_id"], *_handle_fields(description["handle_data"]), _register=True)
 
 
 def kill(actor, *, no_restart=True):

@@ -154,6 +154,11 @@ class ActorPlacementGroupRemoved(ActorDiedError):
     """The placement group the actor ran in was removed."""
 
 
+class PendingCallsLimitExceeded(ShoalError):
+    """An actor call was refused at .remote(): this handle already has max_pending_calls calls
+    to the actor that have not finished."""
+
+
 # The one table from the core's error types (proto ErrorType, by name) to exception classes.
 # TASK_EXCEPTION is not here: it is the user's own exception (see runtime.status_to_exception).
 ERROR_TYPES = {
@@ -172,6 +177,7 @@ ERROR_TYPES = {
     "RAYLET_UNAVAILABLE": RayletUnavailableError,
     "SYSTEM_ERROR": ShoalSystemError,
     "PLACEMENT_GROUP_REMOVED": TaskPlacementGroupRemoved,
+    "PENDING_CALLS_LIMIT_EXCEEDED": PendingCallsLimitExceeded,
 }
 
 # Ray's names.

@@ -12,6 +12,8 @@ flushed before the task's reply. Output outside tasks goes to this worker's log 
 """
 import asyncio
 import atexit
+import concurrent.futures
+import contextvars
 import ctypes
 import functools
 import inspect
@@ -24,7 +26,7 @@ import traceback
 from shoal import exceptions
 from shoal._private import runtime
 from shoal._private import serialization
-from shoal.actor import BUILTIN_METHODS, ActorExit
+from shoal.actor import BUILTIN_METHODS, ActorExit, is_async_class
 
 _FLUSH_PERIOD = 0.1
 
@@ -36,27 +38,36 @@ class _OutputForwarder:
         self._core = core
         self._lock = threading.Lock()
         self._pending = {}  # (owner, is_stderr) -> lines
-        self._local = threading.local()  # the owner and prefix of the task this thread runs
+        # (owner, prefix) of the task the calling code runs: per thread, and per asyncio task of
+        # an async actor's event loop (each asyncio task runs in its own copy of the context).
+        self._task = contextvars.ContextVar("shoal_output_task", default=None)
         self._send_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="shoal-output", daemon=True)
         self._thread.start()
 
     def begin_task(self, owner, name):
-        self._local.owner = owner
-        self._local.prefix = f"({name} pid={os.getpid()}) "
+        self._task.set((owner, f"({name} pid={os.getpid()}) "))
+
+    def current(self):
+        """What begin_task set here: hand it to the code that runs the task elsewhere (adopt)."""
+        return self._task.get()
+
+    def adopt(self, task):
+        self._task.set(task)
 
     def end_task(self):
         self.flush()
-        self._local.owner = None
+        self._task.set(None)
 
     def add(self, lines, is_stderr, raw=False):
         """Queues lines for the running task's owner; answers False when this thread runs no
         task (the caller writes them itself)."""
-        owner = getattr(self._local, "owner", None)
-        if owner is None:
+        task = self._task.get()
+        if task is None:
             return False
-        prefix = "" if raw else self._local.prefix
+        owner, task_prefix = task
+        prefix = "" if raw else task_prefix
         with self._lock:
             self._pending.setdefault((owner, is_stderr), []).extend(prefix + line for line in lines)
         return True
@@ -125,8 +136,12 @@ class Worker:
         self.functions = {}
         self.actor = None        # the instance, once this worker runs an actor
         self.actor_name = None
-        self.loop = None         # event loop for async actor methods (own thread)
+        self.loop = None         # event loop for async methods of threaded actors and tasks (own thread)
+        self.async_actor = False  # the actor has async methods: every call runs on a group's event loop
+        self.loops = {}          # an async actor's event loops, by concurrency group ("" the default)
+        self.loops_lock = threading.Lock()
         self.running = {}        # task id (hex) -> ident of the thread running it
+        self.async_calls = {}    # task id (hex) -> the concurrent future of a call on an event loop
         self.returned_refs = []  # refs put inside results: kept so their borrowers can read them
         self.retry_filters = {}  # pickled retry_exceptions lists -> tuples of classes
         self.exiting = None      # why the actor is ending (exit_actor, __ray_terminate__), once it is
@@ -154,7 +169,7 @@ class Worker:
         return fn
 
     def execute(self, function_name, task_id, num_returns, cuda_visible_devices, actor_id, actor_creation, args,
-                retry_exception_filter=b""):
+                retry_exception_filter=b"", concurrency_group=""):
         from shoal.remote_function import unpack_arguments
         if actor_id and not actor_creation:
             fid, name = "", function_name
@@ -178,7 +193,10 @@ class Worker:
                 if self.actor is None:
                     raise RuntimeError(f"this worker runs no actor (call {function_name!r})")
                 method, positional = self._actor_method(name, positional, keywords)
-                result = self._call(method, positional, keywords)
+                if self.async_actor:
+                    result = self._call_on_loop(concurrency_group, method, positional, keywords, task_id)
+                else:
+                    result = self._call(method, positional, keywords)
             else:
                 if not fid:
                     raise RuntimeError(f"'{function_name}' is not a Python task")
@@ -186,7 +204,13 @@ class Worker:
                 if actor_creation:
                     runtime.state.actor_id = actor_id
                     self.actor_name = name.rsplit(".", 1)[-1]
-                    self.actor = fn(*positional, **keywords)
+                    if inspect.isclass(fn) and is_async_class(fn):
+                        # As in Ray, the constructor runs on the default group's loop, so that
+                        # asyncio.get_event_loop() there is the loop its methods run on.
+                        self.async_actor = True
+                        self.actor = self._call_on_loop("", fn, positional, keywords, task_id)
+                    else:
+                        self.actor = fn(*positional, **keywords)
                     result = None
                 else:
                     result = self._call(fn, positional, keywords)
@@ -279,6 +303,46 @@ class Worker:
             traceback.print_exc(file=self.stderr._original)
             os._exit(1)
 
+    def _group_loop(self, group):
+        """The event loop of an async actor's concurrency group, started on first use on a
+        thread of its own. The core bounds how many calls of the group run at once (each waits
+        on a thread of the group for its call to finish here)."""
+        with self.loops_lock:
+            loop = self.loops.get(group)
+            if loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name=f"shoal-asyncio-{group or 'default'}",
+                                 daemon=True).start()
+                self.loops[group] = loop
+            return loop
+
+    def _call_on_loop(self, group, fn, positional, keywords, task_id):
+        """Runs a call of an async actor on its group's event loop and waits for it: coroutines
+        interleave there at their awaits; a sync method runs on the loop's thread (blocking it,
+        as in Ray). A cancel of the call cancels its asyncio task (interrupt)."""
+        output = self.forwarder.current()
+        task = self.core.current_task()
+
+        async def run():
+            self.forwarder.adopt(output)
+            runtime._loop_task.set(task)
+            if inspect.iscoroutinefunction(fn) or (
+                    isinstance(fn, functools.partial) and inspect.iscoroutinefunction(fn.func)):
+                return await fn(*positional, **keywords)
+            value = fn(*positional, **keywords)
+            if inspect.isawaitable(value):  # e.g. __ray_call__ with an async function
+                value = await value
+            return value
+
+        future = asyncio.run_coroutine_threadsafe(run(), self._group_loop(group))
+        self.async_calls[task_id] = future
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise exceptions.TaskCancelledError(f"the call {task_id} was cancelled") from None
+        finally:
+            self.async_calls.pop(task_id, None)
+
     def _call(self, fn, positional, keywords):
         if inspect.iscoroutinefunction(fn):
             if self.loop is None:
@@ -314,6 +378,10 @@ class Worker:
         return (type(e).__name__, f"{type(e).__name__}: {e}", data, tb, not_retryable)
 
     def interrupt(self, task_id):
+        future = self.async_calls.get(task_id)
+        if future is not None:  # a call on an async actor's event loop: cancel its asyncio task
+            future.cancel()
+            return
         thread = self.running.get(task_id)
         if thread is None:
             return

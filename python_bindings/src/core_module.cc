@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -26,6 +27,7 @@
 #include "src/common/resources.h"
 #include "src/common/rpc.h"
 #include "src/gcs_client/gcs_client.h"
+#include "src/gcs_client/state_query.h"
 #include "src/worker/core_worker.h"
 #include "src/worker/object_value.h"
 #include "src/worker/placement_group_client.h"
@@ -159,6 +161,8 @@ TaskOptions ToTaskOptions(const py::dict& options) {
   if (options.contains("nested_refs")) {
     out.nested_refs = ToIds(options["nested_refs"].cast<std::vector<std::string>>());
   }
+  if (options.contains("concurrency_group")) out.concurrency_group = options["concurrency_group"].cast<std::string>();
+  if (options.contains("max_pending_calls")) out.max_pending_calls = options["max_pending_calls"].cast<int>();
   return out;
 }
 
@@ -262,7 +266,7 @@ class PyCoreWorker {
   }
 
   // actor_options: class_name, name, namespace, detached, get_if_exists, max_restarts,
-  // max_task_retries, max_concurrency, handle_data (bytes).
+  // max_task_retries, max_concurrency, concurrency_groups ({name: limit}), handle_data (bytes).
   py::dict CreateActor(const std::string& function_name, const std::vector<std::pair<bool, std::string>>& args,
                        const py::dict& options, const py::dict& actor_options) {
     std::vector<TaskArg> task_args = ToTaskArgs(args);
@@ -276,6 +280,9 @@ class PyCoreWorker {
     if (actor_options.contains("max_restarts")) a.max_restarts = actor_options["max_restarts"].cast<int>();
     if (actor_options.contains("max_task_retries")) a.max_task_retries = actor_options["max_task_retries"].cast<int>();
     if (actor_options.contains("max_concurrency")) a.max_concurrency = actor_options["max_concurrency"].cast<int>();
+    if (actor_options.contains("concurrency_groups")) {
+      a.concurrency_groups = actor_options["concurrency_groups"].cast<std::map<std::string, int>>();
+    }
     if (actor_options.contains("handle_data")) a.handle_data = actor_options["handle_data"].cast<std::string>();
     absl::StatusOr<ActorDescription> d;
     {
@@ -421,7 +428,7 @@ class PyCoreWorker {
         for (const auto& a : call.args) args.append(py::cast(PyObjectBuffer{a}));
         py::tuple answer = (*shared)(call.function_name, call.task_id, call.num_returns,
                                         call.cuda_visible_devices, call.actor_id, call.actor_creation, args,
-                                        py::bytes(call.retry_exception_filter));
+                                        py::bytes(call.retry_exception_filter), call.concurrency_group);
         if (answer[0].cast<bool>()) {
           std::vector<std::string> results;
           for (const auto& r : answer[1].cast<py::list>()) results.push_back(r.cast<std::string>());
@@ -481,6 +488,7 @@ class PyCoreWorker {
     out["placement_group_id"] = info.placement_group_id;
     out["bundle_index"] = info.bundle_index;
     out["capture_child_tasks"] = info.capture_child_tasks;
+    out["resources"] = info.resources;
     return out;
   }
 
@@ -596,6 +604,57 @@ class PyCoreWorker {
 };
 
 // The GCS's view of the cluster, for shoal.nodes() and the resource queries.
+// The state API (src/gcs_client/state_query.h), answered as JSON text for shoal/util/state.py.
+// `filters`: (key, predicate, value) triples as Ray takes them.
+std::string StateList(const std::string& gcs_address, const std::string& resource,
+                      const std::vector<std::tuple<std::string, std::string, std::string>>& filters, int64_t limit,
+                      bool detail, double timeout) {
+  state::ListOptions options;
+  options.limit = limit;
+  options.detail = detail;
+  const state::Resource kind = Check(state::ParseResource(resource));
+  for (const auto& [key, predicate, value] : filters) {
+    options.filters.push_back(Check(state::MakeFilter(key, predicate, value)));
+  }
+  absl::StatusOr<state::ListResult> listed;
+  {
+    py::gil_scoped_release release;
+    listed = state::List(GcsClient({.address = gcs_address, .timeout = absl::Seconds(timeout)}), kind, options);
+  }
+  state::ListResult result = Check(std::move(listed));
+  return nlohmann::json{{"rows", result.rows}, {"total", result.total}, {"partial", result.partial}}.dump(
+      -1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string StateGet(const std::string& gcs_address, const std::string& resource, const std::string& id, double timeout) {
+  const state::Resource kind = Check(state::ParseResource(resource));
+  absl::StatusOr<nlohmann::json> entry;
+  {
+    py::gil_scoped_release release;
+    entry = state::Get(GcsClient({.address = gcs_address, .timeout = absl::Seconds(timeout)}), kind, id);
+  }
+  return Check(std::move(entry)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string StateSummarize(const std::string& gcs_address, const std::string& resource, double timeout) {
+  const state::Resource kind = Check(state::ParseResource(resource));
+  absl::StatusOr<nlohmann::json> summary;
+  {
+    py::gil_scoped_release release;
+    summary = state::Summarize(GcsClient({.address = gcs_address, .timeout = absl::Seconds(timeout)}), kind);
+  }
+  return Check(std::move(summary)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string StateTimeline(const std::string& gcs_address, double timeout) {
+  absl::StatusOr<nlohmann::json> trace;
+  {
+    py::gil_scoped_release release;
+    trace = state::Timeline(GcsClient({.address = gcs_address, .timeout = absl::Seconds(timeout)}));
+  }
+  return Check(std::move(trace)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 py::dict ClusterStatus(const std::string& gcs_address, double timeout) {
   absl::StatusOr<rpc::GetClusterStatusReply> status;
   {
@@ -738,6 +797,11 @@ PYBIND11_MODULE(_core, m) {
       .def("stop", &PyLocalCluster::Stop);
 
   m.def("cluster_status", &ClusterStatus, py::arg("gcs_address"), py::arg("timeout") = 10.0);
+  m.def("state_list", &StateList, py::arg("gcs_address"), py::arg("resource"), py::arg("filters"), py::arg("limit"),
+        py::arg("detail"), py::arg("timeout"));
+  m.def("state_get", &StateGet, py::arg("gcs_address"), py::arg("resource"), py::arg("id"), py::arg("timeout"));
+  m.def("state_summarize", &StateSummarize, py::arg("gcs_address"), py::arg("resource"), py::arg("timeout"));
+  m.def("state_timeline", &StateTimeline, py::arg("gcs_address"), py::arg("timeout"));
   m.attr("OBJECT_ID_SIZE") = ObjectId::kSize;
   m.attr("MAX_INLINE_SIZE") = kMaxInlineObjectSize;
 }

@@ -376,6 +376,7 @@ ActorIdBytes CreateActor(const std::string& factory, std::vector<TaskArgument> a
   actor.max_restarts = call.max_restarts;
   actor.max_task_retries = call.max_task_retries;
   actor.max_concurrency = call.max_concurrency;
+  actor.concurrency_groups = call.concurrency_groups;
   actor.handle_data = ActorHandleData(call.max_task_retries);
   CoreWorker& core = Core();
   absl::StatusOr<ActorDescription> created = core.CreateActor(factory, ToTaskArgs(std::move(args)), options, actor);
@@ -389,9 +390,13 @@ ActorIdBytes CreateActor(const std::string& factory, std::vector<TaskArgument> a
   return ToBytes(created->id);
 }
 
-NewObject SubmitActorTask(const ActorIdBytes& actor, const std::string& method, std::vector<TaskArgument> args) {
+NewObject SubmitActorTask(const ActorIdBytes& actor, const std::string& method, std::vector<TaskArgument> args,
+                          const std::string& concurrency_group) {
   CoreWorker& core = Core();
-  absl::StatusOr<std::vector<ObjectId>> ids = core.SubmitActorTask(ToActorId(actor), method, ToTaskArgs(std::move(args)), {});
+  TaskOptions options;
+  options.concurrency_group = concurrency_group;
+  absl::StatusOr<std::vector<ObjectId>> ids =
+      core.SubmitActorTask(ToActorId(actor), method, ToTaskArgs(std::move(args)), options);
   if (!ids.ok()) throw Error(absl::StrCat("cannot call ", method, ": ", ids.status().message()));
   return Adopt(core, ids->front());
 }

@@ -4,6 +4,11 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "src/cluster/local_state.h"
+#include "src/cluster/token.h"
+#include "src/common/auth.h"
+#include "src/common/rpc.h"
+#include "src/common/session.h"
 
 namespace shoal::cli {
 
@@ -29,6 +34,26 @@ std::optional<int> ParseCommandFlags(FlagSet& flags, int argc, char** argv, cons
         "unexpected argument '", flags.positional().front(), "' (see shoal ", argv[1], " --help)")));
   }
   return std::nullopt;
+}
+
+absl::StatusOr<std::string> ConnectToCluster(const FlagSet& flags, const std::string& address) {
+  std::string resolved = address;
+  if (!flags.WasSet("address")) {
+    absl::StatusOr<std::string> current = cluster::ReadCurrentCluster(ShoalTempRoot());
+    if (!current.ok()) {
+      return absl::NotFoundError(
+          "no Shoal cluster found on this machine: pass --address HOST:PORT, set SHOAL_ADDRESS, "
+          "or start one with `shoal start --head`");
+    }
+    resolved = *current;
+  }
+  if (absl::Status valid = ParseHostPort(resolved).status(); !valid.ok()) {
+    return flags.WasSet("address") ? valid : absl::FailedPreconditionError(valid.message());
+  }
+  absl::StatusOr<std::string> token = cluster::FindClusterToken(resolved);
+  if (!token.ok()) return token.status();
+  SetClusterToken(*token);
+  return resolved;
 }
 
 bool GivenOnCommandLine(int argc, char** argv, const std::string& name) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "src/common/flags.h"
 
 namespace shoal::cli {
@@ -21,6 +22,11 @@ int RunStart(int argc, char** argv);
 int RunStop(int argc, char** argv);
 int RunStatus(int argc, char** argv);
 int RunJob(int argc, char** argv);
+// The state API (state.cc): `shoal list`, `shoal get`, `shoal summary`, `shoal timeline`.
+int RunList(int argc, char** argv);
+int RunGet(int argc, char** argv);
+int RunSummary(int argc, char** argv);
+int RunTimeline(int argc, char** argv);
 
 // Prints `error: <message>` and answers kExitFailure.
 int Fail(const absl::Status& status);
@@ -31,6 +37,11 @@ int UsageError(const absl::Status& status);
 // now: kExitOk after printing help for --help (the usage, then `help_footer`), kExitUsage
 // after printing the error for a bad flag or a stray argument. nullopt to go on.
 std::optional<int> ParseCommandFlags(FlagSet& flags, int argc, char** argv, const std::string& help_footer);
+
+// The GCS address a command talks to: --address when given (flag or $SHOAL_ADDRESS), else the
+// cluster last started on this machine; the cluster's token is set for this process's calls.
+// InvalidArgument for a malformed --address (a usage error), other errors otherwise.
+absl::StatusOr<std::string> ConnectToCluster(const FlagSet& flags, const std::string& address);
 
 // True when `--name` appears on the command line itself (FlagSet::WasSet is also true when
 // the value came from SHOAL_<NAME> in the environment).

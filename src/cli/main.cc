@@ -3,6 +3,8 @@
 //   shoal start --head | --address HOST:PORT [flags]    shoal stop [--force]
 //   shoal status [--address HOST:PORT] [--json]
 //   shoal job submit|status|logs|stop|list|delete ...
+//   shoal list actors|tasks|nodes|jobs|placement-groups [--filter k=v] [--limit N] [--detail] [--format F]
+//   shoal get <resource> <id>     shoal summary tasks|actors     shoal timeline [--output FILE]
 // Exit codes: 0 ok, 1 the action failed, 2 bad command line.
 #include <iostream>
 #include <string_view>
@@ -24,6 +26,11 @@ constexpr Command kCommands[] = {
     {"status", "show the cluster's nodes, resources and resource demands", shoal::cli::RunStatus},
     {"job", "submit jobs to the cluster's dashboard and follow them (submit, status, logs, stop, list, delete)",
      shoal::cli::RunJob},
+    {"list", "list actors, tasks, nodes, jobs or placement-groups (--filter k=v, --limit, --detail, --format)",
+     shoal::cli::RunList},
+    {"get", "show one actor, task, node, job or placement group by id", shoal::cli::RunGet},
+    {"summary", "count tasks or actors by name and state", shoal::cli::RunSummary},
+    {"timeline", "write recent tasks as a Chrome trace (chrome://tracing, Perfetto)", shoal::cli::RunTimeline},
 };
 
 void PrintUsage(std::ostream& out) {

@@ -26,17 +26,6 @@ this machine with `shoal start --head`. The cluster's token: $SHOAL_AUTH_TOKEN, 
 named by $SHOAL_AUTH_TOKEN_FILE, else (for the cluster started here) its session's auth_token.
 )";
 
-absl::StatusOr<std::string> ResolveAddress(const FlagSet& flags, const std::string& address) {
-  if (flags.WasSet("address")) return address;
-  absl::StatusOr<std::string> current = cluster::ReadCurrentCluster(ShoalTempRoot());
-  if (!current.ok()) {
-    return absl::NotFoundError(
-        "no Shoal cluster found on this machine: pass --address HOST:PORT, set SHOAL_ADDRESS, "
-        "or start one with `shoal start --head`");
-  }
-  return current;
-}
-
 }  // namespace
 
 int RunStatus(int argc, char** argv) {
@@ -47,14 +36,8 @@ int RunStatus(int argc, char** argv) {
   flags.AddBool("json", &json, "print a JSON document instead of a table");
   if (std::optional<int> done = ParseCommandFlags(flags, argc, argv, kHelp)) return *done;
 
-  absl::StatusOr<std::string> resolved = ResolveAddress(flags, address);
-  if (!resolved.ok()) return Fail(resolved.status());
-  if (absl::Status valid = ParseHostPort(*resolved).status(); !valid.ok()) {
-    return flags.WasSet("address") ? UsageError(valid) : Fail(valid);
-  }
-  absl::StatusOr<std::string> token = cluster::FindClusterToken(*resolved);
-  if (!token.ok()) return Fail(token.status());
-  SetClusterToken(*token);
+  absl::StatusOr<std::string> resolved = ConnectToCluster(flags, address);
+  if (!resolved.ok()) return absl::IsInvalidArgument(resolved.status()) ? UsageError(resolved.status()) : Fail(resolved.status());
   absl::StatusOr<rpc::GetClusterStatusReply> reply = GcsClient({.address = *resolved, .timeout = kStatusTimeout}).GetClusterStatus();
   if (!reply.ok()) return Fail(reply.status());
 

@@ -33,6 +33,7 @@ absl::StatusCode StatusCodeFor(rpc::ErrorType type) {
     case rpc::TASK_UNSCHEDULABLE:
     case rpc::OBJECT_STORE_FULL:
     case rpc::OUT_OF_MEMORY:
+    case rpc::PENDING_CALLS_LIMIT_EXCEEDED:
       return absl::StatusCode::kResourceExhausted;
     case rpc::OBJECT_LOST:
     case rpc::OWNER_DIED:

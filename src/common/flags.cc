@@ -45,6 +45,13 @@ void FlagSet::AddBool(const std::string& name, bool* out, const std::string& hel
        }});
 }
 
+void FlagSet::AddStringList(const std::string& name, std::vector<std::string>* out, const std::string& help) {
+  Add({name, help + " (may be given several times)", false, "", [out](const std::string& v) {
+         out->push_back(v);
+         return absl::OkStatus();
+       }});
+}
+
 FlagSet::Flag* FlagSet::Find(const std::string& name) {
   for (auto& f : flags_) {
     if (f.name == name) return &f;

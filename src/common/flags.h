@@ -26,6 +26,8 @@ class FlagSet {
   void AddInt(const std::string& name, int64_t* out, const std::string& help);
   void AddDouble(const std::string& name, double* out, const std::string& help);
   void AddBool(const std::string& name, bool* out, const std::string& help);
+  // A flag that may be given several times: each value is appended to `out`.
+  void AddStringList(const std::string& name, std::vector<std::string>* out, const std::string& help);
 
   // Parses argv[first..argc). InvalidArgument names the bad flag or value; `--help` answers
   // Cancelled so the caller can print Usage() and exit 0.

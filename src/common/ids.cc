@@ -59,6 +59,8 @@ TaskId TaskId::ForActorTask(const ActorId& actor) {
 
 ActorId TaskId::Actor() const { return *ActorId::FromBinary(Binary().substr(8)); }
 
+bool TaskId::IsForActor() const { return Binary().substr(8, 12) != std::string(12, '\xff'); }
+
 ObjectId ObjectId::FromTask(const TaskId& task, uint32_t index) {
   uint8_t b[4];
   std::memcpy(b, &index, 4);

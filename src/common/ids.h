@@ -113,6 +113,8 @@ class TaskId : public BaseId<TaskId, 24> {
   static TaskId ForActorTask(const ActorId& actor);
   ActorId Actor() const;
   JobId Job() const { return Actor().Job(); }
+  // Whether it is an actor's task (creation or method call), not a normal task.
+  bool IsForActor() const;
 };
 
 class ObjectId : public BaseId<ObjectId, 28> {

@@ -43,6 +43,13 @@ absl::StatusOr<ActorDescription> ActorClient::Create(const std::string& function
   spec->set_actor_id(actor.Binary());
   spec->set_actor_creation(true);
   spec->set_max_concurrency(actor_options.max_concurrency);
+  for (const auto& [group, limit] : actor_options.concurrency_groups) {
+    if (group.empty() || limit < 1) {
+      return absl::InvalidArgumentError(absl::StrCat("concurrency group '", group,
+                                                     "': a group needs a name and a limit of at least 1, got ", limit));
+    }
+    (*spec->mutable_concurrency_groups())[group] = limit;
+  }
   spec->set_max_retries(0);
   auto return_ids = tasks_.Prepare(*spec, args, options.nested_refs, /*pin_forever=*/true);
   if (!return_ids.ok()) return return_ids.status();
@@ -118,14 +125,20 @@ absl::StatusOr<std::vector<ObjectId>> ActorClient::Call(const ActorId& actor, co
   spec->set_task_id(TaskId::ForActorTask(actor).Binary());
   spec->set_actor_id(actor.Binary());
   spec->clear_resources();
+  spec->set_concurrency_group(options.concurrency_group);
   submitter_.AddActor(actor, 0);  // no-op when known (the handle's retries stay)
+  // Taken before the returns are prepared, so that a refused call leaves nothing behind.
+  absl::StatusOr<uint64_t> order = submitter_.Reserve(actor, options.max_pending_calls);
+  if (!order.ok()) return order.status();
   auto return_ids = tasks_.Prepare(*spec, args, options.nested_refs, /*pin_forever=*/false);
-  if (!return_ids.ok()) return return_ids.status();
-  const uint64_t order = submitter_.Reserve(actor);
+  if (!return_ids.ok()) {
+    submitter_.Abandon(actor, *order);
+    return return_ids.status();
+  }
   tasks_.Resolve(
       std::move(*spec), std::move(args),
-      [this, order](rpc::TaskSpec resolved) { submitter_.Submit(order, std::move(resolved)); },
-      [this, actor, order] { submitter_.Abandon(actor, order); });
+      [this, order = *order](rpc::TaskSpec resolved) { submitter_.Submit(order, std::move(resolved)); },
+      [this, actor, order = *order] { submitter_.Abandon(actor, order); });
   return return_ids;
 }
 

@@ -32,9 +32,14 @@ void ActorSubmitter::AddActor(const ActorId& actor, int max_task_retries) {
   Run(actions);
 }
 
-uint64_t ActorSubmitter::Reserve(const ActorId& actor) {
+absl::StatusOr<uint64_t> ActorSubmitter::Reserve(const ActorId& actor, int max_pending) {
   absl::MutexLock lock(&mu_);
   State& s = actors_[actor];
+  if (max_pending >= 0 && static_cast<int64_t>(s.waiting.size()) + s.inflight >= max_pending) {
+    return ErrorStatus(rpc::PENDING_CALLS_LIMIT_EXCEEDED,
+                       absl::StrCat("The actor ", actor.Hex(), " already has ", s.waiting.size() + s.inflight,
+                                    " pending calls from this caller (max_pending_calls=", max_pending, ")"));
+  }
   const uint64_t order = s.next_order++;
   s.waiting.emplace(order, Call{});
   return order;
@@ -177,6 +182,7 @@ void ActorSubmitter::Pump(const ActorId& actor, State& s, Actions& actions) {
     spec.set_sequence_number(s.next_seq++);
     spec.set_caller_id(options_.caller_id);
     ++s.inflight;
+    s.pushed[spec.task_id()] = s.address;
     rpc::PushTaskRequest request;
     *request.mutable_spec() = spec;
     const std::string address = s.address;
@@ -198,7 +204,13 @@ void ActorSubmitter::OnPushReply(const ActorId& actor, uint64_t order, const std
     if (shutdown_) return;
     State& s = actors_[actor];
     --s.inflight;
-    if (status.ok()) {
+    s.pushed.erase(spec.task_id());
+    const bool cancelled = s.cancelled.erase(spec.task_id()) > 0;
+    if (!status.ok() && cancelled) {
+      // Cancelled while pushed: the worker dropped it before it ran, or the push broke.
+      std::string why = absl::StrCat(DescribeTask(spec), " was cancelled");
+      Fail(std::move(spec), rpc::TASK_CANCELLED, why, actions);
+    } else if (status.ok()) {
       std::vector<rpc::ObjectValue> returns;
       if (reply.returns_size() != static_cast<int>(std::max<uint32_t>(spec.num_returns(), 1))) {
         Fail(std::move(spec), rpc::SYSTEM_ERROR,
@@ -215,6 +227,11 @@ void ActorSubmitter::OnPushReply(const ActorId& actor, uint64_t order, const std
           done_(spec, std::move(returns));
         });
       }
+    } else if (absl::IsInvalidArgument(status)) {
+      // The worker refused the call itself (it names a concurrency group the actor lacks): the
+      // worker is fine and a retry would be refused the same way.
+      std::string why = absl::StrCat(DescribeTask(spec), ": ", status.message());
+      Fail(std::move(spec), rpc::SYSTEM_ERROR, why, actions);
     } else {
       if (address == s.address) s.suspect = true;
       const bool dead = s.known && s.info.state() == rpc::ActorInfo::DEAD;
@@ -254,6 +271,36 @@ void ActorSubmitter::MarkKilled(const ActorId& actor, const std::string& cause) 
     FailWaiting(s, DeathMessage(actor, s), actions);
   }
   Run(actions);
+}
+
+ActorSubmitter::CancelResult ActorSubmitter::Cancel(const TaskId& task) {
+  CancelResult result;
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    const std::string id = task.Binary();
+    for (auto& [actor, s] : actors_) {
+      if (auto it = s.pushed.find(id); it != s.pushed.end()) {
+        result = {.found = true, .pushed = true, .worker_address = it->second};
+        s.cancelled.insert(id);
+        break;
+      }
+      for (auto it = s.waiting.begin(); it != s.waiting.end(); ++it) {
+        if (it->second.spec && it->second.spec->task_id() == id) {
+          rpc::TaskSpec spec = std::move(*it->second.spec);
+          s.waiting.erase(it);
+          Fail(std::move(spec), rpc::TASK_CANCELLED,
+               absl::StrCat("the call ", task.Hex(), " was cancelled before it was sent"), actions);
+          Pump(actor, s, actions);  // later calls may go now
+          result.found = true;
+          break;
+        }
+      }
+      if (result.found) break;
+    }
+  }
+  Run(actions);
+  return result;
 }
 
 void ActorSubmitter::Tick() {

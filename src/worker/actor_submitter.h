@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "shoal/gcs.pb.h"
@@ -61,8 +62,10 @@ class ActorSubmitter {
 
   // Starts following `actor` (idempotent; the first call's max_task_retries stays).
   void AddActor(const ActorId& actor, int max_task_retries);
-  // Takes the next place in `actor`'s call order (AddActor first).
-  uint64_t Reserve(const ActorId& actor);
+  // Takes the next place in `actor`'s call order (AddActor first). With max_pending >= 0, a
+  // caller that already has that many calls to the actor not finished (waiting to be pushed or
+  // pushed and unanswered) is refused: PENDING_CALLS_LIMIT_EXCEEDED naming the limit.
+  absl::StatusOr<uint64_t> Reserve(const ActorId& actor, int max_pending = -1);
   // Queues the call holding place `order` (arguments resolved, actor_id set).
   void Submit(uint64_t order, rpc::TaskSpec spec);
   // The call holding `order` will not be submitted (its arguments failed): later calls go on.
@@ -70,6 +73,16 @@ class ActorSubmitter {
   // This process killed the actor for good (the GCS said so): later calls fail at once instead
   // of racing the news of its death to a worker that is still being stopped.
   void MarkKilled(const ActorId& actor, const std::string& cause);
+  // Cancels a call (Ray's cancel of an actor task): one still waiting to be pushed fails at once
+  // with TASK_CANCELLED; for one pushed, the answer names the worker to ask (its reply then
+  // decides: a value if it finished, TaskCancelledError if the worker cancelled it, and a
+  // broken push fails TASK_CANCELLED instead of being retried). Unknown calls: found false.
+  struct CancelResult {
+    bool found = false;
+    bool pushed = false;
+    std::string worker_address;
+  };
+  CancelResult Cancel(const TaskId& task);
   // Retries failed polls. Call every few milliseconds.
   void Tick();
   // Stops polling; drops queued calls. Idempotent.
@@ -92,6 +105,8 @@ class ActorSubmitter {
     uint64_t next_order = 0;
     std::map<uint64_t, Call> waiting;  // by order
     int inflight = 0;
+    absl::flat_hash_map<std::string, std::string> pushed;  // task id (binary) -> worker, while in flight
+    absl::flat_hash_set<std::string> cancelled;            // pushed calls Cancel was asked for
     bool polling = false;
     absl::Time retry_poll_at = absl::InfiniteFuture();
   };

@@ -414,6 +414,19 @@ absl::Status CoreWorker::Impl::CancelTask(const ObjectId& return_id, bool force)
                                      : absl::NotFoundError(absl::StrCat("object ", return_id.Hex(),
                                                                         " is not known to this worker"));
   }
+  if (task.IsForActor()) {
+    // Ray's rules for actor calls: no force (the worker runs the actor); a call not yet run is
+    // dropped; a running call of an async actor is cancelled at its next await.
+    if (force) return absl::InvalidArgumentError("force=True is not supported for actor tasks.");
+    ActorSubmitter::CancelResult call = actor_submitter_->Cancel(task);
+    if (!call.found) {
+      tasks_->CancelBeforeSubmit(task);  // still resolving its arguments
+    } else if (call.pushed) {
+      absl::Status s = transport_.CancelTask(call.worker_address, task, false, absl::Seconds(5));
+      if (!s.ok()) spdlog::warn("cancelling actor call {} on {}: {}", task.Hex(), call.worker_address, s.ToString());
+    }
+    return absl::OkStatus();
+  }
   auto result = submitter_->Cancel(task);
   if (!result.found) {
     tasks_->CancelBeforeSubmit(task);  // still resolving its arguments
@@ -444,6 +457,9 @@ rpc::PushTaskReply CoreWorker::Impl::RunPushedTask(const rpc::PushTaskRequest& r
   }
   tls_current_task = CurrentTaskInfo{SpecTaskId(spec).Hex(), spec.function_name(), spec.owner_address(),
                                      spec.attempt()};
+  tls_current_task.resources =
+      ResourceSet::FromProto(spec.placement_group_id().empty() ? spec.resources() : spec.bundle_request())
+          .ToDoubles();
   if (!spec.placement_group_id().empty()) {
     auto pg = PlacementGroupId::FromBinary(spec.placement_group_id());
     tls_current_task.placement_group_id = pg.ok() ? pg->Hex() : std::string();
@@ -458,6 +474,7 @@ rpc::PushTaskReply CoreWorker::Impl::RunPushedTask(const rpc::PushTaskRequest& r
     tls_current_task.placement_group_id = actor_placement_.placement_group_id;
     tls_current_task.bundle_index = actor_placement_.bundle_index;
     tls_current_task.capture_child_tasks = actor_placement_.capture_child_tasks;
+    tls_current_task.resources = actor_placement_.resources;  // a call holds the actor's
   }
   task_events_.Add(spec, rpc::TaskEvent::RUNNING, config_.node_id.Hex(), config_.worker_id.Hex());
   rpc::PushTaskReply reply = executor_->Execute(request);

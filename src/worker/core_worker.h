@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -71,6 +72,7 @@ struct TaskCall {
   uint32_t num_returns = 1;
   std::string cuda_visible_devices;     // as exported to the environment ("0,1"; "" for none)
   std::string retry_exception_filter;   // TaskOptions::retry_exception_filter of the caller
+  std::string concurrency_group;        // method calls: the actor's group the call runs in ("": default)
   std::vector<ObjectBuffer> args;       // zero-copy where the argument is in the store
 };
 // Answers exactly `num_returns` serialized results, or a failure as for TaskFunction (an
@@ -86,7 +88,10 @@ struct ActorOptions {
   bool get_if_exists = false;     // a named actor that exists is answered instead of an error
   int max_restarts = 0;           // -1: no limit
   int max_task_retries = 0;       // method calls cut by a restart are retried this often (-1: always)
-  int max_concurrency = 1;        // method calls run on this many threads
+  int max_concurrency = 1;        // method calls outside every concurrency group run on this many threads
+  // Ray's concurrency groups: name -> how many of its calls run at once (each >= 1). A call
+  // names its group in TaskOptions::concurrency_group.
+  std::map<std::string, int> concurrency_groups;
   std::string handle_data;        // opaque, for the language layer (GetNamedActor answers it)
 };
 
@@ -113,6 +118,9 @@ struct CurrentTaskInfo {
   std::string placement_group_id;  // hex
   int bundle_index = -1;
   bool capture_child_tasks = false;
+  // The resources the task (or, for a method, its actor) holds, as requested (in a placement
+  // group: the request, not the bundle's formatted names). Ray's get_assigned_resources().
+  std::map<std::string, double> resources;
 };
 
 struct CoreWorkerOptions {
@@ -156,6 +164,11 @@ struct TaskOptions {
   // argv of the worker that runs it (e.g. with a runtime environment); empty: this driver's.
   // Tasks with different commands never share workers.
   std::vector<std::string> worker_command;
+  // Actor method calls: the actor's concurrency group the call runs in ("": the default group).
+  std::string concurrency_group;
+  // Actor method calls: refuse the call (PENDING_CALLS_LIMIT_EXCEEDED: Ray's
+  // PendingCallsLimitExceeded) when this caller already has this many calls to the actor not finished; -1: no limit.
+  int max_pending_calls = -1;
 };
 inline constexpr uint32_t kMaxReturns = 1000;
 

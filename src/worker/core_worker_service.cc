@@ -129,6 +129,10 @@ grpc::ServerUnaryReactor* CoreWorkerService::CancelTask(grpc::CallbackServerCont
   }
   const bool running = receiver_.IsRunning(*task);
   reply->set_running(running);
+  if (!running && receiver_.CancelQueued(*task)) {
+    reactor->Finish(grpc::Status::OK);  // dropped before it ran: its push is answered Cancelled
+    return reactor;
+  }
   if (running && request->force()) {
     // Killed once the reply is on its way; the owner sees the push fail and does not retry.
     spdlog::warn("task {} cancelled with force: this worker exits", task->Hex());

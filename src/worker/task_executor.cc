@@ -127,6 +127,7 @@ rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
       call.num_returns = std::max<uint32_t>(spec.num_returns(), 1);
       call.cuda_visible_devices = devices;
       call.retry_exception_filter = spec.retry_exception_filter();
+      call.concurrency_group = spec.concurrency_group();
       call.args = std::move(args);
       results = handler(call);
     }

@@ -1,5 +1,9 @@
 #include "src/worker/task_receiver.h"
 
+#include <algorithm>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 #include "src/worker/task_spec.h"
 
@@ -20,47 +24,121 @@ TaskReceiver::~TaskReceiver() { Drain(); }
 
 void TaskReceiver::Drain() {
   RequestExit(absl::OkStatus());
-  for (auto& t : extra_loops_) {
+  std::vector<std::thread> loops;
+  {
+    absl::MutexLock lock(&mu_);
+    loops.swap(loops_);  // no loop starts after exit
+  }
+  for (auto& t : loops) {
     if (t.joinable()) t.join();
   }
   // Pushes no loop took (Run never ran, or returned before they came).
   std::vector<Pushed> left;
   {
     absl::MutexLock lock(&mu_);
-    left.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
-    queue_.clear();
-    for (auto& t : call_order_.TakeAll()) left.push_back(std::move(t));
+    left = TakeQueued();
   }
   for (auto& t : left) t.done(ExitingStatus());
 }
 
+std::vector<TaskReceiver::Pushed> TaskReceiver::TakeQueued() {
+  std::vector<Pushed> left(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
+  queue_.clear();
+  for (auto& [name, group] : groups_) {
+    for (auto& t : group->queue) left.push_back(std::move(t));
+    group->queue.clear();
+  }
+  for (auto& t : call_order_.TakeAll()) left.push_back(std::move(t));
+  return left;
+}
+
 void TaskReceiver::Push(const rpc::PushTaskRequest* request, rpc::PushTaskReply* reply, Done done) {
+  const rpc::TaskSpec& spec = request->spec();
+  std::vector<Pushed> refused;
   {
     absl::MutexLock lock(&mu_);
     if (!exiting_) {
-      Enqueue({request, reply, std::move(done)});
-      return;
+      if (spec.actor_creation() && (spec.max_concurrency() > 1 || !spec.concurrency_groups().empty())) {
+        // A concurrent actor: its calls go to their groups from now on (and run once it exists).
+        auto& fallback = groups_[""];
+        fallback = std::make_unique<Group>();
+        fallback->limit = std::max(1, spec.max_concurrency());
+        for (const auto& [name, limit] : spec.concurrency_groups()) {
+          if (name.empty()) continue;
+          auto& group = groups_[name];
+          group = std::make_unique<Group>();
+          group->limit = std::max(1, limit);
+        }
+      }
+      refused = Enqueue({request, reply, std::move(done)});
+    } else {
+      refused.push_back({request, reply, std::move(done)});
     }
   }
-  done(ExitingStatus());
+  Refuse(refused);
 }
 
-void TaskReceiver::Enqueue(Pushed task) {
+void TaskReceiver::Refuse(std::vector<Pushed>& refused) {
+  for (auto& t : refused) {
+    const std::string& group = t.request->spec().concurrency_group();
+    if (group.empty() || exiting()) {
+      t.done(ExitingStatus());
+    } else {
+      t.done(absl::InvalidArgumentError(absl::StrCat("the actor has no concurrency group '", group, "'")));
+    }
+  }
+}
+
+std::vector<TaskReceiver::Pushed> TaskReceiver::Enqueue(Pushed task) {
+  std::vector<Pushed> refused;
   const rpc::TaskSpec& spec = task.request->spec();
   if (spec.actor_id().empty() || spec.actor_creation()) {
     queue_.push_back(std::move(task));
-    return;
+    return refused;
   }
   for (auto& ready : call_order_.Add(spec.caller_id(), spec.sequence_number(), std::move(task), clock_.Now())) {
-    queue_.push_back(std::move(ready));
+    Route(std::move(ready), refused);
+  }
+  return refused;
+}
+
+void TaskReceiver::Route(Pushed call, std::vector<Pushed>& refused) {
+  const std::string& name = call.request->spec().concurrency_group();
+  if (groups_.empty()) {
+    if (name.empty()) {
+      queue_.push_back(std::move(call));
+    } else {
+      refused.push_back(std::move(call));
+    }
+    return;
+  }
+  auto it = groups_.find(name);
+  if (it == groups_.end()) {
+    refused.push_back(std::move(call));  // answered in order: later calls of its caller go on
+    return;
+  }
+  Group& group = *it->second;
+  group.queue.push_back(std::move(call));
+  if (created_) StartLoops(group);
+}
+
+void TaskReceiver::StartLoops(Group& group) {
+  while (!exiting_ && group.queue.size() > static_cast<size_t>(group.idle) && group.threads < group.limit) {
+    ++group.threads;
+    ++group.idle;  // counted idle until it takes a call, so that one call starts one loop
+    loops_.emplace_back([this, g = &group] { RunGroup(g); });
   }
 }
 
 void TaskReceiver::ReleaseSequenceGaps() {
-  absl::MutexLock lock(&mu_);
-  std::vector<Pushed> ready = call_order_.ReleaseGaps(clock_.Now());
-  if (!ready.empty()) spdlog::warn("method calls waited too long for earlier ones that never came; running them");
-  for (auto& t : ready) queue_.push_back(std::move(t));
+  std::vector<Pushed> refused;
+  {
+    absl::MutexLock lock(&mu_);
+    std::vector<Pushed> ready = call_order_.ReleaseGaps(clock_.Now());
+    if (!ready.empty()) spdlog::warn("method calls waited too long for earlier ones that never came; running them");
+    for (auto& t : ready) Route(std::move(t), refused);
+  }
+  Refuse(refused);
 }
 
 absl::Status TaskReceiver::Run() {
@@ -71,9 +149,7 @@ absl::Status TaskReceiver::Run() {
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return exiting_ || !queue_.empty(); };
       mu_.Await(absl::Condition(&ready));
       if (exiting_) {
-        std::vector<Pushed> left(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
-        queue_.clear();
-        for (auto& t : call_order_.TakeAll()) left.push_back(std::move(t));
+        std::vector<Pushed> left = TakeQueued();
         const absl::Status status = exit_status_;
         lock.Release();
         for (auto& t : left) t.done(ExitingStatus());
@@ -83,28 +159,47 @@ absl::Status TaskReceiver::Run() {
       queue_.pop_front();
       running_.insert(SpecTaskId(task.request->spec()));
     }
-    const rpc::TaskSpec& spec = task.request->spec();
-    *task.reply = runner_(*task.request);
+    RunOne(std::move(task));
+  }
+}
+
+void TaskReceiver::RunGroup(Group* group) {
+  while (true) {
+    Pushed task;
     {
       absl::MutexLock lock(&mu_);
-      running_.erase(SpecTaskId(spec));
+      auto ready = [this, group]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return exiting_ || !group->queue.empty(); };
+      mu_.Await(absl::Condition(&ready));
+      --group->idle;
+      if (exiting_) return;  // Run or Drain answers what is left
+      task = std::move(group->queue.front());
+      group->queue.pop_front();
+      running_.insert(SpecTaskId(task.request->spec()));
     }
-    if (AfterRun(spec, *task.reply)) RequestExit(absl::OkStatus());  // before the reply: take no more
-    task.done(absl::OkStatus());
+    RunOne(std::move(task));
+    absl::MutexLock lock(&mu_);
+    ++group->idle;
   }
+}
+
+void TaskReceiver::RunOne(Pushed task) {
+  const rpc::TaskSpec& spec = task.request->spec();
+  *task.reply = runner_(*task.request);
+  {
+    absl::MutexLock lock(&mu_);
+    running_.erase(SpecTaskId(spec));
+  }
+  if (AfterRun(spec, *task.reply)) RequestExit(absl::OkStatus());  // before the reply: take no more
+  task.done(absl::OkStatus());
 }
 
 bool TaskReceiver::AfterRun(const rpc::TaskSpec& spec, rpc::PushTaskReply& reply) {
   if (spec.actor_creation() && !reply.application_error()) {
     auto actor = ActorId::FromBinary(spec.actor_id());
-    {
-      absl::MutexLock lock(&mu_);
-      if (actor.ok()) actor_ = *actor;
-    }
-    // A concurrent actor runs its calls on max_concurrency threads (this one included).
-    for (int i = 1; i < spec.max_concurrency(); ++i) {
-      extra_loops_.emplace_back([this] { (void)Run(); });
-    }
+    absl::MutexLock lock(&mu_);
+    if (actor.ok()) actor_ = *actor;
+    created_ = true;
+    for (auto& [name, group] : groups_) StartLoops(*group);
     return false;
   }
   if (spec.max_calls() <= 0 || !spec.actor_id().empty()) return false;
@@ -120,6 +215,32 @@ void TaskReceiver::RequestExit(absl::Status why) {
   if (exiting_) return;
   exiting_ = true;
   exit_status_ = std::move(why);
+}
+
+bool TaskReceiver::CancelQueued(const TaskId& task) {
+  const std::string id = task.Binary();
+  std::optional<Pushed> found;
+  auto take = [&](std::deque<Pushed>& queue) {
+    for (auto it = queue.begin(); it != queue.end(); ++it) {
+      if (it->request->spec().task_id() == id) {
+        found = std::move(*it);
+        queue.erase(it);
+        return true;
+      }
+    }
+    return false;
+  };
+  {
+    absl::MutexLock lock(&mu_);
+    if (!take(queue_)) {
+      for (auto& [name, group] : groups_) {
+        if (take(group->queue)) break;
+      }
+    }
+  }
+  if (!found) return false;
+  found->done(absl::CancelledError(absl::StrCat("task ", task.Hex(), " was cancelled before it ran")));
+  return true;
 }
 
 bool TaskReceiver::IsRunning(const TaskId& task) const {

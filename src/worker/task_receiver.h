@@ -4,8 +4,12 @@
 //
 // Push queues a task; Run takes tasks off the queue one at a time and hands each to the runner
 // (the TaskExecutor, wrapped by the core worker), then calls the push's `done` with the reply
-// filled. A concurrent actor (max_concurrency > 1 in its creation task) runs its calls on that
-// many threads, started by Run after the constructor. A normal task with max_calls > 0 counts
+// filled. A concurrent actor (max_concurrency > 1 or concurrency groups in its creation task)
+// runs its calls in groups (Ray's concurrency groups): each named group runs at most its limit of
+// calls at once, and calls outside every group share max_concurrency. A group's threads are
+// started when its calls need them (after the constructor), up to its limit, and then wait for
+// more: an async actor's default of 1000 costs threads only for calls actually in flight. A call
+// naming a group the actor does not have is answered InvalidArgument. A normal task with max_calls > 0 counts
 // the calls of its function: the call that reaches the limit answers worker_exiting and the
 // loop ends after it (Ray's max_calls; the worker then exits and its lease ends).
 // RequestExit ends the loop: tasks queued or held are answered Unavailable ("exiting").
@@ -17,6 +21,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -66,6 +71,9 @@ class TaskReceiver {
 
   // Whether the task is running now (a cancel interrupts it only then).
   bool IsRunning(const TaskId& task) const;
+  // A cancel of a task queued here that has not started: it is answered Cancelled at once and
+  // never runs. Answers whether it was found.
+  bool CancelQueued(const TaskId& task);
   // The actor whose constructor ran here (nil before).
   ActorId actor() const;
   bool exiting() const;
@@ -76,8 +84,28 @@ class TaskReceiver {
     rpc::PushTaskReply* reply;
     Done done;
   };
-  void Enqueue(Pushed task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // After a task ran: notes the actor, starts a concurrent actor's threads, counts max_calls.
+  // A concurrent actor's concurrency group: its calls, and the threads that run them.
+  struct Group {
+    int limit = 1;      // calls at once
+    int threads = 0;    // loops started for it
+    int idle = 0;       // of those, waiting for a call
+    std::deque<Pushed> queue;
+  };
+  // Queues a push; answers those that cannot run (a call naming a group the actor lacks).
+  std::vector<Pushed> Enqueue(Pushed task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues a call whose turn came (in its caller's order) on its group's queue.
+  void Route(Pushed call, std::vector<Pushed>& refused) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Answers pushes that will not run: InvalidArgument for an unknown group, else exiting.
+  void Refuse(std::vector<Pushed>& refused) ABSL_LOCKS_EXCLUDED(mu_);
+  // Starts loops for `group` while it has more queued calls than idle loops and is under its limit.
+  void StartLoops(Group& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A loop of a concurrency group: runs its calls until exit.
+  void RunGroup(Group* group);
+  // Runs one task taken off a queue (mu_ not held), then answers its push.
+  void RunOne(Pushed task);
+  // Every push still queued or held (queue_, the groups, the call order).
+  std::vector<Pushed> TakeQueued() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After a task ran: notes the actor, starts a concurrent actor's loops, counts max_calls.
   // Answers true (and marks the reply worker_exiting) when this worker must exit after it.
   bool AfterRun(const rpc::TaskSpec& spec, rpc::PushTaskReply& reply);
 
@@ -93,7 +121,11 @@ class TaskReceiver {
   ActorId actor_ ABSL_GUARDED_BY(mu_);
   bool exiting_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status exit_status_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::thread> extra_loops_;  // a concurrent actor's; Run's thread only, joined at destruction
+  // A concurrent actor's groups by name ("" the default group), set when its creation task is
+  // pushed; `created_` once the constructor ran (no call runs before).
+  absl::flat_hash_map<std::string, std::unique_ptr<Group>> groups_ ABSL_GUARDED_BY(mu_);
+  bool created_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> loops_ ABSL_GUARDED_BY(mu_);  // the groups'; joined by Drain
 };
 
 }  // namespace shoal

@@ -95,6 +95,18 @@ TEST_CASE("FlagSet parses --name value and --name=value", "[flags]") {
   CHECK_FALSE(f.set.WasSet("no-such-flag"));
 }
 
+TEST_CASE("FlagSet appends each value of a list flag", "[flags]") {
+  FlagSet set{"prog"};
+  std::vector<std::string> filters;
+  set.AddStringList("test-filter", &filters, "a filter");
+  std::vector<std::string> words = {"prog", "--test-filter", "state=ALIVE", "actors", "--test-filter=name!=x"};
+  std::vector<char*> argv;
+  for (auto& w : words) argv.push_back(w.data());
+  REQUIRE_OK(set.Parse(static_cast<int>(argv.size()), argv.data()));
+  CHECK(filters == std::vector<std::string>{"state=ALIVE", "name!=x"});
+  CHECK(set.positional() == std::vector<std::string>{"actors"});
+}
+
 TEST_CASE("FlagSet keeps everything after the first = in the value", "[flags]") {
   Flags f;
   REQUIRE_OK(f.Parse({"--test-address=a=b", "--test-port=-7"}));

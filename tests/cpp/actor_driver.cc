@@ -12,7 +12,7 @@
 //   shoal_actor_driver named-create --no-detached; named-gone   (dies with its creator)
 //   shoal_actor_driver cycles --n 1000 --batch 4
 //   shoal_actor_driver strategies --node HEX   (SPREAD actors, node affinity to HEX)
-//   shoal_actor_driver bad | concurrent
+//   shoal_actor_driver bad | concurrent | groups
 #include <unistd.h>
 
 #include <chrono>
@@ -68,6 +68,7 @@ class Counter {
     std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     return {start, NowMs()};
   }
+  int64_t Stamp() const { return NowMs(); }
 
  private:
   explicit Counter(int64_t start) : value_(start) {}
@@ -97,7 +98,7 @@ int64_t CallCounter(shoal::ActorHandle<Counter> counter, int64_t calls) {
 }  // namespace driver
 
 SHOAL_REMOTE(driver::Counter::Create, driver::Counter::CreateOrThrow, &driver::Counter::Add, &driver::Counter::Get,
-             &driver::Counter::Where, &driver::Counter::Fail, &driver::Counter::Sleep);
+             &driver::Counter::Where, &driver::Counter::Fail, &driver::Counter::Sleep, &driver::Counter::Stamp);
 SHOAL_REMOTE(driver::Forwarder::Create, &driver::Forwarder::Forward, driver::CallCounter);
 
 namespace driver {
@@ -419,10 +420,32 @@ int Concurrent(const Flags&) {
   return 0;
 }
 
+// A concurrency group answers while the default group's one thread is busy; a call naming a
+// group the actor lacks fails with an error naming it.
+int Groups(const Flags&) {
+  auto c = shoal::Actor(Counter::Create).SetConcurrencyGroups({{"io", 1}}).Remote(int64_t{0});
+  shoal::Get(c.Task(&Counter::Get).Remote(), std::chrono::seconds(60));  // alive
+  auto busy = c.Task(&Counter::Sleep).Remote(3000);                     // the default group's thread
+  const int64_t io_done = *shoal::Get(c.Task(&Counter::Stamp).SetConcurrencyGroup("io").Remote(),
+                                      std::chrono::seconds(60));
+  const auto span = *shoal::Get(busy, std::chrono::seconds(60));
+  std::string unknown;
+  try {
+    shoal::Get(c.Task(&Counter::Get).SetConcurrencyGroup("nope").Remote(), std::chrono::seconds(60));
+  } catch (const shoal::Error& e) {
+    unknown = e.what();
+  }
+  const int64_t after = *shoal::Get(c.Task(&Counter::Add).Remote(int64_t{5}), std::chrono::seconds(60));
+  c.Kill();
+  std::cout << Json{{"io_while_busy", io_done < span.second}, {"unknown_group_error", unknown}, {"after", after}}
+            << std::endl;
+  return 0;
+}
+
 const std::map<std::string, int (*)(const Flags&)> kCommands = {
     {"ordered", Ordered}, {"callers", Callers}, {"gpu", Gpu},     {"die", Die},
     {"named-create", NamedCreate}, {"named-get", NamedGet}, {"named-gone", NamedGone}, {"cycles", Cycles}, {"bad", Bad},
-    {"concurrent", Concurrent}, {"strategies", Strategies},
+    {"concurrent", Concurrent}, {"strategies", Strategies}, {"groups", Groups},
 };
 
 }  // namespace

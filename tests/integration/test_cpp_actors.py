@@ -196,6 +196,14 @@ def test_concurrent_actor_runs_calls_at_once(cluster):
     assert out["overlapped"], out
 
 
+def test_concurrency_groups_from_cpp(cluster):
+    cluster.start_head("--num-cpus", 2)
+    out = run_driver(cluster, "groups")
+    assert out["io_while_busy"], out            # the io group did not wait for the busy default group
+    assert "concurrency group 'nope'" in out["unknown_group_error"], out
+    assert out["after"] == 5, out               # the actor is fine after the refused call
+
+
 def test_actor_example(cluster):
     cluster.start_head("--num-cpus", 4)
     proc = subprocess.run([os.path.join(BIN, "shoal-example-actor-counter"), "--address", cluster.address],

@@ -129,7 +129,7 @@ TEST_CASE_METHOD(Fixture, "actor client: kill for good fails later calls at once
   auto info = actors.GetInfo(created->id);
   REQUIRE_OK(info);
   CHECK(info->state == "DEAD");
-  const uint64_t order = submitter.Reserve(created->id);
+  const uint64_t order = *submitter.Reserve(created->id);
   rpc::TaskSpec call;
   call.set_task_id(TaskId::ForActorTask(created->id).Binary());
   call.set_actor_id(created->id.Binary());

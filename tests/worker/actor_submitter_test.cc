@@ -5,6 +5,8 @@
 
 #include <deque>
 
+#include "absl/strings/match.h"
+
 #include "src/common/fake_clock.h"
 #include "src/worker/core_worker.h"
 #include "src/worker/fake_actor_transport.h"
@@ -38,7 +40,7 @@ struct SubmitterTest {
   }
 
   uint64_t Call(int tag) {
-    const uint64_t order = submitter.Reserve(actor);
+    const uint64_t order = *submitter.Reserve(actor);
     rpc::TaskSpec spec;
     spec.set_task_id(TaskId::ForActorTask(actor).Binary());
     spec.set_actor_id(actor.Binary());
@@ -192,6 +194,86 @@ TEST_CASE("a failed poll is retried after the delay", "[actor_submitter]") {
   t.clock.Advance(absl::Seconds(1));
   t.submitter.Tick();
   CHECK(t.transport.polls.size() == 1);
+}
+
+TEST_CASE("max_pending refuses a call while that many are unfinished", "[actor_submitter]") {
+  SubmitterTest t;
+  t.submitter.AddActor(t.actor, 0);
+  t.Answer(rpc::ActorInfo::ALIVE, "w1:1", 1);
+  auto first = t.submitter.Reserve(t.actor, 2);
+  auto second = t.submitter.Reserve(t.actor, 2);
+  REQUIRE(first.ok());
+  REQUIRE(second.ok());
+  auto third = t.submitter.Reserve(t.actor, 2);
+  REQUIRE_FALSE(third.ok());
+  CHECK(ErrorInfoOf(third.status())->type() == rpc::PENDING_CALLS_LIMIT_EXCEEDED);
+  CHECK(absl::StrContains(third.status().message(), "max_pending_calls=2"));
+  CHECK(t.submitter.Reserve(t.actor, -1).ok());  // no limit for this call
+  t.submitter.Abandon(t.actor, *first);
+  t.submitter.Abandon(t.actor, 2);
+  CHECK(t.submitter.Reserve(t.actor, 2).ok());  // one pending again: below the limit
+}
+
+TEST_CASE("cancel: a waiting call fails TASK_CANCELLED and is never pushed; later calls go on",
+          "[actor_submitter]") {
+  SubmitterTest t;
+  t.submitter.AddActor(t.actor, 0);
+  uint64_t a = t.Call(0), b = t.Call(1);
+  t.Submit(a);
+  t.Submit(b);  // PENDING: both wait
+  const TaskId task = *TaskId::FromBinary(t.pending_specs.at(a).task_id());
+  ActorSubmitter::CancelResult r = t.submitter.Cancel(task);
+  CHECK(r.found);
+  CHECK_FALSE(r.pushed);
+  REQUIRE(t.done.size() == 1);
+  CHECK(t.done[0].second[0].error().type() == rpc::TASK_CANCELLED);
+  t.Answer(rpc::ActorInfo::ALIVE, "w1:1", 1);
+  REQUIRE(t.transport.pushes.size() == 1);
+  CHECK(t.transport.pushes[0].request.spec().function_name() == "m1");
+  CHECK(t.transport.pushes[0].request.spec().sequence_number() == 0);  // no gap left
+  CHECK_FALSE(t.submitter.Cancel(TaskId::ForActorTask(t.actor)).found);
+}
+
+TEST_CASE("cancel: a pushed call names its worker; a dropped push fails TASK_CANCELLED without retry",
+          "[actor_submitter]") {
+  SubmitterTest t;
+  t.submitter.AddActor(t.actor, /*max_task_retries=*/-1);
+  t.Answer(rpc::ActorInfo::ALIVE, "w1:1", 1);
+  uint64_t a = t.Call(0), b = t.Call(1);
+  t.Submit(a);
+  t.Submit(b);
+  REQUIRE(t.transport.pushes.size() == 2);
+  ActorSubmitter::CancelResult r = t.submitter.Cancel(*TaskId::FromBinary(t.pending_specs.at(a).task_id()));
+  CHECK(r.found);
+  CHECK(r.pushed);
+  CHECK(r.worker_address == "w1:1");
+  auto push = std::move(t.transport.pushes.front());
+  t.transport.pushes.pop_front();
+  push.done(absl::CancelledError("cancelled before it ran"), {});
+  REQUIRE(t.done.size() == 1);
+  CHECK(t.done[0].second[0].error().type() == rpc::TASK_CANCELLED);
+  // The worker is fine: the next call's reply is taken as usual.
+  CHECK(t.ReplyOk() == "m1");
+  CHECK(t.done.size() == 2);
+  CHECK_FALSE(t.done[1].second[0].has_error());
+}
+
+TEST_CASE("a call the worker refuses as invalid fails at once and does not make the worker suspect",
+          "[actor_submitter]") {
+  SubmitterTest t;
+  t.submitter.AddActor(t.actor, -1);
+  t.Answer(rpc::ActorInfo::ALIVE, "w1:1", 1);
+  uint64_t a = t.Call(0);
+  t.Submit(a);
+  auto push = std::move(t.transport.pushes.front());
+  t.transport.pushes.pop_front();
+  push.done(absl::InvalidArgumentError("the actor has no concurrency group 'x'"), {});
+  REQUIRE(t.done.size() == 1);
+  CHECK(t.done[0].second[0].error().type() == rpc::SYSTEM_ERROR);
+  CHECK(absl::StrContains(t.done[0].second[0].error().message(), "concurrency group 'x'"));
+  uint64_t b = t.Call(1);
+  t.Submit(b);
+  CHECK(t.transport.pushes.size() == 1);  // pushed at once: not held as after a broken push
 }
 
 }  // namespace

@@ -2,11 +2,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -88,6 +91,209 @@ struct Runner {
     return ran;
   }
 };
+
+std::unique_ptr<Push> Constructor(const ActorId& actor, int max_concurrency,
+                                  std::map<std::string, int> groups = {}) {
+  auto p = std::make_unique<Push>();
+  rpc::TaskSpec& spec = *p->request.mutable_spec();
+  spec.set_task_id(TaskId::ForActorTask(actor).Binary());
+  spec.set_actor_id(actor.Binary());
+  spec.set_actor_creation(true);
+  spec.set_function_name("ctor");
+  spec.set_max_concurrency(max_concurrency);
+  for (const auto& [name, limit] : groups) (*spec.mutable_concurrency_groups())[name] = limit;
+  return p;
+}
+
+// Holds every method call until Open(); counts the calls running at once, by group.
+struct Gate {
+  absl::Mutex mu;
+  bool open ABSL_GUARDED_BY(mu) = false;
+  std::map<std::string, int> running ABSL_GUARDED_BY(mu);
+  std::map<std::string, int> peak ABSL_GUARDED_BY(mu);
+  int started ABSL_GUARDED_BY(mu) = 0;
+
+  TaskReceiver::Runner Fn() {
+    return [this](const rpc::PushTaskRequest& req) {
+      if (req.spec().actor_creation()) return rpc::PushTaskReply();
+      const std::string group = req.spec().concurrency_group();
+      absl::MutexLock lock(&mu);
+      ++started;
+      int& now = ++running[group];
+      peak[group] = std::max(peak[group], now);
+      mu.Await(absl::Condition(&open));
+      --running[group];
+      rpc::PushTaskReply reply;
+      reply.add_returns()->set_inline_data(req.spec().function_name());
+      return reply;
+    };
+  }
+  // Waits (bounded) until `n` calls have started.
+  void AwaitStarted(int n) {
+    absl::MutexLock lock(&mu);
+    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return started >= n; };
+    REQUIRE(mu.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(10)));
+  }
+  int Started() {
+    absl::MutexLock lock(&mu);
+    return started;
+  }
+  void Open() {
+    absl::MutexLock lock(&mu);
+    open = true;
+  }
+  int Peak(const std::string& group) {
+    absl::MutexLock lock(&mu);
+    return peak[group];
+  }
+};
+
+TEST_CASE("receiver: a concurrent actor runs up to max_concurrency calls at once, after its constructor",
+          "[task_receiver]") {
+  FakeClock clock;
+  Gate gate;
+  TaskReceiver receiver(clock, gate.Fn(), {});
+  const ActorId actor = ActorId::Of(kJob);
+  auto ctor = Constructor(actor, /*max_concurrency=*/3);
+  std::vector<std::unique_ptr<Push>> calls;
+  receiver.Push(&ctor->request, &ctor->reply, ctor->Done());
+  for (int i = 0; i < 5; ++i) {
+    calls.push_back(MethodCall(actor, "c", i));
+    receiver.Push(&calls.back()->request, &calls.back()->reply, calls.back()->Done());
+  }
+  CHECK(gate.Started() == 0);  // nothing runs before the constructor
+  std::thread loop([&] { (void)receiver.Run(); });
+  REQUIRE(ctor->Await().ok());
+  gate.AwaitStarted(3);
+  absl::SleepFor(absl::Milliseconds(50));  // a fourth would have started by now
+  CHECK(gate.Started() == 3);
+  gate.Open();
+  for (auto& c : calls) REQUIRE(c->Await().ok());
+  CHECK(gate.Peak("") == 3);
+  receiver.RequestExit(absl::OkStatus());
+  loop.join();
+}
+
+TEST_CASE("receiver: each concurrency group runs up to its own limit", "[task_receiver]") {
+  FakeClock clock;
+  Gate gate;
+  TaskReceiver receiver(clock, gate.Fn(), {});
+  const ActorId actor = ActorId::Of(kJob);
+  auto ctor = Constructor(actor, /*max_concurrency=*/1, {{"io", 2}, {"compute", 4}});
+  receiver.Push(&ctor->request, &ctor->reply, ctor->Done());
+  std::thread loop([&] { (void)receiver.Run(); });
+  REQUIRE(ctor->Await().ok());
+  std::vector<std::unique_ptr<Push>> calls;
+  const char* groups[] = {"io", "compute", "", "io", "compute", "", "io", "compute", "compute", "compute", "io"};
+  int seq = 0;
+  for (const char* g : groups) {
+    calls.push_back(MethodCall(actor, "c", seq++));
+    calls.back()->request.mutable_spec()->set_concurrency_group(g);
+    receiver.Push(&calls.back()->request, &calls.back()->reply, calls.back()->Done());
+  }
+  gate.AwaitStarted(2 + 4 + 1);
+  absl::SleepFor(absl::Milliseconds(50));
+  CHECK(gate.Started() == 7);
+  gate.Open();
+  for (auto& c : calls) REQUIRE(c->Await().ok());
+  CHECK(gate.Peak("io") == 2);
+  CHECK(gate.Peak("compute") == 4);
+  CHECK(gate.Peak("") == 1);
+  receiver.RequestExit(absl::OkStatus());
+  loop.join();
+}
+
+TEST_CASE("receiver: a call naming an unknown group is refused in its turn; the caller's next calls run",
+          "[task_receiver]") {
+  FakeClock clock;
+  Runner runner;
+  TaskReceiver receiver(clock, runner.Fn(), {});
+  const ActorId actor = ActorId::Of(kJob);
+  auto ctor = Constructor(actor, 2, {{"io", 1}});
+  receiver.Push(&ctor->request, &ctor->reply, ctor->Done());
+  std::thread loop([&] { (void)receiver.Run(); });
+  REQUIRE(ctor->Await().ok());
+  auto bad = MethodCall(actor, "c", 0);
+  bad->request.mutable_spec()->set_concurrency_group("nope");
+  auto next = MethodCall(actor, "c", 1);
+  receiver.Push(&next->request, &next->reply, next->Done());
+  receiver.Push(&bad->request, &bad->reply, bad->Done());
+  absl::Status refused = bad->Await();
+  CHECK(absl::IsInvalidArgument(refused));
+  CHECK(absl::StrContains(refused.message(), "nope"));
+  REQUIRE(next->Await().ok());  // no sequence gap was left behind
+  CHECK(runner.Ran() == std::vector<std::string>{"ctor", "m1"});
+  receiver.RequestExit(absl::OkStatus());
+  loop.join();
+}
+
+TEST_CASE("receiver: a plain actor refuses a call naming a group", "[task_receiver]") {
+  FakeClock clock;
+  Runner runner;
+  TaskReceiver receiver(clock, runner.Fn(), {});
+  const ActorId actor = ActorId::Of(kJob);
+  auto ctor = Constructor(actor, 1);
+  receiver.Push(&ctor->request, &ctor->reply, ctor->Done());
+  std::thread loop([&] { (void)receiver.Run(); });
+  REQUIRE(ctor->Await().ok());
+  auto bad = MethodCall(actor, "c", 0);
+  bad->request.mutable_spec()->set_concurrency_group("io");
+  receiver.Push(&bad->request, &bad->reply, bad->Done());
+  CHECK(absl::IsInvalidArgument(bad->Await()));
+  receiver.RequestExit(absl::OkStatus());
+  loop.join();
+}
+
+TEST_CASE("receiver: exit answers calls still queued in groups and joins the groups' threads", "[task_receiver]") {
+  FakeClock clock;
+  Gate gate;
+  auto ctor = Constructor(ActorId::Of(kJob), 1, {{"io", 1}});
+  const ActorId actor = ActorId::FromBinary(ctor->request.spec().actor_id()).value();
+  std::vector<std::unique_ptr<Push>> calls;
+  {
+    TaskReceiver receiver(clock, gate.Fn(), {});
+    receiver.Push(&ctor->request, &ctor->reply, ctor->Done());
+    std::thread loop([&] { (void)receiver.Run(); });
+    REQUIRE(ctor->Await().ok());
+    for (int i = 0; i < 3; ++i) {
+      calls.push_back(MethodCall(actor, "c", i));
+      calls.back()->request.mutable_spec()->set_concurrency_group("io");
+      receiver.Push(&calls.back()->request, &calls.back()->reply, calls.back()->Done());
+    }
+    gate.AwaitStarted(1);
+    receiver.RequestExit(absl::OkStatus());
+    loop.join();
+    CHECK(absl::IsUnavailable(calls[1]->Await()));
+    CHECK(absl::IsUnavailable(calls[2]->Await()));
+    gate.Open();  // the running call finishes; Drain (the destructor) joins its thread
+  }
+  CHECK(calls[0]->Await().ok());
+}
+
+TEST_CASE("receiver: a queued call can be cancelled before it runs; a running one cannot", "[task_receiver]") {
+  FakeClock clock;
+  Gate gate;
+  TaskReceiver receiver(clock, gate.Fn(), {});
+  const ActorId actor = ActorId::Of(kJob);
+  auto ctor = Constructor(actor, 1);
+  receiver.Push(&ctor->request, &ctor->reply, ctor->Done());
+  std::thread loop([&] { (void)receiver.Run(); });
+  REQUIRE(ctor->Await().ok());
+  auto running = MethodCall(actor, "c", 0);
+  auto queued = MethodCall(actor, "c", 1);
+  receiver.Push(&running->request, &running->reply, running->Done());
+  receiver.Push(&queued->request, &queued->reply, queued->Done());
+  gate.AwaitStarted(1);
+  CHECK_FALSE(receiver.CancelQueued(SpecTaskId(running->request.spec())));
+  CHECK(receiver.CancelQueued(SpecTaskId(queued->request.spec())));
+  CHECK(absl::IsCancelled(queued->Await()));
+  CHECK_FALSE(receiver.CancelQueued(SpecTaskId(queued->request.spec())));  // gone
+  gate.Open();
+  REQUIRE(running->Await().ok());
+  CHECK(gate.Started() == 1);
+  receiver.RequestExit(absl::OkStatus());
+  loop.join();
+}
 
 TEST_CASE("receiver: runs pushed tasks in order and answers each", "[task_receiver]") {
   FakeClock clock;

@@ -15,16 +15,13 @@ UNSUPPORTED_OPTIONS = {
     "accelerator_type": "nodes do not advertise accelerator types",
     "object_store_memory": "per-task object store quotas are not implemented",
     "_metadata": "task metadata is not implemented",
-    "concurrency_groups": "concurrency groups are not implemented",
-    "max_pending_calls": "a limit on pending actor calls is not implemented",
 }
 
 
 def refuse_unsupported(options, what="remote functions"):
     for key, why in UNSUPPORTED_OPTIONS.items():
         value = options.get(key)
-        if value is None or (key == "max_pending_calls" and value == -1) or (
-                key in ("concurrency_groups", "_metadata") and not value):
+        if value is None or (key == "_metadata" and not value):
             continue
         raise ValueError(f"The option {key}={value!r} for {what} is not supported by Shoal: {why}.")
 

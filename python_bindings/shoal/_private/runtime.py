@@ -5,6 +5,7 @@ Threading: every public call may come from any thread; the core worker is thread
 releases the GIL while it blocks.
 """
 import atexit
+import contextvars
 import json
 import os
 import sys
@@ -35,6 +36,17 @@ class _State:
 
 
 state = _State()
+
+
+# The task an async actor's call runs, for code on the actor's event loop: the core knows the
+# running task per thread, and the loop's thread runs many calls (see worker._call_on_loop).
+_loop_task = contextvars.ContextVar("shoal_loop_task", default=None)
+
+
+def current_task():
+    """The core's description of the task the calling code runs (core.current_task())."""
+    info = _loop_task.get()
+    return info if info is not None else core().current_task()
 
 
 def core():

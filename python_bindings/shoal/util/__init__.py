@@ -6,6 +6,13 @@ from shoal.util.placement_group import (PlacementGroup, get_current_placement_gr
                                         placement_group, placement_group_table, remove_placement_group)
 
 
+def list_named_actors(all_namespaces=False):
+    """Ray's ray.util.list_named_actors: the names of live named actors in this job's
+    namespace, or [{"name", "namespace"}, ...] for every namespace."""
+    from shoal.util.state import list_named_actors as _list_named_actors
+    return _list_named_actors(all_namespaces)
+
+
 def get_node_ip_address() -> str:
     """The IP address of the node this process runs on: in a driver or worker, the address its
     node's raylet listens on (as in shoal.nodes()'s NodeManagerAddress); in a process not
@@ -17,5 +24,5 @@ def get_node_ip_address() -> str:
     return runtime.local_node_ip()
 
 
-__all__ = ["ActorPool", "get_node_ip_address", "scheduling_strategies", "PlacementGroup", "placement_group",
+__all__ = ["ActorPool", "get_node_ip_address", "list_named_actors", "scheduling_strategies", "PlacementGroup", "placement_group",
            "remove_placement_group", "get_placement_group", "placement_group_table", "get_current_placement_group"]

@@ -229,7 +229,7 @@ def get_current_placement_group():
     """The group the calling task or actor runs in, or None (always None in a driver)."""
     if not runtime.is_initialized() or runtime.state.mode != "worker":
         return None
-    hex_id = runtime.core().current_task().get("placement_group_id")
+    hex_id = runtime.current_task().get("placement_group_id")
     return PlacementGroup(hex_id) if hex_id else None
 
 
