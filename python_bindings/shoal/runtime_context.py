@@ -25,6 +25,34 @@ class RuntimeContext:
             return None
         return runtime.core().current_actor or None
 
+    def _actor_info(self, what):
+        actor = self.get_actor_id()
+        if actor is None:
+            raise AssertionError(f"{what} is only available inside an actor")
+        with runtime.core_call:
+            return actor, runtime.core().get_actor_info(bytes.fromhex(actor))
+
+    @property
+    def was_current_actor_reconstructed(self):
+        """Whether the actor this code runs in was restarted (max_restarts) at least once."""
+        _, info = self._actor_info("was_current_actor_reconstructed")
+        return info["num_restarts"] > 0
+
+    def get_actor_name(self):
+        """The name of the actor this code runs in ("" when unnamed), or None outside actors."""
+        if self.get_actor_id() is None:
+            return None
+        from shoal.util import state as _state
+        entry = _state.get_actor(self.get_actor_id())
+        return entry["name"] if entry is not None else ""
+
+    @property
+    def current_actor(self):
+        """A handle to the actor this code runs in."""
+        from shoal.actor import ActorHandle, _handle_fields
+        actor, info = self._actor_info("current_actor")
+        return ActorHandle(bytes.fromhex(actor), *_handle_fields(info["handle_data"]), _register=True)
+
     @property
     def job_id(self):
         return self.get_job_id()

@@ -433,3 +433,44 @@ def test_runtime_context_inside_tasks_and_actors(driver):
         remove_placement_group(pg)
     with pytest.raises(AssertionError, match="worker"):
         ray.get_runtime_context().get_assigned_resources()  # a driver holds nothing: Ray asserts
+
+
+def test_runtime_context_knows_its_actor(driver):
+    @ray.remote(max_restarts=1)
+    class Phoenix:
+        def who(self):
+            ctx = ray.get_runtime_context()
+            return ctx.get_actor_name(), ctx.was_current_actor_reconstructed, ctx.current_actor
+
+        def die(self):
+            os._exit(1)
+
+    actor = Phoenix.options(name="phoenix").remote()
+    name, reconstructed, handle = ray.get(actor.who.remote(), timeout=GET_TIMEOUT_S)
+    assert name == "phoenix" and reconstructed is False
+    assert handle == actor  # the same actor, usable from the caller
+    actor.die.remote()
+    deadline = time.monotonic() + GET_TIMEOUT_S
+    while True:  # calls fail until the restart is known; then the restarted actor answers
+        try:
+            name, reconstructed, _ = ray.get(actor.who.remote(), timeout=GET_TIMEOUT_S)
+            if reconstructed:
+                break
+        except ray.exceptions.RayError:
+            pass
+        assert time.monotonic() < deadline, "the actor was never restarted"
+        time.sleep(0.1)
+    assert name == "phoenix"
+    unnamed = Phoenix.remote()
+    assert ray.get(unnamed.who.remote(), timeout=GET_TIMEOUT_S)[0] == ""
+
+    @ray.remote
+    def outside():
+        ctx = ray.get_runtime_context()
+        try:
+            ctx.was_current_actor_reconstructed
+        except AssertionError as e:
+            return ctx.get_actor_name(), str(e)
+
+    assert ray.get(outside.remote(), timeout=GET_TIMEOUT_S) == (None, "was_current_actor_reconstructed is only "
+                                                                      "available inside an actor")
