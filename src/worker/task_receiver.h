@@ -5,17 +5,20 @@
 // Push queues a task; Run takes tasks off the queue one at a time and hands each to the runner
 // (the TaskExecutor, wrapped by the core worker), then calls the push's `done` with the reply
 // filled. A concurrent actor (max_concurrency > 1 or concurrency groups in its creation task)
-// runs its calls in groups (Ray's concurrency groups): each named group runs at most its limit of
-// calls at once, and calls outside every group share max_concurrency. A group's threads are
+// runs its calls in groups (Ray's concurrency groups): each named group runs at most its limit
+// of calls at once, and calls outside every group share max_concurrency. A group's threads are
 // started when its calls need them (after the constructor), up to its limit, and then wait for
-// more: an async actor's default of 1000 costs threads only for calls actually in flight. A call
-// naming a group the actor does not have is answered InvalidArgument. A normal task with max_calls > 0 counts
-// the calls of its function: the call that reaches the limit answers worker_exiting and the
-// loop ends after it (Ray's max_calls; the worker then exits and its lease ends).
-// RequestExit ends the loop: tasks queued or held are answered Unavailable ("exiting").
-// Threading: Push, Cancel queries, RequestExit and ReleaseSequenceGaps from any thread (gRPC's
-// and the ticker); Run on the thread that calls it, plus the threads it starts, which the
-// destructor joins. Ownership: `request` and `reply` of a push stay the caller's until `done`.
+// more: an async actor's default of 1000 costs threads only for calls in flight. Run's own
+// thread then only waits for exit. A call naming a group the actor lacks is answered
+// InvalidArgument in its turn (its caller's later calls go on). A normal task with max_calls > 0
+// counts the calls of its function: the call that reaches the limit answers worker_exiting and
+// the loop ends after it (Ray's max_calls; the worker then exits and its lease ends).
+// RequestExit ends the loop: tasks queued or held are answered Unavailable ("exiting");
+// CancelQueued answers one queued task Cancelled instead of running it.
+// Threading: Push, CancelQueued, the queries, RequestExit and ReleaseSequenceGaps from any thread
+// (gRPC's and the ticker); Run on the thread that calls it; the groups' threads are started by
+// Push and Run and joined by Drain (the destructor). Ownership: `request` and `reply` of a push
+// stay the caller's until `done`.
 #pragma once
 
 #include <cstdint>
