@@ -22,6 +22,7 @@
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/dashboard/websocket.h"
+#include "src/gcs_client/state_query.h"
 
 namespace shoal::dashboard {
 namespace fs = std::filesystem;
@@ -488,6 +489,44 @@ void DashboardServer::AddRoutes() {
     nlohmann::json list = nlohmann::json::array();
     for (const rpc::PlacementGroupInfo& group : groups->groups()) list.push_back(cluster::PlacementGroupToJson(group));
     ReplyJson(res, {{"placement_groups", list}, {"total", groups->total()}});
+  });
+
+  // The state API over HTTP, in the shape of Ray's /api/v0/<resource>: limit, detail, and
+  // filters as parallel filter_keys / filter_predicates / filter_values parameters. Answers
+  // {"result": true, "data": {"result": {"total", "num_after_truncation", "result": [rows],
+  // "partial_failure_warning"}}}; bad input is a 400 naming what is allowed.
+  route("GET", "/api/v0/([a-z_-]+)", "/api/v0/{resource}", false, small, [this](const Request& req, Response& res) {
+    absl::StatusOr<state::Resource> resource = state::ParseResource(std::string(req.matches[1]));
+    if (!resource.ok()) return ReplyError(res, resource.status());
+    state::ListOptions options;
+    if (req.has_param("limit") && !absl::SimpleAtoi(req.get_param_value("limit"), &options.limit)) {
+      return ReplyError(res, 400, "limit must be an integer");
+    }
+    if (req.has_param("detail")) options.detail = req.get_param_value("detail") == "true" ||
+                                                  req.get_param_value("detail") == "1";
+    const size_t n = req.get_param_value_count("filter_keys");
+    if (req.get_param_value_count("filter_predicates") != n || req.get_param_value_count("filter_values") != n) {
+      return ReplyError(res, 400, "filter_keys, filter_predicates and filter_values must come in equal numbers");
+    }
+    for (size_t i = 0; i < n; ++i) {
+      absl::StatusOr<state::Filter> f = state::MakeFilter(req.get_param_value("filter_keys", i),
+                                                         req.get_param_value("filter_predicates", i),
+                                                         req.get_param_value("filter_values", i));
+      if (!f.ok()) return ReplyError(res, 400, std::string(f.status().message()));
+      options.filters.push_back(*f);
+    }
+    absl::StatusOr<state::ListResult> listed =
+        state::List(cluster_.gcs().WithTimeout(kStatusTimeout), *resource, options);
+    if (!listed.ok()) return ReplyError(res, listed.status());
+    ReplyJson(res, {{"result", true},
+                    {"msg", ""},
+                    {"data",
+                     {{"result",
+                       {{"total", listed->total},
+                        {"num_after_truncation", listed->rows.size()},
+                        {"result", listed->rows},
+                        {"partial_failure_warning",
+                         listed->partial ? "the GCS held more entries than one list answers" : ""}}}}}});
   });
 
   route("GET", "/metrics", "/metrics", false, small, [this](const Request&, Response& res) {

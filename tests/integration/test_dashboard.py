@@ -396,3 +396,23 @@ def test_disable_auth_warns_and_serves_without_a_token(cluster):
                        headers={"Origin": "http://evil.example"})[0] == 403
     job_id = submit(cluster, "--", "echo no-token-needed")
     assert wait_for_status(cluster, job_id, TERMINAL)["status"] == "SUCCEEDED"
+
+
+def test_state_api_over_http(head):
+    head.start_worker("--num-cpus", 1)
+    wait_until(lambda: len(head.alive_nodes()) == 2, 30, what="2 alive nodes")
+    status, body = head.api("GET", "/api/v0/nodes?limit=1&detail=true")
+    assert status == 200 and body["result"] is True, body
+    listed = body["data"]["result"]
+    assert listed["total"] == 2 and listed["num_after_truncation"] == 1
+    assert "resources_available" in listed["result"][0]  # a detail column
+    status, body = head.api("GET", "/api/v0/nodes?filter_keys=is_head_node&filter_predicates=%3D&filter_values=true")
+    assert status == 200 and [n["is_head_node"] for n in body["data"]["result"]["result"]] == [True]
+    for path, words in [("/api/v0/gizmos", "placement-groups"), ("/api/v0/nodes?limit=-3", "limit"),
+                        ("/api/v0/nodes?filter_keys=colour&filter_predicates=%3D&filter_values=red", "colour"),
+                        ("/api/v0/nodes?filter_keys=state", "equal numbers")]:
+        status, body = head.api("GET", path)
+        assert status == 400 and words in body["message"], (path, status, body)
+    status, body = head.api("GET", "/api/v0/objects")
+    assert status == 501 and "not supported" in body["message"]
+    assert head.api("GET", "/api/v0/nodes", token=False)[0] == 401  # authenticated like the rest
