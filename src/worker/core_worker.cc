@@ -59,6 +59,9 @@ namespace {
 
 constexpr absl::Duration kTickPeriod = absl::Milliseconds(5);
 constexpr absl::Duration kConnectTimeout = absl::Seconds(10);
+// How long the key-value calls of the language layers (exporting a function, a worker loading
+// it) ride out a GCS restart: Ray's gcs_rpc_server_reconnect_timeout_s, the raylets' own wait.
+constexpr absl::Duration kGcsReconnectTimeout = absl::Seconds(60);
 constexpr absl::Duration kShutdownRpcTimeout = absl::Seconds(2);
 constexpr absl::Duration kRayletCheckPeriod = absl::Seconds(1);
 constexpr int kRayletCheckFailures = 5;
@@ -560,10 +563,10 @@ void CoreWorker::SetLogHandler(std::function<void(const std::vector<std::string>
 }
 absl::Status CoreWorker::KvPut(const std::string& ns, const std::string& key, const std::string& value,
                                bool overwrite) {
-  return impl_->gcs().KvPut(ns, key, value, overwrite).status();
+  return impl_->gcs().WithTimeout(kGcsReconnectTimeout).KvPut(ns, key, value, overwrite).status();
 }
 absl::StatusOr<std::string> CoreWorker::KvGet(const std::string& ns, const std::string& key) {
-  return impl_->gcs().KvGet(ns, key);
+  return impl_->gcs().WithTimeout(kGcsReconnectTimeout).KvGet(ns, key);
 }
 const std::string& CoreWorker::gcs_address() const { return impl_->config().gcs_address; }
 absl::StatusOr<ActorDescription> CoreWorker::CreateActor(const std::string& function_name, std::vector<TaskArg> args,
