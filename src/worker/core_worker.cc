@@ -69,6 +69,9 @@ constexpr int kMaxMessageSize = 64 << 20;
 
 // The task the calling thread runs (worker mode).
 thread_local CurrentTaskInfo tls_current_task;
+// The spec of the task this thread runs (null outside tasks): what CurrentTask derives on demand,
+// so that running a task pays nothing for what only an introspection call reads.
+thread_local const rpc::TaskSpec* tls_current_spec = nullptr;
 
 }  // namespace
 
@@ -135,7 +138,21 @@ class CoreWorker::Impl final {
   void SetInterruptHandler(CoreWorkerService::InterruptHandler handler) {
     service_->SetInterruptHandler(std::move(handler));
   }
-  CurrentTaskInfo CurrentTask() const { return tls_current_task; }
+  CurrentTaskInfo CurrentTask() {
+    CurrentTaskInfo info = tls_current_task;
+    if (tls_current_spec == nullptr) return info;
+    const rpc::TaskSpec& spec = *tls_current_spec;
+    if (!spec.actor_id().empty() && !spec.actor_creation()) {
+      absl::MutexLock lock(&mu_);
+      info.resources = actor_placement_.resources;  // a method call holds the actor's
+    } else {
+      // In a placement group, the user's request rather than the bundle's formatted names.
+      info.resources =
+          ResourceSet::FromProto(spec.placement_group_id().empty() ? spec.resources() : spec.bundle_request())
+              .ToDoubles();
+    }
+    return info;
+  }
   absl::Status SendLogs(const std::string& owner, const std::vector<std::string>& lines, bool is_stderr) {
     return transport_.PrintLogs(owner, lines, is_stderr, absl::Seconds(5));
   }
@@ -460,28 +477,27 @@ rpc::PushTaskReply CoreWorker::Impl::RunPushedTask(const rpc::PushTaskRequest& r
   }
   tls_current_task = CurrentTaskInfo{SpecTaskId(spec).Hex(), spec.function_name(), spec.owner_address(),
                                      spec.attempt()};
-  tls_current_task.resources =
-      ResourceSet::FromProto(spec.placement_group_id().empty() ? spec.resources() : spec.bundle_request())
-          .ToDoubles();
   if (!spec.placement_group_id().empty()) {
     auto pg = PlacementGroupId::FromBinary(spec.placement_group_id());
     tls_current_task.placement_group_id = pg.ok() ? pg->Hex() : std::string();
     tls_current_task.bundle_index = spec.placement_group_bundle_index();
     tls_current_task.capture_child_tasks = spec.placement_group_capture_child_tasks();
   }
+  tls_current_spec = &spec;
   if (spec.actor_creation()) {
+    CurrentTaskInfo placement = CurrentTask();  // with the actor's resources, once
     absl::MutexLock lock(&mu_);
-    actor_placement_ = tls_current_task;
+    actor_placement_ = std::move(placement);
   } else if (!spec.actor_id().empty()) {
     absl::MutexLock lock(&mu_);
     tls_current_task.placement_group_id = actor_placement_.placement_group_id;
     tls_current_task.bundle_index = actor_placement_.bundle_index;
     tls_current_task.capture_child_tasks = actor_placement_.capture_child_tasks;
-    tls_current_task.resources = actor_placement_.resources;  // a call holds the actor's
   }
   task_events_.Add(spec, rpc::TaskEvent::RUNNING, config_.node_id.Hex(), config_.worker_id.Hex());
   rpc::PushTaskReply reply = executor_->Execute(request);
   tls_current_task = CurrentTaskInfo{};
+  tls_current_spec = nullptr;
   return reply;
 }
 

@@ -169,3 +169,11 @@ def test_state_cli(contents, tmp_path):
         proc = cluster.shoal(*args, check=False)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert words in proc.stderr, (args, proc.stderr)
+
+
+def test_explain_is_refused_not_ignored(contents):
+    with pytest.raises(NotImplementedError, match="_explain"):
+        state.list_actors(_explain=True)
+    with pytest.raises(NotImplementedError, match="_explain"):
+        state.summarize_tasks(_explain=True)
+    assert state.summarize_tasks(raise_on_missing_output=False)["cluster"]["total_tasks"] >= 4

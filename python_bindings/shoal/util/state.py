@@ -74,7 +74,14 @@ def _check_limit(limit):
         raise ValueError(f"limit must be an integer, got {limit!r}")
 
 
-def _list(resource, address, filters, limit, timeout, detail, raise_on_missing_output):
+def _no_explain(explain):
+    """Ray's _explain prints how a list was gathered; Shoal has nothing to explain, so it is refused."""
+    if explain:
+        raise NotImplementedError("_explain=True is not supported by Shoal's state API")
+
+
+def _list(resource, address, filters, limit, timeout, detail, raise_on_missing_output, explain=False):
+    _no_explain(explain)
     _check_limit(limit)
     answer = json.loads(_call(runtime._core.state_list, _gcs_address(address), resource, _filters(filters), limit,
                               bool(detail), float(timeout)))
@@ -85,7 +92,8 @@ def _list(resource, address, filters, limit, timeout, detail, raise_on_missing_o
     return [StateRow(row) for row in answer["rows"]]
 
 
-def _get(resource, id, address, timeout):
+def _get(resource, id, address, timeout, explain=False):
+    _no_explain(explain)
     if not isinstance(id, str) or not id:
         raise ValueError(f"the id must be a non-empty hex string, got {id!r}")
     text = _call(runtime._core.state_get, _gcs_address(address), resource, id, float(timeout))
@@ -94,27 +102,27 @@ def _get(resource, id, address, timeout):
 
 def list_actors(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=DEFAULT_TIMEOUT, detail=False,
                 raise_on_missing_output=True, _explain=False):
-    return _list("actors", address, filters, limit, timeout, detail, raise_on_missing_output)
+    return _list("actors", address, filters, limit, timeout, detail, raise_on_missing_output, _explain)
 
 
 def list_tasks(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=DEFAULT_TIMEOUT, detail=False,
                raise_on_missing_output=True, _explain=False):
-    return _list("tasks", address, filters, limit, timeout, detail, raise_on_missing_output)
+    return _list("tasks", address, filters, limit, timeout, detail, raise_on_missing_output, _explain)
 
 
 def list_nodes(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=DEFAULT_TIMEOUT, detail=False,
                raise_on_missing_output=True, _explain=False):
-    return _list("nodes", address, filters, limit, timeout, detail, raise_on_missing_output)
+    return _list("nodes", address, filters, limit, timeout, detail, raise_on_missing_output, _explain)
 
 
 def list_jobs(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=DEFAULT_TIMEOUT, detail=False,
               raise_on_missing_output=True, _explain=False):
-    return _list("jobs", address, filters, limit, timeout, detail, raise_on_missing_output)
+    return _list("jobs", address, filters, limit, timeout, detail, raise_on_missing_output, _explain)
 
 
 def list_placement_groups(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=DEFAULT_TIMEOUT, detail=False,
                           raise_on_missing_output=True, _explain=False):
-    return _list("placement_groups", address, filters, limit, timeout, detail, raise_on_missing_output)
+    return _list("placement_groups", address, filters, limit, timeout, detail, raise_on_missing_output, _explain)
 
 
 def list_objects(*args, **kwargs):
@@ -128,27 +136,32 @@ def list_workers(*args, **kwargs):
 
 
 def get_actor(id, address=None, timeout=DEFAULT_TIMEOUT, _explain=False):
-    return _get("actors", id, address, timeout)
+    return _get("actors", id, address, timeout, _explain)
 
 
 def get_task(id, address=None, timeout=DEFAULT_TIMEOUT, _explain=False):
-    return _get("tasks", id, address, timeout)
+    return _get("tasks", id, address, timeout, _explain)
 
 
 def get_node(id, address=None, timeout=DEFAULT_TIMEOUT, _explain=False):
-    return _get("nodes", id, address, timeout)
+    return _get("nodes", id, address, timeout, _explain)
 
 
 def get_job(id, address=None, timeout=DEFAULT_TIMEOUT, _explain=False):
-    return _get("jobs", id, address, timeout)
+    return _get("jobs", id, address, timeout, _explain)
 
 
 def get_placement_group(id, address=None, timeout=DEFAULT_TIMEOUT, _explain=False):
-    return _get("placement_groups", id, address, timeout)
+    return _get("placement_groups", id, address, timeout, _explain)
 
 
-def _summarize(resource, address, timeout):
+def _summarize(resource, address, timeout, raise_on_missing_output, explain):
+    _no_explain(explain)
     answer = json.loads(_call(runtime._core.state_summarize, _gcs_address(address), resource, float(timeout)))
+    if answer["partial"] and raise_on_missing_output:
+        raise exceptions.ShoalError(
+            f"the GCS holds more {resource} than one list answers, so the summary misses some; pass "
+            f"raise_on_missing_output=False to take it anyway")
     key = "total_tasks" if resource == "tasks" else "total_actors"
     return {"cluster": {"summary": answer["summary"], key: answer["total"], "summary_by": "func_name"
                         if resource == "tasks" else "class"}}
@@ -156,12 +169,12 @@ def _summarize(resource, address, timeout):
 
 def summarize_tasks(address=None, timeout=DEFAULT_TIMEOUT, raise_on_missing_output=True, _explain=False):
     """{"cluster": {"summary": {name: {"func_or_class_name", "type", "state_counts"}}, "total_tasks": n}}"""
-    return _summarize("tasks", address, timeout)
+    return _summarize("tasks", address, timeout, raise_on_missing_output, _explain)
 
 
 def summarize_actors(address=None, timeout=DEFAULT_TIMEOUT, raise_on_missing_output=True, _explain=False):
     """{"cluster": {"summary": {class: {"class_name", "state_counts"}}, "total_actors": n}}"""
-    return _summarize("actors", address, timeout)
+    return _summarize("actors", address, timeout, raise_on_missing_output, _explain)
 
 
 def summarize_objects(*args, **kwargs):
