@@ -182,7 +182,6 @@ void ActorSubmitter::Pump(const ActorId& actor, State& s, Actions& actions) {
     spec.set_sequence_number(s.next_seq++);
     spec.set_caller_id(options_.caller_id);
     ++s.inflight;
-    s.pushed[spec.task_id()] = s.address;
     rpc::PushTaskRequest request;
     *request.mutable_spec() = spec;
     const std::string address = s.address;
@@ -204,7 +203,6 @@ void ActorSubmitter::OnPushReply(const ActorId& actor, uint64_t order, const std
     if (shutdown_) return;
     State& s = actors_[actor];
     --s.inflight;
-    s.pushed.erase(spec.task_id());
     const bool cancelled = s.cancelled.erase(spec.task_id()) > 0;
     if (!status.ok() && cancelled) {
       // Cancelled while pushed: the worker dropped it before it ran, or the push broke.
@@ -278,25 +276,26 @@ ActorSubmitter::CancelResult ActorSubmitter::Cancel(const TaskId& task) {
   Actions actions;
   {
     absl::MutexLock lock(&mu_);
+    auto found = actors_.find(task.Actor());
+    if (found == actors_.end()) return result;
+    const ActorId& actor = found->first;
+    State& s = found->second;
     const std::string id = task.Binary();
-    for (auto& [actor, s] : actors_) {
-      if (auto it = s.pushed.find(id); it != s.pushed.end()) {
-        result = {.found = true, .pushed = true, .worker_address = it->second};
-        s.cancelled.insert(id);
+    for (auto it = s.waiting.begin(); it != s.waiting.end(); ++it) {
+      if (it->second.spec && it->second.spec->task_id() == id) {
+        rpc::TaskSpec spec = std::move(*it->second.spec);
+        s.waiting.erase(it);
+        Fail(std::move(spec), rpc::TASK_CANCELLED,
+             absl::StrCat("the call ", task.Hex(), " was cancelled before it was sent"), actions);
+        Pump(actor, s, actions);  // later calls may go now
+        result.found = true;
         break;
       }
-      for (auto it = s.waiting.begin(); it != s.waiting.end(); ++it) {
-        if (it->second.spec && it->second.spec->task_id() == id) {
-          rpc::TaskSpec spec = std::move(*it->second.spec);
-          s.waiting.erase(it);
-          Fail(std::move(spec), rpc::TASK_CANCELLED,
-               absl::StrCat("the call ", task.Hex(), " was cancelled before it was sent"), actions);
-          Pump(actor, s, actions);  // later calls may go now
-          result.found = true;
-          break;
-        }
-      }
-      if (result.found) break;
+    }
+    if (!result.found && s.inflight > 0 && !s.address.empty()) {
+      // Not waiting and (the caller checked) not finished: pushed to the actor's worker.
+      result = {.found = true, .pushed = true, .worker_address = s.address};
+      s.cancelled.insert(id);
     }
   }
   Run(actions);

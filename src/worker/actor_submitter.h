@@ -73,8 +73,9 @@ class ActorSubmitter {
   // This process killed the actor for good (the GCS said so): later calls fail at once instead
   // of racing the news of its death to a worker that is still being stopped.
   void MarkKilled(const ActorId& actor, const std::string& cause);
-  // Cancels a call (Ray's cancel of an actor task): one still waiting to be pushed fails at once
-  // with TASK_CANCELLED; for one pushed, the answer names the worker to ask (its reply then
+  // Cancels a call (Ray's cancel of an actor task) the caller knows is not finished: one still
+  // waiting to be pushed fails at once with TASK_CANCELLED; for one pushed, the answer names the
+  // worker to ask (its reply then
   // decides: a value if it finished, TaskCancelledError if the worker cancelled it, and a
   // broken push fails TASK_CANCELLED instead of being retried). Unknown calls: found false.
   struct CancelResult {
@@ -105,8 +106,7 @@ class ActorSubmitter {
     uint64_t next_order = 0;
     std::map<uint64_t, Call> waiting;  // by order
     int inflight = 0;
-    absl::flat_hash_map<std::string, std::string> pushed;  // task id (binary) -> worker, while in flight
-    absl::flat_hash_set<std::string> cancelled;            // pushed calls Cancel was asked for
+    absl::flat_hash_set<std::string> cancelled;  // task ids (binary) of pushed calls Cancel was asked for
     bool polling = false;
     absl::Time retry_poll_at = absl::InfiniteFuture();
   };

@@ -231,7 +231,7 @@ TEST_CASE("cancel: a waiting call fails TASK_CANCELLED and is never pushed; late
   REQUIRE(t.transport.pushes.size() == 1);
   CHECK(t.transport.pushes[0].request.spec().function_name() == "m1");
   CHECK(t.transport.pushes[0].request.spec().sequence_number() == 0);  // no gap left
-  CHECK_FALSE(t.submitter.Cancel(TaskId::ForActorTask(t.actor)).found);
+  CHECK_FALSE(t.submitter.Cancel(TaskId::ForActorTask(ActorId::Of(kJob))).found);  // an actor not followed
 }
 
 TEST_CASE("cancel: a pushed call names its worker; a dropped push fails TASK_CANCELLED without retry",
