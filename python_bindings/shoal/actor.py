@@ -104,7 +104,9 @@ class _Scope:
 
 
 _scopes = {}  # actor id -> _Scope, for unnamed non-detached actors created here
-_scopes_lock = threading.Lock()
+# Reentrant: ActorHandle.__del__ takes it, and the garbage collector can run a __del__ on this
+# thread from any allocation made while the lock is held (a plain Lock deadlocked shutdown).
+_scopes_lock = threading.RLock()
 
 
 _scope_threads = set()  # live _end_when_calls_done threads, joined by shutdown

@@ -729,6 +729,8 @@ class PyLocalCluster {
 PYBIND11_MODULE(_core, m) {
   using namespace shoal;
   m.doc() = "Shoal's core worker, for the shoal package (not a public API).";
+  // shoal.init and shoal.shutdown may alternate many times in one interpreter.
+  KeepGrpcInitialized();
 
   // A plain exception class; shoal.exceptions maps its code names to the public exceptions.
   g_status_error = py::reinterpret_steal<py::object>(

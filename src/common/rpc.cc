@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "grpc/grpc.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "src/common/auth.h"
@@ -76,6 +77,14 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(grpc::ServerBuilder& b
         absl::StrCat("cannot listen on ", host, ":", port, " (is the port already in use?)"));
   }
   return server;
+}
+
+void KeepGrpcInitialized() {
+  static const bool kInitialized = [] {
+    grpc_init();  // never matched by grpc_shutdown: the process's exit ends the library
+    return true;
+  }();
+  (void)kInitialized;
 }
 
 }  // namespace shoal

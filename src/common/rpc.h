@@ -29,4 +29,10 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(grpc::ServerBuilder& b
                                                           const std::string& host, int port,
                                                           int* bound_port);
 
+// Keeps the gRPC library initialized until the process ends. gRPC tears itself down when its
+// last object goes and starts again with the next one; a process that connects, disconnects
+// and connects again (a driver calling init and shutdown in turn) would otherwise race that
+// teardown, which can still be finishing on gRPC's own threads. Idempotent and thread-safe.
+void KeepGrpcInitialized();
+
 }  // namespace shoal

@@ -520,6 +520,7 @@ absl::StatusOr<std::unique_ptr<CoreWorker>> CoreWorker::Create(const CoreWorkerO
     return absl::InvalidArgumentError("a worker is created with CreateWorkerFromEnvironment");
   }
   if (auto hp = ParseHostPort(options.gcs_address); !hp.ok()) return hp.status();
+  KeepGrpcInitialized();  // a driver may be created and destroyed many times in one process
   if (options.auth_token.empty()) {
     if (auto s = UseClusterToken(options.gcs_address); !s.ok()) return s;
   } else {
