@@ -20,6 +20,8 @@ from shoal import exceptions
 from shoal._private.ids import ActorID, JobID, NodeID, TaskID, WorkerID
 from shoal._private.runtime import (ObjectRef, available_resources, cancel, cluster_resources, get,
                                     get_gpu_ids, init, is_initialized, nodes, put, shutdown, wait)
+from shoal._private import options as _options
+from shoal._private.generator import ObjectRefGenerator
 from shoal.actor import ActorClass, ActorHandle, get_actor, kill
 from shoal.remote_function import RemoteFunction
 from shoal.runtime_context import get_runtime_context
@@ -64,9 +66,13 @@ def _make_remote(target, options):
 def method(*args, **options):
     """Options of an actor method: @shoal.method(num_returns=2, concurrency_group="io")."""
     for key, value in options.items():
-        if key not in ("num_returns", "concurrency_group"):
+        if key not in ("num_returns", "concurrency_group", "_generator_backpressure_num_objects"):
             raise ValueError(f"Invalid option keyword {key} for actor methods. Valid ones are "
-                             f"['concurrency_group', 'num_returns'].")
+                             f"['_generator_backpressure_num_objects', 'concurrency_group', 'num_returns'].")
+        if key == "num_returns":
+            _options.validate_num_returns(value)
+        if key == "_generator_backpressure_num_objects" and value is not None:
+            _options.validate_backpressure(value)
         if key == "concurrency_group" and value is not None and (not isinstance(value, str) or not value):
             raise ValueError(f"concurrency_group must be a non-empty string, got {value!r}")
 
@@ -79,6 +85,6 @@ def method(*args, **options):
 
 
 __all__ = ["init", "shutdown", "is_initialized", "remote", "method", "get", "put", "wait", "cancel",
-           "ObjectRef", "ObjectID", "TaskID", "ActorID", "JobID", "NodeID", "WorkerID", "ActorHandle", "get_actor",
+           "ObjectRef", "ObjectRefGenerator", "ObjectID", "TaskID", "ActorID", "JobID", "NodeID", "WorkerID", "ActorHandle", "get_actor",
            "kill", "cluster_resources", "available_resources", "nodes", "get_gpu_ids", "get_runtime_context",
            "exceptions", "cloudpickle", "util", "timeline"]

@@ -20,6 +20,7 @@ import weakref
 from shoal._private import options as opts
 from shoal._private import runtime
 from shoal._private import serialization
+from shoal._private.generator import ObjectRefGenerator
 from shoal._private.runtime import ObjectRef, core_call
 
 ACTOR_OPTIONS = {"num_cpus", "num_gpus", "memory", "resources", "max_restarts", "max_task_retries",
@@ -77,7 +78,12 @@ def _method_table(cls):
         if name.startswith("__") and name not in ("__call__",):
             continue
         method_options = getattr(member, "__shoal_method_options__", {})
-        table[name] = {"num_returns": method_options.get("num_returns", 1),
+        default_returns = 1
+        if inspect.isgeneratorfunction(member) or inspect.isasyncgenfunction(member):
+            default_returns = "streaming"  # as in Ray: a generator method streams its values
+        table[name] = {"num_returns": method_options.get("num_returns", default_returns),
+                       "_generator_backpressure_num_objects":
+                           method_options.get("_generator_backpressure_num_objects"),
                        "max_task_retries": method_options.get("max_task_retries"),
                        "concurrency_group": method_options.get("concurrency_group")}
     return table
@@ -274,8 +280,12 @@ class ActorMethod:
 
     def options(self, **options):
         for key in options:
-            if key not in ("num_returns", "name", "concurrency_group"):
+            if key not in ("num_returns", "name", "concurrency_group", "_generator_backpressure_num_objects"):
                 raise ValueError(f"Invalid option keyword {key} for actor methods.")
+        if "num_returns" in options:
+            opts.validate_num_returns(options["num_returns"])
+        if options.get("_generator_backpressure_num_objects") is not None:
+            opts.validate_backpressure(options["_generator_backpressure_num_objects"])
         group = options.get("concurrency_group")
         if group is not None and (not isinstance(group, str) or not group):
             raise ValueError(f"concurrency_group must be a non-empty string, got {group!r}")
@@ -365,8 +375,10 @@ class ActorHandle:
         meta = self._methods.get(name)
         if meta is None:
             raise AttributeError(f"'{self._class_name}' actor has no method '{name}'")
-        return ActorMethod(self, name, {"num_returns": meta.get("num_returns", 1),
-                                        "concurrency_group": meta.get("concurrency_group")})
+        method_options = {"num_returns": meta.get("num_returns", 1), "concurrency_group": meta.get("concurrency_group")}
+        if meta.get("_generator_backpressure_num_objects") is not None:
+            method_options["_generator_backpressure_num_objects"] = meta["_generator_backpressure_num_objects"]
+        return ActorMethod(self, name, method_options)
 
     @property
     def __ray_ready__(self):
@@ -385,7 +397,8 @@ class ActorHandle:
         core = runtime.core()
         packed, nested, keep = pack_arguments(args, kwargs)
         num_returns = options.get("num_returns", 1)
-        core_options = {"num_returns": max(1, num_returns)}
+        core_options = {"num_returns": opts.num_return_refs(options)}
+        core_options.update(opts.generator_options(options))
         group = options.get("concurrency_group")
         if group:
             if group not in self._groups:
@@ -407,6 +420,8 @@ class ActorHandle:
                     if len(scope.calls) > 256:
                         scope.calls = [w for w in scope.calls if w() is not None]
                     scope.calls.extend(weakref.ref(r) for r in refs)
+        if num_returns == "streaming":
+            return ObjectRefGenerator(refs[0])
         if num_returns == 0:
             return None
         return refs[0] if num_returns == 1 else refs

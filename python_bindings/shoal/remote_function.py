@@ -8,6 +8,7 @@ from shoal import _core
 from shoal._private import options as opts
 from shoal._private import runtime
 from shoal._private import serialization
+from shoal._private.generator import ObjectRefGenerator
 from shoal._private.runtime import ObjectRef, core_call
 
 
@@ -71,6 +72,8 @@ def submit(function_name, args, kwargs, options):
     del keep
     refs = [ObjectRef(i) for i in ids]
     num_returns = options.get("num_returns", 1)
+    if num_returns == "streaming":
+        return ObjectRefGenerator(refs[0])
     if num_returns == 0:
         return None
     return refs[0] if num_returns == 1 else refs
@@ -84,6 +87,9 @@ class RemoteFunction:
             raise TypeError(f"@shoal.remote expects a function or a class, got {function!r}")
         self._function = function
         self._options = opts.validate(dict(options))
+        if "num_returns" not in self._options and (inspect.isgeneratorfunction(function) or
+                                                   inspect.isasyncgenfunction(function)):
+            self._options["num_returns"] = "streaming"  # as in Ray: a generator streams its values
         self._name = getattr(function, "__qualname__", getattr(function, "__name__", "function"))
         self._fid = None
         self._epoch = None

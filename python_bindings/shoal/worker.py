@@ -18,6 +18,7 @@ import ctypes
 import functools
 import inspect
 import os
+import signal
 import sys
 import threading
 import time
@@ -147,6 +148,10 @@ class Worker:
         self.exiting = None      # why the actor is ending (exit_actor, __ray_terminate__), once it is
         self.node_id = self.core.node_id
         self.main_thread = threading.main_thread().ident
+        # A cancel of the task on the main thread arrives as a signal, as Ray's KeyboardInterrupt:
+        # it also breaks a blocking sleep or read there, which an async exception would wait out.
+        self.cancel_pending = None  # the task (hex) whose cancel was signalled
+        signal.signal(signal.SIGUSR2, self._on_cancel_signal)
         self.forwarder = _OutputForwarder(self.core)
         self.stdout = _TaskStream(self.forwarder, sys.stdout, False)
         self.stderr = _TaskStream(self.forwarder, sys.stderr, True)
@@ -169,7 +174,7 @@ class Worker:
         return fn
 
     def execute(self, function_name, task_id, num_returns, cuda_visible_devices, actor_id, actor_creation, args,
-                retry_exception_filter=b"", concurrency_group=""):
+                retry_exception_filter=b"", concurrency_group="", streaming=False):
         from shoal.remote_function import unpack_arguments
         if actor_id and not actor_creation:
             fid, name = "", function_name
@@ -214,7 +219,10 @@ class Worker:
                     result = None
                 else:
                     result = self._call(fn, positional, keywords)
-            if num_returns == 1:
+            if streaming:
+                self._stream(label, result, info, task_id, concurrency_group)
+                results = [None]  # the completion: the values went to the owner one by one
+            elif num_returns == 1:
                 results = [result]
             else:
                 results = list(result) if not isinstance(result, (str, bytes)) else None
@@ -240,6 +248,8 @@ class Worker:
         finally:
             # A cancellation that arrived as the task ended must not hit the next one.
             self.running.pop(task_id, None)
+            if threading.get_ident() == self.main_thread:
+                self.cancel_pending = None
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), None)
             try:
                 sys.stdout.flush()
@@ -247,6 +257,47 @@ class Worker:
             except Exception:  # noqa: BLE001
                 pass
             self.forwarder.end_task()
+
+    def _stream(self, label, values, info, task_id, group):
+        """Runs a streaming generator to its end, reporting each value to the task's owner as it
+        comes (the report waits while the owner's consumer is too far behind: backpressure). An
+        async generator advances on its event loop, the reports wait on this thread."""
+        report = self.core.report_generator_item
+        owner, attempt = info["owner_address"], info["attempt"]
+
+        def send(index, value):
+            data, refs = serialization.serialize_to_bytes(value)
+            self.returned_refs.extend(refs)
+            with runtime.core_call:
+                report(task_id, owner, attempt, index, data)
+
+        if inspect.isasyncgen(values):
+            loop = self._group_loop(group) if self.async_actor else self._task_loop()
+            index = 0
+            while True:
+                future = asyncio.run_coroutine_threadsafe(values.__anext__(), loop)
+                self.async_calls[task_id] = future  # a cancel cancels the step that runs
+                try:
+                    value = future.result()
+                except StopAsyncIteration:
+                    return
+                except concurrent.futures.CancelledError:
+                    raise exceptions.TaskCancelledError(f"the call {task_id} was cancelled") from None
+                finally:
+                    self.async_calls.pop(task_id, None)
+                send(index, value)
+                index += 1
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise TypeError(f'{label}() has num_returns="streaming" but returned {type(values).__name__}, '
+                            "not a generator")
+        for index, value in enumerate(values):
+            send(index, value)
+
+    def _task_loop(self):
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+            threading.Thread(target=self.loop.run_forever, name="shoal-asyncio", daemon=True).start()
+        return self.loop
 
     def _actor_method(self, name, positional, keywords):
         """The callable for a call of `name` on the actor, and its positional arguments: a method
@@ -345,10 +396,7 @@ class Worker:
 
     def _call(self, fn, positional, keywords):
         if inspect.iscoroutinefunction(fn):
-            if self.loop is None:
-                self.loop = asyncio.new_event_loop()
-                threading.Thread(target=self.loop.run_forever, name="shoal-asyncio", daemon=True).start()
-            return asyncio.run_coroutine_threadsafe(fn(*positional, **keywords), self.loop).result()
+            return asyncio.run_coroutine_threadsafe(fn(*positional, **keywords), self._task_loop()).result()
         return fn(*positional, **keywords)
 
     def _retryable(self, e, retry_exception_filter):
@@ -385,8 +433,17 @@ class Worker:
         thread = self.running.get(task_id)
         if thread is None:
             return
+        if thread == self.main_thread:
+            self.cancel_pending = task_id
+            signal.pthread_kill(thread, signal.SIGUSR2)
+            return
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread),
                                                    ctypes.py_object(exceptions.TaskCancelledError))
+
+    def _on_cancel_signal(self, signum, frame):
+        task_id, self.cancel_pending = self.cancel_pending, None
+        if task_id is not None and self.running.get(task_id) == self.main_thread:
+            raise exceptions.TaskCancelledError(f"the task {task_id} was cancelled")
 
     def forward_nested_output(self, lines, is_stderr):
         if not self.forwarder.add(lines, is_stderr, raw=True):

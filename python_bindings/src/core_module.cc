@@ -163,6 +163,10 @@ TaskOptions ToTaskOptions(const py::dict& options) {
   }
   if (options.contains("concurrency_group")) out.concurrency_group = options["concurrency_group"].cast<std::string>();
   if (options.contains("max_pending_calls")) out.max_pending_calls = options["max_pending_calls"].cast<int>();
+  if (options.contains("streaming")) out.streaming = options["streaming"].cast<bool>();
+  if (options.contains("generator_backpressure_num_objects")) {
+    out.generator_backpressure_num_objects = options["generator_backpressure_num_objects"].cast<int64_t>();
+  }
   return out;
 }
 
@@ -386,12 +390,48 @@ class PyCoreWorker {
     return Check(std::move(ready));
   }
 
-  void Cancel(const std::string& id, bool force) {
+  void Cancel(const std::string& id, bool force, bool recursive) {
     ObjectId object_id = ToId(id);
     absl::Status s;
     {
       py::gil_scoped_release release;
-      s = core()->CancelTask(object_id, force);
+      s = core()->CancelTask(object_id, force, recursive);
+    }
+    Check(s);
+  }
+
+  // --- Streaming generators (shoal/_private/generator.py): by the id of the task's return ---
+
+  // The next item's id (bytes), or None once the stream ended; GetTimeoutError past `timeout`.
+  py::object GeneratorNext(const std::string& id, double timeout) {
+    ObjectId generator = ToId(id);
+    absl::StatusOr<std::optional<ObjectId>> next;
+    {
+      py::gil_scoped_release release;
+      next = core()->GeneratorNext(generator, ToTimeout(timeout));
+    }
+    std::optional<ObjectId> item = Check(std::move(next));
+    if (!item) return py::none();
+    return py::bytes(item->Binary());
+  }
+  bool GeneratorIsFinished(const std::string& id) { return core()->GeneratorIsFinished(ToId(id)); }
+  bool GeneratorNextReady(const std::string& id) { return core()->GeneratorNextReady(ToId(id)); }
+  // From a finalizer: a no-op once the core is gone.
+  void ReleaseGenerator(const std::string& id) {
+    if (auto core = CoreOrNull()) core->ReleaseGenerator(ToId(id));
+  }
+  // Worker side: `task` is current_task() of the thread running the generator.
+  void ReportGeneratorItem(const std::string& task_id, const std::string& owner_address, int attempt, int64_t index,
+                           const std::string& value) {
+    CurrentTaskInfo task;
+    task.task_id = task_id;
+    task.owner_address = owner_address;
+    task.attempt = attempt;
+    std::string copy = value;
+    absl::Status s;
+    {
+      py::gil_scoped_release release;
+      s = core()->ReportGeneratorItem(task, index, std::move(copy));
     }
     Check(s);
   }
@@ -417,7 +457,7 @@ class PyCoreWorker {
   }
 
   // handler(function_name, task_id, num_returns, cuda_visible_devices, actor_id_hex, actor_creation,
-  // args: list[ObjectBuffer], retry_exception_filter: bytes) answers
+  // args: list[ObjectBuffer], retry_exception_filter: bytes, concurrency_group, streaming) answers
   // (True, [bytes, ...]) or (False, (exception_type, message, data, traceback, not_retryable)).
   void SetTaskHandler(py::function handler) {
     auto shared = std::make_shared<py::function>(std::move(handler));
@@ -428,7 +468,8 @@ class PyCoreWorker {
         for (const auto& a : call.args) args.append(py::cast(PyObjectBuffer{a}));
         py::tuple answer = (*shared)(call.function_name, call.task_id, call.num_returns,
                                         call.cuda_visible_devices, call.actor_id, call.actor_creation, args,
-                                        py::bytes(call.retry_exception_filter), call.concurrency_group);
+                                        py::bytes(call.retry_exception_filter), call.concurrency_group,
+                                        call.streaming);
         if (answer[0].cast<bool>()) {
           std::vector<std::string> results;
           for (const auto& r : answer[1].cast<py::list>()) results.push_back(r.cast<std::string>());
@@ -765,6 +806,11 @@ PYBIND11_MODULE(_core, m) {
       .def("get", &PyCoreWorker::Get)
       .def("wait", &PyCoreWorker::Wait)
       .def("cancel", &PyCoreWorker::Cancel)
+      .def("generator_next", &PyCoreWorker::GeneratorNext)
+      .def("generator_is_finished", &PyCoreWorker::GeneratorIsFinished)
+      .def("generator_next_ready", &PyCoreWorker::GeneratorNextReady)
+      .def("release_generator", &PyCoreWorker::ReleaseGenerator)
+      .def("report_generator_item", &PyCoreWorker::ReportGeneratorItem)
       .def("add_reference", &PyCoreWorker::AddReference)
       .def("remove_reference", &PyCoreWorker::RemoveReference)
       .def("register_borrowed", &PyCoreWorker::RegisterBorrowed)

@@ -3,9 +3,12 @@
 
 #include <charconv>
 #include <cmath>
+#include <optional>
+#include <regex>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
 #include "src/common/bundle_resources.h"
 #include "src/common/resources.h"
 
@@ -54,7 +57,18 @@ std::string MetricsWriter::FormatValue(double value) {
 }
 
 void MetricsWriter::Family(const std::string& name, const std::string& help, const std::string& type) {
-  absl::StrAppend(&out_, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+  std::string escaped;
+  escaped.reserve(help.size());
+  for (char c : help) {
+    if (c == '\\') {
+      escaped += "\\\\";
+    } else if (c == '\n') {
+      escaped += "\\n";
+    } else {
+      escaped += c;
+    }
+  }
+  absl::StrAppend(&out_, "# HELP ", name, " ", escaped, "\n# TYPE ", name, " ", type, "\n");
 }
 
 void MetricsWriter::Sample(const std::string& name, const Labels& labels, double value) {
@@ -284,6 +298,169 @@ void WriteJobMetrics(MetricsWriter& writer, const std::map<std::string, int64_t>
     auto it = jobs_by_status.find(status);
     writer.Sample("shoal_jobs", {{"status", status}}, it == jobs_by_status.end() ? 0 : static_cast<double>(it->second));
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Application metrics
+
+namespace {
+
+struct AppSeries {
+  Labels labels;                  // tags sorted by key, then WorkerId, NodeId, JobId
+  double value = 0;               // counter, gauge
+  std::vector<double> buckets;    // histogram: per bucket, not cumulative; one more for +Inf
+  double sum = 0;
+  double count = 0;
+};
+
+struct AppFamily {
+  std::string type;
+  std::string help;
+  std::vector<double> bounds;
+  std::vector<AppSeries> series;
+};
+
+bool ValidMetricName(const std::string& name) {
+  static const std::regex kName("[a-zA-Z_:][a-zA-Z0-9_:]*");
+  return std::regex_match(name, kName) && name.rfind("shoal_", 0) != 0;
+}
+
+bool ValidLabelName(const std::string& name) {
+  static const std::regex kLabel("[a-zA-Z_][a-zA-Z0-9_]*");
+  return std::regex_match(name, kLabel) && name.rfind("__", 0) != 0 && name != "le" && name != "WorkerId" &&
+         name != "NodeId" && name != "JobId";
+}
+
+// One reporter's metrics, or nullopt when the document is malformed.
+std::optional<std::vector<std::pair<std::string, AppFamily>>> ParseSnapshot(const nlohmann::json& doc,
+                                                                           Labels* reporter) {
+  using json = nlohmann::json;
+  if (!doc.is_object() || !doc.contains("labels") || !doc["labels"].is_object() || !doc.contains("metrics") ||
+      !doc["metrics"].is_array()) {
+    return std::nullopt;
+  }
+  for (const char* key : {"WorkerId", "NodeId", "JobId"}) {
+    const json& v = doc["labels"].value(key, json());
+    if (!v.is_string()) return std::nullopt;
+    reporter->emplace_back(key, v.get<std::string>());
+  }
+  std::vector<std::pair<std::string, AppFamily>> out;
+  for (const json& m : doc["metrics"]) {
+    if (!m.is_object() || !m.value("name", json()).is_string() || !m.value("type", json()).is_string()) {
+      return std::nullopt;
+    }
+    const std::string name = m["name"].get<std::string>();
+    AppFamily family;
+    family.type = m["type"].get<std::string>();
+    if (!ValidMetricName(name) || (family.type != "counter" && family.type != "gauge" && family.type != "histogram")) {
+      return std::nullopt;
+    }
+    if (m.value("help", json()).is_string()) family.help = m["help"].get<std::string>();
+    if (family.type == "histogram") {
+      const json& bounds = m.value("boundaries", json());
+      if (!bounds.is_array() || bounds.empty()) return std::nullopt;
+      for (const json& b : bounds) {
+        if (!b.is_number() || (!family.bounds.empty() && b.get<double>() <= family.bounds.back())) return std::nullopt;
+        family.bounds.push_back(b.get<double>());
+      }
+    }
+    if (!m.value("series", json()).is_array()) return std::nullopt;
+    for (const json& s : m["series"]) {
+      if (!s.is_object() || !s.value("tags", json()).is_object()) return std::nullopt;
+      AppSeries series;
+      std::map<std::string, std::string> tags;
+      for (const auto& [k, v] : s["tags"].items()) {
+        if (!ValidLabelName(k) || !v.is_string()) return std::nullopt;
+        tags[k] = v.get<std::string>();
+      }
+      series.labels.assign(tags.begin(), tags.end());
+      series.labels.insert(series.labels.end(), reporter->begin(), reporter->end());
+      if (family.type == "histogram") {
+        const json& buckets = s.value("buckets", json());
+        if (!buckets.is_array() || buckets.size() != family.bounds.size() + 1 || !s.value("sum", json()).is_number() ||
+            !s.value("count", json()).is_number()) {
+          return std::nullopt;
+        }
+        for (const json& b : buckets) {
+          if (!b.is_number()) return std::nullopt;
+          series.buckets.push_back(b.get<double>());
+        }
+        series.sum = s["sum"].get<double>();
+        series.count = s["count"].get<double>();
+      } else {
+        if (!s.value("value", json()).is_number()) return std::nullopt;
+        series.value = s["value"].get<double>();
+      }
+      family.series.push_back(std::move(series));
+    }
+    out.emplace_back(name, std::move(family));
+  }
+  return out;
+}
+
+}  // namespace
+
+AppMetricsReport WriteApplicationMetrics(MetricsWriter& writer,
+                                         const std::vector<std::pair<std::string, std::string>>& snapshots,
+                                         absl::Time now) {
+  AppMetricsReport report;
+  std::map<std::string, AppFamily> families;
+  for (const auto& [key, text] : snapshots) {
+    const nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (!doc.is_object() || !doc.value("time", nlohmann::json()).is_number()) {
+      ++report.malformed;
+      continue;
+    }
+    const absl::Time reported = absl::FromUnixNanos(static_cast<int64_t>(doc["time"].get<double>() * 1e9));
+    if (now - reported > kAppMetricsMaxAge) {
+      ++report.stale;
+      if (now - reported > kAppMetricsForgetAge) report.forget.push_back(key);
+      continue;
+    }
+    Labels reporter;
+    auto parsed = ParseSnapshot(doc, &reporter);
+    if (!parsed) {
+      ++report.malformed;
+      continue;
+    }
+    ++report.fresh;
+    for (auto& [name, family] : *parsed) {
+      auto [it, added] = families.try_emplace(name, AppFamily{family.type, family.help, family.bounds, {}});
+      if (!added && (it->second.type != family.type || it->second.bounds != family.bounds)) {
+        ++report.conflicting;
+        continue;
+      }
+      for (auto& series : family.series) it->second.series.push_back(std::move(series));
+    }
+  }
+  for (const auto& [name, family] : families) {
+    const std::string exported = family.type == "counter" ? name + "_total" : name;
+    writer.Family(exported, family.help.empty() ? name : family.help, family.type);
+    for (const AppSeries& series : family.series) {
+      if (family.type != "histogram") {
+        writer.Sample(exported, series.labels, series.value);
+        continue;
+      }
+      double cumulative = 0;
+      for (size_t i = 0; i < series.buckets.size(); ++i) {
+        cumulative += series.buckets[i];
+        Labels with_le = series.labels;
+        with_le.emplace_back("le", i < family.bounds.size() ? MetricsWriter::FormatValue(family.bounds[i]) : "+Inf");
+        writer.Sample(exported + "_bucket", with_le, cumulative);
+      }
+      writer.Sample(exported + "_sum", series.labels, series.sum);
+      writer.Sample(exported + "_count", series.labels, series.count);
+    }
+  }
+  writer.Family("shoal_app_metrics_reporters",
+                "Processes whose application metrics (shoal.util.metrics) the last scrape read, by state", "gauge");
+  writer.Sample("shoal_app_metrics_reporters", {{"state", "fresh"}}, report.fresh);
+  writer.Sample("shoal_app_metrics_reporters", {{"state", "stale"}}, report.stale);
+  writer.Sample("shoal_app_metrics_reporters", {{"state", "malformed"}}, report.malformed);
+  writer.Family("shoal_app_metrics_conflicting", "Application metrics left out because another process reported "
+                "the same name with another type or buckets", "gauge");
+  writer.Sample("shoal_app_metrics_conflicting", {}, report.conflicting);
+  return report;
 }
 
 }  // namespace shoal::dashboard

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "shoal/gcs.pb.h"
 #include "shoal/raylet.pb.h"
 
@@ -41,7 +42,8 @@ using Labels = std::vector<std::pair<std::string, std::string>>;
 
 class MetricsWriter {
  public:
-  // Starts a family: its # HELP and # TYPE lines ("gauge", "counter", "histogram").
+  // Starts a family: its # HELP (backslashes and newlines escaped) and # TYPE lines ("gauge",
+  // "counter", "histogram").
   void Family(const std::string& name, const std::string& help, const std::string& type);
   void Sample(const std::string& name, const Labels& labels, double value);
   const std::string& text() const { return out_; }
@@ -96,6 +98,32 @@ void WriteTaskMetrics(MetricsWriter& writer, const rpc::ListTasksReply& tasks);
 
 // shoal_jobs{status} for every status, zero included.
 void WriteJobMetrics(MetricsWriter& writer, const std::map<std::string, int64_t>& jobs_by_status);
+
+// Application metrics (shoal.util.metrics): each process reports a JSON snapshot to the GCS
+// key-value namespace kAppMetricsNamespace, under its worker id:
+//   {"time": <unix seconds>, "labels": {"WorkerId": .., "NodeId": .., "JobId": ..},
+//    "metrics": [{"name", "type": "counter"|"gauge"|"histogram", "help", "boundaries": [..],
+//                 "series": [{"tags": {..}, "value": x} | {"tags", "buckets": [..], "sum", "count"}]}]}
+// WriteApplicationMetrics merges the snapshots reported within kAppMetricsMaxAge of `now` into
+// one family per name (a counter is written as <name>_total), each series labelled with its
+// tags (sorted by key) and the reporter's WorkerId, NodeId and JobId; then
+// shoal_app_metrics_reporters{state=fresh|stale|malformed}. A snapshot that is not such a
+// document, or names a metric or tag Prometheus cannot take, is skipped whole (malformed); a
+// metric whose type or bounds differ from the first reporter's is skipped (conflicting).
+inline constexpr char kAppMetricsNamespace[] = "app_metrics";
+inline constexpr absl::Duration kAppMetricsMaxAge = absl::Seconds(30);
+// Snapshots older than this are deleted by the reader (their process is long gone).
+inline constexpr absl::Duration kAppMetricsForgetAge = absl::Minutes(10);
+struct AppMetricsReport {
+  int fresh = 0;
+  int stale = 0;
+  int malformed = 0;
+  int conflicting = 0;                  // metrics skipped for disagreeing with another reporter
+  std::vector<std::string> forget;      // keys of snapshots older than kAppMetricsForgetAge
+};
+AppMetricsReport WriteApplicationMetrics(MetricsWriter& writer,
+                                         const std::vector<std::pair<std::string, std::string>>& snapshots,
+                                         absl::Time now);
 
 // "CPU=1,GPU=2": a demand shape as one label value, names sorted.
 std::string ShapeLabel(const rpc::ResourceMap& shape);

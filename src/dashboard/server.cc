@@ -548,6 +548,14 @@ void DashboardServer::AddRoutes() {
     if (auto actors = gcs.ListActors(10000); actors.ok()) WriteActorMetrics(writer, *actors);
     if (auto tasks = gcs.ListTasks(1); tasks.ok()) WriteTaskMetrics(writer, *tasks);
     WriteJobMetrics(writer, jobs_.CountByStatus());
+    if (auto keys = gcs.KvKeys(kAppMetricsNamespace); keys.ok()) {
+      std::vector<std::pair<std::string, std::string>> snapshots;
+      for (const std::string& key : *keys) {
+        if (auto value = gcs.KvGet(kAppMetricsNamespace, key); value.ok()) snapshots.emplace_back(key, std::move(*value));
+      }
+      AppMetricsReport report = WriteApplicationMetrics(writer, snapshots, absl::Now());
+      for (const std::string& key : report.forget) (void)gcs.KvDel(kAppMetricsNamespace, key);
+    }
     http_metrics_.Write(writer);
     res.set_content(writer.text(), "text/plain; version=0.0.4; charset=utf-8");
   });

@@ -33,6 +33,9 @@ absl::StatusOr<ActorDescription> ActorClient::Create(const std::string& function
     return absl::InvalidArgumentError(
         absl::StrCat("max_concurrency must be at least 1, got ", actor_options.max_concurrency));
   }
+  if (options.streaming) {
+    return absl::InvalidArgumentError("an actor's constructor cannot be a streaming generator");
+  }
   if (actor_options.max_restarts < -1 || actor_options.max_task_retries < -1) {
     return absl::InvalidArgumentError("max_restarts and max_task_retries must be -1 (no limit) or more");
   }

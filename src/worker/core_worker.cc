@@ -40,9 +40,11 @@
 #include "src/worker/actor_submitter.h"
 #include "src/worker/core_worker_service.h"
 #include "src/worker/dependency_resolver.h"
+#include "src/worker/generator_streams.h"
 #include "src/worker/grpc_transport.h"
 #include "src/worker/memory_store.h"
 #include "src/worker/object_recovery.h"
+#include "src/worker/object_value.h"
 #include "src/worker/owned_objects.h"
 #include "src/worker/reference_counter.h"
 #include "src/worker/store_access.h"
@@ -72,6 +74,8 @@ thread_local CurrentTaskInfo tls_current_task;
 // The spec of the task this thread runs (null outside tasks): what CurrentTask derives on demand,
 // so that running a task pays nothing for what only an introspection call reads.
 thread_local const rpc::TaskSpec* tls_current_spec = nullptr;
+// The task this thread runs submitted tasks (CoreWorker::Impl::children_ has an entry for it).
+thread_local bool tls_submitted_children = false;
 
 }  // namespace
 
@@ -87,7 +91,17 @@ class CoreWorker::Impl final {
 
   absl::StatusOr<std::vector<ObjectId>> SubmitTask(const std::string& function_name, std::vector<TaskArg> args,
                                                    const TaskOptions& options);
-  absl::Status CancelTask(const ObjectId& return_id, bool force);
+  absl::Status CancelTask(const ObjectId& return_id, bool force, bool recursive);
+  // Cancels (recursively) what the running task `parent` submitted that is still pending.
+  void CancelChildren(const TaskId& parent, bool force);
+  // A task the running task of this thread submitted (nothing outside tasks).
+  void AddChild(const ObjectId& first_return) {
+    if (tls_current_spec == nullptr) return;
+    const TaskId parent = SpecTaskId(*tls_current_spec);
+    tls_submitted_children = true;
+    absl::MutexLock lock(&mu_);
+    children_[parent].push_back(first_return);
+  }
   absl::StatusOr<ActorDescription> CreateActor(const std::string& function_name, std::vector<TaskArg> args,
                                                const TaskOptions& options, const ActorOptions& actor) {
     auto with_command = InPlacementGroup(options);
@@ -118,6 +132,13 @@ class CoreWorker::Impl final {
     return out;
   }
   PlacementGroupClient& placement_groups() { return *placement_groups_; }
+  GeneratorStreams& streams() { return *streams_; }
+  absl::StatusOr<std::optional<ObjectId>> GeneratorNext(const ObjectId& generator, absl::Duration timeout) {
+    // The stream waits on real time: clock_ is the RealClock.
+    const absl::Time deadline = timeout < absl::ZeroDuration() ? absl::InfiniteFuture() : clock_.Now() + timeout;
+    return streams_->Next(generator.Task(), deadline);
+  }
+  absl::Status ReportGeneratorItem(const CurrentTaskInfo& task, int64_t index, std::string value);
   ActorClient& actors() { return *actors_; }
   ActorId CurrentActor() const { return receiver_->actor(); }
   OwnedObjects& objects() { return *objects_; }
@@ -203,6 +224,7 @@ class CoreWorker::Impl final {
   std::unique_ptr<NodeStoreAccess> store_access_;
   std::unique_ptr<ObjectRecovery> recovery_;  // before the parts that use it
   std::unique_ptr<OwnedObjects> objects_;
+  std::unique_ptr<GeneratorStreams> streams_;
   std::unique_ptr<TaskManager> tasks_;
   std::unique_ptr<ActorClient> actors_;
   std::unique_ptr<PlacementGroupClient> placement_groups_;
@@ -223,6 +245,9 @@ class CoreWorker::Impl final {
 
   absl::Mutex mu_;
   std::vector<std::string> worker_command_ ABSL_GUARDED_BY(mu_);
+  // Running task -> the first return of each task and actor call it submitted (recursive
+  // cancel); dropped when the task ends.
+  absl::flat_hash_map<TaskId, std::vector<ObjectId>> children_ ABSL_GUARDED_BY(mu_);
 
   TaskEventBuffer task_events_;
   absl::Time last_events_flush_ = absl::InfinitePast();  // loop thread only
@@ -249,7 +274,15 @@ absl::Status CoreWorker::Impl::Start() {
       TaskReceiver::Options{});
   service_ = std::make_unique<CoreWorkerService>(
       *receiver_, memory_store_, refs_, clock_,
-      CoreWorkerService::Options{.runs_tasks = config_.mode == CoreWorkerOptions::Mode::kWorker});
+      CoreWorkerService::Options{
+          .runs_tasks = config_.mode == CoreWorkerOptions::Mode::kWorker,
+          .cancel_children = [this](const TaskId& parent, bool force) {
+            if (force) {
+              CancelChildren(parent, true);  // inline: the process exits after the reply
+            } else {
+              OnLoop([this, parent] { CancelChildren(parent, false); });
+            }
+          }});
   if (auto s = StartServer(); !s.ok()) return s;
   if (config_.mode == CoreWorkerOptions::Mode::kDriver) {
     if (auto s = RegisterJob(); !s.ok()) return s;
@@ -282,7 +315,12 @@ absl::Status CoreWorker::Impl::Start() {
       TaskSubmitterOptions{.local_raylet_address = config_.raylet_address, .owner_address = address_}, finish);
   actor_submitter_ = std::make_unique<ActorSubmitter>(
       transport_, clock_, ActorSubmitterOptions{.caller_id = config_.worker_id.Hex()}, finish);
-  tasks_ = std::make_unique<TaskManager>(refs_, *objects_, resolver_, task_events_, recovery_.get());
+  streams_ = std::make_unique<GeneratorStreams>(refs_, *objects_);
+  service_->SetGeneratorItemHandler(
+      [this](const rpc::ReportGeneratorItemRequest& request, std::function<void(absl::Status)> done) {
+        streams_->ReportItem(request, std::move(done));
+      });
+  tasks_ = std::make_unique<TaskManager>(refs_, *objects_, resolver_, task_events_, recovery_.get(), streams_.get());
   actors_ = std::make_unique<ActorClient>(gcs_, *tasks_, *objects_, resolver_, *actor_submitter_,
                                           ActorClient::Owner{.job = job_id_, .address = address_});
   placement_groups_ = std::make_unique<PlacementGroupClient>(
@@ -424,10 +462,51 @@ absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::SubmitTask(const std::st
   if (!return_ids.ok()) return return_ids.status();
   tasks_->Resolve(std::move(*spec), std::move(args),
                   [this](rpc::TaskSpec resolved) { submitter_->Submit(std::move(resolved)); }, nullptr);
+  if (!return_ids->empty()) AddChild(return_ids->front());
   return return_ids;
 }
 
-absl::Status CoreWorker::Impl::CancelTask(const ObjectId& return_id, bool force) {
+absl::Status CoreWorker::Impl::ReportGeneratorItem(const CurrentTaskInfo& task, int64_t index, std::string value) {
+  auto id = TaskId::FromHex(task.task_id);
+  if (!id.ok()) return absl::InvalidArgumentError(absl::StrCat("not a task id: '", task.task_id, "'"));
+  if (index < 0) return absl::InvalidArgumentError(absl::StrCat("generator item index ", index, " is negative"));
+  const ObjectId item = ObjectId::FromTask(*id, static_cast<uint32_t>(index + 2));
+  rpc::ReportGeneratorItemRequest request;
+  request.set_task_id(id->Binary());
+  request.set_index(index);
+  request.set_attempt(task.attempt);
+  if (value.size() <= kMaxInlineObjectSize) {
+    *request.mutable_value() = InlineValue(item, std::move(value));
+  } else {
+    auto stored = store_access_->Write(item, value);
+    if (!stored.ok()) return stored.status();
+    *request.mutable_value() = std::move(*stored);
+  }
+  absl::Status s = transport_.ReportGeneratorItem(task.owner_address, request);
+  if (!s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("generator item ", index, " could not reach the owner at ",
+                                               task.owner_address, ": ", s.message()));
+  }
+  return s;
+}
+
+void CoreWorker::Impl::CancelChildren(const TaskId& parent, bool force) {
+  std::vector<ObjectId> children;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = children_.find(parent);
+    if (it == children_.end()) return;
+    children = std::move(it->second);
+    children_.erase(it);
+  }
+  for (const ObjectId& child : children) {
+    // A child that finished (or an actor call with force) answers OK or an error: best effort.
+    absl::Status s = CancelTask(child, force && !child.Task().IsForActor(), /*recursive=*/true);
+    if (!s.ok()) spdlog::debug("cancelling child {} of {}: {}", child.Hex(), parent.Hex(), s.ToString());
+  }
+}
+
+absl::Status CoreWorker::Impl::CancelTask(const ObjectId& return_id, bool force, bool recursive) {
   const TaskId task = return_id.Task();
   if (!refs_.Contains(return_id) || memory_store_.GetIfReady(return_id) != nullptr) {
     return refs_.Contains(return_id) ? absl::OkStatus()  // finished: nothing to cancel
@@ -442,7 +521,7 @@ absl::Status CoreWorker::Impl::CancelTask(const ObjectId& return_id, bool force)
     if (!call.found) {
       tasks_->CancelBeforeSubmit(task);  // still resolving its arguments
     } else if (call.pushed) {
-      absl::Status s = transport_.CancelTask(call.worker_address, task, false, absl::Seconds(5));
+      absl::Status s = transport_.CancelTask(call.worker_address, task, false, recursive, absl::Seconds(5));
       if (!s.ok()) spdlog::warn("cancelling actor call {} on {}: {}", task.Hex(), call.worker_address, s.ToString());
     }
     return absl::OkStatus();
@@ -453,7 +532,7 @@ absl::Status CoreWorker::Impl::CancelTask(const ObjectId& return_id, bool force)
     return absl::OkStatus();
   }
   if (result.running) {
-    absl::Status s = transport_.CancelTask(result.worker_address, task, force, absl::Seconds(5));
+    absl::Status s = transport_.CancelTask(result.worker_address, task, force, recursive, absl::Seconds(5));
     if (!s.ok()) spdlog::warn("cancelling task {} on {}: {}", task.Hex(), result.worker_address, s.ToString());
   }
   return absl::OkStatus();
@@ -498,6 +577,11 @@ rpc::PushTaskReply CoreWorker::Impl::RunPushedTask(const rpc::PushTaskRequest& r
   rpc::PushTaskReply reply = executor_->Execute(request);
   tls_current_task = CurrentTaskInfo{};
   tls_current_spec = nullptr;
+  if (tls_submitted_children) {
+    tls_submitted_children = false;
+    absl::MutexLock lock(&mu_);
+    children_.erase(SpecTaskId(spec));
+  }
   return reply;
 }
 
@@ -554,8 +638,8 @@ absl::StatusOr<std::vector<ObjectId>> CoreWorker::SubmitTaskReturns(const std::s
                                                                     const TaskOptions& options) {
   return impl_->SubmitTask(function_name, std::move(args), options);
 }
-absl::Status CoreWorker::CancelTask(const ObjectId& return_id, bool force) {
-  return impl_->CancelTask(return_id, force);
+absl::Status CoreWorker::CancelTask(const ObjectId& return_id, bool force, bool recursive) {
+  return impl_->CancelTask(return_id, force, recursive);
 }
 absl::StatusOr<ObjectId> CoreWorker::Put(std::string value) { return impl_->objects().Put(std::move(value)); }
 absl::StatusOr<ObjectId> CoreWorker::PutParts(const std::vector<std::string_view>& parts) {
@@ -570,6 +654,19 @@ void CoreWorker::SetInterruptHandler(std::function<void(const std::string&)> han
   impl_->SetInterruptHandler(std::move(handler));
 }
 CurrentTaskInfo CoreWorker::CurrentTask() const { return impl_->CurrentTask(); }
+absl::StatusOr<std::optional<ObjectId>> CoreWorker::GeneratorNext(const ObjectId& generator, absl::Duration timeout) {
+  return impl_->GeneratorNext(generator, timeout);
+}
+bool CoreWorker::GeneratorIsFinished(const ObjectId& generator) {
+  return impl_->streams().IsFinished(generator.Task());
+}
+bool CoreWorker::GeneratorNextReady(const ObjectId& generator) {
+  return impl_->streams().NextReady(generator.Task());
+}
+void CoreWorker::ReleaseGenerator(const ObjectId& generator) { impl_->streams().Release(generator.Task()); }
+absl::Status CoreWorker::ReportGeneratorItem(const CurrentTaskInfo& task, int64_t index, std::string value) {
+  return impl_->ReportGeneratorItem(task, index, std::move(value));
+}
 PlacementGroupClient& CoreWorker::placement_groups() { return impl_->placement_groups(); }
 absl::Status CoreWorker::SendLogs(const std::string& owner_address, const std::vector<std::string>& lines,
                                   bool is_stderr) {
@@ -596,7 +693,9 @@ void CoreWorker::AddActorHandle(const ActorId& actor, int max_task_retries) {
 absl::StatusOr<std::vector<ObjectId>> CoreWorker::SubmitActorTask(const ActorId& actor, const std::string& method,
                                                                   std::vector<TaskArg> args,
                                                                   const TaskOptions& options) {
-  return impl_->actors().Call(actor, method, std::move(args), options);
+  auto ids = impl_->actors().Call(actor, method, std::move(args), options);
+  if (ids.ok() && !ids->empty()) impl_->AddChild(ids->front());
+  return ids;
 }
 absl::Status CoreWorker::KillActor(const ActorId& actor, bool no_restart) {
   return impl_->actors().Kill(actor, no_restart);

@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -73,6 +74,9 @@ struct TaskCall {
   std::string cuda_visible_devices;     // as exported to the environment ("0,1"; "" for none)
   std::string retry_exception_filter;   // TaskOptions::retry_exception_filter of the caller
   std::string concurrency_group;        // method calls: the actor's group the call runs in ("": default)
+  // A streaming generator: the handler reports each item (CoreWorker::ReportGeneratorItem) and
+  // answers one result, the generator's completion.
+  bool streaming = false;
   std::vector<ObjectBuffer> args;       // zero-copy where the argument is in the store
 };
 // Answers exactly `num_returns` serialized results, or a failure as for TaskFunction (an
@@ -158,6 +162,13 @@ struct TaskOptions {
   // inside a placement group whose capture_child_tasks is set runs in that group (any bundle).
   bool explicit_strategy = false;
   uint32_t num_returns = 1;       // 1..kMaxReturns
+  // A streaming generator (Ray's num_returns="streaming"; num_returns must be 1): the function
+  // reports what it yields with ReportGeneratorItem, and the caller reads the items with
+  // GeneratorNext while the task runs. The one return id completes when the generator ends.
+  bool streaming = false;
+  // Streaming: the generator waits while this many of its items are not yet taken by
+  // GeneratorNext (Ray's _generator_backpressure_num_objects); -1: no limit.
+  int64_t generator_backpressure_num_objects = -1;
   // Objects referenced inside argument values (not resolved, passed as refs): kept alive
   // until the task finishes. Each must be owned or borrowed by this worker.
   std::vector<ObjectId> nested_refs;
@@ -213,8 +224,10 @@ class CoreWorker {
   // pushed to a worker fails with TASK_CANCELLED at once and never runs; a running one is
   // interrupted (the worker's interrupt hook, see SetInterruptHandler) or, with `force`, its
   // worker is killed; either way it is not retried and its returns hold TASK_CANCELLED.
-  // A finished task is left alone. NotFound for ids this worker did not submit.
-  absl::Status CancelTask(const ObjectId& return_id, bool force);
+  // A finished task is left alone. NotFound for ids this worker did not submit. With
+  // `recursive` (Ray's default), the tasks and actor calls a running task submitted from its
+  // own thread and that are still pending are cancelled too, and theirs in turn.
+  absl::Status CancelTask(const ObjectId& return_id, bool force, bool recursive = true);
   // Actors (DESIGN.md section 2). CreateActor waits for the constructor's ref arguments, then
   // registers the actor with the GCS, which creates it (see gcs.proto ActorService); answers
   // at once after that, before the actor is alive. AlreadyExists for a taken name (unless
@@ -228,6 +241,22 @@ class CoreWorker {
   // answers its options.num_returns return ids at once. Resources in `options` are ignored.
   absl::StatusOr<std::vector<ObjectId>> SubmitActorTask(const ActorId& actor, const std::string& method,
                                                         std::vector<TaskArg> args, const TaskOptions& options);
+  // Streaming generators (TaskOptions::streaming), by the id SubmitTask answered for the task:
+  // GeneratorNext answers the next item's id (the caller adds a local reference for its handle)
+  // waiting up to `timeout` (negative: forever), or nullopt once every item was taken; a
+  // generator that raised has its error as the last item's value. DeadlineExceeded
+  // (GET_TIMEOUT) when none came in time; NotFound for a task that is not a streaming generator
+  // of this worker (or was released). ReleaseGenerator: the caller is done with it (items not
+  // taken are freed, later ones dropped); every generator must be released once.
+  absl::StatusOr<std::optional<ObjectId>> GeneratorNext(const ObjectId& generator, absl::Duration timeout);
+  bool GeneratorIsFinished(const ObjectId& generator);
+  bool GeneratorNextReady(const ObjectId& generator);  // GeneratorNext would not wait
+  void ReleaseGenerator(const ObjectId& generator);
+  // Worker mode, inside a streaming generator task (`task`: CurrentTask() of the thread that
+  // runs it): sends the value it yielded as item `index` (0, 1, ... in order) to the task's
+  // owner, through this node's store when larger than 100 KiB. Blocks until the owner wants
+  // more (backpressure). Unavailable when the owner is gone.
+  absl::Status ReportGeneratorItem(const CurrentTaskInfo& task, int64_t index, std::string value);
   // Kills the actor (through the GCS): no_restart = false lets it restart if it may.
   absl::Status KillActor(const ActorId& actor, bool no_restart);
   // NotFound when no live actor has that name in that namespace.

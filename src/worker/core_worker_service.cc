@@ -38,6 +38,11 @@ void CoreWorkerService::SetInterruptHandler(InterruptHandler handler) {
   interrupt_handler_ = std::move(handler);
 }
 
+void CoreWorkerService::SetGeneratorItemHandler(GeneratorItemHandler handler) {
+  absl::MutexLock lock(&mu_);
+  generator_item_handler_ = std::move(handler);
+}
+
 grpc::ServerUnaryReactor* CoreWorkerService::PushTask(grpc::CallbackServerContext* ctx,
                                                       const rpc::PushTaskRequest* request,
                                                       rpc::PushTaskReply* reply) {
@@ -117,6 +122,24 @@ grpc::ServerUnaryReactor* CoreWorkerService::PrintLogs(grpc::CallbackServerConte
   return reactor;
 }
 
+grpc::ServerUnaryReactor* CoreWorkerService::ReportGeneratorItem(grpc::CallbackServerContext* ctx,
+                                                                 const rpc::ReportGeneratorItemRequest* request,
+                                                                 rpc::ReportGeneratorItemReply*) {
+  SHOAL_AUTHENTICATE_REACTOR(ctx);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  GeneratorItemHandler handler;
+  {
+    absl::MutexLock lock(&mu_);
+    handler = generator_item_handler_;
+  }
+  if (!handler) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "this worker is not ready for generator items yet"));
+    return reactor;
+  }
+  handler(*request, [reactor](absl::Status s) { reactor->Finish(ToGrpcStatus(s)); });
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* CoreWorkerService::CancelTask(grpc::CallbackServerContext* ctx,
                                                         const rpc::CancelTaskRequest* request,
                                                         rpc::CancelTaskReply* reply) {
@@ -132,6 +155,9 @@ grpc::ServerUnaryReactor* CoreWorkerService::CancelTask(grpc::CallbackServerCont
   if (!running && receiver_.CancelQueued(*task)) {
     reactor->Finish(grpc::Status::OK);  // dropped before it ran: its push is answered Cancelled
     return reactor;
+  }
+  if (running && request->recursive() && options_.cancel_children) {
+    options_.cancel_children(*task, request->force());
   }
   if (running && request->force()) {
     // Killed once the reply is on its way; the owner sees the push fail and does not retry.

@@ -6,7 +6,9 @@
 //                 ready=false when the wait ran out; NotFound when not owned here or freed)
 //   Exit       -> TaskReceiver::RequestExit
 //   PrintLogs  -> the log handler (default: this process's stdout / stderr)
-//   CancelTask -> the interrupt handler for a running task, or, with force, Options::force_exit
+//   ReportGeneratorItem -> the generator handler (the owner's GeneratorStreams), which answers
+//                 when the owner wants the next item (backpressure); Unavailable until it is set
+//   CancelTask -> (recursive) Options::cancel_children, then the interrupt handler for a running task, or, with force, Options::force_exit
 //   Ping       -> OK
 // Every handler starts with the same line (the reactor), so a check common to all RPCs goes
 // right after it.
@@ -32,12 +34,17 @@ class CoreWorkerService final : public rpc::CoreWorkerService::CallbackService {
  public:
   using LogHandler = std::function<void(const std::vector<std::string>& lines, bool is_stderr)>;
   using InterruptHandler = std::function<void(const std::string& task_hex)>;
+  using GeneratorItemHandler = std::function<void(const rpc::ReportGeneratorItemRequest& request,
+                                                  std::function<void(absl::Status)> done)>;
 
   struct Options {
     bool runs_tasks = false;  // a worker; a driver refuses PushTask
     // Ends the process after a forced cancel of a running task; called before the reply is
     // sent, so it must not end the process at once. Default: _exit(1) 50 ms later.
     std::function<void()> force_exit;
+    // Cancels what a running task submitted (CancelTask with recursive). Called on the gRPC
+    // thread: it must not block, except with force (the process exits right after).
+    std::function<void(const TaskId& parent, bool force)> cancel_children;
   };
 
   // GetObject deadlines are `clock` times (the memory store's Tick must use the same clock).
@@ -50,6 +57,8 @@ class CoreWorkerService final : public rpc::CoreWorkerService::CallbackService {
   void SetLogHandler(LogHandler handler);
   // Interrupts a running task that a non-forced CancelTask names (empty: nothing happens).
   void SetInterruptHandler(InterruptHandler handler);
+  // Receives the items of streaming generators this worker owns.
+  void SetGeneratorItemHandler(GeneratorItemHandler handler);
 
   grpc::ServerUnaryReactor* PushTask(grpc::CallbackServerContext* ctx, const rpc::PushTaskRequest* request,
                                      rpc::PushTaskReply* reply) override;
@@ -61,6 +70,9 @@ class CoreWorkerService final : public rpc::CoreWorkerService::CallbackService {
                                       rpc::PrintLogsReply* reply) override;
   grpc::ServerUnaryReactor* CancelTask(grpc::CallbackServerContext* ctx, const rpc::CancelTaskRequest* request,
                                        rpc::CancelTaskReply* reply) override;
+  grpc::ServerUnaryReactor* ReportGeneratorItem(grpc::CallbackServerContext* ctx,
+                                                const rpc::ReportGeneratorItemRequest* request,
+                                                rpc::ReportGeneratorItemReply* reply) override;
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* ctx, const rpc::PingRequest* request,
                                  rpc::PingReply* reply) override;
 
@@ -74,6 +86,7 @@ class CoreWorkerService final : public rpc::CoreWorkerService::CallbackService {
   absl::Mutex mu_;
   LogHandler log_handler_ ABSL_GUARDED_BY(mu_);
   InterruptHandler interrupt_handler_ ABSL_GUARDED_BY(mu_);
+  GeneratorItemHandler generator_item_handler_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace shoal

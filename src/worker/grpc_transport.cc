@@ -95,11 +95,18 @@ absl::Status GrpcTransport::PrintLogs(const std::string& address, const std::vec
                    {.timeout = timeout});
 }
 
-absl::Status GrpcTransport::CancelTask(const std::string& address, const TaskId& task, bool force,
+absl::Status GrpcTransport::ReportGeneratorItem(const std::string& address,
+                                                const rpc::ReportGeneratorItemRequest& request) {
+  rpc::ReportGeneratorItemReply reply;
+  return UnaryCall(*workers_.Get(address), &rpc::CoreWorkerService::Stub::ReportGeneratorItem, request, &reply, {});
+}
+
+absl::Status GrpcTransport::CancelTask(const std::string& address, const TaskId& task, bool force, bool recursive,
                                        absl::Duration timeout) {
   rpc::CancelTaskRequest request;
   request.set_task_id(task.Binary());
   request.set_force(force);
+  request.set_recursive(recursive);
   rpc::CancelTaskReply reply;
   return UnaryCall(*workers_.Get(address), &rpc::CoreWorkerService::Stub::CancelTask, request, &reply,
                    {.timeout = timeout});

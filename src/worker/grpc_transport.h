@@ -65,10 +65,14 @@ class GrpcTransport : public TaskTransport, public ActorTransport, public Object
   // Delivers output lines to the worker at `address` (PrintLogs). Blocks up to `timeout`.
   absl::Status PrintLogs(const std::string& address, const std::vector<std::string>& lines, bool is_stderr,
                          absl::Duration timeout);
+  // Reports a streaming generator's item to its owner at `address`; blocks until the owner
+  // answers (it holds the answer back while its consumer is behind: backpressure).
+  absl::Status ReportGeneratorItem(const std::string& address, const rpc::ReportGeneratorItemRequest& request);
   // Long poll of the GCS for an actor's entry (GcsClient::AsyncGetActorInfo).
   void GetActorInfo(const ActorId& actor, int64_t after_version, absl::Duration wait, InfoCallback done) override;
   // Asks the worker at `address` to cancel the task it runs. Blocks up to `timeout`.
-  absl::Status CancelTask(const std::string& address, const TaskId& task, bool force, absl::Duration timeout);
+  absl::Status CancelTask(const std::string& address, const TaskId& task, bool force, bool recursive,
+                          absl::Duration timeout);
 
  private:
   GcsClient gcs_;

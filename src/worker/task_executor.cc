@@ -128,6 +128,7 @@ rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
       call.cuda_visible_devices = devices;
       call.retry_exception_filter = spec.retry_exception_filter();
       call.concurrency_group = spec.concurrency_group();
+      call.streaming = spec.streaming();
       call.args = std::move(args);
       results = handler(call);
     }

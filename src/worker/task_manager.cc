@@ -14,6 +14,9 @@ namespace shoal {
 absl::StatusOr<std::vector<ObjectId>> TaskManager::Prepare(const rpc::TaskSpec& spec, std::vector<TaskArg>& args,
                                                            const std::vector<ObjectId>& nested_refs,
                                                            bool pin_forever) {
+  if (spec.streaming() && streams_ == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(DescribeTask(spec), ": this worker takes no streaming generators"));
+  }
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i].is_ref && !refs_.Contains(args[i].ref)) {
       return absl::InvalidArgumentError(absl::StrCat("argument ", i, " of '", spec.function_name(),
@@ -50,6 +53,7 @@ absl::StatusOr<std::vector<ObjectId>> TaskManager::Prepare(const rpc::TaskSpec& 
     return_ids.push_back(ReturnObjectId(spec, i));
     refs_.AddOwned(return_ids.back());
   }
+  if (spec.streaming()) streams_->Add(spec);
   refs_.AddSubmitted(arg_refs);
   if (!arg_refs.empty() && !pin_forever) {
     absl::MutexLock lock(&mu_);
@@ -96,6 +100,7 @@ void TaskManager::Finish(const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue
     }
   }
   events_.Add(spec, error_type.empty() ? rpc::TaskEvent::FINISHED : rpc::TaskEvent::FAILED, "", "", error_type);
+  if (spec.streaming()) streams_->Finish(spec, returns);
   bool any_in_store = false;
   std::vector<ObjectId> in_scope;
   for (auto& value : returns) {
@@ -103,9 +108,9 @@ void TaskManager::Finish(const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue
     if (!id.ok()) continue;
     any_in_store = any_in_store || value.in_store();
     objects_.StoreResult(*id, std::move(value), /*owned=*/true);
-    if (recovery_ != nullptr && refs_.Contains(*id)) in_scope.push_back(*id);
+    if (recovery_ != nullptr && !spec.streaming() && refs_.Contains(*id)) in_scope.push_back(*id);
   }
-  if (recovery_ != nullptr) recovery_->AddLineage(spec, any_in_store, in_scope);
+  if (recovery_ != nullptr && !spec.streaming()) recovery_->AddLineage(spec, any_in_store, in_scope);
   std::vector<ObjectId> arg_refs;
   {
     absl::MutexLock lock(&mu_);

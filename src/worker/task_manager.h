@@ -25,6 +25,7 @@
 #include "src/common/ids.h"
 #include "src/worker/core_worker.h"
 #include "src/worker/dependency_resolver.h"
+#include "src/worker/generator_streams.h"
 #include "src/worker/object_recovery.h"
 #include "src/worker/owned_objects.h"
 #include "src/worker/reference_counter.h"
@@ -36,10 +37,12 @@ class TaskManager {
  public:
   using Submit = std::function<void(rpc::TaskSpec resolved)>;
 
-  // `recovery` (may be null) is told each finished task's lineage.
+  // `recovery` (may be null) is told each finished task's lineage (not a streaming task's: its
+  // items are not made again). `streams` (may be null: streaming tasks are refused) follows
+  // streaming generator tasks from Prepare to Finish.
   TaskManager(ReferenceCounter& refs, OwnedObjects& objects, DependencyResolver& resolver, TaskEventBuffer& events,
-              ObjectRecovery* recovery = nullptr)
-      : refs_(refs), objects_(objects), resolver_(resolver), events_(events), recovery_(recovery) {}
+              ObjectRecovery* recovery = nullptr, GeneratorStreams* streams = nullptr)
+      : refs_(refs), objects_(objects), resolver_(resolver), events_(events), recovery_(recovery), streams_(streams) {}
   TaskManager(const TaskManager&) = delete;
   TaskManager& operator=(const TaskManager&) = delete;
 
@@ -64,6 +67,7 @@ class TaskManager {
   DependencyResolver& resolver_;
   TaskEventBuffer& events_;
   ObjectRecovery* const recovery_;
+  GeneratorStreams* const streams_;
 
   absl::Mutex mu_;
   absl::flat_hash_map<TaskId, std::vector<ObjectId>> arg_refs_ ABSL_GUARDED_BY(mu_);  // released at Finish

@@ -73,6 +73,15 @@ absl::StatusOr<rpc::TaskSpec> BuildTaskSpec(const JobId& job, const std::string&
         absl::StrCat("num_returns must be between 1 and ", kMaxReturns, ", got ", options.num_returns));
   }
   spec.set_num_returns(options.num_returns);
+  if (options.streaming && options.num_returns != 1) {
+    return absl::InvalidArgumentError("a streaming generator task has one return (its completion), not num_returns > 1");
+  }
+  if (options.generator_backpressure_num_objects == 0 || options.generator_backpressure_num_objects < -1) {
+    return absl::InvalidArgumentError(absl::StrCat("_generator_backpressure_num_objects must be positive or -1, got ",
+                                                   options.generator_backpressure_num_objects));
+  }
+  spec.set_streaming(options.streaming);
+  if (options.streaming) spec.set_generator_backpressure_num_objects(options.generator_backpressure_num_objects);
   spec.set_owner_address(owner_address);
   for (const auto& arg : worker_command) spec.add_worker_command(arg);
   return spec;

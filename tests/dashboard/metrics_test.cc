@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "absl/strings/str_cat.h"
+
 namespace shoal::dashboard {
 namespace {
 
@@ -107,6 +109,73 @@ TEST_CASE("job counts list every status and HTTP metrics count by route and code
       "shoal_dashboard_http_requests_total{method=\"GET\",route=\"/api/jobs/{id}\",code=\"404\"} 2\n"));
   REQUIRE_THAT(h.text(), Catch::Contains(
       "shoal_dashboard_http_request_duration_seconds_count{route=\"/api/jobs/{id}\"} 2\n"));
+}
+
+
+// A snapshot as shoal.util.metrics reports it, from worker `w` at `time` (unix seconds).
+std::string Snapshot(const std::string& w, double time, const std::string& metrics) {
+  return absl::StrCat(R"({"time": )", time, R"(, "labels": {"WorkerId": ")", w,
+                      R"(", "NodeId": "n1", "JobId": "01000000"}, "metrics": )", metrics, "}");
+}
+
+const absl::Time kNow = absl::FromUnixSeconds(1000);
+
+TEST_CASE("application metrics: families merged across reporters, labelled with each reporter") {
+  const std::string counter = R"([{"name": "requests", "type": "counter", "help": "Requests\nserved",
+      "series": [{"tags": {"route": "/b", "code": "200"}, "value": 3}]}])";
+  const std::string histogram = R"([{"name": "latency", "type": "histogram", "help": "", "boundaries": [0.1, 1],
+      "series": [{"tags": {}, "buckets": [1, 2, 1], "sum": 7.5, "count": 4}]}])";
+  MetricsWriter w;
+  AppMetricsReport r = WriteApplicationMetrics(
+      w, {{"w1", Snapshot("w1", 995, counter)}, {"w2", Snapshot("w2", 999, counter)}, {"w3", Snapshot("w3", 999, histogram)}},
+      kNow);
+  CHECK(r.fresh == 3);
+  CHECK(r.stale == 0);
+  CHECK(r.malformed == 0);
+  const std::string text = w.text();
+  INFO(text);
+  CHECK(text.find("# HELP requests_total Requests\\nserved\n# TYPE requests_total counter\n"
+                  "requests_total{code=\"200\",route=\"/b\",WorkerId=\"w1\",NodeId=\"n1\",JobId=\"01000000\"} 3\n"
+                  "requests_total{code=\"200\",route=\"/b\",WorkerId=\"w2\",NodeId=\"n1\",JobId=\"01000000\"} 3\n") !=
+        std::string::npos);
+  CHECK(text.find("# TYPE latency histogram\n"
+                  "latency_bucket{WorkerId=\"w3\",NodeId=\"n1\",JobId=\"01000000\",le=\"0.1\"} 1\n"
+                  "latency_bucket{WorkerId=\"w3\",NodeId=\"n1\",JobId=\"01000000\",le=\"1\"} 3\n"
+                  "latency_bucket{WorkerId=\"w3\",NodeId=\"n1\",JobId=\"01000000\",le=\"+Inf\"} 4\n"
+                  "latency_sum{WorkerId=\"w3\",NodeId=\"n1\",JobId=\"01000000\"} 7.5\n"
+                  "latency_count{WorkerId=\"w3\",NodeId=\"n1\",JobId=\"01000000\"} 4\n") != std::string::npos);
+  CHECK(text.find("shoal_app_metrics_reporters{state=\"fresh\"} 3\n") != std::string::npos);
+}
+
+TEST_CASE("application metrics: stale, malformed and conflicting reports are left out and counted") {
+  const std::string gauge = R"([{"name": "depth", "type": "gauge", "series": [{"tags": {}, "value": 1}]}])";
+  const std::string as_counter = R"([{"name": "depth", "type": "counter", "series": [{"tags": {}, "value": 9}]}])";
+  MetricsWriter w;
+  AppMetricsReport r = WriteApplicationMetrics(
+      w,
+      {{"fresh", Snapshot("fresh", 999, gauge)},
+       {"conflict", Snapshot("conflict", 999, as_counter)},
+       {"old", Snapshot("old", 900, gauge)},
+       {"ancient", Snapshot("ancient", 100, gauge)},
+       {"junk", "not json"},
+       {"bad-name", Snapshot("b", 999, R"([{"name": "9lives", "type": "gauge", "series": []}])")},
+       {"ours", Snapshot("o", 999, R"([{"name": "shoal_tasks", "type": "gauge", "series": []}])")},
+       {"bad-tag", Snapshot("t", 999, R"([{"name": "x", "type": "gauge", "series": [{"tags": {"WorkerId": "z"}, "value": 1}]}])")},
+       {"short-buckets", Snapshot("h", 999, R"([{"name": "h", "type": "histogram", "boundaries": [1],
+           "series": [{"tags": {}, "buckets": [1], "sum": 1, "count": 1}]}])")}},
+      kNow);
+  CHECK(r.fresh == 2);
+  CHECK(r.conflicting == 1);
+  CHECK(r.stale == 2);
+  CHECK(r.forget == std::vector<std::string>{"ancient"});
+  CHECK(r.malformed == 5);
+  const std::string text = w.text();
+  INFO(text);
+  CHECK(text.find("depth{WorkerId=\"fresh\"") != std::string::npos);
+  CHECK(text.find("WorkerId=\"conflict\"") == std::string::npos);
+  CHECK(text.find("WorkerId=\"old\"") == std::string::npos);
+  CHECK(text.find("9lives") == std::string::npos);
+  CHECK(text.find("shoal_app_metrics_conflicting 1\n") != std::string::npos);
 }
 
 }  // namespace

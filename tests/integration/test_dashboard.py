@@ -199,6 +199,97 @@ def test_metrics_parse_and_match_shoal_status(head):
     assert any(k[0] == "shoal_dashboard_http_request_duration_seconds_bucket" for k in samples)
 
 
+APP_METRICS_SCRIPT = r"""
+import sys
+import shoal as ray
+from shoal.util.metrics import Counter, Gauge, Histogram
+
+ray.init(address=sys.argv[1])
+requests = Counter("app_requests", description="Requests served", tag_keys=("route",))
+requests.inc(tags={"route": "/a"})
+requests.inc(2.0, tags={"route": "/a"})
+latency = Histogram("app_latency_s", boundaries=[0.1, 1.0], tag_keys=("route",)).set_default_tags({"route": "/a"})
+for v in (0.05, 0.5, 5.0):
+    latency.observe(v)
+
+@ray.remote
+def work():
+    c = Counter("app_task_runs", description="Runs of work()")
+    c.inc()
+    c.inc()
+    return ray.get_runtime_context().get_worker_id()
+
+@ray.remote
+class Depth:
+    def __init__(self):
+        self.g = Gauge("app_queue_depth", tag_keys=("queue",))
+    def set(self, v):
+        self.g.set(v, tags={"queue": "q1"})
+        return ray.get_runtime_context().get_worker_id()
+
+task_worker = ray.get(work.remote())
+depth = Depth.remote()  # kept: an actor ends with its last handle
+actor_worker = ray.get(depth.set.remote(7.5))
+print(ray.get_runtime_context().get_worker_id(), task_worker, actor_worker, flush=True)
+sys.stdin.readline()  # the test scrapes while the job (and so its workers) lives
+"""
+
+
+def test_application_metrics_of_drivers_tasks_and_actors_reach_metrics(head, tmp_path):
+    """shoal.util.metrics (Ray's ray.util.metrics) recorded in a driver, a task and an actor
+    are served at /metrics, labelled with the process that recorded them."""
+    script = tmp_path / "metrics_driver.py"
+    script.write_text(APP_METRICS_SCRIPT)
+    env = dict(head.env, PYTHONPATH=os.path.join(REPO, "build", "python"), SHOAL_AUTH_TOKEN=head.auth_token())
+    proc = subprocess.Popen([sys.executable, str(script), head.address], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()[-3000:]
+        driver, task_worker, actor_worker = line.split()
+        check_app_metrics(head, driver, task_worker, actor_worker)
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+
+
+def check_app_metrics(head, driver, task_worker, actor_worker):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape():
+        status, text = head.api("GET", "/metrics")
+        assert status == 200
+        out = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                out[(sample.name, tuple(sorted(sample.labels.items())))] = (family.type, sample.value)
+        return out
+
+    def find(samples, name, worker, **tags):
+        for (n, ls), v in samples.items():
+            d = dict(ls)
+            le = tags.get("le")
+            if (n == name and d.get("WorkerId") == worker and (le is None or float(d.get("le", "nan")) == float(le))
+                    and all(d.get(k) == t for k, t in tags.items() if k != "le")):
+                return v
+        return None
+
+    # Every process reports every 2 s.
+    samples = wait_until(lambda: (s := scrape()) and find(s, "app_queue_depth", actor_worker, queue="q1") and
+                         find(s, "app_task_runs_total", task_worker) and find(s, "app_requests_total", driver, route="/a")
+                         and s, 60, what="the application metrics")
+    assert find(samples, "app_requests_total", driver, route="/a") == ("counter", 3.0)
+    assert find(samples, "app_task_runs_total", task_worker) == ("counter", 2.0)
+    assert find(samples, "app_queue_depth", actor_worker, queue="q1") == ("gauge", 7.5)
+    assert find(samples, "app_latency_s_bucket", driver, route="/a", le="0.1") == ("histogram", 1.0)
+    assert find(samples, "app_latency_s_bucket", driver, route="/a", le="1.0") == ("histogram", 2.0)
+    assert find(samples, "app_latency_s_bucket", driver, route="/a", le="+Inf") == ("histogram", 3.0)
+    assert find(samples, "app_latency_s_count", driver, route="/a") == ("histogram", 3.0)
+    assert find(samples, "shoal_app_metrics_reporters", None, state="fresh")[1] >= len({driver, task_worker, actor_worker})
+    node_ids = {dict(ls).get("NodeId") for (n, ls) in samples if n == "app_requests_total"}
+    assert node_ids and None not in node_ids
+
+
 def _ray_client():
     """Skips unless Ray's job client imports. The check runs in a child: Ray is never loaded into this process,
     since its module exports its own gRPC and protobuf symbols globally beside Shoal's extension."""

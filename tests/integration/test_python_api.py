@@ -296,6 +296,25 @@ def test_put_get_wait_and_timeouts(driver):
         ray.get(slow, timeout=30)
 
 
+def test_cancel_breaks_a_blocking_sleep(driver, tmp_path):
+    """As Ray's KeyboardInterrupt: a cancel reaches a task blocked in one long sleep, not only
+    one that runs Python code (the worker signals its main thread)."""
+    started = tmp_path / "started"
+
+    @ray.remote(max_retries=0)
+    def sleeper():
+        started.write_text(str(os.getpid()))
+        time.sleep(600)
+        return "slept"
+
+    ref = sleeper.remote()
+    wait_until(started.exists, 30, what="the task to start")
+    ray.cancel(ref)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=60)
+    assert process_alive(int(started.read_text()))
+
+
 def test_cancel_running_task_interrupts_it(driver, tmp_path):
     started, interrupted = tmp_path / "started", tmp_path / "interrupted"
 
@@ -512,3 +531,45 @@ def test_init_runtime_env_reaches_every_worker(three_nodes):
     """, three_nodes.env)
     assert proc.returncode == 0, proc.stderr
     assert "seen ['yes', 'yes', 'yes', 'yes']" in proc.stdout
+
+
+def test_cancel_is_recursive_by_default_and_not_when_told(driver, tmp_path):
+    """As Ray: cancelling a task cancels the tasks it submitted that still run (recursive=True
+    by default); with recursive=False they run on."""
+
+    @ray.remote(max_retries=0)
+    def child(marker, gate):
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+        try:
+            while not os.path.exists(gate):
+                time.sleep(0.01)
+        except BaseException as e:
+            with open(marker + ".cancelled", "w") as f:
+                f.write(type(e).__name__)
+            raise
+        return "child done"
+
+    @ray.remote(max_retries=0)
+    def parent(marker, gate):
+        return ray.get(child.remote(marker, gate))
+
+    for recursive in (True, False):
+        marker, gate = str(tmp_path / f"child-{recursive}"), str(tmp_path / f"gate-{recursive}")
+        ref = parent.remote(marker, gate)
+        wait_until(lambda: os.path.exists(marker) and open(marker).read(), 30, what="the child to start")
+        ray.cancel(ref, recursive=recursive)
+        if recursive:
+            wait_until(lambda: os.path.exists(marker + ".cancelled"), 30, what="the child to be cancelled")
+            assert open(marker + ".cancelled").read() == "TaskCancelledError"
+        else:
+            # The parent is interrupted when its get returns; the child runs on until the gate opens.
+            time.sleep(1.0)  # bounded look: nothing reaches the child meanwhile
+            assert not os.path.exists(marker + ".cancelled")
+            open(gate, "w").close()
+        with pytest.raises(ray.exceptions.TaskCancelledError):
+            ray.get(ref, timeout=60)
+        if not recursive:
+            assert not os.path.exists(marker + ".cancelled")
+    with pytest.raises(TypeError, match="bools"):
+        ray.cancel(ref, recursive="yes")

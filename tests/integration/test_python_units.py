@@ -92,3 +92,45 @@ def test_option_validation():
     assert "strategy" not in options.core_options({"scheduling_strategy": "DEFAULT"})
     assert "strategy" not in options.core_options({"scheduling_strategy": None})
     assert options.core_options({})["resources"] == {"CPU": 1.0}
+
+
+def test_application_metrics_validate_as_ray_and_refuse_what_ray_drops():
+    from shoal.util.metrics import Counter, Gauge, Histogram
+    with pytest.raises(ValueError, match="Empty name"):
+        Counter("")
+    with pytest.raises(ValueError, match="Invalid metric name"):
+        Counter("9lives")  # Ray warns and drops the metric; Shoal refuses it
+    with pytest.raises(ValueError, match="shoal_"):
+        Gauge("shoal_tasks")
+    with pytest.raises(TypeError, match="tuple"):
+        Counter("c_list_keys", tag_keys=["a"])
+    with pytest.raises(ValueError, match="added by Shoal"):
+        Counter("c_reserved", tag_keys=("WorkerId",))
+    with pytest.raises(ValueError, match="boundaries"):
+        Histogram("h_none")
+    with pytest.raises(ValueError, match="positive"):
+        Histogram("h_neg", boundaries=[-1, 2])
+    with pytest.raises(ValueError, match="increasing"):
+        Histogram("h_order", boundaries=[2, 1])
+    c = Counter("c_ok", description="d", tag_keys=("route",))
+    with pytest.raises(ValueError, match=">0"):
+        c.inc(0, tags={"route": "/"})
+    with pytest.raises(ValueError, match="Missing value for tag key"):
+        c.inc()
+    with pytest.raises(ValueError, match="Unrecognized tag key"):
+        c.inc(tags={"route": "/", "other": "x"})
+    with pytest.raises(TypeError, match="Tag values must be str"):
+        c.inc(tags={"route": 5})
+    assert c.set_default_tags({"route": "/"}) is c
+    c.inc()
+    c.inc(2.5)
+    g = Gauge("g_ok")
+    g.set(3)
+    g.set(None)  # a no-op, as in Ray
+    h = Histogram("h_ok", boundaries=[1, 10])
+    for v in (0.5, 1, 5, 50):
+        h.observe(v)
+    assert c._snapshot()["series"] == [{"tags": {"route": "/"}, "value": 3.5}]
+    assert g._snapshot()["series"] == [{"tags": {}, "value": 3.0}]
+    assert h._snapshot()["series"] == [{"tags": {}, "buckets": [2, 1, 1], "sum": 56.5, "count": 4}]
+    assert pickle.loads(pickle.dumps(h)).info["boundaries"] == [1.0, 10.0]

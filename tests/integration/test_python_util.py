@@ -25,24 +25,14 @@ sys.path.insert(0, PYTHON_DIR)
 import cloudpickle  # noqa: E402
 
 import shoal as ray  # noqa: E402
+import task_helpers  # noqa: E402
+from task_helpers import touch, wait_for_file  # noqa: E402
 from shoal.util import ActorPool  # noqa: E402
 from shoal.util.queue import Empty, Full, Queue  # noqa: E402
 
 # Functions defined here travel by value: workers do not import this test module.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
-def wait_for_file(path, timeout=60):
-    """In a task or actor: blocks until `path` exists (the test creates it to release it)."""
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} never appeared")
-        time.sleep(0.01)
-
-
-def touch(path):
-    open(path, "w").close()
+cloudpickle.register_pickle_by_value(task_helpers)
 
 
 def actor_state(handle):

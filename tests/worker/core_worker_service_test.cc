@@ -34,7 +34,12 @@ struct Served {
       : receiver(clock, runner ? std::move(runner) : [](const rpc::PushTaskRequest&) { return rpc::PushTaskReply(); },
                  TaskReceiver::Options{}),
         service(receiver, memory, refs, clock,
-                {.runs_tasks = runs_tasks, .force_exit = [this] { force_exits.fetch_add(1); }}) {
+                {.runs_tasks = runs_tasks,
+                 .force_exit = [this] { force_exits.fetch_add(1); },
+                 .cancel_children = [this](const TaskId& parent, bool force) {
+                   absl::MutexLock lock(&children_mu);
+                   children_cancelled.emplace_back(parent.Hex(), force);
+                 }}) {
     grpc::ServerBuilder builder;
     builder.RegisterService(&service);
     int port = 0;
@@ -62,10 +67,11 @@ struct Served {
     if (!s.ok()) return s;
     return reply;
   }
-  absl::StatusOr<rpc::CancelTaskReply> Cancel(const TaskId& task, bool force) {
+  absl::StatusOr<rpc::CancelTaskReply> Cancel(const TaskId& task, bool force, bool recursive = false) {
     rpc::CancelTaskRequest request;
     request.set_task_id(task.Binary());
     request.set_force(force);
+    request.set_recursive(recursive);
     rpc::CancelTaskReply reply;
     absl::Status s = UnaryCall(*stub, &rpc::CoreWorkerService::Stub::CancelTask, request, &reply, kCall);
     if (!s.ok()) return s;
@@ -85,6 +91,8 @@ struct Served {
   ReferenceCounter refs;
   TaskReceiver receiver;
   std::atomic<int> force_exits{0};
+  absl::Mutex children_mu;
+  std::vector<std::pair<std::string, bool>> children_cancelled ABSL_GUARDED_BY(children_mu);  // (task, force)
   CoreWorkerService service;
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<rpc::CoreWorkerService::Stub> stub;
@@ -238,13 +246,23 @@ TEST_CASE("service: CancelTask interrupts a running task, or exits with force", 
     CHECK(interrupted == std::vector<std::string>{task.Hex()});
   }
   CHECK(s.force_exits.load() == 0);
-  auto forced = s.Cancel(task, /*force=*/true);
+  {
+    absl::MutexLock lock(&s.children_mu);
+    CHECK(s.children_cancelled.empty());  // not recursive: its children run on
+  }
+  REQUIRE_OK(s.Cancel(task, /*force=*/false, /*recursive=*/true));
+  auto forced = s.Cancel(task, /*force=*/true, /*recursive=*/true);
   REQUIRE_OK(forced);
   CHECK(forced->running());
   CHECK(s.force_exits.load() == 1);
   {
+    absl::MutexLock lock(&s.children_mu);
+    CHECK(s.children_cancelled ==
+          std::vector<std::pair<std::string, bool>>{{task.Hex(), false}, {task.Hex(), true}});
+  }
+  {
     absl::MutexLock lock(&mu);
-    CHECK(interrupted.size() == 1);  // force does not interrupt, it exits
+    CHECK(interrupted.size() == 2);  // the soft cancels interrupt; force does not, it exits
   }
   release.Notify();
   REQUIRE_OK(pushed.get());

@@ -1,6 +1,6 @@
 // The owner-side parts of a core worker over fakes, for TaskManager and ActorClient tests:
 // memory store, reference counter, OwnedObjects (fake store and transport; continuations run
-// at once), DependencyResolver, task events and the TaskManager.
+// at once), DependencyResolver, task events, generator streams and the TaskManager.
 #pragma once
 
 #include <functional>
@@ -11,6 +11,7 @@
 #include "src/worker/dependency_resolver.h"
 #include "src/worker/fake_object_transport.h"
 #include "src/worker/fake_store_access.h"
+#include "src/worker/generator_streams.h"
 #include "src/worker/owned_objects.h"
 #include "src/worker/task_events.h"
 #include "src/worker/task_manager.h"
@@ -42,7 +43,8 @@ struct OwnerParts {
   OwnedObjects objects;
   DependencyResolver resolver{memory};
   TaskEventBuffer events;
-  TaskManager tasks{refs, objects, resolver, events};
+  GeneratorStreams streams{refs, objects};
+  TaskManager tasks{refs, objects, resolver, events, /*recovery=*/nullptr, &streams};
 };
 
 }  // namespace shoal::test

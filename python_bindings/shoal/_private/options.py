@@ -7,7 +7,8 @@ from shoal.util import scheduling_strategies
 TASK_OPTIONS = {"num_cpus", "num_gpus", "memory", "resources", "max_retries", "retry_exceptions",
                 "scheduling_strategy", "num_returns", "name", "runtime_env", "accelerator_type",
                 "max_calls", "object_store_memory", "_metadata", "label_selector", "placement_group",
-                "placement_group_bundle_index", "placement_group_capture_child_tasks"}
+                "placement_group_bundle_index", "placement_group_capture_child_tasks",
+                "_generator_backpressure_num_objects"}
 
 # Ray's options that Shoal knows but does not implement yet: refused (naming the option) unless
 # given their "unset" value, never accepted and ignored.
@@ -78,9 +79,9 @@ def validate(options, allowed=TASK_OPTIONS):
         if isinstance(m, bool) or not isinstance(m, int) or m < 0:
             raise ValueError(f"max_calls must be an integer >= 0 (0: no limit), got {m!r}")
     if "num_returns" in options:
-        n = options["num_returns"]
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n > 1000:
-            raise ValueError(f"num_returns must be an integer between 0 and 1000, got {n!r}")
+        validate_num_returns(options["num_returns"])
+    if options.get("_generator_backpressure_num_objects") is not None:
+        validate_backpressure(options["_generator_backpressure_num_objects"])
     if options.get("runtime_env") is not None:
         validate_runtime_env(options["runtime_env"])
     if "scheduling_strategy" in options:
@@ -89,6 +90,44 @@ def validate(options, allowed=TASK_OPTIONS):
         scheduling_strategies.validate_label_selector(options["label_selector"])
     strategy_of(options)  # the placement_group options, checked as Ray does
     return options
+
+
+def validate_num_returns(n):
+    """An integer 0..1000, or "streaming" (a generator whose values reach the caller as it yields
+    them). Ray's older "dynamic" is refused, naming the replacement."""
+    if n == "dynamic":
+        raise ValueError('num_returns="dynamic" is not supported by Shoal (Ray deprecated it in 2.8): use '
+                         'num_returns="streaming", whose ObjectRefGenerator yields the same refs as they come.')
+    if n == "streaming":
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n > 1000:
+        raise ValueError(f'num_returns must be an integer between 0 and 1000 or "streaming", got {n!r}')
+
+
+def validate_backpressure(n):
+    if isinstance(n, bool) or not isinstance(n, int) or (n <= 0 and n != -1):
+        raise ValueError(f"_generator_backpressure_num_objects must be a positive integer or -1 (no limit), got {n!r}")
+
+
+def generator_options(options):
+    """The core options of a call's generator settings: streaming and its backpressure, which
+    only a streaming generator takes (refused otherwise, naming the option)."""
+    out = {}
+    backpressure = options.get("_generator_backpressure_num_objects")
+    if options.get("num_returns") == "streaming":
+        out["streaming"] = True
+        if backpressure is not None:
+            out["generator_backpressure_num_objects"] = int(backpressure)
+    elif backpressure is not None:
+        raise ValueError("_generator_backpressure_num_objects applies to streaming generators only: "
+                         'set num_returns="streaming" (or make the function a generator) to use it.')
+    return out
+
+
+def num_return_refs(options):
+    """How many return ids the core makes for the call (a streaming generator has one)."""
+    n = options.get("num_returns", 1)
+    return 1 if n == "streaming" else max(1, int(n))
 
 
 def strategy_of(options):
@@ -156,8 +195,9 @@ def core_options(options, default_cpus=1):
         "resources": resources_of(options, default_cpus),
         "max_retries": int(options.get("max_retries", 3)),
         "retry_exceptions": bool(options.get("retry_exceptions", False)),
-        "num_returns": max(1, int(options.get("num_returns", 1))),
+        "num_returns": num_return_refs(options),
     }
+    out.update(generator_options(options))
     retry = options.get("retry_exceptions")
     if isinstance(retry, (list, tuple)):
         # Only these exceptions are retried: the worker checks them (worker.py _retryable).

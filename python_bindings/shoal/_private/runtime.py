@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import threading
+import time
 
 from shoal import _core
 from shoal import exceptions
@@ -272,10 +273,11 @@ def wait(refs, *, num_returns=1, timeout=None, fetch_local=True):
     # empty list answers ([], []) whatever num_returns is, then the rest.
     if isinstance(refs, ObjectRef) or not isinstance(refs, (list, tuple)):
         raise TypeError(f"wait() expects a list of ObjectRefs, got {type(refs).__name__}")
+    from shoal._private.generator import ObjectRefGenerator
     refs = list(refs)
     t = _as_timeout(timeout)
     for r in refs:
-        if not isinstance(r, ObjectRef):
+        if not isinstance(r, (ObjectRef, ObjectRefGenerator)):
             raise TypeError(f"wait() expects a list of ObjectRefs, got a list containing {type(r).__name__}")
     c = connect()
     if not refs:
@@ -287,8 +289,11 @@ def wait(refs, *, num_returns=1, timeout=None, fetch_local=True):
     if num_returns > len(refs):
         raise ValueError("num_returns cannot be greater than the number of objects provided to wait: "
                          f"{num_returns} > {len(refs)}")
-    with core_call:
-        ready = c.wait([r._id for r in refs], num_returns, t)
+    if any(isinstance(r, ObjectRefGenerator) for r in refs):
+        ready = _wait_with_generators(c, refs, num_returns, t)
+    else:
+        with core_call:
+            ready = c.wait([r._id for r in refs], num_returns, t)
     done = [r for r, f in zip(refs, ready) if f]
     if len(done) > num_returns:
         done = done[:num_returns]
@@ -296,12 +301,40 @@ def wait(refs, *, num_returns=1, timeout=None, fetch_local=True):
     return done, [r for r in refs if r not in chosen]
 
 
+def _wait_with_generators(c, refs, num_returns, timeout):
+    """Ready flags for a wait whose list holds generators (ready: their next ref would come
+    without waiting, as Ray's wait treats an ObjectRefGenerator). Polls, backing off to 20 ms."""
+    from shoal._private.generator import ObjectRefGenerator
+    deadline = None if timeout < 0 else time.monotonic() + timeout
+    plain = [i for i, r in enumerate(refs) if not isinstance(r, ObjectRefGenerator)]
+    pause = 0.001
+    while True:
+        flags = [False] * len(refs)
+        if plain:
+            with core_call:
+                plain_ready = c.wait([refs[i]._id for i in plain], len(plain), 0.0)
+            for i, f in zip(plain, plain_ready):
+                flags[i] = f
+        for i, r in enumerate(refs):
+            if isinstance(r, ObjectRefGenerator):
+                flags[i] = r.next_ready()
+        if sum(flags) >= num_returns or (deadline is not None and time.monotonic() >= deadline):
+            return flags
+        time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
+        pause = min(pause * 2, 0.02)
+
+
 def cancel(ref, *, force=False, recursive=True):
+    from shoal._private.generator import ObjectRefGenerator
+    if isinstance(ref, ObjectRefGenerator):
+        ref = ref.completed()  # the generator's task
     if not isinstance(ref, ObjectRef):
-        raise TypeError(f"cancel() takes an ObjectRef, got {type(ref).__name__}")
+        raise TypeError(f"cancel() takes an ObjectRef or an ObjectRefGenerator, got {type(ref).__name__}")
+    if not isinstance(force, bool) or not isinstance(recursive, bool):
+        raise TypeError("cancel(): force and recursive must be bools")
     c = connect()
     with core_call:
-        c.cancel(ref._id, bool(force))
+        c.cancel(ref._id, force, recursive)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,7 +520,21 @@ def init_worker():
 
 # Called by shutdown() once the session has ended (state.core is None, the epoch moved on) and
 # before the core goes: the package's background threads that call the core finish there.
-before_core_shutdown = []
+before_core_shutdown = []  # run by shutdown() with no core connected; last_core() is the one going
+_closing_core = None
+
+
+def last_core():
+    """The connected core, or during the before_core_shutdown hooks the one shutting down."""
+    return state.core if state.core is not None else _closing_core
+
+
+def connected_identity(core=None):
+    """{"WorkerId", "NodeId", "JobId"} (hex) of this process's connection."""
+    c = core or last_core()
+    if c is None:
+        raise RuntimeError("not connected to a Shoal cluster")
+    return {"WorkerId": c.worker_id, "NodeId": c.node_id, "JobId": c.job_id}
 
 
 def shutdown():
@@ -499,8 +546,13 @@ def shutdown():
         state.epoch += 1
         cluster, state.cluster = state.cluster, None
         state.mode = None
-        for hook in before_core_shutdown:
-            hook()
+        global _closing_core
+        _closing_core = c
+        try:
+            for hook in before_core_shutdown:
+                hook()
+        finally:
+            _closing_core = None
         c.shutdown()
         if cluster is not None:
             cluster.stop()
