@@ -380,12 +380,12 @@ class PyCoreWorker {
     return out;
   }
 
-  std::vector<bool> Wait(const std::vector<std::string>& ids, int num_ready, double timeout) {
+  std::vector<bool> Wait(const std::vector<std::string>& ids, int num_ready, double timeout, bool fetch_local) {
     std::vector<ObjectId> object_ids = ToIds(ids);
     absl::StatusOr<std::vector<bool>> ready;
     {
       py::gil_scoped_release release;
-      ready = core()->Wait(object_ids, num_ready, ToTimeout(timeout));
+      ready = core()->Wait(object_ids, num_ready, ToTimeout(timeout), fetch_local);
     }
     return Check(std::move(ready));
   }

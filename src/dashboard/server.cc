@@ -33,7 +33,8 @@ namespace {
 constexpr char kRayApiVersion[] = "2.40.0";
 constexpr int64_t kMaxLogBytes = 8 << 20;     // one logs reply at most
 constexpr int kDefaultNodeLimit = 200;
-constexpr int kDefaultListLimit = 50;  // actors and tasks in /api/cluster_status
+constexpr int kDefaultListLimit = 50;  // actors, tasks and groups in /api/cluster_status
+constexpr int kMaxListLimit = 10000;   // the most a list parameter may ask for
 constexpr absl::Duration kStatusTimeout = absl::Seconds(5);
 constexpr absl::Duration kNodeStatsTimeout = absl::Milliseconds(500);
 constexpr absl::Duration kTailPoll = absl::Milliseconds(250);
@@ -87,6 +88,18 @@ void ReplyError(Response& res, int http, const std::string& message) {
 
 void ReplyError(Response& res, const absl::Status& status) {
   ReplyError(res, HttpCode(status), std::string(status.message()));
+}
+
+// The list size the query parameter `name` asks for: `fallback` when absent; InvalidArgument
+// (400) unless an integer in 1..kMaxListLimit.
+absl::StatusOr<int32_t> ListLimit(const Request& req, const char* name, int32_t fallback) {
+  if (!req.has_param(name)) return fallback;
+  int64_t limit = 0;
+  if (!absl::SimpleAtoi(req.get_param_value(name), &limit) || limit < 1 || limit > kMaxListLimit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " must be an integer between 1 and ", kMaxListLimit, ", got '", req.get_param_value(name), "'"));
+  }
+  return static_cast<int32_t>(limit);
 }
 
 // What the pre-routing check knows of a route before its handler runs.
@@ -419,12 +432,18 @@ void DashboardServer::AddRoutes() {
     const GcsClient gcs = cluster_.gcs().WithTimeout(kStatusTimeout);
     absl::StatusOr<rpc::GetClusterStatusReply> status = gcs.GetClusterStatus();
     if (!status.ok()) return ReplyError(res, status.status());
+    // Lists are cut to these sizes (the web UI asks for more a page at a time); num_* are totals.
+    absl::StatusOr<int32_t> limit = ListLimit(req, "limit", kDefaultNodeLimit);
+    absl::StatusOr<int32_t> actor_limit = ListLimit(req, "actor_limit", kDefaultListLimit);
+    absl::StatusOr<int32_t> task_limit = ListLimit(req, "task_limit", kDefaultListLimit);
+    absl::StatusOr<int32_t> group_limit = ListLimit(req, "group_limit", kDefaultListLimit);
+    for (const auto* l : {&limit, &actor_limit, &task_limit, &group_limit}) {
+      if (!l->ok()) return ReplyError(res, l->status());
+    }
     nlohmann::json out = cluster::ClusterStatusToJson(*status, cluster_.gcs_address());
-    int64_t limit = kDefaultNodeLimit;
-    if (req.has_param("limit")) (void)absl::SimpleAtoi(req.get_param_value("limit"), &limit);
     out["num_nodes"] = out["nodes"].size();
-    if (limit >= 0 && static_cast<int64_t>(out["nodes"].size()) > limit) {
-      out["nodes"].erase(out["nodes"].begin() + limit, out["nodes"].end());
+    if (static_cast<int64_t>(out["nodes"].size()) > *limit) {
+      out["nodes"].erase(out["nodes"].begin() + *limit, out["nodes"].end());
     }
     // Per-device GPU use and object-store figures, from the raylets that answer in time.
     std::map<std::string, rpc::GetNodeStatsReply> stats = cluster_.NodeStats(*status, kNodeStatsTimeout);
@@ -443,7 +462,7 @@ void DashboardServer::AddRoutes() {
     }
     out["jobs_by_status"] = jobs_.CountByStatus();
     out["actors"] = nlohmann::json::array();
-    if (auto actors = gcs.ListActors(kDefaultListLimit); actors.ok()) {
+    if (auto actors = gcs.ListActors(*actor_limit); actors.ok()) {
       for (const rpc::ActorInfo& a : actors->actors()) {
         auto id = ActorId::FromBinary(a.actor_id());
         out["actors"].push_back({{"actor_id", id.ok() ? id->Hex() : std::string()},
@@ -457,14 +476,14 @@ void DashboardServer::AddRoutes() {
       out["num_actors"] = actors->total();
     }
     out["placement_group_list"] = nlohmann::json::array();
-    if (auto groups = cluster_.PlacementGroups(kDefaultListLimit, kStatusTimeout); groups.ok()) {
+    if (auto groups = cluster_.PlacementGroups(*group_limit, kStatusTimeout); groups.ok()) {
       for (const rpc::PlacementGroupInfo& group : groups->groups()) {
         out["placement_group_list"].push_back(cluster::PlacementGroupToJson(group));
       }
       out["num_placement_groups"] = groups->total();
     }
     out["tasks"] = nlohmann::json::array();
-    if (auto tasks = gcs.ListTasks(kDefaultListLimit); tasks.ok()) {
+    if (auto tasks = gcs.ListTasks(*task_limit); tasks.ok()) {
       for (const rpc::TaskSummary& t : tasks->tasks()) {
         auto id = TaskId::FromBinary(t.task_id());
         out["tasks"].push_back({{"task_id", id.ok() ? id->Hex() : std::string()},
@@ -474,6 +493,7 @@ void DashboardServer::AddRoutes() {
                                 {"error_type", t.error_type()},
                                 {"attempt", t.attempt()}});
       }
+      out["num_tasks"] = tasks->num_tracked();
       out["tasks_by_state"] = nlohmann::json::object();
       for (const auto& [state, count] : tasks->count_by_state()) out["tasks_by_state"][state] = count;
     }

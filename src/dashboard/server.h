@@ -18,7 +18,9 @@
 //                                         follow a log by polling)
 //   GET  /api/jobs/{id}/logs/tail         websocket: the log as text frames until the job ends (Ray's
 //                                         tail_job_logs and `ray job submit` without --no-wait)
-//   GET  /api/cluster_status              `shoal status --json`, nodes capped at ?limit= (200)
+//   GET  /api/cluster_status              `shoal status --json`, nodes capped at ?limit= (200), actors,
+//                                         tasks and placement groups at ?actor_limit=, ?task_limit=,
+//                                         ?group_limit= (50 each; 1..10000), with num_* totals
 //   GET  /api/placement_groups            {"placement_groups": [...], "total"}, creation order, at most
 //                                         ?limit= (0: all); each as cluster::PlacementGroupToJson
 //   GET  /metrics                         Prometheus text (metrics.h)

@@ -39,7 +39,8 @@ button{font-size:12px}.bar{display:inline-block;height:8px;background:#dbe4ee;wi
 </main>
 <script>
 "use strict";
-const MAX_ROWS = 50;
+const PAGE = 50;  // rows a list shows at first, and adds per "show more"
+const limits = {nodes: PAGE, actors: PAGE, "placement-groups": PAGE, tasks: PAGE, jobs: PAGE};
 let openLog = null;
 function el(tag, attrs, ...kids) {
   const e = document.createElement(tag);
@@ -68,6 +69,13 @@ function usage(total, avail) {
   return el("div", {}, ...parts);
 }
 function replace(id, node) { const box = document.getElementById(id); box.className = ""; box.replaceChildren(node); }
+// The table of list `id`, with "showing N of TOTAL" and a button that asks for a page more.
+function paged(id, tbl, shown, total) {
+  if (!(total > shown)) return replace(id, tbl);
+  const more = el("button", {class: "more", onclick: () => { limits[id] += PAGE; refresh(); }},
+                  "show " + Math.min(PAGE, total - shown) + " more");
+  replace(id, el("div", {}, tbl, el("div", {class: "pager"}, "showing " + shown + " of " + total + " ", more)));
+}
 function none(id, text) { const box = document.getElementById(id); box.className = "none"; box.textContent = text; }
 async function api(path, options) {
   const r = await fetch(path, Object.assign({credentials: "same-origin", headers: {"Content-Type": "application/json"}}, options || {}));
@@ -78,27 +86,27 @@ async function api(path, options) {
 }
 function renderStatus(s) {
   document.getElementById("cluster").textContent = "GCS " + s.gcs_address + " (" + s.storage + ")";
-  const nodes = s.nodes.slice(0, MAX_ROWS);
+  const nodes = s.nodes.slice(0, limits.nodes);
   const gpus = n => (n.gpu_used_per_device || []).map((u, i) => "GPU" + i + " " + u.toFixed(2) + "/1").join(", ");
-  if (!nodes.length) none("nodes", "none"); else replace("nodes", table(["node", "address", "state", "role", "resources used / total", "GPU devices used"],
+  if (!nodes.length) none("nodes", "none"); else paged("nodes", table(["node", "address", "state", "role", "resources used / total", "GPU devices used"],
       nodes.map(n => [n.node_id.slice(0, 12), n.address + ":" + n.raylet_port, el("span", {class: n.state}, n.state),
-                      n.is_head ? "head" : "worker", usage(n.resources_total, n.resources_available), gpus(n)])));
+                      n.is_head ? "head" : "worker", usage(n.resources_total, n.resources_available), gpus(n)])), nodes.length, s.num_nodes);
   replace("resources", usage(s.total, s.available));
   if (!s.demands.length) none("demands", "none");
   else replace("demands", table(["shape", "count", "kind"], s.demands.map(d =>
       [Object.entries(d.shape).map(([k, v]) => k + ": " + v).join(", "), d.count,
        el("span", {class: d.infeasible ? "FAILED" : "PENDING"}, d.infeasible ? "infeasible" : "pending")])));
-  if (s.actors && s.actors.length) replace("actors", table(["actor", "class", "name", "state", "node", "restarts", "death cause"], s.actors.slice(0, MAX_ROWS).map(a => [a.actor_id.slice(0, 12), a.class_name, a.name, a.state, (a.node_id || "").slice(0, 12), String(a.num_restarts), a.death_cause])));
+  if (s.actors && s.actors.length) paged("actors", table(["actor", "class", "name", "state", "node", "restarts", "death cause"], s.actors.map(a => [a.actor_id.slice(0, 12), a.class_name, a.name, a.state, (a.node_id || "").slice(0, 12), String(a.num_restarts), a.death_cause])), s.actors.length, s.num_actors);
   else none("actors", "none");
   const groups = s.placement_group_list || [];
-  if (groups.length) replace("placement-groups", table(["group", "name", "strategy", "state", "bundles (resources @ node)", "why pending"],
-      groups.slice(0, MAX_ROWS).map(g => [g.placement_group_id.slice(0, 12), g.name, g.strategy,
+  if (groups.length) paged("placement-groups", table(["group", "name", "strategy", "state", "bundles (resources @ node)", "why pending"],
+      groups.map(g => [g.placement_group_id.slice(0, 12), g.name, g.strategy,
         el("span", {class: g.state === "CREATED" ? "SUCCEEDED" : g.state === "REMOVED" ? "STOPPED" : "PENDING"}, g.state),
         g.bundles.map(b => "{" + Object.entries(b.resources).map(([k, v]) => k + ": " + v).join(", ") + "}" +
                            (b.node_id ? " @ " + b.node_id.slice(0, 12) : "")).join("; "),
-        g.infeasible ? "infeasible: " + g.pending_reason : g.pending_reason])));
+        g.infeasible ? "infeasible: " + g.pending_reason : g.pending_reason])), groups.length, s.num_placement_groups);
   else none("placement-groups", "none");
-  if (s.tasks && s.tasks.length) replace("tasks", table(["task", "name", "state", "node", "error"], s.tasks.slice(0, MAX_ROWS).map(t => [t.task_id.slice(0, 16), t.name, t.state, (t.node_id || "").slice(0, 12), t.error_type])));
+  if (s.tasks && s.tasks.length) paged("tasks", table(["task", "name", "state", "node", "error"], s.tasks.map(t => [t.task_id.slice(0, 16), t.name, t.state, (t.node_id || "").slice(0, 12), t.error_type])), s.tasks.length, s.num_tasks);
   else none("tasks", "none");
 }
 async function showLogs(id) {
@@ -109,13 +117,14 @@ async function showLogs(id) {
                        el("pre", {id: "log-text"}, body.logs.slice(-200000) || "(empty)"));
 }
 async function stopJob(id) { try { await api("/api/jobs/" + encodeURIComponent(id) + "/stop", {method: "POST"}); refresh(); } catch (e) { alert(e.message); } }
-function renderJobs(jobs) {
+function renderJobs(jobs, total) {
   if (!jobs.length) return none("jobs", "none");
-  replace("jobs", table(["submission id", "status", "entrypoint", "started", "message", ""],
-    jobs.slice(0, MAX_ROWS).map(j => [j.submission_id, el("span", {class: j.status}, j.status), j.entrypoint,
+  paged("jobs", table(["submission id", "status", "entrypoint", "started", "message", ""],
+    jobs.map(j => [j.submission_id, el("span", {class: j.status}, j.status), j.entrypoint,
       new Date(j.start_time).toLocaleTimeString(), j.message || "",
       el("span", {}, el("button", {onclick: () => showLogs(j.submission_id)}, "logs"), " ",
-         ...(j.status === "PENDING" || j.status === "RUNNING" ? [el("button", {onclick: () => stopJob(j.submission_id)}, "stop")] : []))])));
+         ...(j.status === "PENDING" || j.status === "RUNNING" ? [el("button", {onclick: () => stopJob(j.submission_id)}, "stop")] : []))])),
+    jobs.length, total);
 }
 let signedIn = false;
 async function refresh() {
@@ -126,9 +135,13 @@ async function refresh() {
       signedIn = (await r.json()).authenticated;
       if (!signedIn) { document.getElementById("login").style.display = "block"; throw new Error("unauthenticated"); }
     }
-    const [status, jobs] = await Promise.all([api("/api/cluster_status"), api("/api/jobs/?limit=" + MAX_ROWS)]);
+    const [status, jobs] = await Promise.all([
+      api("/api/cluster_status?limit=" + limits.nodes + "&actor_limit=" + limits.actors + "&task_limit=" + limits.tasks +
+          "&group_limit=" + limits["placement-groups"]),
+      api("/api/jobs/?limit=" + limits.jobs)]);
     document.getElementById("login").style.display = "none";
-    renderStatus(status); renderJobs(jobs);
+    renderStatus(status);
+    renderJobs(jobs, Object.values(status.jobs_by_status || {}).reduce((a, b) => a + b, 0));
     if (openLog) await showLogs(openLog);
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) {

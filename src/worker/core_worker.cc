@@ -712,8 +712,8 @@ absl::StatusOr<std::vector<absl::StatusOr<std::string>>> CoreWorker::Get(const s
   return impl_->objects().Get(ids, timeout);
 }
 absl::StatusOr<std::vector<bool>> CoreWorker::Wait(const std::vector<ObjectId>& ids, int num_ready,
-                                                   absl::Duration timeout) {
-  return impl_->objects().Wait(ids, num_ready, timeout);
+                                                   absl::Duration timeout, bool fetch_local) {
+  return impl_->objects().Wait(ids, num_ready, timeout, fetch_local);
 }
 void CoreWorker::AddLocalReference(const ObjectId& id) { impl_->AddLocalReference(id); }
 void CoreWorker::RemoveLocalReference(const ObjectId& id) { impl_->RemoveLocalReference(id); }

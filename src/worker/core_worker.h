@@ -279,14 +279,16 @@ class CoreWorker {
   // Values in another node's store are first copied to this node's store, then read.
   absl::StatusOr<std::vector<absl::StatusOr<std::string>>> Get(const std::vector<ObjectId>& ids,
                                                                absl::Duration timeout);
-  // Waits until `num_ready` of `ids` are ready or `timeout` passes; answers a ready flag per id.
-  // A failed task's object counts as ready. InvalidArgument for num_ready outside
-  // 0..ids.size() or an unknown id.
   // As Get, answering buffers instead of copies (see ObjectBuffer).
   absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> GetBuffers(const std::vector<ObjectId>& ids,
                                                                       absl::Duration timeout);
+  // Waits until `num_ready` of `ids` are ready or `timeout` passes; answers a ready flag per id.
+  // A failed task's object counts as ready. With `fetch_local` (Ray's default), a value in
+  // another node's store counts once it is copied to this node's (the copy starts at once, and
+  // goes on after a timeout, so a later wait may find it). InvalidArgument for num_ready
+  // outside 0..ids.size() or an unknown id.
   absl::StatusOr<std::vector<bool>> Wait(const std::vector<ObjectId>& ids, int num_ready,
-                                         absl::Duration timeout);
+                                         absl::Duration timeout, bool fetch_local = true);
   // Reference counting by the language layer (ObjectRef copies). When an owned object's count
   // drops to zero and no pending task needs it, its value and store copies are freed.
   // The ids answered by SubmitTask and Put start with no local reference: the language layer

@@ -232,7 +232,7 @@ absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> OwnedObjects::GetBuffe
 }
 
 absl::StatusOr<std::vector<bool>> OwnedObjects::Wait(const std::vector<ObjectId>& ids, int num_ready,
-                                                     absl::Duration timeout) {
+                                                     absl::Duration timeout, bool fetch_local) {
   if (num_ready < 0 || static_cast<size_t>(num_ready) > ids.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("num_ready must be between 0 and the number of ids (", ids.size(), "), got ", num_ready));
@@ -240,9 +240,24 @@ absl::StatusOr<std::vector<bool>> OwnedObjects::Wait(const std::vector<ObjectId>
   if (auto s = CheckKnown(ids); !s.ok()) return s;
   const absl::Time deadline = timeout < absl::ZeroDuration() ? absl::InfiniteFuture() : clock_.Now() + timeout;
   std::vector<bool> ready = memory_.Wait(ids, static_cast<size_t>(num_ready), absl::InfinitePast());
-  if (std::count(ready.begin(), ready.end(), true) >= num_ready) return ready;
-  BlockedScope blocked(options_.set_blocked);
-  return memory_.Wait(ids, static_cast<size_t>(num_ready), deadline);
+  if (std::count(ready.begin(), ready.end(), true) < num_ready) {
+    BlockedScope blocked(options_.set_blocked);
+    ready = memory_.Wait(ids, static_cast<size_t>(num_ready), deadline);
+  }
+  if (fetch_local) FetchReady(ids, ready, deadline);
+  return ready;
+}
+
+void OwnedObjects::FetchReady(const std::vector<ObjectId>& ids, std::vector<bool>& ready, absl::Time deadline) {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!ready[i]) continue;
+    ValuePtr value = memory_.GetIfReady(ids[i]);
+    if (value == nullptr || !value->in_store() || value->has_error()) continue;
+    absl::Status s = store_.Fetch(*value, deadline);
+    while (absl::IsDeadlineExceeded(s) && clock_.Now() < deadline) s = store_.Fetch(*value, deadline);
+    // Not here in time: not ready yet. Any other failure leaves it ready: a get reports it.
+    if (absl::IsDeadlineExceeded(s)) ready[i] = false;
+  }
 }
 
 }  // namespace shoal

@@ -76,7 +76,8 @@ class OwnedObjects {
                                                                absl::Duration timeout);
   absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> GetBuffers(const std::vector<ObjectId>& ids,
                                                                       absl::Duration timeout);
-  absl::StatusOr<std::vector<bool>> Wait(const std::vector<ObjectId>& ids, int num_ready, absl::Duration timeout);
+  absl::StatusOr<std::vector<bool>> Wait(const std::vector<ObjectId>& ids, int num_ready, absl::Duration timeout,
+                                         bool fetch_local = false);
   // Waits for the values of `ids` (owned or borrowed); DeadlineExceeded (GET_TIMEOUT) when not
   // all came in `timeout` (negative: forever).
   absl::StatusOr<std::vector<ValuePtr>> WaitForValues(const std::vector<ObjectId>& ids, absl::Duration timeout);
@@ -99,6 +100,9 @@ class OwnedObjects {
   // Stores a new owned object with `value` (its id set).
   ObjectId AddOwned(const ObjectId& id, rpc::ObjectValue value);
   absl::Status CheckKnown(const std::vector<ObjectId>& ids);
+  // Wait with fetch_local: copies the ready store values held on other nodes here; those not
+  // copied by `deadline` are not ready.
+  void FetchReady(const std::vector<ObjectId>& ids, std::vector<bool>& ready, absl::Time deadline);
   // The value's bytes; a store copy is read (copied here first if need be) until `deadline`.
   absl::StatusOr<std::string> ToBytes(const ValuePtr& value, absl::Time deadline);
   absl::StatusOr<ObjectBuffer> ToBuffer(const ValuePtr& value, absl::Time deadline);

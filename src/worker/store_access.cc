@@ -13,6 +13,8 @@ namespace {
 constexpr int kReadAttempts = 3;
 constexpr absl::Duration kFetchTimeout = absl::Minutes(10);
 constexpr absl::Duration kSealWait = absl::Seconds(30);
+// How long a Fetch whose caller has no time left is given to reach the raylet.
+constexpr absl::Duration kFetchStartWait = absl::Milliseconds(5);
 
 ObjectBuffer OwnedBuffer(std::string bytes) {
   auto owned = std::make_shared<const std::string>(std::move(bytes));
@@ -25,6 +27,8 @@ absl::StatusOr<ObjectBuffer> ObjectStoreAccess::ReadBuffer(const rpc::ObjectValu
   if (!bytes.ok()) return bytes.status();
   return OwnedBuffer(std::move(*bytes));
 }
+
+absl::Status ObjectStoreAccess::Fetch(const rpc::ObjectValue&, absl::Time) { return absl::OkStatus(); }
 
 absl::StatusOr<rpc::ObjectValue> ObjectStoreAccess::WriteParts(const ObjectId& id,
                                                                const std::vector<std::string_view>& parts) {
@@ -95,6 +99,30 @@ absl::StatusOr<ObjectBuffer> NodeStoreAccess::FetchAndRead(const rpc::ObjectValu
     last = buffer.status();
   }
   return absl::NotFoundError(absl::StrCat("object ", id->Hex(), " was fetched but could not be read: ", last.message()));
+}
+
+absl::Status NodeStoreAccess::Fetch(const rpc::ObjectValue& value, absl::Time deadline) {
+  auto id = ObjectId::FromBinary(value.object_id());
+  if (!id.ok()) return id.status();
+  if (value.node_id() == node_.Hex() || value.raylet_address() == raylet_address_) return absl::OkStatus();
+  if (ReadLocal(*id).ok()) return absl::OkStatus();  // fetched before
+  rpc::FetchRequest req;
+  req.set_object_id(id->Binary());
+  req.add_holders(value.raylet_address());
+  rpc::FetchReply reply;
+  // At least long enough for the request to leave: the raylet copies on after we stop waiting.
+  const absl::Duration wait = std::min(kFetchTimeout, std::max(deadline - absl::Now(), kFetchStartWait));
+  absl::Status fetched =
+      UnaryCall(*object_manager_, &rpc::ObjectManagerService::Stub::Fetch, req, &reply, {.timeout = wait});
+  if (absl::IsDeadlineExceeded(fetched)) {
+    return absl::DeadlineExceededError(absl::StrCat("object ", id->Hex(), " is still being copied here from ",
+                                                    value.raylet_address()));
+  }
+  if (!fetched.ok()) {
+    return absl::Status(fetched.code(), absl::StrCat("cannot copy object ", id->Hex(), " from node at ",
+                                                     value.raylet_address(), ": ", fetched.message()));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> NodeStoreAccess::Read(const rpc::ObjectValue& value, absl::Time deadline) {

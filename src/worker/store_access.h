@@ -31,6 +31,10 @@ class ObjectStoreAccess {
   virtual absl::StatusOr<ObjectBuffer> ReadBuffer(const rpc::ObjectValue& value, absl::Time deadline);
   // As Write, for bytes in pieces. The default concatenates them and calls Write.
   virtual absl::StatusOr<rpc::ObjectValue> WriteParts(const ObjectId& id, const std::vector<std::string_view>& parts);
+  // Makes sure a copy of the store-located `value` is in this node's store, without reading it.
+  // DeadlineExceeded when the copy was not done by `deadline` (it goes on: a later call may find
+  // it there); other failures as Read. The default has nothing to copy.
+  virtual absl::Status Fetch(const rpc::ObjectValue& value, absl::Time deadline);
 };
 
 // The real thing: this node's store, and its raylet's object manager for copies held elsewhere.
@@ -49,6 +53,8 @@ class NodeStoreAccess : public ObjectStoreAccess {
   // buffer goes.
   absl::StatusOr<ObjectBuffer> ReadBuffer(const rpc::ObjectValue& value, absl::Time deadline) override;
   absl::StatusOr<rpc::ObjectValue> WriteParts(const ObjectId& id, const std::vector<std::string_view>& parts) override;
+  // A deadline already passed still starts the copy (the raylet finishes it).
+  absl::Status Fetch(const rpc::ObjectValue& value, absl::Time deadline) override;
 
  private:
   // Waits up to `wait` for the object to be sealed here.

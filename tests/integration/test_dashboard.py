@@ -227,9 +227,20 @@ class Depth:
         self.g.set(v, tags={"queue": "q1"})
         return ray.get_runtime_context().get_worker_id()
 
+@ray.remote
+class Clicker:
+    def __init__(self):
+        self.c = Counter("app_clicks", tag_keys=("page",))
+    def click(self, n):
+        for _ in range(n):
+            self.c.inc(tags={"page": "home"})
+        return ray.get_runtime_context().get_worker_id()
+
 task_worker = ray.get(work.remote())
 depth = Depth.remote()  # kept: an actor ends with its last handle
 actor_worker = ray.get(depth.set.remote(7.5))
+clickers = [Clicker.remote(), Clicker.remote()]
+assert len(set(ray.get([clickers[0].click.remote(4), clickers[1].click.remote(6)]))) == 2
 print(ray.get_runtime_context().get_worker_id(), task_worker, actor_worker, flush=True)
 sys.stdin.readline()  # the test scrapes while the job (and so its workers) lives
 """
@@ -275,9 +286,13 @@ def check_app_metrics(head, driver, task_worker, actor_worker):
         return None
 
     # Every process reports every 2 s.
+    def clicks(samples):  # the two actors' counters, summed over WorkerId
+        return sum(v for (n, ls), (_, v) in samples.items() if n == "app_clicks_total" and dict(ls)["page"] == "home")
+
     samples = wait_until(lambda: (s := scrape()) and find(s, "app_queue_depth", actor_worker, queue="q1") and
                          find(s, "app_task_runs_total", task_worker) and find(s, "app_requests_total", driver, route="/a")
-                         and s, 60, what="the application metrics")
+                         and clicks(s) == 10 and s, 60, what="the application metrics")
+    assert len({dict(ls)["WorkerId"] for (n, ls) in samples if n == "app_clicks_total"}) == 2
     assert find(samples, "app_requests_total", driver, route="/a") == ("counter", 3.0)
     assert find(samples, "app_task_runs_total", task_worker) == ("counter", 2.0)
     assert find(samples, "app_queue_depth", actor_worker, queue="q1") == ("gauge", 7.5)
@@ -378,6 +393,14 @@ def test_web_ui_in_headless_chromium(head):
                            "assert pg.wait(60)" % head.address],
                           env=dict(head.env, PYTHONPATH=PYTHON_DIR), capture_output=True, text=True, timeout=120)
     assert made.returncode == 0, made.stderr
+    # More tasks than a page: the list shows 50 and a button for the rest.
+    ran = subprocess.run([sys.executable, "-c", "import shoal; shoal.init(address=%r)\n"
+                          "@shoal.remote(num_cpus=0)\ndef tick(i):\n    return i\n"
+                          "assert shoal.get([tick.remote(i) for i in range(70)]) == list(range(70))" % head.address],
+                         env=dict(head.env, PYTHONPATH=PYTHON_DIR), capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    wait_until(lambda: head.api("GET", "/api/cluster_status")[1].get("num_tasks", 0) >= 70, 30,
+               what="the tasks in the GCS")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1000"):
@@ -402,6 +425,13 @@ def test_web_ui_in_headless_chromium(head):
         # The bundles' formatted resource names stay out of the node and cluster totals.
         assert "_group_" not in driver.find_element(By.ID, "nodes").text
         assert "_group_" not in driver.find_element(By.ID, "resources").text
+        tasks = driver.find_element(By.ID, "tasks")
+        total = head.api("GET", "/api/cluster_status")[1]["num_tasks"]
+        assert len(tasks.find_elements(By.CSS_SELECTOR, "tr")) == 51  # a page and the header row
+        assert f"showing 50 of {total}" in tasks.text
+        tasks.find_element(By.CSS_SELECTOR, "button.more").click()
+        wait_until(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#tasks tr")) == min(total, 100) + 1, 30,
+                   what="a second page of tasks")
         os.makedirs(ARTIFACTS, exist_ok=True)
         driver.save_screenshot(os.path.join(ARTIFACTS, "dashboard.png"))
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
@@ -507,3 +537,14 @@ def test_state_api_over_http(head):
     status, body = head.api("GET", "/api/v0/objects")
     assert status == 501 and "not supported" in body["message"]
     assert head.api("GET", "/api/v0/nodes", token=False)[0] == 401  # authenticated like the rest
+
+
+def test_cluster_status_list_limits(head):
+    status, body = head.api("GET", "/api/cluster_status?limit=1&actor_limit=1&task_limit=2&group_limit=3")
+    assert status == 200, body
+    assert len(body["nodes"]) == 1 and body["num_nodes"] == 1
+    for query in ("actor_limit=0", "task_limit=abc", "limit=-1", "group_limit=10001"):
+        status, body = head.api("GET", "/api/cluster_status?" + query)
+        assert status == 400, (query, body)
+        assert query.split("=")[0] in body["message"]
+    assert head.api("GET", "/api/cluster_status")[0] == 200  # the dashboard lives on

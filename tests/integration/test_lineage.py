@@ -33,7 +33,8 @@ DRIVER = textwrap.dedent("""
     x = make.remote(7, log)
     y = plus.remote(x, 1, log)
     z = make.options(max_retries=0).remote(9, log)
-    ready, _ = ray.wait([x, y, z], num_returns=3, timeout=120)
+    # fetch_local=False: the only copies stay on their node (the default would copy them here).
+    ready, _ = ray.wait([x, y, z], num_returns=3, timeout=120, fetch_local=False)
     assert len(ready) == 3
     print(json.dumps({"ready": True}), flush=True)
     sys.stdin.readline()  # the test kills the node that holds x, y and z, and starts another

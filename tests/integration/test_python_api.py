@@ -19,6 +19,7 @@ import time
 import pytest
 
 from conftest import PYTHON_DIR, process_alive, wait_until
+from test_object_store import raylets, store_of, tool
 
 sys.path.insert(0, PYTHON_DIR)
 
@@ -573,3 +574,28 @@ def test_cancel_is_recursive_by_default_and_not_when_told(driver, tmp_path):
             assert not os.path.exists(marker + ".cancelled")
     with pytest.raises(TypeError, match="bools"):
         ray.cancel(ref, recursive="yes")
+
+
+def test_wait_fetch_local_copies_ready_values_to_this_node(driver):
+    """As Ray: wait(fetch_local=True), the default, counts a value held on another node as ready
+    once it is copied to this node's store; fetch_local=False does not copy it."""
+
+    @ray.remote(resources={"B": 1})
+    def big(seed):
+        return bytes([seed]) * (2 * 1024 * 1024)
+
+    head_store = store_of(raylets(driver)[0])  # the driver's node
+
+    def here(ref):
+        return "error" not in tool("get", "--socket", head_store, "--id", ref.hex(), check=False)
+
+    ref = big.remote(7)
+    ready, _ = ray.wait([ref], fetch_local=False, timeout=60)
+    assert ready == [ref]
+    assert not here(ref)
+    ready, _ = ray.wait([ref], timeout=60)
+    assert ready == [ref]
+    assert here(ref)
+    assert ray.get(ref)[:1] == bytes([7])
+    with pytest.raises(TypeError, match="fetch_local"):
+        ray.wait([ref], fetch_local="yes")

@@ -289,11 +289,13 @@ def wait(refs, *, num_returns=1, timeout=None, fetch_local=True):
     if num_returns > len(refs):
         raise ValueError("num_returns cannot be greater than the number of objects provided to wait: "
                          f"{num_returns} > {len(refs)}")
+    if not isinstance(fetch_local, bool):
+        raise TypeError(f"fetch_local must be a bool, got {type(fetch_local).__name__}")
     if any(isinstance(r, ObjectRefGenerator) for r in refs):
-        ready = _wait_with_generators(c, refs, num_returns, t)
+        ready = _wait_with_generators(c, refs, num_returns, t, fetch_local)
     else:
         with core_call:
-            ready = c.wait([r._id for r in refs], num_returns, t)
+            ready = c.wait([r._id for r in refs], num_returns, t, fetch_local)
     done = [r for r, f in zip(refs, ready) if f]
     if len(done) > num_returns:
         done = done[:num_returns]
@@ -301,7 +303,7 @@ def wait(refs, *, num_returns=1, timeout=None, fetch_local=True):
     return done, [r for r in refs if r not in chosen]
 
 
-def _wait_with_generators(c, refs, num_returns, timeout):
+def _wait_with_generators(c, refs, num_returns, timeout, fetch_local):
     """Ready flags for a wait whose list holds generators (ready: their next ref would come
     without waiting, as Ray's wait treats an ObjectRefGenerator). Polls, backing off to 20 ms."""
     from shoal._private.generator import ObjectRefGenerator
@@ -312,7 +314,7 @@ def _wait_with_generators(c, refs, num_returns, timeout):
         flags = [False] * len(refs)
         if plain:
             with core_call:
-                plain_ready = c.wait([refs[i]._id for i in plain], len(plain), 0.0)
+                plain_ready = c.wait([refs[i]._id for i in plain], len(plain), 0.0, fetch_local)
             for i, f in zip(plain, plain_ready):
                 flags[i] = f
         for i, r in enumerate(refs):
