@@ -21,7 +21,7 @@ from shoal._private.ids import ActorID, JobID, NodeID, TaskID, WorkerID
 from shoal._private.runtime import (ObjectRef, available_resources, cancel, cluster_resources, get,
                                     get_gpu_ids, init, is_initialized, nodes, put, shutdown, wait)
 from shoal._private import options as _options
-from shoal._private.generator import ObjectRefGenerator
+from shoal._private.generator import DynamicObjectRefGenerator, ObjectRefGenerator
 from shoal.actor import ActorClass, ActorHandle, get_actor, kill
 from shoal.remote_function import RemoteFunction
 from shoal.runtime_context import get_runtime_context
@@ -85,6 +85,6 @@ def method(*args, **options):
 
 
 __all__ = ["init", "shutdown", "is_initialized", "remote", "method", "get", "put", "wait", "cancel",
-           "ObjectRef", "ObjectRefGenerator", "ObjectID", "TaskID", "ActorID", "JobID", "NodeID", "WorkerID", "ActorHandle", "get_actor",
+           "ObjectRef", "ObjectRefGenerator", "DynamicObjectRefGenerator", "ObjectID", "TaskID", "ActorID", "JobID", "NodeID", "WorkerID", "ActorHandle", "get_actor",
            "kill", "cluster_resources", "available_resources", "nodes", "get_gpu_ids", "get_runtime_context",
            "exceptions", "cloudpickle", "util", "timeline"]

@@ -20,7 +20,7 @@ import weakref
 from shoal._private import options as opts
 from shoal._private import runtime
 from shoal._private import serialization
-from shoal._private.generator import ObjectRefGenerator
+from shoal._private.generator import ObjectRefGenerator, dynamic_ref
 from shoal._private.runtime import ObjectRef, core_call
 
 ACTOR_OPTIONS = {"num_cpus", "num_gpus", "memory", "resources", "max_restarts", "max_task_retries",
@@ -422,6 +422,8 @@ class ActorHandle:
                     scope.calls.extend(weakref.ref(r) for r in refs)
         if num_returns == "streaming":
             return ObjectRefGenerator(refs[0])
+        if num_returns == "dynamic":
+            return dynamic_ref(refs[0])
         if num_returns == 0:
             return None
         return refs[0] if num_returns == 1 else refs

@@ -8,7 +8,7 @@ from shoal import _core
 from shoal._private import options as opts
 from shoal._private import runtime
 from shoal._private import serialization
-from shoal._private.generator import ObjectRefGenerator
+from shoal._private.generator import ObjectRefGenerator, dynamic_ref
 from shoal._private.runtime import ObjectRef, core_call
 
 
@@ -74,6 +74,8 @@ def submit(function_name, args, kwargs, options):
     num_returns = options.get("num_returns", 1)
     if num_returns == "streaming":
         return ObjectRefGenerator(refs[0])
+    if num_returns == "dynamic":
+        return dynamic_ref(refs[0])
     if num_returns == 0:
         return None
     return refs[0] if num_returns == 1 else refs

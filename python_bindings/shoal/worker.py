@@ -27,6 +27,7 @@ import traceback
 from shoal import exceptions
 from shoal._private import runtime
 from shoal._private import serialization
+from shoal._private.generator import _DynamicItems
 from shoal.actor import BUILTIN_METHODS, ActorExit, is_async_class
 
 _FLUSH_PERIOD = 0.1
@@ -174,7 +175,7 @@ class Worker:
         return fn
 
     def execute(self, function_name, task_id, num_returns, cuda_visible_devices, actor_id, actor_creation, args,
-                retry_exception_filter=b"", concurrency_group="", streaming=False):
+                retry_exception_filter=b"", concurrency_group="", streaming=False, dynamic=False):
         from shoal.remote_function import unpack_arguments
         if actor_id and not actor_creation:
             fid, name = "", function_name
@@ -220,8 +221,10 @@ class Worker:
                 else:
                     result = self._call(fn, positional, keywords)
             if streaming:
-                self._stream(label, result, info, task_id, concurrency_group)
-                results = [None]  # the completion: the values went to the owner one by one
+                count = self._stream(label, result, info, task_id, concurrency_group)
+                # The completion: the values went to the owner one by one; a dynamic task's
+                # caller gets the list of their refs from it.
+                results = [_DynamicItems(task_id, info["owner_address"], count) if dynamic else None]
             elif num_returns == 1:
                 results = [result]
             else:
@@ -261,7 +264,8 @@ class Worker:
     def _stream(self, label, values, info, task_id, group):
         """Runs a streaming generator to its end, reporting each value to the task's owner as it
         comes (the report waits while the owner's consumer is too far behind: backpressure). An
-        async generator advances on its event loop, the reports wait on this thread."""
+        async generator advances on its event loop, the reports wait on this thread. Answers how many
+        values it yielded."""
         report = self.core.report_generator_item
         owner, attempt = info["owner_address"], info["attempt"]
 
@@ -280,7 +284,7 @@ class Worker:
                 try:
                     value = future.result()
                 except StopAsyncIteration:
-                    return
+                    return index
                 except concurrent.futures.CancelledError:
                     raise exceptions.TaskCancelledError(f"the call {task_id} was cancelled") from None
                 finally:
@@ -290,8 +294,11 @@ class Worker:
         if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
             raise TypeError(f'{label}() has num_returns="streaming" but returned {type(values).__name__}, '
                             "not a generator")
+        count = 0
         for index, value in enumerate(values):
             send(index, value)
+            count = index + 1
+        return count
 
     def _task_loop(self):
         if self.loop is None:

@@ -164,6 +164,7 @@ TaskOptions ToTaskOptions(const py::dict& options) {
   if (options.contains("concurrency_group")) out.concurrency_group = options["concurrency_group"].cast<std::string>();
   if (options.contains("max_pending_calls")) out.max_pending_calls = options["max_pending_calls"].cast<int>();
   if (options.contains("streaming")) out.streaming = options["streaming"].cast<bool>();
+  if (options.contains("dynamic")) out.generator_dynamic = options["dynamic"].cast<bool>();
   if (options.contains("generator_backpressure_num_objects")) {
     out.generator_backpressure_num_objects = options["generator_backpressure_num_objects"].cast<int64_t>();
   }
@@ -457,7 +458,7 @@ class PyCoreWorker {
   }
 
   // handler(function_name, task_id, num_returns, cuda_visible_devices, actor_id_hex, actor_creation,
-  // args: list[ObjectBuffer], retry_exception_filter: bytes, concurrency_group, streaming) answers
+  // args: list[ObjectBuffer], retry_exception_filter: bytes, concurrency_group, streaming, dynamic) answers
   // (True, [bytes, ...]) or (False, (exception_type, message, data, traceback, not_retryable)).
   void SetTaskHandler(py::function handler) {
     auto shared = std::make_shared<py::function>(std::move(handler));
@@ -469,7 +470,7 @@ class PyCoreWorker {
         py::tuple answer = (*shared)(call.function_name, call.task_id, call.num_returns,
                                         call.cuda_visible_devices, call.actor_id, call.actor_creation, args,
                                         py::bytes(call.retry_exception_filter), call.concurrency_group,
-                                        call.streaming);
+                                        call.streaming, call.dynamic);
         if (answer[0].cast<bool>()) {
           std::vector<std::string> results;
           for (const auto& r : answer[1].cast<py::list>()) results.push_back(r.cast<std::string>());

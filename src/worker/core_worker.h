@@ -77,6 +77,7 @@ struct TaskCall {
   // A streaming generator: the handler reports each item (CoreWorker::ReportGeneratorItem) and
   // answers one result, the generator's completion.
   bool streaming = false;
+  bool dynamic = false;                 // streaming for Ray's num_returns="dynamic" (TaskOptions)
   std::vector<ObjectBuffer> args;       // zero-copy where the argument is in the store
 };
 // Answers exactly `num_returns` serialized results, or a failure as for TaskFunction (an
@@ -169,6 +170,9 @@ struct TaskOptions {
   // Streaming: the generator waits while this many of its items are not yet taken by
   // GeneratorNext (Ray's _generator_backpressure_num_objects); -1: no limit.
   int64_t generator_backpressure_num_objects = -1;
+  // With streaming: Ray's num_returns="dynamic", handed to the executor's TaskHandler
+  // (TaskCall::dynamic); the core treats the task as any streaming one.
+  bool generator_dynamic = false;
   // Objects referenced inside argument values (not resolved, passed as refs): kept alive
   // until the task finishes. Each must be owned or borrowed by this worker.
   std::vector<ObjectId> nested_refs;

@@ -129,6 +129,7 @@ rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
       call.retry_exception_filter = spec.retry_exception_filter();
       call.concurrency_group = spec.concurrency_group();
       call.streaming = spec.streaming();
+      call.dynamic = spec.generator_dynamic();
       call.args = std::move(args);
       results = handler(call);
     }

@@ -80,7 +80,11 @@ absl::StatusOr<rpc::TaskSpec> BuildTaskSpec(const JobId& job, const std::string&
     return absl::InvalidArgumentError(absl::StrCat("_generator_backpressure_num_objects must be positive or -1, got ",
                                                    options.generator_backpressure_num_objects));
   }
+  if (options.generator_dynamic && !options.streaming) {
+    return absl::InvalidArgumentError("a dynamic generator task is a streaming one: set streaming too");
+  }
   spec.set_streaming(options.streaming);
+  spec.set_generator_dynamic(options.generator_dynamic);
   if (options.streaming) spec.set_generator_backpressure_num_objects(options.generator_backpressure_num_objects);
   spec.set_owner_address(owner_address);
   for (const auto& arg : worker_command) spec.add_worker_command(arg);

@@ -245,8 +245,8 @@ def test_generator_options_are_checked(driver):
     def gen_fn():
         yield 1
 
-    with pytest.raises(ValueError, match="dynamic"):
-        ray.remote(num_returns="dynamic")(gen_fn)
+    with pytest.raises(ValueError, match="not .dynamic"):
+        ray.remote(num_returns="dynamic", _generator_backpressure_num_objects=2)(gen_fn).remote()
     with pytest.raises(ValueError, match="_generator_backpressure_num_objects"):
         ray.remote(_generator_backpressure_num_objects=0)(gen_fn)
 
@@ -298,3 +298,53 @@ def test_store_copies_of_values_are_freed_whether_taken_or_not(driver):
     del first, gen
     gc.collect()
     wait_until(lambda: stored_objects() <= before, 60, what="every store copy of the values to be freed")
+
+
+def test_dynamic_generators_return_one_ref_to_their_refs(driver):
+    """Ray's num_returns="dynamic": one ref whose value is a DynamicObjectRefGenerator of the
+    yielded values' refs; it can be passed to other tasks; an exception fails the one ref."""
+
+    @ray.remote(num_returns="dynamic")
+    def squares(n):
+        for i in range(n):
+            yield i * i
+
+    ref = squares.remote(5)
+    assert isinstance(ref, ray.ObjectRef)
+    dyn = ray.get(ref)
+    assert isinstance(dyn, ray.DynamicObjectRefGenerator)
+    assert len(dyn) == 5
+    assert [ray.get(r) for r in dyn] == [0, 1, 4, 9, 16]
+    assert list(dyn) == []  # iterated once, as Ray's
+
+    @ray.remote
+    def total(dyn_refs):
+        return sum(ray.get(list(dyn_refs)))
+
+    assert ray.get(total.remote(ref)) == 30  # the refs travel inside the value, borrowed
+
+    @ray.remote
+    def big_blocks(n):
+        for i in range(n):
+            yield bytes([i]) * (200 * 1024)
+
+    blocks = ray.get(big_blocks.options(num_returns="dynamic").remote(3))
+    assert [ray.get(r)[0] for r in blocks] == [0, 1, 2]
+
+    @ray.remote(num_returns="dynamic", max_retries=0)
+    def fails():
+        yield 1
+        raise ValueError("dynamic boom")
+
+    with pytest.raises(ValueError, match="dynamic boom"):
+        ray.get(fails.remote())
+
+    @ray.remote
+    class Source:
+        @ray.method(num_returns="dynamic")
+        def items(self, n):
+            for i in range(n):
+                yield f"item{i}"
+
+    s = Source.remote()
+    assert [ray.get(r) for r in ray.get(s.items.remote(3))] == ["item0", "item1", "item2"]

@@ -1,4 +1,5 @@
-"""ObjectRefGenerator: what a streaming generator task (num_returns="streaming") returns.
+"""ObjectRefGenerator: what a streaming generator task (num_returns="streaming") returns; and
+DynamicObjectRefGenerator, the value of the one ref a num_returns="dynamic" task returns.
 
 Iterating it yields one ObjectRef per value the remote generator yields, as soon as that value
 exists, while the task still runs; `shoal.get` on such a ref gives the value. If the generator
@@ -6,6 +7,8 @@ raises, the ref after its last value holds the exception (get raises it), and it
 stops. The caller owns the values: dropping the generator frees those it never handed out.
 """
 import asyncio
+import struct
+import weakref
 
 from shoal._private import runtime
 from shoal._private.runtime import ObjectRef, core_call, state
@@ -108,3 +111,69 @@ class ObjectRefGenerator:
 
     def __repr__(self):
         return f"ObjectRefGenerator(generator_ref={self._completion!r})"
+
+
+class DynamicObjectRefGenerator:
+    """Ray's DynamicObjectRefGenerator: the refs of the values a num_returns="dynamic" task
+    yielded, in order (all there: the task has ended). Iterating it yields them once; len() is
+    how many there were."""
+
+    def __init__(self, refs):
+        self._refs = list(refs)
+        self._next = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._next >= len(self._refs):
+            raise StopIteration
+        self._next += 1
+        return self._refs[self._next - 1]
+
+    def __len__(self):
+        return len(self._refs)
+
+    def __reduce__(self):
+        return (_rebuild_dynamic, (_pairs(self._refs),))
+
+
+def _pairs(refs):
+    """(id bytes, owner address) of each ref, as ObjectRef pickling sends them."""
+    out = []
+    for r in refs:
+        _, (id_bytes, owner) = r.__reduce__()
+        out.append((id_bytes, owner))
+    return out
+
+
+def _rebuild_dynamic(pairs):
+    return DynamicObjectRefGenerator([runtime._rebuild_ref(i, owner) for i, owner in pairs])
+
+
+class _DynamicItems:
+    """What the worker answers for a dynamic task: the ids of the items it reported, owned by
+    the caller; the caller (or whoever gets the ref) rebuilds a DynamicObjectRefGenerator."""
+
+    def __init__(self, task_id_hex, owner, count):
+        task = bytes.fromhex(task_id_hex)
+        self._pairs = [(task + struct.pack("<I", i + 2), owner) for i in range(count)]
+
+    def __reduce__(self):
+        return (_rebuild_dynamic, (self._pairs,))
+
+
+def dynamic_ref(completion_ref):
+    """The ref a num_returns="dynamic" call answers: the task's return. Its items' stream is
+    released when this ref object goes (items the caller took as refs live on with them)."""
+    weakref.finalize(completion_ref, _release, completion_ref._id, state.epoch)
+    return completion_ref
+
+
+def _release(id_bytes, epoch):
+    c = state.core
+    if c is not None and epoch == state.epoch:
+        try:
+            c.release_generator(id_bytes)
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass

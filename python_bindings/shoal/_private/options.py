@@ -93,12 +93,9 @@ def validate(options, allowed=TASK_OPTIONS):
 
 
 def validate_num_returns(n):
-    """An integer 0..1000, or "streaming" (a generator whose values reach the caller as it yields
-    them). Ray's older "dynamic" is refused, naming the replacement."""
-    if n == "dynamic":
-        raise ValueError('num_returns="dynamic" is not supported by Shoal (Ray deprecated it in 2.8): use '
-                         'num_returns="streaming", whose ObjectRefGenerator yields the same refs as they come.')
-    if n == "streaming":
+    """An integer 0..1000, "streaming" (a generator whose values reach the caller as it yields
+    them) or "dynamic" (Ray's older form: one ref to the list of the generator's refs)."""
+    if n in ("streaming", "dynamic"):
         return
     if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n > 1000:
         raise ValueError(f'num_returns must be an integer between 0 and 1000 or "streaming", got {n!r}')
@@ -118,6 +115,11 @@ def generator_options(options):
         out["streaming"] = True
         if backpressure is not None:
             out["generator_backpressure_num_objects"] = int(backpressure)
+    elif options.get("num_returns") == "dynamic":
+        out["streaming"] = out["dynamic"] = True  # the items travel as a stream nobody reads
+        if backpressure is not None:
+            raise ValueError('_generator_backpressure_num_objects applies to num_returns="streaming" only, '
+                             'not "dynamic" (nobody takes its values before it ends).')
     elif backpressure is not None:
         raise ValueError("_generator_backpressure_num_objects applies to streaming generators only: "
                          'set num_returns="streaming" (or make the function a generator) to use it.')
@@ -127,7 +129,7 @@ def generator_options(options):
 def num_return_refs(options):
     """How many return ids the core makes for the call (a streaming generator has one)."""
     n = options.get("num_returns", 1)
-    return 1 if n == "streaming" else max(1, int(n))
+    return 1 if n in ("streaming", "dynamic") else max(1, int(n))
 
 
 def strategy_of(options):
