@@ -52,6 +52,7 @@ struct CallOptions {
   bool retry_exceptions = false;
   SchedulingStrategy strategy;
   bool strategy_set = false;  // a strategy was named (else a captured placement group applies)
+  bool streaming = false;     // a generator task (shoal/generator.h)
 };
 
 // Submits `name(args...)`; throws shoal::Error for bad options or when not initialized.
@@ -62,6 +63,20 @@ NewObject PutBytes(std::string bytes);
 std::vector<std::string> GetBytes(const std::vector<ObjectIdBytes>& ids, int64_t timeout_us);
 // A ready flag per id once `num_ready` are ready or the timeout passed.
 std::vector<bool> WaitReady(const std::vector<ObjectIdBytes>& ids, int num_ready, int64_t timeout_us);
+
+// Generator tasks (shoal/generator.h), by the task's own return. GeneratorNext answers the next
+// item (its reference counted for the caller), or found=false once the generator ended and
+// every item was taken; GetTimeoutError past `timeout_us` (< 0 waits forever).
+struct NextItem {
+  bool found = false;
+  NewObject item{};
+};
+NextItem GeneratorNext(const ObjectIdBytes& generator, uint64_t epoch, int64_t timeout_us);
+// The caller is done with it: items not taken are freed. No-op in another epoch.
+void ReleaseGenerator(const ObjectIdBytes& generator, uint64_t epoch) noexcept;
+// Inside a generator task: sends the packed value as item `index` to the task's caller; waits
+// while the caller is too far behind. Throws Error when the caller cannot be reached.
+void ReportGeneratorItem(int64_t index, std::string packed);
 
 // Remote functions. A FunctionKey is the function's address; the invoker unpacks the
 // arguments, calls the function and packs its result, letting exceptions through.

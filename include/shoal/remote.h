@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "shoal/errors.h"
+#include "shoal/generator.h"
 #include "shoal/internal.h"
 #include "shoal/object_ref.h"
 #include "shoal/scheduling.h"
@@ -111,6 +112,33 @@ Invoker MakeInvoker(R (*fn)(Ps...), std::string name) {
     return InvokeUnpacked<R, Ps...>(call, name, args, std::index_sequence_for<Ps...>{});
   };
 }
+
+// A generator function (shoal/generator.h): the values go out through the Yield as they come;
+// the task's own result is nil.
+template <typename T, typename... Ps>
+Invoker MakeInvoker(void (*fn)(Yield<T>&, Ps...), std::string name) {
+  (CheckParameter<Ps>(), ...);
+  return [fn, name = std::move(name)](const std::vector<std::string>& args) -> std::string {
+    Yield<T> out;
+    auto call = [fn, &out](auto&&... values) { fn(out, std::forward<decltype(values)>(values)...); };
+    return InvokeUnpacked<void, Ps...>(call, name, args, std::index_sequence_for<Ps...>{});
+  };
+}
+
+// The parameters of a remote function after its Yield<T>& (generators), as a type list.
+template <typename... Ps>
+struct TypeList {};
+template <typename... Ps>
+struct GeneratorParams {};
+template <typename T, typename... Rest>
+struct GeneratorParams<Yield<T>&, Rest...> {
+  using Item = T;
+  using Args = TypeList<Rest...>;
+};
+template <typename... Ps>
+inline constexpr bool kIsGenerator = false;
+template <typename T, typename... Rest>
+inline constexpr bool kIsGenerator<Yield<T>&, Rest...> = true;
 
 // Actor factories (functions returning T*) and methods (member function pointers) register
 // through shoal/actor.h, included at the end of this header.
@@ -218,10 +246,22 @@ class TaskCaller {
     return SetSchedulingStrategy(SchedulingStrategy::InPlacementGroup(placement_group_id, bundle_index));
   }
 
-  // Submits the task and returns at once with a ref to its result. Throws Error when the
-  // function was not registered with SHOAL_REMOTE, for bad options, or before Init.
+  // Submits the task and returns at once with a ref to its result (for a generator function,
+  // whose first parameter is Yield<T>&: an ObjectRefGenerator<T>, see shoal/generator.h, and the
+  // arguments are those after the Yield). Throws Error when the function was not registered with
+  // SHOAL_REMOTE, for bad options, or before Init.
   template <typename... As>
-  ObjectRef<Result> Remote(As&&... args) const {
+  auto Remote(As&&... args) const {
+    if constexpr (internal::kIsGenerator<Ps...>) {
+      return RemoteGenerator(typename internal::GeneratorParams<Ps...>::Args{}, std::forward<As>(args)...);
+    } else {
+      return RemoteTask(std::forward<As>(args)...);
+    }
+  }
+
+ private:
+  template <typename... As>
+  ObjectRef<Result> RemoteTask(As&&... args) const {
     static_assert(sizeof...(As) == sizeof...(Ps),
                   "Remote() takes exactly as many arguments as the remote function");
     static_assert(!std::is_pointer_v<R>,
@@ -243,7 +283,29 @@ class TaskCaller {
     }
   }
 
- private:
+  template <typename... Rest, typename... As>
+  auto RemoteGenerator(internal::TypeList<Rest...>, As&&... args) const {
+    using Item = typename internal::GeneratorParams<Ps...>::Item;
+    static_assert(sizeof...(As) == sizeof...(Rest),
+                  "Remote() of a generator takes exactly the arguments after its Yield<T>&");
+    if constexpr (sizeof...(As) == sizeof...(Rest)) {
+      (internal::CheckParameter<Rest>(), ...);
+      (internal::CheckArgument<Rest, As>(), ...);
+      if (name_ == nullptr) {
+        throw Error("shoal::Task: this generator (" + internal::TypeName<R (*)(Ps...)>() +
+                    ") is not a remote function; register it with SHOAL_REMOTE(name) at namespace scope");
+      }
+      std::vector<internal::TaskArgument> packed;
+      packed.reserve(sizeof...(As));
+      (packed.push_back(internal::MakeArgument<Rest>(std::forward<As>(args))), ...);
+      internal::CallOptions options = options_;
+      options.streaming = true;
+      return ObjectRefGenerator<Item>(internal::SubmitTask(*name_, std::move(packed), options));
+    } else {
+      return ObjectRefGenerator<Item>(internal::NewObject{});
+    }
+  }
+
   const std::string* name_;  // null when not registered
   internal::CallOptions options_;
 };

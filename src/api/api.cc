@@ -173,6 +173,7 @@ TaskOptions ToTaskOptions(const std::string& name, const internal::CallOptions& 
   }
   options.max_retries = call.max_retries;
   options.retry_exceptions = call.retry_exceptions;
+  options.streaming = call.streaming;
   options.strategy = ToProto(name, call.strategy);
   options.explicit_strategy = call.strategy_set;
   return options;
@@ -356,6 +357,33 @@ std::vector<bool> WaitReady(const std::vector<ObjectIdBytes>& ids, int num_ready
   absl::StatusOr<std::vector<bool>> ready = core.Wait(object_ids, num_ready, ToDuration(timeout_us));
   if (!ready.ok()) throw Error(absl::StrCat("shoal::Wait: ", ready.status().message()));
   return *std::move(ready);
+}
+
+NextItem GeneratorNext(const ObjectIdBytes& generator, uint64_t epoch, int64_t timeout_us) {
+  if (epoch == 0 || epoch != g_epoch.load(std::memory_order_relaxed)) {
+    throw Error("shoal::ObjectRefGenerator::Next: the generator is empty (moved from) or from a session that ended");
+  }
+  CoreWorker& core = Core();
+  absl::StatusOr<std::optional<ObjectId>> next = core.GeneratorNext(ToObjectId(generator), ToDuration(timeout_us));
+  if (!next.ok()) {
+    if (absl::IsDeadlineExceeded(next.status())) {
+      throw GetTimeoutError(absl::StrCat("shoal::ObjectRefGenerator::Next timed out after ", Describe(timeout_us)));
+    }
+    throw Error(absl::StrCat("shoal::ObjectRefGenerator::Next: ", next.status().message()));
+  }
+  if (!next->has_value()) return {};
+  return {true, Adopt(core, **next)};
+}
+
+void ReleaseGenerator(const ObjectIdBytes& generator, uint64_t epoch) noexcept {
+  CoreWorker* core = g_core.load(std::memory_order_acquire);
+  if (core != nullptr && epoch == g_epoch.load(std::memory_order_relaxed)) core->ReleaseGenerator(ToObjectId(generator));
+}
+
+void ReportGeneratorItem(int64_t index, std::string packed) {
+  CoreWorker& core = Core();
+  absl::Status s = core.ReportGeneratorItem(core.CurrentTask(), index, std::move(packed));
+  if (!s.ok()) throw Error(absl::StrCat("shoal::Yield: ", s.message()));
 }
 
 std::string Hex(const ActorIdBytes& id) { return ToActorId(id).Hex(); }

@@ -230,6 +230,55 @@ std::string FormatClusterStatus(const rpc::GetClusterStatusReply& reply, const s
                       ResourcesSection(reply), "\n", DemandsSection(reply), groups.empty() ? "" : "\n", groups);
 }
 
+nlohmann::json NodeStatsToJson(const rpc::GetNodeStatsReply& stats) {
+  nlohmann::json gpus = nlohmann::json::array();
+  for (int64_t free : stats.gpu_free()) gpus.push_back(1.0 - ToDouble(free));
+  return {{"gpu_used_per_device", gpus},
+          {"object_store",
+           {{"capacity", stats.store_capacity_bytes()},
+            {"used", stats.store_used_bytes()},
+            {"objects", stats.store_num_objects()},
+            {"spilled", stats.store_spilled_bytes()},
+            {"spilled_objects", stats.store_num_spilled()}}},
+          {"workers",
+           {{"total", stats.num_workers()},
+            {"leased", stats.num_leased_workers()},
+            {"idle", stats.num_idle_workers()},
+            {"queued_leases", stats.num_queued_leases()}}}};
+}
+
+std::string FormatNodeDetails(const rpc::GetClusterStatusReply& reply,
+                              const std::map<std::string, rpc::GetNodeStatsReply>& stats) {
+  std::string out = "Node details:\n";
+  if (reply.nodes().empty()) return out + "  (no nodes)\n";
+  for (const rpc::NodeInfo* node : SortedNodes(reply)) {
+    absl::StrAppend(&out, "  Node ", node->node_id(), " (", node->address(), ":", node->raylet_port(), ", ",
+                    NodeRole(*node), ", ", NodeState(*node), ")\n");
+    for (const std::string& name : DisplayOrder(node->resources_total())) {
+      const int64_t total = Get(node->resources_total(), name);
+      absl::StrAppend(&out, "    ", UsedOfTotal(name, total - Get(node->resources_available(), name), total), " ",
+                      name, "\n");
+    }
+    if (node->state() != rpc::NodeInfo::ALIVE) continue;
+    auto it = stats.find(node->node_id());
+    if (it == stats.end()) {
+      absl::StrAppend(&out, "    (no answer from its raylet)\n");
+      continue;
+    }
+    const rpc::GetNodeStatsReply& s = it->second;
+    for (int i = 0; i < s.gpu_free_size(); ++i) {
+      absl::StrAppend(&out, "    GPU", i, ": ", absl::StrFormat("%.2f", 1.0 - ToDouble(s.gpu_free(i))), "/1 in use\n");
+    }
+    absl::StrAppend(&out, "    object store: ", absl::StrFormat("%.2f", s.store_used_bytes() / kGiB), "/",
+                    absl::StrFormat("%.2f", s.store_capacity_bytes() / kGiB), " GiB, ", s.store_num_objects(),
+                    " objects, ", absl::StrFormat("%.2f", s.store_spilled_bytes() / kGiB), " GiB spilled (",
+                    s.store_num_spilled(), " objects)\n");
+    absl::StrAppend(&out, "    workers: ", s.num_workers(), " (", s.num_leased_workers(), " leased, ",
+                    s.num_idle_workers(), " idle), ", s.num_queued_leases(), " lease requests queued\n");
+  }
+  return out;
+}
+
 nlohmann::json PlacementGroupToJson(const rpc::PlacementGroupInfo& group) {
   nlohmann::json bundles = nlohmann::json::array();
   for (const rpc::Bundle& b : group.bundles()) {

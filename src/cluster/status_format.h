@@ -7,10 +7,12 @@
 // Threading: any thread.
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "nlohmann/json.hpp"
 #include "shoal/gcs.pb.h"
+#include "shoal/raylet.pb.h"
 
 namespace shoal::cluster {
 
@@ -18,6 +20,15 @@ namespace shoal::cluster {
 // names of placement groups), demands, and placement groups (counts by state, then each group not
 // created yet with the bundles it waits for, "(infeasible)" when no nodes could hold it).
 std::string FormatClusterStatus(const rpc::GetClusterStatusReply& reply, const std::string& gcs_address);
+
+// `shoal status -v`: for each node, its resources used/total, each GPU device's share in use,
+// its object store (used/capacity, objects, spilled) and workers (leased, idle, queued lease
+// requests), from the raylets' GetNodeStats (`stats`, by node id; a node missing there is
+// shown as "(no answer)").
+std::string FormatNodeDetails(const rpc::GetClusterStatusReply& reply,
+                              const std::map<std::string, rpc::GetNodeStatsReply>& stats);
+// One raylet's GetNodeStats as JSON ("gpu_used_per_device", "object_store", "workers").
+nlohmann::json NodeStatsToJson(const rpc::GetNodeStatsReply& stats);
 
 // {"gcs_address", "storage", "nodes": [...], "total", "available", "used", "demands": [...],
 //  "placement_groups": {"by_state": {...}, "pending": [...]}},

@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
+#include "src/cluster/node_stats.h"
 #include "src/common/daemon.h"
 #include "src/common/resources.h"
 #include "src/common/rpc.h"
@@ -32,16 +33,7 @@ ClusterClient::ClusterClient(const std::string& gcs_address)
 
 std::map<std::string, rpc::GetNodeStatsReply> ClusterClient::NodeStats(const rpc::GetClusterStatusReply& status,
                                                                        absl::Duration timeout) {
-  std::map<std::string, rpc::GetNodeStatsReply> out;
-  for (const rpc::NodeInfo& node : status.nodes()) {
-    if (node.state() != rpc::NodeInfo::ALIVE) continue;
-    rpc::GetNodeStatsReply reply;
-    absl::Status s = UnaryCall(*raylets_.Get(absl::StrCat(node.address(), ":", node.raylet_port())),
-                               &rpc::LeaseService::Stub::GetNodeStats, rpc::GetNodeStatsRequest(), &reply,
-                               {.timeout = timeout});
-    if (s.ok()) out[node.node_id()] = reply;
-  }
-  return out;
+  return cluster::FetchNodeStats(status, timeout, raylets_);
 }
 
 absl::StatusOr<rpc::GetAllPlacementGroupReply> ClusterClient::PlacementGroups(int32_t limit, absl::Duration timeout) {

@@ -128,5 +128,33 @@ TEST_CASE("ClusterStatusToJson lists placement groups", "[status_format]") {
   CHECK(json["placement_groups"]["pending"][1]["infeasible"] == true);
 }
 
+TEST_CASE("FormatNodeDetails: each node's resources, GPU devices, store and workers", "[status_format]") {
+  rpc::GetNodeStatsReply stats;
+  stats.set_num_workers(3);
+  stats.set_num_leased_workers(2);
+  stats.set_num_idle_workers(1);
+  stats.set_num_queued_leases(4);
+  stats.set_store_capacity_bytes(int64_t{2} << 30);
+  stats.set_store_used_bytes(int64_t{1} << 29);
+  stats.set_store_num_objects(7);
+  stats.set_store_spilled_bytes(0);
+  stats.add_gpu_free(2500);   // a quarter of device 0 free
+  stats.add_gpu_free(10000);  // device 1 free
+  const std::string text = FormatNodeDetails(TwoNodes(), {{"aaaaaaaaaaaaaaaaaaaa", stats}});
+  INFO(text);
+  CHECK(absl::StrContains(text, "Node aaaaaaaaaaaaaaaaaaaa (127.0.0.1:7001, head, ALIVE)\n    2.5/4 CPU\n"));
+  CHECK(absl::StrContains(text, "    GPU0: 0.75/1 in use\n    GPU1: 0.00/1 in use\n"));
+  CHECK(absl::StrContains(text, "object store: 0.50/2.00 GiB, 7 objects, 0.00 GiB spilled (0 objects)"));
+  CHECK(absl::StrContains(text, "workers: 3 (2 leased, 1 idle), 4 lease requests queued"));
+  // The dead node: its totals, no raylet figures; an alive node that did not answer says so.
+  CHECK(absl::StrContains(text, "Node bbbbbbbbbbbbbbbbbbbb (127.0.0.2:7002, worker, DEAD"));
+  CHECK_FALSE(absl::StrContains(text, "no answer"));
+  CHECK(absl::StrContains(FormatNodeDetails(TwoNodes(), {}), "(no answer from its raylet)"));
+  const nlohmann::json json = NodeStatsToJson(stats);
+  CHECK(json["workers"]["queued_leases"] == 4);
+  CHECK(json["object_store"]["objects"] == 7);
+  CHECK(json["gpu_used_per_device"][0] == 0.75);
+}
+
 }  // namespace
 }  // namespace shoal::cluster

@@ -9,7 +9,7 @@
 //   shoal_task_driver slow --seconds 5 --pid-file F [--resource W] [--max-retries 3]
 //   shoal_task_driver free --rounds 20 --n 200 --size 50000
 //   shoal_task_driver strategies --node HEX --hold-ms 1000   (SPREAD, node affinity to HEX)
-//   shoal_task_driver raise | unregistered | bad-resources | basics
+//   shoal_task_driver raise | unregistered | bad-resources | basics | generator
 #include <unistd.h>
 
 #include <chrono>
@@ -20,6 +20,7 @@
 #include <iostream>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -139,8 +140,27 @@ int64_t Nest(int64_t depth) {
   return 1 + *shoal::Get(shoal::Task(Nest).Remote(depth - 1));
 }
 
+// Generators (shoal/generator.h).
+void Count(shoal::Yield<int64_t>& out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out(i * 10);
+}
+void Blocks(shoal::Yield<std::string>& out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out(std::string(200 * 1024, static_cast<char>('a' + i)));  // through the store
+}
+void Faulty(shoal::Yield<int64_t>& out) {
+  out(1);
+  out(2);
+  throw std::runtime_error("generator broke");
+}
+void Sleepy(shoal::Yield<int64_t>& out) {
+  out(1);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  out(2);
+}
+
 }  // namespace driver
 
+SHOAL_REMOTE(driver::Count, driver::Blocks, driver::Faulty, driver::Sleepy);
 SHOAL_REMOTE(driver::Nest);
 SHOAL_REMOTE(driver::Square, driver::Produce, driver::Consume, driver::Hold, driver::Slow, driver::Fail,
              driver::Nothing, driver::Echo, driver::SumOfSquares,
@@ -379,6 +399,61 @@ int Nested(const Flags& f) {
   return out["depth"] == f.n + 1 && out["fan_out"] == 55 ? 0 : 1;
 }
 
+int Generator(const Flags&) {
+  Json out;
+  std::vector<int64_t> values;
+  {
+    shoal::ObjectRefGenerator<int64_t> gen = shoal::Task(Count).Remote(5);
+    while (std::optional<shoal::ObjectRef<int64_t>> ref = gen.Next()) values.push_back(*shoal::Get(*ref));
+    out["ended_twice"] = !gen.Next().has_value();
+    shoal::Get(gen.Completed());
+  }
+  out["values"] = values;
+  std::vector<size_t> sizes;
+  std::string firsts;
+  {
+    auto gen = shoal::Task(Blocks).SetResources({{"CPU", 1}}).Remote(3);
+    while (auto ref = gen.Next(60000)) {
+      auto block = shoal::Get(*ref);
+      sizes.push_back(block->size());
+      firsts += (*block)[0];
+    }
+  }
+  out["block_sizes"] = sizes;
+  out["block_firsts"] = firsts;
+  int before_error = 0;
+  std::string error;
+  {
+    auto gen = shoal::Task(Faulty).SetMaxRetries(0).Remote();
+    while (auto ref = gen.Next()) {
+      try {
+        shoal::Get(*ref);
+        ++before_error;
+      } catch (const shoal::TaskError& e) {
+        error = e.what();
+      }
+    }
+  }
+  out["before_error"] = before_error;
+  out["error"] = error;
+  {
+    auto gen = shoal::Task(Sleepy).Remote();
+    out["first"] = *shoal::Get(*gen.Next());
+    try {
+      gen.Next(0);
+      out["timeout"] = false;
+    } catch (const shoal::GetTimeoutError&) {
+      out["timeout"] = true;
+    }
+    out["second"] = *shoal::Get(*gen.Next());
+  }
+  std::cout << out << std::endl;
+  const bool ok = values == std::vector<int64_t>{0, 10, 20, 30, 40} && out["ended_twice"] == true &&
+                  sizes == std::vector<size_t>(3, 200 * 1024) && firsts == "abc" && before_error == 2 &&
+                  error.find("generator broke") != std::string::npos && out["timeout"] == true && out["second"] == 2;
+  return ok ? 0 : 1;
+}
+
 int Basics(const Flags&) {
   Json out;
   auto put = shoal::Put(std::string("put value"));
@@ -504,7 +579,7 @@ const std::map<std::string, int (*)(const Flags&)> kCommands = {
     {"many", Many},       {"refs", Refs},   {"gpu", Gpu},     {"infeasible", Infeasible},
     {"slow", SlowTask},   {"raise", Raise}, {"unregistered", Unregistered},
     {"bad-resources", BadResources},        {"basics", Basics}, {"nested", Nested}, {"free", Free},
-    {"strategies", Strategies},
+    {"strategies", Strategies}, {"generator", Generator},
 };
 
 }  // namespace

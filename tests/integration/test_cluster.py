@@ -279,3 +279,23 @@ def test_gcs_rejects_malformed_requests_and_keeps_serving(cluster, gcs_stubs):
     assert process_alive(gcs_pid(cluster))
     assert len(cluster.alive_nodes()) == 1
     assert kvs.Put(pb.KVPutRequest(ns="a", key="k", value=b"v")).added
+
+
+def test_status_verbose_shows_each_nodes_raylet_figures(cluster):
+    """`shoal status -v` (Ray's `ray status -v`): per node, resources, GPU devices, object store and
+    workers as its raylet reports them; --json carries them as node_stats."""
+    import json
+    cluster.start_head("--num-cpus", 2, "--num-gpus", 1)
+    cluster.start_worker("--num-cpus", 1, "--num-gpus", 2)
+    wait_until(lambda: len(cluster.alive_nodes()) == 2, 30, what="2 alive nodes")
+    out = cluster.shoal("status", "-v").stdout
+    assert "Node details:" in out, out
+    assert out.count("object store:") == 2, out
+    assert out.count("workers:") == 2, out
+    assert "GPU1: 0.00/1 in use" in out, out  # the worker node's second device
+    data = json.loads(cluster.shoal("status", "--verbose", "--json").stdout)
+    assert set(data["node_stats"]) == {n["node_id"] for n in data["nodes"]}
+    assert all(s["object_store"]["capacity"] > 0 for s in data["node_stats"].values())
+    assert "node_stats" not in json.loads(cluster.shoal("status", "--json").stdout)
+    bad = cluster.shoal("status", "-x", check=False)
+    assert bad.returncode == 2 and "-x" in bad.stderr

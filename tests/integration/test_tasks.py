@@ -332,3 +332,15 @@ def test_half_gpu_tasks_fill_every_gpu_node(cluster):
         for b in tasks:
             assert a["start_ms"] < b["end_ms"], tasks
     assert_resources_back(cluster)
+
+
+def test_cpp_generator_tasks_stream_their_values(cluster):
+    """C++ generators (shoal/generator.h): values in order, large ones through the store, a throw
+    as the item after the last value, Next with a timeout."""
+    cluster.start_head("--num-cpus", 2)
+    out = run_driver(cluster, "generator", timeout=120)
+    assert out["values"] == [0, 10, 20, 30, 40]
+    assert out["ended_twice"] is True
+    assert out["block_sizes"] == [200 * 1024] * 3 and out["block_firsts"] == "abc"
+    assert out["before_error"] == 2 and "generator broke" in out["error"]
+    assert out["first"] == 1 and out["timeout"] is True and out["second"] == 2
