@@ -268,19 +268,27 @@ class TaskCaller {
                   "this function returns a pointer: it is an actor factory; create the actor with "
                   "shoal::Actor(factory).Remote(...)");
     if constexpr (sizeof...(As) == sizeof...(Ps) && !std::is_pointer_v<R>) {
-      (internal::CheckParameter<Ps>(), ...);
-      (internal::CheckArgument<Ps, As>(), ...);
-      if (name_ == nullptr) {
-        throw Error("shoal::Task: this function (" + internal::TypeName<R (*)(Ps...)>() +
-                    ") is not a remote function; register it with SHOAL_REMOTE(name) at namespace scope");
-      }
-      std::vector<internal::TaskArgument> packed;
-      packed.reserve(sizeof...(As));
-      (packed.push_back(internal::MakeArgument<Ps>(std::forward<As>(args))), ...);
+      std::vector<internal::TaskArgument> packed = PackArguments<Ps...>("function", std::forward<As>(args)...);
       return ObjectRef<Result>(internal::SubmitTask(*name_, std::move(packed), options_));
     } else {
       return {};
     }
+  }
+
+  // The arguments, each converted to its parameter (Qs...) and packed, after the checks every
+  // call makes; throws Error when the callee (a `what`) was not registered.
+  template <typename... Qs, typename... As>
+  std::vector<internal::TaskArgument> PackArguments(const char* what, As&&... args) const {
+    (internal::CheckParameter<Qs>(), ...);
+    (internal::CheckArgument<Qs, As>(), ...);
+    if (name_ == nullptr) {
+      throw Error(std::string("shoal::Task: this ") + what + " (" + internal::TypeName<R (*)(Ps...)>() +
+                  ") is not a remote function; register it with SHOAL_REMOTE(name) at namespace scope");
+    }
+    std::vector<internal::TaskArgument> packed;
+    packed.reserve(sizeof...(As));
+    (packed.push_back(internal::MakeArgument<Qs>(std::forward<As>(args))), ...);
+    return packed;
   }
 
   template <typename... Rest, typename... As>
@@ -289,15 +297,7 @@ class TaskCaller {
     static_assert(sizeof...(As) == sizeof...(Rest),
                   "Remote() of a generator takes exactly the arguments after its Yield<T>&");
     if constexpr (sizeof...(As) == sizeof...(Rest)) {
-      (internal::CheckParameter<Rest>(), ...);
-      (internal::CheckArgument<Rest, As>(), ...);
-      if (name_ == nullptr) {
-        throw Error("shoal::Task: this generator (" + internal::TypeName<R (*)(Ps...)>() +
-                    ") is not a remote function; register it with SHOAL_REMOTE(name) at namespace scope");
-      }
-      std::vector<internal::TaskArgument> packed;
-      packed.reserve(sizeof...(As));
-      (packed.push_back(internal::MakeArgument<Rest>(std::forward<As>(args))), ...);
+      std::vector<internal::TaskArgument> packed = PackArguments<Rest...>("generator", std::forward<As>(args)...);
       internal::CallOptions options = options_;
       options.streaming = true;
       return ObjectRefGenerator<Item>(internal::SubmitTask(*name_, std::move(packed), options));
