@@ -27,17 +27,18 @@ using Json = nlohmann::json;
 constexpr absl::Duration kStateTimeout = absl::Seconds(30);
 
 constexpr char kListHelp[] = R"(
-Lists what the cluster's GCS knows: shoal list actors|tasks|nodes|jobs|placement-groups.
+Lists what the cluster knows: shoal list actors|tasks|nodes|jobs|placement-groups|workers
+(workers from the raylets of the alive nodes).
   --filter KEY=VALUE or KEY!=VALUE   keeps rows whose column matches (text, any case); repeat to
                                      combine. Keys: the resource's columns (see --detail).
   --limit N                          at most N rows (1..10000; default 100)
   --detail                           every column, not only the summary ones
   --format table|json|yaml
-Objects and workers are kept by the raylets and cannot be listed yet.
+Objects are kept by their owners and cannot be listed yet.
 )";
 
 constexpr char kGetHelp[] = R"(
-Shows one entry with every column: shoal get actors|tasks|nodes|jobs|placement-groups ID
+Shows one entry with every column: shoal get actors|tasks|nodes|jobs|placement-groups|workers ID
 (a unique prefix of the id, at least 8 characters, is enough).
 )";
 

@@ -10,7 +10,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "shoal/raylet.grpc.pb.h"
 #include "src/common/resources.h"
+#include "src/common/rpc.h"
+#include "src/common/rpc_client.h"
 
 namespace shoal::state {
 namespace {
@@ -48,6 +51,9 @@ const Schema& SchemaOf(Resource resource) {
       {Resource::kJobs,
        {{"job_id", "status", "entrypoint", "start_time", "end_time", "driver_pid"},
         {"driver_address", "namespace", "metadata"}}},
+      {Resource::kWorkers,
+       {{"worker_id", "is_alive", "worker_type", "node_id", "ip", "pid", "state"},
+        {"job_id", "address", "start_time_ms"}}},
       {Resource::kPlacementGroups,
        {{"placement_group_id", "name", "creator_job_id", "state", "strategy", "is_detached"},
         {"bundles", "ray_namespace", "pending_reason", "infeasible", "create_time_ms", "created_time_ms",
@@ -151,6 +157,37 @@ Json PlacementGroupRow(const rpc::PlacementGroupInfo& pg) {
           {"remove_time_ms", pg.remove_time_ms()}};
 }
 
+// The workers of every alive node whose raylet answers within the client's timeout; *partial
+// when one did not.
+absl::StatusOr<std::vector<Json>> WorkerRows(const GcsClient& gcs, bool* partial) {
+  absl::StatusOr<std::vector<rpc::NodeInfo>> nodes = gcs.GetAllNodeInfo(/*alive_only=*/true);
+  if (!nodes.ok()) return nodes.status();
+  std::vector<Json> rows;
+  rpc::GetNodeStatsRequest request;
+  request.set_include_workers(true);
+  for (const rpc::NodeInfo& node : *nodes) {
+    auto stub = rpc::LeaseService::NewStub(MakeChannel(absl::StrCat(node.address(), ":", node.raylet_port())));
+    rpc::GetNodeStatsReply reply;
+    if (!UnaryCall(*stub, &rpc::LeaseService::Stub::GetNodeStats, request, &reply, {.timeout = gcs.timeout()}).ok()) {
+      *partial = true;
+      continue;
+    }
+    for (const rpc::WorkerSummary& w : reply.workers()) {
+      rows.push_back({{"worker_id", w.worker_id()},
+                      {"is_alive", true},
+                      {"worker_type", "WORKER"},
+                      {"node_id", node.node_id()},
+                      {"ip", node.address()},
+                      {"pid", w.pid()},
+                      {"state", w.state()},
+                      {"job_id", w.job_id()},
+                      {"address", w.address()},
+                      {"start_time_ms", w.start_time_ms()}});
+    }
+  }
+  return rows;
+}
+
 // Every row the GCS answers for `resource` (at most kMaxLimit), every column.
 absl::StatusOr<std::vector<Json>> FetchRows(const GcsClient& gcs, Resource resource, bool* partial) {
   std::vector<Json> rows;
@@ -182,6 +219,8 @@ absl::StatusOr<std::vector<Json>> FetchRows(const GcsClient& gcs, Resource resou
       for (const auto& j : *jobs) rows.push_back(JobRow(j));
       break;
     }
+    case Resource::kWorkers:
+      return WorkerRows(gcs, partial);
     case Resource::kPlacementGroups: {
       absl::StatusOr<std::vector<rpc::PlacementGroupInfo>> groups = gcs.GetAllPlacementGroups(kMaxLimit);
       if (!groups.ok()) return groups.status();
@@ -217,6 +256,7 @@ std::string IdColumn(Resource resource) {
     case Resource::kNodes: return "node_id";
     case Resource::kJobs: return "job_id";
     case Resource::kPlacementGroups: return "placement_group_id";
+    case Resource::kWorkers: return "worker_id";
   }
   return "";
 }
@@ -230,13 +270,14 @@ absl::StatusOr<Resource> ParseResource(absl::string_view name) {
   if (n == "nodes") return Resource::kNodes;
   if (n == "jobs") return Resource::kJobs;
   if (n == "placement-groups" || n == "placement_groups") return Resource::kPlacementGroups;
-  if (n == "objects" || n == "workers" || n == "runtime-envs" || n == "runtime_envs" || n == "cluster-events") {
+  if (n == "workers") return Resource::kWorkers;
+  if (n == "objects" || n == "runtime-envs" || n == "runtime_envs" || n == "cluster-events") {
     return absl::UnimplementedError(absl::StrCat(
-        "listing ", n, " is not supported by Shoal yet: they live in the raylets, and the state API reads the GCS "
-        "(supported: actors, tasks, nodes, jobs, placement-groups)"));
+        "listing ", n, " is not supported by Shoal yet (supported: actors, tasks, nodes, jobs, placement-groups, "
+        "workers)"));
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown state resource '", name,
-                                                 "' (supported: actors, tasks, nodes, jobs, placement-groups)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown state resource '", name, "' (supported: actors, tasks, nodes, jobs, placement-groups, workers)"));
 }
 
 std::string ResourceName(Resource resource) {
@@ -246,6 +287,7 @@ std::string ResourceName(Resource resource) {
     case Resource::kNodes: return "nodes";
     case Resource::kJobs: return "jobs";
     case Resource::kPlacementGroups: return "placement_groups";
+    case Resource::kWorkers: return "workers";
   }
   return "";
 }

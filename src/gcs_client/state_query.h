@@ -13,7 +13,9 @@
 // A filter names a column of the resource (detail columns included) and compares its value as
 // text, case-insensitively: `key=value` or `key!=value`. Unknown resources, unknown filter keys,
 // bad operators and limits outside 1..kMaxLimit are InvalidArgument naming what is allowed.
-// Objects and workers live in the raylets, not the GCS: listing them is refused (Unimplemented).
+// Workers come from the raylets of the alive nodes the GCS lists (GetNodeStats with their
+// workers; a raylet that does not answer in the client's timeout is left out and the list marked
+// partial). Objects live in their owners: listing them is refused (Unimplemented).
 // Threading: any thread; each call makes its own GCS calls (blocking, with the client's timeout).
 #pragma once
 
@@ -28,13 +30,13 @@
 
 namespace shoal::state {
 
-enum class Resource { kActors, kTasks, kNodes, kJobs, kPlacementGroups };
+enum class Resource { kActors, kTasks, kNodes, kJobs, kPlacementGroups, kWorkers };
 
 inline constexpr int kDefaultLimit = 100;   // Ray's default
 inline constexpr int kMaxLimit = 10000;     // the most the GCS answers in one list
 
-// "actors", "tasks", "nodes", "jobs", "placement-groups" (also "placement_groups"); objects and
-// workers are Unimplemented; anything else InvalidArgument listing the names.
+// "actors", "tasks", "nodes", "jobs", "placement-groups" (also "placement_groups"), "workers";
+// objects are Unimplemented; anything else InvalidArgument listing the names.
 absl::StatusOr<Resource> ParseResource(absl::string_view name);
 std::string ResourceName(Resource resource);  // "placement_groups" etc.
 

@@ -143,10 +143,23 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
     return OnLoop(ctx, [this, req] { return raylet_.leases_->SetWorkerBlocked(req->worker_id(), req->blocked()); });
   }
 
-  grpc::ServerUnaryReactor* GetNodeStats(grpc::CallbackServerContext* ctx, const rpc::GetNodeStatsRequest*,
+  grpc::ServerUnaryReactor* GetNodeStats(grpc::CallbackServerContext* ctx, const rpc::GetNodeStatsRequest* req,
                                          rpc::GetNodeStatsReply* reply) override {
     SHOAL_AUTHENTICATE_REACTOR(ctx);
-    return OnLoop(ctx, [this, reply] {
+    return OnLoop(ctx, [this, req, reply] {
+      if (req->include_workers()) {
+        for (const auto& [id, w] : raylet_.pool_->workers()) {
+          rpc::WorkerSummary* out = reply->add_workers();
+          out->set_worker_id(id.Hex());
+          out->set_pid(w.pid);
+          out->set_state(w.state == WorkerPool::State::kStarting ? "STARTING"
+                         : w.state == WorkerPool::State::kIdle   ? "IDLE"
+                                                                 : "LEASED");
+          out->set_job_id(w.key.job.Hex());
+          out->set_address(w.address);
+          out->set_start_time_ms(absl::ToUnixMillis(w.started_at));
+        }
+      }
       const WorkerPool::Stats workers = raylet_.pool_->stats();
       const LeaseManager::Stats leases = raylet_.leases_->stats();
       reply->set_num_workers(workers.workers);

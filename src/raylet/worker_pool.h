@@ -135,6 +135,8 @@ class WorkerPool {
   bool Exiting(int64_t pid) const;
   int NumStarting(const WorkerKey& key) const;
   Stats stats() const;
+  // Every worker in the pool, by id.
+  const std::map<WorkerId, Worker>& workers() const { return workers_; }
   const WorkerPoolOptions& options() const { return options_; }
   // Where a worker's stdout and stderr go.
   std::string LogPath(const WorkerId& id, const std::string& suffix) const;

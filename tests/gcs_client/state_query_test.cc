@@ -180,6 +180,12 @@ TEST_CASE("state: bad resources, filters and limits are refused naming what is a
   REQUIRE_CODE(unknown, kInvalidArgument);
   CHECK(absl::StrContains(unknown.status().message(), "placement-groups"));
   REQUIRE_CODE(state::ParseResource("objects"), kUnimplemented);
+  // Workers come from the raylets: these nodes have none listening, so the list is partial.
+  REQUIRE_OK(state::ParseResource("workers"));
+  auto workers = state::List(*c.client, state::Resource::kWorkers, {});
+  REQUIRE_OK(workers);
+  CHECK(workers->rows.empty());
+  CHECK(workers->partial);
   REQUIRE_CODE(state::ParseFilter("state"), kInvalidArgument);
   REQUIRE_CODE(state::MakeFilter("state", ">", "1"), kInvalidArgument);
   auto bad_key = state::List(*c.client, state::Resource::kActors, {.filters = {F("colour=red")}});

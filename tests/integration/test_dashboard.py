@@ -536,6 +536,9 @@ def test_state_api_over_http(head):
         assert status == 400 and words in body["message"], (path, status, body)
     status, body = head.api("GET", "/api/v0/objects")
     assert status == 501 and "not supported" in body["message"]
+    status, body = head.api("GET", "/api/v0/workers?detail=true")  # from the raylets
+    assert status == 200 and body["result"] is True, body
+    assert all({"worker_id", "pid", "state", "job_id"} <= set(w) for w in body["data"]["result"]["result"])
     assert head.api("GET", "/api/v0/nodes", token=False)[0] == 401  # authenticated like the rest
 
 

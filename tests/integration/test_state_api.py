@@ -177,3 +177,26 @@ def test_explain_is_refused_not_ignored(contents):
     with pytest.raises(NotImplementedError, match="_explain"):
         state.summarize_tasks(_explain=True)
     assert state.summarize_tasks(raise_on_missing_output=False)["cluster"]["total_tasks"] >= 4
+
+
+def test_list_workers_from_the_raylets(contents):
+    """Workers (Ray's list_workers) come from every alive node's raylet: the actors' workers are
+    there, LEASED, with live pids; filters, get_worker and the CLI work on them."""
+    import json
+    import os
+    from conftest import process_alive
+    actor_pids = {ray.get(a.__ray_call__.remote(lambda self: os.getpid())) for a in contents["actors"]}
+    workers = state.list_workers(limit=1000)
+    by_pid = {w["pid"]: w for w in workers}
+    assert actor_pids <= set(by_pid), (actor_pids, workers)
+    for pid in actor_pids:
+        assert by_pid[pid]["state"] == "LEASED" and by_pid[pid]["is_alive"] is True
+        assert process_alive(pid)
+    node_ids = {n["node_id"] for n in state.list_nodes()}
+    assert {w["node_id"] for w in workers} <= node_ids
+    leased = state.list_workers(filters=[("state", "=", "LEASED")], limit=1000)
+    assert {w["pid"] for w in leased} >= actor_pids and all(w["state"] == "LEASED" for w in leased)
+    one = state.get_worker(by_pid[next(iter(actor_pids))]["worker_id"])
+    assert one["pid"] in actor_pids and one["job_id"] and one["start_time_ms"] > 0
+    out = contents["cluster"].shoal("list", "workers", "--filter", "state=LEASED", "--format", "json", "--limit", 1000)
+    assert {w["pid"] for w in json.loads(out.stdout)} >= actor_pids

@@ -1,5 +1,5 @@
 """The state API in the shape of Ray's `ray.util.state`: what the cluster's GCS knows of its
-actors, tasks, nodes, jobs and placement groups.
+actors, tasks, nodes, jobs and placement groups, and the raylets' workers.
 
     from shoal.util.state import list_actors, list_tasks, summarize_tasks
     list_actors(filters=[("state", "=", "ALIVE")], limit=10)
@@ -8,7 +8,8 @@ actors, tasks, nodes, jobs and placement groups.
 Rows are `StateRow`s: dicts that also answer attributes (`row.state`, `row["state"]`), with Ray's
 column names. Filters are (key, "=" or "!=", value) triples on the resource's columns, compared
 as text in any case. A bad resource, filter key, predicate or limit raises ValueError naming
-what is allowed; objects and workers (kept by the raylets) raise NotImplementedError.
+what is allowed; objects (kept by their owners) raise NotImplementedError. Workers come from the
+raylets of the alive nodes.
 
 The calls use this process's connection (implicit init, as elsewhere); `address` names the
 cluster to connect to when there is none yet, and must be the connected one otherwise.
@@ -86,9 +87,10 @@ def _list(resource, address, filters, limit, timeout, detail, raise_on_missing_o
     answer = json.loads(_call(runtime._core.state_list, _gcs_address(address), resource, _filters(filters), limit,
                               bool(detail), float(timeout)))
     if answer["partial"] and raise_on_missing_output:
-        raise exceptions.ShoalError(
-            f"the GCS holds more {resource} than one list answers, so some rows are missing; pass "
-            f"raise_on_missing_output=False to take the partial list")
+        why = ("a node's raylet did not answer in time" if resource == "workers"
+               else f"the GCS holds more {resource} than one list answers")
+        raise exceptions.ShoalError(f"{why}, so some rows are missing; pass raise_on_missing_output=False to take the "
+                                    f"partial list")
     return [StateRow(row) for row in answer["rows"]]
 
 
@@ -130,9 +132,15 @@ def list_objects(*args, **kwargs):
                               "their owners, and the state API reads the GCS")
 
 
-def list_workers(*args, **kwargs):
-    raise NotImplementedError("list_workers is not supported by Shoal yet: workers are kept by the raylets, and the "
-                              "state API reads the GCS")
+def list_workers(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=DEFAULT_TIMEOUT, detail=False,
+                 raise_on_missing_output=True, _explain=False):
+    """The worker processes of every alive node, from its raylet (worker_id, node_id, ip, pid,
+    state STARTING/IDLE/LEASED; with detail job_id, address, start_time_ms)."""
+    return _list("workers", address, filters, limit, timeout, detail, raise_on_missing_output, _explain)
+
+
+def get_worker(id, address=None, timeout=DEFAULT_TIMEOUT, _explain=False):
+    return _get("workers", id, address, timeout, _explain)
 
 
 def get_actor(id, address=None, timeout=DEFAULT_TIMEOUT, _explain=False):
