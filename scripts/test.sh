@@ -14,7 +14,10 @@ ctest --test-dir build --output-on-failure -j 2
 # about 1.5 minutes on 2 cores, the clang build (20-50 s from scratch) included (fuzz/README.md).
 echo "== fuzz targets (libFuzzer, ${FUZZ_SECONDS:-10} s each)"
 bash fuzz/run.sh "${FUZZ_SECONDS:-10}"
+# --capture=sys: pytest captures Python's output only, so what native code writes to the process's
+# stderr (a gRPC or absl message before an abort, the core's warnings) reaches this log even
+# when the test process dies with it.
 echo "== integration tests (pytest)"
-python3 -m pytest -q tests/integration
+python3 -m pytest -q --capture=sys tests/integration
 echo "== chaos tests (pytest, bounded: tests/chaos)"
-python3 -m pytest -q tests/chaos
+python3 -m pytest -q --capture=sys tests/chaos

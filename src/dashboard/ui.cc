@@ -22,6 +22,7 @@ th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eef0f3;vertical-a
 .none{color:#6b7280;font-style:italic}pre{background:#0f1720;color:#d9e1ea;padding:8px;max-height:300px;overflow:auto;font-size:12px}
 button{font-size:12px}.bar{display:inline-block;height:8px;background:#dbe4ee;width:80px;vertical-align:middle}
 .bar span{display:block;height:8px;background:#2f81f7}#login{display:none}
+.pager{font-size:12px;color:#57606a;margin-top:6px}
 </style></head><body>
 <header><h1>Shoal</h1><span id="cluster"></span><span id="updated"></span></header>
 <main>
