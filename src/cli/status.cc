@@ -7,13 +7,13 @@
 #include "absl/strings/str_cat.h"
 #include "src/cli/commands.h"
 #include "src/cluster/local_state.h"
-#include "src/cluster/node_stats.h"
 #include "src/cluster/status_format.h"
 #include "src/cluster/token.h"
 #include "src/common/auth.h"
 #include "src/common/rpc.h"
 #include "src/common/session.h"
 #include "src/gcs_client/gcs_client.h"
+#include "src/gcs_client/node_stats.h"
 
 namespace shoal::cli {
 namespace {
@@ -56,7 +56,7 @@ int RunStatus(int argc, char** argv) {
   if (verbose) {
     ChannelCache channels;
     StubCache<rpc::LeaseService> raylets(channels);
-    stats = cluster::FetchNodeStats(*reply, kStatusTimeout, raylets);
+    stats = FetchNodeStats({reply->nodes().begin(), reply->nodes().end()}, kStatusTimeout, raylets);
   }
   if (json) {
     nlohmann::json out = cluster::ClusterStatusToJson(*reply, *resolved);

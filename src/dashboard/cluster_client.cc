@@ -14,10 +14,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
-#include "src/cluster/node_stats.h"
 #include "src/common/daemon.h"
 #include "src/common/resources.h"
 #include "src/common/rpc.h"
+#include "src/gcs_client/node_stats.h"
 
 namespace shoal::dashboard {
 namespace {
@@ -33,7 +33,7 @@ ClusterClient::ClusterClient(const std::string& gcs_address)
 
 std::map<std::string, rpc::GetNodeStatsReply> ClusterClient::NodeStats(const rpc::GetClusterStatusReply& status,
                                                                        absl::Duration timeout) {
-  return cluster::FetchNodeStats(status, timeout, raylets_);
+  return FetchNodeStats({status.nodes().begin(), status.nodes().end()}, timeout, raylets_);
 }
 
 absl::StatusOr<rpc::GetAllPlacementGroupReply> ClusterClient::PlacementGroups(int32_t limit, absl::Duration timeout) {

@@ -10,10 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "shoal/raylet.grpc.pb.h"
 #include "src/common/resources.h"
-#include "src/common/rpc.h"
-#include "src/common/rpc_client.h"
+#include "src/gcs_client/node_stats.h"
 
 namespace shoal::state {
 namespace {
@@ -162,17 +160,18 @@ Json PlacementGroupRow(const rpc::PlacementGroupInfo& pg) {
 absl::StatusOr<std::vector<Json>> WorkerRows(const GcsClient& gcs, bool* partial) {
   absl::StatusOr<std::vector<rpc::NodeInfo>> nodes = gcs.GetAllNodeInfo(/*alive_only=*/true);
   if (!nodes.ok()) return nodes.status();
+  ChannelCache channels;
+  StubCache<rpc::LeaseService> raylets(channels);
+  const std::map<std::string, rpc::GetNodeStatsReply> stats =
+      FetchNodeStats(*nodes, gcs.timeout(), raylets, /*include_workers=*/true);
   std::vector<Json> rows;
-  rpc::GetNodeStatsRequest request;
-  request.set_include_workers(true);
   for (const rpc::NodeInfo& node : *nodes) {
-    auto stub = rpc::LeaseService::NewStub(MakeChannel(absl::StrCat(node.address(), ":", node.raylet_port())));
-    rpc::GetNodeStatsReply reply;
-    if (!UnaryCall(*stub, &rpc::LeaseService::Stub::GetNodeStats, request, &reply, {.timeout = gcs.timeout()}).ok()) {
+    auto it = stats.find(node.node_id());
+    if (it == stats.end()) {
       *partial = true;
       continue;
     }
-    for (const rpc::WorkerSummary& w : reply.workers()) {
+    for (const rpc::WorkerSummary& w : it->second.workers()) {
       rows.push_back({{"worker_id", w.worker_id()},
                       {"is_alive", true},
                       {"worker_type", "WORKER"},
