@@ -124,6 +124,23 @@ def main():
     write("runtime_env", "uri", "gcs://_shoal_pkg_00ff00ff00ff00ff.zip")
     write("runtime_env", "package_name", "_ray_pkg_5d2f5cbc1fb25c8e.zip")
 
+    def archive(members):
+        import io
+        import zipfile
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as zf:
+            for name, text, mode in members:
+                info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                info.external_attr = mode << 16
+                zf.writestr(info, text)
+        return buffer.getvalue()
+
+    write("zip_archive", "working_dir", archive([("main.py", "print(1)\n", 0o100644), ("data/", "", 0o40755),
+                                                 ("data/x.csv", "a,b\n", 0o100644)]))
+    write("zip_archive", "dotdot", archive([("ok.txt", "ok", 0o100644), ("../escape.txt", "x", 0o100644)]))
+    write("zip_archive", "symlink", archive([("link", "/etc/passwd", 0o120777)]))
+    write("zip_archive", "empty", archive([]))
+
     write("http_auth", "loopback_bearer", fdp_strings(b"localhost", b"shoal_token", b"0123456789abcdef0123456789abcdef")
           + b"shoal_token=0123456789abcdef0123456789abcdef" + b"\x01\x01\x00\x00\x01\x01\x00\x00\x00\x01\x20\x71")
     write("http_auth", "browser_post", fdp_strings(b"127.0.0.1", b"theme", b"dark", b"127.0.0.1:8265",

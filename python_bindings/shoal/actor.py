@@ -219,7 +219,7 @@ class ActorClass:
         core_options.pop("num_returns", None)
         core_options.pop("max_calls", None)  # a task option; an actor's worker lives as long as it
         if options.get("runtime_env"):
-            core_options["worker_command"] = runtime.worker_command(options["runtime_env"])
+            core_options["runtime_env"] = runtime.core_runtime_env(options["runtime_env"])
         if nested:
             core_options["nested_refs"] = nested
         max_task_retries = options.get("max_task_retries", 0)

@@ -64,7 +64,7 @@ def submit(function_name, args, kwargs, options):
     packed, nested, keep = pack_arguments(args, kwargs)
     core_options = opts.core_options(options)
     if options.get("runtime_env"):
-        core_options["worker_command"] = runtime.worker_command(options["runtime_env"])
+        core_options["runtime_env"] = runtime.core_runtime_env(options["runtime_env"])
     if nested:
         core_options["nested_refs"] = nested
     with core_call:

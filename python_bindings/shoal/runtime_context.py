@@ -57,6 +57,18 @@ class RuntimeContext:
     def job_id(self):
         return self.get_job_id()
 
+    def get_runtime_env_string(self):
+        """The runtime env the calling code runs in (the job's in a driver), as JSON, with
+        local directories replaced by the gcs:// URIs of their uploaded packages."""
+        import json
+        runtime.core()
+        return json.dumps(runtime.state.runtime_env or {})
+
+    @property
+    def runtime_env(self):
+        from shoal.runtime_env import RuntimeEnv
+        return RuntimeEnv(**(runtime.state.runtime_env or {}))
+
     @property
     def node_id(self):
         return self.get_node_id()

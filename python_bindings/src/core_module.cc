@@ -27,6 +27,7 @@
 #include "src/common/resources.h"
 #include "src/common/rpc.h"
 #include "src/gcs_client/gcs_client.h"
+#include "src/gcs_client/package_store.h"
 #include "src/gcs_client/state_query.h"
 #include "src/worker/core_worker.h"
 #include "src/worker/object_value.h"
@@ -128,6 +129,13 @@ py::dict PlacementGroupToDict(const rpc::PlacementGroupInfo& info) {
   return out;
 }
 
+rpc::RuntimeEnv ParseRuntimeEnv(const std::string& json) {
+  rpc::RuntimeEnv env;
+  auto parsed = google::protobuf::util::JsonStringToMessage(json, &env);
+  if (!parsed.ok()) ThrowStatus(absl::InvalidArgumentError("runtime_env: " + parsed.message().ToString()));
+  return env;
+}
+
 // Options arrive as a dict from shoal's Python layer (already validated there; the core checks
 // again and answers InvalidArgument).
 TaskOptions ToTaskOptions(const py::dict& options) {
@@ -157,6 +165,11 @@ TaskOptions ToTaskOptions(const py::dict& options) {
   }
   if (options.contains("worker_command")) {
     out.worker_command = options["worker_command"].cast<std::vector<std::string>>();
+  }
+  if (options.contains("runtime_env")) {
+    // rpc::RuntimeEnv in its JSON form (shoal/_private/runtime_env.py resolves it).
+    out.runtime_env = ParseRuntimeEnv(options["runtime_env"].cast<std::string>());
+    out.has_runtime_env = true;
   }
   if (options.contains("nested_refs")) {
     out.nested_refs = ToIds(options["nested_refs"].cast<std::vector<std::string>>());
@@ -624,6 +637,34 @@ class PyCoreWorker {
     Check(s);
   }
 
+  void SetDefaultRuntimeEnv(const std::string& json) { core()->SetDefaultRuntimeEnv(ParseRuntimeEnv(json)); }
+
+  // Runtime-env packages in the GCS (src/gcs_client/package_store.h).
+  PackageKv Packages() {
+    std::shared_ptr<CoreWorker> core = this->core();
+    return PackageKv{
+        .put = [core](const std::string& key, const std::string& value) {
+          return core->KvPut(kPackageNamespace, key, value, /*overwrite=*/true);
+        },
+        .get = [core](const std::string& key) { return core->KvGet(kPackageNamespace, key); },
+    };
+  }
+  bool PackageExists(const std::string& uri) {
+    PackageKv kv = Packages();
+    py::gil_scoped_release release;
+    return Check(shoal::PackageExists(kv, uri));
+  }
+  void UploadPackage(const std::string& uri, const py::bytes& bytes) {
+    std::string data = bytes;
+    PackageKv kv = Packages();
+    absl::Status s;
+    {
+      py::gil_scoped_release release;
+      s = PutPackage(kv, uri, data);
+    }
+    Check(s);
+  }
+
   // None when the key is absent.
   py::object KvGet(const std::string& ns, const std::string& key) {
     absl::StatusOr<std::string> value;
@@ -832,6 +873,9 @@ PYBIND11_MODULE(_core, m) {
       .def("wait_placement_group", &PyCoreWorker::WaitPlacementGroup)
       .def("kv_put", &PyCoreWorker::KvPut)
       .def("kv_get", &PyCoreWorker::KvGet)
+      .def("set_default_runtime_env", &PyCoreWorker::SetDefaultRuntimeEnv)
+      .def("package_exists", &PyCoreWorker::PackageExists)
+      .def("upload_package", &PyCoreWorker::UploadPackage)
       .def_property_readonly("address", [](PyCoreWorker& w) { return w.core()->address(); })
       .def_property_readonly("gcs_address", [](PyCoreWorker& w) { return w.core()->gcs_address(); })
       .def_property_readonly("job_id", [](PyCoreWorker& w) { return w.core()->job_id().Hex(); })

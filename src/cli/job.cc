@@ -9,16 +9,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "httplib.h"
 #include "src/cli/commands.h"
 #include "src/cluster/local_state.h"
@@ -172,14 +175,38 @@ class Api {
 };
 
 // Zips `dir` (its contents at the top of the archive) into `out`, with the `zip` tool.
-absl::Status ZipDirectory(const std::string& dir, const std::string& out) {
+// `zip -x` patterns for runtime_env excludes (gitignore-style: a pattern without '/' matches a
+// name at any depth; a directory's pattern its whole tree).
+std::vector<std::string> ZipExcludes(const std::vector<std::string>& excludes) {
+  std::vector<std::string> out;
+  for (std::string p : excludes) {
+    while (!p.empty() && (p.back() == '/' || p.back() == ' ')) p.pop_back();
+    while (!p.empty() && p.front() == '/') p.erase(p.begin());
+    if (p.empty() || p[0] == '#' || p[0] == '!') continue;
+    const bool anchored = p.find('/') != std::string::npos;
+    for (const std::string& prefix : anchored ? std::vector<std::string>{""} : std::vector<std::string>{"", "*/"}) {
+      out.push_back("-x");
+      out.push_back(prefix + p);
+      out.push_back("-x");
+      out.push_back(prefix + p + "/*");
+    }
+  }
+  return out;
+}
+
+absl::Status ZipDirectory(const std::string& dir, const std::string& out, const std::vector<std::string>& excludes) {
+  std::vector<std::string> args = {"zip", "-q", "-r", "-X", out, "."};
+  for (std::string& x : ZipExcludes(excludes)) args.push_back(std::move(x));
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   pid_t pid = fork();
   if (pid < 0) return absl::UnavailableError("fork failed");
   if (pid == 0) {
     int null = open("/dev/null", O_WRONLY);
     dup2(null, 1);
     if (chdir(dir.c_str()) != 0) _exit(126);
-    execlp("zip", "zip", "-q", "-r", "-X", out.c_str(), ".", static_cast<char*>(nullptr));
+    execvp("zip", argv.data());
     _exit(127);
   }
   int status = 0;
@@ -191,12 +218,12 @@ absl::Status ZipDirectory(const std::string& dir, const std::string& out) {
 }
 
 // Uploads `dir` as a package (unless the dashboard has it already); answers its URI.
-absl::StatusOr<std::string> UploadWorkingDir(Api& api, const std::string& dir) {
+absl::StatusOr<std::string> UploadWorkingDir(Api& api, const std::string& dir, const std::vector<std::string>& excludes) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return absl::InvalidArgumentError(absl::StrCat("--working-dir ", dir, " is not a directory"));
   std::string zip = (fs::temp_directory_path() / absl::StrCat("shoal-pkg-", getpid(), ".zip")).string();
   fs::remove(zip, ec);
-  absl::Status zipped = ZipDirectory(fs::absolute(dir).string(), zip);
+  absl::Status zipped = ZipDirectory(fs::absolute(dir).string(), zip, excludes);
   absl::StatusOr<std::string> bytes = zipped.ok() ? ReadText(zip) : absl::StatusOr<std::string>(zipped);
   fs::remove(zip, ec);
   if (!bytes.ok()) return bytes.status();
@@ -270,7 +297,7 @@ int RunJob(int argc, char** argv) {
   flags.AddString("auth-token", &token, "the dashboard's token (default: the local cluster's token file)");
   if (sub == "submit") {
     flags.AddString("working-dir", &working_dir, "directory to upload and run the entrypoint in");
-    flags.AddString("runtime-env", &runtime_env_file, "JSON file with the runtime_env (working_dir, env_vars)");
+    flags.AddString("runtime-env", &runtime_env_file, "JSON file with the runtime_env (working_dir, env_vars, pip, uv, excludes)");
     flags.AddString("runtime-env-json", &runtime_env_json, "the runtime_env as JSON");
     flags.AddDouble("entrypoint-num-cpus", &num_cpus, "CPUs the entrypoint holds while it runs");
     flags.AddDouble("entrypoint-num-gpus", &num_gpus, "GPUs the entrypoint holds while it runs");
@@ -321,9 +348,45 @@ int RunJob(int argc, char** argv) {
       runtime_env = *env;
     }
     if (!working_dir.empty()) runtime_env["working_dir"] = working_dir;
+    std::vector<std::string> excludes;
+    if (auto it = runtime_env.find("excludes"); it != runtime_env.end()) {
+      if (!it->is_array() || !std::all_of(it->begin(), it->end(), [](const nlohmann::json& v) { return v.is_string(); })) {
+        return UsageError(absl::InvalidArgumentError("runtime_env excludes must be a list of patterns"));
+      }
+      for (const auto& v : *it) excludes.push_back(v.get<std::string>());
+      runtime_env.erase("excludes");  // applied here, to the upload
+    }
+    // A requirements file is read here, where its path means something (as Ray's client does).
+    for (const char* key : {"pip", "uv"}) {
+      auto it = runtime_env.find(key);
+      if (it == runtime_env.end()) continue;
+      nlohmann::json* packages = it->is_object() && it->contains("packages") ? &(*it)["packages"] : &*it;
+      if (!packages->is_string()) continue;
+      absl::StatusOr<std::string> text = ReadText(packages->get<std::string>());
+      if (!text.ok()) {
+        return UsageError(absl::InvalidArgumentError(absl::StrCat("runtime_env ", key, ": cannot read requirements file ",
+                                                                  packages->get<std::string>(), ": ",
+                                                                  text.status().message())));
+      }
+      nlohmann::json lines = nlohmann::json::array();
+      for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+        line = absl::StripAsciiWhitespace(line);
+        if (!line.empty() && line[0] != '#') lines.push_back(std::string(line));
+      }
+      *packages = std::move(lines);
+    }
+    if (auto it = runtime_env.find("py_modules"); it != runtime_env.end() && it->is_array()) {
+      for (const auto& m : *it) {
+        if (!m.is_string() || !absl::StrContains(m.get<std::string>(), "://")) {
+          return UsageError(absl::InvalidArgumentError(
+              "runtime_env py_modules: `shoal job submit` takes package URIs (gcs://...) only; upload local modules "
+              "with the Python API (shoal.init(runtime_env={'py_modules': [...]})) or ship them in --working-dir"));
+        }
+      }
+    }
     if (runtime_env.contains("working_dir") && runtime_env["working_dir"].is_string() &&
         !absl::StrContains(runtime_env["working_dir"].get<std::string>(), "://")) {
-      absl::StatusOr<std::string> uri = UploadWorkingDir(api, runtime_env["working_dir"].get<std::string>());
+      absl::StatusOr<std::string> uri = UploadWorkingDir(api, runtime_env["working_dir"].get<std::string>(), excludes);
       if (!uri.ok()) return Fail(uri.status());
       runtime_env["working_dir"] = *uri;
     }

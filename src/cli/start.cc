@@ -6,10 +6,17 @@
 // <session>/<name>.ready.json, and is recorded in <session>/processes/<name>.json the moment it
 // is spawned (see local_state.h), so `shoal stop` finds it even if this command is interrupted.
 // When a step fails, whatever this command started is stopped again and nothing is left running.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -48,13 +55,15 @@ Add this machine as a node of a running cluster (run as often as you like; each 
 one more node with its own session directory and raylet port):
     shoal start --address HEAD_IP:6379 [--num-cpus N] [--num-gpus N] ...
 Sizes are in bytes; -1 means detect (CPUs, GPUs, memory) or use the default.
+As a container's main process or under a supervisor, add --block: the command stays in the
+foreground, stops the node on SIGTERM, and exits non-zero if one of the node's processes dies.
 )";
 
 struct StartOptions {
   bool head = false;
   std::string address;
   int64_t port = 6379;
-  std::string node_ip_address = "127.0.0.1";
+  std::string node_ip_address;  // "": 127.0.0.1 for a head, the route to the GCS for a node
   int64_t num_cpus = -1;
   int64_t num_gpus = -1;
   int64_t memory = -1;
@@ -70,6 +79,8 @@ struct StartOptions {
   int64_t report_period_ms = -1;
   double memory_usage_threshold = -1;
   int64_t memory_monitor_refresh_ms = -1;
+  int64_t runtime_env_cache_envs = -1;
+  int64_t runtime_env_cache_packages = -1;
   bool include_dashboard = true;
   int64_t dashboard_port = 8265;
   std::string dashboard_host = "127.0.0.1";
@@ -77,6 +88,10 @@ struct StartOptions {
   std::string auth_token;       // with --address: the cluster's token
   std::string auth_token_file;  // with --address: a file holding it
   TlsFiles tls;                 // mutual TLS for every gRPC connection (tls.h)
+  bool block = false;
+  std::string temp_dir;         // "": ShoalTempRoot()
+  int64_t min_worker_port = 0;  // 0 (both): workers listen on any free port
+  int64_t max_worker_port = 0;
 };
 
 // Flags that only mean something with --head.
@@ -89,7 +104,18 @@ void AddFlags(FlagSet& flags, StartOptions* o) {
   flags.AddBool("head", &o->head, "start a new cluster: the GCS and this node's raylet");
   flags.AddString("address", &o->address, "join the cluster whose GCS is at HOST:PORT");
   flags.AddInt("port", &o->port, "GCS port with --head (0 picks a free one)");
-  flags.AddString("node-ip-address", &o->node_ip_address, "IP address this node's servers listen on");
+  flags.AddString("node-ip-address", &o->node_ip_address,
+                  "IP address this node's servers listen on and are known by (default: 127.0.0.1 for --head; with "
+                  "--address, this machine's address on the route to the GCS)");
+  flags.AddBool("block", &o->block,
+                "stay in the foreground (a container's main process): SIGTERM or SIGINT stops this node's processes; "
+                "exits non-zero as soon as one of them dies");
+  flags.AddString("temp-dir", &o->temp_dir,
+                  "root of the session directories (default: $SHOAL_TMPDIR, else /tmp/shoal); clients on this "
+                  "machine then need SHOAL_TMPDIR set to it");
+  flags.AddInt("min-worker-port", &o->min_worker_port,
+               "lowest port a worker listens on (with --max-worker-port; default 0: any free port)");
+  flags.AddInt("max-worker-port", &o->max_worker_port, "highest port a worker listens on");
   flags.AddInt("num-cpus", &o->num_cpus, "CPUs this node offers (-1: detect)");
   flags.AddInt("num-gpus", &o->num_gpus, "GPUs this node offers (-1: detect)");
   flags.AddInt("memory", &o->memory, "memory in bytes that tasks may reserve (-1: detect)");
@@ -124,6 +150,11 @@ void AddFlags(FlagSet& flags, StartOptions* o) {
   flags.AddInt("memory-monitor-refresh-ms", &o->memory_monitor_refresh_ms,
                "how often the raylet reads the node's memory; 0 disables its memory monitor "
                "(default: the raylet's, 250)");
+  flags.AddInt("runtime-env-cache-envs", &o->runtime_env_cache_envs,
+               "unused runtime-env virtualenvs the raylet keeps for reuse (default: the raylet's, 4)");
+  flags.AddInt("runtime-env-cache-packages", &o->runtime_env_cache_packages,
+               "unused runtime-env packages (working_dir, py_modules) the raylet keeps unpacked (default: the "
+               "raylet's, 32)");
 }
 
 absl::Status CheckAtLeast(const FlagSet& flags, const std::string& name, int64_t value, int64_t min) {
@@ -186,7 +217,17 @@ absl::Status Validate(const StartOptions& o, const FlagSet& flags, int argc, cha
     return absl::InvalidArgumentError(absl::StrCat("--dashboard-port must be 0..65535, got ", o.dashboard_port));
   }
   if (o.port < 0 || o.port > 65535) return absl::InvalidArgumentError(absl::StrCat("--port must be 0..65535, got ", o.port));
-  if (o.node_ip_address.empty()) return absl::InvalidArgumentError("--node-ip-address must not be empty");
+  if (GivenOnCommandLine(argc, argv, "node-ip-address") && o.node_ip_address.empty()) {
+    return absl::InvalidArgumentError("--node-ip-address must not be empty");
+  }
+  if ((o.min_worker_port != 0 || o.max_worker_port != 0) &&
+      !(o.min_worker_port >= 1 && o.max_worker_port <= 65535 && o.min_worker_port <= o.max_worker_port)) {
+    return absl::InvalidArgumentError(absl::StrCat("--min-worker-port and --max-worker-port must be given together, as a ",
+                                                   "range in 1..65535; got ", o.min_worker_port, "..", o.max_worker_port));
+  }
+  if (GivenOnCommandLine(argc, argv, "temp-dir") && o.temp_dir.empty()) {
+    return absl::InvalidArgumentError("--temp-dir must not be empty");
+  }
   for (const auto& [name, value] : std::vector<std::pair<std::string, int64_t>>{
            {"num-cpus", o.num_cpus}, {"num-gpus", o.num_gpus}, {"memory", o.memory},
            {"object-store-memory", o.object_store_memory}}) {
@@ -203,8 +244,11 @@ absl::Status Validate(const StartOptions& o, const FlagSet& flags, int argc, cha
         "--memory-usage-threshold must be above 0 and at most 1 (a fraction of the node's memory), got ",
         o.memory_usage_threshold));
   }
-  if (absl::Status s = CheckAtLeast(flags, "memory-monitor-refresh-ms", o.memory_monitor_refresh_ms, 0); !s.ok()) {
-    return s;
+  for (const char* name : {"memory-monitor-refresh-ms", "runtime-env-cache-envs", "runtime-env-cache-packages"}) {
+    const int64_t value = std::string(name) == "memory-monitor-refresh-ms" ? o.memory_monitor_refresh_ms
+                          : std::string(name) == "runtime-env-cache-envs"  ? o.runtime_env_cache_envs
+                                                                           : o.runtime_env_cache_packages;
+    if (absl::Status s = CheckAtLeast(flags, name, value, 0); !s.ok()) return s;
   }
   if (!o.resources.empty()) {
     if (absl::Status s = ValidateResources(o.resources); !s.ok()) return s;
@@ -362,6 +406,16 @@ LaunchRequest RayletRequest(const StartOptions& o, const std::string& binary, co
   if (o.memory_monitor_refresh_ms >= 0) {
     r.args.insert(r.args.end(), {"--memory-monitor-refresh-ms", std::to_string(o.memory_monitor_refresh_ms)});
   }
+  if (o.runtime_env_cache_envs >= 0) {
+    r.args.insert(r.args.end(), {"--runtime-env-cache-envs", std::to_string(o.runtime_env_cache_envs)});
+  }
+  if (o.min_worker_port > 0) {
+    r.args.insert(r.args.end(), {"--min-worker-port", std::to_string(o.min_worker_port), "--max-worker-port",
+                                 std::to_string(o.max_worker_port)});
+  }
+  if (o.runtime_env_cache_packages >= 0) {
+    r.args.insert(r.args.end(), {"--runtime-env-cache-packages", std::to_string(o.runtime_env_cache_packages)});
+  }
   for (std::string& arg : AuthArgs(token_file)) r.args.push_back(std::move(arg));
   return r;
 }
@@ -372,7 +426,7 @@ std::string NodeId(const Daemon& raylet) { return cluster::JsonString(raylet.rea
 // cluster's dashboard) is a warning, not a failed start: the cluster works without it.
 // Answers a line to print about it.
 std::string StartDashboard(const StartOptions& o, const std::string& session_dir, const std::string& gcs_address,
-                           const std::string& token_file) {
+                           const std::string& token_file, std::vector<cluster::ProcessRecord>* started) {
   absl::StatusOr<std::string> binary = FindBinary(kDashboardBinary);
   if (!binary.ok()) return absl::StrCat("warning: no dashboard: ", binary.status().message());
   LaunchRequest r;
@@ -390,6 +444,7 @@ std::string StartDashboard(const StartOptions& o, const std::string& session_dir
     return absl::StrCat("warning: the dashboard did not start (the cluster runs without it): ",
                         dashboard.status().message());
   }
+  started->push_back(dashboard->record);
   std::string url = cluster::JsonString(dashboard->ready, "url").value_or("(unknown)");
   if (o.disable_auth) {
     return absl::StrCat("  Dashboard:    ", url, "\n\nwarning: the dashboard's auth is disabled (--disable-auth): anyone "
@@ -398,7 +453,7 @@ std::string StartDashboard(const StartOptions& o, const std::string& session_dir
   return absl::StrCat("  Dashboard:    ", url, " (token in ", session_dir, "/", cluster::kAuthTokenFile, ")");
 }
 
-absl::Status StartHead(const StartOptions& o) {
+absl::Status StartHead(const StartOptions& o, std::vector<cluster::ProcessRecord>* started) {
   absl::StatusOr<std::string> gcs_binary = FindBinary(kGcsBinary);
   if (!gcs_binary.ok()) return gcs_binary.status();
   absl::StatusOr<std::string> raylet_binary = FindBinary(kRayletBinary);
@@ -408,8 +463,8 @@ absl::Status StartHead(const StartOptions& o) {
                  "and its dashboard) can run code on it. Use it only on trusted networks."
               << std::endl;
   }
-  const std::string root = ShoalTempRoot();
-  absl::StatusOr<std::string> session = CreateSessionDir(root);
+  const std::string root = ShoalTempRoot();  // --temp-dir was exported as SHOAL_TMPDIR
+  absl::StatusOr<std::string> session = CreateSessionDir(root, SessionLink::kAlways);
   if (!session.ok()) return session.status();
 
   // One secret for the whole cluster: every RPC and the dashboard.
@@ -431,6 +486,8 @@ absl::Status StartHead(const StartOptions& o) {
     StopAndForget(gcs->record);
     return raylet.status();
   }
+  started->push_back(gcs->record);
+  started->push_back(raylet->record);
   if (absl::Status s = cluster::WriteCurrentCluster(root, address); !s.ok()) {
     std::cerr << "warning: " << s.message() << "; `shoal status` will need --address " << address << std::endl;
   }
@@ -443,7 +500,7 @@ absl::Status StartHead(const StartOptions& o) {
       std::cerr << "warning: " << s.message() << "; clients here will need $SHOAL_AUTH_TOKEN" << std::endl;
     }
   }
-  std::string dashboard = o.include_dashboard ? StartDashboard(o, *session, address, token_file) : "";
+  std::string dashboard = o.include_dashboard ? StartDashboard(o, *session, address, token_file, started) : "";
   if (dashboard.starts_with("warning:")) std::cerr << dashboard << std::endl;
   std::cout << "Shoal head node started.\n"
             << "  GCS address:  " << address << "\n"
@@ -469,7 +526,7 @@ absl::StatusOr<std::string> JoinToken(const StartOptions& o) {
   return cluster::FindClusterToken(o.address);
 }
 
-absl::Status JoinCluster(const StartOptions& o) {
+absl::Status JoinCluster(const StartOptions& o, std::vector<cluster::ProcessRecord>* started) {
   absl::StatusOr<std::string> raylet_binary = FindBinary(kRayletBinary);
   if (!raylet_binary.ok()) return raylet_binary.status();
   absl::StatusOr<std::string> token = JoinToken(o);
@@ -479,7 +536,8 @@ absl::Status JoinCluster(const StartOptions& o) {
   absl::StatusOr<rpc::GetClusterStatusReply> status =
       GcsClient({.address = o.address, .timeout = kGcsCheckTimeout}).GetClusterStatus();
   if (!status.ok()) return absl::UnavailableError(absl::StrCat("cannot join the cluster: ", status.status().message()));
-  absl::StatusOr<std::string> session = CreateSessionDir(ShoalTempRoot());
+  // The head's session stays session_latest when this node runs on the head's machine.
+  absl::StatusOr<std::string> session = CreateSessionDir(ShoalTempRoot(), SessionLink::kUnlessHead);
   if (!session.ok()) return session.status();
   std::string token_file;
   if (!token->empty()) {
@@ -494,6 +552,7 @@ absl::Status JoinCluster(const StartOptions& o) {
 
   absl::StatusOr<Daemon> raylet = Launch(*session, RayletRequest(o, *raylet_binary, o.address, token_file));
   if (!raylet.ok()) return raylet.status();
+  started->push_back(raylet->record);
   std::cout << "Shoal node started and joined the cluster at " << o.address << ".\n"
             << "  Node id:      " << NodeId(*raylet) << "\n"
             << "  Raylet:       " << o.node_ip_address << ":" << cluster::JsonInt(raylet->ready, "port").value_or(0)
@@ -504,6 +563,73 @@ absl::Status JoinCluster(const StartOptions& o) {
             << "To stop every Shoal process on this machine:\n"
             << "    shoal stop" << std::endl;
   return absl::OkStatus();
+}
+
+// This machine's address on the route to `gcs_address` (host:port): what the GCS and the other
+// nodes reach this node by. 127.0.0.1 when the GCS is on loopback.
+absl::StatusOr<std::string> RouteAddressTo(const std::string& gcs_address) {
+  absl::StatusOr<std::pair<std::string, int>> hp = ParseHostPort(gcs_address);
+  if (!hp.ok()) return hp.status();
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  if (int rc = getaddrinfo(hp->first.c_str(), std::to_string(hp->second).c_str(), &hints, &found); rc != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot resolve the GCS host ", hp->first, ": ", gai_strerror(rc),
+                                                   " (or give --node-ip-address)"));
+  }
+  const sockaddr_in target = *reinterpret_cast<sockaddr_in*>(found->ai_addr);
+  freeaddrinfo(found);
+  if ((ntohl(target.sin_addr.s_addr) >> 24) == 127) return std::string("127.0.0.1");
+  // A UDP "connection" sends nothing: it only asks the kernel which source address it would use.
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("socket: ", std::strerror(errno)));
+  sockaddr_in local{};
+  socklen_t len = sizeof(local);
+  const bool ok = connect(fd, reinterpret_cast<const sockaddr*>(&target), sizeof(target)) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0;
+  const int err = errno;
+  close(fd);
+  if (!ok) {
+    return absl::UnavailableError(absl::StrCat("no route to the GCS at ", gcs_address, ": ", std::strerror(err),
+                                               " (or give --node-ip-address)"));
+  }
+  char text[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &local.sin_addr, text, sizeof(text));
+  return std::string(text);
+}
+
+// --block: stays until SIGTERM/SIGINT/SIGHUP (stops `started`, exits 0) or until one of them
+// dies (stops the rest, exits 1), as a container's main process or under a supervisor.
+int Block(const std::vector<cluster::ProcessRecord>& started) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, sig);
+  sigprocmask(SIG_BLOCK, &signals, nullptr);
+  std::vector<cluster::ProcessId> ids;
+  for (const cluster::ProcessRecord& r : started) ids.push_back(r.id);
+  std::cout << "Blocking: this command stays in the foreground; SIGTERM or Ctrl-C stops this node." << std::endl;
+  auto stop_all = [&] {
+    (void)cluster::StopProcesses(ids, kCleanupGrace);
+    for (const cluster::ProcessRecord& r : started) (void)cluster::RemoveProcessRecord(r);
+  };
+  while (true) {
+    timespec wait{.tv_sec = 0, .tv_nsec = 500'000'000};
+    const int sig = sigtimedwait(&signals, nullptr, &wait);
+    if (sig > 0) {
+      std::cout << "Received " << strsignal(sig) << ": stopping this node." << std::endl;
+      stop_all();
+      return kExitOk;
+    }
+    for (const cluster::ProcessRecord& r : started) {
+      std::optional<std::string> how = cluster::ReapIfExited(r.id.pid);
+      if (!how && cluster::IsRunning(r.id)) continue;
+      std::cerr << "error: " << r.name << " (pid " << r.id.pid << ") "
+                << (how ? *how : std::string("is gone")) << "; stopping this node" << std::endl;
+      stop_all();
+      return 1;
+    }
+  }
 }
 
 }  // namespace
@@ -524,8 +650,23 @@ int RunStart(int argc, char** argv) {
   if (absl::Status s = ConfigureDaemonTls(options.tls); !s.ok()) return UsageError(s);
   ExportTlsEnvironment();
 
-  absl::Status result = options.head ? StartHead(options) : JoinCluster(options);
-  return result.ok() ? kExitOk : Fail(result);
+  if (!options.temp_dir.empty()) {
+    // Everything this command and its daemons do under the temp root uses it.
+    setenv("SHOAL_TMPDIR", fs::absolute(options.temp_dir).c_str(), 1);
+  }
+  if (options.node_ip_address.empty()) {
+    if (options.head) {
+      options.node_ip_address = "127.0.0.1";  // loopback unless told otherwise: safe by default
+    } else {
+      absl::StatusOr<std::string> ip = RouteAddressTo(options.address);
+      if (!ip.ok()) return Fail(ip.status());
+      options.node_ip_address = *ip;
+    }
+  }
+  std::vector<cluster::ProcessRecord> started;
+  absl::Status result = options.head ? StartHead(options, &started) : JoinCluster(options, &started);
+  if (!result.ok()) return Fail(result);
+  return options.block ? Block(started) : kExitOk;
 }
 
 }  // namespace shoal::cli

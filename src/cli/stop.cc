@@ -3,6 +3,7 @@
 // Only recorded processes are touched, and only while their start time still matches the
 // record. Raylets go first (so they can unregister from a GCS that is still up), then anything
 // else, then the GCS. Each group gets SIGTERM, the grace period, then SIGKILL.
+#include <filesystem>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
@@ -62,7 +63,9 @@ void StopGroup(const std::vector<cluster::ProcessRecord>& group, absl::Duration 
 int RunStop(int argc, char** argv) {
   bool force = false;
   int64_t grace_period_s = 10;
+  std::string temp_dir;
   FlagSet flags("shoal stop");
+  flags.AddString("temp-dir", &temp_dir, "the root `shoal start --temp-dir` used (default: $SHOAL_TMPDIR, else /tmp/shoal)");
   flags.AddBool("force", &force, "SIGKILL whatever has not exited one second after SIGTERM");
   flags.AddInt("grace-period-s", &grace_period_s, "seconds to wait after SIGTERM before SIGKILL");
   if (std::optional<int> done = ParseCommandFlags(flags, argc, argv, kHelp)) return *done;
@@ -71,7 +74,7 @@ int RunStop(int argc, char** argv) {
         absl::StrCat("--grace-period-s must be >= 0, got ", grace_period_s)));
   }
 
-  const std::string root = ShoalTempRoot();
+  const std::string root = temp_dir.empty() ? ShoalTempRoot() : std::filesystem::absolute(temp_dir).string();
   cluster::RecordScan scan = cluster::ListProcessRecords(root);
   for (const std::string& path : scan.unreadable) {
     std::cerr << "warning: ignoring " << path << ": not a valid process record" << std::endl;

@@ -22,7 +22,7 @@ std::string ShoalTempRoot() {
   return env != nullptr && *env != '\0' ? std::string(env) : std::string("/tmp/shoal");
 }
 
-absl::StatusOr<std::string> CreateSessionDir(const std::string& root) {
+absl::StatusOr<std::string> CreateSessionDir(const std::string& root, SessionLink link_kind) {
   std::error_code ec;
   fs::create_directories(root, ec);
   if (ec) return absl::UnavailableError(absl::StrCat("cannot create ", root, ": ", ec.message()));
@@ -43,6 +43,7 @@ absl::StatusOr<std::string> CreateSessionDir(const std::string& root) {
   }
   // Atomically repoint session_latest: make a fresh link, then rename it over the old one.
   fs::path link = fs::path(root) / "session_latest";
+  if (link_kind == SessionLink::kUnlessHead && fs::exists(link / "processes" / "gcs.json", ec)) return dir.string();
   fs::path tmp = fs::path(root) / absl::StrCat(".session_latest.", getpid());
   fs::remove(tmp, ec);
   if (symlink(name.c_str(), tmp.c_str()) != 0 || rename(tmp.c_str(), link.c_str()) != 0) {

@@ -15,8 +15,14 @@ namespace shoal {
 // $SHOAL_TMPDIR when set, else /tmp/shoal.
 std::string ShoalTempRoot();
 
+// Which session `session_latest` names.
+enum class SessionLink {
+  kAlways,      // this new one (a head's, a standalone daemon's)
+  kUnlessHead,  // this new one, unless it names a head's session (one holding processes/gcs.json):
+                // a node joining from the head's machine leaves the head's session latest
+};
 // Creates a new session directory (and its logs/) under `root` and updates session_latest.
-absl::StatusOr<std::string> CreateSessionDir(const std::string& root);
+absl::StatusOr<std::string> CreateSessionDir(const std::string& root, SessionLink link = SessionLink::kAlways);
 
 // Sends the process's spdlog output to <log_dir>/<component>.log (made if missing); warnings
 // and errors also go to stderr. Safe to call once per process, before other threads start.

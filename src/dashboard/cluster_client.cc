@@ -2,6 +2,8 @@
 #include "src/common/auth.h"
 #include "src/dashboard/cluster_client.h"
 
+#include "src/dashboard/entrypoint_runner.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -55,6 +57,7 @@ absl::Status ResourceReservation::Acquire(const Options& options) {
   shape->ToProto(request.mutable_resources());
   request.set_job_id(options.job_id_hex);
   for (const std::string& arg : options.worker_command) request.add_worker_command(arg);
+  *request.mutable_runtime_env() = options.runtime_env;
   std::string address = options.head_raylet_address;
   for (int hops = 0; hops < 8; ++hops) {
     auto stub = rpc::LeaseService::NewStub(MakeChannel(address));
@@ -86,6 +89,8 @@ absl::Status ResourceReservation::Acquire(const Options& options) {
       case rpc::RequestWorkerLeaseReply::GRANTED:
         lease_id_ = reply.lease_id();
         raylet_address_ = address;
+        holder_address_ = reply.worker_address();
+        gpus_ = reply.gpus();
         return absl::OkStatus();
       case rpc::RequestWorkerLeaseReply::SPILLBACK:
         address = reply.spillback_raylet_address();
@@ -93,6 +98,9 @@ absl::Status ResourceReservation::Acquire(const Options& options) {
         request.set_grant_or_reject(true);
         continue;
       default:
+        if (reply.failure().type() == rpc::RUNTIME_ENV_SETUP_FAILED) {
+          return absl::FailedPreconditionError(reply.failure().message());
+        }
         return absl::InvalidArgumentError(absl::StrCat("the raylet rejected the entrypoint's resources: ", reply.message()));
     }
   }
@@ -133,6 +141,8 @@ std::string ResourceReservation::DescribeHolder() const {
 }
 
 int RunLeaseHolder(int argc, char** argv) {
+  // --owner-pid PID: the entrypoint runs elsewhere (on the head, next to the dashboard PID);
+  // this holder only holds the resources, until killed or until that process is gone.
   int64_t owner_pid = 0;
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::string(argv[i]) == "--owner-pid") (void)absl::SimpleAtoi(argv[i + 1], &owner_pid);
@@ -144,26 +154,23 @@ int RunLeaseHolder(int argc, char** argv) {
     ReportFatal("--lease-holder runs only as a worker started by a raylet (SHOAL_WORKER_ID, SHOAL_RAYLET_ADDRESS)");
     return 2;
   }
-  // Its RegisterWorker call carries the token the raylet passed on, as a worker's does.
+  // Its calls carry the token the raylet passed on, as a worker's do; its service checks it.
   if (const char* token = std::getenv(kAuthTokenEnv); token != nullptr) SetClusterToken(token);
-  // The raylet wants a port; nothing connects to it, but it is a real, bound one.
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = 0;
-  if (inet_pton(AF_INET, node_ip != nullptr ? node_ip : "127.0.0.1", &addr.sin_addr) != 1) {
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  }
-  socklen_t len = sizeof(addr);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 1) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ReportFatal("the lease holder cannot bind a port");
+  KeepGrpcInitialized();
+  EntrypointRunner runner;
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&runner);
+  int port = 0;
+  const std::string host = node_ip != nullptr && *node_ip != '\0' ? node_ip : "127.0.0.1";
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server = StartServer(builder, host, 0, &port);
+  if (!server.ok()) {
+    ReportFatal(absl::StrCat("the lease holder cannot serve: ", server.status().message()));
     return 1;
   }
   auto stub = rpc::LeaseService::NewStub(MakeChannel(raylet));
   rpc::RegisterWorkerRequest request;
   request.set_worker_id(worker_id);
-  request.set_port(ntohs(addr.sin_port));
+  request.set_port(port);
   request.set_pid(getpid());
   rpc::RegisterWorkerReply reply;
   if (absl::Status s = UnaryCall(*stub, &rpc::LeaseService::Stub::RegisterWorker, request, &reply,
@@ -172,10 +179,16 @@ int RunLeaseHolder(int argc, char** argv) {
     ReportFatal(absl::StrCat("cannot register with the raylet at ", raylet, ": ", s.message()));
     return 1;
   }
-  // Held until the raylet kills this process (the lease was returned) or the owner is gone.
-  while (owner_pid <= 0 || kill(static_cast<pid_t>(owner_pid), 0) == 0) {
-    std::this_thread::sleep_for(std::chrono::seconds(1));
+  // Until the raylet kills this process (the lease was returned), the entrypoint has run, or
+  // none came (the dashboard that asked for this lease is gone).
+  const absl::Time give_up = absl::Now() + absl::Minutes(10);
+  while (!runner.finished()) {
+    if (owner_pid > 0 ? kill(static_cast<pid_t>(owner_pid), 0) != 0 : !runner.started() && absl::Now() > give_up) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(200));
   }
+  (*server)->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   return 0;
 }
 

@@ -48,7 +48,8 @@ class ClusterClient {
 // worker and then only waits. The raylet's own scheduler therefore decides, queues the request
 // while the cluster is busy, and reports it as (infeasible) demand to the GCS, so a job that
 // waits shows in `shoal status`. Returning the lease (destructor) kills the placeholder. The
-// entrypoint itself runs on the head; the reservation only accounts for its resources.
+// placeholder serves EntrypointService (entrypoint_runner.h): the job's entrypoint runs there,
+// on the node that granted the resources, in the lease's runtime environment.
 class ResourceReservation {
  public:
   struct Options {
@@ -56,6 +57,7 @@ class ResourceReservation {
     std::map<std::string, double> shape;    // e.g. {"GPU": 2}
     std::vector<std::string> worker_command;
     std::string job_id_hex;                 // the lease's job (4-byte JobId, hex)
+    rpc::RuntimeEnv runtime_env;            // the placeholder's (and so the entrypoint's)
   };
   ResourceReservation() = default;
   ResourceReservation(const ResourceReservation&) = delete;
@@ -70,6 +72,9 @@ class ResourceReservation {
   // Returns the lease now (also done by the destructor). Idempotent.
   void Release();
   std::string DescribeHolder() const;  // "node <id> lease <id>" once granted
+  // Once granted: the placeholder's EntrypointService (host:port) and the lease's GPUs.
+  const std::string& holder_address() const { return holder_address_; }
+  const rpc::GpuAssignment& gpus() const { return gpus_; }
 
  private:
   absl::Mutex mu_;
@@ -78,10 +83,15 @@ class ResourceReservation {
   std::string lease_id_;
   std::string raylet_address_;
   std::string node_id_;
+  std::string holder_address_;
+  rpc::GpuAssignment gpus_;
 };
 
-// Runs as the placeholder worker (`shoal-dashboard --lease-holder --owner-pid PID`): registers
-// with SHOAL_RAYLET_ADDRESS and waits until killed, or until the owner process is gone.
+// Runs as the placeholder worker (`shoal-dashboard --lease-holder [--owner-pid PID]`): serves
+// EntrypointService on SHOAL_NODE_IP, registers with SHOAL_RAYLET_ADDRESS, and exits once its
+// entrypoint has run, when killed (the lease returned), or when no entrypoint came within 10
+// minutes (its dashboard is gone). With --owner-pid (the entrypoint runs on the head, next to
+// that dashboard) it only holds, until killed or until that process is gone.
 int RunLeaseHolder(int argc, char** argv);
 
 }  // namespace shoal::dashboard

@@ -11,13 +11,20 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "spdlog/spdlog.h"
 #include "src/common/auth.h"
 #include "src/common/ids.h"
+#include "src/common/runtime_env.h"
+#include "src/common/zip_listing.h"
+#include "src/dashboard/entrypoint_runner.h"
+#include "src/gcs_client/package_store.h"
 
 extern char** environ;
 
@@ -62,6 +69,7 @@ struct JobManager::Job {
   JobRecord record;
   bool stop_requested = false;
   pid_t pgid = 0;
+  grpc::ClientContext* remote = nullptr;  // the call running the entrypoint on its lease's node
   absl::Time stop_deadline = absl::InfiniteFuture();
   ResourceReservation reservation;
 };
@@ -142,8 +150,12 @@ absl::StatusOr<std::string> JobManager::Submit(JobSpec spec) {
     }
     std::error_code ec;
     if (!fs::exists(package, ec)) {
-      return absl::InvalidArgumentError(absl::StrCat("runtime_env.working_dir: package ", spec.working_dir,
-                                                     " was not uploaded (PUT /api/packages/gcs/...)"));
+      absl::StatusOr<bool> in_gcs = PackageExists(PackageKvOf(cluster_.gcs()), spec.working_dir);
+      if (!in_gcs.ok()) return in_gcs.status();
+      if (!*in_gcs) {
+        return absl::InvalidArgumentError(absl::StrCat("runtime_env.working_dir: package ", spec.working_dir,
+                                                       " was not uploaded (PUT /api/packages/gcs/...)"));
+      }
     }
   }
   auto job = std::make_shared<Job>();
@@ -186,23 +198,153 @@ void JobManager::Supervise(std::shared_ptr<Job> job) {
       held = status.status();
     } else if (head.empty()) {
       held = absl::UnavailableError("the head node's raylet is not alive");
+    } else if (absl::StatusOr<rpc::RuntimeEnv> env = EntrypointRuntimeEnv(spec); !env.ok()) {
+      held = env.status();
     } else {
+      // The entrypoint runs where its resources are, in the job's runtime env; unless its
+      // working_dir is a directory on the head, where it then runs (the lease only holds).
+      const bool on_head = RunsOnHead(spec);
+      std::vector<std::string> command = {options_.self_binary, "--lease-holder"};
+      if (on_head) command.insert(command.end(), {"--owner-pid", std::to_string(getpid())});
       held = job->reservation.Acquire({.head_raylet_address = head,
                                        .shape = shape,
-                                       .worker_command = {options_.self_binary, "--lease-holder", "--owner-pid",
-                                                          std::to_string(getpid())},
-                                       .job_id_hex = JobId::FromInt(kReservationJob).Hex()});
+                                       .worker_command = command,
+                                       .job_id_hex = JobId::FromInt(kReservationJob).Hex(),
+                                       .runtime_env = on_head ? rpc::RuntimeEnv() : *env});
     }
     if (!held.ok()) {
       bool stopped = absl::IsCancelled(held);
-      Finish(job, stopped ? JobStatus::kStopped : JobStatus::kFailed,
-             stopped ? "Job was intentionally stopped." : absl::StrCat("Cannot reserve the entrypoint's resources: ", held.message()),
+      std::string why = absl::IsFailedPrecondition(held)
+                            ? absl::StrCat("The job's runtime env could not be set up: ", held.message())
+                            : absl::StrCat("Cannot reserve the entrypoint's resources: ", held.message());
+      Finish(job, stopped ? JobStatus::kStopped : JobStatus::kFailed, stopped ? "Job was intentionally stopped." : why,
              std::nullopt);
       return;
     }
     spdlog::info("job {}: entrypoint resources held ({})", spec.submission_id, job->reservation.DescribeHolder());
+    if (!RunsOnHead(spec) && !job->reservation.holder_address().empty()) {
+      RunOnLeaseNode(job);
+      return;
+    }
   }
   RunEntrypoint(job);
+}
+
+bool JobManager::RunsOnHead(const JobSpec& spec) {
+  return !spec.working_dir.empty() && fs::path(spec.working_dir).is_absolute();
+}
+
+absl::StatusOr<rpc::RuntimeEnv> JobManager::EntrypointRuntimeEnv(const JobSpec& spec) {
+  rpc::RuntimeEnv env;
+  for (const auto& [name, value] : spec.env_vars) (*env.mutable_env_vars())[name] = value;
+  if (absl::StartsWith(spec.working_dir, "gcs://")) env.set_working_dir(spec.working_dir);
+  const nlohmann::json& raw = spec.runtime_env;
+  if (auto it = raw.find("py_modules"); it != raw.end() && it->is_array()) {
+    for (const nlohmann::json& m : *it) {
+      const std::string uri = m.get<std::string>();
+      if (!absl::StartsWith(uri, "gcs://")) continue;  // a head path: the driver uploads it for its tasks
+      (absl::EndsWith(uri, ".whl") ? env.add_py_module_wheels(uri) : env.add_py_modules(uri));
+    }
+  }
+  for (const char* key : {"pip", "uv"}) {
+    auto it = raw.find(key);
+    if (it == raw.end() || it->is_null()) continue;
+    const nlohmann::json* packages = it->is_object() && it->contains("packages") ? &(*it)["packages"] : &*it;
+    std::vector<std::string> lines;
+    if (packages->is_string()) {  // a requirements file on the head
+      std::ifstream in(packages->get<std::string>());
+      if (!in) {
+        return absl::InvalidArgumentError(absl::StrCat("runtime_env.", key, ": cannot read the requirements file ",
+                                                       packages->get<std::string>(), " on the head"));
+      }
+      for (std::string line; std::getline(in, line);) {
+        line = std::string(absl::StripAsciiWhitespace(line));
+        if (!line.empty() && line[0] != '#') lines.push_back(line);
+      }
+    } else {
+      for (const nlohmann::json& line : *packages) lines.push_back(line.get<std::string>());
+    }
+    for (std::string& line : lines) env.add_pip_packages(std::move(line));
+    const char* options_key = std::string(key) == "pip" ? "pip_install_options" : "uv_pip_install_options";
+    if (it->is_object() && it->contains(options_key) && (*it)[options_key].is_array()) {
+      for (const nlohmann::json& option : (*it)[options_key]) {
+        if (option.is_string()) env.add_pip_install_options(option.get<std::string>());
+      }
+    }
+    env.set_installer(key);
+  }
+  // The virtualenv is made from the node's python3, and the driver's tasks use the same one
+  // (the serialized form says so), so the entrypoint and its tasks share the environment.
+  if (env.pip_packages_size() > 0 || env.py_module_wheels_size() > 0) env.set_interpreter("python3");
+  nlohmann::json serialized = {{"runtime_env", raw},
+                               {"interpreter", env.interpreter().empty() ? nlohmann::json(nullptr)
+                                                                         : nlohmann::json(env.interpreter())},
+                               {"python_path", nlohmann::json::array()}};
+  env.set_serialized(serialized.dump());
+  if (absl::Status s = ValidateRuntimeEnv(env); !s.ok()) return s;
+  return env;
+}
+
+void JobManager::RunOnLeaseNode(const std::shared_ptr<Job>& job) {
+  const JobSpec& spec = job->record.spec;
+  int log_fd = open(LogPath(spec.submission_id).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) {
+    job->reservation.Release();
+    Finish(job, JobStatus::kFailed, absl::StrCat("cannot open the job's log ", LogPath(spec.submission_id)), std::nullopt);
+    return;
+  }
+  rpc::RunEntrypointRequest request;
+  request.set_entrypoint(spec.entrypoint);
+  auto& env = *request.mutable_env();
+  env["SHOAL_ADDRESS"] = options_.gcs_address;
+  env["RAY_ADDRESS"] = options_.gcs_address;
+  env["SHOAL_JOB_SUBMISSION_ID"] = spec.submission_id;
+  if (!spec.runtime_env.empty()) env["SHOAL_JOB_RUNTIME_ENV"] = spec.runtime_env.dump();
+  const rpc::GpuAssignment& gpus = job->reservation.gpus();
+  if (gpus.device_ids_size() > 0) {
+    env["CUDA_VISIBLE_DEVICES"] = absl::StrJoin(gpus.device_ids(), ",");
+  }
+  request.set_stop_grace_ms(absl::ToInt64Milliseconds(options_.stop_grace));
+  grpc::ClientContext context;
+  {
+    absl::MutexLock lock(&mu_);
+    job->remote = &context;
+    if (job->stop_requested) context.TryCancel();
+  }
+  spdlog::info("job {}: running the entrypoint on the lease's node ({})", spec.submission_id,
+               job->reservation.DescribeHolder());
+  absl::StatusOr<EntrypointExit> exit = RunOnHolder(
+      job->reservation.holder_address(), request, log_fd, &context, [this, &job](int64_t pid) {
+        JobRecord running;
+        {
+          absl::MutexLock lock(&mu_);
+          job->record.driver_pid = pid;
+          if (!job->stop_requested) (void)job->record.Transition(JobStatus::kRunning, "Job is running.", NowMs());
+          running = job->record;
+        }
+        Persist(running);
+      });
+  close(log_fd);
+  bool stopped;
+  {
+    absl::MutexLock lock(&mu_);
+    job->remote = nullptr;
+    stopped = job->stop_requested;
+  }
+  job->reservation.Release();
+  if (stopped) {
+    Finish(job, JobStatus::kStopped, "Job was intentionally stopped.", std::nullopt);
+  } else if (!exit.ok()) {
+    Finish(job, JobStatus::kFailed, absl::StrCat("The entrypoint's node failed: ", exit.status().message()), std::nullopt);
+  } else if (exit->signal != 0) {
+    Finish(job, JobStatus::kFailed, absl::StrCat("Job entrypoint command was killed by signal ", exit->signal, "."),
+           128 + exit->signal);
+  } else if (exit->exit_code == 0) {
+    Finish(job, JobStatus::kSucceeded, "Job finished successfully.", 0);
+  } else {
+    Finish(job, JobStatus::kFailed, absl::StrCat("Job entrypoint command failed with exit code ", exit->exit_code, "."),
+           exit->exit_code);
+  }
 }
 
 absl::StatusOr<std::string> JobManager::PrepareWorkingDir(const JobSpec& spec) {
@@ -220,6 +362,30 @@ absl::StatusOr<std::string> JobManager::PrepareWorkingDir(const JobSpec& spec) {
   if (ec) return absl::UnavailableError(absl::StrCat("cannot create ", dir.string(), ": ", ec.message()));
   if (spec.working_dir.empty()) return dir.string();
   std::string package = PackagePath(spec.working_dir);
+  // The package's bytes: uploaded here, or (by a driver) only to the GCS's package store.
+  std::string bytes;
+  {
+    std::ifstream in(package, std::ios::binary);
+    if (in) {
+      std::stringstream buffer;
+      buffer << in.rdbuf();
+      bytes = buffer.str();
+    } else {
+      absl::StatusOr<std::string> fetched =
+          GetPackage(PackageKvOf(cluster_.gcs().WithTimeout(absl::Seconds(60))), spec.working_dir);
+      if (!fetched.ok()) return fetched.status();
+      bytes = *std::move(fetched);
+      package = (dir.parent_path() / (spec.submission_id + ".zip")).string();
+      std::ofstream out(package, std::ios::binary | std::ios::trunc);
+      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+      if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", package));
+    }
+  }
+  absl::StatusOr<std::vector<ZipEntry>> entries = ListZipEntries(bytes);
+  if (!entries.ok()) return absl::InvalidArgumentError(absl::StrCat("working_dir ", spec.working_dir, ": ", entries.status().message()));
+  if (absl::Status safe = CheckZipEntries(*entries, uint64_t{4} << 30); !safe.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("working_dir ", spec.working_dir, " refused: ", safe.message()));
+  }
   int log_fd = open(LogPath(spec.submission_id).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   absl::Status unpacked = RunTool({"unzip", "-q", "-o", package, "-d", dir.string()}, log_fd);
   if (log_fd >= 0) close(log_fd);
@@ -251,6 +417,8 @@ void JobManager::RunEntrypoint(const std::shared_ptr<Job>& job) {
   if (std::string token = ClusterToken(); !token.empty()) env[kAuthTokenEnv] = token;
   env["PYTHONPATH"] = env.contains("PYTHONPATH") ? absl::StrCat(*cwd, ":", env["PYTHONPATH"]) : *cwd;
   for (const auto& [key, value] : spec.env_vars) env[key] = value;
+  // The driver's shoal.init() makes it the job's runtime env, inherited by its tasks and actors.
+  if (!spec.runtime_env.empty()) env["SHOAL_JOB_RUNTIME_ENV"] = spec.runtime_env.dump();
   std::vector<std::string> env_strings;
   for (const auto& [key, value] : env) env_strings.push_back(absl::StrCat(key, "=", value));
   std::vector<char*> envp;
@@ -429,6 +597,7 @@ absl::StatusOr<bool> JobManager::Stop(const std::string& id, absl::Duration grac
     job.stop_requested = true;
     job.stop_deadline = absl::Now() + grace;
     if (job.pgid > 0) kill(-job.pgid, SIGTERM);
+    if (job.remote != nullptr) job.remote->TryCancel();  // the holder ends the group (grace, then SIGKILL)
     job.reservation.Cancel();
   }
   return true;

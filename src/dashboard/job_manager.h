@@ -1,6 +1,9 @@
 // Runs submitted jobs: one supervisor thread per job that
 //   1. holds the entrypoint's resources (a ResourceReservation) when it asks for any; the job
-//      stays PENDING while the cluster has no room, and the raylet reports it as demand;
+//      stays PENDING while the cluster has no room (or its runtime env is being set up), and
+//      the raylet reports it as demand. Such an entrypoint then runs on the node that granted
+//      them (RunOnLeaseNode, entrypoint_runner.h), in the job's runtime env, with the lease's
+//      GPUs; the steps below are for the others (and for a working_dir that is a head path);
 //   2. unpacks runtime_env.working_dir (a package uploaded with PUT /api/packages/...) into
 //      <session>/runtime_resources/working_dirs/<submission_id>/;
 //   3. runs the entrypoint with /bin/sh -c in a new session and process group, in that
@@ -103,6 +106,12 @@ class JobManager {
               std::optional<int> exit_code);
   void Persist(const JobRecord& record);
   absl::StatusOr<std::string> PrepareWorkingDir(const JobSpec& spec);
+  // Runs the entrypoint on the node whose raylet granted its lease (entrypoint_runner.h).
+  void RunOnLeaseNode(const std::shared_ptr<Job>& job);
+  // The entrypoint runs on the head: its working_dir is a directory there.
+  static bool RunsOnHead(const JobSpec& spec);
+  // The job's runtime_env as the lease holding its entrypoint resources carries it.
+  static absl::StatusOr<rpc::RuntimeEnv> EntrypointRuntimeEnv(const JobSpec& spec);
 
   const JobManagerOptions options_;
   ClusterClient& cluster_;

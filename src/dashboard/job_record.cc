@@ -1,6 +1,8 @@
 // Job records and submit requests; see job_record.h.
 #include "src/dashboard/job_record.h"
 
+#include <algorithm>
+
 #include <cmath>
 #include <random>
 
@@ -159,6 +161,42 @@ absl::StatusOr<RuntimeEnv> ParseRuntimeEnv(const nlohmann::json& value) {
   if (value.is_null()) return env;
   if (!value.is_object()) return Bad("runtime_env must be an object");
   env.raw = value;
+  for (auto it = value.begin(); it != value.end(); ++it) {
+    const std::string& key = it.key();
+    if (key == "conda") return Bad("runtime_env.conda is not supported: conda is not installed on Shoal clusters; use pip or uv");
+    if (key == "container" || key == "image_uri") {
+      return Bad(absl::StrCat("runtime_env.", key, " is not supported: Shoal does not start workers in containers"));
+    }
+    if (key != "working_dir" && key != "py_modules" && key != "env_vars" && key != "excludes" && key != "pip" &&
+        key != "uv") {
+      return Bad(absl::StrCat("runtime_env key '", key,
+                              "' is not supported by Shoal (supported: env_vars, working_dir, py_modules, excludes, "
+                              "pip, uv)"));
+    }
+  }
+  for (const char* key : {"pip", "uv"}) {
+    auto it = value.find(key);
+    if (it == value.end() || it->is_null() || it->is_string()) continue;
+    const nlohmann::json& list = it->is_object() && it->contains("packages") ? (*it)["packages"] : *it;
+    if (list.is_string()) continue;
+    if (!list.is_array() || !std::all_of(list.begin(), list.end(), [](const nlohmann::json& v) { return v.is_string(); })) {
+      return Bad(absl::StrCat("runtime_env.", key, " must be a list of requirement strings, a requirements file, or ",
+                              "an object with 'packages'"));
+    }
+  }
+  if (value.contains("pip") && value.contains("uv") && !value["pip"].is_null() && !value["uv"].is_null()) {
+    return Bad("runtime_env cannot have both pip and uv");
+  }
+  if (auto it = value.find("excludes"); it != value.end() && !it->is_null()) {
+    if (!it->is_array() || !std::all_of(it->begin(), it->end(), [](const nlohmann::json& v) { return v.is_string(); })) {
+      return Bad("runtime_env.excludes must be a list of gitignore-style patterns");
+    }
+  }
+  if (auto it = value.find("py_modules"); it != value.end() && !it->is_null()) {
+    if (!it->is_array() || !std::all_of(it->begin(), it->end(), [](const nlohmann::json& v) { return v.is_string(); })) {
+      return Bad("runtime_env.py_modules must be a list of package URIs (gcs://...) or paths on the head");
+    }
+  }
   if (auto wd = value.find("working_dir"); wd != value.end() && !wd->is_null()) {
     if (!wd->is_string()) return Bad("runtime_env.working_dir must be a string");
     env.working_dir = wd->get<std::string>();
@@ -171,7 +209,8 @@ absl::StatusOr<RuntimeEnv> ParseRuntimeEnv(const nlohmann::json& value) {
 }
 
 bool IsValidPackageName(const std::string& name) {
-  return name.size() > 4 && name.ends_with(".zip") && IsValidSubmissionId(name);
+  return name.size() > 4 && (name.ends_with(".zip") || name.ends_with(".whl")) && IsValidSubmissionId(name) &&
+         name[0] != '.';
 }
 
 std::optional<std::string> PackageNameFromUri(const std::string& uri) {

@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <climits>
+#include <fstream>
+#include <limits>
+#include <sstream>
 #include <unistd.h>
 
 #include <cerrno>
@@ -22,6 +25,7 @@
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/dashboard/websocket.h"
+#include "src/gcs_client/package_store.h"
 #include "src/gcs_client/state_query.h"
 
 namespace shoal::dashboard {
@@ -193,6 +197,19 @@ absl::Status StorePackage(const fs::path& dir, const std::string& name, int64_t 
 
 }  // namespace
 
+absl::Status DashboardServer::CopyPackageToGcs(const fs::path& file, const std::string& uri) {
+  // Every raylet fetches packages from the GCS (src/raylet/runtime_env_agent.h); the file stays
+  // here too, for the entrypoints this dashboard runs. Copied a chunk at a time.
+  absl::Status put = PutPackageFromFile(PackageKvOf(cluster_.gcs().WithTimeout(absl::Seconds(60))), uri, file.string(),
+                                        std::numeric_limits<uint64_t>::max());
+  if (!put.ok()) {
+    std::error_code ec;
+    fs::remove(file, ec);
+    return absl::Status(put.code(), absl::StrCat("cannot store ", uri, " in the GCS: ", put.message()));
+  }
+  return absl::OkStatus();
+}
+
 DashboardServer::DashboardServer(ServerOptions options, ClusterClient& cluster, JobManager& jobs)
     : options_(std::move(options)),
       cluster_(cluster),
@@ -312,9 +329,14 @@ void DashboardServer::AddRoutes() {
   route("GET", package, "/api/packages/{protocol}/{name}", false, small, [this](const Request& req, Response& res) {
     std::string protocol = req.matches[1], name = req.matches[2];
     std::error_code ec;
-    if (protocol != "gcs" || !IsValidPackageName(name) || !fs::exists(fs::path(options_.package_dir) / name, ec)) {
-      return ReplyError(res, 404, absl::StrCat("package ", protocol, "://", name, " does not exist"));
+    bool exists = protocol == "gcs" && IsValidPackageName(name);
+    if (exists && !fs::exists(fs::path(options_.package_dir) / name, ec)) {
+      // Uploaded by a driver straight into the GCS's package store.
+      absl::StatusOr<bool> in_gcs = PackageExists(PackageKvOf(cluster_.gcs()), absl::StrCat("gcs://", name));
+      if (!in_gcs.ok()) return ReplyError(res, in_gcs.status());
+      exists = *in_gcs;
     }
+    if (!exists) return ReplyError(res, 404, absl::StrCat("package ", protocol, "://", name, " does not exist"));
     ReplyJson(res, {{"exists", true}});
   });
   rules->push_back({"PUT", std::regex(package), "/api/packages/{protocol}/{name}", false, options_.max_upload_bytes,
@@ -326,9 +348,10 @@ void DashboardServer::AddRoutes() {
     if (protocol != "gcs") {
       stored = absl::InvalidArgumentError("only gcs:// packages can be uploaded");
     } else if (!IsValidPackageName(name)) {
-      stored = absl::InvalidArgumentError("a package name must be <letters, digits, _ - .>.zip");
+      stored = absl::InvalidArgumentError("a package name must be <letters, digits, _ - .>.zip or .whl");
     } else {
       stored = StorePackage(options_.package_dir, name, options_.max_upload_bytes, read_body);
+      if (stored.ok()) stored = CopyPackageToGcs(fs::path(options_.package_dir) / name, absl::StrCat("gcs://", name));
     }
     if (stored.ok()) {
       ReplyJson(res, {{"uploaded", true}});

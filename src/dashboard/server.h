@@ -30,6 +30,7 @@
 // Threading: each connection's thread calls the handlers; they share only thread-safe state.
 #pragma once
 
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -70,6 +71,8 @@ class DashboardServer {
   void AddRoutes();
   // Temporary files of uploads a previous run did not finish.
   void RemoveStaleUploads();
+  // Stores an uploaded package in the GCS's package store; on failure removes the file.
+  absl::Status CopyPackageToGcs(const std::filesystem::path& file, const std::string& uri);
 
   ServerOptions options_;
   ClusterClient& cluster_;

@@ -385,6 +385,7 @@ void ActorManager::SendLeaseRequest(const ActorId& id, Actor& a, const Placement
   *request.mutable_strategy() = a.spec.strategy();
   request.set_job_id(a.info.job_id());
   *request.mutable_worker_command() = a.spec.worker_command();
+  *request.mutable_runtime_env() = a.spec.runtime_env();
   request.set_grant_or_reject(where.grant_or_reject);
   request.set_owner_address(a.info.detached() ? gcs_address_ : a.info.owner_address());
   const uint64_t request_id = next_request_id_++;
@@ -473,7 +474,9 @@ void ActorManager::OnLeaseReply(const ActorId& id, uint64_t request_id, const st
           MarkDead(id, *a,
                    reply.message().empty() ? absl::StrCat("raylet ", raylet, " rejected the actor's lease request")
                                            : reply.message(),
-                   actions);
+                   actions,
+                   reply.failure().type() == rpc::RUNTIME_ENV_SETUP_FAILED ? rpc::RUNTIME_ENV_SETUP_FAILED
+                                                                          : rpc::ACTOR_DIED);
           break;
       }
     }

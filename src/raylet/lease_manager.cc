@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "shoal/common.pb.h"
 #include "spdlog/spdlog.h"
+#include "src/common/runtime_env.h"
 
 namespace shoal {
 namespace {
@@ -122,7 +123,14 @@ absl::StatusOr<LeaseManager::Pending> LeaseManager::Parse(const rpc::RequestWork
   if (request.worker_command().empty() || request.worker_command(0).empty()) {
     return absl::InvalidArgumentError("worker_command must name the worker executable");
   }
-  p.key = WorkerKey{.job = *job, .command = {request.worker_command().begin(), request.worker_command().end()}};
+  if (auto s = ValidateRuntimeEnv(request.runtime_env()); !s.ok()) return s;
+  if (!IsEmptyRuntimeEnv(request.runtime_env()) && options_.runtime_envs == nullptr) {
+    return absl::FailedPreconditionError("this raylet cannot set up runtime environments");
+  }
+  p.runtime_env = request.runtime_env();
+  p.key = WorkerKey{.job = *job,
+                    .command = {request.worker_command().begin(), request.worker_command().end()},
+                    .env_key = RuntimeEnvKey(request.runtime_env())};
   p.grant_or_reject = request.grant_or_reject();
   p.owner_address = request.owner_address();
   p.retriable = request.retriable();
@@ -241,7 +249,7 @@ void LeaseManager::Dispatch() {
 }
 
 bool LeaseManager::MatchWorkers() {
-  std::map<WorkerKey, int> unmatched;
+  std::map<WorkerKey, std::pair<int, rpc::RuntimeEnv>> unmatched;
   for (auto it = pending_.begin(); it != pending_.end();) {
     const uint64_t seq = it->first;
     Pending& p = it->second;
@@ -250,13 +258,29 @@ bool LeaseManager::MatchWorkers() {
     if (auto worker = pool_.PopIdleWorker(p.key)) {
       Grant(seq, *worker);
     } else {
-      ++unmatched[p.key];
+      auto& [count, env] = unmatched[p.key];
+      if (count++ == 0) env = p.runtime_env;
     }
   }
   bool freed = false;
-  for (const auto& [key, count] : unmatched) {
+  for (const auto& [key, wanted] : unmatched) {
+    const auto& [count, runtime_env] = wanted;
+    std::optional<RuntimeEnvContext> context;
+    if (!key.env_key.empty() && count > pool_.NumStarting(key) && pool_.CanStartWorker()) {
+      auto prepared = options_.runtime_envs->Prepare(runtime_env);
+      if (!prepared.ok()) {
+        rpc::ErrorInfo failure;
+        failure.set_type(rpc::RUNTIME_ENV_SETUP_FAILED);
+        failure.set_message(absl::StrCat("the runtime environment could not be set up on node ",
+                                         options_.node_id.Hex(), ": ", prepared.status().message()));
+        freed |= RejectKey(key, failure.message(), &failure);
+        continue;
+      }
+      if (!prepared->has_value()) continue;  // being set up: Reschedule once it is
+      context = **prepared;
+    }
     for (int need = count - pool_.NumStarting(key); need > 0 && pool_.CanStartWorker(); --need) {
-      auto started = pool_.StartWorker(key);
+      auto started = pool_.StartWorker(key, context ? &*context : nullptr);
       if (started.ok()) continue;
       const absl::StatusCode code = started.status().code();
       if (code == absl::StatusCode::kNotFound || code == absl::StatusCode::kPermissionDenied ||
@@ -303,7 +327,7 @@ void LeaseManager::Answer(uint64_t seq, absl::StatusOr<Reply> reply) {
   callback(std::move(reply));
 }
 
-void LeaseManager::Reject(uint64_t seq, const std::string& message) {
+void LeaseManager::Reject(uint64_t seq, const std::string& message, const rpc::ErrorInfo* failure) {
   Pending& p = pending_.at(seq);
   if (p.allocation) {
     FreeAllocation(*p.allocation);
@@ -313,17 +337,18 @@ void LeaseManager::Reject(uint64_t seq, const std::string& message) {
   Reply r;
   r.set_kind(Reply::REJECTED);
   r.set_message(message);
+  if (failure != nullptr) *r.mutable_failure() = *failure;
   Answer(seq, std::move(r));
 }
 
-bool LeaseManager::RejectKey(const WorkerKey& key, const std::string& message) {
+bool LeaseManager::RejectKey(const WorkerKey& key, const std::string& message, const rpc::ErrorInfo* failure) {
   bool freed = false;
   for (auto it = pending_.begin(); it != pending_.end();) {
     const uint64_t seq = it->first;
     const bool match = it->second.key == key;
     freed |= match && it->second.allocation.has_value();
     ++it;
-    if (match) Reject(seq, message);
+    if (match) Reject(seq, message, failure);
   }
   return freed;
 }

@@ -4,13 +4,16 @@
 // policy in the raylet; any src/scheduler policy fits) against the cluster view, and then
 // answered exactly once through its callback:
 //   - GRANTED: this node's resources were taken (GPUs per device, best fit for fractions) and a
-//     worker of the request's (job, command) was found idle or started and registered;
+//     worker of the request's (job, command, runtime env) was found idle or started and
+//     registered; a worker in a runtime environment starts once the RuntimeEnvProvider has
+//     set the environment up (the request holds its resources meanwhile);
 //   - SPILLBACK: another raylet should take it (its address and node id); the view then counts
 //     the demand as taken there until that node's next report;
 //   - REJECTED: the request is invalid (negative or absurd amounts, 1.5 GPUs, no job id or
 //     worker command, a malformed strategy), the policy finds it unschedulable (a hard node
 //     affinity to a dead node), or its worker command keeps failing to start
-//     (max_start_failures in a row, or the executable cannot be run).
+//     (max_start_failures in a row, or the executable cannot be run), or its runtime
+//     environment could not be set up (the reply's failure says RUNTIME_ENV_SETUP_FAILED).
 // A request that fits nowhere now waits here: queued when some node could hold it, infeasible
 // when none could (it waits until such a node joins). Waiting requests are tried again, in
 // arrival order, whenever resources are freed, a worker registers or exits, or the cluster view
@@ -73,6 +76,9 @@ struct LeaseManagerOptions {
   // worker_failed). Runs on the manager's thread, from inside its methods: it must not call
   // back into the manager. The raylet forwards these to the GCS (actors live on such workers).
   std::function<void(const WorkerId& worker, const std::string& reason, bool owner_gone)> on_leased_worker_death;
+  // Sets up the runtime environments of requests that name one (RuntimeEnvAgent); borrowed,
+  // must outlive the manager. Null: such requests are rejected.
+  RuntimeEnvProvider* runtime_envs = nullptr;
 };
 
 class LeaseManager {
@@ -175,6 +181,7 @@ class LeaseManager {
     WorkerKey key;
     std::string owner_address;
     bool retriable = false;
+    rpc::RuntimeEnv runtime_env;  // key.env_key names it
     ReplyCallback reply;
     std::optional<ResourceAllocation> allocation;  // set: waiting for a worker
   };
@@ -197,10 +204,12 @@ class LeaseManager {
   bool MatchWorkers();
   void Grant(uint64_t seq, const WorkerPool::Worker& worker);
   void Answer(uint64_t seq, absl::StatusOr<rpc::RequestWorkerLeaseReply> reply);
-  void Reject(uint64_t seq, const std::string& message);
+  // `failure`: the reply's ErrorInfo (its type tells the owner what to report); none:
+  // TASK_UNSCHEDULABLE.
+  void Reject(uint64_t seq, const std::string& message, const rpc::ErrorInfo* failure = nullptr);
   // Rejects every waiting request of `key`: its worker command keeps failing. Answers whether
   // any of them held resources.
-  bool RejectKey(const WorkerKey& key, const std::string& message);
+  bool RejectKey(const WorkerKey& key, const std::string& message, const rpc::ErrorInfo* failure = nullptr);
   void EndLease(absl::flat_hash_map<LeaseId, Lease>::iterator it);
   // KillLeasedWorker without trying the waiting requests again.
   void KillLease(absl::flat_hash_map<LeaseId, Lease>::iterator it, const rpc::ErrorInfo& cause);

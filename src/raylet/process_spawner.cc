@@ -149,6 +149,12 @@ absl::StatusOr<int64_t> PosixProcessSpawner::Spawn(const ProcessSpec& spec) {
     Redirect(out.fd, STDOUT_FILENO);
     Redirect(err.fd, STDERR_FILENO);
     CloseDescriptorsFrom(3, pipe_write.fd, max_fd);
+    if (!spec.cwd.empty() && chdir(spec.cwd.c_str()) != 0) {
+      int e = errno;
+      ssize_t ignored = write(pipe_write.fd, &e, sizeof(e));
+      (void)ignored;
+      _exit(127);
+    }
     execve(exe->c_str(), argv.data(), envp.data());
     int e = errno;
     ssize_t ignored = write(pipe_write.fd, &e, sizeof(e));
@@ -167,7 +173,8 @@ absl::StatusOr<int64_t> PosixProcessSpawner::Spawn(const ProcessSpec& spec) {
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    return ErrnoStatus(child_errno, absl::StrCat("cannot run ", *exe));
+    return ErrnoStatus(child_errno, spec.cwd.empty() ? absl::StrCat("cannot run ", *exe)
+                                                     : absl::StrCat("cannot run ", *exe, " in ", spec.cwd));
   }
   return static_cast<int64_t>(pid);
 }

@@ -24,6 +24,7 @@ struct ProcessSpec {
   std::vector<std::pair<std::string, std::string>> env;
   std::string stdout_path;  // appended to; empty: inherit the parent's
   std::string stderr_path;
+  std::string cwd;          // the child's working directory; empty: the parent's
 };
 
 // How a process ended.

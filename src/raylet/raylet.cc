@@ -18,6 +18,7 @@
 #include "src/common/rpc.h"
 #include "src/common/rpc_metrics.h"
 #include "src/common/system.h"
+#include "src/gcs_client/package_store.h"
 #include "src/scheduler/hybrid_policy.h"
 
 namespace shoal {
@@ -500,13 +501,25 @@ void Raylet::StartLeasing() {
                          .gcs_address = options_.gcs_address,
                          .store_socket = store_socket_,
                          .session_dir = options_.session_dir,
+                         .min_worker_port = options_.min_worker_port,
+                         .max_worker_port = options_.max_worker_port,
                          .max_starting = static_cast<int>(
                              options_.max_starting_workers > 0 ? options_.max_starting_workers : cpus),
                          .max_idle = static_cast<int>(options_.max_idle_workers >= 0 ? options_.max_idle_workers : cpus),
                          .idle_timeout = options_.worker_idle_timeout,
                          .start_timeout = options_.worker_start_timeout};
   pool_ = std::make_unique<WorkerPool>(spawner_, clock_, std::move(pool));
+  RuntimeEnvAgentOptions envs;
+  envs.root_dir = (std::filesystem::path(options_.session_dir) / "runtime_resources").string();
+  envs.fetch_package = [gcs = gcs_.WithTimeout(absl::Seconds(30))](const std::string& uri) {
+    return GetPackage(PackageKvOf(gcs), uri);
+  };
+  envs.on_change = [this] { loop_->Post([this] { leases_->Reschedule(); }); };
+  envs.max_unused_envs = options_.runtime_env_max_unused_envs;
+  envs.max_unused_packages = options_.runtime_env_max_unused_packages;
+  runtime_envs_ = std::make_unique<RuntimeEnvAgent>(clock_, std::move(envs));
   LeaseManagerOptions leases;
+  leases.runtime_envs = runtime_envs_.get();
   leases.node_id = node_id_;
   leases.resources = options_.resources;
   leases.labels = options_.labels;
@@ -534,6 +547,11 @@ void Raylet::StartLeasing() {
 
 void Raylet::Tick() {
   leases_->Tick();
+  std::set<std::string> live_envs;
+  for (const auto& [id, worker] : pool_->workers()) {
+    if (!worker.key.env_key.empty()) live_envs.insert(worker.key.env_key);
+  }
+  runtime_envs_->Tick(live_envs);
   std::optional<MemoryMonitor::Kill> kill = memory_monitor_->Tick(
       [this] { return leases_->LeasedWorkers(); }, [this](int64_t pid) { return pool_->Exiting(pid); });
   if (kill) {
@@ -603,11 +621,13 @@ void Raylet::StopServing() {
   loop_->Stop();
   bundles_.reset();
   leases_.reset();
+  runtime_envs_.reset();  // kills pip installs in progress; its late posts to the loop are refused
   pool_.reset();  // kills the workers
 }
 
 void Raylet::ReportLoop() {
   bool registered = true;
+  int64_t reports = 0;
   while (WaitToReport()) {
     if (!registered) {
       absl::Status s = Register(gcs_);
@@ -656,8 +676,39 @@ void Raylet::ReportLoop() {
     if (registered) {
       ReportUnreportedDeaths();
       RefreshClusterView();
+      if (++reports % 2 == 0) KillIdleWorkersOfFinishedJobs();
     }
   }
+}
+
+void Raylet::KillIdleWorkersOfFinishedJobs() {
+  // A worker serves one job only: once its job has finished, an idle one is of no more use (and
+  // would keep its runtime environment in use).
+  std::set<JobId> idle_jobs;
+  if (!loop_->RunSync([&] {
+        for (const auto& [id, worker] : pool_->workers()) {
+          if (worker.state == WorkerPool::State::kIdle) idle_jobs.insert(worker.key.job);
+        }
+      })) {
+    return;
+  }
+  if (idle_jobs.empty()) return;
+  absl::StatusOr<std::vector<rpc::JobInfo>> jobs = gcs_.GetAllJobInfo();
+  if (!jobs.ok()) return;
+  std::set<JobId> finished;
+  for (const rpc::JobInfo& job : *jobs) {
+    absl::StatusOr<JobId> id = JobId::FromHex(job.job_id());
+    if (job.is_dead() && id.ok() && idle_jobs.contains(*id)) finished.insert(*id);
+  }
+  if (finished.empty()) return;
+  loop_->Post([this, finished = std::move(finished)] {
+    std::vector<WorkerId> doomed;
+    for (const auto& [id, worker] : pool_->workers()) {
+      if (worker.state == WorkerPool::State::kIdle && finished.contains(worker.key.job)) doomed.push_back(id);
+    }
+    for (const WorkerId& id : doomed) (void)pool_->KillWorker(id, "its job has finished");
+    if (!doomed.empty()) spdlog::info("killed {} idle worker(s) of finished jobs", doomed.size());
+  });
 }
 
 void Raylet::ReportSoon() {

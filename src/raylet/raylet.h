@@ -46,6 +46,7 @@
 #include "src/raylet/memory_monitor.h"
 #include "src/raylet/object_manager.h"
 #include "src/raylet/process_spawner.h"
+#include "src/raylet/runtime_env_agent.h"
 #include "src/raylet/worker_pool.h"
 
 namespace shoal {
@@ -78,6 +79,12 @@ struct RayletOptions {
   // Kills leased workers when the node's memory use passes a threshold (memory_monitor.h);
   // node_name is filled in by the raylet. The loop's tick_period bounds its refresh period.
   MemoryMonitorOptions memory_monitor;
+  int min_worker_port = 0;  // workers listen in this range; 0: any free port
+  int max_worker_port = 0;
+  // Runtime environments (runtime_env_agent.h) set up under <session_dir>/runtime_resources:
+  // this many unused virtualenvs and unused packages are kept for reuse.
+  int runtime_env_max_unused_envs = 4;
+  int runtime_env_max_unused_packages = 32;
   // The same for leases the GCS owns (detached actors' workers), as Ray's
   // gcs_rpc_server_reconnect_timeout_s: a GCS restarted within it finds those workers alive.
   absl::Duration gcs_reconnect_timeout = absl::Seconds(60);
@@ -129,6 +136,8 @@ class Raylet {
   static void SendWorkerDeath(const GcsClient& gcs, const std::shared_ptr<UnreportedDeaths>& unreported,
                               rpc::ReportWorkerDeathRequest death);
   void ReportLoop();
+  // Reporter thread: kills the idle workers whose job the GCS says has finished.
+  void KillIdleWorkersOfFinishedJobs();
   // Wakes the reporter to report now (a bundle changed the node's resources). Any thread.
   void ReportSoon();
   // Waits for the next report (a period, or ReportSoon); false once stopping. Reporter thread.
@@ -150,6 +159,7 @@ class Raylet {
   PosixProcessSpawner spawner_;
   std::unique_ptr<EventLoop> loop_;
   std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<RuntimeEnvAgent> runtime_envs_;  // Prepare and Tick on the event loop
   std::unique_ptr<LeaseManager> leases_;
   std::unique_ptr<BundleManager> bundles_;  // event loop only
   std::unique_ptr<OwnerMonitor> owners_;  // event loop only

@@ -45,6 +45,10 @@ struct Flags {
   int64_t worker_start_timeout_ms = 60000;
   double memory_usage_threshold = 0.95;
   int64_t memory_monitor_refresh_ms = 250;
+  int64_t min_worker_port = 0;
+  int64_t max_worker_port = 0;
+  int64_t runtime_env_cache_envs = 4;
+  int64_t runtime_env_cache_packages = 32;
 };
 
 absl::StatusOr<std::map<std::string, std::string>> ParseLabels(const std::string& text) {
@@ -96,6 +100,12 @@ int Main(int argc, char** argv) {
                   "limit if lower) passes this fraction, in (0, 1]");
   flags.AddInt("memory-monitor-refresh-ms", &f.memory_monitor_refresh_ms,
                "how often the memory monitor reads the node's memory (0 disables it)");
+  flags.AddInt("min-worker-port", &f.min_worker_port, "lowest port a worker listens on (0: any free port)");
+  flags.AddInt("max-worker-port", &f.max_worker_port, "highest port a worker listens on");
+  flags.AddInt("runtime-env-cache-envs", &f.runtime_env_cache_envs,
+               "unused runtime-env virtualenvs kept for reuse (least recently used deleted first)");
+  flags.AddInt("runtime-env-cache-packages", &f.runtime_env_cache_packages,
+               "unused runtime-env packages (working_dir, py_modules) kept unpacked for reuse");
   AddAuthFlags(flags, &f.auth);
   if (std::optional<int> exit_code = ParseDaemonFlags(flags, argc, argv)) return *exit_code;
   if (absl::Status s = ConfigureDaemonAuth(f.auth, "shoal-raylet"); !s.ok()) {
@@ -124,6 +134,17 @@ int Main(int argc, char** argv) {
   }
   if (f.worker_idle_timeout_ms < 0 || f.worker_start_timeout_ms <= 0 || f.max_idle_workers > 1000000) {
     ReportFatal("--worker-idle-timeout-ms must not be negative, --worker-start-timeout-ms must be positive");
+    return 2;
+  }
+  if ((f.min_worker_port != 0 || f.max_worker_port != 0) &&
+      !(f.min_worker_port >= 1 && f.max_worker_port <= 65535 && f.min_worker_port <= f.max_worker_port)) {
+    ReportFatal(absl::StrCat("--min-worker-port and --max-worker-port must be a range in 1..65535, got ",
+                             f.min_worker_port, "..", f.max_worker_port));
+    return 2;
+  }
+  if (f.runtime_env_cache_envs < 0 || f.runtime_env_cache_packages < 0 || f.runtime_env_cache_envs > 100000 ||
+      f.runtime_env_cache_packages > 100000) {
+    ReportFatal("--runtime-env-cache-envs and --runtime-env-cache-packages must be in 0..100000");
     return 2;
   }
   const MemoryMonitorOptions memory_monitor{.usage_threshold = f.memory_usage_threshold,
@@ -171,6 +192,10 @@ int Main(int argc, char** argv) {
                         .max_idle_workers = static_cast<int>(f.max_idle_workers),
                         .worker_start_timeout = absl::Milliseconds(f.worker_start_timeout_ms),
                         .memory_monitor = memory_monitor,
+                        .min_worker_port = static_cast<int>(f.min_worker_port),
+                        .max_worker_port = static_cast<int>(f.max_worker_port),
+                        .runtime_env_max_unused_envs = static_cast<int>(f.runtime_env_cache_envs),
+                        .runtime_env_max_unused_packages = static_cast<int>(f.runtime_env_cache_packages),
                         .gcs_reconnect_timeout = absl::Seconds(f.gcs_rpc_server_reconnect_timeout_s)};
   Raylet raylet(options);
   if (auto s = raylet.Start(); !s.ok()) {

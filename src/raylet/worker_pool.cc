@@ -9,7 +9,8 @@
 namespace shoal {
 
 std::string WorkerKey::ToString() const {
-  return absl::StrCat("job ", job.Hex(), ": ", absl::StrJoin(command, " "));
+  return absl::StrCat("job ", job.Hex(), ": ", absl::StrJoin(command, " "),
+                      env_key.empty() ? "" : absl::StrCat(" [env ", env_key.substr(0, 8), "]"));
 }
 
 WorkerPool::WorkerPool(ProcessSpawner& spawner, const Clock& clock, WorkerPoolOptions options)
@@ -31,7 +32,7 @@ std::string WorkerPool::LogPath(const WorkerId& id, const std::string& suffix) c
 
 bool WorkerPool::CanStartWorker() const { return starting_ < std::max(1, options_.max_starting); }
 
-absl::StatusOr<WorkerId> WorkerPool::StartWorker(const WorkerKey& key) {
+absl::StatusOr<WorkerId> WorkerPool::StartWorker(const WorkerKey& key, const RuntimeEnvContext* env) {
   if (key.command.empty() || key.command[0].empty()) {
     return absl::InvalidArgumentError("the worker command is empty");
   }
@@ -52,8 +53,21 @@ absl::StatusOr<WorkerId> WorkerPool::StartWorker(const WorkerKey& key) {
       {"SHOAL_SESSION_DIR", options_.session_dir},
       {"SHOAL_NODE_IP", options_.node_ip},
   };
+  if (options_.min_worker_port > 0) {
+    spec.env.emplace_back("SHOAL_MIN_WORKER_PORT", std::to_string(options_.min_worker_port));
+    spec.env.emplace_back("SHOAL_MAX_WORKER_PORT", std::to_string(options_.max_worker_port));
+  }
   spec.stdout_path = LogPath(id, "out");
   spec.stderr_path = LogPath(id, "err");
+  if (env != nullptr) {
+    for (const auto& [name, value] : env->env) {
+      // The pool's SHOAL_* variables win over the environment's.
+      const bool taken = std::any_of(spec.env.begin(), spec.env.end(), [&](const auto& e) { return e.first == name; });
+      if (!taken) spec.env.emplace_back(name, value);
+    }
+    spec.cwd = env->cwd;
+    if (!env->interpreter.empty()) std::replace(spec.argv.begin(), spec.argv.end(), env->interpreter, env->python);
+  }
   auto pid = spawner_.Spawn(spec);
   if (!pid.ok()) {
     spdlog::warn("cannot start a worker for {}: {}", key.ToString(), pid.status().ToString());

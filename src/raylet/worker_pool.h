@@ -11,7 +11,7 @@
 // environment plus
 //   SHOAL_WORKER_MODE=1, SHOAL_WORKER_ID (hex WorkerId), SHOAL_RAYLET_ADDRESS (host:port),
 //   SHOAL_GCS_ADDRESS, SHOAL_NODE_ID (hex), SHOAL_STORE_SOCKET, SHOAL_JOB_ID (hex),
-//   SHOAL_SESSION_DIR, SHOAL_NODE_IP,
+//   SHOAL_SESSION_DIR, SHOAL_NODE_IP, SHOAL_MIN_WORKER_PORT and SHOAL_MAX_WORKER_PORT (when set),
 // stdout/stderr appended to <session>/logs/worker-<id>.out/.err, in its own process group, and
 // killed when the raylet dies. It binds its CoreWorkerService on SHOAL_NODE_IP:0 and calls
 // LeaseService.RegisterWorker(worker_id, port, pid) on SHOAL_RAYLET_ADDRESS within the start
@@ -27,6 +27,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -34,6 +35,7 @@
 #include "src/common/clock.h"
 #include "src/common/ids.h"
 #include "src/raylet/process_spawner.h"
+#include "src/raylet/runtime_env_agent.h"
 
 namespace shoal {
 
@@ -41,12 +43,13 @@ namespace shoal {
 struct WorkerKey {
   JobId job;
   std::vector<std::string> command;  // argv
+  std::string env_key;               // RuntimeEnvKey of its runtime environment ("": none)
 
   friend bool operator==(const WorkerKey&, const WorkerKey&) = default;
   friend bool operator<(const WorkerKey& a, const WorkerKey& b) {
-    return a.job != b.job ? a.job < b.job : a.command < b.command;
+    return std::tie(a.job, a.command, a.env_key) < std::tie(b.job, b.command, b.env_key);
   }
-  std::string ToString() const;  // "job 01000000: /bin/worker --flag"
+  std::string ToString() const;  // "job 01000000: /bin/worker --flag [env 1a2b3c4d]"
 };
 
 struct WorkerPoolOptions {
@@ -57,6 +60,9 @@ struct WorkerPoolOptions {
   std::string gcs_address;
   std::string store_socket;
   std::string session_dir;     // logs go to <session_dir>/logs/
+  // Workers listen on a port of this range (SHOAL_MIN/MAX_WORKER_PORT); 0: any free port.
+  int min_worker_port = 0;
+  int max_worker_port = 0;
   // At most this many workers start at once (further starts wait); at least 1.
   int max_starting = 1;
   // Idle workers beyond this many are killed once idle for idle_timeout.
@@ -108,9 +114,10 @@ class WorkerPool {
 
   // True when fewer than max_starting workers are starting.
   bool CanStartWorker() const;
-  // Starts a worker for `key`. ResourceExhausted when max_starting are already starting;
-  // InvalidArgument for an empty command; the spawner's error if it cannot run the command.
-  absl::StatusOr<WorkerId> StartWorker(const WorkerKey& key);
+  // Starts a worker for `key`, inside `env` when given (its variables, directory and
+  // interpreter; see RuntimeEnvAgent). ResourceExhausted when max_starting are already
+  // starting; InvalidArgument for an empty command; the spawner's error if it cannot run it.
+  absl::StatusOr<WorkerId> StartWorker(const WorkerKey& key, const RuntimeEnvContext* env = nullptr);
   // A started worker reports that it listens on `port`. NotFound for an id this pool is not
   // starting (unknown, killed, or timed out); AlreadyExists if it registered before with other
   // values (the same values again answer OK); InvalidArgument for a bad port.

@@ -107,6 +107,7 @@ class CoreWorker::Impl final {
     auto with_command = InPlacementGroup(options);
     if (!with_command.ok()) return with_command.status();
     if (with_command->worker_command.empty()) with_command->worker_command = CurrentWorkerCommand();
+    if (!with_command->has_runtime_env) with_command->runtime_env = CurrentRuntimeEnv();
     return actors_->Create(function_name, std::move(args), *with_command, actor);
   }
   // `options` with the placement group it runs in: its own strategy's, else (no strategy named)
@@ -184,6 +185,10 @@ class CoreWorker::Impl final {
   const JobId& job_id() const { return job_id_; }
   const std::string& address() const { return address_; }
 
+  void SetDefaultRuntimeEnv(rpc::RuntimeEnv env) {
+    absl::MutexLock lock(&mu_);
+    runtime_env_ = std::move(env);
+  }
  private:
 
   absl::Status StartServer();
@@ -208,6 +213,10 @@ class CoreWorker::Impl final {
   std::vector<std::string> CurrentWorkerCommand() {
     absl::MutexLock lock(&mu_);
     return worker_command_;
+  }
+  rpc::RuntimeEnv CurrentRuntimeEnv() {
+    absl::MutexLock lock(&mu_);
+    return runtime_env_;
   }
 
   const WorkerConfig config_;
@@ -245,6 +254,9 @@ class CoreWorker::Impl final {
 
   absl::Mutex mu_;
   std::vector<std::string> worker_command_ ABSL_GUARDED_BY(mu_);
+  // What tasks and actors submitted without a runtime_env of their own run in: the driver's
+  // (SetDefaultRuntimeEnv), a worker's own (from the tasks it runs).
+  rpc::RuntimeEnv runtime_env_ ABSL_GUARDED_BY(mu_);
   // Running task -> the first return of each task and actor call it submitted (recursive
   // cancel); dropped when the task ends.
   absl::flat_hash_map<TaskId, std::vector<ObjectId>> children_ ABSL_GUARDED_BY(mu_);
@@ -334,16 +346,36 @@ absl::Status CoreWorker::Impl::Start() {
 }
 
 absl::Status CoreWorker::Impl::StartServer() {
-  grpc::ServerBuilder builder;
-  builder.RegisterService(service_.get());
-  builder.SetMaxReceiveMessageSize(kMaxMessageSize);
-  builder.SetMaxSendMessageSize(kMaxMessageSize);
-  int port = 0;
-  auto server = shoal::StartServer(builder, config_.node_ip, 0, &port);
-  if (!server.ok()) return server.status();
-  server_ = std::move(*server);
-  address_ = absl::StrCat(config_.node_ip, ":", port);
-  return absl::OkStatus();
+  // Any free port, or (the raylet's --min/--max-worker-port, for firewalls) the first free one
+  // of the range, tried from a random place in it so that workers starting together spread.
+  std::vector<int> candidates = {0};
+  if (config_.min_port > 0) {
+    const int span = config_.max_port - config_.min_port + 1;
+    const int first = static_cast<int>(absl::ToUnixNanos(absl::Now()) % span);
+    candidates.clear();
+    for (int i = 0; i < span; ++i) candidates.push_back(config_.min_port + (first + i) % span);
+  }
+  absl::Status last;
+  for (int candidate : candidates) {
+    grpc::ServerBuilder builder;
+    builder.RegisterService(service_.get());
+    builder.SetMaxReceiveMessageSize(kMaxMessageSize);
+    builder.SetMaxSendMessageSize(kMaxMessageSize);
+    int port = 0;
+    auto server = shoal::StartServer(builder, config_.node_ip, candidate, &port);
+    if (!server.ok()) {
+      last = server.status();
+      continue;
+    }
+    server_ = std::move(*server);
+    address_ = absl::StrCat(config_.node_ip, ":", port);
+    return absl::OkStatus();
+  }
+  if (config_.min_port > 0) {
+    return absl::UnavailableError(absl::StrCat("no free worker port in ", config_.min_port, "..", config_.max_port,
+                                               " on ", config_.node_ip, " (--min-worker-port/--max-worker-port)"));
+  }
+  return last;
 }
 
 absl::Status CoreWorker::Impl::RegisterJob() {
@@ -455,6 +487,7 @@ absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::SubmitTask(const std::st
                                                                    const TaskOptions& options) {
   auto placed = InPlacementGroup(options);
   if (!placed.ok()) return placed.status();
+  if (!placed->has_runtime_env) placed->runtime_env = CurrentRuntimeEnv();
   auto spec = BuildTaskSpec(job_id_, function_name, *placed, address_,
                             placed->worker_command.empty() ? CurrentWorkerCommand() : placed->worker_command);
   if (!spec.ok()) return spec.status();
@@ -553,6 +586,11 @@ rpc::PushTaskReply CoreWorker::Impl::RunPushedTask(const rpc::PushTaskRequest& r
   if (spec.worker_command_size() > 0) {
     absl::MutexLock lock(&mu_);
     worker_command_.assign(spec.worker_command().begin(), spec.worker_command().end());
+  }
+  if (spec.actor_id().empty() || spec.actor_creation()) {
+    // The environment this worker was started in (method tasks carry none).
+    absl::MutexLock lock(&mu_);
+    runtime_env_ = spec.runtime_env();
   }
   tls_current_task = CurrentTaskInfo{SpecTaskId(spec).Hex(), spec.function_name(), spec.owner_address(),
                                      spec.attempt()};
@@ -675,6 +713,8 @@ absl::Status CoreWorker::SendLogs(const std::string& owner_address, const std::v
 void CoreWorker::SetLogHandler(std::function<void(const std::vector<std::string>&, bool)> handler) {
   impl_->SetLogHandler(std::move(handler));
 }
+void CoreWorker::SetDefaultRuntimeEnv(rpc::RuntimeEnv env) { impl_->SetDefaultRuntimeEnv(std::move(env)); }
+
 absl::Status CoreWorker::KvPut(const std::string& ns, const std::string& key, const std::string& value,
                                bool overwrite) {
   return impl_->gcs().WithTimeout(kGcsReconnectTimeout).KvPut(ns, key, value, overwrite).status();

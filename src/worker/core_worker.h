@@ -176,9 +176,14 @@ struct TaskOptions {
   // Objects referenced inside argument values (not resolved, passed as refs): kept alive
   // until the task finishes. Each must be owned or borrowed by this worker.
   std::vector<ObjectId> nested_refs;
-  // argv of the worker that runs it (e.g. with a runtime environment); empty: this driver's.
-  // Tasks with different commands never share workers.
+  // argv of the worker that runs it; empty: this driver's. Tasks with different commands
+  // never share workers.
   std::vector<std::string> worker_command;
+  // Where it runs (packages uploaded, see src/common/runtime_env.h); `has_runtime_env` false:
+  // the submitter's own (a driver's SetDefaultRuntimeEnv, a worker's the one it was started
+  // in). Tasks in different environments never share workers. Ignored for actor methods.
+  rpc::RuntimeEnv runtime_env;
+  bool has_runtime_env = false;
   // Actor method calls: the actor's concurrency group the call runs in ("": the default group).
   std::string concurrency_group;
   // Actor method calls: refuse the call (PENDING_CALLS_LIMIT_EXCEEDED: Ray's
@@ -336,6 +341,9 @@ class CoreWorker {
   absl::Status KvPut(const std::string& ns, const std::string& key, const std::string& value, bool overwrite);
   // NotFound when the key is absent.
   absl::StatusOr<std::string> KvGet(const std::string& ns, const std::string& key);
+  // The runtime environment of tasks and actors submitted without one (TaskOptions::runtime_env):
+  // a driver sets its job's here; a worker starts with the one it was started in.
+  void SetDefaultRuntimeEnv(rpc::RuntimeEnv env);
 
   const std::string& gcs_address() const;
   const JobId& job_id() const;

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "shoal/common.pb.h"
 #include "src/common/bundle_resources.h"
+#include "src/common/runtime_env.h"
 #include "src/scheduler/scheduling_policy.h"
 
 namespace shoal {
@@ -88,6 +89,8 @@ absl::StatusOr<rpc::TaskSpec> BuildTaskSpec(const JobId& job, const std::string&
   if (options.streaming) spec.set_generator_backpressure_num_objects(options.generator_backpressure_num_objects);
   spec.set_owner_address(owner_address);
   for (const auto& arg : worker_command) spec.add_worker_command(arg);
+  if (auto s = ValidateRuntimeEnv(options.runtime_env); !s.ok()) return s;
+  *spec.mutable_runtime_env() = options.runtime_env;
   return spec;
 }
 
@@ -123,6 +126,7 @@ SchedulingKey SchedulingKey::Of(const rpc::TaskSpec& spec) {
   }
   // The raylet's memory monitor kills workers of retriable leases first: a lease serves either.
   absl::StrAppend(&key.repr_, spec.max_retries() != 0 ? "|retriable" : "|final");
+  absl::StrAppend(&key.repr_, "|env:", RuntimeEnvKey(spec.runtime_env()));
   return key;
 }
 

@@ -38,6 +38,7 @@ void TaskSubmitter::Enqueue(rpc::TaskSpec spec, bool front, Actions& actions) {
     *ks.request.mutable_worker_command() = spec.worker_command();
     ks.request.set_owner_address(options_.owner_address);
     ks.request.set_retriable(spec.max_retries() != 0);  // part of the key
+    *ks.request.mutable_runtime_env() = spec.runtime_env();  // part of the key
   }
   if (front) {
     ks.queue.push_front(std::move(spec));
@@ -209,8 +210,12 @@ void TaskSubmitter::OnLeaseReply(const SchedulingKey& key, const std::string& ra
             break;
           default:  // REJECTED
             --ks.pending_requests;
-            FailQueued(ks, rpc::TASK_UNSCHEDULABLE,
-                       absl::StrCat("raylet ", raylet, " rejected its lease request: ", reply.message()), actions);
+            if (reply.has_failure() && reply.failure().type() != rpc::ERROR_TYPE_UNSPECIFIED) {
+              FailQueued(ks, reply.failure().type(), reply.failure().message(), actions);
+            } else {
+              FailQueued(ks, rpc::TASK_UNSCHEDULABLE,
+                         absl::StrCat("raylet ", raylet, " rejected its lease request: ", reply.message()), actions);
+            }
             break;
         }
         Pump(key, ks, actions);

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "src/common/rpc.h"
 #include "src/gcs_client/gcs_client.h"
@@ -70,6 +71,14 @@ absl::StatusOr<WorkerConfig> WorkerConfig::FromEnvironment(const Getenv& getenv)
   }
   config.node_ip = getenv("SHOAL_NODE_IP");
   if (config.node_ip.empty()) config.node_ip = raylet->first;
+  const std::string min_port = getenv("SHOAL_MIN_WORKER_PORT"), max_port = getenv("SHOAL_MAX_WORKER_PORT");
+  if (!min_port.empty() || !max_port.empty()) {
+    if (!absl::SimpleAtoi(min_port, &config.min_port) || !absl::SimpleAtoi(max_port, &config.max_port) ||
+        config.min_port < 1 || config.max_port > 65535 || config.min_port > config.max_port) {
+      return absl::InvalidArgumentError(absl::StrCat("SHOAL_MIN_WORKER_PORT/SHOAL_MAX_WORKER_PORT must be a port range, got '",
+                                                     min_port, "'..'", max_port, "'"));
+    }
+  }
   auto wid = WorkerId::FromHex(worker_id);
   if (!wid.ok()) return absl::InvalidArgumentError(absl::StrCat("SHOAL_WORKER_ID: ", wid.status().message()));
   auto nid = NodeId::FromHex(node_id);
@@ -108,7 +117,9 @@ std::string SelfExecutable() {
 absl::StatusOr<WorkerConfig> WorkerConfig::ForDriver(const CoreWorkerOptions& options, const Clock& clock,
                                                     absl::Duration connect_timeout) {
   if (auto hp = ParseHostPort(options.gcs_address); !hp.ok()) return hp.status();
-  auto node = FindRaylet(options.gcs_address, options.raylet_address, clock, connect_timeout);
+  std::string raylet = options.raylet_address;
+  if (raylet.empty()) raylet = ProcessGetenv("SHOAL_DRIVER_RAYLET_ADDRESS");
+  auto node = FindRaylet(options.gcs_address, raylet, clock, connect_timeout);
   if (!node.ok()) return node.status();
   auto node_id = NodeId::FromHex(node->node_id());
   if (!node_id.ok()) return node_id.status();

@@ -22,6 +22,9 @@ struct WorkerConfig {
   std::string gcs_address;
   std::string raylet_address;
   std::string node_ip;        // where this worker serves (CoreWorkerService)
+  // The ports it may listen on (SHOAL_MIN_WORKER_PORT..SHOAL_MAX_WORKER_PORT); 0: any free one.
+  int min_port = 0;
+  int max_port = 0;
   std::string store_socket;
   NodeId node_id;
   WorkerId worker_id;
@@ -32,14 +35,15 @@ struct WorkerConfig {
   using Getenv = std::function<std::string(const char* name)>;
 
   // Worker mode, from SHOAL_WORKER_ID, SHOAL_RAYLET_ADDRESS, SHOAL_NODE_ID, SHOAL_STORE_SOCKET,
-  // SHOAL_JOB_ID (all required), SHOAL_GCS_ADDRESS and SHOAL_NODE_IP (default: the raylet's
-  // host). The worker command is this process's own command line. InvalidArgument naming the
+  // SHOAL_JOB_ID (all required), SHOAL_GCS_ADDRESS, SHOAL_NODE_IP (default: the raylet's
+  // host) and SHOAL_MIN_WORKER_PORT / SHOAL_MAX_WORKER_PORT (both or neither). The worker command is this process's own command line. InvalidArgument naming the
   // variable when one is missing or malformed.
   static absl::StatusOr<WorkerConfig> FromEnvironment(const Getenv& getenv = ProcessGetenv);
   static std::string ProcessGetenv(const char* name);
 
-  // Driver mode: joins the node whose raylet is options.raylet_address, or the alive head node
-  // when that is empty, as the GCS at options.gcs_address lists it (a node still registering
+  // Driver mode: joins the node whose raylet is options.raylet_address, else
+  // $SHOAL_DRIVER_RAYLET_ADDRESS (a job's entrypoint on its lease's node has it), else the
+  // alive head node, as the GCS at options.gcs_address lists it (a node still registering
   // is waited for, up to `connect_timeout` by `clock`). A new worker id; the worker command
   // is options.worker_command, else this executable. NotFound when no such node is alive;
   // Unavailable when the GCS does not answer.

@@ -50,6 +50,11 @@ def process_alive(pid):
     return state != "Z"
 
 
+def ip(*args, check=True):
+    """Runs iproute2's `ip` (network namespaces and veth pairs for the multi-host tests)."""
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=check)
+
+
 def wait_until(predicate, timeout, interval=0.1, what="condition"):
     """Polls `predicate` until it is truthy; fails the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout

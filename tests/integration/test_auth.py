@@ -21,10 +21,13 @@ sys.path.insert(0, PYTHON_DIR)
 import shoal as ray  # noqa: E402
 
 
-def methods(module):
-    """(full method name, server-streaming?) for every method of every service in `module`."""
+def methods(module, only=None, skip=()):
+    """(full method name, server-streaming?) for every method of every service in `module` (or
+    of the services named in `only`, less those in `skip`)."""
     out = []
     for service in module.DESCRIPTOR.services_by_name.values():
+        if (only is not None and service.name not in only) or service.name in skip:
+            continue
         for m in service.methods:
             out.append((f"/{service.full_name}/{m.name}", bool(getattr(m, "server_streaming", False))))
     assert out, module
@@ -63,8 +66,9 @@ def test_every_method_of_every_server_refuses_calls_without_the_token(driver, gc
     nodes_before = sorted(n["node_id"] for n in cluster.alive_nodes())
     raylets = [f"{n['address']}:{n['raylet_port']}" for n in cluster.alive_nodes()]
 
-    servers = [(cluster.address, methods(gcs_pb2))] + [(r, methods(raylet_pb2)) for r in raylets] + \
-              [(worker, methods(worker_pb2))]
+    # EntrypointService is served by a job's entrypoint holder (its own test below).
+    servers = [(cluster.address, methods(gcs_pb2))] + \
+              [(r, methods(raylet_pb2, skip={"EntrypointService"})) for r in raylets] + [(worker, methods(worker_pb2))]
     checked = 0
     for address, names in servers:
         for token in (None, "x" * 32):
@@ -210,3 +214,35 @@ def test_disable_auth_opens_the_cluster_with_a_warning(cluster, gcs_stubs):
     proc = cluster.start_worker("--num-cpus", 1)
     assert "auth disabled" in proc.stderr
     wait_until(lambda: len(cluster.alive_nodes()) == 2, 30, what="the second node")
+
+
+def test_a_jobs_entrypoint_holder_refuses_calls_without_the_token(cluster, tmp_path):
+    """The process holding a job's entrypoint resources runs the entrypoint for the dashboard
+    (src/dashboard/entrypoint_runner.h): without the token it runs nothing."""
+    import shoalpb.raylet_pb2 as raylet_pb2
+    cluster.start_head("--num-cpus", 2, dashboard=True)
+    marker = tmp_path / "ran"
+    status, body = cluster.api("POST", "/api/jobs/", {"entrypoint": "sleep 300", "entrypoint_num_cpus": 1})
+    assert status == 200, body
+    job_id = body["submission_id"]
+    wait_until(lambda: cluster.api("GET", f"/api/jobs/{job_id}")[1]["status"] == "RUNNING", 60, what="RUNNING")
+    env = dict(cluster.env, PYTHONPATH=PYTHON_DIR)
+    code = ("import json, shoal; from shoal.util import state; shoal.init(address='auto'); "
+            "print(json.dumps([w['address'] for w in state.list_workers(detail=True) "
+            "if w.get('job_id') == 'f0ffffff' and w.get('address')]))")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    import json
+    holders = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(holders) == 1, proc.stdout
+    request = raylet_pb2.RunEntrypointRequest(entrypoint=f"touch {marker}").SerializeToString()
+    for token in (None, "x" * 32):
+        channel = cluster.channel(holders[0], token=token)
+        try:
+            for _ in channel.unary_stream("/shoal.rpc.EntrypointService/Run")(request, timeout=10):
+                pass
+            pytest.fail("the holder ran an entrypoint without the token")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
+    assert not marker.exists()
+    assert cluster.api("POST", f"/api/jobs/{job_id}/stop")[0] == 200

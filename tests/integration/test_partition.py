@@ -11,11 +11,7 @@ import textwrap
 
 import pytest
 
-from conftest import PYTHON_DIR, SHOAL, process_alive, wait_until
-
-
-def ip(*args, check=True):
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=check)
+from conftest import PYTHON_DIR, SHOAL, ip, process_alive, wait_until
 
 
 @pytest.fixture

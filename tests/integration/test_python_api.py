@@ -502,7 +502,9 @@ def test_runtime_env_env_vars_and_working_dir(driver, tmp_path):
 
     var, cwd, value = ray.get(probe.remote(), timeout=60)
     assert var == "set"
-    assert os.path.samefile(cwd, tmp_path)
+    # The node's unpacked copy of the uploaded working_dir (tests/integration/test_runtime_env.py).
+    assert "/runtime_resources/packages/_shoal_pkg_" in cwd
+    assert os.path.exists(os.path.join(cwd, "helper_mod.py"))
     assert value == "imported from the working dir"
 
     @ray.remote
@@ -512,7 +514,7 @@ def test_runtime_env_env_vars_and_working_dir(driver, tmp_path):
     assert ray.get(plain.remote()) is None  # workers of other environments are not shared
     assert ray.get(plain.options(runtime_env={"env_vars": {"SHOAL_TEST_VAR": "other"}}).remote()) == "other"
     with pytest.raises(ValueError, match="not supported"):
-        plain.options(runtime_env={"pip": ["requests"]}).remote()
+        plain.options(runtime_env={"conda": "myenv"}).remote()
     with pytest.raises(ValueError, match="working_dir"):
         plain.options(runtime_env={"working_dir": str(tmp_path / "missing")}).remote()
 

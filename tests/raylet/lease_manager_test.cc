@@ -741,5 +741,85 @@ TEST_CASE("A burst of fractional GPU spillbacks takes shares per device", "[leas
   CHECK_FALSE(t.leases.view().Find(Id(3))->IsAvailable(RS({{"GPU", 1}})));
 }
 
+rpc::RequestWorkerLeaseRequest EnvRequest(const std::string& var_value) {
+  rpc::RequestWorkerLeaseRequest req;
+  (*req.mutable_resources()->mutable_amounts())["CPU"] = FixedPoint::kScale;
+  req.set_job_id(kJob.Hex());
+  req.add_worker_command("/usr/bin/python3");
+  req.add_worker_command("-m");
+  req.add_worker_command("shoal.worker");
+  (*req.mutable_runtime_env()->mutable_env_vars())["MY_VAR"] = var_value;
+  return req;
+}
+
+TEST_CASE("a worker in a runtime env starts once the env is set up, inside it") {
+  LeaseTest t;
+  const rpc::RequestWorkerLeaseRequest req = EnvRequest("1");
+  const uint64_t id = t.Send(req);
+  CHECK(t.envs.prepares >= 1);
+  CHECK(t.spawner.spawned().empty());  // being set up
+  CHECK_FALSE(t.Answered(id));
+  RuntimeEnvContext context;
+  context.env = {{"MY_VAR", "1"}, {"SHOAL_WORKER_ID", "not-this-one"}};
+  context.cwd = "/pkgs/wd";
+  context.interpreter = "/usr/bin/python3";
+  context.python = "/envs/abc/bin/python";
+  t.envs.answers[RuntimeEnvKey(req.runtime_env())] = context;
+  t.leases.Reschedule();
+  REQUIRE(t.spawner.spawned().size() == 1);
+  const auto* p = t.spawner.spawned()[0];
+  CHECK(p->spec.argv == std::vector<std::string>{"/envs/abc/bin/python", "-m", "shoal.worker"});
+  CHECK(p->spec.cwd == "/pkgs/wd");
+  CHECK(p->Env("MY_VAR") == "1");
+  CHECK(p->Env("SHOAL_WORKER_ID") != "not-this-one");  // the pool's own variables win
+  t.RegisterAll();
+  const Reply& granted = t.ReplyOf(id);
+  REQUIRE(granted.kind() == Reply::GRANTED);
+
+  // The same env reuses the worker once it is idle; another env gets a worker of its own.
+  REQUIRE_OK(t.leases.ReturnWorker(granted.lease_id(), false));
+  const uint64_t same = t.Send(req);
+  REQUIRE(t.ReplyOf(same).kind() == Reply::GRANTED);
+  CHECK(t.ReplyOf(same).worker_id() == granted.worker_id());
+  const rpc::RequestWorkerLeaseRequest other_req = EnvRequest("2");
+  t.envs.answers[RuntimeEnvKey(other_req.runtime_env())] = RuntimeEnvContext{};
+  const uint64_t other = t.Send(other_req);
+  CHECK(t.spawner.spawned().size() == 2);
+  t.RegisterAll();
+  CHECK(t.ReplyOf(other).worker_id() != granted.worker_id());
+}
+
+TEST_CASE("a runtime env that cannot be set up rejects its requests with RUNTIME_ENV_SETUP_FAILED") {
+  LeaseTest t(Options{.resources = {{"CPU", 2}}});
+  const rpc::RequestWorkerLeaseRequest req = EnvRequest("1");
+  const uint64_t a = t.Send(req);
+  const uint64_t b = t.Send(req);
+  t.envs.answers[RuntimeEnvKey(req.runtime_env())] = absl::FailedPreconditionError("pip install failed: no such package");
+  t.leases.Reschedule();
+  for (uint64_t id : {a, b}) {
+    const Reply& r = t.ReplyOf(id);
+    CHECK(r.kind() == Reply::REJECTED);
+    CHECK(r.failure().type() == rpc::RUNTIME_ENV_SETUP_FAILED);
+    CHECK(r.failure().message().find("no such package") != std::string::npos);
+  }
+  CHECK(t.spawner.spawned().empty());
+  CHECK(t.leases.Available() == t.Total());  // what the requests held is back
+  // A plain request still runs.
+  CHECK(t.Grant({{"CPU", 1}}).kind() == Reply::GRANTED);
+}
+
+TEST_CASE("a raylet without a runtime env provider refuses requests that name an env; invalid envs are refused") {
+  LeaseTest t(Options{.runtime_envs = false});
+  const uint64_t id = t.Send(EnvRequest("1"));
+  CHECK(t.ReplyOf(id).kind() == Reply::REJECTED);
+  CHECK(t.ReplyOf(id).message().find("cannot set up runtime environments") != std::string::npos);
+  LeaseTest u;
+  rpc::RequestWorkerLeaseRequest bad = EnvRequest("1");
+  bad.mutable_runtime_env()->set_working_dir("s3://bucket/x.zip");
+  const uint64_t refused = u.Send(bad);
+  CHECK(u.ReplyOf(refused).kind() == Reply::REJECTED);
+  CHECK(u.envs.prepares == 0);
+}
+
 }  // namespace
 }  // namespace shoal

@@ -14,6 +14,7 @@
 #include "shoal/common.pb.h"
 #include "src/common/fake_clock.h"
 #include "src/raylet/fake_process_spawner.h"
+#include "src/common/runtime_env.h"
 #include "src/raylet/lease_manager.h"
 #include "src/scheduler/hybrid_policy.h"
 #include "tests/test_util/resource_helpers.h"
@@ -42,7 +43,22 @@ inline rpc::NodeInfo Node(int n, const std::map<std::string, double>& total,
   return info;
 }
 
+// Answers Prepare from a table filled by the test: by RuntimeEnvKey, a context, an error, or
+// (absent) "being set up".
+struct FakeRuntimeEnvs : RuntimeEnvProvider {
+  std::map<std::string, absl::StatusOr<RuntimeEnvContext>> answers;
+  int prepares = 0;
+  absl::StatusOr<std::optional<RuntimeEnvContext>> Prepare(const rpc::RuntimeEnv& env) override {
+    ++prepares;
+    auto it = answers.find(RuntimeEnvKey(env));
+    if (it == answers.end()) return std::nullopt;
+    if (!it->second.ok()) return it->second.status();
+    return std::optional<RuntimeEnvContext>(*it->second);
+  }
+};
+
 struct Options {
+  bool runtime_envs = true;  // give the manager the fixture's FakeRuntimeEnvs
   std::map<std::string, double> resources = {{"CPU", 4}, {"GPU", 2}};
   bool scheduling_disabled = false;
   int max_start_failures = 3;
@@ -78,6 +94,7 @@ class LeaseTest {
     m.scheduling_disabled = o.scheduling_disabled;
     m.max_start_failures = o.max_start_failures;
     m.labels = o.labels;
+    if (o.runtime_envs) m.runtime_envs = &envs;
     return m;
   }
 
@@ -146,6 +163,7 @@ class LeaseTest {
 
   FakeClock clock;
   FakeProcessSpawner spawner;
+  FakeRuntimeEnvs envs;
 
  private:
   WorkerPool pool_;

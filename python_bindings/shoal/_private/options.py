@@ -150,27 +150,10 @@ def strategy_of(options):
         group, -1 if index is None else index, capture)
 
 
-RUNTIME_ENV_KEYS = ("env_vars", "working_dir")
-
-
 def validate_runtime_env(runtime_env):
-    """Shoal applies `env_vars` and `working_dir` (a local directory) to the workers it starts;
-    anything else is refused rather than silently ignored."""
-    if not isinstance(runtime_env, dict):
-        raise TypeError(f"runtime_env must be a dict, got {type(runtime_env).__name__}")
-    for key in runtime_env:
-        if key not in RUNTIME_ENV_KEYS:
-            raise ValueError(f"runtime_env key {key!r} is not supported by Shoal (supported: "
-                             f"{', '.join(RUNTIME_ENV_KEYS)})")
-    env_vars = runtime_env.get("env_vars") or {}
-    if not isinstance(env_vars, dict):
-        raise TypeError("runtime_env['env_vars'] must be a dict of str to str")
-    for k, v in env_vars.items():
-        if not isinstance(k, str) or not k or "=" in k or not isinstance(v, str):
-            raise TypeError(f"runtime_env['env_vars'] must map names to str values, got {k!r}: {v!r}")
-    working_dir = runtime_env.get("working_dir")
-    if working_dir is not None and (not isinstance(working_dir, str) or not os.path.isdir(working_dir)):
-        raise ValueError(f"runtime_env['working_dir'] must be an existing local directory, got {working_dir!r}")
+    """Checks a runtime_env option as it is given (see shoal/_private/runtime_env.py)."""
+    from shoal._private import runtime_env as renv
+    renv.validate(runtime_env)
     return runtime_env
 
 

@@ -31,7 +31,9 @@ class _State:
     namespace = "default"
     epoch = 0            # bumped by every shutdown: refs of an old session do nothing
     exported = set()     # function ids this process put in the KV
-    runtime_env = None   # init()'s, applied to every worker of this driver
+    runtime_env = None   # the job's (resolved: packages as gcs:// URIs), inherited by its tasks and actors
+    interpreter = None   # the Python its workers run (the driver's; in a worker, its job's)
+    python_path = None   # the driver's import paths, given to every worker after the packages'
     actor_id = None      # worker mode: the actor this worker runs (hex), once its creation began
     node_ip = None       # (epoch, IP of this process's node), see local_node_ip()
 
@@ -373,19 +375,11 @@ def _normalize_address(address):
     return address
 
 
-def worker_command(runtime_env=None):
-    """What a raylet runs to start a Python worker for this driver: `python -m shoal.worker`
-    with the driver's import paths (the shoal package, the script's directory, the current
-    directory and PYTHONPATH), under the runtime environment of init() merged with
-    `runtime_env` (env_vars set, working_dir as the current directory and first import path).
-    Workers with different commands are never shared, so each environment gets its own."""
-    env_vars = dict((state.runtime_env or {}).get("env_vars") or {})
-    env_vars.update((runtime_env or {}).get("env_vars") or {})
-    working_dir = (runtime_env or {}).get("working_dir") or (state.runtime_env or {}).get("working_dir")
+def _driver_python_path():
+    """The driver's import paths that its workers get (after the runtime env's packages): the
+    shoal package, the script's directory, the current directory and PYTHONPATH."""
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     paths = [package_parent]
-    if working_dir:
-        paths.append(os.path.abspath(working_dir))
     if sys.path and sys.path[0]:
         paths.append(os.path.abspath(sys.path[0]))
     paths.append(os.getcwd())
@@ -394,14 +388,36 @@ def worker_command(runtime_env=None):
             paths.append(os.path.abspath(p))
     seen = []
     for p in paths:
-        if p not in seen:
+        if p not in seen and ":" not in p:
             seen.append(p)
-    command = ["/usr/bin/env"]
-    if working_dir:
-        command.append("--chdir=" + os.path.abspath(working_dir))
-    command.append("PYTHONPATH=" + os.pathsep.join(seen))
-    command += [f"{k}={v}" for k, v in sorted(env_vars.items())]
-    return command + [sys.executable, "-m", "shoal.worker"]
+    return seen
+
+
+def worker_command():
+    """What a raylet runs to start a Python worker: `python -m shoal.worker` with the driver's
+    interpreter (its raylet replaces it with a runtime env's virtualenv)."""
+    return [state.interpreter or sys.executable, "-m", "shoal.worker"]
+
+
+def core_runtime_env(runtime_env):
+    """What the core takes for a task's or actor's `runtime_env` option (rpc::RuntimeEnv as
+    JSON): merged over this process's own as Ray merges (env_vars variable by variable, other
+    keys replaced), its local directories uploaded to the cluster's package store."""
+    from shoal._private import runtime_env as renv
+    key = (state.epoch, repr(runtime_env))
+    cached = _core_env_cache.get(key)
+    if cached is not None:
+        return cached
+    merged = renv.merge(state.runtime_env, renv.validate(runtime_env))
+    resolved = renv.resolve_packages(core(), merged)
+    out = renv.to_core(resolved, state.interpreter or sys.executable, state.python_path or [])
+    if len(_core_env_cache) > 256:
+        _core_env_cache.clear()
+    _core_env_cache[key] = out
+    return out
+
+
+_core_env_cache = {}  # (epoch, repr of the option) -> what core_runtime_env answered
 
 
 class ShoalContext(dict):
@@ -463,10 +479,10 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, namespac
                                      "'resources' keyword")
                 if not isinstance(v, (int, float)) or v < 0:
                     raise ValueError(f"resource {k!r} must be a non-negative number, got {v!r}")
-        if runtime_env is not None:
-            from shoal._private.options import validate_runtime_env
-            validate_runtime_env(runtime_env)
-        state.runtime_env = runtime_env
+        from shoal._private import runtime_env as renv
+        # A submitted job's environment (the dashboard passes it) merged with init()'s, as Ray does.
+        job_env = json.loads(os.environ.get("SHOAL_JOB_RUNTIME_ENV") or "{}")
+        requested_env = renv.merge_job_and_driver(renv.validate(job_env), renv.validate(runtime_env))
         # As Ray resolves it: an explicit address, else $SHOAL_ADDRESS / $RAY_ADDRESS, else the
         # cluster last started on this machine, else (or with address="local") a new private one.
         if address is None:
@@ -497,6 +513,20 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, namespac
             if cluster is not None:
                 cluster.stop()
             raise
+        try:
+            resolved_env = renv.resolve_packages(c, requested_env)
+            # A job's entrypoint runs in the environment its raylet set up: its tasks use the
+            # same interpreter name, so they share that node's virtualenv.
+            started_in = renv.from_worker_environment()
+            state.interpreter = (started_in[1] if started_in and started_in[1] else None) or sys.executable
+            state.python_path = _driver_python_path()
+            c.set_default_runtime_env(renv.to_core(resolved_env, state.interpreter, state.python_path))
+        except BaseException:
+            c.shutdown()
+            if cluster is not None:
+                cluster.stop()
+            raise
+        state.runtime_env = resolved_env
         if log_to_driver:
             c.set_log_handler(_driver_log_handler)
         state.core = c
@@ -513,6 +543,13 @@ def init_worker():
     with _lock:
         with core_call:
             c = _core.CoreWorker.create_worker()
+        from shoal._private import runtime_env as renv
+        started_in = renv.from_worker_environment()
+        if started_in is not None:
+            state.runtime_env, state.interpreter, state.python_path = started_in
+            state.interpreter = state.interpreter or sys.executable
+        else:
+            state.runtime_env, state.interpreter, state.python_path = {}, sys.executable, []
         state.core = c
         state.mode = "worker"
         state.address = c.gcs_address
