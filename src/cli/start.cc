@@ -85,8 +85,8 @@ struct StartOptions {
   int64_t dashboard_port = 8265;
   std::string dashboard_host = "127.0.0.1";
   bool disable_auth = false;
-  std::string auth_token;       // with --address: the cluster's token
-  std::string auth_token_file;  // with --address: a file holding it
+  std::string auth_token;       // the cluster's token (a head makes one when none is given)
+  std::string auth_token_file;  // a file holding it
   TlsFiles tls;                 // mutual TLS for every gRPC connection (tls.h)
   bool block = false;
   std::string temp_dir;         // "": ShoalTempRoot()
@@ -138,9 +138,11 @@ void AddFlags(FlagSet& flags, StartOptions* o) {
   flags.AddBool("disable-auth", &o->disable_auth,
                 "run without the cluster token: every RPC and the dashboard accept anyone (trusted networks only)");
   flags.AddString("auth-token", &o->auth_token,
-                  "with --address: the cluster's token (default: --auth-token-file, else the token of the "
+                  "the cluster's token: with --head, use it instead of making one (e.g. from a secret store); "
+                  "with --address, the one to join with (default: --auth-token-file, else the token of the "
                   "cluster started on this machine)");
-  flags.AddString("auth-token-file", &o->auth_token_file, "with --address: a file holding the cluster's token");
+  flags.AddString("auth-token-file", &o->auth_token_file,
+                  "a file holding the cluster's token (with --head: use it instead of making one)");
   flags.AddInt("report-period-ms", &o->report_period_ms,
                "how often the raylet reports its resources to the GCS (-1: raylet default)");
   AddTlsFlags(flags, &o->tls);
@@ -193,14 +195,6 @@ absl::Status Validate(const StartOptions& o, const FlagSet& flags, int argc, cha
   if (o.head != o.address.empty()) {
     return absl::InvalidArgumentError(o.head ? "--head and --address cannot be used together"
                                              : "pass --head to start a new cluster, or --address HOST:PORT to join one");
-  }
-  if (o.head) {
-    for (const char* name : {"auth-token", "auth-token-file"}) {
-      if (GivenOnCommandLine(argc, argv, name)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--", name, " only applies with --address (a new head makes its own token)"));
-      }
-    }
   }
   if (o.disable_auth && (GivenOnCommandLine(argc, argv, "auth-token") || GivenOnCommandLine(argc, argv, "auth-token-file"))) {
     return absl::InvalidArgumentError("--disable-auth contradicts --auth-token/--auth-token-file");
@@ -470,7 +464,10 @@ absl::Status StartHead(const StartOptions& o, std::vector<cluster::ProcessRecord
   // One secret for the whole cluster: every RPC and the dashboard.
   std::string token_file;
   if (!o.disable_auth) {
-    absl::StatusOr<std::string> token = cluster::NewToken();
+    // A token given (a platform's secret, shared with the workers) or a new random one.
+    absl::StatusOr<std::string> token = !o.auth_token.empty()       ? CheckToken(o.auth_token, "--auth-token")
+                                        : !o.auth_token_file.empty() ? ReadTokenFile(o.auth_token_file)
+                                                                     : cluster::NewToken();
     if (!token.ok()) return token.status();
     absl::StatusOr<std::string> written = cluster::WriteTokenFile(*session, *token);
     if (!written.ok()) return written.status();

@@ -418,13 +418,25 @@ void RuntimeEnvAgent::Tick(const std::set<std::string>& live_env_keys) {
 
 void RuntimeEnvAgent::Delete(const std::string& resource, const Resource& r) {
   spdlog::info("runtime env: deleting unused {} ({})", resource, r.path);
-  std::error_code ec;
   if (r.path.empty()) return;
-  // Renamed first, so that a new setup of the same name never sees it half deleted.
+  std::error_code ec;
+  fs::remove(r.path + ".log", ec);
+  // Renamed at once, so that a new setup of the same name never sees it half deleted; the
+  // files themselves (a virtualenv holds thousands) go on a thread, not the raylet's loop.
   const fs::path doomed = r.path + ".deleting" + kTmpSuffix;
   fs::rename(r.path, doomed, ec);
-  fs::remove_all(ec ? fs::path(r.path) : doomed, ec);
-  fs::remove(r.path + ".log", ec);
+  if (ec) {
+    fs::remove_all(r.path, ec);
+    return;
+  }
+  auto job = std::make_unique<Job>();
+  Job* raw = job.get();
+  raw->thread = std::thread([doomed, raw] {
+    std::error_code ignored;
+    fs::remove_all(doomed, ignored);
+    raw->done = true;
+  });
+  jobs_.emplace(absl::StrCat("delete:", doomed.string()), std::move(job));
 }
 
 RuntimeEnvAgent::Stats RuntimeEnvAgent::stats() const {
@@ -434,7 +446,7 @@ RuntimeEnvAgent::Stats RuntimeEnvAgent::stats() const {
     if (r.state != State::kReady) continue;
     (absl::StartsWith(name, kEnvPrefix) ? s.envs : s.packages)++;
   }
-  for (const auto& [key, job] : jobs_) s.setting_up += job->done ? 0 : 1;
+  for (const auto& [key, job] : jobs_) s.setting_up += job->done || absl::StartsWith(key, "delete:") ? 0 : 1;
   return s;
 }
 

@@ -120,7 +120,7 @@ class RuntimeEnvAgent : public RuntimeEnvProvider {
   absl::StatusOr<std::string> BuildVirtualenv(const std::string& key, const rpc::RuntimeEnv& env);
   // Runs argv to its end with output appended to `log`; error with the log's tail on failure.
   absl::Status RunLogged(const std::vector<std::string>& argv, const std::string& log, const std::string& what);
-  void Delete(const std::string& resource, const Resource& r);
+  void Delete(const std::string& resource, const Resource& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Clock& clock_;
   const RuntimeEnvAgentOptions options_;
@@ -130,7 +130,8 @@ class RuntimeEnvAgent : public RuntimeEnvProvider {
   std::map<std::string, Resource> resources_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, rpc::RuntimeEnv> envs_ ABSL_GUARDED_BY(mu_);             // by RuntimeEnvKey
   std::map<std::string, absl::Time> env_used_ ABSL_GUARDED_BY(mu_);              // last Prepare
-  std::map<std::string, std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);        // by RuntimeEnvKey
+  // Setup jobs by RuntimeEnvKey, and deletions ("delete:<path>").
+  std::map<std::string, std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
   std::set<int64_t> running_pids_ ABSL_GUARDED_BY(mu_);
 };
 

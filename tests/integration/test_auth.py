@@ -182,13 +182,25 @@ def test_token_file_and_clients(cluster, tmp_path):
                              (["--auth-token", token, "--disable-auth"], "contradicts")]:
             proc = other.shoal("start", "--address", cluster.address, "--num-cpus", 1, *args, check=False)
             assert proc.returncode != 0 and needle in proc.stderr, (args, proc.stderr)
-        proc = other.shoal("start", "--head", "--port", 0, "--auth-token", token, check=False)
-        assert proc.returncode != 0 and "only applies with --address" in proc.stderr
+        proc = other.shoal("start", "--head", "--port", 0, "--auth-token", "short", check=False)
+        assert proc.returncode != 0 and "too short" in proc.stderr
         assert [p for p in other.all_pids() if process_alive(p)] == []
         other.shoal("start", "--address", cluster.address, "--num-cpus", 1, "--auth-token", token)
         wait_until(lambda: len(cluster.alive_nodes()) == 2, 30, what="the second node")
     finally:
         other.teardown()
+
+
+def test_a_head_takes_the_token_it_is_given(cluster, tmp_path):
+    """A platform keeps the token in its secret store and gives the same file to the head and the
+    workers (deploy/k8s): the head uses it instead of making one."""
+    secret = tmp_path / "token"
+    secret.write_text("s3cr3t-" + "k" * 30 + "\n")
+    os.chmod(secret, 0o600)
+    cluster.start_head("--num-cpus", 1, "--auth-token-file", secret)
+    assert cluster.auth_token() == "s3cr3t-" + "k" * 30
+    cluster.start_worker("--num-cpus", 1, "--auth-token-file", secret)
+    wait_until(lambda: len(cluster.alive_nodes()) == 2, 30, what="the worker to join with the shared token")
 
 
 def test_daemons_refuse_to_run_without_a_token(tmp_path):
