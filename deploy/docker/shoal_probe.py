@@ -10,9 +10,7 @@
 
 It reads only what `shoal start` writes into the session directory (gcs.ready.json,
 raylet.ready.json, dashboard.ready.json) and the raylet's command line, so it needs no token
-and no fixed raylet port (Shoal picks the raylet's port itself). When the head publishes its
-token ($SHOAL_DEPLOY_TOKEN_EXPORT_FILE or $SHOAL_DEPLOY_TOKEN_SECRET, see entrypoint.sh), a
-head is ready only once that is done, so that workers never read a stale token.
+and no fixed raylet port (Shoal picks the raylet's port itself).
 """
 import glob
 import http.client
@@ -108,20 +106,6 @@ def check_dashboard(session):
     return f"dashboard {host}:{ready['port']}"
 
 
-def check_token_published(root, session):
-    export_file = os.environ.get("SHOAL_DEPLOY_TOKEN_EXPORT_FILE")
-    if export_file:
-        token_path = os.path.join(session, "auth_token")
-        try:
-            with open(token_path, "rb") as a, open(export_file, "rb") as b:
-                if a.read() != b.read():
-                    raise NotReady(f"{export_file} does not hold this head's token yet")
-        except OSError as e:
-            raise NotReady(f"the token is not published yet: {e}")
-    if os.environ.get("SHOAL_DEPLOY_TOKEN_SECRET") and not os.path.exists(os.path.join(root, ".token-published")):
-        raise NotReady("the token is not written into its Secret yet")
-
-
 def check_head(root, dashboard):
     for session in sessions(root):
         gcs_path = os.path.join(session, "gcs.ready.json")
@@ -135,7 +119,6 @@ def check_head(root, dashboard):
         done = [f"GCS {gcs['address']}", check_raylet(session)]
         if dashboard:
             done.append(check_dashboard(session))
-        check_token_published(root, session)
         return done
     raise NotReady(f"no head session under {root}")
 

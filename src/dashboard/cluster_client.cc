@@ -68,12 +68,14 @@ absl::Status ResourceReservation::Acquire(const Options& options) {
       absl::MutexLock lock(&mu_);
       if (cancelled_) return absl::CancelledError("the job was stopped while it waited for resources");
       waiting_ = &context;
+      waiting_at_ = address;
     }
     rpc::RequestWorkerLeaseReply reply;
     grpc::Status s = stub->RequestWorkerLease(&context, request, &reply);
     {
       absl::MutexLock lock(&mu_);
       waiting_ = nullptr;
+      waiting_at_.clear();
       if (cancelled_) {
         // Granted just as it was cancelled: give it back.
         if (s.ok() && reply.kind() == rpc::RequestWorkerLeaseReply::GRANTED) {
@@ -134,6 +136,11 @@ void ResourceReservation::Release() {
     spdlog::warn("cannot return lease {} to {}: {}", lease_id_, raylet_address_, s.ToString());
   }
   lease_id_.clear();
+}
+
+std::string ResourceReservation::WaitingAt() {
+  absl::MutexLock lock(&mu_);
+  return waiting_at_;
 }
 
 std::string ResourceReservation::DescribeHolder() const {

@@ -72,6 +72,8 @@ class ResourceReservation {
   // Returns the lease now (also done by the destructor). Idempotent.
   void Release();
   std::string DescribeHolder() const;  // "node <id> lease <id>" once granted
+  // While Acquire waits: the raylet the request waits at (host:port); "" otherwise.
+  std::string WaitingAt();
   // Once granted: the placeholder's EntrypointService (host:port) and the lease's GPUs.
   const std::string& holder_address() const { return holder_address_; }
   const rpc::GpuAssignment& gpus() const { return gpus_; }
@@ -79,6 +81,7 @@ class ResourceReservation {
  private:
   absl::Mutex mu_;
   grpc::ClientContext* waiting_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::string waiting_at_ ABSL_GUARDED_BY(mu_);
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   std::string lease_id_;
   std::string raylet_address_;

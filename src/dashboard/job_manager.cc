@@ -9,18 +9,20 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
-#include "absl/strings/match.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "spdlog/spdlog.h"
 #include "src/common/auth.h"
 #include "src/common/ids.h"
+#include "src/common/rpc.h"
 #include "src/common/runtime_env.h"
 #include "src/common/zip_listing.h"
 #include "src/dashboard/entrypoint_runner.h"
@@ -206,11 +208,21 @@ void JobManager::Supervise(std::shared_ptr<Job> job) {
       const bool on_head = RunsOnHead(spec);
       std::vector<std::string> command = {options_.self_binary, "--lease-holder"};
       if (on_head) command.insert(command.end(), {"--owner-pid", std::to_string(getpid())});
+      const rpc::RuntimeEnv lease_env = on_head ? rpc::RuntimeEnv() : *env;
+      std::atomic<bool> acquired{false};
+      std::thread watcher;
+      if (!IsEmptyRuntimeEnv(lease_env)) {
+        watcher = std::thread([this, job, &acquired, key = RuntimeEnvKey(lease_env)] {
+          WatchRuntimeEnvSetup(job, key, acquired);
+        });
+      }
       held = job->reservation.Acquire({.head_raylet_address = head,
                                        .shape = shape,
                                        .worker_command = command,
                                        .job_id_hex = JobId::FromInt(kReservationJob).Hex(),
-                                       .runtime_env = on_head ? rpc::RuntimeEnv() : *env});
+                                       .runtime_env = lease_env});
+      acquired = true;
+      if (watcher.joinable()) watcher.join();
     }
     if (!held.ok()) {
       bool stopped = absl::IsCancelled(held);
@@ -228,6 +240,38 @@ void JobManager::Supervise(std::shared_ptr<Job> job) {
     }
   }
   RunEntrypoint(job);
+}
+
+void JobManager::WatchRuntimeEnvSetup(const std::shared_ptr<Job>& job, const std::string& env_key,
+                                      const std::atomic<bool>& acquired) {
+  // While the entrypoint's lease waits, its raylet may be setting up the job's runtime env (a
+  // virtualenv takes seconds to minutes): the job says so, as Ray's does.
+  bool installing = false;
+  while (!acquired) {
+    absl::SleepFor(absl::Milliseconds(500));
+    const std::string raylet = job->reservation.WaitingAt();
+    if (raylet.empty() || acquired) continue;
+    auto stub = rpc::LeaseService::NewStub(MakeChannel(raylet));
+    rpc::GetNodeStatsRequest request;
+    rpc::GetNodeStatsReply reply;
+    if (!UnaryCall(*stub, &rpc::LeaseService::Stub::GetNodeStats, request, &reply, {.timeout = absl::Seconds(2)})
+             .ok()) {
+      continue;
+    }
+    const bool now = std::find(reply.runtime_envs_setting_up().begin(), reply.runtime_envs_setting_up().end(),
+                               env_key) != reply.runtime_envs_setting_up().end();
+    if (now == installing) continue;
+    installing = now;
+    JobRecord changed;
+    {
+      absl::MutexLock lock(&mu_);
+      if (job->record.status != JobStatus::kPending) return;
+      job->record.message = installing ? absl::StrCat("Job is installing its runtime env on the node at ", raylet, ".")
+                                       : "Job is waiting for its entrypoint resources.";
+      changed = job->record;
+    }
+    Persist(changed);
+  }
 }
 
 bool JobManager::RunsOnHead(const JobSpec& spec) {

@@ -21,6 +21,7 @@
 // Threading: every public method is thread-safe.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -106,6 +107,10 @@ class JobManager {
               std::optional<int> exit_code);
   void Persist(const JobRecord& record);
   absl::StatusOr<std::string> PrepareWorkingDir(const JobSpec& spec);
+  // Until `acquired`, keeps the pending job's message saying whether the raylet its lease waits
+  // at is setting up its runtime env (the one named `env_key`).
+  void WatchRuntimeEnvSetup(const std::shared_ptr<Job>& job, const std::string& env_key,
+                            const std::atomic<bool>& acquired);
   // Runs the entrypoint on the node whose raylet granted its lease (entrypoint_runner.h).
   void RunOnLeaseNode(const std::shared_ptr<Job>& job);
   // The entrypoint runs on the head: its working_dir is a directory there.

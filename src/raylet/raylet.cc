@@ -168,6 +168,7 @@ class Raylet::LeaseGrpcService final : public rpc::LeaseService::CallbackService
       reply->set_num_leased_workers(workers.leased);
       reply->set_num_queued_leases(leases.queued + leases.waiting_worker);
       raylet_.leases_->Available().ToProto(reply->mutable_available());
+      for (std::string& key : raylet_.runtime_envs_->SettingUp()) reply->add_runtime_envs_setting_up(std::move(key));
       RpcMetrics::Global().ToProto(reply->mutable_rpc_stats());
       if (const ResourceInstances* gpus = raylet_.leases_->resources().Instances(kGPU); gpus != nullptr) {
         for (const FixedPoint& free : gpus->free()) reply->add_gpu_free(free.units());

@@ -439,6 +439,15 @@ void RuntimeEnvAgent::Delete(const std::string& resource, const Resource& r) {
   jobs_.emplace(absl::StrCat("delete:", doomed.string()), std::move(job));
 }
 
+std::vector<std::string> RuntimeEnvAgent::SettingUp() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  for (const auto& [key, job] : jobs_) {
+    if (!job->done && !absl::StartsWith(key, "delete:")) out.push_back(key);
+  }
+  return out;
+}
+
 RuntimeEnvAgent::Stats RuntimeEnvAgent::stats() const {
   absl::MutexLock lock(&mu_);
   Stats s;

@@ -94,6 +94,8 @@ class RuntimeEnvAgent : public RuntimeEnvProvider {
     int64_t setting_up = 0;  // environments with a setup job running
   };
   Stats stats() const;
+  // The RuntimeEnvKey of each environment whose setup job runs now.
+  std::vector<std::string> SettingUp() const;
   const RuntimeEnvAgentOptions& options() const { return options_; }
 
  private:

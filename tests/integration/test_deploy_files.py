@@ -7,20 +7,28 @@ prometheus_client):
   - every `--flag` the files pass to `shoal start` is one that `build/bin/shoal start --help`
     lists (a renamed flag fails here), and head-only / join-only flags are used on the right side;
   - the compose file, the Prometheus config and the Grafana provisioning agree with each other;
-  - the Kubernetes manifests have readiness probes, GPU requests and the token Secret;
+  - the Kubernetes manifests have readiness probes and GPU requests;
+  - the cluster token: head and workers get --auth-token-file from the same mounted secret
+    (compose: the token-init volume; Kubernetes: the Secret shoal-cluster-token, created by the
+    user), and no file under deploy/ holds a token;
   - on a real local cluster (head with dashboard, a joined node with fake GPUs, a driver with
-    tasks, an actor, an object, infeasible demands, a job): /metrics scraped with the token
-    serves every metric and label the Grafana dashboard's queries use, and
-    deploy/docker/shoal_probe.py (the containers' readiness probe) answers ready for it.
+    tasks, an actor, an object, infeasible demands, a job), head and node started with one
+    --auth-token-file: /metrics scraped with the token serves every metric and label the
+    Grafana dashboard's queries use, and deploy/docker/shoal_probe.py (the containers' readiness
+    probe) answers ready for it;
+  - deploy/docker/entrypoint.sh runs the compose file's head and worker command lines (ports
+    and paths made local) with a token file written by the compose file's token-init script:
+    both use that token, a restarted head keeps it, SIGTERM stops every process.
 Optional checks, skipped when their tool is missing: yamllint, check-jsonschema (compose
 spec), kubernetes-validate, promql-parser, docker-compose, promtool, prometheus, hadolint,
-kubectl kustomize (see deploy/README.md).
+kubectl kustomize, shellcheck (see deploy/README.md).
 """
 import glob
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,7 +40,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import Cluster, free_port, wait_until
+from conftest import Cluster, free_port, process_alive, wait_until
 
 REPO = Path(__file__).parents[2]
 DEPLOY = REPO / "deploy"
@@ -100,10 +108,40 @@ def flags_in(args):
     return [str(a)[2:].split("=", 1)[0] for a in args if re.match(r"^--[a-z0-9]", str(a))]
 
 
-def shoal_services():
-    """Compose services that run the Shoal image: {name: service}."""
+def shoal_image_services():
+    """Compose services that run the Shoal image (nodes and the token init): {name: service}."""
     return {name: svc for name, svc in compose()["services"].items()
             if "build" in svc and svc["build"].get("dockerfile") == "deploy/Dockerfile"}
+
+
+def shoal_services():
+    """Compose services that run a Shoal node, i.e. `shoal start` flags through the entry point:
+    {name: service}."""
+    return {name: svc for name, svc in shoal_image_services().items()
+            if str(svc.get("command", [""])[0]).startswith("-")}
+
+
+def token_init_script():
+    """The compose service token-init's shell script, as the shell gets it ($$ -> $)."""
+    cmd = compose()["services"]["token-init"]["command"]
+    assert cmd[:2] == ["sh", "-c"], cmd
+    return cmd[2].replace("$$", "$")
+
+
+def volume_mounts(svc):
+    """{mount point: (source, read_only)} of a compose service's short-syntax volumes."""
+    out = {}
+    for v in svc.get("volumes", []):
+        parts = v.split(":")
+        out[parts[1]] = (parts[0], len(parts) > 2 and "ro" in parts[2].split(","))
+    return out
+
+
+def mount_of(mounts, path):
+    """(mount point, source, read_only) of the mount that holds `path`."""
+    hits = [(m, src, ro) for m, (src, ro) in mounts.items() if path.startswith(m.rstrip("/") + "/")]
+    assert hits, f"{path} is on no mounted volume ({sorted(mounts)})"
+    return max(hits, key=lambda h: len(h[0]))
 
 
 def shoal_containers():
@@ -307,8 +345,8 @@ def test_every_shoal_start_flag_exists():
 def test_head_and_join_flags_on_the_right_side():
     known = help_flags()
     head_only = {f for f, d in known.items() if d.startswith("with --head")}
-    join_only = {f for f, d in known.items() if d.startswith("with --address")}
-    assert head_only and join_only, "the help text no longer marks head-only / join-only flags"
+    join_only = {f for f, d in known.items() if d.startswith("with --address")}  # none at present
+    assert head_only, "the help text no longer marks head-only flags"
     for where, args in every_start_command():
         flags = set(flags_in(args))
         is_head = "head" in flags
@@ -343,13 +381,8 @@ def test_compose_topology():
     gcs_port, dash_port = arg_after(cmd, "--port"), arg_after(cmd, "--dashboard-port")
     assert (gcs_port, dash_port) == ("6379", "8265")
     assert "head" in head["environment"]["SHOAL_ALLOWED_HOSTS"].split(",")
-    export = head["environment"]["SHOAL_DEPLOY_TOKEN_EXPORT_FILE"]
-    token_volume = next(v.split(":")[0] for v in head["volumes"] if export.startswith(v.split(":")[1] + "/"))
     for name, worker in workers.items():
         assert arg_after(worker["command"], "--address") == f"head:{gcs_port}", name
-        token_file = arg_after(worker["command"], "--auth-token-file")
-        assert token_file == export, f"{name} must read the token file the head exports"
-        assert any(v.split(":")[0] == token_volume for v in worker["volumes"]), name
         devices = worker["deploy"]["resources"]["reservations"]["devices"]
         assert devices and all("gpu" in d["capabilities"] for d in devices), name
         assert int(arg_after(worker["command"], "--num-gpus")) == sum(len(d.get("device_ids", [])) or d.get("count", 0)
@@ -364,9 +397,7 @@ def test_compose_topology():
     cfg = load_yaml_docs(PROMETHEUS_YML)[0]
     job = next(j for j in cfg["scrape_configs"] if j["job_name"] == "shoal")
     assert job["authorization"]["type"] == "Bearer"
-    cred = job["authorization"]["credentials_file"]
-    assert any(cred.startswith(m + "/") and v == token_volume for m, v in mounts.items()), \
-        "Prometheus must read the token from the volume the head exports it to"
+    assert "credentials_file" in job["authorization"] and "credentials" not in job["authorization"]
     assert job["static_configs"][0]["targets"] == [f"head:{dash_port}"]
     assert job.get("metrics_path", "/metrics") == "/metrics"
 
@@ -381,6 +412,45 @@ def test_compose_topology():
     for src in list(mounts.values()) + list(gmounts.values()):
         if src.startswith("./"):
             assert (DEPLOY / src).exists(), src
+
+
+def test_compose_token_from_one_volume():
+    """token-init writes the token into a named volume; the head and every worker get
+    --auth-token-file pointing at that same file (mounted read-only), Prometheus reads it as
+    credentials_file, and all of them wait for token-init to complete."""
+    services = compose()["services"]
+    init = services["token-init"]
+    assert init.get("restart") == "no", "token-init is a one-shot service (restart: \"no\")"
+    script = token_init_script()
+    init_mounts = volume_mounts(init)
+    written = re.search(r"^\s*f=(\S+)\s*$", script, re.M)
+    assert written, script
+    written = written.group(1)
+    init_point, volume, init_ro = mount_of(init_mounts, written)
+    assert not init_ro and volume in compose()["volumes"], "token-init writes into a named volume"
+    rel = os.path.relpath(written, init_point)
+    assert "secrets" in script and "chmod 0440" in script and "umask 077" in script, script
+
+    def token_path(svc, path, who):
+        point, src, ro = mount_of(volume_mounts(svc), path)
+        assert src == volume, f"{who}: {path} is not on the volume {volume!r} token-init writes"
+        assert ro, f"{who}: mount {point} read-only"
+        assert os.path.relpath(path, point) == rel, f"{who}: {path} is not the file token-init writes"
+        assert svc["depends_on"]["token-init"]["condition"] == "service_completed_successfully", who
+
+    nodes = shoal_services()
+    heads = [n for n, svc in nodes.items() if "--head" in svc["command"]]
+    workers = [n for n, svc in nodes.items() if "--address" in svc["command"]]
+    assert heads and workers
+    for name in heads + workers:
+        cmd = nodes[name]["command"]
+        token_file = arg_after(cmd, "--auth-token-file")
+        assert token_file, f"{name}: no --auth-token-file"
+        assert arg_after(cmd, "--auth-token") is None, f"{name}: a token on the command line"
+        token_path(nodes[name], token_file, name)
+    cfg = load_yaml_docs(PROMETHEUS_YML)[0]
+    job = next(j for j in cfg["scrape_configs"] if j["job_name"] == "shoal")
+    token_path(services["prometheus"], job["authorization"]["credentials_file"], "prometheus")
 
 
 def test_grafana_dashboard_structure():
@@ -439,13 +509,15 @@ def test_grafana_expressions_parse_with_promql_parser():
 def test_k8s_manifests():
     docs = k8s_docs()
     kinds = [d["kind"] for _, d in docs]
-    for kind in ["Deployment", "Service", "Secret", "ServiceAccount", "Role", "RoleBinding"]:
+    for kind in ["Namespace", "Deployment", "Service"]:
         assert kind in kinds, f"no {kind} in deploy/k8s"
+    # The token Secret is created by the user, and no pod needs API access.
+    for kind in ["Secret", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"]:
+        assert kind not in kinds, f"deploy/k8s should hold no {kind}"
     containers = shoal_containers()
     heads = [(f, d, c) for f, d, c in containers if "--head" in c["args"]]
     workers = [(f, d, c) for f, d, c in containers if "--address" in c["args"]]
     assert heads and workers
-    secret = next(d for _, d in docs if d["kind"] == "Secret")
     service = next(d for _, d in docs if d["kind"] == "Service")
     deployments = {d["metadata"]["name"]: d for _, d in docs if d["kind"] == "Deployment"}
     for f, dep, c in heads + workers:
@@ -464,8 +536,6 @@ def test_k8s_manifests():
         assert "exec" in probe and "head" in probe["exec"]["command"] and "--dashboard" in probe["exec"]["command"]
         spec = deployments[dep]["spec"]
         assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
-        assert c["env"] and any(e["name"] == "SHOAL_DEPLOY_TOKEN_SECRET" and e["value"] == secret["metadata"]["name"]
-                                for e in c["env"])
         svc_ports = {p["port"]: p["targetPort"] for p in service["spec"]["ports"]}
         assert svc_ports == {6379: "gcs", 8265: "dashboard"}
         labels = deployments[dep]["spec"]["template"]["metadata"]["labels"]
@@ -477,12 +547,101 @@ def test_k8s_manifests():
         assert gpus and res["requests"].get("nvidia.com/gpu") == gpus, f"{dep}: GPU requests and limits"
         assert int(arg_after(args, "--num-gpus")) == int(gpus), f"{dep}: --num-gpus must match nvidia.com/gpu"
         assert arg_after(args, "--address") == f"{service['metadata']['name']}:6379"
-        token_file = arg_after(args, "--auth-token-file")
-        pod = deployments[dep]["spec"]["template"]["spec"]
-        volumes = {v["name"]: v for v in pod["volumes"]}
-        mount = next(m for m in c["volumeMounts"] if token_file.startswith(m["mountPath"].rstrip("/") + "/"))
-        assert volumes[mount["name"]]["secret"]["secretName"] == secret["metadata"]["name"]
         assert "worker" in c["readinessProbe"]["exec"]["command"]
+
+
+K8S_TOKEN_SECRET = "shoal-cluster-token"
+
+
+def k8s_token_source(dep, c):
+    """(Secret name, key) behind a container's --auth-token-file, checking how it is mounted."""
+    pod = next(d for _, d in k8s_docs() if d["kind"] == "Deployment" and d["metadata"]["name"] == dep)
+    pod = pod["spec"]["template"]["spec"]
+    token_file = arg_after(c["args"], "--auth-token-file")
+    assert token_file, f"{dep}: no --auth-token-file"
+    assert arg_after(c["args"], "--auth-token") is None, f"{dep}: a token on the command line"
+    mounts = [m for m in c.get("volumeMounts", []) if token_file.startswith(m["mountPath"].rstrip("/") + "/")]
+    assert len(mounts) == 1, f"{dep}: {token_file} is on no (or more than one) mount"
+    mount = mounts[0]
+    assert mount.get("readOnly") is True, f"{dep}: mount the token read-only"
+    assert "subPath" not in mount, f"{dep}: a subPath mount of a Secret is never updated"
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    secret = volume.get("secret")
+    assert secret, f"{dep}: {token_file} is not on a Secret volume"
+    assert not secret.get("optional", False), f"{dep}: the token Secret must not be optional"
+    mode = secret.get("defaultMode", 0o644)
+    assert mode in (0o400, 0o440), f"{dep}: token file mode {oct(mode)} (want 0400 or 0440)"
+    rel = os.path.relpath(token_file, mount["mountPath"])
+    items = {i["path"]: i["key"] for i in secret.get("items", [])}
+    key = items[rel] if items else rel
+    assert all(i.get("mode", mode) in (0o400, 0o440) for i in secret.get("items", [])), dep
+    assert pod.get("automountServiceAccountToken") is False, f"{dep}: the pod needs no API token"
+    return secret["secretName"], key
+
+
+def test_k8s_head_and_workers_use_one_user_created_secret():
+    containers = shoal_containers()
+    sources = {(dep, c["name"]): k8s_token_source(dep, c) for _, dep, c in containers}
+    assert any("--head" in c["args"] for _, _, c in containers) and any("--address" in c["args"] for _, _, c in containers)
+    assert set(sources.values()) == {(K8S_TOKEN_SECRET, "token")}, sources
+    # The README's creation command makes exactly that Secret and key, and the kustomization
+    # does not make one from a literal.
+    readme = (DEPLOY / "README.md").read_text()
+    made = re.findall(r"kubectl -n (\S+) create secret generic (\S+) --from-literal=(\w+)=", readme)
+    assert made and set(made) == {("shoal", K8S_TOKEN_SECRET, "token")}, made
+    kustomization = load_yaml_docs(K8S / "kustomization.yaml")[0]
+    assert kustomization["namespace"] == "shoal"
+    for gen in kustomization.get("secretGenerator", []):
+        assert not gen.get("literals"), "a token literal in kustomization.yaml"
+    # The secretGenerator alternative's file is kept out of version control.
+    commented = re.search(r"^#\s+-\s+token=(\S+)\s*$", (K8S / "kustomization.yaml").read_text(), re.M)
+    assert commented, "the commented-out secretGenerator alternative is gone"
+    ignored = (K8S / ".gitignore").read_text().split()
+    assert commented.group(1) in ignored, f"deploy/k8s/.gitignore must list {commented.group(1)}"
+
+
+# Long runs of hex digits, or of base64 mixing digits and both cases: what a token, or a
+# Secret's data, looks like (a path such as grafana/provisioning/dashboards is not).
+HEX_RUN = re.compile(r"(?<![A-Za-z0-9+/_-])[0-9a-fA-F]{32,}(?![A-Za-z0-9+/_-])")
+BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/]{40,}={0,2}(?![A-Za-z0-9+/_-])")
+
+
+def token_like(text):
+    found = HEX_RUN.findall(text)
+    found += [m for m in BASE64_RUN.findall(text)
+              if re.search(r"[0-9]", m) and re.search(r"[a-z]", m) and re.search(r"[A-Z]", m)]
+    return found
+
+
+def test_no_hard_coded_token():
+    problems = []
+    for path in sorted(p for p in DEPLOY.rglob("*") if p.is_file()):
+        rel = path.relative_to(DEPLOY)
+        if rel.name == "cluster-token":  # the secretGenerator alternative's file, if someone made one
+            continue
+        text = path.read_text()
+        for m in token_like(text):
+            problems.append(f"{rel}: token-like string {m[:12]}...")
+        if path in (DOCKERFILE, ENTRYPOINT) and re.search(r"\bSHOAL_AUTH_TOKEN\w*=", text):
+            problems.append(f"{rel}: sets SHOAL_AUTH_TOKEN*")
+    for where, args in every_start_command():
+        if "auth-token" in flags_in(args):
+            problems.append(f"{where}: --auth-token on a command line (use --auth-token-file)")
+    envs = [(f"docker-compose.yml {n}", s.get("environment") or {}) for n, s in compose()["services"].items()]
+    envs += [(f"k8s/{f} {d}", {e["name"]: e.get("value") for e in c.get("env", [])}) for f, d, c in shoal_containers()]
+    for where, env in envs:
+        if isinstance(env, list):
+            env = dict(e.split("=", 1) if "=" in e else (e, None) for e in env)
+        for name, value in env.items():
+            if name in ("SHOAL_AUTH_TOKEN", "SHOAL_REDIS_PASSWORD") and value:
+                problems.append(f"{where}: {name} has a value")
+    for name, doc in k8s_docs():
+        if doc.get("data") or doc.get("stringData"):
+            problems.append(f"k8s/{name} {doc['kind']}/{doc['metadata']['name']}: holds data")
+    assert not problems, "\n".join(problems)
+    # The checks above do see a token.
+    assert token_like("token: " + "ab12" * 16) and token_like("dG9rZW4" * 7) and not token_like("shoal-cluster-token")
+    assert not token_like("./grafana/provisioning/datasources/prometheus-and-more.yml")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -566,16 +725,30 @@ def sample_values(text, name):
             for s in f.samples if s.name == name}
 
 
+def write_token_like_token_init(directory):
+    """Runs the compose file's token-init script with its volume at `directory`; the token file."""
+    script = token_init_script().replace("/shoal-token", str(directory))
+    proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    token_file = Path(directory) / "auth_token"
+    return token_file, proc
+
+
 @pytest.fixture(scope="module")
 def live():
     """A head laid out as in deploy/ (no GPUs, no head scheduling, a dashboard), a node that joins
-    by host name with --auth-token-file and 2 fake GPUs, a driver holding work, one job."""
+    by host name and 2 fake GPUs, both with --auth-token-file of one file written as the compose
+    file's token-init writes it, a driver holding work, one job."""
     root = tempfile.mkdtemp(prefix="shoal-dp-", dir="/tmp")
     c = Cluster(root)
     driver = None
     try:
-        c.start_head("--num-cpus", 1, "--num-gpus", 0, "--no-head-scheduling", dashboard=True)
-        token_file = c.dashboard()["token_file"]
+        (Path(root) / "token").mkdir()
+        token_file, _ = write_token_like_token_init(Path(root) / "token")
+        token_file = str(token_file)
+        c.start_head("--num-cpus", 1, "--num-gpus", 0, "--no-head-scheduling", "--auth-token-file", token_file,
+                     dashboard=True)
+        assert c.auth_token() == Path(token_file).read_text().strip(), "the head did not use the given token"
         c.shoal("start", "--address", f"localhost:{c.port}", "--auth-token-file", token_file,
                 "--num-cpus", 2, "--num-gpus", 2)
         wait_until(lambda: len(c.alive_nodes()) == 2, 30, what="2 alive nodes")
@@ -672,27 +845,124 @@ def test_live_metrics_have_the_samples_the_panels_show(live):
 def test_readiness_probe_script_on_a_live_cluster(live, tmp_path):
     c = live["cluster"]
     env = dict(c.env, SHOAL_TMPDIR=c.root)
-    env.pop("SHOAL_DEPLOY_TOKEN_EXPORT_FILE", None)
-    env.pop("SHOAL_DEPLOY_TOKEN_SECRET", None)
     for args in (["head", "--dashboard"], ["head"], ["worker"]):
         proc = subprocess.run([sys.executable, str(PROBE), *args], env=env, capture_output=True, text=True, timeout=30)
         assert proc.returncode == 0 and proc.stdout.startswith("ready:"), (args, proc.stdout, proc.stderr)
-    # A head that must publish its token is not ready until the published copy matches.
-    export = tmp_path / "auth_token"
-    export.write_text("stale-token\n")
-    proc = subprocess.run([sys.executable, str(PROBE), "head"], env=dict(env, SHOAL_DEPLOY_TOKEN_EXPORT_FILE=str(export)),
-                          capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 1 and "token" in proc.stdout, proc.stdout
-    shutil.copyfile(live["token_file"], export)
-    proc = subprocess.run([sys.executable, str(PROBE), "head"], env=dict(env, SHOAL_DEPLOY_TOKEN_EXPORT_FILE=str(export)),
-                          capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, proc.stdout
     empty = tmp_path / "empty-root"
     empty.mkdir()
     for args in (["head"], ["worker"]):
         proc = subprocess.run([sys.executable, str(PROBE), *args], env=dict(env, SHOAL_TMPDIR=str(empty)),
                               capture_output=True, text=True, timeout=30)
         assert proc.returncode == 1 and proc.stdout.startswith("not ready:"), proc.stdout
+
+
+def test_token_init_script(tmp_path):
+    """The compose file's token-init: a random token of 64 hex digits, mode 0440, group 65534;
+    a second run keeps it."""
+    token_file, proc = write_token_like_token_init(tmp_path)
+    token = token_file.read_text()
+    assert re.fullmatch(r"[0-9a-f]{64}\n", token), token
+    st = token_file.stat()
+    assert oct(st.st_mode & 0o777) == oct(0o440)
+    if os.geteuid() == 0:
+        assert (st.st_uid, st.st_gid) == (0, 65534)
+    assert sorted(os.listdir(tmp_path)) == ["auth_token"]
+    _, again = write_token_like_token_init(tmp_path)
+    assert token_file.read_text() == token and "wrote" in proc.stdout and "wrote" not in again.stdout
+    other = tmp_path / "other"
+    other.mkdir()
+    assert write_token_like_token_init(other)[0].read_text() != token
+
+
+def localize(args, token_file, ports):
+    """A compose command line made runnable here: the token volume's file, free ports, loopback."""
+    out = []
+    for a in map(str, args):
+        a = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", a)  # ${SHOAL_HEAD_CPUS:-2} -> 2
+        a = a.replace("/shoal-token/auth_token", str(token_file))
+        a = {"6379": str(ports["gcs"]), "8265": str(ports["dashboard"]), "0.0.0.0": "127.0.0.1",
+             "head:6379": f"127.0.0.1:{ports['gcs']}"}.get(a, a)
+        out.append(a)
+    for flag in ("--num-cpus",):  # keep the test machine's load small
+        if flag in out:
+            out[out.index(flag) + 1] = "1"
+    return out
+
+
+def test_entrypoint_runs_the_compose_commands_with_one_token_file(tmp_path):
+    """deploy/docker/entrypoint.sh, as the containers run it, with the compose file's head and
+    worker command lines: the head uses the token file's token, the worker joins with it, a
+    restarted head keeps it (its old session moves to previous/), SIGTERM stops everything."""
+    root = Path(tempfile.mkdtemp(prefix="shoal-ep-", dir="/tmp"))
+    (root / "token").mkdir()
+    token_file, _ = write_token_like_token_init(root / "token")
+    token = token_file.read_text().strip()
+    nodes = shoal_services()
+    head_cmd = nodes["head"]["command"]
+    worker_cmd = next(s["command"] for s in nodes.values() if "--address" in s["command"])
+    ports = {"gcs": free_port(), "dashboard": free_port()}
+    head_c, worker_c = Cluster(str(root / "head")), Cluster(str(root / "worker"))
+    env = dict(head_c.env, PATH=f"{SHOAL.parent}{os.pathsep}{os.environ['PATH']}", SHOAL_DEPLOY_NODE_IP="127.0.0.1")
+    env.pop("SHOAL_AUTH_TOKEN", None)
+    env.pop("SHOAL_AUTH_TOKEN_FILE", None)
+    procs = []
+
+    def start(cluster, args):
+        p = subprocess.Popen(["bash", str(ENTRYPOINT), *localize(args, token_file, ports)],
+                             env=dict(env, SHOAL_TMPDIR=cluster.root), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        cluster.extra_pids.append(p.pid)
+        procs.append(p)
+        return p
+
+    def ready(cluster, *args):
+        proc = subprocess.run([sys.executable, str(PROBE), *args], env=dict(env, SHOAL_TMPDIR=cluster.root),
+                              capture_output=True, text=True, timeout=30)
+        return proc.returncode == 0
+
+    def stop(cluster, p):
+        p.send_signal(signal.SIGTERM)
+        out, _ = p.communicate(timeout=60)
+        cluster.extra_pids.remove(p.pid)  # reaped: its pid may be reused
+        return p.returncode, out
+
+    try:
+        head = start(head_c, head_cmd)
+        wait_until(lambda: ready(head_c, "head", "--dashboard") or head.poll() is not None, 60, interval=0.5,
+                   what="the head to be ready")
+        assert head.poll() is None, head.communicate()[0]
+        assert head_c.auth_token() == token, "the head did not use the token file"
+        worker = start(worker_c, worker_cmd)
+        wait_until(lambda: ready(worker_c, "worker") or worker.poll() is not None, 60, interval=0.5,
+                   what="the worker to be ready")
+        assert worker.poll() is None, worker.communicate()[0]
+        head_c.port = ports["gcs"]
+        wait_until(lambda: len(head_c.alive_nodes()) == 2, 30, what="2 alive nodes")
+        # A restarted head: the same token, the old session under previous/.
+        old_pids = head_c.all_pids()
+        rc, out = stop(head_c, head)
+        assert rc == 0, out
+        assert token not in out, "the entry point logged the token"
+        assert not [p for p in old_pids if process_alive(p)], "SIGTERM left processes of the head behind"
+        head = start(head_c, head_cmd)
+        wait_until(lambda: ready(head_c, "head", "--dashboard") or head.poll() is not None, 60, interval=0.5,
+                   what="the restarted head to be ready")
+        assert head.poll() is None, head.communicate()[0]
+        assert head_c.auth_token() == token
+        assert len([d for d in (root / "head" / "previous").glob("session_*") if not d.is_symlink()]) == 1
+        pids = head_c.all_pids() + worker_c.all_pids()
+        for cluster, p in ((worker_c, worker), (head_c, head)):
+            rc, out = stop(cluster, p)
+            assert rc == 0, out
+        assert not [p for p in pids if process_alive(p)], "SIGTERM left processes behind"
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+        worker_c.teardown()
+        head_c.teardown()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_prometheus_scrapes_with_the_token_and_answers_every_panel_query(live, tmp_path):
@@ -838,4 +1108,12 @@ def test_hadolint():
     # scripts/setup.sh does); DL3013: pip packages are not pinned.
     proc = subprocess.run([hadolint, "--ignore", "DL3008", "--ignore", "DL3013", str(DOCKERFILE)],
                           capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_shellcheck():
+    shellcheck = tool("shellcheck")
+    if not shellcheck:
+        pytest.skip("no shellcheck")
+    proc = subprocess.run([shellcheck, str(ENTRYPOINT)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -365,6 +365,35 @@ def test_job_runs_on_its_gpu_node_with_working_dir_and_requirements(cluster, tmp
     assert status == 400 and "'nope'" in body["message"], body
 
 
+def test_a_job_says_it_installs_its_runtime_env_and_can_be_stopped_meanwhile(cluster, tmp_path):
+    cluster.start_head("--num-cpus", 2, dashboard=True)
+
+    def submit(name):
+        wheel = make_wheel(str(tmp_path), name=name)
+        status, body = cluster.api("POST", "/api/jobs/", {
+            "entrypoint": f"python3 -c 'import {name}'", "entrypoint_num_cpus": 1,  # the env's python3
+            "runtime_env": {"pip": {"packages": [wheel], "pip_install_options": NO_INDEX},
+                            "env_vars": {"PYTHONPATH": PYTHON_DIR}}})
+        assert status == 200, body
+        return body["submission_id"]
+
+    def installing(job_id):
+        job = cluster.api("GET", f"/api/jobs/{job_id}")[1]
+        return job["status"] == "PENDING" and "installing its runtime env" in job["message"] and job
+
+    job_id = submit("shoalwaits")
+    wait_until(lambda: installing(job_id), 60, interval=0.1, what="the job to say it installs its runtime env")
+    done = wait_until(lambda: (j := cluster.api("GET", f"/api/jobs/{job_id}")[1])["status"] in
+                      ("SUCCEEDED", "FAILED", "STOPPED") and j, 120, what="the job to end once its env is ready")
+    assert done["status"] == "SUCCEEDED", (done, cluster.api("GET", f"/api/jobs/{job_id}/logs")[1])
+    # Stopped while its env is installed: STOPPED at once, nothing runs.
+    job_id = submit("shoalstops")
+    wait_until(lambda: installing(job_id), 60, interval=0.1, what="the second job to install its env")
+    assert cluster.api("POST", f"/api/jobs/{job_id}/stop")[0] == 200
+    wait_until(lambda: cluster.api("GET", f"/api/jobs/{job_id}")[1]["status"] == "STOPPED", 30, what="STOPPED")
+    assert cluster.api("GET", f"/api/jobs/{job_id}")[1]["driver_exit_code"] is None
+
+
 STOPPABLE = """
 import os, sys, time
 open(sys.argv[1], "w").write(str(os.getpid()))
