@@ -38,5 +38,10 @@ absl::Status ValidateRuntimeEnv(const rpc::RuntimeEnv& env);
 // start with '.', and ends with `extension` (".zip" or ".whl"). Answers <name>.
 absl::StatusOr<std::string> PackageNameOfUri(absl::string_view uri, absl::string_view extension);
 inline constexpr absl::string_view kPackageScheme = "gcs://";
+// The GCS KV namespaces of packages (src/gcs_client/package_store.h) and of the jobs'
+// references to them: key "<job id hex>|<uri>", written by the drivers that use a package; a
+// finished job's references are dropped and an unreferenced package deleted (GcsServer).
+inline constexpr char kPackageNamespace[] = "packages";
+inline constexpr char kPackageRefsNamespace[] = "package_refs";
 
 }  // namespace shoal

@@ -1,6 +1,7 @@
 #include "src/gcs/gcs_server.h"
 
 #include <algorithm>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "shoal/gcs.grpc.pb.h"
@@ -10,6 +11,7 @@
 #include "src/common/rpc.h"
 #include "src/common/rpc_client.h"
 #include "src/common/rpc_metrics.h"
+#include "src/common/runtime_env.h"
 #include "src/gcs/node_change_stream.h"
 #include "src/scheduler/hybrid_policy.h"
 
@@ -168,6 +170,7 @@ class GcsServer::Services final
       const JobId job = *JobId::FromHex(req->job_id());
       gcs_.actors_.OnJobFinished(job);
       gcs_.placement_groups_.OnJobFinished(job);  // its groups that are not detached
+      gcs_.ReleasePackagesOf(job);
     }
     return ToGrpcStatus(s);
   }
@@ -280,6 +283,36 @@ void GcsServer::HealthLoop() {
       if (!s.ok()) spdlog::error("cannot mark node {} dead: {}", dead.Hex(), s.ToString());
     }
     absl::SleepFor(tick);
+  }
+}
+
+void GcsServer::ReleasePackagesOf(const JobId& job) {
+  rpc::ListActorsRequest request;
+  request.set_job_id(job.Hex());
+  request.set_limit(1000000);
+  if (auto actors = actors_.ListActors(request); actors.ok()) {
+    for (const rpc::ActorInfo& a : actors->actors()) {
+      if (a.detached() && a.state() != rpc::ActorInfo::DEAD) return;
+    }
+  }
+  const std::string prefix = job.Hex() + "|";
+  absl::StatusOr<std::vector<std::string>> mine = kv_.Keys(kPackageRefsNamespace, prefix);
+  if (!mine.ok() || mine->empty()) return;
+  std::set<std::string> released;
+  for (const std::string& key : *mine) {
+    released.insert(key.substr(prefix.size()));
+    (void)kv_.Delete(kPackageRefsNamespace, key, /*by_prefix=*/false);
+  }
+  absl::StatusOr<std::vector<std::string>> rest = kv_.Keys(kPackageRefsNamespace, "");
+  if (!rest.ok()) return;
+  for (const std::string& key : *rest) {
+    if (size_t bar = key.find('|'); bar != std::string::npos) released.erase(key.substr(bar + 1));
+  }
+  for (const std::string& uri : released) {
+    // The record and its chunks ("<uri>#<i>"): names are whole file names, so the prefix is
+    // this package's alone.
+    absl::StatusOr<int64_t> deleted = kv_.Delete(kPackageNamespace, uri, /*by_prefix=*/true);
+    if (deleted.ok() && *deleted > 0) spdlog::info("deleted package {} (no job uses it)", uri);
   }
 }
 

@@ -58,6 +58,9 @@ class GcsServer {
   void ActorLoop();
   static ActorManagerOptions WithGroupCheck(ActorManagerOptions options, const PlacementGroupManager& groups);
   static PlacementGroupManagerOptions WithRemoval(PlacementGroupManagerOptions options, ActorManager& actors);
+  // A finished job's references to runtime-env packages go; packages no job references any
+  // more are deleted (not while the job's detached actors live: they may start elsewhere).
+  void ReleasePackagesOf(const JobId& job);
   // Marks the node dead in the table and tells the actor and placement group managers.
   absl::Status MarkNodeDead(const NodeId& id, const std::string& reason);
 

@@ -18,11 +18,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "src/common/runtime_env.h"
 #include "src/gcs_client/gcs_client.h"
 
 namespace shoal {
 
-inline constexpr char kPackageNamespace[] = "packages";
 inline constexpr uint64_t kPackageChunkBytes = 4 << 20;
 // The largest package (Ray's limit for working_dir); SHOAL_RUNTIME_ENV_MAX_PACKAGE_BYTES lowers
 // or raises it for this process.

@@ -329,7 +329,8 @@ def test_job_runs_on_its_gpu_node_with_working_dir_and_requirements(cluster, tmp
     requirements = tmp_path / "requirements.txt"
     requirements.write_text(f"--no-index\n{wheel}\n")
     runtime = tmp_path / "runtime.json"
-    runtime.write_text(json.dumps({"pip": str(requirements), "env_vars": {"RENV_JOB": "yes", "PYTHONPATH": PYTHON_DIR}}))
+    runtime.write_text(json.dumps({"pip": str(requirements),
+                                   "env_vars": {"RENV_JOB": "yes", "PYTHONPATH": PYTHON_DIR}}))
 
     def submit(*extra):
         start = time.monotonic()
@@ -452,3 +453,61 @@ def test_unused_packages_are_deleted(cluster, tmp_path):
     assert "/runtime_resources/packages/" in cwd
     # The driver is gone, so are its workers: the package goes within seconds.
     wait_until(lambda: not os.path.exists(cwd), 60, what=f"{cwd} to be deleted")
+
+
+def test_a_finished_jobs_packages_leave_the_gcs_unless_another_job_uses_them(cluster, tmp_path):
+    cluster.start_head("--num-cpus", 2)
+    shared, own = tmp_path / "shared", tmp_path / "own"
+    for d in (shared, own):
+        d.mkdir()
+        (d / "mod.py").write_text(f"VALUE = {str(d)!r}\n")
+    script = """
+        import json, sys, shoal
+        from shoal._private import runtime
+        shoal.init(address="auto")
+
+        @shoal.remote(num_cpus=0)
+        def where():
+            import os
+            return os.getcwd()
+
+        uris = {}
+        for d in sys.argv[1:]:
+            env = json.loads(runtime.core_runtime_env({"working_dir": d}))
+            shoal.get(where.options(runtime_env={"working_dir": d}).remote())
+            uris[d] = env["working_dir"]
+        print("URIS " + json.dumps(uris), flush=True)
+        input()  # held open until the test says so
+        shoal.shutdown()
+    """
+    env = dict(cluster.env, PYTHONPATH=PYTHON_DIR)
+
+    def start(*dirs):
+        proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *map(str, dirs)], env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cluster.extra_pids.append(proc.pid)
+        line = proc.stdout.readline()
+        assert line.startswith("URIS "), line + proc.stderr.read()
+        return proc, json.loads(line[5:])
+
+    def finish(proc):
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+
+    first, uris = start(shared, own)
+    second, _ = start(shared)
+    import shoal
+    shoal.init(address=cluster.address)
+    try:
+        core = shoal._private.runtime.core()
+        assert core.package_exists(uris[str(shared)]) and core.package_exists(uris[str(own)])
+        finish(first)
+        # Its own package goes; the one the second job still uses stays.
+        wait_until(lambda: not core.package_exists(uris[str(own)]), 30, what="the first job's package to go")
+        assert core.package_exists(uris[str(shared)])
+        finish(second)
+        wait_until(lambda: not core.package_exists(uris[str(shared)]), 30, what="the shared package to go")
+    finally:
+        shoal.shutdown()
+

@@ -301,11 +301,12 @@ def _upload(core, data, extension, suffix=""):
 
 
 _cache_lock = threading.Lock()
-_cache = {}  # (kind, path, excludes) -> uri, for this process's life
+_cache = {}  # (job, kind, path, excludes) -> uri
 
 
 def _package(core, kind, path, excludes):
-    key = (kind, os.path.abspath(path), tuple(excludes))
+    # Per job: a finished job's packages may be deleted from the GCS (ReleasePackagesOf).
+    key = (core.job_id, kind, os.path.abspath(path), tuple(excludes))
     with _cache_lock:
         if key in _cache:
             return _cache[key]
@@ -325,20 +326,39 @@ def _package(core, kind, path, excludes):
     return uri
 
 
+REFS_NAMESPACE = "package_refs"  # src/common/runtime_env.h: "<job id hex>|<uri>"
+_referenced = set()  # (job, uri) this process has recorded
+
+
+def _reference(core, uri):
+    """Records that this process's job uses package `uri`: when the job finishes, the GCS deletes
+    the packages no unfinished job references (GcsServer::ReleasePackagesOf)."""
+    key = (core.job_id, uri)
+    with _cache_lock:
+        if key in _referenced:
+            return uri
+    core.kv_put(REFS_NAMESPACE, f"{core.job_id}|{uri}", b"", True)
+    with _cache_lock:
+        _referenced.add(key)
+    return uri
+
+
 def resolve_packages(core, env):
     """`env` (validated) with local paths uploaded: working_dir and py_modules become gcs:// URIs
-    and excludes is dropped (applied)."""
+    (each recorded as used by this job) and excludes is dropped (applied)."""
     out = dict(env)
     excludes = out.pop("excludes", [])
-    if "working_dir" in out and not _is_uri(out["working_dir"]):
-        out["working_dir"] = _package(core, "dir", out["working_dir"], excludes)
+    if "working_dir" in out:
+        wd = out["working_dir"]
+        out["working_dir"] = _reference(core, wd if _is_uri(wd) else _package(core, "dir", wd, excludes))
     if "py_modules" in out:
         uris = []
         for m in out["py_modules"]:
             if _is_uri(m):
-                uris.append(m)
+                uris.append(_reference(core, m))
             else:
-                uris.append(_package(core, "wheel" if m.endswith(".whl") else "module", m, excludes))
+                kind = "wheel" if m.endswith(".whl") else "module"
+                uris.append(_reference(core, _package(core, kind, m, excludes)))
         out["py_modules"] = uris
     return out
 
