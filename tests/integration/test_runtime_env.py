@@ -305,7 +305,11 @@ def task():
     return [job_helper.VALUE, shoaljobwheel.VALUE, os.environ.get("RENV_JOB"),
             shoal.get_runtime_context().get_node_id()]
 
+from shoal.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+head = next(n["NodeID"] for n in shoal.nodes() if n["Alive"] and "A" not in n["Resources"])
+on_head = task.options(resources={}, scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=False))
 print("RESULT " + json.dumps({"task": shoal.get(task.remote(), timeout=300),
+                              "task_on_head": shoal.get(on_head.remote(), timeout=300),
                               "driver_node": shoal.get_runtime_context().get_node_id(),
                               "driver_gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
                               "driver_python": sys.executable}))
@@ -342,11 +346,14 @@ def test_job_runs_on_its_gpu_node_with_working_dir_and_requirements(cluster, tmp
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     result = json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
     assert result["task"] == ["job module", 5, "yes", gpu_node]
+    head_node = next(n["node_id"] for n in cluster.alive_nodes() if "A" not in n["resources_total"])
+    assert result["task_on_head"] == ["job module", 5, "yes", head_node]  # every node has both
     assert result["driver_node"] == gpu_node
     assert result["driver_gpus"] in ("0", "1")
     assert "/runtime_resources/envs/" in result["driver_python"]  # the job's virtualenv
     built = venvs(cluster)
-    assert len(built) == 1  # the driver and its tasks share the node's environment
+    # One per node: on the GPU node the driver and its task share it; the head built its own.
+    assert len(built) == 2 and len({os.path.dirname(os.path.dirname(os.path.dirname(v))) for v in built}) == 2
     # A second job with the same requirements reuses it.
     proc, warm = submit()
     assert proc.returncode == 0, proc.stdout[-4000:]
@@ -360,6 +367,10 @@ def test_job_runs_on_its_gpu_node_with_working_dir_and_requirements(cluster, tmp
     status, job = cluster.api("GET", f"/api/jobs/{job_id}")
     assert job["status"] == "FAILED"
     assert "shoal-no-such-job-requirement" in job["message"] and "runtime env" in job["message"], job["message"]
+    # The cluster is fine afterwards: the next job with good requirements runs.
+    requirements.write_text(f"--no-index\n{wheel}\n")
+    proc, _ = submit()
+    assert proc.returncode == 0, proc.stdout[-4000:]
     status, body = cluster.api("POST", "/api/jobs/", {"entrypoint": "true", "runtime_env": {"conda": "x"}})
     assert status == 400 and "conda" in body["message"], body
     status, body = cluster.api("POST", "/api/jobs/", {"entrypoint": "true", "runtime_env": {"nope": 1}})
