@@ -143,6 +143,19 @@ void JobManager::Recover() {
 }
 
 absl::StatusOr<std::string> JobManager::Submit(JobSpec spec) {
+  if (!spec.ResourceShape().empty() && !RunsOnHead(spec)) {
+    // Its entrypoint runs on whichever node grants its resources: paths on the head mean nothing there.
+    if (auto it = spec.runtime_env.find("py_modules"); it != spec.runtime_env.end() && it->is_array()) {
+      for (const nlohmann::json& m : *it) {
+        if (m.is_string() && !absl::StartsWith(m.get<std::string>(), "gcs://")) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "runtime_env.py_modules: '", m.get<std::string>(), "' is a path on the head, but this job's entrypoint ",
+              "runs on the node that grants its resources: upload it (Ray's JobSubmissionClient does; or PUT ",
+              "/api/packages/gcs/<name>.zip) and give its gcs:// URI"));
+        }
+      }
+    }
+  }
   if (!spec.working_dir.empty() && !fs::path(spec.working_dir).is_absolute()) {
     std::string package = PackagePath(spec.working_dir);
     if (package.empty()) {

@@ -375,6 +375,10 @@ def test_job_runs_on_its_gpu_node_with_working_dir_and_requirements(cluster, tmp
     assert status == 400 and "conda" in body["message"], body
     status, body = cluster.api("POST", "/api/jobs/", {"entrypoint": "true", "runtime_env": {"nope": 1}})
     assert status == 400 and "'nope'" in body["message"], body
+    # A head path cannot follow an entrypoint that runs on another node: refused, not ignored.
+    status, body = cluster.api("POST", "/api/jobs/", {"entrypoint": "true", "entrypoint_num_gpus": 1,
+                                                      "runtime_env": {"py_modules": [str(work)]}})
+    assert status == 400 and "path on the head" in body["message"], body
 
 
 def test_a_job_says_it_installs_its_runtime_env_and_can_be_stopped_meanwhile(cluster, tmp_path):
