@@ -42,7 +42,9 @@ usage: shoal job <command> [flags]
          [--entrypoint-num-cpus N] [--entrypoint-num-gpus N] [--entrypoint-memory BYTES]
          [--entrypoint-resources JSON] [--submission-id ID] [--metadata-json JSON] [--no-wait] -- CMD...
          prints the submission id, then follows the job's logs until it ends (exit code 0 when it
-         SUCCEEDED, 1 otherwise) unless --no-wait
+         SUCCEEDED, 1 otherwise) unless --no-wait. With --entrypoint-* resources the entrypoint
+         runs on the node that grants them (its GPUs in CUDA_VISIBLE_DEVICES), inside the job's
+         runtime env (working_dir, env_vars, pip/uv virtualenv first on PATH)
   status ID [--json]      logs ID [--follow]      stop ID [--no-wait]
   list [--json]           delete ID
 

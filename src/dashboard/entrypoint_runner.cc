@@ -140,14 +140,17 @@ grpc::Status EntrypointRunner::Run(grpc::ServerContext* context, const rpc::RunE
   bool exited = false;
   char buffer[64 << 10];
   bool output_open = true;
-  while (!exited || output_open) {
-    if (!stopping && (caller_gone || context->IsCancelled())) {
+  // After the entrypoint exits, what it wrote is read for a bounded time: a process that left
+  // its group could hold the pipe open forever.
+  absl::Time drain_until = absl::InfiniteFuture();
+  while ((!exited || output_open) && absl::Now() < drain_until) {
+    if (!exited && !stopping && (caller_gone || context->IsCancelled())) {
       stopping = true;
       kill(-pid, SIGTERM);
       kill_at = absl::Now() + grace;
       spdlog::info("entrypoint {}: stopping (the caller cancelled or went away)", pid);
     }
-    if (absl::Now() >= kill_at) kill(-pid, SIGKILL);
+    if (!exited && absl::Now() >= kill_at) kill(-pid, SIGKILL);  // never after it is reaped
     pollfd p{.fd = output[0], .events = POLLIN, .revents = 0};
     if (output_open && poll(&p, 1, 100) > 0) {
       ssize_t n = read(output[0], buffer, sizeof(buffer));
@@ -164,9 +167,11 @@ grpc::Status EntrypointRunner::Run(grpc::ServerContext* context, const rpc::RunE
     if (!exited) {
       pid_t done = waitpid(pid, &status, WNOHANG);
       if (done == pid) {
-        exited = true;
-        // What the entrypoint left running would hold the pipe open: the group ends with it.
+        // What the entrypoint left running would hold the pipe open: the group ends with it
+        // (the group lives on while a member does, so its id is not reused yet).
         kill(-pid, SIGKILL);
+        exited = true;
+        drain_until = absl::Now() + absl::Seconds(2);
       }
     }
   }

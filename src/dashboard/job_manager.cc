@@ -12,6 +12,8 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -138,7 +140,10 @@ void JobManager::Recover() {
       jobs_[record.spec.submission_id] = job;
     }
   }
-  for (const JobRecord& record : orphans) Persist(record);
+  for (const JobRecord& record : orphans) {
+    Persist(record);
+    ReleasePackages(record.spec.submission_id);
+  }
   spdlog::info("recovered {} stored jobs ({} left unfinished by an earlier dashboard)", stored->size(), orphans.size());
 }
 
@@ -163,14 +168,20 @@ absl::StatusOr<std::string> JobManager::Submit(JobSpec spec) {
                                                      "' must be a package URI gcs://<name>.zip (upload it with PUT "
                                                      "/api/packages/gcs/<name>.zip) or an absolute path on the head"));
     }
+    // The raylets fetch it from the GCS: there it must be (a finished job's packages leave it;
+    // the copy uploaded here puts it back).
     std::error_code ec;
-    if (!fs::exists(package, ec)) {
-      absl::StatusOr<bool> in_gcs = PackageExists(PackageKvOf(cluster_.gcs()), spec.working_dir);
-      if (!in_gcs.ok()) return in_gcs.status();
-      if (!*in_gcs) {
-        return absl::InvalidArgumentError(absl::StrCat("runtime_env.working_dir: package ", spec.working_dir,
-                                                       " was not uploaded (PUT /api/packages/gcs/...)"));
+    absl::StatusOr<bool> in_gcs = PackageExists(PackageKvOf(cluster_.gcs()), spec.working_dir);
+    if (!in_gcs.ok()) return in_gcs.status();
+    if (!*in_gcs && fs::exists(package, ec)) {
+      if (absl::Status s = PutPackageFromFile(PackageKvOf(cluster_.gcs().WithTimeout(absl::Seconds(60))),
+                                              spec.working_dir, package, std::numeric_limits<uint64_t>::max());
+          !s.ok()) {
+        return s;
       }
+    } else if (!*in_gcs) {
+      return absl::InvalidArgumentError(absl::StrCat("runtime_env.working_dir: package ", spec.working_dir,
+                                                     " was not uploaded (PUT /api/packages/gcs/...)"));
     }
   }
   auto job = std::make_shared<Job>();
@@ -192,6 +203,7 @@ absl::StatusOr<std::string> JobManager::Submit(JobSpec spec) {
     ++active_;
   }
   const std::string id = job->record.spec.submission_id;
+  HoldPackages(job->record.spec);
   Persist(job->record);
   std::thread([this, job] { Supervise(job); }).detach();
   return id;
@@ -387,6 +399,11 @@ void JobManager::RunOnLeaseNode(const std::shared_ptr<Job>& job) {
     absl::MutexLock lock(&mu_);
     job->remote = nullptr;
     stopped = job->stop_requested;
+  }
+  if (stopped && absl::IsCancelled(exit.status())) {
+    // The holder sends SIGTERM and waits the grace before SIGKILL: returning the lease now
+    // would kill its process group (and the entrypoint's, through its guard) at once.
+    absl::SleepFor(options_.stop_grace + absl::Seconds(1));
   }
   job->reservation.Release();
   if (stopped) {
@@ -591,6 +608,44 @@ void JobManager::RunEntrypoint(const std::shared_ptr<Job>& job) {
   }
 }
 
+void JobManager::HoldPackages(const JobSpec& spec) {
+  std::vector<std::string> uris;
+  if (absl::StartsWith(spec.working_dir, "gcs://")) uris.push_back(spec.working_dir);
+  if (auto it = spec.runtime_env.find("py_modules"); it != spec.runtime_env.end() && it->is_array()) {
+    for (const nlohmann::json& m : *it) {
+      if (m.is_string() && absl::StartsWith(m.get<std::string>(), "gcs://")) uris.push_back(m.get<std::string>());
+    }
+  }
+  for (const std::string& uri : uris) {
+    // Until the job ends, its packages stay in the GCS whatever other jobs finish meanwhile.
+    if (auto s = cluster_.gcs().KvPut(kPackageRefsNamespace, absl::StrCat("submission-", spec.submission_id, "|", uri),
+                                      "", /*overwrite=*/true);
+        !s.ok()) {
+      spdlog::warn("job {}: cannot record its use of {}: {}", spec.submission_id, uri, s.status().ToString());
+    }
+  }
+}
+
+void JobManager::ReleasePackages(const std::string& submission_id) {
+  const std::string prefix = absl::StrCat("submission-", submission_id, "|");
+  absl::StatusOr<std::vector<std::string>> mine = cluster_.gcs().KvKeys(kPackageRefsNamespace, prefix);
+  if (!mine.ok() || mine->empty()) return;
+  std::set<std::string> released;
+  for (const std::string& key : *mine) {
+    released.insert(key.substr(prefix.size()));
+    (void)cluster_.gcs().KvDel(kPackageRefsNamespace, key);
+  }
+  absl::StatusOr<std::vector<std::string>> rest = cluster_.gcs().KvKeys(kPackageRefsNamespace, "");
+  if (!rest.ok()) return;
+  for (const std::string& key : *rest) {
+    if (size_t bar = key.find('|'); bar != std::string::npos) released.erase(key.substr(bar + 1));
+  }
+  for (const std::string& uri : released) {  // no job uses it any more (as GcsServer::ReleasePackagesOf)
+    (void)cluster_.gcs().KvDel(kPackageNamespace, absl::StrCat(uri, "#"), /*by_prefix=*/true);
+    (void)cluster_.gcs().KvDel(kPackageNamespace, uri);
+  }
+}
+
 void JobManager::Finish(const std::shared_ptr<Job>& job, JobStatus status, const std::string& message,
                         std::optional<int> exit_code) {
   JobRecord final_record;
@@ -605,6 +660,7 @@ void JobManager::Finish(const std::shared_ptr<Job>& job, JobStatus status, const
   }
   spdlog::info("job {}: {} ({})", final_record.spec.submission_id, JobStatusName(status), message);
   Persist(final_record);
+  ReleasePackages(final_record.spec.submission_id);
   absl::MutexLock lock(&mu_);
   --active_;
 }

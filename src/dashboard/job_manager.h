@@ -111,6 +111,11 @@ class JobManager {
   // at is setting up its runtime env (the one named `env_key`).
   void WatchRuntimeEnvSetup(const std::shared_ptr<Job>& job, const std::string& env_key,
                             const std::atomic<bool>& acquired);
+  // The job's gcs:// packages are referenced (GCS KV package_refs, "submission-<id>|<uri>")
+  // from submission to end, so that no other job's end deletes them meanwhile; at its end the
+  // references go and packages nothing references any more are deleted.
+  void HoldPackages(const JobSpec& spec);
+  void ReleasePackages(const std::string& submission_id);
   // Runs the entrypoint on the node whose raylet granted its lease (entrypoint_runner.h).
   void RunOnLeaseNode(const std::shared_ptr<Job>& job);
   // The entrypoint runs on the head: its working_dir is a directory there.

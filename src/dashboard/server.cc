@@ -328,13 +328,16 @@ void DashboardServer::AddRoutes() {
   const std::string package = R"(/api/packages/([A-Za-z0-9_]+)/([^/]+))";
   route("GET", package, "/api/packages/{protocol}/{name}", false, small, [this](const Request& req, Response& res) {
     std::string protocol = req.matches[1], name = req.matches[2];
+    // The GCS's package store is what the raylets read: a package counts when it is there (put
+    // back from this dashboard's copy if a finished job's cleanup removed it).
     std::error_code ec;
     bool exists = protocol == "gcs" && IsValidPackageName(name);
-    if (exists && !fs::exists(fs::path(options_.package_dir) / name, ec)) {
-      // Uploaded by a driver straight into the GCS's package store.
-      absl::StatusOr<bool> in_gcs = PackageExists(PackageKvOf(cluster_.gcs()), absl::StrCat("gcs://", name));
+    if (exists) {
+      const std::string uri = absl::StrCat("gcs://", name);
+      absl::StatusOr<bool> in_gcs = PackageExists(PackageKvOf(cluster_.gcs()), uri);
       if (!in_gcs.ok()) return ReplyError(res, in_gcs.status());
-      exists = *in_gcs;
+      const fs::path local = fs::path(options_.package_dir) / name;
+      exists = *in_gcs || (fs::exists(local, ec) && CopyPackageToGcs(local, uri).ok());
     }
     if (!exists) return ReplyError(res, 404, absl::StrCat("package ", protocol, "://", name, " does not exist"));
     ReplyJson(res, {{"exists", true}});

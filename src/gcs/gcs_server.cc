@@ -309,9 +309,8 @@ void GcsServer::ReleasePackagesOf(const JobId& job) {
     if (size_t bar = key.find('|'); bar != std::string::npos) released.erase(key.substr(bar + 1));
   }
   for (const std::string& uri : released) {
-    // The record and its chunks ("<uri>#<i>"): names are whole file names, so the prefix is
-    // this package's alone.
-    absl::StatusOr<int64_t> deleted = kv_.Delete(kPackageNamespace, uri, /*by_prefix=*/true);
+    (void)kv_.Delete(kPackageNamespace, absl::StrCat(uri, "#"), /*by_prefix=*/true);  // its chunks
+    absl::StatusOr<int64_t> deleted = kv_.Delete(kPackageNamespace, uri, /*by_prefix=*/false);
     if (deleted.ok() && *deleted > 0) spdlog::info("deleted package {} (no job uses it)", uri);
   }
 }

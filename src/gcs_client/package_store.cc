@@ -127,6 +127,11 @@ absl::StatusOr<std::string> GetPackage(const PackageKv& kv, const std::string& u
   if (!value.ok()) return value.status();
   auto meta = ParseMeta(uri, *value);
   if (!meta.ok()) return meta.status();
+  if (meta->size > MaxPackageBytes() ||
+      meta->chunks != (meta->size + kPackageChunkBytes - 1) / kPackageChunkBytes) {
+    return absl::DataLossError(absl::StrCat("package ", uri, " has an impossible record (", meta->size, " bytes in ",
+                                            meta->chunks, " chunks)"));
+  }
   std::string bytes;
   bytes.reserve(meta->size);
   for (uint64_t i = 0; i < meta->chunks; ++i) {

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -143,8 +144,13 @@ absl::StatusOr<std::optional<RuntimeEnvContext>> RuntimeEnvAgent::Prepare(const 
     auto job = std::make_unique<Job>();
     Job* raw = job.get();
     jobs_.emplace(key, std::move(job));
-    raw->thread = std::thread([this, env, raw] {
+    raw->thread = std::thread([this, env, key, raw] {
       RunJob(env);
+      {
+        // Fresh: kept at least recent_use for the worker it was built for.
+        absl::MutexLock lock(&mu_);
+        env_used_[key] = clock_.Now();
+      }
       raw->done = true;
       if (options_.on_change) options_.on_change();
     });
@@ -229,15 +235,15 @@ absl::StatusOr<std::string> RuntimeEnvAgent::Build(const std::string& resource, 
 absl::StatusOr<std::string> RuntimeEnvAgent::BuildPackage(const std::string& uri) {
   const bool wheel = absl::EndsWith(uri, ".whl");
   if (auto name = PackageNameOfUri(uri, wheel ? ".whl" : ".zip"); !name.ok()) return name.status();
+  const fs::path dir = fs::path(options_.root_dir) / "packages" / PackageStem(uri);
+  const fs::path tmp = dir.string() + kTmpSuffix;
+  std::error_code ec;
+  if (fs::is_directory(dir, ec)) return dir.string();  // unpacked here before
   if (!options_.fetch_package) return absl::FailedPreconditionError("this raylet cannot fetch packages");
   auto bytes = options_.fetch_package(uri);
   if (!bytes.ok()) {
     return absl::Status(bytes.status().code(), absl::StrCat("cannot fetch ", uri, ": ", bytes.status().message()));
   }
-  const fs::path dir = fs::path(options_.root_dir) / "packages" / PackageStem(uri);
-  const fs::path tmp = dir.string() + kTmpSuffix;
-  std::error_code ec;
-  if (fs::is_directory(dir, ec)) return dir.string();  // a raylet restart kept it
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", tmp.string(), ": ", ec.message()));
@@ -423,7 +429,8 @@ void RuntimeEnvAgent::Delete(const std::string& resource, const Resource& r) {
   fs::remove(r.path + ".log", ec);
   // Renamed at once, so that a new setup of the same name never sees it half deleted; the
   // files themselves (a virtualenv holds thousands) go on a thread, not the raylet's loop.
-  const fs::path doomed = r.path + ".deleting" + kTmpSuffix;
+  static std::atomic<uint64_t> counter{0};
+  const fs::path doomed = absl::StrCat(r.path, ".deleting-", counter++, kTmpSuffix);
   fs::rename(r.path, doomed, ec);
   if (ec) {
     fs::remove_all(r.path, ec);
@@ -436,7 +443,7 @@ void RuntimeEnvAgent::Delete(const std::string& resource, const Resource& r) {
     fs::remove_all(doomed, ignored);
     raw->done = true;
   });
-  jobs_.emplace(absl::StrCat("delete:", doomed.string()), std::move(job));
+  jobs_[absl::StrCat("delete:", doomed.string())] = std::move(job);  // the name is unique
 }
 
 std::vector<std::string> RuntimeEnvAgent::SettingUp() const {

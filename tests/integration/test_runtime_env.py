@@ -523,6 +523,11 @@ def test_a_finished_jobs_packages_leave_the_gcs_unless_another_job_uses_them(clu
         assert core.package_exists(uris[str(shared)])
         finish(second)
         wait_until(lambda: not core.package_exists(uris[str(shared)]), 30, what="the shared package to go")
+        # A later job with the same directory uploads it again (same name), and its tasks run.
+        third, again = start(shared)
+        assert again[str(shared)] == uris[str(shared)]
+        assert core.package_exists(uris[str(shared)])
+        finish(third)
     finally:
         shoal.shutdown()
 

@@ -386,9 +386,15 @@ def _driver_python_path():
     for p in os.environ.get("PYTHONPATH", "").split(os.pathsep):
         if p:
             paths.append(os.path.abspath(p))
+    # Not the interpreter's own package directories (a pip-installed shoal's parent is
+    # site-packages): on PYTHONPATH they would hide what a runtime env's virtualenv installs.
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix) if p}
     seen = []
     for p in paths:
-        if p not in seen and ":" not in p:
+        real = os.path.realpath(p)
+        in_interpreter = os.path.basename(real) in ("site-packages", "dist-packages") or any(
+            real == pre or real.startswith(pre + os.sep) for pre in prefixes)
+        if p not in seen and ":" not in p and not in_interpreter:
             seen.append(p)
     return seen
 

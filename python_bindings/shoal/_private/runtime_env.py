@@ -295,6 +295,8 @@ def _read_limited(path):
 def _upload(core, data, extension, suffix=""):
     digest = hashlib.sha256(data).hexdigest()[:32]
     uri = f"{SCHEME}_shoal_pkg_{digest}{suffix}{extension}"
+    # Referenced first: a package found here is not deleted by another job's end meanwhile.
+    _reference(core, uri)
     if not core.package_exists(uri):
         core.upload_package(uri, data)
     return uri
