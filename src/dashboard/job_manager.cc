@@ -148,7 +148,7 @@ void JobManager::Recover() {
 }
 
 absl::StatusOr<std::string> JobManager::Submit(JobSpec spec) {
-  if (!spec.ResourceShape().empty() && !RunsOnHead(spec)) {
+  if ((!spec.ResourceShape().empty() || NeedsVirtualenv(spec)) && !RunsOnHead(spec)) {
     // Its entrypoint runs on whichever node grants its resources: paths on the head mean nothing there.
     if (auto it = spec.runtime_env.find("py_modules"); it != spec.runtime_env.end() && it->is_array()) {
       for (const nlohmann::json& m : *it) {
@@ -212,7 +212,9 @@ absl::StatusOr<std::string> JobManager::Submit(JobSpec spec) {
 void JobManager::Supervise(std::shared_ptr<Job> job) {
   const JobSpec& spec = job->record.spec;  // immutable after Submit
   std::map<std::string, double> shape = spec.ResourceShape();
-  if (!shape.empty()) {
+  // A job that asks for resources, or whose env has packages to install (its entrypoint must
+  // run inside that virtualenv, as Ray's does), runs through a lease (of nothing, for the latter).
+  if (!shape.empty() || (NeedsVirtualenv(spec) && !RunsOnHead(spec))) {
     absl::Status held;
     absl::StatusOr<rpc::GetClusterStatusReply> status = cluster_.gcs().WithTimeout(kStatusTimeout).GetClusterStatus();
     std::string head;
@@ -297,6 +299,21 @@ void JobManager::WatchRuntimeEnvSetup(const std::shared_ptr<Job>& job, const std
     }
     Persist(changed);
   }
+}
+
+bool JobManager::NeedsVirtualenv(const JobSpec& spec) {
+  for (const char* key : {"pip", "uv"}) {
+    auto it = spec.runtime_env.find(key);
+    if (it == spec.runtime_env.end() || it->is_null()) continue;
+    const nlohmann::json& packages = it->is_object() && it->contains("packages") ? (*it)["packages"] : *it;
+    if (packages.is_string() || (packages.is_array() && !packages.empty())) return true;
+  }
+  if (auto it = spec.runtime_env.find("py_modules"); it != spec.runtime_env.end() && it->is_array()) {
+    for (const nlohmann::json& m : *it) {
+      if (m.is_string() && absl::EndsWith(m.get<std::string>(), ".whl")) return true;
+    }
+  }
+  return false;
 }
 
 bool JobManager::RunsOnHead(const JobSpec& spec) {

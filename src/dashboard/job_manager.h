@@ -120,6 +120,8 @@ class JobManager {
   void RunOnLeaseNode(const std::shared_ptr<Job>& job);
   // The entrypoint runs on the head: its working_dir is a directory there.
   static bool RunsOnHead(const JobSpec& spec);
+  // Its runtime env installs packages (pip, uv, wheels): the entrypoint runs in that env.
+  static bool NeedsVirtualenv(const JobSpec& spec);
   // The job's runtime_env as the lease holding its entrypoint resources carries it.
   static absl::StatusOr<rpc::RuntimeEnv> EntrypointRuntimeEnv(const JobSpec& spec);
 

@@ -384,10 +384,10 @@ def test_job_runs_on_its_gpu_node_with_working_dir_and_requirements(cluster, tmp
 def test_a_job_says_it_installs_its_runtime_env_and_can_be_stopped_meanwhile(cluster, tmp_path):
     cluster.start_head("--num-cpus", 2, dashboard=True)
 
-    def submit(name):
+    def submit(name, cpus=1):
         wheel = make_wheel(str(tmp_path), name=name)
         status, body = cluster.api("POST", "/api/jobs/", {
-            "entrypoint": f"python3 -c 'import {name}'", "entrypoint_num_cpus": 1,  # the env's python3
+            "entrypoint": f"python3 -c 'import {name}'", "entrypoint_num_cpus": cpus,  # the env's python3
             "runtime_env": {"pip": {"packages": [wheel], "pip_install_options": NO_INDEX},
                             "env_vars": {"PYTHONPATH": PYTHON_DIR}}})
         assert status == 200, body
@@ -408,6 +408,11 @@ def test_a_job_says_it_installs_its_runtime_env_and_can_be_stopped_meanwhile(clu
     assert cluster.api("POST", f"/api/jobs/{job_id}/stop")[0] == 200
     wait_until(lambda: cluster.api("GET", f"/api/jobs/{job_id}")[1]["status"] == "STOPPED", 30, what="STOPPED")
     assert cluster.api("GET", f"/api/jobs/{job_id}")[1]["driver_exit_code"] is None
+    # Without entrypoint resources (Ray's default) the entrypoint still runs inside its env.
+    job_id = submit("shoalnocpus", cpus=0)
+    done = wait_until(lambda: (j := cluster.api("GET", f"/api/jobs/{job_id}")[1])["status"] in
+                      ("SUCCEEDED", "FAILED", "STOPPED") and j, 120, what="the job without resources to end")
+    assert done["status"] == "SUCCEEDED", (done, cluster.api("GET", f"/api/jobs/{job_id}/logs")[1])
 
 
 STOPPABLE = """
