@@ -73,6 +73,21 @@ absl::StatusOr<std::string> FindOnPath(const std::string& name, const std::strin
   return absl::NotFoundError(absl::StrCat(name, " is not installed on this node (not found in PATH)"));
 }
 
+// argv with the user:password of URLs (`--index-url https://user:pw@host/...`) masked: the log's
+// tail reaches callers in error messages.
+std::vector<std::string> RedactCredentials(std::vector<std::string> argv) {
+  for (std::string& arg : argv) {
+    const size_t scheme = arg.find("://");
+    if (scheme == std::string::npos) continue;
+    const size_t at = arg.find('@', scheme + 3);
+    const size_t slash = arg.find('/', scheme + 3);
+    if (at != std::string::npos && (slash == std::string::npos || at < slash)) {
+      arg.replace(scheme + 3, at - scheme - 3, "****");
+    }
+  }
+  return argv;
+}
+
 absl::Status WriteFile(const fs::path& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -331,7 +346,7 @@ absl::Status RuntimeEnvAgent::RunLogged(const std::vector<std::string>& argv, co
                                         const std::string& what) {
   {
     std::ofstream out(log, std::ios::app);
-    out << "$ " << absl::StrJoin(argv, " ") << "\n";
+    out << "$ " << absl::StrJoin(RedactCredentials(argv), " ") << "\n";
   }
   PosixProcessSpawner spawner;
   ProcessSpec spec{.argv = argv, .env = {{"PIP_NO_INPUT", "1"}}, .stdout_path = log, .stderr_path = log};

@@ -196,11 +196,15 @@ TEST_CASE("pip installs a wheel into a virtualenv that sees the system's package
   rpc::RuntimeEnv bad;
   bad.add_pip_packages("shoal-no-such-package-for-tests==9.9");
   bad.add_pip_install_options("--no-index");
+  bad.add_pip_install_options("--extra-index-url");
+  bad.add_pip_install_options("https://someone:hunter2secret@index.invalid/simple");
   bad.set_interpreter(python);
   auto failed = f.PrepareAndWait(bad);
   REQUIRE_CODE(failed, kFailedPrecondition);
   CHECK(absl::StrContains(failed.status().message(), "pip install failed"));
   CHECK(absl::StrContains(failed.status().message(), "shoal-no-such-package-for-tests"));
+  // The index's credentials never reach the caller (nor the env's log).
+  CHECK_FALSE(absl::StrContains(failed.status().message(), "hunter2secret"));
   // Nothing half-built is left.
   CHECK(f.agent->stats().envs == 1);
 }
