@@ -57,9 +57,17 @@ absl::StatusOr<std::vector<ZipEntry>> ListZipEntries(absl::string_view bytes) {
     e.name = std::string(bytes.substr(at + kHeader, name_len));
     e.uncompressed_size = uncompressed;
     e.is_directory = absl::EndsWith(e.name, "/");
-    e.is_symlink = made_by_os == 3 && ((external >> 16) & S_IFMT) == S_IFLNK;
+    // The hosts whose entries unzip makes symlinks of (Info-ZIP's SYMLINK_HOST: VMS, Unix,
+    // Atari, BeOS, AtheOS), all with a Unix mode in the high half of the attributes.
+    const bool unix_mode_host =
+        made_by_os == 2 || made_by_os == 3 || made_by_os == 5 || made_by_os == 16 || made_by_os == 30;
+    e.is_symlink = unix_mode_host && ((external >> 16) & S_IFMT) == S_IFLNK;
     entries.push_back(std::move(e));
     at += kHeader + name_len + extra_len + comment_len;
+  }
+  // unzip goes on while headers follow, whatever the count says: what is listed must be all.
+  if (at != uint64_t{dir_offset} + dir_size) {
+    return absl::InvalidArgumentError("corrupt zip archive: the central directory does not match its entry count");
   }
   return entries;
 }

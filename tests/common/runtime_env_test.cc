@@ -106,6 +106,19 @@ TEST_CASE("ListZipEntries reads names, sizes and symlinks from the central direc
   CHECK_FALSE((*entries)[1].is_symlink);
   CHECK((*entries)[2].is_symlink);
   CHECK_CODE(ListZipEntries("not a zip at all, just text"), kInvalidArgument);
+  // A count smaller than the entries that follow would hide the last ones from the check.
+  std::string hiding = zip;
+  const size_t eocd = hiding.size() - 22;
+  hiding[eocd + 8] = 2;   // entries on this disk
+  hiding[eocd + 10] = 2;  // entries in all
+  CHECK_CODE(ListZipEntries(hiding), kInvalidArgument);
+  // Symlinks made on other hosts unzip knows (BeOS here) are symlinks too.
+  std::string beos = BuildZip({{.name = "link", .data = "/etc/passwd", .mode = 0120777}});
+  const size_t central = beos.find(std::string("\x50\x4b\x01\x02", 4));
+  beos[central + 5] = 16;  // "version made by": host 16
+  auto beos_entries = ListZipEntries(beos);
+  REQUIRE_OK(beos_entries);
+  CHECK((*beos_entries)[0].is_symlink);
   CHECK_CODE(ListZipEntries(zip.substr(0, zip.size() / 2)), kInvalidArgument);
 }
 
