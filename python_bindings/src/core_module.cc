@@ -22,6 +22,9 @@
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "src/api/local_cluster.h"
+#include "src/collective/absl_status.h"
+#include "src/collective/gpu_backend.h"
+#include "src/collective/host_communicator.h"
 #include "src/common/bundle_resources.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
@@ -189,6 +192,156 @@ TaskOptions ToTaskOptions(const py::dict& options) {
 struct PyObjectBuffer {
   ObjectBuffer buffer;
 };
+
+// Collective groups (src/collective) with the GCS KV as their rendezvous. Buffers arrive as raw
+// addresses with their element type and device: the Python layer takes them from numpy arrays,
+// torch tensors or CuPy arrays and keeps those alive across the call.
+constexpr char kCollectiveNamespace[] = "collective";
+
+class CoreKeyValue final : public collective::KeyValue {
+ public:
+  explicit CoreKeyValue(std::shared_ptr<CoreWorker> core) : core_(std::move(core)) {}
+  collective::Status Put(const std::string& key, const std::string& value, bool overwrite, bool* added) override {
+    absl::StatusOr<bool> r = core_->KvPut(kCollectiveNamespace, key, value, overwrite);
+    if (!r.ok()) return collective::FromAbsl(r.status());
+    *added = *r;
+    return collective::Status::Ok();
+  }
+  collective::Status Get(const std::string& key, std::string* value) override {
+    absl::StatusOr<std::string> r = core_->KvGet(kCollectiveNamespace, key);
+    if (!r.ok()) return collective::FromAbsl(r.status());
+    *value = std::move(*r);
+    return collective::Status::Ok();
+  }
+  collective::Status Delete(const std::string& key) override {
+    return collective::FromAbsl(core_->KvDel(kCollectiveNamespace, key));
+  }
+
+ private:
+  std::shared_ptr<CoreWorker> core_;
+};
+
+void CheckCollective(const collective::Status& s) {
+  if (!s.ok()) ThrowStatus(collective::ToAbsl(s));
+}
+
+collective::Buffer ToBuffer(uintptr_t address, size_t count, const std::string& dtype, int device, uintptr_t stream) {
+  std::optional<collective::DataType> type = collective::ParseDataType(dtype);
+  if (!type) ThrowStatus(absl::InvalidArgumentError(absl::StrCat("collectives cannot carry dtype ", dtype)));
+  return collective::Buffer{reinterpret_cast<void*>(address), count, *type, device, stream};
+}
+
+collective::ReduceOp ToReduceOp(const std::string& name) {
+  std::optional<collective::ReduceOp> op = collective::ParseReduceOp(name);
+  if (!op) ThrowStatus(absl::InvalidArgumentError(absl::StrCat("unknown reduce op ", name)));
+  return *op;
+}
+
+class PyCollectiveGroup {
+ public:
+  PyCollectiveGroup(std::unique_ptr<collective::Communicator> comm, std::shared_ptr<CoreKeyValue> kv)
+      : comm_(std::move(comm)), kv_(std::move(kv)) {}
+
+  int rank() const { return comm_->rank(); }
+  int size() const { return comm_->size(); }
+  std::string backend() const { return comm_ ? comm_->backend() : ""; }
+
+  void AllReduce(uintptr_t a, size_t n, const std::string& t, int dev, uintptr_t stream, const std::string& op) {
+    collective::Buffer b = ToBuffer(a, n, t, dev, stream);
+    collective::ReduceOp o = ToReduceOp(op);
+    Call([&](collective::Communicator& c) { return c.AllReduce(b, o); });
+  }
+  void Broadcast(uintptr_t a, size_t n, const std::string& t, int dev, uintptr_t stream, int root) {
+    collective::Buffer b = ToBuffer(a, n, t, dev, stream);
+    Call([&](collective::Communicator& c) { return c.Broadcast(b, root); });
+  }
+  void AllGather(uintptr_t in, uintptr_t out, size_t n, const std::string& t, int dev, uintptr_t stream) {
+    collective::Buffer i = ToBuffer(in, n, t, dev, stream);
+    collective::Buffer o = ToBuffer(out, n * static_cast<size_t>(comm_->size()), t, dev, stream);
+    Call([&](collective::Communicator& c) { return c.AllGather(i, o); });
+  }
+  void ReduceScatter(uintptr_t in, uintptr_t out, size_t n, const std::string& t, int dev, uintptr_t stream,
+                     const std::string& op) {
+    collective::Buffer i = ToBuffer(in, n * static_cast<size_t>(comm_->size()), t, dev, stream);
+    collective::Buffer o = ToBuffer(out, n, t, dev, stream);
+    collective::ReduceOp r = ToReduceOp(op);
+    Call([&](collective::Communicator& c) { return c.ReduceScatter(i, o, r); });
+  }
+  void Reduce(uintptr_t a, size_t n, const std::string& t, int dev, uintptr_t stream, int root, const std::string& op) {
+    collective::Buffer b = ToBuffer(a, n, t, dev, stream);
+    collective::ReduceOp o = ToReduceOp(op);
+    Call([&](collective::Communicator& c) { return c.Reduce(b, root, o); });
+  }
+  void Send(uintptr_t a, size_t n, const std::string& t, int dev, uintptr_t stream, int peer) {
+    collective::Buffer b = ToBuffer(a, n, t, dev, stream);
+    Call([&](collective::Communicator& c) { return c.Send(b, peer); });
+  }
+  void Recv(uintptr_t a, size_t n, const std::string& t, int dev, uintptr_t stream, int peer) {
+    collective::Buffer b = ToBuffer(a, n, t, dev, stream);
+    Call([&](collective::Communicator& c) { return c.Recv(b, peer); });
+  }
+  void Barrier() {
+    Call([&](collective::Communicator& c) { return c.Barrier(); });
+  }
+  // Closes the group (peers' operations fail) and removes this rank's rendezvous key.
+  void Destroy() {
+    std::unique_ptr<collective::Communicator> comm = std::move(comm_);
+    if (comm == nullptr) return;
+    py::gil_scoped_release release;
+    std::string key = collective::RankKey(comm->group_name(), comm->rank());
+    comm.reset();
+    (void)kv_->Delete(key);
+  }
+
+ private:
+  template <typename F>
+  void Call(F f) {
+    if (comm_ == nullptr) ThrowStatus(absl::FailedPreconditionError("the collective group was destroyed"));
+    collective::Status s;
+    {
+      py::gil_scoped_release release;
+      s = f(*comm_);
+    }
+    CheckCollective(s);
+  }
+
+  std::unique_ptr<collective::Communicator> comm_;
+  std::shared_ptr<CoreKeyValue> kv_;
+};
+
+std::unique_ptr<PyCollectiveGroup> JoinCollectiveGroup(std::shared_ptr<CoreWorker> core, const std::string& name,
+                                                       int world_size, int rank, const std::string& backend,
+                                                       const std::string& bind_host, double join_timeout_s,
+                                                       double op_timeout_s, int device) {
+  if (backend != "gloo" && backend != "nccl") {
+    ThrowStatus(absl::InvalidArgumentError(
+        absl::StrCat("unknown collective backend '", backend, "' (Shoal has \"nccl\" and \"gloo\")")));
+  }
+  auto kv = std::make_shared<CoreKeyValue>(std::move(core));
+  collective::GroupOptions options;
+  options.group_name = name;
+  options.world_size = world_size;
+  options.rank = rank;
+  options.bind_host = bind_host;
+  options.join_timeout = std::chrono::milliseconds(static_cast<int64_t>(join_timeout_s * 1000));
+  options.op_timeout = std::chrono::milliseconds(static_cast<int64_t>(op_timeout_s * 1000));
+  std::unique_ptr<collective::Communicator> comm;
+  collective::Status s;
+  {
+    py::gil_scoped_release release;
+    s = collective::JoinHostGroup(options, *kv, &comm);
+    if (s.ok() && backend == "nccl") {
+      collective::GpuBackend* gpu = nullptr;
+      s = collective::LoadGpuBackend(&gpu);
+      std::unique_ptr<collective::Communicator> nccl;
+      if (s.ok()) s = gpu->CreateNccl(std::move(comm), device, &nccl);
+      comm = std::move(nccl);
+      if (!s.ok()) (void)kv->Delete(collective::RankKey(name, rank));
+    }
+  }
+  CheckCollective(s);
+  return std::make_unique<PyCollectiveGroup>(std::move(comm), std::move(kv));
+}
 
 class PyCoreWorker {
  public:
@@ -627,12 +780,20 @@ class PyCoreWorker {
     return Check(std::move(ready));
   }
 
-  void KvPut(const std::string& ns, const std::string& key, const py::bytes& value, bool overwrite) {
+  bool KvPut(const std::string& ns, const std::string& key, const py::bytes& value, bool overwrite) {
     std::string v = value;
+    absl::StatusOr<bool> added;
+    {
+      py::gil_scoped_release release;
+      added = core()->KvPut(ns, key, v, overwrite);
+    }
+    return Check(std::move(added));
+  }
+  void KvDel(const std::string& ns, const std::string& key) {
     absl::Status s;
     {
       py::gil_scoped_release release;
-      s = core()->KvPut(ns, key, v, overwrite);
+      s = core()->KvDel(ns, key);
     }
     Check(s);
   }
@@ -644,7 +805,7 @@ class PyCoreWorker {
     std::shared_ptr<CoreWorker> core = this->core();
     return PackageKv{
         .put = [core](const std::string& key, const std::string& value) {
-          return core->KvPut(kPackageNamespace, key, value, /*overwrite=*/true);
+          return core->KvPut(kPackageNamespace, key, value, /*overwrite=*/true).status();
         },
         .get = [core](const std::string& key) { return core->KvGet(kPackageNamespace, key); },
     };
@@ -828,6 +989,31 @@ PYBIND11_MODULE(_core, m) {
       .def("__len__", [](const PyObjectBuffer& b) { return b.buffer.size; })
       .def("address", [](const PyObjectBuffer& b) { return reinterpret_cast<uintptr_t>(b.buffer.data); });
 
+  py::class_<PyCollectiveGroup>(m, "CollectiveGroup")
+      .def_property_readonly("rank", &PyCollectiveGroup::rank)
+      .def_property_readonly("size", &PyCollectiveGroup::size)
+      .def_property_readonly("backend", &PyCollectiveGroup::backend)
+      .def("allreduce", &PyCollectiveGroup::AllReduce)
+      .def("broadcast", &PyCollectiveGroup::Broadcast)
+      .def("allgather", &PyCollectiveGroup::AllGather)
+      .def("reducescatter", &PyCollectiveGroup::ReduceScatter)
+      .def("reduce", &PyCollectiveGroup::Reduce)
+      .def("send", &PyCollectiveGroup::Send)
+      .def("recv", &PyCollectiveGroup::Recv)
+      .def("barrier", &PyCollectiveGroup::Barrier)
+      .def("destroy", &PyCollectiveGroup::Destroy);
+  // (loaded, why not, CUDA devices this process sees)
+  m.def("gpu_backend_status", [] {
+    collective::GpuBackend* gpu = nullptr;
+    collective::Status s;
+    {
+      py::gil_scoped_release release;
+      s = collective::LoadGpuBackend(&gpu);
+    }
+    int devices = s.ok() ? gpu->DeviceCount() : 0;
+    return py::make_tuple(s.ok(), s.message(), devices);
+  });
+
   py::class_<PyCoreWorker, std::shared_ptr<PyCoreWorker>>(m, "CoreWorker")
       .def_static("create_driver", &PyCoreWorker::CreateDriver, py::arg("gcs_address"), py::arg("worker_command"),
                   py::arg("auth_token") = "")
@@ -873,6 +1059,13 @@ PYBIND11_MODULE(_core, m) {
       .def("wait_placement_group", &PyCoreWorker::WaitPlacementGroup)
       .def("kv_put", &PyCoreWorker::KvPut)
       .def("kv_get", &PyCoreWorker::KvGet)
+      .def("kv_del", &PyCoreWorker::KvDel)
+      .def("join_collective_group", [](PyCoreWorker& self, const std::string& name, int world_size, int rank,
+                                        const std::string& backend, const std::string& bind_host,
+                                        double join_timeout_s, double op_timeout_s, int device) {
+        return JoinCollectiveGroup(self.core(), name, world_size, rank, backend, bind_host, join_timeout_s,
+                                   op_timeout_s, device);
+      })
       .def("set_default_runtime_env", &PyCoreWorker::SetDefaultRuntimeEnv)
       .def("package_exists", &PyCoreWorker::PackageExists)
       .def("upload_package", &PyCoreWorker::UploadPackage)

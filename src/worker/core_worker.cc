@@ -715,9 +715,12 @@ void CoreWorker::SetLogHandler(std::function<void(const std::vector<std::string>
 }
 void CoreWorker::SetDefaultRuntimeEnv(rpc::RuntimeEnv env) { impl_->SetDefaultRuntimeEnv(std::move(env)); }
 
-absl::Status CoreWorker::KvPut(const std::string& ns, const std::string& key, const std::string& value,
-                               bool overwrite) {
-  return impl_->gcs().WithTimeout(kGcsReconnectTimeout).KvPut(ns, key, value, overwrite).status();
+absl::StatusOr<bool> CoreWorker::KvPut(const std::string& ns, const std::string& key, const std::string& value,
+                                       bool overwrite) {
+  return impl_->gcs().WithTimeout(kGcsReconnectTimeout).KvPut(ns, key, value, overwrite);
+}
+absl::Status CoreWorker::KvDel(const std::string& ns, const std::string& key) {
+  return impl_->gcs().WithTimeout(kGcsReconnectTimeout).KvDel(ns, key).status();
 }
 absl::StatusOr<std::string> CoreWorker::KvGet(const std::string& ns, const std::string& key) {
   return impl_->gcs().WithTimeout(kGcsReconnectTimeout).KvGet(ns, key);

@@ -337,10 +337,13 @@ class CoreWorker {
   absl::Status SendLogs(const std::string& owner_address, const std::vector<std::string>& lines, bool is_stderr);
   void SetLogHandler(std::function<void(const std::vector<std::string>& lines, bool is_stderr)> handler);
 
-  // The GCS's key-value store (namespaced), for language layers' function tables.
-  absl::Status KvPut(const std::string& ns, const std::string& key, const std::string& value, bool overwrite);
+  // The GCS's key-value store (namespaced), for language layers' function tables and collective
+  // groups' rendezvous. KvPut answers whether the key is new (with overwrite=false an existing
+  // value is kept).
+  absl::StatusOr<bool> KvPut(const std::string& ns, const std::string& key, const std::string& value, bool overwrite);
   // NotFound when the key is absent.
   absl::StatusOr<std::string> KvGet(const std::string& ns, const std::string& key);
+  absl::Status KvDel(const std::string& ns, const std::string& key);
   // The runtime environment of tasks and actors submitted without one (TaskOptions::runtime_env):
   // a driver sets its job's here; a worker starts with the one it was started in.
   void SetDefaultRuntimeEnv(rpc::RuntimeEnv env);
