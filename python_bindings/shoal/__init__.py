@@ -64,11 +64,20 @@ def _make_remote(target, options):
 
 
 def method(*args, **options):
-    """Options of an actor method: @shoal.method(num_returns=2, concurrency_group="io")."""
+    """Options of an actor method: @shoal.method(num_returns=2, concurrency_group="io").
+
+    tensor_transport="nccl" (or "gloo") keeps the tensors the method returns (torch, CuPy,
+    numpy) in the actor, on their device, and moves them to whoever gets the ref by NCCL, CUDA
+    IPC or host staging, as the runtime sees fit (shoal/_private/tensor_transport.py)."""
     for key, value in options.items():
-        if key not in ("num_returns", "concurrency_group", "_generator_backpressure_num_objects"):
+        if key not in ("num_returns", "concurrency_group", "_generator_backpressure_num_objects",
+                       "tensor_transport"):
             raise ValueError(f"Invalid option keyword {key} for actor methods. Valid ones are "
-                             f"['_generator_backpressure_num_objects', 'concurrency_group', 'num_returns'].")
+                             f"['_generator_backpressure_num_objects', 'concurrency_group', 'num_returns', "
+                             f"'tensor_transport'].")
+        if key == "tensor_transport":
+            from shoal._private.tensor_transport import validate as _validate_transport
+            _validate_transport(value)
         if key == "num_returns":
             _options.validate_num_returns(value)
         if key == "_generator_backpressure_num_objects" and value is not None:

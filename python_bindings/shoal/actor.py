@@ -20,6 +20,7 @@ import weakref
 from shoal._private import options as opts
 from shoal._private import runtime
 from shoal._private import serialization
+from shoal._private import tensor_transport
 from shoal._private.generator import ObjectRefGenerator, dynamic_ref
 from shoal._private.runtime import ObjectRef, core_call
 
@@ -85,7 +86,8 @@ def _method_table(cls):
                        "_generator_backpressure_num_objects":
                            method_options.get("_generator_backpressure_num_objects"),
                        "max_task_retries": method_options.get("max_task_retries"),
-                       "concurrency_group": method_options.get("concurrency_group")}
+                       "concurrency_group": method_options.get("concurrency_group"),
+                       "tensor_transport": method_options.get("tensor_transport")}
     return table
 
 
@@ -280,8 +282,10 @@ class ActorMethod:
 
     def options(self, **options):
         for key in options:
-            if key not in ("num_returns", "name", "concurrency_group", "_generator_backpressure_num_objects"):
+            if key not in ("num_returns", "name", "concurrency_group", "_generator_backpressure_num_objects",
+                           "tensor_transport"):
                 raise ValueError(f"Invalid option keyword {key} for actor methods.")
+        tensor_transport.validate(options.get("tensor_transport"))
         if "num_returns" in options:
             opts.validate_num_returns(options["num_returns"])
         if options.get("_generator_backpressure_num_objects") is not None:
@@ -334,6 +338,8 @@ BUILTIN_METHODS = {
     "__ray_ready__": _ray_ready,          # True once the constructor has run
     "__ray_call__": _ray_call,            # fn(instance, *args, **kwargs) on the actor
     "__ray_terminate__": _ray_terminate,  # graceful stop: after the caller's earlier calls
+    # Shoal's: the owner of a tensor-transport return let go of it (tensor_transport.py).
+    "__shoal_free_tensors__": lambda instance, keys: tensor_transport.release(keys),
 }
 
 
@@ -378,6 +384,8 @@ class ActorHandle:
         method_options = {"num_returns": meta.get("num_returns", 1), "concurrency_group": meta.get("concurrency_group")}
         if meta.get("_generator_backpressure_num_objects") is not None:
             method_options["_generator_backpressure_num_objects"] = meta["_generator_backpressure_num_objects"]
+        if meta.get("tensor_transport") is not None:
+            method_options["tensor_transport"] = meta["tensor_transport"]
         return ActorMethod(self, name, method_options)
 
     @property
@@ -395,8 +403,14 @@ class ActorHandle:
     def _call(self, method, args, kwargs, options):
         from shoal.remote_function import pack_arguments
         core = runtime.core()
-        packed, nested, keep = pack_arguments(args, kwargs)
         num_returns = options.get("num_returns", 1)
+        transport = options.get("tensor_transport")
+        keeps_tensors = transport not in (None, "object_store")
+        if keeps_tensors:
+            if not isinstance(num_returns, int):
+                raise ValueError(f"tensor_transport={transport!r} needs a fixed num_returns, not {num_returns!r}")
+            kwargs = dict(kwargs, **{tensor_transport.RESERVED_KEYWORD: transport})
+        packed, nested, keep = pack_arguments(args, kwargs)
         core_options = {"num_returns": opts.num_return_refs(options)}
         core_options.update(opts.generator_options(options))
         group = options.get("concurrency_group")
@@ -413,6 +427,8 @@ class ActorHandle:
             ids = core.submit_actor_task(self._actor_id, method, packed, core_options)
         del keep
         refs = [ObjectRef(i) for i in ids]
+        if keeps_tensors and num_returns > 0:
+            tensor_transport.watch(refs, self)
         if self._scoped:
             with _scopes_lock:
                 scope = _scopes.get(self._actor_id)

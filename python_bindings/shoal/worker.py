@@ -16,9 +16,11 @@ import concurrent.futures
 import contextvars
 import ctypes
 import functools
+import importlib.util
 import inspect
 import os
 import signal
+import struct
 import sys
 import threading
 import time
@@ -27,8 +29,22 @@ import traceback
 from shoal import exceptions
 from shoal._private import runtime
 from shoal._private import serialization
+from shoal._private import tensor_transport
 from shoal._private.generator import _DynamicItems
 from shoal.actor import BUILTIN_METHODS, ActorExit, is_async_class
+
+# GPU memory cap variables the core exports per task (src/common/gpu_memory_caps.h).
+_CAP_VARIABLES = ("SHOAL_GPU_MEMORY_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION", "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT",
+                  "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE")
+_libc_getenv = ctypes.CDLL(None).getenv
+_libc_getenv.restype = ctypes.c_char_p
+_libc_getenv.argtypes = [ctypes.c_char_p]
+
+
+def _c_getenv(name):
+    """The C environment's value (setenv in the core does not reach os.environ)."""
+    value = _libc_getenv(name.encode())
+    return value.decode() if value is not None else None
 
 _FLUSH_PERIOD = 0.1
 
@@ -138,6 +154,7 @@ class Worker:
         self.functions = {}
         self.actor = None        # the instance, once this worker runs an actor
         self.actor_name = None
+        self.applied_memory_fraction = None  # the GPU memory fraction torch was last capped to
         self.loop = None         # event loop for async methods of threaded actors and tasks (own thread)
         self.async_actor = False  # the actor has async methods: every call runs on a group's event loop
         self.loops = {}          # an async actor's event loops, by concurrency group ("" the default)
@@ -187,6 +204,8 @@ class Worker:
             prefix_name = name.rsplit(".", 1)[-1]
         # The core exported it with setenv; os.environ is Python's own copy.
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
+        if not (actor_id and not actor_creation):
+            self._apply_gpu_memory_cap()
         if actor_id and not actor_creation and self.exiting is not None:
             return (False, self._actor_exited_error(f"{label}() was not run"))  # queued behind the exit
         info = self.core.current_task()
@@ -195,6 +214,7 @@ class Worker:
         try:
             positional, keywords = unpack_arguments(args)
             del args
+            transport = keywords.pop(tensor_transport.RESERVED_KEYWORD, None) if keywords else None
             if actor_id and not actor_creation:
                 if self.actor is None:
                     raise RuntimeError(f"this worker runs no actor (call {function_name!r})")
@@ -232,6 +252,11 @@ class Worker:
                 if results is None or len(results) != num_returns:
                     got = "a non-sequence" if results is None else f"{len(results)} values"
                     raise ValueError(f"Task returned {got}, but num_returns={num_returns}.")
+            if transport is not None and not streaming:
+                # Tensors stay here; the stored values carry placeholders (tensor_transport.py).
+                base = bytes.fromhex(info["task_id"])
+                results = [tensor_transport.hold(r, (base + struct.pack("<I", i + 1)).hex())
+                           for i, r in enumerate(results)]
             out = []
             for r in results:
                 data, refs = serialization.serialize_to_bytes(r)
@@ -299,6 +324,34 @@ class Worker:
             send(index, value)
             count = index + 1
         return count
+
+    def _apply_gpu_memory_cap(self):
+        """A task given a fraction of a GPU on a node whose caps are "framework" or "mps" is held
+        to that fraction of the device's memory (src/common/gpu_memory_caps.h): the core exported
+        the variables with setenv; they are copied into os.environ, and torch, when importable,
+        gets set_per_process_memory_fraction on every device the task sees."""
+        for name in _CAP_VARIABLES:
+            value = _c_getenv(name)
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        fraction = os.environ.get("SHOAL_GPU_MEMORY_FRACTION")
+        if fraction == self.applied_memory_fraction:
+            return
+        if fraction is None and self.applied_memory_fraction is None:
+            return
+        try:
+            if "torch" not in sys.modules and importlib.util.find_spec("torch") is None:
+                return
+            import torch
+            if not torch.cuda.is_available():
+                return
+            for device in range(torch.cuda.device_count()):
+                torch.cuda.set_per_process_memory_fraction(float(fraction or 1.0), device)
+            self.applied_memory_fraction = fraction
+        except Exception as e:  # noqa: BLE001 - a cap that cannot be set is reported, not fatal
+            print(f"shoal: cannot cap GPU memory to {fraction} with torch: {e}", file=sys.stderr)
 
     def _task_loop(self):
         if self.loop is None:

@@ -25,6 +25,7 @@
 #include "src/collective/absl_status.h"
 #include "src/collective/gpu_backend.h"
 #include "src/collective/host_communicator.h"
+#include "src/worker/collective_group.h"
 #include "src/common/bundle_resources.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
@@ -196,31 +197,6 @@ struct PyObjectBuffer {
 // Collective groups (src/collective) with the GCS KV as their rendezvous. Buffers arrive as raw
 // addresses with their element type and device: the Python layer takes them from numpy arrays,
 // torch tensors or CuPy arrays and keeps those alive across the call.
-constexpr char kCollectiveNamespace[] = "collective";
-
-class CoreKeyValue final : public collective::KeyValue {
- public:
-  explicit CoreKeyValue(std::shared_ptr<CoreWorker> core) : core_(std::move(core)) {}
-  collective::Status Put(const std::string& key, const std::string& value, bool overwrite, bool* added) override {
-    absl::StatusOr<bool> r = core_->KvPut(kCollectiveNamespace, key, value, overwrite);
-    if (!r.ok()) return collective::FromAbsl(r.status());
-    *added = *r;
-    return collective::Status::Ok();
-  }
-  collective::Status Get(const std::string& key, std::string* value) override {
-    absl::StatusOr<std::string> r = core_->KvGet(kCollectiveNamespace, key);
-    if (!r.ok()) return collective::FromAbsl(r.status());
-    *value = std::move(*r);
-    return collective::Status::Ok();
-  }
-  collective::Status Delete(const std::string& key) override {
-    return collective::FromAbsl(core_->KvDel(kCollectiveNamespace, key));
-  }
-
- private:
-  std::shared_ptr<CoreWorker> core_;
-};
-
 void CheckCollective(const collective::Status& s) {
   if (!s.ok()) ThrowStatus(collective::ToAbsl(s));
 }
@@ -239,8 +215,8 @@ collective::ReduceOp ToReduceOp(const std::string& name) {
 
 class PyCollectiveGroup {
  public:
-  PyCollectiveGroup(std::unique_ptr<collective::Communicator> comm, std::shared_ptr<CoreKeyValue> kv)
-      : comm_(std::move(comm)), kv_(std::move(kv)) {}
+  PyCollectiveGroup(std::unique_ptr<collective::Communicator> comm, std::shared_ptr<CoreWorker> core)
+      : comm_(std::move(comm)), core_(std::move(core)) {}
 
   int rank() const { return comm_->rank(); }
   int size() const { return comm_->size(); }
@@ -288,9 +264,7 @@ class PyCollectiveGroup {
     std::unique_ptr<collective::Communicator> comm = std::move(comm_);
     if (comm == nullptr) return;
     py::gil_scoped_release release;
-    std::string key = collective::RankKey(comm->group_name(), comm->rank());
-    comm.reset();
-    (void)kv_->Delete(key);
+    LeaveCollectiveGroup(*core_, std::move(comm));
   }
 
  private:
@@ -306,41 +280,27 @@ class PyCollectiveGroup {
   }
 
   std::unique_ptr<collective::Communicator> comm_;
-  std::shared_ptr<CoreKeyValue> kv_;
+  std::shared_ptr<CoreWorker> core_;
 };
 
-std::unique_ptr<PyCollectiveGroup> JoinCollectiveGroup(std::shared_ptr<CoreWorker> core, const std::string& name,
-                                                       int world_size, int rank, const std::string& backend,
-                                                       const std::string& bind_host, double join_timeout_s,
-                                                       double op_timeout_s, int device) {
-  if (backend != "gloo" && backend != "nccl") {
-    ThrowStatus(absl::InvalidArgumentError(
-        absl::StrCat("unknown collective backend '", backend, "' (Shoal has \"nccl\" and \"gloo\")")));
-  }
-  auto kv = std::make_shared<CoreKeyValue>(std::move(core));
-  collective::GroupOptions options;
-  options.group_name = name;
-  options.world_size = world_size;
-  options.rank = rank;
-  options.bind_host = bind_host;
-  options.join_timeout = std::chrono::milliseconds(static_cast<int64_t>(join_timeout_s * 1000));
-  options.op_timeout = std::chrono::milliseconds(static_cast<int64_t>(op_timeout_s * 1000));
-  std::unique_ptr<collective::Communicator> comm;
-  collective::Status s;
+std::unique_ptr<PyCollectiveGroup> JoinGroup(std::shared_ptr<CoreWorker> core, const std::string& name,
+                                             int world_size, int rank, const std::string& backend,
+                                             const std::string& bind_host, double join_timeout_s, double op_timeout_s,
+                                             int device) {
+  CollectiveJoinOptions options{.name = name,
+                                .world_size = world_size,
+                                .rank = rank,
+                                .backend = backend,
+                                .bind_host = bind_host,
+                                .join_timeout = absl::Milliseconds(join_timeout_s * 1000),
+                                .op_timeout = absl::Milliseconds(op_timeout_s * 1000),
+                                .device = device};
+  absl::StatusOr<std::unique_ptr<collective::Communicator>> comm;
   {
     py::gil_scoped_release release;
-    s = collective::JoinHostGroup(options, *kv, &comm);
-    if (s.ok() && backend == "nccl") {
-      collective::GpuBackend* gpu = nullptr;
-      s = collective::LoadGpuBackend(&gpu);
-      std::unique_ptr<collective::Communicator> nccl;
-      if (s.ok()) s = gpu->CreateNccl(std::move(comm), device, &nccl);
-      comm = std::move(nccl);
-      if (!s.ok()) (void)kv->Delete(collective::RankKey(name, rank));
-    }
+    comm = JoinCollectiveGroup(*core, options);
   }
-  CheckCollective(s);
-  return std::make_unique<PyCollectiveGroup>(std::move(comm), std::move(kv));
+  return std::make_unique<PyCollectiveGroup>(Check(std::move(comm)), std::move(core));
 }
 
 class PyCoreWorker {
@@ -1003,6 +963,38 @@ PYBIND11_MODULE(_core, m) {
       .def("barrier", &PyCollectiveGroup::Barrier)
       .def("destroy", &PyCollectiveGroup::Destroy);
   // (loaded, why not, CUDA devices this process sees)
+  // CUDA IPC and device identity for GPU-tensor transfers (shoal/_private/tensor_transport.py).
+  m.def("gpu_export_ipc", [](uintptr_t ptr, size_t bytes, int device, uintptr_t stream) {
+    collective::GpuBackend* gpu = nullptr;
+    std::string handle;
+    collective::Status s;
+    {
+      py::gil_scoped_release release;
+      s = collective::LoadGpuBackend(&gpu);
+      if (s.ok()) s = gpu->ExportIpc(reinterpret_cast<const void*>(ptr), bytes, device, stream, &handle);
+    }
+    CheckCollective(s);
+    return py::bytes(handle);
+  });
+  m.def("gpu_copy_from_ipc", [](const py::bytes& handle, uintptr_t dst, size_t bytes, int device, uintptr_t stream) {
+    std::string h = handle;
+    collective::GpuBackend* gpu = nullptr;
+    collective::Status s;
+    {
+      py::gil_scoped_release release;
+      s = collective::LoadGpuBackend(&gpu);
+      if (s.ok()) s = gpu->CopyFromIpc(h, reinterpret_cast<void*>(dst), bytes, device, stream);
+    }
+    CheckCollective(s);
+  });
+  m.def("gpu_device_uuid", [](int device) {
+    collective::GpuBackend* gpu = nullptr;
+    std::string uuid;
+    collective::Status s = collective::LoadGpuBackend(&gpu);
+    if (s.ok()) s = gpu->DeviceUuid(device, &uuid);
+    CheckCollective(s);
+    return uuid;
+  });
   m.def("gpu_backend_status", [] {
     collective::GpuBackend* gpu = nullptr;
     collective::Status s;
@@ -1060,11 +1052,31 @@ PYBIND11_MODULE(_core, m) {
       .def("kv_put", &PyCoreWorker::KvPut)
       .def("kv_get", &PyCoreWorker::KvGet)
       .def("kv_del", &PyCoreWorker::KvDel)
+      .def("watch_free", [](PyCoreWorker& self, const py::bytes& id) { self.core()->WatchFree(ToId(id)); })
+      // handler(list of freed ids as bytes) runs on the core's loop with the GIL held: it must
+      // only queue work. None removes it (the Python layer does so before shutdown).
+      .def("set_freed_handler", [](PyCoreWorker& self, py::object handler) {
+        if (handler.is_none()) {  // before shutdown, so that no Python object dies without the GIL
+          self.core()->SetFreedHandler(nullptr);
+          return;
+        }
+        auto fn = std::make_shared<py::object>(std::move(handler));
+        self.core()->SetFreedHandler([fn](std::vector<ObjectId> ids) {
+          py::gil_scoped_acquire gil;
+          py::list out;
+          for (const ObjectId& id : ids) out.append(py::bytes(id.Binary()));
+          try {
+            (*fn)(out);
+          } catch (py::error_already_set& e) {
+            e.discard_as_unraisable("shoal freed-object handler");
+          }
+        });
+      })
       .def("join_collective_group", [](PyCoreWorker& self, const std::string& name, int world_size, int rank,
                                         const std::string& backend, const std::string& bind_host,
                                         double join_timeout_s, double op_timeout_s, int device) {
-        return JoinCollectiveGroup(self.core(), name, world_size, rank, backend, bind_host, join_timeout_s,
-                                   op_timeout_s, device);
+        return JoinGroup(self.core(), name, world_size, rank, backend, bind_host, join_timeout_s, op_timeout_s,
+                         device);
       })
       .def("set_default_runtime_env", &PyCoreWorker::SetDefaultRuntimeEnv)
       .def("package_exists", &PyCoreWorker::PackageExists)

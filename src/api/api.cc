@@ -20,6 +20,7 @@
 #include "src/common/resources.h"
 #include "src/common/session.h"
 #include "src/scheduler/scheduling_policy.h"
+#include "src/api/current_core.h"
 #include "src/worker/core_worker.h"
 #include "src/worker/placement_group_client.h"
 
@@ -46,6 +47,15 @@ CoreWorker& Core() {
   if (core == nullptr) throw Error("Shoal is not initialized: call shoal::Init() first");
   return *core;
 }
+
+}  // namespace
+
+namespace api {
+CoreWorker& CurrentCore() { return Core(); }
+CoreWorker* CurrentCoreOrNull() { return g_core.load(std::memory_order_acquire); }
+}  // namespace api
+
+namespace {
 
 ObjectId ToObjectId(const internal::ObjectIdBytes& id) {
   return *ObjectId::FromBinary(std::string_view(reinterpret_cast<const char*>(id.data()), id.size()));

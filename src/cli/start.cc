@@ -81,6 +81,7 @@ struct StartOptions {
   int64_t memory_monitor_refresh_ms = -1;
   int64_t runtime_env_cache_envs = -1;
   int64_t runtime_env_cache_packages = -1;
+  std::string gpu_memory_caps;  // empty: the raylet's default (auto)
   bool include_dashboard = true;
   int64_t dashboard_port = 8265;
   std::string dashboard_host = "127.0.0.1";
@@ -154,6 +155,9 @@ void AddFlags(FlagSet& flags, StartOptions* o) {
                "(default: the raylet's, 250)");
   flags.AddInt("runtime-env-cache-envs", &o->runtime_env_cache_envs,
                "unused runtime-env virtualenvs the raylet keeps for reuse (default: the raylet's, 4)");
+  flags.AddString("gpu-memory-caps", &o->gpu_memory_caps,
+                  "how a worker given a fraction of a GPU is held to that fraction of its memory: auto (CUDA MPS "
+                  "where available, else the frameworks' caps), mps, framework, or off (default: auto)");
   flags.AddInt("runtime-env-cache-packages", &o->runtime_env_cache_packages,
                "unused runtime-env packages (working_dir, py_modules) the raylet keeps unpacked (default: the "
                "raylet's, 32)");
@@ -243,6 +247,11 @@ absl::Status Validate(const StartOptions& o, const FlagSet& flags, int argc, cha
                           : std::string(name) == "runtime-env-cache-envs"  ? o.runtime_env_cache_envs
                                                                            : o.runtime_env_cache_packages;
     if (absl::Status s = CheckAtLeast(flags, name, value, 0); !s.ok()) return s;
+  }
+  if (flags.WasSet("gpu-memory-caps") && o.gpu_memory_caps != "auto" && o.gpu_memory_caps != "mps" &&
+      o.gpu_memory_caps != "framework" && o.gpu_memory_caps != "off") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--gpu-memory-caps must be auto, mps, framework or off, got '", o.gpu_memory_caps, "'"));
   }
   if (!o.resources.empty()) {
     if (absl::Status s = ValidateResources(o.resources); !s.ok()) return s;
@@ -403,6 +412,7 @@ LaunchRequest RayletRequest(const StartOptions& o, const std::string& binary, co
   if (o.runtime_env_cache_envs >= 0) {
     r.args.insert(r.args.end(), {"--runtime-env-cache-envs", std::to_string(o.runtime_env_cache_envs)});
   }
+  if (!o.gpu_memory_caps.empty()) r.args.insert(r.args.end(), {"--gpu-memory-caps", o.gpu_memory_caps});
   if (o.min_worker_port > 0) {
     r.args.insert(r.args.end(), {"--min-worker-port", std::to_string(o.min_worker_port), "--max-worker-port",
                                  std::to_string(o.max_worker_port)});

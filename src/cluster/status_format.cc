@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "src/common/bundle_resources.h"
+#include "src/common/gpu_memory_caps.h"
 #include "src/common/resources.h"
 
 namespace shoal::cluster {
@@ -268,6 +269,14 @@ std::string FormatNodeDetails(const rpc::GetClusterStatusReply& reply,
     const rpc::GetNodeStatsReply& s = it->second;
     for (int i = 0; i < s.gpu_free_size(); ++i) {
       absl::StrAppend(&out, "    GPU", i, ": ", absl::StrFormat("%.2f", 1.0 - ToDouble(s.gpu_free(i))), "/1 in use\n");
+    }
+    if (auto caps = node->labels().find(kGpuMemoryCapsLabel); caps != node->labels().end()) {
+      const std::string& mode = caps->second;
+      absl::StrAppend(&out, "    GPU memory caps: ", mode,
+                      mode == "mps"         ? " (CUDA MPS limits each fractional worker to its share of device memory)"
+                      : mode == "framework" ? " (torch / JAX memory fractions; no MPS on this node)"
+                                            : " (none: workers sharing a GPU can take each other's memory)",
+                      "\n");
     }
     absl::StrAppend(&out, "    object store: ", absl::StrFormat("%.2f", s.store_used_bytes() / kGiB), "/",
                     absl::StrFormat("%.2f", s.store_capacity_bytes() / kGiB), " GiB, ", s.store_num_objects(),

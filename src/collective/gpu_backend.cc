@@ -301,6 +301,19 @@ class CudaBackend final : public GpuBackend {
     return attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged ? attr.device : -1;
   }
 
+  Status DeviceUuid(int device, std::string* uuid) override {
+    cudaDeviceProp prop{};
+    SHOAL_CUDA(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
+    static const char kHex[] = "0123456789abcdef";
+    uuid->clear();
+    for (int i = 0; i < 16; ++i) {
+      auto b = static_cast<unsigned char>(prop.uuid.bytes[i]);
+      uuid->push_back(kHex[b >> 4]);
+      uuid->push_back(kHex[b & 15]);
+    }
+    return Status::Ok();
+  }
+
   Status CreateNccl(std::unique_ptr<Communicator> host, int device, std::unique_ptr<Communicator>* out) override {
     int count = DeviceCount();
     if (device < 0 || device >= count) {

@@ -25,6 +25,9 @@ class GpuBackend {
   virtual int DeviceCount() = 0;
   // The device `ptr` belongs to, or -1 for host memory.
   virtual int DeviceOf(const void* ptr) = 0;
+  // The device's UUID (hex): the same physical GPU has the same UUID in every process, whatever
+  // CUDA_VISIBLE_DEVICES numbers it.
+  virtual Status DeviceUuid(int device, std::string* uuid) = 0;
 
   // An NCCL communicator for the ranks of `host` on `device`, which keeps `host` as its side
   // channel: rank 0's unique id travels over it, every call's arguments are checked across ranks

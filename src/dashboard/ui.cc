@@ -88,7 +88,9 @@ async function api(path, options) {
 function renderStatus(s) {
   document.getElementById("cluster").textContent = "GCS " + s.gcs_address + " (" + s.storage + ")";
   const nodes = s.nodes.slice(0, limits.nodes);
-  const gpus = n => (n.gpu_used_per_device || []).map((u, i) => "GPU" + i + " " + u.toFixed(2) + "/1").join(", ");
+  const caps = n => (n.labels || {})["shoal.io/gpu-memory-caps"];
+  const gpus = n => (n.gpu_used_per_device || []).map((u, i) => "GPU" + i + " " + u.toFixed(2) + "/1").join(", ") +
+                    (caps(n) ? " (memory caps: " + caps(n) + ")" : "");
   if (!nodes.length) none("nodes", "none"); else paged("nodes", table(["node", "address", "state", "role", "resources used / total", "GPU devices used"],
       nodes.map(n => [n.node_id.slice(0, 12), n.address + ":" + n.raylet_port, el("span", {class: n.state}, n.state),
                       n.is_head ? "head" : "worker", usage(n.resources_total, n.resources_available), gpus(n)])), nodes.length, s.num_nodes);

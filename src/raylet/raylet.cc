@@ -508,7 +508,8 @@ void Raylet::StartLeasing() {
                              options_.max_starting_workers > 0 ? options_.max_starting_workers : cpus),
                          .max_idle = static_cast<int>(options_.max_idle_workers >= 0 ? options_.max_idle_workers : cpus),
                          .idle_timeout = options_.worker_idle_timeout,
-                         .start_timeout = options_.worker_start_timeout};
+                         .start_timeout = options_.worker_start_timeout,
+                         .extra_env = options_.worker_env};
   pool_ = std::make_unique<WorkerPool>(spawner_, clock_, std::move(pool));
   RuntimeEnvAgentOptions envs;
   envs.root_dir = (std::filesystem::path(options_.session_dir) / "runtime_resources").string();

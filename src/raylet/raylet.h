@@ -88,6 +88,8 @@ struct RayletOptions {
   // The same for leases the GCS owns (detached actors' workers), as Ray's
   // gcs_rpc_server_reconnect_timeout_s: a GCS restarted within it finds those workers alive.
   absl::Duration gcs_reconnect_timeout = absl::Seconds(60);
+  // Added to every worker's environment (GPU memory caps: src/raylet/gpu_memory_caps.h).
+  std::vector<std::pair<std::string, std::string>> worker_env;
 };
 
 class Raylet {

@@ -13,6 +13,7 @@
 #include "src/common/auth.h"
 #include "src/common/daemon.h"
 #include "src/common/flags.h"
+#include "src/raylet/gpu_memory_caps.h"
 #include "src/common/rpc.h"
 #include "src/common/session.h"
 #include "src/raylet/raylet.h"
@@ -35,6 +36,7 @@ struct Flags {
   int64_t object_store_memory = -1;
   std::string resources = "{}";
   std::string labels = "{}";
+  std::string gpu_memory_caps = "auto";
   std::string store_socket;
   std::string spill_dir;
   int64_t report_period_ms = 1000;
@@ -106,6 +108,9 @@ int Main(int argc, char** argv) {
                "unused runtime-env virtualenvs kept for reuse (least recently used deleted first)");
   flags.AddInt("runtime-env-cache-packages", &f.runtime_env_cache_packages,
                "unused runtime-env packages (working_dir, py_modules) kept unpacked for reuse");
+  flags.AddString("gpu-memory-caps", &f.gpu_memory_caps,
+                  "how workers given a fraction of a GPU are held to that fraction of its memory: auto (MPS where "
+                  "available, else the frameworks' caps), mps, framework, or off");
   AddAuthFlags(flags, &f.auth);
   if (std::optional<int> exit_code = ParseDaemonFlags(flags, argc, argv)) return *exit_code;
   if (absl::Status s = ConfigureDaemonAuth(f.auth, "shoal-raylet"); !s.ok()) {
@@ -176,6 +181,21 @@ int Main(int argc, char** argv) {
     return 1;
   }
 
+  const int64_t num_gpus = resources->Get(kGPU).units() / FixedPoint::kScale;
+  auto gpu_caps = StartGpuMemoryCaps(f.gpu_memory_caps, num_gpus, f.session_dir);
+  if (!gpu_caps.ok()) {
+    ReportFatal(std::string(gpu_caps.status().message()));
+    return 2;
+  }
+  if (num_gpus > 0) {
+    (*labels)[kGpuMemoryCapsLabel] = gpu_caps->mode;
+    spdlog::info("GPU memory caps: {} ({})", gpu_caps->mode, gpu_caps->why);
+  }
+  struct StopCaps {
+    const GpuMemoryCaps& caps;
+    ~StopCaps() { StopGpuMemoryCaps(caps); }
+  } stop_caps{*gpu_caps};
+
   RayletOptions options{.gcs_address = f.gcs_address,
                         .node_ip = f.node_ip_address,
                         .port = static_cast<int>(f.port),
@@ -196,7 +216,8 @@ int Main(int argc, char** argv) {
                         .max_worker_port = static_cast<int>(f.max_worker_port),
                         .runtime_env_max_unused_envs = static_cast<int>(f.runtime_env_cache_envs),
                         .runtime_env_max_unused_packages = static_cast<int>(f.runtime_env_cache_packages),
-                        .gcs_reconnect_timeout = absl::Seconds(f.gcs_rpc_server_reconnect_timeout_s)};
+                        .gcs_reconnect_timeout = absl::Seconds(f.gcs_rpc_server_reconnect_timeout_s),
+                        .worker_env = gpu_caps->worker_env};
   Raylet raylet(options);
   if (auto s = raylet.Start(); !s.ok()) {
     ReportFatal(std::string(s.message()));

@@ -53,6 +53,7 @@ absl::StatusOr<WorkerId> WorkerPool::StartWorker(const WorkerKey& key, const Run
       {"SHOAL_SESSION_DIR", options_.session_dir},
       {"SHOAL_NODE_IP", options_.node_ip},
   };
+  spec.env.insert(spec.env.end(), options_.extra_env.begin(), options_.extra_env.end());
   if (options_.min_worker_port > 0) {
     spec.env.emplace_back("SHOAL_MIN_WORKER_PORT", std::to_string(options_.min_worker_port));
     spec.env.emplace_back("SHOAL_MAX_WORKER_PORT", std::to_string(options_.max_worker_port));

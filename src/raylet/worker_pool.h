@@ -70,6 +70,8 @@ struct WorkerPoolOptions {
   absl::Duration idle_timeout = absl::Seconds(10);
   // A worker that has not registered this long after its start is killed (a failed start).
   absl::Duration start_timeout = absl::Seconds(60);
+  // More variables for every worker (after the SHOAL_* ones above, before runtime envs').
+  std::vector<std::pair<std::string, std::string>> extra_env;
 };
 
 class WorkerPool {

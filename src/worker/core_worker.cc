@@ -719,6 +719,10 @@ absl::StatusOr<bool> CoreWorker::KvPut(const std::string& ns, const std::string&
                                        bool overwrite) {
   return impl_->gcs().WithTimeout(kGcsReconnectTimeout).KvPut(ns, key, value, overwrite);
 }
+void CoreWorker::WatchFree(const ObjectId& id) { impl_->objects().WatchFree(id); }
+void CoreWorker::SetFreedHandler(std::function<void(std::vector<ObjectId>)> handler) {
+  impl_->objects().SetFreedHandler(std::move(handler));
+}
 absl::Status CoreWorker::KvDel(const std::string& ns, const std::string& key) {
   return impl_->gcs().WithTimeout(kGcsReconnectTimeout).KvDel(ns, key).status();
 }

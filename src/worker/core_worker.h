@@ -344,6 +344,10 @@ class CoreWorker {
   // NotFound when the key is absent.
   absl::StatusOr<std::string> KvGet(const std::string& ns, const std::string& key);
   absl::Status KvDel(const std::string& ns, const std::string& key);
+  // Watched objects (this worker's own) are reported to the freed handler once freed; the
+  // handler runs on the core's loop and must not block (see OwnedObjects::WatchFree).
+  void WatchFree(const ObjectId& id);
+  void SetFreedHandler(std::function<void(std::vector<ObjectId>)> handler);
   // The runtime environment of tasks and actors submitted without one (TaskOptions::runtime_env):
   // a driver sets its job's here; a worker starts with the one it was started in.
   void SetDefaultRuntimeEnv(rpc::RuntimeEnv env);

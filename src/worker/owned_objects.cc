@@ -95,6 +95,28 @@ void OwnedObjects::Free(const std::vector<ReferenceCounter::OutOfScope>& gone) {
     ids.push_back(g.id);
   }
   if (options_.recovery != nullptr) options_.recovery->Forget(ids);
+  if (!any_watched_.load(std::memory_order_relaxed)) return;
+  std::vector<ObjectId> freed;
+  std::function<void(std::vector<ObjectId>)> handler;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const ObjectId& id : ids) {
+      if (watched_.erase(id) > 0) freed.push_back(id);
+    }
+    handler = freed_handler_;
+  }
+  if (!freed.empty() && handler) handler(std::move(freed));
+}
+
+void OwnedObjects::WatchFree(const ObjectId& id) {
+  absl::MutexLock lock(&mu_);
+  watched_.insert(id);
+  any_watched_.store(true, std::memory_order_relaxed);
+}
+
+void OwnedObjects::SetFreedHandler(std::function<void(std::vector<ObjectId>)> handler) {
+  absl::MutexLock lock(&mu_);
+  freed_handler_ = std::move(handler);
 }
 
 void OwnedObjects::FetchIfBorrowed(const ObjectId& id) {

@@ -93,6 +93,11 @@ class OwnedObjects {
   void FreePending();
   // Frees objects that went out of scope: memory-store values and owned store copies.
   void Free(const std::vector<ReferenceCounter::OutOfScope>& gone);
+  // Language layers that keep state per object (GPU tensors another worker holds for it) hear
+  // when a watched object is freed: the handler runs on the freeing thread (the loop's tick),
+  // with the watched ids of one Free, and must not block.
+  void WatchFree(const ObjectId& id);
+  void SetFreedHandler(std::function<void(std::vector<ObjectId>)> handler);
 
  private:
   class BlockedScope;
@@ -122,6 +127,9 @@ class OwnedObjects {
   absl::Mutex mu_;
   absl::flat_hash_set<ObjectId> fetching_ ABSL_GUARDED_BY(mu_);  // borrowed values asked for
   std::vector<ReferenceCounter::OutOfScope> pending_free_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> any_watched_{false};
+  absl::flat_hash_set<ObjectId> watched_ ABSL_GUARDED_BY(mu_);
+  std::function<void(std::vector<ObjectId>)> freed_handler_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace shoal

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "spdlog/spdlog.h"
+#include "src/common/gpu_memory_caps.h"
 #include "src/worker/core_worker.h"
 #include "src/worker/function_registry.h"
 #include "src/worker/object_value.h"
@@ -43,6 +44,21 @@ std::string CudaVisibleDevices(const rpc::GpuAssignment& gpus) {
   return absl::StrJoin(gpus.device_ids(), ",");
 }
 
+void ExportGpuMemoryCaps(const rpc::GpuAssignment& gpus) {
+  static const std::string mode = std::getenv("SHOAL_GPU_MEMORY_CAPS") ? std::getenv("SHOAL_GPU_MEMORY_CAPS") : "off";
+  static const std::string memory = std::getenv("SHOAL_GPU_MEMORY_MIB") ? std::getenv("SHOAL_GPU_MEMORY_MIB") : "";
+  if (mode == "off") return;
+  std::vector<int> ids(gpus.device_ids().begin(), gpus.device_ids().end());
+  std::vector<int64_t> shares(gpus.shares().begin(), gpus.shares().end());
+  for (const auto& [name, value] : GpuMemoryCapEnv(mode, memory, ids, shares)) {
+    if (value.empty()) {
+      unsetenv(name.c_str());
+    } else {
+      setenv(name.c_str(), value.c_str(), /*overwrite=*/1);
+    }
+  }
+}
+
 rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
   const rpc::TaskSpec& spec = request.spec();
   rpc::PushTaskReply reply;
@@ -51,6 +67,7 @@ rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
   if (!actor_method) {
     devices = CudaVisibleDevices(request.gpus());
     setenv("CUDA_VISIBLE_DEVICES", devices.c_str(), /*overwrite=*/1);
+    ExportGpuMemoryCaps(request.gpus());
   }
 
   const TaskFunction* fn = FindTaskFunction(spec.function_name());

@@ -41,5 +41,8 @@ class TaskExecutor {
 
 // "0,2" for devices 0 and 2; "" for none.
 std::string CudaVisibleDevices(const rpc::GpuAssignment& gpus);
+// Exports the GPU memory cap variables of a task holding `gpus` (src/common/gpu_memory_caps.h),
+// by the node's SHOAL_GPU_MEMORY_CAPS mode; nothing when it is off or unset.
+void ExportGpuMemoryCaps(const rpc::GpuAssignment& gpus);
 
 }  // namespace shoal

@@ -250,3 +250,21 @@ def test_a_rank_claimed_twice_is_refused(driver):
     assert shoal.get(joining, timeout=60) == (0, 2)
     for a in (first, second, third):
         shoal.kill(a)
+
+
+def test_cpp_api_collectives_on_host_buffers(driver):
+    from conftest import BIN, run_driver
+    binary = os.path.join(BIN, "shoal_collective_driver")
+    out = run_driver(binary, driver, "host", "--world", 3, "--group", "cpp3", timeout=120)
+    ranks = out["ranks"]
+    assert [r.get("rank") for r in ranks] == [0, 1, 2], ranks
+    for r in ranks:
+        assert r["sum"] == 6.0 and r["sum_last"] == 6.0
+        assert r["max"] == [2] * 4
+        assert r["bcast"] == [42] * 3
+        assert r["allgather"] == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+        assert r["mismatch"], "a mismatched allreduce must fail"
+    assert ranks[2]["recv"] == [1, 2, 3]
+    assert any("2 float32" in r["mismatch"] and "3 float32" in r["mismatch"] for r in ranks), ranks
+    nccl = run_driver(binary, driver, "nccl", "--group", "cppn", timeout=120)
+    assert nccl["joined"] is False and ("cuda" in nccl["error"].lower()), nccl

@@ -230,3 +230,32 @@ TEST_CASE("objects: a task result whose store copy is lost is made again by its 
 
 }  // namespace
 }  // namespace shoal
+
+namespace shoal {
+namespace {
+
+TEST_CASE_METHOD(Fixture, "objects: watched objects are reported to the freed handler once, when freed",
+                 "[owned_objects]") {
+  std::vector<std::vector<ObjectId>> reports;
+  objects.SetFreedHandler([&](std::vector<ObjectId> ids) { reports.push_back(std::move(ids)); });
+  auto watched = objects.Put("held elsewhere");
+  auto plain = objects.Put("plain");
+  REQUIRE(watched.ok());
+  REQUIRE(plain.ok());
+  objects.WatchFree(*watched);
+  refs.AddLocal(*watched);
+  refs.AddLocal(*plain);
+  objects.RemoveLocalReference(*plain);
+  objects.FreePending();
+  CHECK(reports.empty());  // only watched ids are reported
+  objects.RemoveLocalReference(*watched);
+  CHECK(reports.empty());  // queued until the tick
+  objects.FreePending();
+  REQUIRE(reports.size() == 1);
+  CHECK(reports[0] == std::vector<ObjectId>{*watched});
+  objects.FreePending();
+  CHECK(reports.size() == 1);
+}
+
+}  // namespace
+}  // namespace shoal

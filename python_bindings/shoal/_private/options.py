@@ -1,6 +1,5 @@
 """Validation of the options of remote functions (and actors): Ray's names and rules."""
 import numbers
-import os
 
 from shoal.util import scheduling_strategies
 

@@ -31,6 +31,21 @@ _lock = threading.Lock()
 _groups = {}  # group name -> _Group, for this process
 
 
+def _destroy_all():
+    """Before the core shuts down: this process leaves every group it joined."""
+    with _lock:
+        groups = [g for g in _groups.values() if g is not None]
+        _groups.clear()
+    for g in groups:
+        try:
+            g.handle.destroy()
+        except Exception:  # noqa: BLE001 - the GCS may be gone already
+            pass
+
+
+runtime.before_core_shutdown.append(_destroy_all)
+
+
 def _op_timeout_s():
     value = os.environ.get("SHOAL_COLLECTIVE_TIMEOUT_S", "600")
     try:
