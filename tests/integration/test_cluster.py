@@ -37,7 +37,9 @@ def test_three_nodes_with_different_resources(cluster):
     assert status["available"]["CPU"] == 7
     assert status["demands"] == []
     by_cpu = {n["resources_total"]["CPU"]: n for n in status["nodes"]}
-    assert by_cpu[4]["labels"] == {"zone": "a"}
+    # The user's labels, and Shoal's own for a GPU node: how it caps fractional GPUs' memory.
+    assert by_cpu[4]["labels"] == {"zone": "a", "shoal.io/gpu-memory-caps": "framework"}
+    assert by_cpu[1]["labels"] == {}
     assert by_cpu[4]["resources_total"]["GPU"] == 2
     assert "node:127.0.0.1" in by_cpu[1]["resources_total"]
 

@@ -256,8 +256,8 @@ class _Server:
                     _recv_json(conn)  # the consumer's "copied": the tensor stays held until then anyway
                 elif mode == "nccl":
                     name = str(req.get("pair", ""))
+                    _send_json(conn, {"ok": True})  # first: the consumer joins the pair after this
                     group, pair_lock = _pair(name, 0, _device_of(tensor, kind))
-                    _send_json(conn, {"ok": True})
                     with pair_lock:
                         from shoal.util.collective.collective import _call, _describe
                         _call(group.send, *_describe(tensor, writable=False), 1)
