@@ -27,6 +27,7 @@ int RunList(int argc, char** argv);
 int RunGet(int argc, char** argv);
 int RunSummary(int argc, char** argv);
 int RunTimeline(int argc, char** argv);
+int RunMicrobenchmark(int argc, char** argv);
 
 // Prints `error: <message>` and answers kExitFailure.
 int Fail(const absl::Status& status);

@@ -5,6 +5,7 @@
 //   shoal job submit|status|logs|stop|list|delete ...
 //   shoal list actors|tasks|nodes|jobs|placement-groups [--filter k=v] [--limit N] [--detail] [--format F]
 //   shoal get <resource> <id>     shoal summary tasks|actors     shoal timeline [--output FILE]
+//   shoal microbenchmark [--filter S] [--json FILE] [--duration S] [--api python|cpp] [--compare-ray]
 // Exit codes: 0 ok, 1 the action failed, 2 bad command line.
 #include <iostream>
 #include <string_view>
@@ -31,6 +32,8 @@ constexpr Command kCommands[] = {
     {"get", "show one actor, task, node, job or placement group by id", shoal::cli::RunGet},
     {"summary", "count tasks or actors by name and state", shoal::cli::RunSummary},
     {"timeline", "write recent tasks as a Chrome trace (chrome://tracing, Perfetto)", shoal::cli::RunTimeline},
+    {"microbenchmark", "time the shapes of `ray microbenchmark` on a fresh local cluster (--compare-ray, --api cpp)",
+     shoal::cli::RunMicrobenchmark},
 };
 
 void PrintUsage(std::ostream& out) {
