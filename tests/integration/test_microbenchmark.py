@@ -4,6 +4,7 @@ the C++ API's shapes run, and Ray's own ray_perf.py runs unchanged with Shoal in
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,8 +23,11 @@ def microbenchmark(*args, timeout=600):
     env = dict(os.environ, SHOAL_TMPDIR=root)
     for var in ("SHOAL_ADDRESS", "RAY_ADDRESS", "SHOAL_AUTH_TOKEN", "SHOAL_AUTH_TOKEN_FILE", "PYTHONPATH"):
         env.pop(var, None)
-    return subprocess.run([SHOAL, "microbenchmark", *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    try:
+        return subprocess.run([SHOAL, "microbenchmark", *map(str, args)], env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_every_shape_produces_a_rate(tmp_path):

@@ -11,19 +11,21 @@ moved to it, by a transport the runtime picks:
     device): a copy on the consumer's device from the holder's memory;
   * NCCL between two GPUs: a two-rank communicator per holder/consumer pair, made on first use
     (its rendezvous through the GCS KV, src/collective), send on one side, recv on the other;
-  * host staging otherwise (a side with no GPU, numpy arrays, CPU tensors): bytes over TCP from
-    the holder; a consumer with a GPU gets a CUDA tensor again, one without (a driver on a laptop)
-    a CPU tensor.
+  * host staging otherwise (a side with no GPU, numpy arrays, CPU tensors): the holder puts the
+    bytes into its node's object store once (and owns them until the tensor is freed); the
+    consumer reads them as any object (zero-copy on that node, pulled in chunks from another) into
+    a tensor of its own; one with a GPU gets a CUDA tensor again, one without (a driver on a
+    laptop) a CPU tensor.
 
 The holder serves transfers from a thread of its own, so a busy actor still serves them, and
 frees the tensors when the caller that owns the ref lets go of it (the owner watches the ref in
 its core worker and calls the actor's built-in __shoal_free_tensors__). A holder that died
 before the transfer makes the consumer's deserialization raise ObjectLostError.
 
-Wire format (holder <-> consumer, one request per connection): a 4-byte length and a JSON
-header each way, then raw bytes for host staging. Nothing received is unpickled; a request must
-carry the placeholder's secret, which only readers of the object (authenticated clients of the
-cluster) know.
+Control messages (holder <-> consumer, one request per connection): a 4-byte length and a JSON
+document each way; tensor bytes never travel on it (they go by IPC, NCCL or the object store).
+Nothing received is unpickled; a request must carry the placeholder's secret, which only readers
+of the object (authenticated clients of the cluster) know.
 """
 import base64
 import hmac
@@ -38,10 +40,9 @@ import threading
 
 TRANSPORTS = ("object_store", "nccl", "gloo")
 RESERVED_KEYWORD = "__shoal_tensor_transport__"
-_SOCKET_BUFFER = 8 << 20  # host staging: fewer wake-ups per MiB
 
 _lock = threading.Lock()
-_held = {}        # key (return object id hex) -> (secret, [tensors])
+_held = {}        # key (return object id hex) -> (secret, [tensors], {index: staged host ObjectRef})
 _server = None
 _pairs = {}       # pair group name -> (group handle, lock)
 _watched = {}     # object id bytes -> actor handle holding it
@@ -128,7 +129,7 @@ def hold(value, key):
     out = walk(value)
     if tensors:
         with _lock:
-            _held[key] = (secret, tensors)
+            _held[key] = (secret, tensors, {})
     return out
 
 
@@ -153,7 +154,7 @@ def _count(mode):
 
 def held_count():
     with _lock:
-        return sum(len(t) for _, t in _held.values())
+        return sum(len(entry[1]) for entry in _held.values())
 
 
 # --- the holder's server ----------------------------------------------------------------------
@@ -175,15 +176,6 @@ def _recv_exact(conn, n):
     return b"".join(chunks)
 
 
-def _recv_into(conn, view):
-    got = 0
-    while got < len(view):
-        n = conn.recv_into(view[got:], len(view) - got)
-        if n == 0:
-            raise ConnectionError("connection closed")
-        got += n
-
-
 def _recv_json(conn, limit=1 << 16):
     (n,) = struct.unpack("<I", _recv_exact(conn, 4))
     if n > limit:
@@ -191,15 +183,33 @@ def _recv_json(conn, limit=1 << 16):
     return json.loads(_recv_exact(conn, n))
 
 
-def _host_view(tensor, kind):
-    """A contiguous host copy (or view) of the tensor's bytes, as a memoryview."""
+def _host_array(tensor, kind):
+    """The tensor's bytes as a contiguous host numpy array (a device tensor is copied off first)."""
+    import numpy
     if kind == "numpy":
-        import numpy
-        return memoryview(numpy.ascontiguousarray(tensor)).cast("B")
+        return numpy.ascontiguousarray(tensor)
     if kind == "torch":
-        t = tensor.detach().contiguous().cpu()
-        return memoryview(t.view(-1).view(__import__("torch").uint8).numpy()).cast("B")
-    return memoryview(tensor.get().tobytes())
+        import torch
+        return tensor.detach().contiguous().cpu().view(-1).view(torch.uint8).numpy()
+    return numpy.ascontiguousarray(tensor.get())
+
+
+def _stage(key, index, tensor, kind):
+    """Host staging: the tensor's bytes put into this node's object store once per held tensor
+    (kept, and owned, by the holder until the tensor is freed); answers (object id hex, owner)."""
+    from shoal._private import runtime
+    with _lock:
+        entry = _held.get(key)
+        staged = entry[2].get(index) if entry is not None else None
+    if staged is None:
+        ref = runtime.put(_host_array(tensor, kind))
+        with _lock:
+            entry = _held.get(key)
+            if entry is None:
+                raise KeyError("the tensor was freed")
+            staged = entry[2].setdefault(index, ref)
+    core = runtime.core()
+    return staged.hex(), core.address
 
 
 class _Server:
@@ -220,7 +230,6 @@ class _Server:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn):
@@ -243,9 +252,8 @@ class _Server:
                 kind = _kind(tensor)
                 mode = req.get("mode")
                 if mode == "host":
-                    view = _host_view(tensor, kind)
-                    _send_json(conn, {"nbytes": len(view)})
-                    conn.sendall(view)
+                    object_id, owner = _stage(req["key"], index, tensor, kind)
+                    _send_json(conn, {"object_id": object_id, "owner": owner})
                 elif mode == "ipc":
                     from shoal import _core
                     from shoal.util.collective.collective import _describe
@@ -306,9 +314,7 @@ def _connect(desc):
     host, _, port = desc["address"].rpartition(":")
     host = host.strip("[]")
     try:
-        conn = socket.create_connection((host, int(port)), timeout=30)
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
-        return conn
+        return socket.create_connection((host, int(port)), timeout=30)
     except OSError as e:
         raise _lost(desc, str(e)) from None
 
@@ -384,33 +390,29 @@ def _request(desc, mode, **extra):
 
 
 def _fetch_host(desc):
+    """Through the object store: the holder staged the bytes there; this process reads them like
+    any object (zero-copy on the holder's node, pulled in chunks from another) and copies them into
+    a tensor of its own."""
+    import numpy
+    from shoal._private import runtime
     conn, reply = _request(desc, "host")
-    with conn:
-        kind = desc["kind"]
-        if kind == "numpy":
-            out = _empty(desc, -1)
-            view = memoryview(out).cast("B") if out.size else memoryview(bytearray(0))
-        else:
-            data = bytearray(reply["nbytes"])
-            view = memoryview(data)
-        if len(view) != reply["nbytes"]:
-            raise _lost(desc, f"the holder sent {reply['nbytes']} bytes for {len(view)}")
-        try:
-            _recv_into(conn, view)
-        except OSError as e:
-            raise _lost(desc, str(e)) from None
+    conn.close()
+    ref = runtime._rebuild_ref(bytes.fromhex(reply["object_id"]), reply["owner"])
+    try:
+        data = runtime.get(ref, timeout=600)
+    except Exception as e:  # noqa: BLE001 - the holder died between staging and reading
+        raise _lost(desc, f"{type(e).__name__}: {e}") from None
+    kind = desc["kind"]
     if kind == "numpy":
-        return out
+        return numpy.array(data, copy=True).reshape(desc["shape"])
     if kind == "torch":
         import torch
         dtype = getattr(torch, desc["dtype"])
-        t = torch.frombuffer(data, dtype=dtype) if data else torch.empty(0, dtype=dtype)
-        t = t.reshape(desc["shape"])
+        t = torch.from_numpy(numpy.array(data, copy=True)).view(dtype).reshape(desc["shape"])
         target = _local_cuda_device("torch")
         return t.to(f"cuda:{target}") if target >= 0 else t
     import cupy
-    import numpy
-    return cupy.asarray(numpy.frombuffer(data, dtype=desc["dtype"]).reshape(desc["shape"]))
+    return cupy.asarray(numpy.array(data).view(desc["dtype"]).reshape(desc["shape"]))
 
 
 def _fetch_ipc(desc, device):
