@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import PYTHON_DIR
+from conftest import PYTHON_DIR, assert_resources_back
 
 sys.path.insert(0, PYTHON_DIR)
 
@@ -102,6 +102,14 @@ def members(n):
     return [Member.remote() for _ in range(n)]
 
 
+def release(cluster, actors):
+    """Kills the actors and waits until their CPUs are back, so that the next test's ranks can
+    all be placed at once (a rank that cannot be placed leaves the others waiting to join)."""
+    for a in actors:
+        shoal.kill(a)
+    assert_resources_back(cluster)
+
+
 @pytest.mark.parametrize("world", [2, 3, 4])
 def test_collectives_give_the_right_results_across_nodes(driver, world):
     group = f"all{world}"
@@ -122,8 +130,7 @@ def test_collectives_give_the_right_results_across_nodes(driver, world):
         assert out["reduce"] == ([world * (world + 1) // 2] * 2 if rank == 0 else [rank + 1] * 2)
     assert results[-1]["recv"] == [7, 8, 9]
     assert shoal.get([a.destroy.remote(group) for a in actors]) == [-1] * world
-    for a in actors:
-        shoal.kill(a)
+    release(driver, actors)
 
 
 def test_group_declared_from_the_driver_joins_on_first_call(driver):
@@ -145,14 +152,13 @@ def test_group_declared_from_the_driver_joins_on_first_call(driver):
     col.create_collective_group(actors, 3, [0, 1, 2], backend="gloo", group_name="declared")
     assert [r for r, _ in shoal.get([a.declared_rank_after_sum.remote("declared") for a in actors],
                                     timeout=60)] == [0, 1, 2]
-    for a in actors:
-        shoal.kill(a)
+    release(driver, actors)
 
 
 def test_member_killed_mid_allreduce_fails_the_others_at_once(driver):
     actors = members(3)
     # A long timeout: an error well before it comes from the death, not from waiting.
-    shoal.get([a.setup.remote(3, r, "chaos", 120000) for r, a in enumerate(actors)], timeout=60)
+    shoal.get([a.setup.remote(3, r, "chaos", 120000) for r, a in enumerate(actors)], timeout=120)
     victim_pid = shoal.get(actors[2].pid.remote())
     pending = [a.allreduce.remote("chaos", 1 << 20) for a in actors[:2]]
     time.sleep(1.0)  # ranks 0 and 1 are inside the allreduce, waiting for rank 2
@@ -169,8 +175,7 @@ def test_member_killed_mid_allreduce_fails_the_others_at_once(driver):
     shoal.get([a.destroy.remote("chaos") for a in actors[:2]])
     shoal.get([a.setup.remote(2, r, "chaos-again") for r, a in enumerate(actors[:2])], timeout=60)
     assert shoal.get([a.allreduce.remote("chaos-again") for a in actors[:2]]) == [("ok", 2.0)] * 2
-    for a in actors[:2]:
-        shoal.kill(a)
+    release(driver, actors[:2])
 
 
 def test_member_that_never_calls_fails_the_others_after_the_timeout(driver):
@@ -180,8 +185,7 @@ def test_member_that_never_calls_fails_the_others_after_the_timeout(driver):
     assert name == "CollectiveTimeoutError" and is_collective_error, message
     assert "rank 1" in message
     assert shoal.get(actors[0].ping.remote()) == "pong"
-    for a in actors:
-        shoal.kill(a)
+    release(driver, actors)
 
 
 def test_bad_input_gets_clear_errors_and_processes_live(driver):
@@ -236,8 +240,7 @@ def test_bad_input_gets_clear_errors_and_processes_live(driver):
     assert errors == ["RuntimeError", "TypeError", "RuntimeError", "ValueError", "ValueError"]
     assert solo == [1.0, 1.0, 1.0]
     assert shoal.get([a.ping.remote() for a in actors]) == ["pong", "pong"]
-    for a in actors:
-        shoal.kill(a)
+    release(driver, actors)
 
 
 def test_a_rank_claimed_twice_is_refused(driver):
@@ -248,8 +251,7 @@ def test_a_rank_claimed_twice_is_refused(driver):
     assert name == "CollectiveError" and "already held" in message, (name, message)
     assert shoal.get(third.setup.remote(2, 1, "claimed"), timeout=60) == (1, 2)
     assert shoal.get(joining, timeout=60) == (0, 2)
-    for a in (first, second, third):
-        shoal.kill(a)
+    release(driver, [first, second, third])
 
 
 def test_cpp_api_collectives_on_host_buffers(driver):
