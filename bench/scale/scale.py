@@ -58,7 +58,7 @@ def daemon_pids(name):
     for path in glob.glob(os.path.join(root, "session_*", "processes", f"{name}.json")):
         with open(path) as f:
             pids.append(json.load(f)["pid"])
-    return pids
+    return sorted(set(pids))
 
 
 def scenario_tasks(shoal, count):
