@@ -218,8 +218,8 @@ class PyCollectiveGroup {
   PyCollectiveGroup(std::unique_ptr<collective::Communicator> comm, std::shared_ptr<CoreWorker> core)
       : comm_(std::move(comm)), core_(std::move(core)) {}
 
-  int rank() const { return comm_->rank(); }
-  int size() const { return comm_->size(); }
+  int rank() const { return Comm()->rank(); }
+  int size() const { return Comm()->size(); }
   std::string backend() const { return comm_ ? comm_->backend() : ""; }
 
   void AllReduce(uintptr_t a, size_t n, const std::string& t, int dev, uintptr_t stream, const std::string& op) {
@@ -233,12 +233,12 @@ class PyCollectiveGroup {
   }
   void AllGather(uintptr_t in, uintptr_t out, size_t n, const std::string& t, int dev, uintptr_t stream) {
     collective::Buffer i = ToBuffer(in, n, t, dev, stream);
-    collective::Buffer o = ToBuffer(out, n * static_cast<size_t>(comm_->size()), t, dev, stream);
+    collective::Buffer o = ToBuffer(out, n * static_cast<size_t>(size()), t, dev, stream);
     Call([&](collective::Communicator& c) { return c.AllGather(i, o); });
   }
   void ReduceScatter(uintptr_t in, uintptr_t out, size_t n, const std::string& t, int dev, uintptr_t stream,
                      const std::string& op) {
-    collective::Buffer i = ToBuffer(in, n * static_cast<size_t>(comm_->size()), t, dev, stream);
+    collective::Buffer i = ToBuffer(in, n * static_cast<size_t>(size()), t, dev, stream);
     collective::Buffer o = ToBuffer(out, n, t, dev, stream);
     collective::ReduceOp r = ToReduceOp(op);
     Call([&](collective::Communicator& c) { return c.ReduceScatter(i, o, r); });
@@ -261,25 +261,32 @@ class PyCollectiveGroup {
   }
   // Closes the group (peers' operations fail) and removes this rank's rendezvous key.
   void Destroy() {
-    std::unique_ptr<collective::Communicator> comm = std::move(comm_);
+    std::shared_ptr<collective::Communicator> comm = std::move(comm_);
     if (comm == nullptr) return;
     py::gil_scoped_release release;
     LeaveCollectiveGroup(*core_, std::move(comm));
   }
 
  private:
+  // The communicator, kept alive by the caller for the length of an operation (a Destroy on
+  // another thread aborts it, and it is freed when the operation returns). Under the GIL.
+  std::shared_ptr<collective::Communicator> Comm() const {
+    if (comm_ == nullptr) ThrowStatus(absl::FailedPreconditionError("the collective group was destroyed"));
+    return comm_;
+  }
+
   template <typename F>
   void Call(F f) {
-    if (comm_ == nullptr) ThrowStatus(absl::FailedPreconditionError("the collective group was destroyed"));
+    std::shared_ptr<collective::Communicator> comm = Comm();
     collective::Status s;
     {
       py::gil_scoped_release release;
-      s = f(*comm_);
+      s = f(*comm);
     }
     CheckCollective(s);
   }
 
-  std::unique_ptr<collective::Communicator> comm_;
+  std::shared_ptr<collective::Communicator> comm_;
   std::shared_ptr<CoreWorker> core_;
 };
 

@@ -1,6 +1,8 @@
 // shoal::gpu (include/shoal/gpu.h) over src/worker/collective_group.h.
 #include "shoal/gpu.h"
 
+#include <mutex>
+
 #include "absl/strings/str_cat.h"
 #include "shoal/errors.h"
 #include "src/api/current_core.h"
@@ -10,7 +12,8 @@
 namespace shoal::gpu {
 
 struct Group::Impl {
-  std::unique_ptr<collective::Communicator> comm;
+  std::mutex mu;
+  std::shared_ptr<collective::Communicator> comm;  // guarded by mu; operations hold a copy
   int device = -1;
   ~Impl() {
     if (comm == nullptr) return;
@@ -28,9 +31,13 @@ void Check(const collective::Status& s) {
   if (!s.ok()) Throw(collective::ToAbsl(s));
 }
 
-collective::Communicator& Comm(const std::shared_ptr<Group::Impl>& impl) {
-  if (impl == nullptr || impl->comm == nullptr) throw Error("the collective group was destroyed");
-  return *impl->comm;
+// The communicator, kept alive for the length of one operation even if another thread destroys
+// the group meanwhile (which aborts it: the operation fails at once).
+std::shared_ptr<collective::Communicator> Comm(const std::shared_ptr<Group::Impl>& impl) {
+  if (impl == nullptr) throw Error("the collective group was destroyed");
+  std::lock_guard<std::mutex> lock(impl->mu);
+  if (impl->comm == nullptr) throw Error("the collective group was destroyed");
+  return impl->comm;
 }
 
 collective::Buffer Buf(const void* data, size_t count, DataType type, int device, uintptr_t stream) {
@@ -63,42 +70,50 @@ Group Group::Init(const std::string& name, int world_size, int rank, const Group
   return Group(std::move(impl));
 }
 
-int Group::rank() const { return Comm(impl_).rank(); }
-int Group::size() const { return Comm(impl_).size(); }
+int Group::rank() const { return Comm(impl_)->rank(); }
+int Group::size() const { return Comm(impl_)->size(); }
 
 void Group::AllReduce(void* data, size_t count, DataType type, ReduceOp op, uintptr_t stream) {
-  Check(Comm(impl_).AllReduce(Buf(data, count, type, impl_->device, stream), Op(op)));
+  Check(Comm(impl_)->AllReduce(Buf(data, count, type, impl_->device, stream), Op(op)));
 }
 void Group::Broadcast(void* data, size_t count, DataType type, int root, uintptr_t stream) {
-  Check(Comm(impl_).Broadcast(Buf(data, count, type, impl_->device, stream), root));
+  Check(Comm(impl_)->Broadcast(Buf(data, count, type, impl_->device, stream), root));
 }
 void Group::AllGather(const void* in, void* out, size_t count, DataType type, uintptr_t stream) {
-  auto& c = Comm(impl_);
+  auto comm = Comm(impl_);
+  auto& c = *comm;
   Check(c.AllGather(Buf(in, count, type, impl_->device, stream),
                     Buf(out, count * static_cast<size_t>(c.size()), type, impl_->device, stream)));
 }
 void Group::ReduceScatter(const void* in, void* out, size_t count, DataType type, ReduceOp op, uintptr_t stream) {
-  auto& c = Comm(impl_);
+  auto comm = Comm(impl_);
+  auto& c = *comm;
   Check(c.ReduceScatter(Buf(in, count * static_cast<size_t>(c.size()), type, impl_->device, stream),
                         Buf(out, count, type, impl_->device, stream), Op(op)));
 }
 void Group::Reduce(void* data, size_t count, DataType type, int root, ReduceOp op, uintptr_t stream) {
-  Check(Comm(impl_).Reduce(Buf(data, count, type, impl_->device, stream), root, Op(op)));
+  Check(Comm(impl_)->Reduce(Buf(data, count, type, impl_->device, stream), root, Op(op)));
 }
 void Group::Send(const void* data, size_t count, DataType type, int peer, uintptr_t stream) {
-  Check(Comm(impl_).Send(Buf(data, count, type, impl_->device, stream), peer));
+  Check(Comm(impl_)->Send(Buf(data, count, type, impl_->device, stream), peer));
 }
 void Group::Recv(void* data, size_t count, DataType type, int peer, uintptr_t stream) {
-  Check(Comm(impl_).Recv(Buf(data, count, type, impl_->device, stream), peer));
+  Check(Comm(impl_)->Recv(Buf(data, count, type, impl_->device, stream), peer));
 }
-void Group::Barrier() { Check(Comm(impl_).Barrier()); }
+void Group::Barrier() { Check(Comm(impl_)->Barrier()); }
 
 void Group::Destroy() {
-  if (impl_ == nullptr || impl_->comm == nullptr) return;
+  if (impl_ == nullptr) return;
+  std::shared_ptr<collective::Communicator> comm;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    comm = std::move(impl_->comm);
+  }
+  if (comm == nullptr) return;
   if (CoreWorker* core = api::CurrentCoreOrNull()) {
-    LeaveCollectiveGroup(*core, std::move(impl_->comm));
+    LeaveCollectiveGroup(*core, std::move(comm));
   } else {
-    impl_->comm.reset();
+    comm->Abort("the group was destroyed");
   }
 }
 

@@ -8,7 +8,9 @@
 #include <atomic>
 #include <chrono>
 #include <optional>
+#include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -141,7 +143,8 @@ class NcclCommunicator final : public Communicator {
   }
   Status AllGather(const Buffer& in, const Buffer& out) override {
     if (out.type != in.type || out.count != in.count * static_cast<size_t>(size()) || out.device != in.device) {
-      return InvalidArgument("allgather: the output must hold world_size times the input's elements, same type and device");
+      return Fail(InvalidArgument(
+          "allgather: the output must hold world_size times the input's elements, same type and device"));
     }
     return Run(Kind::kAllGather, in, in.count, -1, [&](ncclDataType_t t) {
       return ncclAllGather(in.data, out.data, in.count, t, comm_, stream_);
@@ -149,7 +152,8 @@ class NcclCommunicator final : public Communicator {
   }
   Status ReduceScatter(const Buffer& in, const Buffer& out, ReduceOp op) override {
     if (out.type != in.type || in.count != out.count * static_cast<size_t>(size()) || out.device != in.device) {
-      return InvalidArgument("reducescatter: the input must hold world_size times the output's elements, same type and device");
+      return Fail(InvalidArgument(
+          "reducescatter: the input must hold world_size times the output's elements, same type and device"));
     }
     return Run(Kind::kReduceScatter, in, out.count, -1, [&](ncclDataType_t t) {
       return ncclReduceScatter(in.data, out.data, out.count, t, NcclOp(op), comm_, stream_);
@@ -191,13 +195,13 @@ class NcclCommunicator final : public Communicator {
       return FailedPrecondition("group '" + group_name() + "' was aborted (" + why + "); destroy it and create it again");
     }
     if (b.device != device_) {
-      return InvalidArgument(std::string(KindName(kind)) + ": the NCCL group of this rank works on cuda:" +
+      return Fail(InvalidArgument(std::string(KindName(kind)) + ": the NCCL group of this rank works on cuda:" +
                              std::to_string(device_) + ", this tensor is on " +
                              (b.on_host() ? std::string("the host (use backend=\"gloo\")")
-                                          : "cuda:" + std::to_string(b.device)));
+                                          : "cuda:" + std::to_string(b.device))));
     }
     auto type = NcclType(b.type);
-    if (!type) return InvalidArgument(std::string("NCCL cannot carry ") + DataTypeName(b.type));
+    if (!type) return Fail(InvalidArgument(std::string("NCCL cannot carry ") + DataTypeName(b.type)));
     // The same call on every rank (for send/recv, on the pair).
     int64_t mine[4] = {static_cast<int64_t>(kind), static_cast<int64_t>(b.type), static_cast<int64_t>(count), root};
     if (kind == Kind::kSend) {
@@ -236,7 +240,16 @@ class NcclCommunicator final : public Communicator {
         return Fail(Aborted(std::string(what) + ": NCCL failed: " + ncclGetErrorString(async)));
       }
       std::string why;
-      if (!host_->Healthy(&why)) return Fail(Aborted(std::string(what) + " in group '" + group_name() + "': " + why));
+      if (!host_->Healthy(&why)) {
+        // A peer that finished its part and left closes the side channel too: give the stream a
+        // moment to complete before calling the operation failed.
+        auto grace = Clock::now() + std::chrono::seconds(2);
+        while (Clock::now() < grace) {
+          if (cudaStreamQuery(stream_) == cudaSuccess) return Status::Ok();
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        return Fail(Aborted(std::string(what) + " in group '" + group_name() + "': " + why));
+      }
       if (Clock::now() > deadline) {
         return Fail(DeadlineExceeded(std::string(what) + " in group '" + group_name() + "' did not finish within " +
                                      std::to_string(op_timeout_.count() / 1000) + " s"));
@@ -322,8 +335,15 @@ class CudaBackend final : public GpuBackend {
                              (std::getenv("CUDA_VISIBLE_DEVICES") ? std::getenv("CUDA_VISIBLE_DEVICES") : "") + ")");
     }
     auto timeout = std::chrono::milliseconds(600000);
-    if (const char* env = std::getenv("SHOAL_COLLECTIVE_TIMEOUT_S")) timeout = std::chrono::milliseconds(
-        static_cast<int64_t>(std::atof(env) * 1000));
+    if (const char* env = std::getenv("SHOAL_COLLECTIVE_TIMEOUT_S"); env != nullptr && *env != '\0') {
+      char* end = nullptr;
+      double seconds = std::strtod(env, &end);
+      if (end == env || *end != '\0' || !(seconds > 0)) {
+        return InvalidArgument(std::string("SHOAL_COLLECTIVE_TIMEOUT_S must be a positive number of seconds, got '") +
+                               env + "'");
+      }
+      timeout = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+    }
     auto comm = std::make_unique<NcclCommunicator>(std::move(host), device, timeout);
     Status s = comm->Init();
     if (!s.ok()) {
@@ -362,7 +382,7 @@ class CudaBackend final : public GpuBackend {
     }
     SHOAL_CUDA(cudaSetDevice(device), "cudaSetDevice");
     void* base = nullptr;
-    SHOAL_CUDA(cudaIpcOpenMemHandle(&base, h.mem, cudaIpcMemLazyEnablePeerAccess), "cudaIpcOpenMemHandle");
+    SHOAL_COLLECTIVE_RETURN_IF_ERROR(OpenIpc(h.mem, &base));
     cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
     cudaStream_t own = nullptr;
     if (s == nullptr) {
@@ -372,7 +392,7 @@ class CudaBackend final : public GpuBackend {
     cudaError_t e = cudaMemcpyAsync(dst, static_cast<char*>(base) + h.offset, bytes, cudaMemcpyDeviceToDevice, s);
     if (e == cudaSuccess) e = cudaStreamSynchronize(s);
     if (own != nullptr) cudaStreamDestroy(own);
-    cudaIpcCloseMemHandle(base);
+    CloseIpc(h.mem);
     if (e != cudaSuccess) return CudaError(e, "CUDA IPC copy");
     return Status::Ok();
   }
@@ -406,6 +426,33 @@ class CudaBackend final : public GpuBackend {
     return range_;
   }
 
+  // CUDA opens an allocation's IPC handle once per process: tensors that share an allocation
+  // (torch packs several into one) and concurrent copies share one mapping, counted here.
+  Status OpenIpc(const cudaIpcMemHandle_t& mem, void** base) {
+    std::string key(reinterpret_cast<const char*>(&mem), sizeof(mem));
+    std::lock_guard<std::mutex> lock(ipc_mu_);
+    auto it = opened_.find(key);
+    if (it == opened_.end()) {
+      void* ptr = nullptr;
+      SHOAL_CUDA(cudaIpcOpenMemHandle(&ptr, mem, cudaIpcMemLazyEnablePeerAccess), "cudaIpcOpenMemHandle");
+      it = opened_.emplace(key, std::make_pair(ptr, 0)).first;
+    }
+    ++it->second.second;
+    *base = it->second.first;
+    return Status::Ok();
+  }
+
+  void CloseIpc(const cudaIpcMemHandle_t& mem) {
+    std::string key(reinterpret_cast<const char*>(&mem), sizeof(mem));
+    std::lock_guard<std::mutex> lock(ipc_mu_);
+    auto it = opened_.find(key);
+    if (it == opened_.end() || --it->second.second > 0) return;
+    cudaIpcCloseMemHandle(it->second.first);
+    opened_.erase(it);
+  }
+
+  std::mutex ipc_mu_;
+  std::map<std::string, std::pair<void*, int>> opened_;
   std::once_flag range_once_;
   GetAddressRange range_ = nullptr;
 };

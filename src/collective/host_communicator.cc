@@ -265,8 +265,8 @@ class HostCommunicator final : public Communicator {
     SHOAL_COLLECTIVE_RETURN_IF_ERROR(CheckUsable(in, "allgather"));
     SHOAL_COLLECTIVE_RETURN_IF_ERROR(CheckUsable(out, "allgather"));
     if (out.type != in.type || out.count != in.count * static_cast<size_t>(size())) {
-      return InvalidArgument("allgather: the output must hold world_size (" + std::to_string(size()) +
-                             ") times the input's " + std::to_string(in.count) + " elements of the same type");
+      return Refuse(InvalidArgument("allgather: the output must hold world_size (" + std::to_string(size()) +
+                                    ") times the input's " + std::to_string(in.count) + " elements of the same type"));
     }
     Header h = MakeHeader(Kind::kAllGather, in, -1);
     char* data = static_cast<char*>(out.data);
@@ -286,8 +286,9 @@ class HostCommunicator final : public Communicator {
     SHOAL_COLLECTIVE_RETURN_IF_ERROR(CheckUsable(in, "reducescatter"));
     SHOAL_COLLECTIVE_RETURN_IF_ERROR(CheckUsable(out, "reducescatter"));
     if (out.type != in.type || in.count != out.count * static_cast<size_t>(size())) {
-      return InvalidArgument("reducescatter: the input must hold world_size (" + std::to_string(size()) +
-                             ") times the output's " + std::to_string(out.count) + " elements of the same type");
+      return Refuse(InvalidArgument("reducescatter: the input must hold world_size (" + std::to_string(size()) +
+                                    ") times the output's " + std::to_string(out.count) +
+                                    " elements of the same type"));
     }
     Header h = MakeHeader(Kind::kReduceScatter, in, -1);
     std::vector<char> work(static_cast<const char*>(in.data), static_cast<const char*>(in.data) + in.bytes());
@@ -396,27 +397,34 @@ class HostCommunicator final : public Communicator {
                               "); destroy it and create it again");
   }
 
+  // A call this rank refuses by itself still fails the group, so that peers already inside the
+  // same operation fail at once instead of waiting out the timeout.
+  Status Refuse(Status s) {
+    Abort(s.message());
+    return s;
+  }
+
   Status CheckUsable(const Buffer& b, const char* what) {
     SHOAL_COLLECTIVE_RETURN_IF_ERROR(CheckAlive());
     if (!b.on_host()) {
-      return InvalidArgument(std::string(what) + ": the gloo (host) backend works on host memory; this buffer is on " +
-                             "CUDA device " + std::to_string(b.device) + " (use backend=\"nccl\")");
+      return Refuse(InvalidArgument(std::string(what) + ": the gloo (host) backend works on host memory; this buffer "
+                                    "is on CUDA device " + std::to_string(b.device) + " (use backend=\"nccl\")"));
     }
-    if (b.data == nullptr && b.count > 0) return InvalidArgument(std::string(what) + ": null buffer");
+    if (b.data == nullptr && b.count > 0) return Refuse(InvalidArgument(std::string(what) + ": null buffer"));
     return Status::Ok();
   }
 
-  Status CheckPeer(int peer, const char* what) const {
+  Status CheckPeer(int peer, const char* what) {
     if (peer < 0 || peer >= size()) {
-      return InvalidArgument(std::string(what) + " " + std::to_string(peer) + " is not a rank of group '" +
-                             group_name() + "' (world size " + std::to_string(size()) + ")");
+      return Refuse(InvalidArgument(std::string(what) + " " + std::to_string(peer) + " is not a rank of group '" +
+                             group_name() + "' (world size " + std::to_string(size()) + ")"));
     }
     return Status::Ok();
   }
 
-  Status CheckOtherPeer(int peer, const char* what) const {
+  Status CheckOtherPeer(int peer, const char* what) {
     SHOAL_COLLECTIVE_RETURN_IF_ERROR(CheckPeer(peer, what));
-    if (peer == rank()) return InvalidArgument(std::string(what) + ": a rank cannot " + what + " to itself");
+    if (peer == rank()) return Refuse(InvalidArgument(std::string(what) + ": a rank cannot " + what + " to itself"));
     return Status::Ok();
   }
 
@@ -573,7 +581,11 @@ class HostCommunicator final : public Communicator {
       Hello hello{};
       std::string name;
       if (ReadHello(fd, &hello, &name, deadline).ok()) {
-        if (hello.rank == kProbeRank && name == group_name() && hello.nonce == nonce_) {
+        if (aborted_.load()) {
+          // An aborted group holds its rank no more: a restarted rank retries until this one is
+          // destroyed (and its key replaced).
+          (void)SendReply(fd, kReplyRetry, "the group was aborted", deadline);
+        } else if (hello.rank == kProbeRank && name == group_name() && hello.nonce == nonce_) {
           (void)SendReply(fd, kReplyAlive, "", deadline);
         } else if (name == group_name() && hello.nonce == nonce_) {
           (void)SendReply(fd, kReplyFatal,

@@ -62,9 +62,10 @@ absl::StatusOr<std::unique_ptr<collective::Communicator>> JoinCollectiveGroup(Co
   return nccl;
 }
 
-void LeaveCollectiveGroup(CoreWorker& core, std::unique_ptr<collective::Communicator> group) {
+void LeaveCollectiveGroup(CoreWorker& core, std::shared_ptr<collective::Communicator> group) {
   if (group == nullptr) return;
   std::string key = collective::RankKey(group->group_name(), group->rank());
+  group->Abort("the group was destroyed");
   group.reset();
   (void)core.KvDel(kCollectiveNamespace, key);
 }

@@ -29,7 +29,8 @@ struct CollectiveJoinOptions {
 // `core` is used only while joining.
 absl::StatusOr<std::unique_ptr<collective::Communicator>> JoinCollectiveGroup(CoreWorker& core,
                                                                               const CollectiveJoinOptions& options);
-// Closes the group and removes its rank's rendezvous key.
-void LeaveCollectiveGroup(CoreWorker& core, std::unique_ptr<collective::Communicator> group);
+// Aborts the group (an operation in flight on another thread fails at once; the communicator
+// is freed when the last holder of it lets go) and removes its rank's rendezvous key.
+void LeaveCollectiveGroup(CoreWorker& core, std::shared_ptr<collective::Communicator> group);
 
 }  // namespace shoal

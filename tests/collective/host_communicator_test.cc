@@ -165,8 +165,9 @@ TEST_CASE("send and recv pair up in order", "[collective]") {
   }));
   REQUIRE(got1 == std::vector<uint8_t>{1, 2, 3, 4, 5});
   REQUIRE(got2 == std::vector<uint8_t>(5, 9));
-  REQUIRE(comms[0]->Send(Buffer{got1.data(), 5, DataType::kUint8}, 0).code() == Code::kInvalidArgument);
   REQUIRE(comms[0]->Send(Buffer{got1.data(), 5, DataType::kUint8}, 7).code() == Code::kInvalidArgument);
+  // A refused call aborts the group (its peers must not wait for it): later calls say so.
+  REQUIRE(comms[0]->Send(Buffer{got1.data(), 5, DataType::kUint8}, 0).code() == Code::kFailedPrecondition);
 }
 
 TEST_CASE("half-precision reductions are exact on small integers", "[collective]") {
@@ -313,6 +314,31 @@ TEST_CASE("type and op names", "[collective]") {
   REQUIRE(ParseReduceOp("PRODUCT") == ReduceOp::kProduct);
   REQUIRE(std::string(DataTypeName(DataType::kUint8)) == "uint8");
   REQUIRE(SizeOf(DataType::kFloat16) == 2);
+}
+
+}  // namespace
+}  // namespace shoal::collective
+
+namespace shoal::collective {
+namespace {
+
+TEST_CASE("a call one rank refuses by itself fails its peers at once, not after the timeout",
+          "[collective]") {
+  MemoryKeyValue kv;
+  auto comms = JoinAll(kv, "refused", 2, 60s);
+  std::vector<float> data(16, 1.0f);
+  auto start = std::chrono::steady_clock::now();
+  auto results = OnAll(2, [&](int r) {
+    if (r == 0) {
+      std::this_thread::sleep_for(100ms);  // rank 1 is waiting inside the allreduce by now
+      return comms[0]->AllReduce(Buffer{data.data(), data.size(), DataType::kFloat32, /*device=*/0}, ReduceOp::kSum);
+    }
+    std::vector<float> mine(16, 1.0f);
+    return comms[1]->AllReduce(Buffer{mine.data(), mine.size(), DataType::kFloat32}, ReduceOp::kSum);
+  });
+  REQUIRE(results[0].code() == Code::kInvalidArgument);
+  REQUIRE(results[1].code() == Code::kAborted);
+  REQUIRE(std::chrono::steady_clock::now() - start < 30s);
 }
 
 }  // namespace

@@ -92,6 +92,16 @@ def _device_uuid(device):
         return ""
 
 
+def _contiguous(tensor, kind):
+    if kind == "torch":
+        return tensor.contiguous()
+    if kind == "cupy":
+        import cupy
+        return cupy.ascontiguousarray(tensor)
+    import numpy
+    return numpy.ascontiguousarray(tensor)
+
+
 class _Placeholder:
     """A held tensor inside a stored value: unpickling it fetches the tensor (see _rebuild)."""
 
@@ -112,6 +122,7 @@ def hold(value, key):
         nonlocal server
         kind = _kind(v)
         if kind is not None:
+            v = _contiguous(v, kind)  # IPC, NCCL and staging move whole contiguous buffers
             if server is None:
                 server = _ensure_server()
             device = _device_of(v, kind)
@@ -268,7 +279,11 @@ class _Server:
                     group, pair_lock = _pair(name, 0, _device_of(tensor, kind))
                     with pair_lock:
                         from shoal.util.collective.collective import _call, _describe
-                        _call(group.send, *_describe(tensor, writable=False), 1)
+                        try:
+                            _call(group.send, *_describe(tensor, writable=False), 1)
+                        except Exception:
+                            _drop_pair(name)
+                            raise
                 else:
                     _send_json(conn, {"error": f"unknown transfer mode {mode!r}"})
             except Exception as e:  # noqa: BLE001 - the consumer hears of it as a closed connection
@@ -286,19 +301,43 @@ def _ensure_server():
         return _server
 
 
+_pair_joining = {}  # pair group name -> lock held while it is being joined
+
+
 def _pair(name, rank, device):
-    """The two-rank NCCL group `name` (holder rank 0, consumer rank 1), joined on first use."""
+    """The two-rank NCCL group `name` (holder rank 0, consumer rank 1), joined on first use (once:
+    concurrent first uses wait for the one join)."""
     with _lock:
         entry = _pairs.get(name)
+        joining = _pair_joining.setdefault(name, threading.Lock()) if entry is None else None
     if entry is not None:
         return entry
-    from shoal._private import runtime
-    from shoal.util.collective.collective import _call
-    group = _call(runtime.core().join_collective_group, name, 2, rank, "nccl", runtime.local_node_ip(), 300.0,
-                  600.0, device)
-    entry = (group, threading.Lock())
+    with joining:
+        with _lock:
+            entry = _pairs.get(name)
+        if entry is not None:
+            return entry
+        from shoal._private import runtime
+        from shoal.util.collective.collective import _call
+        group = _call(runtime.core().join_collective_group, name, 2, rank, "nccl", runtime.local_node_ip(), 300.0,
+                      600.0, device)
+        entry = (group, threading.Lock())
+        with _lock:
+            _pairs[name] = entry
+            _pair_joining.pop(name, None)
+        return entry
+
+
+def _drop_pair(name):
+    """A pair whose transfer failed is aborted for good: forget it (the next transfer makes a new
+    one, under a new name) and leave it."""
     with _lock:
-        return _pairs.setdefault(name, entry)
+        entry = _pairs.pop(name, None)
+    if entry is not None:
+        try:
+            entry[0].destroy()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 # --- the consumer -----------------------------------------------------------------------------
@@ -409,7 +448,7 @@ def _fetch_host(desc):
         import torch
         dtype = getattr(torch, desc["dtype"])
         t = torch.from_numpy(numpy.array(data, copy=True)).view(dtype).reshape(desc["shape"])
-        target = _local_cuda_device("torch")
+        target = _local_cuda_device("torch") if desc["device"] >= 0 else -1  # a CPU tensor stays one
         return t.to(f"cuda:{target}") if target >= 0 else t
     import cupy
     return cupy.asarray(numpy.array(data).view(desc["dtype"]).reshape(desc["shape"]))
@@ -427,17 +466,31 @@ def _fetch_ipc(desc, device):
     return out
 
 
+_pair_generation = {}  # pair base name -> generation (a failed pair is replaced by a new one)
+_consumer_locks = {}   # pair base name -> lock: one request outstanding per pair
+
+
 def _fetch_nccl(desc, device):
     from shoal._private import runtime
     from shoal.util.collective.collective import _call, _describe
     me = os.environ.get("SHOAL_WORKER_ID") or runtime.connected_identity()["WorkerId"]
-    name = f"{runtime.core().job_id}/tensor-pair/{desc['address']}/{me}"
+    base = f"{runtime.core().job_id}/tensor-pair/{desc['address']}-{desc['device']}/{me}-{device}"
+    with _lock:
+        lock = _consumer_locks.setdefault(base, threading.Lock())
     out = _empty(desc, device)
-    conn, _ = _request(desc, "nccl", pair=name)
-    with conn:
-        group, pair_lock = _pair(name, 1, device)
-        with pair_lock:
-            _call(group.recv, *_describe(out), 0)
+    with lock:  # request and recv together: the holder sends in the order requests arrive
+        with _lock:
+            name = f"{base}/{_pair_generation.get(base, 0)}"
+        conn, _ = _request(desc, "nccl", pair=name)
+        with conn:
+            try:
+                group, _ = _pair(name, 1, device)
+                _call(group.recv, *_describe(out), 0)
+            except Exception as e:  # noqa: BLE001
+                _drop_pair(name)
+                with _lock:
+                    _pair_generation[base] = _pair_generation.get(base, 0) + 1
+                raise _lost(desc, f"NCCL transfer failed: {e}") from None
     return out
 
 
