@@ -39,8 +39,10 @@ constexpr int kKeepaliveTimeMs = 5000;
 constexpr int kKeepaliveTimeoutMs = 5000;
 }  // namespace
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
+                                           const std::vector<std::pair<std::string, int>>& int_args) {
   grpc::ChannelArguments args;
+  for (const auto& [key, value] : int_args) args.SetInt(key, value);
   // Reconnect quickly (a restarted GCS or raylet is found within a second), but give each
   // connection attempt a long deadline: gRPC's core uses the "min reconnect backoff" as the
   // minimum time a connection handshake may take, and a loaded machine can need seconds

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -19,8 +20,9 @@ absl::Status FromGrpcStatus(const grpc::Status& status);
 absl::StatusOr<std::pair<std::string, int>> ParseHostPort(std::string_view address);
 
 // A channel to `address` ("host:port"), mutual TLS when configured (tls.h); its calls carry the
-// cluster token (auth.h).
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address);
+// cluster token (auth.h). `int_args` are added to the channel's arguments.
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
+                                           const std::vector<std::pair<std::string, int>>& int_args = {});
 
 // Starts `builder`'s services listening on host:port (port 0 picks a free one). Port reuse is
 // off, so a port that is taken fails instead of being shared. Mutual TLS when configured

@@ -3,6 +3,7 @@
 // Threading: thread-safe; Pull may block on a gate so tests can hold fetches in flight.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -70,8 +71,15 @@ class FakeObjectTransferClient final : public ObjectTransferClient {
     absl::MutexLock lock(&mu_);
     return max_waiting_;
   }
-  // Every (holder, object) pulled, in order.
-  std::vector<std::pair<std::string, ObjectId>> pulls() {
+  struct PullRecord {
+    std::string holder;
+    ObjectId id;
+    uint64_t offset;
+    uint64_t length;
+    int lane;
+  };
+  // Every stream opened, in order.
+  std::vector<PullRecord> pulls() {
     absl::MutexLock lock(&mu_);
     return pulls_;
   }
@@ -80,36 +88,41 @@ class FakeObjectTransferClient final : public ObjectTransferClient {
     return cancels_;
   }
 
-  std::unique_ptr<ObjectChunkStream> Pull(const std::string& holder, const ObjectId& id, absl::Duration) override {
+  std::unique_ptr<ObjectChunkStream> Pull(const std::string& holder, const ObjectId& id, uint64_t offset,
+                                          uint64_t length, int lane, absl::Duration) override {
     absl::MutexLock lock(&mu_);
-    pulls_.emplace_back(holder, id);
+    pulls_.push_back({holder, id, offset, length, lane});
     auto it = holders_.find(holder);
     if (it == holders_.end()) {
-      return std::make_unique<Stream>(this, FakeHolder().FailAfter(0, absl::UnavailableError("no such holder " + holder)));
+      return std::make_unique<Stream>(this, FakeHolder().FailAfter(0, absl::UnavailableError("no such holder " + holder)),
+                                      0, 0);
     }
-    return std::make_unique<Stream>(this, it->second);
+    return std::make_unique<Stream>(this, it->second, offset, length);
   }
 
  private:
   class Stream final : public ObjectChunkStream {
    public:
-    Stream(FakeObjectTransferClient* owner, FakeHolder h) : owner_(owner), h_(std::move(h)) {}
+    Stream(FakeObjectTransferClient* owner, FakeHolder h, uint64_t offset, uint64_t length)
+        : owner_(owner), h_(std::move(h)), all_(h_.data + h_.metadata), offset_(offset) {
+      end_ = length == 0 ? all_.size() : std::min<uint64_t>(all_.size(), offset + length);
+    }
 
-    bool Read(rpc::ObjectChunk* chunk) override {
+    // As the real holder: chunks of the range [offset, offset + length), at least one.
+    bool Read(ReceivedChunk* chunk) override {
       if (index_ == 0) owner_->WaitAtGate();
       if (cancelled_ || done_) return false;
       if (index_ == h_.fail_after_chunks) return End(h_.error);
       if (index_ == h_.truncate_after_chunks) return End(absl::OkStatus());
-      const std::string all = h_.data + h_.metadata;
-      if (offset_ >= all.size() && index_ > 0) return End(absl::OkStatus());
-      chunk->Clear();
-      if (index_ == 0) {
-        chunk->set_data_size(h_.data.size());
-        chunk->set_metadata_size(h_.metadata.size());
-      }
-      const uint64_t n = std::min<uint64_t>(h_.chunk_size, all.size() - offset_);
-      chunk->set_offset(index_ == h_.bad_offset_chunk ? offset_ + 1 : offset_);
-      chunk->set_bytes(all.substr(offset_, n));
+      if (offset_ > all_.size()) return End(absl::OutOfRangeError("range past the end"));
+      if (offset_ >= end_ && index_ > 0) return End(absl::OkStatus());
+      const uint64_t n = std::min<uint64_t>(h_.chunk_size, end_ - offset_);
+      chunk->data_size = h_.data.size();
+      chunk->metadata_size = h_.metadata.size();
+      chunk->offset = index_ == h_.bad_offset_chunk ? offset_ + 1 : offset_;
+      piece_ = all_.substr(offset_, n);
+      chunk->pieces = {piece_};
+      chunk->size = n;
       offset_ += n;
       ++index_;
       return true;
@@ -133,8 +146,11 @@ class FakeObjectTransferClient final : public ObjectTransferClient {
 
     FakeObjectTransferClient* const owner_;
     const FakeHolder h_;
+    const std::string all_;
+    std::string piece_;  // the last chunk's bytes
     int index_ = 0;
     uint64_t offset_ = 0;
+    uint64_t end_ = 0;
     bool cancelled_ = false;
     bool done_ = false;
     absl::Status status_;
@@ -154,7 +170,7 @@ class FakeObjectTransferClient final : public ObjectTransferClient {
   int waiting_ ABSL_GUARDED_BY(mu_) = 0;
   int max_waiting_ ABSL_GUARDED_BY(mu_) = 0;
   int cancels_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<std::pair<std::string, ObjectId>> pulls_ ABSL_GUARDED_BY(mu_);
+  std::vector<PullRecord> pulls_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace shoal

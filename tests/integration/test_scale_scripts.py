@@ -31,3 +31,20 @@ def test_scale_scenario_runs_and_checks_its_results(args, check, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((tmp_path / "out.json").read_text())
     assert doc["scenario"] == args[0] and check(doc), doc
+
+
+def test_transfer_bench_moves_objects_intact_between_raylets(tmp_path):
+    """bench/transfer_bench.py with tiny sizes: every fetch's copy matches the original (the
+    script compares checksums) and every figure is a positive rate."""
+    env = dict(os.environ, PYTHONPATH=PYTHON_DIR)
+    for var in ("SHOAL_ADDRESS", "SHOAL_AUTH_TOKEN", "SHOAL_TMPDIR"):
+        env.pop(var, None)
+    out = tmp_path / "transfer.json"
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "transfer_bench.py"), "--size-mib", "96",
+                           "--broadcast-mib", "8", "--receivers", "2", "--repeat", "2", "--json", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert len(doc["node_to_node_gbps"]) == 2 and min(doc["node_to_node_gbps"]) > 0
+    assert min(doc["tcp_loopback_gbps"]) > 0
+    assert doc["broadcast"]["receivers"] == 2 and min(doc["broadcast"]["per_node_gbps"]) > 0

@@ -95,9 +95,11 @@ int Main(int argc, char** argv) {
     req.set_object_id(id.Binary());
     for (auto h : absl::StrSplit(from, ',', absl::SkipEmpty())) req.add_holders(std::string(h));
     rpc::FetchReply reply;
+    const absl::Time start = absl::Now();
     grpc::Status s = stub->Fetch(&ctx, req, &reply);
+    const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
     if (!s.ok()) return Fail(s.error_message());
-    std::printf("%s\n", nlohmann::json({{"fetched_from", reply.fetched_from()}}).dump().c_str());
+    std::printf("%s\n", nlohmann::json({{"fetched_from", reply.fetched_from()}, {"seconds", seconds}}).dump().c_str());
     return 0;
   }
 
