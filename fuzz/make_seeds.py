@@ -141,6 +141,23 @@ def main():
     write("zip_archive", "symlink", archive([("link", "/etc/passwd", 0o120777)]))
     write("zip_archive", "empty", archive([]))
 
+    # object_chunk: rpc::ObjectChunk as protobuf writes it (then a byte of cut pattern, which
+    # FuzzedDataProvider reads from the end).
+    def varint(v):
+        out = b""
+        while v >= 0x80:
+            out += bytes([(v & 0x7F) | 0x80])
+            v >>= 7
+        return out + bytes([v])
+
+    def chunk(data_size, metadata_size, offset, payload):
+        return (b"\x08" + varint(data_size) + b"\x10" + varint(metadata_size) + b"\x18" + varint(offset) +
+                b"\x22" + varint(len(payload)) + payload)
+    write("object_chunk", "first", chunk(10, 2, 0, b"0123456789ab") + b"\x03")
+    write("object_chunk", "middle", chunk(1 << 33, 0, 1 << 32, b"x" * 300) + b"\x41")
+    write("object_chunk", "empty_object", chunk(0, 0, 0, b"") + b"\x00")
+    write("object_chunk", "unknown_fields", b"\x48\x05\x5a\x02hi" + chunk(3, 0, 0, b"abc") + b"\x02")
+
     write("http_auth", "loopback_bearer", fdp_strings(b"localhost", b"shoal_token", b"0123456789abcdef0123456789abcdef")
           + b"shoal_token=0123456789abcdef0123456789abcdef" + b"\x01\x01\x00\x00\x01\x01\x00\x00\x00\x01\x20\x71")
     write("http_auth", "browser_post", fdp_strings(b"127.0.0.1", b"theme", b"dark", b"127.0.0.1:8265",

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-10}
 shift || true
 BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
-ALL_TARGETS=(store_protocol store_stream websocket job_record runtime_env http_auth zip_archive)
+ALL_TARGETS=(store_protocol store_stream websocket job_record runtime_env http_auth zip_archive object_chunk)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL_TARGETS[@]}")
 
