@@ -192,6 +192,7 @@ absl::Status ObjectManager::PullRange(FetchState& state, size_t holder, uint64_t
   auto stream = transfer_->Pull(name, state.id, begin, end - begin, lane, options_.fetch_timeout);
   ReceivedChunk chunk;
   uint8_t* dest = nullptr;
+  bool first = false;
   uint64_t at = begin;
   absl::Status failure;
   auto requeue_rest = [&] {
@@ -244,7 +245,11 @@ absl::Status ObjectManager::PullRange(FetchState& state, size_t holder, uint64_t
       }
       end = std::min(end, state.data_size + state.metadata_size);
       dest = state.object.data;
-      Populate(dest + at, end - at, /*write=*/true);
+      first = true;
+    }
+    if (first) {
+      Populate(dest + at, end - at, /*write=*/true);  // outside the lock: it can take a while
+      first = false;
     }
     if (chunk.offset != at || chunk.size > end - at) {
       failure = absl::DataLossError(absl::StrCat("bad chunk at offset ", chunk.offset, " from ", name));
