@@ -1,6 +1,7 @@
 #include "src/gcs/placement_group_manager.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -510,9 +511,27 @@ void PlacementGroupManager::TrySchedule(Actions& actions) {
       if (g.info.strategy() == Info::STRICT_PACK && !holding.empty() && !holds) continue;
       candidates.push_back(node);
     }
-    const ClusterResourceView view = NodeTableView(candidates, reserved_since_report_);
-    auto placed = PlaceBundles(view, demand, StrategyOf(g.info.strategy()),
-                               any_selector ? selectors : std::vector<Labels>{});
+    const std::vector<Labels> bundle_selectors = any_selector ? selectors : std::vector<Labels>{};
+    // PACK and SPREAD are preferences: lost bundles go back beside the group's other bundles
+    // (PACK) or onto nodes that hold none of them (SPREAD) when those nodes have room, and
+    // anywhere else that fits when they do not, as Ray re-places them.
+    std::optional<absl::StatusOr<BundlePlacement>> preferred;
+    if (!holding.empty() &&
+        (g.info.strategy() == Info::PACK || g.info.strategy() == Info::SPREAD)) {
+      std::vector<rpc::NodeInfo> nearer;
+      for (const rpc::NodeInfo& node : candidates) {
+        if (holding.contains(node.node_id()) == (g.info.strategy() == Info::PACK)) nearer.push_back(node);
+      }
+      if (!nearer.empty() && nearer.size() < candidates.size()) {
+        auto attempt = PlaceBundles(NodeTableView(nearer, reserved_since_report_), demand,
+                                    StrategyOf(g.info.strategy()), bundle_selectors);
+        if (attempt.ok() && attempt->kind == BundlePlacement::Kind::kPlaced) preferred = std::move(attempt);
+      }
+    }
+    auto placed = preferred.has_value()
+                      ? std::move(*preferred)
+                      : PlaceBundles(NodeTableView(candidates, reserved_since_report_), demand,
+                                     StrategyOf(g.info.strategy()), bundle_selectors);
     if (!placed.ok()) {
       SetPending(id, g, std::string(placed.status().message()), /*infeasible=*/true, actions);
       continue;

@@ -410,6 +410,64 @@ TEST_CASE("a node death reschedules the group's bundles there onto another node"
   CHECK_OK(*ready);
 }
 
+// Re-placing one lost bundle of `group` after node `dead` dies: answers the raylet it goes to.
+std::string ReplaceAfterDeath(PgGcs& t, const PG& group, int dead) {
+  t.KillNode(dead);
+  REQUIRE(t.Get(group).state() == PG::RESCHEDULING);
+  auto prepare = t.client.Take(Kind::kPrepare);
+  REQUIRE(prepare.has_value());
+  REQUIRE(prepare->bundles.size() == 1);
+  const std::string raylet = prepare->raylet;
+  prepare->done(absl::OkStatus());
+  t.Answer(Kind::kCommit);
+  REQUIRE(t.Get(group).state() == PG::CREATED);
+  return raylet;
+}
+
+TEST_CASE("a lost PACK bundle goes back beside the group's other bundles when they have room",
+          "[placement_groups]") {
+  PgGcs t;
+  // Node 1 is busy when the group is made, so PACK splits it over nodes 1 and 2.
+  t.pgs->OnNodeAdded(t.gcs.AddNode(1, {{"CPU", 3}}, false, Shape{{"CPU", 1}}));
+  t.AddNode(2, {{"CPU", 1}});
+  const PG group = MakeGroup(PG::PACK, {{{"CPU", 1}}, {{"CPU", 1}}});
+  REQUIRE_OK(t.pgs->Create(group));
+  t.Reserve();
+  REQUIRE(NodesOf(t.Get(group)) == std::set<std::string>{Hex(1), Hex(2)});
+  // Node 1's other work ends (its bundle still holds one CPU); a larger, idle node joins.
+  REQUIRE(t.gcs.nodes.ReportResources(test_util::Id(1), Map({{"CPU", 2}}), {}));
+  t.AddNode(3, {{"CPU", 8}});
+  CHECK(ReplaceAfterDeath(t, group, 2) == RayletOf(1));
+  CHECK(NodesOf(t.Get(group)) == std::set<std::string>{Hex(1)});
+}
+
+TEST_CASE("a lost PACK bundle goes elsewhere when the group's nodes are full", "[placement_groups]") {
+  PgGcs t;
+  t.pgs->OnNodeAdded(t.gcs.AddNode(1, {{"CPU", 2}}, false, Shape{{"CPU", 1}}));
+  t.AddNode(2, {{"CPU", 1}});
+  const PG group = MakeGroup(PG::PACK, {{{"CPU", 1}}, {{"CPU", 1}}});
+  REQUIRE_OK(t.pgs->Create(group));
+  t.Reserve();
+  REQUIRE(t.gcs.nodes.ReportResources(test_util::Id(1), Map({{"CPU", 0}}), {}));
+  t.AddNode(3, {{"CPU", 1}});
+  CHECK(ReplaceAfterDeath(t, group, 2) == RayletOf(3));
+}
+
+TEST_CASE("a lost SPREAD bundle prefers a node that holds none of the group", "[placement_groups]") {
+  PgGcs t;
+  t.AddNode(1, {{"CPU", 1}});
+  t.AddNode(2, {{"CPU", 8}});
+  const PG group = MakeGroup(PG::SPREAD, {{{"CPU", 1}}, {{"CPU", 1}}});
+  REQUIRE_OK(t.pgs->Create(group));
+  t.Reserve();
+  REQUIRE(NodesOf(t.Get(group)) == std::set<std::string>{Hex(1), Hex(2)});
+  REQUIRE(t.gcs.nodes.ReportResources(test_util::Id(2), Map({{"CPU", 7}}), {}));
+  t.pgs->OnNodeAdded(t.gcs.AddNode(3, {{"CPU", 4}}, false, Shape{{"CPU", 1}}));
+  // Node 2 is far less used, but it already holds a bundle of the group.
+  CHECK(ReplaceAfterDeath(t, group, 1) == RayletOf(3));
+  CHECK(NodesOf(t.Get(group)) == std::set<std::string>{Hex(2), Hex(3)});
+}
+
 TEST_CASE("removing a group cancels its bundles everywhere and kills its actors", "[placement_groups]") {
   PgGcs t;
   t.AddNode(1, {{"CPU", 4}}, true);
