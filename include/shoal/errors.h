@@ -6,6 +6,7 @@
 //   Error                  every Shoal failure (bad options, unregistered function, lost object)
 //   ├── TaskError          the remote function threw; carries the exception's type and message
 //   ├── WorkerCrashedError the worker (or its node) died and the retries ran out
+//   ├── OutOfMemoryError   its node's memory monitor killed the worker, past the task's retries
 //   ├── ActorDiedError     an actor call could not run: the actor is dead for good
 //   │   └── ActorUnschedulableError  no node may ever host it (its strategy cannot be met)
 //   ├── ObjectLostError    every copy of a value is gone, or its owner died
@@ -50,6 +51,14 @@ class TaskError : public Error {
 class WorkerCrashedError : public Error {
  public:
   explicit WorkerCrashedError(const std::string& what) : Error(what) {}
+};
+
+// Raised by Get when the memory monitor of the task's node killed its worker to keep the node
+// alive, and the task is not retried again: max_retries=0, or the owner's task_oom_retries
+// ($SHOAL_TASK_OOM_RETRIES) are spent. what() names the node, its memory use and the threshold.
+class OutOfMemoryError : public Error {
+ public:
+  explicit OutOfMemoryError(const std::string& what) : Error(what) {}
 };
 
 // Raised by Get for an actor method call when the actor is dead for good (killed, its restarts

@@ -92,6 +92,8 @@ std::string Describe(int64_t timeout_us) {
     case rpc::WORKER_DIED:
     case rpc::NODE_DIED:
       throw WorkerCrashedError(message);
+    case rpc::OUT_OF_MEMORY:
+      throw OutOfMemoryError(message);
     case rpc::ACTOR_DIED:
       throw ActorDiedError(message);
     case rpc::ACTOR_UNSCHEDULABLE:

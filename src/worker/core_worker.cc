@@ -324,7 +324,11 @@ absl::Status CoreWorker::Impl::Start() {
   };
   submitter_ = std::make_unique<TaskSubmitter>(
       transport_, clock_,
-      TaskSubmitterOptions{.local_raylet_address = config_.raylet_address, .owner_address = address_}, finish);
+      TaskSubmitterOptions{.local_raylet_address = config_.raylet_address,
+                           .owner_address = address_,
+                           .task_oom_retries = config_.task_oom_retries,
+                           .oom_retry_delay_base = config_.oom_retry_delay_base},
+      finish);
   actor_submitter_ = std::make_unique<ActorSubmitter>(
       transport_, clock_, ActorSubmitterOptions{.caller_id = config_.worker_id.Hex()}, finish);
   streams_ = std::make_unique<GeneratorStreams>(refs_, *objects_);

@@ -104,7 +104,7 @@ ObjectId ReturnObjectId(const rpc::TaskSpec& spec, uint32_t index) {
 }
 
 bool CanRetry(const rpc::TaskSpec& spec) {
-  return spec.max_retries() < 0 || spec.attempt() < spec.max_retries();
+  return spec.max_retries() < 0 || spec.attempt() - spec.oom_retries() < spec.max_retries();
 }
 
 std::string DescribeTask(const rpc::TaskSpec& spec) {

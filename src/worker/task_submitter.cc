@@ -1,6 +1,7 @@
 #include "src/worker/task_submitter.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
@@ -307,6 +308,28 @@ void TaskSubmitter::OnWorkerFailed(rpc::TaskSpec spec, const std::string& worker
     if (cancelled_.erase(id) > 0) {
       auto returns = ErrorReturns(spec, rpc::TASK_CANCELLED, absl::StrCat(DescribeTask(spec), " was cancelled"));
       Finish(std::move(spec), std::move(returns), actions);
+    } else if (cause && cause->type() == rpc::OUT_OF_MEMORY) {
+      // The memory monitor killed it: retried on the OOM budget after a growing delay, when the
+      // task is retriable at all (Ray's rule); never counted against max_retries.
+      const bool budget_left = options_.task_oom_retries < 0 || spec.oom_retries() < options_.task_oom_retries;
+      if (spec.max_retries() != 0 && budget_left) {
+        const absl::Duration delay =
+            std::min(options_.oom_retry_delay_base * std::pow(2.0, std::min(spec.oom_retries(), 30)),
+                     options_.oom_retry_delay_max);
+        spdlog::warn("retrying {} in {}: {}", DescribeTask(spec), absl::FormatDuration(delay), cause->message());
+        spec.set_attempt(spec.attempt() + 1);
+        spec.set_oom_retries(spec.oom_retries() + 1);
+        delayed_.emplace(clock_.Now() + delay, std::move(spec));
+      } else {
+        rpc::ErrorInfo error = *std::move(cause);
+        error.set_message(absl::StrCat(
+            DescribeTask(spec), " failed after ", spec.attempt() + 1, " attempt(s): ", error.message(),
+            spec.max_retries() == 0 ? " (max_retries=0: not retried)"
+                                    : absl::StrCat(" (", spec.oom_retries(), " retries after memory kills, task_oom_retries=",
+                                                   options_.task_oom_retries, ")")));
+        auto returns = ErrorReturns(spec, error);
+        Finish(std::move(spec), std::move(returns), actions);
+      }
     } else if (CanRetry(spec) && !(cause && cause->type() == rpc::PLACEMENT_GROUP_REMOVED)) {
       // A task whose placement group was removed is never retried: the group is gone for good.
       if (cause) spdlog::warn("retrying {}: {}", DescribeTask(spec), cause->message());
@@ -348,6 +371,16 @@ TaskSubmitter::CancelResult TaskSubmitter::Cancel(const TaskId& task) {
       }
       if (result.found) break;
     }
+    for (auto it = delayed_.begin(); !result.found && it != delayed_.end(); ++it) {
+      if (SpecTaskId(it->second) != task) continue;
+      rpc::TaskSpec spec = std::move(it->second);
+      delayed_.erase(it);
+      auto returns = ErrorReturns(spec, rpc::TASK_CANCELLED,
+                                  absl::StrCat(DescribeTask(spec), " was cancelled while waiting to be retried"));
+      Finish(std::move(spec), std::move(returns), actions);
+      result.found = true;
+      break;
+    }
     if (!result.found && failing_.contains(task)) {
       // Its worker failed and the raylet has not said why yet: it finishes cancelled then.
       cancelled_.insert(task);
@@ -378,6 +411,11 @@ void TaskSubmitter::Tick() {
       if (!lease.running && now - lease.idle_since >= options_.lease_idle_timeout) expired.push_back(handle);
     }
     for (uint64_t handle : expired) ReturnLease(handle, /*worker_failed=*/false, actions);
+    while (!delayed_.empty() && delayed_.begin()->first <= now) {
+      rpc::TaskSpec spec = std::move(delayed_.begin()->second);
+      delayed_.erase(delayed_.begin());
+      Enqueue(std::move(spec), /*front=*/true, actions);
+    }
     for (auto it = keys_.begin(); it != keys_.end();) {
       KeyState& ks = it->second;
       if (ks.retry_at != absl::InfinitePast() && ks.retry_at <= now) {
@@ -404,6 +442,7 @@ void TaskSubmitter::Shutdown() {
     for (const auto& [handle, lease] : leases_) handles.push_back(handle);
     for (uint64_t handle : handles) ReturnLease(handle, /*worker_failed=*/leases_.at(handle).running.has_value(), actions);
     keys_.clear();
+    delayed_.clear();
   }
   Run(actions);
 }
@@ -416,6 +455,7 @@ TaskSubmitter::Stats TaskSubmitter::stats() const {
     s.queued += ks.queue.size();
     s.pending_lease_requests += ks.pending_requests;
   }
+  s.queued += delayed_.size();
   s.leases = leases_.size();
   for (const auto& [h, lease] : leases_) s.busy_leases += lease.running ? 1 : 0;
   return s;

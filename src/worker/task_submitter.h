@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,6 +49,12 @@ struct TaskSubmitterOptions {
   absl::Duration lease_max_hold = absl::Seconds(1);
   absl::Duration lease_retry_delay = absl::Milliseconds(200);
   int max_lease_failures = 50;
+  // Retries of a retriable task (max_retries != 0) whose worker the memory monitor killed, on a
+  // budget of their own (Ray's task_oom_retries); -1: no limit. The n-th such retry waits
+  // oom_retry_delay_base * 2^(n-1), at most oom_retry_delay_max, for memory to come back.
+  int task_oom_retries = -1;
+  absl::Duration oom_retry_delay_base = absl::Seconds(1);
+  absl::Duration oom_retry_delay_max = absl::Seconds(60);
 };
 
 // Called once per task when it will not run again: its return values in order (values,
@@ -143,6 +150,8 @@ class TaskSubmitter {
 
   mutable absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  // Retries after a memory kill, waiting out their delay (Tick enqueues them when due).
+  std::multimap<absl::Time, rpc::TaskSpec> delayed_ ABSL_GUARDED_BY(mu_);
   uint64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
   absl::flat_hash_map<SchedulingKey, KeyState> keys_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);

@@ -43,6 +43,25 @@ absl::StatusOr<rpc::NodeInfo> FindRaylet(const std::string& gcs_address, const s
   return last;
 }
 
+// SHOAL_TASK_OOM_RETRIES and SHOAL_TASK_OOM_RETRY_DELAY_BASE_MS into `config`.
+absl::Status ReadOomRetryPolicy(const WorkerConfig::Getenv& getenv, WorkerConfig& config) {
+  if (const std::string v = getenv("SHOAL_TASK_OOM_RETRIES"); !v.empty()) {
+    if (!absl::SimpleAtoi(v, &config.task_oom_retries) || config.task_oom_retries < -1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("SHOAL_TASK_OOM_RETRIES must be an integer >= -1 (-1: no limit), got '", v, "'"));
+    }
+  }
+  if (const std::string v = getenv("SHOAL_TASK_OOM_RETRY_DELAY_BASE_MS"); !v.empty()) {
+    int64_t ms = 0;
+    if (!absl::SimpleAtoi(v, &ms) || ms < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("SHOAL_TASK_OOM_RETRY_DELAY_BASE_MS must be an integer >= 0, got '", v, "'"));
+    }
+    config.oom_retry_delay_base = absl::Milliseconds(ms);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string WorkerConfig::ProcessGetenv(const char* name) {
@@ -89,6 +108,7 @@ absl::StatusOr<WorkerConfig> WorkerConfig::FromEnvironment(const Getenv& getenv)
   config.node_id = *nid;
   config.job_id = *jid;
   config.worker_command = SelfCommandLine();
+  if (absl::Status s = ReadOomRetryPolicy(getenv, config); !s.ok()) return s;
   return config;
 }
 
@@ -117,13 +137,14 @@ std::string SelfExecutable() {
 absl::StatusOr<WorkerConfig> WorkerConfig::ForDriver(const CoreWorkerOptions& options, const Clock& clock,
                                                     absl::Duration connect_timeout) {
   if (auto hp = ParseHostPort(options.gcs_address); !hp.ok()) return hp.status();
+  WorkerConfig config;
+  if (absl::Status s = ReadOomRetryPolicy(ProcessGetenv, config); !s.ok()) return s;
   std::string raylet = options.raylet_address;
   if (raylet.empty()) raylet = ProcessGetenv("SHOAL_DRIVER_RAYLET_ADDRESS");
   auto node = FindRaylet(options.gcs_address, raylet, clock, connect_timeout);
   if (!node.ok()) return node.status();
   auto node_id = NodeId::FromHex(node->node_id());
   if (!node_id.ok()) return node_id.status();
-  WorkerConfig config;
   config.mode = CoreWorkerOptions::Mode::kDriver;
   config.gcs_address = options.gcs_address;
   config.raylet_address = absl::StrCat(node->address(), ":", node->raylet_port());

@@ -30,6 +30,10 @@ struct WorkerConfig {
   WorkerId worker_id;
   JobId job_id;               // worker mode; a driver gets its job from the GCS
   std::vector<std::string> worker_command;
+  // Retries after memory kills (TaskSubmitterOptions), from SHOAL_TASK_OOM_RETRIES (-1: no
+  // limit, Ray's default) and SHOAL_TASK_OOM_RETRY_DELAY_BASE_MS in either mode.
+  int task_oom_retries = -1;
+  absl::Duration oom_retry_delay_base = absl::Seconds(1);
 
   // Looks up an environment variable: "" when unset.
   using Getenv = std::function<std::string(const char* name)>;

@@ -16,10 +16,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <limits>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -110,6 +112,20 @@ int NotRegistered(int x) { return x; }
 
 std::string Filler(int64_t size) { return std::string(size, 'f'); }
 
+// Allocates (and writes) 32 MiB at a time up to `cap` bytes and holds it, for the memory
+// monitor to kill; answers how much it held if it was not killed.
+std::string Hog(int64_t cap) {
+  constexpr int64_t kStep = 32 << 20;
+  std::vector<std::unique_ptr<char[]>> held;
+  for (int64_t total = 0; total < cap; total += kStep) {
+    held.push_back(std::make_unique<char[]>(kStep));
+    std::memset(held.back().get(), 'x', kStep);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(10));
+  return "not killed holding " + std::to_string(held.size() * (kStep >> 20)) + " MiB";
+}
+
 // This process's resident memory in KiB.
 int64_t RssKib() {
   std::ifstream status("/proc/self/status");
@@ -164,7 +180,7 @@ SHOAL_REMOTE(driver::Count, driver::Blocks, driver::Faulty, driver::Sleepy);
 SHOAL_REMOTE(driver::Nest);
 SHOAL_REMOTE(driver::Square, driver::Produce, driver::Consume, driver::Hold, driver::Slow, driver::Fail,
              driver::Nothing, driver::Echo, driver::SumOfSquares,
-             driver::Filler);
+             driver::Filler, driver::Hog);
 
 namespace driver {
 namespace {
@@ -298,6 +314,18 @@ int Strategies(const Flags& f) {
   const bool ok = spread.size() == 3 && pinned == std::set<std::string>{f.node} && out["too_big"].is_string() &&
                   out["bad_node"].is_string();
   return ok ? 0 : 1;
+}
+
+// A task that takes --size bytes of memory, with --max-retries: prints what Get answered.
+int OutOfMemory(const Flags& f) {
+  auto ref = shoal::Task(Hog).SetMaxRetries(static_cast<int>(f.max_retries)).Remote(f.size);
+  try {
+    std::cout << Json{{"ok", true}, {"value", *shoal::Get(ref)}} << std::endl;
+    return 0;
+  } catch (const shoal::OutOfMemoryError& e) {
+    std::cout << Json{{"ok", false}, {"error_type", "OutOfMemoryError"}, {"error", e.what()}} << std::endl;
+    return 1;
+  }
 }
 
 int Infeasible(const Flags& f) {
@@ -579,7 +607,7 @@ const std::map<std::string, int (*)(const Flags&)> kCommands = {
     {"many", Many},       {"refs", Refs},   {"gpu", Gpu},     {"infeasible", Infeasible},
     {"slow", SlowTask},   {"raise", Raise}, {"unregistered", Unregistered},
     {"bad-resources", BadResources},        {"basics", Basics}, {"nested", Nested}, {"free", Free},
-    {"strategies", Strategies}, {"generator", Generator},
+    {"strategies", Strategies}, {"generator", Generator}, {"oom", OutOfMemory},
 };
 
 }  // namespace
@@ -593,7 +621,7 @@ int main(int argc, char** argv) {
   flags.AddInt("n", &f.n, "many: number of tasks");
   flags.AddString("producer-resource", &f.producer_resource, "refs: a custom resource only the producer's node has");
   flags.AddString("consumer-resource", &f.consumer_resource, "refs: a custom resource only the consumer's node has");
-  flags.AddInt("size", &f.size, "refs: elements in the large value");
+  flags.AddInt("size", &f.size, "refs: elements in the large value; oom: bytes the task takes");
   flags.AddInt("tasks", &f.tasks, "gpu: number of tasks");
   flags.AddDouble("gpu", &f.gpu, "gpu: GPUs per task");
   flags.AddInt("hold-ms", &f.hold_ms, "gpu: how long each task runs");

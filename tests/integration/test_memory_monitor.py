@@ -1,7 +1,9 @@
 """The raylet's memory monitor end to end: a Python task that allocates and holds memory is
 killed when the node's memory use passes the threshold, retried while it may be, and past its
 retries fails with OutOfMemoryError naming the node, the usage and the threshold; the raylet
-lives on and the task's CPU is free again.
+lives on and the task's CPU is free again. Retries after memory kills come out of the owner's
+own budget (SHOAL_TASK_OOM_RETRIES, Ray's task_oom_retries), not out of max_retries; the C++ API
+raises shoal::OutOfMemoryError.
 
 Never the machine's real limit: the head's raylet gets a threshold just above the memory in use
 when the test starts (read as the raylet reads it: /proc/meminfo's MemTotal - MemAvailable, or
@@ -9,6 +11,7 @@ the binding cgroup's usage and limit), and the task allocates in steps until it 
 processes on the machine may move the memory in use: the assertions hold whichever attempt the
 monitor kills (a task that could not be retried fails with OutOfMemoryError either way).
 """
+import json
 import math
 import os
 import re
@@ -109,6 +112,16 @@ def hog(cap, marker=None):
     return f"not killed holding {len(held) * STEP // MiB} MiB"
 
 
+def hog_always(cap, marker):
+    """hog on every attempt, each appending its pid to `marker`."""
+    with open(marker, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return hog(cap)
+
+
+OOM_RETRIES = 2  # the driver's SHOAL_TASK_OOM_RETRIES in oom_cluster
+
+
 def test_monitor_flags_are_checked_and_zero_refresh_disables_it(cluster):
     # First in the file: it runs its own driver before the module's cluster has one.
     for flag, value, error in (("--memory-usage-threshold", "1.5", "must be above 0 and at most 1"),
@@ -135,6 +148,15 @@ def test_monitor_flags_are_checked_and_zero_refresh_disables_it(cluster):
     finally:
         shoal.shutdown()
 
+    # The owner's OOM retry budget is checked when a driver starts.
+    for name, value in (("SHOAL_TASK_OOM_RETRIES", "-2"), ("SHOAL_TASK_OOM_RETRIES", "many"),
+                        ("SHOAL_TASK_OOM_RETRY_DELAY_BASE_MS", "-1")):
+        proc = subprocess.run([sys.executable, "-c", f"import shoal; shoal.init(address={cluster.address!r})"],
+                              env={**cluster.env, "PYTHONPATH": PYTHON_DIR, name: value}, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode != 0
+        assert f"{name} must be an integer" in proc.stderr, proc.stderr
+
 
 @pytest.fixture(scope="module")
 def oom_cluster():
@@ -148,14 +170,22 @@ def oom_cluster():
     threshold = math.ceil((used + MARGIN) / total * 1000) / 1000
     root = tempfile.mkdtemp(prefix="shoal-oom-", dir="/tmp")
     c = conftest.Cluster(root)
+    saved = {k: os.environ.get(k) for k in ("SHOAL_TASK_OOM_RETRIES", "SHOAL_TASK_OOM_RETRY_DELAY_BASE_MS")}
     try:
         c.start_head("--num-cpus", 1, "--memory-usage-threshold", threshold, "--memory-monitor-refresh-ms", 100)
+        # This driver's budget of retries after memory kills, and a short first delay.
+        os.environ.update(SHOAL_TASK_OOM_RETRIES=str(OOM_RETRIES), SHOAL_TASK_OOM_RETRY_DELAY_BASE_MS="200")
         shoal.init(address=c.address)
         try:
             yield c, threshold, cap
         finally:
             shoal.shutdown()
     finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         c.teardown()
         shutil.rmtree(root, ignore_errors=True)
 
@@ -211,4 +241,39 @@ def test_retriable_task_killed_for_memory_succeeds_on_retry(oom_cluster, tmp_pat
     assert result == f"attempt {len(pids)}", result
     assert len(pids) >= 2
     assert not process_alive(int(pids[0]))
+    wait_until(lambda: everything_free(c), 30, what="every resource to be free again")
+
+
+def test_memory_kills_spend_the_oom_budget_not_max_retries(oom_cluster, tmp_path):
+    c, threshold, cap = oom_cluster
+    marker = str(tmp_path / "attempts")
+    # max_retries=1 alone would allow 2 attempts; memory kills have their own budget of
+    # OOM_RETRIES retries, so the task runs 1 + OOM_RETRIES times before it fails.
+    ref = shoal.remote(max_retries=1)(hog_always).remote(cap, marker)
+    try:
+        pytest.fail(f"the task was not killed: {shoal.get(ref, timeout=240)}")
+    except shoal.exceptions.OutOfMemoryError as e:
+        message = str(e)
+    with open(marker) as f:
+        pids = [int(p) for p in f.read().split()]
+    assert len(pids) == 1 + OOM_RETRIES, (pids, message)
+    assert f"after {1 + OOM_RETRIES} attempt(s)" in message, message
+    assert f"{OOM_RETRIES} retries after memory kills, task_oom_retries={OOM_RETRIES}" in message, message
+    assert not any(process_alive(p) for p in pids)
+    wait_until(lambda: everything_free(c), 30, what="every resource to be free again")
+
+
+def test_cpp_task_killed_for_memory_raises_out_of_memory_error(oom_cluster):
+    c, threshold, cap = oom_cluster
+    node_id = head_node(c)["node_id"]
+    proc = subprocess.run([os.path.join(conftest.BIN, "shoal_task_driver"), "oom", "--address", c.address,
+                           "--size", str(cap), "--max-retries", "0"],
+                          env=c.env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert out, proc.stdout + proc.stderr
+    result = json.loads(out[-1])
+    assert result["error_type"] == "OutOfMemoryError", result
+    assert f"memory monitor of node {node_id}" in result["error"], result
+    assert "OUT_OF_MEMORY" not in result["error"]  # its own class, not the generic Error
     wait_until(lambda: everything_free(c), 30, what="every resource to be free again")
