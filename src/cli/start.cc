@@ -82,6 +82,8 @@ struct StartOptions {
   int64_t runtime_env_cache_envs = -1;
   int64_t runtime_env_cache_packages = -1;
   std::string gpu_memory_caps;  // empty: the raylet's default (auto)
+  std::vector<std::string> python_executables;   // passed on to the raylet (worker_command_policy.h)
+  std::vector<std::string> worker_program_dirs;
   bool include_dashboard = true;
   int64_t dashboard_port = 8265;
   std::string dashboard_host = "127.0.0.1";
@@ -155,6 +157,12 @@ void AddFlags(FlagSet& flags, StartOptions* o) {
                "(default: the raylet's, 250)");
   flags.AddInt("runtime-env-cache-envs", &o->runtime_env_cache_envs,
                "unused runtime-env virtualenvs the raylet keeps for reuse (default: the raylet's, 4)");
+  flags.AddStringList("python-executable", &o->python_executables,
+                      "Python interpreter(s) whose `-m shoal.worker` this node starts (comma-separated or repeated; "
+                      "default: python3 on PATH); drivers must run one of them or a virtualenv made from one");
+  flags.AddStringList("worker-program-dirs", &o->worker_program_dirs,
+                      "directories of other programs (C++ drivers) this node may start as workers, besides Shoal's "
+                      "own binaries");
   flags.AddString("gpu-memory-caps", &o->gpu_memory_caps,
                   "how a worker given a fraction of a GPU is held to that fraction of its memory: auto (CUDA MPS "
                   "where available, else the frameworks' caps), mps, framework, or off (default: auto)");
@@ -413,6 +421,8 @@ LaunchRequest RayletRequest(const StartOptions& o, const std::string& binary, co
     r.args.insert(r.args.end(), {"--runtime-env-cache-envs", std::to_string(o.runtime_env_cache_envs)});
   }
   if (!o.gpu_memory_caps.empty()) r.args.insert(r.args.end(), {"--gpu-memory-caps", o.gpu_memory_caps});
+  for (const std::string& python : o.python_executables) r.args.insert(r.args.end(), {"--python-executable", python});
+  for (const std::string& dir : o.worker_program_dirs) r.args.insert(r.args.end(), {"--worker-program-dirs", dir});
   if (o.min_worker_port > 0) {
     r.args.insert(r.args.end(), {"--min-worker-port", std::to_string(o.min_worker_port), "--max-worker-port",
                                  std::to_string(o.max_worker_port)});

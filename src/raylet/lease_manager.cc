@@ -123,6 +123,13 @@ absl::StatusOr<LeaseManager::Pending> LeaseManager::Parse(const rpc::RequestWork
   if (request.worker_command().empty() || request.worker_command(0).empty()) {
     return absl::InvalidArgumentError("worker_command must name the worker executable");
   }
+  if (options_.worker_commands != nullptr) {
+    const std::vector<std::string> argv(request.worker_command().begin(), request.worker_command().end());
+    if (auto s = options_.worker_commands->CheckCommand(argv); !s.ok()) return s;
+    if (!request.runtime_env().interpreter().empty()) {
+      if (auto s = options_.worker_commands->CheckInterpreter(request.runtime_env().interpreter()); !s.ok()) return s;
+    }
+  }
   if (auto s = ValidateRuntimeEnv(request.runtime_env()); !s.ok()) return s;
   if (!IsEmptyRuntimeEnv(request.runtime_env()) && options_.runtime_envs == nullptr) {
     return absl::FailedPreconditionError("this raylet cannot set up runtime environments");

@@ -51,6 +51,7 @@
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/raylet/memory_monitor.h"
+#include "src/raylet/worker_command_policy.h"
 #include "src/raylet/worker_pool.h"
 #include "src/scheduler/cluster_view.h"
 #include "src/scheduler/scheduling_policy.h"
@@ -79,6 +80,9 @@ struct LeaseManagerOptions {
   // Sets up the runtime environments of requests that name one (RuntimeEnvAgent); borrowed,
   // must outlive the manager. Null: such requests are rejected.
   RuntimeEnvProvider* runtime_envs = nullptr;
+  // The programs requests may name (worker_command_policy.h); borrowed, must outlive the
+  // manager. Null: any (unit tests with made-up commands).
+  const WorkerCommandPolicy* worker_commands = nullptr;
 };
 
 class LeaseManager {

@@ -520,8 +520,10 @@ void Raylet::StartLeasing() {
   envs.max_unused_envs = options_.runtime_env_max_unused_envs;
   envs.max_unused_packages = options_.runtime_env_max_unused_packages;
   runtime_envs_ = std::make_unique<RuntimeEnvAgent>(clock_, std::move(envs));
+  worker_commands_ = std::make_unique<WorkerCommandPolicy>(options_.worker_commands);
   LeaseManagerOptions leases;
   leases.runtime_envs = runtime_envs_.get();
+  leases.worker_commands = worker_commands_.get();
   leases.node_id = node_id_;
   leases.resources = options_.resources;
   leases.labels = options_.labels;

@@ -90,6 +90,8 @@ struct RayletOptions {
   absl::Duration gcs_reconnect_timeout = absl::Seconds(60);
   // Added to every worker's environment (GPU memory caps: src/raylet/gpu_memory_caps.h).
   std::vector<std::pair<std::string, std::string>> worker_env;
+  // The programs lease requests may name (worker_command_policy.h).
+  WorkerCommandPolicyOptions worker_commands;
 };
 
 class Raylet {
@@ -161,6 +163,7 @@ class Raylet {
   PosixProcessSpawner spawner_;
   std::unique_ptr<EventLoop> loop_;
   std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<WorkerCommandPolicy> worker_commands_;
   std::unique_ptr<RuntimeEnvAgent> runtime_envs_;  // Prepare and Tick on the event loop
   std::unique_ptr<LeaseManager> leases_;
   std::unique_ptr<BundleManager> bundles_;  // event loop only

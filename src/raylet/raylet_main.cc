@@ -5,9 +5,12 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "src/common/auth.h"
@@ -51,7 +54,46 @@ struct Flags {
   int64_t max_worker_port = 0;
   int64_t runtime_env_cache_envs = 4;
   int64_t runtime_env_cache_packages = 32;
+  std::vector<std::string> python_executables;
+  std::vector<std::string> worker_program_dirs;
 };
+
+// The programs this raylet may start as workers (worker_command_policy.h), from its flags:
+// Shoal's own directory and --worker-program-dirs; --python-executable, else python3 on PATH.
+// InvalidArgument naming the flag for an entry that does not exist.
+absl::StatusOr<WorkerCommandPolicyOptions> WorkerCommandsFromFlags(const Flags& f) {
+  WorkerCommandPolicyOptions out;
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) out.program_dirs.push_back(self.parent_path().string());
+  auto add = [](const char* flag, const std::vector<std::string>& values, bool dir,
+                std::vector<std::string>& into) -> absl::Status {
+    for (const std::string& value : values) {
+      for (absl::string_view part : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
+        const std::string path(absl::StripAsciiWhitespace(part));
+        std::error_code e;
+        const bool ok = path.starts_with("/") &&
+                        (dir ? std::filesystem::is_directory(path, e) : std::filesystem::is_regular_file(path, e));
+        if (!ok) {
+          return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, " is not an absolute path to an existing ",
+                                                         dir ? "directory" : "file"));
+        }
+        into.push_back(path);
+      }
+    }
+    return absl::OkStatus();
+  };
+  if (auto s = add("--worker-program-dirs", f.worker_program_dirs, true, out.program_dirs); !s.ok()) return s;
+  if (auto s = add("--python-executable", f.python_executables, false, out.python_executables); !s.ok()) return s;
+  if (out.python_executables.empty()) {
+    if (std::string python = WorkerCommandPolicy::DiscoverPython(); !python.empty()) {
+      out.python_executables.push_back(python);
+    } else {
+      spdlog::warn("no python3 on PATH answered: Python workers are refused here (give --python-executable)");
+    }
+  }
+  return out;
+}
 
 absl::StatusOr<std::map<std::string, std::string>> ParseLabels(const std::string& text) {
   nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
@@ -108,6 +150,11 @@ int Main(int argc, char** argv) {
                "unused runtime-env virtualenvs kept for reuse (least recently used deleted first)");
   flags.AddInt("runtime-env-cache-packages", &f.runtime_env_cache_packages,
                "unused runtime-env packages (working_dir, py_modules) kept unpacked for reuse");
+  flags.AddStringList("python-executable", &f.python_executables,
+                      "Python interpreter(s) whose `-m shoal.worker` this node starts (comma-separated or repeated; "
+                      "default: python3 on PATH)");
+  flags.AddStringList("worker-program-dirs", &f.worker_program_dirs,
+                      "directories of other programs (C++ drivers) this node may start as workers, besides Shoal's own");
   flags.AddString("gpu-memory-caps", &f.gpu_memory_caps,
                   "how workers given a fraction of a GPU are held to that fraction of its memory: auto (MPS where "
                   "available, else the frameworks' caps), mps, framework, or off");
@@ -124,6 +171,11 @@ int Main(int argc, char** argv) {
     setenv(kAuthTokenEnv, token.c_str(), 1);
   }
   unsetenv(kAuthTokenFileEnv);
+  absl::StatusOr<WorkerCommandPolicyOptions> worker_commands = WorkerCommandsFromFlags(f);
+  if (!worker_commands.ok()) {
+    ReportFatal(std::string(worker_commands.status().message()));
+    return 2;
+  }
   if (auto hp = ParseHostPort(f.gcs_address); !hp.ok()) {
     ReportFatal(absl::StrCat("--gcs-address: ", hp.status().message()));
     return 2;
@@ -217,7 +269,8 @@ int Main(int argc, char** argv) {
                         .runtime_env_max_unused_envs = static_cast<int>(f.runtime_env_cache_envs),
                         .runtime_env_max_unused_packages = static_cast<int>(f.runtime_env_cache_packages),
                         .gcs_reconnect_timeout = absl::Seconds(f.gcs_rpc_server_reconnect_timeout_s),
-                        .worker_env = gpu_caps->worker_env};
+                        .worker_env = gpu_caps->worker_env,
+                        .worker_commands = *std::move(worker_commands)};
   Raylet raylet(options);
   if (auto s = raylet.Start(); !s.ok()) {
     ReportFatal(std::string(s.message()));

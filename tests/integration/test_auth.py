@@ -14,7 +14,7 @@ import time
 import grpc
 import pytest
 
-from conftest import BIN, PYTHON_DIR, SHOAL, Cluster, process_alive, session_dirs, wait_until
+from conftest import BIN, PYTHON_DIR, SHOAL, Cluster, free_port, process_alive, session_dirs, wait_until
 
 sys.path.insert(0, PYTHON_DIR)
 
@@ -147,6 +147,54 @@ def test_the_attacks_of_issue_12_do_nothing(driver, gcs_stubs, tmp_path):
     assert ray.cluster_resources()["CPU"] == cpus
     assert raylet["node_id"] in [n["node_id"] for n in cluster.alive_nodes()]
     ray.kill(holder)
+
+
+def test_even_with_the_token_a_lease_cannot_name_a_program_of_its_choice(driver, gcs_stubs, tmp_path):
+    """Least authority: a raylet starts only Shoal's programs, its --worker-program-dirs, and
+    `-m shoal.worker` under a trusted Python, whoever asks."""
+    pb, pb_grpc, common_pb2 = gcs_stubs
+    import shoalpb.raylet_pb2 as raylet_pb2
+    import shoalpb.raylet_pb2_grpc as raylet_pb2_grpc
+    cluster = driver
+    marker = tmp_path / "pwned"
+    raylet = cluster.alive_nodes()[0]
+    lease = raylet_pb2_grpc.LeaseServiceStub(cluster.channel(f"{raylet['address']}:{raylet['raylet_port']}"))
+    job = "01000000"
+
+    def rejected(**fields):
+        request = raylet_pb2.RequestWorkerLeaseRequest(job_id=job, **fields)
+        request.resources.amounts["CPU"] = 10000
+        reply = lease.RequestWorkerLease(request, timeout=30)
+        assert reply.kind == raylet_pb2.RequestWorkerLeaseReply.REJECTED, reply
+        return reply.message
+
+    for command in (["/bin/sh", "-c", f"touch {marker}"], ["sh", "-c", f"touch {marker}"],
+                    [sys.executable, "-c", f"open({str(marker)!r}, 'w')"],
+                    [sys.executable, "-m", "shoal.worker", "-c", "x"]):
+        message = rejected(worker_command=command)
+        assert "not one this node may start" in message or "must be exactly `-m shoal.worker`" in message \
+            or "not an absolute path" in message, (command, message)
+    # A runtime env's interpreter is run to build a virtualenv: it must be trusted too.
+    env = common_pb2.RuntimeEnv(interpreter="/bin/sh", pip_packages=["requests"])
+    message = rejected(worker_command=[sys.executable, "-m", "shoal.worker"], runtime_env=env)
+    assert "is not an interpreter this node trusts" in message, message
+    time.sleep(1.0)
+    assert not marker.exists()
+    # Real work goes on: a Python task (this interpreter) and a C++ driver in Shoal's bin directory.
+    assert ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=60) == 42
+    proc = subprocess.run([os.path.join(BIN, "shoal_task_driver"), "basics", "--address", cluster.address],
+                          env=cluster.env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_node_started_with_a_missing_python_or_program_dir_refuses_to_start(cluster, tmp_path):
+    for flag, value in (("--python-executable", str(tmp_path / "no-python")),
+                        ("--worker-program-dirs", str(tmp_path / "no-dir")),
+                        ("--python-executable", "python3")):
+        proc = cluster.shoal("start", "--head", "--port", free_port(), flag, value, check=False)
+        assert proc.returncode != 0, proc.stdout
+        assert flag in proc.stderr and "is not an absolute path to an existing" in proc.stderr, proc.stderr
+        assert cluster.all_pids() == []
 
 
 def test_token_file_and_clients(cluster, tmp_path):

@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <random>
@@ -18,6 +20,7 @@
 #include "tests/test_util/printers.h"
 #include "tests/test_util/resource_helpers.h"
 #include "tests/test_util/status_matchers.h"
+#include "tests/test_util/temp_dir.h"
 
 namespace shoal {
 namespace {
@@ -819,6 +822,51 @@ TEST_CASE("a raylet without a runtime env provider refuses requests that name an
   const uint64_t refused = u.Send(bad);
   CHECK(u.ReplyOf(refused).kind() == Reply::REJECTED);
   CHECK(u.envs.prepares == 0);
+}
+
+}  // namespace
+}  // namespace shoal
+
+namespace shoal {
+namespace {
+
+TEST_CASE("A request naming a program the node does not trust is rejected before anything starts",
+          "[lease_manager]") {
+  test_util::TempDir dir{"shoal-lease-policy"};
+  const std::string program = dir.path + "/worker";
+  {
+    std::ofstream out(program);
+    out << "#!/bin/sh\n";
+  }
+  std::filesystem::permissions(program, std::filesystem::perms::owner_all);
+  WorkerCommandPolicyOptions policy_options;
+  policy_options.program_dirs = {dir.path};
+  const WorkerCommandPolicy policy(policy_options);
+  Options o;
+  o.worker_commands = &policy;
+  LeaseTest t(o);
+
+  const uint64_t attack = t.Request({{"CPU", 1}}, kJob.Hex(), {"/bin/sh", "-c", "touch /tmp/pwned"});
+  REQUIRE(t.ReplyOf(attack).kind() == Reply::REJECTED);
+  CHECK_THAT(t.ReplyOf(attack).message(), Catch::Contains("/bin/sh"));
+  CHECK_THAT(t.ReplyOf(attack).message(), Catch::Contains("is not one this node may start"));
+
+  // A trusted program, but a runtime env whose interpreter (run to build a virtualenv) is not.
+  rpc::RequestWorkerLeaseRequest req;
+  (*req.mutable_resources()->mutable_amounts())["CPU"] = FixedPoint::kScale;
+  req.set_job_id(kJob.Hex());
+  req.add_worker_command(program);
+  req.mutable_runtime_env()->set_interpreter("/bin/sh");
+  req.mutable_runtime_env()->add_pip_packages("requests");
+  const uint64_t env_attack = t.Send(req);
+  REQUIRE(t.ReplyOf(env_attack).kind() == Reply::REJECTED);
+  CHECK_THAT(t.ReplyOf(env_attack).message(), Catch::Contains("is not an interpreter this node trusts"));
+  CHECK(t.spawner.spawned().empty());
+  CHECK(t.envs.prepares == 0);
+
+  const uint64_t fine = t.Request({{"CPU", 1}}, kJob.Hex(), {program});
+  CHECK_FALSE(t.Answered(fine));  // waits for its worker, which is being started
+  CHECK(t.spawner.spawned().size() == 1);
 }
 
 }  // namespace

@@ -63,6 +63,7 @@ struct Options {
   bool scheduling_disabled = false;
   int max_start_failures = 3;
   std::map<std::string, std::string> labels;
+  const WorkerCommandPolicy* worker_commands = nullptr;  // borrowed; null: any command
 };
 
 // A lease manager on node 1 with a fake spawner and clock and the hybrid policy (or `policy`);
@@ -95,6 +96,7 @@ class LeaseTest {
     m.max_start_failures = o.max_start_failures;
     m.labels = o.labels;
     if (o.runtime_envs) m.runtime_envs = &envs;
+    m.worker_commands = o.worker_commands;
     return m;
   }
 
