@@ -98,7 +98,7 @@ def test_shoal_job_cli_and_python_client_over_https(https_head, pki, tmp_path):
     env.pop("SHOAL_DASHBOARD_TLS_CA", None)
 
     submit = subprocess.run([SHOAL, "job", "submit", "--address", url, "--dashboard-ca", pki["ca"], "--",
-                             sys.executable, "-c", "print('hello-over-https')"],
+                             "echo", "hello-over-https"],
                             env=env, capture_output=True, text=True, timeout=JOB_DEADLINE_S)
     assert submit.returncode == 0, submit.stderr
     assert "hello-over-https" in submit.stdout
@@ -225,8 +225,12 @@ out = {"logs": client.get_job_logs(job_id), "tail": asyncio.run(tail())}
 try:
     JobSubmissionClient(url, headers=headers, verify=other_ca)
     out["other_ca"] = "accepted"
-except Exception as e:
-    out["other_ca"] = repr(e)
+except Exception as e:  # Ray's message hides the cause: look down the chain
+    chain = []
+    while e is not None and len(chain) < 10:
+        chain.append(repr(e))
+        e = e.__cause__ or e.__context__
+    out["other_ca"] = " <- ".join(chain)
 print(json.dumps(out))
 """
 
