@@ -205,6 +205,32 @@ TEST_CASE("HTTPS: a stalled handshake does not hold up other clients") {
   ::close(second);
 }
 
+TEST_CASE("HTTPS: past the connection limit a client is closed without a plaintext reply") {
+  test_util::TempDir dir;
+  DashboardTlsFiles files = MakeCertificate(dir.path, "dashboard");
+  ConnectionLimits limits;
+  limits.max_connections = 1;
+  limits.read_timeout = absl::Seconds(30);  // the first client keeps the only slot for the whole test
+  HttpsServer server(files, limits);
+  const int holder = Connect(server.port());
+  const int refused = Connect(server.port());
+  const std::string reply = ReadUntilClosed(refused);
+  REQUIRE(reply.find("<open>") == std::string::npos);
+  REQUIRE(reply.find("HTTP/") == std::string::npos);
+  ::close(refused);
+  ::close(holder);
+  // The slot is free again once the holder has gone.
+  std::string body;
+  for (int i = 0; i < 200 && body.empty(); ++i) {
+    if (httplib::Result hello = Client(server.port(), files.cert)->Get("/hello")) {
+      body = hello->body;
+    } else {
+      absl::SleepFor(absl::Milliseconds(50));  // the server has not seen the close yet
+    }
+  }
+  REQUIRE(body == "hi");
+}
+
 TEST_CASE("the dashboard's certificate and key are refused by flag name when unusable") {
   test_util::TempDir dir;
   DashboardTlsFiles files = MakeCertificate(dir.path, "dashboard");

@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from conftest import BIN, PYTHON_DIR, SHOAL, process_alive
+from conftest import BIN, PYTHON_DIR, REPO, SHOAL, process_alive
 from tls_helpers import make_ca, make_cert
 
 JOB_DEADLINE_S = 120
@@ -90,6 +90,15 @@ def test_https_dashboard_serves_the_api_over_tls_only_and_wants_the_token(https_
     plain.close()
     assert process_alive(dashboard_pid)
     assert get(url, pki["ca"], token)[0] == 200
+
+    # The containers' readiness probe checks it over HTTPS, trusting $SHOAL_DASHBOARD_TLS_CA only.
+    probe = [sys.executable, os.path.join(REPO, "deploy", "docker", "shoal_probe.py"), "head", "--dashboard"]
+    proc = subprocess.run(probe, env=dict(https_head.env, SHOAL_DASHBOARD_TLS_CA=pki["ca"]), capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("ready:"), (proc.stdout, proc.stderr)
+    proc = subprocess.run(probe, env=dict(https_head.env, SHOAL_DASHBOARD_TLS_CA=pki["other_ca"]),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "not trusted" in proc.stdout, (proc.stdout, proc.stderr)
 
 
 def test_shoal_job_cli_and_python_client_over_https(https_head, pki, tmp_path):
