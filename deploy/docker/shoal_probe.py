@@ -4,7 +4,9 @@
     shoal-probe head [--dashboard]    the newest head session under $SHOAL_TMPDIR: its GCS and
                                       raylet accept TCP connections; with --dashboard, its
                                       dashboard also answers GET /api/auth/status (a route that
-                                      needs no token) with 200
+                                      needs no token) with 200; an https:// dashboard must
+                                      present a certificate for 127.0.0.1 (or its host) that
+                                      verifies against $SHOAL_DASHBOARD_TLS_CA, else the system's CAs
     shoal-probe worker                the newest joined (non-head) session: its raylet accepts
                                       TCP connections
 
@@ -17,6 +19,7 @@ import http.client
 import json
 import os
 import socket
+import ssl
 import sys
 
 TIMEOUT_S = 2.0
@@ -93,10 +96,19 @@ def check_dashboard(session):
     host = ready.get("host") or "127.0.0.1"
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"  # bound to every address: loopback is one of them, and a name it accepts
-    conn = http.client.HTTPConnection(host, int(ready["port"]), timeout=TIMEOUT_S)
+    if str(ready.get("url", "")).startswith("https://"):
+        try:
+            context = ssl.create_default_context(cafile=os.environ.get("SHOAL_DASHBOARD_TLS_CA") or None)
+        except OSError as e:
+            raise NotReady(f"cannot load $SHOAL_DASHBOARD_TLS_CA: {e}")
+        conn = http.client.HTTPSConnection(host, int(ready["port"]), timeout=TIMEOUT_S, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, int(ready["port"]), timeout=TIMEOUT_S)
     try:
         conn.request("GET", "/api/auth/status")
         status = conn.getresponse().status
+    except ssl.SSLCertVerificationError as e:
+        raise NotReady(f"the dashboard at {host}:{ready['port']} is not trusted: {e.verify_message}")
     except OSError as e:
         raise NotReady(f"the dashboard at {host}:{ready['port']} does not answer: {e}")
     finally:

@@ -19,11 +19,12 @@ import hashlib
 import io
 import json
 import os
+import ssl
 import time
 import urllib.error
 import urllib.request
 import zipfile
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 __all__ = ["JobStatus", "JobSubmissionClient"]
 
@@ -46,6 +47,10 @@ class JobStatus(str):
 
 def _temp_root() -> str:
     return os.environ.get("SHOAL_TMPDIR") or "/tmp/shoal"
+
+
+def _is_dashboard_url(value: str) -> bool:
+    return value.startswith("http://") or value.startswith("https://")
 
 
 def _local_dashboard() -> Optional[Dict[str, Any]]:
@@ -73,19 +78,24 @@ def _local_dashboard() -> Optional[Dict[str, Any]]:
 class JobSubmissionClient:
     """A client of a Shoal dashboard's jobs API.
 
-    address: ``http://HOST:PORT``; default: $SHOAL_ADDRESS or $RAY_ADDRESS when they hold an
-    http:// URL, else the dashboard of the cluster started on this machine.
+    address: ``http://HOST:PORT`` or ``https://HOST:PORT``; default: $SHOAL_ADDRESS or
+    $RAY_ADDRESS when they hold such a URL, else the dashboard of the cluster started on this
+    machine.
     headers: extra HTTP headers (Ray's way to pass ``{"Authorization": "Bearer TOKEN"}``).
     token: the dashboard's token; default: $SHOAL_AUTH_TOKEN, else the local cluster's token
     file when ``address`` is that cluster's dashboard.
+    verify: for an https:// dashboard, as in Ray: the path of the CA file (PEM) its certificate
+    must verify against, or True for $SHOAL_DASHBOARD_TLS_CA, else the system's CAs. The
+    certificate must also name the address's host. False is refused: Shoal never talks to an
+    https:// dashboard it has not verified.
     """
 
     def __init__(self, address: Optional[str] = None, headers: Optional[Dict[str, str]] = None,
-                 token: Optional[str] = None, timeout: float = 60.0):
+                 token: Optional[str] = None, timeout: float = 60.0, verify: Union[str, bool] = True):
         local = _local_dashboard()
         if address is None:
             for var in ("SHOAL_ADDRESS", "RAY_ADDRESS"):
-                if os.environ.get(var, "").startswith("http://"):
+                if _is_dashboard_url(os.environ.get(var, "")):
                     address = os.environ[var]
                     break
         if address is None:
@@ -97,6 +107,7 @@ class JobSubmissionClient:
             address = "http://" + address
         self._address = address.rstrip("/")
         self._timeout = timeout
+        self._ssl_context = self._tls_context(verify) if self._address.startswith("https://") else None
         self._headers = dict(headers or {})
         token = token or os.environ.get("SHOAL_AUTH_TOKEN")
         if token is None and local is not None and self._address == local["url"] and local.get("token_file"):
@@ -111,6 +122,19 @@ class JobSubmissionClient:
 
     # -- HTTP ---------------------------------------------------------------------------------
 
+    @staticmethod
+    def _tls_context(verify: Union[str, bool]) -> ssl.SSLContext:
+        if verify is False:
+            raise ValueError("verify=False: Shoal does not talk to an https:// dashboard without checking its "
+                             "certificate; pass verify='/path/to/ca.pem' (the CA that signed it)")
+        cafile = verify if isinstance(verify, str) else os.environ.get("SHOAL_DASHBOARD_TLS_CA") or None
+        try:
+            context = ssl.create_default_context(cafile=cafile)  # verifies the certificate and the host name
+        except (OSError, ssl.SSLError) as e:
+            raise ValueError(f"cannot load the dashboard's CA from {cafile!r}: {e}") from None
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
     def _request(self, method: str, path: str, body: Any = None, data: Optional[bytes] = None,
                  content_type: str = "application/json", allow_404: bool = False) -> Any:
         if body is not None:
@@ -121,7 +145,7 @@ class JobSubmissionClient:
         if data is not None:
             request.add_header("Content-Type", content_type)
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+            with urllib.request.urlopen(request, timeout=self._timeout, context=self._ssl_context) as response:
                 text = response.read().decode("utf-8", errors="replace")
         except urllib.error.HTTPError as e:
             if allow_404 and e.code == 404:
@@ -133,6 +157,9 @@ class JobSubmissionClient:
                 message = text
             raise RuntimeError(f"the dashboard at {self._address} answered {e.code}: {message}") from None
         except urllib.error.URLError as e:
+            if isinstance(e.reason, ssl.SSLCertVerificationError):
+                raise RuntimeError(f"the dashboard at {self._address} is not trusted: {e.reason.verify_message} "
+                                   "(pass verify='/path/to/ca.pem', the CA that signed its certificate)") from None
             raise RuntimeError(f"no dashboard answers at {self._address}: {e.reason}") from None
         return json.loads(text) if text else None
 

@@ -1,11 +1,14 @@
 // `shoal job submit|status|logs|stop|list|delete`: a client of the dashboard's jobs REST API.
 //
-// The dashboard's URL comes from --address (http://HOST:PORT), else $SHOAL_ADDRESS or
-// $RAY_ADDRESS when they hold an http:// URL, else the dashboard of the cluster last started on
-// this machine (<session>/dashboard.ready.json of the session whose GCS is in
+// The dashboard's URL comes from --address (http[s]://HOST:PORT), else $SHOAL_ADDRESS or
+// $RAY_ADDRESS when they hold an http(s):// URL, else the dashboard of the cluster last started
+// on this machine (<session>/dashboard.ready.json of the session whose GCS is in
 // shoal_current_cluster). The token comes from --auth-token ($SHOAL_AUTH_TOKEN), else, for a
-// dashboard started on this machine, from its session's auth_token file.
+// dashboard started on this machine, from its session's auth_token file. An https:// dashboard's
+// certificate must verify against --dashboard-ca ($SHOAL_DASHBOARD_TLS_CA), else the system's
+// CAs, and name the URL's host.
 #include <fcntl.h>
+#include <openssl/x509.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +29,7 @@
 #include "src/cli/commands.h"
 #include "src/cluster/local_state.h"
 #include "src/cluster/process.h"
+#include "src/common/dashboard_tls.h"
 #include "src/common/session.h"
 
 namespace shoal::cli {
@@ -38,7 +42,7 @@ constexpr absl::Duration kStopWait = absl::Seconds(60);
 constexpr char kHelp[] = R"(
 usage: shoal job <command> [flags]
 
-  submit [--address URL] [--working-dir DIR] [--runtime-env FILE | --runtime-env-json JSON]
+  submit [--address URL] [--dashboard-ca FILE] [--working-dir DIR] [--runtime-env FILE | --runtime-env-json JSON]
          [--entrypoint-num-cpus N] [--entrypoint-num-gpus N] [--entrypoint-memory BYTES]
          [--entrypoint-resources JSON] [--submission-id ID] [--metadata-json JSON] [--no-wait] -- CMD...
          prints the submission id, then follows the job's logs until it ends (exit code 0 when it
@@ -48,16 +52,19 @@ usage: shoal job <command> [flags]
   status ID [--json]      logs ID [--follow]      stop ID [--no-wait]
   list [--json]           delete ID
 
-The dashboard's URL: --address http://HOST:PORT, else $SHOAL_ADDRESS / $RAY_ADDRESS when they
-hold an http:// URL, else the dashboard of the cluster started on this machine. The token:
---auth-token (or $SHOAL_AUTH_TOKEN), else the local cluster's token file. --runtime-env files
-are JSON.
+The dashboard's URL: --address http://HOST:PORT or https://HOST:PORT, else $SHOAL_ADDRESS /
+$RAY_ADDRESS when they hold such a URL, else the dashboard of the cluster started on this
+machine. The token: --auth-token (or $SHOAL_AUTH_TOKEN), else the local cluster's token file.
+An https:// dashboard's certificate is checked against --dashboard-ca FILE (or
+$SHOAL_DASHBOARD_TLS_CA), else the system's CAs. --runtime-env files are JSON.
 )";
 
 struct Endpoint {
-  std::string url;
+  std::string url;  // scheme://host:port
   std::string host;
   int port = 0;
+  bool https = false;
+  std::string ca;  // https: the CA file its certificate must verify against ("": the system's)
   std::string token;
 };
 
@@ -90,30 +97,48 @@ absl::StatusOr<nlohmann::json> LocalDashboard() {
                                           "--include-dashboard=false?); pass --address http://HOST:PORT"));
 }
 
+bool IsDashboardUrl(absl::string_view url) { return absl::StartsWith(url, "http://") || absl::StartsWith(url, "https://"); }
+
 absl::StatusOr<Endpoint> ParseUrl(std::string url) {
   Endpoint e;
   e.url = url;
-  if (absl::StartsWith(url, "https://")) return absl::InvalidArgumentError("https:// dashboards are not supported");
-  if (absl::StartsWith(url, "http://")) url = url.substr(7);
+  e.https = absl::StartsWith(url, "https://");
+  if (IsDashboardUrl(url)) url = url.substr(url.find("://") + 3);
   while (!url.empty() && url.back() == '/') url.pop_back();
   size_t colon = url.rfind(':');
   if (colon == std::string::npos || colon == 0 || !absl::SimpleAtoi(url.substr(colon + 1), &e.port) || e.port <= 0 ||
       e.port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("--address must be http://HOST:PORT, got '", e.url, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--address must be http://HOST:PORT or https://HOST:PORT, got '", e.url, "'"));
   }
   e.host = url.substr(0, colon);
-  e.url = absl::StrCat("http://", e.host, ":", e.port);
+  e.url = absl::StrCat(e.https ? "https://" : "http://", e.host, ":", e.port);
   return e;
 }
 
-absl::StatusOr<Endpoint> ResolveEndpoint(int argc, char** argv, const std::string& address, const std::string& token) {
+// --dashboard-ca, else $SHOAL_DASHBOARD_TLS_CA; checked to be readable. "" for the system's CAs.
+absl::StatusOr<std::string> DashboardCa(const std::string& flag) {
+  const char* env = std::getenv(kDashboardTlsCaEnv);
+  const std::string ca = !flag.empty() ? flag : env != nullptr ? env : "";
+  const std::string name = !flag.empty() ? "--dashboard-ca" : absl::StrCat("$", kDashboardTlsCaEnv);
+  if (ca.empty()) return ca;
+  absl::StatusOr<std::string> text = ReadText(ca);
+  if (!text.ok()) return absl::InvalidArgumentError(absl::StrCat(name, ": cannot read '", ca, "'"));
+  if (!absl::StrContains(*text, "-----BEGIN CERTIFICATE-----")) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": '", ca, "' holds no PEM certificate"));
+  }
+  return ca;
+}
+
+absl::StatusOr<Endpoint> ResolveEndpoint(int argc, char** argv, const std::string& address, const std::string& token,
+                                         const std::string& ca) {
   std::string url;
   if (GivenOnCommandLine(argc, argv, "address")) {
     url = address;
   } else {
     for (const char* var : {"SHOAL_ADDRESS", "RAY_ADDRESS"}) {
       const char* value = std::getenv(var);
-      if (value != nullptr && absl::StartsWith(value, "http://")) {
+      if (value != nullptr && IsDashboardUrl(value)) {
         url = value;
         break;
       }
@@ -126,6 +151,11 @@ absl::StatusOr<Endpoint> ResolveEndpoint(int argc, char** argv, const std::strin
   }
   absl::StatusOr<Endpoint> endpoint = ParseUrl(url);
   if (!endpoint.ok()) return endpoint.status();
+  if (endpoint->https) {
+    absl::StatusOr<std::string> ca_file = DashboardCa(ca);
+    if (!ca_file.ok()) return ca_file.status();
+    endpoint->ca = *ca_file;
+  }
   endpoint->token = token;
   if (endpoint->token.empty() && local.ok() && cluster::JsonInt(*local, "port") == endpoint->port) {
     if (std::optional<std::string> file = cluster::JsonString(*local, "token_file"); file && !file->empty()) {
@@ -141,7 +171,11 @@ absl::StatusOr<Endpoint> ResolveEndpoint(int argc, char** argv, const std::strin
 // server's message.
 class Api {
  public:
-  explicit Api(const Endpoint& e) : endpoint_(e), client_(e.host, e.port) {
+  explicit Api(const Endpoint& e) : endpoint_(e), client_(e.url) {
+    if (e.https) {
+      client_.enable_server_certificate_verification(true);  // and its name: httplib checks it against the host
+      if (!e.ca.empty()) client_.set_ca_cert_path(e.ca);
+    }
     client_.set_connection_timeout(5, 0);
     client_.set_read_timeout(60, 0);
     if (!e.token.empty()) headers_.emplace("Authorization", absl::StrCat("Bearer ", e.token));
@@ -153,10 +187,7 @@ class Api {
                         : method == "POST"   ? client_.Post(path, headers_, body, type)
                         : method == "PUT"    ? client_.Put(path, headers_, body, type)
                                              : client_.Delete(path, headers_);
-    if (!r) {
-      return absl::UnavailableError(
-          absl::StrCat("no dashboard answers at ", endpoint_.url, " (", httplib::to_string(r.error()), ")"));
-    }
+    if (!r) return Failure(r.error());
     if (status_out != nullptr) *status_out = r->status;
     nlohmann::json doc = nlohmann::json::parse(r->body, nullptr, false);
     if (r->status < 200 || r->status >= 300) {
@@ -171,6 +202,29 @@ class Api {
   }
 
  private:
+  absl::Status Failure(httplib::Error error) const {
+    const std::string ca = endpoint_.ca.empty() ? "the system's CAs" : endpoint_.ca;
+    switch (error) {
+      case httplib::Error::SSLServerVerification: {
+        const long result = client_.get_openssl_verify_result();
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the dashboard at ", endpoint_.url, " is not trusted: ",
+            result != X509_V_OK ? absl::StrCat("its certificate does not verify against ", ca, " (",
+                                               X509_verify_cert_error_string(result), ")")
+                                : absl::StrCat("its certificate is not for ", endpoint_.host),
+            "; pass the CA that signed it with --dashboard-ca or $", kDashboardTlsCaEnv));
+      }
+      case httplib::Error::SSLLoadingCerts:
+        return absl::FailedPreconditionError(absl::StrCat("cannot load the CA certificates from ", ca));
+      case httplib::Error::SSLConnection:
+        return absl::UnavailableError(absl::StrCat("no TLS handshake with the dashboard at ", endpoint_.url,
+                                                   " (does it serve HTTPS? if not, use http://)"));
+      default:
+        return absl::UnavailableError(absl::StrCat("no dashboard answers at ", endpoint_.url, " (", httplib::to_string(error),
+                                                   endpoint_.https ? ")" : "; if it serves HTTPS, use https://)"));
+    }
+  }
+
   Endpoint endpoint_;
   httplib::Client client_;
   httplib::Headers headers_;
@@ -289,13 +343,16 @@ int RunJob(int argc, char** argv) {
     return argc < 3 ? kExitUsage : kExitOk;
   }
   const std::string sub = argv[2];
-  std::string address, token, working_dir, runtime_env_file, runtime_env_json, submission_id, metadata_json;
+  std::string address, token, dashboard_ca, working_dir, runtime_env_file, runtime_env_json, submission_id, metadata_json;
   std::string entrypoint_resources;
   double num_cpus = 0, num_gpus = 0;
   int64_t memory = 0;
   bool no_wait = false, follow = false, json = false;
   FlagSet flags(absl::StrCat("shoal job ", sub));
-  flags.AddString("address", &address, "the dashboard, http://HOST:PORT (default: the cluster started here)");
+  flags.AddString("address", &address, "the dashboard, http://HOST:PORT or https://HOST:PORT (default: the cluster started here)");
+  flags.AddString("dashboard-ca", &dashboard_ca,
+                  "https:// dashboards: the CA file (PEM) its certificate must verify against (default "
+                  "$SHOAL_DASHBOARD_TLS_CA, else the system's CAs)");
   flags.AddString("auth-token", &token, "the dashboard's token (default: the local cluster's token file)");
   if (sub == "submit") {
     flags.AddString("working-dir", &working_dir, "directory to upload and run the entrypoint in");
@@ -330,7 +387,7 @@ int RunJob(int argc, char** argv) {
   if (sub == "submit" && args.empty()) {
     return UsageError(absl::InvalidArgumentError("shoal job submit needs the entrypoint command after --"));
   }
-  absl::StatusOr<Endpoint> endpoint = ResolveEndpoint(argc, argv, address, token);
+  absl::StatusOr<Endpoint> endpoint = ResolveEndpoint(argc, argv, address, token, dashboard_ca);
   if (!endpoint.ok()) return Fail(endpoint.status());
   Api api(*endpoint);
 

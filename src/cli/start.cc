@@ -30,6 +30,7 @@
 #include "src/cluster/token.h"
 #include "src/common/auth.h"
 #include "src/common/daemon.h"
+#include "src/common/dashboard_tls.h"
 #include "src/common/tls.h"
 #include "src/common/resources.h"
 #include "src/common/rpc.h"
@@ -87,6 +88,7 @@ struct StartOptions {
   bool include_dashboard = true;
   int64_t dashboard_port = 8265;
   std::string dashboard_host = "127.0.0.1";
+  DashboardTlsFiles dashboard_tls;  // HTTPS for the dashboard (dashboard_tls.h)
   bool disable_auth = false;
   std::string auth_token;       // the cluster's token (a head makes one when none is given)
   std::string auth_token_file;  // a file holding it
@@ -101,7 +103,7 @@ struct StartOptions {
 const std::vector<std::string> kHeadOnlyFlags = {
     "port", "redis-address", "redis-password", "no-head-scheduling", "health-check-period-ms",
     "health-check-timeout-ms", "health-check-failure-threshold", "include-dashboard", "dashboard-port",
-    "dashboard-host"};
+    "dashboard-host", "dashboard-tls-cert", "dashboard-tls-key"};
 
 void AddFlags(FlagSet& flags, StartOptions* o) {
   flags.AddBool("head", &o->head, "start a new cluster: the GCS and this node's raylet");
@@ -138,6 +140,7 @@ void AddFlags(FlagSet& flags, StartOptions* o) {
                 "with --head: start shoal-dashboard (jobs API, web UI, /metrics); --include-dashboard=false skips it");
   flags.AddInt("dashboard-port", &o->dashboard_port, "with --head: the dashboard's HTTP port (0 picks a free one)");
   flags.AddString("dashboard-host", &o->dashboard_host, "with --head: the address the dashboard listens on");
+  AddDashboardTlsFlags(flags, &o->dashboard_tls);
   flags.AddBool("disable-auth", &o->disable_auth,
                 "run without the cluster token: every RPC and the dashboard accept anyone (trusted networks only)");
   flags.AddString("auth-token", &o->auth_token,
@@ -273,6 +276,10 @@ absl::Status Validate(const StartOptions& o, const FlagSet& flags, int argc, cha
     }
   } else if (!o.redis_password.empty()) {
     return absl::InvalidArgumentError("--redis-password needs --redis-address");
+  }
+  if (o.head) {
+    // Checked here, where a bad file fails the start: the dashboard failing later is only a warning.
+    if (absl::Status s = DashboardServerContext(o.dashboard_tls).status(); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -447,6 +454,10 @@ std::string StartDashboard(const StartOptions& o, const std::string& session_dir
   r.name = cluster::kDashboard;
   r.binary = *binary;
   r.args = {"--gcs-address", gcs_address, "--host", o.dashboard_host, "--port", std::to_string(o.dashboard_port)};
+  if (o.dashboard_tls.enabled()) {
+    r.args.insert(r.args.end(), {"--dashboard-tls-cert", fs::absolute(o.dashboard_tls.cert).string(),
+                                 "--dashboard-tls-key", fs::absolute(o.dashboard_tls.key).string()});
+  }
   if (o.disable_auth) {
     r.args.push_back("--disable-auth");
   } else {

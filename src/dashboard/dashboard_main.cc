@@ -2,6 +2,7 @@
 // supervisor. See server.h and job_manager.h. `shoal start --head` starts it.
 //
 //   shoal-dashboard --gcs-address H:P [--host 127.0.0.1] [--port 8265] [--token-file F | --disable-auth]
+//                   [--dashboard-tls-cert F --dashboard-tls-key F]   (HTTPS only; dashboard_tls.h)
 //   shoal-dashboard --lease-holder --owner-pid PID   (the placeholder worker; see cluster_client.h)
 #include <sys/resource.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include "spdlog/spdlog.h"
 #include "src/common/auth.h"
 #include "src/common/daemon.h"
+#include "src/common/dashboard_tls.h"
 #include "src/common/flags.h"
 #include "src/common/rpc.h"
 #include "src/common/session.h"
@@ -95,9 +97,16 @@ int Main(int argc, char** argv) {
                   "IP addresses (DNS rebinding protection)");
   TlsFiles tls;
   AddTlsFlags(flags, &tls);  // its gRPC calls to the cluster (tls.h)
+  DashboardTlsFiles https;
+  AddDashboardTlsFlags(flags, &https);
   if (std::optional<int> exit_code = ParseDaemonFlags(flags, argc, argv)) return *exit_code;
   if (absl::Status s = ConfigureDaemonTls(tls); !s.ok()) {
     ReportFatal(std::string(s.message()));
+    return 2;
+  }
+  absl::StatusOr<std::shared_ptr<SSL_CTX>> https_context = DashboardServerContext(https);
+  if (!https_context.ok()) {
+    ReportFatal(std::string(https_context.status().message()));
     return 2;
   }
   if (f.port < 0 || f.port > 65535) {
@@ -163,6 +172,7 @@ int Main(int argc, char** argv) {
                                .port = static_cast<int>(f.port),
                                .auth = auth,
                                .limits = *limits,
+                               .tls = *https_context,
                                .package_dir = job_options.package_dir,
                                .session_name = fs::path(f.session_dir).filename().string(),
                                .max_upload_bytes = f.max_upload_bytes};
@@ -171,7 +181,7 @@ int Main(int argc, char** argv) {
     ReportFatal(std::string(s.message()));
     return 1;
   }
-  std::string url = absl::StrCat("http://", f.host, ":", server.port());
+  std::string url = absl::StrCat(*https_context ? "https://" : "http://", f.host, ":", server.port());
   if (!f.ready_file.empty()) {
     nlohmann::json ready = {{"pid", getpid()},          {"port", server.port()},
                             {"host", f.host},           {"url", url},

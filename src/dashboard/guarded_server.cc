@@ -6,12 +6,17 @@
 // stream when no length is given), and gives a connection one thread of a fixed pool for as long
 // as it trickles bytes. Here every connection reads through a Connection (the Stream below) that
 // enforces the deadline and the byte budgets, and the accept loop hands sockets to threads of our
-// own, up to the connection limit.
+// own, up to the connection limit. A Connection's bytes go through a Transport: the socket
+// itself, or TLS over it, whose every wait is a poll() with the same deadlines.
 #include "src/dashboard/guarded_server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <openssl/err.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -76,6 +81,117 @@ std::string RefusalReply(int status, const ConnectionLimits& limits) {
                       body.size(), "\r\nConnection: close\r\n", status == 503 ? "Retry-After: 1\r\n" : "", "\r\n", body);
 }
 
+// The bytes of one connection, both ways. Lives on the connection's thread.
+class Transport {
+ public:
+  static constexpr ssize_t kTimedOut = -2;
+  virtual ~Transport() = default;
+  // Up to `size` bytes, waiting until `deadline`: > 0 bytes, 0 end of stream, -1 error, kTimedOut.
+  virtual ssize_t Receive(char* ptr, size_t size, absl::Time deadline) = 0;
+  // Some of the `size` bytes, waiting until `deadline`: > 0 bytes sent, -1 error or timed out.
+  virtual ssize_t Send(const char* ptr, size_t size, absl::Time deadline) = 0;
+  // Whether bytes already taken from the socket wait to be received (TLS reads whole records).
+  virtual bool HasBuffered() const = 0;
+  // Ends what we send (TLS: after a close_notify); the client may go on sending.
+  virtual void CloseWrite() = 0;
+};
+
+class PlainTransport final : public Transport {
+ public:
+  explicit PlainTransport(int fd) : fd_(fd) {}
+
+  ssize_t Receive(char* ptr, size_t size, absl::Time deadline) override {
+    if (PollFor(fd_, POLLIN, deadline - absl::Now()) <= 0) return kTimedOut;
+    ssize_t n;
+    do {
+      n = ::recv(fd_, ptr, size, 0);
+    } while (n < 0 && errno == EINTR);
+    return n;
+  }
+  ssize_t Send(const char* ptr, size_t size, absl::Time deadline) override {
+    if (PollFor(fd_, POLLOUT, deadline - absl::Now()) <= 0) return -1;
+    ssize_t n;
+    do {
+      n = ::send(fd_, ptr, size, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n;
+  }
+  bool HasBuffered() const override { return false; }
+  void CloseWrite() override { ::shutdown(fd_, SHUT_WR); }
+
+ private:
+  const int fd_;
+};
+
+// TLS over a non-blocking socket: OpenSSL says what it waits for (WANT_READ, WANT_WRITE), and
+// that wait is a poll() bounded by the caller's deadline, so a stalled client holds its own
+// thread only until its deadline, handshake included.
+class TlsTransport final : public Transport {
+ public:
+  // The server's side of the handshake, finished by `deadline`; null when it fails (a plain-HTTP
+  // client, a protocol error, a close) or times out.
+  static std::unique_ptr<TlsTransport> Accept(int fd, SSL_CTX* ctx, absl::Time deadline) {
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return nullptr;
+    SSL* ssl = SSL_new(ctx);
+    if (ssl == nullptr) return nullptr;
+    auto transport = std::unique_ptr<TlsTransport>(new TlsTransport(fd, ssl));
+    if (SSL_set_fd(ssl, fd) != 1) return nullptr;
+    for (;;) {
+      const int r = SSL_accept(ssl);
+      if (r == 1) return transport;
+      if (!transport->Wait(r, deadline)) return nullptr;
+    }
+  }
+  ~TlsTransport() override { SSL_free(ssl_); }
+
+  ssize_t Receive(char* ptr, size_t size, absl::Time deadline) override {
+    for (;;) {
+      const int n = SSL_read(ssl_, ptr, static_cast<int>(std::min<size_t>(size, INT_MAX)));
+      if (n > 0) return n;
+      if (SSL_get_error(ssl_, n) == SSL_ERROR_ZERO_RETURN) return 0;  // close_notify
+      if (!Wait(n, deadline)) return timed_out_ ? kTimedOut : -1;
+    }
+  }
+  ssize_t Send(const char* ptr, size_t size, absl::Time deadline) override {
+    for (;;) {  // SSL_MODE_ENABLE_PARTIAL_WRITE: a retry passes the same bytes, as OpenSSL requires
+      const int n = SSL_write(ssl_, ptr, static_cast<int>(std::min<size_t>(size, INT_MAX)));
+      if (n > 0) return n;
+      if (!Wait(n, deadline)) return -1;
+    }
+  }
+  bool HasBuffered() const override { return SSL_has_pending(ssl_) == 1; }
+  void CloseWrite() override {
+    if (!failed_) (void)SSL_shutdown(ssl_);  // one try at the close_notify: never waits
+    ERR_clear_error();
+    ::shutdown(fd_, SHUT_WR);
+  }
+
+ private:
+  TlsTransport(int fd, SSL* ssl) : fd_(fd), ssl_(ssl) {}
+
+  // After an SSL call answered `result` <= 0: waits until the socket is ready for what OpenSSL
+  // wants, by `deadline`. False when the call failed for good or the deadline passed.
+  bool Wait(int result, absl::Time deadline) {
+    const int error = SSL_get_error(ssl_, result);
+    if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE) {
+      failed_ = true;  // after SSL_ERROR_SYSCALL or _SSL, no more calls but SSL_free
+      ERR_clear_error();
+      return false;
+    }
+    if (PollFor(fd_, error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline - absl::Now()) <= 0) {
+      timed_out_ = true;
+      return false;
+    }
+    return true;
+  }
+
+  const int fd_;
+  SSL* const ssl_;
+  bool failed_ = false;
+  bool timed_out_ = false;
+};
+
 void AddressOf(int fd, bool peer, std::string& ip, int& port) {
   sockaddr_storage addr{};
   socklen_t len = sizeof(addr);
@@ -98,7 +214,7 @@ void AddressOf(int fd, bool peer, std::string& ip, int& port) {
 // deadline and budgets. Lives on the connection's thread.
 class Connection final : public httplib::Stream, public RequestGuard {
  public:
-  Connection(int fd, const ConnectionLimits& limits) : fd_(fd), limits_(limits) {}
+  Connection(int fd, Transport& io, const ConnectionLimits& limits) : fd_(fd), io_(io), limits_(limits) {}
 
   // A new request on this connection: its head must be read by `deadline`.
   void BeginRequest(absl::Time deadline) {
@@ -112,7 +228,9 @@ class Connection final : public httplib::Stream, public RequestGuard {
   }
 
   // Whether the next request starts arriving within `timeout`.
-  bool WaitForNextRequest(absl::Duration timeout) { return off_ < len_ || PollFor(fd_, POLLIN, timeout) > 0; }
+  bool WaitForNextRequest(absl::Duration timeout) {
+    return off_ < len_ || io_.HasBuffered() || PollFor(fd_, POLLIN, timeout) > 0;
+  }
 
   // 0, or the status the head that could not be read is answered with (408, 414, 431).
   int head_refusal() const { return head_refusal_; }
@@ -131,7 +249,7 @@ class Connection final : public httplib::Stream, public RequestGuard {
   // Sends our FIN, then discards what the client still sends for up to `linger`, so that a
   // client busy sending a refused body reads its reply instead of a reset.
   void Linger(absl::Duration linger) {
-    ::shutdown(fd_, SHUT_WR);
+    io_.CloseWrite();
     const absl::Time until = absl::Now() + linger;
     char scratch[16 << 10];
     while (PollFor(fd_, POLLIN, until - absl::Now()) > 0) {
@@ -141,7 +259,9 @@ class Connection final : public httplib::Stream, public RequestGuard {
   }
 
   // httplib::Stream
-  bool is_readable() const override { return off_ < len_ || PollFor(fd_, POLLIN, limits_.read_timeout) > 0; }
+  bool is_readable() const override {
+    return off_ < len_ || io_.HasBuffered() || PollFor(fd_, POLLIN, limits_.read_timeout) > 0;
+  }
   bool is_writable() const override {
     if (PollFor(fd_, POLLOUT, limits_.write_timeout) <= 0) return false;
     if (PollFor(fd_, POLLIN, absl::ZeroDuration()) <= 0) return true;
@@ -151,12 +271,8 @@ class Connection final : public httplib::Stream, public RequestGuard {
   ssize_t read(char* ptr, size_t size) override;
   ssize_t write(const char* ptr, size_t size) override {
     if (swallow_writes_) return static_cast<ssize_t>(size);  // a refusal replaces httplib's reply
-    if (PollFor(fd_, POLLOUT, limits_.write_timeout) <= 0) return Fail();
-    ssize_t n;
-    do {
-      n = ::send(fd_, ptr, size, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    return n < 0 ? Fail() : n;
+    const ssize_t n = io_.Send(ptr, size, absl::Now() + limits_.write_timeout);
+    return n <= 0 ? Fail() : n;
   }
   void get_remote_ip_and_port(std::string& ip, int& port) const override { AddressOf(fd_, true, ip, port); }
   void get_local_ip_and_port(std::string& ip, int& port) const override { AddressOf(fd_, false, ip, port); }
@@ -195,6 +311,7 @@ class Connection final : public httplib::Stream, public RequestGuard {
   }
 
   const int fd_;
+  Transport& io_;
   const ConnectionLimits& limits_;
   char buffer_[16 << 10];
   size_t off_ = 0, len_ = 0;
@@ -224,15 +341,11 @@ ssize_t Connection::read(char* ptr, size_t size) {
   }
   if (off_ == len_) {
     const bool idle_only = phase_ == Phase::kBody && slow_body_;
-    const absl::Duration wait = idle_only ? limits_.read_timeout : deadline_ - absl::Now();
-    if (PollFor(fd_, POLLIN, wait) <= 0) {
+    const ssize_t n = io_.Receive(buffer_, sizeof(buffer_), idle_only ? absl::Now() + limits_.read_timeout : deadline_);
+    if (n == Transport::kTimedOut) {
       timed_out_ = true;
       return phase_ == Phase::kHead ? RefuseHead(408) : Fail();
     }
-    ssize_t n;
-    do {
-      n = ::recv(fd_, buffer_, sizeof(buffer_), 0);
-    } while (n < 0 && errno == EINTR);
     if (n <= 0) {
       Fail();
       return n;
@@ -264,7 +377,8 @@ class InlineTaskQueue final : public httplib::TaskQueue {
 
 RequestGuard* CurrentRequest() { return t_current_request; }
 
-GuardedHttpServer::GuardedHttpServer(ConnectionLimits limits) : limits_(limits) {
+GuardedHttpServer::GuardedHttpServer(ConnectionLimits limits, std::shared_ptr<SSL_CTX> tls)
+    : limits_(limits), tls_(std::move(tls)) {
   new_task_queue = [] { return new InlineTaskQueue(); };
   // What httplib applies itself: socket timeouts (SO_RCVTIMEO/SO_SNDTIMEO) and the Keep-Alive header.
   const auto seconds = [](absl::Duration d) { return std::max<time_t>(1, absl::ToInt64Seconds(absl::Ceil(d, absl::Seconds(1)))); };
@@ -296,9 +410,12 @@ bool GuardedHttpServer::process_and_close_socket(int sock) {
     }
   }
   // Over the limit: answer without reading (this is the accept loop's thread), then close. What
-  // the client already sent is discarded first, so that the close is not a reset.
-  const std::string reply = RefusalReply(503, limits_);
-  (void)::send(sock, reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  // the client already sent is discarded first, so that the close is not a reset. A TLS client
+  // gets no answer: that would take a handshake here.
+  if (tls_ == nullptr) {
+    const std::string reply = RefusalReply(503, limits_);
+    (void)::send(sock, reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
   ::shutdown(sock, SHUT_WR);
   char scratch[4096];
   for (int i = 0; i < 16 && ::recv(sock, scratch, sizeof(scratch), MSG_DONTWAIT) > 0; ++i) {
@@ -308,6 +425,12 @@ bool GuardedHttpServer::process_and_close_socket(int sock) {
 }
 
 void GuardedHttpServer::ConnectionThread() {
+  // OpenSSL writes to the socket with write(), which raises SIGPIPE when the client has gone: on
+  // this thread it stays blocked (and pending), so the write fails with EPIPE instead.
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
   absl::MutexLock lock(&mu_);
   for (;;) {
     while (pending_.empty() && !stopping_) {
@@ -328,9 +451,16 @@ void GuardedHttpServer::ConnectionThread() {
 }
 
 void GuardedHttpServer::Serve(int sock, absl::Time accepted) {
-  Connection conn(sock, limits_);
-  t_current_request = &conn;
   absl::Time deadline = accepted + limits_.read_timeout;
+  std::unique_ptr<Transport> io;
+  if (tls_ != nullptr) {
+    io = TlsTransport::Accept(sock, tls_.get(), deadline);  // within the first request's deadline
+    if (io == nullptr) return;
+  } else {
+    io = std::make_unique<PlainTransport>(sock);
+  }
+  Connection conn(sock, *io, limits_);
+  t_current_request = &conn;
   for (int served = 0; served < limits_.max_requests_per_connection && !stopped_.load(); ++served) {
     if (served > 0) {
       if (!conn.WaitForNextRequest(limits_.keep_alive_timeout)) break;

@@ -11,6 +11,10 @@
 //  - a body must arrive within the same deadline as the head, unless the request is allowed a
 //    slow body (uploads), which may pause at most `read_timeout` between reads;
 //  - a request with neither Content-Length nor Transfer-Encoding has no body (RFC 9112 6.3).
+// With a TLS context every connection is TLS (HTTPS only, no plain HTTP on the port): the
+// handshake counts against the first request's deadline, a connection whose handshake fails or
+// does not finish in time (a plain-HTTP client, one that stalls) is closed without a reply, and
+// one past max_connections is closed without the 503 (that would need a handshake).
 // Use: set a pre-routing handler that calls CurrentRequest()->ExpectNoBody() or AllowBody(n) for
 // every request it lets through (without either, a body counts against the head's budget and
 // deadline), and stop with Shutdown().
@@ -18,11 +22,13 @@
 // handlers run there. Shutdown() from any other thread.
 #pragma once
 
+#include <openssl/ssl.h>
 #include <sys/types.h>
 
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <thread>
 #include <utility>
@@ -67,7 +73,8 @@ RequestGuard* CurrentRequest();
 
 class GuardedHttpServer : public httplib::Server {
  public:
-  explicit GuardedHttpServer(ConnectionLimits limits);
+  // `tls`: serve HTTPS with it (dashboard_tls.h); null: plain HTTP.
+  explicit GuardedHttpServer(ConnectionLimits limits, std::shared_ptr<SSL_CTX> tls = nullptr);
   ~GuardedHttpServer() override;
   GuardedHttpServer(const GuardedHttpServer&) = delete;
   GuardedHttpServer& operator=(const GuardedHttpServer&) = delete;
@@ -90,6 +97,7 @@ class GuardedHttpServer : public httplib::Server {
   void Serve(int sock, absl::Time accepted);
 
   const ConnectionLimits limits_;
+  const std::shared_ptr<SSL_CTX> tls_;
   std::atomic<bool> stopped_{false};
   mutable absl::Mutex mu_;
   absl::CondVar wake_;  // a socket is pending, or stopping_

@@ -214,7 +214,7 @@ DashboardServer::DashboardServer(ServerOptions options, ClusterClient& cluster, 
     : options_(std::move(options)),
       cluster_(cluster),
       jobs_(jobs),
-      server_(std::make_unique<GuardedHttpServer>(options_.limits)) {
+      server_(std::make_unique<GuardedHttpServer>(options_.limits, options_.tls)) {
   AddRoutes();
 }
 
@@ -302,7 +302,7 @@ void DashboardServer::AddRoutes() {
       return ReplyError(res, 401, "that is not this dashboard's token");
     }
     res.set_header("Set-Cookie", absl::StrCat(kTokenCookie, "=", options_.auth.disabled ? "" : options_.auth.token,
-                                              "; HttpOnly; SameSite=Strict; Path=/"));
+                                              "; HttpOnly; SameSite=Strict; Path=/", options_.tls ? "; Secure" : ""));
     ReplyJson(res, {{"ok", true}});
   });
   route("GET", "/api/auth/status", "/api/auth/status", true, small, [this](const Request& req, Response& res) {

@@ -49,6 +49,7 @@ struct ServerOptions {
   int port = 8265;  // 0 picks a free one
   AuthPolicy auth;  // bound_host/bound_port (and the machine's host name) are filled in by Start
   ConnectionLimits limits;
+  std::shared_ptr<SSL_CTX> tls;  // HTTPS only with it (dashboard_tls.h); null: plain HTTP
   std::string package_dir;
   std::string session_name;
   int64_t max_upload_bytes = 100 << 20;
