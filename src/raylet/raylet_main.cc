@@ -88,6 +88,7 @@ absl::StatusOr<WorkerCommandPolicyOptions> WorkerCommandsFromFlags(const Flags& 
   if (out.python_executables.empty()) {
     if (std::string python = WorkerCommandPolicy::DiscoverPython(); !python.empty()) {
       out.python_executables.push_back(python);
+      out.python_names.push_back("python3");
     } else {
       spdlog::warn("no python3 on PATH answered: Python workers are refused here (give --python-executable)");
     }

@@ -44,6 +44,7 @@ WorkerCommandPolicy::WorkerCommandPolicy(const WorkerCommandPolicyOptions& optio
     }
     pythons_.insert(std::move(real));
   }
+  python_names_.insert(options.python_names.begin(), options.python_names.end());
 }
 
 bool WorkerCommandPolicy::IsTrustedPython(const std::string& path) const {
@@ -53,7 +54,7 @@ bool WorkerCommandPolicy::IsTrustedPython(const std::string& path) const {
 }
 
 absl::Status WorkerCommandPolicy::CheckInterpreter(const std::string& interpreter) const {
-  if (IsTrustedPython(interpreter)) return absl::OkStatus();
+  if (IsTrustedPython(interpreter) || python_names_.contains(interpreter)) return absl::OkStatus();
   return absl::PermissionDeniedError(
       absl::StrCat("the runtime env's Python ", interpreter, " is not an interpreter this node trusts (",
                    pythons_.empty() ? std::string("none") : absl::StrJoin(pythons_, ", "), "); ", kHowToAllow));

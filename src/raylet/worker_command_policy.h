@@ -23,6 +23,9 @@ namespace shoal {
 struct WorkerCommandPolicyOptions {
   std::vector<std::string> program_dirs;
   std::vector<std::string> python_executables;
+  // Bare interpreter names a runtime env may give, resolved on the node's PATH ("python3" when
+  // the default, python3 on PATH, is what the node trusts).
+  std::vector<std::string> python_names;
 };
 
 class WorkerCommandPolicy {
@@ -49,6 +52,7 @@ class WorkerCommandPolicy {
 
   std::vector<std::string> dirs_;  // real paths, each ending in '/'
   std::set<std::string> pythons_;  // real paths
+  std::set<std::string> python_names_;
 };
 
 }  // namespace shoal

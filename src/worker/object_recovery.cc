@@ -76,6 +76,19 @@ absl::Status ObjectRecovery::Recover(const ObjectId& id, absl::string_view why) 
   return status;
 }
 
+absl::Status ObjectRecovery::RerunWithLostArgument(const rpc::TaskSpec& spec, int arg_index, absl::string_view why) {
+  if (arg_index < 0 || arg_index >= spec.args_size() || spec.args(arg_index).kind_case() != rpc::TaskArg::kObject) {
+    return ErrorStatus(rpc::OBJECT_LOST, absl::StrCat(DescribeTask(spec), " has no stored argument ", arg_index));
+  }
+  auto arg_id = ObjectId::FromBinary(spec.args(arg_index).object().object_id());
+  if (!arg_id.ok()) return ErrorStatus(rpc::OBJECT_LOST, std::string(arg_id.status().message()));
+  if (absl::Status s = Recover(*arg_id, why); !s.ok()) return s;
+  rpc::TaskSpec again = spec;
+  again.set_attempt(spec.attempt() + 1);
+  SubmitWhenArgumentsReady(std::move(again), {{arg_index, *arg_id}});
+  return absl::OkStatus();
+}
+
 absl::Status ObjectRecovery::RecoverLocked(const ObjectId& id, absl::string_view why, const Gone& gone,
                                            std::vector<std::function<void()>>& after) {
   auto m = made_by_.find(id);

@@ -61,6 +61,11 @@ class ObjectRecovery {
   // task that made it (once, however many callers ask meanwhile): OK means the memory store
   // will get a new value for `id`. OBJECT_LOST (ErrorStatus) when it cannot be reconstructed.
   absl::Status Recover(const ObjectId& id, absl::string_view why);
+  // A pushed task's worker could not read its argument `arg_index` (an object in a store; `why`:
+  // what reading it answered). Re-makes that argument (Recover) and submits `spec` again, as
+  // attempt + 1, once the argument has a new value: OK means the task will finish again through
+  // the resubmit callback. OBJECT_LOST when the argument cannot be made again.
+  absl::Status RerunWithLostArgument(const rpc::TaskSpec& spec, int arg_index, absl::string_view why);
 
   size_t num_lineage_tasks() const;
   int64_t lineage_bytes() const;

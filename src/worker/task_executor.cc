@@ -109,10 +109,10 @@ rpc::PushTaskReply TaskExecutor::Execute(const rpc::PushTaskRequest& request) {
     }
     auto buffer = store_.ReadBuffer(value, absl::InfiniteFuture());
     if (!buffer.ok()) {
-      FailAll(spec,
-              MakeError(rpc::OBJECT_LOST, absl::StrCat(DescribeTask(spec), ": argument ", i,
-                                                       " could not be read: ", buffer.status().message())),
-              &reply);
+      rpc::ErrorInfo error = MakeError(rpc::OBJECT_LOST, absl::StrCat(DescribeTask(spec), ": argument ", i,
+                                                                      " could not be read: ", buffer.status().message()));
+      error.set_lost_argument(i + 1);
+      FailAll(spec, error, &reply);
       return reply;
     }
     args.push_back(std::move(*buffer));

@@ -92,6 +92,18 @@ void TaskManager::Resolve(rpc::TaskSpec spec, std::vector<TaskArg> args, Submit 
 }
 
 void TaskManager::Finish(const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
+  // The worker could not read an argument whose only copy was lost: this owner makes it again
+  // when it can, and runs the task again with it (a normal task; actors keep the error).
+  if (recovery_ != nullptr && !spec.streaming() && spec.actor_id().empty() && !returns.empty() &&
+      returns[0].has_error() && returns[0].error().type() == rpc::OBJECT_LOST &&
+      returns[0].error().lost_argument() > 0) {
+    const int index = returns[0].error().lost_argument() - 1;
+    absl::Status again = recovery_->RerunWithLostArgument(spec, index, returns[0].error().message());
+    if (again.ok()) return;  // it finishes again, with its argument made anew
+    for (auto& value : returns) {
+      if (value.has_error()) value.mutable_error()->set_message(absl::StrCat(value.error().message(), "; ", again.message()));
+    }
+  }
   std::string error_type;
   for (const auto& value : returns) {
     if (value.has_error()) {

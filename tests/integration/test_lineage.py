@@ -83,3 +83,60 @@ def test_lost_results_are_made_again_and_unretryable_ones_fail(cluster, tmp_path
     assert "max_retries" in result["z"], result
     # x was made again for y's re-run, y once; z (max_retries=0) never ran again.
     assert sorted(runs.read_text().split("\n")[:-1]) == ["make 7", "make 7", "make 9", "plus 1", "plus 1"]
+
+
+ARG_DRIVER = textwrap.dedent("""
+    import json, os, sys
+    import numpy as np
+    import shoal as ray
+
+    ray.init(address=os.environ["SHOAL_TEST_ADDRESS"])
+
+    @ray.remote(resources={"L": 1}, max_retries=2)
+    def make(seed, log):
+        with open(log, "a") as f:
+            f.write("make %d\\n" % seed)
+        return np.full((1 << 20) // 8, seed, dtype=np.int64)
+
+    @ray.remote(resources={"M": 1}, max_retries=0)
+    def total(a, log):
+        with open(log, "a") as f:
+            f.write("total\\n")
+        return int(a.sum())
+
+    log = os.environ["SHOAL_TEST_RUNS"]
+    x = make.remote(5, log)
+    ready, _ = ray.wait([x], timeout=120, fetch_local=False)
+    assert ready
+    print(json.dumps({"ready": True}), flush=True)
+    sys.stdin.readline()  # the test kills x's node and starts another
+    # Submitted after the loss: its worker (on the head, which has M) cannot read x, and the
+    # owner makes x again and runs total again; max_retries=0 is no obstacle (it never ran).
+    print(json.dumps({"total": ray.get(total.remote(x, log), timeout=180)}), flush=True)
+""")
+
+
+def test_a_task_whose_argument_was_lost_before_it_ran_gets_the_argument_made_again(cluster, tmp_path):
+    cluster.start_head("--num-cpus", 1, "--num-gpus", 0, "--resources", '{"M": 1}')
+    cluster.start_worker("--num-cpus", 1, "--num-gpus", 0, "--resources", '{"L": 1}')
+    wait_until(lambda: len(cluster.alive_nodes()) == 2, 20, what="2 alive nodes")
+    runs = tmp_path / "runs.txt"
+    env = dict(cluster.env, PYTHONPATH=PYTHON_DIR, SHOAL_TEST_ADDRESS=cluster.address,
+               SHOAL_TEST_RUNS=str(runs), SHOAL_AUTH_TOKEN=cluster.auth_token())
+    proc = subprocess.Popen([sys.executable, "-c", ARG_DRIVER], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cluster.extra_pids.append(proc.pid)
+    first = proc.stdout.readline()
+    assert json.loads(first) == {"ready": True}, (first, proc.stderr.read() if proc.poll() is not None else "")
+
+    victim = worker_raylet_pids(cluster)
+    assert len(victim) == 1
+    os.kill(victim[0], signal.SIGKILL)
+    cluster.start_worker("--num-cpus", 1, "--num-gpus", 0, "--resources", '{"L": 1}')
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1]) == {"total": 5 * 131072}
+    # x was made twice; total's function ran once (its first worker failed before calling it).
+    assert sorted(runs.read_text().split("\n")[:-1]) == ["make 5", "make 5", "total"]

@@ -98,6 +98,12 @@ TEST_CASE("worker commands: a runtime env's interpreter must be trusted", "[work
   WorkerCommandPolicy policy = t.Policy();
   CHECK_OK(policy.CheckInterpreter(t.P("python/bin/python3.11")));
   CHECK_OK(policy.CheckInterpreter(t.P("venv/bin/python")));
+  // A bare name only when the node trusts it by name (its default, python3 on its PATH).
+  CHECK(absl::IsPermissionDenied(policy.CheckInterpreter("python3")));
+  WorkerCommandPolicyOptions by_name;
+  by_name.python_names = {"python3"};
+  CHECK_OK(WorkerCommandPolicy(by_name).CheckInterpreter("python3"));
+  CHECK(absl::IsPermissionDenied(WorkerCommandPolicy(by_name).CheckInterpreter("python2")));
   for (const std::string& bad : {t.P("other/python3"), std::string("/bin/sh"), std::string("python3"), std::string()}) {
     absl::Status s = policy.CheckInterpreter(bad);
     CHECK(absl::IsPermissionDenied(s));

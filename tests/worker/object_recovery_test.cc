@@ -190,5 +190,35 @@ TEST_CASE_METHOD(Fixture, "recovery: a lost argument without lineage here is lef
   CHECK(resubmitted.size() == 1);
 }
 
+TEST_CASE_METHOD(Fixture, "recovery: a task whose worker could not read a lost argument runs again after it is "
+                 "made again", "[recovery]") {
+  rpc::TaskSpec maker = Spec();
+  const ObjectId x = FinishInStore(maker, kDeadRaylet, dead_node);
+  rpc::TaskSpec user = Spec();
+  AddStoreArg(user, x, kDeadRaylet, dead_node);
+  REQUIRE_OK(recovery.RerunWithLostArgument(user, 0, "argument 0 could not be read: connection refused"));
+  // x's task first; the user task waits for x's new value.
+  REQUIRE(resubmitted.size() == 1);
+  CHECK(resubmitted[0].task_id() == maker.task_id());
+  memory.Put(x, StoreValue(x, kLiveRaylet, live_node));
+  REQUIRE(resubmitted.size() == 2);
+  CHECK(resubmitted[1].task_id() == user.task_id());
+  CHECK(resubmitted[1].attempt() == 1);
+  CHECK(resubmitted[1].args(0).object().raylet_address() == kLiveRaylet);
+}
+
+TEST_CASE_METHOD(Fixture, "recovery: a lost argument this owner cannot make again fails the task", "[recovery]") {
+  rpc::TaskSpec user = Spec();
+  const ObjectId put = ObjectId::FromRandom();  // no lineage: made by put, or another owner's
+  AddStoreArg(user, put, kDeadRaylet, dead_node);
+  user.add_args()->set_inline_value("v");
+  absl::Status s = recovery.RerunWithLostArgument(user, 0, "connection refused");
+  CHECK(ErrorTypeOf(s) == rpc::OBJECT_LOST);
+  CHECK_THAT(std::string(s.message()), Catch::Contains("cannot be reconstructed"));
+  CHECK(ErrorTypeOf(recovery.RerunWithLostArgument(user, 1, "x")) == rpc::OBJECT_LOST);  // inline
+  CHECK(ErrorTypeOf(recovery.RerunWithLostArgument(user, 7, "x")) == rpc::OBJECT_LOST);  // no such argument
+  CHECK(resubmitted.empty());
+}
+
 }  // namespace
 }  // namespace shoal
