@@ -27,6 +27,7 @@ int RunList(int argc, char** argv);
 int RunGet(int argc, char** argv);
 int RunSummary(int argc, char** argv);
 int RunTimeline(int argc, char** argv);
+int RunMemory(int argc, char** argv);
 int RunMicrobenchmark(int argc, char** argv);
 
 // Prints `error: <message>` and answers kExitFailure.

@@ -8,15 +8,18 @@
 #include <algorithm>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "src/cli/commands.h"
 #include "src/common/session.h"
+#include "src/gcs_client/node_stats.h"
 #include "src/gcs_client/state_query.h"
 
 namespace shoal::cli {
@@ -27,24 +30,37 @@ using Json = nlohmann::json;
 constexpr absl::Duration kStateTimeout = absl::Seconds(30);
 
 constexpr char kListHelp[] = R"(
-Lists what the cluster knows: shoal list actors|tasks|nodes|jobs|placement-groups|workers
-(workers from the raylets of the alive nodes).
+Lists what the cluster knows: shoal list actors|tasks|nodes|jobs|placement-groups|workers|objects
+(workers from the raylets of the alive nodes; objects from every worker and driver that refers to
+them, a row per process and object).
   --filter KEY=VALUE or KEY!=VALUE   keeps rows whose column matches (text, any case); repeat to
                                      combine. Keys: the resource's columns (see --detail).
   --limit N                          at most N rows (1..10000; default 100)
   --detail                           every column, not only the summary ones
   --format table|json|yaml
-Objects are kept by their owners and cannot be listed yet.
 )";
 
 constexpr char kGetHelp[] = R"(
-Shows one entry with every column: shoal get actors|tasks|nodes|jobs|placement-groups|workers ID
-(a unique prefix of the id, at least 8 characters, is enough).
+Shows one entry with every column: shoal get actors|tasks|nodes|jobs|placement-groups|workers|objects ID
+(a unique prefix of the id, at least 8 characters, is enough; an object shows a row per process
+that refers to it).
 )";
 
 constexpr char kSummaryHelp[] = R"(
-Counts tasks by function (or Class.method) and state, or actors by class and state:
-shoal summary tasks|actors.
+Counts tasks by function (or Class.method) and state, actors by class and state, or objects
+(counts, total size, workers, nodes, task states and reference types): shoal summary
+tasks|actors|objects.
+)";
+
+constexpr char kMemoryHelp[] = R"(
+Shows the objects every worker and driver refers to, grouped by node (Ray's `ray memory`): size,
+reference type (LOCAL_REFERENCE, USED_BY_PENDING_TASK, PINNED_IN_MEMORY), the task's status, the
+process; then each node's object store (used, capacity, spilled).
+  --sort-by PID|OBJECT_SIZE|REFERENCE_TYPE   (default PID)
+  --units B|KB|MB|GB                          sizes in these units (default B)
+  --num-entries N                             at most N objects per node
+  --stats-only                                only the object stores' figures
+Call sites are not recorded (Ray's --group-by STACK_TRACE is refused).
 )";
 
 constexpr char kTimelineHelp[] = R"(
@@ -239,6 +255,24 @@ int RunSummary(int argc, char** argv) {
     PrintDocument(*summary, format);
     return kExitOk;
   }
+  if (*resource == state::Resource::kObjects) {
+    std::cout << "Total: " << (*summary)["total_objects"] << " objects, " << (*summary)["total_size_mb"].get<double>()
+              << " MiB\n\n";
+    std::vector<Json> rows;
+    for (const auto& [site, entry] : (*summary)["summary"].items()) {
+      Json row = entry;
+      row["call_site"] = site;
+      for (const char* counts : {"task_state_counts", "ref_type_counts"}) {
+        std::vector<std::string> parts;
+        for (const auto& [name, n] : entry[counts].items()) parts.push_back(absl::StrCat(name, ": ", n.get<int64_t>()));
+        row[counts] = absl::StrJoin(parts, ", ");
+      }
+      rows.push_back(row);
+    }
+    PrintTable(rows, {"call_site", "total_objects", "total_size_mb", "total_num_workers", "total_num_nodes",
+                      "task_state_counts", "ref_type_counts"});
+    return kExitOk;
+  }
   const bool tasks = *resource == state::Resource::kTasks;
   std::cout << "Total: " << (*summary)["total"] << "\n\n";
   std::vector<Json> rows;
@@ -253,6 +287,88 @@ int RunSummary(int argc, char** argv) {
   }
   PrintTable(rows, tasks ? std::vector<std::string>{"func_or_class_name", "type", "state_counts"}
                          : std::vector<std::string>{"class_name", "state_counts"});
+  return kExitOk;
+}
+
+int RunMemory(int argc, char** argv) {
+  std::string address, sort_by = "PID", units = "B", group_by = "NODE_ADDRESS";
+  int64_t num_entries = -1;
+  bool stats_only = false;
+  FlagSet flags("shoal memory");
+  flags.AddString("address", &address, "GCS address HOST:PORT (env SHOAL_ADDRESS; default: the cluster started here)");
+  flags.AddString("sort-by", &sort_by, "PID, OBJECT_SIZE or REFERENCE_TYPE");
+  flags.AddString("units", &units, "B, KB, MB or GB");
+  flags.AddString("group-by", &group_by, "NODE_ADDRESS (STACK_TRACE is not supported: call sites are not recorded)");
+  flags.AddInt("num-entries", &num_entries, "at most this many objects per node (default: all)");
+  flags.AddBool("stats-only", &stats_only, "only the object stores' figures");
+  if (std::optional<int> done = ParseCommandFlags(flags, argc, argv, kMemoryHelp)) return *done;
+  sort_by = absl::AsciiStrToUpper(sort_by);
+  units = absl::AsciiStrToUpper(units);
+  if (sort_by != "PID" && sort_by != "OBJECT_SIZE" && sort_by != "REFERENCE_TYPE") {
+    return UsageError(absl::InvalidArgumentError(
+        absl::StrCat("--sort-by must be PID, OBJECT_SIZE or REFERENCE_TYPE, got '", sort_by, "'")));
+  }
+  const std::map<std::string, double> unit_bytes = {{"B", 1}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}};
+  if (!unit_bytes.contains(units)) {
+    return UsageError(absl::InvalidArgumentError(absl::StrCat("--units must be B, KB, MB or GB, got '", units, "'")));
+  }
+  if (absl::AsciiStrToUpper(group_by) != "NODE_ADDRESS") {
+    return UsageError(absl::InvalidArgumentError(absl::StrCat(
+        "--group-by ", group_by, " is not supported: Shoal does not record call sites (use NODE_ADDRESS)")));
+  }
+  absl::StatusOr<std::string> gcs_address = ConnectToCluster(flags, address);
+  if (!gcs_address.ok()) return Report(gcs_address.status());
+  GcsClient gcs({.address = *gcs_address, .timeout = kStateTimeout});
+  absl::StatusOr<std::vector<rpc::NodeInfo>> nodes = gcs.GetAllNodeInfo(/*alive_only=*/true);
+  if (!nodes.ok()) return Report(nodes.status());
+  ChannelCache channels;
+  StubCache<rpc::LeaseService> raylets(channels);
+  const std::map<std::string, rpc::GetNodeStatsReply> stats = FetchNodeStats(*nodes, kStateTimeout, raylets);
+  const double unit = unit_bytes.at(units);
+  auto size_text = [&](int64_t bytes) {
+    if (bytes < 0) return std::string("?");
+    return unit == 1 ? absl::StrCat(bytes, " B") : absl::StrFormat("%.2f %s", bytes / unit, units);
+  };
+  if (!stats_only) {
+    state::ListOptions options;
+    options.limit = state::kMaxLimit;
+    options.detail = true;
+    absl::StatusOr<state::ListResult> listed = state::List(gcs, state::Resource::kObjects, options);
+    if (!listed.ok()) return Report(listed.status());
+    std::map<std::string, std::vector<Json>> by_node;
+    for (Json& row : listed->rows) {
+      row["size"] = size_text(row["object_size"].get<int64_t>());
+      row["status"] = row["task_status"];
+      by_node[row["node_id"].get<std::string>()].push_back(std::move(row));
+    }
+    for (auto& [node_id, rows] : by_node) {
+      std::stable_sort(rows.begin(), rows.end(), [&](const Json& a, const Json& b) {
+        if (sort_by == "OBJECT_SIZE") return a["object_size"].get<int64_t>() > b["object_size"].get<int64_t>();
+        if (sort_by == "REFERENCE_TYPE") return a["reference_type"].get<std::string>() < b["reference_type"].get<std::string>();
+        return a["pid"].get<int64_t>() < b["pid"].get<int64_t>();
+      });
+      if (num_entries >= 0 && static_cast<int64_t>(rows.size()) > num_entries) rows.resize(num_entries);
+      std::string ip = rows.empty() ? "" : rows.front()["ip"].get<std::string>();
+      std::cout << "--- Objects on node " << ip << " (" << node_id << ") ---\n";
+      PrintTable(rows, {"ip", "pid", "type", "call_site", "status", "size", "reference_type", "object_id"});
+      std::cout << "\n";
+    }
+    if (listed->partial) std::cout << "(some processes or raylets did not answer in time: rows are missing)\n\n";
+  }
+  int64_t used = 0, capacity = 0, num_objects = 0, spilled = 0, num_spilled = 0;
+  for (const auto& [node_id, s] : stats) {
+    used += s.store_used_bytes();
+    capacity += s.store_capacity_bytes();
+    num_objects += s.store_num_objects();
+    spilled += s.store_spilled_bytes();
+    num_spilled += s.store_num_spilled();
+  }
+  std::cout << "--- Aggregate object store stats across all nodes ---\n"
+            << "Object store memory used: " << size_text(used) << " of " << size_text(capacity) << " ("
+            << (capacity > 0 ? absl::StrFormat("%.1f", 100.0 * used / capacity) : "0") << "% full), " << num_objects
+            << " objects\n"
+            << "Spilled to disk: " << size_text(spilled) << ", " << num_spilled << " objects\n";
+  if (stats.size() < nodes->size()) std::cout << (nodes->size() - stats.size()) << " node(s) did not answer\n";
   return kExitOk;
 }
 

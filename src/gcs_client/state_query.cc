@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -11,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "src/common/resources.h"
+#include "shoal/worker.grpc.pb.h"
 #include "src/gcs_client/node_stats.h"
 
 namespace shoal::state {
@@ -52,6 +54,10 @@ const Schema& SchemaOf(Resource resource) {
       {Resource::kWorkers,
        {{"worker_id", "is_alive", "worker_type", "node_id", "ip", "pid", "state"},
         {"job_id", "address", "start_time_ms"}}},
+      {Resource::kObjects,
+       {{"object_id", "object_size", "task_status", "reference_type", "call_site", "type", "pid", "ip"},
+        {"node_id", "worker_id", "owned", "owner_address", "local_refs", "submitted_task_refs", "in_store",
+         "stored_on_node"}}},
       {Resource::kPlacementGroups,
        {{"placement_group_id", "name", "creator_job_id", "state", "strategy", "is_detached"},
         {"bundles", "ray_namespace", "pending_reason", "infeasible", "create_time_ms", "created_time_ms",
@@ -187,6 +193,77 @@ absl::StatusOr<std::vector<Json>> WorkerRows(const GcsClient& gcs, bool* partial
   return rows;
 }
 
+// Ray's reference types, the first that applies: a handle in the process, an argument of a
+// pending task, else kept for others (an owned value that borrowers or the store still hold).
+std::string ReferenceType(const rpc::ObjectRefInfo& r) {
+  if (r.local_refs() > 0) return "LOCAL_REFERENCE";
+  if (r.submitted_task_refs() > 0) return "USED_BY_PENDING_TASK";
+  return "PINNED_IN_MEMORY";
+}
+
+// The objects every process of the cluster refers to: the workers of the alive nodes (from
+// their raylets) and the drivers of the alive jobs; *partial when a raylet or a live process did
+// not answer in time (a process that is gone meanwhile is skipped).
+absl::StatusOr<std::vector<Json>> ObjectRows(const GcsClient& gcs, bool* partial) {
+  absl::StatusOr<std::vector<rpc::NodeInfo>> nodes = gcs.GetAllNodeInfo(/*alive_only=*/true);
+  if (!nodes.ok()) return nodes.status();
+  absl::StatusOr<std::vector<rpc::JobInfo>> jobs = gcs.GetAllJobInfo();
+  if (!jobs.ok()) return jobs.status();
+  ChannelCache channels;
+  StubCache<rpc::LeaseService> raylets(channels);
+  StubCache<rpc::CoreWorkerService> processes(channels);
+  const std::map<std::string, rpc::GetNodeStatsReply> stats =
+      FetchNodeStats(*nodes, gcs.timeout(), raylets, /*include_workers=*/true);
+  std::vector<std::string> addresses;
+  for (const rpc::NodeInfo& node : *nodes) {
+    auto it = stats.find(node.node_id());
+    if (it == stats.end()) {
+      *partial = true;
+      continue;
+    }
+    for (const rpc::WorkerSummary& w : it->second.workers()) {
+      if (!w.address().empty()) addresses.push_back(w.address());
+    }
+  }
+  for (const rpc::JobInfo& job : *jobs) {
+    if (!job.is_dead() && !job.driver_address().empty()) addresses.push_back(job.driver_address());
+  }
+  std::sort(addresses.begin(), addresses.end());
+  addresses.erase(std::unique(addresses.begin(), addresses.end()), addresses.end());
+  std::vector<Json> rows;
+  for (const std::string& address : addresses) {
+    rpc::ListObjectRefsReply reply;
+    absl::Status s = UnaryCall(*processes.Get(address), &rpc::CoreWorkerService::Stub::ListObjectRefs,
+                               rpc::ListObjectRefsRequest(), &reply, {.timeout = gcs.timeout()});
+    if (!s.ok()) {
+      if (absl::IsDeadlineExceeded(s)) *partial = true;  // alive but slow; gone (Unavailable) is fine
+      continue;
+    }
+    for (const rpc::ObjectRefInfo& r : reply.refs()) {
+      const bool owned = r.owner_address().empty();
+      std::string status = "NIL";  // a borrowed value: its task's state is its owner's to know
+      if (owned) status = !r.ready() ? "PENDING" : r.is_error() ? "FAILED" : "FINISHED";
+      rows.push_back({{"object_id", Hex(r.object_id())},
+                      {"object_size", r.size()},
+                      {"task_status", status},
+                      {"reference_type", ReferenceType(r)},
+                      {"call_site", "disabled"},
+                      {"type", reply.is_driver() ? "DRIVER" : "WORKER"},
+                      {"pid", reply.pid()},
+                      {"ip", reply.ip()},
+                      {"node_id", reply.node_id()},
+                      {"worker_id", reply.worker_id()},
+                      {"owned", owned},
+                      {"owner_address", owned ? address : r.owner_address()},
+                      {"local_refs", r.local_refs()},
+                      {"submitted_task_refs", r.submitted_task_refs()},
+                      {"in_store", r.in_store()},
+                      {"stored_on_node", r.stored_on_node()}});
+    }
+  }
+  return rows;
+}
+
 // Every row the GCS answers for `resource` (at most kMaxLimit), every column.
 absl::StatusOr<std::vector<Json>> FetchRows(const GcsClient& gcs, Resource resource, bool* partial) {
   std::vector<Json> rows;
@@ -220,6 +297,8 @@ absl::StatusOr<std::vector<Json>> FetchRows(const GcsClient& gcs, Resource resou
     }
     case Resource::kWorkers:
       return WorkerRows(gcs, partial);
+    case Resource::kObjects:
+      return ObjectRows(gcs, partial);
     case Resource::kPlacementGroups: {
       absl::StatusOr<std::vector<rpc::PlacementGroupInfo>> groups = gcs.GetAllPlacementGroups(kMaxLimit);
       if (!groups.ok()) return groups.status();
@@ -256,6 +335,7 @@ std::string IdColumn(Resource resource) {
     case Resource::kJobs: return "job_id";
     case Resource::kPlacementGroups: return "placement_group_id";
     case Resource::kWorkers: return "worker_id";
+    case Resource::kObjects: return "object_id";
   }
   return "";
 }
@@ -270,13 +350,15 @@ absl::StatusOr<Resource> ParseResource(absl::string_view name) {
   if (n == "jobs") return Resource::kJobs;
   if (n == "placement-groups" || n == "placement_groups") return Resource::kPlacementGroups;
   if (n == "workers") return Resource::kWorkers;
-  if (n == "objects" || n == "runtime-envs" || n == "runtime_envs" || n == "cluster-events") {
+  if (n == "objects") return Resource::kObjects;
+  if (n == "runtime-envs" || n == "runtime_envs" || n == "cluster-events") {
     return absl::UnimplementedError(absl::StrCat(
         "listing ", n, " is not supported by Shoal yet (supported: actors, tasks, nodes, jobs, placement-groups, "
-        "workers)"));
+        "workers, objects)"));
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown state resource '", name, "' (supported: actors, tasks, nodes, jobs, placement-groups, workers)"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown state resource '", name,
+                                                 "' (supported: actors, tasks, nodes, jobs, placement-groups, "
+                                                 "workers, objects)"));
 }
 
 std::string ResourceName(Resource resource) {
@@ -287,6 +369,7 @@ std::string ResourceName(Resource resource) {
     case Resource::kJobs: return "jobs";
     case Resource::kPlacementGroups: return "placement_groups";
     case Resource::kWorkers: return "workers";
+    case Resource::kObjects: return "objects";
   }
   return "";
 }
@@ -366,6 +449,12 @@ absl::StatusOr<Json> Get(const GcsClient& gcs, Resource resource, absl::string_v
   if (found.empty()) {
     return absl::NotFoundError(absl::StrCat("no ", ResourceName(resource), " entry with id ", id));
   }
+  if (resource == Resource::kObjects &&
+      std::all_of(found.begin(), found.end(), [&](const Json* r) { return r->at(column) == found[0]->at(column); })) {
+    Json all = Json::array();
+    for (const Json* r : found) all.push_back(*r);
+    return all;
+  }
   if (found.size() > 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("the id prefix ", id, " matches ", found.size(), " ", ResourceName(resource), "; give more of it"));
@@ -373,10 +462,54 @@ absl::StatusOr<Json> Get(const GcsClient& gcs, Resource resource, absl::string_v
   return *found.front();
 }
 
+namespace {
+
+// Ray's summarize_objects: by call site (always "disabled" here), counts, sizes, workers, nodes,
+// task states and reference types.
+Json SummarizeObjects(const std::vector<Json>& rows, bool partial) {
+  std::set<std::string> objects, workers, nodes;
+  int64_t bytes = 0;
+  Json task_states = Json::object(), ref_types = Json::object();
+  std::set<std::string> sized;
+  for (const Json& row : rows) {
+    const std::string id = row.at("object_id").get<std::string>();
+    objects.insert(id);
+    workers.insert(row.at("worker_id").get<std::string>());
+    nodes.insert(row.at("node_id").get<std::string>());
+    if (row.at("object_size").get<int64_t>() > 0 && sized.insert(id).second) bytes += row.at("object_size").get<int64_t>();
+    for (auto [counts, key] : {std::pair<Json*, const char*>{&task_states, "task_status"}, {&ref_types, "reference_type"}}) {
+      Json& n = (*counts)[row.at(key).get<std::string>()];
+      n = n.is_null() ? 1 : n.get<int64_t>() + 1;
+    }
+  }
+  const double mb = static_cast<double>(bytes) / (1 << 20);
+  Json site = {{"total_objects", objects.size()},
+               {"total_size_mb", mb},
+               {"total_num_workers", workers.size()},
+               {"total_num_nodes", nodes.size()},
+               {"task_state_counts", task_states},
+               {"ref_type_counts", ref_types}};
+  return Json{{"summary", rows.empty() ? Json::object() : Json{{"disabled", site}}},
+              {"total", objects.size()},
+              {"total_objects", objects.size()},
+              {"total_size_mb", mb},
+              {"callsite_enabled", false},
+              {"summary_by", "callsite"},
+              {"partial", partial}};
+}
+
+}  // namespace
+
 absl::StatusOr<Json> Summarize(const GcsClient& gcs, Resource resource) {
+  if (resource == Resource::kObjects) {
+    bool partial = false;
+    absl::StatusOr<std::vector<Json>> rows = FetchRows(gcs, resource, &partial);
+    if (!rows.ok()) return rows.status();
+    return SummarizeObjects(*rows, partial);
+  }
   if (resource != Resource::kTasks && resource != Resource::kActors) {
     return absl::InvalidArgumentError(
-        absl::StrCat("summaries cover tasks and actors, not ", ResourceName(resource)));
+        absl::StrCat("summaries cover tasks, actors and objects, not ", ResourceName(resource)));
   }
   bool partial = false;
   absl::StatusOr<std::vector<Json>> rows = FetchRows(gcs, resource, &partial);

@@ -15,7 +15,9 @@
 // bad operators and limits outside 1..kMaxLimit are InvalidArgument naming what is allowed.
 // Workers come from the raylets of the alive nodes the GCS lists (GetNodeStats with their
 // workers; a raylet that does not answer in the client's timeout is left out and the list marked
-// partial). Objects live in their owners: listing them is refused (Unimplemented).
+// partial). Objects come from the processes that refer to them: every worker the raylets list and
+// every alive job's driver answers its references (ListObjectRefs), a row per (process, object);
+// a process that does not answer in time marks the list partial, one that is gone is skipped.
 // Threading: any thread; each call makes its own GCS calls (blocking, with the client's timeout).
 #pragma once
 
@@ -30,13 +32,14 @@
 
 namespace shoal::state {
 
-enum class Resource { kActors, kTasks, kNodes, kJobs, kPlacementGroups, kWorkers };
+enum class Resource { kActors, kTasks, kNodes, kJobs, kPlacementGroups, kWorkers, kObjects };
 
 inline constexpr int kDefaultLimit = 100;   // Ray's default
 inline constexpr int kMaxLimit = 10000;     // the most the GCS answers in one list
 
-// "actors", "tasks", "nodes", "jobs", "placement-groups" (also "placement_groups"), "workers";
-// objects are Unimplemented; anything else InvalidArgument listing the names.
+// "actors", "tasks", "nodes", "jobs", "placement-groups" (also "placement_groups"), "workers",
+// "objects"; runtime-envs and cluster-events are Unimplemented; anything else InvalidArgument
+// listing the names.
 absl::StatusOr<Resource> ParseResource(absl::string_view name);
 std::string ResourceName(Resource resource);  // "placement_groups" etc.
 
@@ -69,11 +72,14 @@ std::vector<std::string> Columns(Resource resource, bool detail);
 absl::StatusOr<ListResult> List(const GcsClient& gcs, Resource resource, const ListOptions& options);
 
 // One entry by id (hex; a unique prefix of at least 8 characters is enough), every column.
-// NotFound when none matches; InvalidArgument when a prefix matches several.
+// NotFound when none matches; InvalidArgument when a prefix matches several. Objects: an array
+// of the rows of the one object matched (a row per process that refers to it).
 absl::StatusOr<nlohmann::json> Get(const GcsClient& gcs, Resource resource, absl::string_view id);
 
 // Ray's summaries: tasks grouped by function (or Class.method) with their counts by state;
-// actors grouped by class with their counts by state. Other resources are InvalidArgument.
+// actors grouped by class with their counts by state; objects grouped by call site (always
+// "disabled": Shoal does not record where refs are made) with their counts, sizes, reference
+// types and task states, as Ray's summarize_objects. Other resources are InvalidArgument.
 //   {"summary": {"f": {"func_or_class_name": "f", "type": "NORMAL_TASK",
 //                      "state_counts": {"FINISHED": 3}}}, "total": 3}
 absl::StatusOr<nlohmann::json> Summarize(const GcsClient& gcs, Resource resource);

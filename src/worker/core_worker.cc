@@ -294,7 +294,10 @@ absl::Status CoreWorker::Impl::Start() {
             } else {
               OnLoop([this, parent] { CancelChildren(parent, false); });
             }
-          }});
+          },
+          .worker_id = config_.worker_id.Hex(),
+          .node_id = config_.node_id.Hex(),
+          .ip = config_.node_ip});
   if (auto s = StartServer(); !s.ok()) return s;
   if (config_.mode == CoreWorkerOptions::Mode::kDriver) {
     if (auto s = RegisterJob(); !s.ok()) return s;

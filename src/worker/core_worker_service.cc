@@ -187,4 +187,37 @@ grpc::ServerUnaryReactor* CoreWorkerService::Ping(grpc::CallbackServerContext* c
   return reactor;
 }
 
+grpc::ServerUnaryReactor* CoreWorkerService::ListObjectRefs(grpc::CallbackServerContext* ctx,
+                                                            const rpc::ListObjectRefsRequest*,
+                                                            rpc::ListObjectRefsReply* reply) {
+  SHOAL_AUTHENTICATE_REACTOR(ctx);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reply->set_worker_id(options_.worker_id);
+  reply->set_pid(getpid());
+  reply->set_is_driver(!options_.runs_tasks);
+  reply->set_node_id(options_.node_id);
+  reply->set_ip(options_.ip);
+  for (const ReferenceCounter::Reference& r : refs_.Snapshot()) {
+    rpc::ObjectRefInfo& info = *reply->add_refs();
+    info.set_object_id(r.id.Binary());
+    info.set_owner_address(r.owner_address);
+    info.set_local_refs(r.local);
+    info.set_submitted_task_refs(r.submitted);
+    info.set_size(-1);
+    ValuePtr value = memory_.GetIfReady(r.id);
+    if (value == nullptr) continue;
+    info.set_ready(true);
+    info.set_is_error(value->has_error());
+    info.set_in_store(value->in_store());
+    if (value->in_store()) {
+      info.set_stored_on_node(value->node_id());
+      if (value->size() > 0) info.set_size(value->size());
+    } else {
+      info.set_size(static_cast<int64_t>(value->inline_data().size()));
+    }
+  }
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
 }  // namespace shoal

@@ -10,6 +10,7 @@
 //                 when the owner wants the next item (backpressure); Unavailable until it is set
 //   CancelTask -> (recursive) Options::cancel_children, then the interrupt handler for a running task, or, with force, Options::force_exit
 //   Ping       -> OK
+//   ListObjectRefs -> the reference counter's entries, with what the memory store knows of each
 // Every handler starts with the same line (the reactor), so a check common to all RPCs goes
 // right after it.
 // Threading: gRPC's callback threads; handlers never block. The setters from any thread.
@@ -45,6 +46,10 @@ class CoreWorkerService final : public rpc::CoreWorkerService::CallbackService {
     // Cancels what a running task submitted (CancelTask with recursive). Called on the gRPC
     // thread: it must not block, except with force (the process exits right after).
     std::function<void(const TaskId& parent, bool force)> cancel_children;
+    // Who this process is, for ListObjectRefs.
+    std::string worker_id;  // hex
+    std::string node_id;    // hex
+    std::string ip;
   };
 
   // GetObject deadlines are `clock` times (the memory store's Tick must use the same clock).
@@ -75,6 +80,8 @@ class CoreWorkerService final : public rpc::CoreWorkerService::CallbackService {
                                                 rpc::ReportGeneratorItemReply* reply) override;
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* ctx, const rpc::PingRequest* request,
                                  rpc::PingReply* reply) override;
+  grpc::ServerUnaryReactor* ListObjectRefs(grpc::CallbackServerContext* ctx, const rpc::ListObjectRefsRequest* request,
+                                           rpc::ListObjectRefsReply* reply) override;
 
  private:
   TaskReceiver& receiver_;

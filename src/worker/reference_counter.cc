@@ -76,4 +76,12 @@ size_t ReferenceCounter::size() const {
   return entries_.size();
 }
 
+std::vector<ReferenceCounter::Reference> ReferenceCounter::Snapshot() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<Reference> out;
+  out.reserve(entries_.size());
+  for (const auto& [id, e] : entries_) out.push_back({id, e.owner_address, e.local, e.submitted});
+  return out;
+}
+
 }  // namespace shoal

@@ -46,6 +46,16 @@ class ReferenceCounter {
 
   size_t size() const;
 
+  // One entry of the table as it is now.
+  struct Reference {
+    ObjectId id;
+    std::string owner_address;  // empty: owned here
+    int64_t local = 0;
+    int64_t submitted = 0;
+  };
+  // Every entry (the state API's objects).
+  std::vector<Reference> Snapshot() const;
+
  private:
   struct Entry {
     std::string owner_address;  // empty: owned here

@@ -149,7 +149,11 @@ absl::StatusOr<rpc::ObjectValue> NodeStoreAccess::WriteParts(const ObjectId& id,
   } else if (!absl::IsAlreadyExists(put)) {
     return put;
   }
-  return StoreValue(id, raylet_address_, node_);
+  rpc::ObjectValue value = StoreValue(id, raylet_address_, node_);
+  int64_t size = 0;
+  for (std::string_view part : parts) size += static_cast<int64_t>(part.size());
+  value.set_size(size);
+  return value;
 }
 
 }  // namespace shoal

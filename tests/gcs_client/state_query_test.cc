@@ -179,7 +179,8 @@ TEST_CASE("state: bad resources, filters and limits are refused naming what is a
   auto unknown = state::ParseResource("gizmos");
   REQUIRE_CODE(unknown, kInvalidArgument);
   CHECK(absl::StrContains(unknown.status().message(), "placement-groups"));
-  REQUIRE_CODE(state::ParseResource("objects"), kUnimplemented);
+  REQUIRE_CODE(state::ParseResource("runtime-envs"), kUnimplemented);
+  CHECK(*state::ParseResource("objects") == state::Resource::kObjects);
   // Workers come from the raylets: these nodes have none listening, so the list is partial.
   REQUIRE_OK(state::ParseResource("workers"));
   auto workers = state::List(*c.client, state::Resource::kWorkers, {});

@@ -123,8 +123,8 @@ def test_bad_state_queries_raise_clear_errors(contents):
         state.list_actors(filters=[("state", ">", "1")])
     with pytest.raises(ValueError, match="triple"):
         state.list_actors(filters=["state=ALIVE"])
-    with pytest.raises(NotImplementedError, match="objects"):
-        state.list_objects()
+    with pytest.raises(ValueError, match="reference_type"):  # the error lists the objects' columns
+        state.list_objects(filters=[("colour", "=", "red")])
     assert len(state.list_nodes()) == 3  # still connected and answering
 
 
@@ -164,8 +164,9 @@ def test_state_cli(contents, tmp_path):
     # Bad input: usage errors naming the problem; nothing else happens.
     for args, words in [(("list", "gizmos"), "placement-groups"), (("list", "actors", "--limit", "-1"), "limit"),
                         (("list", "actors", "--filter", "colour=red"), "colour"),
-                        (("list", "actors", "--format", "xml"), "format"), (("list", "objects"), "not supported"),
-                        (("summary", "nodes"), "tasks and actors"), (("get", "actors"), "id")]:
+                        (("list", "actors", "--format", "xml"), "format"), (("list", "runtime-envs"), "not supported"),
+                        (("summary", "nodes"), "actors and objects"), (("memory", "--group-by", "STACK_TRACE"), "call sites"),
+                        (("memory", "--units", "TB"), "--units"), (("get", "actors"), "id")]:
         proc = cluster.shoal(*args, check=False)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert words in proc.stderr, (args, proc.stderr)
@@ -200,3 +201,82 @@ def test_list_workers_from_the_raylets(contents):
     assert one["pid"] in actor_pids and one["job_id"] and one["start_time_ms"] > 0
     out = contents["cluster"].shoal("list", "workers", "--filter", "state=LEASED", "--format", "json", "--limit", 1000)
     assert {w["pid"] for w in json.loads(out.stdout)} >= actor_pids
+
+
+@ray.remote
+def state_sleeper(seconds):
+    import time
+    time.sleep(seconds)
+    return b"slept"
+
+
+@ray.remote
+def state_consume(value):
+    return len(value)
+
+
+@ray.remote
+class StateHolder:
+    def hold(self, refs):
+        self.refs = refs  # borrowed: the refs inside a list are not resolved
+        return len(refs)
+
+
+def test_list_objects_from_every_process(contents):
+    """Objects (Ray's list_objects / summarize_objects / `ray memory`): a row per process and
+    object, with its size, reference type, task status and process."""
+    import numpy as np
+    big = ray.put(np.zeros(1 << 20, dtype=np.uint8))  # in the store
+    small = ray.put(b"abc")                            # inline in the owner
+    pending = state_sleeper.remote(30)
+    consumer = state_consume.remote(pending)           # holds `pending` for its argument
+    pending_id = pending.hex()
+    del pending
+    holder = StateHolder.remote()
+    assert ray.get(holder.hold.remote([big]), timeout=DEADLINE_S) == 1
+
+    def rows_of(ref_hex):
+        return state.list_objects(filters=[("object_id", "=", ref_hex)], detail=True, limit=1000)
+
+    [mine] = [r for r in rows_of(big.hex()) if r["type"] == "DRIVER"]
+    assert mine["reference_type"] == "LOCAL_REFERENCE" and mine["task_status"] == "FINISHED"
+    assert mine["object_size"] >= 1 << 20 and mine["in_store"] is True and mine["owned"] is True
+    assert mine["stored_on_node"] in {n["node_id"] for n in state.list_nodes()}
+    import os
+    assert mine["pid"] == os.getpid() and mine["call_site"] == "disabled"
+    # The actor borrows it: a WORKER row owned by this driver.
+    wait_until(lambda: any(r["type"] == "WORKER" for r in rows_of(big.hex())), DEADLINE_S,
+               what="the actor's borrowed reference")
+    [borrowed] = [r for r in rows_of(big.hex()) if r["type"] == "WORKER"]
+    assert borrowed["owned"] is False and borrowed["owner_address"] == mine["owner_address"]
+    assert borrowed["task_status"] == "NIL" and borrowed["local_refs"] >= 1
+    [inline] = rows_of(small.hex())
+    assert inline["object_size"] > len(b"abc") - 1
+    assert inline["in_store"] is False
+    [waiting] = rows_of(pending_id)
+    assert waiting["reference_type"] == "USED_BY_PENDING_TASK" and waiting["task_status"] == "PENDING"
+    assert waiting["submitted_task_refs"] == 1 and waiting["local_refs"] == 0
+    # get_objects: every row of one object; unknown ids: none.
+    assert {r["type"] for r in state.get_objects(big.hex())} == {"DRIVER", "WORKER"}
+    assert state.get_objects("ab" * 28) == []
+    summary = state.summarize_objects()["cluster"]
+    assert summary["callsite_enabled"] is False and summary["summary_by"] == "callsite"
+    site = summary["summary"]["disabled"]
+    assert site["total_objects"] >= 3 and site["total_size_mb"] >= 1.0
+    assert site["ref_type_counts"]["LOCAL_REFERENCE"] >= 2 and site["ref_type_counts"]["USED_BY_PENDING_TASK"] >= 1
+    assert site["total_num_workers"] >= 2
+
+    cluster = contents["cluster"]
+    listed = json.loads(cluster.shoal("list", "objects", "--filter", f"object_id={big.hex()}", "--format", "json").stdout)
+    assert {r["type"] for r in listed} == {"DRIVER", "WORKER"}
+    memory = cluster.shoal("memory", "--sort-by", "OBJECT_SIZE", "--units", "MB").stdout
+    assert big.hex() in memory and "LOCAL_REFERENCE" in memory and "1.00 MB" in memory, memory
+    assert "Aggregate object store stats" in memory and "% full" in memory
+    assert "Objects on node" not in cluster.shoal("memory", "--stats-only").stdout
+    assert "TOTAL_OBJECTS" in cluster.shoal("summary", "objects").stdout
+    ray.cancel(consumer)  # its argument's task sleeps on; neither is needed any more
+    # Freed objects leave the lists.
+    del big
+    ray.kill(holder)
+    wait_until(lambda: not any(r["type"] == "DRIVER" for r in rows_of(mine["object_id"])), DEADLINE_S,
+               what="the freed object to leave the driver's rows")

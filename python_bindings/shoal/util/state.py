@@ -1,5 +1,6 @@
 """The state API in the shape of Ray's `ray.util.state`: what the cluster's GCS knows of its
-actors, tasks, nodes, jobs and placement groups, and the raylets' workers.
+actors, tasks, nodes, jobs and placement groups, the raylets' workers, and the objects every
+worker and driver refers to.
 
     from shoal.util.state import list_actors, list_tasks, summarize_tasks
     list_actors(filters=[("state", "=", "ALIVE")], limit=10)
@@ -8,8 +9,8 @@ actors, tasks, nodes, jobs and placement groups, and the raylets' workers.
 Rows are `StateRow`s: dicts that also answer attributes (`row.state`, `row["state"]`), with Ray's
 column names. Filters are (key, "=" or "!=", value) triples on the resource's columns, compared
 as text in any case. A bad resource, filter key, predicate or limit raises ValueError naming
-what is allowed; objects (kept by their owners) raise NotImplementedError. Workers come from the
-raylets of the alive nodes.
+what is allowed. Workers come from the raylets of the alive nodes; objects from every worker and
+driver (a row per process and object it refers to, as in Ray).
 
 The calls use this process's connection (implicit init, as elsewhere); `address` names the
 cluster to connect to when there is none yet, and must be the connected one otherwise.
@@ -88,6 +89,7 @@ def _list(resource, address, filters, limit, timeout, detail, raise_on_missing_o
                               bool(detail), float(timeout)))
     if answer["partial"] and raise_on_missing_output:
         why = ("a node's raylet did not answer in time" if resource == "workers"
+               else "a raylet or a process did not answer in time" if resource == "objects"
                else f"the GCS holds more {resource} than one list answers")
         raise exceptions.ShoalError(f"{why}, so some rows are missing; pass raise_on_missing_output=False to take the "
                                     f"partial list")
@@ -127,9 +129,15 @@ def list_placement_groups(address=None, filters=None, limit=DEFAULT_LIMIT, timeo
     return _list("placement_groups", address, filters, limit, timeout, detail, raise_on_missing_output, _explain)
 
 
-def list_objects(*args, **kwargs):
-    raise NotImplementedError("list_objects is not supported by Shoal yet: objects live in the raylets' stores and "
-                              "their owners, and the state API reads the GCS")
+def list_objects(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=DEFAULT_TIMEOUT, detail=False,
+                 raise_on_missing_output=True, _explain=False):
+    """The objects every worker and driver refers to, a row per (process, object): object_id,
+    object_size (bytes, -1 when the process does not know it), task_status (PENDING, FINISHED,
+    FAILED; NIL for a borrowed object), reference_type (LOCAL_REFERENCE, USED_BY_PENDING_TASK,
+    PINNED_IN_MEMORY), call_site ("disabled"), type (DRIVER or WORKER), pid, ip; with detail
+    node_id, worker_id, owned, owner_address, local_refs, submitted_task_refs, in_store,
+    stored_on_node."""
+    return _list("objects", address, filters, limit, timeout, detail, raise_on_missing_output, _explain)
 
 
 def list_workers(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=DEFAULT_TIMEOUT, detail=False,
@@ -141,6 +149,18 @@ def list_workers(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=DEFAUL
 
 def get_worker(id, address=None, timeout=DEFAULT_TIMEOUT, _explain=False):
     return _get("workers", id, address, timeout, _explain)
+
+
+def get_objects(id, address=None, timeout=DEFAULT_TIMEOUT, _explain=False):
+    """Every row of one object (a row per process that refers to it); [] when none does."""
+    _no_explain(_explain)
+    if not isinstance(id, str) or not id:
+        raise ValueError(f"the id must be a non-empty hex string, got {id!r}")
+    text = _call(runtime._core.state_get, _gcs_address(address), "objects", id, float(timeout))
+    if text is None:
+        return []
+    rows = json.loads(text)
+    return [StateRow(r) for r in (rows if isinstance(rows, list) else [rows])]
 
 
 def get_actor(id, address=None, timeout=DEFAULT_TIMEOUT, _explain=False):
@@ -167,9 +187,13 @@ def _summarize(resource, address, timeout, raise_on_missing_output, explain):
     _no_explain(explain)
     answer = json.loads(_call(runtime._core.state_summarize, _gcs_address(address), resource, float(timeout)))
     if answer["partial"] and raise_on_missing_output:
-        raise exceptions.ShoalError(
-            f"the GCS holds more {resource} than one list answers, so the summary misses some; pass "
-            f"raise_on_missing_output=False to take it anyway")
+        why = ("a raylet or a process did not answer in time" if resource == "objects"
+               else f"the GCS holds more {resource} than one list answers")
+        raise exceptions.ShoalError(f"{why}, so the summary misses some; pass raise_on_missing_output=False to take "
+                                    f"it anyway")
+    if resource == "objects":
+        return {"cluster": {key: answer[key] for key in
+                            ("summary", "total_objects", "total_size_mb", "callsite_enabled", "summary_by")}}
     key = "total_tasks" if resource == "tasks" else "total_actors"
     return {"cluster": {"summary": answer["summary"], key: answer["total"], "summary_by": "func_name"
                         if resource == "tasks" else "class"}}
@@ -185,8 +209,11 @@ def summarize_actors(address=None, timeout=DEFAULT_TIMEOUT, raise_on_missing_out
     return _summarize("actors", address, timeout, raise_on_missing_output, _explain)
 
 
-def summarize_objects(*args, **kwargs):
-    raise NotImplementedError("summarize_objects is not supported by Shoal yet: objects are not listed by the GCS")
+def summarize_objects(address=None, timeout=DEFAULT_TIMEOUT, raise_on_missing_output=True, _explain=False):
+    """{"cluster": {"summary": {"disabled": {"total_objects", "total_size_mb", "total_num_workers",
+    "total_num_nodes", "task_state_counts", "ref_type_counts"}}, "total_objects", "total_size_mb",
+    "callsite_enabled": False, "summary_by": "callsite"}} (call sites are not recorded)."""
+    return _summarize("objects", address, timeout, raise_on_missing_output, _explain)
 
 
 def timeline(filename=None):
