@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -47,12 +48,13 @@ struct Fixture : test::OwnerParts {
     request.set_index(index);
     request.set_attempt(attempt);
     *request.mutable_value() = InlineValue(ObjectId::FromTask(task(), index + 2), value);
-    bool answered = false;
-    streams.ReportItem(request, [&answered, status](absl::Status s) {
-      answered = true;
+    // Shared: a held-back report is answered later (e.g. by Release), after this returns.
+    auto answered = std::make_shared<bool>(false);
+    streams.ReportItem(request, [answered, status](absl::Status s) {
+      *answered = true;
       if (status != nullptr) *status = s;
     });
-    return answered;
+    return *answered;
   }
   // The value of the next item (nullopt at the end); the test takes the caller's reference.
   std::optional<std::string> Take() {
