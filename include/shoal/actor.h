@@ -115,14 +115,37 @@ void RegisterFactory(const std::string& name, T* (*factory)(Ps...)) {
   RegisterFunction(name, KeyOf(factory), std::move(invoker));
 }
 
-template <typename C, typename R, typename... Ps, typename M>
-Invoker MakeMethodInvoker(M method, std::string name, std::tuple<Ps...>*) {
-  (CheckParameter<Ps>(), ...);
+// A generator method (first parameter Yield<T>&, shoal/generator.h): the values go out through
+// the Yield as they come; the call's own result is nil.
+template <typename C, typename T, typename... Rest, typename M>
+Invoker MakeGeneratorMethodInvoker(M method, std::string name, TypeList<Rest...>) {
+  (CheckParameter<Rest>(), ...);
   return [method, name = std::move(name)](const std::vector<std::string>& args) -> std::string {
     C* self = static_cast<C*>(ActorInstance(typeid(C), name));
-    auto call = [self, method](auto&&... values) -> R { return (self->*method)(std::forward<decltype(values)>(values)...); };
-    return InvokeUnpacked<R, Ps...>(call, name, args, std::index_sequence_for<Ps...>{});
+    Yield<T> out;
+    auto call = [self, method, &out](auto&&... values) {
+      (self->*method)(out, std::forward<decltype(values)>(values)...);
+    };
+    return InvokeUnpacked<void, Rest...>(call, name, args, std::index_sequence_for<Rest...>{});
   };
+}
+
+template <typename C, typename R, typename... Ps, typename M>
+Invoker MakeMethodInvoker(M method, std::string name, std::tuple<Ps...>*) {
+  if constexpr (kIsGenerator<Ps...>) {
+    static_assert(std::is_void_v<R>, "a generator method (first parameter shoal::Yield<T>&) returns void");
+    return MakeGeneratorMethodInvoker<C, typename GeneratorParams<Ps...>::Item>(
+        method, std::move(name), typename GeneratorParams<Ps...>::Args{});
+  } else {
+    (CheckParameter<Ps>(), ...);
+    return [method, name = std::move(name)](const std::vector<std::string>& args) -> std::string {
+      C* self = static_cast<C*>(ActorInstance(typeid(C), name));
+      auto call = [self, method](auto&&... values) -> R {
+        return (self->*method)(std::forward<decltype(values)>(values)...);
+      };
+      return InvokeUnpacked<R, Ps...>(call, name, args, std::index_sequence_for<Ps...>{});
+    };
+  }
 }
 
 template <typename M>
@@ -160,6 +183,22 @@ template <typename... Ps>
 struct PackerFor<std::tuple<Ps...>> {
   using type = ArgumentPacker<Ps...>;
 };
+template <typename... Ps>
+struct PackerFor<TypeList<Ps...>> {
+  using type = ArgumentPacker<Ps...>;
+};
+
+// Whether a method's parameter tuple starts with Yield<T>& (a generator method), and then its
+// item type and the parameters after the Yield.
+template <typename Tuple>
+struct MethodGenerator {
+  static constexpr bool kIs = false;
+};
+template <typename... Ps>
+struct MethodGenerator<std::tuple<Ps...>> {
+  static constexpr bool kIs = kIsGenerator<Ps...>;
+  using Params = GeneratorParams<Ps...>;
+};
 
 // handle_data of C++ actors: what GetActor needs to rebuild a handle.
 inline std::string ActorHandleData(int max_task_retries) {
@@ -180,17 +219,26 @@ class ActorTaskCaller {
   ActorTaskCaller(internal::ActorIdBytes actor, M method)
       : actor_(actor), name_(internal::FindMethodName(internal::MethodKeyOf(method))) {}
 
-  // Submits the call and returns at once with a ref to its result. Throws Error when the
-  // method was not registered with SHOAL_REMOTE(&T::Method), or before Init.
+  // Submits the call and returns at once with a ref to its result (for a generator method,
+  // whose first parameter is Yield<T>&: an ObjectRefGenerator<T>, see shoal/generator.h, and the
+  // arguments are those after the Yield). Throws Error when the method was not registered with
+  // SHOAL_REMOTE(&T::Method), or before Init.
   template <typename... As>
-  ObjectRef<Result> Remote(As&&... args) const {
-    std::vector<internal::TaskArgument> packed =
-        internal::PackerFor<typename Traits::Params>::type::Pack(std::forward<As>(args)...);
-    if (name_ == nullptr) {
-      throw Error("shoal::ActorHandle::Task: this method (" + internal::TypeName<M>() +
-                  ") is not a remote method; register it with SHOAL_REMOTE(&Class::Method) at namespace scope");
+  auto Remote(As&&... args) const {
+    using Generator = internal::MethodGenerator<typename Traits::Params>;
+    if constexpr (Generator::kIs) {
+      using Params = typename Generator::Params;
+      std::vector<internal::TaskArgument> packed =
+          internal::PackerFor<typename Params::Args>::type::Pack(std::forward<As>(args)...);
+      CheckRegistered();
+      return ObjectRefGenerator<typename Params::Item>(
+          internal::SubmitActorTask(actor_, *name_, std::move(packed), group_, /*streaming=*/true));
+    } else {
+      std::vector<internal::TaskArgument> packed =
+          internal::PackerFor<typename Traits::Params>::type::Pack(std::forward<As>(args)...);
+      CheckRegistered();
+      return ObjectRef<Result>(internal::SubmitActorTask(actor_, *name_, std::move(packed), group_));
     }
-    return ObjectRef<Result>(internal::SubmitActorTask(actor_, *name_, std::move(packed), group_));
   }
   // Runs the call in the actor's concurrency group `group` (ActorCreator::SetConcurrencyGroups);
   // a group the actor lacks fails the call (its ref throws Error naming the group).
@@ -200,6 +248,13 @@ class ActorTaskCaller {
   }
 
  private:
+  void CheckRegistered() const {
+    if (name_ == nullptr) {
+      throw Error("shoal::ActorHandle::Task: this method (" + internal::TypeName<M>() +
+                  ") is not a remote method; register it with SHOAL_REMOTE(&Class::Method) at namespace scope");
+    }
+  }
+
   internal::ActorIdBytes actor_;
   const std::string* name_;  // null when not registered
   std::string group_;

@@ -11,6 +11,10 @@
 //     int64_t v = *shoal::Get(*ref);                    // 0, 1, 2, 3, 4
 //   }
 //
+// Actor methods too: a method whose first parameter is Yield<T>& (and that returns void),
+// registered with SHOAL_REMOTE(&Class::Method), answers an ObjectRefGenerator<T>:
+//   auto gen = counter.Task(&Counter::Steps).Remote(4, 10);
+//
 // Values travel as task results do (inline when small, through the object store when large).
 // If the function throws, the ref after the last value holds the failure (Get throws it), then
 // Next answers nullopt. A worker that dies mid-way is retried (Task options), and the values the

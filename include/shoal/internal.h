@@ -109,9 +109,10 @@ struct ActorCallOptions {
 // its id at once; throws Error for bad options, a taken name, or before Init.
 ActorIdBytes CreateActor(const std::string& factory, std::vector<TaskArgument> args, const ActorCallOptions& options);
 // Calls `method` on the actor; the ref's value is the method's result, or its failure.
-// `concurrency_group`: the actor's group the call runs in ("": the default group).
+// `concurrency_group`: the actor's group the call runs in ("": the default group). `streaming`:
+// a generator method (shoal/generator.h): the answer is the generator's own return.
 NewObject SubmitActorTask(const ActorIdBytes& actor, const std::string& method, std::vector<TaskArgument> args,
-                          const std::string& concurrency_group = "");
+                          const std::string& concurrency_group = "", bool streaming = false);
 void KillActor(const ActorIdBytes& actor, bool no_restart);
 struct NamedActor {
   ActorIdBytes id;

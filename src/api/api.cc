@@ -431,10 +431,11 @@ ActorIdBytes CreateActor(const std::string& factory, std::vector<TaskArgument> a
 }
 
 NewObject SubmitActorTask(const ActorIdBytes& actor, const std::string& method, std::vector<TaskArgument> args,
-                          const std::string& concurrency_group) {
+                          const std::string& concurrency_group, bool streaming) {
   CoreWorker& core = Core();
   TaskOptions options;
   options.concurrency_group = concurrency_group;
+  options.streaming = streaming;
   absl::StatusOr<std::vector<ObjectId>> ids =
       core.SubmitActorTask(ToActorId(actor), method, ToTaskArgs(std::move(args)), options);
   if (!ids.ok()) throw Error(absl::StrCat("cannot call ", method, ": ", ids.status().message()));

@@ -69,6 +69,16 @@ class Counter {
     return {start, NowMs()};
   }
   int64_t Stamp() const { return NowMs(); }
+  // A generator method: n values, each the counter after adding `step`; the state stays.
+  void Steps(shoal::Yield<int64_t>& out, int64_t n, int64_t step) {
+    for (int64_t i = 0; i < n; ++i) out(value_ += step);
+  }
+  // Yields two blocks of text, then throws.
+  void Broken(shoal::Yield<std::string>& out) {
+    out("one");
+    out("two");
+    throw std::runtime_error("the method's generator broke");
+  }
 
  private:
   explicit Counter(int64_t start) : value_(start) {}
@@ -98,7 +108,8 @@ int64_t CallCounter(shoal::ActorHandle<Counter> counter, int64_t calls) {
 }  // namespace driver
 
 SHOAL_REMOTE(driver::Counter::Create, driver::Counter::CreateOrThrow, &driver::Counter::Add, &driver::Counter::Get,
-             &driver::Counter::Where, &driver::Counter::Fail, &driver::Counter::Sleep, &driver::Counter::Stamp);
+             &driver::Counter::Where, &driver::Counter::Fail, &driver::Counter::Sleep, &driver::Counter::Stamp,
+             &driver::Counter::Steps, &driver::Counter::Broken);
 SHOAL_REMOTE(driver::Forwarder::Create, &driver::Forwarder::Forward, driver::CallCounter);
 
 namespace driver {
@@ -442,7 +453,40 @@ int Groups(const Flags&) {
   return 0;
 }
 
+// Generator methods: values in order from the actor's state, the end, an error mid-stream at
+// the right item, and the actor alive and consistent afterwards.
+int Generators(const Flags&) {
+  auto c = shoal::Actor(Counter::Create).Remote(int64_t{100});
+  std::vector<int64_t> values;
+  bool ended_twice = false;
+  {
+    shoal::ObjectRefGenerator<int64_t> gen = c.Task(&Counter::Steps).Remote(int64_t{4}, int64_t{10});
+    while (auto ref = gen.Next(60000)) values.push_back(*shoal::Get(*ref));
+    ended_twice = !gen.Next().has_value();
+    shoal::Get(gen.Completed());
+  }
+  std::vector<std::string> before_error;
+  std::string error;
+  {
+    auto gen = c.Task(&Counter::Broken).Remote();
+    while (auto ref = gen.Next(60000)) {
+      try {
+        before_error.push_back(*shoal::Get(*ref));
+      } catch (const shoal::TaskError& e) {
+        error = e.what();
+      }
+    }
+  }
+  const int64_t after = *shoal::Get(c.Task(&Counter::Get).Remote(), std::chrono::seconds(60));
+  c.Kill();
+  std::cout << Json{{"values", values}, {"ended_twice", ended_twice}, {"before_error", before_error},
+                    {"error", error}, {"after", after}}
+            << std::endl;
+  return 0;
+}
+
 const std::map<std::string, int (*)(const Flags&)> kCommands = {
+    {"generators", Generators},
     {"ordered", Ordered}, {"callers", Callers}, {"gpu", Gpu},     {"die", Die},
     {"named-create", NamedCreate}, {"named-get", NamedGet}, {"named-gone", NamedGone}, {"cycles", Cycles}, {"bad", Bad},
     {"concurrent", Concurrent}, {"strategies", Strategies}, {"groups", Groups},

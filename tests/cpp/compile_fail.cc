@@ -15,6 +15,10 @@ class Counter {
   static Counter* Create(int start) { return new Counter{start}; }
   int Add(int n) { return value += n; }
   int Get() const { return value; }
+  void Steps(shoal::Yield<int>& out, int n) {
+    for (int i = 0; i < n; ++i) out(i);
+  }
+  int BadGen(shoal::Yield<int>& out) { return 0; }
   int value;
 };
 class Other {
@@ -22,7 +26,10 @@ class Other {
   static Other* Make() { return new Other; }
   int Ping() { return 1; }
 };
-SHOAL_REMOTE(Counter::Create, &Counter::Add, &Counter::Get, Other::Make, &Other::Ping);
+SHOAL_REMOTE(Counter::Create, &Counter::Add, &Counter::Get, &Counter::Steps, Other::Make, &Other::Ping);
+#if SHOAL_COMPILE_FAIL_CASE == 15
+SHOAL_REMOTE(&Counter::BadGen);
+#endif
 
 void Use() {
   shoal::ObjectRef<int> i;
@@ -35,6 +42,7 @@ void Use() {
   shoal::ObjectRef<int> n = c.Task(&Counter::Add).Remote(5);
   n = c.Task(&Counter::Add).Remote(n);
   n = c.Task(&Counter::Get).Remote();
+  shoal::ObjectRefGenerator<int> g = c.Task(&Counter::Steps).Remote(3);
   shoal::ActorHandle<Counter> same = shoal::GetActor<Counter>("x");
   same.Kill();
 #elif SHOAL_COMPILE_FAIL_CASE == 1
@@ -63,5 +71,7 @@ void Use() {
   shoal::Actor(Counter::Create).Remote(std::string("zero"));
 #elif SHOAL_COMPILE_FAIL_CASE == 13
   shoal::Actor(Counter::Create).Remote();
+#elif SHOAL_COMPILE_FAIL_CASE == 14
+  c.Task(&Counter::Steps).Remote();
 #endif
 }

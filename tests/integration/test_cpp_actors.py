@@ -204,6 +204,16 @@ def test_concurrency_groups_from_cpp(cluster):
     assert out["after"] == 5, out               # the actor is fine after the refused call
 
 
+def test_generator_methods_stream_values_and_errors_in_order(cluster):
+    cluster.start_head("--num-cpus", 2)
+    out = run_driver(cluster, "generators")
+    assert out["values"] == [110, 120, 130, 140], out  # from the actor's state, in order
+    assert out["ended_twice"] is True, out
+    assert out["before_error"] == ["one", "two"], out
+    assert "the method's generator broke" in out["error"], out
+    assert out["after"] == 140, out                    # the actor lives on with its state
+
+
 def test_actor_example(cluster):
     cluster.start_head("--num-cpus", 4)
     proc = subprocess.run([os.path.join(BIN, "shoal-example-actor-counter"), "--address", cluster.address],
