@@ -314,8 +314,13 @@ absl::Status CoreWorker::Impl::Start() {
   }
   object_options.post = [this](std::function<void()> fn) { OnLoop(std::move(fn)); };
   recovery_ = std::make_unique<ObjectRecovery>(
-      memory_store_, ObjectRecovery::Options{.resubmit = [this](rpc::TaskSpec spec) { submitter_->Submit(std::move(spec)); },
-                                             .dead_nodes = [this] { return DeadNodes(); }});
+      memory_store_,
+      ObjectRecovery::Options{.resubmit = [this](rpc::TaskSpec spec) { submitter_->Submit(std::move(spec)); },
+                              .dead_nodes = [this] { return DeadNodes(); },
+                              .rerun_stream = [this](const TaskId& task, int32_t attempt,
+                                                     const std::vector<ObjectId>& items) {
+                                streams_->Reconstruct(task, attempt, items);
+                              }});
   object_options.recovery = recovery_.get();
   objects_ = std::make_unique<OwnedObjects>(memory_store_, refs_, *store_access_, transport_, clock_,
                                             std::move(object_options));

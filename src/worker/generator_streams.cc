@@ -30,11 +30,15 @@ void GeneratorStreams::ReportItem(const rpc::ReportGeneratorItemRequest& request
   const ObjectId id = ItemId(*task, request.index());
   bool keep = false;
   bool held = false;
+  bool rebuilt = false;
   absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
     auto it = streams_.find(*task);
-    if (it == streams_.end()) {
+    if (auto r = rebuilds_.find(*task); r != rebuilds_.end()) {
+      // A run re-making lost items: those are kept, the others were never lost (dropped).
+      rebuilt = request.attempt() >= r->second.attempt && r->second.pending.erase(request.index()) > 0;
+    } else if (it == streams_.end()) {
       refused = absl::NotFoundError(absl::StrCat("no streaming generator ", task->Hex(),
                                                  " is known to this owner (it finished or was never submitted here)"));
     } else if (Stream& s = it->second; request.index() < 0 || request.index() > s.received) {
@@ -48,6 +52,7 @@ void GeneratorStreams::ReportItem(const rpc::ReportGeneratorItemRequest& request
         keep = !s.released;
         // Known before Next can hand the id out, so that the caller's reference counts.
         if (keep) refs_.AddOwned(id);
+        if (keep && request.value().in_store()) s.stored.push_back(id);
         if (keep && s.backpressure > 0 && s.received - s.taken >= s.backpressure) {
           s.parked.push_back(std::move(done));  // answered when the caller takes an item
           held = true;
@@ -59,7 +64,7 @@ void GeneratorStreams::ReportItem(const rpc::ReportGeneratorItemRequest& request
     done(refused);
     return;
   }
-  if (keep) {
+  if (keep || rebuilt) {
     rpc::ObjectValue value = request.value();
     value.set_object_id(id.Binary());
     objects_.StoreResult(id, std::move(value), /*owned=*/true);
@@ -76,6 +81,27 @@ void GeneratorStreams::Finish(const rpc::TaskSpec& spec, const std::vector<rpc::
   const TaskId task = SpecTaskId(spec);
   std::optional<rpc::ObjectValue> error_item;
   std::vector<Done> due;
+  std::vector<rpc::ObjectValue> not_rebuilt;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto r = rebuilds_.find(task); r != rebuilds_.end() && spec.attempt() >= r->second.attempt) {
+      for (int64_t index : r->second.pending) {
+        not_rebuilt.push_back(ErrorValue(
+            ItemId(task, index),
+            MakeError(rpc::OBJECT_LOST,
+                      absl::StrCat("item ", index, " of generator ", DescribeTask(spec), " was lost, and running it ",
+                                   "again did not yield it",
+                                   returns.empty() || !returns[0].has_error()
+                                       ? std::string()
+                                       : absl::StrCat(": ", returns[0].error().message())))));
+      }
+      rebuilds_.erase(r);
+    }
+  }
+  for (rpc::ObjectValue& v : not_rebuilt) {
+    auto id = ObjectId::FromBinary(v.object_id());
+    objects_.StoreResult(*id, std::move(v), /*owned=*/true);
+  }
   {
     absl::MutexLock lock(&mu_);
     auto it = streams_.find(task);
@@ -161,6 +187,19 @@ void GeneratorStreams::Release(const TaskId& task) {
     objects_.RemoveLocalReference(id);
   }
   for (auto& d : due) d(absl::OkStatus());
+}
+
+void GeneratorStreams::Reconstruct(const TaskId& task, int32_t attempt, const std::vector<ObjectId>& items) {
+  absl::MutexLock lock(&mu_);
+  Rebuild& r = rebuilds_[task];
+  r.attempt = attempt;
+  for (const ObjectId& id : items) r.pending.insert(static_cast<int64_t>(id.Index()) - 2);
+}
+
+std::vector<ObjectId> GeneratorStreams::StoredItems(const TaskId& task) const {
+  absl::MutexLock lock(&mu_);
+  auto it = streams_.find(task);
+  return it == streams_.end() ? std::vector<ObjectId>{} : it->second.stored;
 }
 
 size_t GeneratorStreams::size() const {

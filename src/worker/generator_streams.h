@@ -13,6 +13,10 @@
 // `done` is kept) until Next takes one, the stream is released or the task finishes.
 // Release (the caller dropped its generator) frees the items not taken and drops those still to
 // come; the stream is forgotten once it is both released and finished.
+// Lineage (ObjectRecovery): a finished generator whose stored items were lost runs again;
+// Reconstruct names the items it must make anew, and that run's reports of them are kept (as
+// the items' new values) while its other reports are dropped; when it finishes, an item it did
+// not yield again gets an OBJECT_LOST error as its value.
 // Threading: any thread. `done` callbacks run outside the lock, on the thread that made them due.
 // Ownership: the reference counter and owned objects are the caller's and must outlive this.
 #pragma once
@@ -23,6 +27,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -60,6 +65,10 @@ class GeneratorStreams {
   bool NextReady(const TaskId& task) const;
   // The caller dropped its generator. Unknown tasks are ignored.
   void Release(const TaskId& task);
+  // Items (ids of `task`'s items) to take from its run `attempt` (or later), which re-makes them.
+  void Reconstruct(const TaskId& task, int32_t attempt, const std::vector<ObjectId>& items);
+  // The items of `task` received and kept in a node's object store (for its lineage).
+  std::vector<ObjectId> StoredItems(const TaskId& task) const;
 
   size_t size() const;
 
@@ -72,6 +81,12 @@ class GeneratorStreams {
     int64_t backpressure = -1;   // <= 0: none
     bool released = false;
     std::vector<Done> parked;    // reports held back by backpressure
+    std::vector<ObjectId> stored;  // items kept whose values are in a store
+  };
+  // A run that re-makes lost items (Reconstruct).
+  struct Rebuild {
+    int32_t attempt = 0;
+    absl::flat_hash_set<int64_t> pending;  // item indexes still to come
   };
   static ObjectId ItemId(const TaskId& task, int64_t index) {
     return ObjectId::FromTask(task, static_cast<uint32_t>(index + 2));
@@ -84,6 +99,7 @@ class GeneratorStreams {
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<TaskId, Stream> streams_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<TaskId, Rebuild> rebuilds_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace shoal

@@ -11,6 +11,7 @@ namespace shoal {
 
 void ObjectRecovery::AddLineage(const rpc::TaskSpec& spec, bool any_in_store, const std::vector<ObjectId>& in_scope) {
   if (!spec.actor_id().empty() || spec.max_retries() == 0) return;
+  if (spec.streaming() && !options_.rerun_stream) return;
   const TaskId task = SpecTaskId(spec);
   absl::MutexLock lock(&mu_);
   if (auto it = lineage_.find(task); it != lineage_.end()) {  // a re-run finished
@@ -23,6 +24,7 @@ void ObjectRecovery::AddLineage(const rpc::TaskSpec& spec, bool any_in_store, co
   l.spec = spec;
   l.bytes = static_cast<int64_t>(spec.ByteSizeLong());
   l.live_returns = static_cast<int>(in_scope.size());
+  l.outputs = in_scope;
   for (const auto& id : in_scope) made_by_[id] = task;
   bytes_ += l.bytes;
   order_.push_back(task);
@@ -34,9 +36,7 @@ void ObjectRecovery::EvictOldest() {
   order_.pop_front();
   auto it = lineage_.find(task);
   if (it == lineage_.end()) return;  // forgotten already
-  const uint32_t n = std::max<uint32_t>(it->second.spec.num_returns(), 1);
-  for (uint32_t i = 1; i <= n; ++i) {
-    const ObjectId id = ReturnObjectId(it->second.spec, i);
+  for (const ObjectId& id : it->second.outputs) {
     if (made_by_.erase(id) > 0) evicted_.insert(id);
   }
   bytes_ -= it->second.bytes;
@@ -101,7 +101,7 @@ absl::Status ObjectRecovery::RecoverLocked(const ObjectId& id, absl::string_view
     }
     return ErrorStatus(rpc::OBJECT_LOST,
                        absl::StrCat("object ", id.Hex(), " is lost (", why, ") and cannot be reconstructed: only ",
-                                    "the results of normal tasks with max_retries != 0 are, by their owner; this one ",
+                                    "the results and generator items of normal tasks with max_retries != 0 are, by their owner; this one ",
                                     "was made by put, by an actor method or by a task that may not be retried, or ",
                                     "is owned by another worker"));
   }
@@ -137,6 +137,20 @@ absl::Status ObjectRecovery::RecoverLocked(const ObjectId& id, absl::string_view
                                                         ", lost too: ", s.message()));
     }
     waiting.emplace_back(i, *arg_id);
+  }
+  if (spec.streaming()) {
+    // Every stored item still in scope gets the new run's value (a generator runs whole, and
+    // its items on the same lost node are gone with this one); the completion return stays.
+    std::vector<ObjectId> items;
+    for (const ObjectId& item : l.outputs) {
+      if (made_by_.contains(item)) items.push_back(item);
+    }
+    after.push_back([this, spec, items = std::move(items), waiting = std::move(waiting)]() mutable {
+      for (const ObjectId& item : items) memory_.Erase(item);
+      options_.rerun_stream(SpecTaskId(spec), spec.attempt(), items);
+      SubmitWhenArgumentsReady(std::move(spec), std::move(waiting));
+    });
+    return absl::OkStatus();
   }
   const uint32_t n = std::max<uint32_t>(spec.num_returns(), 1);
   after.push_back([this, spec, n, waiting = std::move(waiting)]() mutable {

@@ -1,5 +1,7 @@
 // Lineage reconstruction: an owner re-runs the task that made an object whose every copy was
-// lost with its node (DESIGN.md section 2; Ray's object reconstruction).
+// lost with its node (DESIGN.md section 2; Ray's object reconstruction). A streaming
+// generator's stored items are covered too: the generator runs again and its owner's
+// GeneratorStreams takes the new values of the items still in scope (Options::rerun_stream).
 //
 // The owner keeps the resolved spec of each finished normal task that stored a return in a
 // node's object store (its lineage), while any of those returns is in scope and up to
@@ -43,6 +45,10 @@ class ObjectRecovery {
     // The nodes (hex ids) known to be dead (the GCS's node table); asked once per Recover,
     // outside any lock. May be empty.
     std::function<absl::flat_hash_set<std::string>()> dead_nodes;
+    // A streaming generator task is about to run again to make its lost items: `items` (its
+    // stored items still in scope, whose values were just erased) get the new run's values
+    // (GeneratorStreams::Reconstruct). Required for streaming lineage to be kept.
+    std::function<void(const TaskId& task, int32_t attempt, const std::vector<ObjectId>& items)> rerun_stream;
     int64_t max_lineage_bytes = int64_t{256} << 20;
   };
 
@@ -51,7 +57,8 @@ class ObjectRecovery {
   ObjectRecovery& operator=(const ObjectRecovery&) = delete;
 
   // A task finished (a first run or a re-run): keeps its lineage when it can be re-run and a
-  // return went to a store. `in_scope`: its returns still referenced.
+  // return went to a store. `in_scope`: its returns still referenced (for a streaming
+  // generator: its items kept in a store and still referenced).
   void AddLineage(const rpc::TaskSpec& spec, bool any_in_store, const std::vector<ObjectId>& in_scope);
   // `id` went out of scope: its task's lineage goes once none of its returns is in scope.
   void Forget(const ObjectId& id) { Forget(std::vector<ObjectId>{id}); }
@@ -73,6 +80,7 @@ class ObjectRecovery {
  private:
   struct Lineage {
     rpc::TaskSpec spec;
+    std::vector<ObjectId> outputs;  // the returns (or generator items) it was kept for
     int64_t bytes = 0;
     int live_returns = 0;  // returns still in scope
     bool recovering = false;  // a re-run is under way

@@ -112,9 +112,16 @@ void TaskManager::Finish(const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue
     }
   }
   events_.Add(spec, error_type.empty() ? rpc::TaskEvent::FINISHED : rpc::TaskEvent::FAILED, "", "", error_type);
-  if (spec.streaming()) streams_->Finish(spec, returns);
   bool any_in_store = false;
   std::vector<ObjectId> in_scope;
+  if (spec.streaming()) {
+    // A generator's lineage covers its stored items still referenced (not its completion).
+    for (const ObjectId& item : streams_->StoredItems(SpecTaskId(spec))) {
+      if (refs_.Contains(item)) in_scope.push_back(item);
+    }
+    any_in_store = !in_scope.empty();
+    streams_->Finish(spec, returns);
+  }
   for (auto& value : returns) {
     auto id = ObjectId::FromBinary(value.object_id());
     if (!id.ok()) continue;
@@ -122,7 +129,7 @@ void TaskManager::Finish(const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue
     objects_.StoreResult(*id, std::move(value), /*owned=*/true);
     if (recovery_ != nullptr && !spec.streaming() && refs_.Contains(*id)) in_scope.push_back(*id);
   }
-  if (recovery_ != nullptr && !spec.streaming()) recovery_->AddLineage(spec, any_in_store, in_scope);
+  if (recovery_ != nullptr) recovery_->AddLineage(spec, any_in_store, in_scope);
   std::vector<ObjectId> arg_refs;
   {
     absl::MutexLock lock(&mu_);

@@ -140,3 +140,54 @@ def test_a_task_whose_argument_was_lost_before_it_ran_gets_the_argument_made_aga
     assert json.loads(out.strip().splitlines()[-1]) == {"total": 5 * 131072}
     # x was made twice; total's function ran once (its first worker failed before calling it).
     assert sorted(runs.read_text().split("\n")[:-1]) == ["make 5", "make 5", "total"]
+
+
+GEN_DRIVER = textwrap.dedent("""
+    import json, os, sys
+    import numpy as np
+    import shoal as ray
+
+    ray.init(address=os.environ["SHOAL_TEST_ADDRESS"])
+
+    @ray.remote(resources={"L": 1}, max_retries=2)
+    def blocks(n, log):
+        with open(log, "a") as f:
+            f.write("blocks\\n")
+        for i in range(n):
+            yield np.full((1 << 20) // 8, i, dtype=np.int64)  # 1 MiB each: in the node's store
+
+    log = os.environ["SHOAL_TEST_RUNS"]
+    refs = list(blocks.remote(3, log))
+    ready, _ = ray.wait(refs, num_returns=3, timeout=120, fetch_local=False)
+    assert len(ready) == 3
+    print(json.dumps({"ready": True}), flush=True)
+    sys.stdin.readline()  # the test kills the node holding the items and starts another
+    values = [ray.get(r, timeout=180) for r in refs]
+    print(json.dumps({"items": [[int(v.min()), int(v.max()), int(v.size)] for v in values]}), flush=True)
+""")
+
+
+def test_lost_generator_items_are_made_again_by_running_the_generator_again(cluster, tmp_path):
+    cluster.start_head("--num-cpus", 1, "--num-gpus", 0)
+    cluster.start_worker("--num-cpus", 1, "--num-gpus", 0, "--resources", '{"L": 1}')
+    wait_until(lambda: len(cluster.alive_nodes()) == 2, 20, what="2 alive nodes")
+    runs = tmp_path / "runs.txt"
+    env = dict(cluster.env, PYTHONPATH=PYTHON_DIR, SHOAL_TEST_ADDRESS=cluster.address,
+               SHOAL_TEST_RUNS=str(runs), SHOAL_AUTH_TOKEN=cluster.auth_token())
+    proc = subprocess.Popen([sys.executable, "-c", GEN_DRIVER], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cluster.extra_pids.append(proc.pid)
+    first = proc.stdout.readline()
+    assert json.loads(first) == {"ready": True}, (first, proc.stderr.read() if proc.poll() is not None else "")
+
+    victim = worker_raylet_pids(cluster)
+    assert len(victim) == 1
+    os.kill(victim[0], signal.SIGKILL)
+    cluster.start_worker("--num-cpus", 1, "--num-gpus", 0, "--resources", '{"L": 1}')
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    items = json.loads(out.strip().splitlines()[-1])["items"]
+    assert items == [[i, i, 131072] for i in range(3)], items
+    assert runs.read_text().split("\n")[:-1] == ["blocks", "blocks"]  # the generator ran once more

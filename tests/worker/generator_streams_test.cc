@@ -206,5 +206,42 @@ TEST_CASE_METHOD(Fixture, "generator streams: a task cancelled before it ran end
   CHECK(Take() == std::nullopt);
 }
 
+TEST_CASE_METHOD(Fixture, "generator streams: a run that re-makes lost items replaces just those", "[generator]") {
+  Submit();
+  auto report_stored = [&](int64_t index, int attempt, const std::string& raylet) {
+    rpc::ReportGeneratorItemRequest request;
+    request.set_task_id(task().Binary());
+    request.set_index(index);
+    request.set_attempt(attempt);
+    *request.mutable_value() = StoreValue(ObjectId::FromTask(task(), index + 2), raylet, NodeId::FromRandom());
+    absl::Status answer = absl::UnknownError("not answered");
+    streams.ReportItem(request, [&](absl::Status s) { answer = s; });
+    return answer;
+  };
+  const ObjectId item0 = ObjectId::FromTask(task(), 2), item1 = ObjectId::FromTask(task(), 3);
+  REQUIRE_OK(report_stored(0, 0, "10.0.0.2:7000"));
+  REQUIRE_OK(report_stored(1, 0, "10.0.0.2:7000"));
+  CHECK(streams.StoredItems(task()) == std::vector<ObjectId>{item0, item1});
+  Finish();
+  // Both were on a node that died: the recovery erased them and runs the generator again.
+  memory.Erase(item0);
+  memory.Erase(item1);
+  streams.Reconstruct(task(), /*attempt=*/1, {item0, item1});
+  CHECK_OK(report_stored(0, 0, "10.0.0.9:7000"));  // an older attempt's report: dropped
+  CHECK(memory.GetIfReady(item0) == nullptr);
+  CHECK_OK(report_stored(0, 1, "10.0.0.3:7000"));
+  REQUIRE(memory.GetIfReady(item0) != nullptr);
+  CHECK(memory.GetIfReady(item0)->raylet_address() == "10.0.0.3:7000");
+  CHECK_OK(report_stored(5, 1, "10.0.0.3:7000"));  // never lost: dropped, no gap error
+  rpc::TaskSpec rerun = spec;
+  rerun.set_attempt(1);
+  tasks.Finish(rerun, {InlineValue(ReturnObjectId(spec, 1), "done")});
+  // Item 1 did not come again: its value is the loss, not a wait forever.
+  REQUIRE(memory.GetIfReady(item1) != nullptr);
+  CHECK(memory.GetIfReady(item1)->error().type() == rpc::OBJECT_LOST);
+  CHECK_THAT(memory.GetIfReady(item1)->error().message(), Catch::Contains("did not yield it"));
+  CHECK(memory.GetIfReady(item0)->raylet_address() == "10.0.0.3:7000");
+}
+
 }  // namespace
 }  // namespace shoal

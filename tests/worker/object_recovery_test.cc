@@ -23,9 +23,18 @@ struct Fixture {
   MemoryStore memory;
   std::vector<rpc::TaskSpec> resubmitted;
   absl::flat_hash_set<std::string> dead;
+  struct Rerun {
+    TaskId task;
+    int32_t attempt;
+    std::vector<ObjectId> items;
+  };
+  std::vector<Rerun> reruns;
   ObjectRecovery recovery{memory, ObjectRecovery::Options{
                                       .resubmit = [this](rpc::TaskSpec s) { resubmitted.push_back(std::move(s)); },
-                                      .dead_nodes = [this] { return dead; }}};
+                                      .dead_nodes = [this] { return dead; },
+                                      .rerun_stream = [this](const TaskId& t, int32_t a, const std::vector<ObjectId>& i) {
+                                        reruns.push_back({t, a, i});
+                                      }}};
   NodeId dead_node = NodeId::FromRandom();
   NodeId live_node = NodeId::FromRandom();
 
@@ -218,6 +227,34 @@ TEST_CASE_METHOD(Fixture, "recovery: a lost argument this owner cannot make agai
   CHECK(ErrorTypeOf(recovery.RerunWithLostArgument(user, 1, "x")) == rpc::OBJECT_LOST);  // inline
   CHECK(ErrorTypeOf(recovery.RerunWithLostArgument(user, 7, "x")) == rpc::OBJECT_LOST);  // no such argument
   CHECK(resubmitted.empty());
+}
+
+TEST_CASE_METHOD(Fixture, "recovery: a lost generator item runs the generator again for its stored items",
+                 "[recovery]") {
+  rpc::TaskSpec gen = Spec();
+  gen.set_streaming(true);
+  const TaskId task = SpecTaskId(gen);
+  const ObjectId item0 = ObjectId::FromTask(task, 2), item1 = ObjectId::FromTask(task, 3);
+  memory.Put(item0, StoreValue(item0, kDeadRaylet, dead_node));
+  memory.Put(item1, StoreValue(item1, kDeadRaylet, dead_node));
+  recovery.AddLineage(gen, /*any_in_store=*/true, {item0, item1});
+  REQUIRE_OK(recovery.Recover(item1, "connection refused"));
+  REQUIRE(reruns.size() == 1);
+  CHECK(reruns[0].task == task);
+  CHECK(reruns[0].attempt == 1);
+  CHECK(reruns[0].items == std::vector<ObjectId>{item0, item1});
+  CHECK(memory.GetIfReady(item0) == nullptr);  // both wait for the new run
+  CHECK(memory.GetIfReady(item1) == nullptr);
+  REQUIRE(resubmitted.size() == 1);
+  CHECK(resubmitted[0].streaming());
+  CHECK(resubmitted[0].attempt() == 1);
+  // Once an item is out of scope, a later re-run makes only the others.
+  recovery.AddLineage(resubmitted[0], true, {item0, item1});
+  recovery.Forget(item0);
+  memory.Put(item1, StoreValue(item1, kDeadRaylet, dead_node));
+  REQUIRE_OK(recovery.Recover(item1, "lost again"));
+  REQUIRE(reruns.size() == 2);
+  CHECK(reruns[1].items == std::vector<ObjectId>{item1});
 }
 
 }  // namespace
