@@ -520,7 +520,12 @@ void Raylet::StartLeasing() {
   envs.max_unused_envs = options_.runtime_env_max_unused_envs;
   envs.max_unused_packages = options_.runtime_env_max_unused_packages;
   runtime_envs_ = std::make_unique<RuntimeEnvAgent>(clock_, std::move(envs));
-  worker_commands_ = std::make_unique<WorkerCommandPolicy>(options_.worker_commands);
+  // Programs in the packages this raylet unpacked itself (a job's working_dir or py_modules,
+  // from the cluster's authenticated package store) may run as workers too.
+  WorkerCommandPolicyOptions commands = options_.worker_commands;
+  commands.program_dirs.push_back(
+      (std::filesystem::path(options_.session_dir) / "runtime_resources" / "packages").string());
+  worker_commands_ = std::make_unique<WorkerCommandPolicy>(commands);
   LeaseManagerOptions leases;
   leases.runtime_envs = runtime_envs_.get();
   leases.worker_commands = worker_commands_.get();

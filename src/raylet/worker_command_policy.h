@@ -2,8 +2,9 @@
 // request names its worker's command line, but the raylet runs only programs its operator
 // trusts, so that even an authenticated client cannot make a node run a program of its choice:
 //  - a program (argv[0], an absolute path, symlinks resolved) inside one of `program_dirs`:
-//    Shoal's own binaries (the raylet's directory), and the directories of C++ drivers, which
-//    run as their own workers, given with --worker-program-dirs;
+//    Shoal's own binaries (the raylet's directory), the packages the raylet unpacked for
+//    runtime envs, and the directories of C++ drivers, which run as their own workers, given
+//    with --worker-program-dirs;
 //  - a trusted Python interpreter running exactly `-m shoal.worker`: one whose real path is the
 //    real path of one of `python_executables` (a virtualenv's python resolves to the
 //    interpreter it was made from, so drivers in virtualenvs of that Python are served).

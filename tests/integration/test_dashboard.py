@@ -534,8 +534,12 @@ def test_state_api_over_http(head):
                         ("/api/v0/nodes?filter_keys=state", "equal numbers")]:
         status, body = head.api("GET", path)
         assert status == 400 and words in body["message"], (path, status, body)
-    status, body = head.api("GET", "/api/v0/objects")
+    status, body = head.api("GET", "/api/v0/runtime_envs")
     assert status == 501 and "not supported" in body["message"]
+    # Objects come from the processes that refer to them: none here but answered, as a list.
+    status, body = head.api("GET", "/api/v0/objects?detail=true")
+    assert status == 200 and body["result"] is True, body
+    assert isinstance(body["data"]["result"]["result"], list)
     status, body = head.api("GET", "/api/v0/workers?detail=true")  # from the raylets
     assert status == 200 and body["result"] is True, body
     assert all({"worker_id", "pid", "state", "job_id"} <= set(w) for w in body["data"]["result"]["result"])

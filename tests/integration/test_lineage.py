@@ -53,36 +53,47 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-def test_lost_results_are_made_again_and_unretryable_ones_fail(cluster, tmp_path):
-    cluster.start_head("--num-cpus", 1, "--num-gpus", 0)
-    cluster.start_worker("--num-cpus", 2, "--num-gpus", 0, "--resources", '{"L": 2}')
+def across_a_node_loss(cluster, tmp_path, driver, worker_args, head_args=(), before_loss=None):
+    """Runs `driver` (it prints {"ready": true} and waits for a line) on a head + one worker
+    node started with `worker_args`; kills that worker raylet with SIGKILL, starts another like
+    it, lets the driver go on and answers (its last JSON line, the runs log's lines)."""
+    cluster.start_head("--num-cpus", 1, "--num-gpus", 0, *head_args)
+    cluster.start_worker("--num-gpus", 0, *worker_args)
     wait_until(lambda: len(cluster.alive_nodes()) == 2, 20, what="2 alive nodes")
     runs = tmp_path / "runs.txt"
     env = dict(cluster.env, PYTHONPATH=PYTHON_DIR, SHOAL_TEST_ADDRESS=cluster.address,
                SHOAL_TEST_RUNS=str(runs), SHOAL_AUTH_TOKEN=cluster.auth_token())
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER], env=env, stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", driver], env=env, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     cluster.extra_pids.append(proc.pid)
     first = proc.stdout.readline()
     assert json.loads(first) == {"ready": True}, (first, proc.stderr.read() if proc.poll() is not None else "")
-    assert sorted(runs.read_text().split("\n")[:-1]) == ["make 7", "make 9", "plus 1"]
-
-    # The only copies of x, y and z die with their node; another node that can run the tasks joins.
+    if before_loss is not None:
+        before_loss(runs.read_text().split("\n")[:-1])
+    # The only copies die with their node; another node that can run the tasks joins.
     victim = worker_raylet_pids(cluster)
     assert len(victim) == 1
     os.kill(victim[0], signal.SIGKILL)
-    cluster.start_worker("--num-cpus", 2, "--num-gpus", 0, "--resources", '{"L": 2}')
+    cluster.start_worker("--num-gpus", 0, *worker_args)
     proc.stdin.write("go\n")
     proc.stdin.flush()
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err
-    result = json.loads(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1]), runs.read_text().split("\n")[:-1]
+
+
+def test_lost_results_are_made_again_and_unretryable_ones_fail(cluster, tmp_path):
+    def before_loss(runs):
+        assert sorted(runs) == ["make 7", "make 9", "plus 1"]
+
+    result, runs = across_a_node_loss(cluster, tmp_path, DRIVER, ("--num-cpus", 2, "--resources", '{"L": 2}'),
+                                      before_loss=before_loss)
     assert result["y"] == [8, 8, 131072], result
     assert result["x"] == [7, 7, 131072], result
     assert result["z"].startswith("ObjectLostError"), result
     assert "max_retries" in result["z"], result
     # x was made again for y's re-run, y once; z (max_retries=0) never ran again.
-    assert sorted(runs.read_text().split("\n")[:-1]) == ["make 7", "make 7", "make 9", "plus 1", "plus 1"]
+    assert sorted(runs) == ["make 7", "make 7", "make 9", "plus 1", "plus 1"]
 
 
 ARG_DRIVER = textwrap.dedent("""
@@ -117,29 +128,11 @@ ARG_DRIVER = textwrap.dedent("""
 
 
 def test_a_task_whose_argument_was_lost_before_it_ran_gets_the_argument_made_again(cluster, tmp_path):
-    cluster.start_head("--num-cpus", 1, "--num-gpus", 0, "--resources", '{"M": 1}')
-    cluster.start_worker("--num-cpus", 1, "--num-gpus", 0, "--resources", '{"L": 1}')
-    wait_until(lambda: len(cluster.alive_nodes()) == 2, 20, what="2 alive nodes")
-    runs = tmp_path / "runs.txt"
-    env = dict(cluster.env, PYTHONPATH=PYTHON_DIR, SHOAL_TEST_ADDRESS=cluster.address,
-               SHOAL_TEST_RUNS=str(runs), SHOAL_AUTH_TOKEN=cluster.auth_token())
-    proc = subprocess.Popen([sys.executable, "-c", ARG_DRIVER], env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    cluster.extra_pids.append(proc.pid)
-    first = proc.stdout.readline()
-    assert json.loads(first) == {"ready": True}, (first, proc.stderr.read() if proc.poll() is not None else "")
-
-    victim = worker_raylet_pids(cluster)
-    assert len(victim) == 1
-    os.kill(victim[0], signal.SIGKILL)
-    cluster.start_worker("--num-cpus", 1, "--num-gpus", 0, "--resources", '{"L": 1}')
-    proc.stdin.write("go\n")
-    proc.stdin.flush()
-    out, err = proc.communicate(timeout=240)
-    assert proc.returncode == 0, err
-    assert json.loads(out.strip().splitlines()[-1]) == {"total": 5 * 131072}
+    result, runs = across_a_node_loss(cluster, tmp_path, ARG_DRIVER, ("--num-cpus", 1, "--resources", '{"L": 1}'),
+                                      head_args=("--resources", '{"M": 1}'))
+    assert result == {"total": 5 * 131072}
     # x was made twice; total's function ran once (its first worker failed before calling it).
-    assert sorted(runs.read_text().split("\n")[:-1]) == ["make 5", "make 5", "total"]
+    assert sorted(runs) == ["make 5", "make 5", "total"]
 
 
 GEN_DRIVER = textwrap.dedent("""
@@ -168,26 +161,6 @@ GEN_DRIVER = textwrap.dedent("""
 
 
 def test_lost_generator_items_are_made_again_by_running_the_generator_again(cluster, tmp_path):
-    cluster.start_head("--num-cpus", 1, "--num-gpus", 0)
-    cluster.start_worker("--num-cpus", 1, "--num-gpus", 0, "--resources", '{"L": 1}')
-    wait_until(lambda: len(cluster.alive_nodes()) == 2, 20, what="2 alive nodes")
-    runs = tmp_path / "runs.txt"
-    env = dict(cluster.env, PYTHONPATH=PYTHON_DIR, SHOAL_TEST_ADDRESS=cluster.address,
-               SHOAL_TEST_RUNS=str(runs), SHOAL_AUTH_TOKEN=cluster.auth_token())
-    proc = subprocess.Popen([sys.executable, "-c", GEN_DRIVER], env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    cluster.extra_pids.append(proc.pid)
-    first = proc.stdout.readline()
-    assert json.loads(first) == {"ready": True}, (first, proc.stderr.read() if proc.poll() is not None else "")
-
-    victim = worker_raylet_pids(cluster)
-    assert len(victim) == 1
-    os.kill(victim[0], signal.SIGKILL)
-    cluster.start_worker("--num-cpus", 1, "--num-gpus", 0, "--resources", '{"L": 1}')
-    proc.stdin.write("go\n")
-    proc.stdin.flush()
-    out, err = proc.communicate(timeout=240)
-    assert proc.returncode == 0, err
-    items = json.loads(out.strip().splitlines()[-1])["items"]
-    assert items == [[i, i, 131072] for i in range(3)], items
-    assert runs.read_text().split("\n")[:-1] == ["blocks", "blocks"]  # the generator ran once more
+    result, runs = across_a_node_loss(cluster, tmp_path, GEN_DRIVER, ("--num-cpus", 1, "--resources", '{"L": 1}'))
+    assert result["items"] == [[i, i, 131072] for i in range(3)], result
+    assert runs == ["blocks", "blocks"]  # the generator ran once more
