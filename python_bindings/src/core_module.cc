@@ -30,6 +30,7 @@
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/common/rpc.h"
+#include "src/common/system.h"
 #include "src/gcs_client/gcs_client.h"
 #include "src/gcs_client/package_store.h"
 #include "src/gcs_client/state_query.h"
@@ -939,6 +940,7 @@ class PyLocalCluster {
 
 PYBIND11_MODULE(_core, m) {
   using namespace shoal;
+  ConfigureMutexChecks();
   m.doc() = "Shoal's core worker, for the shoal package (not a public API).";
   // shoal.init and shoal.shutdown may alternate many times in one interpreter.
   KeepGrpcInitialized();

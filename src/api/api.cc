@@ -19,6 +19,7 @@
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/common/session.h"
+#include "src/common/system.h"
 #include "src/scheduler/scheduling_policy.h"
 #include "src/api/current_core.h"
 #include "src/worker/core_worker.h"
@@ -255,6 +256,7 @@ void Init(const InitOptions& options) {
   if (absl::Status s = api::CheckRegistrations(); !s.ok()) {
     throw Error(absl::StrCat("shoal::Init: ", s.message()));
   }
+  ConfigureMutexChecks();
   if (WorkerMode()) RunWorker();
 
   absl::MutexLock lock(&g_init_mu);

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 #include "src/common/auth.h"
+#include "src/common/system.h"
 
 namespace shoal {
 namespace {
@@ -64,6 +65,7 @@ void ReportFatal(const std::string& message) {
 }
 
 std::optional<int> ParseDaemonFlags(FlagSet& flags, int argc, char** argv) {
+  ConfigureMutexChecks();
   absl::Status s = flags.Parse(argc, argv);
   if (s.ok()) return std::nullopt;
   if (absl::IsCancelled(s)) {

@@ -7,8 +7,10 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <string>
 
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 
 namespace shoal {
 
@@ -50,6 +52,12 @@ std::string Hostname() {
   char buf[256] = {0};
   if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
   return buf;
+}
+
+void ConfigureMutexChecks() {
+  const char* keep = std::getenv("SHOAL_MUTEX_DEADLOCK_DETECTION");
+  if (keep != nullptr && std::string(keep) == "1") return;
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 }
 
 }  // namespace shoal

@@ -1,4 +1,5 @@
-// What this machine has: CPUs, memory, GPUs, shared memory, host name.
+// What this machine has: CPUs, memory, GPUs, shared memory, host name; and process-wide
+// settings every Shoal process makes at start.
 #pragma once
 
 #include <cstdint>
@@ -15,5 +16,11 @@ int64_t DetectGpuCount();
 // Size of /dev/shm in bytes (0 when absent).
 int64_t SharedMemoryBytes();
 std::string Hostname();
+
+// absl::Mutex checks every Lock for deadlock cycles (a process-wide graph behind one global lock)
+// when Abseil is built without NDEBUG, as Debian's package is: Shoal's processes turn that off at
+// start (bench/README.md, "Where one call's microseconds go"), unless
+// SHOAL_MUTEX_DEADLOCK_DETECTION=1 asks to keep it (for debugging lock order).
+void ConfigureMutexChecks();
 
 }  // namespace shoal
