@@ -150,9 +150,9 @@ def test_the_attacks_of_issue_12_do_nothing(driver, gcs_stubs, tmp_path):
 
 
 def test_even_with_the_token_a_lease_cannot_name_a_program_of_its_choice(driver, gcs_stubs, tmp_path):
-    """Least authority: a raylet starts only Shoal's programs, its --worker-program-dirs, and
-    `-m shoal.worker` under a trusted Python, whoever asks."""
-    pb, pb_grpc, common_pb2 = gcs_stubs
+    """Least authority: a raylet starts only Shoal's programs, its runtime-env packages, its
+    --worker-program-dirs, and `-m shoal.worker` under a trusted Python, whoever asks."""
+    _, _, common_pb2 = gcs_stubs
     import shoalpb.raylet_pb2 as raylet_pb2
     import shoalpb.raylet_pb2_grpc as raylet_pb2_grpc
     cluster = driver
