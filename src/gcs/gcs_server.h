@@ -1,7 +1,9 @@
 // The GCS process: its tables, the actor and placement group managers, the gRPC services over
-// them, and the health-check loop.
+// them, and the health-check loop, which also watches the drivers of running jobs: a job whose
+// driver is gone without saying so (kill -9, a lost node) is finished as if it had, so that its
+// actors and placement groups do not outlive it (as Ray's raylets report a driver's exit).
 // Threading: gRPC handler threads call into the (thread-safe) tables; one thread runs the
-// health checker, another ticks the actor and placement group managers. Start() and Stop() are called from the main
+// health checker and the driver watch, another ticks the actor and placement group managers. Start() and Stop() are called from the main
 // thread. Calls that wait (SubscribeNodeChanges streams, GetActorInfo long polls) are on gRPC's
 // callback API and hold no thread while they wait.
 #pragma once
@@ -14,6 +16,7 @@
 #include "absl/status/status.h"
 #include "grpcpp/grpcpp.h"
 #include "src/common/clock.h"
+#include "src/common/peer_monitor.h"
 #include "src/gcs/actor_grpc.h"
 #include "src/gcs/actor_manager.h"
 #include "src/gcs/bundle_grpc.h"
@@ -61,6 +64,10 @@ class GcsServer {
   // A finished job's references to runtime-env packages go; packages no job references any
   // more are deleted (not while the job's detached actors live: they may start elsewhere).
   void ReleasePackagesOf(const JobId& job);
+  // Marks the job finished; its default-lifetime actors and groups go, and its packages.
+  absl::Status FinishJob(const std::string& job_id);
+  // Finishes the running jobs whose drivers are found dead (health thread only).
+  void CheckDrivers();
   // Marks the node dead in the table and tells the actor and placement group managers.
   absl::Status MarkNodeDead(const NodeId& id, const std::string& reason);
 
@@ -74,6 +81,8 @@ class GcsServer {
   TaskEventTable task_events_;
   std::unique_ptr<HealthCheckTransport> health_transport_;
   HealthChecker health_;
+  PeerMonitor drivers_;  // health thread only
+  absl::Time last_driver_check_ = absl::InfinitePast();
   // Stop() shuts it down (ending its callbacks into the manager) before the manager goes.
   std::unique_ptr<GrpcActorTransport> actor_transport_;
   ActorManager actors_;

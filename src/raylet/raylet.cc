@@ -275,52 +275,6 @@ class Raylet::BundleGrpcService final : public rpc::BundleService::CallbackServi
   Raylet& raylet_;
 };
 
-// Watches the owners of this node's leases through gRPC channels to their addresses. An owner
-// whose channel is never READY for `timeout`, and failed to connect at least once meanwhile, is
-// taken for dead (its process is gone: a live core worker accepts connections at once). The
-// GCS (the owner of detached actors' leases) gets `gcs_timeout` instead: it may be restarting.
-// Threading: event loop only.
-class Raylet::OwnerMonitor {
- public:
-  OwnerMonitor(absl::Duration timeout, std::string gcs_address, absl::Duration gcs_timeout)
-      : timeout_(timeout), gcs_address_(std::move(gcs_address)), gcs_timeout_(gcs_timeout) {}
-
-  // Checks `owners` (and forgets the others); answers those found dead now.
-  std::vector<std::string> Check(const std::set<std::string>& owners, absl::Time now) {
-    std::erase_if(watches_, [&](const auto& e) { return !owners.contains(e.first); });
-    std::vector<std::string> dead;
-    for (const std::string& owner : owners) {
-      Watch& w = watches_[owner];
-      if (w.channel == nullptr) {
-        w.channel = MakeChannel(owner);
-        w.unready_since = now;
-      }
-      grpc_connectivity_state state = w.channel->GetState(/*try_to_connect=*/true);
-      if (state == GRPC_CHANNEL_READY) {
-        w.unready_since = now;
-        w.failed = false;
-        continue;
-      }
-      w.failed |= state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN;
-      const absl::Duration timeout = owner == gcs_address_ ? gcs_timeout_ : timeout_;
-      if (w.failed && now - w.unready_since >= timeout) dead.push_back(owner);
-    }
-    for (const std::string& owner : dead) watches_.erase(owner);
-    return dead;
-  }
-
- private:
-  struct Watch {
-    std::shared_ptr<grpc::Channel> channel;
-    absl::Time unready_since;
-    bool failed = false;
-  };
-  const absl::Duration timeout_;
-  const std::string gcs_address_;
-  const absl::Duration gcs_timeout_;
-  std::map<std::string, Watch> watches_;
-};
-
 // Worker deaths the GCS has not acknowledged. Thread-safe; shared with the report calls in
 // flight, so that a late callback never touches a raylet that is gone.
 class Raylet::UnreportedDeaths {
@@ -377,7 +331,7 @@ Raylet::Raylet(RayletOptions options)
       gcs_(GcsClientOptions{.address = options_.gcs_address, .timeout = absl::Seconds(2)}),
       service_(std::make_unique<Service>(node_id_)),
       loop_(std::make_unique<EventLoop>(options_.tick_period, [this] { Tick(); })),
-      owners_(std::make_unique<OwnerMonitor>(options_.owner_timeout, options_.gcs_address,
+      owners_(std::make_unique<PeerMonitor>(options_.owner_timeout, options_.gcs_address,
                                              options_.gcs_reconnect_timeout)),
       unreported_(std::make_shared<UnreportedDeaths>()),
       lease_service_(std::make_unique<LeaseGrpcService>(*this)),

@@ -36,6 +36,7 @@
 #include "grpcpp/grpcpp.h"
 #include "shoal/gcs.grpc.pb.h"
 #include "src/common/ids.h"
+#include "src/common/peer_monitor.h"
 #include "src/common/resources.h"
 #include "src/gcs_client/gcs_client.h"
 #include "src/object_store/client.h"
@@ -118,7 +119,6 @@ class Raylet {
   class Service;
   class LeaseGrpcService;
   class BundleGrpcService;
-  class OwnerMonitor;
   rpc::NodeInfo SelfInfo() const;
   // Registers this node with the GCS through `gcs`.
   absl::Status Register(const GcsClient& gcs);
@@ -167,7 +167,7 @@ class Raylet {
   std::unique_ptr<RuntimeEnvAgent> runtime_envs_;  // Prepare and Tick on the event loop
   std::unique_ptr<LeaseManager> leases_;
   std::unique_ptr<BundleManager> bundles_;  // event loop only
-  std::unique_ptr<OwnerMonitor> owners_;  // event loop only
+  std::unique_ptr<PeerMonitor> owners_;  // event loop only: the owners of its leases
   SystemMemoryReader memory_reader_;
   std::unique_ptr<MemoryMonitor> memory_monitor_;  // event loop only
   std::shared_ptr<UnreportedDeaths> unreported_;  // shared with the calls in flight

@@ -148,3 +148,144 @@ def test_killed_raylet_mid_run_resumes_from_the_checkpoint_to_the_same_weights(c
         assert isinstance(error.__cause__, shoal.exceptions.ShoalError), repr(error.__cause__)
     finally:
         shoal.shutdown()
+
+
+@pytest.fixture
+def s3_server():
+    """moto's S3-compatible server on loopback (the moto[server] package), with one bucket."""
+    import boto3
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = {"AWS_ACCESS_KEY_ID": "shoal-test", "AWS_SECRET_ACCESS_KEY": "shoal-test-secret",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    try:
+        def up():
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+        wait_until(up, 30, what="the S3 server")
+        client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                              aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+        client.create_bucket(Bucket="shoal-runs")
+        yield env, client
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_checkpoints_go_to_s3_and_a_run_resumes_from_them(cluster, tmp_path, s3_server, monkeypatch):
+    env, client = s3_server
+    # As in the seed's MinIO set-up: the nodes and the driver get the endpoint and credentials
+    # from the environment; storage_path is a plain s3:// URI.
+    cluster.env.update(env)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    cluster.start_head("--num-cpus", 2, "--num-gpus", 0)
+    cluster.start_worker("--num-cpus", 2, "--num-gpus", 0)
+    wait_until(lambda: len(cluster.alive_nodes()) == 2, 20, what="2 alive nodes")
+    shoal.init(address=cluster.address)
+    try:
+        trainer, _ = linreg_trainer(tmp_path, "on-s3", epochs=12, num_to_keep=3, storage_path="s3://shoal-runs/team")
+        result = trainer.fit()
+        assert result.path == "s3://shoal-runs/team/on-s3"
+        keys = {o["Key"] for o in client.list_objects_v2(Bucket="shoal-runs", Prefix="team/on-s3/")["Contents"]}
+        assert {f"team/on-s3/checkpoint_{i:06d}/state.npz" for i in (9, 10, 11)} <= keys, sorted(keys)
+        assert not any("checkpoint_000008" in k for k in keys), sorted(keys)  # num_to_keep=3
+        assert "team/on-s3/result.json" in keys and "team/on-s3/checkpoints.json" in keys
+        assert result.checkpoint.path == "shoal-runs/team/on-s3/checkpoint_000011"
+        assert "s3" in repr(result.checkpoint).split("path=")[0], repr(result.checkpoint)
+        # The driver reads the checkpoint back from S3.
+        local = result.checkpoint.to_directory(str(tmp_path / "back"))
+        assert int(np.load(os.path.join(local, "state.npz"))["epoch"]) == 11
+        # A new run resumes from the S3 checkpoint (epochs 12..19 only) and converges.
+        more, probe = linreg_trainer(tmp_path, "more", epochs=20, storage_path="s3://shoal-runs/team")
+        more.resume_from_checkpoint = result.checkpoint
+        resumed = more.fit()
+        assert [m["epoch"] for m in resumed.metrics_history] == list(range(12, 20))
+        assert probes(probe, "grad_rank0_epoch11_") == [] and len(probes(probe, "grad_rank0_epoch12_")) == 1
+        assert_resources_back(cluster)
+    finally:
+        shoal.shutdown()
+
+
+def test_bad_input_is_refused_clearly(driver, tmp_path):
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError, match="num_workers"):
+            ScalingConfig(num_workers=bad)
+    with pytest.raises(ValueError, match="placement_strategy"):
+        ScalingConfig(num_workers=2, placement_strategy="EVERYWHERE")
+    with pytest.raises(ValueError, match="use_gpu"):
+        ScalingConfig(num_workers=1, resources_per_worker={"GPU": 0.5})
+    with pytest.raises(ValueError, match="trainer_resources"):
+        ScalingConfig(num_workers=1, trainer_resources={"CPU": 1})
+    with pytest.raises(ValueError, match="max_failures"):
+        FailureConfig(max_failures=-2)
+    with pytest.raises(ValueError, match="num_to_keep"):
+        CheckpointConfig(num_to_keep=0)
+    with pytest.raises(ValueError, match="sync_config"):
+        RunConfig(sync_config=object())
+    with pytest.raises(ValueError, match="datasets"):
+        DataParallelTrainer(linreg_loop, datasets={"train": [1, 2]})
+    with pytest.raises(TypeError, match="scaling_config"):
+        DataParallelTrainer(linreg_loop, scaling_config={"num_workers": 2})
+    with pytest.raises(RuntimeError, match="inside a training function"):
+        train.report({"loss": 1.0})
+    assert train.get_checkpoint() is None
+
+    # A storage path that cannot be written stops fit() before anything starts, naming it.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    for path in (str(blocker / "runs"), "/proc/shoal-runs"):
+        trainer = DataParallelTrainer(linreg_loop, train_loop_config={}, run_config=RunConfig(name="x", storage_path=path))
+        with pytest.raises(train.StorageError, match="cannot be written") as info:
+            trainer.fit()
+        assert path in str(info.value)
+
+    # A training function that raises is restored max_failures times, then fit() raises with the cause.
+    def divide(config):
+        train.report({"step": 0})
+        return 1 / 0
+
+    trainer = DataParallelTrainer(divide, train_loop_config={"x": 1}, scaling_config=ScalingConfig(num_workers=2),
+                                  run_config=RunConfig(name="raises", storage_path=str(tmp_path / "runs"),
+                                                       failure_config=FailureConfig(max_failures=1)))
+    with pytest.raises(TrainingFailedError, match="ZeroDivisionError") as info:
+        trainer.fit()
+    assert "after 2 failure(s)" in str(info.value) and isinstance(info.value.__cause__, ZeroDivisionError)
+
+    # A config for a function that takes none.
+    trainer = DataParallelTrainer(lambda: None, train_loop_config={"lr": 1},
+                                  run_config=RunConfig(name="no-args", storage_path=str(tmp_path / "runs")))
+    with pytest.raises(TrainingFailedError, match="takes no argument"):
+        trainer.fit()
+    assert_resources_back(driver)
+
+
+def test_workers_no_node_can_hold_wait_as_demand_and_say_so(driver, tmp_path):
+    script = tmp_path / "infeasible.py"
+    script.write_text(f"""
+import shoal, shoal.train as train
+from shoal.train.data_parallel_trainer import DataParallelTrainer
+shoal.init(address="{driver.address}")
+DataParallelTrainer(lambda: None, scaling_config=train.ScalingConfig(num_workers=2, resources_per_worker={{"CPU": 64}}),
+                    run_config=train.RunConfig(name="big", storage_path="{tmp_path / 'runs'}")).fit()
+""")
+    proc = subprocess.Popen([sys.executable, str(script)], env=dict(driver.env, PYTHONPATH=PYTHON_DIR),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(tmp_path))
+    driver.extra_pids.append(proc.pid)
+    try:
+        def pending():
+            groups = driver.status()["placement_groups"]["pending"]
+            return [g for g in groups if g["bundles"] and g["bundles"][0]["resources"].get("CPU") == 64]
+        groups = wait_until(pending, 30, what="the run's placement group as pending demand")
+        assert len(groups[0]["bundles"]) == 2
+        assert "64" in driver.shoal("status").stdout
+        # The driver says why it waits (its first word after WAIT_LOG_S).
+        line = proc.stderr.readline()
+        assert "Waiting for resources for 2 workers of {'CPU': 64.0}" in line, line
+        assert "no node in the cluster can hold one worker" in line and "shoal status" in line, line
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait(10)
+    wait_until(lambda: not pending(), 30, what="the dead driver's placement group to go")

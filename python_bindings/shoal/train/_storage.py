@@ -33,6 +33,8 @@ def resolve(storage_path, storage_filesystem=None):
         raise ImportError(f"storage_path {storage_path!r} needs pyarrow for its filesystem "
                           "(pip install pyarrow)") from e
     query = urllib.parse.parse_qs(parsed.query)
+    if parsed.scheme in ("s3", "s3a") and _have_s3fs():
+        return _fsspec_s3(parsed, query), (parsed.netloc + parsed.path).rstrip("/")
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if parsed.scheme == "s3" and "endpoint_override" not in query and endpoint:
         e = urllib.parse.urlparse(endpoint if "://" in endpoint else "https://" + endpoint)
@@ -46,11 +48,31 @@ def resolve(storage_path, storage_filesystem=None):
     return fs, path.rstrip("/")
 
 
+def _have_s3fs():
+    import importlib.util
+    return importlib.util.find_spec("s3fs") is not None
+
+
+def _fsspec_s3(parsed, query):
+    """s3:// through fsspec's s3fs (wrapped as a pyarrow filesystem), which S3-compatible
+    servers serve more reliably than pyarrow's own client. The endpoint comes from the URI's
+    `endpoint_override` (with `scheme`), else botocore's $AWS_ENDPOINT_URL_S3 /
+    $AWS_ENDPOINT_URL; credentials from the usual AWS variables of each node."""
+    import pyarrow.fs as pafs
+    import s3fs
+    kwargs = {}
+    if "endpoint_override" in query:
+        scheme = query.get("scheme", ["https"])[0]
+        kwargs["client_kwargs"] = {"endpoint_url": f"{scheme}://{query['endpoint_override'][0]}"}
+    return pafs.PyFileSystem(pafs.FSSpecHandler(s3fs.S3FileSystem(**kwargs)))
+
+
 def uri(fs, path):
     """How a path is shown to users: the local path, or scheme://path."""
     if fs is None:
         return path
-    return f"{fs.type_name}://{path}"
+    scheme = "s3" if fs.type_name == "s3" or "'s3'" in fs.type_name else fs.type_name
+    return f"{scheme}://{path}"
 
 
 def join(*parts):
