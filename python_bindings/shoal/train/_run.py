@@ -203,6 +203,16 @@ class TrainingRun:
         self.run_dir = _storage.join(root, name) if name else root
         self.history = []
         self.verbose = 1 if run_config.verbose is None else run_config.verbose
+        self.aborted = False
+        self._group = None
+
+    def abort(self):
+        """Ends the run from another thread: its workers and placement group go, and execute()
+        returns what was reported so far."""
+        self.aborted = True
+        group = self._group
+        if group is not None:
+            group.shutdown()
 
     @property
     def path(self):
@@ -219,7 +229,10 @@ class TrainingRun:
         while True:
             restore = book.latest() or self.resume_from
             book.discard_unregistered(floor)
+            if self.aborted:
+                break
             group = WorkerGroup(self.scaling, self.backend)
+            self._group = group
             try:
                 group.start()
                 if restore is not None and (failures or self.resume_from is not None):
@@ -228,6 +241,8 @@ class TrainingRun:
                 error = None
                 break
             except WorkerFailure as failure:
+                if self.aborted:
+                    break
                 log(f"Worker {failure.rank} has failed.")
                 error = failure.cause
                 failures += 1

@@ -66,6 +66,7 @@ class _Session:
         self.checkpoint = checkpoint
         self.next_checkpoint_index = next_checkpoint_index
         self.on_report = on_report  # called with each report instead of queueing it (a trainer inside a trial)
+        self.on_stop = None  # set by what the function runs that must be ended before its actor (a trainer's group)
         self.reports = []
         self.seq = 0
         self.done = False

@@ -77,6 +77,13 @@ class TrainWorker:
         self._thread.start()
         return True
 
+    def stop(self):
+        """Ends what the function started that would outlive this actor (a trainer run inside a
+        Tune trial removes its worker group); the controller kills the actor next."""
+        if self._session is not None and self._session.on_stop is not None:
+            self._session.on_stop()
+        return True
+
     def poll(self, timeout_s=1.0):
         if self._session is None:
             raise RuntimeError("poll before start")
