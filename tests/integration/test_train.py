@@ -289,3 +289,68 @@ DataParallelTrainer(lambda: None, scaling_config=train.ScalingConfig(num_workers
         proc.kill()
         proc.wait(10)
     wait_until(lambda: not pending(), 30, what="the dead driver's placement group to go")
+
+
+HALF_GPU_JOB = '''
+import json, os, sys, time
+import shoal, shoal.train as train
+from shoal.train import RunConfig, ScalingConfig
+from shoal.train.data_parallel_trainer import DataParallelTrainer
+
+MARKS = sys.argv[1]
+
+
+def train_func(config):
+    ctx = shoal.get_runtime_context()
+    me = {"node": ctx.get_node_id(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+          "gpu_ids": [str(g) for g in shoal.get_gpu_ids()], "job": ctx.get_job_id(),
+          "gpus": ctx.get_assigned_resources().get("GPU")}
+    with open(os.path.join(MARKS, me["job"]), "w") as f:
+        json.dump(me, f)
+    deadline = time.time() + 90
+    while len(os.listdir(MARKS)) < 3 and time.time() < deadline:  # all three trainings at once
+        time.sleep(0.1)
+    train.report(dict(me, together=len(os.listdir(MARKS))))
+
+
+result = DataParallelTrainer(train_func, scaling_config=ScalingConfig(
+    num_workers=1, use_gpu=True, resources_per_worker={"GPU": 0.5, "CPU": 1}),
+    run_config=RunConfig(storage_path=sys.argv[2])).fit()
+print("TRAINED " + json.dumps(result.metrics), flush=True)
+'''
+
+
+def test_three_half_gpu_trainings_as_jobs_share_two_gpus(cluster, tmp_path):
+    """The seed's exercise: three single-worker 0.5-GPU trainings submitted as three jobs on two
+    1-GPU nodes all run at once, two of them on one device."""
+    cluster.start_head("--num-cpus", 2, "--num-gpus", 0, dashboard=True)
+    cluster.start_worker("--num-cpus", 2, "--num-gpus", 1)
+    cluster.start_worker("--num-cpus", 2, "--num-gpus", 1)
+    wait_until(lambda: len(cluster.alive_nodes()) == 3, 20, what="3 alive nodes")
+    work, marks = tmp_path / "work", tmp_path / "marks"
+    work.mkdir()
+    marks.mkdir()
+    (work / "train.py").write_text(HALF_GPU_JOB)
+    env = json.dumps({"env_vars": {"PYTHONPATH": PYTHON_DIR}})
+    ids = []
+    for _ in range(3):
+        proc = cluster.shoal("job", "submit", "--no-wait", "--working-dir", work, "--runtime-env-json", env, "--",
+                             sys.executable, "train.py", marks, tmp_path / "runs")
+        ids.append(proc.stdout.split("Job '")[1].split("'")[0])
+
+    def all_done():
+        states = [cluster.api("GET", f"/api/jobs/{i}")[1]["status"] for i in ids]
+        assert "FAILED" not in states, [cluster.shoal("job", "logs", i).stdout[-2000:] for i in ids]
+        return all(s == "SUCCEEDED" for s in states)
+
+    wait_until(all_done, 180, interval=0.5, what="the three training jobs to succeed")
+    placed = []
+    for i in ids:
+        logs = cluster.shoal("job", "logs", i).stdout
+        line = next(l for l in logs.splitlines() if l.startswith("TRAINED "))
+        metrics = json.loads(line[len("TRAINED "):])
+        assert metrics["together"] == 3, str(metrics)  # the three ran at the same time
+        assert metrics["gpus"] == 0.5 and metrics["cuda_visible_devices"] == "0", str(metrics)
+        placed.append((metrics["node"], metrics["cuda_visible_devices"]))
+    assert sorted(placed.count(p) for p in set(placed)) == [1, 2], placed  # two share one device
+    assert_resources_back(cluster)

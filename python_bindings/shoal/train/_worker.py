@@ -8,6 +8,7 @@ import traceback
 import cloudpickle
 
 import shoal
+from shoal._private import runtime
 from shoal.train import _session
 
 
@@ -60,8 +61,12 @@ class TrainWorker:
         session = _session._Session(info, fs, run_dir, checkpoint, next_checkpoint_index)
         _session.install(session)
         self._session = session
+        # The function's thread answers the runtime context (assigned resources, ids) as this
+        # actor's calls do.
+        task = runtime.current_task()
 
         def run():
+            runtime._loop_task.set(task)
             try:
                 call_train_function(fn, config)
             except BaseException as e:  # noqa: BLE001 - every failure of the function is the run's
