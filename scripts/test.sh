@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is needed, builds, and runs every test: C++ unit tests (CTest), a short run of
-# each fuzz target (fuzz/run.sh) and the Python integration tests (pytest) that start real
-# clusters on loopback.
+# each fuzz target (fuzz/run.sh), the Python integration tests (pytest) that start real
+# clusters on loopback, and the PyTorch tests of shoal.train in their own virtualenv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -21,3 +21,6 @@ echo "== integration tests (pytest)"
 python3 -m pytest -q --capture=sys tests/integration
 echo "== chaos tests (pytest, bounded: tests/chaos)"
 python3 -m pytest -q --capture=sys tests/chaos
+# tests/integration/test_torch_train.py skipped above (no torch in the main environment); it runs
+# here in a virtualenv with torch and lightning (about 1.5 minutes, the install included).
+bash scripts/test_torch.sh
