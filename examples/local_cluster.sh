@@ -2,7 +2,8 @@
 # Shoal's main job: a three-node cluster on this machine — a head (2 CPUs, no GPU) and two
 # workers (one with 2 declared GPUs and a label, one with a custom resource) — shown with
 # `shoal status`, then the C++ examples run against it (tasks, refs between tasks, 0.5-GPU
-# tasks sharing devices), the cluster shown again with everything free, and stopped.
+# tasks sharing devices), the Python quickstart and a training run with a tuning search
+# (examples/python), the cluster shown again with everything free, and stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=build/bin
@@ -30,6 +31,9 @@ done
 
 echo "== examples/python/quickstart.py"
 PYTHONPATH=build/python python3 examples/python/quickstart.py
+
+echo "== examples/python/train_and_tune.py (2 data-parallel workers with checkpoints; ASHA over 8 trials)"
+PYTHONPATH=build/python python3 examples/python/train_and_tune.py "$SHOAL_TMPDIR/runs"
 
 echo "== shoal job submit (through the head's dashboard; the job holds 1 CPU while it runs)"
 "$SHOAL" job submit --entrypoint-num-cpus 1 --runtime-env-json '{"env_vars": {"GREETING": "hello"}}' \

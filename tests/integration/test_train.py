@@ -354,3 +354,26 @@ def test_three_half_gpu_trainings_as_jobs_share_two_gpus(cluster, tmp_path):
         placed.append((metrics["node"], metrics["cuda_visible_devices"]))
     assert sorted(placed.count(p) for p in set(placed)) == [1, 2], placed  # two share one device
     assert_resources_back(cluster)
+
+
+def test_checkpoint_book_keeps_the_best_by_score_and_always_the_latest(tmp_path):
+    from shoal.train._run import CheckpointBook
+    book = CheckpointBook(None, str(tmp_path), CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="acc",
+                                                                checkpoint_score_order="max"))
+    for index, acc in enumerate([0.5, 0.9, 0.3, 0.7, 0.1]):
+        (tmp_path / f"checkpoint_{index:06d}").mkdir()
+        book.register(index, {"acc": acc})
+    # The best other than the latest (0.9), and the latest (0.1) to restore from.
+    assert sorted(p.name for p in tmp_path.glob("checkpoint_*")) == ["checkpoint_000001", "checkpoint_000004"]
+    assert [m["acc"] for _, m in book.best()] == [0.9, 0.1]
+    assert book.latest().path == str(tmp_path / "checkpoint_000004")
+    assert json.loads((tmp_path / "checkpoints.json").read_text())[0]["index"] == 1
+    with pytest.raises(ValueError, match="no metric 'acc'"):
+        book.register(5, {"loss": 1.0})
+    # A new run under the same name numbers its checkpoints after the old ones.
+    assert CheckpointBook(None, str(tmp_path), CheckpointConfig()).first_free_index() == 5
+    recent = CheckpointBook(None, str(tmp_path / "r"), CheckpointConfig(num_to_keep=1))
+    for index in range(3):
+        (tmp_path / "r" / f"checkpoint_{index:06d}").mkdir(parents=True)
+        recent.register(index, {})
+    assert [p.name for p in (tmp_path / "r").glob("checkpoint_*")] == ["checkpoint_000002"]

@@ -466,8 +466,10 @@ class _Experiment:
                 rung = getattr(self.scheduler, "stopped_at", {}).get(trial.trial_id)
                 if rung is not None:
                     attr = getattr(self.scheduler, "time_attr", "training_iteration")
-                    reason += f" at {attr}={result.get(attr)}" + (" (max_t)" if rung == self.scheduler.max_t
-                                                                  else f" (rung {rung})")
+                    if rung == self.scheduler.max_t:
+                        reason = f"reached max_t ({attr}={result.get(attr)})"
+                    else:
+                        reason += f" at {attr}={result.get(attr)} (rung {rung})"
                 self._end(trial, TERMINATED, reason)
                 return False
         if out["error"] is not None:
