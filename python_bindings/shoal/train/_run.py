@@ -13,7 +13,7 @@ from shoal.train import _storage
 from shoal.train._checkpoint import Checkpoint
 from shoal.train._config import should_stop
 from shoal.train._session import checkpoint_dir_name
-from shoal.train._worker import TrainWorker
+from shoal.train._worker import TrainWorker, actor_options
 from shoal.util.placement_group import placement_group, remove_placement_group
 from shoal.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -67,16 +67,9 @@ class WorkerGroup:
             log(f"Waiting for resources for {len(bundles)} workers of {bundles[0]} "
                 f"({self.scaling.placement_strategy}) for {time.monotonic() - started:.0f} s; the placement group is "
                 f"pending demand in `shoal status`; {where}.")
-        resources = dict(bundles[0])
-        num_cpus = resources.pop("CPU", 0)
-        num_gpus = resources.pop("GPU", 0)
-        memory = resources.pop("memory", None)
-        options = dict(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources, max_restarts=0)
-        if memory:
-            options["memory"] = memory
-        self.workers = [TrainWorker.options(
-            scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i),
-            **options).remote() for i in range(len(bundles))]
+        self.workers = [TrainWorker.options(**actor_options(
+            bundles[i], scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i)
+        )).remote() for i in range(len(bundles))]
         self.infos = self._gather([w.node_info.remote() for w in self.workers])
         # Ranks on a node and node ranks follow the order in which nodes first appear.
         node_order = []

@@ -27,6 +27,18 @@ def call_train_function(fn, config):
     return fn(config if config is not None else {})
 
 
+def actor_options(resources, **extra):
+    """TrainWorker options that hold exactly `resources` ({"CPU": 1, "GPU": 0.5, "memory": bytes,
+    custom: amount}); `extra` adds scheduling options."""
+    custom = dict(resources)
+    options = dict(num_cpus=custom.pop("CPU", 0), num_gpus=custom.pop("GPU", 0), max_restarts=0, **extra)
+    memory = custom.pop("memory", None)
+    if memory:
+        options["memory"] = memory
+    options["resources"] = custom
+    return options
+
+
 def portable_error(error):
     """`error` itself when it pickles, else a RuntimeError that carries its type, message and
     traceback, so that the controller always gets the cause."""

@@ -24,7 +24,7 @@ from shoal.train._checkpoint import Checkpoint
 from shoal.train._config import RunConfig, default_storage_path, should_stop
 from shoal.train._run import CheckpointBook, TrainingRun
 from shoal.train._session import current as current_session
-from shoal.train._worker import TrainWorker
+from shoal.train._worker import TrainWorker, actor_options
 from shoal.train.trainer import DataParallelTrainer, Result
 from shoal.tune import schedulers as _schedulers
 from shoal.tune.search import BasicVariantGenerator
@@ -416,14 +416,7 @@ class _Experiment:
                     polls[trial.actor.poll.remote(POLL_S)] = trial
 
     def _start(self, trial):
-        resources = dict(self.actor_resources)
-        num_cpus = resources.pop("CPU", 0)
-        num_gpus = resources.pop("GPU", 0)
-        memory = resources.pop("memory", None)
-        options = dict(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources, max_restarts=0)
-        if memory:
-            options["memory"] = memory
-        trial.actor = TrainWorker.options(**options).remote()
+        trial.actor = TrainWorker.options(**actor_options(self.actor_resources)).remote()
         info = {"world_rank": 0, "world_size": 1, "local_rank": 0, "local_world_size": 1, "node_rank": 0,
                 "trial_id": trial.trial_id, "trial_name": getattr(trial, "custom_name", trial.trial_name),
                 "trial_dir": _storage.uri(self.fs, trial.path) if self.fs is not None else trial.path,
