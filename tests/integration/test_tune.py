@@ -198,3 +198,36 @@ def test_bad_input_to_a_tuner(driver, tmp_path):
         tune.Tuner(toy_objective, param_space={"q": 0.5, "steps": 1},
                    run_config=RunConfig(name="no-metric", storage_path=str(tmp_path))).fit().get_best_result()
     assert_resources_back(driver)
+
+
+def checkpointing_objective(config):
+    import json as _json
+    import os as _os
+    import tempfile as _tempfile
+    start = 0
+    if tune.get_checkpoint():
+        with tune.get_checkpoint().as_directory() as d:
+            start = _json.load(open(_os.path.join(d, "state.json")))["step"] + 1
+    for step in range(start, 5):
+        if step == 3 and not _os.path.exists(config["marker"]):
+            open(config["marker"], "w").close()
+            raise RuntimeError("lost the trial at step 3")
+        with _tempfile.TemporaryDirectory() as d:
+            _json.dump({"step": step}, open(_os.path.join(d, "state.json"), "w"))
+            tune.report({"step": step, "started_at": start}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def test_a_function_trial_checkpoints_and_is_restored_from_its_checkpoint(driver, tmp_path):
+    results = tune.Tuner(checkpointing_objective, param_space={"marker": str(tmp_path / "failed-once")},
+                         tune_config=tune.TuneConfig(metric="step", mode="max"),
+                         run_config=RunConfig(name="restore", storage_path=str(tmp_path),
+                                              failure_config=tune.FailureConfig(max_failures=1),
+                                              checkpoint_config=tune.CheckpointConfig(num_to_keep=2))).fit()
+    (result,) = results
+    assert result.error is None
+    assert [(m["step"], m["started_at"]) for m in result.metrics_history] == [
+        (0, 0), (1, 0), (2, 0), (3, 3), (4, 3)]  # restored after step 2's checkpoint
+    trial_dir = tmp_path / "restore" / result.path.split("/")[-1]
+    assert sorted(p.name for p in trial_dir.glob("checkpoint_*")) == ["checkpoint_000003", "checkpoint_000004"]
+    assert result.checkpoint.path == str(trial_dir / "checkpoint_000004")
+    assert_resources_back(driver)
