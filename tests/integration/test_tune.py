@@ -161,6 +161,9 @@ def test_a_failing_trial_is_reported_and_the_others_go_on(driver, tmp_path):
     assert failed.metrics["training_iteration"] == 1
     assert sorted(r.metrics["training_iteration"] for r in results if r.error is None) == [3, 3]
     assert results.get_best_result().config["q"] == 0.9
+    frame = results.get_dataframe()
+    assert sorted(frame["config/q"]) == [0.2, 0.5, 0.9] and list(frame["training_iteration"]) == [3, 1, 3]
+    assert results.get_dataframe(filter_metric="score", filter_mode="max")["step"].tolist() == [2, 0, 2]
     assert_resources_back(driver)
 
 
