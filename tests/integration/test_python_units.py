@@ -31,6 +31,23 @@ def test_round_trip_of_plain_values():
             assert got == value
 
 
+def test_plain_values_take_the_standard_pickler_with_the_same_bytes():
+    import cloudpickle
+    plain = [0, -7, 1.5, 2j, "text", b"bytes", None, True, [1, "a", None], (2.5, b"x"), {"k": 1, 2: "v"},
+             np.arange(12, dtype=np.int16).reshape(3, 4)]
+    for value in plain:
+        assert serialization._plain(value), value
+        buffers = []
+        assert serialization.serialize(value)[0][1] == cloudpickle.dumps(value, protocol=5,
+                                                                         buffer_callback=buffers.append)
+    # Anything that may hold a function, a class, an ObjectRef or a subclass takes cloudpickle.
+    local = lambda: 1  # noqa: E731
+    for value in ([local], {"f": local}, [[1]], np.array([local], dtype=object), list(range(1000)), True.__class__,
+                  type("Sub", (int,), {})(3)):
+        assert not serialization._plain(value), value
+    assert pickle.loads(serialization.serialize([local])[0][1])[0]() == 1
+
+
 def test_numpy_buffers_are_out_of_band_aligned_and_read_only():
     a = np.arange(1000, dtype=np.float64)
     b = np.ones((3, 5), dtype=np.int32)
