@@ -1,6 +1,7 @@
 #include "src/worker/memory_store.h"
 
 #include <algorithm>
+#include <atomic>
 
 namespace shoal {
 
@@ -48,7 +49,19 @@ size_t MemoryStore::CountReady(const std::vector<ObjectId>& ids) const {
 
 std::vector<ValuePtr> MemoryStore::Get(const std::vector<ObjectId>& ids, absl::Time deadline) const {
   absl::ReaderMutexLock lock(&mu_);
-  auto all_ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return CountReady(ids) == ids.size(); };
+  // The condition is evaluated each time the store changes (by the thread that changed it): it
+  // resumes from the first id it found missing, so that a get of n ids costs O(n) in all rather
+  // than O(n) per arrival. Values are not removed while a get holds their refs; evaluations may
+  // overlap under the shared lock, hence the atomic cursor (it only moves forward).
+  std::atomic<size_t> next{0};
+  auto all_ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    size_t i = next.load(std::memory_order_relaxed);
+    while (i < ids.size() && values_.contains(ids[i])) ++i;
+    size_t seen = next.load(std::memory_order_relaxed);
+    while (seen < i && !next.compare_exchange_weak(seen, i, std::memory_order_relaxed)) {
+    }
+    return i == ids.size();
+  };
   mu_.AwaitWithDeadline(absl::Condition(&all_ready), deadline);
   std::vector<ValuePtr> out;
   out.reserve(ids.size());
