@@ -19,7 +19,7 @@ import weakref
 
 from shoal._private import options as opts
 from shoal._private import runtime
-from shoal._private import serialization
+from shoal._private import serialization, signature
 from shoal._private import tensor_transport
 from shoal._private.generator import ObjectRefGenerator, dynamic_ref
 from shoal._private.runtime import ObjectRef, core_call
@@ -82,7 +82,10 @@ def _method_table(cls):
         default_returns = 1
         if inspect.isgeneratorfunction(member) or inspect.isasyncgenfunction(member):
             default_returns = "streaming"  # as in Ray: a generator method streams its values
+        static = isinstance(inspect.getattr_static(cls, name, None), staticmethod)
+        bound = inspect.ismethod(member)  # a classmethod: `cls` is bound already
         table[name] = {"num_returns": method_options.get("num_returns", default_returns),
+                       "signature": signature.describe(member, drop_first=not (static or bound)),
                        "_generator_backpressure_num_objects":
                            method_options.get("_generator_backpressure_num_objects"),
                        "max_task_retries": method_options.get("max_task_retries"),
@@ -174,14 +177,30 @@ def _handle_gone(actor_id):
     thread.start()
 
 
+_NO_INHERITANCE = ("Inheriting from actor classes is not currently supported. You can instead inherit from a "
+                   "non-actor base class and make the derived class an actor class (with @shoal.remote).")
+
+
 class ActorClass:
     """A class marked @shoal.remote: create actors with `.remote(...)`."""
+
+    def __new__(cls, *args, **kwargs):
+        # `class Derived(SomeActorClass)` calls this type with (name, bases, namespace).
+        if len(args) == 3 and isinstance(args[0], str) and isinstance(args[1], tuple):
+            raise TypeError(_NO_INHERITANCE)
+        return super().__new__(cls)
+
+    def __dir__(self):
+        return sorted(set(self._methods) | {"options", "remote"} |
+                      {n for n in object.__dir__(self) if n.startswith("_")})
 
     def __init__(self, cls, options):
         self._cls = cls
         self._options = _validate_actor_options(dict(options))
         self._name = cls.__qualname__
         self._methods = _method_table(cls)
+        self._init_signature = signature.rebuild(signature.describe(cls.__init__, drop_first=True)) \
+            if cls.__init__ is not object.__init__ else None
         self._is_async = is_async_class(cls)
         self._fid = None
         self._epoch = None
@@ -225,6 +244,7 @@ class ActorClass:
 
     def _create(self, args, kwargs, options):
         from shoal.remote_function import pack_arguments
+        signature.check(self._init_signature, args, kwargs, f"{self._name}.remote()")
         core = runtime.connect()
         packed, nested, keep = pack_arguments(args, kwargs)
         core_options = opts.core_options(options, default_cpus=0)
@@ -288,6 +308,10 @@ class ActorMethod:
         builtin = BUILTIN_METHODS.get(self._name)
         if builtin is not None:  # their arguments are known here: refuse bad ones before the call
             inspect.signature(builtin).bind(None, *args, **kwargs)
+        else:
+            meta = self._handle._methods.get(self._name) or {}
+            signature.check(signature.rebuild(meta.get("signature")), args, kwargs,
+                            f"{self._handle._class_name}.{self._name}.remote()")
         return self._handle._call(self._name, args, kwargs, self._options)
 
     def options(self, **options):
@@ -384,6 +408,10 @@ class ActorHandle:
                 _handle_gone(self._actor_id)
             except Exception:  # noqa: BLE001 - interpreter shutdown
                 pass
+
+    def __dir__(self):
+        # Ray's: the methods callers may call, and the built-ins a user sees.
+        return sorted(set(self._methods) | {"__init__", "__ray_terminate__"})
 
     def __getattr__(self, name):
         if name.startswith("_"):
@@ -491,7 +519,7 @@ def get_actor(name, namespace=None):
 
 def kill(actor, *, no_restart=True):
     if not isinstance(actor, ActorHandle):
-        raise TypeError(f"kill() takes an actor handle, got {type(actor).__name__}")
+        raise ValueError(f"shoal.kill() only supported for actors. For tasks, try shoal.cancel(). Got: {actor!r}.")
     core = runtime.connect()
     with core_call:
         core.kill_actor(actor._actor_id, bool(no_restart))

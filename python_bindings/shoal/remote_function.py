@@ -7,7 +7,7 @@ import cloudpickle
 from shoal import _core
 from shoal._private import options as opts
 from shoal._private import runtime
-from shoal._private import serialization
+from shoal._private import serialization, signature
 from shoal._private.generator import ObjectRefGenerator, dynamic_ref
 from shoal._private.runtime import ObjectRef, core_call
 
@@ -93,6 +93,7 @@ class RemoteFunction:
                                                    inspect.isasyncgenfunction(function)):
             self._options["num_returns"] = "streaming"  # as in Ray: a generator streams its values
         self._name = getattr(function, "__qualname__", getattr(function, "__name__", "function"))
+        self._signature = signature.rebuild(signature.describe(function))
         self._fid = None
         self._epoch = None
         self.__doc__ = function.__doc__
@@ -110,6 +111,7 @@ class RemoteFunction:
         return f"py:{self._fid}:{self._name}"
 
     def remote(self, *args, **kwargs):
+        signature.check(self._signature, args, kwargs, f"{self._name}.remote()")
         runtime.connect()
         return submit(self._function_name(), args, kwargs, self._options)
 
@@ -120,6 +122,7 @@ class RemoteFunction:
 
         class _Options:
             def remote(self, *args, **kwargs):
+                signature.check(parent._signature, args, kwargs, f"{parent._name}.remote()")
                 runtime.connect()
                 return submit(parent._function_name(), args, kwargs, merged)
 

@@ -913,10 +913,10 @@ py::dict ClusterStatus(const std::string& gcs_address, double timeout) {
 
 class PyLocalCluster {
  public:
-  PyLocalCluster(int num_cpus, int num_gpus, const std::string& resources) {
+  PyLocalCluster(int num_cpus, int num_gpus, const std::string& resources, int64_t object_store_memory) {
     auto bin_dir = api::FindBinDir();
     if (!bin_dir.ok()) ThrowStatus(bin_dir.status());
-    api::LocalClusterOptions options{*bin_dir, num_cpus, num_gpus, resources};
+    api::LocalClusterOptions options{*bin_dir, num_cpus, num_gpus, resources, object_store_memory};
     absl::StatusOr<std::unique_ptr<api::LocalCluster>> cluster;
     {
       py::gil_scoped_release release;
@@ -1097,8 +1097,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("worker_id", [](PyCoreWorker& w) { return w.core()->worker_id().Hex(); });
 
   py::class_<PyLocalCluster>(m, "LocalCluster")
-      .def(py::init<int, int, const std::string&>(), py::arg("num_cpus"), py::arg("num_gpus"),
-           py::arg("resources"))
+      .def(py::init<int, int, const std::string&, int64_t>(), py::arg("num_cpus"), py::arg("num_gpus"),
+           py::arg("resources"), py::arg("object_store_memory") = -1)
       .def_property_readonly("address", &PyLocalCluster::address)
       .def_property_readonly("auth_token", &PyLocalCluster::auth_token)
       .def("stop", &PyLocalCluster::Stop);

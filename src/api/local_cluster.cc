@@ -104,6 +104,9 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClu
   if (options.num_cpus >= 0) argv.insert(argv.end(), {"--num-cpus", std::to_string(options.num_cpus)});
   if (options.num_gpus >= 0) argv.insert(argv.end(), {"--num-gpus", std::to_string(options.num_gpus)});
   if (!options.resources.empty()) argv.insert(argv.end(), {"--resources", options.resources});
+  if (options.object_store_memory >= 0) {
+    argv.insert(argv.end(), {"--object-store-memory", std::to_string(options.object_store_memory)});
+  }
   const std::string log = (fs::path(root) / "start.log").string();
   absl::StatusOr<pid_t> start = Spawn(argv, root, -1, log);
   if (!start.ok()) return start.status();

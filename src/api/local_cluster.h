@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -24,6 +25,7 @@ struct LocalClusterOptions {
   int num_cpus = -1;    // -1: let `shoal start` detect
   int num_gpus = -1;
   std::string resources;  // JSON, "" for none
+  int64_t object_store_memory = -1;  // bytes; -1: `shoal start`'s default
 };
 
 class LocalCluster {

@@ -601,3 +601,56 @@ def test_wait_fetch_local_copies_ready_values_to_this_node(driver):
     assert ray.get(ref)[:1] == bytes([7])
     with pytest.raises(TypeError, match="fetch_local"):
         ray.wait([ref], fetch_local="yes")
+
+
+def test_calls_are_checked_against_the_signature_at_remote(driver):
+    @ray.remote
+    def f(x, y=0, *, z=1):
+        return x + y + z
+
+    for bad, match in ((lambda: f.remote(), "missing a required argument: 'x'"),
+                       (lambda: f.remote(1, 2, 3), "too many positional"),
+                       (lambda: f.remote(1, w=0), "unexpected keyword argument 'w'"),
+                       (lambda: f.options(num_cpus=0).remote(), "missing")):
+        with pytest.raises(TypeError, match=match):
+            bad()
+    assert ray.get(f.remote(1, z=5)) == 6
+
+    @ray.remote
+    class Actor:
+        def __init__(self, start):
+            self.start = start
+
+        def add(self, value, *, twice=False):
+            return self.start + value * (2 if twice else 1)
+
+        @staticmethod
+        def plain(x):
+            return x
+
+        @classmethod
+        def named(cls, y):
+            return cls.__name__ + y
+
+    with pytest.raises(TypeError, match="Actor.remote\\(\\): missing a required argument: 'start'"):
+        Actor.remote()
+    a = Actor.remote(10)
+    with pytest.raises(TypeError, match="Actor.add.remote\\(\\): too many positional"):
+        a.add.remote(1, 2)
+    with pytest.raises(TypeError, match="missing a required argument: 'x'"):
+        a.plain.remote()
+    assert ray.get([a.add.remote(1, twice=True), a.plain.remote(3), a.named.remote("!")]) == [12, 3, "Actor!"]
+    # A handle got by name checks calls too (the signatures travel with it).
+    named = Actor.options(name="checked-signatures").remote(1)
+    again = ray.get_actor("checked-signatures")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'thrice'"):
+        again.add.remote(1, thrice=True)
+    # Ray's dir() of actor classes and handles, no subclassing of actor classes, kill of a non-actor.
+    assert [n for n in dir(Actor) if not n.startswith("_")] == ["add", "named", "options", "plain", "remote"]
+    assert dir(a) == ["__init__", "__ray_terminate__", "add", "named", "plain"]
+    with pytest.raises(TypeError, match="Inheriting from actor classes is not currently supported"):
+        class Derived(Actor):
+            pass
+    with pytest.raises(ValueError, match="only supported for actors"):
+        ray.kill("not an actor handle")
+    ray.kill(named)

@@ -135,11 +135,22 @@ def test_actor_concurrency_options_are_checked(driver):
 def test_init_refuses_arguments_it_would_ignore(tmp_path):
     with pytest.raises(TypeError, match="_temp_dir"):
         ray.init(_temp_dir=str(tmp_path))
-    with pytest.raises(ValueError, match="object_store_memory"):
-        ray.init(object_store_memory=10**8)
+    for bad in (0, -5, "1GB", 1.5):
+        with pytest.raises(ValueError, match="object_store_memory"):
+            ray.init(object_store_memory=bad)
     with pytest.raises(ValueError, match="include_dashboard"):
         ray.init(include_dashboard=True)
     assert not ray.is_initialized()
+
+
+def test_init_object_store_memory_sizes_a_private_cluster_store():
+    ray.init(num_cpus=1, object_store_memory=80 * 2**20)
+    try:
+        assert ray.cluster_resources()["object_store_memory"] == 80 * 2**20
+    finally:
+        ray.shutdown()
+    with pytest.raises(ValueError, match="existing cluster, object_store_memory"):
+        ray.init(address="127.0.0.1:1", object_store_memory=10**8)
 
 
 def test_failures_arrive_typed(driver):

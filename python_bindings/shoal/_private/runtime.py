@@ -455,9 +455,9 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, namespac
     # Ray's other init arguments are refused by name rather than accepted and ignored.
     if kwargs:
         raise TypeError(f"shoal.init() does not support the argument(s) {', '.join(sorted(kwargs))}")
-    if object_store_memory is not None:
-        raise ValueError("shoal.init(object_store_memory=...) is not supported: start the cluster with "
-                         "`shoal start --object-store-memory BYTES` instead")
+    if object_store_memory is not None and (isinstance(object_store_memory, bool)
+                                            or not isinstance(object_store_memory, int) or object_store_memory <= 0):
+        raise ValueError(f"object_store_memory must be a positive number of bytes, got {object_store_memory!r}")
     if include_dashboard:
         raise ValueError("shoal.init(include_dashboard=True) is not supported: a driver's private cluster runs "
                          "no dashboard; start one with `shoal start --head`")
@@ -502,12 +502,15 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, namespac
             with core_call:
                 cluster = _core.LocalCluster(-1 if num_cpus is None else int(num_cpus),
                                              -1 if num_gpus is None else int(num_gpus),
-                                             json.dumps(resources) if resources else "")
+                                             json.dumps(resources) if resources else "",
+                                             -1 if object_store_memory is None else object_store_memory)
             address = cluster.address
         else:
             if num_cpus is not None or num_gpus is not None:
                 raise ValueError("When connecting to an existing cluster, num_cpus and num_gpus must not be "
                                  "provided.")
+            if object_store_memory is not None:
+                raise ValueError("When connecting to an existing cluster, object_store_memory must not be provided.")
             address = _current_cluster_address() if address == "auto" else _normalize_address(address)
         try:
             with core_call:
