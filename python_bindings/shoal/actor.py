@@ -135,7 +135,7 @@ def _end_when_calls_done(actor_id, calls, epoch):
             core = runtime.state.core
             if core is None:
                 return
-            if ids and not all(core.wait(ids, len(ids), _SCOPE_POLL_S)):
+            if ids and not all(core.wait(ids, len(ids), _SCOPE_POLL_S, False)):
                 continue
             core.kill_actor(actor_id, True)
             return
@@ -193,6 +193,13 @@ class ActorClass:
     def __dir__(self):
         return sorted(set(self._methods) | {"options", "remote"} |
                       {n for n in object.__dir__(self) if n.startswith("_")})
+
+    def __getattr__(self, name):
+        # The class's own attributes (constants, static and class methods), as Ray's actor class
+        # inherits them: `MyActor.LIMIT`, `MyActor.helper()` work inside and outside the actor.
+        if name.startswith("__") or "_cls" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.__dict__["_cls"], name)
 
     def __init__(self, cls, options):
         self._cls = cls

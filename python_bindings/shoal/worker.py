@@ -209,6 +209,7 @@ class Worker:
         if actor_id and not actor_creation and self.exiting is not None:
             return (False, self._actor_exited_error(f"{label}() was not run"))  # queued behind the exit
         info = self.core.current_task()
+        omp_set = self._set_omp_threads(info, actor_id, actor_creation)
         self.forwarder.begin_task(info["owner_address"], prefix_name)
         self.running[task_id] = threading.get_ident()
         try:
@@ -274,6 +275,8 @@ class Worker:
                 self.actor = None
             return (False, self._error(label, e, retry_exception_filter))
         finally:
+            if omp_set:
+                os.environ.pop("OMP_NUM_THREADS", None)
             # A cancellation that arrived as the task ended must not hit the next one.
             self.running.pop(task_id, None)
             if threading.get_ident() == self.main_thread:
@@ -285,6 +288,16 @@ class Worker:
             except Exception:  # noqa: BLE001
                 pass
             self.forwarder.end_task()
+
+    def _set_omp_threads(self, info, actor_id, actor_creation):
+        """As Ray: where nothing (the node's environment, a runtime env) set OMP_NUM_THREADS, a
+        task runs with it set to its whole CPUs (at least 1), removed again after it; an actor
+        keeps the value its creation set. Answers whether it was set for this task only."""
+        if (actor_id and not actor_creation) or os.environ.get("OMP_NUM_THREADS"):
+            return False
+        cpus = float(info.get("resources", {}).get("CPU", 0) or 0)
+        os.environ["OMP_NUM_THREADS"] = str(max(1, int(cpus)))
+        return not actor_creation
 
     def _stream(self, label, values, info, task_id, group):
         """Runs a streaming generator to its end, reporting each value to the task's owner as it

@@ -230,6 +230,10 @@ def test_actor_ends_when_its_last_handle_goes(driver):
     wait_until(lambda: not process_alive(pid), 30, what="the actor's worker to exit once its handle went")
     # The handle goes at once here, but the call made through it still runs first.
     assert ray.get(Counter.remote(5).incr.remote(), timeout=60) == 6
+    # ...and the actor ends once that call's result is in (its ref still held here).
+    call = Counter.remote().pid.remote()
+    pid = ray.get(call, timeout=60)
+    wait_until(lambda: not process_alive(pid), 30, what="the actor to end after the call made through its last handle")
     # A handle passed to a task is not counted, so the actor stays: it still answers after
     # the creator's handle went.
     keep = Counter.options(name="kept-by-name").remote()

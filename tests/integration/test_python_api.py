@@ -654,3 +654,22 @@ def test_calls_are_checked_against_the_signature_at_remote(driver):
     with pytest.raises(ValueError, match="only supported for actors"):
         ray.kill("not an actor handle")
     ray.kill(named)
+
+
+def test_omp_num_threads_follows_the_task_cpus_unless_set(driver):
+    @ray.remote
+    def omp():
+        return os.environ.get("OMP_NUM_THREADS")
+
+    @ray.remote
+    class Holder:
+        def omp(self):
+            return os.environ.get("OMP_NUM_THREADS")
+
+    assert ray.get(omp.options(num_cpus=2).remote()) == "2"
+    assert ray.get([omp.remote(), omp.options(num_cpus=0.25).remote()]) == ["1", "1"]
+    assert ray.get(omp.options(runtime_env={"env_vars": {"OMP_NUM_THREADS": "3"}}).remote()) == "3"
+    holders = [Holder.remote(), Holder.options(num_cpus=2).remote()]
+    assert ray.get([h.omp.remote() for h in holders]) == ["1", "2"]
+    for h in holders:
+        ray.kill(h)
