@@ -135,9 +135,14 @@ absl::StatusOr<LeaseManager::Pending> LeaseManager::Parse(const rpc::RequestWork
     return absl::FailedPreconditionError("this raylet cannot set up runtime environments");
   }
   p.runtime_env = request.runtime_env();
+  bool gpu = false;
+  for (const auto& [name, amount] : p.demand.entries()) {
+    gpu |= !amount.IsZero() && (name == kGPU || IsBundleGpuResource(name));
+  }
   p.key = WorkerKey{.job = *job,
                     .command = {request.worker_command().begin(), request.worker_command().end()},
-                    .env_key = RuntimeEnvKey(request.runtime_env())};
+                    .env_key = RuntimeEnvKey(request.runtime_env()),
+                    .gpu = gpu};
   p.grant_or_reject = request.grant_or_reject();
   p.owner_address = request.owner_address();
   p.retriable = request.retriable();

@@ -10,7 +10,7 @@ namespace shoal {
 
 std::string WorkerKey::ToString() const {
   return absl::StrCat("job ", job.Hex(), ": ", absl::StrJoin(command, " "),
-                      env_key.empty() ? "" : absl::StrCat(" [env ", env_key.substr(0, 8), "]"));
+                      env_key.empty() ? "" : absl::StrCat(" [env ", env_key.substr(0, 8), "]"), gpu ? " [gpu]" : "");
 }
 
 WorkerPool::WorkerPool(ProcessSpawner& spawner, const Clock& clock, WorkerPoolOptions options)

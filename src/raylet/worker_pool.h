@@ -44,10 +44,13 @@ struct WorkerKey {
   JobId job;
   std::vector<std::string> command;  // argv
   std::string env_key;               // RuntimeEnvKey of its runtime environment ("": none)
+  // Started for work that holds GPUs: as in Ray, such workers (which may hold a CUDA context)
+  // serve only GPU work, and workers of CPU-only work never get GPU work.
+  bool gpu = false;
 
   friend bool operator==(const WorkerKey&, const WorkerKey&) = default;
   friend bool operator<(const WorkerKey& a, const WorkerKey& b) {
-    return std::tie(a.job, a.command, a.env_key) < std::tie(b.job, b.command, b.env_key);
+    return std::tie(a.job, a.command, a.env_key, a.gpu) < std::tie(b.job, b.command, b.env_key, b.gpu);
   }
   std::string ToString() const;  // "job 01000000: /bin/worker --flag [env 1a2b3c4d]"
 };

@@ -673,3 +673,18 @@ def test_omp_num_threads_follows_the_task_cpus_unless_set(driver):
     assert ray.get([h.omp.remote() for h in holders]) == ["1", "2"]
     for h in holders:
         ray.kill(h)
+
+
+def test_gpu_work_gets_its_own_workers(driver):
+    @ray.remote(resources={"A": 1})
+    def cpu():
+        return os.getpid()
+
+    @ray.remote(resources={"A": 1}, num_gpus=1)
+    def gpu():
+        return os.getpid()
+
+    cpu_pids = set(ray.get([cpu.remote() for _ in range(4)]))
+    gpu_pids = set(ray.get([gpu.remote() for _ in range(4)]))
+    assert not cpu_pids & gpu_pids, (cpu_pids, gpu_pids)  # as Ray: GPU workers serve only GPU work
+    assert not set(ray.get([cpu.remote() for _ in range(4)])) & gpu_pids
