@@ -15,6 +15,7 @@ on until its owner exits or it is killed.
 """
 import inspect
 import threading
+import time
 import weakref
 
 from shoal._private import options as opts
@@ -122,23 +123,39 @@ _scopes_lock = threading.RLock()
 
 _scope_threads = set()  # live _end_when_calls_done threads, joined by shutdown
 _SCOPE_POLL_S = 0.2
+# How long an actor whose handles all went may take to end by itself (its queued calls,
+# __ray_shutdown__, atexit handlers) before it is killed: Ray's actor_graceful_shutdown_timeout_ms.
+GRACEFUL_SHUTDOWN_S = 30.0
 
 
 def _end_when_calls_done(actor_id, calls, epoch):
-    """Kills the actor once the calls still referenced have results (a daemon thread). It polls
-    the core directly (the public API would start a new session after a shutdown) and ends
-    within one poll when the session ends, so no call of it is in flight at exit."""
+    """Ends the actor once the calls still referenced have results (a daemon thread), as Ray
+    ends an actor whose handles all went: gracefully, by a __ray_terminate__ call queued after
+    this process's earlier calls (the actor runs its __ray_shutdown__ and atexit handlers, then
+    exits), killed if it has not answered within GRACEFUL_SHUTDOWN_S. It polls the core directly
+    (the public API would start a new session after a shutdown) and ends within one poll when the
+    session ends, so no call of it is in flight at exit."""
+    from shoal.remote_function import pack_arguments
     refs = [r for r in (w() for w in calls) if r is not None]  # kept alive while waited on
     ids = [r._id for r in refs]
+    terminate, deadline = None, None
     try:
         while runtime.state.epoch == epoch:
             core = runtime.state.core
             if core is None:
                 return
-            if ids and not all(core.wait(ids, len(ids), _SCOPE_POLL_S, False)):
+            if terminate is None:
+                if ids and not all(core.wait(ids, len(ids), _SCOPE_POLL_S, False)):
+                    continue
+                packed, _, _ = pack_arguments((), {})
+                terminate = core.submit_actor_task(actor_id, "__ray_terminate__", packed, {"num_returns": 1})
+                deadline = time.monotonic() + GRACEFUL_SHUTDOWN_S
                 continue
-            core.kill_actor(actor_id, True)
-            return
+            if all(core.wait(terminate, 1, _SCOPE_POLL_S, False)):
+                return  # answered: the actor is ending by itself
+            if time.monotonic() > deadline:
+                core.kill_actor(actor_id, True)
+                return
     except Exception:  # noqa: BLE001 - the cluster or the actor is already gone
         pass
     finally:
@@ -347,8 +364,9 @@ class ActorExit(BaseException):
 
 
 def exit_actor():
-    """Ends the actor this code runs in, as Ray's `ray.actor.exit_actor()`: raises ActorExit,
-    which stops the running method; its caller gets ActorDiedError (a RayActorError), calls
+    """Ends the actor this code runs in, as Ray's `ray.actor.exit_actor()`: raises ActorExit
+    (AsyncioActorExit in an async actor), which stops the running method; the actor exits after
+    it even if the code catches that; its caller gets ActorDiedError (a RayActorError), calls
     still queued or made later fail with ActorDiedError, and the actor is not restarted (even
     with max_restarts). Calls already running on other threads of a threaded actor run to
     completion first. Any atexit handlers the actor registered run before it exits.
@@ -356,6 +374,13 @@ def exit_actor():
     if runtime.state.mode != "worker" or not runtime.state.actor_id:
         raise TypeError("exit_actor API is called on a non-actor worker. Call this API inside an actor method "
                         "if you'd like to exit the actor gracefully.")
+    # As Ray's: the exit is decided here, so that it happens even if the code catches what is
+    # raised next (or runs outside any call, in an asyncio task of its own).
+    if runtime.state.exit_actor is not None:
+        runtime.state.exit_actor("exit_actor() was called")
+    if runtime.state.async_actor:
+        from shoal.exceptions import AsyncioActorExit
+        raise AsyncioActorExit("exit_actor() was called")
     raise ActorExit("exit_actor() was called")
 
 

@@ -154,6 +154,12 @@ class ActorPlacementGroupRemoved(ActorDiedError):
     """The placement group the actor ran in was removed."""
 
 
+class AsyncioActorExit(ShoalError):
+    """Raised by exit_actor() inside an async actor (an Exception, as in Ray: raising a
+    BaseException on the event loop would stop it). The actor exits after the call even when
+    the code catches it."""
+
+
 class PendingCallsLimitExceeded(ShoalError):
     """An actor call was refused at .remote(): this handle already has max_pending_calls calls
     to the actor that have not finished."""

@@ -164,6 +164,7 @@ class Worker:
         self.returned_refs = []  # refs put inside results: kept so their borrowers can read them
         self.retry_filters = {}  # pickled retry_exceptions lists -> tuples of classes
         self.exiting = None      # why the actor is ending (exit_actor, __ray_terminate__), once it is
+        self.exit_requested_by = None  # the task (hex id) that called exit_actor()
         self.node_id = self.core.node_id
         self.main_thread = threading.main_thread().ident
         # A cancel of the task on the main thread arrives as a signal, as Ray's KeyboardInterrupt:
@@ -230,11 +231,13 @@ class Worker:
                 fn = self.load_function(fid)
                 if actor_creation:
                     runtime.state.actor_id = actor_id
+                    runtime.state.exit_actor = self.request_actor_exit
                     self.actor_name = name.rsplit(".", 1)[-1]
                     if inspect.isclass(fn) and is_async_class(fn):
                         # As in Ray, the constructor runs on the default group's loop, so that
                         # asyncio.get_event_loop() there is the loop its methods run on.
                         self.async_actor = True
+                        runtime.state.async_actor = True
                         self.actor = self._call_on_loop("", fn, positional, keywords, task_id)
                     else:
                         self.actor = fn(*positional, **keywords)
@@ -258,17 +261,22 @@ class Worker:
                 base = bytes.fromhex(info["task_id"])
                 results = [tensor_transport.hold(r, (base + struct.pack("<I", i + 1)).hex())
                            for i, r in enumerate(results)]
+            if self.exit_requested_by == task_id and self.exiting is not None:
+                # exit_actor() was called in this call and its exception caught: it still ends.
+                return (False, self._actor_exited_error(f"{label}() ended there"))
             out = []
             for r in results:
                 data, refs = serialization.serialize_to_bytes(r)
                 self.returned_refs.extend(refs)
                 out.append(data)
             return (True, out)
-        except ActorExit as e:
-            if actor_creation:
-                self.actor = None
-                return (False, self._error(label, e, retry_exception_filter))
+        except (ActorExit, exceptions.AsyncioActorExit) as e:
             self._begin_actor_exit(actor_id, f"{e} in {label}()")
+            if actor_creation:
+                # The actor is created and ends at once (no restart), after its atexit handlers:
+                # a failed creation could be restarted, or its worker killed before they ran.
+                self.actor = None
+                return (True, [serialization.serialize_to_bytes(None)[0]])
             return (False, self._actor_exited_error(f"{label}() ended there"))
         except BaseException as e:  # noqa: BLE001 - every failure goes back to the caller
             if actor_creation:
@@ -402,6 +410,13 @@ class Worker:
         data, _ = serialization.serialize_to_bytes(error)
         return ("ActorDiedError", str(error), data, "", True)
 
+    def request_actor_exit(self, why):
+        """exit_actor()'s hook: the actor ends once the calls running now are answered (the one
+        that called it with an ActorDiedError, even if it caught the exception)."""
+        task = runtime.current_task()
+        self.exit_requested_by = task.get("task_id") if task else None
+        self._begin_actor_exit(runtime.state.actor_id, why)
+
     def _begin_actor_exit(self, actor_id, why):
         """Ends the actor once the exiting call has been answered and the calls running on
         other threads are done: runs the atexit handlers, then has the GCS mark the actor DEAD
@@ -417,6 +432,14 @@ class Worker:
         while self.running:
             time.sleep(0.01)
         atexit.unregister(runtime.shutdown)  # the core must stay up for the kill below
+        shutdown = getattr(self.actor, "__ray_shutdown__", None)
+        if callable(shutdown):  # Ray's hook for a graceful end (not on a kill)
+            try:
+                value = shutdown()
+                if inspect.isawaitable(value):
+                    asyncio.run_coroutine_threadsafe(value, self._group_loop("")).result()
+            except BaseException:  # noqa: BLE001 - a failing hook must not keep the actor alive
+                traceback.print_exc(file=self.stderr._original)
         try:
             atexit._run_exitfuncs()
         except BaseException:  # noqa: BLE001 - a failing handler must not keep the actor alive

@@ -392,3 +392,102 @@ def test_actor_and_task_rpcs_refuse_bad_input_and_keep_serving(driver, gcs_stubs
     assert ray.get(c.incr.remote(), timeout=30) == 2
     # And the GCS still answers.
     assert ray.cluster_resources()["CPU"] == 6.0
+
+
+@ray.remote
+class Graceful:
+    """Leaves a file for each way it ends: its __ray_shutdown__ hook and an atexit handler."""
+
+    def __init__(self, where, exit_in_constructor=False):
+        import atexit
+        self.where = where
+        atexit.register(lambda: open(os.path.join(where, "atexit"), "w").close())
+        if exit_in_constructor:
+            ray.actor.exit_actor()
+            open(os.path.join(where, "after-exit"), "w").close()  # never runs
+
+    def __ray_shutdown__(self):
+        open(os.path.join(self.where, "shutdown"), "w").close()
+
+    def pid(self):
+        return os.getpid()
+
+    def exit_but_catch(self):
+        try:
+            ray.actor.exit_actor()
+        except BaseException:  # noqa: BLE001 - the test swallows it on purpose
+            pass
+        return "swallowed"
+
+    def sleep(self):
+        time.sleep(3600)
+
+
+@ray.remote
+class AsyncGraceful:
+    def __init__(self, where):
+        import atexit
+        atexit.register(lambda: open(os.path.join(where, "atexit"), "w").close())
+
+    async def exit_later(self):
+        import asyncio
+
+        async def later():
+            await asyncio.sleep(0.2)
+            ray.actor.exit_actor()
+
+        asyncio.get_running_loop().create_task(later())  # outside any call when it exits
+        return "scheduled"
+
+    async def exit_but_catch(self):
+        try:
+            ray.actor.exit_actor()
+        except ray.exceptions.AsyncioActorExit:
+            pass
+        return "swallowed"
+
+
+def _ends(tmp_path, name):
+    where = tmp_path / name
+    where.mkdir()
+    return str(where)
+
+
+def test_actors_end_gracefully_as_in_ray(driver, tmp_path):
+    files = lambda d: sorted(os.listdir(d))  # noqa: E731
+    # __ray_terminate__, and the last handle going: __ray_shutdown__ then atexit handlers.
+    term, dropped, killed = (_ends(tmp_path, n) for n in ("term", "dropped", "killed"))
+    a = Graceful.remote(term)
+    ray.get(a.pid.remote())
+    a.__ray_terminate__.remote()
+    b = Graceful.remote(dropped)
+    b_pid = ray.get(b.pid.remote())
+    del b
+    # ray.kill ends it at once: neither runs.
+    c = Graceful.remote(killed)
+    c_pid = ray.get(c.pid.remote())
+    c.sleep.remote()
+    ray.kill(c)
+    for d in (term, dropped):
+        wait_until(lambda: files(d) == ["atexit", "shutdown"], 30, what=f"{d}'s hooks")
+    wait_until(lambda: not process_alive(b_pid) and not process_alive(c_pid), 30, what="the actors' workers to exit")
+    assert files(killed) == []
+    # exit_actor() in the constructor: the actor ends, its atexit handlers run, the rest does not.
+    ctor = _ends(tmp_path, "ctor")
+    d = Graceful.remote(ctor, exit_in_constructor=True)
+    wait_until(lambda: "atexit" in files(ctor), 30, what="the atexit handler of an actor that exited in __init__")
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(d.pid.remote(), timeout=30)
+    assert "after-exit" not in files(ctor)
+    # exit_actor() whose exception the code catches still ends the actor (sync and async).
+    for cls in (Graceful, AsyncGraceful):
+        e = cls.remote(_ends(tmp_path, f"caught-{cls.__name__}"))
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(e.exit_but_catch.remote(), timeout=30)
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(e.exit_but_catch.remote(), timeout=30)
+    # ...and so does one called in an asyncio task of the actor, outside any call.
+    nested = _ends(tmp_path, "nested")
+    f = AsyncGraceful.remote(nested)
+    assert ray.get(f.exit_later.remote()) == "scheduled"
+    wait_until(lambda: files(nested) == ["atexit"], 30, what="the async actor to exit from its own task")

@@ -35,6 +35,8 @@ class _State:
     interpreter = None   # the Python its workers run (the driver's; in a worker, its job's)
     python_path = None   # the driver's import paths, given to every worker after the packages'
     actor_id = None      # worker mode: the actor this worker runs (hex), once its creation began
+    exit_actor = None    # worker mode: the worker's hook for exit_actor() (worker.request_actor_exit)
+    async_actor = False  # worker mode: the actor runs its calls on event loops
     node_ip = None       # (epoch, IP of this process's node), see local_node_ip()
 
 
