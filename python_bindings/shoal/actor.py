@@ -40,9 +40,7 @@ def _validate_actor_options(options):
             raise ValueError(f"Invalid option keyword {key} for actors. Valid ones are {sorted(ACTOR_OPTIONS)}.")
     for key in ("max_restarts", "max_task_retries"):
         if key in options:
-            v = options[key]
-            if isinstance(v, bool) or not isinstance(v, int) or v < -1:
-                raise ValueError(f"{key} must be an integer >= -1, got {v!r}")
+            opts.check_retry_count(key, options[key])
     if "max_concurrency" in options:
         v = options["max_concurrency"]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -64,12 +62,21 @@ def _validate_actor_options(options):
             raise ValueError(f"max_pending_calls must be -1 (no limit) or an integer >= 1, got {v!r}")
     if options.get("lifetime") not in (None, "detached", "non_detached"):
         raise ValueError(f"lifetime must be None, 'detached' or 'non_detached', got {options['lifetime']!r}")
+    # As Ray: a name or namespace of the wrong type is a TypeError, an empty one a ValueError.
     name = options.get("name")
-    if name is not None and (not isinstance(name, str) or not name):
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    if name is not None:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be None or a string, got type {type(name).__name__}")
+        if not name:
+            raise ValueError("Actor name cannot be an empty string.")
     namespace = options.get("namespace")
-    if namespace is not None and (not isinstance(namespace, str) or not namespace):
-        raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
+    if namespace is not None:
+        if not isinstance(namespace, str):
+            raise TypeError(f"namespace must be None or a string, got type {type(namespace).__name__}")
+        if not namespace:
+            raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
+    if options.get("get_if_exists") and not name:
+        raise ValueError("The actor name must be specified to use `get_if_exists`.")
     return options
 
 
@@ -269,6 +276,7 @@ class ActorClass:
     def _create(self, args, kwargs, options):
         from shoal.remote_function import pack_arguments
         signature.check(self._init_signature, args, kwargs, f"{self._name}.remote()")
+        opts.check_fits_placement_group(options, self._name, default_cpus=0)
         core = runtime.connect()
         packed, nested, keep = pack_arguments(args, kwargs)
         core_options = opts.core_options(options, default_cpus=0)
@@ -278,7 +286,7 @@ class ActorClass:
             core_options["runtime_env"] = runtime.core_runtime_env(options["runtime_env"])
         if nested:
             core_options["nested_refs"] = nested
-        max_task_retries = options.get("max_task_retries", 0)
+        max_task_retries = options.get("max_task_retries") or 0
         groups = dict(options.get("concurrency_groups") or {})
         for method, meta in self._methods.items():
             group = meta.get("concurrency_group")
@@ -290,7 +298,7 @@ class ActorClass:
         default_concurrency = DEFAULT_ASYNC_MAX_CONCURRENCY if self._is_async else 1
         actor_options = {
             "class_name": self._name,
-            "max_restarts": options.get("max_restarts", 0),
+            "max_restarts": options.get("max_restarts") or 0,
             "max_task_retries": max_task_retries,
             "max_concurrency": options.get("max_concurrency") or default_concurrency,
             "concurrency_groups": groups,

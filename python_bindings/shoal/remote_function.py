@@ -61,6 +61,7 @@ def unpack_arguments(buffers):
 
 def submit(function_name, args, kwargs, options):
     core = runtime.core()
+    opts.check_fits_placement_group(options, function_name.rsplit(":", 1)[-1])
     packed, nested, keep = pack_arguments(args, kwargs)
     core_options = opts.core_options(options)
     if options.get("runtime_env"):

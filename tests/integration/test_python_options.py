@@ -264,3 +264,31 @@ def test_node_affinity_for_tasks_and_actors(driver):
         where.options(scheduling_strategy=NodeAffinitySchedulingStrategy("not-a-node-id")).remote()
     with pytest.raises(ValueError, match="scheduling_strategy"):
         where.options(scheduling_strategy="ANYWHERE").remote()
+
+
+def test_option_errors_use_rays_words():
+    def f():
+        return 1
+
+    class A:
+        pass
+
+    for key in ("max_retries", "max_calls"):
+        with pytest.raises(TypeError, match=f"The type of keyword '{key}' must be"):
+            ray.remote(**{key: 0.5})(f)
+    for key in ("max_restarts", "max_task_retries"):
+        with pytest.raises(ValueError, match=f"The keyword '{key}' only accepts None, 0, -1 or a positive integer"):
+            ray.remote(**{key: -3})(A)
+    with pytest.raises(ValueError, match="'max_calls' only accepts None, 0 or a positive integer"):
+        ray.remote(max_calls=-1)(f)
+    with pytest.raises(TypeError, match="The type of keyword 'num_returns'"):
+        ray.remote(num_returns=0.5)(f)
+    with pytest.raises(ValueError, match="precision of the fractional quantity of resource num_gpus"):
+        ray.remote(num_gpus=0.0000001)(f)
+    with pytest.raises(ValueError, match="precision of the fractional quantity of resource widget"):
+        ray.remote(resources={"widget": 0.0000001})(f)
+    with pytest.raises(TypeError, match="name must be None or a string"):
+        ray.remote(A).options(name=object())
+    with pytest.raises(ValueError, match="must be specified to use `get_if_exists`"):
+        ray.remote(A).options(num_cpus=1, get_if_exists=True)
+    ray.remote(max_retries=None, num_cpus=0.0001)(f)  # Ray's defaults and resolution are fine

@@ -28,6 +28,24 @@ def refuse_unsupported(options, what="remote functions"):
 TASK_DEFAULTS = {"num_cpus": 1, "num_gpus": 0, "max_retries": 3, "retry_exceptions": False, "num_returns": 1}
 
 
+def check_retry_count(key, value):
+    """max_retries, max_restarts, max_task_retries: None, 0, -1 (no limit) or positive, in
+    Ray's words."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"The type of keyword '{key}' must be {(int, type(None))}, but received type {type(value)}")
+    if value < -1:
+        raise ValueError(f"The keyword '{key}' only accepts None, 0, -1 or a positive integer, where -1 represents "
+                         "infinity.")
+
+
+def _check_precision(name, value):
+    """Ray's resolution of fractional resource amounts: 0.0001."""
+    if value != int(value) and abs(round(value, 4) - value) > 1e-12:
+        raise ValueError(f"The precision of the fractional quantity of resource {name} cannot go beyond 0.0001")
+
+
 def _number(name, value, allow_none=True):
     if value is None and allow_none:
         return None
@@ -35,6 +53,7 @@ def _number(name, value, allow_none=True):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
+    _check_precision(name.replace("resources[", "").replace("]", "").strip("'"), value)
     return value
 
 
@@ -65,9 +84,7 @@ def validate(options, allowed=TASK_OPTIONS):
                                  "'resources' keyword")
             _number(f"resources[{k!r}]", v, allow_none=False)
     if "max_retries" in options:
-        r = options["max_retries"]
-        if isinstance(r, bool) or not isinstance(r, int) or r < -1:
-            raise ValueError(f"max_retries must be an integer >= -1, got {r!r}")
+        check_retry_count("max_retries", options["max_retries"])
     if "retry_exceptions" in options:
         r = options["retry_exceptions"]
         if not isinstance(r, bool) and not (isinstance(r, (list, tuple)) and
@@ -75,8 +92,10 @@ def validate(options, allowed=TASK_OPTIONS):
             raise TypeError("retry_exceptions must be a bool or a list of exception types")
     if options.get("max_calls") is not None:
         m = options["max_calls"]
-        if isinstance(m, bool) or not isinstance(m, int) or m < 0:
-            raise ValueError(f"max_calls must be an integer >= 0 (0: no limit), got {m!r}")
+        if isinstance(m, bool) or not isinstance(m, int):
+            raise TypeError(f"The type of keyword 'max_calls' must be {(int, type(None))}, but received type {type(m)}")
+        if m < 0:
+            raise ValueError("The keyword 'max_calls' only accepts None, 0 or a positive integer")
     if "num_returns" in options:
         validate_num_returns(options["num_returns"])
     if options.get("_generator_backpressure_num_objects") is not None:
@@ -96,8 +115,12 @@ def validate_num_returns(n):
     them) or "dynamic" (Ray's older form: one ref to the list of the generator's refs)."""
     if n in ("streaming", "dynamic"):
         return
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n > 1000:
-        raise ValueError(f'num_returns must be an integer between 0 and 1000 or "streaming", got {n!r}')
+    if isinstance(n, bool) or not isinstance(n, (int, str)):
+        raise TypeError(f"The type of keyword 'num_returns' must be {(int, str, type(None))}, but received type "
+                        f"{type(n)}")
+    if isinstance(n, str) or n < 0 or n > 1000:
+        raise ValueError('The keyword \'num_returns\' only accepts None, a non-negative integer, or "dynamic" (or '
+                         f'"streaming"); Shoal takes at most 1000 returns. Got {n!r}.')
 
 
 def validate_backpressure(n):
@@ -149,6 +172,30 @@ def strategy_of(options):
         group, -1 if index is None else index, capture)
 
 
+def check_fits_placement_group(options, what, default_cpus=1):
+    """ValueError (Ray's words) when the request cannot fit the bundle its placement group
+    strategy names (or any bundle, for index -1): such a task or actor would wait forever.
+    Checked only where the group's bundles are known here (it was made or looked up in this
+    process), so that no submission costs a GCS call."""
+    strategy = strategy_of(options)
+    group = getattr(strategy, "placement_group", None)
+    if group is None or group.bundle_cache is None:
+        return
+    request = {}
+    cpus = options.get("num_cpus")
+    cpus = default_cpus if cpus is None else cpus
+    for name, amount in (("CPU", cpus), ("GPU", options.get("num_gpus")), ("memory", options.get("memory"))):
+        if amount:
+            request[name] = amount
+    request.update({k: v for k, v in (options.get("resources") or {}).items() if v})
+    index = getattr(strategy, "placement_group_bundle_index", -1)
+    bundles = [dict(b) for b in group.bundle_cache]
+    candidates = bundles if index == -1 else bundles[index:index + 1]
+    if not any(all(b.get(k, 0) >= v - 1e-9 for k, v in request.items()) for b in candidates):
+        raise ValueError(f"Cannot schedule {what} with the placement group because the resource request {request} "
+                         f"cannot fit into any bundles for the placement group, {bundles}.")
+
+
 def validate_runtime_env(runtime_env):
     """Checks a runtime_env option as it is given (see shoal/_private/runtime_env.py)."""
     from shoal._private import runtime_env as renv
@@ -177,7 +224,7 @@ def core_options(options, default_cpus=1):
     """The dict _core.CoreWorker.submit_task takes."""
     out = {
         "resources": resources_of(options, default_cpus),
-        "max_retries": int(options.get("max_retries", 3)),
+        "max_retries": int(3 if options.get("max_retries") is None else options["max_retries"]),
         "retry_exceptions": bool(options.get("retry_exceptions", False)),
         "num_returns": num_return_refs(options),
     }
