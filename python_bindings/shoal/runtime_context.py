@@ -1,29 +1,66 @@
-"""shoal.get_runtime_context(): where the calling code runs."""
+"""shoal.get_runtime_context(): where the calling code runs.
+
+As Ray's, getting the context never starts or joins a cluster; asking it for an id before
+init() raises AssertionError. The get_*_id() methods answer hex strings; the older properties
+(job_id, node_id, task_id, actor_id, current_placement_group_id) answer id objects and warn."""
+import warnings
+
 from shoal._private import runtime
+from shoal._private.ids import ActorID, JobID, NodeID, TaskID
+
+
+def _core():
+    if not runtime.is_initialized():
+        raise AssertionError("Ray has not been initialized or connected to a cluster: call shoal.init() first "
+                             "(Shoal answers Ray's API)")
+    return runtime.core()
+
+
+def _deprecated(new):
+    warnings.warn(f"Use {new}() instead", DeprecationWarning, stacklevel=3)
 
 
 class RuntimeContext:
+    def get(self):
+        """Ray's older dict of the ids: job_id, node_id, namespace, and in a worker task_id and
+        (in an actor) actor_id, as id objects."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context = {"job_id": self.job_id, "node_id": self.node_id, "namespace": self.namespace}
+            if runtime.state.mode == "worker":
+                if self.task_id is not None:
+                    context["task_id"] = self.task_id
+                if self.actor_id is not None:
+                    context["actor_id"] = self.actor_id
+        return context
+
     def get_job_id(self):
-        return runtime.core().job_id
+        return _core().job_id
 
     def get_node_id(self):
-        return runtime.core().node_id
+        return _core().node_id
 
     def get_worker_id(self):
-        return runtime.core().worker_id
+        return _core().worker_id
 
     def get_task_id(self):
         """The running task's id (hex), or None in a driver."""
-        runtime.core()
+        _core()
         if runtime.state.mode != "worker":
             return None
         return runtime.current_task()["task_id"] or None
 
     def get_actor_id(self):
-        """The actor this code runs in (hex), or None outside actors."""
+        """The actor this code runs in (hex), or None outside actors (its constructor included)."""
         if runtime.state.mode != "worker":
             return None
-        return runtime.core().current_actor or None
+        return _core().current_actor or runtime.state.actor_id or None
+
+    def get_placement_group_id(self):
+        """The placement group the running task or actor is in (hex), or None."""
+        if runtime.state.mode != "worker":
+            return None
+        return runtime.current_task().get("placement_group_id") or None
 
     def _actor_info(self, what):
         actor = self.get_actor_id()
@@ -55,7 +92,8 @@ class RuntimeContext:
 
     @property
     def job_id(self):
-        return self.get_job_id()
+        _deprecated("get_job_id")
+        return JobID.from_hex(self.get_job_id())
 
     def get_runtime_env_string(self):
         """The runtime env the calling code runs in (the job's in a driver), as JSON, with
@@ -71,11 +109,27 @@ class RuntimeContext:
 
     @property
     def node_id(self):
-        return self.get_node_id()
+        _deprecated("get_node_id")
+        return NodeID.from_hex(self.get_node_id())
 
     @property
     def task_id(self):
-        return self.get_task_id()
+        _deprecated("get_task_id")
+        task = self.get_task_id()
+        return TaskID.from_hex(task) if task else None
+
+    @property
+    def actor_id(self):
+        _deprecated("get_actor_id")
+        actor = self.get_actor_id()
+        return ActorID.from_hex(actor) if actor else None
+
+    @property
+    def current_placement_group_id(self):
+        _deprecated("get_placement_group_id")
+        from shoal.util.placement_group import PlacementGroupID
+        group = self.get_placement_group_id()
+        return PlacementGroupID(group) if group else None
 
     @property
     def namespace(self):
@@ -83,7 +137,7 @@ class RuntimeContext:
 
     @property
     def gcs_address(self):
-        return runtime.core().gcs_address
+        return _core().gcs_address
 
     def get_assigned_resources(self):
         """The resources the running task (or the actor this code runs in) holds, as Ray
@@ -102,5 +156,4 @@ class RuntimeContext:
 
 
 def get_runtime_context():
-    runtime.connect()
     return RuntimeContext()

@@ -292,3 +292,40 @@ def test_option_errors_use_rays_words():
     with pytest.raises(ValueError, match="must be specified to use `get_if_exists`"):
         ray.remote(A).options(num_cpus=1, get_if_exists=True)
     ray.remote(max_retries=None, num_cpus=0.0001)(f)  # Ray's defaults and resolution are fine
+
+
+def test_runtime_context_does_not_start_a_cluster_and_keeps_rays_older_forms():
+    import warnings
+    assert not ray.is_initialized()
+    context = ray.get_runtime_context()
+    assert not ray.is_initialized()
+    with pytest.raises(AssertionError, match="Ray has not been initialized"):
+        context.get_job_id()
+    ray.init(num_cpus=1)
+    try:
+        context = ray.get_runtime_context()
+        assert set(context.get()) == {"job_id", "node_id", "namespace"}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert context.job_id.hex() == context.get_job_id()
+            assert context.node_id.hex() == context.get_node_id()
+        assert any("Use get_job_id() instead" in str(w.message) for w in caught)
+        assert context.get_placement_group_id() is None and context.get_actor_id() is None
+
+        @ray.remote(max_restarts=1)
+        class Probe:
+            def __init__(self):
+                self.in_constructor = (ray.get_runtime_context().get_actor_id(),
+                                       ray.get_runtime_context().was_current_actor_reconstructed)
+
+            def report(self):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    c = ray.get_runtime_context()
+                    return self.in_constructor, c.actor_id.hex(), sorted(c.get())
+
+        (actor, reconstructed), actor_hex, keys = ray.get(Probe.remote().report.remote())
+        assert actor == actor_hex and reconstructed is False
+        assert keys == ["actor_id", "job_id", "namespace", "node_id", "task_id"]
+    finally:
+        ray.shutdown()
