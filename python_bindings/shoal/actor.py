@@ -276,7 +276,8 @@ class ActorClass:
     def _create(self, args, kwargs, options):
         from shoal.remote_function import pack_arguments
         signature.check(self._init_signature, args, kwargs, f"{self._name}.remote()")
-        opts.check_fits_placement_group(options, self._name, default_cpus=0)
+        # As Ray: an actor that does not say its CPUs needs 1 to be placed (it runs on 0).
+        opts.check_fits_placement_group(options, self._name, default_cpus=1)
         core = runtime.connect()
         packed, nested, keep = pack_arguments(args, kwargs)
         core_options = opts.core_options(options, default_cpus=0)

@@ -388,3 +388,29 @@ def test_bundle_label_selector_places_each_bundle_on_a_matching_node(cluster, sh
     shoal.util.remove_placement_group(pg)
     shoal.util.remove_placement_group(nowhere)
     assert_resources_back(cluster)
+
+
+def test_requests_that_cannot_fit_a_group_are_refused_as_in_ray(driver):
+    import shoal
+    from shoal.util.scheduling_strategies import PlacementGroupSchedulingStrategy as InGroup
+    with pytest.raises(ValueError, match="reserves"):
+        shoal.util.placement_group([{"bundle": 1}])
+    pg = shoal.util.placement_group([{"A": 1}])  # no CPU in the bundle
+    assert pg.wait(60)
+
+    @shoal.remote
+    class Plain:
+        def ready(self):
+            return True
+
+    # An actor that does not say its CPUs needs 1 to be placed (Ray's rule), which this bundle lacks.
+    with pytest.raises(ValueError, match="resource request \\{'CPU': 1\\} cannot fit"):
+        Plain.options(scheduling_strategy=InGroup(pg)).remote()
+    with pytest.raises(ValueError, match="cannot fit"):
+        Plain.options(num_cpus=0, resources={"A": 2}, scheduling_strategy=InGroup(pg)).remote()
+    with pytest.raises(ValueError, match="reserves"):
+        Plain.options(resources={"bundle": 1}, scheduling_strategy=InGroup(pg)).remote()
+    a = Plain.options(num_cpus=0, resources={"A": 1}, scheduling_strategy=InGroup(pg)).remote()
+    assert shoal.get(a.ready.remote(), timeout=60)
+    shoal.kill(a)
+    shoal.util.remove_placement_group(pg)

@@ -1,5 +1,6 @@
 """Validation of the options of remote functions (and actors): Ray's names and rules."""
 import numbers
+import re
 
 from shoal.util import scheduling_strategies
 
@@ -26,6 +27,10 @@ def refuse_unsupported(options, what="remote functions"):
         raise ValueError(f"The option {key}={value!r} for {what} is not supported by Shoal: {why}.")
 
 TASK_DEFAULTS = {"num_cpus": 1, "num_gpus": 0, "max_retries": 3, "retry_exceptions": False, "num_returns": 1}
+
+
+# A placement group's formatted resource names ("CPU_group_0_<group hex>", "CPU_group_<hex>").
+_BUNDLE_NAME = re.compile(r"^.+_group_(\d+_)?[0-9a-f]{16,}$")
 
 
 def check_retry_count(key, value):
@@ -82,6 +87,8 @@ def validate(options, allowed=TASK_OPTIONS):
             if k in ("CPU", "GPU"):
                 raise ValueError("Use the 'num_cpus' and 'num_gpus' keyword instead of 'CPU' and 'GPU' in "
                                  "'resources' keyword")
+            if k == "bundle" or _BUNDLE_NAME.match(k):
+                raise ValueError(f"resources: {k!r} is a resource name Shoal reserves for placement groups")
             _number(f"resources[{k!r}]", v, allow_none=False)
     if "max_retries" in options:
         check_retry_count("max_retries", options["max_retries"])

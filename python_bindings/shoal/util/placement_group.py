@@ -146,6 +146,8 @@ def _validate_bundles(bundles):
         for name, amount in bundle.items():
             if not isinstance(name, str) or not name:
                 raise ValueError(f"Bundle {i}: resource names must be non-empty strings, got {name!r}")
+            if name == "bundle":
+                raise ValueError(f"Bundle {i}: 'bundle' is a resource name Shoal reserves for placement groups")
             if isinstance(amount, bool) or not isinstance(amount, numbers.Real):
                 raise ValueError(f"Bundle {i}: the amount of {name!r} must be a number, got {amount!r}")
             if amount < 0:
