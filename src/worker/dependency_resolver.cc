@@ -7,18 +7,16 @@
 #include "absl/synchronization/mutex.h"
 
 namespace shoal {
-namespace {
 
 // One task's resolution while some of its arguments wait.
-struct Resolution {
+struct DependencyResolver::Resolution {
   absl::Mutex mu;
   rpc::TaskSpec spec ABSL_GUARDED_BY(mu);
   int remaining ABSL_GUARDED_BY(mu) = 0;
+  bool finished ABSL_GUARDED_BY(mu) = false;                  // `done` ran (or is running)
   std::optional<rpc::ErrorInfo> failed ABSL_GUARDED_BY(mu);  // the first argument that failed
   DependencyResolver::Done done;
 };
-
-}  // namespace
 
 void DependencyResolver::Resolve(rpc::TaskSpec spec, std::vector<TaskArg> args, Done done) {
   std::vector<std::pair<int, ObjectId>> pending;
@@ -42,9 +40,16 @@ void DependencyResolver::Resolve(rpc::TaskSpec spec, std::vector<TaskArg> args, 
     res->remaining = static_cast<int>(pending.size());
   }
   res->done = std::move(done);
+  auto task = TaskId::FromBinary(res->spec.task_id());
+  if (task.ok()) {
+    absl::MutexLock lock(&mu_);
+    waiting_[*task] = res;
+  }
+  const TaskId key = task.ok() ? *task : TaskId();
   for (const auto& [index, id] : pending) {
-    store_.GetAsync(id, absl::InfiniteFuture(), [res, index = index, id = id](ValuePtr value) {
+    store_.GetAsync(id, absl::InfiniteFuture(), [this, res, key, index = index, id = id](ValuePtr value) {
       absl::ReleasableMutexLock lock(&res->mu);
+      if (res->finished) return;  // cancelled
       rpc::TaskArg* arg = res->spec.mutable_args(index);
       if (value == nullptr) {
         if (!res->failed) {
@@ -60,12 +65,36 @@ void DependencyResolver::Resolve(rpc::TaskSpec spec, std::vector<TaskArg> args, 
         arg->set_inline_value(value->inline_data());
       }
       if (--res->remaining > 0) return;
+      res->finished = true;
       rpc::TaskSpec resolved = std::move(res->spec);
       std::optional<rpc::ErrorInfo> failed = std::move(res->failed);
       lock.Release();
+      {
+        absl::MutexLock waiting(&mu_);
+        waiting_.erase(key);
+      }
       res->done(std::move(resolved), std::move(failed));
     });
   }
+}
+
+bool DependencyResolver::Cancel(const TaskId& task, rpc::ErrorInfo error) {
+  std::shared_ptr<Resolution> res;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = waiting_.find(task);
+    if (it == waiting_.end()) return false;
+    res = it->second.lock();
+    waiting_.erase(it);
+  }
+  if (res == nullptr) return false;
+  absl::ReleasableMutexLock lock(&res->mu);
+  if (res->finished) return false;
+  res->finished = true;
+  rpc::TaskSpec spec = std::move(res->spec);
+  lock.Release();
+  res->done(std::move(spec), std::move(error));
+  return true;
 }
 
 }  // namespace shoal

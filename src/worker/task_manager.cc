@@ -142,6 +142,12 @@ void TaskManager::Finish(const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue
 }
 
 void TaskManager::CancelBeforeSubmit(const TaskId& task) {
+  // Still waiting for arguments: it fails now (they may never come). Else it is between its
+  // resolution and its submission: the resolution's end sees the mark.
+  if (resolver_.Cancel(task, MakeError(rpc::TASK_CANCELLED, absl::StrCat("task ", task.Hex(),
+                                                                        " was cancelled before it ran")))) {
+    return;
+  }
   absl::MutexLock lock(&mu_);
   cancelled_before_submit_.insert(task);
 }

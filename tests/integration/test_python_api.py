@@ -688,3 +688,24 @@ def test_gpu_work_gets_its_own_workers(driver):
     gpu_pids = set(ray.get([gpu.remote() for _ in range(4)]))
     assert not cpu_pids & gpu_pids, (cpu_pids, gpu_pids)  # as Ray: GPU workers serve only GPU work
     assert not set(ray.get([cpu.remote() for _ in range(4)])) & gpu_pids
+
+
+def test_cancel_of_a_task_waiting_for_its_arguments_fails_it_at_once(driver):
+    @ray.remote
+    def forever():
+        while True:
+            time.sleep(1000)
+
+    @ray.remote
+    def square(x):
+        return x * x
+
+    blocker = forever.remote()
+    for force in (False, True):
+        waiting = square.remote(blocker)
+        ray.cancel(waiting, force=force)
+        with pytest.raises(ray.exceptions.TaskCancelledError):
+            ray.get(waiting, timeout=30)
+    ray.cancel(blocker, force=True)
+    with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError)):
+        ray.get(blocker, timeout=30)

@@ -59,6 +59,31 @@ TEST_CASE("resolver: refs become inline values or store locations when ready", "
   CHECK(store.num_async_waiters() == 0);
 }
 
+TEST_CASE("resolver: a cancelled resolution is done at once with the error, and never again", "[resolver]") {
+  MemoryStore store;
+  DependencyResolver resolver(store);
+  const TaskId task = TaskId::ForNormalTask(kJob);
+  rpc::TaskSpec spec;
+  spec.set_task_id(task.Binary());
+  const ObjectId never = NewId(7);
+  Outcome out;
+  resolver.Resolve(spec, {TaskArg::Ref(never), TaskArg::Value("v")}, out.Done());
+  CHECK_FALSE(out.called);
+  REQUIRE(resolver.Cancel(task, MakeError(rpc::TASK_CANCELLED, "cancelled")));
+  REQUIRE(out.called);
+  REQUIRE(out.failed);
+  CHECK(out.failed->type() == rpc::TASK_CANCELLED);
+  CHECK_FALSE(resolver.Cancel(task, MakeError(rpc::TASK_CANCELLED, "again")));  // no longer waiting
+  store.Put(never, InlineValue(never, "late"));  // done is not called a second time (Outcome checks)
+  // A resolution that finished is not cancelled.
+  const TaskId other = TaskId::ForNormalTask(kJob);
+  spec.set_task_id(other.Binary());
+  Outcome done;
+  resolver.Resolve(spec, {TaskArg::Value("only values")}, done.Done());
+  REQUIRE(done.called);
+  CHECK_FALSE(resolver.Cancel(other, MakeError(rpc::TASK_CANCELLED, "late")));
+}
+
 TEST_CASE("resolver: a failed argument fails the task with its error, after all are in", "[resolver]") {
   MemoryStore store;
   DependencyResolver resolver(store);
