@@ -295,6 +295,17 @@ absl::Status CoreWorker::Impl::Start() {
               OnLoop([this, parent] { CancelChildren(parent, false); });
             }
           },
+          .cancel_owned = [this](const ObjectId& return_id, bool force, bool recursive) {
+            if (!refs_.Contains(return_id)) {
+              return absl::NotFoundError(absl::StrCat("object ", return_id.Hex(), " is not known to its owner"));
+            }
+            // On the loop: cancelling a running task calls its worker (up to seconds).
+            OnLoop([this, return_id, force, recursive] {
+              absl::Status s = CancelTask(return_id, force, recursive);
+              if (!s.ok()) spdlog::warn("cancel of {} for a borrower: {}", return_id.Hex(), s.ToString());
+            });
+            return absl::OkStatus();
+          },
           .worker_id = config_.worker_id.Hex(),
           .node_id = config_.node_id.Hex(),
           .ip = config_.node_ip});
@@ -553,6 +564,11 @@ void CoreWorker::Impl::CancelChildren(const TaskId& parent, bool force) {
 
 absl::Status CoreWorker::Impl::CancelTask(const ObjectId& return_id, bool force, bool recursive) {
   const TaskId task = return_id.Task();
+  if (std::optional<std::string> owner = refs_.OwnerAddress(return_id);
+      owner.has_value() && !owner->empty() && memory_store_.GetIfReady(return_id) == nullptr) {
+    // Borrowed: the owner submitted the task and cancels it (as Ray forwards the cancel).
+    return transport_.CancelOwnedTask(*owner, return_id, force, recursive, absl::Seconds(10));
+  }
   if (!refs_.Contains(return_id) || memory_store_.GetIfReady(return_id) != nullptr) {
     return refs_.Contains(return_id) ? absl::OkStatus()  // finished: nothing to cancel
                                      : absl::NotFoundError(absl::StrCat("object ", return_id.Hex(),

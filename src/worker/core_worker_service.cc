@@ -150,6 +150,14 @@ grpc::ServerUnaryReactor* CoreWorkerService::CancelTask(grpc::CallbackServerCont
     reactor->Finish(ToGrpcStatus(task.status()));
     return reactor;
   }
+  if (!request->owned_return_id().empty()) {
+    auto id = ObjectId::FromBinary(request->owned_return_id());
+    absl::Status s = !id.ok() ? id.status()
+                     : options_.cancel_owned ? options_.cancel_owned(*id, request->force(), request->recursive())
+                                             : absl::FailedPreconditionError("this process owns no tasks");
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
   const bool running = receiver_.IsRunning(*task);
   reply->set_running(running);
   if (!running && receiver_.CancelQueued(*task)) {

@@ -46,6 +46,9 @@ class CoreWorkerService final : public rpc::CoreWorkerService::CallbackService {
     // Cancels what a running task submitted (CancelTask with recursive). Called on the gRPC
     // thread: it must not block, except with force (the process exits right after).
     std::function<void(const TaskId& parent, bool force)> cancel_children;
+    // Cancels a task this process owns, for a borrower of its result (CancelTask with
+    // owned_return_id). Called on the gRPC thread: it must not block for long.
+    std::function<absl::Status(const ObjectId& return_id, bool force, bool recursive)> cancel_owned;
     // Who this process is, for ListObjectRefs.
     std::string worker_id;  // hex
     std::string node_id;    // hex

@@ -112,4 +112,16 @@ absl::Status GrpcTransport::CancelTask(const std::string& address, const TaskId&
                    {.timeout = timeout});
 }
 
+absl::Status GrpcTransport::CancelOwnedTask(const std::string& owner, const ObjectId& return_id, bool force,
+                                            bool recursive, absl::Duration timeout) {
+  rpc::CancelTaskRequest request;
+  request.set_task_id(return_id.Task().Binary());
+  request.set_owned_return_id(return_id.Binary());
+  request.set_force(force);
+  request.set_recursive(recursive);
+  rpc::CancelTaskReply reply;
+  return UnaryCall(*workers_.Get(owner), &rpc::CoreWorkerService::Stub::CancelTask, request, &reply,
+                   {.timeout = timeout});
+}
+
 }  // namespace shoal

@@ -73,6 +73,9 @@ class GrpcTransport : public TaskTransport, public ActorTransport, public Object
   // Asks the worker at `address` to cancel the task it runs. Blocks up to `timeout`.
   absl::Status CancelTask(const std::string& address, const TaskId& task, bool force, bool recursive,
                           absl::Duration timeout);
+  // Asks `owner` to cancel the task it owns that returns `return_id` (this process borrows it).
+  absl::Status CancelOwnedTask(const std::string& owner, const ObjectId& return_id, bool force, bool recursive,
+                               absl::Duration timeout);
 
  private:
   GcsClient gcs_;

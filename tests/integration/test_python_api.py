@@ -709,3 +709,22 @@ def test_cancel_of_a_task_waiting_for_its_arguments_fails_it_at_once(driver):
     ray.cancel(blocker, force=True)
     with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError)):
         ray.get(blocker, timeout=30)
+
+
+def test_cancel_of_a_borrowed_ref_is_forwarded_to_its_owner(driver):
+    @ray.remote
+    def forever():
+        while True:
+            time.sleep(1000)
+
+    @ray.remote
+    def start_inner():
+        return [forever.remote()]  # this task owns the inner task; the driver borrows its ref
+
+    for force in (False, True):
+        inner = ray.get(start_inner.remote())[0]
+        with pytest.raises(ray.exceptions.GetTimeoutError):
+            ray.get(inner, timeout=1)
+        ray.cancel(inner, force=force)
+        with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError)):
+            ray.get(inner, timeout=30)
