@@ -11,6 +11,7 @@ bool MemoryStore::Put(const ObjectId& id, rpc::ObjectValue value) {
   {
     absl::MutexLock lock(&mu_);
     if (!values_.emplace(id, stored).second) return false;
+    if (stored->has_error()) ++errors_put_;
     if (auto it = async_waiters_.find(id); it != async_waiters_.end()) {
       due = std::move(it->second);
       async_waiters_.erase(it);
@@ -53,14 +54,31 @@ std::vector<ValuePtr> MemoryStore::Get(const std::vector<ObjectId>& ids, absl::T
   // resumes from the first id it found missing, so that a get of n ids costs O(n) in all rather
   // than O(n) per arrival. Values are not removed while a get holds their refs; evaluations may
   // overlap under the shared lock, hence the atomic cursor (it only moves forward).
+  // It also ends the wait as soon as one of the ids holds an error (Ray's get raises the first
+  // error without waiting for the rest): the ids are scanned for errors only when an error value
+  // was put since the last scan.
+  // absl may evaluate the condition more than once for one change (the waker, then the waiter):
+  // what it found stays found, so that every evaluation answers the same.
   std::atomic<size_t> next{0};
+  std::atomic<int64_t> errors_seen{-1};
+  std::atomic<bool> error_found{false};
   auto all_ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
     size_t i = next.load(std::memory_order_relaxed);
     while (i < ids.size() && values_.contains(ids[i])) ++i;
     size_t seen = next.load(std::memory_order_relaxed);
     while (seen < i && !next.compare_exchange_weak(seen, i, std::memory_order_relaxed)) {
     }
-    return i == ids.size();
+    if (i == ids.size() || error_found.load(std::memory_order_relaxed)) return true;
+    if (errors_seen.exchange(errors_put_, std::memory_order_relaxed) != errors_put_) {
+      for (const auto& id : ids) {
+        auto it = values_.find(id);
+        if (it != values_.end() && it->second->has_error()) {
+          error_found.store(true, std::memory_order_relaxed);
+          return true;
+        }
+      }
+    }
+    return false;
   };
   mu_.AwaitWithDeadline(absl::Condition(&all_ready), deadline);
   std::vector<ValuePtr> out;

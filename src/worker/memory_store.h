@@ -43,8 +43,8 @@ class MemoryStore {
   bool Put(const ObjectId& id, rpc::ObjectValue value);
   // The value, or nullptr if there is none yet.
   ValuePtr GetIfReady(const ObjectId& id) const;
-  // Waits until every id has a value or `deadline` passes. One entry per id; nullptr for ids
-  // still without a value at the deadline.
+  // Waits until every id has a value, one of them holds an error, or `deadline` passes. One
+  // entry per id; nullptr for ids still without a value then.
   std::vector<ValuePtr> Get(const std::vector<ObjectId>& ids, absl::Time deadline) const;
   // Waits until at least `num_ready` of `ids` have values (every one, if fewer) or `deadline`
   // passes. Answers a ready flag per id.
@@ -73,6 +73,7 @@ class MemoryStore {
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<ObjectId, ValuePtr> values_ ABSL_GUARDED_BY(mu_);
+  int64_t errors_put_ ABSL_GUARDED_BY(mu_) = 0;  // how many error values were ever put (Get's early end)
   absl::flat_hash_map<ObjectId, std::vector<AsyncWaiter>> async_waiters_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -170,6 +170,10 @@ absl::StatusOr<std::vector<ValuePtr>> OwnedObjects::WaitForValues(const std::vec
   }
   const size_t missing = std::count(values.begin(), values.end(), nullptr);
   if (missing > 0) {
+    // The wait ended early because one of them failed: that error, in the order of `ids`.
+    for (const ValuePtr& value : values) {
+      if (value != nullptr && value->has_error()) return ErrorValueToStatus(*value);
+    }
     return ErrorStatus(rpc::GET_TIMEOUT, absl::StrCat(missing, " of ", ids.size(), " objects were not ready within ",
                                                       absl::FormatDuration(timeout)));
   }

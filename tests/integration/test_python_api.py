@@ -728,3 +728,20 @@ def test_cancel_of_a_borrowed_ref_is_forwarded_to_its_owner(driver):
         ray.cancel(inner, force=force)
         with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError)):
             ray.get(inner, timeout=30)
+
+
+def test_get_of_several_raises_the_first_error_without_waiting_for_the_rest(driver):
+    @ray.remote
+    def fails():
+        raise ValueError("boom")
+
+    @ray.remote
+    def never():
+        time.sleep(3600)
+
+    slow = never.remote()
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="boom"):
+        ray.get([slow, fails.remote()], timeout=120)
+    assert time.monotonic() - start < 60  # well before the timeout: the error ended the wait
+    ray.cancel(slow, force=True)

@@ -49,6 +49,23 @@ TEST_CASE("memory store: put, get and first put wins", "[memory_store]") {
   CHECK(store.GetIfReady(id) == nullptr);
 }
 
+TEST_CASE("memory store: a blocked get ends as soon as one id holds an error", "[memory_store]") {
+  MemoryStore store;
+  const ObjectId never = NewObjectId(), failed = NewObjectId(), fine = NewObjectId();
+  store.Put(fine, InlineValue(fine, "ok"));
+  std::vector<ValuePtr> got;
+  std::thread getter([&] { got = store.Get({never, failed, fine}, absl::InfiniteFuture()); });
+  absl::SleepFor(absl::Milliseconds(50));  // the getter waits
+  store.Put(failed, ErrorValue(failed, TaskException("ValueError", "boom")));
+  getter.join();  // would hang without the early end
+  REQUIRE(got.size() == 3);
+  CHECK(got[0] == nullptr);
+  REQUIRE(got[1] != nullptr);
+  CHECK(got[1]->has_error());
+  // An error already there ends it at once too.
+  CHECK(store.Get({never, failed}, absl::InfiniteFuture())[1]->has_error());
+}
+
 TEST_CASE("memory store: get times out with the missing ids as null", "[memory_store]") {
   MemoryStore store;
   const ObjectId a = NewObjectId(), b = NewObjectId();
