@@ -41,8 +41,12 @@ class TaskError(ShoalError):
         return self._message()
 
     def as_instanceof_cause(self):
-        """This error as an instance of a class derived from TaskError and the cause's class."""
-        cause_cls = type(self.cause) if self.cause is not None else None
+        """This error as an instance of a class derived from TaskError and the cause's class (the
+    innermost cause's, when a task failed because a task it waited for failed, as in Ray)."""
+        root = self.cause
+        while isinstance(root, TaskError) and root.cause is not None:  # a task that failed on a failed get
+            root = root.cause
+        cause_cls = type(root) if root is not None else None
         if cause_cls is None or issubclass(cause_cls, TaskError) or not _subclassable(cause_cls):
             return self
         derived = _derived_class(cause_cls)

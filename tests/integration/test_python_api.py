@@ -745,3 +745,18 @@ def test_get_of_several_raises_the_first_error_without_waiting_for_the_rest(driv
         ray.get([slow, fails.remote()], timeout=120)
     assert time.monotonic() - start < 60  # well before the timeout: the error ended the wait
     ray.cancel(slow, force=True)
+
+
+def test_a_failure_through_nested_gets_keeps_the_root_cause_type(driver):
+    @ray.remote
+    def inner():
+        return 1 / 0
+
+    @ray.remote
+    def outer():
+        return ray.get(inner.remote())
+
+    with pytest.raises(ZeroDivisionError) as info:
+        ray.get(outer.remote())
+    assert isinstance(info.value, ray.exceptions.TaskError)
+    assert "outer() failed" in str(info.value) and "ZeroDivisionError" in str(info.value)
