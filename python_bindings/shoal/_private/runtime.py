@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import threading
+import types
 import time
 
 from shoal import _core
@@ -149,6 +150,8 @@ class ObjectRef(IdMixin):
 
     __slots__ = ("_id", "_epoch", "_keep", "__weakref__")
     SIZE = 28
+    # ObjectRef[int] in type hints, as Ray's ObjectRef allows.
+    __class_getitem__ = classmethod(types.GenericAlias)
 
     def __init__(self, id_bytes, _add_reference=True, _keep=None):
         if type(id_bytes) is not bytes or len(id_bytes) != 28:
