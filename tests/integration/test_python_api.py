@@ -760,3 +760,30 @@ def test_a_failure_through_nested_gets_keeps_the_root_cause_type(driver):
         ray.get(outer.remote())
     assert isinstance(info.value, ray.exceptions.TaskError)
     assert "outer() failed" in str(info.value) and "ZeroDivisionError" in str(info.value)
+
+
+def test_workers_live_in_their_jobs_namespace(three_nodes):
+    code = f"""
+        import shoal as ray
+        ray.init(address="{three_nodes.address}", namespace="team-x")
+
+        @ray.remote
+        class Named:
+            def hello(self):
+                return "hello"
+
+        @ray.remote
+        class Finder:
+            def find(self, name):
+                return ray.get_runtime_context().namespace, ray.get(ray.get_actor(name).hello.remote())
+
+        @ray.remote
+        def namespace():
+            return ray.get_runtime_context().namespace
+
+        keep = Named.options(name="in-team-x").remote()
+        print(ray.get(Finder.remote().find.remote("in-team-x")), ray.get(namespace.remote()))
+    """
+    proc = run_script(code, three_nodes.env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "('team-x', 'hello') team-x" in proc.stdout, proc.stdout

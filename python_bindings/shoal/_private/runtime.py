@@ -421,7 +421,7 @@ def core_runtime_env(runtime_env):
         return cached
     merged = renv.merge(state.runtime_env, renv.validate(runtime_env))
     resolved = renv.resolve_packages(core(), merged)
-    out = renv.to_core(resolved, state.interpreter or sys.executable, state.python_path or [])
+    out = renv.to_core(resolved, state.interpreter or sys.executable, state.python_path or [], state.namespace)
     if len(_core_env_cache) > 256:
         _core_env_cache.clear()
     _core_env_cache[key] = out
@@ -534,7 +534,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, namespac
             started_in = renv.from_worker_environment()
             state.interpreter = (started_in[1] if started_in and started_in[1] else None) or sys.executable
             state.python_path = _driver_python_path()
-            c.set_default_runtime_env(renv.to_core(resolved_env, state.interpreter, state.python_path))
+            c.set_default_runtime_env(renv.to_core(resolved_env, state.interpreter, state.python_path,
+                                                   namespace or "default"))
         except BaseException:
             c.shutdown()
             if cluster is not None:
@@ -564,6 +565,7 @@ def init_worker():
             state.interpreter = state.interpreter or sys.executable
         else:
             state.runtime_env, state.interpreter, state.python_path = {}, sys.executable, []
+        state.namespace = renv.worker_namespace() or "default"
         state.core = c
         state.mode = "worker"
         state.address = c.gcs_address

@@ -365,8 +365,9 @@ def resolve_packages(core, env):
     return out
 
 
-def to_core(env, interpreter, python_path):
-    """rpc::RuntimeEnv (JSON) for a resolved env: what the raylet sets up."""
+def to_core(env, interpreter, python_path, namespace=None):
+    """rpc::RuntimeEnv (JSON) for a resolved env: what the raylet sets up. `namespace` (the
+    job's) travels with it to the workers, which look named actors up there."""
     proto = {"python_path": list(python_path)}
     if env.get("env_vars"):
         proto["env_vars"] = env["env_vars"]
@@ -385,19 +386,33 @@ def to_core(env, interpreter, python_path):
     if proto.get("pip_packages") or proto.get("py_module_wheels"):
         proto["interpreter"] = interpreter
         proto.setdefault("installer", "pip")
-    proto["serialized"] = json.dumps({"runtime_env": env, "interpreter": interpreter,
-                                      "python_path": list(python_path)}, sort_keys=True)
+    serialized = {"runtime_env": env, "interpreter": interpreter, "python_path": list(python_path)}
+    if namespace:
+        serialized["namespace"] = namespace
+    proto["serialized"] = json.dumps(serialized, sort_keys=True)
     return json.dumps(proto, sort_keys=True)
 
 
 def from_worker_environment():
     """In a process a raylet started in a runtime env (a worker, a job's entrypoint):
     (runtime_env, interpreter or "", python_path) from SHOAL_RUNTIME_ENV; None elsewhere."""
+    data = _worker_environment()
+    if data is None:
+        return None
+    return data.get("runtime_env") or {}, data.get("interpreter") or "", data.get("python_path") or []
+
+
+def worker_namespace():
+    """The namespace of the job this worker serves (None when it was not told)."""
+    data = _worker_environment()
+    return data.get("namespace") if data else None
+
+
+def _worker_environment():
     text = os.environ.get("SHOAL_RUNTIME_ENV")
     if not text:
         return None
     try:
-        data = json.loads(text)
-        return data.get("runtime_env") or {}, data.get("interpreter") or "", data.get("python_path") or []
+        return json.loads(text)
     except ValueError:
         return None
