@@ -50,6 +50,12 @@ grpc::ServerUnaryReactor* ActorGrpcService::RegisterActor(grpc::CallbackServerCo
   return FinishNow(ctx, r.status());
 }
 
+grpc::ServerUnaryReactor* ActorGrpcService::CreateActor(grpc::CallbackServerContext* ctx,
+                                                        const rpc::CreateActorRequest* req, rpc::CreateActorReply*) {
+  SHOAL_AUTHENTICATE_REACTOR(ctx);
+  return FinishNow(ctx, actors_.CreateActor(*req));
+}
+
 grpc::ServerUnaryReactor* ActorGrpcService::GetActorInfo(grpc::CallbackServerContext* ctx,
                                                          const rpc::GetActorInfoRequest* req,
                                                          rpc::GetActorInfoReply* reply) {

@@ -52,6 +52,8 @@ class ActorGrpcService final : public rpc::ActorService::CallbackService {
 
   grpc::ServerUnaryReactor* RegisterActor(grpc::CallbackServerContext* ctx, const rpc::RegisterActorRequest* req,
                                           rpc::RegisterActorReply* reply) override;
+  grpc::ServerUnaryReactor* CreateActor(grpc::CallbackServerContext* ctx, const rpc::CreateActorRequest* req,
+                                        rpc::CreateActorReply* reply) override;
   grpc::ServerUnaryReactor* GetActorInfo(grpc::CallbackServerContext* ctx, const rpc::GetActorInfoRequest* req,
                                          rpc::GetActorInfoReply* reply) override;
   grpc::ServerUnaryReactor* GetNamedActor(grpc::CallbackServerContext* ctx, const rpc::GetNamedActorRequest* req,

@@ -196,6 +196,7 @@ absl::StatusOr<rpc::RegisterActorReply> ActorManager::RegisterActor(const rpc::R
   }
   if (info.class_name().empty()) info.set_class_name(spec.function_name());
   info.set_state(rpc::ActorInfo::PENDING);
+  info.set_dependencies_unready(request.dependencies_unready());
   ClearPlacement(info);
   info.set_num_restarts(0);
   info.clear_death_cause();
@@ -290,6 +291,64 @@ absl::StatusOr<rpc::RegisterActorReply> ActorManager::RegisterActor(const rpc::R
   return reply;
 }
 
+absl::Status ActorManager::CreateActor(const rpc::CreateActorRequest& request) {
+  const rpc::TaskSpec& spec = request.creation_spec();
+  auto id = ActorId::FromBinary(spec.actor_id());
+  if (!id.ok()) return absl::InvalidArgumentError(absl::StrCat("creation_spec.actor_id: ", id.status().message()));
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    Actor* a = Find(*id);
+    if (a == nullptr) return absl::NotFoundError(absl::StrCat("unknown actor ", id->Hex()));
+    // Answered before (a retried call), or the actor died meanwhile: nothing to do.
+    if (!a->info.dependencies_unready() || !IsLive(a->info)) return absl::OkStatus();
+    if (!spec.actor_creation() || spec.actor_id() != a->spec.actor_id()) {
+      return absl::InvalidArgumentError(absl::StrCat("actor ", id->Hex(), ": creation_spec is not its constructor"));
+    }
+    a->info.set_dependencies_unready(false);
+    if (request.has_failed()) {
+      const rpc::ErrorInfo& error = request.failed();
+      const std::string type = ErrorTypeName(error).empty() ? "Error" : ErrorTypeName(error);
+      a->info.set_creation_error_type(type);
+      a->info.set_creation_error_data(error.data());
+      MarkDead(*id, *a, absl::StrCat("an argument of the actor's constructor failed: ", type, ": ", error.message()),
+               actions);
+    } else {
+      a->spec = spec;
+      writer_.Put(kSpecTable, id->Hex(), spec.SerializeAsString(), nullptr);
+      Changed(*id, *a, actions);
+      Schedule(*id, *a, actions);
+    }
+  }
+  Finish(actions);
+  return absl::OkStatus();
+}
+
+std::set<std::string> ActorManager::OwnersOfWaitingActors() const {
+  std::set<std::string> owners;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, a] : actors_) {
+    if (IsLive(a.info) && a.info.dependencies_unready() && !a.info.owner_address().empty()) {
+      owners.insert(a.info.owner_address());
+    }
+  }
+  return owners;
+}
+
+void ActorManager::OnOwnerDead(const std::string& owner_address) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    for (auto& [id, a] : actors_) {
+      if (!IsLive(a.info) || a.info.detached() || a.info.owner_address() != owner_address) continue;
+      Fail(id, a, absl::StrCat("its owner ", owner_address, " died or exited"), /*restartable=*/false,
+           /*node_dead=*/false, actions);
+    }
+  }
+  Finish(actions);
+}
+
 void ActorManager::GetActorInfo(const rpc::GetActorInfoRequest& request, InfoCallback done) {
   auto id = ActorId::FromBinary(request.actor_id());
   if (!id.ok()) {
@@ -357,6 +416,7 @@ absl::StatusOr<rpc::ListActorsReply> ActorManager::ListActors(const rpc::ListAct
 
 void ActorManager::Schedule(const ActorId& id, Actor& a, Actions& actions) {
   if (a.registering) return;  // RegisterActor schedules it once its rows are stored
+  if (a.info.dependencies_unready()) return;  // CreateActor schedules it
   auto where = placement_.Place(ResourceSet::FromProto(a.spec.resources()), a.spec.strategy());
   if (!where.ok()) {  // RegisterActor validated the spec; a stored one may not have been
     MarkDead(id, a, absl::StrCat("the actor cannot be scheduled: ", where.status().message()), actions,

@@ -58,6 +58,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -139,6 +140,14 @@ class ActorManager {
   // is not DEAD answers that actor (existed=true) with get_if_exists, else AlreadyExists.
   // Registering an id that exists again answers it (existed=false): a retried call.
   absl::StatusOr<rpc::RegisterActorReply> RegisterActor(const rpc::RegisterActorRequest& request);
+  // The second step of a registration with dependencies_unready: stores the resolved
+  // constructor and schedules it, or marks the actor DEAD with the argument's error. Idempotent.
+  absl::Status CreateActor(const rpc::CreateActorRequest& request);
+  // Owners of live actors still waiting for their constructor's arguments (the GCS watches
+  // them: an owner that dies first leaves such an actor with nobody to create it).
+  std::set<std::string> OwnersOfWaitingActors() const;
+  // Ends (for good) the live non-detached actors `owner_address` owns.
+  void OnOwnerDead(const std::string& owner_address);
   // Long poll: `done` runs once, now if the entry's version is above after_version (or the
   // actor is unknown: NotFound), else when the entry changes, when min(wait_ms, max_wait)
   // passes (Tick), or at Shutdown, with the entry as it is then.

@@ -305,7 +305,15 @@ void GcsServer::CheckDrivers() {
   }
   std::set<std::string> addresses;
   for (const auto& [address, ids] : running) addresses.insert(address);
+  // And the owners of actors still waiting for their constructor's arguments: no lease of
+  // theirs lets a raylet notice when such an owner dies.
+  const std::set<std::string> owners = actors_.OwnersOfWaitingActors();
+  addresses.insert(owners.begin(), owners.end());
   for (const std::string& address : drivers_.Check(addresses, now)) {
+    if (owners.contains(address)) {
+      spdlog::warn("{}, the owner of actors waiting for their arguments, is unreachable: they end", address);
+      actors_.OnOwnerDead(address);
+    }
     for (const std::string& job : running[address]) {
       absl::Status s = FinishJob(job);
       if (s.ok()) {

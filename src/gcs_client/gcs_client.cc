@@ -207,6 +207,10 @@ absl::StatusOr<rpc::RegisterActorReply> GcsClient::RegisterActor(const rpc::Regi
   return Call(&rpc::ActorService::Stub::RegisterActor, request, Repeat::kOnlyIfUndelivered);
 }
 
+absl::Status GcsClient::CreateActor(const rpc::CreateActorRequest& request) const {
+  return Call(&rpc::ActorService::Stub::CreateActor, request, Repeat::kSafe).status();
+}
+
 absl::StatusOr<rpc::ActorInfo> GcsClient::GetActorInfo(const ActorId& actor) const {
   rpc::GetActorInfoRequest request;
   request.set_actor_id(actor.Binary());

@@ -83,6 +83,8 @@ class GcsClient {
   // Actors (ActorService). GetActorInfo answers the entry now; GetNamedActor NotFound when no
   // alive actor has the name.
   absl::StatusOr<rpc::RegisterActorReply> RegisterActor(const rpc::RegisterActorRequest& request) const;
+  // The second step of RegisterActor with dependencies_unready; the GCS applies it once.
+  absl::Status CreateActor(const rpc::CreateActorRequest& request) const;
   absl::StatusOr<rpc::ActorInfo> GetActorInfo(const ActorId& actor) const;
   absl::StatusOr<rpc::ActorInfo> GetNamedActor(const std::string& name, const std::string& ray_namespace) const;
   absl::StatusOr<rpc::ListActorsReply> ListActors(int limit) const;

@@ -1,9 +1,12 @@
 #include "src/worker/actor_client.h"
 
+#include <algorithm>
 #include <optional>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
 #include "absl/synchronization/notification.h"
 #include "src/common/error_info.h"
 #include "src/worker/task_spec.h"
@@ -56,9 +59,15 @@ absl::StatusOr<ActorDescription> ActorClient::Create(const std::string& function
   spec->set_max_retries(0);
   auto return_ids = tasks_.Prepare(*spec, args, options.nested_refs, /*pin_forever=*/true);
   if (!return_ids.ok()) return return_ids.status();
-  if (auto s = ResolveArguments(*spec, std::move(args), actor_options.class_name); !s.ok()) return s;
+  // As in Ray, creation does not wait for the constructor's ref arguments: the actor is
+  // registered now (its name taken, its handles usable) and created once they are ready.
+  const bool waits = std::any_of(args.begin(), args.end(), [](const TaskArg& a) { return a.is_ref; });
+  if (!waits) {
+    if (auto s = ResolveArguments(*spec, std::move(args), actor_options.class_name); !s.ok()) return s;
+  }
 
   rpc::RegisterActorRequest req;
+  req.set_dependencies_unready(waits);
   *req.mutable_creation_spec() = *spec;
   rpc::ActorInfo* info = req.mutable_info();
   info->set_actor_id(actor.Binary());
@@ -77,6 +86,7 @@ absl::StatusOr<ActorDescription> ActorClient::Create(const std::string& function
   auto id = ActorId::FromBinary(reply->actor_id());
   if (!id.ok()) return absl::InternalError("the GCS answered a bad actor id");
   submitter_.AddActor(*id, actor_options.max_task_retries);
+  if (waits && !reply->existed()) CreateWhenResolved(*std::move(spec), std::move(args), actor_options.class_name);
   ActorDescription d;
   d.id = *id;
   d.class_name = actor_options.class_name;
@@ -90,6 +100,32 @@ absl::StatusOr<ActorDescription> ActorClient::Create(const std::string& function
     }
   }
   return d;
+}
+
+void ActorClient::CreateWhenResolved(rpc::TaskSpec spec, std::vector<TaskArg> args, const std::string& class_name) {
+  for (const auto& arg : args) {
+    if (arg.is_ref) objects_.FetchIfBorrowed(arg.ref);
+  }
+  resolver_.Resolve(std::move(spec), std::move(args),
+                    [this, class_name](rpc::TaskSpec resolved, std::optional<rpc::ErrorInfo> failed) {
+                      rpc::CreateActorRequest request;
+                      const std::string actor = resolved.actor_id();
+                      *request.mutable_creation_spec() = std::move(resolved);
+                      if (failed) {
+                        rpc::ErrorInfo info = MakeError(failed->type(), absl::StrCat("an argument of the constructor of ",
+                                                                                     class_name, " failed: ",
+                                                                                     failed->message()));
+                        info.set_data(failed->data());
+                        *info.mutable_cause() = *std::move(failed);
+                        *request.mutable_failed() = std::move(info);
+                      }
+                      // Bounded: this runs where the last argument arrived (the core worker's loop).
+                      absl::Status s = gcs_.WithTimeout(absl::Seconds(30)).CreateActor(request);
+                      if (!s.ok()) {
+                        spdlog::error("actor {}: its constructor's arguments are ready, but the GCS was not told: {}",
+                                      absl::BytesToHexString(actor), s.ToString());
+                      }
+                    });
 }
 
 absl::Status ActorClient::ResolveArguments(rpc::TaskSpec& spec, std::vector<TaskArg> args,

@@ -59,9 +59,12 @@ class ActorClient {
   absl::StatusOr<ActorDescription> GetInfo(const ActorId& actor);
 
  private:
-  // Waits for the constructor's ref arguments and fills them into `spec`; the failure as an
-  // error status naming the class.
+  // Fills the constructor's arguments (values only: it does not wait) into `spec`; a failure
+  // as an error status naming the class.
   absl::Status ResolveArguments(rpc::TaskSpec& spec, std::vector<TaskArg> args, const std::string& class_name);
+  // Once the constructor's ref arguments are ready, sends the resolved constructor (or the
+  // failed argument's error) to the GCS for the actor registered with dependencies_unready.
+  void CreateWhenResolved(rpc::TaskSpec spec, std::vector<TaskArg> args, const std::string& class_name);
 
   const GcsClient& gcs_;
   TaskManager& tasks_;

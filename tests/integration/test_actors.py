@@ -491,3 +491,57 @@ def test_actors_end_gracefully_as_in_ray(driver, tmp_path):
     f = AsyncGraceful.remote(nested)
     assert ray.get(f.exit_later.remote()) == "scheduled"
     wait_until(lambda: files(nested) == ["atexit"], 30, what="the async actor to exit from its own task")
+
+
+@ray.remote
+class Holder:
+    def __init__(self, value):
+        self.value = value
+
+    def get(self):
+        return self.value
+
+
+@ray.remote
+class Creator:
+    def create_waiting(self):
+        never = Forever.remote()
+        self.keep = never
+        self.held = Holder.remote(never.block.remote())  # an argument that never comes
+        return [self.held]
+
+    def pid(self):
+        return os.getpid()
+
+
+@ray.remote
+class Forever:
+    async def block(self):
+        import asyncio
+        await asyncio.Event().wait()
+
+
+def test_actor_creation_does_not_wait_for_its_arguments(driver):
+    @ray.remote
+    def slow(value):
+        time.sleep(2)
+        return value
+
+    start = time.monotonic()
+    h = Holder.remote(slow.remote(7))
+    assert time.monotonic() - start < 1.5  # registered at once, as in Ray
+    assert ray.get(h.get.remote(), timeout=60) == 7
+
+    @ray.remote
+    def fails():
+        raise ValueError("bad argument")
+
+    broken = Holder.remote(fails.remote())
+    with pytest.raises(ray.exceptions.RayActorError, match="bad argument"):
+        ray.get(broken.get.remote(), timeout=60)
+    # Its owner dies before the argument is ready: the actor ends (it would never be created).
+    creator = Creator.remote()
+    [waiting] = ray.get(creator.create_waiting.remote(), timeout=60)
+    os.kill(ray.get(creator.pid.remote()), signal.SIGKILL)
+    with pytest.raises(ray.exceptions.RayActorError, match="owner"):
+        ray.get(waiting.get.remote(), timeout=60)

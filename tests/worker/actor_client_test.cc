@@ -108,17 +108,24 @@ TEST_CASE_METHOD(Fixture, "actor client: bad options register nothing", "[actor_
   CHECK(listed->actors_size() == 0);
 }
 
-TEST_CASE_METHOD(Fixture, "actor client: a failed constructor argument fails the creation", "[actor_client]") {
+TEST_CASE_METHOD(Fixture, "actor client: a failed constructor argument ends the actor with its error", "[actor_client]") {
   const ObjectId arg = ObjectId::FromTask(TaskId::ForNormalTask(kJob), 1);
   refs.AddOwned(arg);
   refs.AddLocal(arg);
-  memory.Put(arg, ErrorValue(arg, TaskException("ValueError", "bad input")));
+  // Registered at once, as in Ray (creation does not wait for the arguments)...
   auto created = actors.Create("Counter.__init__", {TaskArg::Ref(arg)}, TaskOptions{}, Detached("c"));
-  REQUIRE_FALSE(created.ok());
-  auto info = ErrorInfoOf(created.status());
-  REQUIRE(info.has_value());
-  CHECK(absl::StrContains(info->message(), "an argument of the constructor of Counter failed"));
-  CHECK(info->cause().message() == "bad input");
+  REQUIRE_OK(created);
+  CHECK(created->state == "PENDING");
+  auto waiting = actors.GetInfo(created->id);
+  REQUIRE_OK(waiting);
+  CHECK(waiting->state == "PENDING");
+  // ...and dead, with the argument's error, once that argument fails.
+  memory.Put(arg, ErrorValue(arg, TaskException("ValueError", "bad input")));
+  auto info = actors.GetInfo(created->id);
+  REQUIRE_OK(info);
+  CHECK(info->state == "DEAD");
+  CHECK(absl::StrContains(info->death_cause, "an argument of the constructor of Counter failed"));
+  CHECK(absl::StrContains(info->death_cause, "bad input"));
   CHECK(gcs.GetNamedActor("c", "default").status().code() == absl::StatusCode::kNotFound);
 }
 
