@@ -50,6 +50,9 @@ def remote(*args, **options):
         return _make_remote(args[0], {})
     if args:
         raise TypeError("@shoal.remote takes keyword arguments only, e.g. @shoal.remote(num_gpus=0.5)")
+    if not options:
+        raise TypeError("The @shoal.remote decorator must be applied either with no arguments and no parentheses, "
+                        "as '@shoal.remote', or with some of its options, as '@shoal.remote(num_gpus=0.5)'")
 
     def decorator(target):
         return _make_remote(target, options)

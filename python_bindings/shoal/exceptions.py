@@ -47,8 +47,9 @@ class TaskError(ShoalError):
         while isinstance(root, TaskError) and root.cause is not None:  # a task that failed on a failed get
             root = root.cause
         cause_cls = type(root) if root is not None else None
-        if cause_cls is None or issubclass(cause_cls, TaskError) or not _subclassable(cause_cls):
-            return self
+        if cause_cls is None or issubclass(cause_cls, TaskError) or issubclass(TaskError, cause_cls) \
+                or not _subclassable(cause_cls):
+            return self  # a plain Exception (or a base of TaskError): TaskError itself is one already
         derived = _derived_class(cause_cls)
         if derived is None:
             return self

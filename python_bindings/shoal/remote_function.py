@@ -12,13 +12,24 @@ from shoal._private.generator import ObjectRefGenerator, dynamic_ref
 from shoal._private.runtime import ObjectRef, core_call
 
 
-def export_function(fn):
-    """Puts cloudpickle(fn) in the GCS KV once per process; answers its function id (hex hash)."""
+def export_function(fn, what=None):
+    """Puts cloudpickle(fn) in the GCS KV once per process; answers its function id (hex hash).
+    A pickle over the GCS's limit (what it captures: large values belong in arguments or
+    shoal.put) raises ValueError in Ray's words, naming `what` ("remote function f")."""
     pickled = cloudpickle.dumps(fn)
     fid = hashlib.sha1(pickled).hexdigest()
     if fid not in runtime.state.exported:
-        with core_call:
-            runtime.core().kv_put(runtime.FUNCTION_NAMESPACE, fid, pickled, False)
+        try:
+            with core_call:
+                runtime.core().kv_put(runtime.FUNCTION_NAMESPACE, fid, pickled, False)
+        except Exception as e:  # noqa: BLE001 - only a size refusal is rewritten
+            text = str(e)
+            if "RESOURCE_EXHAUSTED" not in text and "over the limit" not in text:
+                raise
+            name = what or f"remote function {getattr(fn, '__qualname__', fn)}"
+            raise ValueError(f"The {name} is too large ({len(pickled) / 2**20:.0f} MiB pickled): it captures large "
+                             "values; pass them as arguments or through shoal.put() instead. "
+                             f"({text.splitlines()[0][:200]})") from None
         runtime.state.exported.add(fid)
     return fid
 
@@ -107,7 +118,7 @@ class RemoteFunction:
 
     def _function_name(self):
         if self._fid is None or self._epoch != runtime.state.epoch:
-            self._fid = export_function(self._function)
+            self._fid = export_function(self._function, f"remote function {self._name}")
             self._epoch = runtime.state.epoch
         return f"py:{self._fid}:{self._name}"
 
