@@ -10,6 +10,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -27,6 +28,7 @@
 #include "src/collective/host_communicator.h"
 #include "src/worker/collective_group.h"
 #include "src/common/bundle_resources.h"
+#include "src/common/error_info.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/common/rpc.h"
@@ -83,6 +85,9 @@ std::vector<ObjectId> ToIds(const std::vector<std::string>& ids) {
   for (const auto& id : ids) out.push_back(ToId(id));
   return out;
 }
+
+// How long a blocking get or wait runs before Python's signal handlers get a turn.
+constexpr absl::Duration kSignalSlice = absl::Milliseconds(500);
 
 absl::Duration ToTimeout(double seconds) {
   return seconds < 0 ? absl::Seconds(-1) : absl::Seconds(seconds);
@@ -496,13 +501,21 @@ class PyCoreWorker {
     return py::bytes(Check(std::move(id)).Binary());
   }
 
-  // One entry per id: an ObjectBuffer, or a StatusError instance for a failed object.
+  // One entry per id: an ObjectBuffer, or a StatusError instance for a failed object. Waits in
+  // slices, running Python's signal handlers between them, so that a task blocked here can be
+  // cancelled (SIGUSR2, shoal/worker.py) and a driver interrupted (Ctrl-C).
   py::list Get(const std::vector<std::string>& ids, double timeout) {
     std::vector<ObjectId> object_ids = ToIds(ids);
     absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> buffers;
-    {
-      py::gil_scoped_release release;
-      buffers = core()->GetBuffers(object_ids, ToTimeout(timeout));
+    const absl::Time deadline = timeout < 0 ? absl::InfiniteFuture() : absl::Now() + absl::Seconds(timeout);
+    while (true) {
+      const absl::Duration slice = std::min(kSignalSlice, std::max(absl::ZeroDuration(), deadline - absl::Now()));
+      {
+        py::gil_scoped_release release;
+        buffers = core()->GetBuffers(object_ids, slice);
+      }
+      if (buffers.ok() || ErrorTypeOf(buffers.status()) != rpc::GET_TIMEOUT || absl::Now() >= deadline) break;
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
     }
     py::list out;
     for (auto& b : Check(std::move(buffers))) {
@@ -515,12 +528,19 @@ class PyCoreWorker {
     return out;
   }
 
+  // In slices too (see Get).
   std::vector<bool> Wait(const std::vector<std::string>& ids, int num_ready, double timeout, bool fetch_local) {
     std::vector<ObjectId> object_ids = ToIds(ids);
     absl::StatusOr<std::vector<bool>> ready;
-    {
-      py::gil_scoped_release release;
-      ready = core()->Wait(object_ids, num_ready, ToTimeout(timeout), fetch_local);
+    const absl::Time deadline = timeout < 0 ? absl::InfiniteFuture() : absl::Now() + absl::Seconds(timeout);
+    while (true) {
+      const absl::Duration slice = std::min(kSignalSlice, std::max(absl::ZeroDuration(), deadline - absl::Now()));
+      {
+        py::gil_scoped_release release;
+        ready = core()->Wait(object_ids, num_ready, slice, fetch_local);
+      }
+      if (!ready.ok() || std::count(ready->begin(), ready->end(), true) >= num_ready || absl::Now() >= deadline) break;
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
     }
     return Check(std::move(ready));
   }
