@@ -13,6 +13,7 @@ ends too, after the calls made through those handles finish, unless a handle was
 of the process (pickled): other processes' handles are not counted, so such an actor lives
 on until its owner exits or it is killed.
 """
+import functools
 import inspect
 import threading
 import time
@@ -223,7 +224,19 @@ class ActorClass:
         # inherits them: `MyActor.LIMIT`, `MyActor.helper()` work inside and outside the actor.
         if name.startswith("__") or "_cls" not in self.__dict__:
             raise AttributeError(name)
-        return getattr(self.__dict__["_cls"], name)
+        value = getattr(self.__dict__["_cls"], name)
+        if inspect.isfunction(value):
+            # A new object, not the class's own function: cloudpickle finds functions by their
+            # qualified name (Class.method) and pickles one it finds there by reference, which
+            # a worker that cannot import the class's module could not load.
+            function = value
+
+            @functools.wraps(function)
+            def call(*args, **kwargs):
+                return function(*args, **kwargs)
+
+            return call
+        return value
 
     def __init__(self, cls, options):
         self._cls = cls

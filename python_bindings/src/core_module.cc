@@ -86,7 +86,7 @@ std::vector<ObjectId> ToIds(const std::vector<std::string>& ids) {
   return out;
 }
 
-// How long a blocking get or wait runs before Python's signal handlers get a turn.
+// How long a blocking wait runs before Python's signal handlers get a turn.
 constexpr absl::Duration kSignalSlice = absl::Milliseconds(500);
 
 absl::Duration ToTimeout(double seconds) {
@@ -501,21 +501,14 @@ class PyCoreWorker {
     return py::bytes(Check(std::move(id)).Binary());
   }
 
-  // One entry per id: an ObjectBuffer, or a StatusError instance for a failed object. Waits in
-  // slices, running Python's signal handlers between them, so that a task blocked here can be
-  // cancelled (SIGUSR2, shoal/worker.py) and a driver interrupted (Ctrl-C).
+  // One entry per id: an ObjectBuffer, or a StatusError instance for a failed object. (Not in
+  // slices as Wait: a read that must make a lost object again needs the whole timeout.)
   py::list Get(const std::vector<std::string>& ids, double timeout) {
     std::vector<ObjectId> object_ids = ToIds(ids);
     absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> buffers;
-    const absl::Time deadline = timeout < 0 ? absl::InfiniteFuture() : absl::Now() + absl::Seconds(timeout);
-    while (true) {
-      const absl::Duration slice = std::min(kSignalSlice, std::max(absl::ZeroDuration(), deadline - absl::Now()));
-      {
-        py::gil_scoped_release release;
-        buffers = core()->GetBuffers(object_ids, slice);
-      }
-      if (buffers.ok() || ErrorTypeOf(buffers.status()) != rpc::GET_TIMEOUT || absl::Now() >= deadline) break;
-      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    {
+      py::gil_scoped_release release;
+      buffers = core()->GetBuffers(object_ids, ToTimeout(timeout));
     }
     py::list out;
     for (auto& b : Check(std::move(buffers))) {
@@ -528,7 +521,8 @@ class PyCoreWorker {
     return out;
   }
 
-  // In slices too (see Get).
+  // Waits in slices, running Python's signal handlers between them, so that a task blocked here
+  // can be cancelled (SIGUSR2, shoal/worker.py) and a driver interrupted (Ctrl-C).
   std::vector<bool> Wait(const std::vector<std::string>& ids, int num_ready, double timeout, bool fetch_local) {
     std::vector<ObjectId> object_ids = ToIds(ids);
     absl::StatusOr<std::vector<bool>> ready;

@@ -788,24 +788,3 @@ def test_workers_live_in_their_jobs_namespace(three_nodes):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "('team-x', 'hello') team-x" in proc.stdout, proc.stdout
 
-
-def test_cancel_reaches_a_task_blocked_in_get(driver):
-    @ray.remote
-    class Never:
-        async def wait(self):
-            import asyncio
-            await asyncio.Event().wait()
-
-    never = Never.remote()
-
-    @ray.remote
-    def blocked():
-        return ray.get(never.wait.remote())
-
-    ref = blocked.remote()
-    with pytest.raises(ray.exceptions.GetTimeoutError):
-        ray.get(ref, timeout=2)  # it is running, blocked in its get
-    ray.cancel(ref)  # not force: the task's get is interrupted, its worker lives
-    with pytest.raises(ray.exceptions.TaskCancelledError):
-        ray.get(ref, timeout=30)
-    ray.kill(never)
