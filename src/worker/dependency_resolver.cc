@@ -42,12 +42,12 @@ void DependencyResolver::Resolve(rpc::TaskSpec spec, std::vector<TaskArg> args, 
   res->done = std::move(done);
   auto task = TaskId::FromBinary(res->spec.task_id());
   if (task.ok()) {
-    absl::MutexLock lock(&mu_);
-    waiting_[*task] = res;
+    absl::MutexLock lock(&waiting_->mu);
+    waiting_->by_task[*task] = res;
   }
   const TaskId key = task.ok() ? *task : TaskId();
   for (const auto& [index, id] : pending) {
-    store_.GetAsync(id, absl::InfiniteFuture(), [this, res, key, index = index, id = id](ValuePtr value) {
+    store_.GetAsync(id, absl::InfiniteFuture(), [waiting = waiting_, res, key, index = index, id = id](ValuePtr value) {
       absl::ReleasableMutexLock lock(&res->mu);
       if (res->finished) return;  // cancelled
       rpc::TaskArg* arg = res->spec.mutable_args(index);
@@ -70,8 +70,8 @@ void DependencyResolver::Resolve(rpc::TaskSpec spec, std::vector<TaskArg> args, 
       std::optional<rpc::ErrorInfo> failed = std::move(res->failed);
       lock.Release();
       {
-        absl::MutexLock waiting(&mu_);
-        waiting_.erase(key);
+        absl::MutexLock lock(&waiting->mu);
+        waiting->by_task.erase(key);
       }
       res->done(std::move(resolved), std::move(failed));
     });
@@ -81,11 +81,11 @@ void DependencyResolver::Resolve(rpc::TaskSpec spec, std::vector<TaskArg> args, 
 bool DependencyResolver::Cancel(const TaskId& task, rpc::ErrorInfo error) {
   std::shared_ptr<Resolution> res;
   {
-    absl::MutexLock lock(&mu_);
-    auto it = waiting_.find(task);
-    if (it == waiting_.end()) return false;
+    absl::MutexLock lock(&waiting_->mu);
+    auto it = waiting_->by_task.find(task);
+    if (it == waiting_->by_task.end()) return false;
     res = it->second.lock();
-    waiting_.erase(it);
+    waiting_->by_task.erase(it);
   }
   if (res == nullptr) return false;
   absl::ReleasableMutexLock lock(&res->mu);

@@ -46,9 +46,13 @@ class DependencyResolver {
 
  private:
   struct Resolution;
+  // The resolutions that wait, shared with their callbacks (which may outlive the resolver).
+  struct Waiting {
+    absl::Mutex mu;
+    absl::flat_hash_map<TaskId, std::weak_ptr<Resolution>> by_task ABSL_GUARDED_BY(mu);
+  };
   MemoryStore& store_;
-  absl::Mutex mu_;
-  absl::flat_hash_map<TaskId, std::weak_ptr<Resolution>> waiting_ ABSL_GUARDED_BY(mu_);
+  const std::shared_ptr<Waiting> waiting_ = std::make_shared<Waiting>();
 };
 
 }  // namespace shoal
