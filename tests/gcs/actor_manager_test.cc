@@ -721,3 +721,67 @@ TEST_CASE("1000 create/kill cycles leave no lease held", "[actor_manager]") {
 
 }  // namespace
 }  // namespace shoal
+
+namespace shoal {
+namespace {
+
+using namespace actor_test;
+
+TEST_CASE("an actor registered before its arguments waits for CreateActor", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 4}}, /*is_head=*/true);
+  auto req = MakeActor();
+  const ActorId id = IdOf(req);
+  req.set_dependencies_unready(true);
+  REQUIRE_OK(gcs.actors->RegisterActor(req));
+  CHECK(Info(gcs, id).state() == rpc::ActorInfo::PENDING);
+  CHECK(Info(gcs, id).dependencies_unready());
+  CHECK_FALSE(gcs.net.TakeLease().has_value());  // not scheduled yet
+  CHECK(gcs.actors->OwnersOfWaitingActors() == std::set<std::string>{kOwner});
+
+  // Bad input: an unknown actor, a spec that is not its constructor; nothing changes.
+  rpc::CreateActorRequest unknown;
+  unknown.mutable_creation_spec()->set_actor_id(ActorId::Of(JobId::FromInt(1)).Binary());
+  CHECK_CODE(gcs.actors->CreateActor(unknown), kNotFound);
+  rpc::CreateActorRequest not_constructor;
+  *not_constructor.mutable_creation_spec() = req.creation_spec();
+  not_constructor.mutable_creation_spec()->set_actor_creation(false);
+  CHECK_CODE(gcs.actors->CreateActor(not_constructor), kInvalidArgument);
+  CHECK(Info(gcs, id).dependencies_unready());
+
+  rpc::CreateActorRequest create;
+  *create.mutable_creation_spec() = req.creation_spec();
+  REQUIRE_OK(gcs.actors->CreateActor(create));
+  CHECK_FALSE(Info(gcs, id).dependencies_unready());
+  CHECK(gcs.net.TakeLease().has_value());  // scheduled now
+  REQUIRE_OK(gcs.actors->CreateActor(create));  // again: answered, nothing more
+  CHECK_FALSE(gcs.net.TakeLease().has_value());
+  CHECK(gcs.actors->OwnersOfWaitingActors().empty());
+}
+
+TEST_CASE("a failed argument or a dead owner ends an actor waiting for its arguments", "[actor_manager]") {
+  Gcs gcs;
+  gcs.AddNode(1, {{"CPU", 4}}, /*is_head=*/true);
+  auto failed = MakeActor();
+  failed.set_dependencies_unready(true);
+  REQUIRE_OK(gcs.actors->RegisterActor(failed));
+  rpc::CreateActorRequest create;
+  *create.mutable_creation_spec() = failed.creation_spec();
+  *create.mutable_failed() = TaskException("ValueError", "bad input");
+  REQUIRE_OK(gcs.actors->CreateActor(create));
+  rpc::ActorInfo dead = Info(gcs, IdOf(failed));
+  CHECK(dead.state() == rpc::ActorInfo::DEAD);
+  CHECK(absl::StrContains(dead.death_cause(), "bad input"));
+
+  auto orphan = MakeActor();
+  orphan.set_dependencies_unready(true);
+  REQUIRE_OK(gcs.actors->RegisterActor(orphan));
+  gcs.actors->OnOwnerDead(kOwner);
+  rpc::ActorInfo gone = Info(gcs, IdOf(orphan));
+  CHECK(gone.state() == rpc::ActorInfo::DEAD);
+  CHECK(absl::StrContains(gone.death_cause(), "owner"));
+  CHECK_FALSE(gcs.net.TakeLease().has_value());
+}
+
+}  // namespace
+}  // namespace shoal

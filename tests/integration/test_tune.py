@@ -103,6 +103,8 @@ def test_search_spaces_are_seeded_and_grids_enumerate():
         tune.TuneConfig(reuse_actors=True)
     with pytest.raises(TypeError, match="search_alg"):
         tune.TuneConfig(search_alg=object())
+    with pytest.raises(ValueError, match="max_concurrent"):
+        tune.search.BasicVariantGenerator(max_concurrent=-1)
 
 
 # --- on a cluster -----------------------------------------------------------------------------
@@ -152,8 +154,10 @@ def test_asha_stops_the_worst_trials_at_the_rungs_and_finds_the_best(driver, tmp
 def test_a_failing_trial_is_reported_and_the_others_go_on(driver, tmp_path):
     space = {"q": tune.grid_search([0.9, 0.5, 0.2]), "steps": 3,
              "fail_at": tune.sample_from(lambda spec: 1 if spec.config["q"] == 0.5 else None)}
+    # One trial at a time (the search's cap): each starts after the one before it ended.
     results = tune.Tuner(toy_objective, param_space=space,
-                         tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=FIFOScheduler()),
+                         tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=FIFOScheduler(),
+                                                     search_alg=tune.search.BasicVariantGenerator(max_concurrent=1)),
                          run_config=RunConfig(name="fails", storage_path=str(tmp_path))).fit()
     assert results.num_errors == 1 and results.num_terminated == 2
     failed = next(r for r in results if r.error is not None)
@@ -161,6 +165,9 @@ def test_a_failing_trial_is_reported_and_the_others_go_on(driver, tmp_path):
     assert failed.metrics["training_iteration"] == 1
     assert sorted(r.metrics["training_iteration"] for r in results if r.error is None) == [3, 3]
     assert results.get_best_result().config["q"] == 0.9
+    spans = sorted((r.metrics_history[0]["timestamp"] - r.metrics_history[0]["time_total_s"],
+                    r.metrics_history[-1]["timestamp"]) for r in results)
+    assert all(later[0] >= earlier[1] - 1 for earlier, later in zip(spans, spans[1:])), spans
     frame = results.get_dataframe()
     assert sorted(frame["config/q"]) == [0.2, 0.5, 0.9] and list(frame["training_iteration"]) == [3, 1, 3]
     assert results.get_dataframe(filter_metric="score", filter_mode="max")["step"].tolist() == [2, 0, 2]

@@ -180,7 +180,8 @@ class _Spec:
 class BasicVariantGenerator:
     """Grid combinations x num_samples, random domains sampled per trial (Ray's
     ray.tune.search.BasicVariantGenerator). `random_state` (an int or a numpy RandomState)
-    seeds the sampling; None samples from numpy's global random state."""
+    seeds the sampling; None samples from numpy's global random state. `max_concurrent` (0: no
+    limit) caps the trials running at once, with TuneConfig.max_concurrent_trials."""
 
     def __init__(self, random_state=None, max_concurrent=0, constant_grid_search=False, points_to_evaluate=None):
         if random_state is not None and not isinstance(random_state, (numbers.Integral, np.random.RandomState)):
@@ -189,6 +190,9 @@ class BasicVariantGenerator:
             raise ValueError("BasicVariantGenerator(points_to_evaluate=...) is not supported by Shoal")
         if constant_grid_search:
             raise ValueError("BasicVariantGenerator(constant_grid_search=True) is not supported by Shoal")
+        if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, numbers.Integral) or max_concurrent < 0:
+            raise ValueError(f"BasicVariantGenerator(max_concurrent={max_concurrent!r}): must be an integer >= 0 "
+                             "(0: no limit)")
         self.random_state = random_state
         self.max_concurrent = max_concurrent
 

@@ -378,6 +378,8 @@ class _Experiment:
         queue = collections.deque(self.trials)
         polls = {}
         limit = self.tc.max_concurrent_trials or len(self.trials)
+        if search.max_concurrent:
+            limit = min(limit, search.max_concurrent)
         started = time.monotonic()
         try:
             self._loop(queue, polls, limit, started)

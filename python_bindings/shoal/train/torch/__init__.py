@@ -134,9 +134,10 @@ def prepare_model(model, move_to_device=True, parallel_strategy="ddp", parallel_
 class _DeviceLoader:
     """Iterates a DataLoader with every tensor of a batch moved to the worker's device."""
 
-    def __init__(self, loader, device):
+    def __init__(self, loader, device, non_blocking=True):
         self._loader = loader
         self._device = device
+        self._non_blocking = non_blocking
 
     def __len__(self):
         return len(self._loader)
@@ -147,7 +148,7 @@ class _DeviceLoader:
     def _move(self, item):
         import torch
         if isinstance(item, torch.Tensor):
-            return item.to(self._device, non_blocking=True)
+            return item.to(self._device, non_blocking=self._non_blocking)
         if isinstance(item, (list, tuple)):
             return type(item)(self._move(i) for i in item)
         if isinstance(item, dict):
@@ -161,7 +162,9 @@ class _DeviceLoader:
 
 def prepare_data_loader(data_loader, add_dist_sampler=True, move_to_device=True, auto_transfer=True):
     """The DataLoader rebuilt with a DistributedSampler (each worker gets its share; shuffled
-    when the original shuffled) and, with move_to_device, batches moved to the worker's device."""
+    when the original shuffled) and, with move_to_device, batches moved to the worker's device.
+    Ray's auto_transfer (copy on a side stream) is how the move is made here: non_blocking
+    copies; auto_transfer=False makes them blocking."""
     import torch
     from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
@@ -175,7 +178,7 @@ def prepare_data_loader(data_loader, add_dist_sampler=True, move_to_device=True,
                                  timeout=data_loader.timeout, worker_init_fn=data_loader.worker_init_fn)
     device = get_device()
     if move_to_device and device.type != "cpu":
-        return _DeviceLoader(data_loader, device)
+        return _DeviceLoader(data_loader, device, non_blocking=auto_transfer)
     return data_loader
 
 
