@@ -34,7 +34,9 @@ def linreg_loop(config):
         json.dump({"node_id": shoal.get_runtime_context().get_node_id(), "pid": os.getpid(), "rank": rank,
                    "local_rank": ctx.get_local_rank(), "node_rank": ctx.get_node_rank(),
                    "world_size": world, "experiment": ctx.get_experiment_name()}, f)
-    group = "linreg-" + ctx.get_experiment_name()
+    # Trials of one Tune experiment share its name and may run at once: the trial name (set under
+    # Tune) keeps their groups apart.
+    group = "linreg-" + (ctx.get_trial_name() or ctx.get_experiment_name())
     col.init_collective_group(world, rank, backend="gloo", group_name=group)
     x, y, n = dataset(rank, world)
     w, b, start = np.zeros(x.shape[1]), 0.0, 0
