@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "grpc/grpc.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "src/common/auth.h"
@@ -37,10 +38,40 @@ absl::StatusOr<std::pair<std::string, int>> ParseHostPort(std::string_view addre
 namespace {
 constexpr int kKeepaliveTimeMs = 5000;
 constexpr int kKeepaliveTimeoutMs = 5000;
+
+// gRPC runs the callback API of this build (no background poller) on one process-wide completion
+// queue with its own threads ("nexting_thread"). It creates that queue with the first channel or
+// server that uses it and destroys it, joining those threads, when the last one goes. When the last
+// one goes inside a callback (a reply's continuation drops the last reference to its channel),
+// the thread doing the join is one of the threads it joins, and the queue is freed under it: heap
+// corruption at a driver's shutdown ("corrupted size vs. prev_size" in grpc_cq_internal_unref on
+// a nexting_thread). One channel that is never destroyed, which has made one callback call, holds
+// the queue for the life of the process.
+void PinCallbackQueue() {
+  static const bool kPinned = [] {
+    KeepGrpcInitialized();
+    struct Pin {
+      std::shared_ptr<grpc::Channel> channel =
+          grpc::CreateChannel("unix:/nonexistent/shoal-pin", grpc::InsecureChannelCredentials());
+      grpc::GenericStub stub{channel};
+      grpc::ClientContext context;
+      grpc::Slice empty{std::string()};
+      grpc::ByteBuffer request{&empty, 1};  // a default ByteBuffer has no buffer: gRPC refuses it
+      grpc::ByteBuffer reply;
+    };
+    Pin* pin = new Pin;  // never freed: see above
+    pin->context.set_deadline(std::chrono::system_clock::now());  // fails at once; only the queue matters
+    pin->stub.UnaryCall(&pin->context, "/shoal.Pin/Pin", grpc::StubOptions(), &pin->request, &pin->reply,
+                        [](grpc::Status) {});
+    return true;
+  }();
+  (void)kPinned;
+}
 }  // namespace
 
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
                                            const std::vector<std::pair<std::string, int>>& int_args) {
+  PinCallbackQueue();
   grpc::ChannelArguments args;
   for (const auto& [key, value] : int_args) args.SetInt(key, value);
   // Reconnect quickly (a restarted GCS or raylet is found within a second), but give each
@@ -65,6 +96,7 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(grpc::ServerBuilder& builder,
                                                           const std::string& host, int port,
                                                           int* bound_port) {
+  PinCallbackQueue();
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // Accept the clients' keepalive pings (MakeChannel) however long a call runs.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, kKeepaliveTimeMs / 2);
