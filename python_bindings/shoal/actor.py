@@ -315,6 +315,7 @@ class ActorClass:
             "max_restarts": options.get("max_restarts") or 0,
             "max_task_retries": max_task_retries,
             "max_concurrency": options.get("max_concurrency") or default_concurrency,
+            "is_asyncio": self._is_async,  # its calls start on its event loops, no thread each
             "concurrency_groups": groups,
             "detached": options.get("lifetime") == "detached",
             "get_if_exists": bool(options.get("get_if_exists", False)),

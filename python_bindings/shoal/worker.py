@@ -65,7 +65,12 @@ class _OutputForwarder:
         self._thread.start()
 
     def begin_task(self, owner, name):
-        self._task.set((owner, f"({name} pid={os.getpid()}) "))
+        self._task.set(self.task_output(owner, name))
+
+    @staticmethod
+    def task_output(owner, name):
+        """Where a task's output goes and its prefix: what begin_task sets (or adopt takes)."""
+        return (owner, f"({name} pid={os.getpid()}) ")
 
     def current(self):
         """What begin_task set here: hand it to the code that runs the task elsewhere (adopt)."""
@@ -148,6 +153,36 @@ class _TaskStream:
         return True
 
 
+class _AsyncCall:
+    """A call of an async actor on an event loop: started from any thread; cancel() from any
+    thread, also before it began (its coroutine then never runs: `finished` sees it cancelled)."""
+
+    def __init__(self, loop, coroutine_fn, finished):
+        self._loop = loop
+        self._coroutine_fn = coroutine_fn
+        self._finished = finished
+        self._task = None
+        self._cancelled = False
+
+    def start(self):
+        self._loop.call_soon_threadsafe(self._start)
+
+    def cancel(self):
+        self._loop.call_soon_threadsafe(self._cancel)
+
+    def _start(self):  # on the loop
+        self._task = self._loop.create_task(self._coroutine_fn())
+        self._task.add_done_callback(self._finished)
+        if self._cancelled:
+            self._task.cancel()
+
+    def _cancel(self):  # on the loop
+        if self._task is None:
+            self._cancelled = True
+        else:
+            self._task.cancel()
+
+
 class Worker:
     def __init__(self):
         self.core = runtime.init_worker()
@@ -160,7 +195,7 @@ class Worker:
         self.loops = {}          # an async actor's event loops, by concurrency group ("" the default)
         self.loops_lock = threading.Lock()
         self.running = {}        # task id (hex) -> ident of the thread running it
-        self.async_calls = {}    # task id (hex) -> the concurrent future of a call on an event loop
+        self.async_calls = {}    # task id (hex) -> the future (or _AsyncCall) of a call on an event loop
         self.returned_refs = []  # refs put inside results: kept so their borrowers can read them
         self.retry_filters = {}  # pickled retry_exceptions lists -> tuples of classes
         self.exiting = None      # why the actor is ending (exit_actor, __ray_terminate__), once it is
@@ -177,6 +212,7 @@ class Worker:
         sys.stdout = self.stdout
         sys.stderr = self.stderr
         self.core.set_task_handler(self.execute)
+        self.core.set_async_task_handler(self.execute_async)
         self.core.set_interrupt_handler(self.interrupt)
         self.core.set_log_handler(self.forward_nested_output)
 
@@ -249,27 +285,9 @@ class Worker:
                 # The completion: the values went to the owner one by one; a dynamic task's
                 # caller gets the list of their refs from it.
                 results = [_DynamicItems(task_id, info["owner_address"], count) if dynamic else None]
-            elif num_returns == 1:
-                results = [result]
             else:
-                results = list(result) if not isinstance(result, (str, bytes)) else None
-                if results is None or len(results) != num_returns:
-                    got = "a non-sequence" if results is None else f"{len(results)} values"
-                    raise ValueError(f"Task returned {got}, but num_returns={num_returns}.")
-            if transport is not None and not streaming:
-                # Tensors stay here; the stored values carry placeholders (tensor_transport.py).
-                base = bytes.fromhex(info["task_id"])
-                results = [tensor_transport.hold(r, (base + struct.pack("<I", i + 1)).hex())
-                           for i, r in enumerate(results)]
-            if self.exit_requested_by == task_id and self.exiting is not None:
-                # exit_actor() was called in this call and its exception caught: it still ends.
-                return (False, self._actor_exited_error(f"{label}() ended there"))
-            out = []
-            for r in results:
-                data, refs = serialization.serialize_to_bytes(r)
-                self.returned_refs.extend(refs)
-                out.append(data)
-            return (True, out)
+                results = self._returns(result, num_returns, transport, info["task_id"])
+            return self._answer(label, results, task_id)
         except (ActorExit, exceptions.AsyncioActorExit) as e:
             self._begin_actor_exit(actor_id, f"{e} in {label}()")
             if actor_creation:
@@ -290,12 +308,106 @@ class Worker:
             if threading.get_ident() == self.main_thread:
                 self.cancel_pending = None
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), None)
+            self._end_output()
+
+    def _end_output(self):
+        """Sends what the task that ends here printed, its partial lines too."""
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001
+            pass
+        self.forwarder.end_task()
+
+    def execute_async(self, function_name, task_id, num_returns, actor_id, args, concurrency_group,
+                      retry_exception_filter, complete):
+        """Starts a method call of an async actor on its group's event loop and returns at once;
+        complete(answer) gets what execute() would answer, when the call ended. No thread waits
+        for the call: the core counts the calls in flight against the group's limit."""
+        from shoal.remote_function import unpack_arguments
+        label = f"{self.actor_name}.{function_name}" if self.actor_name else function_name
+        if self.exiting is not None:
+            complete((False, self._actor_exited_error(f"{label}() was not run")))  # queued behind the exit
+            return
+        info = self.core.current_task()
+        output = self.forwarder.task_output(info["owner_address"], self.actor_name or function_name)
+        try:
+            positional, keywords = unpack_arguments(args)
+            del args
+            transport = keywords.pop(tensor_transport.RESERVED_KEYWORD, None) if keywords else None
+            if self.actor is None:
+                raise RuntimeError(f"this worker runs no actor (call {function_name!r})")
+            method, positional = self._actor_method(function_name, positional, keywords)
+        except BaseException as e:  # noqa: BLE001 - every failure goes back to the caller
+            complete((False, self._error(label, e, retry_exception_filter)))
+            return
+
+        def cancelled():
+            error = exceptions.TaskCancelledError(f"the call {task_id} was cancelled")
+            return (False, self._error(label, error, retry_exception_filter))
+
+        async def run():
+            self.forwarder.adopt(output)
+            runtime._loop_task.set(info)
             try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            except Exception:  # noqa: BLE001
-                pass
-            self.forwarder.end_task()
+                value = method(*positional, **keywords)
+                if inspect.isawaitable(value):
+                    value = await value
+                return self._answer(label, self._returns(value, num_returns, transport, info["task_id"]), task_id)
+            except asyncio.CancelledError:
+                return cancelled()
+            except (ActorExit, exceptions.AsyncioActorExit) as e:
+                self._begin_actor_exit(actor_id, f"{e} in {label}()")
+                return (False, self._actor_exited_error(f"{label}() ended there"))
+            except BaseException as e:  # noqa: BLE001 - every failure goes back to the caller
+                return (False, self._error(label, e, retry_exception_filter))
+            finally:
+                self._end_output()
+
+        def finished(task):
+            self.async_calls.pop(task_id, None)
+            if task.cancelled():  # before run() began
+                answer = cancelled()
+            elif task.exception() is not None:
+                answer = (False, self._error(label, task.exception(), retry_exception_filter))
+            else:
+                answer = task.result()
+            self.running.pop(task_id, None)  # just before the answer, as execute() does
+            complete(answer)
+
+        call = _AsyncCall(self._group_loop(concurrency_group), run, finished)
+        self.async_calls[task_id] = call
+        self.running[task_id] = None  # no thread to interrupt: interrupt() cancels `call`
+        call.start()
+
+    def _returns(self, result, num_returns, transport, task_hex):
+        """The values of a call's returns from what it returned (a sequence of num_returns
+        values when it is more than one)."""
+        if num_returns == 1:
+            results = [result]
+        else:
+            results = list(result) if not isinstance(result, (str, bytes)) else None
+            if results is None or len(results) != num_returns:
+                got = "a non-sequence" if results is None else f"{len(results)} values"
+                raise ValueError(f"Task returned {got}, but num_returns={num_returns}.")
+        if transport is not None:
+            # Tensors stay here; the stored values carry placeholders (tensor_transport.py).
+            base = bytes.fromhex(task_hex)
+            results = [tensor_transport.hold(r, (base + struct.pack("<I", i + 1)).hex())
+                       for i, r in enumerate(results)]
+        return results
+
+    def _answer(self, label, results, task_id):
+        """A call's answer to the core: its serialized results, or the actor's exit."""
+        if self.exit_requested_by == task_id and self.exiting is not None:
+            # exit_actor() was called in this call and its exception caught: it still ends.
+            return (False, self._actor_exited_error(f"{label}() ended there"))
+        out = []
+        for r in results:
+            data, refs = serialization.serialize_to_bytes(r)
+            self.returned_refs.extend(refs)
+            out.append(data)
+        return (True, out)
 
     def _set_omp_threads(self, info, actor_id, actor_creation):
         """As Ray: where nothing (the node's environment, a runtime env) set OMP_NUM_THREADS, a

@@ -410,7 +410,7 @@ class PyCoreWorker {
   }
 
   // actor_options: class_name, name, namespace, detached, get_if_exists, max_restarts,
-  // max_task_retries, max_concurrency, concurrency_groups ({name: limit}), handle_data (bytes).
+  // max_task_retries, max_concurrency, is_asyncio, concurrency_groups ({name: limit}), handle_data (bytes).
   py::dict CreateActor(const std::string& function_name, const std::vector<std::pair<bool, std::string>>& args,
                        const py::dict& options, const py::dict& actor_options) {
     std::vector<TaskArg> task_args = ToTaskArgs(args);
@@ -424,6 +424,7 @@ class PyCoreWorker {
     if (actor_options.contains("max_restarts")) a.max_restarts = actor_options["max_restarts"].cast<int>();
     if (actor_options.contains("max_task_retries")) a.max_task_retries = actor_options["max_task_retries"].cast<int>();
     if (actor_options.contains("max_concurrency")) a.max_concurrency = actor_options["max_concurrency"].cast<int>();
+    if (actor_options.contains("is_asyncio")) a.is_asyncio = actor_options["is_asyncio"].cast<bool>();
     if (actor_options.contains("concurrency_groups")) {
       a.concurrency_groups = actor_options["concurrency_groups"].cast<std::map<std::string, int>>();
     }
@@ -613,26 +614,72 @@ class PyCoreWorker {
     core()->SetTaskHandler([shared](const TaskCall& call) -> absl::StatusOr<std::vector<std::string>> {
       py::gil_scoped_acquire gil;
       try {
-        py::list args;
-        for (const auto& a : call.args) args.append(py::cast(PyObjectBuffer{a}));
         py::tuple answer = (*shared)(call.function_name, call.task_id, call.num_returns,
-                                        call.cuda_visible_devices, call.actor_id, call.actor_creation, args,
-                                        py::bytes(call.retry_exception_filter), call.concurrency_group,
-                                        call.streaming, call.dynamic);
-        if (answer[0].cast<bool>()) {
-          std::vector<std::string> results;
-          for (const auto& r : answer[1].cast<py::list>()) results.push_back(r.cast<std::string>());
-          return results;
-        }
-        py::tuple error = answer[1].cast<py::tuple>();
-        rpc::ErrorInfo info = TaskException(error[0].cast<std::string>(), error[1].cast<std::string>(),
-                                            error[3].cast<std::string>(), error[2].cast<std::string>());
-        info.set_not_retryable(error[4].cast<bool>());
-        return ErrorStatus(info);
+                                        call.cuda_visible_devices, call.actor_id, call.actor_creation,
+                                        CallArgs(call), py::bytes(call.retry_exception_filter),
+                                        call.concurrency_group, call.streaming, call.dynamic);
+        return FromAnswer(answer);
       } catch (py::error_already_set& e) {
         return ErrorStatus(rpc::SYSTEM_ERROR, absl::StrCat("the task handler failed: ", e.what()));
       }
     });
+  }
+
+  // handler(function_name, task_id, num_returns, actor_id_hex, args, concurrency_group,
+  // retry_exception_filter, complete) starts a method call of an async actor and returns;
+  // complete(answer), with an answer as the task handler's, is called once when the call ended
+  // (from any thread).
+  void SetAsyncTaskHandler(py::function handler) {
+    auto shared = std::make_shared<py::function>(std::move(handler));
+    core()->SetAsyncTaskHandler([shared](const TaskCall& call, TaskCompletion done) {
+      auto once = std::make_shared<TaskCompletion>(std::move(done));
+      auto finish = [once](absl::StatusOr<std::vector<std::string>> results) {
+        TaskCompletion done = std::move(*once);
+        *once = nullptr;
+        if (!done) return;  // answered already
+        py::gil_scoped_release release;
+        done(std::move(results));
+      };
+      py::gil_scoped_acquire gil;
+      try {
+        py::cpp_function complete([finish](py::tuple answer) {
+          absl::StatusOr<std::vector<std::string>> results;
+          try {
+            results = FromAnswer(answer);
+          } catch (py::error_already_set& e) {
+            results = ErrorStatus(rpc::SYSTEM_ERROR, absl::StrCat("the task handler failed: ", e.what()));
+          } catch (const py::cast_error& e) {
+            results = ErrorStatus(rpc::SYSTEM_ERROR, absl::StrCat("the task handler answered badly: ", e.what()));
+          }
+          finish(std::move(results));
+        });
+        (*shared)(call.function_name, call.task_id, call.num_returns, call.actor_id, CallArgs(call),
+                  call.concurrency_group, py::bytes(call.retry_exception_filter), complete);
+      } catch (py::error_already_set& e) {
+        finish(ErrorStatus(rpc::SYSTEM_ERROR, absl::StrCat("the task handler failed: ", e.what())));
+      }
+    });
+  }
+
+  static py::list CallArgs(const TaskCall& call) {
+    py::list args;
+    for (const auto& a : call.args) args.append(py::cast(PyObjectBuffer{a}));
+    return args;
+  }
+
+  // A task handler's answer: (True, [bytes, ...]) or (False, (exception_type, message, data,
+  // traceback, not_retryable)). REQUIRES: the GIL.
+  static absl::StatusOr<std::vector<std::string>> FromAnswer(const py::tuple& answer) {
+    if (answer[0].cast<bool>()) {
+      std::vector<std::string> results;
+      for (const auto& r : answer[1].cast<py::list>()) results.push_back(r.cast<std::string>());
+      return results;
+    }
+    py::tuple error = answer[1].cast<py::tuple>();
+    rpc::ErrorInfo info = TaskException(error[0].cast<std::string>(), error[1].cast<std::string>(),
+                                        error[3].cast<std::string>(), error[2].cast<std::string>());
+    info.set_not_retryable(error[4].cast<bool>());
+    return ErrorStatus(info);
   }
 
   void SetInterruptHandler(py::function handler) {
@@ -1060,6 +1107,7 @@ PYBIND11_MODULE(_core, m) {
       .def("owner_address", &PyCoreWorker::OwnerAddress)
       .def("run_task_loop", &PyCoreWorker::RunTaskLoop)
       .def("set_task_handler", &PyCoreWorker::SetTaskHandler)
+      .def("set_async_task_handler", &PyCoreWorker::SetAsyncTaskHandler)
       .def("set_interrupt_handler", &PyCoreWorker::SetInterruptHandler)
       .def("set_log_handler", &PyCoreWorker::SetLogHandler)
       .def("send_logs", &PyCoreWorker::SendLogs)

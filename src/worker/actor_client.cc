@@ -49,6 +49,7 @@ absl::StatusOr<ActorDescription> ActorClient::Create(const std::string& function
   spec->set_actor_id(actor.Binary());
   spec->set_actor_creation(true);
   spec->set_max_concurrency(actor_options.max_concurrency);
+  spec->set_is_asyncio(actor_options.is_asyncio);
   for (const auto& [group, limit] : actor_options.concurrency_groups) {
     if (group.empty() || limit < 1) {
       return absl::InvalidArgumentError(absl::StrCat("concurrency group '", group,

@@ -77,6 +77,48 @@ thread_local const rpc::TaskSpec* tls_current_spec = nullptr;
 // The task this thread runs submitted tasks (CoreWorker::Impl::children_ has an entry for it).
 thread_local bool tls_submitted_children = false;
 
+// Lets calls from threads the core worker does not own into it while it lives: an Entry from
+// any thread (nested entries too) is let in until Close, which waits for those inside.
+class CallGate {
+ public:
+  class Entry {
+   public:
+    explicit Entry(CallGate& gate) : gate_(gate), inside_(gate.Enter()) {}
+    ~Entry() {
+      if (inside_) gate_.Leave();
+    }
+    Entry(const Entry&) = delete;
+    Entry& operator=(const Entry&) = delete;
+    explicit operator bool() const { return inside_; }
+
+   private:
+    CallGate& gate_;
+    const bool inside_;
+  };
+
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    mu_.Await(absl::Condition(+[](int* inside) { return *inside == 0; }, &inside_));
+  }
+
+ private:
+  bool Enter() {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return false;
+    ++inside_;
+    return true;
+  }
+  void Leave() {
+    absl::MutexLock lock(&mu_);
+    --inside_;
+  }
+
+  absl::Mutex mu_;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  int inside_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 }  // namespace
 
 class CoreWorker::Impl final {
@@ -157,6 +199,14 @@ class CoreWorker::Impl final {
   }
   absl::Status RunTaskLoop();
   void SetTaskHandler(TaskHandler handler) { executor_->SetHandler(std::move(handler)); }
+  void SetAsyncTaskHandler(AsyncTaskHandler handler) {
+    executor_->SetAsyncHandler([gate = gate_, handler = std::move(handler)](const TaskCall& call, TaskCompletion done) {
+      handler(call, [gate, done = std::move(done)](absl::StatusOr<std::vector<std::string>> results) {
+        CallGate::Entry entry(*gate);
+        if (entry) done(std::move(results));  // else the core is going: Drain answered the call
+      });
+    });
+  }
   void SetInterruptHandler(CoreWorkerService::InterruptHandler handler) {
     service_->SetInterruptHandler(std::move(handler));
   }
@@ -209,6 +259,11 @@ class CoreWorker::Impl final {
   // Runs one pushed task (the receiver's runner): the executor, with this thread's current
   // task, the worker command nested tasks use, and task events around it.
   rpc::PushTaskReply RunPushedTask(const rpc::PushTaskRequest& request);
+  // An async actor's call (TaskReceiver::AsyncRunner): started here, `finished` when it ends.
+  void StartPushedTask(const rpc::PushTaskRequest& request, std::function<void(rpc::PushTaskReply)> finished);
+  // What every pushed task does on its thread before and after it runs (or starts).
+  void BeginPushedTask(const rpc::TaskSpec& spec);
+  void EndPushedTask(const rpc::TaskSpec& spec);
 
   std::vector<std::string> CurrentWorkerCommand() {
     absl::MutexLock lock(&mu_);
@@ -223,6 +278,10 @@ class CoreWorker::Impl final {
   JobId job_id_;
   std::string address_;  // host:port of our CoreWorkerService
   RealClock clock_;
+  // Async calls' starts and completions come from threads the core worker does not own (the
+  // language layer's event loops): they enter the core through this gate, which the destructor
+  // closes first.
+  std::shared_ptr<CallGate> gate_ = std::make_shared<CallGate>();
 
   MemoryStore memory_store_{[this](std::function<void()> fn) { return loop_.Post(std::move(fn)); }};
   DependencyResolver resolver_{memory_store_};
@@ -283,7 +342,11 @@ absl::Status CoreWorker::Impl::Start() {
   executor_ = std::make_unique<TaskExecutor>(*store_access_);
   receiver_ = std::make_unique<TaskReceiver>(
       clock_, [this](const rpc::PushTaskRequest& request) { return RunPushedTask(request); },
-      TaskReceiver::Options{});
+      TaskReceiver::Options{},
+      [this](const rpc::PushTaskRequest& request, std::function<void(rpc::PushTaskReply)> finished) {
+        CallGate::Entry entry(*gate_);
+        if (entry) StartPushedTask(request, std::move(finished));  // else Drain answers it
+      });
   service_ = std::make_unique<CoreWorkerService>(
       *receiver_, memory_store_, refs_, clock_,
       CoreWorkerService::Options{
@@ -478,6 +541,7 @@ void CoreWorker::Impl::WatchRaylet() {
 }
 
 CoreWorker::Impl::~Impl() {
+  gate_->Close();  // async calls that finish from now on are answered by Drain
   RequestExit(absl::OkStatus());
   stop_.Notify();
   loop_.Stop();  // runs what was posted; continuations that come later are dropped
@@ -610,7 +674,20 @@ absl::Status CoreWorker::Impl::RunTaskLoop() {
 }
 
 rpc::PushTaskReply CoreWorker::Impl::RunPushedTask(const rpc::PushTaskRequest& request) {
-  const rpc::TaskSpec& spec = request.spec();
+  BeginPushedTask(request.spec());
+  rpc::PushTaskReply reply = executor_->Execute(request);
+  EndPushedTask(request.spec());
+  return reply;
+}
+
+void CoreWorker::Impl::StartPushedTask(const rpc::PushTaskRequest& request,
+                                       std::function<void(rpc::PushTaskReply)> finished) {
+  BeginPushedTask(request.spec());  // the language layer reads the task while it starts it
+  executor_->ExecuteAsync(request, std::move(finished));
+  EndPushedTask(request.spec());
+}
+
+void CoreWorker::Impl::BeginPushedTask(const rpc::TaskSpec& spec) {
   if (spec.worker_command_size() > 0) {
     absl::MutexLock lock(&mu_);
     worker_command_.assign(spec.worker_command().begin(), spec.worker_command().end());
@@ -640,7 +717,9 @@ rpc::PushTaskReply CoreWorker::Impl::RunPushedTask(const rpc::PushTaskRequest& r
     tls_current_task.capture_child_tasks = actor_placement_.capture_child_tasks;
   }
   task_events_.Add(spec, rpc::TaskEvent::RUNNING, config_.node_id.Hex(), config_.worker_id.Hex());
-  rpc::PushTaskReply reply = executor_->Execute(request);
+}
+
+void CoreWorker::Impl::EndPushedTask(const rpc::TaskSpec& spec) {
   tls_current_task = CurrentTaskInfo{};
   tls_current_spec = nullptr;
   if (tls_submitted_children) {
@@ -648,7 +727,6 @@ rpc::PushTaskReply CoreWorker::Impl::RunPushedTask(const rpc::PushTaskRequest& r
     absl::MutexLock lock(&mu_);
     children_.erase(SpecTaskId(spec));
   }
-  return reply;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -716,6 +794,7 @@ absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> CoreWorker::GetBuffers
   return impl_->objects().GetBuffers(ids, timeout);
 }
 void CoreWorker::SetTaskHandler(TaskHandler handler) { impl_->SetTaskHandler(std::move(handler)); }
+void CoreWorker::SetAsyncTaskHandler(AsyncTaskHandler handler) { impl_->SetAsyncTaskHandler(std::move(handler)); }
 void CoreWorker::SetInterruptHandler(std::function<void(const std::string&)> handler) {
   impl_->SetInterruptHandler(std::move(handler));
 }

@@ -83,6 +83,13 @@ struct TaskCall {
 // Answers exactly `num_returns` serialized results, or a failure as for TaskFunction (an
 // ErrorInfo with the language's serialized exception in `data` reaches the caller).
 using TaskHandler = std::function<absl::StatusOr<std::vector<std::string>>(const TaskCall& call)>;
+// What an AsyncTaskHandler calls, once, with what a TaskHandler would answer. From any thread;
+// a call that comes after the core worker began to shut down is dropped.
+using TaskCompletion = std::function<void(absl::StatusOr<std::vector<std::string>>)>;
+// Starts a call of an async actor (ActorOptions::is_asyncio) and returns without waiting for it;
+// `done` is called when it ended. The handler keeps what it needs of `call` (copies of its
+// buffers keep them alive).
+using AsyncTaskHandler = std::function<void(const TaskCall& call, TaskCompletion done)>;
 
 // Options of an actor (CreateActor); its resources and scheduling come in TaskOptions.
 struct ActorOptions {
@@ -97,6 +104,9 @@ struct ActorOptions {
   // Ray's concurrency groups: name -> how many of its calls run at once (each >= 1). A call
   // names its group in TaskOptions::concurrency_group.
   std::map<std::string, int> concurrency_groups;
+  // An async actor: its calls (streaming ones aside) run through the AsyncTaskHandler, without
+  // a thread each (TaskSpec.is_asyncio).
+  bool is_asyncio = false;
   std::string handle_data;        // opaque, for the language layer (GetNamedActor answers it)
 };
 
@@ -323,6 +333,9 @@ class CoreWorker {
   absl::Status RunTaskLoop();
   // Worker mode: runs tasks whose function is not registered by name (set before RunTaskLoop).
   void SetTaskHandler(TaskHandler handler);
+  // Worker mode: starts the method calls of an async actor (see AsyncTaskHandler); without one,
+  // they run through the TaskHandler on threads of their own.
+  void SetAsyncTaskHandler(AsyncTaskHandler handler);
   // Worker mode: called (on a gRPC thread) when the owner cancels the running task without
   // force; it should make the task stop soon (e.g. raise in the interpreter).
   void SetInterruptHandler(std::function<void(const std::string& task_id)> handler);

@@ -15,10 +15,18 @@ const absl::Status& ExitingStatus() {
   return *status;
 }
 
+// Set while this thread starts async calls: a call finishing inside its own start (the runner
+// answered at once) leaves the calls it lets in to the loop further up the stack.
+thread_local bool tls_starting = false;
+
 }  // namespace
 
-TaskReceiver::TaskReceiver(const Clock& clock, Runner runner, Options options)
-    : clock_(clock), runner_(std::move(runner)), options_(options), call_order_(options.sequence_gap_timeout) {}
+TaskReceiver::TaskReceiver(const Clock& clock, Runner runner, Options options, AsyncRunner async_runner)
+    : clock_(clock),
+      runner_(std::move(runner)),
+      options_(options),
+      async_runner_(std::move(async_runner)),
+      call_order_(options.sequence_gap_timeout) {}
 
 TaskReceiver::~TaskReceiver() { Drain(); }
 
@@ -32,11 +40,17 @@ void TaskReceiver::Drain() {
   for (auto& t : loops) {
     if (t.joinable()) t.join();
   }
-  // Pushes no loop took (Run never ran, or returned before they came).
+  { absl::MutexLock wait_for_starts(&start_mu_); }  // none begins after exit
+  // Pushes no loop took (Run never ran, or returned before they came), and async calls that
+  // have not finished (a `finished` that comes later finds nothing).
   std::vector<Pushed> left;
   {
     absl::MutexLock lock(&mu_);
     left = TakeQueued();
+    for (auto& [key, in_flight] : in_flight_) left.push_back(std::move(in_flight.call));
+    in_flight_.clear();
+    to_start_.clear();
+    running_.clear();
   }
   for (auto& t : left) t.done(ExitingStatus());
 }
@@ -47,6 +61,8 @@ std::vector<TaskReceiver::Pushed> TaskReceiver::TakeQueued() {
   for (auto& [name, group] : groups_) {
     for (auto& t : group->queue) left.push_back(std::move(t));
     group->queue.clear();
+    for (auto& t : group->async_queue) left.push_back(std::move(t));
+    group->async_queue.clear();
   }
   for (auto& t : call_order_.TakeAll()) left.push_back(std::move(t));
   return left;
@@ -69,6 +85,7 @@ void TaskReceiver::Push(const rpc::PushTaskRequest* request, rpc::PushTaskReply*
           group = std::make_unique<Group>();
           group->limit = std::max(1, limit);
         }
+        asyncio_ = spec.is_asyncio() && async_runner_ != nullptr;
       }
       refused = Enqueue({request, reply, std::move(done)});
     } else {
@@ -76,6 +93,7 @@ void TaskReceiver::Push(const rpc::PushTaskRequest* request, rpc::PushTaskReply*
     }
   }
   Refuse(refused);
+  StartAsync();
 }
 
 void TaskReceiver::Refuse(std::vector<Pushed>& refused) {
@@ -118,8 +136,64 @@ void TaskReceiver::Route(Pushed call, std::vector<Pushed>& refused) {
     return;
   }
   Group& group = *it->second;
+  if (asyncio_ && !call.request->spec().streaming()) {
+    group.async_queue.push_back(std::move(call));
+    if (created_) TakeAsync(group);
+    return;
+  }
   group.queue.push_back(std::move(call));
   if (created_) StartLoops(group);
+}
+
+void TaskReceiver::TakeAsync(Group& group) {
+  while (!exiting_ && group.async_running < group.limit && !group.async_queue.empty()) {
+    Pushed call = std::move(group.async_queue.front());
+    group.async_queue.pop_front();
+    ++group.async_running;
+    running_.insert(SpecTaskId(call.request->spec()));
+    const uint64_t key = next_key_++;
+    to_start_.push_back({key, call.request});
+    in_flight_.emplace(key, InFlight{std::move(call), &group});
+  }
+}
+
+void TaskReceiver::StartAsync() {
+  if (tls_starting || async_runner_ == nullptr) return;
+  absl::MutexLock start(&start_mu_);
+  tls_starting = true;
+  while (true) {
+    std::vector<ToStart> calls;
+    {
+      absl::MutexLock lock(&mu_);
+      if (exiting_) break;  // Drain answers them
+      calls.swap(to_start_);
+    }
+    if (calls.empty()) break;
+    for (const ToStart& call : calls) {
+      async_runner_(*call.request,
+                    [this, key = call.key](rpc::PushTaskReply reply) { FinishAsync(key, std::move(reply)); });
+    }
+  }
+  tls_starting = false;
+}
+
+void TaskReceiver::FinishAsync(uint64_t key, rpc::PushTaskReply reply) {
+  Pushed call;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = in_flight_.find(key);
+    if (it == in_flight_.end()) return;  // answered by Drain
+    call = std::move(it->second.call);
+    Group* group = it->second.group;
+    in_flight_.erase(it);
+    running_.erase(SpecTaskId(call.request->spec()));
+    --group->async_running;
+    TakeAsync(*group);
+  }
+  *call.reply = std::move(reply);
+  if (AfterRun(call.request->spec(), *call.reply)) RequestExit(absl::OkStatus());
+  call.done(absl::OkStatus());
+  StartAsync();
 }
 
 void TaskReceiver::StartLoops(Group& group) {
@@ -139,6 +213,7 @@ void TaskReceiver::ReleaseSequenceGaps() {
     for (auto& t : ready) Route(std::move(t), refused);
   }
   Refuse(refused);
+  StartAsync();
 }
 
 absl::Status TaskReceiver::Run() {
@@ -191,6 +266,7 @@ void TaskReceiver::RunOne(Pushed task) {
   }
   if (AfterRun(spec, *task.reply)) RequestExit(absl::OkStatus());  // before the reply: take no more
   task.done(absl::OkStatus());
+  if (spec.actor_creation()) StartAsync();  // calls that came before the actor existed
 }
 
 bool TaskReceiver::AfterRun(const rpc::TaskSpec& spec, rpc::PushTaskReply& reply) {
@@ -199,7 +275,10 @@ bool TaskReceiver::AfterRun(const rpc::TaskSpec& spec, rpc::PushTaskReply& reply
     absl::MutexLock lock(&mu_);
     if (actor.ok()) actor_ = *actor;
     created_ = true;
-    for (auto& [name, group] : groups_) StartLoops(*group);
+    for (auto& [name, group] : groups_) {
+      StartLoops(*group);
+      if (asyncio_) TakeAsync(*group);
+    }
     return false;
   }
   if (spec.max_calls() <= 0 || !spec.actor_id().empty()) return false;
@@ -234,7 +313,7 @@ bool TaskReceiver::CancelQueued(const TaskId& task) {
     absl::MutexLock lock(&mu_);
     if (!take(queue_)) {
       for (auto& [name, group] : groups_) {
-        if (take(group->queue)) break;
+        if (take(group->queue) || take(group->async_queue)) break;
       }
     }
   }

@@ -13,12 +13,19 @@
 // InvalidArgument in its turn (its caller's later calls go on). A normal task with max_calls > 0
 // counts the calls of its function: the call that reaches the limit answers worker_exiting and
 // the loop ends after it (Ray's max_calls; the worker then exits and its lease ends).
+// An async actor (is_asyncio in its creation task) with an AsyncRunner runs its calls that are
+// not streaming without threads: each starts through the AsyncRunner, from the thread that made
+// it due (the push's gRPC thread, the ticker, or the thread finishing an earlier call), in its
+// caller's order, while its group has fewer calls in flight than its limit; the push is answered
+// when the runner's `finished` comes. Streaming calls of such an actor run on the group's threads
+// as above (each kind counts its own calls against the limit).
 // RequestExit ends the loop: tasks queued or held are answered Unavailable ("exiting");
 // CancelQueued answers one queued task Cancelled instead of running it.
 // Threading: Push, CancelQueued, the queries, RequestExit and ReleaseSequenceGaps from any thread
 // (gRPC's and the ticker); Run on the thread that calls it; the groups' threads are started by
-// Push and Run and joined by Drain (the destructor). Ownership: `request` and `reply` of a push
-// stay the caller's until `done`.
+// Push and Run and joined by Drain (the destructor); an AsyncRunner's `finished` from any thread,
+// once per call, also after Drain (it is then dropped: Drain answered the call). Ownership:
+// `request` and `reply` of a push stay the caller's until `done`.
 #pragma once
 
 #include <cstdint>
@@ -46,13 +53,16 @@ class TaskReceiver {
   using Runner = std::function<rpc::PushTaskReply(const rpc::PushTaskRequest&)>;
   // Answers a push: OK once `reply` is filled, or why the task did not run.
   using Done = std::function<void(absl::Status)>;
+  // Starts one call of an async actor and returns; `finished` gets its reply when it ended.
+  using AsyncRunner =
+      std::function<void(const rpc::PushTaskRequest&, std::function<void(rpc::PushTaskReply)> finished)>;
 
   struct Options {
     absl::Duration sequence_gap_timeout = absl::Seconds(2);  // see CallOrder
   };
 
-  // `clock` must outlive the receiver.
-  TaskReceiver(const Clock& clock, Runner runner, Options options);
+  // `clock` must outlive the receiver. Without `async_runner`, every call runs on a thread.
+  TaskReceiver(const Clock& clock, Runner runner, Options options, AsyncRunner async_runner = nullptr);
   // Drain(). REQUIRES: Run has returned (or never ran).
   ~TaskReceiver();
   TaskReceiver(const TaskReceiver&) = delete;
@@ -93,6 +103,18 @@ class TaskReceiver {
     int threads = 0;    // loops started for it
     int idle = 0;       // of those, waiting for a call
     std::deque<Pushed> queue;
+    // An async actor's calls that start through the AsyncRunner: waiting, and in flight.
+    std::deque<Pushed> async_queue;
+    int async_running = 0;
+  };
+  // An async call started (or about to be), until its `finished`.
+  struct InFlight {
+    Pushed call;
+    Group* group;
+  };
+  struct ToStart {
+    uint64_t key;  // in in_flight_
+    const rpc::PushTaskRequest* request;
   };
   // Queues a push; answers those that cannot run (a call naming a group the actor lacks).
   std::vector<Pushed> Enqueue(Pushed task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -106,6 +128,12 @@ class TaskReceiver {
   void RunGroup(Group* group);
   // Runs one task taken off a queue (mu_ not held), then answers its push.
   void RunOne(Pushed task);
+  // Moves `group`'s waiting async calls in flight (to_start_) while it is under its limit.
+  void TakeAsync(Group& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts the calls in to_start_ through the AsyncRunner, in order (one thread at a time).
+  void StartAsync() ABSL_LOCKS_EXCLUDED(mu_, start_mu_);
+  // An async call's `finished`: answers its push and starts what its slot lets in.
+  void FinishAsync(uint64_t key, rpc::PushTaskReply reply) ABSL_LOCKS_EXCLUDED(mu_);
   // Every push still queued or held (queue_, the groups, the call order).
   std::vector<Pushed> TakeQueued() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After a task ran: notes the actor, starts a concurrent actor's loops, counts max_calls.
@@ -115,6 +143,7 @@ class TaskReceiver {
   const Clock& clock_;
   const Runner runner_;
   const Options options_;
+  const AsyncRunner async_runner_;
 
   mutable absl::Mutex mu_;
   std::deque<Pushed> queue_ ABSL_GUARDED_BY(mu_);
@@ -129,6 +158,14 @@ class TaskReceiver {
   absl::flat_hash_map<std::string, std::unique_ptr<Group>> groups_ ABSL_GUARDED_BY(mu_);
   bool created_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> loops_ ABSL_GUARDED_BY(mu_);  // the groups'; joined by Drain
+  // An async actor (and an AsyncRunner to run it): its calls go through async_queue.
+  bool asyncio_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t next_key_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<uint64_t, InFlight> in_flight_ ABSL_GUARDED_BY(mu_);
+  std::vector<ToStart> to_start_ ABSL_GUARDED_BY(mu_);
+  // Held while starting calls, so that they start in the order they were taken; Drain takes it
+  // to wait for a start in progress.
+  absl::Mutex start_mu_ ABSL_ACQUIRED_BEFORE(mu_);
 };
 
 }  // namespace shoal

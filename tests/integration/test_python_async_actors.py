@@ -87,6 +87,40 @@ def test_async_actor_runs_many_calls_at_once(driver):
     assert sum(ray.get([actor.sleep.remote(0.01) for _ in range(50)], timeout=GET_TIMEOUT_S)) == pytest.approx(0.5)
 
 
+def test_calls_in_flight_on_an_async_actor_take_no_thread_each(driver):
+    @ray.remote
+    class Holder:
+        def __init__(self):
+            self.go = asyncio.Event()
+            self.inside = 0
+
+        async def hold(self):
+            self.inside += 1
+            await self.go.wait()
+            return True
+
+        async def inside_and_threads(self):
+            return self.inside, len(os.listdir("/proc/self/task"))  # the process's threads, C++ ones too
+
+        async def release(self):
+            self.go.set()
+
+    actor = Holder.remote()
+    refs = [actor.hold.remote() for _ in range(300)]
+    deadline = time.monotonic() + GET_TIMEOUT_S
+    while True:
+        inside, threads = ray.get(actor.inside_and_threads.remote(), timeout=GET_TIMEOUT_S)
+        if inside == 300:
+            break
+        assert time.monotonic() < deadline, f"only {inside} of 300 calls got in"
+        time.sleep(0.05)
+    # 300 calls wait at once on the actor's event loop; none holds a thread of its own (Ray's
+    # async actors run theirs on the loop too).
+    assert threads < 40, threads
+    ray.get(actor.release.remote(), timeout=GET_TIMEOUT_S)
+    assert ray.get(refs, timeout=GET_TIMEOUT_S) == [True] * 300
+
+
 def test_async_actor_sync_and_async_methods_share_one_event_loop(driver):
     actor = Rendezvous.remote()
     sync_thread, sync_loop = ray.get(actor.sync_thread.remote(), timeout=GET_TIMEOUT_S)

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -447,6 +448,179 @@ TEST_CASE("receiver: knows the running task and the actor after its constructor"
   CHECK(receiver.actor() == actor);
   receiver.RequestExit(absl::OkStatus());
   loop.join();
+}
+
+// An AsyncRunner that holds every call it starts until the test finishes it.
+struct AsyncCalls {
+  absl::Mutex mu;
+  std::vector<std::string> started ABSL_GUARDED_BY(mu);
+  std::map<std::string, std::function<void(rpc::PushTaskReply)>> pending ABSL_GUARDED_BY(mu);
+  int peak ABSL_GUARDED_BY(mu) = 0;
+
+  TaskReceiver::AsyncRunner Fn() {
+    return [this](const rpc::PushTaskRequest& req, std::function<void(rpc::PushTaskReply)> finished) {
+      absl::MutexLock lock(&mu);
+      started.push_back(req.spec().function_name());
+      pending[req.spec().function_name()] = std::move(finished);
+      peak = std::max(peak, static_cast<int>(pending.size()));
+    };
+  }
+  std::vector<std::string> Started() {
+    absl::MutexLock lock(&mu);
+    return started;
+  }
+  void AwaitStarted(size_t n) {
+    absl::MutexLock lock(&mu);
+    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return started.size() >= n; };
+    REQUIRE(mu.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(10)));
+  }
+  // Finishes a started call with its function name as the value.
+  void Finish(const std::string& name) {
+    std::function<void(rpc::PushTaskReply)> finished;
+    {
+      absl::MutexLock lock(&mu);
+      auto it = pending.find(name);
+      REQUIRE(it != pending.end());
+      finished = std::move(it->second);
+      pending.erase(it);
+    }
+    rpc::PushTaskReply reply;
+    reply.add_returns()->set_inline_data(name);
+    finished(std::move(reply));
+  }
+  int Peak() {
+    absl::MutexLock lock(&mu);
+    return peak;
+  }
+};
+
+std::unique_ptr<Push> AsyncConstructor(const ActorId& actor, int max_concurrency) {
+  auto p = Constructor(actor, max_concurrency);
+  p->request.mutable_spec()->set_is_asyncio(true);
+  return p;
+}
+
+TEST_CASE("receiver: an async actor starts up to max_concurrency calls without threads, in order, answering each "
+          "when it finishes", "[task_receiver]") {
+  FakeClock clock;
+  Runner runner;
+  AsyncCalls async;
+  TaskReceiver receiver(clock, runner.Fn(), {}, async.Fn());
+  const ActorId actor = ActorId::Of(kJob);
+  auto ctor = AsyncConstructor(actor, /*max_concurrency=*/3);
+  receiver.Push(&ctor->request, &ctor->reply, ctor->Done());
+  std::vector<std::unique_ptr<Push>> calls;
+  for (int i = 0; i < 5; ++i) {
+    calls.push_back(MethodCall(actor, "c", i));
+    receiver.Push(&calls.back()->request, &calls.back()->reply, calls.back()->Done());
+  }
+  CHECK(async.Started().empty());  // nothing starts before the constructor
+  std::thread loop([&] { (void)receiver.Run(); });
+  REQUIRE(ctor->Await().ok());
+  async.AwaitStarted(3);
+  CHECK(async.Started() == std::vector<std::string>{"m0", "m1", "m2"});
+  CHECK(receiver.IsRunning(SpecTaskId(calls[1]->request.spec())));
+  CHECK_FALSE(calls[1]->IsAnswered());
+  async.Finish("m1");  // its slot lets the next call in
+  REQUIRE(calls[1]->Await().ok());
+  CHECK(calls[1]->reply.returns(0).inline_data() == "m1");
+  CHECK_FALSE(receiver.IsRunning(SpecTaskId(calls[1]->request.spec())));
+  CHECK(async.Started() == std::vector<std::string>{"m0", "m1", "m2", "m3"});
+  for (const char* name : {"m0", "m2", "m3"}) async.Finish(name);
+  async.AwaitStarted(5);
+  async.Finish("m4");
+  for (auto& c : calls) REQUIRE(c->Await().ok());
+  CHECK(async.Peak() == 3);
+  CHECK(runner.Ran() == std::vector<std::string>{"ctor"});  // no method call took a thread
+  receiver.RequestExit(absl::OkStatus());
+  loop.join();
+}
+
+TEST_CASE("receiver: an async actor's streaming calls run on threads; its groups count their own calls",
+          "[task_receiver]") {
+  FakeClock clock;
+  Runner runner;
+  AsyncCalls async;
+  TaskReceiver receiver(clock, runner.Fn(), {}, async.Fn());
+  const ActorId actor = ActorId::Of(kJob);
+  auto ctor = AsyncConstructor(actor, /*max_concurrency=*/1);
+  (*ctor->request.mutable_spec()->mutable_concurrency_groups())["io"] = 1;
+  receiver.Push(&ctor->request, &ctor->reply, ctor->Done());
+  std::thread loop([&] { (void)receiver.Run(); });
+  REQUIRE(ctor->Await().ok());
+  auto plain = MethodCall(actor, "c", 0);
+  auto io = MethodCall(actor, "c", 1);
+  io->request.mutable_spec()->set_concurrency_group("io");
+  auto stream = MethodCall(actor, "c", 2);
+  stream->request.mutable_spec()->set_streaming(true);
+  for (Push* p : {plain.get(), io.get(), stream.get()}) receiver.Push(&p->request, &p->reply, p->Done());
+  async.AwaitStarted(2);  // one in each group, though each group's limit is 1
+  REQUIRE(stream->Await().ok());  // on a thread of the default group
+  CHECK(runner.Ran() == std::vector<std::string>{"ctor", "m2"});
+  async.Finish("m0");
+  async.Finish("m1");
+  REQUIRE(plain->Await().ok());
+  REQUIRE(io->Await().ok());
+  receiver.RequestExit(absl::OkStatus());
+  loop.join();
+}
+
+TEST_CASE("receiver: a call that finishes inside its own start lets the next ones start", "[task_receiver]") {
+  FakeClock clock;
+  Runner runner;
+  std::vector<std::string> order;
+  TaskReceiver receiver(clock, runner.Fn(), {},
+                        [&order](const rpc::PushTaskRequest& req, std::function<void(rpc::PushTaskReply)> finished) {
+                          order.push_back(req.spec().function_name());  // one thread starts them, one at a time
+                          finished(rpc::PushTaskReply());
+                        });
+  const ActorId actor = ActorId::Of(kJob);
+  auto ctor = AsyncConstructor(actor, /*max_concurrency=*/2);
+  receiver.Push(&ctor->request, &ctor->reply, ctor->Done());
+  std::vector<std::unique_ptr<Push>> calls;
+  for (int i = 0; i < 6; ++i) {
+    calls.push_back(MethodCall(actor, "c", i));
+    receiver.Push(&calls.back()->request, &calls.back()->reply, calls.back()->Done());
+  }
+  std::thread loop([&] { (void)receiver.Run(); });
+  REQUIRE(ctor->Await().ok());
+  for (auto& c : calls) REQUIRE(c->Await().ok());
+  CHECK(order == std::vector<std::string>{"m0", "m1", "m2", "m3", "m4", "m5"});
+  receiver.RequestExit(absl::OkStatus());
+  loop.join();
+}
+
+TEST_CASE("receiver: an async call waiting for a slot can be cancelled; Drain answers those in flight and drops "
+          "a finish that comes later", "[task_receiver]") {
+  FakeClock clock;
+  Runner runner;
+  AsyncCalls async;
+  const ActorId actor = ActorId::Of(kJob);
+  auto ctor = AsyncConstructor(actor, /*max_concurrency=*/2);
+  std::vector<std::unique_ptr<Push>> calls;
+  {
+    TaskReceiver receiver(clock, runner.Fn(), {}, async.Fn());
+    receiver.Push(&ctor->request, &ctor->reply, ctor->Done());
+    std::thread loop([&] { (void)receiver.Run(); });
+    REQUIRE(ctor->Await().ok());
+    for (int i = 0; i < 4; ++i) {
+      calls.push_back(MethodCall(actor, "c", i));
+      receiver.Push(&calls.back()->request, &calls.back()->reply, calls.back()->Done());
+    }
+    async.AwaitStarted(2);
+    CHECK_FALSE(receiver.CancelQueued(SpecTaskId(calls[0]->request.spec())));  // in flight
+    CHECK(receiver.CancelQueued(SpecTaskId(calls[2]->request.spec())));
+    CHECK(absl::IsCancelled(calls[2]->Await()));
+    receiver.RequestExit(absl::OkStatus());
+    loop.join();
+    receiver.Drain();
+    CHECK(absl::IsUnavailable(calls[0]->Await()));
+    CHECK(absl::IsUnavailable(calls[1]->Await()));
+    CHECK(absl::IsUnavailable(calls[3]->Await()));
+    async.Finish("m0");  // comes after Drain: dropped (the push was answered)
+    CHECK(calls[0]->reply.returns_size() == 0);
+    CHECK(async.Started() == std::vector<std::string>{"m0", "m1"});
+  }
 }
 
 }  // namespace
