@@ -41,7 +41,8 @@ def pack_arguments(args, kwargs):
     (core_args, nested_refs, keep) where `keep` holds temporary refs until submission."""
     core = runtime.core()
     kw_names = list(kwargs)
-    header, _ = serialization.serialize_to_bytes((len(args), kw_names))
+    # A flat tuple of plain values: serialized by the standard pickler (serialization._plain).
+    header, _ = serialization.serialize_to_bytes((len(args), *kw_names))
     packed = [(False, header)]
     nested = []
     keep = []
@@ -65,16 +66,17 @@ def pack_arguments(args, kwargs):
 
 def unpack_arguments(buffers):
     """The worker side of pack_arguments: (args, kwargs) from the argument buffers."""
-    n_positional, kw_names = serialization.deserialize(buffers[0])
+    n_positional, *kw_names = serialization.deserialize(buffers[0])
     values = [serialization.deserialize(b) for b in buffers[1:]]
     return values[:n_positional], dict(zip(kw_names, values[n_positional:]))
 
 
-def submit(function_name, args, kwargs, options):
+def submit(function_name, args, kwargs, options, core_options=None):
+    """Submits a task; `core_options` is opts.core_options(options) where the caller keeps it."""
     core = runtime.core()
     opts.check_fits_placement_group(options, function_name.rsplit(":", 1)[-1])
     packed, nested, keep = pack_arguments(args, kwargs)
-    core_options = opts.core_options(options)
+    core_options = opts.core_options(options) if core_options is None else dict(core_options)
     if options.get("runtime_env"):
         core_options["runtime_env"] = runtime.core_runtime_env(options["runtime_env"])
     if nested:
@@ -106,6 +108,7 @@ class RemoteFunction:
             self._options["num_returns"] = "streaming"  # as in Ray: a generator streams its values
         self._name = getattr(function, "__qualname__", getattr(function, "__name__", "function"))
         self._signature = signature.rebuild(signature.describe(function))
+        self._core_options = opts.core_options(self._options)  # the same for every call
         self._fid = None
         self._epoch = None
         self.__doc__ = function.__doc__
@@ -125,7 +128,7 @@ class RemoteFunction:
     def remote(self, *args, **kwargs):
         signature.check(self._signature, args, kwargs, f"{self._name}.remote()")
         runtime.connect()
-        return submit(self._function_name(), args, kwargs, self._options)
+        return submit(self._function_name(), args, kwargs, self._options, self._core_options)
 
     def options(self, **options):
         merged = dict(self._options)
