@@ -49,6 +49,17 @@ def _c_getenv(name):
 _FLUSH_PERIOD = 0.1
 
 
+_PID = os.getpid()  # refreshed in a child a task forks
+
+
+def _refresh_pid():
+    global _PID
+    _PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_refresh_pid)
+
+
 class _OutputForwarder:
     """Collects complete lines of the running task's output and sends them to its owner."""
 
@@ -70,7 +81,7 @@ class _OutputForwarder:
     @staticmethod
     def task_output(owner, name):
         """Where a task's output goes and its prefix: what begin_task sets (or adopt takes)."""
-        return (owner, f"({name} pid={os.getpid()}) ")
+        return (owner, f"({name} pid={_PID}) ")
 
     def current(self):
         """What begin_task set here: hand it to the code that runs the task elsewhere (adopt)."""
@@ -119,6 +130,7 @@ class _TaskStream:
         self._is_stderr = is_stderr
         self._partial = ""
         self._lock = threading.Lock()
+        self._wrote_original = False  # since the last flush
 
     def write(self, text):
         if not isinstance(text, str):
@@ -137,7 +149,10 @@ class _TaskStream:
             partial, self._partial = self._partial, ""
         if partial and not self._forwarder.add([partial], self._is_stderr):
             self._original.write(partial)
-        self._original.flush()
+            self._wrote_original = True
+        if self._wrote_original:  # else nothing waits in its buffer (write() flushes its lines)
+            self._wrote_original = False
+            self._original.flush()
 
     def isatty(self):
         return False
@@ -198,6 +213,7 @@ class Worker:
         self.async_calls = {}    # task id (hex) -> the future (or _AsyncCall) of a call on an event loop
         self.returned_refs = []  # refs put inside results: kept so their borrowers can read them
         self.retry_filters = {}  # pickled retry_exceptions lists -> tuples of classes
+        self.coroutine_functions = {}  # function -> whether it is a coroutine function (_call)
         self.exiting = None      # why the actor is ending (exit_actor, __ray_terminate__), once it is
         self.exit_requested_by = None  # the task (hex id) that called exit_actor()
         self.node_id = self.core.node_id
@@ -239,8 +255,10 @@ class Worker:
             _, fid, name = function_name.split(":", 2) if function_name.startswith("py:") else ("", "", function_name)
             label = name
             prefix_name = name.rsplit(".", 1)[-1]
-        # The core exported it with setenv; os.environ is Python's own copy.
-        os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
+        # The core exported it with setenv; os.environ is Python's own copy (set when it differs:
+        # an actor's calls all run with its creation's devices).
+        if os.environ.get("CUDA_VISIBLE_DEVICES") != cuda_visible_devices:
+            os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
         if not (actor_id and not actor_creation):
             self._apply_gpu_memory_cap()
         if actor_id and not actor_creation and self.exiting is not None:
@@ -603,9 +621,21 @@ class Worker:
             self.async_calls.pop(task_id, None)
 
     def _call(self, fn, positional, keywords):
-        if inspect.iscoroutinefunction(fn):
+        if self._is_coroutine_function(fn):
             return asyncio.run_coroutine_threadsafe(fn(*positional, **keywords), self._task_loop()).result()
         return fn(*positional, **keywords)
+
+    def _is_coroutine_function(self, fn):
+        """inspect.iscoroutinefunction(fn), remembered per function (a bound method by its
+        function): the same few functions run again and again here."""
+        key = getattr(fn, "__func__", fn)
+        try:
+            return self.coroutine_functions[key]
+        except KeyError:
+            answer = self.coroutine_functions[key] = inspect.iscoroutinefunction(fn)
+            return answer
+        except TypeError:  # not hashable
+            return inspect.iscoroutinefunction(fn)
 
     def _retryable(self, e, retry_exception_filter):
         """Whether retry_exceptions=[...] (a pickled tuple of classes) lists e's type."""
