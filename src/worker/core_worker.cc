@@ -263,7 +263,7 @@ class CoreWorker::Impl final {
   void StartPushedTask(const rpc::PushTaskRequest& request, std::function<void(rpc::PushTaskReply)> finished);
   // What every pushed task does on its thread before and after it runs (or starts).
   void BeginPushedTask(const rpc::TaskSpec& spec);
-  void EndPushedTask(const rpc::TaskSpec& spec);
+  void EndPushedTask(const TaskId& task);
 
   std::vector<std::string> CurrentWorkerCommand() {
     absl::MutexLock lock(&mu_);
@@ -676,15 +676,16 @@ absl::Status CoreWorker::Impl::RunTaskLoop() {
 rpc::PushTaskReply CoreWorker::Impl::RunPushedTask(const rpc::PushTaskRequest& request) {
   BeginPushedTask(request.spec());
   rpc::PushTaskReply reply = executor_->Execute(request);
-  EndPushedTask(request.spec());
+  EndPushedTask(SpecTaskId(request.spec()));
   return reply;
 }
 
 void CoreWorker::Impl::StartPushedTask(const rpc::PushTaskRequest& request,
                                        std::function<void(rpc::PushTaskReply)> finished) {
+  const TaskId task = SpecTaskId(request.spec());  // `finished` may answer the push (and free it) at once
   BeginPushedTask(request.spec());  // the language layer reads the task while it starts it
   executor_->ExecuteAsync(request, std::move(finished));
-  EndPushedTask(request.spec());
+  EndPushedTask(task);
 }
 
 void CoreWorker::Impl::BeginPushedTask(const rpc::TaskSpec& spec) {
@@ -719,13 +720,13 @@ void CoreWorker::Impl::BeginPushedTask(const rpc::TaskSpec& spec) {
   task_events_.Add(spec, rpc::TaskEvent::RUNNING, config_.node_id.Hex(), config_.worker_id.Hex());
 }
 
-void CoreWorker::Impl::EndPushedTask(const rpc::TaskSpec& spec) {
+void CoreWorker::Impl::EndPushedTask(const TaskId& task) {
   tls_current_task = CurrentTaskInfo{};
   tls_current_spec = nullptr;
   if (tls_submitted_children) {
     tls_submitted_children = false;
     absl::MutexLock lock(&mu_);
-    children_.erase(SpecTaskId(spec));
+    children_.erase(task);
   }
 }
 

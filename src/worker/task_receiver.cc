@@ -264,9 +264,10 @@ void TaskReceiver::RunOne(Pushed task) {
     absl::MutexLock lock(&mu_);
     running_.erase(SpecTaskId(spec));
   }
+  const bool creation = spec.actor_creation();
   if (AfterRun(spec, *task.reply)) RequestExit(absl::OkStatus());  // before the reply: take no more
-  task.done(absl::OkStatus());
-  if (spec.actor_creation()) StartAsync();  // calls that came before the actor existed
+  task.done(absl::OkStatus());  // the request may be gone from here on
+  if (creation) StartAsync();  // calls that came before the actor existed
 }
 
 bool TaskReceiver::AfterRun(const rpc::TaskSpec& spec, rpc::PushTaskReply& reply) {
