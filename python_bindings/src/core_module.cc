@@ -509,8 +509,14 @@ class PyCoreWorker {
     absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> buffers;
     {
       py::gil_scoped_release release;
-      buffers = core()->GetBuffers(object_ids, ToTimeout(timeout));
+      // While it waits, Python's signal handlers run every 100 ms: Ctrl-C stops a driver's get,
+      // and a cancel (SIGUSR2, shoal/worker.py) stops a task blocked in one.
+      buffers = core()->GetBuffers(object_ids, ToTimeout(timeout), [] {
+        py::gil_scoped_acquire gil;
+        return PyErr_CheckSignals() != 0;  // the handler's exception stays set for below
+      });
     }
+    if (PyErr_Occurred() != nullptr) throw py::error_already_set();
     py::list out;
     for (auto& b : Check(std::move(buffers))) {
       if (b.ok()) {

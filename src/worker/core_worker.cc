@@ -790,9 +790,9 @@ absl::StatusOr<ObjectId> CoreWorker::Put(std::string value) { return impl_->obje
 absl::StatusOr<ObjectId> CoreWorker::PutParts(const std::vector<std::string_view>& parts) {
   return impl_->objects().PutParts(parts);
 }
-absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> CoreWorker::GetBuffers(const std::vector<ObjectId>& ids,
-                                                                                  absl::Duration timeout) {
-  return impl_->objects().GetBuffers(ids, timeout);
+absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> CoreWorker::GetBuffers(
+    const std::vector<ObjectId>& ids, absl::Duration timeout, std::function<bool()> interrupted) {
+  return impl_->objects().GetBuffers(ids, timeout, std::move(interrupted));
 }
 void CoreWorker::SetTaskHandler(TaskHandler handler) { impl_->SetTaskHandler(std::move(handler)); }
 void CoreWorker::SetAsyncTaskHandler(AsyncTaskHandler handler) { impl_->SetAsyncTaskHandler(std::move(handler)); }

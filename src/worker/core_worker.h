@@ -298,9 +298,11 @@ class CoreWorker {
   // Values in another node's store are first copied to this node's store, then read.
   absl::StatusOr<std::vector<absl::StatusOr<std::string>>> Get(const std::vector<ObjectId>& ids,
                                                                absl::Duration timeout);
-  // As Get, answering buffers instead of copies (see ObjectBuffer).
-  absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> GetBuffers(const std::vector<ObjectId>& ids,
-                                                                      absl::Duration timeout);
+  // As Get, answering buffers instead of copies (see ObjectBuffer). While it waits for values,
+  // `interrupted` (when set) is asked every 100 ms whether the caller gave up (a signal handler
+  // raised); then it answers Cancelled at once.
+  absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> GetBuffers(
+      const std::vector<ObjectId>& ids, absl::Duration timeout, std::function<bool()> interrupted = nullptr);
   // Waits until `num_ready` of `ids` are ready or `timeout` passes; answers a ready flag per id.
   // A failed task's object counts as ready. With `fetch_local` (Ray's default), a value in
   // another node's store counts once it is copied to this node's (the copy starts at once, and

@@ -160,13 +160,27 @@ absl::Status OwnedObjects::CheckKnown(const std::vector<ObjectId>& ids) {
 }
 
 absl::StatusOr<std::vector<ValuePtr>> OwnedObjects::WaitForValues(const std::vector<ObjectId>& ids,
-                                                                   absl::Duration timeout) {
+                                                                   absl::Duration timeout,
+                                                                   const std::function<bool()>& interrupted) {
   if (auto s = CheckKnown(ids); !s.ok()) return s;
   const absl::Time deadline = timeout < absl::ZeroDuration() ? absl::InfiniteFuture() : clock_.Now() + timeout;
   std::vector<ValuePtr> values = memory_.Get(ids, absl::InfinitePast());
-  if (std::count(values.begin(), values.end(), nullptr) > 0) {
+  auto waiting = [&values] {
+    if (std::count(values.begin(), values.end(), nullptr) == 0) return false;
+    // An error ends the wait early (MemoryStore::Get); it is answered below.
+    return std::none_of(values.begin(), values.end(), [](const ValuePtr& v) { return v != nullptr && v->has_error(); });
+  };
+  if (waiting()) {
     BlockedScope blocked(options_.set_blocked);
-    values = memory_.Get(ids, deadline);
+    if (!interrupted) {
+      values = memory_.Get(ids, deadline);
+    } else {
+      while (true) {
+        values = memory_.Get(ids, std::min(deadline, clock_.Now() + kInterruptCheckPeriod));
+        if (!waiting() || clock_.Now() >= deadline) break;
+        if (interrupted()) return absl::CancelledError("the get was interrupted");
+      }
+    }
   }
   const size_t missing = std::count(values.begin(), values.end(), nullptr);
   if (missing > 0) {
@@ -243,9 +257,9 @@ absl::StatusOr<std::vector<absl::StatusOr<std::string>>> OwnedObjects::Get(const
   return out;
 }
 
-absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> OwnedObjects::GetBuffers(const std::vector<ObjectId>& ids,
-                                                                                  absl::Duration timeout) {
-  auto values = WaitForValues(ids, timeout);
+absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> OwnedObjects::GetBuffers(
+    const std::vector<ObjectId>& ids, absl::Duration timeout, std::function<bool()> interrupted) {
+  auto values = WaitForValues(ids, timeout, interrupted);
   if (!values.ok()) return values.status();
   const absl::Time deadline = timeout < absl::ZeroDuration() ? absl::InfiniteFuture() : clock_.Now() + timeout;
   std::vector<absl::StatusOr<ObjectBuffer>> out;

@@ -74,13 +74,16 @@ class OwnedObjects {
   // As CoreWorker::Get, GetBuffers and Wait.
   absl::StatusOr<std::vector<absl::StatusOr<std::string>>> Get(const std::vector<ObjectId>& ids,
                                                                absl::Duration timeout);
-  absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> GetBuffers(const std::vector<ObjectId>& ids,
-                                                                      absl::Duration timeout);
+  absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> GetBuffers(
+      const std::vector<ObjectId>& ids, absl::Duration timeout, std::function<bool()> interrupted = nullptr);
   absl::StatusOr<std::vector<bool>> Wait(const std::vector<ObjectId>& ids, int num_ready, absl::Duration timeout,
                                          bool fetch_local = false);
   // Waits for the values of `ids` (owned or borrowed); DeadlineExceeded (GET_TIMEOUT) when not
-  // all came in `timeout` (negative: forever).
-  absl::StatusOr<std::vector<ValuePtr>> WaitForValues(const std::vector<ObjectId>& ids, absl::Duration timeout);
+  // all came in `timeout` (negative: forever). With `interrupted`, asks it every
+  // kInterruptCheckPeriod while it waits and answers Cancelled when it says true.
+  absl::StatusOr<std::vector<ValuePtr>> WaitForValues(const std::vector<ObjectId>& ids, absl::Duration timeout,
+                                                      const std::function<bool()>& interrupted = nullptr);
+  static constexpr absl::Duration kInterruptCheckPeriod = absl::Milliseconds(100);
 
   // Starts asking the owner of `id` for its value, if `id` is borrowed and not fetched yet.
   void FetchIfBorrowed(const ObjectId& id);

@@ -316,6 +316,81 @@ def test_cancel_breaks_a_blocking_sleep(driver, tmp_path):
     assert process_alive(int(started.read_text()))
 
 
+def test_cancel_reaches_a_task_blocked_in_get(driver, tmp_path):
+    """As Ray: a cancel without force interrupts a task waiting in ray.get (the worker's signal
+    handler runs while the get waits), and the worker lives on."""
+    started = tmp_path / "started"
+
+    @ray.remote(num_cpus=0)
+    class Gate:
+        def __init__(self):
+            import asyncio
+            self.open = asyncio.Event()
+
+        async def wait(self):
+            await self.open.wait()
+
+        def release(self):
+            self.open.set()
+
+    @ray.remote(max_retries=0)
+    def waiter(gate):
+        started.write_text(str(os.getpid()))
+        ray.get(gate.wait.remote())
+        return "released"
+
+    gate = Gate.remote()
+    ref = waiter.remote(gate)
+    wait_until(started.exists, 30, what="the task to start")
+    time.sleep(0.3)  # into its get
+    ray.cancel(ref, recursive=False)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=60)
+    assert process_alive(int(started.read_text()))
+    ray.get(gate.release.remote(), timeout=30)
+    ray.kill(gate)
+
+
+def test_ctrl_c_interrupts_a_drivers_get(three_nodes, tmp_path):
+    """Ctrl-C (SIGINT) stops a driver blocked in ray.get with KeyboardInterrupt, as in Ray; the
+    driver goes on (here: it says so and exits cleanly)."""
+    script = tmp_path / "blocked.py"
+    script.write_text(textwrap.dedent(f"""
+        import shoal as ray
+        ray.init(address="{three_nodes.address}")
+
+        @ray.remote(num_cpus=0)
+        class Never:
+            async def wait(self):
+                import asyncio
+                await asyncio.Event().wait()
+
+        never = Never.remote()
+        ray.get(never.__ray_ready__.remote())
+        print("waiting", flush=True)
+        try:
+            ray.get(never.wait.remote())
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        ray.kill(never)
+        ray.shutdown()
+    """))
+    env = dict(three_nodes.env, PYTHONPATH=PYTHON_DIR)
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "waiting", proc.stderr.read()[-3000:]
+        time.sleep(0.5)  # into the get
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err[-3000:]
+    assert "interrupted" in out, (out, err[-3000:])
+
+
 def test_cancel_running_task_interrupts_it(driver, tmp_path):
     started, interrupted = tmp_path / "started", tmp_path / "interrupted"
 

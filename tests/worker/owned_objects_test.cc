@@ -82,6 +82,24 @@ TEST_CASE_METHOD(Fixture, "objects: get times out typed, and blocks as a worker 
   CHECK(blocked_calls.empty());
 }
 
+TEST_CASE_METHOD(Fixture, "objects: a get that waits asks whether it was interrupted, and stops when it was",
+                 "[owned_objects]") {
+  const ObjectId pending = ObjectId::FromTask(TaskId::ForNormalTask(kJob), 1);
+  refs.AddOwned(pending);
+  int asked = 0;
+  auto got = objects.GetBuffers({pending}, absl::InfiniteDuration(), [&asked] { return ++asked == 3; });
+  REQUIRE_FALSE(got.ok());
+  CHECK(absl::IsCancelled(got.status()));
+  CHECK(asked == 3);
+  CHECK(blocked_calls == std::vector<bool>{true, false});
+  // A ready value is answered without asking.
+  memory.Put(pending, InlineValue(pending, "v"));
+  auto ready = objects.GetBuffers({pending}, absl::InfiniteDuration(), [&asked] { return ++asked > 0; });
+  REQUIRE(ready.ok());
+  CHECK((*ready)[0].ok());
+  CHECK(asked == 3);
+}
+
 TEST_CASE_METHOD(Fixture, "objects: unknown ids and bad counts are refused", "[owned_objects]") {
   const ObjectId unknown = ObjectId::FromTask(TaskId::ForNormalTask(kJob), 7);
   CHECK(absl::IsInvalidArgument(objects.Get({unknown}, absl::ZeroDuration()).status()));
