@@ -7,7 +7,7 @@ results: nothing may be lost) as a JSON line.
               peak RSS of the driver, the raylet and the GCS
   many-args   one task with N object arguments (default 10,000)
   get-many    one get of N objects (default 10,000)
-  actors      N actors alive at once, with fractional CPUs (default 1,000; each is a worker
+  actors      N actors alive at once, 0.001 CPU each (default 1,000; each is a worker
               process, so the machine's memory bounds it: the figure says where it stopped)
   raylets     N raylets on this machine (default 50, 1 CPU each) running 10,000 tasks that spill
               back from the head's node; --tasks sets the task count
@@ -104,7 +104,8 @@ def scenario_get_many(shoal, count):
 
 
 def scenario_actors(shoal, count):
-    @shoal.remote(num_cpus=0.01)
+    # 0.001 CPU each: 2,000 fit the head's 2 CPUs (at 0.01, the 201st waited for a CPU share).
+    @shoal.remote(num_cpus=0.001)
     class Small:
         def pid(self):
             return os.getpid()

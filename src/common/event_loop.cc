@@ -1,11 +1,13 @@
 #include "src/common/event_loop.h"
 
+#include <algorithm>
+
 #include "absl/synchronization/notification.h"
 
 namespace shoal {
 
-EventLoop::EventLoop(absl::Duration tick_period, std::function<void()> tick)
-    : tick_period_(tick_period), tick_(std::move(tick)) {}
+EventLoop::EventLoop(absl::Duration tick_period, std::function<void()> tick, absl::Duration idle_tick_period)
+    : tick_period_(tick_period), tick_(std::move(tick)), idle_tick_period_(std::max(idle_tick_period, tick_period)) {}
 
 EventLoop::~EventLoop() { Stop(); }
 
@@ -39,7 +41,9 @@ bool EventLoop::RunSync(const std::function<void()>& fn) {
 }
 
 void EventLoop::Run() {
-  absl::Time next_tick = absl::Now() + tick_period_;
+  absl::Duration period = tick_period_;
+  absl::Time next_tick = absl::Now() + period;
+  bool posted_since_tick = false;
   while (true) {
     std::deque<std::function<void()>> batch;
     bool stopping;
@@ -55,9 +59,18 @@ void EventLoop::Run() {
       if (queue_.empty()) return;  // nothing can be added any more
       continue;
     }
+    if (!batch.empty()) {
+      posted_since_tick = true;
+      if (period > tick_period_) {  // busy again: the next tick comes at the short period
+        period = tick_period_;
+        next_tick = std::min(next_tick, absl::Now() + period);
+      }
+    }
     if (absl::Now() >= next_tick) {
       tick_();
-      next_tick = absl::Now() + tick_period_;
+      period = posted_since_tick ? tick_period_ : std::min(period * 2, idle_tick_period_);
+      posted_since_tick = false;
+      next_tick = absl::Now() + period;
     }
   }
 }

@@ -60,6 +60,7 @@ namespace shoal {
 namespace {
 
 constexpr absl::Duration kTickPeriod = absl::Milliseconds(5);
+constexpr absl::Duration kIdleTickPeriod = absl::Milliseconds(50);
 constexpr absl::Duration kConnectTimeout = absl::Seconds(10);
 // How long the key-value calls of the language layers (exporting a function, a worker loading
 // it) ride out a GCS restart: Ray's gcs_rpc_server_reconnect_timeout_s, the raylets' own wait.
@@ -307,7 +308,9 @@ class CoreWorker::Impl final {
   std::unique_ptr<grpc::Server> server_;
   bool job_registered_ = false;
 
-  EventLoop loop_{kTickPeriod, [this] { Tick(); }};  // see OnLoop
+  // An idle core worker ticks every kIdleTickPeriod (hundreds of idle actors' workers on one
+  // node used to cost a CPU core between them, ticking every 5 ms).
+  EventLoop loop_{kTickPeriod, [this] { Tick(); }, kIdleTickPeriod};  // see OnLoop
   absl::Notification stop_;
   std::thread raylet_watcher_;
 
