@@ -638,10 +638,12 @@ def test_cancel_is_recursive_by_default_and_not_when_told(driver, tmp_path):
         wait_until(lambda: os.path.exists(marker) and open(marker).read(), 30, what="the child to start")
         ray.cancel(ref, recursive=recursive)
         if recursive:
-            wait_until(lambda: os.path.exists(marker + ".cancelled"), 30, what="the child to be cancelled")
+            # Written in two steps (open, write): wait for its text.
+            wait_until(lambda: os.path.exists(marker + ".cancelled") and open(marker + ".cancelled").read(), 30,
+                       what="the child to be cancelled")
             assert open(marker + ".cancelled").read() == "TaskCancelledError"
         else:
-            # The parent is interrupted when its get returns; the child runs on until the gate opens.
+            # The parent is interrupted in its get; the child runs on until the gate opens.
             time.sleep(1.0)  # bounded look: nothing reaches the child meanwhile
             assert not os.path.exists(marker + ".cancelled")
             open(gate, "w").close()
