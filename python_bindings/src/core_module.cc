@@ -316,6 +316,17 @@ std::unique_ptr<PyCollectiveGroup> JoinGroup(std::shared_ptr<CoreWorker> core, c
   return std::make_unique<PyCollectiveGroup>(Check(std::move(comm)), std::move(core));
 }
 
+// A Python callable the core keeps (a handler): released under the GIL, because the core is
+// destroyed with the GIL released (PyCoreWorker::Shutdown) and a callable dropped without it
+// crashed the interpreter (a worker whose raylet died segfaulted in its shutdown).
+template <typename T>
+std::shared_ptr<T> KeepCallable(T callable) {
+  return std::shared_ptr<T>(new T(std::move(callable)), [](T* held) {
+    py::gil_scoped_acquire gil;
+    delete held;
+  });
+}
+
 class PyCoreWorker {
  public:
   explicit PyCoreWorker(std::unique_ptr<CoreWorker> core) : core_(std::move(core)) {}
@@ -616,7 +627,7 @@ class PyCoreWorker {
   // args: list[ObjectBuffer], retry_exception_filter: bytes, concurrency_group, streaming, dynamic) answers
   // (True, [bytes, ...]) or (False, (exception_type, message, data, traceback, not_retryable)).
   void SetTaskHandler(py::function handler) {
-    auto shared = std::make_shared<py::function>(std::move(handler));
+    auto shared = KeepCallable(std::move(handler));
     core()->SetTaskHandler([shared](const TaskCall& call) -> absl::StatusOr<std::vector<std::string>> {
       py::gil_scoped_acquire gil;
       try {
@@ -636,7 +647,7 @@ class PyCoreWorker {
   // complete(answer), with an answer as the task handler's, is called once when the call ended
   // (from any thread).
   void SetAsyncTaskHandler(py::function handler) {
-    auto shared = std::make_shared<py::function>(std::move(handler));
+    auto shared = KeepCallable(std::move(handler));
     core()->SetAsyncTaskHandler([shared](const TaskCall& call, TaskCompletion done) {
       auto once = std::make_shared<TaskCompletion>(std::move(done));
       auto finish = [once](absl::StatusOr<std::vector<std::string>> results) {
@@ -689,7 +700,7 @@ class PyCoreWorker {
   }
 
   void SetInterruptHandler(py::function handler) {
-    auto shared = std::make_shared<py::function>(std::move(handler));
+    auto shared = KeepCallable(std::move(handler));
     core()->SetInterruptHandler([shared](const std::string& task_id) {
       py::gil_scoped_acquire gil;
       try {
@@ -701,7 +712,7 @@ class PyCoreWorker {
   }
 
   void SetLogHandler(py::function handler) {
-    auto shared = std::make_shared<py::function>(std::move(handler));
+    auto shared = KeepCallable(std::move(handler));
     core()->SetLogHandler([shared](const std::vector<std::string>& lines, bool is_stderr) {
       py::gil_scoped_acquire gil;
       try {
@@ -1137,7 +1148,7 @@ PYBIND11_MODULE(_core, m) {
           self.core()->SetFreedHandler(nullptr);
           return;
         }
-        auto fn = std::make_shared<py::object>(std::move(handler));
+        auto fn = KeepCallable(std::move(handler));
         self.core()->SetFreedHandler([fn](std::vector<ObjectId> ids) {
           py::gil_scoped_acquire gil;
           py::list out;

@@ -264,3 +264,53 @@ def test_tasks_are_exact_while_the_gcs_is_killed_and_restarted(cluster, redis_se
     assert (report["small"], report["large"], report["nested"]) == (100 * rounds, 4 * rounds, 2 * rounds)
     assert_resources_back(cluster)
     assert_nothing_left(cluster, [gcs_again])
+
+
+HOLD_ACTORS = textwrap.dedent("""
+    import json, os, sys
+    import shoal
+    shoal.init(address=os.environ["SHOAL_TEST_ADDRESS"])
+
+    @shoal.remote(num_cpus=0, resources={"W": 0.5})
+    class Held:
+        def where(self):
+            return os.getpid(), os.getppid()
+
+    actors = [Held.remote() for _ in range(2)]
+    print(json.dumps({"workers": shoal.get([a.where.remote() for a in actors], timeout=120)}), flush=True)
+    sys.stdin.readline()  # until the test is done
+    print(json.dumps({"done": True}), flush=True)
+""")
+
+
+def test_workers_of_a_raylet_declared_dead_end_cleanly(cluster):
+    """A raylet frozen (SIGSTOP) until the GCS declares its node dead: its workers see it stop
+    answering, end with an exit code and the reason in their log, and nothing is left. (Their
+    shutdown used to crash: handlers holding Python callables were dropped without the GIL.)"""
+    start_cluster(cluster, 1)
+    driver = Driver(cluster, HOLD_ACTORS)
+    wait_until(lambda: driver.lines or not driver.running(), 120, what="the actors to start")
+    assert driver.lines, driver.proc.stderr.read()[-3000:]
+    workers = driver.lines[0]["workers"]
+    raylet = workers[0][1]  # the workers' parent: the worker node's raylet
+    assert {parent for _, parent in workers} == {raylet}
+    os.kill(raylet, signal.SIGSTOP)
+    try:
+        wait_until(lambda: len(cluster.alive_nodes()) == 1, 90, what="the frozen node to be declared dead")
+        wait_until(lambda: not any(process_alive(pid) for pid, _ in workers), 60,
+                   what="the frozen raylet's workers to end")
+    finally:
+        os.kill(raylet, signal.SIGCONT)
+    driver.send("done")
+    driver.finish(timeout=60)
+    logs = []
+    for session in os.listdir(cluster.root):
+        log_dir = os.path.join(cluster.root, session, "logs")
+        if session.startswith("session_") and os.path.isdir(log_dir):
+            for name in os.listdir(log_dir):
+                if name.startswith("worker-") and name.endswith(".err"):
+                    with open(os.path.join(log_dir, name), errors="replace") as f:
+                        logs.append(f.read())
+    assert not any("Fatal Python error" in text or "Segmentation fault" in text for text in logs)
+    assert sum("did not answer 5 health checks" in text for text in logs) >= len(workers), logs[-3:]
+    assert_nothing_left(cluster)
