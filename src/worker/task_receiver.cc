@@ -71,6 +71,7 @@ std::vector<TaskReceiver::Pushed> TaskReceiver::TakeQueued() {
 void TaskReceiver::Push(const rpc::PushTaskRequest* request, rpc::PushTaskReply* reply, Done done) {
   const rpc::TaskSpec& spec = request->spec();
   std::vector<Pushed> refused;
+  bool start = false;
   {
     absl::MutexLock lock(&mu_);
     if (!exiting_) {
@@ -91,9 +92,10 @@ void TaskReceiver::Push(const rpc::PushTaskRequest* request, rpc::PushTaskReply*
     } else {
       refused.push_back({request, reply, std::move(done)});
     }
+    start = !to_start_.empty();  // only an async actor's calls; other pushes skip StartAsync
   }
   Refuse(refused);
-  StartAsync();
+  if (start) StartAsync();
 }
 
 void TaskReceiver::Refuse(std::vector<Pushed>& refused) {
@@ -206,14 +208,16 @@ void TaskReceiver::StartLoops(Group& group) {
 
 void TaskReceiver::ReleaseSequenceGaps() {
   std::vector<Pushed> refused;
+  bool start = false;
   {
     absl::MutexLock lock(&mu_);
     std::vector<Pushed> ready = call_order_.ReleaseGaps(clock_.Now());
     if (!ready.empty()) spdlog::warn("method calls waited too long for earlier ones that never came; running them");
     for (auto& t : ready) Route(std::move(t), refused);
+    start = !to_start_.empty();
   }
   Refuse(refused);
-  StartAsync();
+  if (start) StartAsync();
 }
 
 absl::Status TaskReceiver::Run() {
