@@ -258,7 +258,7 @@ class ActorClass:
     def _function_name(self):
         from shoal.remote_function import export_function
         if self._fid is None or self._epoch != runtime.state.epoch:
-            self._fid = export_function(self._cls, f"actor {self._name}")
+            self._fid = export_function(self._cls, f"actor {self._cls.__name__}")
             self._epoch = runtime.state.epoch
         return f"py:{self._fid}:{self._name}"
 

@@ -17,6 +17,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -212,9 +213,17 @@ class CoreWorker::Impl final {
     service_->SetInterruptHandler(std::move(handler));
   }
   CurrentTaskInfo CurrentTask() {
-    CurrentTaskInfo info = tls_current_task;
-    if (tls_current_spec == nullptr) return info;
-    const rpc::TaskSpec& spec = *tls_current_spec;
+    if (tls_current_spec != nullptr) return Describe(tls_current_task, *tls_current_spec);
+    // A thread the user started: in a worker that runs one task at a time it belongs to that
+    // task, as in Ray (a threaded or async actor's threads belong to none).
+    if (one_at_a_time_.load(std::memory_order_relaxed)) {
+      absl::MutexLock lock(&sole_mu_);
+      if (sole_spec_ != nullptr) return Describe(sole_task_, *sole_spec_);
+    }
+    return tls_current_task;
+  }
+  // `info` with the resources the task `spec` (or its actor) holds.
+  CurrentTaskInfo Describe(CurrentTaskInfo info, const rpc::TaskSpec& spec) {
     if (!spec.actor_id().empty() && !spec.actor_creation()) {
       absl::MutexLock lock(&mu_);
       info.resources = actor_placement_.resources;  // a method call holds the actor's
@@ -322,6 +331,14 @@ class CoreWorker::Impl final {
   // Running task -> the first return of each task and actor call it submitted (recursive
   // cancel); dropped when the task ends.
   absl::flat_hash_map<TaskId, std::vector<ObjectId>> children_ ABSL_GUARDED_BY(mu_);
+
+  // Whether this worker runs one task at a time (a task worker, or an actor with max_concurrency
+  // 1, no concurrency groups, not async), and then the task it runs: what CurrentTask answers
+  // on threads the user started. Locked before mu_, never inside it.
+  std::atomic<bool> one_at_a_time_{true};
+  absl::Mutex sole_mu_;
+  const rpc::TaskSpec* sole_spec_ ABSL_GUARDED_BY(sole_mu_) = nullptr;
+  CurrentTaskInfo sole_task_ ABSL_GUARDED_BY(sole_mu_);
 
   TaskEventBuffer task_events_;
   absl::Time last_events_flush_ = absl::InfinitePast();  // loop thread only
@@ -711,6 +728,8 @@ void CoreWorker::Impl::BeginPushedTask(const rpc::TaskSpec& spec) {
   }
   tls_current_spec = &spec;
   if (spec.actor_creation()) {
+    one_at_a_time_.store(spec.max_concurrency() <= 1 && spec.concurrency_groups().empty() && !spec.is_asyncio(),
+                         std::memory_order_relaxed);
     CurrentTaskInfo placement = CurrentTask();  // with the actor's resources, once
     absl::MutexLock lock(&mu_);
     actor_placement_ = std::move(placement);
@@ -720,10 +739,22 @@ void CoreWorker::Impl::BeginPushedTask(const rpc::TaskSpec& spec) {
     tls_current_task.bundle_index = actor_placement_.bundle_index;
     tls_current_task.capture_child_tasks = actor_placement_.capture_child_tasks;
   }
+  if (one_at_a_time_.load(std::memory_order_relaxed)) {
+    absl::MutexLock lock(&sole_mu_);
+    sole_spec_ = &spec;
+    sole_task_ = tls_current_task;
+  }
   task_events_.Add(spec, rpc::TaskEvent::RUNNING, config_.node_id.Hex(), config_.worker_id.Hex());
 }
 
 void CoreWorker::Impl::EndPushedTask(const TaskId& task) {
+  if (one_at_a_time_.load(std::memory_order_relaxed)) {
+    absl::MutexLock lock(&sole_mu_);
+    if (sole_spec_ == tls_current_spec) {
+      sole_spec_ = nullptr;
+      sole_task_ = CurrentTaskInfo{};
+    }
+  }
   tls_current_task = CurrentTaskInfo{};
   tls_current_spec = nullptr;
   if (tls_submitted_children) {

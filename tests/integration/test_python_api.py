@@ -270,6 +270,58 @@ def test_runtime_context_and_cluster_info(driver):
     assert ray.is_initialized()
 
 
+def test_threads_a_task_starts_see_its_task_id_where_it_runs_alone(driver):
+    # As in Ray: a thread the user starts inside a task, or inside a method of an actor that runs
+    # one call at a time, belongs to that task; in a threaded actor it belongs to none.
+    def ids_from_a_thread():
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(ray.get_runtime_context().get_task_id()))
+        thread.start()
+        thread.join()
+        return ray.get_runtime_context().get_task_id(), seen[0]
+
+    @ray.remote
+    def task():
+        return ids_from_a_thread()
+
+    @ray.remote
+    class Actor:
+        def call(self):
+            return ids_from_a_thread()
+
+    ref = task.remote()
+    assert ray.get(ref) == (ref.task_id().hex(), ref.task_id().hex())
+
+    alone = Actor.remote()
+    refs = [alone.call.remote() for _ in range(5)]
+    assert ray.get(refs) == [(r.task_id().hex(), r.task_id().hex()) for r in refs]
+
+    threaded = Actor.options(max_concurrency=3).remote()
+    refs = [threaded.call.remote() for _ in range(5)]
+    assert ray.get(refs) == [(r.task_id().hex(), None) for r in refs]
+    ray.kill(alone)
+    ray.kill(threaded)
+
+
+def test_a_function_or_actor_capturing_too_much_is_refused_by_name(driver):
+    big = np.zeros(5 * 2**20)  # 40 MiB, over the GCS's 32 MiB limit for one exported function
+
+    @ray.remote
+    def f():
+        return len(big)
+
+    @ray.remote
+    class Holder:
+        def size(self):
+            return len(big)
+
+    with pytest.raises(ValueError, match=r"The remote function .*f is too large"):
+        f.remote()
+    with pytest.raises(ValueError, match=r"The actor Holder is too large"):
+        Holder.remote()
+    assert ray.get(ray.put(1)) == 1  # the driver goes on
+
+
 def test_put_get_wait_and_timeouts(driver):
     values = [None, 1, "s", b"b" * 200_000, {"k": [1, 2]}, np.zeros((3, 3))]
     for v in values:
