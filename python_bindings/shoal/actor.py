@@ -121,6 +121,7 @@ class _Scope:
         self.handles = 0
         self.escaped = False
         self.calls = []  # weak references to the ObjectRefs of calls made here
+        self.compact_at = 256  # dead references are dropped when calls grows past this
 
 
 _scopes = {}  # actor id -> _Scope, for unnamed non-detached actors created here
@@ -356,8 +357,7 @@ class ActorMethod:
         if builtin is not None:  # their arguments are known here: refuse bad ones before the call
             inspect.signature(builtin).bind(None, *args, **kwargs)
         else:
-            meta = self._handle._methods.get(self._name) or {}
-            signature.check(signature.rebuild(meta.get("signature")), args, kwargs,
+            signature.check(self._handle._signature_of(self._name), args, kwargs,
                             f"{self._handle._class_name}.{self._name}.remote()")
         return self._handle._call(self._name, args, kwargs, self._options)
 
@@ -445,6 +445,7 @@ class ActorHandle:
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
+        self._signatures = {}  # method -> signature.rebuild() of its description, made once
         self._max_task_retries = max_task_retries
         self._extras = extras or {}
         self._groups = frozenset(self._extras.get("concurrency_groups", ()))
@@ -463,6 +464,13 @@ class ActorHandle:
                 _handle_gone(self._actor_id)
             except Exception:  # noqa: BLE001 - interpreter shutdown
                 pass
+
+    def _signature_of(self, method):
+        checked = self._signatures.get(method)
+        if checked is None:
+            meta = self._methods.get(method) or {}
+            checked = self._signatures[method] = signature.rebuild(meta.get("signature")) or False
+        return checked or None
 
     def __dir__(self):
         # Ray's: the methods callers may call, and the built-ins a user sees.
@@ -526,8 +534,11 @@ class ActorHandle:
             with _scopes_lock:
                 scope = _scopes.get(self._actor_id)
                 if scope is not None:
-                    if len(scope.calls) > 256:
+                    if len(scope.calls) > scope.compact_at:
+                        # Amortized: the next compaction waits until the list doubles, so a
+                        # caller holding thousands of results does not rescan them every call.
                         scope.calls = [w for w in scope.calls if w() is not None]
+                        scope.compact_at = max(256, 2 * len(scope.calls))
                     scope.calls.extend(weakref.ref(r) for r in refs)
         if num_returns == "streaming":
             return ObjectRefGenerator(refs[0])

@@ -151,3 +151,38 @@ def test_application_metrics_validate_as_ray_and_refuse_what_ray_drops():
     assert g._snapshot()["series"] == [{"tags": {}, "value": 3.0}]
     assert h._snapshot()["series"] == [{"tags": {}, "buckets": [2, 1, 1], "sum": 56.5, "count": 4}]
     assert pickle.loads(pickle.dumps(h)).info["boundaries"] == [1.0, 10.0]
+
+
+def test_call_checks_agree_with_inspect_for_every_shape_of_call():
+    # The checker answers plain positional calls without binding; whatever it answers must be
+    # what inspect.Signature.bind says, for every kind of parameter list and call.
+    from shoal._private import signature
+
+    def plain(a, b, c=1): pass
+    def no_params(): pass
+    def star(a, *rest): pass
+    def kw_only(a, *, k): pass
+    def kw_default(a, *, k=2): pass
+    def pos_only(a, /, b=0): pass
+    def var_kw(a, **extra): pass
+
+    calls = [((), {}), ((1,), {}), ((1, 2), {}), ((1, 2, 3), {}), ((1, 2, 3, 4), {}),
+             ((1,), {"b": 2}), ((), {"a": 1, "b": 2}), ((1,), {"k": 3}), ((1,), {"zz": 0}),
+             ((1, 2), {"a": 1})]
+    for fn in (plain, no_params, star, kw_only, kw_default, pos_only, var_kw):
+        checked = signature.rebuild(signature.describe(fn))
+        for args, kwargs in calls:
+            try:
+                inspect_sig = signature.inspect.signature(fn)
+                inspect_sig.bind(*args, **kwargs)
+                expected = None
+            except TypeError as e:
+                expected = str(e)
+            try:
+                signature.check(checked, args, kwargs, "f.remote()")
+                got = None
+            except TypeError as e:
+                got = str(e)
+            assert (got is None) == (expected is None), (fn.__name__, args, kwargs, got, expected)
+            if expected is not None:
+                assert got == f"f.remote(): {expected}"

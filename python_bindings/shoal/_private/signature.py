@@ -22,12 +22,31 @@ def describe(fn, drop_first=False):
     return [(p.name, int(p.kind), p.default is not _NO_DEFAULT) for p in params]
 
 
+class _Checked:
+    """A signature to bind calls to, with a fast answer for the common call: only positional
+    arguments to a function whose parameters are all plain (no *args, **kwargs, keyword-only or
+    positional-only), which binds exactly when their number is within range."""
+    __slots__ = ("signature", "plain", "required", "total")
+
+    def __init__(self, described):
+        self.signature = inspect.Signature([inspect.Parameter(name, inspect._ParameterKind(kind),
+                                                              default=_DEFAULT if has_default else _NO_DEFAULT)
+                                            for name, kind, has_default in described])
+        self.plain = all(kind == inspect.Parameter.POSITIONAL_OR_KEYWORD for _, kind, _ in described)
+        self.total = len(described)
+        self.required = sum(1 for _, _, has_default in described if not has_default)
+
+    def bind(self, *args, **kwargs):
+        if not kwargs and self.plain and self.required <= len(args) <= self.total:
+            return None
+        return self.signature.bind(*args, **kwargs)
+
+
 def rebuild(described):
+    """What `check` binds calls to, from describe()'s list (None: calls are not checked)."""
     if described is None:
         return None
-    return inspect.Signature([inspect.Parameter(name, inspect._ParameterKind(kind),
-                                                default=_DEFAULT if has_default else _NO_DEFAULT)
-                              for name, kind, has_default in described])
+    return _Checked(described)
 
 
 def check(signature, args, kwargs, what):
