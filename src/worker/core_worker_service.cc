@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include <deque>
 #include <thread>
 #include <utility>
 
@@ -10,6 +11,7 @@
 #include "spdlog/spdlog.h"
 #include "src/common/auth.h"
 #include "src/common/rpc.h"
+#include "src/worker/push_streams.h"
 
 namespace shoal {
 namespace {
@@ -21,6 +23,135 @@ void ExitSoon() {
     _exit(1);
   }).detach();
 }
+
+// A stream that is refused at once (not authenticated; a driver, which runs no tasks).
+class RefusedStream : public grpc::ServerBidiReactor<rpc::PushTaskBatch, rpc::PushTaskAnswers> {
+ public:
+  explicit RefusedStream(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+// The worker's end of one PushTasks stream: each push read is handed to the receiver, and the
+// answers are written back as they come, everything waiting going out in one message (at most
+// PushStreams::kMaxBatchBytes) whenever no write is in flight. The stream is finished once the
+// caller stopped sending and every push it sent was answered (a caller that went away gets no
+// answers, but its pushes still run, as unary pushes do); gRPC then deletes it (OnDone).
+class PushTasksReactor : public grpc::ServerBidiReactor<rpc::PushTaskBatch, rpc::PushTaskAnswers> {
+ public:
+  explicit PushTasksReactor(TaskReceiver& receiver) : receiver_(receiver) { StartRead(&reading_); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      bool finish = false;
+      {
+        absl::MutexLock lock(&mu_);
+        reading_done_ = true;
+        finish = ShouldFinish();
+      }
+      if (finish) Finish(grpc::Status::OK);
+      return;
+    }
+    rpc::PushTaskBatch batch;
+    batch.Swap(&reading_);
+    {
+      absl::MutexLock lock(&mu_);
+      outstanding_ += batch.items_size();  // before the next read can end the stream
+    }
+    StartRead(&reading_);
+    for (rpc::PushTaskItem& item : *batch.mutable_items()) {
+      auto* call = new Call;
+      call->id = item.id();
+      call->request.Swap(item.mutable_request());
+      receiver_.Push(&call->request, &call->reply, [this, call](absl::Status status) { Answer(call, status); });
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool finish = false;
+    bool write = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!ok) {
+        broken_ = true;  // the caller is gone: later answers are dropped
+        answers_.clear();
+      }
+      if (answers_.empty()) {
+        writing_ = false;
+        finish = ShouldFinish();
+      } else {
+        FillBatch();  // writing_ stays set: sending_ is this thread's until handed over
+        write = true;
+      }
+    }
+    if (write) StartWrite(&sending_);
+    if (finish) Finish(grpc::Status::OK);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  struct Call {
+    uint64_t id = 0;
+    rpc::PushTaskRequest request;
+    rpc::PushTaskReply reply;
+  };
+
+  void Answer(Call* call, const absl::Status& status) {
+    bool write = false;
+    bool finish = false;
+    {
+      absl::MutexLock lock(&mu_);
+      --outstanding_;
+      if (!broken_) {
+        rpc::PushTaskAnswer& answer = answers_.emplace_back();
+        answer.set_id(call->id);
+        answer.set_code(static_cast<int32_t>(status.code()));
+        if (!status.ok()) answer.set_message(std::string(status.message()));
+        if (status.ok()) answer.mutable_reply()->Swap(&call->reply);
+        if (!writing_) {
+          writing_ = true;
+          FillBatch();
+          write = true;
+        }
+      }
+      if (!write) finish = ShouldFinish();
+    }
+    delete call;
+    if (write) StartWrite(&sending_);
+    if (finish) Finish(grpc::Status::OK);
+  }
+
+  void FillBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    sending_.Clear();
+    size_t bytes = 0;
+    while (!answers_.empty()) {
+      const size_t size = answers_.front().ByteSizeLong();
+      if (sending_.answers_size() > 0 && bytes + size > PushStreams::kMaxBatchBytes) break;
+      bytes += size;
+      sending_.add_answers()->Swap(&answers_.front());
+      answers_.pop_front();
+    }
+  }
+
+  // Whether the stream is done (the caller stopped sending, everything answered and written):
+  // then the caller calls Finish, outside mu_ (gRPC deletes the reactor after it).
+  bool ShouldFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || !reading_done_ || outstanding_ > 0 || writing_) return false;
+    finished_ = true;
+    return true;
+  }
+
+  TaskReceiver& receiver_;
+  rpc::PushTaskBatch reading_;    // the read in flight
+  rpc::PushTaskAnswers sending_;  // the write in flight
+  absl::Mutex mu_;
+  std::deque<rpc::PushTaskAnswer> answers_ ABSL_GUARDED_BY(mu_);
+  int64_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;  // pushes handed to the receiver, not answered
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool reading_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
 
 }  // namespace
 
@@ -54,6 +185,15 @@ grpc::ServerUnaryReactor* CoreWorkerService::PushTask(grpc::CallbackServerContex
   }
   receiver_.Push(request, reply, [reactor](absl::Status s) { reactor->Finish(ToGrpcStatus(s)); });
   return reactor;
+}
+
+grpc::ServerBidiReactor<rpc::PushTaskBatch, rpc::PushTaskAnswers>* CoreWorkerService::PushTasks(
+    grpc::CallbackServerContext* ctx) {
+  if (grpc::Status denied = Authenticate(*ctx); !denied.ok()) return new RefusedStream(std::move(denied));
+  if (!options_.runs_tasks) {
+    return new RefusedStream(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "this process is a driver; it runs no tasks"));
+  }
+  return new PushTasksReactor(receiver_);
 }
 
 grpc::ServerUnaryReactor* CoreWorkerService::GetObject(grpc::CallbackServerContext* ctx,

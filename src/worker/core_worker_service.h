@@ -2,6 +2,7 @@
 // driver and worker. It holds no state of its own beyond two handlers; each RPC is handed to
 // the part that does the job:
 //   PushTask   -> the TaskReceiver (a driver answers FailedPrecondition: it runs no tasks)
+//   PushTasks  -> the same, for a stream of pushes from one caller (answered as each ends)
 //   GetObject  -> the memory store, for objects this worker owns (long poll up to timeout_ms;
 //                 ready=false when the wait ran out; NotFound when not owned here or freed)
 //   Exit       -> TaskReceiver::RequestExit
@@ -70,6 +71,8 @@ class CoreWorkerService final : public rpc::CoreWorkerService::CallbackService {
 
   grpc::ServerUnaryReactor* PushTask(grpc::CallbackServerContext* ctx, const rpc::PushTaskRequest* request,
                                      rpc::PushTaskReply* reply) override;
+  // PushTask's pushes, many to a stream (PushStreams is the caller's end).
+  grpc::ServerBidiReactor<rpc::PushTaskBatch, rpc::PushTaskAnswers>* PushTasks(grpc::CallbackServerContext* ctx) override;
   grpc::ServerUnaryReactor* GetObject(grpc::CallbackServerContext* ctx, const rpc::GetObjectRequest* request,
                                       rpc::GetObjectReply* reply) override;
   grpc::ServerUnaryReactor* Exit(grpc::CallbackServerContext* ctx, const rpc::ExitRequest* request,

@@ -1,5 +1,8 @@
 #include "src/worker/grpc_transport.h"
 
+#include <cstdlib>
+#include <string_view>
+
 #include "src/common/lease_rpc.h"
 #include "src/common/rpc.h"
 
@@ -7,6 +10,11 @@ namespace shoal {
 namespace {
 constexpr absl::Duration kShortCallTimeout = absl::Seconds(10);
 }  // namespace
+
+GrpcTransport::GrpcTransport(GcsClient gcs) : gcs_(std::move(gcs)), use_streams_([] {
+  const char* value = std::getenv("SHOAL_PUSH_STREAMS");
+  return value == nullptr || std::string_view(value) != "0";
+}()) {}
 
 GrpcTransport::~GrpcTransport() { Shutdown(absl::Seconds(2)); }
 
@@ -32,6 +40,10 @@ void GrpcTransport::ReturnFailedWorker(const std::string& raylet_address, const 
 
 void GrpcTransport::PushTask(const std::string& worker_address, rpc::PushTaskRequest request,
                              TaskTransport::PushCallback done) {
+  if (use_streams_) {
+    pushes_.Push(worker_address, std::move(request), std::move(done));
+    return;
+  }
   calls_.Start(workers_.Get(worker_address), &rpc::CoreWorkerService::Stub::async::PushTask, std::move(request),
                {.cancel_on_shutdown = true},
                [done = std::move(done)](absl::Status status, rpc::PushTaskReply reply) {
@@ -60,6 +72,7 @@ void GrpcTransport::GetActorInfo(const ActorId& actor, int64_t after_version, ab
 }
 
 void GrpcTransport::Shutdown(absl::Duration timeout) {
+  pushes_.Shutdown(timeout);
   calls_.Shutdown(timeout);
   gcs_.Shutdown(timeout);
 }

@@ -21,6 +21,7 @@
 #include "src/gcs_client/gcs_client.h"
 #include "src/worker/actor_submitter.h"
 #include "src/worker/owned_objects.h"
+#include "src/worker/push_streams.h"
 #include "src/worker/task_transport.h"
 
 namespace shoal {
@@ -31,7 +32,7 @@ class GrpcTransport : public TaskTransport, public ActorTransport, public Object
   using PushCallback = TaskTransport::PushCallback;  // the same type as ActorTransport's
 
   // `gcs` answers GetActorInfo; its copy shares the caller's connection.
-  explicit GrpcTransport(GcsClient gcs) : gcs_(std::move(gcs)) {}
+  explicit GrpcTransport(GcsClient gcs);
   ~GrpcTransport() override;  // Shutdown(2 s)
   GrpcTransport(const GrpcTransport&) = delete;
   GrpcTransport& operator=(const GrpcTransport&) = delete;
@@ -82,6 +83,10 @@ class GrpcTransport : public TaskTransport, public ActorTransport, public Object
   ChannelCache channels_;
   StubCache<rpc::LeaseService> raylets_{channels_};
   StubCache<rpc::CoreWorkerService> workers_{channels_};
+  // Pushes go over PushStreams unless $SHOAL_PUSH_STREAMS is 0 (then one PushTask RPC each: kept
+  // to compare the two in benchmarks).
+  const bool use_streams_;
+  PushStreams pushes_{[this](const std::string& address) { return workers_.Get(address); }};
   AsyncCalls calls_;  // last: destroyed first, while the stubs are still there
 };
 

@@ -4,7 +4,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <future>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -18,6 +25,8 @@
 #include "src/common/rpc.h"
 #include "src/common/rpc_client.h"
 #include "src/worker/object_value.h"
+#include "src/worker/push_streams.h"
+#include "src/worker/task_transport.h"
 #include "tests/test_util/status_matchers.h"
 
 namespace shoal {
@@ -46,7 +55,8 @@ struct Served {
     auto started = StartServer(builder, "127.0.0.1", 0, &port);
     REQUIRE_OK(started);
     server = *std::move(started);
-    stub = rpc::CoreWorkerService::NewStub(MakeChannel(absl::StrCat("127.0.0.1:", port)));
+    address = absl::StrCat("127.0.0.1:", port);
+    stub = rpc::CoreWorkerService::NewStub(MakeChannel(address));
   }
   ~Served() {
     receiver.RequestExit(absl::OkStatus());
@@ -95,6 +105,7 @@ struct Served {
   std::vector<std::pair<std::string, bool>> children_cancelled ABSL_GUARDED_BY(children_mu);  // (task, force)
   CoreWorkerService service;
   std::unique_ptr<grpc::Server> server;
+  std::string address;
   std::unique_ptr<rpc::CoreWorkerService::Stub> stub;
   std::thread loop;
   absl::Status loop_status;
@@ -266,6 +277,170 @@ TEST_CASE("service: CancelTask interrupts a running task, or exits with force", 
   }
   release.Notify();
   REQUIRE_OK(pushed.get());
+}
+
+// What a PushStreams client's callbacks received, by push.
+struct Answers {
+  struct Got {
+    absl::Status status;
+    rpc::PushTaskReply reply;
+  };
+  PushStreams::Callback For(int i) {
+    return [this, i](absl::Status status, rpc::PushTaskReply reply) {
+      absl::MutexLock lock(&mu);
+      got.emplace(i, Got{std::move(status), std::move(reply)});
+      ++calls[i];
+    };
+  }
+  // Waits (bounded) for `n` answers.
+  bool Await(size_t n) {
+    absl::MutexLock lock(&mu);
+    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return got.size() >= n; };
+    return mu.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(20));
+  }
+  absl::Mutex mu;
+  std::map<int, Got> got ABSL_GUARDED_BY(mu);
+  std::map<int, int> calls ABSL_GUARDED_BY(mu);
+};
+
+rpc::PushTaskRequest NamedTask(const std::string& name) {
+  rpc::PushTaskRequest request;
+  request.mutable_spec()->set_task_id(TaskId::ForNormalTask(kJob).Binary());
+  request.mutable_spec()->set_function_name(name);
+  request.mutable_spec()->set_num_returns(1);
+  return request;
+}
+
+PushStreams::StubFor Stubs() {
+  return [](const std::string& address) {
+    return std::shared_ptr<rpc::CoreWorkerService::Stub>(rpc::CoreWorkerService::NewStub(MakeChannel(address)));
+  };
+}
+
+TEST_CASE("push streams: a burst of pushes to one worker is answered push by push, each once", "[push_streams]") {
+  Served worker(/*runs_tasks=*/true, [](const rpc::PushTaskRequest& req) {
+    rpc::PushTaskReply r;
+    r.add_returns()->set_inline_data("ran " + req.spec().function_name());
+    return r;
+  });
+  worker.StartLoop();
+  PushStreams streams(Stubs());
+  Answers answers;
+  constexpr int kPushes = 500;
+  // From two threads at once: one stream, shared.
+  std::thread other([&] {
+    for (int i = 1; i < kPushes; i += 2) streams.Push(worker.address, NamedTask(absl::StrCat("f", i)), answers.For(i));
+  });
+  for (int i = 0; i < kPushes; i += 2) streams.Push(worker.address, NamedTask(absl::StrCat("f", i)), answers.For(i));
+  other.join();
+  REQUIRE(answers.Await(kPushes));
+  absl::MutexLock lock(&answers.mu);
+  for (int i = 0; i < kPushes; ++i) {
+    INFO("push " << i);
+    REQUIRE_OK(answers.got[i].status);
+    REQUIRE(answers.got[i].reply.returns_size() == 1);
+    CHECK(answers.got[i].reply.returns(0).inline_data() == absl::StrCat("ran f", i));
+    CHECK(answers.calls[i] == 1);
+  }
+}
+
+TEST_CASE("push streams: a driver refuses them; nobody listening is undelivered", "[push_streams]") {
+  Served driver(/*runs_tasks=*/false);
+  PushStreams streams(Stubs());
+  Answers answers;
+  streams.Push(driver.address, NamedTask("f"), answers.For(0));
+  // A port nothing listens on: one the kernel handed out, closed again.
+  std::string closed;
+  {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    socklen_t len = sizeof(addr);
+    REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    closed = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+    close(fd);
+  }
+  streams.Push(closed, NamedTask("g"), answers.For(1));
+  REQUIRE(answers.Await(2));
+  absl::MutexLock lock(&answers.mu);
+  CHECK(answers.got[0].status.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_FALSE(IsUndelivered(answers.got[0].status));  // it reached a process, which said no
+  CHECK(answers.got[1].status.code() == absl::StatusCode::kUnavailable);
+  CHECK(IsUndelivered(answers.got[1].status));
+}
+
+TEST_CASE("push streams: pushes in flight fail when the worker goes; the next push opens a new stream",
+          "[push_streams]") {
+  absl::Notification release;
+  std::atomic<int> started{0};
+  auto worker = std::make_unique<Served>(/*runs_tasks=*/true, [&](const rpc::PushTaskRequest& req) {
+    rpc::PushTaskReply r;
+    if (req.spec().function_name() == "slow") {
+      started.fetch_add(1);
+      release.WaitForNotification();
+    }
+    r.add_returns()->set_inline_data(req.spec().function_name());
+    return r;
+  });
+  worker->StartLoop();
+  PushStreams streams(Stubs());
+  Answers answers;
+  streams.Push(worker->address, NamedTask("slow"), answers.For(0));
+  streams.Push(worker->address, NamedTask("queued"), answers.For(1));
+  while (started.load() == 0) absl::SleepFor(absl::Milliseconds(1));
+  // The worker's server goes (its streams are cancelled); the task it runs ends afterwards.
+  std::thread stop([&] { worker->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(100))); });
+  REQUIRE(answers.Await(2));
+  release.Notify();
+  stop.join();
+  {
+    absl::MutexLock lock(&answers.mu);
+    for (int i : {0, 1}) {
+      INFO("push " << i);
+      CHECK_FALSE(answers.got[i].status.ok());
+      CHECK_FALSE(IsUndelivered(answers.got[i].status));  // written: it may have run
+    }
+  }
+  worker.reset();
+
+  Served again(/*runs_tasks=*/true, [](const rpc::PushTaskRequest& req) {
+    rpc::PushTaskReply r;
+    r.add_returns()->set_inline_data(req.spec().function_name());
+    return r;
+  });
+  again.StartLoop();
+  streams.Push(again.address, NamedTask("fresh"), answers.For(2));
+  REQUIRE(answers.Await(3));
+  absl::MutexLock lock(&answers.mu);
+  REQUIRE_OK(answers.got[2].status);
+  CHECK(answers.got[2].reply.returns(0).inline_data() == "fresh");
+}
+
+TEST_CASE("push streams: Shutdown cancels what is unanswered and drops later pushes", "[push_streams]") {
+  absl::Notification release;
+  Served worker(/*runs_tasks=*/true, [&](const rpc::PushTaskRequest&) {
+    release.WaitForNotification();
+    return rpc::PushTaskReply();
+  });
+  worker.StartLoop();
+  auto streams = std::make_unique<PushStreams>(Stubs());
+  Answers answers;
+  streams->Push(worker.address, NamedTask("held"), answers.For(0));
+  streams->Shutdown(absl::Seconds(5));
+  {
+    absl::MutexLock lock(&answers.mu);
+    REQUIRE(answers.got.size() == 1);
+    CHECK(answers.got[0].status.code() == absl::StatusCode::kCancelled);
+  }
+  streams->Push(worker.address, NamedTask("late"), answers.For(1));
+  release.Notify();
+  streams.reset();
+  absl::SleepFor(absl::Milliseconds(50));
+  absl::MutexLock lock(&answers.mu);
+  CHECK(answers.got.size() == 1);  // the late push was dropped, its callback never ran
 }
 
 }  // namespace
