@@ -86,6 +86,25 @@ std::vector<ObjectId> ToIds(const std::vector<std::string>& ids) {
   return out;
 }
 
+// Ids from a Python list of bytes, read in place (no std::string per id: get and wait take
+// lists of thousands).
+std::vector<ObjectId> IdsFromList(const py::list& ids) {
+  std::vector<ObjectId> out;
+  out.reserve(ids.size());
+  for (py::handle item : ids) {
+    char* data = nullptr;
+    Py_ssize_t size = 0;
+    if (!PyBytes_Check(item.ptr()) || PyBytes_AsStringAndSize(item.ptr(), &data, &size) != 0) {
+      PyErr_Clear();
+      throw py::type_error("object ids must be bytes");
+    }
+    auto id = ObjectId::FromBinary(std::string_view(data, static_cast<size_t>(size)));
+    if (!id.ok()) ThrowStatus(id.status());
+    out.push_back(*id);
+  }
+  return out;
+}
+
 // How long a blocking wait runs before Python's signal handlers get a turn.
 constexpr absl::Duration kSignalSlice = absl::Milliseconds(500);
 
@@ -515,8 +534,8 @@ class PyCoreWorker {
 
   // One entry per id: an ObjectBuffer, or a StatusError instance for a failed object. (Not in
   // slices as Wait: a read that must make a lost object again needs the whole timeout.)
-  py::list Get(const std::vector<std::string>& ids, double timeout) {
-    std::vector<ObjectId> object_ids = ToIds(ids);
+  py::list Get(const py::list& ids, double timeout) {
+    std::vector<ObjectId> object_ids = IdsFromList(ids);
     absl::StatusOr<std::vector<absl::StatusOr<ObjectBuffer>>> buffers;
     {
       py::gil_scoped_release release;
@@ -541,8 +560,8 @@ class PyCoreWorker {
 
   // Waits in slices, running Python's signal handlers between them, so that a task blocked here
   // can be cancelled (SIGUSR2, shoal/worker.py) and a driver interrupted (Ctrl-C).
-  std::vector<bool> Wait(const std::vector<std::string>& ids, int num_ready, double timeout, bool fetch_local) {
-    std::vector<ObjectId> object_ids = ToIds(ids);
+  std::vector<bool> Wait(const py::list& ids, int num_ready, double timeout, bool fetch_local) {
+    std::vector<ObjectId> object_ids = IdsFromList(ids);
     absl::StatusOr<std::vector<bool>> ready;
     const absl::Time deadline = timeout < 0 ? absl::InfiniteFuture() : absl::Now() + absl::Seconds(timeout);
     while (true) {

@@ -283,13 +283,21 @@ def wait(refs, *, num_returns=1, timeout=None, fetch_local=True):
     from shoal._private.generator import ObjectRefGenerator
     refs = list(refs)
     t = _as_timeout(timeout)
+    # One pass over the list (callers wait on thousands, again and again): the types, the ids,
+    # whether a generator is among them.
+    ids = []
+    generators = False
     for r in refs:
-        if not isinstance(r, (ObjectRef, ObjectRefGenerator)):
+        if isinstance(r, ObjectRef):
+            ids.append(r._id)
+        elif isinstance(r, ObjectRefGenerator):
+            generators = True
+        else:
             raise TypeError(f"wait() expects a list of ObjectRefs, got a list containing {type(r).__name__}")
     c = connect()
     if not refs:
         return [], []
-    if len(set(refs)) != len(refs):
+    if len(set(ids)) != len(ids) or (generators and len(set(refs)) != len(refs)):
         raise ValueError("Wait requires a list of unique object refs.")
     if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns <= 0:
         raise ValueError(f"Invalid number of objects to return {num_returns!r}: it must be a positive integer")
@@ -298,16 +306,16 @@ def wait(refs, *, num_returns=1, timeout=None, fetch_local=True):
                          f"{num_returns} > {len(refs)}")
     if not isinstance(fetch_local, bool):
         raise TypeError(f"fetch_local must be a bool, got {type(fetch_local).__name__}")
-    if any(isinstance(r, ObjectRefGenerator) for r in refs):
+    if generators:
         ready = _wait_with_generators(c, refs, num_returns, t, fetch_local)
     else:
         with core_call:
-            ready = c.wait([r._id for r in refs], num_returns, t, fetch_local)
-    done = [r for r, f in zip(refs, ready) if f]
-    if len(done) > num_returns:
-        done = done[:num_returns]
-    chosen = set(done)
-    return done, [r for r in refs if r not in chosen]
+            ready = c.wait(ids, num_returns, t, fetch_local)
+    # The first num_returns ready ones, in the list's order; the rest keep their order.
+    done, rest = [], []
+    for r, f in zip(refs, ready):
+        (done if f and len(done) < num_returns else rest).append(r)
+    return done, rest
 
 
 def _wait_with_generators(c, refs, num_returns, timeout, fetch_local):
