@@ -205,6 +205,13 @@ std::optional<rpc::NodeInfo> NodeTable::Get(const NodeId& id) const {
   return it->second;
 }
 
+std::optional<std::string> NodeTable::AliveRayletAddress(const NodeId& id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(id.Hex());
+  if (it == nodes_.end() || it->second.state() != rpc::NodeInfo::ALIVE) return std::nullopt;
+  return absl::StrCat(it->second.address(), ":", it->second.raylet_port());
+}
+
 ClusterSummary NodeTable::Summarize() const {
   ClusterSummary out;
   std::map<std::string, rpc::ResourceDemand> merged;  // by the shape's printed form

@@ -91,6 +91,9 @@ class NodeTable {
   void SetGroupResources(const NodeId& id, const PlacementGroupId& pg, const ResourceSet& amounts);
   std::vector<rpc::NodeInfo> GetAll(bool alive_only) const;
   std::optional<rpc::NodeInfo> Get(const NodeId& id) const;
+  // "address:raylet_port" of the node if it is alive, without copying its entry (which holds
+  // every placement group's resources on it).
+  std::optional<std::string> AliveRayletAddress(const NodeId& id) const;
   ClusterSummary Summarize() const;
 
  private:

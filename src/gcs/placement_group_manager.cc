@@ -72,9 +72,7 @@ PlacementGroupManager::Group* PlacementGroupManager::Find(const PlacementGroupId
 }
 
 std::optional<std::string> PlacementGroupManager::RayletOf(const NodeId& node) const {
-  auto info = nodes_.Get(node);
-  if (!info || info->state() != rpc::NodeInfo::ALIVE) return std::nullopt;
-  return RayletAddress(*info);
+  return nodes_.AliveRayletAddress(node);
 }
 
 void PlacementGroupManager::PublishResources(const PlacementGroupId& id, const Info& info, const NodeId& node) const {
@@ -480,7 +478,7 @@ void PlacementGroupManager::SetPending(const PlacementGroupId& id, Group& g, con
 }
 
 void PlacementGroupManager::TrySchedule(Actions& actions) {
-  if (shutdown_ || attempt_ || releasing_ > 0) return;
+  if (shutdown_ || attempt_ || releasing_ > 0 || pending_.empty()) return;
   const absl::Time now = clock_.Now();
   const std::vector<rpc::NodeInfo> nodes = nodes_.GetAll(/*alive_only=*/true);
   for (const auto& [seq, id] : pending_) {
