@@ -684,9 +684,19 @@ bool Raylet::ReportDue() const {
 }
 
 bool Raylet::WaitToReport() {
+  absl::Duration gap;
+  {
+    absl::MutexLock lock(&report_mu_);
+    report_mu_.AwaitWithTimeout(absl::Condition(this, &Raylet::ReportDue), options_.report_period);
+    // Changes that come in bursts (every bundle of many placement groups prepared, committed and
+    // returned) are reported together: a report asked for soon after the last one waits out
+    // kMinReportGap, so the GCS gets one report (and this node one cluster view) per burst.
+    gap = report_soon_ ? kMinReportGap - (absl::Now() - last_report_) : absl::ZeroDuration();
+  }
+  if (gap > absl::ZeroDuration()) stop_.WaitForNotificationWithTimeout(gap);
   absl::MutexLock lock(&report_mu_);
-  report_mu_.AwaitWithTimeout(absl::Condition(this, &Raylet::ReportDue), options_.report_period);
   report_soon_ = false;
+  last_report_ = absl::Now();
   return !stop_.HasBeenNotified();
 }
 

@@ -181,6 +181,9 @@ class Raylet {
   absl::Notification fatal_;
   absl::Mutex report_mu_;
   bool report_soon_ ABSL_GUARDED_BY(report_mu_) = false;
+  absl::Time last_report_ ABSL_GUARDED_BY(report_mu_) = absl::InfinitePast();
+  // Reports asked for with ReportSoon come at most this often (see WaitToReport).
+  static constexpr absl::Duration kMinReportGap = absl::Milliseconds(10);
   mutable absl::Mutex mu_;
   std::string fatal_error_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> stopped_{false};
