@@ -71,8 +71,16 @@ void OwnedObjects::StoreResult(const ObjectId& id, rpc::ObjectValue value, bool 
 
 void OwnedObjects::RemoveLocalReference(const ObjectId& id) {
   if (auto gone = refs_.RemoveLocal(id)) {
-    absl::MutexLock lock(&mu_);
-    pending_free_.push_back(*gone);
+    bool first = false;
+    {
+      absl::MutexLock lock(&mu_);
+      first = pending_free_.empty();
+      pending_free_.push_back(*gone);
+    }
+    // The first free of a batch asks the loop to run soon: an idle loop ticks only every 50 ms,
+    // and a program that drops large objects as fast as it makes them (put, del, put) would
+    // otherwise fill the store before their space came back. Later frees join that batch.
+    if (first && options_.post) options_.post([this] { FreePending(); });
   }
 }
 

@@ -7,8 +7,9 @@
 // value that arrives for an object nobody references any more is dropped at once.
 // Threading: every method from any thread. A borrowed value arriving runs through
 // Options::post (the core worker's loop). Dropping a reference (maybe from a finalizer) only
-// queues the free; FreePending, called by the loop's tick, does it: no thread is woken per
-// dropped reference, and a free waits at most one tick.
+// queues the free; FreePending, called by the loop (the first free queued asks for it through
+// Options::post, later ones join the batch; the tick does it too) does it: the loop is woken
+// once per batch, not per dropped reference.
 // Ownership: the memory store, reference counter, store access and transport are the caller's
 // and must outlive this object.
 // Errors: Get answers each object's own failure as its ErrorStatus; a get that times out is
