@@ -12,6 +12,7 @@ import tempfile
 import time
 
 import ray
+from ray._common.test_utils import _pid_alive as _alive
 
 SHOAL = os.environ.get("SHOAL_BIN", "/work/main/build/bin/shoal")
 cluster_not_supported = False
@@ -31,13 +32,6 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state != "Z"
 
 
 def _children_map():
