@@ -115,6 +115,16 @@ absl::StatusOr<std::vector<rpc::NodeInfo>> GcsClient::GetAllNodeInfo(bool alive_
   return std::vector<rpc::NodeInfo>(reply->nodes().begin(), reply->nodes().end());
 }
 
+absl::flat_hash_set<std::string> GcsClient::DeadNodeIds() const {
+  absl::flat_hash_set<std::string> dead;
+  auto nodes = GetAllNodeInfo(/*alive_only=*/false);
+  if (!nodes.ok()) return dead;
+  for (const auto& n : *nodes) {
+    if (n.state() == rpc::NodeInfo::DEAD) dead.insert(n.node_id());
+  }
+  return dead;
+}
+
 absl::StatusOr<bool> GcsClient::ReportResources(const rpc::ReportResourcesRequest& report) const {
   auto reply = Call(&rpc::NodeInfoService::Stub::ReportResources, report, Repeat::kSafe);
   if (!reply.ok()) return reply.status();

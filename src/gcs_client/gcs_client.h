@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -60,6 +61,8 @@ class GcsClient {
   absl::Status RegisterNode(const rpc::NodeInfo& node) const;
   absl::Status UnregisterNode(const NodeId& node, const std::string& reason) const;
   absl::StatusOr<std::vector<rpc::NodeInfo>> GetAllNodeInfo(bool alive_only) const;
+  // The ids (hex) of the nodes the GCS lists as dead; empty when it does not answer.
+  absl::flat_hash_set<std::string> DeadNodeIds() const;
   // False when the GCS does not know the node as alive: it must register again.
   absl::StatusOr<bool> ReportResources(const rpc::ReportResourcesRequest& report) const;
 

@@ -17,7 +17,6 @@
 
 #include <unistd.h>
 
-#include <atomic>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -38,7 +37,9 @@
 #include "src/gcs_client/gcs_client.h"
 #include "src/worker/actor_client.h"
 #include "src/worker/placement_group_client.h"
+#include "src/worker/running_tasks.h"
 #include "src/worker/actor_submitter.h"
+#include "src/worker/call_gate.h"
 #include "src/worker/core_worker_service.h"
 #include "src/worker/dependency_resolver.h"
 #include "src/worker/generator_streams.h"
@@ -71,56 +72,6 @@ constexpr absl::Duration kRayletCheckPeriod = absl::Seconds(1);
 constexpr int kRayletCheckFailures = 5;
 constexpr int kMaxMessageSize = 64 << 20;
 
-// The task the calling thread runs (worker mode).
-thread_local CurrentTaskInfo tls_current_task;
-// The spec of the task this thread runs (null outside tasks): what CurrentTask derives on demand,
-// so that running a task pays nothing for what only an introspection call reads.
-thread_local const rpc::TaskSpec* tls_current_spec = nullptr;
-// The task this thread runs submitted tasks (CoreWorker::Impl::children_ has an entry for it).
-thread_local bool tls_submitted_children = false;
-
-// Lets calls from threads the core worker does not own into it while it lives: an Entry from
-// any thread (nested entries too) is let in until Close, which waits for those inside.
-class CallGate {
- public:
-  class Entry {
-   public:
-    explicit Entry(CallGate& gate) : gate_(gate), inside_(gate.Enter()) {}
-    ~Entry() {
-      if (inside_) gate_.Leave();
-    }
-    Entry(const Entry&) = delete;
-    Entry& operator=(const Entry&) = delete;
-    explicit operator bool() const { return inside_; }
-
-   private:
-    CallGate& gate_;
-    const bool inside_;
-  };
-
-  void Close() {
-    absl::MutexLock lock(&mu_);
-    closed_ = true;
-    mu_.Await(absl::Condition(+[](int* inside) { return *inside == 0; }, &inside_));
-  }
-
- private:
-  bool Enter() {
-    absl::MutexLock lock(&mu_);
-    if (closed_) return false;
-    ++inside_;
-    return true;
-  }
-  void Leave() {
-    absl::MutexLock lock(&mu_);
-    --inside_;
-  }
-
-  absl::Mutex mu_;
-  bool closed_ ABSL_GUARDED_BY(mu_) = false;
-  int inside_ ABSL_GUARDED_BY(mu_) = 0;
-};
-
 }  // namespace
 
 class CoreWorker::Impl final {
@@ -139,13 +90,7 @@ class CoreWorker::Impl final {
   // Cancels (recursively) what the running task `parent` submitted that is still pending.
   void CancelChildren(const TaskId& parent, bool force);
   // A task the running task of this thread submitted (nothing outside tasks).
-  void AddChild(const ObjectId& first_return) {
-    if (tls_current_spec == nullptr) return;
-    const TaskId parent = SpecTaskId(*tls_current_spec);
-    tls_submitted_children = true;
-    absl::MutexLock lock(&mu_);
-    children_[parent].push_back(first_return);
-  }
+  void AddChild(const ObjectId& first_return) { running_.AddChild(first_return); }
   absl::StatusOr<ActorDescription> CreateActor(const std::string& function_name, std::vector<TaskArg> args,
                                                const TaskOptions& options, const ActorOptions& actor) {
     auto with_command = InPlacementGroup(options);
@@ -154,27 +99,9 @@ class CoreWorker::Impl final {
     if (!with_command->has_runtime_env) with_command->runtime_env = CurrentRuntimeEnv();
     return actors_->Create(function_name, std::move(args), *with_command, actor);
   }
-  // `options` with the placement group it runs in: its own strategy's, else (no strategy named)
-  // that of the running task when it captures child tasks. A request for a group is checked
-  // against the group's bundles here, before anything is submitted.
+  // `options` with the placement group it runs in (PlacementGroupClient::Resolve).
   absl::StatusOr<TaskOptions> InPlacementGroup(const TaskOptions& options) {
-    TaskOptions out = options;
-    const CurrentTaskInfo& current = tls_current_task;
-    if (!options.explicit_strategy && options.strategy.kind() == rpc::SchedulingStrategy::DEFAULT &&
-        current.capture_child_tasks && !current.placement_group_id.empty()) {
-      auto selector = std::move(*out.strategy.mutable_label_selector());
-      out.strategy.Clear();
-      *out.strategy.mutable_label_selector() = std::move(selector);
-      out.strategy.set_kind(rpc::SchedulingStrategy::PLACEMENT_GROUP);
-      out.strategy.set_placement_group_id(current.placement_group_id);
-      out.strategy.set_placement_group_bundle_index(-1);
-      out.strategy.set_placement_group_capture_child_tasks(true);
-    }
-    if (out.strategy.kind() != rpc::SchedulingStrategy::PLACEMENT_GROUP) return out;
-    absl::StatusOr<ResourceSet> request = TaskResources(out);
-    if (!request.ok()) return request.status();
-    if (auto s = placement_groups_->CheckRequest(out.strategy, *request); !s.ok()) return s;
-    return out;
+    return placement_groups_->Resolve(options, RunningTasks::ThisThread());
   }
   PlacementGroupClient& placement_groups() { return *placement_groups_; }
   GeneratorStreams& streams() { return *streams_; }
@@ -213,14 +140,7 @@ class CoreWorker::Impl final {
     service_->SetInterruptHandler(std::move(handler));
   }
   CurrentTaskInfo CurrentTask() {
-    if (tls_current_spec != nullptr) return Describe(tls_current_task, *tls_current_spec);
-    // A thread the user started: in a worker that runs one task at a time it belongs to that
-    // task, as in Ray (a threaded or async actor's threads belong to none).
-    if (one_at_a_time_.load(std::memory_order_relaxed)) {
-      absl::MutexLock lock(&sole_mu_);
-      if (sole_spec_ != nullptr) return Describe(sole_task_, *sole_spec_);
-    }
-    return tls_current_task;
+    return running_.Current([this](CurrentTaskInfo info, const rpc::TaskSpec& spec) { return Describe(std::move(info), spec); });
   }
   // `info` with the resources the task `spec` (or its actor) holds.
   CurrentTaskInfo Describe(CurrentTaskInfo info, const rpc::TaskSpec& spec) {
@@ -261,8 +181,6 @@ class CoreWorker::Impl final {
   // asked for by a language's finalizer). Dropped once the loop stopped (shutdown).
   void OnLoop(std::function<void()> fn) { loop_.Post(std::move(fn)); }
   void WatchRaylet();
-  // The nodes the GCS lists as dead (empty when it does not answer).
-  absl::flat_hash_set<std::string> DeadNodes() const;
   void RequestExit(absl::Status why) {
     if (receiver_) receiver_->RequestExit(std::move(why));
   }
@@ -328,17 +246,9 @@ class CoreWorker::Impl final {
   // What tasks and actors submitted without a runtime_env of their own run in: the driver's
   // (SetDefaultRuntimeEnv), a worker's own (from the tasks it runs).
   rpc::RuntimeEnv runtime_env_ ABSL_GUARDED_BY(mu_);
-  // Running task -> the first return of each task and actor call it submitted (recursive
-  // cancel); dropped when the task ends.
-  absl::flat_hash_map<TaskId, std::vector<ObjectId>> children_ ABSL_GUARDED_BY(mu_);
 
-  // Whether this worker runs one task at a time (a task worker, or an actor with max_concurrency
-  // 1, no concurrency groups, not async), and then the task it runs: what CurrentTask answers
-  // on threads the user started. Locked before mu_, never inside it.
-  std::atomic<bool> one_at_a_time_{true};
-  absl::Mutex sole_mu_;
-  const rpc::TaskSpec* sole_spec_ ABSL_GUARDED_BY(sole_mu_) = nullptr;
-  CurrentTaskInfo sole_task_ ABSL_GUARDED_BY(sole_mu_);
+  // Which task each thread runs (its lock is taken before mu_, never inside it).
+  RunningTasks running_;
 
   TaskEventBuffer task_events_;
   absl::Time last_events_flush_ = absl::InfinitePast();  // loop thread only
@@ -410,7 +320,7 @@ absl::Status CoreWorker::Impl::Start() {
   recovery_ = std::make_unique<ObjectRecovery>(
       memory_store_,
       ObjectRecovery::Options{.resubmit = [this](rpc::TaskSpec spec) { submitter_->Submit(std::move(spec)); },
-                              .dead_nodes = [this] { return DeadNodes(); },
+                              .dead_nodes = [this] { return gcs_.WithTimeout(absl::Seconds(5)).DeadNodeIds(); },
                               .rerun_stream = [this](const TaskId& task, int32_t attempt,
                                                      const std::vector<ObjectId>& items) {
                                 streams_->Reconstruct(task, attempt, items);
@@ -533,16 +443,6 @@ void CoreWorker::Impl::Tick() {
   }
 }
 
-absl::flat_hash_set<std::string> CoreWorker::Impl::DeadNodes() const {
-  absl::flat_hash_set<std::string> dead;
-  auto nodes = gcs_.WithTimeout(absl::Seconds(5)).GetAllNodeInfo(/*alive_only=*/false);
-  if (!nodes.ok()) return dead;
-  for (const auto& n : *nodes) {
-    if (n.state() == rpc::NodeInfo::DEAD) dead.insert(n.node_id());
-  }
-  return dead;
-}
-
 void CoreWorker::Impl::WatchRaylet() {
   auto stub = rpc::NodeManagerService::NewStub(MakeChannel(config_.raylet_address));
   int failures = 0;
@@ -631,15 +531,7 @@ absl::Status CoreWorker::Impl::ReportGeneratorItem(const CurrentTaskInfo& task, 
 }
 
 void CoreWorker::Impl::CancelChildren(const TaskId& parent, bool force) {
-  std::vector<ObjectId> children;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = children_.find(parent);
-    if (it == children_.end()) return;
-    children = std::move(it->second);
-    children_.erase(it);
-  }
-  for (const ObjectId& child : children) {
+  for (const ObjectId& child : running_.TakeChildren(parent)) {
     // A child that finished (or an actor call with force) answers OK or an error: best effort.
     absl::Status s = CancelTask(child, force && !child.Task().IsForActor(), /*recursive=*/true);
     if (!s.ok()) spdlog::debug("cancelling child {} of {}: {}", child.Hex(), parent.Hex(), s.ToString());
@@ -718,51 +610,29 @@ void CoreWorker::Impl::BeginPushedTask(const rpc::TaskSpec& spec) {
     absl::MutexLock lock(&mu_);
     runtime_env_ = spec.runtime_env();
   }
-  tls_current_task = CurrentTaskInfo{SpecTaskId(spec).Hex(), spec.function_name(), spec.owner_address(),
-                                     spec.attempt()};
+  CurrentTaskInfo info{SpecTaskId(spec).Hex(), spec.function_name(), spec.owner_address(), spec.attempt()};
   if (!spec.placement_group_id().empty()) {
     auto pg = PlacementGroupId::FromBinary(spec.placement_group_id());
-    tls_current_task.placement_group_id = pg.ok() ? pg->Hex() : std::string();
-    tls_current_task.bundle_index = spec.placement_group_bundle_index();
-    tls_current_task.capture_child_tasks = spec.placement_group_capture_child_tasks();
+    info.placement_group_id = pg.ok() ? pg->Hex() : std::string();
+    info.bundle_index = spec.placement_group_bundle_index();
+    info.capture_child_tasks = spec.placement_group_capture_child_tasks();
   }
-  tls_current_spec = &spec;
   if (spec.actor_creation()) {
-    one_at_a_time_.store(spec.max_concurrency() <= 1 && spec.concurrency_groups().empty() && !spec.is_asyncio(),
-                         std::memory_order_relaxed);
-    CurrentTaskInfo placement = CurrentTask();  // with the actor's resources, once
+    running_.SetOneAtATime(spec.max_concurrency() <= 1 && spec.concurrency_groups().empty() && !spec.is_asyncio());
+    CurrentTaskInfo placement = Describe(info, spec);  // with the actor's resources, once
     absl::MutexLock lock(&mu_);
     actor_placement_ = std::move(placement);
   } else if (!spec.actor_id().empty()) {
     absl::MutexLock lock(&mu_);
-    tls_current_task.placement_group_id = actor_placement_.placement_group_id;
-    tls_current_task.bundle_index = actor_placement_.bundle_index;
-    tls_current_task.capture_child_tasks = actor_placement_.capture_child_tasks;
+    info.placement_group_id = actor_placement_.placement_group_id;
+    info.bundle_index = actor_placement_.bundle_index;
+    info.capture_child_tasks = actor_placement_.capture_child_tasks;
   }
-  if (one_at_a_time_.load(std::memory_order_relaxed)) {
-    absl::MutexLock lock(&sole_mu_);
-    sole_spec_ = &spec;
-    sole_task_ = tls_current_task;
-  }
+  running_.Enter(spec, std::move(info));
   task_events_.Add(spec, rpc::TaskEvent::RUNNING, config_.node_id.Hex(), config_.worker_id.Hex());
 }
 
-void CoreWorker::Impl::EndPushedTask(const TaskId& task) {
-  if (one_at_a_time_.load(std::memory_order_relaxed)) {
-    absl::MutexLock lock(&sole_mu_);
-    if (sole_spec_ == tls_current_spec) {
-      sole_spec_ = nullptr;
-      sole_task_ = CurrentTaskInfo{};
-    }
-  }
-  tls_current_task = CurrentTaskInfo{};
-  tls_current_spec = nullptr;
-  if (tls_submitted_children) {
-    tls_submitted_children = false;
-    absl::MutexLock lock(&mu_);
-    children_.erase(task);
-  }
-}
+void CoreWorker::Impl::EndPushedTask(const TaskId&) { running_.Leave(); }
 
 // ---------------------------------------------------------------------------------------------
 // CoreWorker

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "src/scheduler/label_selector.h"
+#include "src/worker/task_spec.h"
 
 namespace shoal {
 namespace {
@@ -126,6 +127,25 @@ absl::Status PlacementGroupClient::CheckRequest(const rpc::SchedulingStrategy& s
         absl::StrCat("placement group ", group->Hex(), " was removed: nothing can be scheduled in it"));
   }
   return CheckFitsBundle(request, entry->bundles, strategy.placement_group_bundle_index());
+}
+
+absl::StatusOr<TaskOptions> PlacementGroupClient::Resolve(const TaskOptions& options, const CurrentTaskInfo& running) {
+  TaskOptions out = options;
+  if (!options.explicit_strategy && options.strategy.kind() == rpc::SchedulingStrategy::DEFAULT &&
+      running.capture_child_tasks && !running.placement_group_id.empty()) {
+    auto selector = std::move(*out.strategy.mutable_label_selector());
+    out.strategy.Clear();
+    *out.strategy.mutable_label_selector() = std::move(selector);
+    out.strategy.set_kind(rpc::SchedulingStrategy::PLACEMENT_GROUP);
+    out.strategy.set_placement_group_id(running.placement_group_id);
+    out.strategy.set_placement_group_bundle_index(-1);
+    out.strategy.set_placement_group_capture_child_tasks(true);
+  }
+  if (out.strategy.kind() != rpc::SchedulingStrategy::PLACEMENT_GROUP) return out;
+  absl::StatusOr<ResourceSet> request = TaskResources(out);
+  if (!request.ok()) return request.status();
+  if (auto s = CheckRequest(out.strategy, *request); !s.ok()) return s;
+  return out;
 }
 
 }  // namespace shoal

@@ -27,6 +27,7 @@
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/gcs_client/gcs_client.h"
+#include "src/worker/core_worker.h"
 
 namespace shoal {
 
@@ -65,6 +66,10 @@ class PlacementGroupClient {
   absl::StatusOr<bool> Wait(const PlacementGroupId& group, absl::Duration timeout);
   // For a PLACEMENT_GROUP strategy: OK when `request` may be submitted into the group.
   absl::Status CheckRequest(const rpc::SchedulingStrategy& strategy, const ResourceSet& request);
+  // `options` with the placement group it runs in: its own strategy's, else (no strategy named)
+  // that of `running` (the calling task) when it captures child tasks. A request for a group is
+  // checked against the group's bundles (CheckRequest) before anything is submitted.
+  absl::StatusOr<TaskOptions> Resolve(const TaskOptions& options, const CurrentTaskInfo& running);
 
  private:
   struct Cached {

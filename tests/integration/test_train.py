@@ -378,3 +378,34 @@ def test_checkpoint_book_keeps_the_best_by_score_and_always_the_latest(tmp_path)
         (tmp_path / "r" / f"checkpoint_{index:06d}").mkdir(parents=True)
         recent.register(index, {})
     assert [p.name for p in (tmp_path / "r").glob("checkpoint_*")] == ["checkpoint_000002"]
+
+
+def test_runs_named_by_default_in_the_same_second_get_a_directory_each(tmp_path):
+    """Default run names are the trainer's class and the second it started (as in Ray); runs that
+    start in the same second, in separate processes, each claim their own directory."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from shoal.train import _storage; "
+            "print(_storage.claim_fresh_dir(None, sys.argv[2], 'DataParallelTrainer_2026-12-07_12-43-28'))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, PYTHON_DIR, str(tmp_path)], stdout=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    names = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+    base = "DataParallelTrainer_2026-12-07_12-43-28"
+    assert names == sorted([base, base + "_2", base + "_3", base + "_4"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
+    # Two runs sharing one named directory check it at once without removing each other's probe.
+    from shoal.train import _storage
+    errors = []
+
+    def check():
+        for _ in range(50):
+            try:
+                _storage.check_writable(None, str(tmp_path / base))
+            except _storage.StorageError as e:
+                errors.append(e)
+
+    threads = [threading.Thread(target=check) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert list((tmp_path / base).iterdir()) == []

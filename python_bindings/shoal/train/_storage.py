@@ -1,9 +1,11 @@
 """Where runs keep their checkpoints and results: a local directory, or any filesystem pyarrow
 serves (s3:// first of all). `fs` None means the local filesystem through os and shutil, so
 that runs on local paths never import pyarrow."""
+import itertools
 import os
 import shutil
 import urllib.parse
+import uuid
 
 
 class StorageError(OSError):
@@ -86,6 +88,25 @@ def makedirs(fs, path):
         fs.create_dir(path, recursive=True)
 
 
+def claim_fresh_dir(fs, root, name):
+    """Creates and answers the first of `name`, `name_2`, `name_3`, ... that is not yet a directory
+    under `root`. On a local disk the claim is atomic (mkdir), so runs that start in the same second
+    in different processes, and so get the same timestamped default name, get a directory each."""
+    for n in itertools.count(1):
+        candidate = name if n == 1 else f"{name}_{n}"
+        path = join(root, candidate)
+        if fs is None:
+            os.makedirs(root, exist_ok=True)
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                continue
+            return candidate
+        if not exists(fs, path):
+            fs.create_dir(path, recursive=True)
+            return candidate
+
+
 def exists(fs, path):
     if fs is None:
         return os.path.exists(path)
@@ -160,7 +181,7 @@ def read_text(fs, path):
 def check_writable(fs, path):
     """Creates `path` and writes and removes a probe file in it; StorageError naming the path
     and the cause when it cannot."""
-    probe = join(path, ".shoal_write_probe")
+    probe = join(path, f".shoal_write_probe_{os.getpid()}_{uuid.uuid4().hex[:8]}")  # runs may share `path`
     try:
         makedirs(fs, path)
         write_text(fs, probe, "ok")

@@ -6,7 +6,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from shoal.train._checkpoint import Checkpoint
 from shoal.train._config import RunConfig, ScalingConfig
-from shoal.train._run import TrainingFailedError, TrainingRun
+from shoal.train import _storage
+from shoal.train._run import TrainingFailedError, TrainingRun, _default_storage
 
 
 @dataclasses.dataclass
@@ -113,7 +114,11 @@ class DataParallelTrainer:
         """Runs the training to the end; answers its Result, or raises TrainingFailedError."""
         from shoal._private import runtime
         runtime.connect()  # Ray's implicit init
-        name = self.run_config.name or self._default_name()
+        name = self.run_config.name
+        if not name:
+            fs, root = _storage.resolve(self.run_config.storage_path or _default_storage(),
+                                        self.run_config.storage_filesystem)
+            name = _storage.claim_fresh_dir(fs, root, self._default_name())
         result = self._training_run(self.train_loop_config, self.run_config, name).execute()
         result.config = self.train_loop_config
         if result.error is not None:

@@ -346,8 +346,9 @@ class _Experiment:
         name = (getattr(trainable, "__name__", None) or type(trainable).__name__) if not self.is_trainer \
             else type(trainable).__name__
         self.trainable_name = name if name != "<lambda>" else "lambda"
-        self.name = rc.name or f"{self.trainable_name}_{datetime.datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}"
         self.fs, root = _storage.resolve(rc.storage_path or default_storage_path(), rc.storage_filesystem)
+        self.name = rc.name or _storage.claim_fresh_dir(
+            self.fs, root, f"{self.trainable_name}_{datetime.datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}")
         self.exp_dir = _storage.join(root, self.name)
         self.verbose = 1 if rc.verbose is None else rc.verbose
         self.required = [k for k in self.scheduler.required_keys() if k] + ([tc.metric] if tc.metric else [])
