@@ -214,6 +214,7 @@ void ShutdownAtExit() { Shutdown(); }
 
 // Worker mode: serve tasks until the raylet lets this process go, then exit.
 [[noreturn]] void RunWorker() {
+  InstallCrashHandler();
   // The log goes to the session's logs/, as shoal-worker's does.
   if (const char* session = std::getenv("SHOAL_SESSION_DIR"); session != nullptr && *session != '\0') {
     const char* id = std::getenv("SHOAL_WORKER_ID");

@@ -66,6 +66,7 @@ void ReportFatal(const std::string& message) {
 
 std::optional<int> ParseDaemonFlags(FlagSet& flags, int argc, char** argv) {
   ConfigureMutexChecks();
+  InstallCrashHandler();
   absl::Status s = flags.Parse(argc, argv);
   if (s.ok()) return std::nullopt;
   if (absl::IsCancelled(s)) {

@@ -1,10 +1,14 @@
 #include "src/common/system.h"
 
+#include <execinfo.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/statvfs.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -52,6 +56,35 @@ std::string Hostname() {
   char buf[256] = {0};
   if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
   return buf;
+}
+
+namespace {
+
+void OnFatalSignal(int sig, siginfo_t* info, void*) {
+  // Only async-signal-safe calls here (backtrace was called once before, so it does not load
+  // its unwinder now).
+  char line[128];
+  const char* name = sigabbrev_np(sig);
+  int n = std::snprintf(line, sizeof(line), "*** SIG%s (signal %d) received, fault address %p, pid %d; stack:\n",
+                        name != nullptr ? name : "?", sig, info != nullptr ? info->si_addr : nullptr, getpid());
+  if (n > 0) (void)!write(STDERR_FILENO, line, std::min<size_t>(n, sizeof(line) - 1));
+  void* frames[64];
+  int depth = backtrace(frames, 64);
+  backtrace_symbols_fd(frames, depth, STDERR_FILENO);
+  signal(sig, SIG_DFL);  // die of it, as without the handler
+  raise(sig);
+}
+
+}  // namespace
+
+void InstallCrashHandler() {
+  void* warm[1];
+  (void)backtrace(warm, 1);
+  struct sigaction action = {};
+  action.sa_sigaction = OnFatalSignal;
+  action.sa_flags = SA_SIGINFO | SA_RESETHAND;
+  sigemptyset(&action.sa_mask);
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) sigaction(sig, &action, nullptr);
 }
 
 void ConfigureMutexChecks() {

@@ -23,4 +23,9 @@ std::string Hostname();
 // SHOAL_MUTEX_DEADLOCK_DETECTION=1 asks to keep it (for debugging lock order).
 void ConfigureMutexChecks();
 
+// A fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) prints the signal and the stack (as
+// backtrace_symbols_fd writes it: module+offset, for addr2line) to stderr, which for Shoal's
+// processes is their log in the session's logs/, then dies of it as before. For Shoal's own processes and C++ API workers; a driver's signals stay its own.
+void InstallCrashHandler();
+
 }  // namespace shoal

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "src/common/daemon.h"
 #include "src/common/session.h"
+#include "src/common/system.h"
 #include "src/worker/core_worker.h"
 
 namespace {
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
     shoal::ReportFatal("shoal-worker runs only as a worker started by a raylet (SHOAL_WORKER_MODE=1)");
     return 2;
   }
+  shoal::InstallCrashHandler();
   if (const char* session = std::getenv("SHOAL_SESSION_DIR"); session != nullptr && *session != '\0') {
     const char* id = std::getenv("SHOAL_WORKER_ID");
     std::string name = absl::StrCat("worker-", id != nullptr ? std::string(id).substr(0, 8) : "", "-", getpid());

@@ -208,13 +208,48 @@ class Cluster:
                 os.kill(pid, signal.SIGKILL)
 
 
+def worker_deaths(root, tail_lines=40):
+    """What the raylets under `root` logged of workers that died, with the end of the error log
+    of each one a signal killed (its stack, from the crash handler): printed when a test fails,
+    so that a crash in CI says where it happened."""
+    out, shown = [], set()
+    for session in sorted(session_dirs(root)):
+        for log in sorted(glob.glob(os.path.join(session, "logs", "raylet*.log"))):
+            with open(log, errors="replace") as f:
+                for line in f:
+                    if "killed by signal" not in line and "exited with code" not in line:
+                        continue
+                    out.append(line.rstrip())
+                    path = line.rsplit("; see ", 1)[1].strip() if "; see " in line else None
+                    if "killed by signal" in line and path and path not in shown:
+                        shown.add(path)
+                        try:
+                            with open(path, errors="replace") as err:
+                                out.extend("    " + l.rstrip() for l in err.readlines()[-tail_lines:])
+                        except OSError:
+                            pass
+    return "\n".join(out)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "report_" + report.when, report)
+
+
 @pytest.fixture
-def cluster():
+def cluster(request):
     # A short root, so that each raylet's object-store socket fits in a Unix socket path
     # (108 bytes) inside its session directory and nothing is placed outside the root.
     root = tempfile.mkdtemp(prefix="shoal-t-", dir="/tmp")
     c = Cluster(root)
     yield c
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        deaths = worker_deaths(root)
+        if deaths:
+            print(f"--- workers that died in this test's cluster ---\n{deaths}")
     c.teardown()
     shutil.rmtree(root, ignore_errors=True)
 

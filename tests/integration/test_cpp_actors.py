@@ -7,15 +7,17 @@ Multi-node tests use three nodes:
     node B  2 CPUs, 1 GPU,  custom resources B and W
 Waits are bounded; no test asserts a duration.
 """
+import glob
 import json
 import os
+import re
 import signal
 import subprocess
 
 import pytest
 
 import conftest
-from conftest import BIN, assert_resources_back, last_json, node_with, process_alive, wait_until
+from conftest import BIN, assert_resources_back, last_json, node_with, process_alive, wait_until, worker_deaths
 
 DRIVER = os.path.join(BIN, "shoal_actor_driver")
 
@@ -224,3 +226,21 @@ def test_actor_example(cluster):
     assert "Add(-1) failed: std::invalid_argument" in proc.stdout
     assert "by name: 210" in proc.stdout
     assert "after Kill: ActorDiedError" in proc.stdout
+
+
+def test_a_crashed_worker_leaves_its_stack_trace_in_its_log(cluster):
+    """Shoal's C++ processes print a fatal signal's stack trace to their log, and the raylet says
+    which worker died of what and where its log is (what the harness prints when a test fails)."""
+    cluster.start_head("--num-cpus", 1)
+    run_driver(cluster, "named-create", "--name", "crashes", "--namespace", "ns1")  # detached: outlives the driver
+    started = []
+    for log in glob.glob(os.path.join(cluster.root, "session_*", "logs", "raylet*.log")):
+        with open(log) as f:
+            started += [int(m) for m in re.findall(r"started worker \w+ \(pid (\d+)\)", f.read())]
+    alive = sorted({pid for pid in started if process_alive(pid)})
+    assert len(alive) == 1, started
+    os.kill(alive[0], signal.SIGSEGV)
+    wait_until(lambda: "killed by signal 11" in worker_deaths(cluster.root), 30, what="the raylet to see the crash")
+    deaths = worker_deaths(cluster.root)
+    assert "*** SIGSEGV (signal 11) received" in deaths, deaths
+    assert "shoal_actor_driver(" in deaths, deaths  # the stack names the worker's frames
