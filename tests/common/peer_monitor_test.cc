@@ -50,7 +50,7 @@ std::set<std::string> CheckUntil(PeerMonitor& monitor, const std::set<std::strin
   return dead;
 }
 
-TEST_CASE("a live peer is never dead; one that stops listening is, after the timeout") {
+TEST_CASE("a live peer is never dead, one that stops listening is, after the timeout") {
   LiveServer live;
   std::string closed;
   {

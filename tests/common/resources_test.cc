@@ -554,7 +554,7 @@ TEST_CASE("ResourceInstances with capacities below 1: whole requests need a full
   CHECK(D(inst.free()) == std::vector<double>{0, 0.5, 1});
 }
 
-TEST_CASE("ResourceInstances Grow and Shrink change capacities; Shrink needs the share free",
+TEST_CASE("ResourceInstances Grow and Shrink change capacities, Shrink needs the share free",
           "[resources][instances]") {
   ResourceInstances inst(std::vector<FixedPoint>(2));
   REQUIRE_OK(inst.Grow({FP(0.5), FixedPoint()}));

@@ -137,7 +137,7 @@ TEST_CASE("ActorDiedError is a shoal::Error") {
 }
 
 // One actor per process: this is the only test case that creates one.
-TEST_CASE("a worker runs the factory once, then methods on that instance; misuse is an error, not a crash") {
+TEST_CASE("a worker runs the factory once, then methods on that instance, misuse is an error, not a crash") {
   CHECK_THAT(Message(Run("Counter::Add", {Pack(1)})), Catch::Contains("hosts no actor"));
   CHECK_THAT(Message(Run("Other::Null", {})), Catch::Contains("Other::Null returned null"));
   CHECK_THAT(Message(Run("Counter::Add", {Pack(1)})), Catch::Contains("hosts no actor"));

@@ -55,7 +55,7 @@ TEST_CASE("task events: states move forward and are counted", "[task_events]") {
   CHECK(table.List(10, "02000000").tasks_size() == 0);
 }
 
-TEST_CASE("task events: the table is bounded; terminal counts stay", "[task_events]") {
+TEST_CASE("task events: the table is bounded, terminal counts stay", "[task_events]") {
   TaskEventTable table(TaskEventLimits{.max_tasks = 100});
   const JobId job = *JobId::FromHex("01000000");
   for (int i = 0; i < 1000; ++i) {

@@ -381,7 +381,7 @@ TEST_CASE("A node with scheduling disabled never grants leases itself", "[lease_
   CHECK(t.leases.Available() == t.Total());
 }
 
-TEST_CASE("A cancelled request is forgotten; one waiting for its worker gives its resources back",
+TEST_CASE("A cancelled request is forgotten, one waiting for its worker gives its resources back",
           "[lease_manager]") {
   LeaseTest t;
   uint64_t infeasible = t.Request({{"CPU", 16}});
@@ -811,7 +811,7 @@ TEST_CASE("a runtime env that cannot be set up rejects its requests with RUNTIME
   CHECK(t.Grant({{"CPU", 1}}).kind() == Reply::GRANTED);
 }
 
-TEST_CASE("a raylet without a runtime env provider refuses requests that name an env; invalid envs are refused") {
+TEST_CASE("a raylet without a runtime env provider refuses requests that name an env, invalid envs are refused") {
   LeaseTest t(Options{.runtime_envs = false});
   const uint64_t id = t.Send(EnvRequest("1"));
   CHECK(t.ReplyOf(id).kind() == Reply::REJECTED);

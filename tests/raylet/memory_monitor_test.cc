@@ -335,7 +335,7 @@ TEST_CASE("Nothing leased or a failed reading: nothing is killed", "[memory_moni
   CHECK(t.Tick().has_value());
 }
 
-TEST_CASE("A zero refresh period disables the monitor; a threshold of 1 never fires", "[memory_monitor]") {
+TEST_CASE("A zero refresh period disables the monitor, a threshold of 1 never fires", "[memory_monitor]") {
   MonitorTest off(MemoryMonitorOptions{.usage_threshold = 0.5, .refresh_period = absl::ZeroDuration()});
   off.reader.used = off.reader.total;
   CHECK_FALSE(off.monitor.enabled());

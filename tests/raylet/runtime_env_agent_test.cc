@@ -176,7 +176,7 @@ std::string Python() {
   return "";
 }
 
-TEST_CASE("pip installs a wheel into a virtualenv that sees the system's packages; a bad requirement fails") {
+TEST_CASE("pip installs a wheel into a virtualenv that sees the system's packages, a bad requirement fails") {
   const std::string python = Python();
   REQUIRE_FALSE(python.empty());  // Python workers need it on every node
   Fixture f;
@@ -209,7 +209,7 @@ TEST_CASE("pip installs a wheel into a virtualenv that sees the system's package
   CHECK(f.agent->stats().envs == 1);
 }
 
-TEST_CASE("unused packages are deleted beyond the cache size, least recently used first; used ones stay") {
+TEST_CASE("unused packages are deleted beyond the cache size, least recently used first, used ones stay") {
   Fixture f(/*max_unused_packages=*/0);
   rpc::RuntimeEnv a, b;
   a.set_working_dir(kWorkingDir);

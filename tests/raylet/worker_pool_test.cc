@@ -84,7 +84,7 @@ TEST_CASE("A started worker gets the SHOAL_* environment and its own log files",
   CHECK(t.pool.NumStarting(kKey) == 1);
 }
 
-TEST_CASE("A worker is usable once it registers; unknown ids are refused", "[worker_pool]") {
+TEST_CASE("A worker is usable once it registers, unknown ids are refused", "[worker_pool]") {
   PoolTest t;
   auto id = t.pool.StartWorker(kKey);
   REQUIRE_OK(id);
@@ -246,7 +246,7 @@ TEST_CASE("Spawn errors and bad commands are returned", "[worker_pool]") {
   CHECK(t.pool.CanStartWorker());
 }
 
-TEST_CASE("KillWorker removes a worker quietly; the pool kills the rest when destroyed", "[worker_pool]") {
+TEST_CASE("KillWorker removes a worker quietly, the pool kills the rest when destroyed", "[worker_pool]") {
   FakeClock clock;
   FakeProcessSpawner spawner;
   {
@@ -292,7 +292,7 @@ std::string ReadFile(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-TEST_CASE("A leased worker records when; a killed one is exiting until reaped", "[worker_pool]") {
+TEST_CASE("A leased worker records when, a killed one is exiting until reaped", "[worker_pool]") {
   PoolTest t;
   WorkerId id = t.StartRegistered();
   t.clock.Advance(absl::Seconds(7));

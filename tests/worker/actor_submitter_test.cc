@@ -129,7 +129,7 @@ TEST_CASE("a broken push retries on the restarted actor, numbering from 0 again"
   CHECK(t.transport.pushes[1].request.spec().sequence_number() == 1);
 }
 
-TEST_CASE("without retries a broken call fails; an undelivered one waits for the GCS", "[actor_submitter]") {
+TEST_CASE("without retries a broken call fails, an undelivered one waits for the GCS", "[actor_submitter]") {
   SubmitterTest t;
   t.submitter.AddActor(t.actor, 0);
   t.Answer(rpc::ActorInfo::ALIVE, "w1:1", 1);
@@ -214,7 +214,7 @@ TEST_CASE("max_pending refuses a call while that many are unfinished", "[actor_s
   CHECK(t.submitter.Reserve(t.actor, 2).ok());  // one pending again: below the limit
 }
 
-TEST_CASE("cancel: a waiting call fails TASK_CANCELLED and is never pushed; later calls go on",
+TEST_CASE("cancel: a waiting call fails TASK_CANCELLED and is never pushed, later calls go on",
           "[actor_submitter]") {
   SubmitterTest t;
   t.submitter.AddActor(t.actor, 0);
@@ -234,7 +234,7 @@ TEST_CASE("cancel: a waiting call fails TASK_CANCELLED and is never pushed; late
   CHECK_FALSE(t.submitter.Cancel(TaskId::ForActorTask(ActorId::Of(kJob))).found);  // an actor not followed
 }
 
-TEST_CASE("cancel: a pushed call names its worker; a dropped push fails TASK_CANCELLED without retry",
+TEST_CASE("cancel: a pushed call names its worker, a dropped push fails TASK_CANCELLED without retry",
           "[actor_submitter]") {
   SubmitterTest t;
   t.submitter.AddActor(t.actor, /*max_task_retries=*/-1);

@@ -168,7 +168,7 @@ TEST_CASE("service: GetObject's long poll ends not ready at the clock's deadline
   CHECK(absl::StrContains(answer.status().message(), "was freed"));
 }
 
-TEST_CASE("service: a driver refuses pushed tasks; a worker runs them", "[core_worker_service]") {
+TEST_CASE("service: a driver refuses pushed tasks, a worker runs them", "[core_worker_service]") {
   rpc::PushTaskRequest request;
   request.mutable_spec()->set_task_id(TaskId::ForNormalTask(kJob).Binary());
   request.mutable_spec()->set_function_name("f");
@@ -344,7 +344,7 @@ TEST_CASE("push streams: a burst of pushes to one worker is answered push by pus
   }
 }
 
-TEST_CASE("push streams: a driver refuses them; nobody listening is undelivered", "[push_streams]") {
+TEST_CASE("push streams: a driver refuses them, nobody listening is undelivered", "[push_streams]") {
   Served driver(/*runs_tasks=*/false);
   PushStreams streams(Stubs());
   Answers answers;
@@ -372,7 +372,7 @@ TEST_CASE("push streams: a driver refuses them; nobody listening is undelivered"
   CHECK(IsUndelivered(answers.got[1].status));
 }
 
-TEST_CASE("push streams: pushes in flight fail when the worker goes; the next push opens a new stream",
+TEST_CASE("push streams: pushes in flight fail when the worker goes, the next push opens a new stream",
           "[push_streams]") {
   absl::Notification release;
   std::atomic<int> started{0};

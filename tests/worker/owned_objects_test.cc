@@ -130,7 +130,7 @@ TEST_CASE_METHOD(Fixture, "objects: a borrowed value is fetched once from its ow
   CHECK(memory.GetIfReady(borrowed)->inline_data() == "remote");
 }
 
-TEST_CASE_METHOD(Fixture, "objects: a borrowed value's owner gone is OWNER_DIED; freed is OBJECT_LOST",
+TEST_CASE_METHOD(Fixture, "objects: a borrowed value's owner gone is OWNER_DIED, freed is OBJECT_LOST",
                  "[owned_objects]") {
   const ObjectId a = ObjectId::FromTask(TaskId::ForNormalTask(JobId::FromInt(6)), 1);
   const ObjectId b = ObjectId::FromTask(TaskId::ForNormalTask(JobId::FromInt(6)), 2);

@@ -58,7 +58,7 @@ TEST_CASE_METHOD(Fixture, "task manager: refs this worker does not know are refu
   CHECK(refs.size() == 0);  // no return objects added
 }
 
-TEST_CASE_METHOD(Fixture, "task manager: returns are owned; large values go to the store", "[task_manager]") {
+TEST_CASE_METHOD(Fixture, "task manager: returns are owned, large values go to the store", "[task_manager]") {
   const rpc::TaskSpec spec = Spec("f", 2);
   std::vector<TaskArg> args{TaskArg::Value("small"), TaskArg::Value(std::string(kMaxInlineObjectSize + 1, 'x'))};
   auto returns = tasks.Prepare(spec, args, {}, false);

@@ -204,7 +204,7 @@ TEST_CASE("receiver: each concurrency group runs up to its own limit", "[task_re
   loop.join();
 }
 
-TEST_CASE("receiver: a call naming an unknown group is refused in its turn; the caller's next calls run",
+TEST_CASE("receiver: a call naming an unknown group is refused in its turn, the caller's next calls run",
           "[task_receiver]") {
   FakeClock clock;
   Runner runner;
@@ -271,7 +271,7 @@ TEST_CASE("receiver: exit answers calls still queued in groups and joins the gro
   CHECK(calls[0]->Await().ok());
 }
 
-TEST_CASE("receiver: a queued call can be cancelled before it runs; a running one cannot", "[task_receiver]") {
+TEST_CASE("receiver: a queued call can be cancelled before it runs, a running one cannot", "[task_receiver]") {
   FakeClock clock;
   Gate gate;
   TaskReceiver receiver(clock, gate.Fn(), {});
@@ -341,7 +341,7 @@ TEST_CASE("receiver: a worker exits after max_calls of a function", "[task_recei
   CHECK(receiver.exiting());
 }
 
-TEST_CASE("receiver: actor calls run in each caller's order; gaps are released", "[task_receiver]") {
+TEST_CASE("receiver: actor calls run in each caller's order, gaps are released", "[task_receiver]") {
   FakeClock clock;
   Runner runner;
   TaskReceiver receiver(clock, runner.Fn(), {.sequence_gap_timeout = absl::Seconds(2)});
@@ -536,7 +536,7 @@ TEST_CASE("receiver: an async actor starts up to max_concurrency calls without t
   loop.join();
 }
 
-TEST_CASE("receiver: an async actor's streaming calls run on threads; its groups count their own calls",
+TEST_CASE("receiver: an async actor's streaming calls run on threads, its groups count their own calls",
           "[task_receiver]") {
   FakeClock clock;
   Runner runner;
@@ -590,7 +590,7 @@ TEST_CASE("receiver: a call that finishes inside its own start lets the next one
   loop.join();
 }
 
-TEST_CASE("receiver: an async call waiting for a slot can be cancelled; Drain answers those in flight and drops "
+TEST_CASE("receiver: an async call waiting for a slot can be cancelled, Drain answers those in flight and drops "
           "a finish that comes later", "[task_receiver]") {
   FakeClock clock;
   Runner runner;
