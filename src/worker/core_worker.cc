@@ -41,6 +41,8 @@
 #include "src/worker/actor_submitter.h"
 #include "src/worker/call_gate.h"
 #include "src/worker/core_worker_service.h"
+#include "src/common/tls.h"
+#include "src/worker/direct_push.h"
 #include "src/worker/dependency_resolver.h"
 #include "src/worker/generator_streams.h"
 #include "src/worker/grpc_transport.h"
@@ -172,6 +174,7 @@ class CoreWorker::Impl final {
  private:
 
   absl::Status StartServer();
+  void StartDirectPushes();
   absl::Status RegisterJob();
   absl::Status RegisterWithRaylet();
   // Every kTickPeriod on the loop: lease returns and retries, memory-store deadlines, actor
@@ -233,6 +236,7 @@ class CoreWorker::Impl final {
   std::unique_ptr<TaskReceiver> receiver_;  // pushed tasks (a driver's stays empty)
   std::unique_ptr<CoreWorkerService> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<DirectPushServer> direct_server_;  // workers only; stopped right after server_
   bool job_registered_ = false;
 
   // An idle core worker ticks every kIdleTickPeriod (hundreds of idle actors' workers on one
@@ -385,6 +389,7 @@ absl::Status CoreWorker::Impl::StartServer() {
     }
     server_ = std::move(*server);
     address_ = absl::StrCat(config_.node_ip, ":", port);
+    StartDirectPushes();
     return absl::OkStatus();
   }
   if (config_.min_port > 0) {
@@ -392,6 +397,20 @@ absl::Status CoreWorker::Impl::StartServer() {
                                                " on ", config_.node_ip, " (--min-worker-port/--max-worker-port)"));
   }
   return last;
+}
+
+void CoreWorker::Impl::StartDirectPushes() {
+  // Not with TLS (the sockets are not encrypted) nor with a worker port range (its port would
+  // not keep to it): callers then push over the PushTasks stream (direct_push.h).
+  if (config_.mode != CoreWorkerOptions::Mode::kWorker || CurrentTlsFiles().enabled() || config_.min_port > 0) return;
+  direct_server_ = std::make_unique<DirectPushServer>(*receiver_);
+  absl::StatusOr<int> port = direct_server_->Start(config_.node_ip);
+  if (!port.ok()) {
+    spdlog::warn("direct pushes are off for this worker: {}", port.status().ToString());
+    direct_server_.reset();
+    return;
+  }
+  service_->SetDirectPushPort(*port);
 }
 
 absl::Status CoreWorker::Impl::RegisterJob() {
@@ -477,6 +496,7 @@ CoreWorker::Impl::~Impl() {
   // answered Unavailable instead of reaching a destroyed object.
   if (receiver_) receiver_->Drain();  // joins a concurrent actor's threads; pushes not run: Unavailable
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+  if (direct_server_) direct_server_->Stop();
   if (job_registered_) {
     absl::Status s = gcs_.WithTimeout(kShutdownRpcTimeout).MarkJobFinished(job_id_);
     if (!s.ok()) spdlog::warn("could not mark job {} finished: {}", job_id_.Hex(), s.ToString());

@@ -121,17 +121,7 @@ class PushTasksReactor : public grpc::ServerBidiReactor<rpc::PushTaskBatch, rpc:
     if (finish) Finish(grpc::Status::OK);
   }
 
-  void FillBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    sending_.Clear();
-    size_t bytes = 0;
-    while (!answers_.empty()) {
-      const size_t size = answers_.front().ByteSizeLong();
-      if (sending_.answers_size() > 0 && bytes + size > PushStreams::kMaxBatchBytes) break;
-      bytes += size;
-      sending_.add_answers()->Swap(&answers_.front());
-      answers_.pop_front();
-    }
-  }
+  void FillBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { TakeAnswerBatch(answers_, sending_); }
 
   // Whether the stream is done (the caller stopped sending, everything answered and written):
   // then the caller calls Finish, outside mu_ (gRPC deletes the reactor after it).
@@ -323,6 +313,16 @@ grpc::ServerUnaryReactor* CoreWorkerService::CancelTask(grpc::CallbackServerCont
     }
     if (handler) handler(task->Hex());
   }
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CoreWorkerService::DirectPushPort(grpc::CallbackServerContext* ctx,
+                                                            const rpc::DirectPushPortRequest*,
+                                                            rpc::DirectPushPortReply* reply) {
+  SHOAL_AUTHENTICATE_REACTOR(ctx);
+  reply->set_port(options_.runs_tasks ? direct_push_port_.load(std::memory_order_relaxed) : 0);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -11,6 +11,7 @@
 //                 when the owner wants the next item (backpressure); Unavailable until it is set
 //   CancelTask -> (recursive) Options::cancel_children, then the interrupt handler for a running task, or, with force, Options::force_exit
 //   Ping       -> OK
+//   DirectPushPort -> the port SetDirectPushPort set (0 until then: pushes go over PushTasks)
 //   ListObjectRefs -> the reference counter's entries, with what the memory store knows of each
 // Every handler starts with the same line (the reactor), so a check common to all RPCs goes
 // right after it.
@@ -18,6 +19,8 @@
 // Ownership: the receiver, memory store, reference counter and clock are the caller's and
 // must outlive the service (and its server).
 #pragma once
+
+#include <atomic>
 
 #include <functional>
 #include <string>
@@ -68,6 +71,8 @@ class CoreWorkerService final : public rpc::CoreWorkerService::CallbackService {
   void SetInterruptHandler(InterruptHandler handler);
   // Receives the items of streaming generators this worker owns.
   void SetGeneratorItemHandler(GeneratorItemHandler handler);
+  // Where this worker takes pushes over a plain socket (DirectPushServer).
+  void SetDirectPushPort(int port) { direct_push_port_.store(port, std::memory_order_relaxed); }
 
   grpc::ServerUnaryReactor* PushTask(grpc::CallbackServerContext* ctx, const rpc::PushTaskRequest* request,
                                      rpc::PushTaskReply* reply) override;
@@ -86,6 +91,8 @@ class CoreWorkerService final : public rpc::CoreWorkerService::CallbackService {
                                                 rpc::ReportGeneratorItemReply* reply) override;
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* ctx, const rpc::PingRequest* request,
                                  rpc::PingReply* reply) override;
+  grpc::ServerUnaryReactor* DirectPushPort(grpc::CallbackServerContext* ctx, const rpc::DirectPushPortRequest* request,
+                                           rpc::DirectPushPortReply* reply) override;
   grpc::ServerUnaryReactor* ListObjectRefs(grpc::CallbackServerContext* ctx, const rpc::ListObjectRefsRequest* request,
                                            rpc::ListObjectRefsReply* reply) override;
 
@@ -95,6 +102,7 @@ class CoreWorkerService final : public rpc::CoreWorkerService::CallbackService {
   const ReferenceCounter& refs_;
   const Clock& clock_;
   const Options options_;
+  std::atomic<int> direct_push_port_{0};
 
   absl::Mutex mu_;
   LogHandler log_handler_ ABSL_GUARDED_BY(mu_);

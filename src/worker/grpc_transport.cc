@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "spdlog/spdlog.h"
 #include "src/common/lease_rpc.h"
 #include "src/common/rpc.h"
 
@@ -11,9 +12,13 @@ namespace {
 constexpr absl::Duration kShortCallTimeout = absl::Seconds(10);
 }  // namespace
 
-GrpcTransport::GrpcTransport(GcsClient gcs) : gcs_(std::move(gcs)), use_streams_([] {
+GrpcTransport::GrpcTransport(GcsClient gcs) : gcs_(std::move(gcs)), push_mode_([] {
   const char* value = std::getenv("SHOAL_PUSH_STREAMS");
-  return value == nullptr || std::string_view(value) != "0";
+  if (value == nullptr || *value == '\0' || std::string_view(value) == "direct") return PushMode::kDirect;
+  if (std::string_view(value) == "grpc") return PushMode::kStreams;
+  if (std::string_view(value) == "0") return PushMode::kUnary;
+  spdlog::warn("SHOAL_PUSH_STREAMS={} is none of direct, grpc and 0: pushes go direct", value);
+  return PushMode::kDirect;
 }()) {}
 
 GrpcTransport::~GrpcTransport() { Shutdown(absl::Seconds(2)); }
@@ -40,7 +45,11 @@ void GrpcTransport::ReturnFailedWorker(const std::string& raylet_address, const 
 
 void GrpcTransport::PushTask(const std::string& worker_address, rpc::PushTaskRequest request,
                              TaskTransport::PushCallback done) {
-  if (use_streams_) {
+  if (push_mode_ == PushMode::kDirect) {
+    direct_.Push(worker_address, std::move(request), std::move(done));
+    return;
+  }
+  if (push_mode_ == PushMode::kStreams) {
     pushes_.Push(worker_address, std::move(request), std::move(done));
     return;
   }
@@ -71,7 +80,16 @@ void GrpcTransport::GetActorInfo(const ActorId& actor, int64_t after_version, ab
   gcs_.AsyncGetActorInfo(actor, after_version, wait, std::move(done));
 }
 
+absl::StatusOr<int> GrpcTransport::DirectPushPort(const std::string& address) {
+  rpc::DirectPushPortReply reply;
+  absl::Status s = UnaryCall(*workers_.Get(address), &rpc::CoreWorkerService::Stub::DirectPushPort,
+                             rpc::DirectPushPortRequest(), &reply, {.timeout = absl::Seconds(5)});
+  if (!s.ok()) return s;
+  return reply.port();
+}
+
 void GrpcTransport::Shutdown(absl::Duration timeout) {
+  direct_.Shutdown(timeout);  // first: it hands pushes to the streams
   pushes_.Shutdown(timeout);
   calls_.Shutdown(timeout);
   gcs_.Shutdown(timeout);

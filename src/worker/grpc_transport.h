@@ -20,6 +20,7 @@
 #include "src/common/rpc_client.h"
 #include "src/gcs_client/gcs_client.h"
 #include "src/worker/actor_submitter.h"
+#include "src/worker/direct_push.h"
 #include "src/worker/owned_objects.h"
 #include "src/worker/push_streams.h"
 #include "src/worker/task_transport.h"
@@ -79,14 +80,23 @@ class GrpcTransport : public TaskTransport, public ActorTransport, public Object
                                absl::Duration timeout);
 
  private:
+  // The worker's DirectPushPort answer (blocks up to 5 s).
+  absl::StatusOr<int> DirectPushPort(const std::string& address);
+
   GcsClient gcs_;
   ChannelCache channels_;
   StubCache<rpc::LeaseService> raylets_{channels_};
   StubCache<rpc::CoreWorkerService> workers_{channels_};
-  // Pushes go over PushStreams unless $SHOAL_PUSH_STREAMS is 0 (then one PushTask RPC each: kept
-  // to compare the two in benchmarks).
-  const bool use_streams_;
+  // How pushes go, by $SHOAL_PUSH_STREAMS (kept to compare them in benchmarks): unset or
+  // "direct": over plain sockets (DirectPushes) where the worker takes them, else over its
+  // PushTasks stream; "grpc": always over the stream; "0": one PushTask RPC each.
+  enum class PushMode { kDirect, kStreams, kUnary };
+  const PushMode push_mode_;
   PushStreams pushes_{[this](const std::string& address) { return workers_.Get(address); }};
+  DirectPushes direct_{[this](const std::string& address) { return DirectPushPort(address); },
+                       [this](const std::string& address, rpc::PushTaskRequest request, PushCallback done) {
+                         pushes_.Push(address, std::move(request), std::move(done));
+                       }};
   AsyncCalls calls_;  // last: destroyed first, while the stubs are still there
 };
 

@@ -10,6 +10,18 @@
 
 namespace shoal {
 
+void TakeAnswerBatch(std::deque<rpc::PushTaskAnswer>& queue, rpc::PushTaskAnswers& batch) {
+  batch.Clear();
+  size_t bytes = 0;
+  while (!queue.empty()) {
+    const size_t size = queue.front().ByteSizeLong();
+    if (batch.answers_size() > 0 && bytes + size > PushStreams::kMaxBatchBytes) break;
+    bytes += size;
+    batch.add_answers()->Swap(&queue.front());
+    queue.pop_front();
+  }
+}
+
 // One stream to one worker. Lifetime: gRPC calls OnDone once the stream ended and every
 // operation on it completed; a hold (taken before StartCall) keeps OnDone back while a push
 // may still start a write from outside the reactions, and is released once the stream ended

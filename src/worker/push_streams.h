@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -26,6 +27,11 @@
 #include "shoal/worker.grpc.pb.h"
 
 namespace shoal {
+
+// Moves answers from the front of `queue` into `batch` (cleared first): every one queued up to
+// PushStreams::kMaxBatchBytes, and at least one when any is. The worker's end of both transports
+// (the PushTasks stream and direct pushes) writes its answers in such batches.
+void TakeAnswerBatch(std::deque<rpc::PushTaskAnswer>& queue, rpc::PushTaskAnswers& batch);
 
 class PushStreams {
  public:

@@ -28,6 +28,7 @@
 #include "src/worker/push_streams.h"
 #include "src/worker/task_transport.h"
 #include "tests/test_util/status_matchers.h"
+#include "tests/worker/push_test_util.h"
 
 namespace shoal {
 namespace {
@@ -279,37 +280,7 @@ TEST_CASE("service: CancelTask interrupts a running task, or exits with force", 
   REQUIRE_OK(pushed.get());
 }
 
-// What a PushStreams client's callbacks received, by push.
-struct Answers {
-  struct Got {
-    absl::Status status;
-    rpc::PushTaskReply reply;
-  };
-  PushStreams::Callback For(int i) {
-    return [this, i](absl::Status status, rpc::PushTaskReply reply) {
-      absl::MutexLock lock(&mu);
-      got.emplace(i, Got{std::move(status), std::move(reply)});
-      ++calls[i];
-    };
-  }
-  // Waits (bounded) for `n` answers.
-  bool Await(size_t n) {
-    absl::MutexLock lock(&mu);
-    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return got.size() >= n; };
-    return mu.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(20));
-  }
-  absl::Mutex mu;
-  std::map<int, Got> got ABSL_GUARDED_BY(mu);
-  std::map<int, int> calls ABSL_GUARDED_BY(mu);
-};
-
-rpc::PushTaskRequest NamedTask(const std::string& name) {
-  rpc::PushTaskRequest request;
-  request.mutable_spec()->set_task_id(TaskId::ForNormalTask(kJob).Binary());
-  request.mutable_spec()->set_function_name(name);
-  request.mutable_spec()->set_num_returns(1);
-  return request;
-}
+using Answers = PushAnswers;
 
 PushStreams::StubFor Stubs() {
   return [](const std::string& address) {
@@ -329,9 +300,9 @@ TEST_CASE("push streams: a burst of pushes to one worker is answered push by pus
   constexpr int kPushes = 500;
   // From two threads at once: one stream, shared.
   std::thread other([&] {
-    for (int i = 1; i < kPushes; i += 2) streams.Push(worker.address, NamedTask(absl::StrCat("f", i)), answers.For(i));
+    for (int i = 1; i < kPushes; i += 2) streams.Push(worker.address, NamedPush(absl::StrCat("f", i)), answers.For(i));
   });
-  for (int i = 0; i < kPushes; i += 2) streams.Push(worker.address, NamedTask(absl::StrCat("f", i)), answers.For(i));
+  for (int i = 0; i < kPushes; i += 2) streams.Push(worker.address, NamedPush(absl::StrCat("f", i)), answers.For(i));
   other.join();
   REQUIRE(answers.Await(kPushes));
   absl::MutexLock lock(&answers.mu);
@@ -348,22 +319,9 @@ TEST_CASE("push streams: a driver refuses them, nobody listening is undelivered"
   Served driver(/*runs_tasks=*/false);
   PushStreams streams(Stubs());
   Answers answers;
-  streams.Push(driver.address, NamedTask("f"), answers.For(0));
-  // A port nothing listens on: one the kernel handed out, closed again.
-  std::string closed;
-  {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-    socklen_t len = sizeof(addr);
-    REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    closed = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
-    close(fd);
-  }
-  streams.Push(closed, NamedTask("g"), answers.For(1));
+  streams.Push(driver.address, NamedPush("f"), answers.For(0));
+  const std::string closed = absl::StrCat("127.0.0.1:", ClosedLoopbackPort());
+  streams.Push(closed, NamedPush("g"), answers.For(1));
   REQUIRE(answers.Await(2));
   absl::MutexLock lock(&answers.mu);
   CHECK(answers.got[0].status.code() == absl::StatusCode::kFailedPrecondition);
@@ -388,8 +346,8 @@ TEST_CASE("push streams: pushes in flight fail when the worker goes, the next pu
   worker->StartLoop();
   PushStreams streams(Stubs());
   Answers answers;
-  streams.Push(worker->address, NamedTask("slow"), answers.For(0));
-  streams.Push(worker->address, NamedTask("queued"), answers.For(1));
+  streams.Push(worker->address, NamedPush("slow"), answers.For(0));
+  streams.Push(worker->address, NamedPush("queued"), answers.For(1));
   while (started.load() == 0) absl::SleepFor(absl::Milliseconds(1));
   // The worker's server goes (its streams are cancelled); the task it runs ends afterwards.
   std::thread stop([&] { worker->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(100))); });
@@ -412,7 +370,7 @@ TEST_CASE("push streams: pushes in flight fail when the worker goes, the next pu
     return r;
   });
   again.StartLoop();
-  streams.Push(again.address, NamedTask("fresh"), answers.For(2));
+  streams.Push(again.address, NamedPush("fresh"), answers.For(2));
   REQUIRE(answers.Await(3));
   absl::MutexLock lock(&answers.mu);
   REQUIRE_OK(answers.got[2].status);
@@ -428,14 +386,14 @@ TEST_CASE("push streams: Shutdown cancels what is unanswered and drops later pus
   worker.StartLoop();
   auto streams = std::make_unique<PushStreams>(Stubs());
   Answers answers;
-  streams->Push(worker.address, NamedTask("held"), answers.For(0));
+  streams->Push(worker.address, NamedPush("held"), answers.For(0));
   streams->Shutdown(absl::Seconds(5));
   {
     absl::MutexLock lock(&answers.mu);
     REQUIRE(answers.got.size() == 1);
     CHECK(answers.got[0].status.code() == absl::StatusCode::kCancelled);
   }
-  streams->Push(worker.address, NamedTask("late"), answers.For(1));
+  streams->Push(worker.address, NamedPush("late"), answers.For(1));
   release.Notify();
   streams.reset();
   absl::SleepFor(absl::Milliseconds(50));

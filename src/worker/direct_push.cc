@@ -1,0 +1,518 @@
+#include "src/worker/direct_push.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+#include "src/common/auth.h"
+#include "src/common/rpc.h"
+#include "src/worker/task_receiver.h"
+#include "src/worker/task_transport.h"
+
+namespace shoal {
+namespace direct_push {
+namespace {
+
+constexpr size_t kMaxHelloBytes = 4096;
+constexpr size_t kMaxFrameBytes = size_t{1} << 31;
+
+absl::Status Errno(absl::string_view what) {
+  return absl::UnavailableError(absl::StrCat(what, ": ", std::strerror(errno)));
+}
+
+absl::Status ReadExactly(int fd, char* data, size_t bytes) {
+  while (bytes > 0) {
+    ssize_t n = ::read(fd, data, bytes);
+    if (n > 0) {
+      data += n;
+      bytes -= static_cast<size_t>(n);
+    } else if (n == 0) {
+      return absl::UnavailableError("the connection was closed");
+    } else if (errno != EINTR) {
+      return Errno("read");
+    }
+  }
+  return absl::OkStatus();
+}
+
+// No Nagle delay; and a peer that stops answering (its node cut off, not closed) ends the
+// connection within about 10 s, as gRPC's keepalive does for the streams (src/common/rpc.cc):
+// probes after 5 s idle, and unacknowledged data or probes for 10 s break it.
+void ConfigureSocket(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+  int idle_s = 5, interval_s = 2, probes = 3;
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof(idle_s));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof(interval_s));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes));
+  unsigned int user_timeout_ms = 10000;
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof(user_timeout_ms));
+}
+
+// An answer frame with one answer of id 0: how the worker accepts (or refuses) a connection.
+std::string Verdict(const absl::Status& status) {
+  rpc::PushTaskAnswers answers;
+  rpc::PushTaskAnswer* answer = answers.add_answers();
+  answer->set_id(0);
+  answer->set_code(static_cast<int32_t>(status.code()));
+  answer->set_message(std::string(status.message()));
+  return answers.SerializeAsString();
+}
+
+}  // namespace
+
+absl::Status WriteFrame(int fd, std::string_view payload) {
+  if (payload.size() >= kMaxFrameBytes) return absl::ResourceExhaustedError("a push frame over 2 GiB");
+  const uint32_t size = static_cast<uint32_t>(payload.size());
+  unsigned char header[4] = {static_cast<unsigned char>(size), static_cast<unsigned char>(size >> 8),
+                             static_cast<unsigned char>(size >> 16), static_cast<unsigned char>(size >> 24)};
+  iovec parts[2] = {{header, sizeof(header)}, {const_cast<char*>(payload.data()), payload.size()}};
+  int first = 0;
+  while (first < 2) {
+    msghdr msg = {};
+    msg.msg_iov = &parts[first];
+    msg.msg_iovlen = 2 - first;
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Errno("send");
+    }
+    size_t left = static_cast<size_t>(n);
+    while (first < 2 && left >= parts[first].iov_len) {
+      left -= parts[first].iov_len;
+      ++first;
+    }
+    if (first < 2) {
+      parts[first].iov_base = static_cast<char*>(parts[first].iov_base) + left;
+      parts[first].iov_len -= left;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes) {
+  unsigned char header[4];
+  if (absl::Status s = ReadExactly(fd, reinterpret_cast<char*>(header), sizeof(header)); !s.ok()) return s;
+  const size_t size = size_t{header[0]} | size_t{header[1]} << 8 | size_t{header[2]} << 16 | size_t{header[3]} << 24;
+  if (size > max_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("a push frame of ", size, " bytes (at most ", max_bytes, ")"));
+  }
+  std::string payload(size, '\0');
+  if (absl::Status s = ReadExactly(fd, payload.data(), size); !s.ok()) return s;
+  return payload;
+}
+
+}  // namespace direct_push
+
+// ---------------------------------------------------------------------------------------------
+// The worker's end
+
+struct DirectPushServer::Conn {
+  explicit Conn(int fd) : fd(fd) {}
+  ~Conn() { ::close(fd); }
+
+  // Queues an answer; whoever finds no write going writes everything queued.
+  void Answer(rpc::PushTaskAnswer answer) {
+    {
+      absl::MutexLock lock(&mu);
+      if (broken) return;
+      outbox.push_back(std::move(answer));
+      if (writing) return;
+      writing = true;
+    }
+    while (true) {
+      rpc::PushTaskAnswers batch;
+      {
+        absl::MutexLock lock(&mu);
+        TakeAnswerBatch(outbox, batch);
+        if (batch.answers_size() == 0) {
+          writing = false;
+          return;
+        }
+      }
+      if (!direct_push::WriteFrame(fd, batch.SerializeAsString()).ok()) {
+        absl::MutexLock lock(&mu);
+        broken = true;  // the caller is gone: later answers are dropped
+        outbox.clear();
+        writing = false;
+        ::shutdown(fd, SHUT_RDWR);
+        return;
+      }
+    }
+  }
+
+  const int fd;
+  absl::Mutex mu;
+  bool broken ABSL_GUARDED_BY(mu) = false;
+  bool writing ABSL_GUARDED_BY(mu) = false;
+  std::deque<rpc::PushTaskAnswer> outbox ABSL_GUARDED_BY(mu);
+};
+
+DirectPushServer::~DirectPushServer() { Stop(); }
+
+absl::StatusOr<int> DirectPushServer::Start(const std::string& host) {
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("direct pushes: '", host, "' is not an IPv4 address"));
+  }
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return direct_push::Errno("socket");
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, 128) != 0) {
+    absl::Status s = direct_push::Errno(absl::StrCat("listen on ", host));
+    ::close(fd);
+    return s;
+  }
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  listen_fd_ = fd;
+  acceptor_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "push-accept");
+    Accept();
+  });
+  return static_cast<int>(ntohs(addr.sin_port));
+}
+
+void DirectPushServer::Accept() {
+  while (true) {
+    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return;  // Stop shut the listener down
+    }
+    direct_push::ConfigureSocket(fd);
+    auto conn = std::make_shared<Conn>(fd);
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopped_) return;  // `conn` closes the socket
+      open_[conn.get()] = conn;
+    }
+    std::thread([this, conn] { Serve(conn); }).detach();
+  }
+}
+
+void DirectPushServer::Serve(std::shared_ptr<Conn> conn) {
+  pthread_setname_np(pthread_self(), "push-serve");
+  absl::StatusOr<std::string> hello = direct_push::ReadFrame(conn->fd, direct_push::kMaxHelloBytes);
+  absl::Status verdict = absl::OkStatus();
+  if (!hello.ok()) {
+    verdict = hello.status();
+  } else if (ClusterAuthEnabled() && !TokensEqual(*hello, ClusterToken())) {
+    verdict = absl::UnauthenticatedError("direct push: wrong or missing cluster token");
+  }
+  if (hello.ok() && direct_push::WriteFrame(conn->fd, direct_push::Verdict(verdict)).ok() && verdict.ok()) {
+    while (true) {
+      absl::StatusOr<std::string> frame = direct_push::ReadFrame(conn->fd, direct_push::kMaxFrameBytes);
+      rpc::PushTaskBatch batch;
+      if (!frame.ok() || !batch.ParseFromString(*frame)) break;
+      for (rpc::PushTaskItem& item : *batch.mutable_items()) {
+        struct Call {
+          uint64_t id;
+          rpc::PushTaskRequest request;
+          rpc::PushTaskReply reply;
+        };
+        auto* call = new Call{item.id(), {}, {}};
+        call->request.Swap(item.mutable_request());
+        receiver_.Push(&call->request, &call->reply, [conn, call](absl::Status status) {
+          rpc::PushTaskAnswer answer;
+          answer.set_id(call->id);
+          answer.set_code(static_cast<int32_t>(status.code()));
+          if (status.ok()) {
+            answer.mutable_reply()->Swap(&call->reply);
+          } else {
+            answer.set_message(std::string(status.message()));
+          }
+          delete call;
+          conn->Answer(std::move(answer));
+        });
+      }
+    }
+  }
+  // The caller closed (or broke) the connection; answers still due are written if they can be.
+  ReaderDone(conn.get());
+}
+
+void DirectPushServer::ReaderDone(const Conn* conn) {
+  absl::MutexLock lock(&mu_);
+  open_.erase(conn);
+}
+
+void DirectPushServer::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    for (auto& [key, conn] : open_) ::shutdown(conn->fd, SHUT_RDWR);
+  }
+  if (listen_fd_ >= 0) {
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    if (acceptor_.joinable()) acceptor_.join();
+    ::close(listen_fd_);
+    listen_fd_ = -1;
+  }
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](absl::flat_hash_map<const Conn*, std::shared_ptr<Conn>>* open) { return open->empty(); }, &open_));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The caller's end
+
+class DirectPushes::Conn {
+ public:
+  explicit Conn(std::string address) : address_(std::move(address)) {}
+  ~Conn() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  const std::string& address() const { return address_; }
+
+  enum class Queued { kRejected, kQueued, kMustWrite };
+  // Queues a push (moved from `request` and `done` unless rejected: the connection ended).
+  // kMustWrite: the connection is open and no write was going: the caller calls WriteQueued.
+  Queued Enqueue(rpc::PushTaskRequest& request, Callback& done) {
+    absl::MutexLock lock(&mu_);
+    if (ended_) return Queued::kRejected;
+    const uint64_t id = next_id_++;
+    pending_.emplace(id, Pending{std::move(done), false});
+    outbox_.push_back(Item{id, std::move(request)});
+    if (writing_) return Queued::kQueued;  // also while connecting: the thread writes then
+    writing_ = true;
+    return Queued::kMustWrite;
+  }
+
+  // Writes everything queued, batch by batch, until nothing is.
+  void WriteQueued() {
+    while (true) {
+      rpc::PushTaskBatch batch;
+      {
+        absl::MutexLock lock(&mu_);
+        size_t bytes = 0;
+        while (!ended_ && !outbox_.empty()) {
+          const size_t size = outbox_.front().request.ByteSizeLong();
+          if (batch.items_size() > 0 && bytes + size > PushStreams::kMaxBatchBytes) break;
+          bytes += size;
+          rpc::PushTaskItem* item = batch.add_items();
+          item->set_id(outbox_.front().id);
+          item->mutable_request()->Swap(&outbox_.front().request);
+          pending_[outbox_.front().id].written = true;
+          outbox_.pop_front();
+        }
+        if (batch.items_size() == 0) {
+          writing_ = false;
+          return;
+        }
+      }
+      if (absl::Status s = direct_push::WriteFrame(fd_, batch.SerializeAsString()); !s.ok()) {
+        Break(s);  // the reader ends the connection and answers the pushes
+        return;
+      }
+    }
+  }
+
+  // Connects (on the connection's thread): answers OK once the worker accepted.
+  absl::Status Connect(int port) {
+    const size_t colon = address_.rfind(':');
+    const std::string host = address_.substr(0, colon);
+    sockaddr_in addr = {};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    if (colon == std::string::npos || inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+      return absl::InvalidArgumentError(absl::StrCat("direct push: bad worker address ", address_));
+    }
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return direct_push::Errno("socket");
+    timeval timeout = {5, 0};  // connect waits at most this long
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      absl::Status s = direct_push::Errno(absl::StrCat("connect to ", host, ":", port));
+      ::close(fd);
+      return s;
+    }
+    timeval none = {0, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
+    direct_push::ConfigureSocket(fd);
+    {
+      absl::MutexLock lock(&mu_);
+      fd_ = fd;
+      if (cancelled_) ::shutdown(fd_, SHUT_RDWR);
+    }
+    if (absl::Status s = direct_push::WriteFrame(fd, ClusterToken()); !s.ok()) return s;
+    absl::StatusOr<std::string> frame = direct_push::ReadFrame(fd, direct_push::kMaxHelloBytes);
+    if (!frame.ok()) return frame.status();
+    rpc::PushTaskAnswers verdict;
+    if (!verdict.ParseFromString(*frame) || verdict.answers_size() != 1) {
+      return absl::UnavailableError("direct push: the worker answered something else than a verdict");
+    }
+    return absl::Status(static_cast<absl::StatusCode>(verdict.answers(0).code()), verdict.answers(0).message());
+  }
+
+  // Reads answers until the connection ends; runs their callbacks. Answers the reason it ended.
+  absl::Status ReadAnswers() {
+    while (true) {
+      absl::StatusOr<std::string> frame = direct_push::ReadFrame(fd_, direct_push::kMaxFrameBytes);
+      if (!frame.ok()) return frame.status();
+      rpc::PushTaskAnswers answers;
+      if (!answers.ParseFromString(*frame)) return absl::DataLossError("direct push: an answer frame did not parse");
+      std::vector<std::pair<Callback, rpc::PushTaskAnswer*>> ready;
+      ready.reserve(answers.answers_size());
+      {
+        absl::MutexLock lock(&mu_);
+        for (rpc::PushTaskAnswer& answer : *answers.mutable_answers()) {
+          auto it = pending_.find(answer.id());
+          if (it == pending_.end()) continue;
+          ready.emplace_back(std::move(it->second.done), &answer);
+          pending_.erase(it);
+        }
+      }
+      for (auto& [done, answer] : ready) {
+        done(absl::Status(static_cast<absl::StatusCode>(answer->code()), answer->message()),
+             std::move(*answer->mutable_reply()));
+      }
+    }
+  }
+
+  // Ends the connection: later pushes are rejected; a blocked read or write wakes up.
+  void Break(const absl::Status& why) {
+    absl::MutexLock lock(&mu_);
+    if (end_reason_.ok()) end_reason_ = why;
+    ended_ = true;
+    if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
+  }
+  void Cancel() {
+    Break(absl::CancelledError("direct pushes were shut down"));
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+  }
+
+  // After the connection ended: the pushes not answered, with what each callback gets.
+  std::vector<std::pair<Callback, absl::Status>> TakeUnanswered(absl::Status why, bool never_connected) {
+    absl::MutexLock lock(&mu_);
+    ended_ = true;
+    if (cancelled_) why = absl::CancelledError("direct pushes were shut down");
+    if (!end_reason_.ok() && !cancelled_) why = end_reason_;
+    std::vector<std::pair<Callback, absl::Status>> out;
+    for (auto& [id, p] : pending_) {
+      out.emplace_back(std::move(p.done), !p.written || never_connected ? Undelivered(why) : why);
+    }
+    pending_.clear();
+    outbox_.clear();
+    return out;
+  }
+
+  // For a fallback: the pushes queued (none was written: the connection never opened).
+  std::vector<std::pair<rpc::PushTaskRequest, Callback>> TakeQueued() {
+    absl::MutexLock lock(&mu_);
+    ended_ = true;
+    std::vector<std::pair<rpc::PushTaskRequest, Callback>> out;
+    for (Item& item : outbox_) out.emplace_back(std::move(item.request), std::move(pending_[item.id].done));
+    outbox_.clear();
+    pending_.clear();
+    return out;
+  }
+
+ private:
+  struct Pending {
+    Callback done;
+    bool written;  // in a frame handed to the socket (maybe delivered)
+  };
+  struct Item {
+    uint64_t id;
+    rpc::PushTaskRequest request;
+  };
+
+  const std::string address_;
+  absl::Mutex mu_;
+  int fd_ = -1;  // set once, by the connection's thread, before anyone writes
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status end_reason_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = true;  // until connected: the connection's thread writes first
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::deque<Item> outbox_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);
+};
+
+DirectPushes::~DirectPushes() { Shutdown(absl::Seconds(2)); }
+
+void DirectPushes::Push(const std::string& address, rpc::PushTaskRequest request, Callback done) {
+  std::shared_ptr<Conn> conn;
+  Conn::Queued queued = Conn::Queued::kRejected;
+  bool fall_back = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    if (fallback_addresses_.contains(address)) {
+      fall_back = true;
+    } else {
+      std::shared_ptr<Conn>& slot = conns_[address];
+      if (slot != nullptr) queued = slot->Enqueue(request, done);
+      if (queued == Conn::Queued::kRejected) {
+        slot = std::make_shared<Conn>(address);
+        queued = slot->Enqueue(request, done);  // kQueued: its thread writes once connected
+        ++live_;
+        std::thread([this, c = slot] { Run(c); }).detach();
+      }
+      conn = slot;
+    }
+  }
+  if (fall_back) {
+    fallback_(address, std::move(request), std::move(done));
+    return;
+  }
+  if (queued == Conn::Queued::kMustWrite) conn->WriteQueued();
+}
+
+void DirectPushes::Run(std::shared_ptr<Conn> conn) {
+  pthread_setname_np(pthread_self(), "push-conn");
+  absl::StatusOr<int> port = port_for_(conn->address());
+  if (!port.ok() || *port <= 0) {
+    Forget(conn.get(), /*fall_back=*/true);
+    for (auto& [request, done] : conn->TakeQueued()) fallback_(conn->address(), std::move(request), std::move(done));
+  } else {
+    absl::Status opened = conn->Connect(*port);
+    absl::Status why = opened;
+    if (opened.ok()) {
+      conn->WriteQueued();  // what came while connecting
+      why = conn->ReadAnswers();
+    }
+    conn->Break(why);
+    Forget(conn.get(), /*fall_back=*/false);
+    if (why.ok()) why = absl::UnavailableError("the worker closed the direct push connection");
+    for (auto& [done, status] : conn->TakeUnanswered(why, /*never_connected=*/!opened.ok())) {
+      done(std::move(status), rpc::PushTaskReply());
+    }
+  }
+  conn.reset();
+  absl::MutexLock lock(&mu_);
+  --live_;
+}
+
+void DirectPushes::Forget(const Conn* conn, bool fall_back) {
+  absl::MutexLock lock(&mu_);
+  auto it = conns_.find(conn->address());
+  if (fall_back) fallback_addresses_.insert(conn->address());
+  if (it != conns_.end() && it->second.get() == conn) conns_.erase(it);
+}
+
+void DirectPushes::Shutdown(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  shutdown_ = true;
+  for (auto& [address, conn] : conns_) conn->Cancel();
+  mu_.AwaitWithTimeout(absl::Condition(+[](int* live) { return *live == 0; }, &live_), timeout);
+}
+
+}  // namespace shoal

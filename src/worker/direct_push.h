@@ -1,0 +1,117 @@
+// Task pushes over plain sockets (issue 17): the same PushTaskBatch and PushTaskAnswers messages
+// as the PushTasks stream (push_streams.h), on one TCP connection per caller and worker, without
+// gRPC. gRPC's callback API hands every read and write completion to one of its own threads:
+// measured, 14 of the 17 thread switches of one task (bench/README.md). Here the caller's thread
+// writes its pushes, one thread per connection reads at each end, and the worker's executor
+// writes its answer itself.
+//
+// Wire: every frame is a 4-byte little-endian length and that many bytes. The caller's first
+// frame is the cluster token (empty when auth is off); the worker answers with a PushTaskAnswers
+// holding one answer of id 0 (code 0: accepted; else why not, e.g. UNAUTHENTICATED, and it
+// closes). Then the caller sends PushTaskBatch frames and the worker PushTaskAnswers frames, each
+// answer paired with its push by id, as on the stream.
+//
+// A worker tells where it takes direct pushes through CoreWorkerService.DirectPushPort; 0 when
+// it takes none: with TLS on (these sockets are not encrypted) or a worker port range set (this
+// port would not keep to it). A caller asks once per worker address, on the connection's own
+// thread; where the answer is 0 or the question fails, that address's pushes go to the fallback
+// (the PushTasks stream) from then on.
+//
+// Callbacks: as PushStreams' — each push's callback runs once, with the worker's answer or,
+// when the connection ends first, its status (Undelivered when the push was never written or no
+// connection was made); on a connection's thread, never inside Push. After Shutdown, pushes are
+// dropped and pushes not answered yet get CANCELLED.
+// Threading: any thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "shoal/worker.pb.h"
+#include "src/worker/push_streams.h"
+
+namespace shoal {
+
+class TaskReceiver;
+
+namespace direct_push {
+// One frame on a blocking socket. ReadFrame refuses frames over `max_bytes`.
+absl::Status WriteFrame(int fd, std::string_view payload);
+absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes);
+}  // namespace direct_push
+
+// The worker's end: accepts connections and hands each push read to the receiver.
+class DirectPushServer {
+ public:
+  explicit DirectPushServer(TaskReceiver& receiver) : receiver_(receiver) {}
+  ~DirectPushServer();  // Stop()
+  DirectPushServer(const DirectPushServer&) = delete;
+  DirectPushServer& operator=(const DirectPushServer&) = delete;
+
+  // Listens on `host` (an IPv4 address), any free port; answers the port.
+  absl::StatusOr<int> Start(const std::string& host);
+  // Closes the listener and every connection and waits for their readers (none is inside the
+  // receiver afterwards). Answers that come later are dropped. Idempotent.
+  void Stop();
+
+ private:
+  struct Conn;
+  void Accept();
+  void Serve(std::shared_ptr<Conn> conn);
+  void ReaderDone(const Conn* conn);
+
+  TaskReceiver& receiver_;
+  int listen_fd_ = -1;
+  std::thread acceptor_;
+  absl::Mutex mu_;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_map<const Conn*, std::shared_ptr<Conn>> open_ ABSL_GUARDED_BY(mu_);  // readers running
+};
+
+// The caller's end: one connection per worker address, opened by the first push to it.
+class DirectPushes {
+ public:
+  using Callback = PushStreams::Callback;
+  // The worker's direct port (0: none); called on a connection's thread, may block briefly.
+  using PortFor = std::function<absl::StatusOr<int>(const std::string& address)>;
+  // Where pushes go for workers that take no direct pushes.
+  using Fallback = std::function<void(const std::string& address, rpc::PushTaskRequest request, Callback done)>;
+
+  DirectPushes(PortFor port_for, Fallback fallback)
+      : port_for_(std::move(port_for)), fallback_(std::move(fallback)) {}
+  ~DirectPushes();  // Shutdown(2 s)
+  DirectPushes(const DirectPushes&) = delete;
+  DirectPushes& operator=(const DirectPushes&) = delete;
+
+  void Push(const std::string& address, rpc::PushTaskRequest request, Callback done);
+  // Closes every connection (pushes not answered get CANCELLED) and waits up to `timeout` for
+  // their threads to end. Idempotent.
+  void Shutdown(absl::Duration timeout);
+
+ private:
+  class Conn;
+  void Run(std::shared_ptr<Conn> conn);
+  // The connection ended (or fell back): later pushes to its address open a new one (or go to
+  // the fallback).
+  void Forget(const Conn* conn, bool fall_back);
+
+  const PortFor port_for_;
+  const Fallback fallback_;
+  absl::Mutex mu_;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_map<std::string, std::shared_ptr<Conn>> conns_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> fallback_addresses_ ABSL_GUARDED_BY(mu_);
+  int live_ ABSL_GUARDED_BY(mu_) = 0;  // connection threads running
+};
+
+}  // namespace shoal
