@@ -115,24 +115,79 @@ absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes) {
   return payload;
 }
 
+HandOffThread::HandOffThread(const char* name)
+    : thread_([this, name] {
+        pthread_setname_np(pthread_self(), name);
+        Run();
+      }) {}
+
+HandOffThread::~HandOffThread() { Stop(); }
+
+bool HandOffThread::Post(std::function<void()> fn) {
+  absl::MutexLock lock(&mu_);
+  if (stop_) return false;
+  queue_.push_back(std::move(fn));
+  return true;
+}
+
+void HandOffThread::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void HandOffThread::Run() {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    mu_.Await(absl::Condition(
+        +[](HandOffThread* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+          return self->stop_ || !self->queue_.empty();
+        },
+        this));
+    if (queue_.empty()) return;  // stopped, and everything posted ran
+    std::function<void()> fn = std::move(queue_.front());
+    queue_.pop_front();
+    mu_.Unlock();
+    fn();
+    fn = nullptr;  // what it holds goes outside the lock
+    mu_.Lock();
+  }
+}
+
 }  // namespace direct_push
 
 // ---------------------------------------------------------------------------------------------
 // The worker's end
 
-struct DirectPushServer::Conn {
-  explicit Conn(int fd) : fd(fd) {}
+struct DirectPushServer::Conn : std::enable_shared_from_this<DirectPushServer::Conn> {
+  Conn(int fd, std::shared_ptr<direct_push::HandOffThread> writer) : fd(fd), writer(std::move(writer)) {}
   ~Conn() { ::close(fd); }
 
-  // Queues an answer; whoever finds no write going writes everything queued.
+  // Counts pushes handed to the receiver.
+  void Started(int n) {
+    absl::MutexLock lock(&mu);
+    outstanding += n;
+  }
+
+  // Queues an answer. With no write going, the last call in flight writes everything queued
+  // itself; with others in flight, the writer thread does (and batches what comes meanwhile).
   void Answer(rpc::PushTaskAnswer answer) {
+    bool lone = false;
     {
       absl::MutexLock lock(&mu);
+      --outstanding;
       if (broken) return;
       outbox.push_back(std::move(answer));
       if (writing) return;
       writing = true;
+      lone = outstanding == 0;
     }
+    if (lone || !writer->Post([self = shared_from_this()] { self->WriteQueued(); })) WriteQueued();
+  }
+
+  void WriteQueued() {
     while (true) {
       rpc::PushTaskAnswers batch;
       {
@@ -155,7 +210,9 @@ struct DirectPushServer::Conn {
   }
 
   const int fd;
+  const std::shared_ptr<direct_push::HandOffThread> writer;
   absl::Mutex mu;
+  int64_t outstanding ABSL_GUARDED_BY(mu) = 0;  // pushes handed to the receiver, not answered
   bool broken ABSL_GUARDED_BY(mu) = false;
   bool writing ABSL_GUARDED_BY(mu) = false;
   std::deque<rpc::PushTaskAnswer> outbox ABSL_GUARDED_BY(mu);
@@ -194,7 +251,7 @@ void DirectPushServer::Accept() {
       return;  // Stop shut the listener down
     }
     direct_push::ConfigureSocket(fd);
-    auto conn = std::make_shared<Conn>(fd);
+    auto conn = std::make_shared<Conn>(fd, writer_);
     {
       absl::MutexLock lock(&mu_);
       if (stopped_) return;  // `conn` closes the socket
@@ -218,6 +275,7 @@ void DirectPushServer::Serve(std::shared_ptr<Conn> conn) {
       absl::StatusOr<std::string> frame = direct_push::ReadFrame(conn->fd, direct_push::kMaxFrameBytes);
       rpc::PushTaskBatch batch;
       if (!frame.ok() || !batch.ParseFromString(*frame)) break;
+      conn->Started(batch.items_size());
       for (rpc::PushTaskItem& item : *batch.mutable_items()) {
         struct Call {
           uint64_t id;
@@ -263,9 +321,12 @@ void DirectPushServer::Stop() {
     ::close(listen_fd_);
     listen_fd_ = -1;
   }
-  absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(
-      +[](absl::flat_hash_map<const Conn*, std::shared_ptr<Conn>>* open) { return open->empty(); }, &open_));
+  {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](absl::flat_hash_map<const Conn*, std::shared_ptr<Conn>>* open) { return open->empty(); }, &open_));
+  }
+  writer_->Stop();  // later answers are written by their own threads (and fail: the sockets are shut)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -280,18 +341,22 @@ class DirectPushes::Conn {
 
   const std::string& address() const { return address_; }
 
-  enum class Queued { kRejected, kQueued, kMustWrite };
+  enum class Queued { kRejected, kQueued, kMustWrite, kHandOff };
   // Queues a push (moved from `request` and `done` unless rejected: the connection ended).
-  // kMustWrite: the connection is open and no write was going: the caller calls WriteQueued.
+  // The connection open and no write going, someone must call WriteQueued: kMustWrite, the
+  // caller, when no earlier push is unanswered (a lone call: written at once, on its thread);
+  // kHandOff, the writer thread, when some are (calls pipelined: the caller's thread only
+  // queues, and what queues while the writer wakes goes out in one frame).
   Queued Enqueue(rpc::PushTaskRequest& request, Callback& done) {
     absl::MutexLock lock(&mu_);
     if (ended_) return Queued::kRejected;
+    const bool lone = pending_.empty();
     const uint64_t id = next_id_++;
     pending_.emplace(id, Pending{std::move(done), false});
     outbox_.push_back(Item{id, std::move(request)});
     if (writing_) return Queued::kQueued;  // also while connecting: the thread writes then
     writing_ = true;
-    return Queued::kMustWrite;
+    return lone ? Queued::kMustWrite : Queued::kHandOff;
   }
 
   // Writes everything queued, batch by batch, until nothing is.
@@ -473,7 +538,11 @@ void DirectPushes::Push(const std::string& address, rpc::PushTaskRequest request
     fallback_(address, std::move(request), std::move(done));
     return;
   }
-  if (queued == Conn::Queued::kMustWrite) conn->WriteQueued();
+  if (queued == Conn::Queued::kMustWrite) {
+    conn->WriteQueued();
+  } else if (queued == Conn::Queued::kHandOff) {
+    if (!writer_.Post([conn] { conn->WriteQueued(); })) conn->WriteQueued();
+  }
 }
 
 void DirectPushes::Run(std::shared_ptr<Conn> conn) {
@@ -509,10 +578,13 @@ void DirectPushes::Forget(const Conn* conn, bool fall_back) {
 }
 
 void DirectPushes::Shutdown(absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
-  shutdown_ = true;
-  for (auto& [address, conn] : conns_) conn->Cancel();
-  mu_.AwaitWithTimeout(absl::Condition(+[](int* live) { return *live == 0; }, &live_), timeout);
+  {
+    absl::MutexLock lock(&mu_);
+    shutdown_ = true;
+    for (auto& [address, conn] : conns_) conn->Cancel();
+    mu_.AwaitWithTimeout(absl::Condition(+[](int* live) { return *live == 0; }, &live_), timeout);
+  }
+  writer_.Stop();  // its writes fail fast: every connection was shut down
 }
 
 }  // namespace shoal

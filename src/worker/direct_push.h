@@ -17,6 +17,12 @@
 // thread; where the answer is 0 or the question fails, that address's pushes go to the fallback
 // (the PushTasks stream) from then on.
 //
+// Writes: a push with no earlier one unanswered on its connection is written by the caller's
+// thread at once; pushes behind unanswered ones are written by one writer thread (per
+// DirectPushes), so that a caller pipelining calls only queues them, and what queued while the
+// writer woke goes out in one frame. The worker's end does the same with its answers: the last
+// call in flight is answered by the thread that ran it, the others by a writer thread.
+//
 // Callbacks: as PushStreams' — each push's callback runs once, with the worker's answer or,
 // when the connection ends first, its status (Undelivered when the push was never written or no
 // connection was made); on a connection's thread, never inside Push. After Shutdown, pushes are
@@ -25,6 +31,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -48,6 +55,26 @@ namespace direct_push {
 // One frame on a blocking socket. ReadFrame refuses frames over `max_bytes`.
 absl::Status WriteFrame(int fd, std::string_view payload);
 absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes);
+
+// A thread that runs what is posted to it, in order: the writer of pipelined traffic, at each end.
+class HandOffThread {
+ public:
+  explicit HandOffThread(const char* name);
+  ~HandOffThread();  // Stop()
+  HandOffThread(const HandOffThread&) = delete;
+  HandOffThread& operator=(const HandOffThread&) = delete;
+  // Answers false after Stop: the caller runs `fn` itself.
+  bool Post(std::function<void()> fn);
+  // Runs what was posted, then ends the thread. Idempotent; not from the thread itself.
+  void Stop();
+
+ private:
+  void Run();
+  absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;  // last: it starts at once
+};
 }  // namespace direct_push
 
 // The worker's end: accepts connections and hands each push read to the receiver.
@@ -71,6 +98,9 @@ class DirectPushServer {
   void ReaderDone(const Conn* conn);
 
   TaskReceiver& receiver_;
+  // Writes the answers of connections with several calls in flight (shared with them: an
+  // answer may come after Stop).
+  std::shared_ptr<direct_push::HandOffThread> writer_ = std::make_shared<direct_push::HandOffThread>("push-answer");
   int listen_fd_ = -1;
   std::thread acceptor_;
   absl::Mutex mu_;
@@ -107,6 +137,7 @@ class DirectPushes {
 
   const PortFor port_for_;
   const Fallback fallback_;
+  direct_push::HandOffThread writer_{"push-write"};  // writes pipelined pushes
   absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<std::string, std::shared_ptr<Conn>> conns_ ABSL_GUARDED_BY(mu_);
