@@ -457,10 +457,13 @@ class DirectPushes::Conn {
     ended_ = true;
     if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
   }
+  // Break for Shutdown. One critical section with Connect's: either Connect sees cancelled_ or
+  // this sees the socket, so a connection opening meanwhile cannot stay open.
   void Cancel() {
-    Break(absl::CancelledError("direct pushes were shut down"));
     absl::MutexLock lock(&mu_);
     cancelled_ = true;
+    ended_ = true;
+    if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
   }
 
   // After the connection ended: the pushes not answered, with what each callback gets.
@@ -582,7 +585,13 @@ void DirectPushes::Shutdown(absl::Duration timeout) {
     absl::MutexLock lock(&mu_);
     shutdown_ = true;
     for (auto& [address, conn] : conns_) conn->Cancel();
-    mu_.AwaitWithTimeout(absl::Condition(+[](int* live) { return *live == 0; }, &live_), timeout);
+    auto none_live = absl::Condition(+[](int* live) { return *live == 0; }, &live_);
+    if (!mu_.AwaitWithTimeout(none_live, timeout)) {
+      // A connection's thread still asking for the port or connecting (each bounded by 5 s):
+      // it uses this object, so wait for it.
+      spdlog::warn("direct pushes: waiting for {} connection(s) still opening", live_);
+      mu_.AwaitWithTimeout(none_live, absl::Seconds(15));
+    }
   }
   writer_.Stop();  // its writes fail fast: every connection was shut down
 }
