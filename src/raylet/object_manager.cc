@@ -22,18 +22,6 @@
 namespace shoal {
 namespace {
 
-// Maps [p, p + n) of the shared arena into this process in one call (`write`: backs it with
-// memory first) instead of a page fault per 4 KiB page as the bytes are copied: for a fresh
-// object or one this process never touched, the faults cost more than the copy itself.
-// Best effort (MADV_POPULATE_READ/WRITE need Linux 5.14).
-void Populate(const uint8_t* p, uint64_t n, bool write) {
-  constexpr int kPopulateRead = 22, kPopulateWrite = 23;  // MADV_POPULATE_READ/WRITE
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n + page - 1) & ~(page - 1);
-  if (n > 0) (void)madvise(reinterpret_cast<void*>(begin), end - begin, write ? kPopulateWrite : kPopulateRead);
-}
-
 // A sealed object held for a Pull: released when the reactor is done and gRPC has dropped the
 // last chunk that points into it (gRPC may still hold a sent buffer after the write completed).
 class Pin {
@@ -104,7 +92,7 @@ class PullReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
           absl::StrCat("range starts at ", req.offset(), " past the end of object ", id->Hex(), " (", total, " bytes)")));
     }
     end_ = req.length() == 0 ? total : std::min(total, req.offset() + std::min(req.length(), total));
-    Populate(base_ + req.offset(), end_ - req.offset(), /*write=*/false);
+    PopulateRange(base_ + req.offset(), end_ - req.offset(), /*write=*/false);
     return grpc::Status::OK;
   }
 
@@ -248,7 +236,7 @@ absl::Status ObjectManager::PullRange(FetchState& state, size_t holder, uint64_t
       first = true;
     }
     if (first) {
-      Populate(dest + at, end - at, /*write=*/true);  // outside the lock: it can take a while
+      PopulateRange(dest + at, end - at, /*write=*/true);  // outside the lock: it can take a while
       first = false;
     }
     if (chunk.offset != at || chunk.size > end - at) {
@@ -256,10 +244,8 @@ absl::Status ObjectManager::PullRange(FetchState& state, size_t holder, uint64_t
       stream->Cancel();
       break;
     }
-    for (absl::string_view piece : chunk.pieces) {
-      std::memcpy(dest + at, piece.data(), piece.size());
-      at += piece.size();
-    }
+    if (!stream->ReadPayload(chunk, dest + at)) break;  // Finish says why
+    at += chunk.size;
   }
   absl::Status finish = stream->Finish();
   if (failure.ok() && !finish.ok()) failure = finish;
@@ -361,6 +347,13 @@ grpc::Status ObjectManager::Fetch(grpc::ServerContext* ctx, const rpc::FetchRequ
   auto from = Fetch(*id, holders);
   if (!from.ok()) return ToGrpcStatus(from.status());
   reply->set_fetched_from(*from);
+  return grpc::Status::OK;
+}
+
+grpc::Status ObjectManager::TransferPort(grpc::ServerContext* ctx, const rpc::TransferPortRequest*,
+                                         rpc::TransferPortReply* reply) {
+  SHOAL_AUTHENTICATE(ctx);
+  reply->set_port(socket_port_.load());
   return grpc::Status::OK;
 }
 

@@ -9,12 +9,13 @@
 // On the serving side a chunk's payload goes out straight from the store (no copy into a
 // message), the object pinned until gRPC has sent it. Bytes in flight are bounded by gRPC's
 // flow control per stream; at most `max_concurrent_fetches` fetches run at once.
-// Chunks from other nodes arrive through an ObjectTransferClient (gRPC in the raylet, a fake in
-// tests).
+// Chunks from other nodes arrive through an ObjectTransferClient (plain sockets where the holder
+// serves them, object_socket.h, else gRPC, in the raylet; a fake in tests).
 // Threading: Pull runs on gRPC's callback threads, Fetch on the calling thread plus up to
 // streams_per_fetch - 1 helper threads of its own; the store client serializes its requests.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -53,6 +54,10 @@ class ObjectManager final
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Pull(grpc::CallbackServerContext* ctx,
                                                    const grpc::ByteBuffer* request) override;
   grpc::Status Fetch(grpc::ServerContext* ctx, const rpc::FetchRequest* req, rpc::FetchReply* reply) override;
+  grpc::Status TransferPort(grpc::ServerContext* ctx, const rpc::TransferPortRequest* req,
+                            rpc::TransferPortReply* reply) override;
+  // Where this node serves pulls over a plain socket (object_socket.h); 0 (the default): none.
+  void set_socket_port(int port) { socket_port_.store(port); }
 
  private:
   struct FetchState;
@@ -68,6 +73,7 @@ class ObjectManager final
   const ObjectManagerOptions options_;
   absl::Mutex mu_;
   int active_fetches_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<int> socket_port_{0};
 };
 
 }  // namespace shoal

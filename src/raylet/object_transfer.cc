@@ -1,5 +1,10 @@
 #include "src/raylet/object_transfer.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/sync_stream.h>
@@ -13,6 +18,23 @@
 #include "src/raylet/object_chunk_codec.h"
 
 namespace shoal {
+
+bool ObjectChunkStream::ReadPayload(const ReceivedChunk& chunk, uint8_t* dest) {
+  for (absl::string_view piece : chunk.pieces) {
+    std::memcpy(dest, piece.data(), piece.size());
+    dest += piece.size();
+  }
+  return true;
+}
+
+void PopulateRange(const uint8_t* p, uint64_t n, bool write) {
+  constexpr int kPopulateRead = 22, kPopulateWrite = 23;  // MADV_POPULATE_READ/WRITE
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n + page - 1) & ~(page - 1);
+  if (n > 0) (void)madvise(reinterpret_cast<void*>(begin), end - begin, write ? kPopulateWrite : kPopulateRead);
+}
+
 namespace {
 
 // ObjectManagerService.Pull, called with a raw response type so that chunks arrive as gRPC's

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -18,6 +19,7 @@
 #include "src/common/rpc.h"
 #include "src/common/rpc_metrics.h"
 #include "src/common/system.h"
+#include "src/common/tls.h"
 #include "src/gcs_client/package_store.h"
 #include "src/scheduler/hybrid_policy.h"
 
@@ -413,8 +415,27 @@ absl::Status Raylet::StartObjectStore() {
   auto client = ObjectStoreClient::Connect(store_socket_);
   if (!client.ok()) return client.status();
   store_client_ = *std::move(client);
-  object_manager_ = std::make_unique<ObjectManager>(*store_client_, MakeGrpcObjectTransferClient(),
-                                                    ObjectManagerOptions{});
+  // Pulls go over plain sockets to holders that serve them (object_socket.h), over gRPC to the
+  // others. This node serves them unless TLS is on (the sockets are not encrypted) or --port
+  // fixed its port (the socket's would not keep to it). SHOAL_OBJECT_TRANSFER=grpc turns both
+  // off (to compare).
+  const char* transfer = std::getenv("SHOAL_OBJECT_TRANSFER");
+  const std::string mode = transfer == nullptr ? "socket" : transfer;
+  if (mode != "socket" && mode != "grpc") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SHOAL_OBJECT_TRANSFER must be 'socket' or 'grpc', got '", mode, "'"));
+  }
+  std::unique_ptr<ObjectTransferClient> transfer_client = MakeGrpcObjectTransferClient();
+  if (mode == "socket") {
+    transfer_client = MakeSocketObjectTransferClient(GrpcTransferPortLookup(), std::move(transfer_client));
+  }
+  object_manager_ = std::make_unique<ObjectManager>(*store_client_, std::move(transfer_client), ObjectManagerOptions{});
+  if (mode == "socket" && !CurrentTlsFiles().enabled() && options_.port == 0) {
+    object_sockets_ = std::make_unique<ObjectSocketServer>(*store_client_);
+    absl::StatusOr<int> port = object_sockets_->Start(options_.node_ip);
+    if (!port.ok()) return port.status();
+    object_manager_->set_socket_port(*port);
+  }
   spdlog::info("object store: {} bytes at {}, spilling to {}", capacity, store_socket_, spill_dir);
   return absl::OkStatus();
 }
@@ -724,6 +745,7 @@ void Raylet::Stop() {
     if (!s.ok()) spdlog::warn("could not unregister from the GCS: {}", s.ToString());
   }
   StopServing();
+  if (object_sockets_) object_sockets_->Stop();
   object_manager_.reset();
   store_client_.reset();
   if (store_) store_->Stop();

@@ -46,6 +46,7 @@
 #include "src/raylet/lease_manager.h"
 #include "src/raylet/memory_monitor.h"
 #include "src/raylet/object_manager.h"
+#include "src/raylet/object_socket.h"
 #include "src/raylet/process_spawner.h"
 #include "src/raylet/runtime_env_agent.h"
 #include "src/raylet/worker_pool.h"
@@ -158,6 +159,7 @@ class Raylet {
   std::unique_ptr<StoreServer> store_;
   std::unique_ptr<ObjectStoreClient> store_client_;
   std::unique_ptr<ObjectManager> object_manager_;
+  std::unique_ptr<ObjectSocketServer> object_sockets_;  // pulls over plain sockets; null when off
   // Leasing: created in Start once the port is known; loop_ owns the threads that touch them.
   RealClock clock_;
   PosixProcessSpawner spawner_;

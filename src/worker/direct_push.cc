@@ -18,6 +18,7 @@
 #include "spdlog/spdlog.h"
 #include "src/common/auth.h"
 #include "src/common/rpc.h"
+#include "src/common/socket.h"
 #include "src/worker/task_receiver.h"
 #include "src/worker/task_transport.h"
 
@@ -25,42 +26,7 @@ namespace shoal {
 namespace direct_push {
 namespace {
 
-constexpr size_t kMaxHelloBytes = 4096;
 constexpr size_t kMaxFrameBytes = size_t{1} << 31;
-
-absl::Status Errno(absl::string_view what) {
-  return absl::UnavailableError(absl::StrCat(what, ": ", std::strerror(errno)));
-}
-
-absl::Status ReadExactly(int fd, char* data, size_t bytes) {
-  while (bytes > 0) {
-    ssize_t n = ::read(fd, data, bytes);
-    if (n > 0) {
-      data += n;
-      bytes -= static_cast<size_t>(n);
-    } else if (n == 0) {
-      return absl::UnavailableError("the connection was closed");
-    } else if (errno != EINTR) {
-      return Errno("read");
-    }
-  }
-  return absl::OkStatus();
-}
-
-// No Nagle delay; and a peer that stops answering (its node cut off, not closed) ends the
-// connection within about 10 s, as gRPC's keepalive does for the streams (src/common/rpc.cc):
-// probes after 5 s idle, and unacknowledged data or probes for 10 s break it.
-void ConfigureSocket(int fd) {
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-  int idle_s = 5, interval_s = 2, probes = 3;
-  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof(idle_s));
-  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof(interval_s));
-  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes));
-  unsigned int user_timeout_ms = 10000;
-  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof(user_timeout_ms));
-}
 
 // An answer frame with one answer of id 0: how the worker accepts (or refuses) a connection.
 std::string Verdict(const absl::Status& status) {
@@ -73,47 +39,6 @@ std::string Verdict(const absl::Status& status) {
 }
 
 }  // namespace
-
-absl::Status WriteFrame(int fd, std::string_view payload) {
-  if (payload.size() >= kMaxFrameBytes) return absl::ResourceExhaustedError("a push frame over 2 GiB");
-  const uint32_t size = static_cast<uint32_t>(payload.size());
-  unsigned char header[4] = {static_cast<unsigned char>(size), static_cast<unsigned char>(size >> 8),
-                             static_cast<unsigned char>(size >> 16), static_cast<unsigned char>(size >> 24)};
-  iovec parts[2] = {{header, sizeof(header)}, {const_cast<char*>(payload.data()), payload.size()}};
-  int first = 0;
-  while (first < 2) {
-    msghdr msg = {};
-    msg.msg_iov = &parts[first];
-    msg.msg_iovlen = 2 - first;
-    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Errno("send");
-    }
-    size_t left = static_cast<size_t>(n);
-    while (first < 2 && left >= parts[first].iov_len) {
-      left -= parts[first].iov_len;
-      ++first;
-    }
-    if (first < 2) {
-      parts[first].iov_base = static_cast<char*>(parts[first].iov_base) + left;
-      parts[first].iov_len -= left;
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes) {
-  unsigned char header[4];
-  if (absl::Status s = ReadExactly(fd, reinterpret_cast<char*>(header), sizeof(header)); !s.ok()) return s;
-  const size_t size = size_t{header[0]} | size_t{header[1]} << 8 | size_t{header[2]} << 16 | size_t{header[3]} << 24;
-  if (size > max_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("a push frame of ", size, " bytes (at most ", max_bytes, ")"));
-  }
-  std::string payload(size, '\0');
-  if (absl::Status s = ReadExactly(fd, payload.data(), size); !s.ok()) return s;
-  return payload;
-}
 
 HandOffThread::HandOffThread(const char* name)
     : thread_([this, name] {
@@ -198,7 +123,7 @@ struct DirectPushServer::Conn : std::enable_shared_from_this<DirectPushServer::C
           return;
         }
       }
-      if (!direct_push::WriteFrame(fd, batch.SerializeAsString()).ok()) {
+      if (!net::WriteFrame(fd, batch.SerializeAsString()).ok()) {
         absl::MutexLock lock(&mu);
         broken = true;  // the caller is gone: later answers are dropped
         outbox.clear();
@@ -221,26 +146,15 @@ struct DirectPushServer::Conn : std::enable_shared_from_this<DirectPushServer::C
 DirectPushServer::~DirectPushServer() { Stop(); }
 
 absl::StatusOr<int> DirectPushServer::Start(const std::string& host) {
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("direct pushes: '", host, "' is not an IPv4 address"));
-  }
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return direct_push::Errno("socket");
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, 128) != 0) {
-    absl::Status s = direct_push::Errno(absl::StrCat("listen on ", host));
-    ::close(fd);
-    return s;
-  }
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  listen_fd_ = fd;
+  int port = 0;
+  absl::StatusOr<int> fd = net::Listen(host, &port);
+  if (!fd.ok()) return absl::Status(fd.status().code(), absl::StrCat("direct pushes: ", fd.status().message()));
+  listen_fd_ = *fd;
   acceptor_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "push-accept");
     Accept();
   });
-  return static_cast<int>(ntohs(addr.sin_port));
+  return port;
 }
 
 void DirectPushServer::Accept() {
@@ -250,7 +164,7 @@ void DirectPushServer::Accept() {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       return;  // Stop shut the listener down
     }
-    direct_push::ConfigureSocket(fd);
+    net::ConfigureSocket(fd);
     auto conn = std::make_shared<Conn>(fd, writer_);
     {
       absl::MutexLock lock(&mu_);
@@ -263,16 +177,16 @@ void DirectPushServer::Accept() {
 
 void DirectPushServer::Serve(std::shared_ptr<Conn> conn) {
   pthread_setname_np(pthread_self(), "push-serve");
-  absl::StatusOr<std::string> hello = direct_push::ReadFrame(conn->fd, direct_push::kMaxHelloBytes);
+  absl::StatusOr<std::string> hello = net::ReadFrame(conn->fd, net::kMaxHelloBytes);
   absl::Status verdict = absl::OkStatus();
   if (!hello.ok()) {
     verdict = hello.status();
   } else if (ClusterAuthEnabled() && !TokensEqual(*hello, ClusterToken())) {
     verdict = absl::UnauthenticatedError("direct push: wrong or missing cluster token");
   }
-  if (hello.ok() && direct_push::WriteFrame(conn->fd, direct_push::Verdict(verdict)).ok() && verdict.ok()) {
+  if (hello.ok() && net::WriteFrame(conn->fd, direct_push::Verdict(verdict)).ok() && verdict.ok()) {
     while (true) {
-      absl::StatusOr<std::string> frame = direct_push::ReadFrame(conn->fd, direct_push::kMaxFrameBytes);
+      absl::StatusOr<std::string> frame = net::ReadFrame(conn->fd, direct_push::kMaxFrameBytes);
       rpc::PushTaskBatch batch;
       if (!frame.ok() || !batch.ParseFromString(*frame)) break;
       conn->Started(batch.items_size());
@@ -381,7 +295,7 @@ class DirectPushes::Conn {
           return;
         }
       }
-      if (absl::Status s = direct_push::WriteFrame(fd_, batch.SerializeAsString()); !s.ok()) {
+      if (absl::Status s = net::WriteFrame(fd_, batch.SerializeAsString()); !s.ok()) {
         Break(s);  // the reader ends the connection and answers the pushes
         return;
       }
@@ -390,33 +304,21 @@ class DirectPushes::Conn {
 
   // Connects (on the connection's thread): answers OK once the worker accepted.
   absl::Status Connect(int port) {
-    const size_t colon = address_.rfind(':');
-    const std::string host = address_.substr(0, colon);
-    sockaddr_in addr = {};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    if (colon == std::string::npos || inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    std::string host;
+    int unused = 0;
+    if (!net::SplitHostPort(address_, &host, &unused).ok()) {
       return absl::InvalidArgumentError(absl::StrCat("direct push: bad worker address ", address_));
     }
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return direct_push::Errno("socket");
-    timeval timeout = {5, 0};  // connect waits at most this long
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      absl::Status s = direct_push::Errno(absl::StrCat("connect to ", host, ":", port));
-      ::close(fd);
-      return s;
-    }
-    timeval none = {0, 0};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
-    direct_push::ConfigureSocket(fd);
+    absl::StatusOr<int> connected = net::Connect(host, port, absl::Seconds(5));
+    if (!connected.ok()) return connected.status();
+    const int fd = *connected;
     {
       absl::MutexLock lock(&mu_);
       fd_ = fd;
       if (cancelled_) ::shutdown(fd_, SHUT_RDWR);
     }
-    if (absl::Status s = direct_push::WriteFrame(fd, ClusterToken()); !s.ok()) return s;
-    absl::StatusOr<std::string> frame = direct_push::ReadFrame(fd, direct_push::kMaxHelloBytes);
+    if (absl::Status s = net::WriteFrame(fd, ClusterToken()); !s.ok()) return s;
+    absl::StatusOr<std::string> frame = net::ReadFrame(fd, net::kMaxHelloBytes);
     if (!frame.ok()) return frame.status();
     rpc::PushTaskAnswers verdict;
     if (!verdict.ParseFromString(*frame) || verdict.answers_size() != 1) {
@@ -428,7 +330,7 @@ class DirectPushes::Conn {
   // Reads answers until the connection ends; runs their callbacks. Answers the reason it ended.
   absl::Status ReadAnswers() {
     while (true) {
-      absl::StatusOr<std::string> frame = direct_push::ReadFrame(fd_, direct_push::kMaxFrameBytes);
+      absl::StatusOr<std::string> frame = net::ReadFrame(fd_, direct_push::kMaxFrameBytes);
       if (!frame.ok()) return frame.status();
       rpc::PushTaskAnswers answers;
       if (!answers.ParseFromString(*frame)) return absl::DataLossError("direct push: an answer frame did not parse");

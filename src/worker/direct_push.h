@@ -52,10 +52,6 @@ namespace shoal {
 class TaskReceiver;
 
 namespace direct_push {
-// One frame on a blocking socket. ReadFrame refuses frames over `max_bytes`.
-absl::Status WriteFrame(int fd, std::string_view payload);
-absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes);
-
 // A thread that runs what is posted to it, in order: the writer of pipelined traffic, at each end.
 class HandOffThread {
  public:

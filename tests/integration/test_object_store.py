@@ -130,6 +130,42 @@ def test_two_raylets_transfer_256_mib(two_nodes):
                 "--from", address_of(worker))["fetched_from"] == ""
 
 
+def transfer_port(cluster, raylet):
+    import shoalpb.raylet_pb2 as raylet_pb2
+    import shoalpb.raylet_pb2_grpc as raylet_pb2_grpc
+    stub = raylet_pb2_grpc.ObjectManagerServiceStub(cluster.channel(address_of(raylet)))
+    return stub.TransferPort(raylet_pb2.TransferPortRequest(), timeout=10).port
+
+
+def test_raylets_serve_pulls_over_plain_sockets_unless_told_grpc(cluster, gcs_stubs, tmp_path):
+    # By default every raylet serves pulls over a socket of its own, and says where.
+    cluster.start_head("--num-cpus", 1, "--object-store-memory", 256 * MiB)
+    cluster.start_worker("--num-cpus", 1, "--object-store-memory", 256 * MiB)
+    head, worker = raylets(cluster)
+    assert transfer_port(cluster, head) > 0 and transfer_port(cluster, worker) > 0
+    # SHOAL_OBJECT_TRANSFER=grpc: this node serves none (and pulls over gRPC); objects still
+    # move both ways between it and a node that serves sockets.
+    cluster.env["SHOAL_OBJECT_TRANSFER"] = "grpc"
+    cluster.start_worker("--num-cpus", 1, "--object-store-memory", 256 * MiB)
+    del cluster.env["SHOAL_OBJECT_TRANSFER"]
+    grpc_node = [r for r in raylets(cluster) if r["pid"] not in (head["pid"], worker["pid"])][0]
+    assert transfer_port(cluster, grpc_node) == 0
+    for n, (source, dest) in enumerate([(worker, grpc_node), (grpc_node, head), (worker, head)]):
+        put = tool("put", "--socket", store_of(source), "--id", object_id(40 + n), "--size", 9 * MiB, "--seed", n)
+        out = tool("fetch", "--raylet", address_of(dest), "--id", object_id(40 + n), "--from", address_of(source))
+        assert out["fetched_from"] == address_of(source)
+        assert tool("get", "--socket", store_of(dest), "--id", object_id(40 + n))["checksum"] == put["checksum"]
+    # Any other value is refused at start, naming the variable.
+    cluster.env["SHOAL_OBJECT_TRANSFER"] = "rdma"
+    try:
+        proc = cluster.shoal("start", "--address", cluster.address, "--num-cpus", 1, check=False)
+    finally:
+        del cluster.env["SHOAL_OBJECT_TRANSFER"]
+    assert proc.returncode != 0
+    assert "SHOAL_OBJECT_TRANSFER" in proc.stdout + proc.stderr
+    assert len(raylets(cluster)) == 3
+
+
 def test_fetch_skips_a_dead_holder_and_fails_cleanly_without_one(two_nodes):
     head, worker = two_nodes
     put = tool("put", "--socket", store_of(worker), "--id", object_id(10), "--size", 5 * MiB)

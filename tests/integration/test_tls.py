@@ -1,6 +1,8 @@
 """Mutual TLS for every gRPC connection (issue 12): a cluster started with --tls-cert/--tls-key/
 --tls-ca serves only TLS clients whose certificate its CA signed, and still wants the token.
 The test makes its own CAs and certificates with openssl."""
+import glob
+import json
 import os
 import subprocess
 import sys
@@ -56,6 +58,12 @@ def test_mutual_tls_cluster_serves_only_its_clients(cluster, pki):
         @ray.remote
         def f(x):
             return x * 2
+        # Only the worker node has 2 CPUs: it pulls the 8 MiB object from the driver's node
+        # (over gRPC, under TLS: raylets serve no plain-socket pulls then).
+        @ray.remote(num_cpus=2)
+        def size(b):
+            return len(b)
+        assert ray.get(size.remote(ray.put(b"x" * (8 << 20)))) == 8 << 20
         print(sum(ray.get([f.remote(i) for i in range(20)])))
     """)
     env = dict(cluster.env, PYTHONPATH=PYTHON_DIR, SHOAL_TEST_ADDRESS=cluster.address,
@@ -85,6 +93,15 @@ def test_mutual_tls_cluster_serves_only_its_clients(cluster, pki):
     assert kv_get(grpc.secure_channel(cluster.address, good)) == grpc.StatusCode.UNAUTHENTICATED
     assert kv_get(grpc.intercept_channel(grpc.secure_channel(cluster.address, good), token)) in (
         grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+    # No raylet serves object pulls over a plain (unencrypted) socket under TLS.
+    ports = [json.load(open(p))["port"] for p in glob.glob(os.path.join(cluster.root, "**", "raylet.ready.json"),
+                                                            recursive=True)]
+    assert len(set(ports)) == 2
+    for port in set(ports):
+        channel = grpc.intercept_channel(grpc.secure_channel(f"127.0.0.1:{port}", good), token)
+        method = channel.unary_unary("/shoal.rpc.ObjectManagerService/TransferPort",
+                                     request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        assert method(b"", timeout=10) == b""  # TransferPortReply with port 0: nothing encoded
     # The CLI without the files cannot reach the cluster, and says why it failed.
     bare = {k: v for k, v in cluster.env.items() if not k.startswith("SHOAL_TLS_")}
     status = subprocess.run([SHOAL, "status", "--address", cluster.address], env=bare, capture_output=True,

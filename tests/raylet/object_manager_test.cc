@@ -12,9 +12,12 @@
 #include <thread>
 #include <vector>
 
+#include "src/common/auth.h"
 #include "src/common/rpc.h"
+#include "src/common/socket.h"
 #include "src/object_store/store_server.h"
 #include "src/raylet/fake_object_transfer_client.h"
+#include "src/raylet/object_socket.h"
 #include "tests/test_util/printers.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/temp_dir.h"
@@ -272,6 +275,166 @@ TEST_CASE("Two object managers move an object over gRPC on loopback", "[raylet][
   }
   CHECK(absl::IsOutOfRange(past->Finish()));
   (*server)->Shutdown();
+}
+
+// A holder serving pulls over a plain socket (and TransferPort over gRPC), and a fetcher whose
+// socket client falls back to a fake that records what reached it.
+struct SocketPair {
+  SocketPair() : holder(*holder_store.client, MakeGrpcObjectTransferClient(), {}), sockets(*holder_store.client) {
+    auto port = sockets.Start("127.0.0.1");
+    REQUIRE_OK(port);
+    socket_port = *port;
+    holder.set_socket_port(socket_port);
+    grpc::ServerBuilder builder;
+    builder.RegisterService(&holder);
+    int grpc_port = 0;
+    auto started = StartServer(builder, "127.0.0.1", 0, &grpc_port);
+    REQUIRE_OK(started);
+    server = *std::move(started);
+    address = "127.0.0.1:" + std::to_string(grpc_port);
+    auto fake = std::make_unique<FakeObjectTransferClient>();
+    fallback = fake.get();
+    auto lookup = GrpcTransferPortLookup();
+    client = MakeSocketObjectTransferClient(
+        [this, lookup](const std::string& h) {
+          ++lookups;
+          return lookup(h);
+        },
+        std::move(fake));
+  }
+  ~SocketPair() {
+    server->Shutdown();
+    sockets.Stop();
+  }
+  ObjectId PutOnHolder(const std::string& data, const std::string& metadata = "") {
+    const ObjectId id = ObjectId::FromRandom();
+    REQUIRE_OK(holder_store.client->Put(id, data.data(), data.size(), metadata.data(), metadata.size()));
+    REQUIRE_OK(holder_store.client->Release(id));
+    return id;
+  }
+  // Reads a stream to its end the way the object manager does: a Read, then its payload.
+  absl::Status ReadAll(ObjectChunkStream& stream, std::string* got, uint64_t first_offset) {
+    ReceivedChunk chunk;
+    while (stream.Read(&chunk)) {
+      CHECK(chunk.offset == first_offset + got->size());
+      std::string payload(chunk.size, '\0');
+      if (!stream.ReadPayload(chunk, reinterpret_cast<uint8_t*>(payload.data()))) break;
+      *got += payload;
+    }
+    return stream.Finish();
+  }
+
+  Store holder_store, fetcher_store;
+  ObjectManager holder;
+  ObjectSocketServer sockets;
+  int socket_port = 0;
+  std::unique_ptr<grpc::Server> server;
+  std::string address;
+  FakeObjectTransferClient* fallback = nullptr;
+  std::atomic<int> lookups{0};
+  std::unique_ptr<ObjectTransferClient> client;
+};
+
+TEST_CASE("Object pulls over a plain socket deliver exact ranges, errors named, the port asked once",
+          "[raylet][object_manager][socket]") {
+  SocketPair p;
+  std::string data(10 * kMiB + 123, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 131 + i / 4099);
+  const ObjectId id = p.PutOnHolder(data, "meta");
+  const std::string whole = data + "meta";
+
+  // The whole object, then ranges crossing chunk borders and the data/metadata border.
+  for (auto [offset, length] : std::vector<std::pair<uint64_t, uint64_t>>{
+           {0, 0}, {1, 4 * kMiB + 7}, {data.size() - 5, 0}, {data.size() - 5, 7}, {whole.size(), 0}}) {
+    auto stream = p.client->Pull(p.address, id, offset, length, 0, absl::Seconds(30));
+    std::string got;
+    REQUIRE_OK(p.ReadAll(*stream, &got, offset));
+    CHECK(got == whole.substr(offset, length == 0 ? std::string::npos : length));
+  }
+  CHECK(p.lookups == 1);
+  CHECK(p.fallback->pulls().empty());
+
+  // Past the end: OUT_OF_RANGE; an object the holder lacks: NOT_FOUND; the server goes on.
+  std::string got;
+  auto past = p.client->Pull(p.address, id, whole.size() + 1, 0, 0, absl::Seconds(30));
+  CHECK(absl::IsOutOfRange(p.ReadAll(*past, &got, whole.size() + 1)));
+  auto missing = p.client->Pull(p.address, ObjectId::FromRandom(), 0, 0, 0, absl::Seconds(30));
+  absl::Status s = p.ReadAll(*missing, &got, 0);
+  CHECK(absl::IsNotFound(s));
+  CHECK_THAT(std::string(s.message()), Catch::Contains("is not here"));
+
+  // A fetch through an object manager: the copy is exact and sealed.
+  ObjectManager fetcher(*p.fetcher_store.client, std::move(p.client), {.range_size = 3 * kMiB});
+  auto from = fetcher.Fetch(id, {p.address});
+  REQUIRE_OK(from);
+  CHECK(p.fetcher_store.Read(id) == data + "|meta");
+}
+
+TEST_CASE("Object pulls over a plain socket check the cluster token first",
+          "[raylet][object_manager][socket]") {
+  SocketPair p;
+  const ObjectId id = p.PutOnHolder("secret bytes");
+  SetClusterToken("the-right-token-0123456789");
+  // A puller with another token is refused before its request is looked at.
+  auto fd = net::Connect("127.0.0.1", p.socket_port, absl::Seconds(5));
+  REQUIRE_OK(fd);
+  REQUIRE_OK(net::WriteFrame(*fd, "a-wrong-token-0123456789"));
+  rpc::PullRequest request;
+  request.set_object_id(id.Binary());
+  (void)net::WriteFrame(*fd, request.SerializeAsString());
+  auto frame = net::ReadFrame(*fd, 4096);
+  REQUIRE_OK(frame);
+  rpc::SocketPullStart start;
+  REQUIRE(start.ParseFromString(*frame));
+  CHECK(start.code() == static_cast<int>(absl::StatusCode::kUnauthenticated));
+  CHECK(start.length() == 0);
+  char byte;
+  CHECK(::read(*fd, &byte, 1) <= 0);  // closed (or reset: the request was left unread), nothing sent
+  ::close(*fd);
+  // The right token (this process's, as pullers send it) is served.
+  auto stream = p.client->Pull(p.address, id, 0, 0, 0, absl::Seconds(30));
+  std::string got;
+  CHECK(p.ReadAll(*stream, &got, 0).ok());
+  SetClusterToken("");
+  CHECK(got == "secret bytes");
+}
+
+TEST_CASE("Object pulls fall back to gRPC where the holder serves no sockets, and fail when it stops",
+          "[raylet][object_manager][socket]") {
+  SocketPair p;
+  const ObjectId id = p.PutOnHolder(std::string(2 * kMiB, 'x'));
+  // A pull in progress when the server stops fails; the object stays pinned no longer.
+  auto stream = p.client->Pull(p.address, id, 0, 0, 0, absl::Seconds(30));
+  ReceivedChunk chunk;
+  REQUIRE(stream->Read(&chunk));
+  p.sockets.Stop();
+  std::string sink(chunk.size, '\0');
+  bool ok = stream->ReadPayload(chunk, reinterpret_cast<uint8_t*>(sink.data()));
+  while (ok && stream->Read(&chunk)) {
+    sink.resize(chunk.size);
+    ok = stream->ReadPayload(chunk, reinterpret_cast<uint8_t*>(sink.data()));
+  }
+  // Either the bytes were already in the kernel's buffers (all arrived) or the pull failed.
+  absl::Status finished = stream->Finish();
+  CHECK((finished.ok() || absl::IsUnavailable(finished)));
+  // Stop waited for the serving thread, which released the object: a delete frees it at once.
+  REQUIRE_OK(p.holder_store.client->Delete(id));
+  auto stats = p.holder_store.client->Stats();
+  REQUIRE_OK(stats);
+  CHECK(stats->num_objects == 0);
+  // The port no longer answers: the next pull fails to connect and forgets the port ...
+  auto refused = p.client->Pull(p.address, id, 0, 0, 0, absl::Seconds(30));
+  std::string got;
+  CHECK(absl::IsUnavailable(p.ReadAll(*refused, &got, 0)));
+  // ... and asks again: the holder now says 0 (no sockets), so pulls go to the fallback.
+  p.holder.set_socket_port(0);
+  p.fallback->AddHolder(p.address, FakeHolder("fallback bytes", 4));
+  auto fallen = p.client->Pull(p.address, id, 0, 0, 0, absl::Seconds(30));
+  got.clear();
+  REQUIRE_OK(p.ReadAll(*fallen, &got, 0));
+  CHECK(got == "fallback bytes");
+  CHECK(p.lookups == 2);
+  CHECK(p.fallback->pulls().size() == 1);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Direct pushes (src/worker/direct_push.h): a real DirectPushServer over a real TaskReceiver,
 // and the caller's DirectPushes, on loopback sockets.
 #include "src/worker/direct_push.h"
+#include "src/common/socket.h"
 
 #include <catch2/catch.hpp>
 
@@ -183,17 +184,17 @@ TEST_CASE("direct pushes: a connection without the cluster token is refused and 
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(static_cast<uint16_t>(worker.port));
   REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  REQUIRE_OK(direct_push::WriteFrame(fd, "a-wrong-token"));
+  REQUIRE_OK(net::WriteFrame(fd, "a-wrong-token"));
   rpc::PushTaskBatch batch;  // sent anyway: must not run
   batch.add_items()->mutable_request()->CopyFrom(NamedPush("f"));
-  (void)direct_push::WriteFrame(fd, batch.SerializeAsString());
-  absl::StatusOr<std::string> verdict = direct_push::ReadFrame(fd, 4096);
+  (void)net::WriteFrame(fd, batch.SerializeAsString());
+  absl::StatusOr<std::string> verdict = net::ReadFrame(fd, 4096);
   REQUIRE_OK(verdict);
   rpc::PushTaskAnswers answers;
   REQUIRE(answers.ParseFromString(*verdict));
   REQUIRE(answers.answers_size() == 1);
   CHECK(answers.answers(0).code() == static_cast<int>(absl::StatusCode::kUnauthenticated));
-  CHECK_FALSE(direct_push::ReadFrame(fd, 4096).ok());  // then closed
+  CHECK_FALSE(net::ReadFrame(fd, 4096).ok());  // then closed
   close(fd);
 
   // The same through DirectPushes, with the token: runs.

@@ -1,0 +1,154 @@
+#include "src/common/socket.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace shoal::net {
+namespace {
+
+constexpr size_t kMaxFrameBytes = size_t{1} << 31;
+
+absl::StatusOr<sockaddr_in> Address(const std::string& host, int port) {
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("'", host, "' is not an IPv4 address"));
+  }
+  return addr;
+}
+
+}  // namespace
+
+absl::Status Errno(absl::string_view what) {
+  return absl::UnavailableError(absl::StrCat(what, ": ", std::strerror(errno)));
+}
+
+void ConfigureSocket(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+  int idle_s = 5, interval_s = 2, probes = 3;
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof(idle_s));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof(interval_s));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes));
+  unsigned int user_timeout_ms = 10000;
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof(user_timeout_ms));
+}
+
+absl::StatusOr<int> Listen(const std::string& host, int* port) {
+  absl::StatusOr<sockaddr_in> addr = Address(host, 0);
+  if (!addr.ok()) return addr.status();
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Errno("socket");
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&*addr), sizeof(*addr)) != 0 || ::listen(fd, 128) != 0) {
+    absl::Status s = Errno(absl::StrCat("listen on ", host));
+    ::close(fd);
+    return s;
+  }
+  socklen_t len = sizeof(*addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&*addr), &len);
+  *port = ntohs(addr->sin_port);
+  return fd;
+}
+
+absl::StatusOr<int> Connect(const std::string& host, int port, absl::Duration timeout) {
+  absl::StatusOr<sockaddr_in> addr = Address(host, port);
+  if (!addr.ok()) return addr.status();
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Errno("socket");
+  timeval wait = absl::ToTimeval(timeout);  // connect waits at most this long
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof(wait));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&*addr), sizeof(*addr)) != 0) {
+    absl::Status s = Errno(absl::StrCat("connect to ", host, ":", port));
+    ::close(fd);
+    return s;
+  }
+  timeval none = {0, 0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
+  ConfigureSocket(fd);
+  return fd;
+}
+
+absl::Status SplitHostPort(const std::string& address, std::string* host, int* port) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), port) || *port <= 0 ||
+      *port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("'", address, "' is not host:port"));
+  }
+  *host = address.substr(0, colon);
+  return absl::OkStatus();
+}
+
+absl::Status ReadExactly(int fd, char* data, size_t bytes) {
+  while (bytes > 0) {
+    ssize_t n = ::read(fd, data, bytes);
+    if (n > 0) {
+      data += n;
+      bytes -= static_cast<size_t>(n);
+    } else if (n == 0) {
+      return absl::UnavailableError("the connection was closed");
+    } else if (errno != EINTR) {
+      return Errno("read");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteAll(int fd, std::string_view data, std::string_view more) {
+  iovec parts[2] = {{const_cast<char*>(data.data()), data.size()}, {const_cast<char*>(more.data()), more.size()}};
+  int first = 0;
+  while (first < 2 && parts[first].iov_len == 0) ++first;
+  while (first < 2) {
+    msghdr msg = {};
+    msg.msg_iov = &parts[first];
+    msg.msg_iovlen = 2 - first;
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Errno("send");
+    }
+    size_t left = static_cast<size_t>(n);
+    while (first < 2 && left >= parts[first].iov_len) {
+      left -= parts[first].iov_len;
+      ++first;
+    }
+    if (first < 2) {
+      parts[first].iov_base = static_cast<char*>(parts[first].iov_base) + left;
+      parts[first].iov_len -= left;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteFrame(int fd, std::string_view payload) {
+  if (payload.size() >= kMaxFrameBytes) return absl::ResourceExhaustedError("a frame over 2 GiB");
+  const uint32_t size = static_cast<uint32_t>(payload.size());
+  const char header[4] = {static_cast<char>(size), static_cast<char>(size >> 8), static_cast<char>(size >> 16),
+                          static_cast<char>(size >> 24)};
+  return WriteAll(fd, std::string_view(header, sizeof(header)), payload);
+}
+
+absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes) {
+  unsigned char header[4];
+  if (absl::Status s = ReadExactly(fd, reinterpret_cast<char*>(header), sizeof(header)); !s.ok()) return s;
+  const size_t size = size_t{header[0]} | size_t{header[1]} << 8 | size_t{header[2]} << 16 | size_t{header[3]} << 24;
+  if (size > max_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("a frame of ", size, " bytes (at most ", max_bytes, ")"));
+  }
+  std::string payload(size, '\0');
+  if (absl::Status s = ReadExactly(fd, payload.data(), size); !s.ok()) return s;
+  return payload;
+}
+
+}  // namespace shoal::net

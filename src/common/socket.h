@@ -1,0 +1,49 @@
+// Plain TCP sockets for the two data paths that skip gRPC (issue 17): task pushes between
+// workers (src/worker/direct_push.h) and object transfers between raylets
+// (src/raylet/object_socket.h). Blocking sockets, IPv4, one thread per direction.
+//
+// Frames: a 4-byte little-endian length and that many bytes. Both paths open with a frame
+// holding the cluster token, checked by the server before it reads anything else.
+// Threading: free functions on file descriptors the caller owns.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace shoal::net {
+
+// The largest first frame a server reads (the cluster token and little else).
+inline constexpr size_t kMaxHelloBytes = 4096;
+
+// UNAVAILABLE naming `what` and errno's text.
+absl::Status Errno(absl::string_view what);
+
+// No Nagle delay; and a peer that stops answering (its node cut off, not closed) ends the
+// connection within about 10 s, as gRPC's keepalive does for its channels (src/common/rpc.cc):
+// probes after 5 s idle, and unacknowledged data or probes for 10 s break it.
+void ConfigureSocket(int fd);
+
+// Listens on `host` (an IPv4 address) at any free port. Answers the socket; `*port` its port.
+absl::StatusOr<int> Listen(const std::string& host, int* port);
+// Connects to `host`:`port`, waiting at most `timeout`, and configures the socket.
+absl::StatusOr<int> Connect(const std::string& host, int port, absl::Duration timeout);
+// "host:port" split; InvalidArgument naming `address` when it is not one.
+absl::Status SplitHostPort(const std::string& address, std::string* host, int* port);
+
+// Exactly `bytes` bytes; UNAVAILABLE if the peer closed first.
+absl::Status ReadExactly(int fd, char* data, size_t bytes);
+// All of `data` (and `more`, after it, in the same system call where it fits).
+absl::Status WriteAll(int fd, std::string_view data, std::string_view more = {});
+
+// One frame. ReadFrame refuses frames over `max_bytes` (InvalidArgument).
+absl::Status WriteFrame(int fd, std::string_view payload);
+absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes);
+
+}  // namespace shoal::net
