@@ -8,7 +8,8 @@
 2. One object of --size-mib put into a worker raylet's store and fetched by the head raylet
    (`shoal-store-tool fetch`, timed around the Fetch call), --repeat times (deleted in between).
 3. Broadcast: one object of --broadcast-mib on one raylet fetched by --receivers others at once.
-Prints a table; --json writes the figures with the machine and date.
+Prints a table; --json writes the figures with the machine and date. SHOAL_OBJECT_TRANSFER=grpc
+runs the raylets with pulls over gRPC instead of plain sockets (to compare).
 """
 import argparse
 import concurrent.futures
@@ -94,7 +95,9 @@ def main():
     size = args.size_mib * MiB
     results = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": {
         "cores": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30), 1)}}
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30), 1)},
+        # The raylets' data path: plain sockets (the default) or gRPC's Pull stream.
+        "object_transfer": os.environ.get("SHOAL_OBJECT_TRANSFER", "socket")}
 
     tcp = [tcp_baseline(size) for _ in range(args.repeat)]
     results["tcp_loopback_gbps"] = [round(size / s / 1e9, 3) for s in tcp]

@@ -20,36 +20,54 @@ std::string BundleResourceName(std::string_view resource, const PlacementGroupId
   return name + pg.Hex();
 }
 
-std::optional<ParsedBundleResource> ParseBundleResource(std::string_view name) {
+namespace {
+
+// The parts of a bundle-formatted name, as views into it; false when it is not one. Allocates
+// nothing: the GCS asks this of every resource name of every node when it places bundles.
+bool SplitBundleName(std::string_view name, std::string_view* resource, int* index, std::string_view* hex) {
   // <resource>_group_<pg>  or  <resource>_group_<index>_<pg>, read from the right.
-  if (name.size() < kHexLength + kGroupInfix.size() + 1) return std::nullopt;
-  std::string_view hex = name.substr(name.size() - kHexLength);
-  absl::StatusOr<PlacementGroupId> pg = PlacementGroupId::FromHex(hex);
-  if (!pg.ok()) return std::nullopt;
+  if (name.size() < kHexLength + kGroupInfix.size() + 1) return false;
+  *hex = name.substr(name.size() - kHexLength);
+  for (char c : *hex) {
+    if (!std::isxdigit(static_cast<unsigned char>(c))) return false;
+  }
   std::string_view rest = name.substr(0, name.size() - kHexLength);  // ends with '_'
-  ParsedBundleResource parsed;
-  parsed.pg = *pg;
   if (rest.size() > kGroupInfix.size() && rest.substr(rest.size() - kGroupInfix.size()) == kGroupInfix) {
-    parsed.resource = std::string(rest.substr(0, rest.size() - kGroupInfix.size()));
-    parsed.index = -1;
-    return parsed;
+    *resource = rest.substr(0, rest.size() - kGroupInfix.size());
+    *index = -1;
+    return true;
   }
   // <resource>_group_<digits>_
-  if (rest.empty() || rest.back() != '_') return std::nullopt;
+  if (rest.empty() || rest.back() != '_') return false;
   rest.remove_suffix(1);
   size_t digits = rest.size();
   while (digits > 0 && std::isdigit(static_cast<unsigned char>(rest[digits - 1]))) --digits;
-  if (digits == rest.size() || rest.size() - digits > 9) return std::nullopt;
+  if (digits == rest.size() || rest.size() - digits > 9) return false;
   std::string_view index_text = rest.substr(digits);
   std::string_view head = rest.substr(0, digits);
   if (head.size() <= kGroupInfix.size() || head.substr(head.size() - kGroupInfix.size()) != kGroupInfix) {
-    return std::nullopt;
+    return false;
   }
-  int index = 0;
-  if (!absl::SimpleAtoi(absl::string_view(index_text.data(), index_text.size()), &index)) return std::nullopt;
-  parsed.resource = std::string(head.substr(0, head.size() - kGroupInfix.size()));
-  parsed.index = index;
-  return parsed;
+  if (!absl::SimpleAtoi(absl::string_view(index_text.data(), index_text.size()), index)) return false;
+  *resource = head.substr(0, head.size() - kGroupInfix.size());
+  return true;
+}
+
+}  // namespace
+
+std::optional<ParsedBundleResource> ParseBundleResource(std::string_view name) {
+  std::string_view resource, hex;
+  int index = -1;
+  if (!SplitBundleName(name, &resource, &index, &hex)) return std::nullopt;
+  absl::StatusOr<PlacementGroupId> pg = PlacementGroupId::FromHex(hex);
+  if (!pg.ok()) return std::nullopt;
+  return ParsedBundleResource{std::string(resource), *pg, index};
+}
+
+bool IsBundleResource(std::string_view name) {
+  std::string_view resource, hex;
+  int index = -1;
+  return SplitBundleName(name, &resource, &index, &hex);
 }
 
 bool IsBundleGpuResource(std::string_view name) {

@@ -46,7 +46,8 @@ struct ParsedBundleResource {
 };
 // nullopt for a name that is not bundle-formatted.
 std::optional<ParsedBundleResource> ParseBundleResource(std::string_view name);
-inline bool IsBundleResource(std::string_view name) { return ParseBundleResource(name).has_value(); }
+// As ParseBundleResource(name).has_value(), without allocating.
+bool IsBundleResource(std::string_view name);
 // True for "GPU_group_..." names: unit-instance (per device) on the raylet.
 bool IsBundleGpuResource(std::string_view name);
 

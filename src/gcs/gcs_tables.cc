@@ -4,6 +4,7 @@
 #include <map>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
@@ -162,7 +163,10 @@ void NodeTable::SetGroupResources(const NodeId& id, const PlacementGroupId& pg, 
   if (it == nodes_.end() || it->second.state() != rpc::NodeInfo::ALIVE) return;
   auto& total = *it->second.mutable_resources_total()->mutable_amounts();
   auto& available = *it->second.mutable_resources_available()->mutable_amounts();
-  auto of_group = [&pg](const std::string& name) {
+  // Every name of the group ends with its hex id: only those are parsed.
+  const std::string hex = pg.Hex();
+  auto of_group = [&pg, &hex](const std::string& name) {
+    if (!absl::EndsWith(name, hex)) return false;
     auto parsed = ParseBundleResource(name);
     return parsed.has_value() && parsed->pg == pg;
   };
@@ -184,17 +188,54 @@ void NodeTable::SetGroupResources(const NodeId& id, const PlacementGroupId& pg, 
   }
 }
 
-std::vector<rpc::NodeInfo> NodeTable::GetAll(bool alive_only) const {
-  absl::MutexLock lock(&mu_);
-  std::vector<rpc::NodeInfo> out;
-  for (const auto& [key, node] : nodes_) {
-    if (!alive_only || node.state() == rpc::NodeInfo::ALIVE) out.push_back(node);
-  }
-  std::sort(out.begin(), out.end(), [](const rpc::NodeInfo& a, const rpc::NodeInfo& b) {
+namespace {
+
+// Head first, then the oldest.
+void SortNodes(std::vector<rpc::NodeInfo>& nodes) {
+  std::sort(nodes.begin(), nodes.end(), [](const rpc::NodeInfo& a, const rpc::NodeInfo& b) {
     if (a.is_head() != b.is_head()) return a.is_head();
     return a.start_time_ms() != b.start_time_ms() ? a.start_time_ms() < b.start_time_ms()
                                                   : a.node_id() < b.node_id();
   });
+}
+
+void CopyWithoutBundles(const rpc::ResourceMap& from, rpc::ResourceMap* to) {
+  for (const auto& [name, units] : from.amounts()) {
+    if (!IsBundleResource(name)) (*to->mutable_amounts())[name] = units;
+  }
+}
+
+}  // namespace
+
+std::vector<rpc::NodeInfo> NodeTable::GetAll(bool alive_only) const {
+  absl::MutexLock lock(&mu_);
+  std::vector<rpc::NodeInfo> out;
+  out.reserve(nodes_.size());
+  for (const auto& [key, node] : nodes_) {
+    if (!alive_only || node.state() == rpc::NodeInfo::ALIVE) out.push_back(node);
+  }
+  SortNodes(out);
+  return out;
+}
+
+std::vector<rpc::NodeInfo> NodeTable::GetAllWithoutBundles(bool alive_only) {
+  absl::MutexLock lock(&mu_);
+  std::vector<rpc::NodeInfo> out;
+  out.reserve(nodes_.size());
+  for (auto& [key, node] : nodes_) {
+    if (alive_only && node.state() != rpc::NodeInfo::ALIVE) continue;
+    // Copy the entry with its resource maps moved aside (the lock hides the moment), then the
+    // maps' own entries.
+    rpc::ResourceMap total, available;
+    total.Swap(node.mutable_resources_total());
+    available.Swap(node.mutable_resources_available());
+    rpc::NodeInfo& copy = out.emplace_back(node);
+    total.Swap(node.mutable_resources_total());
+    available.Swap(node.mutable_resources_available());
+    CopyWithoutBundles(node.resources_total(), copy.mutable_resources_total());
+    CopyWithoutBundles(node.resources_available(), copy.mutable_resources_available());
+  }
+  SortNodes(out);
   return out;
 }
 

@@ -90,6 +90,9 @@ class NodeTable {
   // `amounts` removes them. Unknown or dead nodes are ignored. In memory only, like reports.
   void SetGroupResources(const NodeId& id, const PlacementGroupId& pg, const ResourceSet& amounts);
   std::vector<rpc::NodeInfo> GetAll(bool alive_only) const;
+  // As GetAll, with no bundle-formatted resources (bundle_resources.h) in either map: what
+  // placing new bundles needs, without copying every live group's entries on every node.
+  std::vector<rpc::NodeInfo> GetAllWithoutBundles(bool alive_only);
   std::optional<rpc::NodeInfo> Get(const NodeId& id) const;
   // "address:raylet_port" of the node if it is alive, without copying its entry (which holds
   // every placement group's resources on it).

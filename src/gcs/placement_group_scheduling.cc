@@ -71,7 +71,8 @@ void PlacementGroupManager::SetPending(const PlacementGroupId& id, Group& g, con
 void PlacementGroupManager::TrySchedule(Actions& actions) {
   if (shutdown_ || attempt_ || releasing_ > 0 || pending_.empty()) return;
   const absl::Time now = clock_.Now();
-  const std::vector<rpc::NodeInfo> nodes = nodes_.GetAll(/*alive_only=*/true);
+  // Bundles never ask for other groups' resources: the nodes without them are cheaper to copy.
+  const std::vector<rpc::NodeInfo> nodes = nodes_.GetAllWithoutBundles(/*alive_only=*/true);
   for (const auto& [seq, id] : pending_) {
     Group& g = groups_.at(id);
     if (g.next_try > now) continue;

@@ -46,6 +46,22 @@ TEST_CASE("Plain names are not bundle resources", "[bundle_resources]") {
   CHECK_FALSE(IsBundleResource("CPU_group_x_" + std::string(36, 'a')));
 }
 
+TEST_CASE("IsBundleResource answers as ParseBundleResource does", "[bundle_resources]") {
+  const PlacementGroupId pg = PlacementGroupId::FromRandom();
+  const std::string hex = pg.Hex();
+  std::string upper = hex;
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (const std::string& name : std::vector<std::string>{
+           BundleResourceName("CPU", pg, 0), BundleResourceName("CPU", pg, -1), BundleResourceName("bundle", pg, 7),
+           BundleResourceName("acc_group_7", pg, 12), "CPU_group_" + upper, "CPU_group_1234567890_" + hex,
+           "CPU_group_123456789_" + hex, "CPU_group_" + hex.substr(1) + "g", "CPU_group__" + hex, "CPU_grp_" + hex,
+           "x_group_0_" + hex.substr(0, 35), "CPU", "memory", "object_store_memory", "node:127.0.0.1",
+           "_group_" + hex, "CPU_group_-1_" + hex}) {
+    INFO(name);
+    CHECK(IsBundleResource(name) == ParseBundleResource(name).has_value());
+  }
+}
+
 TEST_CASE("A task's demand in a bundle uses the formatted names and the marker", "[bundle_resources]") {
   PlacementGroupId pg = PlacementGroupId::FromRandom();
   ResourceSet demand = FormatBundleDemand(RS({{"CPU", 1}, {"GPU", 0.5}}), pg, 1);

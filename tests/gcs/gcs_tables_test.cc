@@ -225,6 +225,16 @@ TEMPLATE_TEST_CASE("NodeTable ReportResources only for alive known nodes", "[gcs
         RS({{"CPU", 4}, {mine, 2}, {BundleResourceName("CPU", pg, -1), 2}, {theirs, 1}}));
   CHECK(ResourceSet::FromProto(table.Get(a)->resources_available()) ==
         RS({{"CPU", 2}, {mine, 0.5}, {BundleResourceName("CPU", pg, -1), 2}, {theirs, 1}}));
+  // Without bundles: the node's own resources only, in a copy; the table keeps everything.
+  for (const rpc::NodeInfo& node : table.GetAllWithoutBundles(/*alive_only=*/true)) {
+    if (node.node_id() != a.Hex()) continue;
+    CHECK(ResourceSet::FromProto(node.resources_total()) == RS({{"CPU", 4}}));
+    CHECK(ResourceSet::FromProto(node.resources_available()) == RS({{"CPU", 2}}));
+    CHECK(node.address() == table.Get(a)->address());
+  }
+  CHECK(table.GetAllWithoutBundles(/*alive_only=*/false).size() == table.GetAll(/*alive_only=*/false).size());
+  CHECK(table.GetAllWithoutBundles(/*alive_only=*/true).size() == table.GetAll(/*alive_only=*/true).size());
+  CHECK(ResourceSet::FromProto(table.Get(a)->resources_total()).Get(theirs) == FixedPoint::FromInt(1));
   table.SetGroupResources(a, pg, ResourceSet());
   CHECK(ResourceSet::FromProto(table.Get(a)->resources_total()) == RS({{"CPU", 4}, {theirs, 1}}));
   CHECK(ResourceSet::FromProto(table.Get(a)->resources_available()) == RS({{"CPU", 2}, {theirs, 1}}));
