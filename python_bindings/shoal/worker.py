@@ -71,7 +71,9 @@ class _OutputForwarder:
         # an async actor's event loop (each asyncio task runs in its own copy of the context).
         self._task = contextvars.ContextVar("shoal_output_task", default=None)
         self._send_lock = threading.Lock()
-        self._stop = threading.Event()
+        # Set when lines are queued: the thread sleeps until then (an idle worker's thread never
+        # wakes, and hundreds of idle actors cost no CPU), then sends what one period gathered.
+        self._queued = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="shoal-output", daemon=True)
         self._thread.start()
 
@@ -104,6 +106,7 @@ class _OutputForwarder:
         prefix = "" if raw else task_prefix
         with self._lock:
             self._pending.setdefault((owner, is_stderr), []).extend(prefix + line for line in lines)
+        self._queued.set()
         return True
 
     def flush(self):
@@ -117,7 +120,10 @@ class _OutputForwarder:
                     pass
 
     def _loop(self):
-        while not self._stop.wait(_FLUSH_PERIOD):
+        while True:
+            self._queued.wait()
+            time.sleep(_FLUSH_PERIOD)
+            self._queued.clear()  # lines queued from now on set it again: the next round sends them
             self.flush()
 
 
