@@ -266,6 +266,7 @@ class CoreWorker::Impl final {
 // Start-up and shut-down
 
 absl::Status CoreWorker::Impl::Start() {
+  if (absl::Status s = GrpcTransport::CheckEnvironment(); !s.ok()) return s;
   auto store = ObjectStoreClient::Connect(config_.store_socket);
   if (!store.ok()) {
     return absl::Status(store.status().code(), absl::StrCat("cannot connect to the object store at ",

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 #include "src/common/lease_rpc.h"
 #include "src/common/rpc.h"
@@ -12,14 +13,19 @@ namespace {
 constexpr absl::Duration kShortCallTimeout = absl::Seconds(10);
 }  // namespace
 
-GrpcTransport::GrpcTransport(GcsClient gcs) : gcs_(std::move(gcs)), push_mode_([] {
+absl::StatusOr<GrpcTransport::PushMode> GrpcTransport::PushModeFromEnvironment() {
   const char* value = std::getenv("SHOAL_PUSH_STREAMS");
   if (value == nullptr || *value == '\0' || std::string_view(value) == "direct") return PushMode::kDirect;
   if (std::string_view(value) == "grpc") return PushMode::kStreams;
   if (std::string_view(value) == "0") return PushMode::kUnary;
-  spdlog::warn("SHOAL_PUSH_STREAMS={} is none of direct, grpc and 0: pushes go direct", value);
-  return PushMode::kDirect;
-}()) {}
+  return absl::InvalidArgumentError(
+      absl::StrCat("SHOAL_PUSH_STREAMS must be 'direct', 'grpc' or '0', got '", value, "'"));
+}
+
+absl::Status GrpcTransport::CheckEnvironment() { return PushModeFromEnvironment().status(); }
+
+GrpcTransport::GrpcTransport(GcsClient gcs)
+    : gcs_(std::move(gcs)), push_mode_(PushModeFromEnvironment().value_or(PushMode::kDirect)) {}
 
 GrpcTransport::~GrpcTransport() { Shutdown(absl::Seconds(2)); }
 

@@ -35,6 +35,8 @@ class GrpcTransport : public TaskTransport, public ActorTransport, public Object
   // `gcs` answers GetActorInfo; its copy shares the caller's connection.
   explicit GrpcTransport(GcsClient gcs);
   ~GrpcTransport() override;  // Shutdown(2 s)
+  // InvalidArgument, naming it, when $SHOAL_PUSH_STREAMS holds none of the values below.
+  static absl::Status CheckEnvironment();
   GrpcTransport(const GrpcTransport&) = delete;
   GrpcTransport& operator=(const GrpcTransport&) = delete;
 
@@ -91,6 +93,7 @@ class GrpcTransport : public TaskTransport, public ActorTransport, public Object
   // "direct": over plain sockets (DirectPushes) where the worker takes them, else over its
   // PushTasks stream; "grpc": always over the stream; "0": one PushTask RPC each.
   enum class PushMode { kDirect, kStreams, kUnary };
+  static absl::StatusOr<PushMode> PushModeFromEnvironment();
   const PushMode push_mode_;
   PushStreams pushes_{[this](const std::string& address) { return workers_.Get(address); }};
   DirectPushes direct_{[this](const std::string& address) { return DirectPushPort(address); },

@@ -112,6 +112,28 @@ def test_init_joins_via_environment_and_rejects_bad_addresses(three_nodes):
     assert proc.stdout.count("rejected") == 4, proc.stdout
 
 
+def test_an_unknown_push_transport_is_refused_by_name(three_nodes):
+    # SHOAL_PUSH_STREAMS picks how task pushes travel (a benchmark switch): any value it does not
+    # know is refused when the driver starts, naming it, instead of being ignored.
+    proc = run_script("""
+        import shoal
+        try:
+            shoal.init()
+        except ValueError as e:
+            print("refused:", e)
+    """, dict(three_nodes.env, RAY_ADDRESS=three_nodes.address, SHOAL_PUSH_STREAMS="sockets"))
+    assert proc.returncode == 0, proc.stderr
+    assert "refused: SHOAL_PUSH_STREAMS must be 'direct', 'grpc' or '0', got 'sockets'" in proc.stdout, proc.stdout
+    for mode in ("grpc", "0", "direct"):
+        proc = run_script("""
+            import shoal
+            shoal.init()
+            print(sum(shoal.get([shoal.remote(lambda x: x + 1).remote(i) for i in range(10)])))
+        """, dict(three_nodes.env, RAY_ADDRESS=three_nodes.address, SHOAL_PUSH_STREAMS=mode))
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip().splitlines()[-1] == "55", (mode, proc.stdout)
+
+
 # ---------------------------------------------------------------------------------------------
 # Tasks
 
