@@ -3,10 +3,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -46,6 +48,16 @@ void ConfigureSocket(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof(user_timeout_ms));
 }
 
+void SetReadTimeout(int fd, absl::Duration timeout) {
+  timeval wait = absl::ToTimeval(std::max(timeout, absl::ZeroDuration()));
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
+}
+
+void SetWriteTimeout(int fd, absl::Duration timeout) {
+  timeval wait = absl::ToTimeval(std::max(timeout, absl::ZeroDuration()));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof(wait));
+}
+
 absl::StatusOr<int> Listen(const std::string& host, int* port) {
   absl::StatusOr<sockaddr_in> addr = Address(host, 0);
   if (!addr.ok()) return addr.status();
@@ -67,15 +79,13 @@ absl::StatusOr<int> Connect(const std::string& host, int port, absl::Duration ti
   if (!addr.ok()) return addr.status();
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Errno("socket");
-  timeval wait = absl::ToTimeval(timeout);  // connect waits at most this long
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof(wait));
+  SetWriteTimeout(fd, std::max(timeout, absl::Milliseconds(1)));  // connect waits at most this long
   if (::connect(fd, reinterpret_cast<sockaddr*>(&*addr), sizeof(*addr)) != 0) {
     absl::Status s = Errno(absl::StrCat("connect to ", host, ":", port));
     ::close(fd);
     return s;
   }
-  timeval none = {0, 0};
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
+  SetWriteTimeout(fd, absl::ZeroDuration());
   ConfigureSocket(fd);
   return fd;
 }
@@ -90,14 +100,26 @@ absl::Status SplitHostPort(const std::string& address, std::string* host, int* p
   return absl::OkStatus();
 }
 
-absl::Status ReadExactly(int fd, char* data, size_t bytes) {
+absl::Status ReadExactly(int fd, char* data, size_t bytes, absl::Time deadline) {
   while (bytes > 0) {
+    if (deadline != absl::InfiniteFuture()) {
+      const absl::Duration left = deadline - absl::Now();
+      pollfd p = {fd, POLLIN, 0};
+      const int ready = left <= absl::ZeroDuration()
+                            ? 0
+                            : ::poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
+      if (ready == 0) return absl::DeadlineExceededError("read timed out");
+      if (ready < 0 && errno != EINTR) return Errno("poll");
+      if (ready < 0) continue;
+    }
     ssize_t n = ::read(fd, data, bytes);
     if (n > 0) {
       data += n;
       bytes -= static_cast<size_t>(n);
     } else if (n == 0) {
       return absl::UnavailableError("the connection was closed");
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return absl::DeadlineExceededError("read timed out (SO_RCVTIMEO)");
     } else if (errno != EINTR) {
       return Errno("read");
     }
@@ -139,15 +161,15 @@ absl::Status WriteFrame(int fd, std::string_view payload) {
   return WriteAll(fd, std::string_view(header, sizeof(header)), payload);
 }
 
-absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes) {
+absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes, absl::Time deadline) {
   unsigned char header[4];
-  if (absl::Status s = ReadExactly(fd, reinterpret_cast<char*>(header), sizeof(header)); !s.ok()) return s;
+  if (absl::Status s = ReadExactly(fd, reinterpret_cast<char*>(header), sizeof(header), deadline); !s.ok()) return s;
   const size_t size = size_t{header[0]} | size_t{header[1]} << 8 | size_t{header[2]} << 16 | size_t{header[3]} << 24;
   if (size > max_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("a frame of ", size, " bytes (at most ", max_bytes, ")"));
   }
   std::string payload(size, '\0');
-  if (absl::Status s = ReadExactly(fd, payload.data(), size); !s.ok()) return s;
+  if (absl::Status s = ReadExactly(fd, payload.data(), size, deadline); !s.ok()) return s;
   return payload;
 }
 

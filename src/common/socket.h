@@ -32,18 +32,23 @@ void ConfigureSocket(int fd);
 
 // Listens on `host` (an IPv4 address) at any free port. Answers the socket; `*port` its port.
 absl::StatusOr<int> Listen(const std::string& host, int* port);
+// Sets how long one read (SO_RCVTIMEO) or one write (SO_SNDTIMEO) may wait; zero: forever.
+void SetReadTimeout(int fd, absl::Duration timeout);
+void SetWriteTimeout(int fd, absl::Duration timeout);
 // Connects to `host`:`port`, waiting at most `timeout`, and configures the socket.
 absl::StatusOr<int> Connect(const std::string& host, int port, absl::Duration timeout);
 // "host:port" split; InvalidArgument naming `address` when it is not one.
 absl::Status SplitHostPort(const std::string& address, std::string* host, int* port);
 
-// Exactly `bytes` bytes; UNAVAILABLE if the peer closed first.
-absl::Status ReadExactly(int fd, char* data, size_t bytes);
+// Exactly `bytes` bytes; UNAVAILABLE if the peer closed first, DEADLINE_EXCEEDED at `deadline`
+// (the whole read, however the bytes trickle in) or when one read waited longer than the
+// socket's SO_RCVTIMEO.
+absl::Status ReadExactly(int fd, char* data, size_t bytes, absl::Time deadline = absl::InfiniteFuture());
 // All of `data` (and `more`, after it, in the same system call where it fits).
 absl::Status WriteAll(int fd, std::string_view data, std::string_view more = {});
 
 // One frame. ReadFrame refuses frames over `max_bytes` (InvalidArgument).
 absl::Status WriteFrame(int fd, std::string_view payload);
-absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes);
+absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes, absl::Time deadline = absl::InfiniteFuture());
 
 }  // namespace shoal::net

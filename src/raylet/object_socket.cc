@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
+#include <system_error>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -19,8 +21,11 @@
 namespace shoal {
 namespace {
 
-// How long a holder waits for a puller's token and request.
-constexpr timeval kRequestTimeout = {10, 0};
+// How long a holder waits for a puller's token and request (all of them, however they trickle
+// in), and a puller for the holder's first answer.
+constexpr absl::Duration kHandshakeTimeout = absl::Seconds(10);
+// How long one write of the range may wait for a puller that stopped reading.
+constexpr absl::Duration kStalledPullerTimeout = absl::Seconds(30);
 // A stream hands its range to the object manager in pieces of this size, so that a pull that
 // fails midway keeps what arrived (the rest is pulled from another holder).
 constexpr uint64_t kChunkBytes = 4 << 20;
@@ -72,7 +77,7 @@ class SocketChunkStream final : public ObjectChunkStream {
   bool ReadPayload(const ReceivedChunk& chunk, uint8_t* dest) override {
     if (absl::Now() > deadline_) return Fail(absl::DeadlineExceededError("object pull timed out"));
     if (absl::Status s = net::ReadExactly(fd_, reinterpret_cast<char*>(dest), chunk.size); !s.ok()) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return Fail(absl::DeadlineExceededError("object pull timed out"));
+      if (absl::IsDeadlineExceeded(s)) return Fail(absl::DeadlineExceededError("object pull timed out"));
       return Fail(absl::UnavailableError(absl::StrCat("pull from ", host_, ":", port_, ": ", s.message())));
     }
     at_ += chunk.size;
@@ -99,21 +104,29 @@ class SocketChunkStream final : public ObjectChunkStream {
       return Fail(fd.status());
     }
     fd_ = *fd;
-    // A holder that stops sending (not one that is gone: keepalive ends that) ends the pull at
-    // its deadline.
-    timeval wait = absl::ToTimeval(std::max(left, absl::Milliseconds(1)));
-    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
     rpc::PullRequest request;
     request.set_object_id(id_.Binary());
     request.set_offset(offset_);
     request.set_length(length_);
-    if (absl::Status s = net::WriteFrame(fd_, ClusterToken()); !s.ok()) return Fail(s);
-    if (absl::Status s = net::WriteFrame(fd_, request.SerializeAsString()); !s.ok()) return Fail(s);
-    absl::StatusOr<std::string> frame = net::ReadFrame(fd_, net::kMaxHelloBytes);
-    if (!frame.ok()) return Fail(frame.status());
+    absl::StatusOr<std::string> frame;
+    absl::Status s = net::WriteFrame(fd_, ClusterToken());
+    // A holder that refuses the token answers before reading the request (whose write may then
+    // fail): its answer is read either way.
+    if (s.ok()) (void)net::WriteFrame(fd_, request.SerializeAsString());
+    if (s.ok()) {
+      frame = net::ReadFrame(fd_, net::kMaxHelloBytes, absl::Now() + std::min(left, kHandshakeTimeout));
+      s = frame.status();
+    }
     rpc::SocketPullStart start;
-    if (!start.ParseFromString(*frame)) return Fail(absl::DataLossError("object pull: the holder's answer did not parse"));
+    if (s.ok() && !start.ParseFromString(*frame)) s = absl::DataLossError("the holder's answer did not parse");
+    if (!s.ok()) {
+      on_refused_();  // something else may listen there now
+      return Fail(absl::UnavailableError(absl::StrCat("object pull from ", host_, ":", port_, ": ", s.message())));
+    }
     if (start.code() != 0) return Fail(absl::Status(static_cast<absl::StatusCode>(start.code()), start.message()));
+    // A holder that stops sending (not one that is gone: keepalive ends that) ends the pull at
+    // its deadline.
+    net::SetReadTimeout(fd_, std::max(deadline_ - absl::Now(), absl::Milliseconds(1)));
     data_size_ = start.data_size();
     metadata_size_ = start.metadata_size();
     range_ = start.length();
@@ -169,6 +182,7 @@ class SocketObjectTransferClient final : public ObjectTransferClient {
       if (auto it = ports_.find(holder); it != ports_.end()) return it->second;
     }
     absl::StatusOr<int> port = port_for_(holder);
+    if (!port.ok() && absl::IsUnimplemented(port.status())) port = 0;  // a raylet without sockets
     if (!port.ok()) {
       spdlog::debug("transfer port of {}: {}", holder, port.status().ToString());
       return 0;
@@ -204,44 +218,63 @@ void ObjectSocketServer::Accept() {
   while (true) {
     int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      return;  // Stop shut the listener down
+      const int error = errno;
+      if (error == EINTR || error == ECONNABORTED) continue;
+      {
+        absl::MutexLock lock(&mu_);
+        if (stopped_) return;  // Stop shut the listener down
+      }
+      // Out of descriptors or memory for a moment: keep the port served.
+      spdlog::warn("object transfers: accept failed: {}", std::strerror(error));
+      absl::SleepFor(absl::Milliseconds(100));
+      continue;
     }
     net::ConfigureSocket(fd);
-    bool full = false;
     {
       absl::MutexLock lock(&mu_);
       if (stopped_) {
         ::close(fd);
         return;
       }
-      full = open_.size() >= kMaxConnections;
-      if (!full) open_.insert(fd);
+      if (handshaking_ >= kMaxHandshakes) {
+        // Only connections that never sent a token can fill this: close without a word.
+        ::close(fd);
+        continue;
+      }
+      ++handshaking_;
+      open_.insert(fd);
     }
-    if (full) {
-      // Answered without reading the request: the puller tries another holder or again later.
-      (void)net::WriteFrame(fd, PullStart(absl::ResourceExhaustedError(absl::StrCat(
-                                    "object transfers: this node serves ", kMaxConnections, " pulls at once"))));
+    try {
+      std::thread([this, fd] { Serve(fd); }).detach();
+    } catch (const std::system_error& e) {
+      spdlog::warn("object transfers: no thread for a pull: {}", e.what());
+      absl::MutexLock lock(&mu_);
+      --handshaking_;
+      open_.erase(fd);
       ::close(fd);
-      continue;
     }
-    std::thread([this, fd] { Serve(fd); }).detach();
   }
 }
 
 void ObjectSocketServer::Serve(int fd) {
   pthread_setname_np(pthread_self(), "xfer-serve");
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &kRequestTimeout, sizeof(kRequestTimeout));
+  net::SetWriteTimeout(fd, kStalledPullerTimeout);
   auto refuse = [fd](const absl::Status& why) { (void)net::WriteFrame(fd, PullStart(why)); };
-  absl::StatusOr<std::string> hello = net::ReadFrame(fd, net::kMaxHelloBytes);
+  const absl::Time handshake_deadline = absl::Now() + kHandshakeTimeout;
+  absl::StatusOr<std::string> hello = net::ReadFrame(fd, net::kMaxHelloBytes, handshake_deadline);
+  const bool authenticated = hello.ok() && (!ClusterAuthEnabled() || TokensEqual(*hello, ClusterToken()));
+  {
+    absl::MutexLock lock(&mu_);
+    --handshaking_;  // a puller with the token is served however many others are
+  }
   absl::StatusOr<std::string> frame;
   rpc::PullRequest request;
   absl::StatusOr<ObjectId> id;
   if (!hello.ok()) {
     // Nothing to answer: the puller went away, or sent more than a token.
-  } else if (ClusterAuthEnabled() && !TokensEqual(*hello, ClusterToken())) {
+  } else if (!authenticated) {
     refuse(absl::UnauthenticatedError("object transfer: wrong or missing cluster token"));
-  } else if (frame = net::ReadFrame(fd, net::kMaxHelloBytes); !frame.ok()) {
+  } else if (frame = net::ReadFrame(fd, net::kMaxHelloBytes, handshake_deadline); !frame.ok()) {
     // The puller went away.
   } else if (!request.ParseFromString(*frame) || !(id = ObjectId::FromBinary(request.object_id())).ok()) {
     refuse(absl::InvalidArgumentError("object transfer: a request that is not a PullRequest"));

@@ -11,8 +11,8 @@
 // A raylet tells where it serves such pulls through ObjectManagerService.TransferPort, 0 when it
 // serves none: with TLS on (these sockets are not encrypted) or a fixed --port (this port would
 // not keep to it). The puller asks once per holder; where the answer is 0 it pulls over gRPC.
-// Threading: the server runs a thread per connection (at most kMaxConnections at once); the
-// client is thread-safe and each stream is used by one thread, as ObjectChunkStream says.
+// Threading: the server runs a thread per connection; the client is thread-safe and each stream
+// is used by one thread, as ObjectChunkStream says.
 #pragma once
 
 #include <cstdint>
@@ -30,8 +30,10 @@ namespace shoal {
 
 class ObjectSocketServer {
  public:
-  // Pulls served at once; a connection over it is answered RESOURCE_EXHAUSTED.
-  static constexpr int kMaxConnections = 64;
+  // Connections that have not shown the token yet (each has 10 s to send it and its request);
+  // more are closed at once. Pullers with the token are served however many there are: each
+  // node pulls at most a few ranges at once (ObjectManagerOptions).
+  static constexpr int kMaxHandshakes = 64;
 
   // `store` must outlive the server.
   explicit ObjectSocketServer(ObjectStoreClient& store) : store_(store) {}
@@ -55,6 +57,7 @@ class ObjectSocketServer {
   absl::Mutex mu_;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_set<int> open_ ABSL_GUARDED_BY(mu_);  // connections being served
+  int handshaking_ ABSL_GUARDED_BY(mu_) = 0;             // of those, before the token
 };
 
 // Pulls over plain sockets from holders that serve them, over `fallback` from the others.

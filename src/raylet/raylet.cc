@@ -433,8 +433,12 @@ absl::Status Raylet::StartObjectStore() {
   if (mode == "socket" && !CurrentTlsFiles().enabled() && options_.port == 0) {
     object_sockets_ = std::make_unique<ObjectSocketServer>(*store_client_);
     absl::StatusOr<int> port = object_sockets_->Start(options_.node_ip);
-    if (!port.ok()) return port.status();
-    object_manager_->set_socket_port(*port);
+    if (port.ok()) {
+      object_manager_->set_socket_port(*port);
+    } else {
+      spdlog::warn("this node serves object pulls over gRPC only: {}", port.status().ToString());
+      object_sockets_.reset();
+    }
   }
   spdlog::info("object store: {} bytes at {}, spilling to {}", capacity, store_socket_, spill_dir);
   return absl::OkStatus();
