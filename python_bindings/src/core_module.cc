@@ -17,6 +17,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -561,7 +562,49 @@ class PyCoreWorker {
   // Waits in slices, running Python's signal handlers between them, so that a task blocked here
   // can be cancelled (SIGUSR2, shoal/worker.py) and a driver interrupted (Ctrl-C).
   std::vector<bool> Wait(const py::list& ids, int num_ready, double timeout, bool fetch_local) {
-    std::vector<ObjectId> object_ids = IdsFromList(ids);
+    return WaitIds(IdsFromList(ids), num_ready, timeout, fetch_local);
+  }
+
+  // wait() over a list of ObjectRefs in one pass, without Python bytecode per ref (callers wait on
+  // thousands, again and again): answers (ready, rest) — the first `num_ready` ready refs in the
+  // list's order, then the others in order — or None when an item is not exactly `ref_type`
+  // (the caller's general path handles those). ValueError for an id listed twice.
+  py::object WaitRefs(const py::list& refs, const py::handle& ref_type, int num_ready, double timeout,
+                      bool fetch_local) {
+    static PyObject* const id_attr = PyUnicode_InternFromString("_id");
+    std::vector<ObjectId> ids;
+    ids.reserve(refs.size());
+    for (py::handle item : refs) {
+      if (reinterpret_cast<PyObject*>(Py_TYPE(item.ptr())) != ref_type.ptr()) return py::none();
+      py::object id = py::reinterpret_steal<py::object>(PyObject_GetAttr(item.ptr(), id_attr));
+      char* data = nullptr;
+      Py_ssize_t size = 0;
+      if (!id || !PyBytes_Check(id.ptr()) || PyBytes_AsStringAndSize(id.ptr(), &data, &size) != 0) {
+        PyErr_Clear();
+        return py::none();
+      }
+      auto parsed = ObjectId::FromBinary(std::string_view(data, static_cast<size_t>(size)));
+      if (!parsed.ok()) ThrowStatus(parsed.status());
+      ids.push_back(*parsed);
+    }
+    if (absl::flat_hash_set<ObjectId>(ids.begin(), ids.end()).size() != ids.size()) {
+      throw py::value_error("Wait requires a list of unique object refs.");
+    }
+    const std::vector<bool> ready = WaitIds(std::move(ids), num_ready, timeout, fetch_local);
+    py::list done, rest;
+    int taken = 0;
+    for (size_t i = 0; i < ready.size(); ++i) {
+      if (ready[i] && taken < num_ready) {
+        done.append(refs[i]);
+        ++taken;
+      } else {
+        rest.append(refs[i]);
+      }
+    }
+    return py::make_tuple(std::move(done), std::move(rest));
+  }
+
+  std::vector<bool> WaitIds(std::vector<ObjectId> object_ids, int num_ready, double timeout, bool fetch_local) {
     absl::StatusOr<std::vector<bool>> ready;
     const absl::Time deadline = timeout < 0 ? absl::InfiniteFuture() : absl::Now() + absl::Seconds(timeout);
     while (true) {
@@ -1131,6 +1174,7 @@ PYBIND11_MODULE(_core, m) {
       })
       .def("get", &PyCoreWorker::Get)
       .def("wait", &PyCoreWorker::Wait)
+      .def("wait_refs", &PyCoreWorker::WaitRefs)
       .def("cancel", &PyCoreWorker::Cancel)
       .def("generator_next", &PyCoreWorker::GeneratorNext)
       .def("generator_is_finished", &PyCoreWorker::GeneratorIsFinished)

@@ -371,6 +371,34 @@ def test_put_get_wait_and_timeouts(driver):
         ray.get(slow, timeout=30)
 
 
+def test_wait_answers_in_list_order_and_checks_its_input(driver):
+    # As Ray: the first num_returns ready refs in the list's order; the rest keep theirs.
+    refs = [ray.put(i) for i in range(6)]
+
+    @ray.remote
+    def never():
+        time.sleep(600)
+
+    slow = never.remote()
+    mixed = refs[:2] + [slow] + refs[2:]
+    ready, rest = ray.wait(mixed, num_returns=3, timeout=10)
+    assert ready == refs[:3] and rest == [slow] + refs[3:]
+    ready, rest = ray.wait(tuple(mixed), num_returns=6, timeout=10)
+    assert ready == refs and rest == [slow]
+    ready, rest = ray.wait([slow], timeout=0)
+    assert ready == [] and rest == [slow]
+    with pytest.raises(ValueError, match="unique"):
+        ray.wait([refs[0], refs[1], refs[0]])
+    with pytest.raises(TypeError):
+        ray.wait([refs[0], 3])
+    with pytest.raises(ValueError):
+        ray.wait(refs, num_returns=7)
+    with pytest.raises(ValueError):
+        ray.wait(refs, num_returns=0)
+    assert ray.wait([]) == ([], [])
+    ray.cancel(slow, force=True)
+
+
 def test_cancel_breaks_a_blocking_sleep(driver, tmp_path):
     """As Ray's KeyboardInterrupt: a cancel reaches a task blocked in one long sleep, not only
     one that runs Python code (the worker signals its main thread)."""

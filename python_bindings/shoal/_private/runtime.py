@@ -283,6 +283,15 @@ def wait(refs, *, num_returns=1, timeout=None, fetch_local=True):
     from shoal._private.generator import ObjectRefGenerator
     refs = list(refs)
     t = _as_timeout(timeout)
+    # The common case in one native pass: a connected process, a list of ObjectRefs only, valid
+    # arguments. Anything else (None back) takes the general path below, with its errors.
+    if (refs and is_initialized() and type(num_returns) is int and 0 < num_returns <= len(refs)
+            and type(fetch_local) is bool):
+        c = connect()
+        with core_call:
+            split = c.wait_refs(refs, ObjectRef, num_returns, t, fetch_local)
+        if split is not None:
+            return split[0], split[1]
     # One pass over the list (callers wait on thousands, again and again): the types, the ids,
     # whether a generator is among them.
     ids = []
