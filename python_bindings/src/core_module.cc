@@ -58,6 +58,21 @@ py::object StatusErrorOf(const absl::Status& status) {
                         info ? info->exception_type() : std::string(), py::bytes(info ? info->data() : std::string()));
 }
 
+// Makes this thread's Python thread state last until the thread ends. pybind11's
+// gil_scoped_acquire, on a thread Python did not start (the task loops of a concurrent actor,
+// the thread that starts an async actor's calls), makes a thread state and deletes it again on
+// every call: a cost on every task, and `threading.local()` data and `threading.current_thread()`
+// that do not outlive one call. The thread states of these long-lived threads are left to the
+// interpreter's end. REQUIRES: the GIL is not held by this thread.
+void KeepThreadState() {
+  thread_local bool kept = false;
+  if (kept) return;
+  kept = true;
+  if (PyGILState_GetThisThreadState() != nullptr) return;  // a thread Python knows
+  py::gil_scoped_acquire first;
+  first.inc_ref();  // one reference more than any call: the count never falls to zero
+}
+
 [[noreturn]] void ThrowStatus(const absl::Status& status) {
   py::gil_scoped_acquire gil;
   py::object error = StatusErrorOf(status);
@@ -691,6 +706,7 @@ class PyCoreWorker {
   void SetTaskHandler(py::function handler) {
     auto shared = KeepCallable(std::move(handler));
     core()->SetTaskHandler([shared](const TaskCall& call) -> absl::StatusOr<std::vector<std::string>> {
+      KeepThreadState();
       py::gil_scoped_acquire gil;
       try {
         py::tuple answer = (*shared)(call.function_name, call.task_id, call.num_returns,
@@ -719,6 +735,7 @@ class PyCoreWorker {
         py::gil_scoped_release release;
         done(std::move(results));
       };
+      KeepThreadState();
       py::gil_scoped_acquire gil;
       try {
         py::cpp_function complete([finish](py::tuple answer) {

@@ -286,6 +286,31 @@ def test_bad_input(driver):
     assert ray.get(r.ok.remote()) == "ok"  # an exception does not kill the actor
 
 
+def test_a_threaded_actors_threads_keep_their_thread_local_data(driver):
+    # As in Ray's thread pool: a threaded actor's calls run on long-lived threads, so what a call
+    # keeps in threading.local() is there for the next call on the same thread (Shoal used to
+    # give every call a fresh Python thread state).
+    import threading
+
+    @ray.remote(max_concurrency=3)
+    class Local:
+        def __init__(self):
+            self.local = threading.local()
+
+        def count(self):
+            self.local.n = getattr(self.local, "n", 0) + 1
+            return threading.get_ident(), self.local.n, threading.current_thread().name
+
+    a = Local.remote()
+    seen = {}
+    for _ in range(30):
+        ident, n, name = ray.get(a.count.remote())
+        seen.setdefault(ident, []).append(n)
+    for counts in seen.values():
+        assert counts == list(range(1, len(counts) + 1)), seen
+    assert max(len(c) for c in seen.values()) > 1, seen
+
+
 def test_concurrent_and_async_actors(driver):
     @ray.remote(max_concurrency=4)
     class Gate:
