@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <pthread.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -14,6 +15,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "spdlog/spdlog.h"
 
 namespace shoal::net {
 namespace {
@@ -171,6 +174,47 @@ absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes, absl::Time deadl
   std::string payload(size, '\0');
   if (absl::Status s = ReadExactly(fd, payload.data(), size, deadline); !s.ok()) return s;
   return payload;
+}
+
+Listener::~Listener() { Stop(); }
+
+absl::StatusOr<int> Listener::Start(const std::string& host, const char* thread_name, std::string what,
+                                    std::function<void(int fd)> on_connection) {
+  int port = 0;
+  absl::StatusOr<int> fd = Listen(host, &port);
+  if (!fd.ok()) return absl::Status(fd.status().code(), absl::StrCat(what, ": ", fd.status().message()));
+  fd_ = *fd;
+  what_ = std::move(what);
+  on_connection_ = std::move(on_connection);
+  thread_ = std::thread([this, thread_name] {
+    pthread_setname_np(pthread_self(), thread_name);
+    Accept();
+  });
+  return port;
+}
+
+void Listener::Accept() {
+  while (true) {
+    int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd >= 0) {
+      ConfigureSocket(fd);
+      on_connection_(fd);
+      continue;
+    }
+    const int error = errno;
+    if (error == EINTR || error == ECONNABORTED) continue;
+    if (stopping_.load()) return;  // Stop shut the listener down
+    spdlog::warn("{}: accept failed: {}", what_, std::strerror(error));
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+}
+
+void Listener::Stop() {
+  if (fd_ < 0 || stopping_.exchange(true)) return;
+  ::shutdown(fd_, SHUT_RDWR);
+  if (thread_.joinable()) thread_.join();
+  ::close(fd_);
+  fd_ = -1;
 }
 
 }  // namespace shoal::net

@@ -7,10 +7,13 @@
 // Threading: free functions on file descriptors the caller owns.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -50,5 +53,34 @@ absl::Status WriteAll(int fd, std::string_view data, std::string_view more = {})
 // One frame. ReadFrame refuses frames over `max_bytes` (InvalidArgument).
 absl::Status WriteFrame(int fd, std::string_view payload);
 absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes, absl::Time deadline = absl::InfiniteFuture());
+
+// A listening socket and the thread that accepts on it: each connection, configured
+// (ConfigureSocket), goes to `on_connection`, which owns it. An accept error other than Stop's
+// (out of descriptors or memory for a moment) is logged and retried after 100 ms, so the port
+// stays served.
+class Listener {
+ public:
+  Listener() = default;
+  ~Listener();  // Stop()
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  // Listens on `host` (an IPv4 address) at any free port; answers the port. `thread_name` names
+  // the accepting thread; `what` prefixes errors and warnings.
+  absl::StatusOr<int> Start(const std::string& host, const char* thread_name, std::string what,
+                            std::function<void(int fd)> on_connection);
+  // Closes the listener and joins the accepting thread: no `on_connection` runs afterwards.
+  // Idempotent.
+  void Stop();
+
+ private:
+  void Accept();
+
+  std::string what_;
+  std::function<void(int)> on_connection_;
+  std::atomic<bool> stopping_{false};
+  int fd_ = -1;
+  std::thread thread_;
+};
 
 }  // namespace shoal::net

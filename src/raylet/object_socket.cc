@@ -203,56 +203,28 @@ class SocketObjectTransferClient final : public ObjectTransferClient {
 ObjectSocketServer::~ObjectSocketServer() { Stop(); }
 
 absl::StatusOr<int> ObjectSocketServer::Start(const std::string& host) {
-  int port = 0;
-  absl::StatusOr<int> fd = net::Listen(host, &port);
-  if (!fd.ok()) return absl::Status(fd.status().code(), absl::StrCat("object transfers: ", fd.status().message()));
-  listen_fd_ = *fd;
-  acceptor_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "xfer-accept");
-    Accept();
-  });
-  return port;
+  return listener_.Start(host, "xfer-accept", "object transfers", [this](int fd) { Take(fd); });
 }
 
-void ObjectSocketServer::Accept() {
-  while (true) {
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) {
-      const int error = errno;
-      if (error == EINTR || error == ECONNABORTED) continue;
-      {
-        absl::MutexLock lock(&mu_);
-        if (stopped_) return;  // Stop shut the listener down
-      }
-      // Out of descriptors or memory for a moment: keep the port served.
-      spdlog::warn("object transfers: accept failed: {}", std::strerror(error));
-      absl::SleepFor(absl::Milliseconds(100));
-      continue;
-    }
-    net::ConfigureSocket(fd);
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopped_) {
-        ::close(fd);
-        return;
-      }
-      if (handshaking_ >= kMaxHandshakes) {
-        // Only connections that never sent a token can fill this: close without a word.
-        ::close(fd);
-        continue;
-      }
-      ++handshaking_;
-      open_.insert(fd);
-    }
-    try {
-      std::thread([this, fd] { Serve(fd); }).detach();
-    } catch (const std::system_error& e) {
-      spdlog::warn("object transfers: no thread for a pull: {}", e.what());
-      absl::MutexLock lock(&mu_);
-      --handshaking_;
-      open_.erase(fd);
+void ObjectSocketServer::Take(int fd) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_ || handshaking_ >= kMaxHandshakes) {
+      // Stopping; or only connections that never sent a token fill this: closed without a word.
       ::close(fd);
+      return;
     }
+    ++handshaking_;
+    open_.insert(fd);
+  }
+  try {
+    std::thread([this, fd] { Serve(fd); }).detach();
+  } catch (const std::system_error& e) {
+    spdlog::warn("object transfers: no thread for a pull: {}", e.what());
+    absl::MutexLock lock(&mu_);
+    --handshaking_;
+    open_.erase(fd);
+    ::close(fd);
   }
 }
 
@@ -313,12 +285,7 @@ void ObjectSocketServer::Stop() {
     stopped_ = true;
     for (int fd : open_) ::shutdown(fd, SHUT_RDWR);
   }
-  if (listen_fd_ >= 0) {
-    ::shutdown(listen_fd_, SHUT_RDWR);
-    if (acceptor_.joinable()) acceptor_.join();
-    ::close(listen_fd_);
-    listen_fd_ = -1;
-  }
+  listener_.Stop();
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(+[](absl::flat_hash_set<int>* open) { return open->empty(); }, &open_));
 }
@@ -329,12 +296,15 @@ std::unique_ptr<ObjectTransferClient> MakeSocketObjectTransferClient(TransferPor
 }
 
 TransferPortLookup GrpcTransferPortLookup() {
-  auto channels = std::make_shared<ChannelCache>();
-  return [channels](const std::string& holder) -> absl::StatusOr<int> {
-    auto stub = rpc::ObjectManagerService::NewStub(channels->Get(holder));
+  struct Stubs {
+    ChannelCache channels;
+    StubCache<rpc::ObjectManagerService> stubs{channels};
+  };
+  auto cache = std::make_shared<Stubs>();
+  return [cache](const std::string& holder) -> absl::StatusOr<int> {
     rpc::TransferPortReply reply;
-    absl::Status s = UnaryCall(*stub, &rpc::ObjectManagerService::Stub::TransferPort, rpc::TransferPortRequest(),
-                               &reply, {.timeout = absl::Seconds(5)});
+    absl::Status s = UnaryCall(*cache->stubs.Get(holder), &rpc::ObjectManagerService::Stub::TransferPort,
+                               rpc::TransferPortRequest(), &reply, {.timeout = absl::Seconds(5)});
     if (!s.ok()) return s;
     return reply.port();
   };

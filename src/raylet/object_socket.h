@@ -23,6 +23,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "src/common/socket.h"
 #include "src/object_store/client.h"
 #include "src/raylet/object_transfer.h"
 
@@ -48,12 +49,12 @@ class ObjectSocketServer {
   void Stop();
 
  private:
-  void Accept();
+  // A connection the listener accepted: served on a thread of its own.
+  void Take(int fd);
   void Serve(int fd);
 
   ObjectStoreClient& store_;
-  int listen_fd_ = -1;
-  std::thread acceptor_;
+  net::Listener listener_;
   absl::Mutex mu_;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_set<int> open_ ABSL_GUARDED_BY(mu_);  // connections being served

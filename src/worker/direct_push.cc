@@ -146,33 +146,17 @@ struct DirectPushServer::Conn : std::enable_shared_from_this<DirectPushServer::C
 DirectPushServer::~DirectPushServer() { Stop(); }
 
 absl::StatusOr<int> DirectPushServer::Start(const std::string& host) {
-  int port = 0;
-  absl::StatusOr<int> fd = net::Listen(host, &port);
-  if (!fd.ok()) return absl::Status(fd.status().code(), absl::StrCat("direct pushes: ", fd.status().message()));
-  listen_fd_ = *fd;
-  acceptor_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "push-accept");
-    Accept();
-  });
-  return port;
+  return listener_.Start(host, "push-accept", "direct pushes", [this](int fd) { Take(fd); });
 }
 
-void DirectPushServer::Accept() {
-  while (true) {
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      return;  // Stop shut the listener down
-    }
-    net::ConfigureSocket(fd);
-    auto conn = std::make_shared<Conn>(fd, writer_);
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopped_) return;  // `conn` closes the socket
-      open_[conn.get()] = conn;
-    }
-    std::thread([this, conn] { Serve(conn); }).detach();
+void DirectPushServer::Take(int fd) {
+  auto conn = std::make_shared<Conn>(fd, writer_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return;  // `conn` closes the socket
+    open_[conn.get()] = conn;
   }
+  std::thread([this, conn] { Serve(conn); }).detach();
 }
 
 void DirectPushServer::Serve(std::shared_ptr<Conn> conn) {
@@ -229,12 +213,7 @@ void DirectPushServer::Stop() {
     stopped_ = true;
     for (auto& [key, conn] : open_) ::shutdown(conn->fd, SHUT_RDWR);
   }
-  if (listen_fd_ >= 0) {
-    ::shutdown(listen_fd_, SHUT_RDWR);
-    if (acceptor_.joinable()) acceptor_.join();
-    ::close(listen_fd_);
-    listen_fd_ = -1;
-  }
+  listener_.Stop();
   {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(

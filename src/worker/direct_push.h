@@ -45,6 +45,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "shoal/worker.pb.h"
+#include "src/common/socket.h"
 #include "src/worker/push_streams.h"
 
 namespace shoal {
@@ -89,7 +90,8 @@ class DirectPushServer {
 
  private:
   struct Conn;
-  void Accept();
+  // A connection the listener accepted: read on a thread of its own.
+  void Take(int fd);
   void Serve(std::shared_ptr<Conn> conn);
   void ReaderDone(const Conn* conn);
 
@@ -97,8 +99,7 @@ class DirectPushServer {
   // Writes the answers of connections with several calls in flight (shared with them: an
   // answer may come after Stop).
   std::shared_ptr<direct_push::HandOffThread> writer_ = std::make_shared<direct_push::HandOffThread>("push-answer");
-  int listen_fd_ = -1;
-  std::thread acceptor_;
+  net::Listener listener_;
   absl::Mutex mu_;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<const Conn*, std::shared_ptr<Conn>> open_ ABSL_GUARDED_BY(mu_);  // readers running
