@@ -398,6 +398,20 @@ TEST_CASE("Object pulls over a plain socket check the cluster token first",
     REQUIRE_OK(idle);
     silent.push_back(*idle);
   }
+  // The right token with a request that is not one: refused by name, and the server goes on.
+  {
+    auto garbled = net::Connect("127.0.0.1", p.socket_port, absl::Seconds(5));
+    REQUIRE_OK(garbled);
+    REQUIRE_OK(net::WriteFrame(*garbled, "the-right-token-0123456789"));
+    REQUIRE_OK(net::WriteFrame(*garbled, "\xff\xff not a PullRequest"));
+    auto answer = net::ReadFrame(*garbled, 4096);
+    REQUIRE_OK(answer);
+    rpc::SocketPullStart refused;
+    REQUIRE(refused.ParseFromString(*answer));
+    CHECK(refused.code() == static_cast<int>(absl::StatusCode::kInvalidArgument));
+    CHECK_THAT(refused.message(), Catch::Contains("not a PullRequest"));
+    ::close(*garbled);
+  }
   // The right token (this process's, as pullers send it) is served.
   auto stream = p.client->Pull(p.address, id, 0, 0, 0, absl::Seconds(30));
   std::string got;
