@@ -161,8 +161,12 @@ def test_raylet_kill_restarts_actor_on_another_node(cluster):
     try:
         c = Counter.options(max_restarts=2, max_task_retries=-1, resources={"W": 1}).remote()
         node_before, _, _, _ = ray.get(c.where.remote())
+        pid_before = ray.get(c.pid.remote())
         raylet = next(n for n in cluster.alive_nodes() if n["node_id"] == node_before)
         os.kill(raylet["raylet_pid"], signal.SIGKILL)
+        # The worker dies a moment after its raylet (PR_SET_PDEATHSIG); a call made before then
+        # rightly runs on the first incarnation. Wait, so the next call can only reach the restart.
+        wait_until(lambda: not process_alive(pid_before), 20, what="the dead node's actor worker to exit")
         node_after, _, _, _ = ray.get(c.where.remote(), timeout=90)
         assert node_after != node_before
         assert ray.get(c.incr.remote(), timeout=30) == 1

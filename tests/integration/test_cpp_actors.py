@@ -120,12 +120,15 @@ def test_killed_raylet_restarts_the_actor_on_another_node(cluster):
     victim = next(n for n in cluster.alive_nodes() if n["node_id"] == first["node"])
     assert not victim["is_head"]
     os.kill(victim["raylet_pid"], signal.SIGKILL)
+    # The worker dies with its raylet (PR_SET_PDEATHSIG), a moment after the raylet: a call made
+    # before then rightly runs on the first incarnation (11 -> 12). Wait, so that the call below
+    # can only be answered by the restarted actor.
+    wait_until(lambda: not process_alive(first["pid"]), 20, what="the dead node's actor worker to exit")
     rc, out, err = finish(proc, 150)
     assert rc == 0, (out, err[-4000:])
     assert out["after"] == 11, out
     assert out["placement_after"]["node"] != first["node"], out
     assert out["placement_after"]["node"] in {n["node_id"] for n in cluster.alive_nodes()}
-    wait_until(lambda: not process_alive(first["pid"]), 20, what="the dead node's actor worker to exit")
     wait_until(lambda: len(cluster.alive_nodes()) == 2, 20, what="the node to be declared dead")
     assert_resources_back(cluster)
 
