@@ -8,7 +8,8 @@ results: nothing may be lost) as a JSON line.
   many-args   one task with N object arguments (default 10,000)
   get-many    one get of N objects (default 10,000)
   actors      N actors alive at once, 0.001 CPU each (default 1,000; each is a worker
-              process, so the machine's memory bounds it: the figure says where it stopped)
+              process, so the machine's memory bounds it: the figure says where it stopped);
+              then what they cost while idle (CPU and switches per worker, PSS, machine busy)
   raylets     N raylets on this machine (default 50, 1 CPU each) running 10,000 tasks that spill
               back from the head's node; --tasks sets the task count
   gcs-memory  the GCS's memory per node (N extra raylets), per live actor (--actors) and per
@@ -122,9 +123,84 @@ def scenario_actors(shoal, count):
             problem = f"{type(e).__name__}: {str(e)[:300]}"
             break
     seconds = time.perf_counter() - start
-    if not problem:
-        assert alive == count
-    return {"actors": count, "alive": alive, "seconds": round(seconds, 2), "stopped_by": problem}
+    if problem:
+        return {"actors": count, "alive": alive, "seconds": round(seconds, 2), "stopped_by": problem}
+    assert alive == count
+    pids = shoal.get([a.pid.remote() for a in actors], timeout=300)
+    assert len(set(pids)) == count  # one worker process each
+    time.sleep(3)  # let the workers' loops settle into their idle ticks
+    idle = idle_figures(pids, seconds=10)
+    # Still all there, and answering, after the idle window.
+    assert shoal.get([a.pid.remote() for a in actors], timeout=300) == pids
+    return {"actors": count, "alive": alive, "seconds": round(seconds, 2), "stopped_by": "", **idle}
+
+
+def cpu_ticks(pid):
+    """utime + stime of `pid` (clock ticks), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except OSError:
+        return None
+
+
+def switches(pid):
+    total = 0
+    for path in glob.glob(f"/proc/{pid}/task/*/status"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def pss_mib(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def machine_busy():
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def idle_figures(pids, seconds):
+    """What `pids` (idle actors' workers) cost over `seconds`: CPU per worker (percent of one
+    CPU), context switches per worker per second, the machine's busy share, PSS per worker."""
+    hz = os.sysconf("SC_CLK_TCK")
+    before = {pid: (cpu_ticks(pid), switches(pid)) for pid in pids}
+    busy0, total0 = machine_busy()
+    start = time.perf_counter()
+    time.sleep(seconds)
+    elapsed = time.perf_counter() - start
+    busy1, total1 = machine_busy()
+    ticks, switched = 0, 0
+    for pid in pids:
+        cpu = cpu_ticks(pid)
+        assert cpu is not None, f"worker {pid} ended while idle"
+        ticks += cpu - before[pid][0]
+        switched += switches(pid) - before[pid][1]
+    sample = [m for m in (pss_mib(pid) for pid in pids[:50]) if m is not None]
+    return {
+        "idle_seconds": round(elapsed, 1),
+        "idle_cpu_percent_per_worker": round(100 * ticks / hz / elapsed / len(pids), 4),
+        "idle_switches_per_worker_per_s": round(switched / elapsed / len(pids), 1),
+        "idle_machine_busy_percent": round(100 * (busy1 - busy0) / max(1, total1 - total0), 1),
+        "pss_mib_per_worker": round(sum(sample) / len(sample), 1) if sample else None,
+    }
 
 
 def scenario_raylets(shoal, count, tasks):

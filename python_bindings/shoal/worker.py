@@ -10,12 +10,12 @@ Output: while a task runs, lines written to sys.stdout / sys.stderr go to the ta
 (the driver, or the worker that submitted it), prefixed "(name pid=N)", batched every 100 ms and
 flushed before the task's reply. Output outside tasks goes to this worker's log file.
 """
-import asyncio
 import atexit
 import concurrent.futures
 import contextvars
 import ctypes
 import functools
+import importlib
 import importlib.util
 import inspect
 import os
@@ -32,6 +32,21 @@ from shoal._private import serialization
 from shoal._private import tensor_transport
 from shoal._private.generator import _DynamicItems
 from shoal.actor import BUILTIN_METHODS, ActorExit, is_async_class
+
+
+class _OnFirstUse:
+    """A module imported when one of its names is first read. asyncio (with the ssl and
+    subprocess modules it loads) adds ~4 MiB to every worker, and only async actors and async
+    generators use it: a node of idle sync actors' workers should not pay for it."""
+
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attr):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+asyncio = _OnFirstUse("asyncio")
 
 # GPU memory cap variables the core exports per task (src/common/gpu_memory_caps.h).
 _CAP_VARIABLES = ("SHOAL_GPU_MEMORY_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION", "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT",

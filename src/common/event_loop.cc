@@ -28,6 +28,15 @@ bool EventLoop::Post(std::function<void()> fn) {
   return true;
 }
 
+void EventLoop::SetQuietTicks(absl::Duration quiet_tick_period, std::function<bool()> quiet) {
+  quiet_tick_period_ = std::max(quiet_tick_period, idle_tick_period_);
+  quiet_ = std::move(quiet);
+}
+
+void EventLoop::Wake() {
+  if (is_quiet_.load()) Post([] {});
+}
+
 bool EventLoop::RunSync(const std::function<void()>& fn) {
   absl::Notification done;
   if (!Post([&] {
@@ -64,11 +73,22 @@ void EventLoop::Run() {
       if (period > tick_period_) {  // busy again: the next tick comes at the short period
         period = tick_period_;
         next_tick = std::min(next_tick, absl::Now() + period);
+        is_quiet_.store(false);
       }
     }
     if (absl::Now() >= next_tick) {
       tick_();
-      period = posted_since_tick ? tick_period_ : std::min(period * 2, idle_tick_period_);
+      if (posted_since_tick) {
+        period = tick_period_;
+      } else if (period >= idle_tick_period_ && quiet_) {
+        // Raised before asking: a Wake() that reads it lowered came before the question, so the
+        // work it announces is seen by quiet_().
+        is_quiet_.store(true);
+        period = quiet_() ? quiet_tick_period_ : idle_tick_period_;
+        if (period == idle_tick_period_) is_quiet_.store(false);
+      } else {
+        period = std::min(period * 2, idle_tick_period_);
+      }
       posted_since_tick = false;
       next_tick = absl::Now() + period;
     }

@@ -9,6 +9,7 @@
 // Stop() runs what was posted before it, then joins; later posts are refused.
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <thread>
@@ -32,6 +33,13 @@ class EventLoop {
   bool Post(std::function<void()> fn);
   // Runs `fn` on the loop and waits for it; false if the loop is stopped. Not from the loop.
   bool RunSync(const std::function<void()>& fn);
+  // Call before Start. Once the idle period is reached, a tick after which `quiet()` answers
+  // true (the owner has nothing timed pending) makes the next tick come `quiet_tick_period`
+  // later, until the next post. Code that adds timed work outside the loop (a deadline the tick
+  // checks) without posting calls Wake(), or the deadline may be seen that late.
+  void SetQuietTicks(absl::Duration quiet_tick_period, std::function<bool()> quiet);
+  // While quiet, brings the short tick period back (posts nothing otherwise). Any thread.
+  void Wake();
   bool InLoopThread() const { return std::this_thread::get_id() == thread_.get_id(); }
 
  private:
@@ -41,6 +49,9 @@ class EventLoop {
   const absl::Duration tick_period_;
   const std::function<void()> tick_;
   const absl::Duration idle_tick_period_;  // <= tick_period_: always tick_period_
+  absl::Duration quiet_tick_period_;       // set before Start
+  std::function<bool()> quiet_;            // set before Start; may be empty
+  std::atomic<bool> is_quiet_{false};      // the next tick is quiet_tick_period_ away
   absl::Mutex mu_;
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

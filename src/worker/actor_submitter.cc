@@ -315,6 +315,15 @@ void ActorSubmitter::Tick() {
   Run(actions);
 }
 
+bool ActorSubmitter::Quiet() const {
+  absl::MutexLock lock(&mu_);
+  if (shutdown_) return true;
+  for (const auto& [actor, s] : actors_) {
+    if (!s.polling && s.retry_poll_at != absl::InfiniteFuture()) return false;
+  }
+  return true;
+}
+
 void ActorSubmitter::Shutdown() {
   absl::MutexLock lock(&mu_);
   shutdown_ = true;

@@ -86,6 +86,8 @@ class ActorSubmitter {
   CancelResult Cancel(const TaskId& task);
   // Retries failed polls. Call every few milliseconds.
   void Tick();
+  // True while no failed poll waits for its retry.
+  bool Quiet() const;
   // Stops polling; drops queued calls. Idempotent.
   void Shutdown();
 

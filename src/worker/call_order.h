@@ -48,6 +48,14 @@ class CallOrder {
     return ready;
   }
 
+  // True while a call waits for a missing number (ReleaseGaps has work).
+  bool Holding() const {
+    for (const auto& [caller, q] : callers_) {
+      if (!q.held.empty()) return true;
+    }
+    return false;
+  }
+
   // Every call still held (at exit), and forgets them.
   std::vector<Call> TakeAll() {
     std::vector<Call> all;

@@ -104,10 +104,12 @@ std::vector<bool> MemoryStore::Wait(const std::vector<ObjectId>& ids, size_t num
 void MemoryStore::GetAsync(const ObjectId& id, absl::Time deadline, Callback callback) {
   ValuePtr value;
   {
-    absl::MutexLock lock(&mu_);
+    absl::ReleasableMutexLock lock(&mu_);
     auto it = values_.find(id);
     if (it == values_.end()) {
       async_waiters_[id].push_back({deadline, std::move(callback)});
+      lock.Release();
+      if (deadline != absl::InfiniteFuture() && timed_wait_hook_) timed_wait_hook_();
       return;
     }
     value = it->second;
@@ -133,6 +135,16 @@ void MemoryStore::Tick(absl::Time now) {
     }
   }
   for (auto& w : due) w.callback(nullptr);
+}
+
+bool MemoryStore::Quiet() const {
+  absl::ReaderMutexLock lock(&mu_);
+  for (const auto& [id, waiters] : async_waiters_) {
+    for (const auto& w : waiters) {
+      if (w.deadline != absl::InfiniteFuture()) return false;
+    }
+  }
+  return true;
 }
 
 void MemoryStore::Erase(const ObjectId& id) {

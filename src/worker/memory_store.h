@@ -53,6 +53,11 @@ class MemoryStore {
   void GetAsync(const ObjectId& id, absl::Time deadline, Callback callback);
   // Answers callbacks whose deadline is at or before `now` with nullptr.
   void Tick(absl::Time now);
+  // True while no callback has a deadline for Tick to see.
+  bool Quiet() const;
+  // Runs `fn` (on GetAsync's caller, outside the lock) whenever a callback with a deadline is
+  // added: the owner's loop may be ticking slowly. Call before any GetAsync.
+  void SetTimedWaitHook(std::function<void()> fn) { timed_wait_hook_ = std::move(fn); }
   // Drops the value of `id` (if any); its pending callbacks get nullptr.
   void Erase(const ObjectId& id);
   // Answers every pending callback with nullptr (shutdown).
@@ -75,6 +80,7 @@ class MemoryStore {
   absl::flat_hash_map<ObjectId, ValuePtr> values_ ABSL_GUARDED_BY(mu_);
   int64_t errors_put_ ABSL_GUARDED_BY(mu_) = 0;  // how many error values were ever put (Get's early end)
   absl::flat_hash_map<ObjectId, std::vector<AsyncWaiter>> async_waiters_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> timed_wait_hook_;
 };
 
 }  // namespace shoal

@@ -220,6 +220,11 @@ void TaskReceiver::ReleaseSequenceGaps() {
   if (start) StartAsync();
 }
 
+bool TaskReceiver::Quiet() const {
+  absl::MutexLock lock(&mu_);
+  return !call_order_.Holding();
+}
+
 absl::Status TaskReceiver::Run() {
   while (true) {
     Pushed task;

@@ -81,6 +81,8 @@ class TaskReceiver {
   void Drain();
   // Runs method calls whose predecessors never came (see CallOrder). Call it every few ms.
   void ReleaseSequenceGaps();
+  // True while no method call waits for a predecessor (ReleaseSequenceGaps has nothing to do).
+  bool Quiet() const;
 
   // Whether the task is running now (a cancel interrupts it only then).
   bool IsRunning(const TaskId& task) const;

@@ -432,6 +432,11 @@ void TaskSubmitter::Tick() {
   Run(actions);
 }
 
+bool TaskSubmitter::Quiet() const {
+  absl::MutexLock lock(&mu_);
+  return shutdown_ || (leases_.empty() && delayed_.empty() && keys_.empty());
+}
+
 void TaskSubmitter::Shutdown() {
   Actions actions;
   {

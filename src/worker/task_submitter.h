@@ -82,6 +82,9 @@ class TaskSubmitter {
   // Returns leases idle for lease_idle_timeout and renews lease requests whose retry delay has
   // passed. Call periodically (every few milliseconds).
   void Tick();
+  // True while Tick has nothing to do: no lease held, no request and no task delayed or queued
+  // (what is waiting on a reply is posted to the loop when it comes).
+  bool Quiet() const;
   // Returns every lease (busy ones as failed: their workers are mid-task and must not be
   // reused) and drops queued tasks; replies that arrive later are ignored and later grants
   // returned at once. Idempotent.

@@ -315,6 +315,15 @@ def test_a_threaded_actors_threads_keep_their_thread_local_data(driver):
     assert max(len(c) for c in seen.values()) > 1, seen
 
 
+def test_the_worker_module_leaves_asyncio_to_async_actors():
+    # asyncio (with ssl and subprocess) is ~3 MiB of every idle worker: a worker loads it on the
+    # first async actor call or async iteration (test_concurrent_and_async_actors), not at start.
+    probe = subprocess.run([sys.executable, "-c", "import sys, shoal.worker; print('asyncio' in sys.modules)"],
+                           env=dict(os.environ, PYTHONPATH=PYTHON_DIR), capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "False"
+
+
 def test_concurrent_and_async_actors(driver):
     @ray.remote(max_concurrency=4)
     class Gate:

@@ -186,14 +186,17 @@ TEST_CASE("after this process killed the actor, calls fail at once", "[actor_sub
 TEST_CASE("a failed poll is retried after the delay", "[actor_submitter]") {
   SubmitterTest t;
   t.submitter.AddActor(t.actor, 0);
+  CHECK(t.submitter.Quiet());  // a poll out: its answer comes as a post, not a tick
   auto poll = std::move(t.transport.polls.front());
   t.transport.polls.pop_front();
   poll.done(absl::UnavailableError("GCS restarting"), {});
+  CHECK_FALSE(t.submitter.Quiet());  // the retry waits for a tick
   t.submitter.Tick();
   CHECK(t.transport.polls.empty());
   t.clock.Advance(absl::Seconds(1));
   t.submitter.Tick();
   CHECK(t.transport.polls.size() == 1);
+  CHECK(t.submitter.Quiet());
 }
 
 TEST_CASE("max_pending refuses a call while that many are unfinished", "[actor_submitter]") {

@@ -133,6 +133,27 @@ TEST_CASE("memory store: async waiters fire on put, deadline, erase and cancel",
   CHECK(store.num_async_waiters() == 0);
 }
 
+TEST_CASE("memory store: a waiter with a deadline runs the hook and keeps the store from quiet", "[memory_store]") {
+  MemoryStore store;
+  int hooks = 0;
+  store.SetTimedWaitHook([&hooks] { ++hooks; });
+  const ObjectId a = NewObjectId(), b = NewObjectId();
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  CHECK(store.Quiet());
+  store.GetAsync(a, absl::InfiniteFuture(), [](ValuePtr) {});
+  CHECK(hooks == 0);  // no deadline: nothing for Tick to see
+  CHECK(store.Quiet());
+  store.GetAsync(b, t0 + absl::Seconds(1), [](ValuePtr) {});
+  CHECK(hooks == 1);
+  CHECK_FALSE(store.Quiet());
+  store.Tick(t0 + absl::Seconds(1));  // its deadline passed
+  CHECK(store.Quiet());
+  store.Put(b, InlineValue(b, "B"));
+  store.GetAsync(b, t0 + absl::Seconds(5), [](ValuePtr) {});  // ready: answered at once, no hook
+  CHECK(hooks == 1);
+  CHECK(store.Quiet());
+}
+
 TEST_CASE("memory store: callbacks that Put and Erase make due go to the dispatch", "[memory_store]") {
   std::vector<std::function<void()>> posted;
   bool accepting = true;

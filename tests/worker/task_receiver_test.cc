@@ -359,8 +359,10 @@ TEST_CASE("receiver: actor calls run in each caller's order, gaps are released",
   CHECK(runner.Ran() == std::vector<std::string>{"m0", "m1", "m2"});
   receiver.ReleaseSequenceGaps();  // too early: d1 still waits
   CHECK_FALSE(d1->IsAnswered());
+  CHECK_FALSE(receiver.Quiet());  // d1 is held: the loop must keep ticking for it
   clock.Advance(absl::Seconds(3));
   receiver.ReleaseSequenceGaps();
+  CHECK(receiver.Quiet());
   REQUIRE(d1->Await().ok());
   receiver.RequestExit(absl::OkStatus());
   loop.join();

@@ -75,6 +75,20 @@ struct Fixture {
   }
 };
 
+TEST_CASE_METHOD(Fixture, "submitter: quiet only with nothing queued, requested or leased", "[submitter]") {
+  CHECK(submitter.Quiet());
+  submitter.Submit(Spec("f", 0));
+  CHECK_FALSE(submitter.Quiet());  // a lease request out
+  transport.GrantNext("10.0.0.1:9001", "L1");
+  CHECK_FALSE(submitter.Quiet());  // pushed, running
+  transport.ReplyNext(rpc::PushTaskReply());
+  REQUIRE(num_done() == 1);
+  CHECK_FALSE(submitter.Quiet());  // the lease is kept a moment for the next task
+  Wait(absl::Seconds(1));          // idle past the lease timeout: returned
+  REQUIRE(transport.returns().size() == 1);
+  CHECK(submitter.Quiet());
+}
+
 TEST_CASE_METHOD(Fixture, "submitter: a lease request says whether its tasks may be retried", "[submitter][oom]") {
   submitter.Submit(Spec("f", 3));
   submitter.Submit(Spec("g", 0));

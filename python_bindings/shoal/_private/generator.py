@@ -6,7 +6,6 @@ exists, while the task still runs; `shoal.get` on such a ref gives the value. If
 raises, the ref after its last value holds the exception (get raises it), and iteration then
 stops. The caller owns the values: dropping the generator frees those it never handed out.
 """
-import asyncio
 import struct
 import weakref
 
@@ -58,6 +57,7 @@ class ObjectRefGenerator:
         return await self._next_async()
 
     async def _next_async(self, timeout_s=None):
+        import asyncio  # here: a worker that never iterates asynchronously does not load it
         loop = asyncio.get_running_loop()
         ref = await loop.run_in_executor(None, self._next_or_end, timeout_s)
         if ref is _END:  # StopIteration cannot cross a future
