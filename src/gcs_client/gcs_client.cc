@@ -391,6 +391,38 @@ void GcsClient::AsyncReportWorkerDeath(rpc::ReportWorkerDeathRequest death,
                              ResetOnUnavailable(connection_.get(), connection_->Channel(), std::move(on_reply)));
 }
 
+void GcsClient::AsyncCreatePlacementGroup(const rpc::PlacementGroupInfo& info,
+                                          std::function<void(absl::Status)> done) const {
+  if (!connection_->address_status().ok()) {
+    done(connection_->address_status());
+    return;
+  }
+  rpc::CreatePlacementGroupRequest request;
+  *request.mutable_info() = info;
+  connection_->calls().Start(
+      connection_->Stub<rpc::PlacementGroupService::Stub>(), &rpc::PlacementGroupService::Stub::async::CreatePlacementGroup,
+      std::move(request), {.timeout = options_.timeout},
+      ResetOnUnavailable<rpc::CreatePlacementGroupReply>(
+          connection_.get(), connection_->Channel(),
+          [done = std::move(done)](absl::Status status, rpc::CreatePlacementGroupReply) { done(std::move(status)); }));
+}
+
+void GcsClient::AsyncRemovePlacementGroup(const std::string& placement_group_id,
+                                          std::function<void(absl::Status)> done) const {
+  if (!connection_->address_status().ok()) {
+    done(connection_->address_status());
+    return;
+  }
+  rpc::RemovePlacementGroupRequest request;
+  request.set_placement_group_id(placement_group_id);
+  connection_->calls().Start(
+      connection_->Stub<rpc::PlacementGroupService::Stub>(), &rpc::PlacementGroupService::Stub::async::RemovePlacementGroup,
+      std::move(request), {.timeout = options_.timeout},
+      ResetOnUnavailable<rpc::RemovePlacementGroupReply>(
+          connection_.get(), connection_->Channel(),
+          [done = std::move(done)](absl::Status status, rpc::RemovePlacementGroupReply) { done(std::move(status)); }));
+}
+
 void GcsClient::Shutdown(absl::Duration timeout) const { connection_->calls().Shutdown(timeout); }
 
 }  // namespace shoal

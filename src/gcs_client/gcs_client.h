@@ -119,6 +119,12 @@ class GcsClient {
   void AsyncReportTaskEvents(rpc::ReportTaskEventsRequest events) const;
   // Reports a worker that died on a node; `done` (may be empty) gets the outcome.
   void AsyncReportWorkerDeath(rpc::ReportWorkerDeathRequest death, std::function<void(absl::Status)> done) const;
+  // CreatePlacementGroup and RemovePlacementGroup sent once, without waiting: `done` gets the
+  // outcome (an Unavailable one may be sent again with the blocking calls: a repeated create of
+  // the same id is the same group, a repeated removal is a no-op).
+  void AsyncCreatePlacementGroup(const rpc::PlacementGroupInfo& info, std::function<void(absl::Status)> done) const;
+  void AsyncRemovePlacementGroup(const std::string& placement_group_id,
+                                 std::function<void(absl::Status)> done) const;
 
   // Cancels the long polls and waits up to `timeout` for every async callback; async calls
   // made later may be dropped. Blocking calls still work. Idempotent.

@@ -99,6 +99,7 @@ class CoreWorker::Impl final {
   void AddChild(const ObjectId& first_return) { running_.AddChild(first_return); }
   absl::StatusOr<ActorDescription> CreateActor(const std::string& function_name, std::vector<TaskArg> args,
                                                const TaskOptions& options, const ActorOptions& actor) {
+    placement_groups_->AwaitRemovals();
     auto with_command = InPlacementGroup(options);
     if (!with_command.ok()) return with_command.status();
     if (with_command->worker_command.empty()) with_command->worker_command = CurrentWorkerCommand();
@@ -508,6 +509,9 @@ CoreWorker::Impl::~Impl() {
   if (receiver_) receiver_->Drain();  // joins a concurrent actor's threads; pushes not run: Unavailable
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   if (direct_server_) direct_server_->Stop();
+  // Groups created or removed without waiting reach the GCS before the job's end removes the
+  // job's groups (a creation landing after it would outlive the job).
+  if (placement_groups_) placement_groups_->Flush();
   if (job_registered_) {
     absl::Status s = gcs_.WithTimeout(kShutdownRpcTimeout).MarkJobFinished(job_id_);
     if (!s.ok()) spdlog::warn("could not mark job {} finished: {}", job_id_.Hex(), s.ToString());
@@ -523,6 +527,7 @@ CoreWorker::Impl::~Impl() {
 absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::SubmitTask(const std::string& function_name,
                                                                    std::vector<TaskArg> args,
                                                                    const TaskOptions& options) {
+  placement_groups_->AwaitRemovals();
   auto placed = InPlacementGroup(options);
   if (!placed.ok()) return placed.status();
   if (!placed->has_runtime_env) placed->runtime_env = CurrentRuntimeEnv();
@@ -783,6 +788,7 @@ void CoreWorker::AddActorHandle(const ActorId& actor, int max_task_retries) {
 absl::StatusOr<std::vector<ObjectId>> CoreWorker::SubmitActorTask(const ActorId& actor, const std::string& method,
                                                                   std::vector<TaskArg> args,
                                                                   const TaskOptions& options) {
+  impl_->placement_groups().AwaitRemovals();
   auto ids = impl_->actors().Call(actor, method, std::move(args), options);
   if (ids.ok() && !ids->empty()) impl_->AddChild(ids->front());
   return ids;

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
 #include "src/scheduler/label_selector.h"
 #include "src/worker/task_spec.h"
 
@@ -59,14 +60,42 @@ absl::StatusOr<PlacementGroupId> PlacementGroupClient::Create(const PlacementGro
   info.set_job_id(owner_.job.Hex());
   info.set_creator_address(owner_.address);
   info.set_detached(options.detached);
-  if (auto s = gcs_.CreatePlacementGroup(info); !s.ok()) return s;
-  absl::MutexLock lock(&mu_);
-  if (cache_.size() >= kMaxCached) cache_.clear();
-  cache_[id] = Cached{.bundles = options.bundles, .removed = false, .checked = absl::Now()};
+  if (!options.name.empty()) {  // the name may be taken: the caller hears it now
+    if (auto s = gcs_.CreatePlacementGroup(info); !s.ok()) return s;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (cache_.size() >= kMaxCached) cache_.clear();
+    cache_[id] = Cached{.bundles = options.bundles, .removed = false, .checked = absl::Now(), .ours = true};
+  }
+  if (options.name.empty()) {
+    Send(
+        id, /*creation=*/true, [this, info](std::function<void(absl::Status)> done) {
+          gcs_.AsyncCreatePlacementGroup(info, std::move(done));
+        },
+        [this, info] { return gcs_.CreatePlacementGroup(info); });
+  }
   return id;
 }
 
 absl::Status PlacementGroupClient::Remove(const PlacementGroupId& group) {
+  if (auto s = AwaitSent(group); !s.ok()) return s;
+  bool ours = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = cache_.find(group); it != cache_.end() && it->second.ours && !it->second.removed) {
+      ours = true;
+      it->second.removed = true;
+    }
+  }
+  if (ours) {  // known to the GCS (its creation was answered): the removal cannot be refused
+    Send(
+        group, /*creation=*/false, [this, group](std::function<void(absl::Status)> done) {
+          gcs_.AsyncRemovePlacementGroup(group.Binary(), std::move(done));
+        },
+        [this, group] { return gcs_.RemovePlacementGroup(group.Binary()); });
+    return absl::OkStatus();
+  }
   absl::Status s = gcs_.RemovePlacementGroup(group.Binary());
   if (s.ok()) {
     absl::MutexLock lock(&mu_);
@@ -75,7 +104,67 @@ absl::Status PlacementGroupClient::Remove(const PlacementGroupId& group) {
   return s;
 }
 
+PlacementGroupClient::~PlacementGroupClient() { Flush(); }
+
+void PlacementGroupClient::Send(const PlacementGroupId& group, bool creation,
+                                std::function<void(std::function<void(absl::Status)>)> send,
+                                std::function<absl::Status()> blocking) {
+  {
+    absl::MutexLock lock(&mu_);
+    ++unanswered_[group];
+    if (!creation) ++removals_;
+  }
+  // The answer comes on one of gRPC's threads, which must not block: a call that did not reach
+  // the GCS goes again, with the blocking call's retries, on a thread of this client's.
+  send([this, group, creation, blocking = std::move(blocking)](absl::Status status) {
+    if (!absl::IsUnavailable(status)) {
+      Sent(group, creation, status);
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    resenders_.emplace_back([this, group, creation, blocking] { Sent(group, creation, blocking()); });
+  });
+}
+
+void PlacementGroupClient::Sent(const PlacementGroupId& group, bool creation, const absl::Status& status) {
+  if (!status.ok()) {
+    spdlog::warn("placement group {}: {} failed: {}", group.Hex(), creation ? "creation" : "removal",
+                 status.ToString());
+  }
+  absl::MutexLock lock(&mu_);
+  if (!status.ok() && creation) failed_[group] = status;
+  if (--unanswered_[group] == 0) unanswered_.erase(group);
+  if (!creation) --removals_;
+}
+
+void PlacementGroupClient::AwaitRemovals() {
+  if (removals_.load() == 0) return;
+  absl::MutexLock lock(&mu_);
+  auto answered = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return removals_.load() == 0; };
+  mu_.Await(absl::Condition(&answered));
+}
+
+absl::Status PlacementGroupClient::AwaitSent(const PlacementGroupId& group) {
+  absl::MutexLock lock(&mu_);
+  auto answered = [this, &group]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !unanswered_.contains(group); };
+  mu_.Await(absl::Condition(&answered));
+  auto it = failed_.find(group);
+  return it == failed_.end() ? absl::OkStatus() : it->second;
+}
+
+void PlacementGroupClient::Flush() {
+  std::vector<std::thread> resenders;
+  {
+    absl::MutexLock lock(&mu_);
+    auto answered = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return unanswered_.empty(); };
+    mu_.Await(absl::Condition(&answered));
+    resenders.swap(resenders_);
+  }
+  for (auto& t : resenders) t.join();
+}
+
 absl::StatusOr<rpc::PlacementGroupInfo> PlacementGroupClient::Get(const PlacementGroupId& group) {
+  if (auto s = AwaitSent(group); !s.ok()) return s;
   return gcs_.GetPlacementGroup(group.Binary());
 }
 
@@ -85,14 +174,17 @@ absl::StatusOr<rpc::PlacementGroupInfo> PlacementGroupClient::GetNamed(const std
 }
 
 absl::StatusOr<std::vector<rpc::PlacementGroupInfo>> PlacementGroupClient::List(int limit) {
+  Flush();
   return gcs_.GetAllPlacementGroups(limit);
 }
 
 absl::StatusOr<bool> PlacementGroupClient::Wait(const PlacementGroupId& group, absl::Duration timeout) {
+  if (auto s = AwaitSent(group); !s.ok()) return s;
   return gcs_.WaitPlacementGroupUntilReady(group.Binary(), timeout);
 }
 
 absl::StatusOr<PlacementGroupClient::Cached> PlacementGroupClient::Lookup(const PlacementGroupId& group) {
+  if (auto s = AwaitSent(group); !s.ok()) return s;
   {
     absl::MutexLock lock(&mu_);
     auto it = cache_.find(group);
@@ -109,7 +201,11 @@ absl::StatusOr<PlacementGroupClient::Cached> PlacementGroupClient::Lookup(const 
                .removed = info->state() == rpc::PlacementGroupInfo::REMOVED,
                .checked = absl::Now()};
   absl::MutexLock lock(&mu_);
-  if (cache_.size() >= kMaxCached) cache_.clear();
+  if (auto it = cache_.find(group); it != cache_.end()) {
+    entry.ours = it->second.ours;
+  } else if (cache_.size() >= kMaxCached) {
+    cache_.clear();
+  }
   cache_[group] = entry;
   return entry;
 }

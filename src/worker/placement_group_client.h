@@ -7,15 +7,29 @@
 // group was removed is read again from the GCS at most once a second per group (a removal seen
 // late is still caught by the raylets, which reject requests for groups they gave back).
 //
-// Threading: any thread; calls block on the GCS.
+// Sent without waiting: the creation of an unnamed group (nothing but this client's own checks
+// can refuse it: a name can be taken, so a named group is created with a blocking call) and the
+// removal of a group this client created. Each is sent at once; this client answers for it
+// afterwards: every later call of this client that names the group waits for its creation and
+// removal to reach the GCS (and fails with the creation's error, if it failed), List waits for
+// all of them, and so does Flush, which the core worker calls before its job is marked finished.
+// A call that could not reach the GCS is sent again with the blocking calls' policy on a thread
+// of this client's. So one process reads its own writes, as with blocking calls; another process
+// may see a group a moment later than it would have.
+//
+// Threading: any thread; calls block on the GCS (Create of an unnamed group and Remove of one of
+// this client's groups do not).
 // Ownership: borrows the GCS client, which must outlive this object.
 // Errors: InvalidArgument for bad options and requests (naming the problem), NotFound for an
 // unknown group, AlreadyExists for a taken name, FailedPrecondition for a removed group, and
 // the GCS client's errors as it answers them.
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -50,6 +64,7 @@ class PlacementGroupClient {
   };
 
   PlacementGroupClient(const GcsClient& gcs, Owner owner) : gcs_(gcs), owner_(std::move(owner)) {}
+  ~PlacementGroupClient();  // Flush()
   PlacementGroupClient(const PlacementGroupClient&) = delete;
   PlacementGroupClient& operator=(const PlacementGroupClient&) = delete;
 
@@ -57,6 +72,14 @@ class PlacementGroupClient {
   absl::StatusOr<PlacementGroupId> Create(const PlacementGroupOptions& options);
   // Returns every bundle and kills the group's actors and tasks. NotFound for an unknown group.
   absl::Status Remove(const PlacementGroupId& group);
+  // Waits until every creation and removal sent without waiting has been answered (or given
+  // up on: each has the GCS client's deadline, retries included).
+  void Flush();
+  // Waits until every removal sent without waiting has been answered: the core worker calls it
+  // before it submits a task or an actor call, so that what a program does after
+  // remove_placement_group finds the group removed (its actors killed), as after a blocking
+  // removal. One atomic read when none is unanswered.
+  void AwaitRemovals();
   absl::StatusOr<rpc::PlacementGroupInfo> Get(const PlacementGroupId& group);
   // NotFound when no group that is not removed has `name` in `ray_namespace`.
   absl::StatusOr<rpc::PlacementGroupInfo> GetNamed(const std::string& name, const std::string& ray_namespace);
@@ -76,14 +99,26 @@ class PlacementGroupClient {
     std::vector<ResourceSet> bundles;
     bool removed = false;
     absl::Time checked;  // when the state was last read from the GCS
+    bool ours = false;   // created by this client
   };
 
   absl::StatusOr<Cached> Lookup(const PlacementGroupId& group);
+  // Sends without waiting; `blocking` sends it again if the first try could not reach the GCS.
+  void Send(const PlacementGroupId& group, bool creation,
+            std::function<void(std::function<void(absl::Status)>)> send, std::function<absl::Status()> blocking);
+  void Sent(const PlacementGroupId& group, bool creation, const absl::Status& status);
+  // Waits until nothing sent for `group` is unanswered; the error of its creation, if it failed.
+  absl::Status AwaitSent(const PlacementGroupId& group);
 
   const GcsClient& gcs_;
   const Owner owner_;
   absl::Mutex mu_;
   absl::flat_hash_map<PlacementGroupId, Cached> cache_ ABSL_GUARDED_BY(mu_);
+  // Calls sent without waiting and not answered yet, per group; and creations that failed.
+  absl::flat_hash_map<PlacementGroupId, int> unanswered_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<PlacementGroupId, absl::Status> failed_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> resenders_ ABSL_GUARDED_BY(mu_);  // joined by Flush
+  std::atomic<int> removals_{0};  // removals sent without waiting, not answered yet
 };
 
 // The bundles of `info` as resource sets, in index order.

@@ -317,6 +317,58 @@ def run_python(cluster, body):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def test_groups_made_and_removed_without_waiting_are_read_back_at_once(cluster, shoal):
+    """An unnamed group is registered, and a group this process made is removed, without waiting
+    for the GCS (issue 17); whatever this process does next sees them as a blocking call would
+    have left them (Ray's calls block)."""
+    head_and_workers(cluster, [["--num-cpus", 2, "--resources", json.dumps({"slot": 100})]])
+    shoal.init(address=cluster.address)
+    from shoal.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    pgs = [shoal.util.placement_group([{"slot": 0.5}]) for _ in range(40)]
+    states = [shoal.util.placement_group_table(pg).get("state") for pg in pgs]
+    assert len(states) == 40 and set(states) <= {"PENDING", "CREATED"}, states
+    assert {pg.id.hex() for pg in pgs} <= set(shoal.util.placement_group_table())
+
+    @shoal.remote(num_cpus=0, resources={"slot": 0.5})
+    def inside():
+        import shoal as s
+        return s.util.get_current_placement_group().id.hex()
+
+    # A task sent into a group the moment it is made runs in it.
+    fresh = shoal.util.placement_group([{"slot": 0.5}])
+    strategy = PlacementGroupSchedulingStrategy(fresh, 0)
+    assert shoal.get(inside.options(scheduling_strategy=strategy).remote(), timeout=60) == fresh.id.hex()
+    assert all(pg.wait(60) for pg in pgs)
+
+    for pg in pgs + [fresh]:
+        shoal.util.remove_placement_group(pg)
+    assert {shoal.util.placement_group_table(pg)["state"] for pg in pgs + [fresh]} == {"REMOVED"}
+    with pytest.raises(ValueError, match="removed"):
+        pgs[0].wait(5)
+    with pytest.raises(Exception, match="removed"):
+        inside.options(scheduling_strategy=strategy).remote()
+    shoal.util.remove_placement_group(pgs[1])  # again: no error, as in Ray
+    assert_resources_back(cluster)
+
+
+def test_a_driver_that_ends_right_after_making_groups_leaves_none_behind(cluster, shoal):
+    head_and_workers(cluster, [["--num-cpus", 2]])
+    made = run_python(cluster, """
+        pgs = [shoal.util.placement_group([{"CPU": 0.01}]) for _ in range(300)]
+        shoal.shutdown()  # at once: every group it made reaches the GCS before its job's end removes them
+        print(json.dumps({"ids": [pg.id.hex() for pg in pgs]}))
+    """)
+    shoal.init(address=cluster.address)
+
+    def states():
+        table = shoal.util.placement_group_table()
+        return {table[i]["state"] if i in table else "missing" for i in made["ids"]}
+
+    wait_until(lambda: states() == {"REMOVED"}, 30, what="the ended job's groups to be removed")
+    assert_resources_back(cluster)
+
+
 def test_detached_groups_survive_a_redis_gcs_restart(cluster, redis_server):
     redis = f"127.0.0.1:{redis_server.port}"
     head_and_workers(cluster, [["--num-cpus", 2]], head_args=("--redis-address", redis))
