@@ -94,7 +94,9 @@ NodeView LeaseManager::LocalView() const {
   return v;
 }
 
-void LeaseManager::RefreshLocalView() {
+void LeaseManager::SyncLocalView() const {
+  if (!local_view_stale_) return;
+  local_view_stale_ = false;
   // The total changes when bundles come and go: then the whole entry is replaced.
   const NodeView* self = view_.Find(options_.node_id);
   if (self == nullptr || !(self->total == resources_.total())) {
@@ -182,6 +184,7 @@ void LeaseManager::RequestLease(uint64_t request_id, const rpc::RequestWorkerLea
 }
 
 bool LeaseManager::TrySchedule(Pending& p, uint64_t seq) {
+  SyncLocalView();
   const NodeView* local = view_.Find(options_.node_id);
   std::optional<SchedulingDecision> decision;
   if (p.grant_or_reject && !options_.scheduling_disabled && local != nullptr &&
@@ -681,6 +684,7 @@ std::vector<DemandSummary> LeaseManager::Demands() const {
                       .label_selector = {p.strategy.label_selector().begin(),
                                          p.strategy.label_selector().end()}});
   }
+  SyncLocalView();
   return SummarizeDemand(queued, view_);
 }
 

@@ -168,7 +168,10 @@ class LeaseManager {
 
   ResourceSet Available() const { return resources_.Available(); }
   const NodeResources& resources() const { return resources_; }
-  const ClusterResourceView& view() const { return view_; }
+  const ClusterResourceView& view() const {
+    SyncLocalView();
+    return view_;
+  }
   // Waiting requests merged by shape, infeasible ones marked (for ReportResources).
   std::vector<DemandSummary> Demands() const;
   Stats stats() const;
@@ -220,13 +223,19 @@ class LeaseManager {
   // Why a request naming a removed group is refused; "" when it names none.
   std::string RemovedGroupOf(const ResourceSet& demand) const;
   void FreeAllocation(const ResourceAllocation& allocation);
-  void RefreshLocalView();
+  // This node's entry in view_ follows resources_ lazily: a change marks it stale, and whatever
+  // reads the view brings it up to date first (SyncLocalView), once for all the changes one
+  // bundle call or lease makes (each copy of the entry is as long as the node's resource names,
+  // which grow with the placement groups it holds).
+  void RefreshLocalView() { local_view_stale_ = true; }
+  void SyncLocalView() const;
   NodeView LocalView() const;
 
   WorkerPool& pool_;
   const LeaseManagerOptions options_;
   NodeResources resources_;
-  ClusterResourceView view_;
+  mutable ClusterResourceView view_;       // this node's entry: see SyncLocalView
+  mutable bool local_view_stale_ = false;
   std::unique_ptr<SchedulingPolicy> policy_;
   std::map<NodeId, std::string> raylet_addresses_;  // host:raylet_port of the other nodes
   // Unanswered requests by arrival order, and their callers' ids.
