@@ -12,8 +12,8 @@ results: nothing may be lost) as a JSON line.
               then what they cost while idle (CPU and switches per worker, PSS, machine busy)
   raylets     N raylets on this machine (default 50, 1 CPU each) running 10,000 tasks that spill
               back from the head's node; --tasks sets the task count
-  gcs-memory  the GCS's memory per node (N extra raylets), per live actor (--actors) and per
-              finished task (--tasks)
+  gcs-memory  the GCS's memory per node (its growth while N extra raylets join, default 10), per
+              live actor (--actors) and per finished task (--tasks)
 
 Each scenario starts its own cluster under a temporary root (bench/bench_cluster.py). Not a test:
 tests/integration/test_scale_scripts.py runs each with tiny counts and checks only the results.
@@ -22,12 +22,13 @@ import argparse
 import glob
 import json
 import os
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from bench_cluster import local_cluster  # noqa: E402
+from bench_cluster import SHOAL, local_cluster  # noqa: E402
 
 
 def rss_peak_mib(pid):
@@ -216,11 +217,20 @@ def scenario_raylets(shoal, count, tasks):
     return {"raylets": count + 1, "tasks": tasks, "seconds": round(seconds, 2), "nodes_used": len(nodes)}
 
 
-def scenario_gcs_memory(shoal, count, n_actors, n_tasks):
+def scenario_gcs_memory(shoal, count, n_actors, n_tasks, start_node):
     gcs = daemon_pids("gcs")[0]
+    time.sleep(2)  # the head's first reports settle
+    start = rss_mib(gcs)
+    for _ in range(count):
+        start_node("--num-cpus", "1", "--num-gpus", "0", "--object-store-memory", str(64 << 20))
+    deadline = time.monotonic() + 120
+    while len([n for n in shoal.nodes() if n["Alive"]]) < count + 1:
+        assert time.monotonic() < deadline, "the extra raylets did not all join"
+        time.sleep(0.2)
+    time.sleep(3)  # a few rounds of their resource reports
     base = rss_mib(gcs)
-    figures = {"gcs_rss_start_mib": round(base, 1),
-               "per_node_kib": round(base * 1024 / max(1, count + 1), 1)}  # upper bound: the GCS's whole RSS
+    figures = {"gcs_rss_start_mib": round(start, 1), "gcs_rss_with_nodes_mib": round(base, 1),
+               "per_node_kib": round((base - start) * 1024 / count, 1)}
 
     @shoal.remote(num_cpus=0.01)
     class Idle:
@@ -264,9 +274,7 @@ def main():
     if args.scenario == "raylets":
         head_cpus = 0  # every task spills back to the other raylets
         workers = [("--num-cpus", "1", "--num-gpus", "0", "--object-store-memory", str(64 << 20))] * count
-    if args.scenario == "gcs-memory":
-        workers = [("--num-cpus", "1", "--num-gpus", "0", "--object-store-memory", str(64 << 20))] * count
-    with local_cluster(f"shoal-scale-{args.scenario}-", head_cpus=head_cpus, workers=workers) as (address, _):
+    with local_cluster(f"shoal-scale-{args.scenario}-", head_cpus=head_cpus, workers=workers) as (address, env):
         import shoal
         shoal.init(address=address)
         try:
@@ -281,7 +289,11 @@ def main():
             elif args.scenario == "raylets":
                 figures = scenario_raylets(shoal, count, args.tasks)
             else:
-                figures = scenario_gcs_memory(shoal, count, args.actors, args.tasks)
+                def start_node(*node_args):
+                    subprocess.run([SHOAL, "start", "--address", address, *node_args], env=env, check=True,
+                                   capture_output=True)
+
+                figures = scenario_gcs_memory(shoal, count, args.actors, args.tasks, start_node)
         finally:
             shoal.shutdown()
     doc = {"scenario": args.scenario, "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), **figures}
