@@ -468,9 +468,10 @@ void DirectPushes::Shutdown(absl::Duration timeout) {
     for (auto& [address, conn] : conns_) conn->Cancel();
     auto none_live = absl::Condition(+[](int* live) { return *live == 0; }, &live_);
     if (!mu_.AwaitWithTimeout(none_live, timeout)) {
-      // A connection's thread still asking for the port or connecting (each bounded by 5 s):
-      // it uses this object, so wait for it.
-      spdlog::warn("direct pushes: waiting for {} connection(s) still opening", live_);
+      // A connection's thread still asking for the port or connecting (each bounded by 5 s),
+      // or, with many connections (a driver of 1,000 actors), still ending: it uses this
+      // object, so wait for it.
+      spdlog::warn("direct pushes: waiting for {} connection thread(s) still opening or ending", live_);
       mu_.AwaitWithTimeout(none_live, absl::Seconds(15));
     }
   }
