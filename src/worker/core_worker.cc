@@ -366,7 +366,7 @@ absl::Status CoreWorker::Impl::Start() {
   placement_groups_ = std::make_unique<PlacementGroupClient>(
       gcs_, PlacementGroupClient::Owner{.job = job_id_, .address = address_});
   loop_.SetQuietTicks(kQuietTickPeriod, [this] {
-    return submitter_->Quiet() && actor_submitter_->Quiet() && memory_store_.Quiet() &&
+    return submitter_->Quiet() && actor_submitter_->Quiet() && memory_store_.Quiet() && objects_->Quiet() &&
            (config_.mode != CoreWorkerOptions::Mode::kWorker || receiver_->Quiet());
   });
   loop_.Start();

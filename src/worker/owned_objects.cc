@@ -71,16 +71,21 @@ void OwnedObjects::StoreResult(const ObjectId& id, rpc::ObjectValue value, bool 
 
 void OwnedObjects::RemoveLocalReference(const ObjectId& id) {
   if (auto gone = refs_.RemoveLocal(id)) {
-    bool first = false;
+    // A value in the node's store (or not here yet) asks the loop to free it soon: an idle loop
+    // ticks only every 50 ms, and a program that drops large objects as fast as it makes them
+    // (put, del, put) would otherwise fill the store before their space came back. Later frees
+    // join that batch. A value held here (a small return) waits for the loop's next tick: posting
+    // for it woke the loop's thread once per sync call (bench/README.md, 2026-12-07).
+    ValuePtr value = memory_.GetIfReady(gone->id);
+    const bool urgent = value == nullptr || value->in_store();
+    bool post = false;
     {
       absl::MutexLock lock(&mu_);
-      first = pending_free_.empty();
+      post = urgent && !urgent_free_posted_;
+      urgent_free_posted_ = urgent_free_posted_ || urgent;
       pending_free_.push_back(*gone);
     }
-    // The first free of a batch asks the loop to run soon: an idle loop ticks only every 50 ms,
-    // and a program that drops large objects as fast as it makes them (put, del, put) would
-    // otherwise fill the store before their space came back. Later frees join that batch.
-    if (first && options_.post) options_.post([this] { FreePending(); });
+    if (post && options_.post) options_.post([this] { FreePending(); });
   }
 }
 
@@ -89,8 +94,14 @@ void OwnedObjects::FreePending() {
   {
     absl::MutexLock lock(&mu_);
     gone.swap(pending_free_);
+    urgent_free_posted_ = false;
   }
   if (!gone.empty()) Free(gone);
+}
+
+bool OwnedObjects::Quiet() const {
+  absl::MutexLock lock(&mu_);
+  return pending_free_.empty();
 }
 
 void OwnedObjects::Free(const std::vector<ReferenceCounter::OutOfScope>& gone) {

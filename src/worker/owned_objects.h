@@ -95,6 +95,8 @@ class OwnedObjects {
   void RemoveLocalReference(const ObjectId& id);
   // Frees what RemoveLocalReference queued.
   void FreePending();
+  // True while no free waits for FreePending.
+  bool Quiet() const;
   // Frees objects that went out of scope: memory-store values and owned store copies.
   void Free(const std::vector<ReferenceCounter::OutOfScope>& gone);
   // Language layers that keep state per object (GPU tensors another worker holds for it) hear
@@ -128,9 +130,10 @@ class OwnedObjects {
   const Options options_;
   std::atomic<uint32_t> put_index_{0};
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   absl::flat_hash_set<ObjectId> fetching_ ABSL_GUARDED_BY(mu_);  // borrowed values asked for
   std::vector<ReferenceCounter::OutOfScope> pending_free_ ABSL_GUARDED_BY(mu_);
+  bool urgent_free_posted_ ABSL_GUARDED_BY(mu_) = false;  // FreePending asked of the loop
   std::atomic<bool> any_watched_{false};
   absl::flat_hash_set<ObjectId> watched_ ABSL_GUARDED_BY(mu_);
   std::function<void(std::vector<ObjectId>)> freed_handler_ ABSL_GUARDED_BY(mu_);

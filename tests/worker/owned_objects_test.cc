@@ -169,15 +169,34 @@ TEST_CASE_METHOD(Fixture, "objects: the last reference frees the value and its s
   REQUIRE(transport.freed().size() == 1);
   CHECK(transport.freed()[0].raylet == "10.0.0.1:7000");
   CHECK(transport.freed()[0].ids == std::vector<ObjectId>{*big});
-  // The next batch asks again; the tick's FreePending finds nothing left after the post ran.
+  // Values held here only (small returns, one per sync call) do not wake the loop: its next
+  // tick frees them, and it does not go quiet (tick once a second) while they wait.
   auto later = objects.Put("later");
   REQUIRE(later.ok());
   refs.AddLocal(*later);
+  CHECK(objects.Quiet());
   objects.RemoveLocalReference(*later);
-  REQUIRE(posted.size() == 1);
-  objects.FreePending();  // a tick came first: it frees, and the post finds nothing
+  CHECK(posted.empty());
+  CHECK_FALSE(objects.Quiet());
+  objects.FreePending();  // the tick
   CHECK(memory.GetIfReady(*later) == nullptr);
+  CHECK(objects.Quiet());
+  // A store copy asks again, and a small value dropped after it joins that batch; a tick that
+  // comes first frees both, and the post finds nothing.
+  auto big2 = objects.Put(std::string(kMaxInlineObjectSize + 1, 'y'));
+  auto small2 = objects.Put("small2");
+  REQUIRE(big2.ok());
+  REQUIRE(small2.ok());
+  refs.AddLocal(*big2);
+  refs.AddLocal(*small2);
+  objects.RemoveLocalReference(*big2);
+  objects.RemoveLocalReference(*small2);
+  REQUIRE(posted.size() == 1);
+  objects.FreePending();
+  CHECK(memory.GetIfReady(*big2) == nullptr);
+  CHECK(memory.GetIfReady(*small2) == nullptr);
   RunPosted();
+  CHECK(transport.freed().size() == 2);
 }
 
 TEST_CASE_METHOD(Fixture, "objects: a result for an object out of scope is dropped with its store copy",
