@@ -188,6 +188,13 @@ class CoreWorker::Impl final {
   // Runs `fn` on the loop: the one executor of continuations (memory-store callbacks, frees
   // asked for by a language's finalizer). Dropped once the loop stopped (shutdown).
   void OnLoop(std::function<void()> fn) { loop_.Post(std::move(fn)); }
+  // Hands a task to the submitter, and brings a quiet loop back to its short ticks: the lease
+  // the task gets is returned by a tick once idle (10 ms), which a quiet loop would see up to a
+  // second late. (While the submitter holds anything, the loop does not go quiet again.)
+  void SubmitToRaylet(rpc::TaskSpec spec) {
+    submitter_->Submit(std::move(spec));
+    loop_.Wake();
+  }
   void WatchRaylet();
   void RequestExit(absl::Status why) {
     if (receiver_) receiver_->RequestExit(std::move(why));
@@ -331,7 +338,7 @@ absl::Status CoreWorker::Impl::Start() {
   object_options.post = [this](std::function<void()> fn) { OnLoop(std::move(fn)); };
   recovery_ = std::make_unique<ObjectRecovery>(
       memory_store_,
-      ObjectRecovery::Options{.resubmit = [this](rpc::TaskSpec spec) { submitter_->Submit(std::move(spec)); },
+      ObjectRecovery::Options{.resubmit = [this](rpc::TaskSpec spec) { SubmitToRaylet(std::move(spec)); },
                               .dead_nodes = [this] { return gcs_.WithTimeout(absl::Seconds(5)).DeadNodeIds(); },
                               .rerun_stream = [this](const TaskId& task, int32_t attempt,
                                                      const std::vector<ObjectId>& items) {
@@ -537,7 +544,7 @@ absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::SubmitTask(const std::st
   auto return_ids = tasks_->Prepare(*spec, args, options.nested_refs, /*pin_forever=*/false);
   if (!return_ids.ok()) return return_ids.status();
   tasks_->Resolve(std::move(*spec), std::move(args),
-                  [this](rpc::TaskSpec resolved) { submitter_->Submit(std::move(resolved)); }, nullptr);
+                  [this](rpc::TaskSpec resolved) { SubmitToRaylet(std::move(resolved)); }, nullptr);
   if (!return_ids->empty()) AddChild(return_ids->front());
   return return_ids;
 }
