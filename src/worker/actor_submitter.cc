@@ -109,7 +109,10 @@ void ActorSubmitter::OnInfo(const ActorId& actor, const absl::Status& status, rp
       s.info.set_death_cause(absl::StrCat("the GCS does not know actor ", actor.Hex(), ": ", status.message()));
       FailWaiting(s, DeathMessage(actor, s), actions);
     } else if (!status.ok()) {
-      if (!absl::IsCancelled(status)) s.retry_poll_at = clock_.Now() + options_.poll_retry_delay;
+      if (!absl::IsCancelled(status)) {
+        s.retry_poll_at = clock_.Now() + options_.poll_retry_delay;
+        if (options_.on_timed_work) actions.push_back(options_.on_timed_work);
+      }
     } else if (s.known && s.info.state() == rpc::ActorInfo::DEAD) {
       // DEAD is final (an older answer may still arrive after MarkKilled).
     } else {

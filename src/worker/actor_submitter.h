@@ -51,6 +51,9 @@ struct ActorSubmitterOptions {
   std::string caller_id;  // this worker's id (hex): the ordering key on the actor's side
   absl::Duration poll_wait = absl::Seconds(30);
   absl::Duration poll_retry_delay = absl::Milliseconds(500);
+  // Called (outside the lock) when a poll retry is set for Tick: the owner's loop may be ticking
+  // slowly. May be empty.
+  std::function<void()> on_timed_work;
 };
 
 class ActorSubmitter {

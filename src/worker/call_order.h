@@ -29,7 +29,7 @@ class CallOrder {
       ready.push_back(std::move(call));
       return ready;
     }
-    q.held.emplace(seq, std::move(call));
+    if (q.held.emplace(seq, std::move(call)).second) ++held_;
     Drain(q, ready);
     q.gap_since = q.held.empty() ? absl::InfiniteFuture() : std::min(q.gap_since, now);
     return ready;
@@ -49,12 +49,7 @@ class CallOrder {
   }
 
   // True while a call waits for a missing number (ReleaseGaps has work).
-  bool Holding() const {
-    for (const auto& [caller, q] : callers_) {
-      if (!q.held.empty()) return true;
-    }
-    return false;
-  }
+  bool Holding() const { return held_ > 0; }
 
   // Every call still held (at exit), and forgets them.
   std::vector<Call> TakeAll() {
@@ -63,6 +58,7 @@ class CallOrder {
       for (auto& [seq, call] : q.held) all.push_back(std::move(call));
       q.held.clear();
     }
+    held_ = 0;
     return all;
   }
 
@@ -72,16 +68,18 @@ class CallOrder {
     std::map<int64_t, Call> held;
     absl::Time gap_since = absl::InfiniteFuture();
   };
-  static void Drain(Queue& q, std::vector<Call>& ready) {
+  void Drain(Queue& q, std::vector<Call>& ready) {
     while (!q.held.empty() && q.held.begin()->first == q.next) {
       ready.push_back(std::move(q.held.begin()->second));
       q.held.erase(q.held.begin());
+      --held_;
       ++q.next;
     }
   }
 
   const absl::Duration gap_timeout_;
   absl::flat_hash_map<std::string, Queue> callers_;
+  size_t held_ = 0;  // calls in every caller's `held`
 };
 
 }  // namespace shoal

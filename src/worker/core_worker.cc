@@ -69,6 +69,9 @@ constexpr absl::Duration kIdleTickPeriod = absl::Milliseconds(50);
 // this rarely: a thousand idle actors' workers on one node woke 20,000 times a second between
 // them at the idle period alone.
 constexpr absl::Duration kQuietTickPeriod = absl::Seconds(1);
+// How long a submission waits for placement-group calls sent without waiting
+// (PlacementGroupClient::AwaitPending): normally they are answered in a millisecond.
+constexpr absl::Duration kPlacementGroupSendWait = absl::Seconds(5);
 constexpr absl::Duration kConnectTimeout = absl::Seconds(10);
 // How long the key-value calls of the language layers (exporting a function, a worker loading
 // it) ride out a GCS restart: Ray's gcs_rpc_server_reconnect_timeout_s, the raylets' own wait.
@@ -99,7 +102,7 @@ class CoreWorker::Impl final {
   void AddChild(const ObjectId& first_return) { running_.AddChild(first_return); }
   absl::StatusOr<ActorDescription> CreateActor(const std::string& function_name, std::vector<TaskArg> args,
                                                const TaskOptions& options, const ActorOptions& actor) {
-    placement_groups_->AwaitRemovals();
+    placement_groups_->AwaitPending(kPlacementGroupSendWait);
     auto with_command = InPlacementGroup(options);
     if (!with_command.ok()) return with_command.status();
     if (with_command->worker_command.empty()) with_command->worker_command = CurrentWorkerCommand();
@@ -291,7 +294,7 @@ absl::Status CoreWorker::Impl::Start() {
   memory_store_.SetTimedWaitHook([this] { loop_.Wake(); });  // before the service serves a GetObject
   receiver_ = std::make_unique<TaskReceiver>(
       clock_, [this](const rpc::PushTaskRequest& request) { return RunPushedTask(request); },
-      TaskReceiver::Options{},
+      TaskReceiver::Options{.on_held_call = [this] { loop_.Wake(); }},
       [this](const rpc::PushTaskRequest& request, std::function<void(rpc::PushTaskReply)> finished) {
         CallGate::Entry entry(*gate_);
         if (entry) StartPushedTask(request, std::move(finished));  // else Drain answers it
@@ -361,7 +364,8 @@ absl::Status CoreWorker::Impl::Start() {
                            .oom_retry_delay_base = config_.oom_retry_delay_base},
       finish);
   actor_submitter_ = std::make_unique<ActorSubmitter>(
-      transport_, clock_, ActorSubmitterOptions{.caller_id = config_.worker_id.Hex()}, finish);
+      transport_, clock_,
+      ActorSubmitterOptions{.caller_id = config_.worker_id.Hex(), .on_timed_work = [this] { loop_.Wake(); }}, finish);
   streams_ = std::make_unique<GeneratorStreams>(refs_, *objects_);
   service_->SetGeneratorItemHandler(
       [this](const rpc::ReportGeneratorItemRequest& request, std::function<void(absl::Status)> done) {
@@ -534,7 +538,7 @@ CoreWorker::Impl::~Impl() {
 absl::StatusOr<std::vector<ObjectId>> CoreWorker::Impl::SubmitTask(const std::string& function_name,
                                                                    std::vector<TaskArg> args,
                                                                    const TaskOptions& options) {
-  placement_groups_->AwaitRemovals();
+  placement_groups_->AwaitPending(kPlacementGroupSendWait);
   auto placed = InPlacementGroup(options);
   if (!placed.ok()) return placed.status();
   if (!placed->has_runtime_env) placed->runtime_env = CurrentRuntimeEnv();
@@ -795,7 +799,7 @@ void CoreWorker::AddActorHandle(const ActorId& actor, int max_task_retries) {
 absl::StatusOr<std::vector<ObjectId>> CoreWorker::SubmitActorTask(const ActorId& actor, const std::string& method,
                                                                   std::vector<TaskArg> args,
                                                                   const TaskOptions& options) {
-  impl_->placement_groups().AwaitRemovals();
+  impl_->placement_groups().AwaitPending(kPlacementGroupSendWait);
   auto ids = impl_->actors().Call(actor, method, std::move(args), options);
   if (ids.ok() && !ids->empty()) impl_->AddChild(ids->front());
   return ids;

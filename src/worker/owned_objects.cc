@@ -74,13 +74,15 @@ void OwnedObjects::RemoveLocalReference(const ObjectId& id) {
     // A value in the node's store (or not here yet) asks the loop to free it soon: an idle loop
     // ticks only every 50 ms, and a program that drops large objects as fast as it makes them
     // (put, del, put) would otherwise fill the store before their space came back. Later frees
-    // join that batch. A value held here (a small return) waits for the loop's next tick: posting
+    // join that batch. So does an object a language layer watches (a GPU tensor another worker
+    // holds for it). A value held here (a small return) waits for the loop's next tick: posting
     // for it woke the loop's thread once per sync call (bench/README.md, 2026-12-07).
     ValuePtr value = memory_.GetIfReady(gone->id);
-    const bool urgent = value == nullptr || value->in_store();
+    bool urgent = value == nullptr || value->in_store();
     bool post = false;
     {
       absl::MutexLock lock(&mu_);
+      urgent = urgent || (any_watched_.load(std::memory_order_relaxed) && watched_.contains(gone->id));
       post = urgent && !urgent_free_posted_;
       urgent_free_posted_ = urgent_free_posted_ || urgent;
       pending_free_.push_back(*gone);

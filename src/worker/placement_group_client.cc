@@ -61,6 +61,7 @@ absl::StatusOr<PlacementGroupId> PlacementGroupClient::Create(const PlacementGro
   info.set_creator_address(owner_.address);
   info.set_detached(options.detached);
   if (!options.name.empty()) {  // the name may be taken: the caller hears it now
+    AwaitPending(absl::InfiniteDuration());  // ...or freed by a removal still on its way
     if (auto s = gcs_.CreatePlacementGroup(info); !s.ok()) return s;
   }
   {
@@ -79,11 +80,13 @@ absl::StatusOr<PlacementGroupId> PlacementGroupClient::Create(const PlacementGro
 }
 
 absl::Status PlacementGroupClient::Remove(const PlacementGroupId& group) {
-  if (auto s = AwaitSent(group); !s.ok()) return s;
+  // A creation that failed may still have reached the GCS (an answer lost on the way): remove it
+  // with a blocking call, whose error the caller hears.
+  const absl::Status created = AwaitSent(group);
   bool ours = false;
   {
     absl::MutexLock lock(&mu_);
-    if (auto it = cache_.find(group); it != cache_.end() && it->second.ours && !it->second.removed) {
+    if (auto it = cache_.find(group); created.ok() && it != cache_.end() && it->second.ours && !it->second.removed) {
       ours = true;
       it->second.removed = true;
     }
@@ -101,7 +104,7 @@ absl::Status PlacementGroupClient::Remove(const PlacementGroupId& group) {
     absl::MutexLock lock(&mu_);
     if (auto it = cache_.find(group); it != cache_.end()) it->second.removed = true;
   }
-  return s;
+  return absl::IsNotFound(s) && !created.ok() ? created : s;
 }
 
 PlacementGroupClient::~PlacementGroupClient() { Flush(); }
@@ -112,18 +115,40 @@ void PlacementGroupClient::Send(const PlacementGroupId& group, bool creation,
   {
     absl::MutexLock lock(&mu_);
     ++unanswered_[group];
-    if (!creation) ++removals_;
+    ++pending_;
   }
   // The answer comes on one of gRPC's threads, which must not block: a call that did not reach
-  // the GCS goes again, with the blocking call's retries, on a thread of this client's.
+  // the GCS goes again, with the blocking call's retries, on this client's resender thread.
   send([this, group, creation, blocking = std::move(blocking)](absl::Status status) {
     if (!absl::IsUnavailable(status)) {
       Sent(group, creation, status);
       return;
     }
     absl::MutexLock lock(&mu_);
-    resenders_.emplace_back([this, group, creation, blocking] { Sent(group, creation, blocking()); });
+    resend_.push_back([this, group, creation, blocking] { Sent(group, creation, blocking()); });
+    if (resending_) return;
+    resending_ = true;
+    // The last one ended its loop (it cleared resending_ and touches nothing after): joining it
+    // returns at once.
+    if (resender_.joinable()) resender_.join();
+    resender_ = std::thread([this] { Resend(); });
   });
+}
+
+void PlacementGroupClient::Resend() {
+  while (true) {
+    std::function<void()> next;
+    {
+      absl::MutexLock lock(&mu_);
+      if (resend_.empty()) {
+        resending_ = false;
+        return;
+      }
+      next = std::move(resend_.front());
+      resend_.pop_front();
+    }
+    next();
+  }
 }
 
 void PlacementGroupClient::Sent(const PlacementGroupId& group, bool creation, const absl::Status& status) {
@@ -133,15 +158,21 @@ void PlacementGroupClient::Sent(const PlacementGroupId& group, bool creation, co
   }
   absl::MutexLock lock(&mu_);
   if (!status.ok() && creation) failed_[group] = status;
+  if (!status.ok() && !creation) {  // the group is still there: later lookups ask the GCS again
+    if (auto it = cache_.find(group); it != cache_.end()) it->second.removed = false;
+  }
   if (--unanswered_[group] == 0) unanswered_.erase(group);
-  if (!creation) --removals_;
+  --pending_;
 }
 
-void PlacementGroupClient::AwaitRemovals() {
-  if (removals_.load() == 0) return;
+void PlacementGroupClient::AwaitPending(absl::Duration timeout) {
+  if (pending_.load() == 0) return;
   absl::MutexLock lock(&mu_);
-  auto answered = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return removals_.load() == 0; };
-  mu_.Await(absl::Condition(&answered));
+  auto answered = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return pending_.load() == 0; };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&answered), timeout)) {
+    spdlog::warn("placement groups: {} creation(s) or removal(s) still unanswered by the GCS after {}; going on",
+                 pending_.load(), absl::FormatDuration(timeout));
+  }
 }
 
 absl::Status PlacementGroupClient::AwaitSent(const PlacementGroupId& group) {
@@ -153,14 +184,14 @@ absl::Status PlacementGroupClient::AwaitSent(const PlacementGroupId& group) {
 }
 
 void PlacementGroupClient::Flush() {
-  std::vector<std::thread> resenders;
+  std::thread resender;
   {
     absl::MutexLock lock(&mu_);
-    auto answered = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return unanswered_.empty(); };
+    auto answered = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return unanswered_.empty() && !resending_; };
     mu_.Await(absl::Condition(&answered));
-    resenders.swap(resenders_);
+    resender.swap(resender_);
   }
-  for (auto& t : resenders) t.join();
+  if (resender.joinable()) resender.join();
 }
 
 absl::StatusOr<rpc::PlacementGroupInfo> PlacementGroupClient::Get(const PlacementGroupId& group) {
@@ -170,6 +201,7 @@ absl::StatusOr<rpc::PlacementGroupInfo> PlacementGroupClient::Get(const Placemen
 
 absl::StatusOr<rpc::PlacementGroupInfo> PlacementGroupClient::GetNamed(const std::string& name,
                                                                        const std::string& ray_namespace) {
+  AwaitPending(absl::InfiniteDuration());  // a removal of a named group frees its name
   return gcs_.GetNamedPlacementGroup(name, ray_namespace);
 }
 

@@ -11,11 +11,15 @@
 // can refuse it: a name can be taken, so a named group is created with a blocking call) and the
 // removal of a group this client created. Each is sent at once; this client answers for it
 // afterwards: every later call of this client that names the group waits for its creation and
-// removal to reach the GCS (and fails with the creation's error, if it failed), List waits for
-// all of them, and so does Flush, which the core worker calls before its job is marked finished.
-// A call that could not reach the GCS is sent again with the blocking calls' policy on a thread
-// of this client's. So one process reads its own writes, as with blocking calls; another process
-// may see a group a moment later than it would have.
+// removal to reach the GCS (and fails with the creation's error, if it failed); List, GetNamed
+// and the creation of a named group wait for all of them (a removal frees a name), and so does
+// Flush, which the core worker calls before its job is marked finished; task, actor-call and
+// actor submissions wait for them too (AwaitPending), so a group handed to a task exists and
+// a removed group's actors are dead by then. A call that could not reach the GCS is sent again
+// with the blocking calls' policy on this client's resender thread; a removal that failed marks
+// the group live again here (later lookups ask the GCS), and Remove of a group whose creation
+// failed tries a blocking removal. So one process reads its own writes, as with blocking calls;
+// another process told of a group some other way than a task may see it a moment later.
 //
 // Threading: any thread; calls block on the GCS (Create of an unnamed group and Remove of one of
 // this client's groups do not).
@@ -26,6 +30,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <map>
 #include <string>
@@ -75,11 +80,12 @@ class PlacementGroupClient {
   // Waits until every creation and removal sent without waiting has been answered (or given
   // up on: each has the GCS client's deadline, retries included).
   void Flush();
-  // Waits until every removal sent without waiting has been answered: the core worker calls it
-  // before it submits a task or an actor call, so that what a program does after
-  // remove_placement_group finds the group removed (its actors killed), as after a blocking
-  // removal. One atomic read when none is unanswered.
-  void AwaitRemovals();
+  // Waits up to `timeout` until every creation and removal sent without waiting has been
+  // answered: the core worker calls it before it submits a task, an actor call or a creation,
+  // so that what the program does next finds its groups as blocking calls would have left them (a group passed to a task exists; after remove_placement_group the
+  // group's actors are dead). One atomic read when none is unanswered. A GCS that does not
+  // answer in time holds up the caller no longer than `timeout` (a warning says so).
+  void AwaitPending(absl::Duration timeout);
   absl::StatusOr<rpc::PlacementGroupInfo> Get(const PlacementGroupId& group);
   // NotFound when no group that is not removed has `name` in `ray_namespace`.
   absl::StatusOr<rpc::PlacementGroupInfo> GetNamed(const std::string& name, const std::string& ray_namespace);
@@ -117,8 +123,13 @@ class PlacementGroupClient {
   // Calls sent without waiting and not answered yet, per group; and creations that failed.
   absl::flat_hash_map<PlacementGroupId, int> unanswered_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<PlacementGroupId, absl::Status> failed_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::thread> resenders_ ABSL_GUARDED_BY(mu_);  // joined by Flush
-  std::atomic<int> removals_{0};  // removals sent without waiting, not answered yet
+  // Sends that could not reach the GCS, sent again one after another by resender_ (running while
+  // resending_; joined by Flush or before the next one starts).
+  void Resend();
+  std::deque<std::function<void()>> resend_ ABSL_GUARDED_BY(mu_);
+  bool resending_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread resender_ ABSL_GUARDED_BY(mu_);
+  std::atomic<int> pending_{0};  // creations and removals sent without waiting, not answered yet
 };
 
 // The bundles of `info` as resource sets, in index order.

@@ -72,6 +72,7 @@ void TaskReceiver::Push(const rpc::PushTaskRequest* request, rpc::PushTaskReply*
   const rpc::TaskSpec& spec = request->spec();
   std::vector<Pushed> refused;
   bool start = false;
+  bool held = false;
   {
     absl::MutexLock lock(&mu_);
     if (!exiting_) {
@@ -89,11 +90,13 @@ void TaskReceiver::Push(const rpc::PushTaskRequest* request, rpc::PushTaskReply*
         asyncio_ = spec.is_asyncio() && async_runner_ != nullptr;
       }
       refused = Enqueue({request, reply, std::move(done)});
+      held = !spec.actor_id().empty() && call_order_.Holding();
     } else {
       refused.push_back({request, reply, std::move(done)});
     }
     start = !to_start_.empty();  // only an async actor's calls; other pushes skip StartAsync
   }
+  if (held && options_.on_held_call) options_.on_held_call();
   Refuse(refused);
   if (start) StartAsync();
 }

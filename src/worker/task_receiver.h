@@ -59,6 +59,9 @@ class TaskReceiver {
 
   struct Options {
     absl::Duration sequence_gap_timeout = absl::Seconds(2);  // see CallOrder
+    // Called (outside the lock) when a push leaves a method call held for a missing predecessor
+    // (ReleaseSequenceGaps then has work): the owner's loop may be ticking slowly. May be empty.
+    std::function<void()> on_held_call;
   };
 
   // `clock` must outlive the receiver. Without `async_runner`, every call runs on a thread.

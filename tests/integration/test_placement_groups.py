@@ -349,6 +349,14 @@ def test_groups_made_and_removed_without_waiting_are_read_back_at_once(cluster, 
     with pytest.raises(Exception, match="removed"):
         inside.options(scheduling_strategy=strategy).remote()
     shoal.util.remove_placement_group(pgs[1])  # again: no error, as in Ray
+
+    # A named group removed without waiting frees its name for this process at once.
+    named = shoal.util.placement_group([{"slot": 0.5}], name="again")
+    assert named.wait(60)
+    shoal.util.remove_placement_group(named)
+    renamed = shoal.util.placement_group([{"slot": 0.5}], name="again")
+    assert shoal.util.get_placement_group("again").id == renamed.id
+    shoal.util.remove_placement_group(renamed)
     assert_resources_back(cluster)
 
 

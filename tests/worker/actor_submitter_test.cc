@@ -19,7 +19,8 @@ const JobId kJob = *JobId::FromHex("01000000");
 
 struct SubmitterTest {
   SubmitterTest()
-      : submitter(transport, clock, ActorSubmitterOptions{.caller_id = "caller"},
+      : submitter(transport, clock,
+                  ActorSubmitterOptions{.caller_id = "caller", .on_timed_work = [this] { ++timed_work; }},
                   [this](const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue> returns) {
                     done.push_back({spec, std::move(returns)});
                   }) {}
@@ -67,6 +68,7 @@ struct SubmitterTest {
   std::map<uint64_t, rpc::TaskSpec> pending_specs;
   std::vector<std::pair<rpc::TaskSpec, std::vector<rpc::ObjectValue>>> done;
   ActorSubmitter submitter;
+  int timed_work = 0;  // on_timed_work calls
 };
 
 TEST_CASE("actor calls wait for ALIVE, then go out in reservation order with sequence numbers",
@@ -189,8 +191,10 @@ TEST_CASE("a failed poll is retried after the delay", "[actor_submitter]") {
   CHECK(t.submitter.Quiet());  // a poll out: its answer comes as a post, not a tick
   auto poll = std::move(t.transport.polls.front());
   t.transport.polls.pop_front();
+  CHECK(t.timed_work == 0);
   poll.done(absl::UnavailableError("GCS restarting"), {});
-  CHECK_FALSE(t.submitter.Quiet());  // the retry waits for a tick
+  CHECK_FALSE(t.submitter.Quiet());  // the retry waits for a tick...
+  CHECK(t.timed_work == 1);          // ...and the owner's loop is told
   t.submitter.Tick();
   CHECK(t.transport.polls.empty());
   t.clock.Advance(absl::Seconds(1));

@@ -197,6 +197,16 @@ TEST_CASE_METHOD(Fixture, "objects: the last reference frees the value and its s
   CHECK(memory.GetIfReady(*small2) == nullptr);
   RunPosted();
   CHECK(transport.freed().size() == 2);
+  // A small value a language layer watches (a GPU tensor another worker holds for it) asks at
+  // once: its holder should hear of the free without waiting for a tick.
+  auto watched = objects.Put("tensor ref");
+  REQUIRE(watched.ok());
+  refs.AddLocal(*watched);
+  objects.WatchFree(*watched);
+  objects.RemoveLocalReference(*watched);
+  REQUIRE(posted.size() == 1);
+  RunPosted();
+  CHECK(memory.GetIfReady(*watched) == nullptr);
 }
 
 TEST_CASE_METHOD(Fixture, "objects: a result for an object out of scope is dropped with its store copy",

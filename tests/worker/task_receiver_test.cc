@@ -344,7 +344,8 @@ TEST_CASE("receiver: a worker exits after max_calls of a function", "[task_recei
 TEST_CASE("receiver: actor calls run in each caller's order, gaps are released", "[task_receiver]") {
   FakeClock clock;
   Runner runner;
-  TaskReceiver receiver(clock, runner.Fn(), {.sequence_gap_timeout = absl::Seconds(2)});
+  int held = 0;
+  TaskReceiver receiver(clock, runner.Fn(), {.sequence_gap_timeout = absl::Seconds(2), .on_held_call = [&held] { ++held; }});
   const ActorId actor = ActorId::Of(kJob);
   auto c2 = MethodCall(actor, "c", 2);
   auto c1 = MethodCall(actor, "c", 1);
@@ -354,6 +355,7 @@ TEST_CASE("receiver: actor calls run in each caller's order, gaps are released",
   receiver.Push(&d1->request, &d1->reply, d1->Done());
   receiver.Push(&c1->request, &c1->reply, c1->Done());
   receiver.Push(&c0->request, &c0->reply, c0->Done());
+  CHECK(held == 4);  // each push left a call held (d1 waits for d's call 0 throughout)
   std::thread loop([&] { (void)receiver.Run(); });
   REQUIRE(c2->Await().ok());
   CHECK(runner.Ran() == std::vector<std::string>{"m0", "m1", "m2"});
