@@ -332,7 +332,7 @@ def test_queue_actor_options_and_shutdown(driver):
 # exit_actor and the built-in actor methods
 
 
-def test_actor_builtin_methods(driver):
+def test_actor_builtin_methods(driver, tmp_path):
     @ray.remote
     class Counter:
         def __init__(self, start):
@@ -386,7 +386,7 @@ def test_actor_builtin_methods(driver):
             return "done"
 
     s = Slow.remote()
-    gate = os.path.join(tempfile.mkdtemp(prefix="shoal-util-"), "gate")
+    gate = str(tmp_path / "gate")
     work = s.work.remote(gate)
     end = s.__ray_terminate__.remote()
     ready, _ = ray.wait([end], timeout=0.2)
@@ -650,7 +650,7 @@ def test_implicit_init_starts_a_private_cluster_or_joins_the_current_one(three_n
     assert "refused False True" in proc.stdout
 
 
-def test_get_timeout_is_kept_while_work_cannot_start(driver):
+def test_get_timeout_is_kept_while_work_cannot_start(driver, tmp_path):
     @ray.remote(resources={"nowhere": 1})
     def infeasible():
         return 1
@@ -663,7 +663,7 @@ def test_get_timeout_is_kept_while_work_cannot_start(driver):
         def ping(self):
             return "pong"
 
-    gate = os.path.join(tempfile.mkdtemp(prefix="shoal-util-"), "gate")
+    gate = str(tmp_path / "gate")
     slow = SlowStart.remote(gate)
     for ref in (infeasible.remote(), slow.ping.remote(), slow.__ray_ready__.remote()):
         with pytest.raises(ray.exceptions.GetTimeoutError):
