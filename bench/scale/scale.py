@@ -31,26 +31,26 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from bench_cluster import SHOAL, local_cluster  # noqa: E402
 
 
-def rss_peak_mib(pid):
+def proc_kib(path, field):
+    """The value (KiB) of `field` ("VmRSS:", "Pss:", ...) in a /proc file, or None."""
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
+                if line.startswith(field):
+                    return int(line.split()[1])
     except OSError:
         pass
     return None
+
+
+def rss_peak_mib(pid):
+    kib = proc_kib(f"/proc/{pid}/status", "VmHWM:")
+    return None if kib is None else round(kib / 1024, 1)
 
 
 def rss_mib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+    kib = proc_kib(f"/proc/{pid}/status", "VmRSS:")
+    return None if kib is None else kib / 1024
 
 
 def daemon_pids(name):
@@ -160,14 +160,8 @@ def switches(pid):
 
 
 def pss_mib(pid):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+    kib = proc_kib(f"/proc/{pid}/smaps_rollup", "Pss:")
+    return None if kib is None else kib / 1024
 
 
 def machine_busy():

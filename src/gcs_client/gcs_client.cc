@@ -351,6 +351,21 @@ GcsClient::Callback<Reply> ResetOnUnavailable(Connection* connection, std::share
   };
 }
 
+// Sends `request` once without waiting; `done` (may be empty) gets the call's status alone.
+// S and Reply are named by the caller (the async method is overloaded).
+template <typename S, typename Reply, typename Request, typename Connection>
+void StartStatusCall(Connection* connection, absl::Duration timeout, AsyncMethod<S, Request, Reply> method,
+                     Request request, std::function<void(absl::Status)> done) {
+  if (!connection->address_status().ok()) {
+    if (done) done(connection->address_status());
+    return;
+  }
+  GcsClient::Callback<Reply> on_reply;
+  if (done) on_reply = [done = std::move(done)](absl::Status status, Reply) { done(std::move(status)); };
+  connection->calls().Start(connection->template Stub<S>(), method, std::move(request), {.timeout = timeout},
+                            ResetOnUnavailable(connection, connection->Channel(), std::move(on_reply)));
+}
+
 }  // namespace
 
 void GcsClient::AsyncGetActorInfo(const ActorId& actor, int64_t after_version, absl::Duration wait,
@@ -379,48 +394,27 @@ void GcsClient::AsyncReportTaskEvents(rpc::ReportTaskEventsRequest events) const
 
 void GcsClient::AsyncReportWorkerDeath(rpc::ReportWorkerDeathRequest death,
                                        std::function<void(absl::Status)> done) const {
-  if (!connection_->address_status().ok()) {
-    if (done) done(connection_->address_status());
-    return;
-  }
-  Callback<rpc::ReportWorkerDeathReply> on_reply;
-  if (done) on_reply = [done = std::move(done)](absl::Status status, rpc::ReportWorkerDeathReply) { done(status); };
-  connection_->calls().Start(connection_->Stub<rpc::ActorService::Stub>(),
-                             &rpc::ActorService::Stub::async::ReportWorkerDeath, std::move(death),
-                             {.timeout = options_.timeout},
-                             ResetOnUnavailable(connection_.get(), connection_->Channel(), std::move(on_reply)));
+  StartStatusCall<rpc::ActorService::Stub, rpc::ReportWorkerDeathReply>(
+      connection_.get(), options_.timeout, &rpc::ActorService::Stub::async::ReportWorkerDeath, std::move(death),
+      std::move(done));
 }
 
 void GcsClient::AsyncCreatePlacementGroup(const rpc::PlacementGroupInfo& info,
                                           std::function<void(absl::Status)> done) const {
-  if (!connection_->address_status().ok()) {
-    done(connection_->address_status());
-    return;
-  }
   rpc::CreatePlacementGroupRequest request;
   *request.mutable_info() = info;
-  connection_->calls().Start(
-      connection_->Stub<rpc::PlacementGroupService::Stub>(), &rpc::PlacementGroupService::Stub::async::CreatePlacementGroup,
-      std::move(request), {.timeout = options_.timeout},
-      ResetOnUnavailable<rpc::CreatePlacementGroupReply>(
-          connection_.get(), connection_->Channel(),
-          [done = std::move(done)](absl::Status status, rpc::CreatePlacementGroupReply) { done(std::move(status)); }));
+  StartStatusCall<rpc::PlacementGroupService::Stub, rpc::CreatePlacementGroupReply>(
+      connection_.get(), options_.timeout, &rpc::PlacementGroupService::Stub::async::CreatePlacementGroup,
+      std::move(request), std::move(done));
 }
 
 void GcsClient::AsyncRemovePlacementGroup(const std::string& placement_group_id,
                                           std::function<void(absl::Status)> done) const {
-  if (!connection_->address_status().ok()) {
-    done(connection_->address_status());
-    return;
-  }
   rpc::RemovePlacementGroupRequest request;
   request.set_placement_group_id(placement_group_id);
-  connection_->calls().Start(
-      connection_->Stub<rpc::PlacementGroupService::Stub>(), &rpc::PlacementGroupService::Stub::async::RemovePlacementGroup,
-      std::move(request), {.timeout = options_.timeout},
-      ResetOnUnavailable<rpc::RemovePlacementGroupReply>(
-          connection_.get(), connection_->Channel(),
-          [done = std::move(done)](absl::Status status, rpc::RemovePlacementGroupReply) { done(std::move(status)); }));
+  StartStatusCall<rpc::PlacementGroupService::Stub, rpc::RemovePlacementGroupReply>(
+      connection_.get(), options_.timeout, &rpc::PlacementGroupService::Stub::async::RemovePlacementGroup,
+      std::move(request), std::move(done));
 }
 
 void GcsClient::Shutdown(absl::Duration timeout) const { connection_->calls().Shutdown(timeout); }

@@ -137,7 +137,8 @@ def transfer_port(cluster, raylet):
     return stub.TransferPort(raylet_pb2.TransferPortRequest(), timeout=10).port
 
 
-def test_raylets_serve_pulls_over_plain_sockets_unless_told_grpc(cluster, gcs_stubs):  # gcs_stubs: the protos
+def test_raylets_serve_pulls_over_plain_sockets_unless_told_grpc(cluster, gcs_stubs):
+    # gcs_stubs generates the Python stubs of every proto (transfer_port uses the raylet's).
     # By default every raylet serves pulls over a socket of its own, and says where.
     cluster.start_head("--num-cpus", 1, "--object-store-memory", 256 * MiB)
     cluster.start_worker("--num-cpus", 1, "--object-store-memory", 256 * MiB)

@@ -335,6 +335,16 @@ def test_groups_made_and_removed_without_waiting_are_read_back_at_once(cluster, 
         import shoal as s
         return s.util.get_current_placement_group().id.hex()
 
+    # A group handed to a task the moment it is made is known to the GCS when the task looks.
+    @shoal.remote(num_cpus=0)
+    def state_of(group):
+        import shoal as s
+        return s.util.placement_group_table(group).get("state")
+
+    handed = shoal.util.placement_group([{"slot": 0.5}])
+    assert shoal.get(state_of.remote(handed), timeout=60) in {"PENDING", "CREATED"}
+    shoal.util.remove_placement_group(handed)
+
     # A task sent into a group the moment it is made runs in it.
     fresh = shoal.util.placement_group([{"slot": 0.5}])
     strategy = PlacementGroupSchedulingStrategy(fresh, 0)

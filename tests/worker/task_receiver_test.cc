@@ -345,7 +345,8 @@ TEST_CASE("receiver: actor calls run in each caller's order, gaps are released",
   FakeClock clock;
   Runner runner;
   int held = 0;
-  TaskReceiver receiver(clock, runner.Fn(), {.sequence_gap_timeout = absl::Seconds(2), .on_held_call = [&held] { ++held; }});
+  TaskReceiver receiver(clock, runner.Fn(),
+                        {.sequence_gap_timeout = absl::Seconds(2), .on_held_call = [&held] { ++held; }});
   const ActorId actor = ActorId::Of(kJob);
   auto c2 = MethodCall(actor, "c", 2);
   auto c1 = MethodCall(actor, "c", 1);
