@@ -18,6 +18,7 @@
 #include "src/common/error_info.h"
 #include "src/common/rpc.h"
 #include "src/common/rpc_metrics.h"
+#include "src/common/spin.h"
 #include "src/common/system.h"
 #include "src/common/tls.h"
 #include "src/gcs_client/package_store.h"
@@ -445,6 +446,8 @@ absl::Status Raylet::StartObjectStore() {
 }
 
 absl::Status Raylet::Start() {
+  // The workers this node starts inherit its environment and would each refuse a bad budget.
+  if (auto s = SpinBudgetFromEnvironment().status(); !s.ok()) return s;
   if (auto s = StartObjectStore(); !s.ok()) return s;
   grpc::ServerBuilder builder;
   builder.RegisterService(service_.get());

@@ -34,6 +34,7 @@
 #include "src/common/event_loop.h"
 #include "src/common/rpc.h"
 #include "src/common/rpc_client.h"
+#include "src/common/spin.h"
 #include "src/gcs_client/gcs_client.h"
 #include "src/worker/actor_client.h"
 #include "src/worker/placement_group_client.h"
@@ -283,6 +284,7 @@ class CoreWorker::Impl final {
 
 absl::Status CoreWorker::Impl::Start() {
   if (absl::Status s = GrpcTransport::CheckEnvironment(); !s.ok()) return s;
+  if (absl::Status s = SpinBudgetFromEnvironment().status(); !s.ok()) return s;
   auto store = ObjectStoreClient::Connect(config_.store_socket);
   if (!store.ok()) {
     return absl::Status(store.status().code(), absl::StrCat("cannot connect to the object store at ",

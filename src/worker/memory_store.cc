@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <atomic>
 
+#include "src/common/spin.h"
+
 namespace shoal {
 
 bool MemoryStore::Put(const ObjectId& id, rpc::ObjectValue value) {
@@ -12,6 +14,7 @@ bool MemoryStore::Put(const ObjectId& id, rpc::ObjectValue value) {
     absl::MutexLock lock(&mu_);
     if (!values_.emplace(id, stored).second) return false;
     if (stored->has_error()) ++errors_put_;
+    puts_.fetch_add(1, std::memory_order_release);
     if (auto it = async_waiters_.find(id); it != async_waiters_.end()) {
       due = std::move(it->second);
       async_waiters_.erase(it);
@@ -49,6 +52,23 @@ size_t MemoryStore::CountReady(const std::vector<ObjectId>& ids) const {
 }
 
 std::vector<ValuePtr> MemoryStore::Get(const std::vector<ObjectId>& ids, absl::Time deadline) const {
+  // Spin while the values are likely to come within the budget (a sync call's return): see
+  // src/common/spin.h. The condition is checked again only when something was put.
+  if (ids.size() <= kMaxSpinIds && spin_.budget() > absl::ZeroDuration() && deadline - absl::Now() > spin_.budget()) {
+    uint64_t seen = puts_.load(std::memory_order_acquire);
+    auto all_there = [&] {
+      absl::ReaderMutexLock lock(&mu_);
+      return CountReady(ids) == ids.size();
+    };
+    if (!all_there()) {
+      spin_.Spin([&] {
+        const uint64_t now = puts_.load(std::memory_order_acquire);
+        if (now == seen) return false;
+        seen = now;
+        return all_there();
+      });
+    }
+  }
   absl::ReaderMutexLock lock(&mu_);
   // The condition is evaluated each time the store changes (by the thread that changed it): it
   // resumes from the first id it found missing, so that a get of n ids costs O(n) in all rather

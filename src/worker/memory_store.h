@@ -8,6 +8,8 @@
 // the caller's thread. Blocking Get and Wait are woken directly by Put.
 #pragma once
 
+#include <atomic>
+
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -19,6 +21,7 @@
 #include "absl/time/time.h"
 #include "shoal/worker.pb.h"
 #include "src/common/ids.h"
+#include "src/common/spin.h"
 
 namespace shoal {
 
@@ -78,6 +81,9 @@ class MemoryStore {
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<ObjectId, ValuePtr> values_ ABSL_GUARDED_BY(mu_);
+  static constexpr size_t kMaxSpinIds = 8;  // a Get of more ids sleeps at once
+  mutable AdaptiveSpin spin_;                // Get's spinning (src/common/spin.h)
+  std::atomic<uint64_t> puts_{0};            // values put: a spinning Get checks again when it moves
   int64_t errors_put_ ABSL_GUARDED_BY(mu_) = 0;  // how many error values were ever put (Get's early end)
   absl::flat_hash_map<ObjectId, std::vector<AsyncWaiter>> async_waiters_ ABSL_GUARDED_BY(mu_);
   std::function<void()> timed_wait_hook_;

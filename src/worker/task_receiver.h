@@ -28,6 +28,7 @@
 // `request` and `reply` of a push stay the caller's until `done`.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -42,6 +43,7 @@
 #include "absl/synchronization/mutex.h"
 #include "shoal/worker.pb.h"
 #include "src/common/clock.h"
+#include "src/common/spin.h"
 #include "src/common/ids.h"
 #include "src/worker/call_order.h"
 
@@ -152,6 +154,8 @@ class TaskReceiver {
 
   mutable absl::Mutex mu_;
   std::deque<Pushed> queue_ ABSL_GUARDED_BY(mu_);
+  std::atomic<size_t> queued_{0};  // queue_.size(), or 1 once exiting: what Run spins on
+  AdaptiveSpin spin_;               // Run's, before it sleeps
   CallOrder<Pushed> call_order_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<TaskId> running_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int64_t> calls_ ABSL_GUARDED_BY(mu_);  // by function, for max_calls

@@ -136,3 +136,38 @@ def test_a_node_joining_a_loopback_gcs_advertises_loopback(cluster):
     cluster.start_worker("--num-cpus", 1)
     wait_until(lambda: len(cluster.alive_nodes()) == 2, 20, what="2 nodes")
     assert {n["address"] for n in cluster.alive_nodes()} == {"127.0.0.1"}
+
+
+def test_a_node_refuses_a_bad_spin_budget_by_name_and_runs_with_spinning_off(cluster):
+    # The workers a node starts inherit its SHOAL_SPIN_WAIT_US (src/common/spin.h): a value they
+    # would refuse is refused by the node itself at start, naming it.
+    cluster.env["SHOAL_SPIN_WAIT_US"] = "0"
+    try:
+        cluster.start_head("--num-cpus", 2)
+        cluster.env["SHOAL_SPIN_WAIT_US"] = "-5"
+        out = cluster.shoal("start", "--address", cluster.address, "--num-cpus", 1, check=False)
+    finally:
+        del cluster.env["SHOAL_SPIN_WAIT_US"]
+    assert out.returncode != 0
+    assert "SHOAL_SPIN_WAIT_US" in out.stdout + out.stderr and "'-5'" in out.stdout + out.stderr
+    # The head's workers never spin; sync calls from a driver that spins answer right.
+    code = textwrap.dedent("""
+        import shoal
+        shoal.init(address="auto")
+
+        @shoal.remote
+        class A:
+            def __init__(self):
+                self.n = 0
+
+            def add(self):
+                self.n += 1
+                return self.n
+
+        a = A.remote()
+        print("CALLS", [shoal.get(a.add.remote()) for _ in range(200)] == list(range(1, 201)))
+    """)
+    env = dict(cluster.env, PYTHONPATH=PYTHON_DIR)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "CALLS True" in proc.stdout

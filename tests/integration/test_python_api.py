@@ -134,6 +134,45 @@ def test_an_unknown_push_transport_is_refused_by_name(three_nodes):
         assert proc.stdout.strip().splitlines()[-1] == "55", (mode, proc.stdout)
 
 
+def test_the_spin_budget_is_refused_by_name_when_bad_and_calls_are_right_at_any_budget(three_nodes):
+    # SHOAL_SPIN_WAIT_US bounds how long a sync call's waits spin before they sleep
+    # (src/common/spin.h): a value out of range is refused when the driver starts, naming it; at
+    # 0 (never spin), the default and the largest budget, sync tasks and actor calls answer right.
+    proc = run_script("""
+        import shoal
+        try:
+            shoal.init()
+        except ValueError as e:
+            print("refused:", e)
+    """, dict(three_nodes.env, RAY_ADDRESS=three_nodes.address, SHOAL_SPIN_WAIT_US="20000"))
+    assert proc.returncode == 0, proc.stderr
+    assert "refused: SHOAL_SPIN_WAIT_US must be a whole number of microseconds from 0 to 10000" in proc.stdout, \
+        proc.stdout
+    assert "got '20000'" in proc.stdout, proc.stdout
+    for budget in ("0", "", "10000"):
+        proc = run_script("""
+            import shoal
+
+            @shoal.remote
+            class Counter:
+                def __init__(self):
+                    self.n = 0
+
+                def add(self, k):
+                    self.n += k
+                    return self.n
+
+            shoal.init()
+            inc = shoal.remote(lambda x: x + 1)
+            c = Counter.remote()
+            tasks = sum(shoal.get(inc.remote(i)) for i in range(200))
+            calls = [shoal.get(c.add.remote(1)) for _ in range(300)]
+            print(tasks, calls == list(range(1, 301)))
+        """, dict(three_nodes.env, RAY_ADDRESS=three_nodes.address, SHOAL_SPIN_WAIT_US=budget))
+        assert proc.returncode == 0, (budget, proc.stderr)
+        assert proc.stdout.strip().splitlines()[-1] == "20100 True", (budget, proc.stdout)
+
+
 # ---------------------------------------------------------------------------------------------
 # Tasks
 
