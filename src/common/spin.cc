@@ -28,6 +28,7 @@ absl::Duration SpinBudget() {
 
 void AdaptiveSpin::Learn(bool hit) {
   if (hit) {
+    rest_.store(0, std::memory_order_relaxed);  // a rest another thread began meanwhile ends too
     misses_.store(0, std::memory_order_relaxed);
     next_rest_.store(kFirstRest, std::memory_order_relaxed);
     return;

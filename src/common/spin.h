@@ -11,10 +11,14 @@
 //
 // The budget is process-wide: $SHOAL_SPIN_WAIT_US microseconds (0 to 10000; default 200; 0 turns
 // spinning off). A spinning thread yields its CPU (sched_yield) every few iterations, so that a
-// runnable thread on a busy machine runs first. Each wait site learns: after 4 spins in a row that
-// ran out of budget, it stops spinning for 64 waits (doubling to 4096 while they keep missing), so
-// a site whose waits are long (tasks arriving seconds apart, a Get of a long task) spins at most
-// a few waits in a thousand.
+// runnable thread on a busy machine runs first, and one thread at a time spins at a wait site
+// (others sleep at once: a driver with many threads waiting must not fill the CPUs the answers
+// need). Each wait site learns: after 4 spins in a row that ran out of budget, it stops spinning
+// for 64 waits (doubling to 4096 while they keep missing), so a site whose waits are long (tasks
+// arriving seconds apart, a Get of a long task) spins at most a few waits in a thousand.
+//
+// The clock is the real one (absl::Now), not a Clock seam: a spin's budget is CPU time spent now,
+// which a fake clock cannot stand for.
 // Threading: any thread; one AdaptiveSpin may be shared by several waiting threads.
 #pragma once
 
@@ -39,6 +43,15 @@ absl::StatusOr<absl::Duration> SpinBudgetFromEnvironment();
 // refuses to start then, see CoreWorker::Start).
 absl::Duration SpinBudget();
 
+// Tells the CPU this thread is spinning (a hint that frees resources for its sibling thread).
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 // Spins until `ready()` answers true or `budget` passed; answers ready().
 template <typename Ready>
 bool SpinUntil(Ready ready, absl::Duration budget) {
@@ -50,7 +63,7 @@ bool SpinUntil(Ready ready, absl::Duration budget) {
       if (absl::Now() >= end) return ready();
       sched_yield();
     } else {
-      __builtin_ia32_pause();
+      CpuRelax();
     }
   }
 }
@@ -65,20 +78,23 @@ class AdaptiveSpin {
   // `budget` of each spin (SpinBudget() unless a test says otherwise).
   explicit AdaptiveSpin(absl::Duration budget = SpinBudget()) : budget_(budget) {}
 
-  // Spins until `ready()` or the budget passed, unless this site rests; answers ready().
+  // Spins until `ready()` or the budget passed, unless this site rests or another thread spins
+  // here now; answers ready().
   template <typename Ready>
   bool Spin(Ready ready) {
     if (budget_ <= absl::ZeroDuration()) return ready();
     if (rest_.load(std::memory_order_relaxed) > 0 && rest_.fetch_sub(1, std::memory_order_relaxed) > 0) {
       return ready();
     }
+    if (spinning_.exchange(true, std::memory_order_acquire)) return ready();  // another thread spins
     const bool hit = SpinUntil(ready, budget_);
+    spinning_.store(false, std::memory_order_release);
     Learn(hit);
     return hit;
   }
 
   absl::Duration budget() const { return budget_; }
-  // For tests: whether the next Spin would spin.
+  // Whether the next Spin would not spin for having missed (the unit tests read it).
   bool resting() const { return rest_.load(std::memory_order_relaxed) > 0; }
 
  private:
@@ -88,6 +104,7 @@ class AdaptiveSpin {
   std::atomic<int64_t> rest_{0};        // waits left that do not spin
   std::atomic<int> misses_{0};          // spins in a row that ran out of budget
   std::atomic<int64_t> next_rest_{kFirstRest};
+  std::atomic<bool> spinning_{false};   // a thread spins here now
 };
 
 }  // namespace shoal

@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <atomic>
 
-#include "src/common/spin.h"
-
 namespace shoal {
 
 bool MemoryStore::Put(const ObjectId& id, rpc::ObjectValue value) {
@@ -52,23 +50,6 @@ size_t MemoryStore::CountReady(const std::vector<ObjectId>& ids) const {
 }
 
 std::vector<ValuePtr> MemoryStore::Get(const std::vector<ObjectId>& ids, absl::Time deadline) const {
-  // Spin while the values are likely to come within the budget (a sync call's return): see
-  // src/common/spin.h. The condition is checked again only when something was put.
-  if (ids.size() <= kMaxSpinIds && spin_.budget() > absl::ZeroDuration() && deadline - absl::Now() > spin_.budget()) {
-    uint64_t seen = puts_.load(std::memory_order_acquire);
-    auto all_there = [&] {
-      absl::ReaderMutexLock lock(&mu_);
-      return CountReady(ids) == ids.size();
-    };
-    if (!all_there()) {
-      spin_.Spin([&] {
-        const uint64_t now = puts_.load(std::memory_order_acquire);
-        if (now == seen) return false;
-        seen = now;
-        return all_there();
-      });
-    }
-  }
   absl::ReaderMutexLock lock(&mu_);
   // The condition is evaluated each time the store changes (by the thread that changed it): it
   // resumes from the first id it found missing, so that a get of n ids costs O(n) in all rather
@@ -108,6 +89,30 @@ std::vector<ValuePtr> MemoryStore::Get(const std::vector<ObjectId>& ids, absl::T
     out.push_back(it == values_.end() ? nullptr : it->second);
   }
   return out;
+}
+
+bool MemoryStore::SpinFor(const std::vector<ObjectId>& ids, absl::Time deadline) const {
+  if (ids.size() > kMaxSpinIds || deadline - absl::Now() <= spin_.budget()) return false;
+  // The ids are looked up again only when something was put.
+  uint64_t seen = puts_.load(std::memory_order_acquire);
+  auto done = [&] {
+    absl::ReaderMutexLock lock(&mu_);
+    size_t there = 0;
+    for (const auto& id : ids) {
+      auto it = values_.find(id);
+      if (it == values_.end()) continue;
+      if (it->second->has_error()) return true;  // as Get: an error ends the wait
+      ++there;
+    }
+    return there == ids.size();
+  };
+  if (done()) return true;
+  return spin_.Spin([&] {
+    const uint64_t now = puts_.load(std::memory_order_acquire);
+    if (now == seen) return false;
+    seen = now;
+    return done();
+  });
 }
 
 std::vector<bool> MemoryStore::Wait(const std::vector<ObjectId>& ids, size_t num_ready, absl::Time deadline) const {

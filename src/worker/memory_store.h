@@ -9,7 +9,6 @@
 #pragma once
 
 #include <atomic>
-
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -36,8 +35,12 @@ class MemoryStore {
   // Runs a callback somewhere else; false if it cannot (then the callback runs inline).
   using Dispatch = std::function<bool(std::function<void()>)>;
 
+  static constexpr size_t kMaxSpinIds = 8;  // SpinFor does not spin for more ids
+
   MemoryStore() = default;
-  explicit MemoryStore(Dispatch dispatch) : dispatch_(std::move(dispatch)) {}
+  // `spin_budget`: SpinFor's (src/common/spin.h); the process's SpinBudget() by default.
+  explicit MemoryStore(Dispatch dispatch, absl::Duration spin_budget = SpinBudget())
+      : dispatch_(std::move(dispatch)), spin_(spin_budget) {}
   MemoryStore(const MemoryStore&) = delete;
   MemoryStore& operator=(const MemoryStore&) = delete;
 
@@ -49,6 +52,11 @@ class MemoryStore {
   // Waits until every id has a value, one of them holds an error, or `deadline` passes. One
   // entry per id; nullptr for ids still without a value then.
   std::vector<ValuePtr> Get(const std::vector<ObjectId>& ids, absl::Time deadline) const;
+  // Before a Get that would sleep: spins while the values are likely to come within the spin
+  // budget (a sync call's return; src/common/spin.h). Answers true once all of `ids` are there
+  // or one holds an error; false (at once) for more than kMaxSpinIds ids, a deadline closer than
+  // the budget, or a site that rests.
+  bool SpinFor(const std::vector<ObjectId>& ids, absl::Time deadline) const;
   // Waits until at least `num_ready` of `ids` have values (every one, if fewer) or `deadline`
   // passes. Answers a ready flag per id.
   std::vector<bool> Wait(const std::vector<ObjectId>& ids, size_t num_ready, absl::Time deadline) const;
@@ -81,9 +89,8 @@ class MemoryStore {
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<ObjectId, ValuePtr> values_ ABSL_GUARDED_BY(mu_);
-  static constexpr size_t kMaxSpinIds = 8;  // a Get of more ids sleeps at once
-  mutable AdaptiveSpin spin_;                // Get's spinning (src/common/spin.h)
-  std::atomic<uint64_t> puts_{0};            // values put: a spinning Get checks again when it moves
+  mutable AdaptiveSpin spin_;      // SpinFor's
+  std::atomic<uint64_t> puts_{0};  // values put: SpinFor looks again when it moves
   int64_t errors_put_ ABSL_GUARDED_BY(mu_) = 0;  // how many error values were ever put (Get's early end)
   absl::flat_hash_map<ObjectId, std::vector<AsyncWaiter>> async_waiters_ ABSL_GUARDED_BY(mu_);
   std::function<void()> timed_wait_hook_;

@@ -191,6 +191,9 @@ absl::StatusOr<std::vector<ValuePtr>> OwnedObjects::WaitForValues(const std::vec
     // An error ends the wait early (MemoryStore::Get); it is answered below.
     return std::none_of(values.begin(), values.end(), [](const ValuePtr& v) { return v != nullptr && v->has_error(); });
   };
+  // Spinning first, before the raylet is told this worker blocks: a sync call's return usually
+  // comes within the spin (src/common/spin.h), and then the worker never blocked.
+  if (waiting() && memory_.SpinFor(ids, deadline)) values = memory_.Get(ids, absl::InfinitePast());
   if (waiting()) {
     BlockedScope blocked(options_.set_blocked);
     if (!interrupted) {

@@ -248,7 +248,7 @@ absl::Status TaskReceiver::Run() {
       }
       task = std::move(queue_.front());
       queue_.pop_front();
-      queued_.store(queue_.size() + (exiting_ ? 1 : 0), std::memory_order_release);
+      queued_.store(queue_.size(), std::memory_order_release);
       running_.insert(SpecTaskId(task.request->spec()));
     }
     RunOne(std::move(task));

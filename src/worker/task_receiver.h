@@ -43,8 +43,8 @@
 #include "absl/synchronization/mutex.h"
 #include "shoal/worker.pb.h"
 #include "src/common/clock.h"
-#include "src/common/spin.h"
 #include "src/common/ids.h"
+#include "src/common/spin.h"
 #include "src/worker/call_order.h"
 
 namespace shoal {

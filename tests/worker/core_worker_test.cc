@@ -66,6 +66,30 @@ TEST_CASE("memory store: a blocked get ends as soon as one id holds an error", "
   CHECK(store.Get({never, failed}, absl::InfiniteFuture())[1]->has_error());
 }
 
+TEST_CASE("memory store: SpinFor ends when the values come, on an error, and refuses waits it would not finish",
+          "[memory_store]") {
+  MemoryStore store(nullptr, absl::Hours(1));
+  const ObjectId a = NewObjectId(), b = NewObjectId(), failed = NewObjectId(), never = NewObjectId();
+  store.Put(a, InlineValue(a, "a"));
+  CHECK(store.SpinFor({a}, absl::InfiniteFuture()));  // there already
+  // A value put by another thread while it spins (a budget of an hour: without the put it would
+  // run past the test's time limit).
+  std::thread putter([&] {
+    absl::SleepFor(absl::Microseconds(300));
+    store.Put(b, InlineValue(b, "b"));
+  });
+  CHECK(store.SpinFor({a, b}, absl::InfiniteFuture()));
+  putter.join();
+  // An error among the ids ends it, as it ends Get.
+  store.Put(failed, ErrorValue(failed, TaskException("ValueError", "boom")));
+  CHECK(store.SpinFor({never, failed}, absl::InfiniteFuture()));
+  // A deadline closer than the budget, or more ids than it spins for: false at once.
+  CHECK_FALSE(store.SpinFor({never}, absl::Now() + absl::Minutes(30)));
+  std::vector<ObjectId> many(MemoryStore::kMaxSpinIds + 1, a);
+  many.back() = never;
+  CHECK_FALSE(store.SpinFor(many, absl::InfiniteFuture()));
+}
+
 TEST_CASE("memory store: get times out with the missing ids as null", "[memory_store]") {
   MemoryStore store;
   const ObjectId a = NewObjectId(), b = NewObjectId();
