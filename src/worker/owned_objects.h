@@ -85,6 +85,8 @@ class OwnedObjects {
   absl::StatusOr<std::vector<ValuePtr>> WaitForValues(const std::vector<ObjectId>& ids, absl::Duration timeout,
                                                       const std::function<bool()>& interrupted = nullptr);
   static constexpr absl::Duration kInterruptCheckPeriod = absl::Milliseconds(100);
+  // The least time between two asks of the loop to free at once (RemoveLocalReference).
+  static constexpr absl::Duration kUrgentFreeSpacing = absl::Milliseconds(1);
 
   // Starts asking the owner of `id` for its value, if `id` is borrowed and not fetched yet.
   void FetchIfBorrowed(const ObjectId& id);
@@ -134,6 +136,7 @@ class OwnedObjects {
   absl::flat_hash_set<ObjectId> fetching_ ABSL_GUARDED_BY(mu_);  // borrowed values asked for
   std::vector<ReferenceCounter::OutOfScope> pending_free_ ABSL_GUARDED_BY(mu_);
   bool urgent_free_posted_ ABSL_GUARDED_BY(mu_) = false;  // FreePending asked of the loop
+  absl::Time next_urgent_post_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();  // kUrgentFreeSpacing
   std::atomic<bool> any_watched_{false};
   absl::flat_hash_set<ObjectId> watched_ ABSL_GUARDED_BY(mu_);
   std::function<void(std::vector<ObjectId>)> freed_handler_ ABSL_GUARDED_BY(mu_);

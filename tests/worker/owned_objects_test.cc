@@ -181,8 +181,10 @@ TEST_CASE_METHOD(Fixture, "objects: the last reference frees the value and its s
   objects.FreePending();  // the tick
   CHECK(memory.GetIfReady(*later) == nullptr);
   CHECK(objects.Quiet());
-  // A store copy asks again, and a small value dropped after it joins that batch; a tick that
-  // comes first frees both, and the post finds nothing.
+  // A store copy asks again (once kUrgentFreeSpacing has passed since the last ask), and a small
+  // value dropped after it joins that batch; a tick that comes first frees both, and the post
+  // finds nothing.
+  clock.Advance(OwnedObjects::kUrgentFreeSpacing);
   auto big2 = objects.Put(std::string(kMaxInlineObjectSize + 1, 'y'));
   auto small2 = objects.Put("small2");
   REQUIRE(big2.ok());
@@ -197,8 +199,20 @@ TEST_CASE_METHOD(Fixture, "objects: the last reference frees the value and its s
   CHECK(memory.GetIfReady(*small2) == nullptr);
   RunPosted();
   CHECK(transport.freed().size() == 2);
+  // A store copy dropped within kUrgentFreeSpacing of that ask does not ask again: the loop's
+  // next tick (at its short period, since it just ran) frees it.
+  auto big3 = objects.Put(std::string(kMaxInlineObjectSize + 1, 'z'));
+  REQUIRE(big3.ok());
+  refs.AddLocal(*big3);
+  objects.RemoveLocalReference(*big3);
+  CHECK(posted.empty());
+  CHECK_FALSE(objects.Quiet());  // the loop keeps ticking for it
+  objects.FreePending();
+  CHECK(memory.GetIfReady(*big3) == nullptr);
+  CHECK(transport.freed().size() == 3);
   // A small value a language layer watches (a GPU tensor another worker holds for it) asks at
   // once: its holder should hear of the free without waiting for a tick.
+  clock.Advance(OwnedObjects::kUrgentFreeSpacing);
   auto watched = objects.Put("tensor ref");
   REQUIRE(watched.ok());
   refs.AddLocal(*watched);
