@@ -136,8 +136,10 @@ def test_an_unknown_push_transport_is_refused_by_name(three_nodes):
 
 def test_the_spin_budget_is_refused_by_name_when_bad_and_calls_are_right_at_any_budget(three_nodes):
     # SHOAL_SPIN_WAIT_US bounds how long a sync call's waits spin before they sleep
-    # (src/common/spin.h): a value out of range is refused when the driver starts, naming it; at
-    # 0 (never spin), the default and the largest budget, sync tasks and actor calls answer right.
+    # (src/common/spin.h): a value out of range is refused when the driver starts, naming it; with
+    # the driver's waits at 0 (never spin), the default and the largest budget, sync tasks and
+    # actor calls answer right. (The workers here keep their nodes' budget, the default; a node
+    # started with 0 is test_node_cli's.)
     proc = run_script("""
         import shoal
         try:
