@@ -236,10 +236,13 @@ def test_nested_tasks_deeper_than_the_cpus_finish(cluster):
 def test_results_are_freed_when_their_refs_go(cluster):
     cluster.start_head("--num-cpus", 2)
     # 20 rounds of 200 results of 50 KB (inline: they live in the driver's memory): ~195 MiB
-    # in all, while the driver never holds more than one round's 10 MB.
+    # in all, while the driver never holds more than one round's 10 MB. Its RSS grows by more than
+    # that round: dropped values wait for the core worker's next tick (5-50 ms), and glibc keeps
+    # freed pages; measured 19.7-23.7 MiB over eight runs (2026-12-07), so the bound is a fifth of
+    # all produced (~39 MiB): kept results would be five times that.
     out = run_driver(cluster, "free", "--rounds", 20, "--n", 200, "--size", 50000)
     growth = out["rss_after_kib"] - out["rss_before_kib"]
-    assert growth < out["produced_kib"] / 8, out
+    assert growth < out["produced_kib"] / 5, out
 
 
 def test_stopping_the_cluster_leaves_no_worker(cluster, tmp_path):
