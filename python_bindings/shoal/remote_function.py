@@ -39,6 +39,8 @@ def pack_arguments(args, kwargs):
     names), then each argument: ObjectRefs at the top level as refs (the callee gets the
     value), other values serialized (large ones put in the store first). Answers
     (core_args, nested_refs, keep) where `keep` holds temporary refs until submission."""
+    if not args and not kwargs:
+        return [(False, _NO_ARGUMENTS_HEADER)], [], []
     core = runtime.core()
     kw_names = list(kwargs)
     # A flat tuple of plain values: serialized by the standard pickler (serialization._plain).
@@ -62,6 +64,10 @@ def pack_arguments(args, kwargs):
         else:
             packed.append((False, b"".join(parts)))
     return packed, nested, keep
+
+
+# The header of a call without arguments (most actor method calls), made once.
+_NO_ARGUMENTS_HEADER = serialization.serialize_to_bytes((0,))[0]
 
 
 def unpack_arguments(buffers):
