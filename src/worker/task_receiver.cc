@@ -1,5 +1,7 @@
 #include "src/worker/task_receiver.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <optional>
 
@@ -207,7 +209,11 @@ void TaskReceiver::StartLoops(Group& group) {
   while (!exiting_ && group.queue.size() > static_cast<size_t>(group.idle) && group.threads < group.limit) {
     ++group.threads;
     ++group.idle;  // counted idle until it takes a call, so that one call starts one loop
-    loops_.emplace_back([this, g = &group] { RunGroup(g); });
+    loops_.emplace_back([this, g = &group] {
+      // Named for profiles: a thread inherits its maker's name (here often "push-serve").
+      pthread_setname_np(pthread_self(), "task-group");
+      RunGroup(g);
+    });
   }
 }
 
