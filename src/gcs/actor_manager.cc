@@ -504,16 +504,8 @@ void ActorManager::OnLeaseReply(const ActorId& id, uint64_t request_id, const st
                            .gpus = reply.gpus()};
           by_worker_[reply.worker_id()] = id;
           PersistLease(id, *a);
-          const uint64_t push_id = next_push_id_++;
-          a->push_id = push_id;
-          rpc::PushTaskRequest push;
-          *push.mutable_spec() = a->spec;
-          *push.mutable_gpus() = reply.gpus();
-          actions.push_back([this, id, push_id, worker = reply.worker_address(), push = std::move(push)]() mutable {
-            transport_.PushTask(worker, std::move(push), [this, id, push_id](absl::Status s, rpc::PushTaskReply r) {
-              OnPushReply(id, push_id, s, r);
-            });
-          });
+          a->push_attempts = 0;
+          PushCreation(id, *a, actions);
           break;
         }
         case rpc::RequestWorkerLeaseReply::SPILLBACK: {
@@ -544,6 +536,20 @@ void ActorManager::OnLeaseReply(const ActorId& id, uint64_t request_id, const st
   Finish(actions);
 }
 
+void ActorManager::PushCreation(const ActorId& id, Actor& a, Actions& actions) {
+  const uint64_t push_id = next_push_id_++;
+  a.push_id = push_id;
+  ++a.push_attempts;
+  rpc::PushTaskRequest push;
+  *push.mutable_spec() = a.spec;
+  *push.mutable_gpus() = a.lease.gpus;
+  actions.push_back([this, id, push_id, worker = a.lease.worker_address, push = std::move(push)]() mutable {
+    transport_.PushTask(worker, std::move(push), [this, id, push_id](absl::Status s, rpc::PushTaskReply r) {
+      OnPushReply(id, push_id, s, r);
+    });
+  });
+}
+
 void ActorManager::OnPushReply(const ActorId& id, uint64_t push_id, const absl::Status& status,
                                const rpc::PushTaskReply& reply) {
   Actions actions;
@@ -552,7 +558,16 @@ void ActorManager::OnPushReply(const ActorId& id, uint64_t push_id, const absl::
     Actor* a = Find(id);
     if (shutdown_ || a == nullptr || a->push_id != push_id) return;  // it left that worker already
     a->push_id = 0;
-    if (!status.ok()) {
+    if (absl::IsUnavailable(status) && a->push_attempts < kCreationPushAttempts) {
+      // The push may have gone out on a connection that had just broken: a channel to an
+      // address whose previous worker was killed a moment ago (a new worker can get its port)
+      // fails its next call with "Socket closed" before it reconnects. As Ray's GCS does, the
+      // creation is pushed to the same worker again; a worker that really died fails it again
+      // (or the raylet reports its death first, which ends this lease).
+      spdlog::warn("actor {}: its creation task did not reach worker {} ({}); pushing it again", id.Hex(),
+                   a->lease.worker_address, status.ToString());
+      PushCreation(id, *a, actions);
+    } else if (!status.ok()) {
       Fail(id, *a, absl::StrCat("the actor's worker died: the creation task could not reach it (", status.ToString(), ")"),
            /*restartable=*/true, /*node_dead=*/false, actions);
     } else if (reply.application_error()) {

@@ -185,6 +185,9 @@ class ActorManager {
   size_t NumLeaseRequests() const;  // outstanding (not cancelled)
   size_t NumWaiters() const;
 
+  // Creation pushes to one worker before an UNAVAILABLE counts as the worker's death.
+  static constexpr int kCreationPushAttempts = 3;
+
  private:
   // A lease the actor holds.
   struct Lease {
@@ -203,6 +206,7 @@ class ActorManager {
     NodeId request_node;       // where it went
     Lease lease;
     uint64_t push_id = 0;      // outstanding creation push; 0: none
+    int push_attempts = 0;     // creation pushes to the current lease's worker
     bool waiting_retry = false;  // in retry_ (no request out yet)
     bool registering = false;  // RegisterActor is writing its rows; not scheduled yet
     bool spec_lost = false;    // restored without its creation task: it cannot restart
@@ -231,6 +235,8 @@ class ActorManager {
   void OnLeaseReply(const ActorId& id, uint64_t request_id, const std::string& raylet, const NodeId& node,
                     const absl::Status& status, const rpc::RequestWorkerLeaseReply& reply);
   void OnPushReply(const ActorId& id, uint64_t push_id, const absl::Status& status, const rpc::PushTaskReply& reply);
+  // Pushes the creation task to the lease's worker (again, after an UNAVAILABLE: see OnPushReply).
+  void PushCreation(const ActorId& id, Actor& a, Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Gives back the held lease (unless its node is dead) and cancels an outstanding request.
   void LeaveWorker(Actor& a, bool node_dead, Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The actor lost its worker for `cause`: RESTARTING if `restartable` and it has restarts

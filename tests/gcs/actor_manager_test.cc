@@ -363,15 +363,38 @@ TEST_CASE("a dead worker restarts the actor until its restarts are used up", "[a
   CHECK(gcs.actors->NumLeasesHeld() == 0);
 }
 
-TEST_CASE("a creation push that breaks counts as the worker dying", "[actor_manager]") {
+TEST_CASE("a creation push that breaks goes to the same worker again, and a worker that keeps failing it died",
+          "[actor_manager]") {
   Gcs gcs;
   gcs.AddNode(1, {{"CPU", 4}}, true);
   ActorOptions o;
   o.max_restarts = -1;
+  // A push on a connection that had just broken (its address's previous worker was killed a
+  // moment ago): pushed again to the same worker, which answers; no restart is counted.
+  auto first = MakeActor(o);
+  REQUIRE_OK(gcs.actors->RegisterActor(first));
+  auto [first_lease, first_worker] = GrantNext(gcs);
+  auto push = gcs.net.TakePush();
+  REQUIRE(push);
+  push->done(absl::UnavailableError("Socket closed"), {});
+  auto again = gcs.net.TakePush();
+  REQUIRE(again);
+  CHECK(again->worker == push->worker);
+  CHECK(again->request.spec().task_id() == push->request.spec().task_id());
+  again->done(absl::OkStatus(), {});
+  CHECK(Info(gcs, IdOf(first)).state() == rpc::ActorInfo::ALIVE);
+  CHECK(Info(gcs, IdOf(first)).num_restarts() == 0);
+  // A worker that fails every push (kCreationPushAttempts of them) counts as dead.
   auto req = MakeActor(o);
   REQUIRE_OK(gcs.actors->RegisterActor(req));
   auto [lease, worker] = GrantNext(gcs);
-  gcs.net.TakePush()->done(absl::UnavailableError("socket closed"), {});
+  for (int i = 0; i < ActorManager::kCreationPushAttempts; ++i) {
+    auto attempt = gcs.net.TakePush();
+    REQUIRE(attempt);
+    CHECK(Info(gcs, IdOf(req)).num_restarts() == 0);
+    attempt->done(absl::UnavailableError("connection refused"), {});
+  }
+  CHECK(gcs.net.NumPushCalls() == 0);
   rpc::ActorInfo info = Info(gcs, IdOf(req));
   CHECK(info.state() == rpc::ActorInfo::RESTARTING);
   CHECK(info.num_restarts() == 1);
