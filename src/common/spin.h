@@ -52,10 +52,12 @@ inline void CpuRelax() {
 #endif
 }
 
-// Spins until `ready()` answers true or `budget` passed; answers ready().
+// Spins until `ready()` answers true or `budget` passed; answers whether it did. `ready` may
+// keep state (it is asked again only after answering false).
 template <typename Ready>
 bool SpinUntil(Ready ready, absl::Duration budget) {
-  if (ready() || budget <= absl::ZeroDuration()) return ready();
+  if (ready()) return true;
+  if (budget <= absl::ZeroDuration()) return false;
   const absl::Time end = absl::Now() + budget;
   for (uint32_t i = 0;; ++i) {
     if (ready()) return true;

@@ -34,6 +34,20 @@ TEST_CASE("spin: a value that never comes ends the spin at its budget, answering
   CHECK(asked > 1);  // it spun
 }
 
+TEST_CASE("spin: a condition that answers true once (it keeps state) is a hit", "[spin]") {
+  // MemoryStore::SpinFor's answers true only when something was put since it last looked.
+  int asked = 0;
+  auto once = [&asked] { return ++asked == 1; };
+  CHECK(SpinUntil(once, absl::Hours(1)));
+  CHECK(asked == 1);
+  AdaptiveSpin spin(absl::Hours(1));
+  for (int i = 0; i < AdaptiveSpin::kMissesBeforeRest; ++i) {
+    asked = 0;
+    CHECK(spin.Spin(once));
+  }
+  CHECK_FALSE(spin.resting());  // each counted as a hit
+}
+
 TEST_CASE("spin: a zero budget asks once and never spins", "[spin]") {
   int asked = 0;
   AdaptiveSpin spin(absl::ZeroDuration());
