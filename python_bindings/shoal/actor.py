@@ -198,9 +198,9 @@ def _handle_gone(actor_id):
         return
     thread = threading.Thread(target=_end_when_calls_done, args=(actor_id, scope.calls, runtime.state.epoch),
                               name="shoal-actor-scope", daemon=True)
-    with _scopes_lock:
+    with _scopes_lock:  # started inside: shutdown joins only started threads
         _scope_threads.add(thread)
-    thread.start()
+        thread.start()
 
 
 _NO_INHERITANCE = ("Inheriting from actor classes is not currently supported. You can instead inherit from a "
