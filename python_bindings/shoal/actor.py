@@ -177,7 +177,10 @@ def _join_scope_threads():
     with _scopes_lock:
         threads = list(_scope_threads)
     for t in threads:
-        t.join(timeout=10)
+        try:
+            t.join(timeout=10)
+        except RuntimeError:
+            pass  # listed but not started yet: it finds the session over and returns at once
 
 
 runtime.before_core_shutdown.append(_join_scope_threads)
@@ -198,9 +201,9 @@ def _handle_gone(actor_id):
         return
     thread = threading.Thread(target=_end_when_calls_done, args=(actor_id, scope.calls, runtime.state.epoch),
                               name="shoal-actor-scope", daemon=True)
-    with _scopes_lock:  # started inside: shutdown joins only started threads
+    with _scopes_lock:
         _scope_threads.add(thread)
-        thread.start()
+    thread.start()  # not under the lock: a __del__ in the new thread's start-up may take it
 
 
 _NO_INHERITANCE = ("Inheriting from actor classes is not currently supported. You can instead inherit from a "
