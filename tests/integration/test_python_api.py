@@ -112,17 +112,23 @@ def test_init_joins_via_environment_and_rejects_bad_addresses(three_nodes):
     assert proc.stdout.count("rejected") == 4, proc.stdout
 
 
-def test_an_unknown_push_transport_is_refused_by_name(three_nodes):
-    # SHOAL_PUSH_STREAMS picks how task pushes travel (a benchmark switch): any value it does not
-    # know is refused when the driver starts, naming it, instead of being ignored.
+def init_with(three_nodes, **env):
+    """A driver that calls shoal.init() with `env` added and prints why init refused, if it did."""
     proc = run_script("""
         import shoal
         try:
             shoal.init()
         except ValueError as e:
             print("refused:", e)
-    """, dict(three_nodes.env, RAY_ADDRESS=three_nodes.address, SHOAL_PUSH_STREAMS="sockets"))
+    """, dict(three_nodes.env, RAY_ADDRESS=three_nodes.address, **env))
     assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_an_unknown_push_transport_is_refused_by_name(three_nodes):
+    # SHOAL_PUSH_STREAMS picks how task pushes travel (a benchmark switch): any value it does not
+    # know is refused when the driver starts, naming it, instead of being ignored.
+    proc = init_with(three_nodes, SHOAL_PUSH_STREAMS="sockets")
     assert "refused: SHOAL_PUSH_STREAMS must be 'direct', 'grpc' or '0', got 'sockets'" in proc.stdout, proc.stdout
     for mode in ("grpc", "0", "direct"):
         proc = run_script("""
@@ -140,14 +146,7 @@ def test_the_spin_budget_is_refused_by_name_when_bad_and_calls_are_right_at_any_
     # the driver's waits at 0 (never spin), the default and the largest budget, sync tasks and
     # actor calls answer right. (The workers here keep their nodes' budget, the default; a node
     # started with 0 is test_node_cli's.)
-    proc = run_script("""
-        import shoal
-        try:
-            shoal.init()
-        except ValueError as e:
-            print("refused:", e)
-    """, dict(three_nodes.env, RAY_ADDRESS=three_nodes.address, SHOAL_SPIN_WAIT_US="20000"))
-    assert proc.returncode == 0, proc.stderr
+    proc = init_with(three_nodes, SHOAL_SPIN_WAIT_US="20000")
     assert "refused: SHOAL_SPIN_WAIT_US must be a whole number of microseconds from 0 to 10000" in proc.stdout, \
         proc.stdout
     assert "got '20000'" in proc.stdout, proc.stdout
