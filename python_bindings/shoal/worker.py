@@ -61,6 +61,15 @@ def _c_getenv(name):
     value = _libc_getenv(name.encode())
     return value.decode() if value is not None else None
 
+
+def _set_env(name, value):
+    """os.environ[name] = value, safe against the core's threads reading the environment: a new
+    name goes in through the core (src/common/environment.h), where glibc's putenv would move the
+    array under them; os.environ then replaces it in place."""
+    if name not in os.environ:
+        runtime._core.set_env(name, value)
+    os.environ[name] = value
+
 _FLUSH_PERIOD = 0.1
 
 
@@ -279,7 +288,7 @@ class Worker:
         # The core exported it with setenv; os.environ is Python's own copy (set when it differs:
         # an actor's calls all run with its creation's devices).
         if os.environ.get("CUDA_VISIBLE_DEVICES") != cuda_visible_devices:
-            os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
+            _set_env("CUDA_VISIBLE_DEVICES", cuda_visible_devices)
         if not (actor_id and not actor_creation):
             self._apply_gpu_memory_cap()
         if actor_id and not actor_creation and self.exiting is not None:
@@ -455,7 +464,7 @@ class Worker:
         if (actor_id and not actor_creation) or os.environ.get("OMP_NUM_THREADS"):
             return False
         cpus = float(info.get("resources", {}).get("CPU", 0) or 0)
-        os.environ["OMP_NUM_THREADS"] = str(max(1, int(cpus)))
+        _set_env("OMP_NUM_THREADS", str(max(1, int(cpus))))
         return not actor_creation
 
     def _stream(self, label, values, info, task_id, group):
@@ -507,7 +516,7 @@ class Worker:
             if value is None:
                 os.environ.pop(name, None)
             else:
-                os.environ[name] = value
+                _set_env(name, value)
         fraction = os.environ.get("SHOAL_GPU_MEMORY_FRACTION")
         if fraction == self.applied_memory_fraction:
             return

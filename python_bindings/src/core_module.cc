@@ -29,6 +29,7 @@
 #include "src/collective/host_communicator.h"
 #include "src/worker/collective_group.h"
 #include "src/common/bundle_resources.h"
+#include "src/common/environment.h"
 #include "src/common/error_info.h"
 #include "src/common/ids.h"
 #include "src/common/resources.h"
@@ -1138,6 +1139,10 @@ PYBIND11_MODULE(_core, m) {
       .def("recv", &PyCollectiveGroup::Recv)
       .def("barrier", &PyCollectiveGroup::Barrier)
       .def("destroy", &PyCollectiveGroup::Destroy);
+  // Adding a name to the environment while the core's threads read it (src/common/environment.h):
+  // the worker adds through these, then os.environ (whose putenv replaces in place) follows.
+  m.def("set_env", &SetEnvironmentVariable, py::arg("name"), py::arg("value"));
+  m.def("unset_env", &UnsetEnvironmentVariable, py::arg("name"));
   // (loaded, why not, CUDA devices this process sees)
   // CUDA IPC and device identity for GPU-tensor transfers (shoal/_private/tensor_transport.py).
   m.def("gpu_export_ipc", [](uintptr_t ptr, size_t bytes, int device, uintptr_t stream) {

@@ -90,6 +90,10 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // a long call may be pinged for hours
+  // Connections between Shoal's processes go straight to the peer, whatever $http_proxy says (as
+  // Ray's, whose grpc_enable_http_proxy is off by default); and so making a channel reads no
+  // proxy variables from the environment, which a task may be changing (environment.h).
+  args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
   return grpc::CreateCustomChannel(address, ClientCredentials(), args);  // mutual TLS when configured (tls.h)
 }
 

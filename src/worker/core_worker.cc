@@ -31,6 +31,7 @@
 #include "src/cluster/token.h"
 #include "src/common/auth.h"
 #include "src/common/clock.h"
+#include "src/common/environment.h"
 #include "src/common/event_loop.h"
 #include "src/common/rpc.h"
 #include "src/common/rpc_client.h"
@@ -717,6 +718,7 @@ absl::StatusOr<std::unique_ptr<CoreWorker>> CoreWorker::Create(const CoreWorkerO
 }
 
 absl::StatusOr<std::unique_ptr<CoreWorker>> CoreWorker::CreateWorkerFromEnvironment() {
+  PrepareEnvironment();  // tasks set variables while this worker's threads read them (environment.h)
   auto config = WorkerConfig::FromEnvironment();
   if (!config.ok()) return config.status();
   if (auto s = UseClusterToken(config->gcs_address); !s.ok()) return s;  // the raylet passes $SHOAL_AUTH_TOKEN

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "spdlog/spdlog.h"
+#include "src/common/environment.h"
 #include "src/common/gpu_memory_caps.h"
 #include "src/worker/core_worker.h"
 #include "src/worker/function_registry.h"
@@ -52,9 +53,9 @@ void ExportGpuMemoryCaps(const rpc::GpuAssignment& gpus) {
   std::vector<int64_t> shares(gpus.shares().begin(), gpus.shares().end());
   for (const auto& [name, value] : GpuMemoryCapEnv(mode, memory, ids, shares)) {
     if (value.empty()) {
-      unsetenv(name.c_str());
+      UnsetEnvironmentVariable(name);
     } else {
-      setenv(name.c_str(), value.c_str(), /*overwrite=*/1);
+      SetEnvironmentVariable(name, value);
     }
   }
 }
@@ -65,7 +66,7 @@ std::string TaskExecutor::SetUpDevices(const rpc::PushTaskRequest& request) {
   std::string devices;
   if (!actor_method) {
     devices = CudaVisibleDevices(request.gpus());
-    setenv("CUDA_VISIBLE_DEVICES", devices.c_str(), /*overwrite=*/1);
+    SetEnvironmentVariable("CUDA_VISIBLE_DEVICES", devices);
     ExportGpuMemoryCaps(request.gpus());
   }
   absl::MutexLock lock(&mu_);
