@@ -52,6 +52,7 @@ bool HandOffThread::Post(std::function<void()> fn) {
   absl::MutexLock lock(&mu_);
   if (stop_) return false;
   queue_.push_back(std::move(fn));
+  posts_.fetch_add(1, std::memory_order_release);
   return true;
 }
 
@@ -66,6 +67,12 @@ void HandOffThread::Stop() {
 void HandOffThread::Run() {
   absl::MutexLock lock(&mu_);
   while (true) {
+    if (queue_.empty() && !stop_) {
+      const uint64_t seen = posts_.load(std::memory_order_acquire);
+      mu_.Unlock();
+      spin_.Spin([this, seen] { return posts_.load(std::memory_order_acquire) != seen; });
+      mu_.Lock();
+    }
     mu_.Await(absl::Condition(
         +[](HandOffThread* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
           return self->stop_ || !self->queue_.empty();

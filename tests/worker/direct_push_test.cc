@@ -72,6 +72,26 @@ DirectPushes ToPort(const int* port) {
                       });
 }
 
+// The writer thread spins after running what was posted: posts that come while it spins, and
+// posts after it went to sleep, all run, in order, once; Stop runs what is left.
+TEST_CASE("hand-off thread: posts during its spin and after its sleep all run in order", "[direct_push]") {
+  auto writer = std::make_unique<direct_push::HandOffThread>("test-writer");
+  absl::Mutex mu;
+  std::vector<int> ran;
+  for (int i = 0; i < 3000; ++i) {
+    REQUIRE(writer->Post([&mu, &ran, i] {
+      absl::MutexLock lock(&mu);
+      ran.push_back(i);
+    }));
+    if (i % 500 == 499) absl::SleepFor(absl::Milliseconds(5));  // past any spin: it sleeps
+    else if (i % 7 == 0) absl::SleepFor(absl::Microseconds(30));  // within a spin
+  }
+  writer->Stop();
+  CHECK_FALSE(writer->Post([] {}));  // after Stop: the caller runs it
+  REQUIRE(ran.size() == 3000);
+  for (int i = 0; i < 3000; ++i) CHECK(ran[i] == i);
+}
+
 TEST_CASE("direct pushes: a burst from two threads is answered push by push, each once", "[direct_push]") {
   Worker worker;
   DirectPushes pushes = ToPort(&worker.port);
