@@ -176,6 +176,49 @@ absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes, absl::Time deadl
   return payload;
 }
 
+absl::Status FrameReader::Fill(size_t bytes) {
+  if (begin_ + bytes > kBufferBytes) {  // no room behind: move what is buffered to the front
+    std::memmove(buffer_.get(), buffer_.get() + begin_, buffered());
+    end_ -= begin_;
+    begin_ = 0;
+  }
+  while (buffered() < bytes) {
+    ssize_t n = ::read(fd_, buffer_.get() + end_, kBufferBytes - end_);
+    if (n > 0) {
+      end_ += static_cast<size_t>(n);
+    } else if (n == 0) {
+      return absl::UnavailableError("the connection was closed");
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return absl::DeadlineExceededError("read timed out (SO_RCVTIMEO)");
+    } else if (errno != EINTR) {
+      return Errno("read");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> FrameReader::Next() {
+  if (absl::Status s = Fill(4); !s.ok()) return s;
+  const auto* header = reinterpret_cast<const unsigned char*>(buffer_.get() + begin_);
+  const size_t size = size_t{header[0]} | size_t{header[1]} << 8 | size_t{header[2]} << 16 | size_t{header[3]} << 24;
+  if (size > max_bytes_) {
+    return absl::InvalidArgumentError(absl::StrCat("a frame of ", size, " bytes (at most ", max_bytes_, ")"));
+  }
+  begin_ += 4;
+  if (size <= kBufferBytes) {
+    if (absl::Status s = Fill(size); !s.ok()) return s;
+    std::string payload(buffer_.get() + begin_, size);
+    begin_ += size;
+    return payload;
+  }
+  std::string payload(size, '\0');
+  const size_t have = buffered();  // less than the frame: a large one is read mostly straight
+  std::memcpy(payload.data(), buffer_.get() + begin_, have);
+  begin_ = end_ = 0;
+  if (absl::Status s = ReadExactly(fd_, payload.data() + have, size - have); !s.ok()) return s;
+  return payload;
+}
+
 Listener::~Listener() { Stop(); }
 
 absl::StatusOr<int> Listener::Start(const std::string& host, const char* thread_name, std::string what,

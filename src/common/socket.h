@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -53,6 +54,28 @@ absl::Status WriteAll(int fd, std::string_view data, std::string_view more = {})
 // One frame. ReadFrame refuses frames over `max_bytes` (InvalidArgument).
 absl::Status WriteFrame(int fd, std::string_view payload);
 absl::StatusOr<std::string> ReadFrame(int fd, size_t max_bytes, absl::Time deadline = absl::InfiniteFuture());
+
+// Frames read through a buffer: one read takes whatever the socket holds (a header, its payload,
+// the frames behind it), where ReadFrame makes two system calls per frame. A frame larger than
+// the buffer is read straight into its own string past what was buffered. Errors as ReadFrame's.
+// Threading: one reader.
+class FrameReader {
+ public:
+  static constexpr size_t kBufferBytes = 16 << 10;  // per connection: a driver may hold thousands
+  FrameReader(int fd, size_t max_bytes) : fd_(fd), max_bytes_(max_bytes), buffer_(new char[kBufferBytes]) {}
+  absl::StatusOr<std::string> Next();
+
+ private:
+  // Reads until at least `bytes` are buffered (bytes <= kBufferBytes).
+  absl::Status Fill(size_t bytes);
+  size_t buffered() const { return end_ - begin_; }
+
+  const int fd_;
+  const size_t max_bytes_;
+  std::unique_ptr<char[]> buffer_;
+  size_t begin_ = 0;  // buffered bytes are [begin_, end_)
+  size_t end_ = 0;
+};
 
 // A listening socket and the thread that accepts on it: each connection, configured
 // (ConfigureSocket), goes to `on_connection`, which owns it. An accept error other than Stop's

@@ -176,8 +176,9 @@ void DirectPushServer::Serve(std::shared_ptr<Conn> conn) {
     verdict = absl::UnauthenticatedError("direct push: wrong or missing cluster token");
   }
   if (hello.ok() && net::WriteFrame(conn->fd, direct_push::Verdict(verdict)).ok() && verdict.ok()) {
+    net::FrameReader frames(conn->fd, direct_push::kMaxFrameBytes);
     while (true) {
-      absl::StatusOr<std::string> frame = net::ReadFrame(conn->fd, direct_push::kMaxFrameBytes);
+      absl::StatusOr<std::string> frame = frames.Next();
       rpc::PushTaskBatch batch;
       if (!frame.ok() || !batch.ParseFromString(*frame)) break;
       conn->Started(batch.items_size());
@@ -315,8 +316,9 @@ class DirectPushes::Conn {
 
   // Reads answers until the connection ends; runs their callbacks. Answers the reason it ended.
   absl::Status ReadAnswers() {
+    net::FrameReader frames(fd_, direct_push::kMaxFrameBytes);
     while (true) {
-      absl::StatusOr<std::string> frame = net::ReadFrame(fd_, direct_push::kMaxFrameBytes);
+      absl::StatusOr<std::string> frame = frames.Next();
       if (!frame.ok()) return frame.status();
       rpc::PushTaskAnswers answers;
       if (!answers.ParseFromString(*frame)) return absl::DataLossError("direct push: an answer frame did not parse");
