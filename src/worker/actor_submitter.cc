@@ -180,60 +180,65 @@ void ActorSubmitter::Pump(const ActorId& actor, State& s, Actions& actions) {
     auto it = s.waiting.begin();
     if (!it->second.spec) return;  // an earlier call still resolves its arguments
     const uint64_t order = it->first;
-    rpc::TaskSpec spec = std::move(*it->second.spec);
+    auto request = std::make_shared<rpc::PushTaskRequest>();
+    rpc::TaskSpec& spec = *request->mutable_spec();
+    spec = std::move(*it->second.spec);  // both on the heap: a swap, not a copy
     s.waiting.erase(it);
     spec.set_sequence_number(s.next_seq++);
     spec.set_caller_id(options_.caller_id);
     ++s.inflight;
-    rpc::PushTaskRequest request;
-    *request.mutable_spec() = spec;
     const std::string address = s.address;
-    actions.push_back([this, actor, order, address, request = std::move(request), spec = std::move(spec)]() mutable {
-      transport_.PushTask(address, std::move(request),
-                          [this, actor, order, address, spec = std::move(spec)](absl::Status status,
-                                                                                rpc::PushTaskReply reply) mutable {
-                            OnPushReply(actor, order, address, std::move(spec), status, std::move(reply));
+    actions.push_back([this, actor, order, address, pushed = SharedPushRequest(std::move(request))]() mutable {
+      transport_.PushTask(address, pushed,
+                          [this, actor, order, address, pushed](absl::Status status, rpc::PushTaskReply reply) mutable {
+                            OnPushReply(actor, order, address, std::move(pushed), status, std::move(reply));
                           });
     });
   }
 }
 
+void ActorSubmitter::Finish(SharedPushRequest pushed, std::vector<rpc::ObjectValue> returns, Actions& actions) {
+  actions.push_back([this, pushed = std::move(pushed), returns = std::move(returns)]() mutable {
+    done_(pushed->spec(), std::move(returns));
+  });
+}
+
 void ActorSubmitter::OnPushReply(const ActorId& actor, uint64_t order, const std::string& address,
-                                 rpc::TaskSpec spec, const absl::Status& status, rpc::PushTaskReply reply) {
+                                 SharedPushRequest pushed, const absl::Status& status, rpc::PushTaskReply reply) {
   Actions actions;
   {
     absl::MutexLock lock(&mu_);
     if (shutdown_) return;
     State& s = actors_[actor];
     --s.inflight;
-    const bool cancelled = s.cancelled.erase(spec.task_id()) > 0;
+    const rpc::TaskSpec& sent = pushed->spec();  // copied below only where the call fails or goes again
+    const bool cancelled = s.cancelled.erase(sent.task_id()) > 0;
     if (!status.ok() && cancelled) {
       // Cancelled while pushed: the worker dropped it before it ran, or the push broke.
-      std::string why = absl::StrCat(DescribeTask(spec), " was cancelled");
-      Fail(std::move(spec), rpc::TASK_CANCELLED, why, actions);
+      std::string why = absl::StrCat(DescribeTask(sent), " was cancelled");
+      Fail(sent, rpc::TASK_CANCELLED, why, actions);
     } else if (status.ok()) {
       std::vector<rpc::ObjectValue> returns;
-      if (reply.returns_size() != static_cast<int>(std::max<uint32_t>(spec.num_returns(), 1))) {
-        Fail(std::move(spec), rpc::SYSTEM_ERROR,
-             absl::StrCat(DescribeTask(spec), ": the actor answered ", reply.returns_size(),
-                          " return values, expected ", spec.num_returns()),
+      if (reply.returns_size() != static_cast<int>(std::max<uint32_t>(sent.num_returns(), 1))) {
+        Fail(sent, rpc::SYSTEM_ERROR,
+             absl::StrCat(DescribeTask(sent), ": the actor answered ", reply.returns_size(),
+                          " return values, expected ", sent.num_returns()),
              actions);
       } else {
         for (int i = 0; i < reply.returns_size(); ++i) {
           rpc::ObjectValue& v = *reply.mutable_returns(i);
-          v.set_object_id(ReturnObjectId(spec, i + 1).Binary());
+          v.set_object_id(ReturnObjectId(sent, i + 1).Binary());
           returns.push_back(std::move(v));
         }
-        actions.push_back([this, spec = std::move(spec), returns = std::move(returns)]() mutable {
-          done_(spec, std::move(returns));
-        });
+        Finish(std::move(pushed), std::move(returns), actions);
       }
     } else if (absl::IsInvalidArgument(status)) {
       // The worker refused the call itself (it names a concurrency group the actor lacks): the
       // worker is fine and a retry would be refused the same way.
-      std::string why = absl::StrCat(DescribeTask(spec), ": ", status.message());
-      Fail(std::move(spec), rpc::SYSTEM_ERROR, why, actions);
+      std::string why = absl::StrCat(DescribeTask(sent), ": ", status.message());
+      Fail(sent, rpc::SYSTEM_ERROR, why, actions);
     } else {
+      rpc::TaskSpec spec = sent;
       if (address == s.address) s.suspect = true;
       const bool dead = s.known && s.info.state() == rpc::ActorInfo::DEAD;
       // A call that never reached the worker (no connection) did not run: it waits for what

@@ -42,7 +42,7 @@ class ActorTransport {
   using PushCallback = std::function<void(absl::Status, rpc::PushTaskReply)>;
   using InfoCallback = std::function<void(absl::Status, rpc::GetActorInfoReply)>;
   virtual ~ActorTransport() = default;
-  virtual void PushTask(const std::string& worker_address, rpc::PushTaskRequest request, PushCallback done) = 0;
+  virtual void PushTask(const std::string& worker_address, SharedPushRequest request, PushCallback done) = 0;
   // Long poll of the GCS for `actor`'s entry (ActorService.GetActorInfo).
   virtual void GetActorInfo(const ActorId& actor, int64_t after_version, absl::Duration wait, InfoCallback done) = 0;
 };
@@ -121,12 +121,14 @@ class ActorSubmitter {
   void OnInfo(const ActorId& actor, const absl::Status& status, rpc::GetActorInfoReply reply);
   void Pump(const ActorId& actor, State& s, Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailWaiting(State& s, const std::string& why, Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void OnPushReply(const ActorId& actor, uint64_t order, const std::string& address, rpc::TaskSpec spec,
+  void OnPushReply(const ActorId& actor, uint64_t order, const std::string& address, SharedPushRequest pushed,
                    const absl::Status& status, rpc::PushTaskReply reply);
   std::string DeathMessage(const ActorId& actor, const State& s) const;
   // The error type calls to a DEAD actor fail with: the GCS's death_type, else ACTOR_DIED.
   static rpc::ErrorType DeathType(const State& s);
   void Fail(rpc::TaskSpec spec, rpc::ErrorType type, const std::string& message, Actions& actions);
+  // done_ with the returns of a pushed call, outside the lock.
+  void Finish(SharedPushRequest pushed, std::vector<rpc::ObjectValue> returns, Actions& actions);
   static void Run(Actions& actions);
 
   ActorTransport& transport_;

@@ -248,7 +248,7 @@ class DirectPushes::Conn {
   // caller, when no earlier push is unanswered (a lone call: written at once, on its thread);
   // kHandOff, the writer thread, when some are (calls pipelined: the caller's thread only
   // queues, and what queues while the writer wakes goes out in one frame).
-  Queued Enqueue(rpc::PushTaskRequest& request, Callback& done) {
+  Queued Enqueue(SharedPushRequest& request, Callback& done) {
     absl::MutexLock lock(&mu_);
     if (ended_) return Queued::kRejected;
     const bool lone = pending_.empty();
@@ -264,16 +264,20 @@ class DirectPushes::Conn {
   void WriteQueued() {
     while (true) {
       rpc::PushTaskBatch batch;
+      std::vector<SharedPushRequest> requests;  // the batch's items borrow them, until serialized
       {
         absl::MutexLock lock(&mu_);
         size_t bytes = 0;
         while (!ended_ && !outbox_.empty()) {
-          const size_t size = outbox_.front().request.ByteSizeLong();
+          const size_t size = outbox_.front().request->ByteSizeLong();
           if (batch.items_size() > 0 && bytes + size > PushStreams::kMaxBatchBytes) break;
           bytes += size;
           rpc::PushTaskItem* item = batch.add_items();
           item->set_id(outbox_.front().id);
-          item->mutable_request()->Swap(&outbox_.front().request);
+          // Not a copy: the item points at the shared request (never changed by anyone; made
+          // non-const by its submitter), and lets go of it below, before `batch` is destroyed.
+          item->unsafe_arena_set_allocated_request(const_cast<rpc::PushTaskRequest*>(outbox_.front().request.get()));
+          requests.push_back(std::move(outbox_.front().request));
           pending_[outbox_.front().id].written = true;
           outbox_.pop_front();
         }
@@ -282,7 +286,9 @@ class DirectPushes::Conn {
           return;
         }
       }
-      if (absl::Status s = net::WriteFrame(fd_, batch.SerializeAsString()); !s.ok()) {
+      const std::string frame = batch.SerializeAsString();
+      for (rpc::PushTaskItem& item : *batch.mutable_items()) item.unsafe_arena_release_request();
+      if (absl::Status s = net::WriteFrame(fd_, frame); !s.ok()) {
         Break(s);  // the reader ends the connection and answers the pushes
         return;
       }
@@ -372,10 +378,10 @@ class DirectPushes::Conn {
   }
 
   // For a fallback: the pushes queued (none was written: the connection never opened).
-  std::vector<std::pair<rpc::PushTaskRequest, Callback>> TakeQueued() {
+  std::vector<std::pair<SharedPushRequest, Callback>> TakeQueued() {
     absl::MutexLock lock(&mu_);
     ended_ = true;
-    std::vector<std::pair<rpc::PushTaskRequest, Callback>> out;
+    std::vector<std::pair<SharedPushRequest, Callback>> out;
     for (Item& item : outbox_) out.emplace_back(std::move(item.request), std::move(pending_[item.id].done));
     outbox_.clear();
     pending_.clear();
@@ -389,7 +395,7 @@ class DirectPushes::Conn {
   };
   struct Item {
     uint64_t id;
-    rpc::PushTaskRequest request;
+    SharedPushRequest request;
   };
 
   const std::string address_;
@@ -406,7 +412,7 @@ class DirectPushes::Conn {
 
 DirectPushes::~DirectPushes() { Shutdown(absl::Seconds(2)); }
 
-void DirectPushes::Push(const std::string& address, rpc::PushTaskRequest request, Callback done) {
+void DirectPushes::Push(const std::string& address, SharedPushRequest request, Callback done) {
   std::shared_ptr<Conn> conn;
   Conn::Queued queued = Conn::Queued::kRejected;
   bool fall_back = false;

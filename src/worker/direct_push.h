@@ -49,6 +49,7 @@
 #include "src/common/socket.h"
 #include "src/common/spin.h"
 #include "src/worker/push_streams.h"
+#include "src/worker/task_transport.h"
 
 namespace shoal {
 
@@ -119,7 +120,7 @@ class DirectPushes {
   // The worker's direct port (0: none); called on a connection's thread, may block briefly.
   using PortFor = std::function<absl::StatusOr<int>(const std::string& address)>;
   // Where pushes go for workers that take no direct pushes.
-  using Fallback = std::function<void(const std::string& address, rpc::PushTaskRequest request, Callback done)>;
+  using Fallback = std::function<void(const std::string& address, SharedPushRequest request, Callback done)>;
 
   DirectPushes(PortFor port_for, Fallback fallback)
       : port_for_(std::move(port_for)), fallback_(std::move(fallback)) {}
@@ -127,7 +128,8 @@ class DirectPushes {
   DirectPushes(const DirectPushes&) = delete;
   DirectPushes& operator=(const DirectPushes&) = delete;
 
-  void Push(const std::string& address, rpc::PushTaskRequest request, Callback done);
+  // Reads `request` until it is written (not after: its owner may reuse what it holds then).
+  void Push(const std::string& address, SharedPushRequest request, Callback done);
   // Closes every connection (pushes not answered get CANCELLED) and waits up to `timeout` for
   // their threads to end. Idempotent.
   void Shutdown(absl::Duration timeout);

@@ -19,8 +19,8 @@ struct FakeActorTransport : ActorTransport {
     int64_t after_version;
     InfoCallback done;
   };
-  void PushTask(const std::string& address, rpc::PushTaskRequest request, PushCallback done) override {
-    pushes.push_back({address, std::move(request), std::move(done)});
+  void PushTask(const std::string& address, SharedPushRequest request, PushCallback done) override {
+    pushes.push_back({address, *request, std::move(done)});
   }
   void GetActorInfo(const ActorId& actor, int64_t after_version, absl::Duration, InfoCallback done) override {
     polls.push_back({actor, after_version, std::move(done)});

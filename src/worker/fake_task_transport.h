@@ -56,9 +56,9 @@ class FakeTaskTransport : public TaskTransport {
     }
     done(absl::OkStatus(), {});
   }
-  void PushTask(const std::string& worker, rpc::PushTaskRequest request, PushCallback done) override {
+  void PushTask(const std::string& worker, SharedPushRequest request, PushCallback done) override {
     absl::MutexLock lock(&mu_);
-    pushes_.push_back({worker, std::move(request), std::move(done)});
+    pushes_.push_back({worker, *request, std::move(done)});
   }
 
   size_t num_pending_leases() const {

@@ -49,17 +49,18 @@ void GrpcTransport::ReturnFailedWorker(const std::string& raylet_address, const 
                {.timeout = absl::Seconds(5)}, std::move(done));
 }
 
-void GrpcTransport::PushTask(const std::string& worker_address, rpc::PushTaskRequest request,
+void GrpcTransport::PushTask(const std::string& worker_address, SharedPushRequest request,
                              TaskTransport::PushCallback done) {
   if (push_mode_ == PushMode::kDirect) {
     direct_.Push(worker_address, std::move(request), std::move(done));
     return;
   }
+  // gRPC takes requests of its own: a copy.
   if (push_mode_ == PushMode::kStreams) {
-    pushes_.Push(worker_address, std::move(request), std::move(done));
+    pushes_.Push(worker_address, *request, std::move(done));
     return;
   }
-  calls_.Start(workers_.Get(worker_address), &rpc::CoreWorkerService::Stub::async::PushTask, std::move(request),
+  calls_.Start(workers_.Get(worker_address), &rpc::CoreWorkerService::Stub::async::PushTask, rpc::PushTaskRequest(*request),
                {.cancel_on_shutdown = true},
                [done = std::move(done)](absl::Status status, rpc::PushTaskReply reply) {
                  done(NeverConnected(status) ? Undelivered(std::move(status)) : std::move(status), std::move(reply));

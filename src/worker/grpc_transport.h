@@ -46,7 +46,7 @@ class GrpcTransport : public TaskTransport, public ActorTransport, public Object
   // With a 5 s deadline: a raylet that does not answer by then is taken to know nothing.
   void ReturnFailedWorker(const std::string& raylet_address, const std::string& lease_id,
                           ReturnCallback done) override;
-  void PushTask(const std::string& worker_address, rpc::PushTaskRequest request, PushCallback done) override;
+  void PushTask(const std::string& worker_address, SharedPushRequest request, PushCallback done) override;
 
   // Asks the owner at `owner_address` for `id`'s value, waiting until it is ready.
   void GetObject(const std::string& owner_address, const ObjectId& id, GetObjectCallback done) override;
@@ -97,8 +97,8 @@ class GrpcTransport : public TaskTransport, public ActorTransport, public Object
   const PushMode push_mode_;
   PushStreams pushes_{[this](const std::string& address) { return workers_.Get(address); }};
   DirectPushes direct_{[this](const std::string& address) { return DirectPushPort(address); },
-                       [this](const std::string& address, rpc::PushTaskRequest request, PushCallback done) {
-                         pushes_.Push(address, std::move(request), std::move(done));
+                       [this](const std::string& address, SharedPushRequest request, PushCallback done) {
+                         pushes_.Push(address, *request, std::move(done));
                        }};
   AsyncCalls calls_;  // last: destroyed first, while the stubs are still there
 };

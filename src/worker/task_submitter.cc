@@ -79,12 +79,12 @@ void TaskSubmitter::RequestLease(const SchedulingKey& key, const KeyState& ks, c
 
 void TaskSubmitter::Assign(uint64_t handle, rpc::TaskSpec spec, Actions& actions) {
   Lease& lease = leases_.at(handle);
-  rpc::PushTaskRequest request;
-  *request.mutable_spec() = spec;
-  *request.mutable_gpus() = lease.gpus;
-  lease.running = std::move(spec);
-  actions.push_back([this, handle, worker = lease.worker_address, request = std::move(request)]() mutable {
-    transport_.PushTask(worker, std::move(request), [this, handle](absl::Status s, rpc::PushTaskReply reply) {
+  auto request = std::make_shared<rpc::PushTaskRequest>();
+  *request->mutable_spec() = std::move(spec);  // both on the heap: a swap, not a copy
+  *request->mutable_gpus() = lease.gpus;
+  lease.running = request;
+  actions.push_back([this, handle, worker = lease.worker_address, request = SharedPushRequest(std::move(request))]() {
+    transport_.PushTask(worker, request, [this, handle](absl::Status s, rpc::PushTaskReply reply) {
       OnPushReply(handle, s, std::move(reply));
     });
   });
@@ -150,6 +150,12 @@ void TaskSubmitter::Finish(rpc::TaskSpec spec, std::vector<rpc::ObjectValue> ret
   });
 }
 
+void TaskSubmitter::Finish(SharedPushRequest pushed, std::vector<rpc::ObjectValue> returns, Actions& actions) {
+  actions.push_back([this, pushed = std::move(pushed), returns = std::move(returns)]() mutable {
+    done_(pushed->spec(), std::move(returns));
+  });
+}
+
 void TaskSubmitter::FailQueued(KeyState& ks, rpc::ErrorType type, const std::string& why, Actions& actions) {
   while (!ks.queue.empty()) {
     rpc::TaskSpec spec = std::move(ks.queue.front());
@@ -194,7 +200,7 @@ void TaskSubmitter::OnLeaseReply(const SchedulingKey& key, const std::string& ra
                                           .worker_address = reply.worker_address(),
                                           .gpus = reply.gpus(),
                                           .key = key,
-                                          .running = std::nullopt,
+                                          .running = nullptr,
                                           .idle_since = absl::InfinitePast(),
                                           .granted_at = clock_.Now()});
             ++ks.num_leases;
@@ -234,19 +240,21 @@ void TaskSubmitter::OnPushReply(uint64_t handle, const absl::Status& status, rpc
     auto it = leases_.find(handle);
     if (it == leases_.end() || !it->second.running) return;
     Lease& lease = it->second;
-    rpc::TaskSpec spec = std::move(*lease.running);
-    lease.running.reset();
+    SharedPushRequest pushed = std::move(lease.running);
+    lease.running = nullptr;
+    const rpc::TaskSpec& sent = pushed->spec();  // copied below only where the task fails or goes again
     const SchedulingKey key = lease.key;
     KeyState& ks = keys_.at(key);
-    if (cancelled_.erase(SpecTaskId(spec)) > 0) {
-      auto returns = ErrorReturns(spec, rpc::TASK_CANCELLED, absl::StrCat(DescribeTask(spec), " was cancelled"));
-      Finish(std::move(spec), std::move(returns), actions);
+    if (cancelled_.erase(SpecTaskId(sent)) > 0) {
+      auto returns = ErrorReturns(sent, rpc::TASK_CANCELLED, absl::StrCat(DescribeTask(sent), " was cancelled"));
+      Finish(std::move(pushed), std::move(returns), actions);
       if (status.ok() && !reply.worker_exiting()) {
         AfterTask(handle, actions);
       } else {
         ReturnLease(handle, /*worker_failed=*/true, actions);
       }
     } else if (!status.ok()) {
+      rpc::TaskSpec spec = sent;
       spdlog::warn("{} failed on worker {} (attempt {}): {}", DescribeTask(spec), lease.worker_address,
                    spec.attempt() + 1, status.ToString());
       // The raylet answers the lease's return with why the worker died when it killed the worker
@@ -266,25 +274,26 @@ void TaskSubmitter::OnPushReply(uint64_t handle, const absl::Status& status, rpc
     } else {
       // An application error is retried only when the caller asked (retry_exceptions) and the
       // task did not rule it out (its exception is not one of the listed types).
-      const bool retryable = reply.application_error() && spec.retry_exceptions() && reply.returns_size() > 0 &&
+      const bool retryable = reply.application_error() && sent.retry_exceptions() && reply.returns_size() > 0 &&
                              !reply.returns(0).error().not_retryable();
-      if (retryable && CanRetry(spec)) {
+      if (retryable && CanRetry(sent)) {
+        rpc::TaskSpec spec = sent;
         spec.set_attempt(spec.attempt() + 1);
         ks.queue.push_front(std::move(spec));
       } else {
         std::vector<rpc::ObjectValue> returns;
-        if (reply.returns_size() != static_cast<int>(std::max<uint32_t>(spec.num_returns(), 1))) {
-          returns = ErrorReturns(spec, rpc::SYSTEM_ERROR,
-                                 absl::StrCat(DescribeTask(spec), ": the worker answered ", reply.returns_size(),
-                                              " return values, expected ", spec.num_returns()));
+        if (reply.returns_size() != static_cast<int>(std::max<uint32_t>(sent.num_returns(), 1))) {
+          returns = ErrorReturns(sent, rpc::SYSTEM_ERROR,
+                                 absl::StrCat(DescribeTask(sent), ": the worker answered ", reply.returns_size(),
+                                              " return values, expected ", sent.num_returns()));
         } else {
           for (int i = 0; i < reply.returns_size(); ++i) {
             rpc::ObjectValue& v = *reply.mutable_returns(i);
-            v.set_object_id(ReturnObjectId(spec, i + 1).Binary());
+            v.set_object_id(ReturnObjectId(sent, i + 1).Binary());
             returns.push_back(std::move(v));
           }
         }
-        Finish(std::move(spec), std::move(returns), actions);
+        Finish(std::move(pushed), std::move(returns), actions);
       }
       if (reply.worker_exiting()) {
         ReturnLease(handle, /*worker_failed=*/true, actions);  // it reached max_calls and exits
@@ -388,7 +397,7 @@ TaskSubmitter::CancelResult TaskSubmitter::Cancel(const TaskId& task) {
     }
     if (!result.found) {
       for (const auto& [handle, lease] : leases_) {
-        if (lease.running && SpecTaskId(*lease.running) == task) {
+        if (lease.running && SpecTaskId(lease.running->spec()) == task) {
           cancelled_.insert(task);
           result = {true, true, lease.worker_address};
           break;
@@ -445,7 +454,7 @@ void TaskSubmitter::Shutdown() {
     shutdown_ = true;
     std::vector<uint64_t> handles;
     for (const auto& [handle, lease] : leases_) handles.push_back(handle);
-    for (uint64_t handle : handles) ReturnLease(handle, /*worker_failed=*/leases_.at(handle).running.has_value(), actions);
+    for (uint64_t handle : handles) ReturnLease(handle, /*worker_failed=*/leases_.at(handle).running != nullptr, actions);
     keys_.clear();
     delayed_.clear();
   }
@@ -462,7 +471,7 @@ TaskSubmitter::Stats TaskSubmitter::stats() const {
   }
   s.queued += delayed_.size();
   s.leases = leases_.size();
-  for (const auto& [h, lease] : leases_) s.busy_leases += lease.running ? 1 : 0;
+  for (const auto& [h, lease] : leases_) s.busy_leases += lease.running != nullptr ? 1 : 0;
   return s;
 }
 

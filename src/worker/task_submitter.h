@@ -106,7 +106,7 @@ class TaskSubmitter {
     std::string worker_address;
     rpc::GpuAssignment gpus;
     SchedulingKey key;
-    std::optional<rpc::TaskSpec> running;
+    SharedPushRequest running;  // the task pushed to it, null while idle
     absl::Time idle_since;
     absl::Time granted_at;
   };
@@ -139,6 +139,7 @@ class TaskSubmitter {
                       std::optional<rpc::ErrorInfo> cause);
   bool OtherKeyWaiting(const SchedulingKey& key) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish(rpc::TaskSpec spec, std::vector<rpc::ObjectValue> returns, Actions& actions);
+  void Finish(SharedPushRequest pushed, std::vector<rpc::ObjectValue> returns, Actions& actions);
   void FailQueued(KeyState& ks, rpc::ErrorType type, const std::string& why, Actions& actions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnLeaseReply(const SchedulingKey& key, const std::string& raylet, const absl::Status& status,

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -14,6 +15,11 @@
 #include "shoal/worker.pb.h"
 
 namespace shoal {
+
+// A push's request, shared by the submitter that made it (which keeps it for the answer, a
+// retry or a failure) and the transport (which reads it until it is written, or copies it):
+// no copy of the task's spec per push. Nobody changes it once made.
+using SharedPushRequest = std::shared_ptr<const rpc::PushTaskRequest>;
 
 class TaskTransport {
  public:
@@ -38,7 +44,7 @@ class TaskTransport {
   // way to it) broke; the task's own failures come back in the reply. A push that never left
   // this process (no connection to the worker could be made) fails with a status for which
   // IsUndelivered is true: sending it again is not a new attempt.
-  virtual void PushTask(const std::string& worker_address, rpc::PushTaskRequest request, PushCallback done) = 0;
+  virtual void PushTask(const std::string& worker_address, SharedPushRequest request, PushCallback done) = 0;
 };
 
 // Marks a failed push as never delivered (the transport knows; callers decide on the mark).

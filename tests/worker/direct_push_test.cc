@@ -66,7 +66,7 @@ using Answers = PushAnswers;
 // Pushes to `port` whatever the address; nothing falls back.
 DirectPushes ToPort(const int* port) {
   return DirectPushes([port](const std::string&) -> absl::StatusOr<int> { return *port; },
-                      [](const std::string&, rpc::PushTaskRequest, DirectPushes::Callback) {
+                      [](const std::string&, SharedPushRequest, DirectPushes::Callback) {
                         std::fprintf(stderr, "a push fell back where none should\n");  // on a connection's thread
                         std::abort();
                       });
@@ -98,9 +98,9 @@ TEST_CASE("direct pushes: a burst from two threads is answered push by push, eac
   Answers answers;
   constexpr int kPushes = 500;
   std::thread other([&] {
-    for (int i = 1; i < kPushes; i += 2) pushes.Push(worker.address, NamedPush(absl::StrCat("f", i)), answers.For(i));
+    for (int i = 1; i < kPushes; i += 2) pushes.Push(worker.address, SharedNamedPush(absl::StrCat("f", i)), answers.For(i));
   });
-  for (int i = 0; i < kPushes; i += 2) pushes.Push(worker.address, NamedPush(absl::StrCat("f", i)), answers.For(i));
+  for (int i = 0; i < kPushes; i += 2) pushes.Push(worker.address, SharedNamedPush(absl::StrCat("f", i)), answers.For(i));
   other.join();
   REQUIRE(answers.Await(kPushes));
   absl::MutexLock lock(&answers.mu);
@@ -123,17 +123,17 @@ TEST_CASE("direct pushes: workers that take none get the pushes through the fall
         asked.fetch_add(1);
         return 0;
       },
-      [&](const std::string& address, rpc::PushTaskRequest request, DirectPushes::Callback done) {
+      [&](const std::string& address, SharedPushRequest request, DirectPushes::Callback done) {
         {
           absl::MutexLock lock(&mu);
-          fell_back.push_back(address + "/" + request.spec().function_name());
+          fell_back.push_back(address + "/" + request->spec().function_name());
         }
-        done(absl::OkStatus(), Echo(request));
+        done(absl::OkStatus(), Echo(*request));
       });
   Answers answers;
-  for (int i = 0; i < 3; ++i) pushes.Push("127.0.0.1:1", NamedPush(absl::StrCat("f", i)), answers.For(i));
+  for (int i = 0; i < 3; ++i) pushes.Push("127.0.0.1:1", SharedNamedPush(absl::StrCat("f", i)), answers.For(i));
   REQUIRE(answers.Await(3));
-  pushes.Push("127.0.0.1:1", NamedPush("later"), answers.For(3));
+  pushes.Push("127.0.0.1:1", SharedNamedPush("later"), answers.For(3));
   REQUIRE(answers.Await(4));
   CHECK(asked.load() == 1);
   absl::MutexLock lock(&mu);
@@ -144,7 +144,7 @@ TEST_CASE("direct pushes: nobody listening is undelivered", "[direct_push]") {
   const int port = ClosedLoopbackPort();
   DirectPushes pushes = ToPort(&port);
   Answers answers;
-  pushes.Push("127.0.0.1:1", NamedPush("f"), answers.For(0));
+  pushes.Push("127.0.0.1:1", SharedNamedPush("f"), answers.For(0));
   REQUIRE(answers.Await(1));
   absl::MutexLock lock(&answers.mu);
   CHECK(answers.got[0].status.code() == absl::StatusCode::kUnavailable);
@@ -165,8 +165,8 @@ TEST_CASE("direct pushes: pushes in flight fail when the worker goes, the next p
   int port = worker->port;
   DirectPushes pushes = ToPort(&port);
   Answers answers;
-  pushes.Push(worker->address, NamedPush("slow"), answers.For(0));
-  pushes.Push(worker->address, NamedPush("queued"), answers.For(1));
+  pushes.Push(worker->address, SharedNamedPush("slow"), answers.For(0));
+  pushes.Push(worker->address, SharedNamedPush("queued"), answers.For(1));
   while (started.load() == 0) absl::SleepFor(absl::Milliseconds(1));
   std::thread stop([&] { worker->server.Stop(); });  // closes the connection; the task still runs
   REQUIRE(answers.Await(2));
@@ -184,7 +184,7 @@ TEST_CASE("direct pushes: pushes in flight fail when the worker goes, the next p
 
   Worker again;
   port = again.port;
-  pushes.Push(again.address, NamedPush("fresh"), answers.For(2));
+  pushes.Push(again.address, SharedNamedPush("fresh"), answers.For(2));
   REQUIRE(answers.Await(3));
   absl::MutexLock lock(&answers.mu);
   REQUIRE_OK(answers.got[2].status);
@@ -220,7 +220,7 @@ TEST_CASE("direct pushes: a connection without the cluster token is refused and 
   // The same through DirectPushes, with the token: runs.
   DirectPushes pushes = ToPort(&worker.port);
   Answers got;
-  pushes.Push(worker.address, NamedPush("g"), got.For(0));
+  pushes.Push(worker.address, SharedNamedPush("g"), got.For(0));
   REQUIRE(got.Await(1));
   SetClusterToken("");
   CHECK(ran.load() == 1);
@@ -238,11 +238,11 @@ TEST_CASE("direct pushes: Shutdown cancels what is not answered and drops later 
   });
   DirectPushes pushes = ToPort(&worker.port);
   Answers answers;
-  pushes.Push(worker.address, NamedPush("slow"), answers.For(0));
+  pushes.Push(worker.address, SharedNamedPush("slow"), answers.For(0));
   while (started.load() == 0) absl::SleepFor(absl::Milliseconds(1));
   pushes.Shutdown(absl::Seconds(5));
   REQUIRE(answers.Await(1));
-  pushes.Push(worker.address, NamedPush("after"), answers.For(1));
+  pushes.Push(worker.address, SharedNamedPush("after"), answers.For(1));
   release.Notify();
   absl::SleepFor(absl::Milliseconds(100));
   absl::MutexLock lock(&answers.mu);

@@ -52,6 +52,11 @@ inline rpc::PushTaskRequest NamedPush(const std::string& name) {
   return request;
 }
 
+// The same, as DirectPushes takes it.
+inline SharedPushRequest SharedNamedPush(const std::string& name) {
+  return std::make_shared<const rpc::PushTaskRequest>(NamedPush(name));
+}
+
 // A loopback port nothing listens on: one the kernel handed out, closed again.
 inline int ClosedLoopbackPort() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
