@@ -74,3 +74,26 @@ def test_rays_own_microbenchmark_runs_unchanged_on_shoal():
     names = [r["name"] for r in doc["ray_perf"]]
     assert set(SHAPE_NAMES) <= set(names), set(SHAPE_NAMES) - set(names)
     assert all(r["mean"] > 0 for r in doc["ray_perf"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")
+def test_compare_ray_from_python_and_from_cpp(tmp_path):
+    """--compare-ray puts Ray's Python figure beside Shoal's, from Shoal's Python API and from its
+    C++ API (shapes the C++ API lacks are named, not dropped silently)."""
+    md = tmp_path / "cmp.md"
+    proc = microbenchmark("--compare-ray", "--filter", "1:1 actor calls sync", "--duration", 0.1, "--scale", 0.01,
+                          "--json", "-", "--markdown", md, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])["comparison"]
+    assert [r["name"] for r in rows] == ["1:1 actor calls sync"]
+    assert rows[0]["ray"]["mean"] > 0 and rows[0]["shoal"]["mean"] > 0 and rows[0]["ratio"] > 0
+    assert "| 1:1 actor calls sync |" in md.read_text()
+    cpp = microbenchmark("--api", "cpp", "--compare-ray", "--filter", "calls sync", "--duration", 0.1, "--scale", 0.01,
+                         "--json", "-", "--markdown", md, timeout=900)
+    assert cpp.returncode == 0, cpp.stderr[-3000:]
+    rows = json.loads(cpp.stdout.strip().splitlines()[-1])["comparison"]
+    assert [r["name"] for r in rows] == ["1:1 actor calls sync"]
+    assert rows[0]["ray"]["mean"] > 0 and rows[0]["shoal"]["mean"] > 0
+    assert "no version of: 1:1 async-actor calls sync" in cpp.stderr
+    text = md.read_text()
+    assert "--api cpp --compare-ray" in text and "| shape | Ray /s | Shoal C++ /s | Shoal/Ray |" in text

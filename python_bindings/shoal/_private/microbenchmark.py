@@ -9,7 +9,9 @@ Each run starts its own local cluster (shoal.init()). With --compare-ray (where 
 importable; it is never a dependency of Shoal), every shape runs once under Ray and once under
 Shoal, each in a fresh process and alternating which goes first, and a table of name, Ray,
 Shoal and ratio is printed (and written to --markdown). --api cpp runs the C++ API's versions of
-the shapes it has (build/bin/shoal-bench-tasks and shoal-bench-actors). The JSON records the
+the shapes it has (build/bin/shoal-bench-tasks and shoal-bench-actors); with --compare-ray, against
+Ray's Python figures for the same shapes (each binary runs several shapes in one process, so Ray
+and Shoal alternate binary by binary). The JSON records the
 machine (cores, memory, CPU model), the date and the commit. Nothing here asserts a speed.
 """
 import argparse
@@ -344,14 +346,11 @@ def run_python(backend, names, duration, scale=1.0, progress=True, calls=0):
     return results
 
 
-def run_cpp(names, duration):
-    """The C++ API's versions of the task and actor round-trip shapes (build/bin/shoal-bench-*)."""
-    bin_dir = os.environ.get("SHOAL_BIN_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                              "..", "..", "..", "bin")
-    results = []
+def _cpp_runs(duration):
+    """The C++ benchmark binaries: (binary, arguments, {its shape name: Ray's}, its rate field)."""
     rounds = max(50, int(1000 * duration))
     batches = max(2, int(2 * duration))
-    runs = [  # binary, arguments, {its shape name: Ray's}, its rate field
+    return [
         ("shoal-bench-tasks", ["--sync", str(rounds), "--async-batches", str(batches), "--batch", "1000",
                                "--large", "2", "--large-batch", "1"],
          {"sync": "single client tasks sync", "async": "single client tasks async"}, "tasks_per_s"),
@@ -361,8 +360,15 @@ def run_cpp(names, duration):
           "1_1_actor_calls_concurrent": "1:1 actor calls concurrent", "n_n_actor_calls_async": "n:n actor calls async"},
          "calls_per_s"),
     ]
+
+
+def run_cpp(names, duration, report_missing=True):
+    """The C++ API's versions of the task and actor round-trip shapes (build/bin/shoal-bench-*)."""
+    bin_dir = os.environ.get("SHOAL_BIN_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                              "..", "..", "..", "bin")
+    results = []
     wanted = set(names)
-    for binary, args, by_shape, field in runs:
+    for binary, args, by_shape, field in _cpp_runs(duration):
         if not wanted & set(by_shape.values()):
             continue
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
@@ -377,7 +383,7 @@ def run_cpp(names, duration):
             if shape in wanted:
                 results.append({"name": shape, "mean": float(entry[field]), "sd": 0.0})
     missing = [n for n in names if not any(r["name"] == n for r in results)]
-    if missing:
+    if missing and report_missing:
         print(f"(the C++ API has no version of: {', '.join(missing)})", file=sys.stderr)
     return results
 
@@ -404,12 +410,39 @@ def compare(names, duration, scale=1.0):
     return rows
 
 
-def markdown(rows, machine, commit):
-    lines = [f"## `shoal microbenchmark --compare-ray` — {datetime.date.today().isoformat()}", "",
+def compare_cpp(names, duration, scale=1.0):
+    """Shoal's C++ API against Ray's Python API, shape by shape: each C++ binary runs its shapes in
+    one process, so Ray and Shoal alternate binary by binary (which goes first, too)."""
+    rows = []
+    groups = [[n for n in by_shape.values() if n in names] for _, _, by_shape, _ in _cpp_runs(duration)]
+    missing = [n for n in names if not any(n in g for g in groups)]
+    if missing:
+        print(f"(the C++ API has no version of: {', '.join(missing)})", file=sys.stderr)
+    done = 0
+    for i, group in enumerate(g for g in groups if g):
+        print(f"[{done + 1}-{done + len(group)}/{sum(map(len, groups))}] {', '.join(group)} ...", file=sys.stderr,
+              flush=True)
+        done += len(group)
+        parts = {"ray": lambda: {n: _subprocess_shape("ray", n, duration, scale) for n in group},
+                 "shoal": lambda: {r["name"]: r for r in run_cpp(group, duration, report_missing=False)}}
+        order = ("ray", "shoal") if i % 2 == 0 else ("shoal", "ray")
+        got = {backend: parts[backend]() for backend in order}
+        for n in group:
+            ray, shoal = got["ray"][n], got["shoal"][n]
+            rows.append({"name": n, "ray": ray, "shoal": shoal,
+                         "ratio": shoal["mean"] / ray["mean"] if ray["mean"] else float("inf")})
+    return rows
+
+
+def markdown(rows, machine, commit, api="python"):
+    cpp = api == "cpp"
+    lines = [f"## `shoal microbenchmark {'--api cpp ' if cpp else ''}--compare-ray` — "
+             f"{datetime.date.today().isoformat()}", "",
              f"Machine: {machine['cpus']} CPUs ({machine['cpu_model']}), "
-             f"{machine['memory_bytes'] / 2**30:.0f} GiB; Shoal commit {commit or '?'}; Ray and Shoal alternate "
-             "shape by shape, each in a fresh process.", "",
-             "| shape | Ray /s | Shoal /s | Shoal/Ray |", "| --- | ---: | ---: | ---: |"]
+             f"{machine['memory_bytes'] / 2**30:.0f} GiB; Shoal commit {commit or '?'}; "
+             + ("Shoal's C++ API against Ray's Python API; they alternate binary by binary, each in a fresh process."
+                if cpp else "Ray and Shoal alternate shape by shape, each in a fresh process."), "",
+             f"| shape | Ray /s | Shoal{' C++' if cpp else ''} /s | Shoal/Ray |", "| --- | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['ray']['mean']:,.1f} | {r['shoal']['mean']:,.1f} | {r['ratio']:.2f} |")
     return "\n".join(lines) + "\n"
@@ -446,19 +479,20 @@ def main(argv=None):
         doc["ray_perf"] = [{"name": n, "mean": float(m), "sd": float(sd)} for n, m, sd in
                            run_ray_perf(args.duration, args.calls)]
     elif args.compare_ray:
-        if args.api != "python":
-            parser.error("--compare-ray compares the Python APIs (use it without --api cpp)")
         import importlib.util
         if importlib.util.find_spec("ray") is None:
             parser.error("--compare-ray needs Ray installed (pip install ray); Shoal does not depend on it")
-        rows = compare(names, args.duration, args.scale)
+        if args.api == "cpp":
+            rows = compare_cpp(names, args.duration, args.scale)
+        else:
+            rows = compare(names, args.duration, args.scale)
         print(f"{'shape':45s} {'Ray /s':>14s} {'Shoal /s':>14s} {'Shoal/Ray':>10s}")
         for r in rows:
             print(f"{r['name']:45s} {r['ray']['mean']:14,.1f} {r['shoal']['mean']:14,.1f} {r['ratio']:10.2f}")
         doc["comparison"] = rows
         if args.markdown:
             with open(args.markdown, "w") as f:
-                f.write(markdown(rows, machine, commit))
+                f.write(markdown(rows, machine, commit, args.api))
     else:
         if args.api == "cpp":
             results = run_cpp(names, args.duration)
