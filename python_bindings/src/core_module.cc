@@ -10,6 +10,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -21,6 +23,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "src/api/local_cluster.h"
@@ -34,6 +38,7 @@
 #include "src/common/ids.h"
 #include "src/common/resources.h"
 #include "src/common/rpc.h"
+#include "src/common/session.h"
 #include "src/common/system.h"
 #include "src/gcs_client/gcs_client.h"
 #include "src/gcs_client/package_store.h"
@@ -383,6 +388,12 @@ class PyCoreWorker {
   }
 
   static std::shared_ptr<PyCoreWorker> CreateWorker() {
+    // The core's log goes to the session's logs/, as shoal-worker's does (warnings to stderr too).
+    if (const char* session = std::getenv("SHOAL_SESSION_DIR"); session != nullptr && *session != '\0') {
+      const char* id = std::getenv("SHOAL_WORKER_ID");
+      (void)InitLogging(absl::StrCat("worker-", id != nullptr ? std::string(id).substr(0, 8) : "", "-", getpid()),
+                        absl::StrCat(session, "/logs"));
+    }
     absl::StatusOr<std::unique_ptr<CoreWorker>> core;
     {
       py::gil_scoped_release release;
@@ -1110,6 +1121,14 @@ PYBIND11_MODULE(_core, m) {
   using namespace shoal;
   ConfigureMutexChecks();
   m.doc() = "Shoal's core worker, for the shoal package (not a public API).";
+  // The core's own log lines go to stderr, warnings and errors only, as a C++ driver's do
+  // (spdlog's default logger writes everything from info up to stdout, into the program's output);
+  // a worker then logs to its session's logs/ as well (CreateWorker).
+  if (spdlog::default_logger()->name().empty()) {
+    auto logger = std::make_shared<spdlog::logger>("shoal", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+    logger->set_level(spdlog::level::warn);
+    spdlog::set_default_logger(std::move(logger));
+  }
   // shoal.init and shoal.shutdown may alternate many times in one interpreter.
   KeepGrpcInitialized();
 

@@ -11,10 +11,12 @@ and bad input is refused with clear errors while every process stays alive.
 """
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -414,6 +416,67 @@ def test_detached_groups_survive_a_redis_gcs_restart(cluster, redis_server):
         print(json.dumps({"id": pg.id.hex(), "state": entry["state"], "node": node}))
     """)
     assert after == {"id": created["id"], "state": "CREATED", "node": created["node"]}
+    assert_resources_back(cluster)
+
+
+def test_a_group_made_while_the_gcs_is_down_is_created_when_it_returns(cluster, redis_server):
+    """An unnamed group's creation is sent without waiting (issue 17). Made while the GCS is down,
+    it cannot reach it: a task submitted next waits for it only a bounded time (with a warning on
+    stderr, none on the program's stdout), and the creation is sent again until the restarted GCS
+    takes it."""
+    redis = f"127.0.0.1:{redis_server.port}"
+    head_and_workers(cluster, [["--num-cpus", 2]], head_args=("--redis-address", redis))
+    script = textwrap.dedent(f"""
+        import json, sys, shoal
+        shoal.init(address="{cluster.address}")
+
+        @shoal.remote(num_cpus=0.1)
+        def square(x):
+            return x * x
+
+        assert shoal.get(square.remote(3), timeout=60) == 9  # exported and a worker warm, with the GCS up
+        print("ready", flush=True)
+        sys.stdin.readline()  # the GCS is dead now
+        pg = shoal.util.placement_group([{{"CPU": 0.5}}])
+        ref = square.remote(4)  # waits for the creation a bounded time, then goes on
+        print("submitted", flush=True)
+        value = shoal.get(ref, timeout=120)
+        created = pg.wait(120)
+        state = shoal.util.placement_group_table(pg)["state"]
+        shoal.util.remove_placement_group(pg)
+        print(json.dumps({{"value": value, "created": created, "state": state}}), flush=True)
+    """)
+    driver = subprocess.Popen([sys.executable, "-c", script], env=dict(cluster.env, PYTHONPATH=PYTHON_DIR),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line.strip()) for line in driver.stdout], daemon=True).start()
+
+    def next_line():
+        try:
+            return lines.get(timeout=60)
+        except queue.Empty:
+            return "(no line within 60 s)"
+
+    try:
+        assert next_line() == "ready"
+        gcs = cluster.recorded_pids()["gcs"][0]
+        os.kill(gcs, signal.SIGKILL)
+        wait_until(lambda: not process_alive(gcs), 10, what="the GCS to die")
+        driver.stdin.write("go\n")
+        driver.stdin.flush()
+        # The submission returns while the GCS is still dead: its wait for the creation is bounded.
+        assert next_line() == "submitted"
+        restart_gcs(cluster, "--redis-address", redis)
+        driver.wait(timeout=300)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    err = driver.stderr.read()
+    assert driver.returncode == 0, err[-3000:]
+    assert json.loads(next_line()) == {"value": 16, "created": True, "state": "CREATED"}
+    assert "still unanswered by the GCS after 5s; going on" in err
+    wait_until(lambda: len(cluster.alive_nodes()) == 2, 60, what="the nodes back under the new GCS")
     assert_resources_back(cluster)
 
 
