@@ -87,8 +87,9 @@ constexpr int kMaxMessageSize = 64 << 20;
 
 class CoreWorker::Impl final {
  public:
-  explicit Impl(WorkerConfig config)
-      : config_(std::move(config)), worker_command_(config_.worker_command) {}
+  explicit Impl(WorkerConfig config) : config_(std::move(config)), worker_command_(config_.worker_command) {
+    task_events_.SetWorker(config_.node_id.Hex(), config_.worker_id.Hex());  // on its RUNNING events
+  }
   ~Impl();
 
   // Connects to the store, starts serving, then (driver) registers the job or (worker)
@@ -679,7 +680,7 @@ void CoreWorker::Impl::BeginPushedTask(const rpc::TaskSpec& spec) {
     info.capture_child_tasks = actor_placement_.capture_child_tasks;
   }
   running_.Enter(spec, std::move(info));
-  task_events_.Add(spec, rpc::TaskEvent::RUNNING, config_.node_id.Hex(), config_.worker_id.Hex());
+  task_events_.Add(spec, rpc::TaskEvent::RUNNING);
 }
 
 void CoreWorker::Impl::EndPushedTask(const TaskId&) { running_.Leave(); }

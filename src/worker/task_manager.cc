@@ -111,7 +111,7 @@ void TaskManager::Finish(const rpc::TaskSpec& spec, std::vector<rpc::ObjectValue
       break;
     }
   }
-  events_.Add(spec, error_type.empty() ? rpc::TaskEvent::FINISHED : rpc::TaskEvent::FAILED, "", "", error_type);
+  events_.Add(spec, error_type.empty() ? rpc::TaskEvent::FINISHED : rpc::TaskEvent::FAILED, error_type);
   bool any_in_store = false;
   std::vector<ObjectId> in_scope;
   if (spec.streaming()) {
