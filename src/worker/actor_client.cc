@@ -156,16 +156,8 @@ absl::Status ActorClient::ResolveArguments(rpc::TaskSpec& spec, std::vector<Task
 
 absl::StatusOr<std::vector<ObjectId>> ActorClient::Call(const ActorId& actor, const std::string& method,
                                                        std::vector<TaskArg> args, const TaskOptions& options) {
-  TaskOptions call_options = options;
-  call_options.resources = ResourceSet();
-  call_options.use_default_resources = true;
-  call_options.strategy.Clear();
-  auto spec = BuildTaskSpec(owner_.job, method, call_options, owner_.address, {});
+  auto spec = BuildActorCallSpec(owner_.job, actor, method, options, owner_.address);
   if (!spec.ok()) return spec.status();
-  spec->set_task_id(TaskId::ForActorTask(actor).Binary());
-  spec->set_actor_id(actor.Binary());
-  spec->clear_resources();
-  spec->set_concurrency_group(options.concurrency_group);
   submitter_.AddActor(actor, 0);  // no-op when known (the handle's retries stay)
   // Taken before the returns are prepared, so that a refused call leaves nothing behind.
   absl::StatusOr<uint64_t> order = submitter_.Reserve(actor, options.max_pending_calls);

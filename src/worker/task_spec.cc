@@ -22,16 +22,52 @@ absl::StatusOr<ResourceSet> TaskResources(const TaskOptions& options) {
   return options.resources;
 }
 
+namespace {
+
+// The fields every task and actor call has, from `options` (checked).
+absl::Status SetCallFields(const TaskOptions& options, const std::string& owner_address, rpc::TaskSpec& spec) {
+  if (options.max_retries < -1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_retries must be -1 (no limit) or more, got ", options.max_retries));
+  }
+  if (options.max_calls < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("max_calls must be 0 (no limit) or more, got ", options.max_calls));
+  }
+  spec.set_max_retries(options.max_retries);
+  spec.set_retry_exceptions(options.retry_exceptions);
+  if (options.retry_exceptions) spec.set_retry_exception_filter(options.retry_exception_filter);
+  spec.set_max_calls(options.max_calls);
+  spec.set_attempt(0);
+  if (options.num_returns < 1 || options.num_returns > kMaxReturns) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_returns must be between 1 and ", kMaxReturns, ", got ", options.num_returns));
+  }
+  spec.set_num_returns(options.num_returns);
+  if (options.streaming && options.num_returns != 1) {
+    return absl::InvalidArgumentError("a streaming generator task has one return (its completion), not num_returns > 1");
+  }
+  if (options.generator_backpressure_num_objects == 0 || options.generator_backpressure_num_objects < -1) {
+    return absl::InvalidArgumentError(absl::StrCat("_generator_backpressure_num_objects must be positive or -1, got ",
+                                                   options.generator_backpressure_num_objects));
+  }
+  if (options.generator_dynamic && !options.streaming) {
+    return absl::InvalidArgumentError("a dynamic generator task is a streaming one: set streaming too");
+  }
+  spec.set_streaming(options.streaming);
+  spec.set_generator_dynamic(options.generator_dynamic);
+  if (options.streaming) spec.set_generator_backpressure_num_objects(options.generator_backpressure_num_objects);
+  spec.set_owner_address(owner_address);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<rpc::TaskSpec> BuildTaskSpec(const JobId& job, const std::string& function_name,
                                             const TaskOptions& options, const std::string& owner_address,
                                             const std::vector<std::string>& worker_command) {
   if (function_name.empty()) return absl::InvalidArgumentError("a task needs a function name");
   auto resources = TaskResources(options);
   if (!resources.ok()) return resources.status();
-  if (options.max_retries < -1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_retries must be -1 (no limit) or more, got ", options.max_retries));
-  }
   rpc::TaskSpec spec;
   spec.set_task_id(TaskId::ForNormalTask(job).Binary());
   spec.set_job_id(job.Hex());
@@ -61,36 +97,23 @@ absl::StatusOr<rpc::TaskSpec> BuildTaskSpec(const JobId& job, const std::string&
     if (auto s = ValidateStrategy(options.strategy); !s.ok()) return s;
     *spec.mutable_strategy() = options.strategy;
   }
-  if (options.max_calls < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("max_calls must be 0 (no limit) or more, got ", options.max_calls));
-  }
-  spec.set_max_retries(options.max_retries);
-  spec.set_retry_exceptions(options.retry_exceptions);
-  if (options.retry_exceptions) spec.set_retry_exception_filter(options.retry_exception_filter);
-  spec.set_max_calls(options.max_calls);
-  spec.set_attempt(0);
-  if (options.num_returns < 1 || options.num_returns > kMaxReturns) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("num_returns must be between 1 and ", kMaxReturns, ", got ", options.num_returns));
-  }
-  spec.set_num_returns(options.num_returns);
-  if (options.streaming && options.num_returns != 1) {
-    return absl::InvalidArgumentError("a streaming generator task has one return (its completion), not num_returns > 1");
-  }
-  if (options.generator_backpressure_num_objects == 0 || options.generator_backpressure_num_objects < -1) {
-    return absl::InvalidArgumentError(absl::StrCat("_generator_backpressure_num_objects must be positive or -1, got ",
-                                                   options.generator_backpressure_num_objects));
-  }
-  if (options.generator_dynamic && !options.streaming) {
-    return absl::InvalidArgumentError("a dynamic generator task is a streaming one: set streaming too");
-  }
-  spec.set_streaming(options.streaming);
-  spec.set_generator_dynamic(options.generator_dynamic);
-  if (options.streaming) spec.set_generator_backpressure_num_objects(options.generator_backpressure_num_objects);
-  spec.set_owner_address(owner_address);
+  if (auto s = SetCallFields(options, owner_address, spec); !s.ok()) return s;
   for (const auto& arg : worker_command) spec.add_worker_command(arg);
   if (auto s = ValidateRuntimeEnv(options.runtime_env); !s.ok()) return s;
   *spec.mutable_runtime_env() = options.runtime_env;
+  return spec;
+}
+
+absl::StatusOr<rpc::TaskSpec> BuildActorCallSpec(const JobId& job, const ActorId& actor, const std::string& method,
+                                                 const TaskOptions& options, const std::string& owner_address) {
+  if (method.empty()) return absl::InvalidArgumentError("a task needs a function name");
+  rpc::TaskSpec spec;
+  spec.set_task_id(TaskId::ForActorTask(actor).Binary());
+  spec.set_job_id(job.Hex());
+  spec.set_function_name(method);
+  spec.set_actor_id(actor.Binary());
+  if (auto s = SetCallFields(options, owner_address, spec); !s.ok()) return s;
+  spec.set_concurrency_group(options.concurrency_group);
   return spec;
 }
 

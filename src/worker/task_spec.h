@@ -28,6 +28,11 @@ absl::StatusOr<ResourceSet> TaskResources(const TaskOptions& options);
 absl::StatusOr<rpc::TaskSpec> BuildTaskSpec(const JobId& job, const std::string& function_name,
                                             const TaskOptions& options, const std::string& owner_address,
                                             const std::vector<std::string>& worker_command);
+// An actor method call's spec (no arguments yet): a fresh task id of `actor`'s, the call fields
+// of BuildTaskSpec checked the same way, and the concurrency group; no resources, strategy or
+// runtime env (a call runs in its actor's), so nothing of them is built.
+absl::StatusOr<rpc::TaskSpec> BuildActorCallSpec(const JobId& job, const ActorId& actor, const std::string& method,
+                                                 const TaskOptions& options, const std::string& owner_address);
 
 TaskId SpecTaskId(const rpc::TaskSpec& spec);
 // Return object `index` (1-based) of the task.

@@ -315,6 +315,44 @@ TEST_CASE("task spec: defaults and ids", "[task_spec]") {
   CHECK(other->task_id() != spec->task_id());
 }
 
+TEST_CASE("task spec: an actor call's spec has the call fields and nothing of resources or placement",
+          "[task_spec]") {
+  const ActorId actor = ActorId::Of(kJob);
+  TaskOptions options;
+  options.num_returns = 2;
+  options.max_retries = 0;
+  options.concurrency_group = "io";
+  options.resources = *ResourceSet::FromDoubles({{"GPU", 1}});  // an actor's, not a call's: not carried
+  options.strategy.set_kind(rpc::SchedulingStrategy::SPREAD);
+  options.runtime_env.mutable_env_vars()->insert({"A", "1"});
+  auto spec = BuildActorCallSpec(kJob, actor, "get", options, "10.0.0.1:4000");
+  REQUIRE_OK(spec);
+  CHECK(spec->function_name() == "get");
+  CHECK(spec->actor_id() == actor.Binary());
+  CHECK(SpecTaskId(*spec).Actor() == actor);
+  CHECK(spec->job_id() == kJob.Hex());
+  CHECK(spec->num_returns() == 2);
+  CHECK(spec->max_retries() == 0);
+  CHECK(spec->concurrency_group() == "io");
+  CHECK(spec->owner_address() == "10.0.0.1:4000");
+  CHECK(spec->attempt() == 0);
+  CHECK(spec->resources().amounts_size() == 0);
+  CHECK_FALSE(spec->has_strategy());
+  CHECK_FALSE(spec->has_runtime_env());
+  CHECK(BuildActorCallSpec(kJob, actor, "get", options, "")->task_id() != spec->task_id());
+  // The call fields are checked as a task's are.
+  options.num_returns = 0;
+  REQUIRE_CODE(BuildActorCallSpec(kJob, actor, "get", options, ""), kInvalidArgument);
+  options.num_returns = 1;
+  options.max_retries = -2;
+  REQUIRE_CODE(BuildActorCallSpec(kJob, actor, "get", options, ""), kInvalidArgument);
+  options.max_retries = 0;
+  options.generator_dynamic = true;  // without streaming
+  REQUIRE_CODE(BuildActorCallSpec(kJob, actor, "get", options, ""), kInvalidArgument);
+  options.generator_dynamic = false;
+  REQUIRE_CODE(BuildActorCallSpec(kJob, actor, "", options, ""), kInvalidArgument);
+}
+
 TEST_CASE("task spec: bad options are refused", "[task_spec]") {
   TaskOptions gpus;
   gpus.resources = *ResourceSet::FromDoubles({{"GPU", 1.5}});
