@@ -14,7 +14,7 @@ namespace shoal {
 namespace {
 
 ABSL_CONST_INIT absl::Mutex mu(absl::kConstInit);
-char** slots ABSL_GUARDED_BY(mu) = nullptr;  // the array environ points to once prepared; never freed
+char** slots ABSL_GUARDED_BY(mu) = nullptr;  // this module's newest array (none is ever freed)
 size_t capacity ABSL_GUARDED_BY(mu) = 0;     // slots in it, the terminating null included
 // Every "NAME=value" put in the array: never freed (a reader may hold one), never moved (nodes).
 std::unordered_set<std::string>* strings ABSL_GUARDED_BY(mu) = nullptr;
@@ -27,9 +27,17 @@ bool Names(const char* entry, const std::string& name) {
   return std::strncmp(entry, name.c_str(), name.size()) == 0 && entry[name.size()] == '=';
 }
 
-// Whether environ is still this module's array (glibc takes it back when its setenv adds a name).
-bool Owned() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-  return slots != nullptr && __atomic_load_n(&environ, __ATOMIC_ACQUIRE) == slots;
+// environ as it is now (this module's array, or glibc's own once its setenv added a name).
+char** Current() { return __atomic_load_n(&environ, __ATOMIC_ACQUIRE); }
+
+// Makes environ a new array of this module's holding the `count` variables of `env` and room for
+// kSpareSlots more; the array it replaces is not freed here (glibc frees its own at its next add:
+// only a reader already walking it then is not covered).
+void Adopt(char** env, size_t count) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+  capacity = count + kSpareSlots + 1;
+  slots = new char*[capacity]();  // the slots past the last variable are null
+  for (size_t i = 0; i < count; ++i) slots[i] = env[i];
+  __atomic_store_n(&environ, slots, __ATOMIC_RELEASE);
 }
 
 }  // namespace
@@ -37,39 +45,40 @@ bool Owned() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
 void PrepareEnvironment() {
   absl::MutexLock lock(&mu);
   if (slots != nullptr) return;
+  char** env = Current();
   size_t count = 0;
-  while (environ != nullptr && environ[count] != nullptr) ++count;
-  capacity = count + kSpareSlots + 1;
-  slots = new char*[capacity]();  // the slots past the last variable are null
-  for (size_t i = 0; i < count; ++i) slots[i] = environ[i];
+  while (env != nullptr && env[count] != nullptr) ++count;
   strings = new std::unordered_set<std::string>();
-  __atomic_store_n(&environ, slots, __ATOMIC_RELEASE);  // the old array stays where it was: not freed
+  Adopt(env, count);
 }
 
 void SetEnvironmentVariable(const std::string& name, const std::string& value) {
   absl::MutexLock lock(&mu);
-  if (!Owned()) {
+  if (slots == nullptr) {  // not prepared: no other thread is reading (see PrepareEnvironment)
     setenv(name.c_str(), value.c_str(), /*overwrite=*/1);
     return;
   }
   char* entry = const_cast<char*>(strings->insert(name + "=" + value).first->c_str());
-  size_t i = 0;
-  for (; slots[i] != nullptr; ++i) {
-    if (Names(slots[i], name)) {
-      Store(&slots[i], entry);
+  // A name that is there is replaced in place, in whichever array environ is.
+  char** env = Current();
+  size_t count = 0;
+  for (; env != nullptr && env[count] != nullptr; ++count) {
+    if (Names(env[count], name)) {
+      Store(&env[count], entry);
       return;
     }
   }
-  if (i + 1 >= capacity) {  // full: glibc copies the array into its own and adds the name there
-    setenv(name.c_str(), value.c_str(), /*overwrite=*/1);
-    return;
-  }
-  Store(&slots[i], entry);  // slots[i + 1] is null already
+  // A new name: into a free slot of this module's array; where environ is glibc's array again
+  // (its setenv added a name: os.environ does), or this one is full, into a new array of this
+  // module's first, never back to glibc's setenv, which frees the array under its readers.
+  if (env != slots || count + 1 >= capacity) Adopt(env, count);
+  Store(&slots[count], entry);  // slots[count + 1] is null already
 }
 
 void UnsetEnvironmentVariable(const std::string& name) {
   absl::MutexLock lock(&mu);
-  if (!Owned()) {
+  char** env = Current();
+  if (slots == nullptr || env != slots) {  // glibc's unsetenv changes its own array in place
     unsetenv(name.c_str());
     return;
   }

@@ -286,8 +286,16 @@ class DirectPushes::Conn {
           return;
         }
       }
-      const std::string frame = batch.SerializeAsString();
-      for (rpc::PushTaskItem& item : *batch.mutable_items()) item.unsafe_arena_release_request();
+      std::string frame;
+      {
+        struct LetGo {  // the items let go of the borrowed requests however serializing ends
+          rpc::PushTaskBatch& batch;
+          ~LetGo() {
+            for (rpc::PushTaskItem& item : *batch.mutable_items()) item.unsafe_arena_release_request();
+          }
+        } let_go{batch};
+        frame = batch.SerializeAsString();
+      }
       if (absl::Status s = net::WriteFrame(fd_, frame); !s.ok()) {
         Break(s);  // the reader ends the connection and answers the pushes
         return;

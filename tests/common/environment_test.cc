@@ -47,6 +47,8 @@ TEST_CASE("environment: names added, changed and removed while other threads rea
     });
   }
   for (int round = 0; round < 20; ++round) {
+    // 300 names, more than the spare slots: a larger array is made under the readers too.
+    for (int i = 100; i < 400 && round == 10; ++i) SetEnvironmentVariable(absl::StrCat("SHOAL_ENV_TEST_MORE_", i), "m");
     for (int i = 0; i < 100; ++i) SetEnvironmentVariable(absl::StrCat("SHOAL_ENV_TEST_NAME_", i), std::to_string(round));
     for (int i = 0; i < 100; i += 2) UnsetEnvironmentVariable(absl::StrCat("SHOAL_ENV_TEST_NAME_", i));
     SetEnvironmentVariable("CUDA_VISIBLE_DEVICES", round % 2 == 0 ? "0,1" : "");
@@ -59,6 +61,7 @@ TEST_CASE("environment: names added, changed and removed while other threads rea
   CHECK(Get("SHOAL_ENV_TEST_NAME_98") == "(unset)");
   CHECK(Get("CUDA_VISIBLE_DEVICES") == "");
   CHECK(Count("SHOAL_ENV_TEST_NAME_1") == 1);  // changed in place, never added twice
+  CHECK(Get("SHOAL_ENV_TEST_MORE_399") == "m");
 }
 
 TEST_CASE("environment: a name present twice is removed entirely", "[environment]") {
@@ -86,21 +89,39 @@ TEST_CASE("environment: glibc's setenv and unsetenv keep working on the prepared
   unsetenv("SHOAL_ENV_TEST_GLIBC");
   CHECK(Get("SHOAL_ENV_TEST_GLIBC") == "(unset)");
   CHECK(environ == prepared);
-  // glibc adding a name takes the array back (a copy in its own); from then on the calls here
-  // are setenv and unsetenv, and still right.
-  setenv("SHOAL_ENV_TEST_GLIBC_NEW", "x", 1);
-  CHECK(environ != prepared);
-  SetEnvironmentVariable("SHOAL_ENV_TEST_AFTER", "y");
-  CHECK(Get("SHOAL_ENV_TEST_AFTER") == "y");
-  CHECK(Get("SHOAL_ENV_TEST_GLIBC_NEW") == "x");
-  UnsetEnvironmentVariable("SHOAL_ENV_TEST_AFTER");
-  CHECK(Get("SHOAL_ENV_TEST_AFTER") == "(unset)");
 }
 
-TEST_CASE("environment: more new names than spare slots go to glibc, values intact", "[environment]") {
+// glibc adding a name takes the array into one of its own; a new name added here afterwards
+// goes into a new array of this module's, never through glibc (whose next add frees its array).
+TEST_CASE("environment: after glibc added a name, a new name goes into an array of this module's again",
+          "[environment]") {
   PrepareEnvironment();
+  SetEnvironmentVariable("SHOAL_ENV_TEST_BEFORE", "1");
+  setenv("SHOAL_ENV_TEST_GLIBC_NEW", "x", 1);
+  char** glibcs = environ;
+  SetEnvironmentVariable("SHOAL_ENV_TEST_GLIBC_NEW", "y");  // there already: in place, in glibc's array
+  CHECK(environ == glibcs);
+  CHECK(Get("SHOAL_ENV_TEST_GLIBC_NEW") == "y");
+  SetEnvironmentVariable("SHOAL_ENV_TEST_AFTER", "z");  // a new name: into an array of this module's
+  CHECK(environ != glibcs);
+  char** ours = environ;
+  CHECK(Get("SHOAL_ENV_TEST_AFTER") == "z");
+  CHECK(Get("SHOAL_ENV_TEST_GLIBC_NEW") == "y");
+  CHECK(Get("SHOAL_ENV_TEST_BEFORE") == "1");
+  SetEnvironmentVariable("SHOAL_ENV_TEST_AFTER_2", "w");  // room there: the same array
+  CHECK(environ == ours);
+  UnsetEnvironmentVariable("SHOAL_ENV_TEST_AFTER");
+  CHECK(Get("SHOAL_ENV_TEST_AFTER") == "(unset)");
+  CHECK(Get("SHOAL_ENV_TEST_AFTER_2") == "w");
+  CHECK(Count("SHOAL_ENV_TEST_GLIBC_NEW") == 1);
+}
+
+TEST_CASE("environment: more new names than spare slots go into a larger array, values intact", "[environment]") {
+  PrepareEnvironment();
+  char** prepared = environ;
   const int n = static_cast<int>(kSpareSlots) + 20;
   for (int i = 0; i < n; ++i) SetEnvironmentVariable(absl::StrCat("SHOAL_ENV_TEST_MANY_", i), std::to_string(i));
+  CHECK(environ != prepared);
   for (int i = 0; i < n; ++i) CHECK(Get(absl::StrCat("SHOAL_ENV_TEST_MANY_", i).c_str()) == std::to_string(i));
 }
 
