@@ -103,6 +103,22 @@ absl::Status SplitHostPort(const std::string& address, std::string* host, int* p
   return absl::OkStatus();
 }
 
+namespace {
+
+// One read of at most `bytes` (at least one byte): UNAVAILABLE when the peer closed,
+// DEADLINE_EXCEEDED when it waited longer than the socket's SO_RCVTIMEO.
+absl::StatusOr<size_t> ReadSome(int fd, char* data, size_t bytes) {
+  while (true) {
+    const ssize_t n = ::read(fd, data, bytes);
+    if (n > 0) return static_cast<size_t>(n);
+    if (n == 0) return absl::UnavailableError("the connection was closed");
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return absl::DeadlineExceededError("read timed out (SO_RCVTIMEO)");
+    if (errno != EINTR) return Errno("read");
+  }
+}
+
+}  // namespace
+
 absl::Status ReadExactly(int fd, char* data, size_t bytes, absl::Time deadline) {
   while (bytes > 0) {
     if (deadline != absl::InfiniteFuture()) {
@@ -115,17 +131,10 @@ absl::Status ReadExactly(int fd, char* data, size_t bytes, absl::Time deadline) 
       if (ready < 0 && errno != EINTR) return Errno("poll");
       if (ready < 0) continue;
     }
-    ssize_t n = ::read(fd, data, bytes);
-    if (n > 0) {
-      data += n;
-      bytes -= static_cast<size_t>(n);
-    } else if (n == 0) {
-      return absl::UnavailableError("the connection was closed");
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      return absl::DeadlineExceededError("read timed out (SO_RCVTIMEO)");
-    } else if (errno != EINTR) {
-      return Errno("read");
-    }
+    absl::StatusOr<size_t> n = ReadSome(fd, data, bytes);
+    if (!n.ok()) return n.status();
+    data += *n;
+    bytes -= *n;
   }
   return absl::OkStatus();
 }
@@ -183,16 +192,9 @@ absl::Status FrameReader::Fill(size_t bytes) {
     begin_ = 0;
   }
   while (buffered() < bytes) {
-    ssize_t n = ::read(fd_, buffer_.get() + end_, kBufferBytes - end_);
-    if (n > 0) {
-      end_ += static_cast<size_t>(n);
-    } else if (n == 0) {
-      return absl::UnavailableError("the connection was closed");
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      return absl::DeadlineExceededError("read timed out (SO_RCVTIMEO)");
-    } else if (errno != EINTR) {
-      return Errno("read");
-    }
+    absl::StatusOr<size_t> n = ReadSome(fd_, buffer_.get() + end_, kBufferBytes - end_);
+    if (!n.ok()) return n.status();
+    end_ += *n;
   }
   return absl::OkStatus();
 }

@@ -60,7 +60,8 @@ void GrpcTransport::PushTask(const std::string& worker_address, SharedPushReques
     pushes_.Push(worker_address, *request, std::move(done));
     return;
   }
-  calls_.Start(workers_.Get(worker_address), &rpc::CoreWorkerService::Stub::async::PushTask, rpc::PushTaskRequest(*request),
+  rpc::PushTaskRequest copy = *request;
+  calls_.Start(workers_.Get(worker_address), &rpc::CoreWorkerService::Stub::async::PushTask, std::move(copy),
                {.cancel_on_shutdown = true},
                [done = std::move(done)](absl::Status status, rpc::PushTaskReply reply) {
                  done(NeverConnected(status) ? Undelivered(std::move(status)) : std::move(status), std::move(reply));

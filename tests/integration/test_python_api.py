@@ -125,6 +125,25 @@ def init_with(three_nodes, **env):
     return proc
 
 
+def test_a_python_worker_logs_to_its_session(three_nodes):
+    # As a C++ worker does: logs/worker-<id>-<pid>.log in the session (warnings also on stderr).
+    proc = run_script("""
+        import os, shoal
+        shoal.init()
+
+        @shoal.remote
+        def log_file():
+            logs = os.path.join(os.environ["SHOAL_SESSION_DIR"], "logs")
+            mine = [n for n in os.listdir(logs) if n.startswith("worker-") and n.endswith(f"-{os.getpid()}.log")]
+            return mine, os.environ["SHOAL_WORKER_ID"][:8]
+
+        print(shoal.get(log_file.remote(), timeout=60))
+    """, dict(three_nodes.env, RAY_ADDRESS=three_nodes.address))
+    assert proc.returncode == 0, proc.stderr
+    files, worker = eval(proc.stdout.strip().splitlines()[-1])
+    assert len(files) == 1 and files[0].startswith(f"worker-{worker}-"), files
+
+
 def test_an_unknown_push_transport_is_refused_by_name(three_nodes):
     # SHOAL_PUSH_STREAMS picks how task pushes travel (a benchmark switch): any value it does not
     # know is refused when the driver starts, naming it, instead of being ignored.
